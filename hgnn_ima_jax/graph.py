@@ -1,0 +1,439 @@
+"""The typed multi-modal heterogeneous network (MMHN) and its `jraph.GraphsTuple` form.
+
+Two objects:
+
+* `MMHN` — the host-side dataset (NumPy): node types and counts, relations with
+  their (src, dst) local-id pairs, modalities, which modalities each node type
+  really has, per-(type, modality) features, the target type, labels and splits.
+  `MMHN.validate()` checks all of it and raises `DatasetError` with one line that
+  names the file, the field and the fix.
+* `Schema` — the static, hashable description a model is built from (types,
+  counts, relations, edge counts, modalities, feature widths, presence). It is a
+  Flax module attribute, so everything in it is a Python int/str/bool tuple.
+
+`MMHN.to_graphs_tuple()` lays the network out for segment ops:
+
+* global node ids, node types in contiguous ranges in `node_types` order;
+* edges grouped by relation (relation id = position in `relations`), and inside a
+  relation sorted by receiver, then sender; so every relation is a static slice
+  `schema.edge_slice(r)` and receivers are sorted inside it;
+* ``nodes = {'type': int32[N], 'features': {m: float32[N, D_m]},
+  'present': {m: bool[N]}}`` where ``D_m`` is the widest width of modality ``m``
+  over the node types (narrower types are zero-padded on the right; a model
+  reads type ``t``'s features as ``features[m][node_slice(t), :feature_dims[t][m]]``);
+* ``edges = {'type': int32[E]}``, ``senders``/``receivers`` int32[E] global ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Mapping, NamedTuple
+
+import jraph
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+class DatasetError(ValueError):
+  """Bad input data. `str(err)` is one line: where, which field, what is wrong, the fix."""
+
+  def __init__(self, source: str, field: str, problem: str, fix: str):
+    self.source, self.field, self.problem, self.fix = source, field, problem, fix
+    super().__init__(f"{source}: {field}: {problem}. Fix: {fix}")
+
+
+class Relation(NamedTuple):
+  """A directed edge type `src --name--> dst` (reverse relations are relations too)."""
+
+  src: str
+  name: str
+  dst: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+  """Static description of an MMHN; hashable so it can be a Flax module attribute."""
+
+  node_types: tuple[str, ...]
+  num_nodes: tuple[int, ...]
+  relations: tuple[Relation, ...]
+  num_edges: tuple[int, ...]
+  modalities: tuple[str, ...]
+  feature_dims: tuple[tuple[int, ...], ...]  # [type][modality]
+  present: tuple[tuple[bool, ...], ...]  # [type][modality]: type really has it
+  target_type: str
+  num_classes: int
+
+  # --- counts -------------------------------------------------------------
+  @property
+  def num_node_types(self) -> int:
+    return len(self.node_types)
+
+  @property
+  def num_relations(self) -> int:
+    return len(self.relations)
+
+  @property
+  def num_modalities(self) -> int:
+    return len(self.modalities)
+
+  @property
+  def total_nodes(self) -> int:
+    return sum(self.num_nodes)
+
+  @property
+  def total_edges(self) -> int:
+    return sum(self.num_edges)
+
+  # --- ids ----------------------------------------------------------------
+  def type_id(self, name: str) -> int:
+    return self.node_types.index(name)
+
+  def relation_id(self, name: str) -> int:
+    return [r.name for r in self.relations].index(name)
+
+  def modality_id(self, name: str) -> int:
+    return self.modalities.index(name)
+
+  @property
+  def target_id(self) -> int:
+    return self.type_id(self.target_type)
+
+  def relation_src(self, r: int) -> int:
+    return self.type_id(self.relations[r].src)
+
+  def relation_dst(self, r: int) -> int:
+    return self.type_id(self.relations[r].dst)
+
+  # --- static slices ------------------------------------------------------
+  @property
+  def node_offsets(self) -> tuple[int, ...]:
+    return tuple(int(x) for x in np.concatenate([[0], np.cumsum(self.num_nodes)[:-1]]))
+
+  @property
+  def edge_offsets(self) -> tuple[int, ...]:
+    if not self.num_edges:
+      return ()
+    return tuple(int(x) for x in np.concatenate([[0], np.cumsum(self.num_edges)[:-1]]))
+
+  def node_slice(self, t: int) -> slice:
+    off = self.node_offsets[t]
+    return slice(off, off + self.num_nodes[t])
+
+  def edge_slice(self, r: int) -> slice:
+    off = self.edge_offsets[r]
+    return slice(off, off + self.num_edges[r])
+
+  @property
+  def target_slice(self) -> slice:
+    return self.node_slice(self.target_id)
+
+  def relations_into(self, t: int) -> tuple[int, ...]:
+    """Relation ids whose destination is node type `t` (the code's R_t)."""
+    return tuple(r for r in range(self.num_relations) if self.relation_dst(r) == t)
+
+  def missing_modalities(self, t: int) -> tuple[int, ...]:
+    """Modality ids node type `t` does not really have (filled in by the loader)."""
+    return tuple(m for m in range(self.num_modalities) if not self.present[t][m])
+
+  def max_feature_dim(self, m: int) -> int:
+    return max(dims[m] for dims in self.feature_dims)
+
+
+@dataclasses.dataclass
+class MMHN:
+  """A multi-modal heterogeneous network with labels on one target node type.
+
+  Attributes:
+    name: dataset name, used in messages.
+    node_types: node type names; ids are positions, global node ids follow this order.
+    num_nodes: nodes per type.
+    modalities: modality names (e.g. ('text', 'image')).
+    node_modalities: modalities each type really has (its f(o) in the paper).
+    relations: directed edge types; reverse relations are listed explicitly.
+    edges: relation name -> int array (E_r, 2) of (src local id, dst local id).
+    features: type -> modality -> float array (N_t, D). Every type has every
+      modality; the ones it lacks are filled (see `fill_missing_modalities`).
+    target_type: the node type that is classified.
+    labels: int array (N_target,), values in [0, num_classes).
+    num_classes: number of classes.
+    splits: 'train'/'val'/'test' -> local target ids; disjoint, non-empty.
+    provenance: free-form notes; key 'features' maps 'type/modality' to 'real',
+      'generated' or 'filled:<rule>'. Anything not 'real' is not the paper's data.
+    source: where the data came from (a directory or file), used in error messages.
+  """
+
+  name: str
+  node_types: tuple[str, ...]
+  num_nodes: dict[str, int]
+  modalities: tuple[str, ...]
+  node_modalities: dict[str, tuple[str, ...]]
+  relations: tuple[Relation, ...]
+  edges: dict[str, np.ndarray]
+  features: dict[str, dict[str, np.ndarray]]
+  target_type: str
+  labels: np.ndarray
+  num_classes: int
+  splits: dict[str, np.ndarray]
+  provenance: dict = dataclasses.field(default_factory=dict)
+  source: str = "<memory>"
+
+  # --- derived ------------------------------------------------------------
+  @property
+  def schema(self) -> Schema:
+    return Schema(
+        node_types=tuple(self.node_types),
+        num_nodes=tuple(int(self.num_nodes[t]) for t in self.node_types),
+        relations=tuple(Relation(*r) for r in self.relations),
+        num_edges=tuple(int(len(self.edges[r.name])) for r in self.relations),
+        modalities=tuple(self.modalities),
+        feature_dims=tuple(
+            tuple(int(self.features[t][m].shape[1]) for m in self.modalities)
+            for t in self.node_types),
+        present=tuple(
+            tuple(m in self.node_modalities[t] for m in self.modalities)
+            for t in self.node_types),
+        target_type=self.target_type,
+        num_classes=int(self.num_classes),
+    )
+
+  @property
+  def feature_provenance(self) -> dict[str, str]:
+    return dict(self.provenance.get("features", {}))
+
+  @property
+  def comparable_with_paper(self) -> bool:
+    """False when any feature array was generated rather than read from the paper's files."""
+    return not any(v == "generated" for v in self.feature_provenance.values())
+
+  def split_mask(self, split: str) -> np.ndarray:
+    mask = np.zeros(len(self.labels), bool)
+    mask[self.splits[split]] = True
+    return mask
+
+  # --- validation ---------------------------------------------------------
+  def validate(self) -> "MMHN":
+    """Checks every field; raises `DatasetError` naming source, field and fix. Returns self."""
+    src = self.source
+
+    def fail(field, problem, fix):
+      raise DatasetError(src, field, problem, fix)
+
+    if not self.node_types:
+      fail("node_types", "no node types", "declare at least one node type")
+    if len(set(self.node_types)) != len(self.node_types):
+      fail("node_types", f"duplicate names in {list(self.node_types)}", "give each node type a unique name")
+    for t in self.node_types:
+      n = self.num_nodes.get(t)
+      if n is None:
+        fail(f"num_nodes[{t!r}]", "missing", f"give the number of {t!r} nodes")
+      if int(n) <= 0:
+        fail(f"num_nodes[{t!r}]", f"node type {t!r} has {n} nodes", "remove the node type or add its nodes")
+    if not self.modalities:
+      fail("modalities", "no modalities", "declare at least one modality")
+    if len(set(self.modalities)) != len(self.modalities):
+      fail("modalities", f"duplicate names in {list(self.modalities)}", "give each modality a unique name")
+    if self.target_type not in self.node_types:
+      fail("target_type", f"{self.target_type!r} is not a node type {list(self.node_types)}",
+           "set target_type to one of the node types")
+
+    for t in self.node_types:
+      mods = self.node_modalities.get(t)
+      if mods is None:
+        fail(f"node_modalities[{t!r}]", "missing", f"list the modalities {t!r} nodes really have")
+      unknown = [m for m in mods if m not in self.modalities]
+      if unknown:
+        fail(f"node_modalities[{t!r}]", f"unknown modalities {unknown}", f"use names from {list(self.modalities)}")
+      if not mods:
+        fail(f"node_modalities[{t!r}]", f"node type {t!r} has no real modality",
+             "give it at least one real feature modality")
+
+    names = [r.name for r in self.relations]
+    if len(set(names)) != len(names):
+      fail("relations", f"duplicate relation names in {names}", "give each relation a unique name")
+    for r in self.relations:
+      for end, t in (("source", r.src), ("destination", r.dst)):
+        if t not in self.node_types:
+          fail(f"relations[{r.name!r}]", f"{end} type {t!r} is not a node type {list(self.node_types)}",
+               "fix the relation's node types")
+    for key in self.edges:
+      if key not in names:
+        fail(f"edges[{key!r}]", f"relation {key!r} is not declared in relations {names}",
+             "declare the relation or remove its edges")
+    for r in self.relations:
+      e = self.edges.get(r.name)
+      field = f"edges[{r.name!r}]"
+      if e is None:
+        fail(field, "missing", "give the relation's (src, dst) pairs (an empty (0, 2) array is allowed)")
+      e = np.asarray(e)
+      if e.ndim != 2 or e.shape[1] != 2:
+        fail(field, f"shape {e.shape}, expected (E, 2) of (src, dst) local ids", "store one (src, dst) row per edge")
+      if not np.issubdtype(e.dtype, np.integer):
+        fail(field, f"dtype {e.dtype}, expected an integer type", "store node ids as integers")
+      for col, t in ((0, r.src), (1, r.dst)):
+        if len(e) and (e[:, col].min() < 0 or e[:, col].max() >= self.num_nodes[t]):
+          bad = int(e[:, col].min() if e[:, col].min() < 0 else e[:, col].max())
+          fail(field, f"{'src' if col == 0 else 'dst'} node id {bad} is outside {t!r} ids 0..{self.num_nodes[t] - 1}",
+               "use local ids (global id minus the type's offset) within the type's range")
+
+    for t in self.node_types:
+      for m in self.modalities:
+        field = f"features[{t!r}][{m!r}]"
+        x = self.features.get(t, {}).get(m)
+        if x is None:
+          fix = ("provide it" if m in self.node_modalities[t] else
+                 "fill it with data_utils fill_missing_modalities (missing_fill='text' or 'zeros')")
+          fail(field, "missing", fix)
+        if not isinstance(x, np.ndarray):
+          fail(field, f"type {type(x).__name__}, expected a dense NumPy array", "convert it with np.asarray / .toarray()")
+        if x.ndim != 2 or x.shape[0] != self.num_nodes[t]:
+          fail(field, f"shape {x.shape}, expected ({self.num_nodes[t]}, D)",
+               f"give one row per {t!r} node")
+        if x.shape[1] == 0:
+          fail(field, "has width 0", "give each node a feature vector of width >= 1")
+        if not np.issubdtype(x.dtype, np.floating):
+          fail(field, f"dtype {x.dtype}, expected float", "cast features to float32")
+        if not np.all(np.isfinite(x)):
+          bad = int(np.argwhere(~np.isfinite(x))[0, 0])
+          fail(field, f"contains NaN or inf (first at row {bad})", "clean or impute the feature values")
+
+    n_target = self.num_nodes[self.target_type]
+    y = np.asarray(self.labels)
+    if y.ndim != 1 or len(y) != n_target:
+      fail("labels", f"shape {y.shape}, expected ({n_target},) one label per {self.target_type!r} node",
+           "store one integer label per target node")
+    if not np.issubdtype(y.dtype, np.integer):
+      fail("labels", f"dtype {y.dtype}, expected an integer type", "store class ids as integers")
+    if int(self.num_classes) < 2:
+      fail("num_classes", f"{self.num_classes}", "node classification needs at least 2 classes")
+    if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+      fail("labels", f"values span {y.min()}..{y.max()}, outside 0..{self.num_classes - 1}",
+           "relabel classes as 0..C-1 or fix num_classes")
+
+    seen = {}
+    for s in SPLITS:
+      idx = self.splits.get(s)
+      field = f"splits[{s!r}]"
+      if idx is None:
+        fail(field, "missing", f"give the {s} node ids")
+      idx = np.asarray(idx)
+      if idx.ndim != 1:
+        fail(field, f"shape {idx.shape}, expected a 1-D array of ids", "store split ids as a flat array")
+      if not np.issubdtype(idx.dtype, np.integer):
+        fail(field, f"dtype {idx.dtype}, expected integers", "store split ids as integers")
+      if len(idx) == 0:
+        fail(field, "is empty", f"put at least one {self.target_type!r} node in the {s} split")
+      if idx.min() < 0 or idx.max() >= n_target:
+        bad = int(idx.min() if idx.min() < 0 else idx.max())
+        fail(field, f"id {bad} outside 0..{n_target - 1}", f"use local {self.target_type!r} ids")
+      if len(np.unique(idx)) != len(idx):
+        fail(field, "contains repeated ids", "list each node once")
+      for other, oidx in seen.items():
+        both = np.intersect1d(idx, oidx)
+        if len(both):
+          fail(field, f"overlaps {other!r} in {len(both)} ids (e.g. {int(both[0])})",
+               "make train/val/test disjoint")
+      seen[s] = idx
+    return self
+
+  # --- jraph layout -------------------------------------------------------
+  def to_graphs_tuple(self, dtype=np.float32) -> jraph.GraphsTuple:
+    """The network as one `GraphsTuple` laid out for segment ops (see module docstring)."""
+    schema = self.schema
+    offsets = dict(zip(self.node_types, schema.node_offsets))
+    n_total = schema.total_nodes
+
+    node_type = np.concatenate([np.full(self.num_nodes[t], i, np.int32) for i, t in enumerate(self.node_types)])
+    features, present = {}, {}
+    for mi, m in enumerate(self.modalities):
+      width = schema.max_feature_dim(mi)
+      x = np.zeros((n_total, width), dtype)
+      p = np.zeros((n_total,), bool)
+      for ti, t in enumerate(self.node_types):
+        sl = schema.node_slice(ti)
+        f = self.features[t][m]
+        x[sl, : f.shape[1]] = f
+        p[sl] = schema.present[ti][mi]
+      features[m], present[m] = x, p
+
+    senders, receivers, etype = [], [], []
+    for ri, r in enumerate(schema.relations):
+      e = np.asarray(self.edges[r.name], np.int64).reshape(-1, 2)
+      order = np.lexsort((e[:, 0], e[:, 1]))  # by receiver, then sender
+      e = e[order]
+      senders.append(e[:, 0] + offsets[r.src])
+      receivers.append(e[:, 1] + offsets[r.dst])
+      etype.append(np.full(len(e), ri, np.int32))
+    cat = lambda xs: np.concatenate(xs).astype(np.int32) if xs else np.zeros((0,), np.int32)
+    return jraph.GraphsTuple(
+        nodes={"type": node_type, "features": features, "present": present},
+        edges={"type": cat(etype)},
+        senders=cat(senders),
+        receivers=cat(receivers),
+        n_node=np.array([n_total], np.int32),
+        n_edge=np.array([schema.total_edges], np.int32),
+        globals=None,
+    )
+
+  # --- reporting ----------------------------------------------------------
+  def summary(self) -> str:
+    """A plain-text table: nodes per type, edges per relation, modalities, classes, splits."""
+    s = self.schema
+    lines = [f"dataset {self.name}  ({self.source})"]
+    lines.append(f"{'node type':<16}{'nodes':>10}  {'id range':<16} modalities (real | filled)")
+    for ti, t in enumerate(s.node_types):
+      sl = s.node_slice(ti)
+      real = [m for m in s.modalities if m in self.node_modalities[t]]
+      filled = [m for m in s.modalities if m not in self.node_modalities[t]]
+      dims = ",".join(f"{m}:{self.features[t][m].shape[1]}" for m in s.modalities)
+      mark = " (target)" if t == s.target_type else ""
+      lines.append(f"{t + mark:<16}{s.num_nodes[ti]:>10,}  {f'{sl.start}-{sl.stop - 1}':<16} "
+                   f"{'+'.join(real) or '-'} | {'+'.join(filled) or '-'}  [{dims}]")
+    lines.append(f"{'total':<16}{s.total_nodes:>10,}")
+    lines.append(f"{'relation':<28}{'edges':>10}")
+    for ri, r in enumerate(s.relations):
+      lines.append(f"{r.src + ' -' + r.name + '-> ' + r.dst:<28}{s.num_edges[ri]:>10,}")
+    lines.append(f"{'total':<28}{s.total_edges:>10,}")
+    counts = np.bincount(np.asarray(self.labels), minlength=self.num_classes)
+    lines.append(f"classes ({self.num_classes}): " + ", ".join(f"{c}: {n:,}" for c, n in enumerate(counts)))
+    lines.append("splits: " + " / ".join(f"{k} {len(self.splits[k]):,}" for k in SPLITS))
+    prov = self.feature_provenance
+    if prov:
+      lines.append("features: " + ", ".join(f"{k}={v}" for k, v in sorted(prov.items())))
+    if not self.comparable_with_paper:
+      lines.append("NOTE: some features are GENERATED; results are not comparable with the paper.")
+    return "\n".join(lines)
+
+
+def fill_missing_modalities(graph: MMHN, rule: str) -> MMHN:
+  """Fills features of modalities a node type lacks, in place; returns the graph.
+
+  rule: 'text' copies the type's first real modality (its text for the paper's
+  datasets: the paper's Sec. 5.3 and the IMDB code); 'zeros' writes zeros of
+  that width (the DOUBAN and AMAZON code). Existing arrays are left alone only
+  for modalities the type really has.
+  """
+  if rule not in ("text", "zeros"):
+    raise ValueError(f"missing_fill must be 'text' or 'zeros', got {rule!r}")
+  prov = graph.provenance.setdefault("features", {})
+  for t in graph.node_types:
+    real = [m for m in graph.modalities if m in graph.node_modalities[t]]
+    if not real:
+      raise DatasetError(graph.source, f"node_modalities[{t!r}]", "no real modality to fill from",
+                         "give the type at least one real modality")
+    src = graph.features[t][real[0]]
+    for m in graph.modalities:
+      if m in graph.node_modalities[t]:
+        continue
+      graph.features.setdefault(t, {})[m] = (src.copy() if rule == "text" else np.zeros_like(src))
+      prov[f"{t}/{m}"] = f"filled:{rule}"
+  return graph
+
+
+def relation_names(relations: Iterable[Relation]) -> list[str]:
+  return [r.name for r in relations]
+
+
+def as_relations(items: Iterable[tuple[str, str, str]] | Mapping) -> tuple[Relation, ...]:
+  return tuple(Relation(*r) for r in items)
