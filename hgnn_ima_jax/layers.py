@@ -38,7 +38,7 @@ VARIANTS = ("full", "-cross", "-adapt", "+inf", "-nei", "-align")
 class EdgeIndex(NamedTuple):
   """Per-call edge indexing shared by all layers (built once by `edge_index`)."""
 
-  senders_local: tuple[jax.Array, ...]  # per relation: (E_r,) sender ids local to its type
+  src_rows: jax.Array  # (E,) row of each edge's sender in the per-relation sender tables, stacked
   receivers: jax.Array  # (E,) global receiver ids
   seg: jax.Array  # (E,) softmax segment = (relation, receiver) slot; non-decreasing
   etype: jax.Array  # (E,) relation id
@@ -57,19 +57,27 @@ def num_slots(schema: Schema) -> int:
   return sum(schema.num_nodes[schema.relation_dst(r)] for r in range(schema.num_relations))
 
 
+def source_table_offsets(schema: Schema) -> tuple[int, ...]:
+  """Start of each relation's rows in the stacked sender tables (one row per sender-type node)."""
+  offs, acc = [], 0
+  for r in range(schema.num_relations):
+    offs.append(acc)
+    acc += schema.num_nodes[schema.relation_src(r)]
+  return tuple(offs)
+
+
 def edge_index(schema: Schema, senders: jax.Array, receivers: jax.Array) -> EdgeIndex:
-  """Local sender ids per relation and segment ids from a graph laid out by `MMHN.to_graphs_tuple`."""
-  offs = schema.node_offsets
-  slots = slot_offsets(schema)
-  senders_local, seg, etype = [], [], []
+  """Sender-table rows and segment ids from a graph laid out by `MMHN.to_graphs_tuple`."""
+  offs, slots, rows_off = schema.node_offsets, slot_offsets(schema), source_table_offsets(schema)
+  src_rows, seg, etype = [], [], []
   for r in range(schema.num_relations):
     sl = schema.edge_slice(r)
     src, dst = schema.relation_src(r), schema.relation_dst(r)
-    senders_local.append(senders[sl] - offs[src])
+    src_rows.append(senders[sl] - offs[src] + rows_off[r])
     seg.append(receivers[sl] - offs[dst] + slots[r])
     etype.append(jnp.full((schema.num_edges[r],), r, jnp.int32))
-  cat = lambda xs: jnp.concatenate(xs) if xs else jnp.zeros((0,), jnp.int32)
-  return EdgeIndex(tuple(senders_local), jnp.asarray(receivers), cat(seg), cat(etype))
+  cat = lambda xs: jnp.concatenate(xs).astype(jnp.int32) if xs else jnp.zeros((0,), jnp.int32)
+  return EdgeIndex(cat(src_rows), jnp.asarray(receivers), cat(seg), cat(etype))
 
 
 def typed_linear(x: jax.Array, kernel: jax.Array, bias: jax.Array, schema: Schema) -> jax.Array:
@@ -178,19 +186,19 @@ class HGNNIMALayer(nn.Module):
     kqv = typed_linear(h, kqv_kernel, kqv_bias, s).reshape(h.shape[0], M, 3, H, dk)
     k, q, v = kqv[:, :, 0], kqv[:, :, 1], kqv[:, :, 2]  # (N, M, H, dk)
 
-    # Relation-specific matrices once per sender node, then one gather per relation.
-    src_tables, inf_tables = [], []
+    # Relation-specific matrices once per sender node (not per edge); the per-relation tables
+    # are stacked at node level so that one gather serves every edge of every relation.
+    tables, inf_tables = [], []
     for r in range(s.num_relations):
       sl = s.node_slice(s.relation_src(r))
       ks, vs = k[sl], v[sl]
       cols = [jnp.einsum("nmhc,hcd->nmhd", ks, self.w_att[r]), jnp.einsum("nmhc,hcd->nmhd", vs, self.w_msg[r])]
       if self.uses_lambda_params and self.variant != "+inf":
         cols.append(jnp.einsum("nmhc,mhcd->nmhd", ks, self.u_modal[:, r]))
-      src_tables.append(jnp.concatenate(cols, axis=-1)[index.senders_local[r]])
+      tables.append(jnp.concatenate(cols, axis=-1))
       if self.uses_lambda_params and self.variant == "+inf":
-        kinf = jnp.einsum("nahc,abhcd->nabhd", ks, self.u_modal[:, :, r])
-        inf_tables.append(kinf[index.senders_local[r]])
-    src = jnp.concatenate(src_tables, axis=0) if src_tables else jnp.zeros((0, M, H, 2 * dk), h.dtype)
+        inf_tables.append(jnp.einsum("nahc,abhcd->nabhd", ks, self.u_modal[:, :, r]))
+    src = jnp.concatenate(tables, axis=0)[index.src_rows]  # (E, M, H, 2|3 d_k)
     k_att, msg = src[..., :dk], src[..., dk:2 * dk]
     q_e = q[index.receivers]  # (E, M, H, dk)
     mu_e = self.mu[index.etype]  # (E, H)
@@ -228,7 +236,7 @@ class HGNNIMALayer(nn.Module):
       lam = jnp.full(alpha.shape, 1.0 / M, alpha.dtype)
       beta1 = att.nested_attention(lam, alpha)
     elif variant == "+inf":
-      k_inf = jnp.concatenate(inf_tables, axis=0)  # (E, M', M, H, dk)
+      k_inf = jnp.concatenate(inf_tables, axis=0)[index.src_rows]  # (E, M', M, H, dk)
       s_inf = att.inter_modal_score(q_e[:, None], k_inf)  # s^{m'→m}: (E, M', M, H)
       lam = att.inter_modal_attention(s_inf)
       beta1 = att.nested_attention(lam, alpha)  # (E, M, H)

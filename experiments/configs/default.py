@@ -1,0 +1,53 @@
+"""Every hyperparameter with the authors'-code defaults (MISS profile, spec §1 and §4).
+
+Dataset files in this folder change what differs per dataset; `experiments.configs.get_config`
+combines them with a protocol. Override anything with `--config.<field>=<value>`.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # Data.
+  c.dataset = "synthetic"
+  c.data_dir = ""  # '' = $HGNN_IMA_DATA_DIR or ./data
+  c.features = "real"  # 'generated' = explicit opt-in for feature files that are not available
+  c.missing_fill = "code"  # 'code' (per dataset) | 'text' | 'zeros'
+  c.feature_seed = 0
+  c.synthetic = ml_collections.ConfigDict()  # data_utils.synthetic.SyntheticConfig overrides
+
+  # Model (fields of hgnn_ima_jax.models.HGNNIMA; baselines take the ones they have).
+  c.model_name = "hgnn_ima"
+  c.model = ml_collections.ConfigDict(dict(
+      hidden=64, heads=8, num_layers=3,
+      projection="shared",  # MISS: one tanh(Linear) per node type shared by the modalities
+      input_batch_norm=False, input_activation="tanh",
+      variant="full",
+      score_scale=config_dict.placeholder(float),  # None = 1/sqrt(d_k); the MISS code uses 100
+      align_sign="code", combine="mul", beta_norm="code", nei_mode="mean", update="code",
+      dropout=0.2,
+      fusion_form="code", fusion_input_dropout=0.6, fusion_score_dropout=0.5,
+      latt_norm="code_mean",
+      baseline_score_scale=config_dict.placeholder(float),  # HGT baselines: None = 1/sqrt(d_k)
+  ))
+
+  # Optimisation (one full-batch step per epoch).
+  c.protocol = "code"
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name="adamw", learning_rate=1e-3, weight_decay=5e-3, b1=0.9, b2=0.999, eps=1e-8,
+      schedule="onecycle", onecycle_total_steps=1000, onecycle_pct_start=0.05,
+      onecycle_div_factor=25.0, onecycle_final_div_factor=1e4,
+      onecycle_base_momentum=0.85, onecycle_max_momentum=0.95,
+  ))
+  c.num_epochs = 100
+  c.loss = ml_collections.ConfigDict(dict(ind_loss=False, att_weight=1.0, val_includes_att=True))
+  c.early_stopping = ml_collections.ConfigDict(dict(rule="val_loss", patience=100))
+  c.selection_metric = "macro_f1"  # 'macro_f1' | 'micro_f1' | 'paper_rule'
+
+  # Runs.
+  c.seeds = (0,)
+  c.checkpoint_every = 10
+  c.shard_seeds = True
+  return c

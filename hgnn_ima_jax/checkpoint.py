@@ -1,0 +1,149 @@
+"""Orbax checkpoints of a run and `load_checkpoint` for notebooks.
+
+A run's workdir holds:
+  config.json            the resolved config (rebuilds the dataset and the model)
+  checkpoints/latest/    the whole TrainState of every seed + history (for --resume)
+  checkpoints/best/      each seed's selected parameters (+ BatchNorm stats) + results
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jraph
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from hgnn_ima_jax.graph import MMHN
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict):
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: {workdir} is not a training run directory "
+                            "(run experiments/train.py --workdir=... first)")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def _manager(path: str) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+
+
+def _abstract(tree, sharding):
+  if sharding is None:
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+class RunCheckpoints:
+  """The latest (resume) and best (selected parameters) checkpoints of one run."""
+
+  def __init__(self, workdir: str):
+    root = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self.latest = _manager(os.path.join(root, "latest"))
+    self.best = _manager(os.path.join(root, "best"))
+
+  def has_checkpoints(self) -> bool:
+    return self.latest.latest_step() is not None or self.best.latest_step() is not None
+
+  def save_latest(self, step: int, state, meta: dict, force: bool = False):
+    if step in self.latest.all_steps():
+      return
+    # Copy to host first: the next epoch donates the device buffers while Orbax may still write.
+    host = jax.device_get(state)
+    self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)),
+                     force=force)
+
+  def restore_latest(self, init_fn: Callable, sharding=None):
+    """(state, meta) of the newest checkpoint, or None; `init_fn` gives the state's structure."""
+    step = self.latest.latest_step()
+    if step is None:
+      return None
+    abstract = _abstract(jax.eval_shape(init_fn), sharding)
+    r = self.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                          meta=ocp.args.JsonRestore()))
+    return r["state"], r["meta"]
+
+  def save_best(self, state, seeds, results: dict):
+    n = len(seeds)
+    tree = jax.device_get({"params": state.best_params, "batch_stats": state.best_batch_stats})
+    tree = jax.tree.map(lambda x: np.asarray(x)[:n], tree)
+    step = int(np.asarray(jax.device_get(state.step)).max())
+    if step in self.best.all_steps():
+      return
+    self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                                 meta=ocp.args.JsonSave({"seeds": list(seeds), "results": results})))
+
+  def close(self):
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()
+    self.latest.close()
+    self.best.close()
+
+
+@dataclasses.dataclass
+class LoadedRun:
+  """A trained run, ready to predict and embed: the model, every seed's parameters and the graph."""
+
+  model: nn.Module
+  params: Any  # stacked: leading axis = seeds
+  batch_stats: Any
+  config: ml_collections.ConfigDict
+  data: MMHN
+  graph: jraph.GraphsTuple
+  seeds: list[int]
+  results: dict
+
+  def variables(self, seed: int | None = None) -> dict:
+    """Flax variables of one seed (default: the first), for `model.apply(variables, graph)`."""
+    i = 0 if seed is None else self.seeds.index(seed)
+    take = lambda t: jax.tree.map(lambda x: x[i], t)
+    v = {"params": take(self.params)}
+    if jax.tree.leaves(self.batch_stats):
+      v["batch_stats"] = take(self.batch_stats)
+    return v
+
+  def predict(self, seed: int | None = None) -> np.ndarray:
+    """Predicted class of every target node (eval mode)."""
+    out = self.model.apply(self.variables(seed), self.graph, train=False)
+    return np.asarray(out.logits.argmax(-1))
+
+
+def load_checkpoint(workdir: str, data: MMHN | None = None) -> LoadedRun:
+  """Loads a run written by `train_and_evaluate`: model, best parameters, config, graph.
+
+  The dataset is rebuilt from the saved config (pass `data` to skip that).
+  """
+  from hgnn_ima_jax import train  # train imports this module's sibling; keep the import lazy
+
+  config = read_config(workdir)
+  data = train.load_data(config) if data is None else data
+  model = train.create_model(config, data.schema)
+  batch = train.make_batch(data)
+  manager = _manager(os.path.join(os.path.abspath(workdir), "checkpoints", "best"))
+  step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"{workdir}/checkpoints/best has no checkpoint: the run did not finish; "
+                            "resume it with experiments/train.py --resume --workdir=" + workdir)
+  meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+  seeds = [int(s) for s in meta["seeds"]]
+  variables = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+                                                batch.graph, train=False))
+  stack = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds),) + x.shape, x.dtype), t)
+  target = {"params": stack(variables["params"]), "batch_stats": stack(variables.get("batch_stats", {}))}
+  tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+  manager.close()
+  return LoadedRun(model, tree["params"], tree.get("batch_stats", {}), config, data, batch.graph, seeds,
+                   meta["results"])

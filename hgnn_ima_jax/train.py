@@ -1,0 +1,449 @@
+"""Training library in the shape of the flax examples (ogbg_molpcba).
+
+`train_and_evaluate(config, workdir)` runs every seed of `config.seeds` at once:
+parameters, optimizer states, dropout keys and early-stopping bookkeeping are
+stacked on a leading seed axis and one `jit(vmap(...))` program advances all seeds
+by one full-batch epoch. A seed that stops early is frozen by masks, so its state
+is exactly what it would have been alone. With several devices the seed axis is
+sharded over them.
+
+Pieces usable on their own: `create_model`, `create_optimizer`, `make_batch`,
+`init_state`, `train_step`, `eval_step`, `track`, `make_epoch_fn`, `predict`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from typing import Any, Callable
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import jraph
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from hgnn_ima_jax import metrics as metrics_lib
+from hgnn_ima_jax.graph import MMHN, Schema
+from hgnn_ima_jax.losses import masked_cross_entropy, objective
+from hgnn_ima_jax.models import build_model, split_model_name
+
+# Incremented each time `train_step` is traced; tests use it to prove one compilation.
+TRACE_COUNT = {"train_step": 0}
+
+
+# --- inputs -----------------------------------------------------------------------------
+
+@flax.struct.dataclass
+class Batch:
+  """The full-batch inputs: the graph, target labels and split masks (all on device)."""
+
+  graph: jraph.GraphsTuple
+  labels: jax.Array  # (N_target,) int32
+  masks: dict  # 'train'/'val'/'test' -> (N_target,) bool
+
+
+def make_batch(data: MMHN) -> Batch:
+  graph = jax.tree.map(jnp.asarray, data.to_graphs_tuple())
+  masks = {s: jnp.asarray(data.split_mask(s)) for s in ("train", "val", "test")}
+  return Batch(graph, jnp.asarray(data.labels, jnp.int32), masks)
+
+
+def load_data(config: ml_collections.ConfigDict) -> MMHN:
+  """The dataset named by the config (`data_utils.load_dataset`)."""
+  import data_utils  # training sits above the data layer; imported here to keep `import` light
+
+  kwargs = dict(config.get("synthetic", {}) or {}) if config.dataset == "synthetic" else {}
+  return data_utils.load_dataset(config.dataset, data_dir=config.get("data_dir") or None,
+                                 features=config.get("features", "real"),
+                                 missing_fill=config.get("missing_fill", "code"),
+                                 feature_seed=config.get("feature_seed", 0), **kwargs)
+
+
+# --- model and optimizer ----------------------------------------------------------------
+
+def create_model(config: ml_collections.ConfigDict, schema: Schema) -> nn.Module:
+  """The module named by `config.model_name`, built from the fields in `config.model`."""
+  fields = {k: v for k, v in config.model.to_dict().items() if v is not None}
+  return build_model(config.model_name, schema, **fields)
+
+
+def one_cycle_schedules(total_steps: int, max_value: float, pct_start: float, div_factor: float,
+                        final_div_factor: float, base_momentum: float, max_momentum: float):
+  """torch.optim.lr_scheduler.OneCycleLR (cosine) for the learning rate and Adam's b1.
+
+  Step n ≤ s1 = pct_start·total − 1 anneals lr from max/div to max and b1 from max_m to
+  base_m; after that lr goes to max/(div·final_div) and b1 back to max_m by total − 1.
+  """
+  initial = max_value / div_factor
+  final = initial / final_div_factor
+  s1 = float(pct_start * total_steps) - 1.0
+  s2 = float(total_steps) - 1.0
+
+  def interp(a, b, pct):
+    return b + (a - b) * (1.0 + jnp.cos(jnp.pi * pct)) / 2.0
+
+  def phase(count, first, second):
+    n = jnp.asarray(count, jnp.float32)
+    up = interp(first[0], first[1], jnp.clip(n / s1, 0.0, 1.0))
+    down = interp(second[0], second[1], jnp.clip((n - s1) / (s2 - s1), 0.0, 1.0))
+    return jnp.where(n <= s1, up, down)
+
+  lr = lambda c: phase(c, (initial, max_value), (max_value, final))
+  b1 = lambda c: phase(c, (max_momentum, base_momentum), (base_momentum, max_momentum))
+  return lr, b1
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """AdamW + OneCycle with cycled b1 (the code) or plain Adam (the paper), with injected hyperparameters."""
+  oc = config.optimizer
+  if oc.schedule == "onecycle":
+    lr, b1 = one_cycle_schedules(oc.onecycle_total_steps, oc.learning_rate, oc.onecycle_pct_start,
+                                 oc.onecycle_div_factor, oc.onecycle_final_div_factor,
+                                 oc.onecycle_base_momentum, oc.onecycle_max_momentum)
+  elif oc.schedule == "constant":
+    lr, b1 = oc.learning_rate, oc.b1
+  else:
+    raise ValueError(f"optimizer.schedule must be 'onecycle' or 'constant', got {oc.schedule!r}")
+  if oc.name == "adamw":
+    return optax.inject_hyperparams(optax.adamw)(learning_rate=lr, b1=b1, b2=oc.b2, eps=oc.eps,
+                                                 weight_decay=oc.weight_decay)
+  if oc.name == "adam":
+    return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=oc.b2, eps=oc.eps)
+  raise ValueError(f"optimizer.name must be 'adamw' or 'adam', got {oc.name!r}")
+
+
+def learning_rate_at(config: ml_collections.ConfigDict, step: int) -> float:
+  oc = config.optimizer
+  if oc.schedule != "onecycle":
+    return float(oc.learning_rate)
+  lr, _ = one_cycle_schedules(oc.onecycle_total_steps, oc.learning_rate, oc.onecycle_pct_start,
+                              oc.onecycle_div_factor, oc.onecycle_final_div_factor,
+                              oc.onecycle_base_momentum, oc.onecycle_max_momentum)
+  return float(lr(step))
+
+
+# --- state ------------------------------------------------------------------------------
+
+@flax.struct.dataclass
+class TrainState:
+  """One seed's training state (stacked over seeds by `init_state`)."""
+
+  step: jax.Array  # optimizer steps (= epochs) taken
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  key: jax.Array  # uint32[2]: this seed's dropout key; epoch e uses fold_in(key, e)
+  active: jax.Array  # False once early stopping fired
+  es_best_loss: jax.Array
+  es_best_acc: jax.Array
+  es_counter: jax.Array
+  best_score: jax.Array  # selection metric at the best epoch
+  best_epoch: jax.Array  # 0-based epoch of the selected checkpoint (-1: none yet)
+  best_params: Any
+  best_batch_stats: Any
+
+
+def _init_one(seed, model, tx, graph) -> TrainState:
+  key = jax.random.PRNGKey(seed)
+  init_key, init_dropout, run_key = jax.random.split(key, 3)
+  variables = model.init({"params": init_key, "dropout": init_dropout}, graph, train=False)
+  params = variables["params"]
+  batch_stats = variables.get("batch_stats", {})
+  f32 = lambda v: jnp.asarray(v, jnp.float32)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                    opt_state=tx.init(params), key=run_key, active=jnp.ones((), bool),
+                    es_best_loss=f32(jnp.inf), es_best_acc=f32(-jnp.inf), es_counter=jnp.zeros((), jnp.int32),
+                    best_score=f32(-jnp.inf), best_epoch=jnp.full((), -1, jnp.int32),
+                    best_params=params, best_batch_stats=batch_stats)
+
+
+def init_state(model: nn.Module, tx: optax.GradientTransformation, batch: Batch, seeds, sharding=None) -> TrainState:
+  """Initialises every seed at once: a TrainState whose leaves lead with the seed axis."""
+  # The graph is an argument, not a closed-over constant: XLA would constant-fold its scatters.
+  fn = jax.jit(jax.vmap(lambda s, g: _init_one(s, model, tx, g), in_axes=(0, None)), out_shardings=sharding)
+  return fn(jnp.asarray(seeds, jnp.uint32), batch.graph)
+
+
+def _where(cond, new, old):
+  return jax.tree.map(lambda a, b: jnp.where(cond, a, b), new, old)
+
+
+def _variables(params, batch_stats):
+  return {"params": params, "batch_stats": batch_stats} if jax.tree.leaves(batch_stats) else {"params": params}
+
+
+# --- steps (one seed; vmapped by make_epoch_fn) ----------------------------------------
+
+def train_step(state: TrainState, batch: Batch, *, model: nn.Module, tx: optax.GradientTransformation,
+               ind_loss: bool, att_weight: float):
+  """One full-batch optimizer step with dropout; a stopped seed's state does not change."""
+  TRACE_COUNT["train_step"] += 1
+  dropout_key = jax.random.fold_in(state.key, state.step)
+  has_bs = bool(jax.tree.leaves(state.batch_stats))
+
+  def loss_fn(params):
+    variables = _variables(params, state.batch_stats)
+    if has_bs:
+      out, mutated = model.apply(variables, batch.graph, train=True, rngs={"dropout": dropout_key},
+                                 mutable=["batch_stats"])
+      new_bs = mutated["batch_stats"]
+    else:
+      out, new_bs = model.apply(variables, batch.graph, train=True, rngs={"dropout": dropout_key}), state.batch_stats
+    loss, parts = objective(out, batch.labels, batch.masks["train"], ind_loss=ind_loss, att_weight=att_weight)
+    return loss, (parts, new_bs)
+
+  (loss, (parts, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                      batch_stats=new_bs, opt_state=opt_state)
+  new = _where(state.active, new, state)
+  return new, {"train_loss": loss, "train_ce": parts["ce"], "att_loss": parts["att"]}
+
+
+def eval_step(params, batch_stats, batch: Batch, *, model: nn.Module, num_classes: int,
+              val_includes_att: bool) -> dict:
+  """Eval-mode forward: validation loss (the early-stopping signal) and F1 on train/val."""
+  out = model.apply(_variables(params, batch_stats), batch.graph, train=False)
+  pred = jnp.argmax(out.logits, axis=-1)
+  val_loss = masked_cross_entropy(out.logits, batch.labels, batch.masks["val"])
+  if val_includes_att:
+    val_loss = val_loss + out.att_loss
+  res = {"val_loss": val_loss}
+  for split in ("train", "val"):
+    micro, macro = metrics_lib.f1_scores(pred, batch.labels, batch.masks[split], num_classes)
+    res[f"{split}_micro_f1"], res[f"{split}_macro_f1"] = micro, macro
+  return res
+
+
+def track(state: TrainState, ev: dict, *, rule: str, patience: int, selection: str) -> TrainState:
+  """Checkpoint selection then early stopping for one epoch; only active seeds change.
+
+  selection 'macro_f1'/'micro_f1' (the code): keep the params with the best validation
+  F1, later epochs winning ties (>=). selection 'paper_rule': keep them when val loss
+  <= best and val accuracy >= best (the HAN-style EarlyStopping the paper describes).
+  rule 'val_loss' (the code's pytorchtools): the counter grows when val loss > best
+  (strictly) and resets otherwise. rule 'paper': it grows when val loss > best AND
+  accuracy < best; otherwise best loss/accuracy become the min/max and it resets.
+  The seed stops when the counter reaches `patience`.
+  """
+  loss, acc = ev["val_loss"], ev["val_micro_f1"]
+  epoch = state.step - 1  # train_step already counted this epoch
+  if selection == "paper_rule":
+    improve = (loss <= state.es_best_loss) & (acc >= state.es_best_acc)
+    score = ev["val_macro_f1"]
+  elif selection in ("macro_f1", "micro_f1"):
+    score = ev[f"val_{selection}"]
+    improve = score >= state.best_score
+  else:
+    raise ValueError(f"selection_metric must be 'macro_f1', 'micro_f1' or 'paper_rule', got {selection!r}")
+  new = state.replace(
+      best_params=_where(improve, state.params, state.best_params),
+      best_batch_stats=_where(improve, state.batch_stats, state.best_batch_stats),
+      best_score=jnp.where(improve, score, state.best_score),
+      best_epoch=jnp.where(improve, epoch, state.best_epoch))
+  if rule == "val_loss":
+    worse = loss > state.es_best_loss
+    new = new.replace(es_best_loss=jnp.where(worse, state.es_best_loss, loss))
+  elif rule == "paper":
+    worse = (loss > state.es_best_loss) & (acc < state.es_best_acc)
+    new = new.replace(es_best_loss=jnp.where(worse, state.es_best_loss, jnp.minimum(loss, state.es_best_loss)),
+                      es_best_acc=jnp.where(worse, state.es_best_acc, jnp.maximum(acc, state.es_best_acc)))
+  else:
+    raise ValueError(f"early_stopping.rule must be 'val_loss' or 'paper', got {rule!r}")
+  counter = jnp.where(worse, state.es_counter + 1, 0)
+  new = new.replace(es_counter=counter, active=counter < patience)
+  return _where(state.active, new, state)
+
+
+def make_epoch_fn(config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation,
+                  num_classes: int) -> Callable:
+  """jit(vmap(train_step → eval_step → track)): one compiled program advances every seed an epoch."""
+  loss_cfg = dict(ind_loss=bool(config.loss.ind_loss), att_weight=float(config.loss.att_weight))
+  es = dict(rule=config.early_stopping.rule, patience=int(config.early_stopping.patience),
+            selection=config.selection_metric)
+
+  def one_seed(state, batch):
+    state, train_metrics = train_step(state, batch, model=model, tx=tx, **loss_cfg)
+    ev = eval_step(state.params, state.batch_stats, batch, model=model, num_classes=num_classes,
+                   val_includes_att=bool(config.loss.val_includes_att))
+    new = track(state, ev, **es)
+    # A seed that was already stopped reports its frozen state, flagged inactive.
+    return new, {**train_metrics, **ev, "active": state.active}
+
+  return jax.jit(jax.vmap(one_seed, in_axes=(0, None)), donate_argnums=(0,))
+
+
+def predict(model: nn.Module, params, batch_stats, batch: Batch) -> jax.Array:
+  """Eval-mode logits (N_target, C) for one seed's parameters."""
+  return model.apply(_variables(params, batch_stats), batch.graph, train=False).logits
+
+
+# --- the run ----------------------------------------------------------------------------
+
+def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy with the model name's loss-level ablation applied (`-L_att`, `-L_ind`)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  _, _, loss_over = split_model_name(config.model_name)
+  for k, v in loss_over.items():
+    config.loss[k] = v
+  config.seeds = tuple(int(s) for s in config.seeds)
+  if not config.seeds:
+    raise ValueError("config.seeds is empty; give at least one seed")
+  return config
+
+
+def seed_sharding(num_seeds: int, enabled: bool = True):
+  """(sharding for seed-leading arrays, replicated sharding, padded seed count) for the local devices."""
+  devices = jax.devices()
+  if not enabled or len(devices) == 1:
+    return None, None, num_seeds
+  mesh = jax.sharding.Mesh(np.asarray(devices), ("seeds",))
+  padded = int(math.ceil(num_seeds / len(devices)) * len(devices))
+  return (jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")),
+          jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()), padded)
+
+
+def _device_description() -> str:
+  d = jax.devices()
+  return f"{len(d)}x {d[0].platform}:{getattr(d[0], 'device_kind', '')}".strip(":")
+
+
+def _history_rows(epoch: int, seeds, m: dict, lr: float) -> list[dict]:
+  rows = []
+  for i, seed in enumerate(seeds):
+    row = {"epoch": epoch, "seed": seed, "lr": lr}
+    for k, v in m.items():
+      row[k] = bool(v[i]) if k == "active" else float(v[i])
+    rows.append(row)
+  return rows
+
+
+def _write_history(workdir: str, rows: list[dict]):
+  with open(os.path.join(workdir, "history.json"), "w") as f:
+    json.dump(rows, f)
+  if rows:
+    with open(os.path.join(workdir, "history.csv"), "w", newline="") as f:
+      w = csv.DictWriter(f, fieldnames=list(rows[0]))
+      w.writeheader()
+      w.writerows(rows)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resume: bool = False,
+                       data: MMHN | None = None, progress: bool = True) -> dict:
+  """Trains every seed in `config.seeds`, selects each seed's best epoch, tests it; returns results.
+
+  Writes to `workdir`: config.json (resolved), history.json/.csv (per epoch and seed),
+  results.json, and Orbax checkpoints (checkpoints/latest for resuming, checkpoints/best).
+  """
+  from hgnn_ima_jax import checkpoint as ckpt  # checkpointing depends on this module's types
+
+  config = resolve_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  t_start = time.time()
+  data = load_data(config) if data is None else data
+  schema = data.schema
+  batch = make_batch(data)
+  model = create_model(config, schema)
+  tx = create_optimizer(config)
+  seeds = list(config.seeds)
+  shard, replicated, padded = seed_sharding(len(seeds), bool(config.get("shard_seeds", True)))
+  run_seeds = seeds + [max(seeds) + 1 + i for i in range(padded - len(seeds))]  # padding seeds are dropped
+  if replicated is not None:
+    batch = jax.device_put(batch, replicated)
+
+  manager = ckpt.RunCheckpoints(workdir)
+  history: list[dict] = []
+  state = None
+  if resume:
+    restored = manager.restore_latest(lambda: init_state(model, tx, batch, run_seeds, shard), shard)
+    if restored is not None:
+      state, meta = restored
+      history = meta["history"]
+      logging.info("resumed %s at epoch %d", workdir, meta["epoch"])
+  elif manager.has_checkpoints():
+    raise FileExistsError(f"{workdir} already holds checkpoints; pass --resume to continue that run or use a new --workdir")
+  if state is None:
+    state = init_state(model, tx, batch, run_seeds, shard)
+  ckpt.write_config(workdir, config)
+
+  epoch_fn = make_epoch_fn(config, model, tx, schema.num_classes)
+  start_epoch = int(np.asarray(jax.device_get(state.step)).max())
+  num_epochs = int(config.num_epochs)
+  every = max(1, int(config.get("checkpoint_every", 10)))
+  bar = None
+  if progress:
+    from tqdm.auto import tqdm
+    bar = tqdm(total=num_epochs, initial=start_epoch, desc=f"{config.dataset}/{config.model_name}", unit="ep")
+  t_train = time.time()
+  for epoch in range(start_epoch, num_epochs):
+    if not bool(np.asarray(jax.device_get(state.active))[: len(seeds)].any()):
+      break
+    state, m = epoch_fn(state, batch)
+    m = jax.tree.map(lambda x: np.asarray(x)[: len(seeds)], jax.device_get(m))
+    history.extend(_history_rows(epoch, seeds, m, learning_rate_at(config, epoch)))
+    if bar is not None:
+      act = m["active"]
+      bar.set_postfix(loss=f"{m['train_loss'][act].mean() if act.any() else float('nan'):.4f}",
+                      val_macro=f"{m['val_macro_f1'][act].mean() if act.any() else float('nan'):.4f}",
+                      seeds=f"{int(act.sum())}/{len(seeds)}")
+      bar.update(1)
+    if (epoch + 1) % every == 0:
+      manager.save_latest(epoch + 1, state, {"epoch": epoch + 1, "history": history})
+      _write_history(workdir, history)
+  if bar is not None:
+    bar.close()
+  train_time = time.time() - t_train
+  final_epoch = int(np.asarray(jax.device_get(state.step)).max())
+  manager.save_latest(final_epoch, state, {"epoch": final_epoch, "history": history}, force=True)
+  _write_history(workdir, history)
+
+  # Test every seed at its selected epoch, in eval mode; report with scikit-learn.
+  predict_all = jax.jit(jax.vmap(lambda p, b, bt: predict(model, p, b, bt), in_axes=(0, 0, None)))
+  logits = predict_all(state.best_params, state.best_batch_stats, batch)
+  pred = np.asarray(jax.device_get(jnp.argmax(logits, -1)))[: len(seeds)]
+  labels = np.asarray(data.labels)
+  host = jax.device_get(state)
+  per_seed = []
+  for i, seed in enumerate(seeds):
+    test = metrics_lib.sklearn_f1(pred[i], labels, data.splits["test"])
+    val = metrics_lib.sklearn_f1(pred[i], labels, data.splits["val"])
+    per_seed.append({"seed": seed, "test_micro_f1": test["micro_f1"], "test_macro_f1": test["macro_f1"],
+                     "val_micro_f1": val["micro_f1"], "val_macro_f1": val["macro_f1"],
+                     "best_epoch": int(np.asarray(host.best_epoch)[i]),
+                     "epochs_run": int(np.asarray(host.step)[i]),
+                     "early_stopped": not bool(np.asarray(host.active)[i])})
+  n_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(host.params))
+  results = {
+      "dataset": config.dataset, "model": config.model_name, "protocol": config.get("protocol", "code"),
+      "seeds": seeds, "per_seed": per_seed,
+      "test_micro_f1": metrics_lib.mean_std([r["test_micro_f1"] for r in per_seed]),
+      "test_macro_f1": metrics_lib.mean_std([r["test_macro_f1"] for r in per_seed]),
+      "num_params": n_params, "epochs": final_epoch,
+      "wall_time_s": time.time() - t_start, "train_time_s": train_time, "device": _device_description(),
+      "comparable_with_paper": data.comparable_with_paper, "features": data.feature_provenance,
+  }
+  manager.save_best(state, seeds, results)
+  manager.close()
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  return results
+
+
+def results_table(results: dict) -> str:
+  """A small plain-text table of per-seed and mean ± std test scores."""
+  lines = [f"{'seed':>6} {'best ep':>8} {'test Micro-F1':>14} {'test Macro-F1':>14}"]
+  for r in results["per_seed"]:
+    lines.append(f"{r['seed']:>6} {r['best_epoch']:>8} {r['test_micro_f1']:>14.4f} {r['test_macro_f1']:>14.4f}")
+  lines.append(f"{'mean':>6} {'':>8} {metrics_lib.format_mean_std(results['test_micro_f1']):>14} "
+               f"{metrics_lib.format_mean_std(results['test_macro_f1']):>14}")
+  if not results.get("comparable_with_paper", True):
+    lines.append("NOTE: features were generated; these numbers are not comparable with the paper.")
+  return "\n".join(lines)
