@@ -60,10 +60,15 @@ def load_data(config: ml_collections.ConfigDict) -> MMHN:
   """The dataset named by the config (`data_utils.load_dataset`)."""
   import data_utils  # training sits above the data layer; imported here to keep `import` light
 
-  kwargs = dict(config.get("synthetic", {}) or {}) if config.dataset == "synthetic" else {}
+  kwargs, missing_fill = {}, config.get("missing_fill", "code")
+  if config.dataset == "synthetic":
+    kwargs = {k: v for k, v in (config.get("synthetic") or {}).items() if v is not None}
+    # The generator's own fill rule is the synthetic dataset's "code" default.
+    synthetic_fill = kwargs.pop("missing_fill", None)
+    if missing_fill == "code" and synthetic_fill:
+      missing_fill = synthetic_fill
   return data_utils.load_dataset(config.dataset, data_dir=config.get("data_dir") or None,
-                                 features=config.get("features", "real"),
-                                 missing_fill=config.get("missing_fill", "code"),
+                                 features=config.get("features", "real"), missing_fill=missing_fill,
                                  feature_seed=config.get("feature_seed", 0), **kwargs)
 
 
@@ -346,9 +351,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resum
   from hgnn_ima_jax import checkpoint as ckpt  # checkpointing depends on this module's types
 
   config = resolve_config(config)
-  os.makedirs(workdir, exist_ok=True)
   t_start = time.time()
-  data = load_data(config) if data is None else data
+  data = load_data(config) if data is None else data  # fails before anything is written
+  os.makedirs(workdir, exist_ok=True)
   schema = data.schema
   batch = make_batch(data)
   model = create_model(config, schema)

@@ -4,8 +4,30 @@ Dataset files in this folder change what differs per dataset; `experiments.confi
 combines them with a protocol. Override anything with `--config.<field>=<value>`.
 """
 
+import dataclasses
+import typing
+
 import ml_collections
 from ml_collections import config_dict
+
+from data_utils.synthetic import SyntheticConfig
+
+_SKIP_SYNTHETIC = ("hubs", "item_relations")  # structured specs: set them from Python, not flags
+
+
+def synthetic_fields() -> ml_collections.ConfigDict:
+  """SyntheticConfig's knobs as config fields, so `--config.synthetic.<knob>=` works."""
+  hints = typing.get_type_hints(SyntheticConfig)
+  out = ml_collections.ConfigDict()
+  for f in dataclasses.fields(SyntheticConfig):
+    if f.name in _SKIP_SYNTHETIC:
+      continue
+    if f.default is None:
+      base = [a for a in typing.get_args(hints[f.name]) if a is not type(None)][0]
+      out[f.name] = config_dict.placeholder(typing.get_origin(base) or base)
+    else:
+      out[f.name] = f.default
+  return out
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -16,7 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.features = "real"  # 'generated' = explicit opt-in for feature files that are not available
   c.missing_fill = "code"  # 'code' (per dataset) | 'text' | 'zeros'
   c.feature_seed = 0
-  c.synthetic = ml_collections.ConfigDict()  # data_utils.synthetic.SyntheticConfig overrides
+  c.synthetic = synthetic_fields()  # data_utils.synthetic.SyntheticConfig knobs
 
   # Model (fields of hgnn_ima_jax.models.HGNNIMA; baselines take the ones they have).
   c.model_name = "hgnn_ima"
