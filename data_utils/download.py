@@ -1,0 +1,215 @@
+r"""Downloads the files MHGAT publishes on GitHub, checked against their sha256 sums.
+
+  python -m data_utils.download --dataset=douban --data_dir=data
+  python -m data_utils.download --dataset=all --data_dir=data --base_url=http://mirror/MHGAT
+
+Files go to `<data_dir>/<dataset>/<file>` from `<base_url>/<dataset>/<file>`
+(default base: raw.githubusercontent.com/jiaxiangen/MHGAT/main; override with
+--base_url or $HGNN_IMA_DOWNLOAD_BASE). Each download
+
+* is skipped when the file is already there with the right sum;
+* streams into `<file>.part` and resumes it with an HTTP Range request (a server
+  that ignores Range and answers 200 restarts the file cleanly);
+* is checked against the sha256 sum before `os.replace` moves it into place, so a
+  final file is always complete; on a mismatch the `.part` is deleted.
+
+The feature files (DOUBAN, AMAZON, and every image) are published only on the
+authors' download page; this tool prints where each must be placed.
+
+Exit codes: 0 every published file is present and verified; 1 bad command line;
+2 a download failed (one line per dataset on stderr).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import pathlib
+import re
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Callable
+
+from absl import app, flags
+
+from data_utils import default_data_dir
+from data_utils.paper_datasets import AUTHORS_PAGE, PAPER_DATASETS
+from hgnn_ima_jax.graph import DatasetError
+
+DEFAULT_BASE_URL = "https://raw.githubusercontent.com/jiaxiangen/MHGAT/main"
+BASE_URL_ENV = "HGNN_IMA_DOWNLOAD_BASE"
+_CHUNK = 1 << 16
+
+
+def base_url(override: str | None = None) -> str:
+  """The URL base: the argument, else $HGNN_IMA_DOWNLOAD_BASE, else MHGAT on GitHub."""
+  return (override or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+
+
+def sha256_of(path) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as fh:
+    for block in iter(lambda: fh.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def fetch(url: str, dest, sha256: str, *, timeout: float = 60.0, log: Callable[[str], None] = print) -> str:
+  """Downloads `url` to `dest` unless it is there with `sha256`; returns what happened.
+
+  Returns:
+    'present' (already there, sum right), 'downloaded' or 'resumed'.
+
+  Raises:
+    DatasetError: HTTP/network failure (a partial `.part` is kept for resuming) or a
+      sha256 mismatch (the `.part` is deleted; no final file is written).
+  """
+  dest = pathlib.Path(dest)
+  if dest.is_file():
+    if sha256_of(dest) == sha256:
+      return "present"
+    log(f"{dest}: sha256 differs from the published sum; downloading it again")
+  dest.parent.mkdir(parents=True, exist_ok=True)
+  part = dest.with_name(dest.name + ".part")
+  resumed = _stream(url, part, timeout, log)
+  got = sha256_of(part)
+  if got != sha256 and resumed:
+    # The kept prefix may be stale (the file changed on the server): one clean retry.
+    log(f"{dest.name}: sha256 mismatch after resuming; downloading it again from the start")
+    part.unlink()
+    resumed = _stream(url, part, timeout, log)
+    got = sha256_of(part)
+  if got != sha256:
+    part.unlink()
+    raise DatasetError(url, dest.name, f"sha256 {got} does not match the published {sha256}; nothing was written",
+                       "check --base_url (or $HGNN_IMA_DOWNLOAD_BASE) points at the MHGAT files, then run again")
+  os.replace(part, dest)
+  return "resumed" if resumed else "downloaded"
+
+
+def _stream(url: str, part: pathlib.Path, timeout: float, log) -> bool:
+  """Writes the body of `url` into `part`, continuing an existing `part` if the server allows; True if resumed."""
+  name = part.name.removesuffix(".part")
+  offset = part.stat().st_size if part.exists() else 0
+  request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+  try:
+    response = urllib.request.urlopen(request, timeout=timeout)
+  except urllib.error.HTTPError as err:
+    if err.code == 416 and offset:  # the .part is as long as (or longer than) the file: start over
+      part.unlink()
+      return _stream(url, part, timeout, log)
+    raise DatasetError(url, name, f"HTTP {err.code} {err.reason}",
+                       "check the URL base (--base_url or $HGNN_IMA_DOWNLOAD_BASE) and that the file is published there") from err
+  except (urllib.error.URLError, OSError) as err:
+    raise DatasetError(url, name, f"cannot connect ({getattr(err, 'reason', err)})",
+                       "check the network and the URL base (--base_url or $HGNN_IMA_DOWNLOAD_BASE), then run again") from err
+  with response:
+    resumed = bool(offset) and response.status == 206 and _range_start(response) == offset
+    if offset and response.status == 206 and not resumed:  # not the range we asked for: fetch it whole
+      response.close()
+      part.unlink(missing_ok=True)
+      return _stream(url, part, timeout, log)
+    if offset and not resumed:
+      log(f"{name}: the server ignored the Range request; restarting the file from byte 0")
+    written = offset if resumed else 0
+    length = response.headers.get("Content-Length")
+    expected = written + int(length) if length and length.isdigit() else None
+    problem = None
+    try:
+      with open(part, "ab" if resumed else "wb") as fh:
+        for block in iter(lambda: response.read(_CHUNK), b""):
+          fh.write(block)
+          written += len(block)
+        fh.flush()
+        os.fsync(fh.fileno())
+    except (OSError, http.client.HTTPException) as err:
+      problem = str(err)
+    # read(n) returns b"" on a dropped connection without raising, so compare with Content-Length.
+    if problem is None and expected is not None and written < expected:
+      problem = f"the server announced {expected} bytes"
+    if problem is not None:  # keep the .part: the next run resumes it
+      raise DatasetError(url, name, f"interrupted after {written} bytes ({problem})",
+                         "run the same command again to resume")
+  return resumed
+
+
+def _range_start(response) -> int | None:
+  """The first byte of a 206 answer, from its Content-Range header."""
+  m = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+  return int(m.group(1)) if m else None
+
+
+def download_dataset(name: str, data_dir, base: str | None = None, *, timeout: float = 60.0,
+                     log: Callable[[str], None] = print) -> list[pathlib.Path]:
+  """Fetches the GitHub-published files of one paper dataset into `<data_dir>/<name>/`.
+
+  Args:
+    name: 'douban', 'imdb' or 'amazon'.
+    data_dir: the directory that gets the `<name>/` sub-directory.
+    base: URL base (default: `base_url()`); files come from `<base>/<name>/<file>`.
+    timeout: seconds per connection attempt.
+    log: where progress lines go.
+
+  Returns:
+    The paths of the published files, all present and verified.
+
+  Raises:
+    DatasetError: one line naming every file that failed.
+  """
+  if name not in PAPER_DATASETS:
+    where = ("they are not published anywhere: build them as described in data_utils/README.md"
+             if name in ("amazon1", "amazon2") else f"use one of {', '.join(PAPER_DATASETS)}")
+    raise DatasetError(name, "dataset", "has no published files to download", where)
+  spec = PAPER_DATASETS[name]
+  root = pathlib.Path(data_dir).absolute() / name
+  url_base = base_url(base)
+  paths, failures = [], []
+  for filename, sha in spec.published:
+    url = f"{url_base}/{urllib.parse.quote(name)}/{urllib.parse.quote(filename)}"
+    try:
+      what = fetch(url, root / filename, sha, timeout=timeout, log=log)
+      log(f"{what:>10}  {root / filename}")
+      paths.append(root / filename)
+    except DatasetError as err:
+      failures.append(str(err))
+  for f in spec.feature_files:
+    target = root / f.filename
+    if not target.is_file():
+      log(f"{'absent':>10}  {target}  ({f.node_type} {f.modality} features: published only on {AUTHORS_PAGE}; "
+          "put it at this path, or load with features='generated')")
+  if failures:
+    raise DatasetError(str(root), "download", f"{len(failures)} of {len(spec.published)} files failed: "
+                       + " | ".join(failures), "fix the cause named for each file and run the command again")
+  return paths
+
+
+def define_flags() -> None:
+  """The CLI's flags; defined only when run as a program, so importing this module defines none."""
+  flags.DEFINE_enum("dataset", None, [*PAPER_DATASETS, "all"], "dataset to download ('all': every one)")
+  flags.DEFINE_string("data_dir", None, "target directory (default: $HGNN_IMA_DATA_DIR, else ./data)")
+  flags.DEFINE_string("base_url", None, f"URL base (default: ${BASE_URL_ENV}, else {DEFAULT_BASE_URL})")
+  flags.DEFINE_float("timeout", 60.0, "seconds per connection attempt")
+  flags.mark_flag_as_required("dataset")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  names = list(PAPER_DATASETS) if f.dataset == "all" else [f.dataset]
+  rc = 0
+  for name in names:
+    try:
+      download_dataset(name, f.data_dir or default_data_dir(), f.base_url, timeout=f.timeout)
+    except DatasetError as err:
+      print(f"ERROR: {err}", file=sys.stderr)
+      rc = 2
+  return rc
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

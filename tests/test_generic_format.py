@@ -1,0 +1,155 @@
+"""The generic .npz / directory format round-trips an MMHN, and the README example really runs."""
+
+import os
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+from data_helpers import expect_error
+from data_utils import MissingFilesError, load_dataset, read_generic, write_generic
+from data_utils.check import EXIT_OK, run
+from hgnn_ima_jax.graph import MMHN, Relation
+
+README = pathlib.Path(__file__).resolve().parents[1] / "data_utils" / "README.md"
+
+
+def small_graph() -> MMHN:
+  """Two types, a filled modality that no rule reproduces, a generated array."""
+  rng = np.random.default_rng(0)
+  writes = np.stack([rng.integers(0, 5, 20), rng.integers(0, 7, 20)], 1)
+  return MMHN(
+      name="small", node_types=("paper", "author"), num_nodes={"paper": 7, "author": 5},
+      modalities=("text", "image", "price"),
+      node_modalities={"paper": ("text", "image", "price"), "author": ("text",)},
+      relations=(Relation("author", "writes", "paper"), Relation("paper", "written_by", "author")),
+      edges={"writes": writes, "written_by": writes[:, ::-1].copy()},
+      features={"paper": {"text": rng.normal(size=(7, 3)).astype(np.float32),
+                          "image": rng.normal(size=(7, 2)).astype(np.float32),
+                          "price": rng.normal(size=(7, 1)).astype(np.float32)},
+                "author": {"text": rng.normal(size=(5, 3)).astype(np.float32),
+                           "image": np.zeros((5, 3), np.float32),  # = zeros rule
+                           "price": np.full((5, 3), 0.5, np.float32)}},  # no rule gives this
+      target_type="paper", labels=np.array([0, 1, 2, 0, 1, 2, 0]), num_classes=4,
+      splits={"train": np.array([0, 1, 2]), "val": np.array([3]), "test": np.array([4, 5, 6])},
+      provenance={"features": {"paper/text": "real", "paper/image": "generated", "paper/price": "real",
+                               "author/text": "real", "author/image": "filled:zeros", "author/price": "filled:given"}},
+  ).validate()
+
+
+def assert_same(a: MMHN, b: MMHN):
+  assert (a.node_types, a.modalities, a.target_type, a.num_classes) == (b.node_types, b.modalities, b.target_type, b.num_classes)
+  assert dict(a.num_nodes) == dict(b.num_nodes) and dict(a.node_modalities) == dict(b.node_modalities)
+  assert tuple(a.relations) == tuple(b.relations)
+  for r in a.relations:
+    np.testing.assert_array_equal(a.edges[r.name], b.edges[r.name])
+  for t in a.node_types:
+    for m in a.modalities:
+      np.testing.assert_array_equal(a.features[t][m], b.features[t][m])
+      assert a.features[t][m].dtype == b.features[t][m].dtype
+  np.testing.assert_array_equal(a.labels, b.labels)
+  for s in ("train", "val", "test"):
+    np.testing.assert_array_equal(a.splits[s], b.splits[s])
+  assert a.feature_provenance == b.feature_provenance
+  assert a.comparable_with_paper == b.comparable_with_paper
+
+
+@pytest.mark.parametrize("suffix", [".npz", ""])
+def test_round_trip(tmp_path, suffix):
+  g = small_graph()
+  path = write_generic(tmp_path / f"small{suffix}", g)
+  back = load_dataset(path)
+  assert_same(g, back)
+  assert not back.comparable_with_paper  # 'generated' survives the round trip
+  keys = set(np.load(path).files) if suffix else {str(p.relative_to(path).with_suffix("")) for p in path.rglob("*.npy")}
+  assert "features/author/image" not in keys and "features/author/price" in keys  # zeros rule vs given
+  assert str(np.load(path)["missing_fill"] if suffix else np.load(path / "missing_fill.npy")) == "zeros"
+
+
+def test_round_trip_of_a_real_dataset(tmp_path, shared_datasets):
+  g = load_dataset("douban", shared_datasets, features="generated")
+  back = read_generic(write_generic(tmp_path / "douban.npz", g))
+  assert_same(g, back)
+  assert back.provenance["missing_fill"] == "zeros"
+  # The fill rule is recorded, not the zero arrays.
+  assert "features/director/image" not in np.load(tmp_path / "douban.npz").files
+
+
+def test_missing_fill_override(tmp_path):
+  path = write_generic(tmp_path / "s.npz", small_graph())
+  g = load_dataset(path, missing_fill="text")
+  np.testing.assert_array_equal(g.features["author"]["image"], g.features["author"]["text"])
+  assert g.feature_provenance["author/image"] == "filled:text"
+  np.testing.assert_array_equal(g.features["author"]["price"], np.full((5, 3), 0.5))  # stored arrays win
+
+
+def test_write_directory_refuses_a_non_empty_one(tmp_path):
+  (tmp_path / "d").mkdir()
+  (tmp_path / "d" / "x.txt").write_text("keep me")
+  with pytest.raises(FileExistsError):
+    write_generic(tmp_path / "d", small_graph())
+
+
+def test_readme_example_runs(tmp_path, monkeypatch, capsys):
+  blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+  example = next(b for b in blocks if "np.savez" in b)
+  assert len(example.strip().splitlines()) <= 10
+  monkeypatch.chdir(tmp_path)
+  exec(compile(example, str(README), "exec"), {})  # pylint: disable=exec-used
+  out = capsys.readouterr().out
+  assert "paper (target)" in out and "author/image=filled:text" in out
+  g = load_dataset(tmp_path / "toy.npz")
+  assert g.num_nodes == {"paper": 60, "author": 25} and len(g.edges["writes"]) == 150
+  assert run(str(tmp_path / "toy.npz"), out=open(os.devnull, "w")) == EXIT_OK
+
+
+# --- malformed generic files --------------------------------------------------------------------
+def _npz(tmp_path, **changes):
+  path = write_generic(tmp_path / "g.npz", small_graph())
+  z = dict(np.load(path))
+  for k, v in changes.items():
+    if v is None:
+      del z[k]
+    else:
+      z[k] = v
+  np.savez(path, **z)
+  return path
+
+
+def test_missing_key(tmp_path):
+  path = _npz(tmp_path, **{"edges/writes": None})
+  expect_error(lambda: read_generic(path), f"{path}[edges/writes]", "edges/writes: missing")
+
+
+def test_unknown_key(tmp_path):
+  path = _npz(tmp_path, **{"feature/paper/text": np.zeros((7, 3))})
+  expect_error(lambda: read_generic(path), f"{path}[feature/paper/text]", "unknown key")
+
+
+def test_edge_out_of_range_names_the_member(tmp_path):
+  path = _npz(tmp_path, **{"edges/writes": np.array([[0, 7]])})
+  expect_error(lambda: read_generic(path), f"{path}[edges/writes]", "dst node id 7 is outside 'paper' ids 0..6")
+
+
+def test_nan_feature_names_the_member(tmp_path):
+  x = np.ones((7, 3), np.float32)
+  x[2, 2] = np.nan
+  path = _npz(tmp_path, **{"features/paper/text": x})
+  expect_error(lambda: read_generic(path), f"{path}[features/paper/text]", "NaN or inf")
+
+
+def test_relations_wrong_shape(tmp_path):
+  path = _npz(tmp_path, relations=np.array(["author", "writes", "paper"]))
+  expect_error(lambda: read_generic(path), f"{path}[relations]", "shape (3,), expected (N, 3)")
+
+
+def test_directory_truncated_member(tmp_path):
+  d = write_generic(tmp_path / "dir", small_graph())
+  f = d / "labels.npy"
+  f.write_bytes(f.read_bytes()[:20])
+  expect_error(lambda: read_generic(d), f, "cannot be read")
+
+
+def test_absent_path(tmp_path):
+  expect_error(lambda: load_dataset(tmp_path / "nope.npz"), tmp_path, "nope.npz", cls=MissingFilesError)

@@ -1,0 +1,239 @@
+"""Every malformed input raises a one-line DatasetError naming the file, the field and the fix."""
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+from data_helpers import copy_dataset, expect_error, write_features
+from data_utils import DatasetError, MissingFilesError, load_dataset
+
+
+@pytest.fixture
+def douban(tmp_path, shared_datasets):
+  """A writable copy of DOUBAN with small real-format feature files: loads cleanly before each edit."""
+  d = copy_dataset(shared_datasets, "douban", tmp_path)
+  write_features(tmp_path, "douban", dim=4)
+  load_dataset("douban", tmp_path)
+  return d
+
+
+def load(d, **kw):
+  return lambda: load_dataset("douban", d.parent, **kw)
+
+
+def edit(path, fn):
+  """Loads an .npy, applies fn, saves it back."""
+  np.save(path, fn(np.load(path)))
+
+
+# --- files --------------------------------------------------------------------------------
+def test_missing_published_file_names_it_and_the_download_command(douban):
+  (douban / "labels.npy").unlink()
+  err = expect_error(load(douban), douban, str(douban / "labels.npy"), "python -m data_utils.download",
+                     cls=MissingFilesError)
+  assert err.kind == "published" and err.paths == (str(douban / "labels.npy"),)
+
+
+def test_missing_feature_file_with_real_features(douban):
+  (douban / "features_douban_928_1_actor.npz.npy").unlink()
+  err = expect_error(load(douban), douban, "features_douban_928_1_actor.npz.npy", cls=MissingFilesError)
+  assert err.kind == "features"
+  g = load_dataset("douban", douban.parent, features="generated")  # only that one is generated
+  assert g.feature_provenance["actor/text"] == "generated" and g.feature_provenance["movie/text"] == "real"
+  assert g.features["actor"]["text"].shape == (3267, 4)  # the real files' width
+
+
+def test_truncated_npy(douban):
+  rdf = douban / "douban_actor_rdf.npy"
+  rdf.write_bytes(rdf.read_bytes()[:1000])
+  expect_error(load(douban), rdf, "cannot be read as a .npy array", "re-download")
+
+
+def test_npz_without_key(douban):
+  split = douban / "train_val_test_idx_929.npz"
+  z = dict(np.load(split))
+  del z["val_idx"]
+  np.savez(split, **z)
+  expect_error(load(douban), split, "key 'val_idx' is missing")
+
+
+def test_npz_feature_without_feature_key(douban):
+  img = douban / "img_feature_douban_512_199.npz"
+  np.savez(img, features=np.zeros((1888, 4)))
+  expect_error(load(douban), img, "key 'feature' is missing")
+
+
+def test_not_an_npz(douban):
+  split = douban / "train_val_test_idx_929.npz"
+  split.write_bytes(b"this is not a zip archive")
+  expect_error(load(douban), split, "cannot be read as an .npz archive")
+
+
+def test_object_array_is_refused(douban):
+  labels = douban / "labels.npy"
+  np.save(labels, np.array([{"a": 1}] * 1888, dtype=object), allow_pickle=True)
+  expect_error(load(douban), labels, "cannot be read")
+
+
+# --- rdf ------------------------------------------------------------------------------------
+def test_rdf_wrong_shape(douban):
+  rdf = douban / "douban_actor_rdf.npy"
+  edit(rdf, lambda a: a[:, :2])
+  expect_error(load(douban), rdf, "shape (15032, 2), expected (N, 3)")
+
+
+def test_rdf_wrong_dtype(douban):
+  rdf = douban / "douban_actor_rdf.npy"
+  edit(rdf, lambda a: a.astype(np.float64))
+  expect_error(load(douban), rdf, "dtype float64, expected an integer type")
+
+
+def test_unknown_relation_id(douban):
+  rdf = douban / "douban_actor_rdf.npy"
+  edit(rdf, lambda a: np.concatenate([a, [[0, 1888, 7]]]).astype(a.dtype))
+  expect_error(load(douban), rdf, "relation id 7 at row 15032 is unknown")
+
+
+@pytest.mark.parametrize("row, problem", [
+    ([5, 100, 0], "dst id 100 is outside the 'director' id range 1888..3359"),  # movie -> movie under M->D
+    ([2000, 3400, 2], "src id 2000 is outside the 'movie' id range 0..1887"),  # director as a movie
+    ([3400, 9999, 3], "dst id 9999 is outside the 'movie' id range 0..1887"),  # beyond every type
+    ([-1, 1888, 0], "src id -1 is outside the 'movie' id range"),
+])
+def test_node_id_outside_its_types_range(douban, row, problem):
+  rdf = douban / "douban_actor_rdf.npy"
+  edit(rdf, lambda a: np.concatenate([a, [row]]).astype(a.dtype))
+  expect_error(load(douban), rdf, problem, "rdf row 15032")
+
+
+# --- features --------------------------------------------------------------------------------
+def test_nan_in_features(douban):
+  f = douban / "features_douban_928_1_directors.npz.npy"
+  edit(f, lambda a: np.where(np.arange(len(a))[:, None] == 7, np.nan, a))
+  expect_error(load(douban), f, "features['director']['text']", "NaN or inf (first at row 7)")
+
+
+def test_inf_in_image_features(douban):
+  f = douban / "img_feature_douban_512_199.npz"
+  x = np.zeros((1888, 4))
+  x[3, 1] = np.inf
+  np.savez(f, feature=x)
+  expect_error(load(douban), f, "features['movie']['image']", "NaN or inf")
+
+
+def test_feature_wrong_dtype(douban):
+  f = douban / "features_douban_928_1_movie.npz.npy"
+  np.save(f, np.full((1888, 4), "x"))
+  expect_error(load(douban), f, "dtype <U1, expected a real number type")
+
+
+def test_feature_rows_must_match_the_id_range(douban):
+  f = douban / "features_douban_928_1_actor.npz.npy"
+  edit(f, lambda a: a[:-1])
+  expect_error(load(douban), f, "3266 rows, but node type 'actor' has 3267 nodes")
+
+
+def test_feature_wrong_ndim(douban):
+  f = douban / "features_douban_928_1_actor.npz.npy"
+  edit(f, lambda a: a[:, 0])
+  expect_error(load(douban), f, "shape (3267,), expected (N, N)")
+
+
+# --- labels and splits -------------------------------------------------------------------------
+def test_labels_out_of_range(douban):
+  labels = douban / "labels.npy"
+  edit(labels, lambda a: np.where(np.arange(len(a)) == 3, 2, a).astype(a.dtype))
+  expect_error(load(douban), labels, "labels", "outside 0..1")
+
+
+def test_labels_wrong_length(douban):
+  labels = douban / "labels.npy"
+  edit(labels, lambda a: a[:-5])
+  expect_error(load(douban), labels, "shape (1883,), expected (1888,)")
+
+
+def test_labels_wrong_dtype(douban):
+  labels = douban / "labels.npy"
+  edit(labels, lambda a: a.astype(np.float32))
+  expect_error(load(douban), labels, "dtype float32, expected an integer type")
+
+
+def _edit_split(d, **changes):
+  split = d / "train_val_test_idx_929.npz"
+  z = dict(np.load(split))
+  z.update(changes)
+  np.savez(split, **z)
+  return split
+
+
+def test_split_out_of_range(douban):
+  split = _edit_split(douban, test_idx=np.array([1, 2, 1888], np.int32))
+  expect_error(load(douban), split, "splits['test']", "id 1888 outside 0..1887")
+
+
+def test_split_overlap(douban):
+  z = np.load(douban / "train_val_test_idx_929.npz")
+  split = _edit_split(douban, val_idx=np.concatenate([z["val_idx"], z["train_idx"][:1]]))
+  expect_error(load(douban), split, "splits['val']", "overlaps 'train' in 1 ids")
+
+
+def test_empty_split(douban):
+  split = _edit_split(douban, val_idx=np.zeros((0,), np.int32))
+  expect_error(load(douban), split, "splits['val']", "is empty")
+
+
+def test_split_repeated_ids(douban):
+  z = np.load(douban / "train_val_test_idx_929.npz")
+  split = _edit_split(douban, train_idx=np.concatenate([z["train_idx"], z["train_idx"][:2]]))
+  expect_error(load(douban), split, "splits['train']", "repeated ids")
+
+
+def test_split_wrong_dtype(douban):
+  z = np.load(douban / "train_val_test_idx_929.npz")
+  split = _edit_split(douban, train_idx=z["train_idx"].astype(np.float64))
+  expect_error(load(douban), split, "splits['train']", "dtype float64")
+
+
+# --- IMDB node types ----------------------------------------------------------------------------
+@pytest.fixture
+def imdb(tmp_path, shared_datasets):
+  return copy_dataset(shared_datasets, "imdb", tmp_path)
+
+
+def test_node_type_with_no_nodes(imdb):
+  nt = imdb / "node_types.npy"
+  edit(nt, lambda a: np.where(a == 1, 2, a).astype(a.dtype))
+  expect_error(lambda: load_dataset("imdb", imdb.parent, features="generated"), nt,
+               "node type 'director' has no nodes")
+
+
+def test_node_types_not_contiguous(imdb):
+  nt = imdb / "node_types.npy"
+  edit(nt, lambda a: a[::-1].copy())
+  expect_error(lambda: load_dataset("imdb", imdb.parent, features="generated"), nt, "not contiguous")
+
+
+def test_truncated_sparse_features(imdb):
+  f = imdb / "features_1.npz"
+  f.write_bytes(f.read_bytes()[:5000])
+  expect_error(lambda: load_dataset("imdb", imdb.parent, features="generated"), f,
+               "cannot be read as a scipy.sparse .npz matrix")
+
+
+def test_sparse_features_wrong_rows(imdb):
+  f = imdb / "features_2.npz"
+  scipy.sparse.save_npz(f, scipy.sparse.csr_matrix(np.ones((10, 3066))))
+  expect_error(lambda: load_dataset("imdb", imdb.parent, features="generated"), f,
+               "10 rows, but node type 'actor' has 5257 nodes")
+
+
+def test_nothing_escapes_half_loaded(douban):
+  """A failed load returns nothing and leaves no state: the next good load is unaffected."""
+  labels = douban / "labels.npy"
+  good = np.load(labels)
+  edit(labels, lambda a: a[:-1])
+  with pytest.raises(DatasetError):
+    load_dataset("douban", douban.parent)
+  np.save(labels, good)
+  g = load_dataset("douban", douban.parent)
+  assert len(g.labels) == 1888
