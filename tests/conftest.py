@@ -2,8 +2,15 @@
 
 import os
 import pathlib
+import tempfile
 
 import pytest
+
+# Many tests train the same tiny model; XLA compilation dominates their time, so share compiled
+# programs through JAX's persistent cache (set before JAX is imported; subprocesses inherit it).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="hgnn-ima-xla-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DATA_DIR = pathlib.Path(os.environ.get("HGNN_IMA_DATA_DIR", REPO.parent / "shared" / "datasets"))

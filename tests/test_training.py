@@ -1,0 +1,333 @@
+"""Training library: schedules, metrics, stopping rules, multi-seed equivalence, checkpoints."""
+
+import json
+import math
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import sklearn.metrics
+
+from experiments.configs import get_config
+from experiments.configs import test as test_config
+from hgnn_ima_jax import checkpoint, metrics, train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tiny_config(**overrides):
+  c = test_config.get_config()
+  for k, v in overrides.items():
+    node = c
+    *parents, leaf = k.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return c
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+  return train.load_data(tiny_config())
+
+
+@pytest.fixture(scope="module")
+def baseline_run(tmp_path_factory, tiny_data):
+  """One tiny two-seed run shared by several tests."""
+  workdir = str(tmp_path_factory.mktemp("baseline"))
+  results = train.train_and_evaluate(tiny_config(), workdir, data=tiny_data, progress=False)
+  return workdir, results
+
+
+# --- schedules and metrics ----------------------------------------------------------------
+
+def _cos(a, b, p):
+  return b + (a - b) * (1 + math.cos(math.pi * p)) / 2
+
+
+@pytest.mark.parametrize("step", [0, 1, 25, 49, 50, 100, 500, 999])
+def test_one_cycle_matches_torch_formula(step):
+  """Spec §4: warm-up to 1e-3 over steps 0..49, cosine to 4e-9 by 999; b1 cycles 0.95→0.85→0.95."""
+  c = get_config("douban")
+  o = c.optimizer
+  lr, b1 = train.one_cycle_schedules(o.onecycle_total_steps, o.learning_rate, o.onecycle_pct_start,
+                                     o.onecycle_div_factor, o.onecycle_final_div_factor,
+                                     o.onecycle_base_momentum, o.onecycle_max_momentum)
+  if step <= 49:
+    want_lr, want_b1 = _cos(4e-5, 1e-3, step / 49), _cos(0.95, 0.85, step / 49)
+  else:
+    want_lr, want_b1 = _cos(1e-3, 4e-9, (step - 49) / 950), _cos(0.85, 0.95, (step - 49) / 950)
+  assert float(lr(step)) == pytest.approx(want_lr, rel=1e-5, abs=1e-12)
+  assert float(b1(step)) == pytest.approx(want_b1, rel=1e-6)
+
+
+def test_optimizer_uses_the_injected_schedules():
+  c = get_config("douban")
+  tx = train.create_optimizer(c)
+  params = {"w": jnp.ones(3)}
+  state = tx.init(params)
+  for _ in range(3):
+    _, state = tx.update({"w": jnp.ones(3)}, state, params)
+  # The third update used step 2's values (torch's first step uses lr(0) too).
+  assert float(state.hyperparams["learning_rate"]) == pytest.approx(_cos(4e-5, 1e-3, 2 / 49), rel=1e-5)
+  assert float(state.hyperparams["b1"]) == pytest.approx(_cos(0.95, 0.85, 2 / 49), rel=1e-6)
+  assert float(state.hyperparams["weight_decay"]) == pytest.approx(5e-3)
+
+
+def test_f1_matches_sklearn():
+  rng = np.random.default_rng(0)
+  for trial in range(20):
+    n, c = 60, 5
+    y = rng.integers(0, c - (trial % 2), n)  # sometimes a class never occurs
+    p = rng.integers(0, c, n)
+    mask = rng.random(n) < 0.7
+    micro, macro = metrics.f1_scores(jnp.asarray(p), jnp.asarray(y), jnp.asarray(mask), c)
+    assert float(micro) == pytest.approx(sklearn.metrics.f1_score(y[mask], p[mask], average="micro"), abs=1e-6)
+    assert float(macro) == pytest.approx(
+        sklearn.metrics.f1_score(y[mask], p[mask], average="macro", zero_division=0), abs=1e-6)
+
+
+def test_t_test_and_mean_std():
+  a, b = [0.80, 0.82, 0.81, 0.83, 0.79], [0.70, 0.72, 0.69, 0.71, 0.73]
+  tt = metrics.t_test(a, b)
+  assert tt["t"] > 5 and tt["p"] < 1e-4
+  assert metrics.mean_std(a)["std"] == pytest.approx(np.std(a, ddof=1))
+
+
+# --- early stopping and selection ---------------------------------------------------------
+
+def _run_track(losses, accs, macros, **kw):
+  """Feeds a sequence of validation results through `track` for one seed."""
+  params = {"w": jnp.zeros(())}
+  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats={}, opt_state=(),
+                           key=jnp.zeros(2, jnp.uint32), active=jnp.ones((), bool),
+                           es_best_loss=jnp.inf, es_best_acc=-jnp.inf, es_counter=jnp.zeros((), jnp.int32),
+                           best_score=-jnp.inf, best_epoch=jnp.full((), -1, jnp.int32), best_params=params,
+                           best_batch_stats={})
+  stopped_at = None
+  for e, (l, a, m) in enumerate(zip(losses, accs, macros)):
+    if not bool(state.active):
+      break
+    state = state.replace(step=state.step + 1, params={"w": jnp.asarray(float(e))})
+    state = train.track(state, {"val_loss": jnp.asarray(l), "val_micro_f1": jnp.asarray(a),
+                                "val_macro_f1": jnp.asarray(m)}, **kw)
+    if not bool(state.active) and stopped_at is None:
+      stopped_at = e
+  return state, stopped_at
+
+
+def test_code_early_stopping_counts_strict_increases():
+  losses = [1.0, 0.9, 0.9, 0.95, 0.96, 0.97, 0.5]
+  state, stopped = _run_track(losses, [0.5] * 7, [0.5] * 7, rule="val_loss", patience=3, selection="macro_f1")
+  # 0.9 == best resets; then three strict increases stop at epoch 5 and epoch 6 never runs.
+  assert stopped == 5
+  assert float(state.es_best_loss) == pytest.approx(0.9)
+
+
+def test_code_selection_prefers_later_epoch_on_ties():
+  state, _ = _run_track([1.0] * 5, [0.5] * 5, [0.3, 0.6, 0.6, 0.5, 0.2], rule="val_loss", patience=100,
+                        selection="macro_f1")
+  assert int(state.best_epoch) == 2 and float(state.best_params["w"]) == 2.0
+
+
+def test_paper_rule_needs_both_loss_and_accuracy_to_worsen():
+  losses = [1.0, 1.1, 1.2, 1.3, 1.4]
+  accs = [0.5, 0.6, 0.4, 0.3, 0.3]  # epoch 1: loss worse but acc better -> reset
+  state, stopped = _run_track(losses, accs, accs, rule="paper", patience=2, selection="paper_rule")
+  assert stopped == 3
+  assert float(state.es_best_acc) == pytest.approx(0.6)
+  # Selection needs loss <= best AND acc >= best: only epoch 0 qualifies.
+  assert int(state.best_epoch) == 0
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+def test_loss_decreases_on_learnable_graph(tiny_data, tmp_path):
+  c = tiny_config(num_epochs=40, **{"optimizer.schedule": "constant", "optimizer.learning_rate": 5e-3,
+                                    "model.dropout": 0.0, "seeds": (0,)})
+  res = train.train_and_evaluate(c, str(tmp_path), data=tiny_data, progress=False)
+  hist = json.load(open(tmp_path / "history.json"))
+  losses = [r["train_ce"] for r in hist]
+  assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3])
+  assert res["per_seed"][0]["val_micro_f1"] > 1.0 / tiny_data.num_classes
+
+
+def test_train_step_compiles_once(tiny_data, tmp_path):
+  before = train.TRACE_COUNT["train_step"]
+  train.train_and_evaluate(tiny_config(num_epochs=5), str(tmp_path), data=tiny_data, progress=False)
+  assert train.TRACE_COUNT["train_step"] - before == 1
+
+
+def test_vmapped_seeds_equal_separate_runs(baseline_run, tiny_data, tmp_path):
+  _, together = baseline_run
+  for i, seed in enumerate(together["seeds"]):
+    alone = train.train_and_evaluate(tiny_config(seeds=(seed,)), str(tmp_path / f"s{seed}"), data=tiny_data,
+                                     progress=False)
+    a, b = together["per_seed"][i], alone["per_seed"][0]
+    assert a["best_epoch"] == b["best_epoch"]
+    for k in ("test_micro_f1", "test_macro_f1", "val_macro_f1"):
+      assert a[k] == pytest.approx(b[k], abs=1e-6), k
+  hist_t = json.load(open(pathlib.Path(baseline_run[0]) / "history.json"))
+  hist_s = json.load(open(tmp_path / "s1" / "history.json"))
+  losses_t = [r["val_loss"] for r in hist_t if r["seed"] == 1]
+  losses_s = [r["val_loss"] for r in hist_s]
+  np.testing.assert_allclose(losses_t, losses_s, rtol=1e-4)
+
+
+def test_same_seed_same_metrics(baseline_run, tiny_data, tmp_path):
+  again = train.train_and_evaluate(tiny_config(), str(tmp_path), data=tiny_data, progress=False)
+  assert again["per_seed"] == baseline_run[1]["per_seed"]
+
+
+def test_checkpoint_restore_gives_identical_predictions(baseline_run, tiny_data):
+  workdir, results = baseline_run
+  run = checkpoint.load_checkpoint(workdir, data=tiny_data)
+  assert run.seeds == results["seeds"]
+  for i, seed in enumerate(run.seeds):
+    pred = run.predict(seed)
+    got = metrics.sklearn_f1(pred, tiny_data.labels, tiny_data.splits["test"])
+    assert got["macro_f1"] == results["per_seed"][i]["test_macro_f1"]
+    assert got["micro_f1"] == results["per_seed"][i]["test_micro_f1"]
+  out = run.model.apply(run.variables(), run.graph, return_embeddings=True)
+  assert out.embeddings["fused"].shape == (tiny_data.num_nodes[tiny_data.target_type], run.config.model.hidden)
+
+
+def test_load_checkpoint_rebuilds_dataset_from_config(baseline_run):
+  workdir, results = baseline_run
+  run = checkpoint.load_checkpoint(workdir)
+  assert run.results["test_macro_f1"] == results["test_macro_f1"]
+  np.testing.assert_array_equal(run.predict(0), checkpoint.load_checkpoint(workdir, data=run.data).predict(0))
+
+
+def test_existing_run_is_not_overwritten(baseline_run, tiny_data):
+  with pytest.raises(FileExistsError, match="--resume"):
+    train.train_and_evaluate(tiny_config(), baseline_run[0], data=tiny_data, progress=False)
+
+
+def test_batchnorm_profile_trains_and_restores(tiny_data, tmp_path):
+  c = tiny_config(num_epochs=3, seeds=(0,), **{"model.projection": "per_channel", "model.input_batch_norm": True,
+                                               "loss.ind_loss": True})
+  res = train.train_and_evaluate(c, str(tmp_path), data=tiny_data, progress=False)
+  run = checkpoint.load_checkpoint(str(tmp_path), data=tiny_data)
+  assert "batch_stats" in run.variables()
+  got = metrics.sklearn_f1(run.predict(0), tiny_data.labels, tiny_data.splits["test"])
+  assert got["macro_f1"] == res["per_seed"][0]["test_macro_f1"]
+
+
+def test_paper_protocol_runs(tiny_data, tmp_path):
+  c = get_config("synthetic", "paper")
+  base = tiny_config()
+  c.model.update(base.model.to_dict())
+  c.model.dropout = 0.6
+  c.num_epochs, c.seeds = 4, (0,)
+  res = train.train_and_evaluate(c, str(tmp_path), data=tiny_data, progress=False)
+  cfg = json.load(open(tmp_path / "config.json"))
+  assert cfg["optimizer"]["name"] == "adam" and cfg["early_stopping"]["rule"] == "paper"
+  assert cfg["selection_metric"] == "paper_rule" and cfg["loss"]["ind_loss"] is True
+  assert 0.0 <= res["test_macro_f1"]["mean"] <= 1.0
+
+
+def test_loss_level_ablations_resolve_into_config():
+  c = train.resolve_config(tiny_config(model_name="hgnn_ima-L_att"))
+  assert c.loss.att_weight == 0.0
+  c = train.resolve_config(tiny_config(model_name="hgnn_ima-L_ind", **{"loss.ind_loss": True}))
+  assert c.loss.ind_loss is False
+
+
+# --- processes: CLI, kill-and-resume, sharding ----------------------------------------------
+
+TINY_FLAGS = ["--config.model.hidden=16", "--config.model.heads=2", "--config.model.num_layers=2",
+              "--config.synthetic.scale=0.1", "--noprogress"]
+
+
+def _train_cli(workdir, *extra):
+  return [sys.executable, str(REPO / "experiments" / "train.py"), f"--workdir={workdir}", *TINY_FLAGS, *extra]
+
+
+def test_train_cli_end_to_end(tmp_path):
+  out = subprocess.run(_train_cli(tmp_path / "run", "--seeds=2", "--epochs=3"), capture_output=True, text=True,
+                       cwd=REPO, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "test Macro-F1" in out.stdout and "mean" in out.stdout
+  res = json.load(open(tmp_path / "run" / "results.json"))
+  for key in ("dataset", "model", "protocol", "seeds", "per_seed", "test_micro_f1", "test_macro_f1",
+              "num_params", "wall_time_s", "device", "comparable_with_paper", "features"):
+    assert key in res, key
+  assert res["seeds"] == [0, 1] and len(res["per_seed"]) == 2
+  for r in res["per_seed"]:
+    assert set(r) >= {"seed", "test_micro_f1", "test_macro_f1", "best_epoch", "epochs_run"}
+    assert 0.0 <= r["test_macro_f1"] <= 1.0
+  assert set(res["test_macro_f1"]) == {"mean", "std"}
+  assert res["comparable_with_paper"] is False  # synthetic features
+  rows = list(open(tmp_path / "run" / "history.csv"))
+  assert len(rows) == 1 + 3 * 2
+  cfg = json.load(open(tmp_path / "run" / "config.json"))
+  assert cfg["model"]["hidden"] == 16 and cfg["num_epochs"] == 3
+
+
+def test_train_cli_rejects_unknown_model(tmp_path):
+  out = subprocess.run(_train_cli(tmp_path / "run", "--model=gat"), capture_output=True, text=True, cwd=REPO,
+                       timeout=120)
+  assert out.returncode != 0 and "unknown" in out.stderr
+  assert not (tmp_path / "run").exists()
+
+
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
+  flags = ["--seeds=2", "--epochs=120", "--config.checkpoint_every=2"]
+  killed = tmp_path / "killed"
+  proc = subprocess.Popen(_train_cli(killed, *flags), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  latest = killed / "checkpoints" / "latest"
+  deadline = time.time() + 240
+  while time.time() < deadline:
+    if latest.is_dir() and any(p.name.isdigit() and int(p.name) >= 4 for p in latest.iterdir()):
+      break
+    if proc.poll() is not None:
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (killed / "results.json").exists(), "the run finished before it could be killed"
+  resumed = subprocess.run(_train_cli(killed, *flags, "--resume"), capture_output=True, text=True, cwd=REPO,
+                           timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  full = subprocess.run(_train_cli(tmp_path / "full", *flags), capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert full.returncode == 0, full.stderr[-2000:]
+  a = json.load(open(killed / "results.json"))
+  b = json.load(open(tmp_path / "full" / "results.json"))
+  assert a["per_seed"] == b["per_seed"]
+  ha = json.load(open(killed / "history.json"))
+  hb = json.load(open(tmp_path / "full" / "history.json"))
+  assert [r["val_loss"] for r in ha] == [r["val_loss"] for r in hb]
+
+
+SHARDED_SNIPPET = r"""
+import json, sys
+sys.path.insert(0, {repo!r})
+import jax
+from experiments.configs import test as tc
+from hgnn_ima_jax import train
+c = tc.get_config(); c.seeds = (0, 1, 2, 3, 4); c.num_epochs = 4
+res = train.train_and_evaluate(c, {workdir!r}, progress=False)
+print(json.dumps({{"devices": jax.device_count(), "per_seed": res["per_seed"]}}))
+"""
+
+
+def test_seeds_shard_over_devices(tmp_path):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  code = SHARDED_SNIPPET.format(repo=str(REPO), workdir=str(tmp_path / "sharded"))
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  sharded = json.loads(out.stdout.strip().splitlines()[-1])
+  assert sharded["devices"] == 4 and len(sharded["per_seed"]) == 5  # 5 seeds padded to 8, padding dropped
+  c = tiny_config(seeds=(0, 1, 2, 3, 4), num_epochs=4)
+  single = train.train_and_evaluate(c, str(tmp_path / "single"), progress=False)
+  for a, b in zip(sharded["per_seed"], single["per_seed"]):
+    assert a["seed"] == b["seed"] and a["best_epoch"] == b["best_epoch"]
+    assert a["test_macro_f1"] == pytest.approx(b["test_macro_f1"], abs=1e-6)
