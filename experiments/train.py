@@ -36,6 +36,8 @@ flags.DEFINE_string("workdir", None, "output directory (default: runs/<dataset>-
 flags.DEFINE_integer("epochs", None, "number of epochs (default: the dataset's)")
 flags.DEFINE_bool("resume", False, "continue the run in --workdir from its latest checkpoint")
 flags.DEFINE_bool("progress", True, "show a progress bar")
+flags.DEFINE_string("xla_cache", os.path.join("~", ".cache", "hgnn-ima-jax", "xla"),
+                    "persistent XLA compilation cache: a rerun of the same model/graph skips compiling ('' disables)")
 config_flags.DEFINE_config_dict("config", default.get_config(), "overrides: --config.<field>=<value>")
 
 
@@ -67,9 +69,13 @@ def build_config():
 
 def main(argv):
   del argv
-  from hgnn_ima_jax import train  # after flag parsing: importing JAX is the slow part
-  from hgnn_ima_jax.models import MODEL_NAMES
   import jax
+
+  if FLAGS.xla_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(FLAGS.xla_cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  from hgnn_ima_jax import train  # after flag parsing: importing the stack is the slow part
+  from hgnn_ima_jax.models import MODEL_NAMES
 
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
