@@ -204,7 +204,7 @@ class HGNNIMALayer(nn.Module):
     mu_e = self.mu[index.etype]  # (E, H)
     g = att.inter_node_score(q_e, k_att, mu_e, scale)  # (E, M, H)
 
-    aux = {"lambda": None}
+    aux = {"lambda": None, "beta2": None}
     if self.attention == "hgt":
       alpha = att.inter_node_attention(g, index.seg, n_slots)
       beta = alpha  # each channel with its own attention

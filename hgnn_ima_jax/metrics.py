@@ -42,10 +42,21 @@ def mean_std(values) -> dict[str, float]:
   return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
 
 
-def t_test(a, b) -> dict[str, float]:
-  """Two-sample t-test between two models' per-seed scores (Table 3; Student's, equal variances)."""
-  res = scipy.stats.ttest_ind(np.asarray(a, np.float64), np.asarray(b, np.float64))
-  return {"t": float(res.statistic), "p": float(res.pvalue)}
+def t_test(a, b, paired: bool = False) -> dict[str, float]:
+  """t-test between two models' per-seed scores (Table 3).
+
+  paired=False: Student's two-sample test, df = n_a + n_b − 2 (what the paper's text says).
+  paired=True: over matched seeds, df = n − 1 (what the paper's p-values imply: each of its
+  (t, p) pairs fits df = 4 for 5 seeds).
+  """
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  if paired:
+    if len(a) != len(b):
+      raise ValueError(f"a paired t-test needs matched seeds, got {len(a)} and {len(b)} scores")
+    res, df = scipy.stats.ttest_rel(a, b), len(a) - 1
+  else:
+    res, df = scipy.stats.ttest_ind(a, b), len(a) + len(b) - 2
+  return {"t": float(res.statistic), "p": float(res.pvalue), "df": df}
 
 
 def format_mean_std(stats: dict[str, float], digits: int = 4) -> str:

@@ -340,7 +340,8 @@ class HGTLate(nn.Module):
     head = _dense(s.num_classes, self.hidden, "head")
     # Per layer, stack the modality encoders' attention as channels: alpha/beta (E, M, H).
     merged = [{"alpha": jnp.concatenate([a[k]["alpha"] for a in layers_aux], axis=1),
-               "beta": jnp.concatenate([a[k]["beta"] for a in layers_aux], axis=1), "lambda": None}
+               "beta": jnp.concatenate([a[k]["beta"] for a in layers_aux], axis=1), "lambda": None,
+               "beta2": None}
               for k in range(self.num_layers)]
     return _output(s, h, fused, delta, head, graph, jnp.zeros(()), merged, return_embeddings, return_attention)
 

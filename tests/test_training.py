@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 import sklearn.metrics
 
 from experiments.configs import get_config
@@ -97,7 +98,16 @@ def test_f1_matches_sklearn():
 def test_t_test_and_mean_std():
   a, b = [0.80, 0.82, 0.81, 0.83, 0.79], [0.70, 0.72, 0.69, 0.71, 0.73]
   tt = metrics.t_test(a, b)
-  assert tt["t"] > 5 and tt["p"] < 1e-4
+  assert tt["t"] > 5 and tt["p"] < 1e-4 and tt["df"] == 8
+  # The paper's Table 3 (t, p) pairs fit a paired test over 5 seeds (df = 4), not df = 8.
+  for t, p in ((3.01, 0.039), (4.18, 0.014), (4.09, 0.015), (4.36, 0.012), (6.14, 0.004)):
+    assert 2 * scipy.stats.t.sf(t, 4) == pytest.approx(p, abs=1e-3)
+    assert abs(2 * scipy.stats.t.sf(t, 8) - p) > 2e-3
+  diffs = np.array([0.011, 0.019, 0.005, 0.021, 0.009])
+  tp = metrics.t_test(diffs + 0.5, np.full(5, 0.5), paired=True)
+  want_t = diffs.mean() / (diffs.std(ddof=1) / math.sqrt(5))
+  assert tp["df"] == 4 and tp["t"] == pytest.approx(want_t)
+  assert tp["p"] == pytest.approx(2 * scipy.stats.t.sf(want_t, 4))
   assert metrics.mean_std(a)["std"] == pytest.approx(np.std(a, ddof=1))
 
 

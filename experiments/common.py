@@ -1,0 +1,370 @@
+"""Shared pieces of the paper-artefact scripts (table2.py, ablation.py, layers.py, visualize.py).
+
+* `Options`: what the common flags carry (datasets, seeds, epochs, features, data_dir,
+  protocol, tiny, --config overrides, resume, progress); `define_common_flags` and
+  `options_from_flags` turn absl flags into one.
+* `cell_config`: the config of one (dataset, model, ...) cell: the dataset's defaults (or
+  configs/test.py sizes with `tiny`), the protocol, the flags, the --config overrides,
+  then the cell's own fields.
+* `CellRunner`: trains each cell once with `train.train_and_evaluate` in
+  `<workdir>/<dataset>/<cell>` and reuses it when the same training was already done:
+  in this invocation (e.g. `hgnn_ima-L_ind` resolves to `hgnn_ima` in the code profile),
+  or, with `resume`, by any finished run under `<workdir>/<dataset>/` whose resolved
+  config is the same (so table2/ablation/layers/visualize share runs in one workdir).
+* Formatting: model display names, mean ± std, best/second marks, Markdown tables,
+  the not-comparable-with-the-paper note, NaN-safe JSON.
+
+Flags are defined by `define_common_flags`, called from each script's `__main__` block,
+so that importing several scripts in one process (the tests) defines no flag twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import math
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import ml_collections
+
+from experiments.configs import PAPER_PROTOCOL, PROTOCOLS, get_config, set_path
+
+DEFAULT_SEEDS = 5
+# Fields that do not change what is trained (they only change bookkeeping or device layout).
+_IGNORED_FIELDS = ("checkpoint_every", "shard_seeds")
+# Data fields: cells with equal values share one loaded MMHN.
+_DATA_FIELDS = ("dataset", "data_dir", "features", "missing_fill", "feature_seed", "synthetic")
+
+NOT_COMPARABLE_NOTE = ("† features were generated (the synthetic dataset, or --features=generated for absent "
+                       "feature files): these numbers are NOT comparable with the paper's.")
+
+
+# --- options and flags ------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Options:
+  """The settings every artefact script shares (one per common flag)."""
+
+  datasets: tuple[str, ...] = ("synthetic",)
+  seeds: tuple[int, ...] | None = None  # None: 0..4 (with `tiny`: configs/test.py's seeds)
+  epochs: int | None = None
+  features: str | None = None  # None: the config's ('real')
+  data_dir: str | None = None
+  protocol: str = "code"
+  tiny: bool = False
+  overrides: dict = dataclasses.field(default_factory=dict)  # 'a.b' -> value, applied to every cell
+  resume: bool = False
+  progress: bool = True
+
+
+def parse_list(text: str | Sequence[str] | None) -> tuple[str, ...]:
+  """'a, b,c' → ('a', 'b', 'c'); a sequence passes through."""
+  if text is None:
+    return ()
+  if isinstance(text, str):
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+  return tuple(text)
+
+
+def parse_seeds(text: str | None) -> tuple[int, ...] | None:
+  """'5' → (0, ..., 4); '0,3,7' → (0, 3, 7); None/'' → None (the script's default)."""
+  if text is None or not str(text).strip():
+    return None
+  text = str(text).strip()
+  if "," in text:
+    return tuple(int(s) for s in text.split(",") if s.strip())
+  n = int(text)
+  if n < 1:
+    raise ValueError(f"--seeds={text}: give a positive count or a comma-separated list")
+  return tuple(range(n))
+
+
+def parse_ints(text: str | Sequence[int]) -> tuple[int, ...]:
+  if isinstance(text, str):
+    return tuple(int(s) for s in text.split(",") if s.strip())
+  return tuple(int(s) for s in text)
+
+
+def define_common_flags(script: str, *, multi_dataset: bool = True, default_seeds: str | None = None):
+  """Defines the common flags (call once, from the script's `__main__` block)."""
+  from absl import flags
+  from ml_collections import config_flags
+
+  from experiments.configs import default
+
+  if multi_dataset:
+    flags.DEFINE_string("datasets", "synthetic", "comma list: douban, imdb, amazon, amazon1, amazon2, synthetic "
+                        "or generic-format paths")
+  flags.DEFINE_string("seeds", default_seeds, f"N for seeds 0..N-1, or a list such as 0,3,7 (default "
+                      f"{default_seeds or DEFAULT_SEEDS}; with --tiny, configs/test.py's seeds)")
+  flags.DEFINE_integer("epochs", None, "number of epochs (default: the dataset's)")
+  flags.DEFINE_enum("features", None, ["real", "generated"],
+                    "'generated' explicitly runs the real graph with generated stand-ins for absent feature "
+                    "files; results are then marked not comparable with the paper")
+  flags.DEFINE_string("data_dir", None, "directory holding <dataset>/ folders (default: $HGNN_IMA_DATA_DIR or ./data)")
+  flags.DEFINE_enum("protocol", "code", list(PROTOCOLS), "'code' (the authors' scripts) or 'paper' (Sec. 5.3)")
+  flags.DEFINE_bool("tiny", False, "use experiments/configs/test.py sizes (hidden 16, 2 heads, 2 layers, 6 epochs, "
+                    "synthetic scale 0.1): for tests and smoke runs")
+  flags.DEFINE_string("workdir", None, f"output directory (default: runs/{script}-<time>)")
+  flags.DEFINE_bool("resume", False, "reuse finished cells (results.json) in --workdir and continue unfinished ones")
+  flags.DEFINE_bool("progress", True, "show a progress bar per training cell")
+  config_flags.DEFINE_config_dict("config", default.get_config(),
+                                  "overrides applied to every cell: --config.<field>=<value>")
+
+
+def options_from_flags(flag_values) -> Options:
+  from ml_collections import config_flags
+
+  datasets = parse_list(flag_values.datasets) if "datasets" in flag_values else ()
+  return Options(datasets=datasets, seeds=parse_seeds(flag_values.seeds), epochs=flag_values.epochs,
+                 features=flag_values.features, data_dir=flag_values.data_dir, protocol=flag_values.protocol,
+                 tiny=flag_values.tiny, overrides=dict(config_flags.get_override_values(flag_values["config"])),
+                 resume=flag_values.resume, progress=flag_values.progress)
+
+
+def user_errors() -> tuple[type, ...]:
+  """Errors a launcher reports in one line (exit 2) instead of a traceback: bad data, a workdir clash."""
+  from hgnn_ima_jax.graph import DatasetError
+  return (DatasetError, CellConfigError, FileExistsError)
+
+
+def default_workdir(script: str) -> str:
+  return os.path.join("runs", f"{script}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def quiet_logging():
+  """Orbax logs every save at INFO; keep the scripts' output to their tables."""
+  from absl import flags, logging
+  if not flags.FLAGS.is_parsed() or not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+
+
+# --- configs ----------------------------------------------------------------------------
+
+def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
+  """Dataset defaults (or configs/test.py sizes) + protocol + flags + --config overrides."""
+  if opts.protocol not in PROTOCOLS:
+    raise ValueError(f"protocol must be one of {PROTOCOLS}, got {opts.protocol!r}")
+  if opts.tiny:
+    from experiments.configs import test as test_config
+    config = test_config.get_config(dataset)
+    if opts.protocol == "paper":  # the paper's optimiser/loss/stopping, at the tiny sizes
+      for path, value in PAPER_PROTOCOL.items():
+        if path != "num_epochs":
+          set_path(config, path, value)
+      config.protocol = "paper"
+  else:
+    config = get_config(dataset, opts.protocol)
+  config.seeds = tuple(opts.seeds) if opts.seeds else (tuple(config.seeds) if opts.tiny else tuple(range(DEFAULT_SEEDS)))
+  if opts.data_dir:
+    config.data_dir = opts.data_dir
+  if opts.features:
+    config.features = opts.features
+  if opts.epochs is not None:
+    config.num_epochs = int(opts.epochs)
+  for path, value in opts.overrides.items():
+    set_path(config, path, value)
+  return config
+
+
+def cell_config(dataset: str, opts: Options, model: str = "hgnn_ima", **fields) -> ml_collections.ConfigDict:
+  """`base_config` with the cell's model name and fields ('model.num_layers': 2, ...) on top."""
+  config = base_config(dataset, opts)
+  config.model_name = model
+  for path, value in fields.items():
+    set_path(config, path, value)
+  return config
+
+
+def _normalise(tree):
+  return json.loads(json.dumps(tree, sort_keys=True, default=lambda x: list(x) if isinstance(x, tuple) else str(x)))
+
+
+def signature(config: ml_collections.ConfigDict) -> dict:
+  """What determines a training run: the resolved config, with the model name reduced to the
+  module it builds (its base model + the ablation's field overrides) and bookkeeping fields dropped.
+
+  Two cells with equal signatures train the same program on the same data with the same seeds.
+  """
+  from hgnn_ima_jax import train
+  from hgnn_ima_jax.models import split_model_name
+
+  d = train.resolve_config(config).to_dict()
+  for k in _IGNORED_FIELDS:
+    d.pop(k, None)
+  # `train.load_data` reads data_dir/features only for files and the synthetic knobs only for 'synthetic'.
+  for k in (("data_dir", "features") if d.get("dataset") == "synthetic" else ("synthetic",)):
+    d.pop(k, None)
+  base, model_over, _ = split_model_name(d["model_name"])
+  d["model_name"] = base
+  d["model"] = {**d["model"], **model_over}
+  return _normalise(d)
+
+
+def _diff(a, b, prefix="") -> list[str]:
+  out = []
+  if isinstance(a, dict) and isinstance(b, dict):
+    for k in sorted(set(a) | set(b)):
+      out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+    return out
+  if a != b:
+    out.append(f"{prefix[:-1]}: {a!r} (there) vs {b!r} (asked)")
+  return out
+
+
+def dataset_tag(dataset: str) -> str:
+  """A directory name for a dataset name or generic-format path."""
+  base = os.path.basename(os.path.normpath(str(dataset)))
+  return base[:-4] if base.endswith(".npz") else base
+
+
+# --- running cells ----------------------------------------------------------------------
+
+class CellConfigError(ValueError):
+  """A cell directory holds a run with a different config."""
+
+
+@dataclasses.dataclass
+class Cell:
+  """One finished (dataset, model, ...) run."""
+
+  dataset: str
+  name: str
+  run_dir: str
+  results: dict
+  reused: bool  # True: not trained by this call (an earlier run with the same signature)
+
+
+class CellRunner:
+  """Trains cells under `workdir`, each at most once (see the module docstring)."""
+
+  def __init__(self, workdir: str, opts: Options, *, log: Callable[[str], None] | None = print):
+    self.workdir = workdir
+    self.opts = opts
+    self.log = log or (lambda s: None)
+    self._done: dict[str, Cell] = {}  # signature json -> cell
+    self._data: dict[str, Any] = {}
+
+  def data(self, config: ml_collections.ConfigDict):
+    """The MMHN for a config, loaded once per distinct data fields."""
+    from hgnn_ima_jax import train
+    key = json.dumps(_normalise({k: config.to_dict().get(k) for k in _DATA_FIELDS}), sort_keys=True)
+    if key not in self._data:
+      self._data[key] = train.load_data(config)
+    return self._data[key]
+
+  def _finished_runs(self, dataset_dir: str) -> list[str]:
+    return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(dataset_dir, "*", "results.json")))
+
+  def run(self, config: ml_collections.ConfigDict, name: str) -> Cell:
+    """Trains (or reuses) the cell `<workdir>/<dataset>/<name>` for `config`."""
+    from hgnn_ima_jax import checkpoint, train
+
+    dataset = str(config.dataset)
+    sig = signature(config)
+    key = json.dumps(sig, sort_keys=True)
+    if key in self._done:
+      prev = self._done[key]
+      self.log(f"[{dataset_tag(dataset)}/{name}] same training as {prev.run_dir}: reused")
+      return Cell(dataset, name, prev.run_dir, prev.results, True)
+    dataset_dir = os.path.join(self.workdir, dataset_tag(dataset))
+    run_dir = os.path.join(dataset_dir, name)
+    if os.path.exists(os.path.join(run_dir, "config.json")):
+      there = signature(checkpoint.read_config(run_dir))
+      if there != sig:
+        diffs = "; ".join(_diff(there, sig)[:6])
+        raise CellConfigError(f"{run_dir} holds a run with a different config ({diffs}); "
+                              "use a new --workdir (or delete that directory)")
+    if self.opts.resume:
+      candidates = [run_dir] + [d for d in self._finished_runs(dataset_dir) if d != run_dir]
+      for d in candidates:
+        if os.path.exists(os.path.join(d, "results.json")) and signature(checkpoint.read_config(d)) == sig:
+          with open(os.path.join(d, "results.json")) as f:
+            results = json.load(f)
+          self.log(f"[{dataset_tag(dataset)}/{name}] reusing finished run {d}")
+          cell = Cell(dataset, name, d, results, True)
+          self._done[key] = cell
+          return cell
+    t0 = time.time()
+    results = train.train_and_evaluate(config, run_dir, resume=self.opts.resume, data=self.data(config),
+                                       progress=self.opts.progress)
+    self.log(f"[{dataset_tag(dataset)}/{name}] Micro-F1 {format_stats(results['test_micro_f1'])}  "
+             f"Macro-F1 {format_stats(results['test_macro_f1'])}  ({time.time() - t0:.1f} s, {run_dir})")
+    cell = Cell(dataset, name, run_dir, results, False)
+    self._done[key] = cell
+    return cell
+
+
+# --- formatting -------------------------------------------------------------------------
+
+def display_name(model: str) -> str:
+  """'hgnn_ima' → 'HGNN-IMA', 'hgt_late' → 'HGT (late)', 'hgnn_ima-align' → 'HGNN-IMA-align'."""
+  if model.startswith("hgnn_ima"):
+    return "HGNN-IMA" + model[len("hgnn_ima"):]
+  return {"hgt": "HGT (one modality)", "hgt_early": "HGT (early)", "hgt_late": "HGT (late)"}.get(model, model)
+
+
+def format_stats(stats: dict | None, digits: int = 4) -> str:
+  if stats is None:
+    return "—"
+  return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
+def format_number(x, digits: int = 4) -> str:
+  return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
+
+
+def rank_marks(values: Sequence[float | None]) -> list[str]:
+  """'best'/'second'/'' per value (higher is better; ties share a mark; None is unranked)."""
+  distinct = sorted({v for v in values if v is not None and math.isfinite(v)}, reverse=True)
+  marks = []
+  for v in values:
+    if v is None or not math.isfinite(v):
+      marks.append("")
+    elif v == distinct[0]:
+      marks.append("best")
+    elif len(distinct) > 1 and v == distinct[1]:
+      marks.append("second")
+    else:
+      marks.append("")
+  return marks
+
+
+def emphasise(text: str, mark: str) -> str:
+  """Markdown: best in bold, second in italics (the paper's convention)."""
+  return f"**{text}**" if mark == "best" else f"*{text}*" if mark == "second" else text
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def json_safe(obj):
+  """NaN/inf → None (standard JSON has no NaN); tuples → lists; NumPy scalars → Python."""
+  if isinstance(obj, dict):
+    return {str(k): json_safe(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [json_safe(v) for v in obj]
+  if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+    try:
+      obj = obj.item()
+    except (ValueError, AttributeError):
+      pass
+  if isinstance(obj, float) and not math.isfinite(obj):
+    return None
+  return obj
+
+
+def write_json(path: str, obj):
+  with open(path, "w") as f:
+    json.dump(json_safe(obj), f, indent=2, allow_nan=False)
+
+
+def write_text(path: str, text: str):
+  with open(path, "w") as f:
+    f.write(text if text.endswith("\n") else text + "\n")

@@ -1,0 +1,141 @@
+r"""Figure 3 of the paper: test Macro-F1 (mean ± std over seeds) against the number of layers K.
+
+  python experiments/layers.py                                   # synthetic, HGNN-IMA, K = 0..4, 5 seeds
+  python experiments/layers.py --datasets=douban,imdb --features=generated --layers=1,2,3
+  python experiments/layers.py --tiny --layers=0,1 --seeds=2 --epochs=3
+
+Each (dataset, K) cell is one `train_and_evaluate` run of `--model` with
+`config.model.num_layers = K`, in `<workdir>/<dataset>/<model>-K<K>`; with `--resume`,
+a finished run with the same resolved config anywhere under `<workdir>/<dataset>/`
+(e.g. table2.py's HGNN-IMA at the default K) is reused. Writes `layers.png` (one line
+per dataset, error bars = std over seeds), `layers.json` and `layers.md`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from experiments import common  # noqa: E402
+
+DEFAULT_LAYERS = (0, 1, 2, 3, 4)
+
+
+def run_layers(opts: common.Options, workdir: str, layers=DEFAULT_LAYERS, model: str = "hgnn_ima", *,
+               log=print) -> dict:
+  """Trains (or reuses) one cell per (dataset, K); returns the Figure 3 dict."""
+  from hgnn_ima_jax.models import MODEL_NAMES
+
+  if model not in MODEL_NAMES:
+    raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+  layers = tuple(int(k) for k in layers)
+  if not layers or min(layers) < 0:
+    raise ValueError(f"layers must be non-negative integers, got {layers}")
+  runner = common.CellRunner(workdir, opts, log=log)
+  curves = {}
+  for dataset in opts.datasets:
+    points = []
+    for k in layers:
+      cell = runner.run(common.cell_config(dataset, opts, model, **{"model.num_layers": k}), f"{model}-K{k}")
+      r = cell.results
+      points.append({"layers": k, "test_macro_f1": r["test_macro_f1"], "test_micro_f1": r["test_micro_f1"],
+                     "per_seed_macro_f1": [s["test_macro_f1"] for s in r["per_seed"]], "seeds": list(r["seeds"]),
+                     "comparable_with_paper": bool(r.get("comparable_with_paper", True)),
+                     "run_dir": cell.run_dir, "reused": cell.reused})
+    curves[dataset] = points
+  comparable = all(p["comparable_with_paper"] for pts in curves.values() for p in pts)
+  return {"model": model, "layers": list(layers), "datasets": list(opts.datasets), "metric": "test_macro_f1",
+          "curves": curves, "comparable_with_paper": comparable,
+          "notes": [] if comparable else [common.NOT_COMPARABLE_NOTE]}
+
+
+def plot_layers(table: dict, path: str) -> str:
+  """A line per dataset: mean Macro-F1 against K with ± std error bars (Agg backend)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(5.5, 4.0))
+  for dataset, pts in table["curves"].items():
+    ks = [p["layers"] for p in pts]
+    means = [p["test_macro_f1"]["mean"] for p in pts]
+    stds = [p["test_macro_f1"]["std"] for p in pts]
+    ax.errorbar(ks, means, yerr=stds, marker="o", capsize=3, label=common.dataset_tag(dataset))
+  ax.set_xlabel("number of layers K")
+  ax.set_ylabel("test Macro-F1 (mean ± std over seeds)")
+  ax.set_xticks(table["layers"])
+  ax.set_title(f"{common.display_name(table['model'])}: Macro-F1 vs layers")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  if not table["comparable_with_paper"]:
+    fig.text(0.01, 0.01, "features generated: not comparable with the paper", fontsize=7, color="firebrick")
+  fig.tight_layout(rect=(0, 0.03, 1, 1))
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+def layers_markdown(table: dict) -> str:
+  header = ["Dataset"] + [f"K={k}" for k in table["layers"]]
+  rows = []
+  for dataset, pts in table["curves"].items():
+    marks = common.rank_marks([p["test_macro_f1"]["mean"] for p in pts])
+    gen = "" if all(p["comparable_with_paper"] for p in pts) else "†"
+    rows.append([common.dataset_tag(dataset) + gen] +
+                [common.emphasise(common.format_stats(p["test_macro_f1"]), mk) for p, mk in zip(pts, marks)])
+  parts = [f"## Figure 3: test Macro-F1 of {common.display_name(table['model'])} vs number of layers K", "",
+           common.markdown_table(header, rows)]
+  if table["notes"]:
+    parts += [""] + table["notes"]
+  return "\n".join(parts)
+
+
+def write_outputs(table: dict, workdir: str) -> dict[str, str]:
+  os.makedirs(workdir, exist_ok=True)
+  paths = {"png": os.path.join(workdir, "layers.png"), "json": os.path.join(workdir, "layers.json"),
+           "markdown": os.path.join(workdir, "layers.md")}
+  plot_layers(table, paths["png"])
+  common.write_json(paths["json"], table)
+  common.write_text(paths["markdown"], layers_markdown(table))
+  return paths
+
+
+def main(argv):
+  from absl import app, flags
+  from hgnn_ima_jax.models import MODEL_NAMES
+  del argv
+  FLAGS = flags.FLAGS
+  common.quiet_logging()
+  opts = common.options_from_flags(FLAGS)
+  try:
+    layers = common.parse_ints(FLAGS.layers)
+  except ValueError:
+    raise app.UsageError(f"--layers={FLAGS.layers}: give a comma list of integers such as 0,1,2,3,4") from None
+  if not layers or min(layers) < 0:
+    raise app.UsageError(f"--layers={FLAGS.layers}: give non-negative layer counts")
+  if FLAGS.model not in MODEL_NAMES:
+    raise app.UsageError(f"--model={FLAGS.model} is unknown; choose one of {', '.join(MODEL_NAMES)}")
+  if FLAGS.resume and not FLAGS.workdir:
+    raise app.UsageError("--resume needs the --workdir of the earlier run")
+  workdir = FLAGS.workdir or common.default_workdir("layers")
+  import jax
+  print(f"devices: {jax.devices()}; workdir: {workdir}")
+  try:
+    table = run_layers(opts, workdir, layers, FLAGS.model)
+  except common.user_errors() as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  paths = write_outputs(table, workdir)
+  print()
+  print(layers_markdown(table))
+  print(f"\nwrote {paths['png']}, {paths['json']} and {paths['markdown']}")
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  common.define_common_flags("layers")
+  flags.DEFINE_string("layers", ",".join(map(str, DEFAULT_LAYERS)), "comma list of layer counts K")
+  flags.DEFINE_string("model", "hgnn_ima", "the model whose depth is varied (any of MODEL_NAMES)")
+  app.run(main)

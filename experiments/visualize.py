@@ -1,0 +1,455 @@
+r"""Embeddings and attention of a trained run: a t-SNE of the fused embeddings Z and the case study
+behind the paper's remark that "our nested β aligns more closely with node categories than α".
+
+  python experiments/visualize.py --run=runs/synthetic-hgnn_ima-20250101-120000   # a train.py workdir
+  python experiments/visualize.py --dataset=douban --features=generated            # trains one itself
+  python experiments/visualize.py --run=runs/x --seed=3 --points=all --max_points=3000
+
+(a) t-SNE (sklearn, fixed `--random_state`) of Z for the test nodes (or all target nodes),
+    a random subset of `--max_points` when there are more; coloured by class. The JSON
+    reports the silhouette score (Euclidean, class labels as clusters) of Z itself and of
+    the 2-D t-SNE map.
+(b) Attention case study. For each attention kind, the per-edge weights averaged over
+    heads: β (the nested weight that aggregates messages; per modality for -cross/+inf),
+    α^m (the inter-node attention of each modality) and β2 (the alignment term), or α
+    per channel for the HGT baselines. Pairs of target nodes (i, j):
+      * direct: where the schema has target→target relations (AMAZON ii, AMAZON-1), the
+        weight of edge j→i at layer k;
+      * two-hop: otherwise (DOUBAN-like movie←director/actor←movie), every path
+        j → hub → i, weight = w^{(k−1)}(hub←j) × w^{(k)}(i←hub), summed over hubs and
+        relation pairs, layers (k−1, k) for k = 1..K−1 (a one-layer model uses layer 0 twice).
+    Each relation's weights are divided by the number of relations into the receiving type
+    (the code's cross-relation mean), so a receiver's pair weights sum to at most 1.
+    Reported per kind: mean weight over same-class and different-class pairs and their
+    ratio; the same after dividing each pair's weight by its weight under uniform attention
+    (1 = uniform, removes degree effects); and, over receivers that have both kinds of
+    pairs, the attention mass on same-class pairs against the uniform-attention mass.
+    Uses ALL target labels (train, val and test): this is an analysis of a trained model,
+    not an evaluation.
+
+Writes into `--workdir` (default runs/visualize-<time>): tsne.png, attention.png and
+visualize.json; prints the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from experiments import common  # noqa: E402
+
+LABELS_NOTE = ("uses all target labels (train, val and test): an analysis of a trained model, not an evaluation")
+
+
+# --- forward pass -----------------------------------------------------------------------
+
+def model_outputs(model, variables, graph):
+  """Eval-mode forward with embeddings and per-layer attention, on the host."""
+  import jax
+  fn = jax.jit(lambda v, g: model.apply(v, g, train=False, return_embeddings=True, return_attention=True))
+  return jax.device_get(fn(variables, graph))
+
+
+def channel_names(model_name: str, schema, num_channels: int) -> tuple[str, ...]:
+  """Names of the attention channels: modalities, or the early-fusion / single-modality channel."""
+  from hgnn_ima_jax.models import split_model_name
+  if num_channels == schema.num_modalities:
+    return tuple(schema.modalities)
+  base, _, _ = split_model_name(model_name)
+  if base == "hgt_early" and num_channels == 1:
+    return ("+".join(schema.modalities),)
+  if base == "hgt" and num_channels == 1:
+    return (schema.modalities[0],)
+  return tuple(f"channel{c}" for c in range(num_channels))
+
+
+def attention_kinds(layer_aux: dict, names: tuple[str, ...], nested: bool = True) -> dict[str, np.ndarray]:
+  """Per-edge weights (E,) averaged over heads, by kind: 'beta' (or 'beta[m]'), 'alpha[m]', 'beta2'.
+
+  nested: the layers are HGNN-IMA's (β differs from α); False for the HGT baselines (β is α).
+  """
+  kinds = {}
+  if nested:
+    beta = np.asarray(layer_aux["beta"], np.float64)
+    if beta.ndim == 2:
+      kinds["beta"] = beta.mean(-1)
+    else:
+      for c, name in enumerate(names):
+        kinds[f"beta[{name}]"] = beta[:, c].mean(-1)
+  alpha = np.asarray(layer_aux["alpha"], np.float64)
+  for c, name in enumerate(names):
+    kinds[f"alpha[{name}]"] = alpha[:, c].mean(-1)
+  if nested and layer_aux.get("beta2") is not None:
+    kinds["beta2"] = np.asarray(layer_aux["beta2"], np.float64).mean(-1)
+  return kinds
+
+
+# --- target pairs -----------------------------------------------------------------------
+
+def pair_mode(schema) -> tuple[str, list]:
+  """('direct', [r]) for target→target relations, else ('two_hop', [(r_in_hub, r_out_hub)])."""
+  t = schema.target_id
+  direct = [r for r in range(schema.num_relations)
+            if schema.relation_src(r) == t and schema.relation_dst(r) == t and schema.num_edges[r] > 0]
+  if direct:
+    return "direct", direct
+  pairs = [(r1, r2) for r1 in range(schema.num_relations) for r2 in range(schema.num_relations)
+           if schema.relation_src(r1) == t and schema.relation_dst(r2) == t
+           and schema.relation_dst(r1) == schema.relation_src(r2) != t
+           and schema.num_edges[r1] > 0 and schema.num_edges[r2] > 0]
+  return "two_hop", pairs
+
+
+def relation_matrix(schema, r: int, weights: np.ndarray, senders: np.ndarray, receivers: np.ndarray):
+  """Relation r's edge weights as a sparse (N_dst, N_src) matrix of local ids, divided by |R_dst|."""
+  import scipy.sparse as sp
+  sl = schema.edge_slice(r)
+  src, dst = schema.relation_src(r), schema.relation_dst(r)
+  offs = schema.node_offsets
+  rows = np.asarray(receivers[sl], np.int64) - offs[dst]
+  cols = np.asarray(senders[sl], np.int64) - offs[src]
+  scale = 1.0 / len(schema.relations_into(dst))
+  return sp.csr_matrix((np.asarray(weights[sl], np.float64) * scale, (rows, cols)),
+                       shape=(schema.num_nodes[dst], schema.num_nodes[src]))
+
+
+def uniform_weights(schema, receivers: np.ndarray) -> np.ndarray:
+  """Per-edge weight under uniform attention: 1 / (in-degree of the receiver within the relation)."""
+  out = np.zeros(len(receivers), np.float64)
+  for r in range(schema.num_relations):
+    sl = schema.edge_slice(r)
+    rc = np.asarray(receivers[sl])
+    if len(rc):
+      _, inv, counts = np.unique(rc, return_inverse=True, return_counts=True)
+      out[sl] = 1.0 / counts[inv]
+  return out
+
+
+def pair_matrix(schema, mode: str, rels: list, senders, receivers, w_last: np.ndarray, w_prev: np.ndarray | None):
+  """Sparse (N_T, N_T) matrix: entry (i, j) = summed weight from target j to target i (see module doc)."""
+  n = schema.num_nodes[schema.target_id]
+  import scipy.sparse as sp
+  total = sp.csr_matrix((n, n), dtype=np.float64)
+  for item in rels:
+    if mode == "direct":
+      total = total + relation_matrix(schema, item, w_last, senders, receivers)
+    else:
+      r1, r2 = item
+      prev = w_last if w_prev is None else w_prev
+      total = total + relation_matrix(schema, r2, w_last, senders, receivers) @ relation_matrix(
+          schema, r1, prev, senders, receivers)
+  return total
+
+
+def pair_weights(schema, mode: str, rels: list, senders, receivers, w_last, w_prev=None):
+  """(rows i, cols j, weights, uniform weights) over every structurally connected pair i ≠ j.
+
+  The pair set comes from the uniform-attention matrix (strictly positive wherever a path
+  exists), so a weight that underflowed to 0 (score scale 100) still counts as a pair.
+  """
+  uni_e = uniform_weights(schema, receivers)
+  u = pair_matrix(schema, mode, rels, senders, receivers, uni_e, None if w_prev is None else uni_e).tocoo()
+  keep = u.row != u.col
+  rows, cols, uw = u.row[keep].astype(np.int64), u.col[keep].astype(np.int64), u.data[keep]
+  p = pair_matrix(schema, mode, rels, senders, receivers, w_last, w_prev).tocoo()
+  n = schema.num_nodes[schema.target_id]
+  keys_u = rows * n + cols
+  order = np.argsort(keys_u)
+  keys_p = p.row.astype(np.int64) * n + p.col
+  pos = np.searchsorted(keys_u[order], keys_p)
+  pos = np.clip(pos, 0, max(len(order) - 1, 0))
+  w = np.zeros(len(rows), np.float64)
+  if len(order):
+    hit = keys_u[order][pos] == keys_p
+    np.add.at(w, order[pos[hit]], p.data[hit])
+  return rows, cols, w, uw
+
+
+def same_vs_different(rows, cols, w, uw, labels) -> dict:
+  """Mean (and uniform-normalised mean) weight on same- vs different-class pairs, and same-class mass."""
+  labels = np.asarray(labels)
+  same = labels[rows] == labels[cols]
+  norm = w / uw
+
+  def mean_ci(x):
+    if len(x) == 0:
+      return float("nan"), float("nan")
+    sem = x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
+    return float(x.mean()), float(1.96 * sem)
+
+  ms, cs = mean_ci(w[same])
+  md, cd = mean_ci(w[~same])
+  ns, ncs = mean_ci(norm[same])
+  nd, ncd = mean_ci(norm[~same])
+  n = len(labels)
+  tot_w = np.bincount(rows, w, n)
+  tot_u = np.bincount(rows, uw, n)
+  cnt_same = np.bincount(rows, same.astype(float), n)
+  cnt_diff = np.bincount(rows, (~same).astype(float), n)
+  contested = (cnt_same > 0) & (cnt_diff > 0) & (tot_w > 0)
+  mass = np.bincount(rows, w * same, n)[contested] / tot_w[contested]
+  mass_u = np.bincount(rows, uw * same, n)[contested] / tot_u[contested]
+  div = lambda a, b: a / b if b and np.isfinite(a) and np.isfinite(b) else float("nan")
+  return {"n_same": int(same.sum()), "n_diff": int((~same).sum()),
+          "mean_same": ms, "mean_diff": md, "ratio": div(ms, md), "ci95_same": cs, "ci95_diff": cd,
+          "norm_mean_same": ns, "norm_mean_diff": nd, "norm_ratio": div(ns, nd), "norm_ci95_same": ncs,
+          "norm_ci95_diff": ncd,
+          "receivers_contested": int(contested.sum()),
+          "mass_same": float(mass.mean()) if len(mass) else float("nan"),
+          "mass_same_uniform": float(mass_u.mean()) if len(mass_u) else float("nan")}
+
+
+def attention_case_study(schema, graph, attention, labels, names, nested: bool = True) -> dict:
+  """Same- vs different-class attention per layer (pair) and kind; see the module docstring."""
+  senders, receivers = np.asarray(graph.senders), np.asarray(graph.receivers)
+  mode, rels = pair_mode(schema)
+  rel_names = ([schema.relations[r].name for r in rels] if mode == "direct"
+               else [f"{schema.relations[r1].name}>{schema.relations[r2].name}" for r1, r2 in rels])
+  layers = [attention_kinds(aux, names, nested) for aux in attention]
+  K = len(layers)
+  if mode == "direct":
+    steps = [(k, k) for k in range(K)]
+  else:
+    steps = [(k - 1, k) for k in range(1, K)] if K > 1 else [(0, 0)] * K
+  results = []
+  for prev, last in steps:
+    kinds = {}
+    for kind, w_last in layers[last].items():
+      w_prev = layers[prev][kind] if mode == "two_hop" else None
+      rows, cols, w, uw = pair_weights(schema, mode, rels, senders, receivers, w_last, w_prev)
+      kinds[kind] = same_vs_different(rows, cols, w, uw, labels)
+    entry = {"layer": last, "kinds": kinds}
+    if mode == "two_hop":
+      entry["hop_layers"] = [prev, last]
+    results.append(entry)
+  notes = [LABELS_NOTE]
+  if mode == "two_hop" and K == 1:
+    notes.append("one-layer model: both hops use layer 0's weights")
+  if not rels:
+    notes.append("no target→target relation and no target→hub→target path: nothing to compare")
+  return {"mode": mode, "relations": rel_names, "num_layers": K, "layers": results,
+          "last": results[-1] if results else None, "labels": "all", "notes": notes}
+
+
+# --- t-SNE ------------------------------------------------------------------------------
+
+def tsne_embedding(z: np.ndarray, labels: np.ndarray, nodes: np.ndarray, *, max_points: int = 2000,
+                   random_state: int = 0) -> dict:
+  """t-SNE of z[nodes] (a random subset of `max_points` when larger) and silhouette scores."""
+  from sklearn.manifold import TSNE
+  from sklearn.metrics import silhouette_score
+
+  nodes = np.asarray(nodes)
+  if len(nodes) > max_points:
+    nodes = np.sort(np.random.default_rng(random_state).choice(nodes, max_points, replace=False))
+  x, y = np.asarray(z, np.float64)[nodes], np.asarray(labels)[nodes]
+  perplexity = float(min(30.0, max(1.0, (len(nodes) - 1) / 3.0)))
+  # One OpenMP thread: Barnes-Hut t-SNE slows down tens of times when its threads compete for busy
+  # cores (JAX's pool, other jobs), and one thread keeps the map reproducible for a fixed seed.
+  from threadpoolctl import threadpool_limits
+  with threadpool_limits(limits=1, user_api="openmp"):
+    coords = TSNE(n_components=2, random_state=random_state, init="pca", perplexity=perplexity).fit_transform(x)
+  ok = 2 <= len(np.unique(y)) < len(y)
+  return {"nodes": nodes, "coords": coords, "labels": y, "perplexity": perplexity, "random_state": random_state,
+          "silhouette_embedding": float(silhouette_score(x, y)) if ok else float("nan"),
+          "silhouette_tsne": float(silhouette_score(coords, y)) if ok else float("nan")}
+
+
+# --- plots ------------------------------------------------------------------------------
+
+def _plt():
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def plot_tsne(tsne: dict, path: str, title: str, comparable: bool) -> str:
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(5.5, 5.0))
+  cmap = plt.get_cmap("tab10")
+  for c in np.unique(tsne["labels"]):
+    m = tsne["labels"] == c
+    ax.scatter(tsne["coords"][m, 0], tsne["coords"][m, 1], s=8, alpha=0.8, color=cmap(int(c) % 10),
+               label=f"class {int(c)}")
+  ax.set_title(f"{title}\nsilhouette: Z {common.format_number(tsne['silhouette_embedding'], 3)}, "
+               f"t-SNE {common.format_number(tsne['silhouette_tsne'], 3)}", fontsize=9)
+  ax.set_xticks([])
+  ax.set_yticks([])
+  ax.legend(fontsize=7, markerscale=2)
+  if not comparable:
+    fig.text(0.01, 0.01, "features generated: not comparable with the paper", fontsize=7, color="firebrick")
+  fig.tight_layout(rect=(0, 0.03, 1, 1))
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+def plot_attention(study: dict, path: str, title: str, comparable: bool) -> str:
+  """Three panels for the last layer (pair): raw mean weight, uniform-normalised weight, same-class mass."""
+  plt = _plt()
+  last = study["last"]
+  kinds = list(last["kinds"]) if last else []
+  x = np.arange(len(kinds))
+  fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+  get = lambda key: np.array([last["kinds"][k][key] for k in kinds], np.float64)
+  for ax, (mean, ci, ylabel) in zip(axes[:2], (("mean", "ci95", "mean pair weight"),
+                                               ("norm_mean", "norm_ci95", "pair weight / uniform weight"))):
+    for off, (side, colour) in zip((-0.2, 0.2), (("same", "tab:green"), ("diff", "tab:red"))):
+      ax.bar(x + off, get(f"{mean}_{side}"), 0.4, yerr=np.nan_to_num(get(f"{ci}_{side}")), capsize=3,
+             color=colour, label="same class" if side == "same" else "different class")
+    ax.set_ylabel(ylabel)
+  axes[1].axhline(1.0, color="grey", lw=0.8, ls="--")
+  axes[2].bar(x - 0.2, get("mass_same"), 0.4, color="tab:blue", label="attention")
+  axes[2].bar(x + 0.2, get("mass_same_uniform"), 0.4, color="tab:grey", label="uniform")
+  axes[2].set_ylabel("mass on same-class pairs (contested receivers)")
+  axes[2].set_ylim(0, 1)
+  for ax in axes:
+    ax.set_xticks(x)
+    ax.set_xticklabels(kinds, rotation=20, fontsize=8)
+    ax.legend(fontsize=7)
+  layer = (f"layers {last['hop_layers'][0]}→{last['hop_layers'][1]}" if last and "hop_layers" in last
+           else f"layer {last['layer']}" if last else "no layers")
+  fig.suptitle(f"{title}: {study['mode'].replace('_', '-')} target pairs, {layer} (all labels)", fontsize=10)
+  if not comparable:
+    fig.text(0.01, 0.01, "features generated: not comparable with the paper", fontsize=7, color="firebrick")
+  fig.tight_layout(rect=(0, 0.03, 1, 0.95))
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+# --- the whole analysis -----------------------------------------------------------------
+
+def analyse(model, variables, graph, data, model_name: str, *, points: str = "test", max_points: int = 2000,
+            random_state: int = 0) -> dict:
+  """t-SNE + attention case study of one set of parameters (no files written)."""
+  out = model_outputs(model, variables, graph)
+  schema = data.schema
+  if points == "test":
+    nodes = np.asarray(data.splits["test"])
+  elif points == "all":
+    nodes = np.arange(len(data.labels))
+  else:
+    raise ValueError(f"points must be 'test' or 'all', got {points!r}")
+  tsne = tsne_embedding(np.asarray(out.embeddings["fused"]), data.labels, nodes, max_points=max_points,
+                        random_state=random_state)
+  attention = out.attention or ()
+  names = channel_names(model_name, schema, np.asarray(attention[0]["alpha"]).shape[1]) if attention else ()
+  from hgnn_ima_jax.models import split_model_name
+
+  nested = split_model_name(model_name)[0] == "hgnn_ima"  # HGT layers' β is their α
+  study = attention_case_study(schema, graph, attention, data.labels, names, nested)
+  return {"tsne": tsne, "attention": study}
+
+
+def visualize(run, out_dir: str, *, run_dir: str | None = None, seed: int | None = None, points: str = "test",
+              max_points: int = 2000, random_state: int = 0) -> dict:
+  """Analyses one seed of a `checkpoint.LoadedRun`; writes tsne.png, tsne.npz, attention.png, visualize.json."""
+  os.makedirs(out_dir, exist_ok=True)
+  seed = run.seeds[0] if seed is None else int(seed)
+  if seed not in run.seeds:
+    raise ValueError(f"seed {seed} is not in the run's seeds {run.seeds}")
+  model_name = run.config.model_name
+  res = analyse(run.model, run.variables(seed), run.graph, run.data, model_name, points=points,
+                max_points=max_points, random_state=random_state)
+  comparable = bool(run.data.comparable_with_paper)
+  title = f"{common.dataset_tag(run.config.dataset)} / {common.display_name(model_name)} / seed {seed}"
+  paths = {"tsne_png": os.path.join(out_dir, "tsne.png"), "attention_png": os.path.join(out_dir, "attention.png"),
+           "tsne_npz": os.path.join(out_dir, "tsne.npz"), "json": os.path.join(out_dir, "visualize.json")}
+  tsne = res["tsne"]
+  np.savez(paths["tsne_npz"], nodes=tsne["nodes"], coords=tsne["coords"], labels=tsne["labels"])
+  plot_tsne(tsne, paths["tsne_png"], f"t-SNE of fused embeddings Z, {points} nodes (n={len(tsne['nodes'])})\n{title}",
+            comparable)
+  study = res["attention"]
+  if study["last"] is not None:
+    plot_attention(study, paths["attention_png"], title, comparable)
+  else:
+    paths.pop("attention_png")
+  summary = {
+      "dataset": run.config.dataset, "model": model_name, "seed": seed, "run": run_dir,
+      "comparable_with_paper": comparable, "notes": [] if comparable else [common.NOT_COMPARABLE_NOTE],
+      "tsne": {"points": points, "n": int(len(tsne["nodes"])), "perplexity": tsne["perplexity"],
+               "random_state": random_state, "silhouette_embedding": tsne["silhouette_embedding"],
+               "silhouette_tsne": tsne["silhouette_tsne"], "png": os.path.basename(paths["tsne_png"])},
+      "attention": {**study, "png": os.path.basename(paths["attention_png"]) if "attention_png" in paths else None},
+      "paths": paths,
+  }
+  common.write_json(paths["json"], summary)
+  return summary
+
+
+def attention_markdown(study: dict) -> str:
+  """The case-study numbers of every layer (pair) as a Markdown table."""
+  header = ["layer", "kind", "pairs same/diff", "mean same", "mean diff", "ratio", "norm same", "norm diff",
+            "norm ratio", "same-class mass", "uniform mass"]
+  rows = []
+  f = common.format_number
+  for entry in study["layers"]:
+    layer = "→".join(map(str, entry["hop_layers"])) if "hop_layers" in entry else str(entry["layer"])
+    for kind, s in entry["kinds"].items():
+      rows.append([layer, kind, f"{s['n_same']}/{s['n_diff']}", f(s["mean_same"], 5), f(s["mean_diff"], 5),
+                   f(s["ratio"], 3), f(s["norm_mean_same"], 3), f(s["norm_mean_diff"], 3), f(s["norm_ratio"], 3),
+                   f(s["mass_same"], 3), f(s["mass_same_uniform"], 3)])
+  rel = ", ".join(study["relations"])
+  return "\n".join([f"attention case study ({study['mode'].replace('_', '-')} target pairs via {rel}; "
+                    f"{'; '.join(study['notes'])})", "", common.markdown_table(header, rows)])
+
+
+def load_or_train(opts: common.Options, workdir: str, *, run_dir: str | None, dataset: str, model: str, log=print):
+  """A `LoadedRun`: from `run_dir`, or trained (or reused with --resume) in `<workdir>/<dataset>/<model>`."""
+  from hgnn_ima_jax import checkpoint
+  if run_dir:
+    return checkpoint.load_checkpoint(run_dir), run_dir
+  runner = common.CellRunner(workdir, opts, log=log)
+  config = common.cell_config(dataset, opts, model)
+  cell = runner.run(config, model)
+  return checkpoint.load_checkpoint(cell.run_dir, data=runner.data(config)), cell.run_dir
+
+
+def main(argv):
+  from absl import app, flags
+  from hgnn_ima_jax.models import MODEL_NAMES
+  del argv
+  FLAGS = flags.FLAGS
+  common.quiet_logging()
+  if FLAGS.model not in MODEL_NAMES:
+    raise app.UsageError(f"--model={FLAGS.model} is unknown; choose one of {', '.join(MODEL_NAMES)}")
+  if FLAGS.resume and not FLAGS.workdir:
+    raise app.UsageError("--resume needs the --workdir of the earlier run")
+  opts = common.options_from_flags(FLAGS)
+  workdir = FLAGS.workdir or common.default_workdir("visualize")
+  import jax
+  print(f"devices: {jax.devices()}; workdir: {workdir}")
+  try:
+    run, run_dir = load_or_train(opts, workdir, run_dir=FLAGS.run, dataset=FLAGS.dataset, model=FLAGS.model)
+    summary = visualize(run, workdir, run_dir=run_dir, seed=FLAGS.seed, points=FLAGS.points,
+                        max_points=FLAGS.max_points, random_state=FLAGS.random_state)
+  except common.user_errors() as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  t = summary["tsne"]
+  print(f"\nrun {run_dir}, seed {summary['seed']}: t-SNE of {t['n']} {t['points']} nodes; silhouette of Z "
+        f"{common.format_number(t['silhouette_embedding'], 3)}, of the t-SNE map {common.format_number(t['silhouette_tsne'], 3)}")
+  print(attention_markdown(summary["attention"]))
+  for n in summary["notes"]:
+    print(n)
+  print("\nwrote " + ", ".join(summary["paths"].values()))
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  common.define_common_flags("visualize", multi_dataset=False, default_seeds="1")
+  flags.DEFINE_string("run", None, "workdir of a finished train.py run (or a cell of table2.py/ablation.py); "
+                      "without it, a run is trained on --dataset first")
+  flags.DEFINE_string("dataset", "synthetic", "dataset to train on when --run is not given")
+  flags.DEFINE_string("model", "hgnn_ima", "model to train when --run is not given")
+  flags.DEFINE_integer("seed", None, "which seed of the run to analyse (default: its first)")
+  flags.DEFINE_enum("points", "test", ["test", "all"], "target nodes in the t-SNE")
+  flags.DEFINE_integer("max_points", 2000, "at most this many nodes in the t-SNE (a random subset)")
+  flags.DEFINE_integer("random_state", 0, "t-SNE and subset seed")
+  app.run(main)
