@@ -265,7 +265,9 @@ class HGNNIMA(nn.Module):
     fused, delta = ModalityFusion(self.hidden, self.fusion_form, self.fusion_input_dropout,
                                   self.fusion_score_dropout, name="fusion")(h[s.target_slice], train=train)
     head = _dense(s.num_classes, self.hidden, "head")
-    loss = attention_loss(s, graph, layers_aux, self.latt_norm)
+    # -cross and -adapt have no learnable λ (none, or fixed at 1/M): no attention loss to apply.
+    loss = (jnp.zeros(()) if self.variant in ("-cross", "-adapt")
+            else attention_loss(s, graph, layers_aux, self.latt_norm))
     return _output(s, h, fused, delta, head, graph, loss, layers_aux, return_embeddings, return_attention)
 
 

@@ -1,0 +1,338 @@
+"""The JAX model against the independent dense NumPy reference (tests/dense_reference.py).
+
+Float64 (`jax.enable_x64`), random small DOUBAN-like graphs with 2 and 3
+modalities, zero in-degree nodes, an empty relation (md) and per-type/modality
+feature widths for projection='per_channel'; every parameter is
+randomised away from its init (μ, skip, LN/BN scales, biases, running stats), so a
+parameter used in the wrong place shows. Tolerance 1e-6 on logits, per-modality
+logits, final node states, fused Z, δ, L_att and every layer's α, λ, β, β2.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+import dense_reference as R
+from hgnn_ima_jax import models
+from model_fixtures import fast_jit, make_graph, random_variables
+
+TOL = 1e-6
+SMALL = dict(hidden=16, heads=4, num_layers=3)
+
+
+# --------------------------------------------------------------------------- helpers
+@functools.lru_cache(maxsize=None)
+def graph(num_modalities: int, widths: str = "equal", empty_relation: str | None = "md", seed: int = 0):
+  """M = 2: director/actor images zero-filled (DOUBAN code); M = 3: their filled
+  modalities are random, so no two sender rows coincide in any channel."""
+  fill = "zeros" if num_modalities == 2 else "random"
+  return make_graph(num_modalities, widths=widths, empty_relation=empty_relation, seed=seed, fill=fill)
+
+
+def randomize(variables, seed: int = 0):
+  """float64 copy of an initialised variables tree with every leaf moved off its init value."""
+  rng = np.random.default_rng(seed)
+
+  def f(path, x):
+    k = jax.tree_util.keystr(path)
+    x = np.asarray(x, np.float64)
+    if k.endswith("['var']"):
+      return rng.uniform(0.5, 2.0, x.shape)
+    if k.endswith("['mean']"):
+      return rng.normal(0.0, 0.5, x.shape)
+    if "['mu']" in k or "scale" in k:
+      return rng.uniform(0.5, 1.5, x.shape)
+    if "['skip']" in k:
+      return rng.normal(0.0, 1.0, x.shape)
+    if "bias" in k:
+      return rng.normal(0.0, 0.3, x.shape)
+    return x * rng.uniform(0.8, 1.2, x.shape)
+
+  return jax.tree_util.tree_map_with_path(f, variables)
+
+
+def reference_kind(name: str) -> str:
+  base = models.split_model_name(name)[0]
+  return {"hgnn_ima": "hgnn_ima", "hgt": "hgt", "hgt_early": "hgt", "hgt_late": "hgt_late"}[base]
+
+
+def reference_options(module) -> dict:
+  opts = {k: getattr(module, k) for k in R.DEFAULT_OPTIONS if hasattr(module, k)}
+  if hasattr(module, "modalities"):
+    opts["modalities"] = module.modalities
+  return opts
+
+
+def build(name, g, seed=0, *, real_init=False, **fields):
+  """(module, float64 random variables, float64 GraphsTuple).
+
+  The variables have the tree `module.init` gives (taken by `jax.eval_shape`, which
+  is much cheaper than an eager init); `real_init=True` runs the real init instead and
+  perturbs its values.
+  """
+  gt = g.to_graphs_tuple(np.float64)
+  module = models.build_model(name, g.schema, **SMALL, **fields)
+  rngs = {"params": jax.random.PRNGKey(seed), "dropout": jax.random.PRNGKey(seed + 1)}
+  with jax.enable_x64(True):
+    if real_init:
+      v = randomize(jax.tree_util.tree_map(np.asarray, fast_jit(module.init)(rngs, gt)), seed)
+    else:
+      v = random_variables(jax.eval_shape(lambda: module.init(rngs, gt)), seed)
+  return module, v, gt
+
+
+def model_forward(module, variables, gt, train=False):
+  with jax.enable_x64(True):
+    if train:
+      out, updated = module.apply(variables, gt, train=True, mutable=["batch_stats"],
+                                  rngs={"dropout": jax.random.PRNGKey(7)},
+                                  return_embeddings=True, return_attention=True)
+    else:
+      out, updated = module.apply(variables, gt, train=False, return_embeddings=True,
+                                  return_attention=True), None
+    assert out.logits.dtype == np.float64
+    return jax.tree_util.tree_map(np.asarray, out), updated
+
+
+def _maxdiff(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  assert a.shape == b.shape, (a.shape, b.shape)
+  return float(np.max(np.abs(a - b))) if a.size else 0.0
+
+
+def compare(out, ref, kind: str) -> dict[str, float]:
+  """Max abs differences of every compared quantity (asserts shapes / None-ness)."""
+  diffs = {
+      "logits": _maxdiff(out.logits, ref["logits"]),
+      "modality_logits": _maxdiff(out.modality_logits, ref["modality_logits"]),
+      "att_loss": _maxdiff(out.att_loss, ref["att_loss"]),
+      "nodes": _maxdiff(out.embeddings["nodes"], ref["nodes"]),
+      "modalities": _maxdiff(out.embeddings["modalities"], ref["modalities"]),
+      "fused": _maxdiff(out.embeddings["fused"], ref["fused"]),
+      "fusion_weights": _maxdiff(out.embeddings["fusion_weights"], ref["fusion_weights"]),
+  }
+  ref_layers = ref["layers"]
+  if kind == "hgt_late":  # one HGT per modality: the model stacks them on the channel axis
+    ref_layers = [
+        {"alpha": np.concatenate([per_mod[k]["alpha"] for per_mod in ref_layers], axis=1),
+         "beta": np.concatenate([per_mod[k]["beta"] for per_mod in ref_layers], axis=1),
+         "lambda": None, "beta2": None}
+        for k in range(len(ref_layers[0]))]
+  assert len(out.attention) == len(ref_layers)
+  for k, (a, b) in enumerate(zip(out.attention, ref_layers)):
+    for key in ("alpha", "lambda", "beta", "beta2"):
+      x, y = a.get(key), b[key]
+      assert (x is None) == (y is None), f"layer {k} {key}: model {x is None} ref {y is None}"
+      if x is not None:
+        diffs[f"L{k}.{key}"] = _maxdiff(x, y)
+  return diffs
+
+
+def assert_close(diffs, tol=TOL):
+  bad = {k: v for k, v in diffs.items() if not v < tol}
+  assert not bad, f"model != reference beyond {tol}: {bad}"
+
+
+# --------------------------------------------------------------------------- cases
+# (id, model name, fields, feature widths)
+HGNN_CASES = [
+    ("default", "hgnn_ima", {}, "equal"),
+    ("per_channel", "hgnn_ima", {"projection": "per_channel"}, "mixed"),
+    ("per_channel+bn", "hgnn_ima", {"projection": "per_channel", "input_batch_norm": True}, "mixed"),
+    ("linear_input", "hgnn_ima", {"input_activation": "linear"}, "equal"),
+    ("score_scale_0.7", "hgnn_ima", {"score_scale": 0.7}, "equal"),
+    ("align_paper", "hgnn_ima", {"align_sign": "paper"}, "equal"),
+    ("combine_add", "hgnn_ima", {"combine": "add"}, "equal"),
+    ("beta_norm_paper", "hgnn_ima", {"beta_norm": "paper"}, "equal"),
+    ("update_paper", "hgnn_ima", {"update": "paper"}, "equal"),
+    ("fusion_paper", "hgnn_ima", {"fusion_form": "paper"}, "equal"),
+    ("latt_paper_sum", "hgnn_ima", {"latt_norm": "paper_sum"}, "equal"),
+    # the spec's profiles
+    ("MISS", "hgnn_ima", {"score_scale": 100.0}, "equal"),
+    ("FULL", "hgnn_ima", {"projection": "per_channel", "input_batch_norm": True, "combine": "add"}, "mixed"),
+    ("paper_faithful", "hgnn_ima", {"input_activation": "linear", "score_scale": 1.0, "beta_norm": "paper",
+                                    "update": "paper", "fusion_form": "paper", "latt_norm": "paper_sum"}, "equal"),
+    # Table 4 ablations
+    ("-cross", "hgnn_ima-cross", {}, "equal"),
+    ("-adapt", "hgnn_ima-adapt", {}, "equal"),
+    ("+inf", "hgnn_ima+inf", {}, "equal"),
+    ("-nei_mean", "hgnn_ima-nei", {"nei_mode": "mean"}, "equal"),
+    ("-nei_target", "hgnn_ima-nei", {"nei_mode": "target"}, "equal"),
+    ("-align", "hgnn_ima-align", {}, "equal"),
+    ("-cross_add_s100", "hgnn_ima-cross", {"combine": "add", "score_scale": 100.0}, "equal"),
+    ("+inf_add_per_channel", "hgnn_ima+inf", {"combine": "add", "projection": "per_channel"}, "mixed"),
+    ("-nei_target_update_paper", "hgnn_ima-nei", {"nei_mode": "target", "update": "paper"}, "equal"),
+    # loss-level ablations share the forward of the default model
+    ("-L_att", "hgnn_ima-L_att", {}, "equal"),
+    ("-L_ind", "hgnn_ima-L_ind", {}, "equal"),
+]
+BASELINE_CASES = [
+    ("hgt_text", "hgt", {}, "equal"),
+    ("hgt_early", "hgt_early", {}, "equal"),
+    ("hgt_early_per_channel+bn", "hgt_early", {"projection": "per_channel", "input_batch_norm": True}, "mixed"),
+    ("hgt_late", "hgt_late", {}, "equal"),
+    ("hgt_late_per_channel+bn_update_paper", "hgt_late",
+     {"projection": "per_channel", "input_batch_norm": True, "update": "paper", "fusion_form": "paper"}, "mixed"),
+    ("hgt_scale_100", "hgt_early", {"baseline_score_scale": 100.0}, "equal"),
+]
+CASES = HGNN_CASES + BASELINE_CASES
+
+
+# Cases whose option does not interact with the number of modalities run with M = 2 only.
+M2_ONLY = {"linear_input", "score_scale_0.7", "update_paper", "fusion_paper", "per_channel", "-L_att", "-L_ind",
+           "hgt_text"}
+CASE_PARAMS = [pytest.param(c, m, id=f"{c[0]}-{m}") for c in CASES for m in (2, 3)
+               if m == 2 or c[0] not in M2_ONLY]
+
+
+@pytest.mark.parametrize("case,num_modalities", CASE_PARAMS)
+def test_model_matches_reference(case, num_modalities):
+  _, name, fields, widths = case
+  g = graph(num_modalities, widths)
+  module, v, gt = build(name, g, **fields)
+  out, _ = model_forward(module, v, gt)
+  kind = reference_kind(name)
+  ref = R.reference_forward(g.schema, gt, v, kind, **reference_options(module))
+  diffs = compare(out, ref, kind)
+  assert_close(diffs)
+  # Non-trivial comparisons: outputs are not degenerate.
+  assert np.std(ref["logits"]) > 1e-3
+  if kind == "hgnn_ima" and ref["layers"][0]["lambda"] is not None and "adapt" not in name:
+    assert np.std(ref["layers"][0]["lambda"]) > 1e-3
+
+
+def test_baseline_score_scale_is_used():
+  """`baseline_score_scale` reaches HGT's c (otherwise the 'hgt_scale_100' case would be vacuous)."""
+  g = graph(2)
+  module, _, _ = build("hgt_early", g, baseline_score_scale=100.0)
+  assert module.score_scale == 100.0
+  assert models.build_model("hgt_early", g.schema, **SMALL).score_scale is None
+
+
+@pytest.mark.parametrize("empty", ["dm", "dm+am"])
+def test_empty_missing_relation(empty):
+  """A relation whose source lacks a modality but has no edges is left out of L_att's mean."""
+  g = make_graph(2, empty_relation="dm")
+  if empty == "dm+am":
+    g.edges["am"] = np.zeros((0, 2), np.int64)
+    g.validate()
+  for norm in ("code_mean", "paper_sum"):
+    module, v, gt = build("hgnn_ima", g, latt_norm=norm)
+    out, _ = model_forward(module, v, gt)
+    ref = R.reference_forward(g.schema, gt, v, "hgnn_ima", **reference_options(module))
+    assert_close(compare(out, ref, "hgnn_ima"))
+    assert np.isfinite(out.att_loss)
+    if empty == "dm+am":
+      assert float(out.att_loss) == 0.0
+    else:
+      assert float(out.att_loss) > 0.1
+
+
+@pytest.mark.parametrize("name", ["hgnn_ima", "hgt_early", "hgt_late"])
+def test_batchnorm_train_mode(name):
+  """FULL profile in train mode with every dropout rate 0: BN uses batch statistics
+  (biased variance) and moves the running stats by momentum 0.9."""
+  g = graph(3, "mixed")
+  fields = dict(projection="per_channel", input_batch_norm=True, dropout=0.0, fusion_input_dropout=0.0,
+                fusion_score_dropout=0.0)
+  module, v, gt = build(name, g, **fields)
+  out, updated = model_forward(module, v, gt, train=True)
+  kind = reference_kind(name)
+  ref = R.reference_forward(g.schema, gt, v, kind, train=True, **reference_options(module))
+  assert_close(compare(out, ref, kind))
+  eval_ref = R.reference_forward(g.schema, gt, v, kind, train=False, **reference_options(module))
+  assert np.max(np.abs(eval_ref["logits"] - ref["logits"])) > 1e-3  # train mode really differs
+
+  used = ref["batch_stats"] if kind != "hgt_late" else {
+      (m, k): s for m, per in ref["batch_stats"].items() for k, s in per.items()}
+  n_checked = 0
+  for key, stats in used.items():
+    enc, bn = (f"encoder_{key[0]}", key[1]) if isinstance(key, tuple) else ("encoder", key)
+    old = v["batch_stats"][enc]["projection"][bn]
+    new = updated["batch_stats"][enc]["projection"][bn]
+    np.testing.assert_allclose(new["mean"], 0.9 * old["mean"] + 0.1 * stats["mean"], atol=1e-12)
+    np.testing.assert_allclose(new["var"], 0.9 * old["var"] + 0.1 * stats["var"], atol=1e-12)
+    n_checked += 1
+  assert n_checked == len(jax.tree_util.tree_leaves(v["batch_stats"])) // 2
+
+
+# --------------------------------------------------------------------------- the comparison can fail
+PERTURB = [
+    ("encoder", "layer_0", "u_modal"),
+    ("encoder", "layer_1", "w_att"),
+    ("encoder", "layer_2", "w_msg"),
+    ("encoder", "layer_0", "mu"),
+    ("encoder", "layer_1", "skip"),
+    ("encoder", "layer_2", "ln_scale"),
+    ("encoder", "layer_0", "k_bias"),
+    ("encoder", "projection", "proj_movie", "kernel"),
+    ("fusion", "score", "kernel"),
+    ("head", "bias"),
+]
+
+
+@pytest.mark.parametrize("path", PERTURB, ids=["/".join(p) for p in PERTURB])
+def test_reference_detects_a_wrong_parameter(path):
+  """Changing one parameter array in the model's copy only is caught by the comparison."""
+  g = graph(2)
+  module, v, gt = build("hgnn_ima", g)
+  ref = R.reference_forward(g.schema, gt, v, "hgnn_ima", **reference_options(module))
+  wrong = jax.tree_util.tree_map(np.array, v)
+  node = wrong["params"]
+  for p in path[:-1]:
+    node = node[p]
+  node[path[-1]] = node[path[-1]] * 1.05 + 0.05
+  out, _ = model_forward(module, wrong, gt)
+  diffs = compare(out, ref, "hgnn_ima")
+  assert max(diffs.values()) > 1e-4, diffs
+
+
+OPTION_FLIPS = [
+    ("score_scale", 100.0), ("align_sign", "paper"), ("combine", "add"), ("beta_norm", "paper"),
+    ("input_activation", "linear"), ("latt_norm", "paper_sum"), ("variant", "-nei"), ("variant", "-align"),
+]
+
+
+@pytest.mark.parametrize("option", OPTION_FLIPS, ids=[f"{k}={v}" for k, v in OPTION_FLIPS])
+def test_reference_detects_a_wrong_option(option):
+  """The reference run with another option value disagrees with the default model."""
+  g = graph(2)
+  module, v, gt = build("hgnn_ima", g)
+  out, _ = model_forward(module, v, gt)
+  opts = reference_options(module)
+  opts[option[0]] = option[1]
+  ref = R.reference_forward(g.schema, gt, v, "hgnn_ima", **opts)
+  try:
+    diffs = compare(out, ref, "hgnn_ima")
+  except AssertionError:  # a different structure (e.g. no β2 under -align) is a detection too
+    return
+  assert max(diffs.values()) > 1e-4, diffs
+
+
+@pytest.mark.parametrize("name", ["hgnn_ima", "hgt_late"])
+def test_matches_reference_with_initialised_params(name):
+  """The same comparison on the tree `model.init` returns (values perturbed off init)."""
+  g = graph(2)
+  module, v, gt = build(name, g, real_init=True)
+  out, _ = model_forward(module, v, gt)
+  kind = reference_kind(name)
+  ref = R.reference_forward(g.schema, gt, v, kind, **reference_options(module))
+  assert_close(compare(out, ref, kind))
+
+
+@pytest.mark.parametrize("constant,value,fields,widths", [
+    ("LN_EPS", 1e-6, {}, "equal"),  # Flax's LayerNorm default; the spec (§9) wants torch's 1e-5
+    ("BN_EPS", 1e-6, {"projection": "per_channel", "input_batch_norm": True}, "mixed"),
+], ids=["layernorm_eps", "batchnorm_eps"])
+def test_reference_detects_a_wrong_norm_epsilon(constant, value, fields, widths, monkeypatch):
+  """The 1e-6 tolerance resolves the spec's norm epsilons (1e-5): a 1e-6 epsilon is caught."""
+  g = graph(2, widths)
+  module, v, gt = build("hgnn_ima", g, **fields)
+  out, _ = model_forward(module, v, gt)
+  monkeypatch.setattr(R, constant, value)
+  ref = R.reference_forward(g.schema, gt, v, "hgnn_ima", **reference_options(module))
+  assert max(compare(out, ref, "hgnn_ima").values()) > 2 * TOL
