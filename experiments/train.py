@@ -12,7 +12,9 @@ defaults and the protocol are applied.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import sys
 import time
 
@@ -51,6 +53,20 @@ def parse_seeds(text: str) -> tuple[int, ...]:
   return tuple(range(n))
 
 
+def host_cache_dir(base: str, jax_version: str) -> str:
+  """`base/<jax version>-<CPU fingerprint>`: XLA:CPU programs are compiled for the host's
+  instruction set, so a cache shared between machines (a home directory on NFS, a copied
+  container) would load programs built for another CPU; keying by CPU flags avoids that."""
+  flags_line = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      flags_line = next((l for l in f if l.startswith(("flags", "Features"))), flags_line)
+  except OSError:
+    pass
+  tag = hashlib.sha256(flags_line.encode()).hexdigest()[:12]
+  return os.path.join(os.path.expanduser(base), f"jax{jax_version}-{tag}")
+
+
 def build_config():
   """Dataset defaults + protocol, then the flags, then --config.* overrides."""
   config = get_config(FLAGS.dataset, FLAGS.protocol)
@@ -72,7 +88,7 @@ def main(argv):
   import jax
 
   if FLAGS.xla_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(FLAGS.xla_cache))
+    jax.config.update("jax_compilation_cache_dir", host_cache_dir(FLAGS.xla_cache, jax.__version__))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   from hgnn_ima_jax import train  # after flag parsing: importing the stack is the slow part
   from hgnn_ima_jax.models import MODEL_NAMES

@@ -90,20 +90,39 @@ def alignment_modulation(g: jax.Array, seg: jax.Array, num_segments: int, sign: 
   return segment_softmax(alignment_logits(g, sign), seg, num_segments, indices_are_sorted=True)
 
 
-def combine_attention(beta1: jax.Array, beta2: jax.Array, seg: jax.Array, num_segments: int,
+COMBINES = ("mul", "add", "renorm")
+
+
+def combine_attention(beta1: jax.Array, beta2: jax.Array | None, seg: jax.Array, num_segments: int,
                       combine: str = "mul") -> jax.Array:
-  """Eq. 9: β = softmax over in-edges of β1 ⊙ β2 (`mul`: paper, MISS, FULL2) or β1 + β2 (`add`: FULL3).
+  """Eq. 9: β from β1 (Eq. 6) and β2 (Eq. 8) over each receiver's in-edges.
+
+  `mul` (paper, MISS, FULL2): softmax of β1 ⊙ β2. `add` (FULL3): softmax of β1 + β2.
+  `renorm` (ours, in neither the paper nor the code): β1 ⊙ β2 / Σ_in β1 ⊙ β2, the product of
+  the two attentions renormalised. Why it exists: β1, β2 ∈ [0, 1], so a softmax over their
+  product (or sum) keeps every neighbour's weight within a factor e (e² for `add`) of any
+  other's — the nested attention can barely select neighbours; renormalising keeps its
+  selectivity (see the README's note on the synthetic claim). beta2 None (`-align`): β1 alone,
+  softmaxed for `mul`/`add` (the code), renormalised for `renorm`.
 
   beta2 is (E, H); beta1 is (E, H) or per modality (E, M, H).
   """
-  if beta1.ndim == beta2.ndim + 1:
+  if beta2 is not None and beta1.ndim == beta2.ndim + 1:
     beta2 = beta2[:, None, :]
-  if combine == "mul":
+  if combine not in COMBINES:
+    raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
+  if combine == "renorm":
+    p = beta1 if beta2 is None else beta1 * beta2
+    total = jax.ops.segment_sum(p, seg, num_segments, indices_are_sorted=True)[seg]
+    # A receiver whose in-edges all have p == 0 (all-zero λ·α cannot happen, but underflow can)
+    # falls back to zeros rather than NaN.
+    return p / jnp.where(total > 0, total, 1.0)
+  if beta2 is None:
+    logits = beta1
+  elif combine == "mul":
     logits = beta1 * beta2
-  elif combine == "add":
-    logits = beta1 + beta2
   else:
-    raise ValueError(f"combine must be 'mul' or 'add', got {combine!r}")
+    logits = beta1 + beta2
   return segment_softmax(logits, seg, num_segments, indices_are_sorted=True)
 
 

@@ -114,7 +114,7 @@ class HGNNIMALayer(nn.Module):
     variant: Table 4 ablation of the nested attention (see `VARIANTS`).
     score_scale: c in Eq. 2; None means 1/sqrt(d_k).
     align_sign: 'code' (−mean over unordered pairs) or 'paper' (+sum over ordered pairs).
-    combine: Eq. 9 'mul' or 'add'.
+    combine: Eq. 9 'mul', 'add' or 'renorm' (ours: β1·β2 renormalised, see `att.combine_attention`).
     beta_norm: 'code' (β1 unnormalised before Eq. 9) or 'paper' (softmax over Σλα first, Eq. 6).
     nei_mode: for `-nei`: 'mean' (segment mean of s over neighbours) or 'target' (from the
       receiver alone: <Q(h_i), K(h_i) U>).
@@ -155,6 +155,8 @@ class HGNNIMALayer(nn.Module):
       raise ValueError(f"update must be 'code' or 'paper', got {self.update!r}")
     if self.beta_norm not in ("code", "paper"):
       raise ValueError(f"beta_norm must be 'code' or 'paper', got {self.beta_norm!r}")
+    if self.combine not in att.COMBINES:
+      raise ValueError(f"combine must be one of {att.COMBINES}, got {self.combine!r}")
     if self.nei_mode not in ("mean", "target"):
       raise ValueError(f"nei_mode must be 'mean' or 'target', got {self.nei_mode!r}")
     if self.update == "code":
@@ -252,7 +254,7 @@ class HGNNIMALayer(nn.Module):
 
     if self.beta_norm == "paper" and variant != "-cross":
       beta1 = segment_softmax(beta1, seg, n_slots, indices_are_sorted=True)
-    if use_align:
+    if use_align or self.combine == "renorm":
       beta = att.combine_attention(beta1, beta2, seg, n_slots, self.combine)
     elif self.beta_norm == "paper":
       beta = beta1

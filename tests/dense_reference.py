@@ -250,7 +250,10 @@ def propagation_layer(schema, arrays, segs, lp, h, *, heads, attention, variant,
 
       # Eq. 9.
       for key, vals in b1.items():
-        if not has_beta2:
+        if combine == "renorm":  # ours: the product renormalised to sum to one
+          prod = [v * (beta2[e, hh] if has_beta2 else 1.0) for v, e in zip(vals, ins)]
+          final = [p / sum(prod) for p in prod]
+        elif not has_beta2:
           final = _softmax(vals)
         elif combine == "mul":
           final = _softmax([v * beta2[e, hh] for v, e in zip(vals, ins)])

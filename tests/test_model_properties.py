@@ -64,7 +64,8 @@ def max_abs(a, b):
 
 # --------------------------------------------------------------------------- normalisation
 NORM_CASES = [("hgnn_ima", {}), ("hgnn_ima-cross", {}), ("hgnn_ima+inf", {}), ("hgnn_ima-nei", {"nei_mode": "target"}),
-              ("hgnn_ima", {"beta_norm": "paper", "combine": "add"}), ("hgt_late", {})]
+              ("hgnn_ima", {"beta_norm": "paper", "combine": "add"}), ("hgnn_ima", {"combine": "renorm"}),
+              ("hgt_late", {})]
 
 
 @pytest.mark.parametrize("num_modalities", [2, 3])
@@ -91,6 +92,38 @@ def test_attention_weights_are_normalised(case, num_modalities):
       np.testing.assert_allclose(lam.sum(axis=1), 1.0, atol=1e-5, err_msg="lambda")
       checked += 1
   assert checked >= 2 * len(out.attention)
+
+
+def segment_ratios(values, etype, receivers):
+  """max/min of per-edge `values` (E, H) within each (relation, receiver) segment, per head."""
+  keys = np.stack([etype, receivers], 1)
+  _, seg = np.unique(keys, axis=0, return_inverse=True)
+  seg = seg.reshape(-1)
+  hi = np.full((seg.max() + 1,) + values.shape[1:], -np.inf)
+  lo = np.full_like(hi, np.inf)
+  np.maximum.at(hi, seg, values)
+  np.minimum.at(lo, seg, values)
+  with np.errstate(divide="ignore"):  # a weight that underflowed to 0 gives an infinite ratio
+    return hi / lo
+
+
+@pytest.mark.parametrize("combine,bound", [("mul", np.e), ("add", np.e ** 2), ("renorm", None)])
+def test_eq9_softmax_of_probabilities_bounds_selectivity(combine, bound):
+  """Eq. 9 softmaxes β1·β2 (or β1 + β2), both in [0, 1]: within a receiver's in-edges no weight
+  exceeds another by more than e (e² for `add`), however sharp α and β2 are. Our `renorm`
+  keeps their selectivity. Sharp scores (c = 100, as the MISS code) make the contrast visible."""
+  module, v, gt = built_kw("hgnn_ima", combine=combine, score_scale=100.0)
+  out = module.apply(v, gt, return_attention=True)
+  etype, recv = np.asarray(gt.edges["type"]), np.asarray(gt.receivers)
+  ratios = np.concatenate([segment_ratios(np.asarray(layer["beta"], np.float64), etype, recv).ravel()
+                           for layer in out.attention])
+  alpha_ratio = segment_ratios(np.asarray(out.attention[0]["alpha"][:, 0], np.float64), etype, recv).max()
+  assert alpha_ratio > 1e3  # α itself is sharp here
+  if bound is None:
+    assert ratios.max() > 1e3
+  else:
+    assert ratios.max() <= bound * (1 + 1e-5)
+    assert ratios.max() > 1.05  # not uniform either
 
 
 def test_segment_sums_catches_unnormalised_weights():
@@ -261,7 +294,8 @@ def _inf_params(params, m):
 
 FORWARD_ABLATIONS = [("hgnn_ima-cross", {}), ("hgnn_ima-adapt", {}), ("hgnn_ima+inf", {}), ("hgnn_ima-nei", {}),
                      ("hgnn_ima-nei", {"nei_mode": "target"}), ("hgnn_ima-align", {})]
-FLAGS = [{"score_scale": 100.0}, {"align_sign": "paper"}, {"combine": "add"}, {"beta_norm": "paper"},
+FLAGS = [{"score_scale": 100.0}, {"align_sign": "paper"}, {"combine": "add"}, {"combine": "renorm"},
+         {"beta_norm": "paper"},
          {"input_activation": "linear"}]
 
 
