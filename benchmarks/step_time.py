@@ -53,6 +53,10 @@ if str(REPO) not in sys.path:
 if str(REPO / "benchmarks") not in sys.path:
   sys.path.insert(0, str(REPO / "benchmarks"))
 
+if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
+  from hgnn_ima_jax.runtime import reexec_with_fast_allocator
+  reexec_with_fast_allocator()
+
 # Before torch loads: with OpenMP's default (active, spinning) wait policy, torch's
 # thread team stalls for seconds per step whenever the CPUs are shared with other work
 # (measured here under load: 0.3-8 s instead of 50-80 ms for a tiny step with 2 threads).
@@ -186,10 +190,12 @@ def machine_info() -> dict:
     mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
   except (ValueError, OSError):  # pragma: no cover
     pass
+  from hgnn_ima_jax.runtime import active_allocator
   devices = jax.devices()
   return {"host": platform.node(), "cpu": model, "cpu_count": cpu_count(), "memory_gb": mem_gb,
           "python": platform.python_version(), "platform": devices[0].platform,
-          "device": f"{len(devices)}x {getattr(devices[0], 'device_kind', devices[0].platform)}"}
+          "device": f"{len(devices)}x {getattr(devices[0], 'device_kind', devices[0].platform)}",
+          "allocator": active_allocator()}
 
 
 def versions() -> dict:

@@ -21,6 +21,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
+  from hgnn_ima_jax.runtime import reexec_with_fast_allocator
+  reexec_with_fast_allocator()
+
 from experiments import common  # noqa: E402
 
 VARIANTS = ("-cross", "-adapt", "+inf", "-nei", "-align", "-L_att", "-L_ind")

@@ -20,6 +20,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
+  from hgnn_ima_jax.runtime import reexec_with_fast_allocator
+  reexec_with_fast_allocator()
+
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 

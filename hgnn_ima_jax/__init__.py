@@ -1,21 +1,24 @@
 """HGNN-IMA (IJCAI 2025) in JAX/Flax: multi-modal heterogeneous graph node classification.
 
-The typed graph is imported eagerly (it is light); models, training and checkpoint
-helpers load on first use so `import hgnn_ima_jax` stays cheap and `data_utils`
-can import the graph types without pulling in the training stack.
+Everything loads on first use, so `import hgnn_ima_jax` is cheap: `data_utils` imports
+only the typed graph, and the command-line scripts can set up the process
+(`hgnn_ima_jax.runtime`) before JAX is imported at all.
 """
 
 import importlib
 
-from hgnn_ima_jax.graph import MMHN, DatasetError, Relation, Schema, fill_missing_modalities
-
 _LAZY = {
+    "MMHN": "hgnn_ima_jax.graph",
+    "DatasetError": "hgnn_ima_jax.graph",
+    "Relation": "hgnn_ima_jax.graph",
+    "Schema": "hgnn_ima_jax.graph",
+    "fill_missing_modalities": "hgnn_ima_jax.graph",
     "load_checkpoint": "hgnn_ima_jax.checkpoint",
     "models": "hgnn_ima_jax.models",
     "train": "hgnn_ima_jax.train",
 }
 
-__all__ = ["MMHN", "DatasetError", "Relation", "Schema", "fill_missing_modalities", *_LAZY]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name):

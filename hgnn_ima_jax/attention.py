@@ -17,19 +17,23 @@ import jax.numpy as jnp
 from hgnn_ima_jax.ops import segment_softmax
 
 
-def inter_node_score(q_dst: jax.Array, k_att_src: jax.Array, mu: jax.Array, scale: float) -> jax.Array:
+def head_dot(q: jax.Array, k: jax.Array) -> jax.Array:
+  """Per-head dot products <q_h, k_h> over the trailing d_k axis (broadcasting the rest)."""
+  return jnp.sum(q * k, axis=-1)
+
+
+def inter_node_score(qk_att: jax.Array, mu: jax.Array, scale: float) -> jax.Array:
   """Eq. 2: g^m_{e,h} = c · μ_{r,h} · <Q^m_{i,h}, K^m_{j,h} W^att_{r,h}>.
 
   Args:
-    q_dst: (E, M, H, d_k) queries of each edge's receiver.
-    k_att_src: (E, M, H, d_k) keys of each edge's sender already multiplied by W^att_r.
-    mu: (E, H) or (H,) relation prior μ of each edge.
+    qk_att: (E, M, H) dot products <Q^m_i, K^m_j W^att_r> per head (`head_dot` of the
+      receiver's query and the sender's key table).
+    mu: (E, H) relation prior μ of each edge.
     scale: c (1/sqrt(d_k) in HGT and FULL; 100 in the MISS code).
   Returns:
     (E, M, H) scores.
   """
-  mu = mu[:, None, :] if mu.ndim == 2 else mu
-  return scale * mu * jnp.sum(q_dst * k_att_src, axis=-1)
+  return scale * mu[:, None, :] * qk_att
 
 
 def inter_node_attention(g: jax.Array, seg: jax.Array, num_segments: int) -> jax.Array:
@@ -43,7 +47,7 @@ def inter_modal_score(q_dst: jax.Array, k_modal_src: jax.Array) -> jax.Array:
   For the `+inf` ablation pass q_dst (E, 1, M, H, d_k) and k_modal_src
   (E, M', M, H, d_k): the result s^{m'→m} is (E, M', M, H).
   """
-  return jnp.sum(q_dst * k_modal_src, axis=-1)
+  return head_dot(q_dst, k_modal_src)
 
 
 def inter_modal_attention(s: jax.Array) -> jax.Array:

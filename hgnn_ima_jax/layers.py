@@ -1,12 +1,21 @@
 """The HGNN-IMA propagation layer (and plain HGT as its one-attention special case).
 
-Layout: node states `h` are (N, M, d) — every node, every modality channel — with
-node types in contiguous static slices, so type-specific linears are one matmul
-per type on a static slice. Edges are grouped by relation (static slices) and
-sorted by receiver inside each relation; relation-specific matrices are applied
-once per *node* (K·W^att, K·U^m, V·W^msg) and the results gathered per edge, which
-costs far less than a matrix per edge. Every softmax over in-edges of all
-modalities, heads and the alignment term runs as one segment pass.
+Layout, chosen for speed on XLA:CPU (measurements in benchmarks/README.md):
+
+* node states are a tuple with one (N_t, M, d) array per node type (M modality channels), so a
+  type-specific linear is one matrix product per type and no node array is ever sliced or
+  concatenated by type inside a layer;
+* relation-specific per-head matrices (W^att, U^m, W^msg) are applied once per *sender node*, and
+  the per-relation results are stacked into sender tables: one gather serves every edge of every
+  relation (a matrix per edge would cost E/N times more);
+* the two key tables of an edge (K·W^att for Eq. 2 and K·U^m for Eq. 4) are gathered as one
+  array and scored by one multiply-reduce against the receiver's query, so their gradients
+  flow back through one scatter instead of being padded, added and split;
+* every softmax over in-edges (α of all modalities and the alignment term of β2) runs as one
+  segment pass.
+
+Edges are grouped by relation and sorted by receiver inside each relation (`MMHN.to_graphs_tuple`);
+a softmax segment is one (relation, receiver) slot.
 
 Parameters of one layer (T node types, R relations, M channels, H heads, d = H·d_k):
   k_kernel, q_kernel, v_kernel, a_kernel: (T, d, d), used as x @ kernel + bias
@@ -22,7 +31,7 @@ Heads split d head-major: feature h·d_k + c is head h, component c.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -80,26 +89,21 @@ def edge_index(schema: Schema, senders: jax.Array, receivers: jax.Array) -> Edge
   return EdgeIndex(cat(src_rows), jnp.asarray(receivers), cat(seg), cat(etype))
 
 
-def typed_linear(x: jax.Array, kernel: jax.Array, bias: jax.Array, schema: Schema) -> jax.Array:
-  """Applies node type t's linear (kernel[t], bias[t]) to the rows of type t; x is (N, ..., d_in)."""
-  parts = [x[schema.node_slice(t)] @ kernel[t] + bias[t] for t in range(schema.num_node_types)]
-  return jnp.concatenate(parts, axis=0)
+def split_by_type(x: jax.Array, schema: Schema) -> tuple[jax.Array, ...]:
+  """(N, ...) in global node order → one (N_t, ...) array per node type."""
+  return tuple(x[schema.node_slice(t)] for t in range(schema.num_node_types))
 
 
-def typed_layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, schema: Schema, eps: float = 1e-5):
-  """LayerNorm over the last axis with a scale/bias per node type (torch eps 1e-5)."""
+def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float = 1e-5) -> jax.Array:
+  """LayerNorm over the last axis (torch's eps 1e-5; Flax defaults to 1e-6)."""
   mean = jnp.mean(x, axis=-1, keepdims=True)
   var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-  y = (x - mean) * jax.lax.rsqrt(var + eps)
-  parts = [y[schema.node_slice(t)] * scale[t] + bias[t] for t in range(schema.num_node_types)]
-  return jnp.concatenate(parts, axis=0)
+  return (x - mean) * jax.lax.rsqrt(var + eps) * scale + bias
 
 
-def per_type_rows(values: jax.Array, schema: Schema) -> jax.Array:
-  """Broadcasts one value per node type (T, ...) to one per node (N, ...) by static slices."""
-  parts = [jnp.broadcast_to(values[t], (schema.num_nodes[t],) + values.shape[1:])
-           for t in range(schema.num_node_types)]
-  return jnp.concatenate(parts, axis=0)
+def per_head(x: jax.Array, heads: int) -> jax.Array:
+  """(..., d) → (..., H, d_k), head-major (a free reshape)."""
+  return x.reshape(x.shape[:-1] + (heads, x.shape[-1] // heads))
 
 
 class HGNNIMALayer(nn.Module):
@@ -145,12 +149,6 @@ class HGNNIMALayer(nn.Module):
       raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
     if self.attention == "ima" and self.num_channels < 2:
       raise ValueError("nested inter-modal attention needs at least two modalities; use HGT for one")
-    s, d, H = self.schema, self.hidden, self.heads
-    T, R, M, dk = s.num_node_types, s.num_relations, self.num_channels, d // H
-    lin = torch_linear_init(d)
-    for name in ("k", "q", "v", "a"):
-      setattr(self, f"{name}_kernel", self.param(f"{name}_kernel", lin, (T, d, d)))
-      setattr(self, f"{name}_bias", self.param(f"{name}_bias", lin, (T, d)))
     if self.update not in ("code", "paper"):
       raise ValueError(f"update must be 'code' or 'paper', got {self.update!r}")
     if self.beta_norm not in ("code", "paper"):
@@ -159,6 +157,12 @@ class HGNNIMALayer(nn.Module):
       raise ValueError(f"combine must be one of {att.COMBINES}, got {self.combine!r}")
     if self.nei_mode not in ("mean", "target"):
       raise ValueError(f"nei_mode must be 'mean' or 'target', got {self.nei_mode!r}")
+    s, d, H = self.schema, self.hidden, self.heads
+    T, R, M, dk = s.num_node_types, s.num_relations, self.num_channels, d // H
+    lin = torch_linear_init(d)
+    for name in ("k", "q", "v", "a"):
+      setattr(self, f"{name}_kernel", self.param(f"{name}_kernel", lin, (T, d, d)))
+      setattr(self, f"{name}_bias", self.param(f"{name}_bias", lin, (T, d)))
     if self.update == "code":
       self.skip = self.param("skip", nn.initializers.ones, (T,))
       self.ln_scale = self.param("ln_scale", nn.initializers.ones, (T, d))
@@ -176,53 +180,67 @@ class HGNNIMALayer(nn.Module):
   def uses_lambda_params(self) -> bool:
     return self.attention == "ima" and self.variant not in ("-cross", "-adapt")
 
-  def __call__(self, h: jax.Array, index: EdgeIndex, *, train: bool):
-    """h (N, M, d) → (new h (N, M, d), aux dict with per-edge 'alpha', 'lambda', 'beta')."""
-    s, H = self.schema, self.heads
-    M, d, dk = self.num_channels, self.hidden, self.hidden // self.heads
-    n_slots = num_slots(s)
+  @property
+  def _modal_keys_in_table(self) -> bool:
+    """K·U^m rides in the key table next to K·W^att (all λ variants but `+inf`)."""
+    return self.uses_lambda_params and self.variant != "+inf"
+
+  def __call__(self, hs: Sequence[jax.Array], index: EdgeIndex, *, train: bool):
+    """hs: one (N_t, M, d) array per node type → (new hs, aux dict with per-edge 'alpha', 'lambda', 'beta')."""
+    s, H, dk = self.schema, self.heads, self.hidden // self.heads
+    T, R = s.num_node_types, s.num_relations
     scale = 1.0 / math.sqrt(dk) if self.score_scale is None else float(self.score_scale)
-
-    kqv_kernel = jnp.concatenate([self.k_kernel, self.q_kernel, self.v_kernel], axis=-1)
+    # K, Q and V of a type in one matrix product: its weight gradient then reads the layer input
+    # once (XLA:CPU transposes that input for the gradient, recomputing its elementwise producers).
+    kqv_kernel = jnp.concatenate([self.k_kernel, self.q_kernel, self.v_kernel], axis=-1)  # (T, d, 3d)
     kqv_bias = jnp.concatenate([self.k_bias, self.q_bias, self.v_bias], axis=-1)
-    kqv = typed_linear(h, kqv_kernel, kqv_bias, s).reshape(h.shape[0], M, 3, H, dk)
-    k, q, v = kqv[:, :, 0], kqv[:, :, 1], kqv[:, :, 2]  # (N, M, H, dk)
+    kqv = [per_head(hs[t] @ kqv_kernel[t] + kqv_bias[t], 3 * H) for t in range(T)]  # (N_t, M, 3H, dk)
+    k = [x[:, :, :H] for x in kqv]  # each (N_t, M, H, dk)
+    q = [x[:, :, H:2 * H] for x in kqv]
+    v = [x[:, :, 2 * H:] for x in kqv]
+    if R == 0:  # nothing to propagate
+      aux = {"alpha": None, "beta": None, "lambda": None, "beta2": None}
+      return self._update(hs, [jnp.zeros_like(h) for h in hs], train), aux
 
-    # Relation-specific matrices once per sender node (not per edge); the per-relation tables
-    # are stacked at node level so that one gather serves every edge of every relation.
-    tables, inf_tables = [], []
-    for r in range(s.num_relations):
-      sl = s.node_slice(s.relation_src(r))
-      ks, vs = k[sl], v[sl]
-      cols = [jnp.einsum("nmhc,hcd->nmhd", ks, self.w_att[r]), jnp.einsum("nmhc,hcd->nmhd", vs, self.w_msg[r])]
-      if self.uses_lambda_params and self.variant != "+inf":
-        cols.append(jnp.einsum("nmhc,mhcd->nmhd", ks, self.u_modal[:, r]))
-      tables.append(jnp.concatenate(cols, axis=-1))
+    # Relation-specific matrices once per sender node, stacked over relations (one gather for all).
+    key_tables, msg_tables, inf_tables = [], [], []
+    for r in range(R):
+      ks = k[s.relation_src(r)]
+      keys = [jnp.einsum("nmhc,hcd->nmhd", ks, self.w_att[r])]
+      if self._modal_keys_in_table:
+        keys.append(jnp.einsum("nmhc,mhcd->nmhd", ks, self.u_modal[:, r]))
+      key_tables.append(jnp.stack(keys, axis=1))  # (N_s, P, M, H, dk), P = 1 or 2
+      msg_tables.append(jnp.einsum("nmhc,hcd->nmhd", v[s.relation_src(r)], self.w_msg[r]))
       if self.uses_lambda_params and self.variant == "+inf":
         inf_tables.append(jnp.einsum("nahc,abhcd->nabhd", ks, self.u_modal[:, :, r]))
-    src = jnp.concatenate(tables, axis=0)[index.src_rows]  # (E, M, H, 2|3 d_k)
-    k_att, msg = src[..., :dk], src[..., dk:2 * dk]
-    q_e = q[index.receivers]  # (E, M, H, dk)
-    mu_e = self.mu[index.etype]  # (E, H)
-    g = att.inter_node_score(q_e, k_att, mu_e, scale)  # (E, M, H)
+    key_e = jnp.concatenate(key_tables, axis=0)[index.src_rows]  # (E, P, M, H, dk)
+    q_e = jnp.concatenate(q, axis=0)[index.receivers]  # (E, M, H, dk)
+    scores = att.head_dot(q_e[:, None], key_e)  # (E, P, M, H): <Q_i, K_j W^att>, <Q_i, K_j U^m>
+    g = att.inter_node_score(scores[:, 0], self.mu[index.etype], scale)  # Eq. 2, (E, M, H)
 
+    n_slots = num_slots(s)
     aux = {"lambda": None, "beta2": None}
     if self.attention == "hgt":
       alpha = att.inter_node_attention(g, index.seg, n_slots)
       beta = alpha  # each channel with its own attention
     else:
-      beta, alpha, aux = self._nested_attention(g, q, q_e, k, src, inf_tables, index, n_slots)
+      modal = scores[:, 1] if self._modal_keys_in_table else None  # Eq. 4: s^m = <Q^m_i, K^m_j U^m_r>
+      inf_e = jnp.concatenate(inf_tables, axis=0)[index.src_rows] if inf_tables else None
+      beta, alpha, aux = self._nested_attention(g, modal, q_e, inf_e, q, k, index, n_slots)
     aux["alpha"], aux["beta"] = alpha, beta
 
-    agg = att.aggregate_messages(beta, msg, index.seg, n_slots).reshape(n_slots, M, d)
-    t_all = self._cross_relation_mean(agg, h.dtype)
-    out = self._update(h, t_all, train)
-    return out, aux
+    msg_e = jnp.concatenate(msg_tables, axis=0)[index.src_rows]  # (E, M, H, dk): V_j W^msg_r
+    agg = att.aggregate_messages(beta, msg_e, index.seg, n_slots)  # Eq. 10, (slots, M, H, dk)
+    t_all = self._cross_relation_mean(agg.reshape(agg.shape[:2] + (self.hidden,)), hs)
+    return self._update(hs, t_all, train), aux
 
-  def _nested_attention(self, g, q, q_e, k, src, inf_tables, index, n_slots):
-    """Eqs. 3–9 and the Table 4 variants; returns (β, α, aux)."""
-    M, dk, variant = self.num_channels, self.hidden // self.heads, self.variant
-    seg = index.seg
+  def _nested_attention(self, g, modal, q_e, inf_e, q, k, index, n_slots):
+    """Eqs. 3–9 and the Table 4 variants; returns (β, α, aux).
+
+    g: (E, M, H) Eq. 2 scores; modal: (E, M, H) Eq. 4 scores s^m (None when the variant has
+    none or computes them itself); inf_e: (E, M', M, H, dk) gathered K^{m'} U^{m',m} for `+inf`.
+    """
+    M, variant, seg = self.num_channels, self.variant, index.seg
     use_align = variant != "-align"
     logits = g
     if use_align:
@@ -238,18 +256,16 @@ class HGNNIMALayer(nn.Module):
       lam = jnp.full(alpha.shape, 1.0 / M, alpha.dtype)
       beta1 = att.nested_attention(lam, alpha)
     elif variant == "+inf":
-      k_inf = jnp.concatenate(inf_tables, axis=0)[index.src_rows]  # (E, M', M, H, dk)
-      s_inf = att.inter_modal_score(q_e[:, None], k_inf)  # s^{m'→m}: (E, M', M, H)
+      s_inf = att.inter_modal_score(q_e[:, None], inf_e)  # s^{m'→m}: (E, M', M, H)
       lam = att.inter_modal_attention(s_inf)
       beta1 = att.nested_attention(lam, alpha)  # (E, M, H)
     else:
       if variant == "-nei" and self.nei_mode == "target":
         lam = self._receiver_only_lambda(q, k, index)
       else:
-        s = att.inter_modal_score(q_e, src[..., 2 * dk:])  # (E, M, H)
         if variant == "-nei":
-          s = segment_mean(s, seg, n_slots, indices_are_sorted=True)[seg]
-        lam = att.inter_modal_attention(s)
+          modal = segment_mean(modal, seg, n_slots, indices_are_sorted=True)[seg]
+        lam = att.inter_modal_attention(modal)
       beta1 = att.nested_attention(lam, alpha)
 
     if self.beta_norm == "paper" and variant != "-cross":
@@ -267,31 +283,39 @@ class HGNNIMALayer(nn.Module):
     s = self.schema
     parts = []
     for r in range(s.num_relations):
-      sl = s.node_slice(s.relation_dst(r))
-      s_node = jnp.sum(q[sl] * jnp.einsum("nmhc,mhcd->nmhd", k[sl], self.u_modal[:, r]), axis=-1)
-      parts.append(s_node)  # (N_dst, M, H), one per (relation, receiver) slot
+      t = s.relation_dst(r)
+      keys = jnp.einsum("nmhc,mhcd->nmhd", k[t], self.u_modal[:, r])
+      parts.append(att.inter_modal_score(q[t], keys))  # (N_t, M, H), one per (relation, receiver) slot
     lam_slot = att.inter_modal_attention(jnp.concatenate(parts, axis=0))
     return lam_slot[index.seg]
 
-  def _cross_relation_mean(self, agg, dtype):
+  def _cross_relation_mean(self, agg, hs):
     """Mean over the relations into each type; zero rows count (DGL's 'mean' cross reducer)."""
     s, slots = self.schema, slot_offsets(self.schema)
-    parts = []
+    out = []
     for t in range(s.num_node_types):
       n, rels = s.num_nodes[t], s.relations_into(t)
       if not rels:
-        parts.append(jnp.zeros((n,) + agg.shape[1:], dtype))
+        out.append(jnp.zeros_like(hs[t]))
         continue
-      parts.append(sum(agg[slots[r]:slots[r] + n] for r in rels) / len(rels))
-    return jnp.concatenate(parts, axis=0)
+      out.append(sum(agg[slots[r]:slots[r] + n] for r in rels) / len(rels))
+    return out
 
-  def _update(self, h, t_all, train):
-    """Eq. 11: the gated skip + LayerNorm of the code, or the paper's A(σ(h̃)) + h."""
-    s = self.schema
-    if self.update == "code":
-      a = per_type_rows(jax.nn.sigmoid(self.skip), s)[:, None, None]
-      u = a * typed_linear(t_all, self.a_kernel, self.a_bias, s) + (1.0 - a) * h
-      out = typed_layer_norm(u, self.ln_scale, self.ln_bias, s)
-    else:
-      out = typed_linear(jax.nn.sigmoid(t_all), self.a_kernel, self.a_bias, s) + h
-    return self.drop(out, deterministic=not train)
+  def _update(self, hs, t_all, train):
+    """Eq. 11: the gated skip + LayerNorm of the code, or the paper's A(σ(h̃)) + h; per node type."""
+    out = []
+    eye = jnp.eye(self.hidden, dtype=hs[0].dtype)
+    for t, (h, tt) in enumerate(zip(hs, t_all)):
+      # The skip term w·h is written as h @ (w·I). Why: as a plain product, the gradient of every
+      # layer's input is an elementwise chain through all later layers' skips, LayerNorms and
+      # dropouts, which XLA:CPU fuses into (and recomputes in) each transposed copy that the
+      # weight gradients read — a third of a training step on AMAZON. A matrix product's
+      # gradient is materialised, which cuts the chain at every layer; it costs N·d² flops.
+      if self.update == "code":
+        a = jax.nn.sigmoid(self.skip[t])
+        u = tt @ (a * self.a_kernel[t]) + a * self.a_bias[t] + h @ ((1.0 - a) * eye)
+        y = layer_norm(u, self.ln_scale[t], self.ln_bias[t])
+      else:
+        y = jax.nn.sigmoid(tt) @ self.a_kernel[t] + self.a_bias[t] + h @ eye
+      out.append(self.drop(y, deterministic=not train))
+    return tuple(out)

@@ -87,8 +87,8 @@ class InputProjection(nn.Module):
     return sum(self.schema.feature_dims[t][m] for m in self.channels[c])
 
   @nn.compact
-  def __call__(self, features: dict, *, train: bool) -> jax.Array:
-    """features: {modality: (N, D_m)} → (N, C, d)."""
+  def __call__(self, features: dict, *, train: bool) -> tuple[jax.Array, ...]:
+    """features: {modality: (N, D_m)} → one (N_t, C, d) array per node type."""
     s = self.schema
     if self.mode not in ("shared", "per_channel"):
       raise ValueError(f"projection must be 'shared' or 'per_channel', got {self.mode!r}")
@@ -128,7 +128,7 @@ class InputProjection(nn.Module):
           ys.append(_dense(self.hidden, x.shape[-1], f"proj_{tname}_{cname}")(x))
       y = jnp.stack(ys, axis=1)
       rows.append(jnp.tanh(y) if self.activation == "tanh" else y)
-    return jnp.concatenate(rows, axis=0)
+    return tuple(rows)
 
 
 class ModalityFusion(nn.Module):
@@ -159,7 +159,7 @@ class ModalityFusion(nn.Module):
 
 
 class Encoder(nn.Module):
-  """Input projection followed by K propagation layers; returns node states (N, C, d)."""
+  """Input projection followed by K propagation layers; returns one (N_t, C, d) state array per node type."""
 
   schema: Schema
   channels: tuple[tuple[int, ...], ...]
@@ -173,15 +173,15 @@ class Encoder(nn.Module):
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, *, train: bool):
     s = self.schema
-    h = InputProjection(s, self.channels, self.hidden, self.projection, self.input_batch_norm,
-                        self.input_activation, name="projection")(graph.nodes["features"], train=train)
+    hs = InputProjection(s, self.channels, self.hidden, self.projection, self.input_batch_norm,
+                         self.input_activation, name="projection")(graph.nodes["features"], train=train)
     index = edge_index(s, graph.senders, graph.receivers)
     layers_aux = []
     for k in range(self.num_layers):
       layer = HGNNIMALayer(s, len(self.channels), hidden=self.hidden, name=f"layer_{k}", **dict(self.layer))
-      h, aux = layer(h, index, train=train)
+      hs, aux = layer(hs, index, train=train)
       layers_aux.append(aux)
-    return h, layers_aux
+    return hs, layers_aux
 
 
 def attention_loss(schema: Schema, graph: jraph.GraphsTuple, layers_aux: Sequence[dict], norm: str) -> jax.Array:
@@ -217,13 +217,13 @@ def attention_loss(schema: Schema, graph: jraph.GraphsTuple, layers_aux: Sequenc
   return total / (len(lams) * schema.num_modalities)
 
 
-def _output(schema, h, fused, delta, head, graph, att_loss, layers_aux, return_embeddings, return_attention):
-  target = h[schema.target_slice]
+def _output(schema, hs, fused, delta, head, graph, att_loss, layers_aux, return_embeddings, return_attention):
+  target = hs[schema.target_id]
   logits = head(fused)
   modality_logits = jnp.moveaxis(head(target), 1, 0)
   emb = None
   if return_embeddings:
-    emb = {"fused": fused, "modalities": target, "nodes": h, "fusion_weights": delta}
+    emb = {"fused": fused, "modalities": target, "nodes": jnp.concatenate(hs, axis=0), "fusion_weights": delta}
   attn = tuple(layers_aux) if return_attention else None
   return ModelOutput(logits, modality_logits, att_loss, emb, attn)
 
@@ -260,15 +260,15 @@ class HGNNIMA(nn.Module):
     layer = dict(heads=self.heads, attention="ima", variant=self.variant, score_scale=self.score_scale,
                  align_sign=self.align_sign, combine=self.combine, beta_norm=self.beta_norm,
                  nei_mode=self.nei_mode, update=self.update, dropout=self.dropout)
-    h, layers_aux = Encoder(s, channels, layer, self.num_layers, self.hidden, self.projection,
-                            self.input_batch_norm, self.input_activation, name="encoder")(graph, train=train)
+    hs, layers_aux = Encoder(s, channels, layer, self.num_layers, self.hidden, self.projection,
+                             self.input_batch_norm, self.input_activation, name="encoder")(graph, train=train)
     fused, delta = ModalityFusion(self.hidden, self.fusion_form, self.fusion_input_dropout,
-                                  self.fusion_score_dropout, name="fusion")(h[s.target_slice], train=train)
+                                  self.fusion_score_dropout, name="fusion")(hs[s.target_id], train=train)
     head = _dense(s.num_classes, self.hidden, "head")
     # -cross and -adapt have no learnable λ (none, or fixed at 1/M): no attention loss to apply.
     loss = (jnp.zeros(()) if self.variant in ("-cross", "-adapt")
             else attention_loss(s, graph, layers_aux, self.latt_norm))
-    return _output(s, h, fused, delta, head, graph, loss, layers_aux, return_embeddings, return_attention)
+    return _output(s, hs, fused, delta, head, graph, loss, layers_aux, return_embeddings, return_attention)
 
 
 class HGT(nn.Module):
@@ -298,12 +298,12 @@ class HGT(nn.Module):
     channels = (tuple(s.modality_id(m) for m in mods),)
     layer = dict(heads=self.heads, attention="hgt", score_scale=self.score_scale, update=self.update,
                  dropout=self.dropout)
-    h, layers_aux = Encoder(s, channels, layer, self.num_layers, self.hidden, self.projection,
-                            self.input_batch_norm, self.input_activation, name="encoder")(graph, train=train)
-    target = h[s.target_slice]
+    hs, layers_aux = Encoder(s, channels, layer, self.num_layers, self.hidden, self.projection,
+                             self.input_batch_norm, self.input_activation, name="encoder")(graph, train=train)
+    target = hs[s.target_id]
     head = _dense(s.num_classes, self.hidden, "head")
     delta = jnp.ones(target.shape[:2], target.dtype)
-    return _output(s, h, target[:, 0], delta, head, graph, jnp.zeros(()), layers_aux, return_embeddings,
+    return _output(s, hs, target[:, 0], delta, head, graph, jnp.zeros(()), layers_aux, return_embeddings,
                    return_attention)
 
 
@@ -336,16 +336,17 @@ class HGTLate(nn.Module):
                        self.input_activation, name=f"encoder_{mname}")(graph, train=train)
       hs.append(h)
       layers_aux.append(aux)
-    h = jnp.concatenate(hs, axis=1)  # (N, M, d)
+    # Per node type, the modality encoders' states side by side as channels: (N_t, M, d).
+    hs = tuple(jnp.concatenate([h[t] for h in hs], axis=1) for t in range(s.num_node_types))
     fused, delta = ModalityFusion(self.hidden, self.fusion_form, self.fusion_input_dropout,
-                                  self.fusion_score_dropout, name="fusion")(h[s.target_slice], train=train)
+                                  self.fusion_score_dropout, name="fusion")(hs[s.target_id], train=train)
     head = _dense(s.num_classes, self.hidden, "head")
     # Per layer, stack the modality encoders' attention as channels: alpha/beta (E, M, H).
     merged = [{"alpha": jnp.concatenate([a[k]["alpha"] for a in layers_aux], axis=1),
                "beta": jnp.concatenate([a[k]["beta"] for a in layers_aux], axis=1), "lambda": None,
                "beta2": None}
               for k in range(self.num_layers)]
-    return _output(s, h, fused, delta, head, graph, jnp.zeros(()), merged, return_embeddings, return_attention)
+    return _output(s, hs, fused, delta, head, graph, jnp.zeros(()), merged, return_embeddings, return_attention)
 
 
 # --- names used by configs and scripts ------------------------------------------------------

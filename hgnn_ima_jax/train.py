@@ -31,6 +31,7 @@ import optax
 from absl import logging
 
 from hgnn_ima_jax import metrics as metrics_lib
+from hgnn_ima_jax import runtime
 from hgnn_ima_jax.graph import MMHN, Schema
 from hgnn_ima_jax.losses import masked_cross_entropy, objective
 from hgnn_ima_jax.models import build_model, split_model_name
@@ -433,6 +434,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resum
       "test_macro_f1": metrics_lib.mean_std([r["test_macro_f1"] for r in per_seed]),
       "num_params": n_params, "epochs": final_epoch,
       "wall_time_s": time.time() - t_start, "train_time_s": train_time, "device": _device_description(),
+      "allocator": runtime.active_allocator(),
       "comparable_with_paper": data.comparable_with_paper, "features": data.feature_provenance,
   }
   manager.save_best(state, seeds, results)

@@ -1,0 +1,73 @@
+"""hgnn_ima_jax.runtime: the allocator the command-line scripts re-execute themselves with."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from hgnn_ima_jax import runtime
+
+REEXEC = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, {repo!r})
+    print("pid", os.getpid(), "argv", sys.argv[1:], "active", os.environ.get("HGNN_IMA_ALLOCATOR_ACTIVE"), flush=True)
+    from hgnn_ima_jax.runtime import reexec_with_fast_allocator
+    reexec_with_fast_allocator()
+    print("after", os.getpid(), os.environ.get("LD_PRELOAD", ""), os.environ.get("GLIBC_TUNABLES", ""),
+          os.environ.get("MALLOC_CONF", ""), "jax" in sys.modules, flush=True)
+""")
+
+
+def _run(tmp_path, env_extra, *args):
+  script = tmp_path / "script.py"
+  script.write_text(REEXEC.format(repo=str(runtime.__file__).rsplit("/hgnn_ima_jax/", 1)[0]))
+  env = {k: v for k, v in os.environ.items() if not k.startswith("HGNN_IMA_ALLOCATOR")}
+  env.update(env_extra)
+  out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=120)
+  assert out.returncode == 0, out.stderr
+  return out.stdout.splitlines()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD/GLIBC_TUNABLES are Linux settings")
+def test_reexec_keeps_pid_and_arguments_and_applies_the_allocator(tmp_path):
+  lines = _run(tmp_path, {}, "--flag=1", "x y")
+  first, second, after = lines
+  assert first.startswith("pid ") and "'--flag=1', 'x y'" in first and first.endswith("active None")
+  pid = first.split()[1]
+  assert second.split()[1] == pid  # os.execve: same process
+  assert "'--flag=1', 'x y'" in second and "active " in second and not second.endswith("active None")
+  fields = after.split(" ")
+  assert fields[1] == pid
+  lib = runtime.find_jemalloc()
+  if lib:
+    assert lib in after and "dirty_decay_ms:-1" in after
+  else:
+    assert "glibc.malloc.hugetlb=1" in after
+  assert fields[-1] == "False"  # decided before JAX was imported
+
+
+def test_system_choice_changes_nothing(tmp_path):
+  lines = _run(tmp_path, {"HGNN_IMA_ALLOCATOR": "system", "LD_PRELOAD": "", "GLIBC_TUNABLES": "", "MALLOC_CONF": ""})
+  assert len(lines) == 2  # no second start
+  assert lines[1].split(" ")[2:5] == ["", "", ""]
+
+
+def test_allocator_env_choices(monkeypatch, tmp_path):
+  monkeypatch.setattr(sys, "platform", "linux")
+  monkeypatch.setenv("HGNN_IMA_JEMALLOC", str(tmp_path / "missing.so"))
+  monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+  desc, env = runtime.allocator_env("auto")  # jemalloc absent: glibc's huge-page tunable
+  assert env == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"} and "glibc" in desc
+  with pytest.raises(ValueError, match="apt-get install libjemalloc2"):
+    runtime.allocator_env("jemalloc")
+  fake = tmp_path / "libjemalloc.so.2"
+  fake.write_bytes(b"")
+  monkeypatch.setenv("HGNN_IMA_JEMALLOC", str(fake))
+  monkeypatch.setenv("LD_PRELOAD", "/other.so")
+  desc, env = runtime.allocator_env("jemalloc")
+  assert env["LD_PRELOAD"] == f"{fake} /other.so" and env["MALLOC_CONF"].startswith("dirty_decay_ms:-1")
+  assert runtime.allocator_env("system") == ("system", {})
+  with pytest.raises(ValueError, match="HGNN_IMA_ALLOCATOR='tcmalloc'"):
+    runtime.allocator_env("tcmalloc")
