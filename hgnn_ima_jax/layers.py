@@ -66,32 +66,43 @@ def num_slots(schema: Schema) -> int:
   return sum(schema.num_nodes[schema.relation_dst(r)] for r in range(schema.num_relations))
 
 
-def source_table_offsets(schema: Schema) -> tuple[int, ...]:
-  """Start of each relation's rows in the stacked sender tables (one row per sender-type node)."""
-  offs, acc = [], 0
-  for r in range(schema.num_relations):
-    offs.append(acc)
-    acc += schema.num_nodes[schema.relation_src(r)]
-  return tuple(offs)
+def sender_groups(schema: Schema) -> tuple[tuple[int, tuple[int, ...]], ...]:
+  """(source type, the relations leaving it) for every type that sends on some relation."""
+  groups = []
+  for t in range(schema.num_node_types):
+    rels = tuple(r for r in range(schema.num_relations) if schema.relation_src(r) == t)
+    if rels:
+      groups.append((t, rels))
+  return tuple(groups)
+
+
+def sender_table_layout(schema: Schema) -> tuple[tuple[int, int, int], ...]:
+  """Per relation r: (offset, stride, slot); its sender j (a local id) is table row offset + j·stride + slot.
+
+  One block per source type holds, for each of its nodes, one row per relation leaving the
+  type, so that the block is the output of a single matrix product (see `HGNNIMALayer`).
+  """
+  layout, acc = {}, 0
+  for t, rels in sender_groups(schema):
+    for slot, r in enumerate(rels):
+      layout[r] = (acc, len(rels), slot)
+    acc += schema.num_nodes[t] * len(rels)
+  return tuple(layout[r] for r in range(schema.num_relations))
 
 
 def edge_index(schema: Schema, senders: jax.Array, receivers: jax.Array) -> EdgeIndex:
   """Sender-table rows and segment ids from a graph laid out by `MMHN.to_graphs_tuple`."""
-  offs, slots, rows_off = schema.node_offsets, slot_offsets(schema), source_table_offsets(schema)
+  offs, slots, rows = schema.node_offsets, slot_offsets(schema), sender_table_layout(schema)
   src_rows, seg, etype = [], [], []
   for r in range(schema.num_relations):
     sl = schema.edge_slice(r)
     src, dst = schema.relation_src(r), schema.relation_dst(r)
-    src_rows.append(senders[sl] - offs[src] + rows_off[r])
+    offset, stride, slot = rows[r]
+    src_rows.append(offset + (senders[sl] - offs[src]) * stride + slot)
     seg.append(receivers[sl] - offs[dst] + slots[r])
     etype.append(jnp.full((schema.num_edges[r],), r, jnp.int32))
   cat = lambda xs: jnp.concatenate(xs).astype(jnp.int32) if xs else jnp.zeros((0,), jnp.int32)
   return EdgeIndex(cat(src_rows), jnp.asarray(receivers), cat(seg), cat(etype))
-
-
-def split_by_type(x: jax.Array, schema: Schema) -> tuple[jax.Array, ...]:
-  """(N, ...) in global node order → one (N_t, ...) array per node type."""
-  return tuple(x[schema.node_slice(t)] for t in range(schema.num_node_types))
 
 
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float = 1e-5) -> jax.Array:
@@ -104,6 +115,19 @@ def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float = 1e-
 def per_head(x: jax.Array, heads: int) -> jax.Array:
   """(..., d) → (..., H, d_k), head-major (a free reshape)."""
   return x.reshape(x.shape[:-1] + (heads, x.shape[-1] // heads))
+
+
+def head_block_diag(w: jax.Array) -> jax.Array:
+  """Per-head matrices (..., H, d_k, d_k) → block-diagonal (..., d, d) acting on head-major features."""
+  heads, dk = w.shape[-3], w.shape[-1]
+  blocks = jnp.einsum("...hce,hg->...hcge", w, jnp.eye(heads, dtype=w.dtype))
+  return blocks.reshape(w.shape[:-3] + (heads * dk, heads * dk))
+
+
+def channel_block_diag(mats: jax.Array) -> jax.Array:
+  """One (a, b) matrix per channel, (M, a, b) → (M·a, M·b) with channel m's block on the diagonal."""
+  m, a, b = mats.shape
+  return jnp.einsum("mab,mn->manb", mats, jnp.eye(m, dtype=mats.dtype)).reshape(m * a, m * b)
 
 
 class HGNNIMALayer(nn.Module):
@@ -187,34 +211,37 @@ class HGNNIMALayer(nn.Module):
 
   def __call__(self, hs: Sequence[jax.Array], index: EdgeIndex, *, train: bool):
     """hs: one (N_t, M, d) array per node type → (new hs, aux dict with per-edge 'alpha', 'lambda', 'beta')."""
-    s, H, dk = self.schema, self.heads, self.hidden // self.heads
+    s, H, M, d = self.schema, self.heads, self.num_channels, self.hidden
     T, R = s.num_node_types, s.num_relations
-    scale = 1.0 / math.sqrt(dk) if self.score_scale is None else float(self.score_scale)
+    scale = 1.0 / math.sqrt(d // H) if self.score_scale is None else float(self.score_scale)
     # K, Q and V of a type in one matrix product: its weight gradient then reads the layer input
     # once (XLA:CPU transposes that input for the gradient, recomputing its elementwise producers).
     kqv_kernel = jnp.concatenate([self.k_kernel, self.q_kernel, self.v_kernel], axis=-1)  # (T, d, 3d)
     kqv_bias = jnp.concatenate([self.k_bias, self.q_bias, self.v_bias], axis=-1)
-    kqv = [per_head(hs[t] @ kqv_kernel[t] + kqv_bias[t], 3 * H) for t in range(T)]  # (N_t, M, 3H, dk)
-    k = [x[:, :, :H] for x in kqv]  # each (N_t, M, H, dk)
-    q = [x[:, :, H:2 * H] for x in kqv]
-    v = [x[:, :, 2 * H:] for x in kqv]
+    kqv = [hs[t] @ kqv_kernel[t] + kqv_bias[t] for t in range(T)]  # (N_t, M, 3d)
+    k = [x[..., :d] for x in kqv]  # each (N_t, M, d)
+    q = [x[..., d:2 * d] for x in kqv]
+    v = [x[..., 2 * d:] for x in kqv]
     if R == 0:  # nothing to propagate
       aux = {"alpha": None, "beta": None, "lambda": None, "beta2": None}
       return self._update(hs, [jnp.zeros_like(h) for h in hs], train), aux
 
-    # Relation-specific matrices once per sender node, stacked over relations (one gather for all).
+    # Sender tables: the relation-specific per-head matrices applied once per sender node, as
+    # block-diagonal matrix products whose outputs are already the tables' row-major layout.
+    # (Per-head batched products would need transposes that XLA fuses into the edge gathers,
+    # making every gathered element a strided read; a block-diagonal product costs H times the
+    # flops of the per-head ones but runs as one dense GEMM.)
     key_tables, msg_tables, inf_tables = [], [], []
-    for r in range(R):
-      ks = k[s.relation_src(r)]
-      keys = [jnp.einsum("nmhc,hcd->nmhd", ks, self.w_att[r])]
-      if self._modal_keys_in_table:
-        keys.append(jnp.einsum("nmhc,mhcd->nmhd", ks, self.u_modal[:, r]))
-      key_tables.append(jnp.stack(keys, axis=1))  # (N_s, P, M, H, dk), P = 1 or 2
-      msg_tables.append(jnp.einsum("nmhc,hcd->nmhd", v[s.relation_src(r)], self.w_msg[r]))
+    for src, rels in sender_groups(s):
+      n = s.num_nodes[src]
+      ks, vs = k[src].reshape(n, M * d), v[src].reshape(n, M * d)
+      key_tables.append((ks @ self._key_matrix(rels)).reshape(n * len(rels), -1, M, H, d // H))
+      msg_tables.append((vs @ self._channelwise(self.w_msg, rels)).reshape(n * len(rels), M, H, d // H))
       if self.uses_lambda_params and self.variant == "+inf":
-        inf_tables.append(jnp.einsum("nahc,abhcd->nabhd", ks, self.u_modal[:, :, r]))
+        inf = jnp.concatenate([self._inf_matrix(r) for r in rels], axis=1)
+        inf_tables.append((ks @ inf).reshape(n * len(rels), M, M, H, d // H))
     key_e = jnp.concatenate(key_tables, axis=0)[index.src_rows]  # (E, P, M, H, dk)
-    q_e = jnp.concatenate(q, axis=0)[index.receivers]  # (E, M, H, dk)
+    q_e = per_head(jnp.concatenate(q, axis=0), H)[index.receivers]  # (E, M, H, dk)
     scores = att.head_dot(q_e[:, None], key_e)  # (E, P, M, H): <Q_i, K_j W^att>, <Q_i, K_j U^m>
     g = att.inter_node_score(scores[:, 0], self.mu[index.etype], scale)  # Eq. 2, (E, M, H)
 
@@ -231,8 +258,36 @@ class HGNNIMALayer(nn.Module):
 
     msg_e = jnp.concatenate(msg_tables, axis=0)[index.src_rows]  # (E, M, H, dk): V_j W^msg_r
     agg = att.aggregate_messages(beta, msg_e, index.seg, n_slots)  # Eq. 10, (slots, M, H, dk)
-    t_all = self._cross_relation_mean(agg.reshape(agg.shape[:2] + (self.hidden,)), hs)
+    t_all = self._cross_relation_mean(agg.reshape(agg.shape[:2] + (d,)), hs)
     return self._update(hs, t_all, train), aux
+
+  def _channelwise(self, per_relation: jax.Array, rels: Sequence[int]) -> jax.Array:
+    """(M·d, |rels|·M·d): for each relation, its per-head matrix applied to every channel alike."""
+    M = self.num_channels
+    return jnp.concatenate([channel_block_diag(jnp.broadcast_to(head_block_diag(per_relation[r]),
+                                                                (M, self.hidden, self.hidden)))
+                            for r in rels], axis=1)
+
+  def _modal_matrix(self, r: int) -> jax.Array:
+    """(M·d, M·d): channel m's keys times U^m_r (Eq. 4)."""
+    return channel_block_diag(head_block_diag(self.u_modal[:, r]))
+
+  def _key_matrix(self, rels: Sequence[int]) -> jax.Array:
+    """(M·d, |rels|·P·M·d): per relation [K·W^att | K·U^m] (P = 2), or K·W^att alone (P = 1)."""
+    cols = []
+    for r in rels:
+      cols.append(self._channelwise(self.w_att, (r,)))
+      if self._modal_keys_in_table:
+        cols.append(self._modal_matrix(r))
+    return jnp.concatenate(cols, axis=1)
+
+  def _inf_matrix(self, r: int) -> jax.Array:
+    """(M·d, M·M·d) for `+inf`: column block (m', m) is channel m' times U^{m',m}_r."""
+    M, d = self.num_channels, self.hidden
+    blocks = head_block_diag(self.u_modal[:, :, r])  # (M', M, d, d)
+    eye = jnp.eye(M, dtype=blocks.dtype)
+    # out[m'·d + c, (a·M + m)·d + e] = blocks[m', m, c, e] · [a == m']
+    return jnp.einsum("pmce,pa->pcame", blocks, eye).reshape(M * d, M * M * d)
 
   def _nested_attention(self, g, modal, q_e, inf_e, q, k, index, n_slots):
     """Eqs. 3–9 and the Table 4 variants; returns (β, α, aux).
@@ -280,12 +335,12 @@ class HGNNIMALayer(nn.Module):
 
   def _receiver_only_lambda(self, q, k, index):
     """`-nei` with nei_mode='target': λ_i from <Q(h_i), K(h_i) U_r> of the receiver alone."""
-    s = self.schema
+    s, M, H = self.schema, self.num_channels, self.heads
     parts = []
     for r in range(s.num_relations):
       t = s.relation_dst(r)
-      keys = jnp.einsum("nmhc,mhcd->nmhd", k[t], self.u_modal[:, r])
-      parts.append(att.inter_modal_score(q[t], keys))  # (N_t, M, H), one per (relation, receiver) slot
+      keys = (k[t].reshape(-1, M * self.hidden) @ self._modal_matrix(r)).reshape(-1, M, self.hidden)
+      parts.append(att.inter_modal_score(per_head(q[t], H), per_head(keys, H)))  # (N_t, M, H) per slot
     lam_slot = att.inter_modal_attention(jnp.concatenate(parts, axis=0))
     return lam_slot[index.seg]
 
