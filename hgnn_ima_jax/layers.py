@@ -3,16 +3,16 @@
 Layout, chosen for speed on XLA:CPU (measurements in benchmarks/README.md):
 
 * node states are a tuple with one (N_t, M, d) array per node type (M modality channels), so a
-  type-specific linear is one matrix product per type and no node array is ever sliced or
-  concatenated by type inside a layer;
-* relation-specific per-head matrices (W^att, U^m, W^msg) are applied once per *sender node*, and
-  the per-relation results are stacked into sender tables: one gather serves every edge of every
-  relation (a matrix per edge would cost E/N times more);
-* the two key tables of an edge (K·W^att for Eq. 2 and K·U^m for Eq. 4) are gathered as one
-  array and scored by one multiply-reduce against the receiver's query, so their gradients
-  flow back through one scatter instead of being padded, added and split;
+  type-specific linear is one matrix product per type and no node array is sliced or
+  concatenated by type inside a layer; K, Q and V of a type come from one product;
+* relation-specific per-head matrices (W^att, U^m, W^msg) are applied once per *sender node*
+  (a matrix per edge would cost E/N times more), as block-diagonal matrix products whose
+  outputs already are the row-major sender tables that the edges gather from: per-head
+  batched products would need transposes, which XLA fuses into the gathers;
 * every softmax over in-edges (α of all modalities and the alignment term of β2) runs as one
-  segment pass.
+  segment pass;
+* the skip term of the update is a matrix product (see `_update`), which keeps XLA from
+  recomputing the gradient chain through all later layers in several places.
 
 Edges are grouped by relation and sorted by receiver inside each relation (`MMHN.to_graphs_tuple`);
 a softmax segment is one (relation, receiver) slot.
@@ -47,7 +47,8 @@ VARIANTS = ("full", "-cross", "-adapt", "+inf", "-nei", "-align")
 class EdgeIndex(NamedTuple):
   """Per-call edge indexing shared by all layers (built once by `edge_index`)."""
 
-  src_rows: jax.Array  # (E,) row of each edge's sender in the per-relation sender tables, stacked
+  src_rows: jax.Array  # (E,) row of each edge's sender in the stacked sender tables (rows hold all channels)
+  chan_rows: jax.Array  # (E, M) rows of each edge's sender, one per channel, in the per-channel tables
   receivers: jax.Array  # (E,) global receiver ids
   seg: jax.Array  # (E,) softmax segment = (relation, receiver) slot; non-decreasing
   etype: jax.Array  # (E,) relation id
@@ -90,19 +91,27 @@ def sender_table_layout(schema: Schema) -> tuple[tuple[int, int, int], ...]:
   return tuple(layout[r] for r in range(schema.num_relations))
 
 
-def edge_index(schema: Schema, senders: jax.Array, receivers: jax.Array) -> EdgeIndex:
-  """Sender-table rows and segment ids from a graph laid out by `MMHN.to_graphs_tuple`."""
-  offs, slots, rows = schema.node_offsets, slot_offsets(schema), sender_table_layout(schema)
-  src_rows, seg, etype = [], [], []
+def edge_index(schema: Schema, senders: jax.Array, receivers: jax.Array, num_channels: int) -> EdgeIndex:
+  """Sender-table rows and segment ids from a graph laid out by `MMHN.to_graphs_tuple`.
+
+  Two table layouts share `sender_table_layout`'s blocks: rows holding every channel of a
+  (sender, relation) pair (`src_rows`), and rows holding one channel (`chan_rows`): in a
+  block, row (j·M + m)·stride + slot, the output layout of (N_s·M, d) @ (d, stride·d).
+  """
+  offs, slots, rows, M = schema.node_offsets, slot_offsets(schema), sender_table_layout(schema), num_channels
+  src_rows, chan_rows, seg, etype = [], [], [], []
   for r in range(schema.num_relations):
     sl = schema.edge_slice(r)
     src, dst = schema.relation_src(r), schema.relation_dst(r)
     offset, stride, slot = rows[r]
-    src_rows.append(offset + (senders[sl] - offs[src]) * stride + slot)
+    local = senders[sl] - offs[src]
+    src_rows.append(offset + local * stride + slot)
+    chan_rows.append(M * offset + (local[:, None] * M + jnp.arange(M)) * stride + slot)
     seg.append(receivers[sl] - offs[dst] + slots[r])
     etype.append(jnp.full((schema.num_edges[r],), r, jnp.int32))
   cat = lambda xs: jnp.concatenate(xs).astype(jnp.int32) if xs else jnp.zeros((0,), jnp.int32)
-  return EdgeIndex(cat(src_rows), jnp.asarray(receivers), cat(seg), cat(etype))
+  chan = jnp.concatenate(chan_rows).astype(jnp.int32) if chan_rows else jnp.zeros((0, M), jnp.int32)
+  return EdgeIndex(cat(src_rows), chan, jnp.asarray(receivers), cat(seg), cat(etype))
 
 
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float = 1e-5) -> jax.Array:
@@ -206,7 +215,7 @@ class HGNNIMALayer(nn.Module):
 
   @property
   def _modal_keys_in_table(self) -> bool:
-    """K·U^m rides in the key table next to K·W^att (all λ variants but `+inf`)."""
+    """Eq. 4's K·U^m table is built (all λ variants but `+inf`, which has its own)."""
     return self.uses_lambda_params and self.variant != "+inf"
 
   def __call__(self, hs: Sequence[jax.Array], index: EdgeIndex, *, train: bool):
@@ -230,20 +239,25 @@ class HGNNIMALayer(nn.Module):
     # block-diagonal matrix products whose outputs are already the tables' row-major layout.
     # (Per-head batched products would need transposes that XLA fuses into the edge gathers,
     # making every gathered element a strided read; a block-diagonal product costs H times the
-    # flops of the per-head ones but runs as one dense GEMM.)
-    key_tables, msg_tables, inf_tables = [], [], []
+    # flops of the per-head ones but runs as one dense GEMM.) W^att and W^msg act on every
+    # channel alike: one product over (node, channel) rows; U^m differs per channel: one product
+    # over nodes with a channel-block-diagonal matrix.
+    dk = d // H
+    att_tables, msg_tables, modal_tables, inf_tables = [], [], [], []
     for src, rels in sender_groups(s):
       n = s.num_nodes[src]
-      ks, vs = k[src].reshape(n, M * d), v[src].reshape(n, M * d)
-      key_tables.append((ks @ self._key_matrix(rels)).reshape(n * len(rels), -1, M, H, d // H))
-      msg_tables.append((vs @ self._channelwise(self.w_msg, rels)).reshape(n * len(rels), M, H, d // H))
+      att_tables.append((k[src] @ self._relations_matrix(self.w_att, rels)).reshape(-1, H, dk))
+      msg_tables.append((v[src] @ self._relations_matrix(self.w_msg, rels)).reshape(-1, H, dk))
+      ks = k[src].reshape(n, M * d)
+      if self._modal_keys_in_table:
+        modal = jnp.concatenate([self._modal_matrix(r) for r in rels], axis=1)
+        modal_tables.append((ks @ modal).reshape(n * len(rels), M, H, dk))
       if self.uses_lambda_params and self.variant == "+inf":
         inf = jnp.concatenate([self._inf_matrix(r) for r in rels], axis=1)
-        inf_tables.append((ks @ inf).reshape(n * len(rels), M, M, H, d // H))
-    key_e = jnp.concatenate(key_tables, axis=0)[index.src_rows]  # (E, P, M, H, dk)
+        inf_tables.append((ks @ inf).reshape(n * len(rels), M, M, H, dk))
     q_e = per_head(jnp.concatenate(q, axis=0), H)[index.receivers]  # (E, M, H, dk)
-    scores = att.head_dot(q_e[:, None], key_e)  # (E, P, M, H): <Q_i, K_j W^att>, <Q_i, K_j U^m>
-    g = att.inter_node_score(scores[:, 0], self.mu[index.etype], scale)  # Eq. 2, (E, M, H)
+    att_e = jnp.concatenate(att_tables, axis=0)[index.chan_rows]  # (E, M, H, dk): K_j W^att_r
+    g = att.inter_node_score(att.head_dot(q_e, att_e), self.mu[index.etype], scale)  # Eq. 2, (E, M, H)
 
     n_slots = num_slots(s)
     aux = {"lambda": None, "beta2": None}
@@ -251,35 +265,25 @@ class HGNNIMALayer(nn.Module):
       alpha = att.inter_node_attention(g, index.seg, n_slots)
       beta = alpha  # each channel with its own attention
     else:
-      modal = scores[:, 1] if self._modal_keys_in_table else None  # Eq. 4: s^m = <Q^m_i, K^m_j U^m_r>
+      modal = None
+      if modal_tables:  # Eq. 4: s^m = <Q^m_i, K^m_j U^m_r>
+        modal = att.inter_modal_score(q_e, jnp.concatenate(modal_tables, axis=0)[index.src_rows])
       inf_e = jnp.concatenate(inf_tables, axis=0)[index.src_rows] if inf_tables else None
       beta, alpha, aux = self._nested_attention(g, modal, q_e, inf_e, q, k, index, n_slots)
     aux["alpha"], aux["beta"] = alpha, beta
 
-    msg_e = jnp.concatenate(msg_tables, axis=0)[index.src_rows]  # (E, M, H, dk): V_j W^msg_r
+    msg_e = jnp.concatenate(msg_tables, axis=0)[index.chan_rows]  # (E, M, H, dk): V_j W^msg_r
     agg = att.aggregate_messages(beta, msg_e, index.seg, n_slots)  # Eq. 10, (slots, M, H, dk)
     t_all = self._cross_relation_mean(agg.reshape(agg.shape[:2] + (d,)), hs)
     return self._update(hs, t_all, train), aux
 
-  def _channelwise(self, per_relation: jax.Array, rels: Sequence[int]) -> jax.Array:
-    """(M·d, |rels|·M·d): for each relation, its per-head matrix applied to every channel alike."""
-    M = self.num_channels
-    return jnp.concatenate([channel_block_diag(jnp.broadcast_to(head_block_diag(per_relation[r]),
-                                                                (M, self.hidden, self.hidden)))
-                            for r in rels], axis=1)
+  def _relations_matrix(self, per_relation: jax.Array, rels: Sequence[int]) -> jax.Array:
+    """(d, |rels|·d): the relations' per-head matrices side by side, each block-diagonal over heads."""
+    return jnp.concatenate([head_block_diag(per_relation[r]) for r in rels], axis=1)
 
   def _modal_matrix(self, r: int) -> jax.Array:
     """(M·d, M·d): channel m's keys times U^m_r (Eq. 4)."""
     return channel_block_diag(head_block_diag(self.u_modal[:, r]))
-
-  def _key_matrix(self, rels: Sequence[int]) -> jax.Array:
-    """(M·d, |rels|·P·M·d): per relation [K·W^att | K·U^m] (P = 2), or K·W^att alone (P = 1)."""
-    cols = []
-    for r in rels:
-      cols.append(self._channelwise(self.w_att, (r,)))
-      if self._modal_keys_in_table:
-        cols.append(self._modal_matrix(r))
-    return jnp.concatenate(cols, axis=1)
 
   def _inf_matrix(self, r: int) -> jax.Array:
     """(M·d, M·M·d) for `+inf`: column block (m', m) is channel m' times U^{m',m}_r."""

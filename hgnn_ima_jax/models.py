@@ -175,7 +175,7 @@ class Encoder(nn.Module):
     s = self.schema
     hs = InputProjection(s, self.channels, self.hidden, self.projection, self.input_batch_norm,
                          self.input_activation, name="projection")(graph.nodes["features"], train=train)
-    index = edge_index(s, graph.senders, graph.receivers)
+    index = edge_index(s, graph.senders, graph.receivers, len(self.channels))
     layers_aux = []
     for k in range(self.num_layers):
       layer = HGNNIMALayer(s, len(self.channels), hidden=self.hidden, name=f"layer_{k}", **dict(self.layer))
