@@ -330,7 +330,7 @@ print(json.dumps({{"devices": jax.device_count(), "per_seed": res["per_seed"]}})
 
 
 def test_seeds_shard_over_devices(tmp_path):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4")
   code = SHARDED_SNIPPET.format(repo=str(REPO), workdir=str(tmp_path / "sharded"))
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
