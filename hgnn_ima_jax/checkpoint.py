@@ -120,6 +120,12 @@ class LoadedRun:
     out = self.model.apply(self.variables(seed), self.graph, train=False)
     return np.asarray(out.logits.argmax(-1))
 
+  def embed(self, seed: int | None = None) -> dict[str, np.ndarray]:
+    """Eval-mode embeddings of the target nodes: 'fused' (N, d) Z, 'modalities' (N, M, d),
+    'fusion_weights' (N, M) δ, and 'nodes' (all nodes, (N_all, M, d))."""
+    out = self.model.apply(self.variables(seed), self.graph, train=False, return_embeddings=True)
+    return {k: np.asarray(v) for k, v in out.embeddings.items()}
+
 
 def load_checkpoint(workdir: str, data: MMHN | None = None) -> LoadedRun:
   """Loads a run written by `train_and_evaluate`: model, best parameters, config, graph.

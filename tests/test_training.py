@@ -207,6 +207,10 @@ def test_checkpoint_restore_gives_identical_predictions(baseline_run, tiny_data)
     assert got["micro_f1"] == results["per_seed"][i]["test_micro_f1"]
   out = run.model.apply(run.variables(), run.graph, return_embeddings=True)
   assert out.embeddings["fused"].shape == (tiny_data.num_nodes[tiny_data.target_type], run.config.model.hidden)
+  emb = run.embed(run.seeds[1])
+  assert emb["fused"].shape == out.embeddings["fused"].shape
+  assert not np.allclose(emb["fused"], np.asarray(out.embeddings["fused"]))  # the second seed's parameters
+  np.testing.assert_allclose(run.embed()["fused"], np.asarray(out.embeddings["fused"]), rtol=1e-6, atol=1e-6)
 
 
 def test_load_checkpoint_rebuilds_dataset_from_config(baseline_run):
