@@ -294,7 +294,7 @@ def test_train_cli_rejects_unknown_model(tmp_path):
 
 
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
-  flags = ["--seeds=2", "--epochs=120", "--config.checkpoint_every=2"]
+  flags = ["--seeds=2", "--epochs=40", "--config.checkpoint_every=2"]
   killed = tmp_path / "killed"
   proc = subprocess.Popen(_train_cli(killed, *flags), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   latest = killed / "checkpoints" / "latest"
