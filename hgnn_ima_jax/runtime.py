@@ -4,10 +4,14 @@ Why: XLA:CPU allocates an executable's temporary buffers (hundreds of MB for a t
 on AMAZON, GBs at AMAZON-1 scale) afresh on every call. glibc's malloc hands every block above
 32 MiB back to the kernel when it is freed, so each step page-faults its whole working set in
 again and the kernel zeroes every page: measured on AMAZON (benchmarks/README.md), 0.4 million
-page faults and 1.3 s of kernel time per step. jemalloc told to keep freed memory
-(`dirty_decay_ms:-1`) reuses it: ~20 faults and ~10 ms of kernel time per step. Without
-jemalloc, glibc's transparent-huge-page tunable cuts the fault count 250x (each fault zeroes
-2 MiB), a smaller gain.
+page faults and 1.3 s of kernel time per step. jemalloc keeps freed pages for a while
+(`dirty_decay_ms`) and hands them to the next step. Keeping them for ever (`-1`) is faster
+still but costs memory: on AMAZON with 5 vmapped seeds (XLA temp buffers 6.7 GB) the peak RSS
+was 17.4 GB with `-1` and 7.7 GB with 10 s, step 5.2 s vs 8.3 s (benchmarks/README.md); and a
+benchmark process holding PyG and JAX models was OOM-killed at 24 GB with `-1`. So the default
+keeps freed memory for 10 s; set MALLOC_CONF yourself (e.g. `dirty_decay_ms:-1,...`) to trade
+memory for speed. Without jemalloc, glibc's transparent-huge-page tunable cuts the fault count
+250x (each fault zeroes 2 MiB), a smaller gain.
 
 The allocator has to be in place when the process starts (LD_PRELOAD, GLIBC_TUNABLES), so the
 command-line scripts call `reexec_with_fast_allocator()` before importing JAX: the script
@@ -27,7 +31,7 @@ ENV_CHOICE = "HGNN_IMA_ALLOCATOR"  # auto (default) | jemalloc | glibc-thp | sys
 ENV_LIBRARY = "HGNN_IMA_JEMALLOC"  # explicit path to libjemalloc.so
 ENV_ACTIVE = "HGNN_IMA_ALLOCATOR_ACTIVE"  # set on re-execution: what was applied
 CHOICES = ("auto", "jemalloc", "glibc-thp", "system")
-JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1,thp:always,metadata_thp:auto"
+JEMALLOC_CONF = "dirty_decay_ms:10000,muzzy_decay_ms:10000,thp:always,metadata_thp:auto"  # $MALLOC_CONF wins
 _JEMALLOC_GLOBS = ("/usr/lib/*-linux-gnu/libjemalloc.so.2", "/usr/lib64/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2",
                    "/usr/local/lib/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so")
 
@@ -60,7 +64,7 @@ def allocator_env(choice: str | None = None) -> tuple[str, dict[str, str]]:
     lib = find_jemalloc()
     if lib:
       preload = " ".join(p for p in (lib, os.environ.get("LD_PRELOAD", "")) if p)
-      return f"jemalloc ({lib})", {"LD_PRELOAD": preload, "MALLOC_CONF": JEMALLOC_CONF}
+      return f"jemalloc ({lib})", {"LD_PRELOAD": preload, "MALLOC_CONF": os.environ.get("MALLOC_CONF") or JEMALLOC_CONF}
     if choice == "jemalloc":
       raise ValueError(f"{ENV_CHOICE}=jemalloc but no libjemalloc.so.2 was found; install it "
                        f"(Debian/Ubuntu: apt-get install libjemalloc2) or set {ENV_LIBRARY}=/path/to/libjemalloc.so")

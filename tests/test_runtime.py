@@ -32,7 +32,7 @@ def _run(tmp_path, env_extra, *args):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD/GLIBC_TUNABLES are Linux settings")
 def test_reexec_keeps_pid_and_arguments_and_applies_the_allocator(tmp_path):
-  lines = _run(tmp_path, {}, "--flag=1", "x y")
+  lines = _run(tmp_path, {"MALLOC_CONF": ""}, "--flag=1", "x y")
   first, second, after = lines
   assert first.startswith("pid ") and "'--flag=1', 'x y'" in first and first.endswith("active None")
   pid = first.split()[1]
@@ -42,7 +42,7 @@ def test_reexec_keeps_pid_and_arguments_and_applies_the_allocator(tmp_path):
   assert fields[1] == pid
   lib = runtime.find_jemalloc()
   if lib:
-    assert lib in after and "dirty_decay_ms:-1" in after
+    assert lib in after and runtime.JEMALLOC_CONF in after and "dirty_decay_ms:10000" in after
   else:
     assert "glibc.malloc.hugetlb=1" in after
   assert fields[-1] == "False"  # decided before JAX was imported
@@ -66,8 +66,11 @@ def test_allocator_env_choices(monkeypatch, tmp_path):
   fake.write_bytes(b"")
   monkeypatch.setenv("HGNN_IMA_JEMALLOC", str(fake))
   monkeypatch.setenv("LD_PRELOAD", "/other.so")
+  monkeypatch.delenv("MALLOC_CONF", raising=False)
   desc, env = runtime.allocator_env("jemalloc")
-  assert env["LD_PRELOAD"] == f"{fake} /other.so" and env["MALLOC_CONF"].startswith("dirty_decay_ms:-1")
+  assert env["LD_PRELOAD"] == f"{fake} /other.so" and env["MALLOC_CONF"] == runtime.JEMALLOC_CONF
+  monkeypatch.setenv("MALLOC_CONF", "dirty_decay_ms:-1")  # the user's own setting wins
+  assert runtime.allocator_env("jemalloc")[1]["MALLOC_CONF"] == "dirty_decay_ms:-1"
   assert runtime.allocator_env("system") == ("system", {})
   with pytest.raises(ValueError, match="HGNN_IMA_ALLOCATOR='tcmalloc'"):
     runtime.allocator_env("tcmalloc")
