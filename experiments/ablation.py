@@ -140,20 +140,8 @@ def main(argv):
   variants = common.parse_list(FLAGS.variants)
   if not variants or any(v not in ABLATIONS for v in variants):
     raise app.UsageError(f"--variants={FLAGS.variants}: give a comma list of {', '.join(ABLATIONS)}")
-  if FLAGS.resume and not FLAGS.workdir:
-    raise app.UsageError("--resume needs the --workdir of the earlier run")
-  workdir = FLAGS.workdir or common.default_workdir("ablation")
-  import jax
-  print(f"devices: {jax.devices()}; workdir: {workdir}")
-  try:
-    table = run_ablation(opts, workdir, variants)
-  except common.user_errors() as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  paths = write_outputs(table, workdir)
-  print()
-  print(ablation_markdown(table))
-  print(f"\nwrote {paths['markdown']} and {paths['json']}")
+  common.run_script("ablation", FLAGS, lambda workdir: run_ablation(opts, workdir, variants), write_outputs,
+                    ablation_markdown)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,29 @@ def default_workdir(script: str) -> str:
   return os.path.join("runs", f"{script}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
+def run_script(script: str, flag_values, run: Callable[[str], dict], write_outputs: Callable[[dict, str], dict],
+               markdown: Callable[[dict], str]):
+  """The shared tail of table2/ablation/layers: workdir, devices, run (user errors: one line,
+  exit 2), write the outputs, print the Markdown and the paths written."""
+  import sys
+  from absl import app
+  if flag_values.resume and not flag_values.workdir:
+    raise app.UsageError("--resume needs the --workdir of the earlier run")
+  workdir = flag_values.workdir or default_workdir(script)
+  import jax
+  print(f"devices: {jax.devices()}; workdir: {workdir}")
+  try:
+    table = run(workdir)
+  except user_errors() as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  paths = write_outputs(table, workdir)
+  print()
+  print(markdown(table))
+  *first, last = paths.values()
+  print(f"\nwrote {', '.join(first)} and {last}" if first else f"\nwrote {last}")
+
+
 def quiet_logging():
   """Orbax logs every save at INFO; keep the scripts' output to their tables."""
   from absl import flags, logging

@@ -121,20 +121,8 @@ def main(argv):
     raise app.UsageError(f"--layers={FLAGS.layers}: give non-negative layer counts")
   if FLAGS.model not in MODEL_NAMES:
     raise app.UsageError(f"--model={FLAGS.model} is unknown; choose one of {', '.join(MODEL_NAMES)}")
-  if FLAGS.resume and not FLAGS.workdir:
-    raise app.UsageError("--resume needs the --workdir of the earlier run")
-  workdir = FLAGS.workdir or common.default_workdir("layers")
-  import jax
-  print(f"devices: {jax.devices()}; workdir: {workdir}")
-  try:
-    table = run_layers(opts, workdir, layers, FLAGS.model)
-  except common.user_errors() as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  paths = write_outputs(table, workdir)
-  print()
-  print(layers_markdown(table))
-  print(f"\nwrote {paths['png']}, {paths['json']} and {paths['markdown']}")
+  common.run_script("layers", FLAGS, lambda workdir: run_layers(opts, workdir, layers, FLAGS.model), write_outputs,
+                    layers_markdown)
 
 
 if __name__ == "__main__":

@@ -196,20 +196,8 @@ def main(argv):
   models = common.parse_list(FLAGS.models)
   if not models or any(m not in MODEL_NAMES for m in models):
     raise app.UsageError(f"--models={FLAGS.models}: give a comma list of {', '.join(MODEL_NAMES)}")
-  workdir = FLAGS.workdir or common.default_workdir("table2")
-  if FLAGS.resume and not FLAGS.workdir:
-    raise app.UsageError("--resume needs the --workdir of the earlier run")
-  import jax
-  print(f"devices: {jax.devices()}; workdir: {workdir}")
-  try:
-    table = run_table2(opts, workdir, models)
-  except common.user_errors() as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  paths = write_outputs(table, workdir)
-  print()
-  print(table2_markdown(table))
-  print(f"\nwrote {paths['markdown']} and {paths['json']}")
+  common.run_script("table2", FLAGS, lambda workdir: run_table2(opts, workdir, models), write_outputs,
+                    table2_markdown)
 
 
 if __name__ == "__main__":
