@@ -69,6 +69,9 @@ def nested_attention(lam: jax.Array, alpha: jax.Array) -> jax.Array:
 def alignment_logits(g: jax.Array, sign: str = "code") -> jax.Array:
   """Eq. 8 (inside the softmax): the consistency of a neighbour's scores across modalities.
 
+  β2 is the segment softmax of these logits over each receiver's in-edges; the layer runs it
+  in the same pass as the α softmaxes (`HGNNIMALayer._nested_attention`).
+
   code (default): −(1/P) Σ_{m1<m2} |g^{m1} − g^{m2}|, P = M(M−1)/2, so neighbours whose
   modalities agree get more weight. paper: +Σ_{m1,m2∈M} |g^{m1} − g^{m2}| over ordered
   pairs, as printed (it favours misaligned neighbours; spec §6 item 5).
@@ -87,11 +90,6 @@ def alignment_logits(g: jax.Array, sign: str = "code") -> jax.Array:
   if sign == "paper":
     return 2.0 * total
   raise ValueError(f"align_sign must be 'code' or 'paper', got {sign!r}")
-
-
-def alignment_modulation(g: jax.Array, seg: jax.Array, num_segments: int, sign: str = "code") -> jax.Array:
-  """Eq. 8: β2 = softmax over each receiver's in-edges of the alignment logits."""
-  return segment_softmax(alignment_logits(g, sign), seg, num_segments, indices_are_sorted=True)
 
 
 COMBINES = ("mul", "add", "renorm")
