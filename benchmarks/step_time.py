@@ -101,6 +101,7 @@ flags.DEFINE_string("profile_dir", "", "trace HGNN-IMA's step with jax.profiler 
 flags.DEFINE_list("profile_graphs", "amazon,synthetic_amazon1", "graphs to profile (with --profile_dir)")
 flags.DEFINE_integer("profile_steps", 3, "steps inside the profiler trace")
 flags.DEFINE_integer("profile_top", 20, "ops listed per profile")
+flags.DEFINE_integer("profile_seeds", 1, "vmapped seeds in the profiled step (compare 1 with --seeds)")
 
 
 # --- environment ---------------------------------------------------------------------------
@@ -423,15 +424,18 @@ def profile_ours(data, batch, graph_name: str) -> dict:
   """jax.profiler trace of HGNN-IMA's step; top XLA ops by time, mapped to HLO shapes."""
   import jax
   from hgnn_ima_jax import train as tr
+  seeds = FLAGS.profile_seeds
   config, profile = graph_config(graph_name, "hgnn_ima", [0])
   step, model, tx, config = make_step(config, data)
   state = tr.init_state(model, tx, batch, [0])
+  if seeds > 1:
+    state = tile_seeds(jax.device_get(state), seeds)
   compiled = step.lower(state, batch).compile()
   hlo = compiled.as_text()
   for _ in range(2):
     state, _ = compiled(state, batch)
   jax.block_until_ready(state)
-  out_dir = os.path.join(FLAGS.profile_dir, graph_name)
+  out_dir = os.path.join(FLAGS.profile_dir, graph_name + (f"-{seeds}seeds" if seeds > 1 else ""))
   n = FLAGS.profile_steps
   t = time.perf_counter()
   with jax.profiler.trace(out_dir, create_perfetto_trace=True):
@@ -460,7 +464,8 @@ def profile_ours(data, batch, graph_name: str) -> dict:
                 "hlo": line[:400]})
   del state, compiled
   gc.collect()
-  return {"record": "profile", "graph": graph_name, "model": "hgnn_ima", "profile": profile, "trace": path,
+  return {"record": "profile", "graph": graph_name, "model": "hgnn_ima", "seeds": seeds, "profile": profile,
+          "trace": path,
           "steps": n, "wall_s_per_step": wall, "op_ms_per_step": round(op_total / 1e3 / n, 1),
           "by_opcode_ms_per_step": {k: round(v / 1e3 / n, 1) for k, v in by_opcode.most_common(12)},
           "by_class_ms_per_step": {k: round(v / 1e3 / n, 1) for k, v in by_class.most_common()},

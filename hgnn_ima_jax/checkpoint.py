@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -66,14 +66,28 @@ class RunCheckpoints:
     self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)),
                      force=force)
 
-  def restore_latest(self, init_fn: Callable, sharding=None):
-    """(state, meta) of the newest checkpoint, or None; `init_fn` gives the state's structure."""
+  def restore_latest(self, like, sharding=None):
+    """(state, meta) of the newest checkpoint, or None; `like` (arrays or ShapeDtypeStructs) gives the structure."""
     step = self.latest.latest_step()
     if step is None:
       return None
-    abstract = _abstract(jax.eval_shape(init_fn), sharding)
-    r = self.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                          meta=ocp.args.JsonRestore()))
+    abstract = _abstract(like, sharding)
+    fail = lambda why: ValueError(
+        f"{self.latest.directory}: checkpoint {step} does not match this version's training state "
+        f"({why}); it was written by another version or another config: train into a new --workdir "
+        "instead of --resume")
+    try:
+      r = self.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                            meta=ocp.args.JsonRestore()))
+    except (ValueError, KeyError, TypeError) as e:  # Orbax's tree mismatch errors
+      raise fail(f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    # Orbax restores a leaf with its saved shape even when the target says otherwise: check.
+    got = dict(jax.tree_util.tree_flatten_with_path(r["state"])[0])
+    for path, want in jax.tree_util.tree_flatten_with_path(abstract)[0]:
+      have = got.get(path)
+      if have is None or tuple(have.shape) != tuple(want.shape):
+        raise fail(f"{jax.tree_util.keystr(path)} has shape {None if have is None else tuple(have.shape)}, "
+                   f"the config needs {tuple(want.shape)}")
     return r["state"], r["meta"]
 
   def save_best(self, state, seeds, results: dict):

@@ -155,9 +155,10 @@ class TrainState:
   best_epoch: jax.Array  # 0-based epoch of the selected checkpoint (-1: none yet)
   best_params: Any
   best_batch_stats: Any
+  best_pred: jax.Array  # (N_target,) eval-mode predicted classes at the selected epoch (-1: none yet)
 
 
-def _init_one(seed, model, tx, graph) -> TrainState:
+def _init_one(seed, model, tx, graph, num_targets: int) -> TrainState:
   key = jax.random.PRNGKey(seed)
   init_key, init_dropout, run_key = jax.random.split(key, 3)
   variables = model.init({"params": init_key, "dropout": init_dropout}, graph, train=False)
@@ -168,14 +169,32 @@ def _init_one(seed, model, tx, graph) -> TrainState:
                     opt_state=tx.init(params), key=run_key, active=jnp.ones((), bool),
                     es_best_loss=f32(jnp.inf), es_best_acc=f32(-jnp.inf), es_counter=jnp.zeros((), jnp.int32),
                     best_score=f32(-jnp.inf), best_epoch=jnp.full((), -1, jnp.int32),
-                    best_params=params, best_batch_stats=batch_stats)
+                    best_params=params, best_batch_stats=batch_stats,
+                    best_pred=jnp.full((num_targets,), -1, jnp.int32))
+
+
+def _init_fn(model: nn.Module, tx: optax.GradientTransformation, batch: Batch, sharding=None) -> Callable:
+  n = int(batch.labels.shape[0])
+  return jax.jit(jax.vmap(lambda s, g: _init_one(s, model, tx, g, n), in_axes=(0, None)), out_shardings=sharding)
 
 
 def init_state(model: nn.Module, tx: optax.GradientTransformation, batch: Batch, seeds, sharding=None) -> TrainState:
   """Initialises every seed at once: a TrainState whose leaves lead with the seed axis."""
   # The graph is an argument, not a closed-over constant: XLA would constant-fold its scatters.
-  fn = jax.jit(jax.vmap(lambda s, g: _init_one(s, model, tx, g), in_axes=(0, None)), out_shardings=sharding)
-  return fn(jnp.asarray(seeds, jnp.uint32), batch.graph)
+  fn = _init_fn(model, tx, batch, sharding)
+  seeds = jnp.asarray(seeds, jnp.uint32)
+  # Compiled without LLVM optimisation: the program is one Threefry hash per parameter (~20k HLO
+  # instructions, no other work) and runs once, so optimising it only costs time: 10-14 s of
+  # compilation at the default level against ~3 s (the run takes milliseconds either way). The
+  # random bits are identical; uniform and normal values can differ from an optimised compile in
+  # the last bit (a fused multiply-add), the same for every run, so results stay reproducible.
+  compiled = fn.lower(seeds, batch.graph).compile(compiler_options={"xla_backend_optimization_level": 0})
+  return compiled(seeds, batch.graph)
+
+
+def abstract_state(model: nn.Module, tx: optax.GradientTransformation, batch: Batch, seeds, sharding=None):
+  """The shapes and dtypes of `init_state`'s result (nothing is compiled or run)."""
+  return jax.eval_shape(_init_fn(model, tx, batch, sharding), jnp.asarray(seeds, jnp.uint32), batch.graph)
 
 
 def _where(cond, new, old):
@@ -216,13 +235,13 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module, tx: optax.G
 
 def eval_step(params, batch_stats, batch: Batch, *, model: nn.Module, num_classes: int,
               val_includes_att: bool) -> dict:
-  """Eval-mode forward: validation loss (the early-stopping signal) and F1 on train/val."""
+  """Eval-mode forward: validation loss (the early-stopping signal), F1 on train/val and 'pred'."""
   out = model.apply(_variables(params, batch_stats), batch.graph, train=False)
   pred = jnp.argmax(out.logits, axis=-1)
   val_loss = masked_cross_entropy(out.logits, batch.labels, batch.masks["val"])
   if val_includes_att:
     val_loss = val_loss + out.att_loss
-  res = {"val_loss": val_loss}
+  res = {"val_loss": val_loss, "pred": pred}
   for split in ("train", "val"):
     micro, macro = metrics_lib.f1_scores(pred, batch.labels, batch.masks[split], num_classes)
     res[f"{split}_micro_f1"], res[f"{split}_macro_f1"] = micro, macro
@@ -255,6 +274,8 @@ def track(state: TrainState, ev: dict, *, rule: str, patience: int, selection: s
       best_batch_stats=_where(improve, state.batch_stats, state.best_batch_stats),
       best_score=jnp.where(improve, score, state.best_score),
       best_epoch=jnp.where(improve, epoch, state.best_epoch))
+  if "pred" in ev:  # the test predictions of the selected epoch, so no separate test program is compiled
+    new = new.replace(best_pred=jnp.where(improve, ev["pred"], state.best_pred))
   if rule == "val_loss":
     worse = loss > state.es_best_loss
     new = new.replace(es_best_loss=jnp.where(worse, state.es_best_loss, loss))
@@ -281,6 +302,7 @@ def make_epoch_fn(config: ml_collections.ConfigDict, model: nn.Module, tx: optax
     ev = eval_step(state.params, state.batch_stats, batch, model=model, num_classes=num_classes,
                    val_includes_att=bool(config.loss.val_includes_att))
     new = track(state, ev, **es)
+    ev.pop("pred")
     # A seed that was already stopped reports its frozen state, flagged inactive.
     return new, {**train_metrics, **ev, "active": state.active}
 
@@ -369,7 +391,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resum
   history: list[dict] = []
   state = None
   if resume:
-    restored = manager.restore_latest(lambda: init_state(model, tx, batch, run_seeds, shard), shard)
+    restored = manager.restore_latest(abstract_state(model, tx, batch, run_seeds, shard), shard)
     if restored is not None:
       state, meta = restored
       history = meta["history"]
@@ -411,12 +433,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resum
   manager.save_latest(final_epoch, state, {"epoch": final_epoch, "history": history}, force=True)
   _write_history(workdir, history)
 
-  # Test every seed at its selected epoch, in eval mode; report with scikit-learn.
-  predict_all = jax.jit(jax.vmap(lambda p, b, bt: predict(model, p, b, bt), in_axes=(0, 0, None)))
-  logits = predict_all(state.best_params, state.best_batch_stats, batch)
-  pred = np.asarray(jax.device_get(jnp.argmax(logits, -1)))[: len(seeds)]
-  labels = np.asarray(data.labels)
+  # Test every seed at its selected epoch, in eval mode (the predictions `track` kept from that
+  # epoch's eval forward: the same as `predict` with the best parameters); report with scikit-learn.
   host = jax.device_get(state)
+  pred = np.asarray(host.best_pred)[: len(seeds)]
+  labels = np.asarray(data.labels)
   per_seed = []
   for i, seed in enumerate(seeds):
     test = metrics_lib.sklearn_f1(pred[i], labels, data.splits["test"])

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,7 +121,7 @@ def _run_track(losses, accs, macros, **kw):
                            key=jnp.zeros(2, jnp.uint32), active=jnp.ones((), bool),
                            es_best_loss=jnp.inf, es_best_acc=-jnp.inf, es_counter=jnp.zeros((), jnp.int32),
                            best_score=-jnp.inf, best_epoch=jnp.full((), -1, jnp.int32), best_params=params,
-                           best_batch_stats={})
+                           best_batch_stats={}, best_pred=jnp.zeros((1,), jnp.int32))
   stopped_at = None
   for e, (l, a, m) in enumerate(zip(losses, accs, macros)):
     if not bool(state.active):
@@ -223,6 +224,26 @@ def test_load_checkpoint_rebuilds_dataset_from_config(baseline_run):
 def test_existing_run_is_not_overwritten(baseline_run, tiny_data):
   with pytest.raises(FileExistsError, match="--resume"):
     train.train_and_evaluate(tiny_config(), baseline_run[0], data=tiny_data, progress=False)
+
+
+def test_resume_with_another_config_fails_clearly(baseline_run, tiny_data, tmp_path):
+  """A latest checkpoint whose state does not fit the config is refused in one line, naming the fix."""
+  workdir = str(tmp_path / "run")
+  shutil.copytree(baseline_run[0], workdir)  # the shared run stays untouched
+  other = tiny_config(**{"model.hidden": 2 * tiny_config().model.hidden})
+  with pytest.raises(ValueError, match=r"checkpoints/latest: checkpoint \d+ does not match .*"
+                                       r"encoder.*shape.*new --workdir"):
+    train.train_and_evaluate(other, workdir, data=tiny_data, progress=False, resume=True)
+
+
+def test_best_predictions_are_those_of_the_best_parameters(baseline_run, tiny_data):
+  """results.json's test scores come from the predictions kept at the selected epoch (no separate
+  test program); they must equal a fresh eval-mode forward with the selected parameters."""
+  workdir, results = baseline_run
+  run = checkpoint.load_checkpoint(workdir, data=tiny_data)
+  for i, seed in enumerate(run.seeds):
+    want = metrics.sklearn_f1(run.predict(seed), tiny_data.labels, tiny_data.splits["val"])
+    assert want["macro_f1"] == results["per_seed"][i]["val_macro_f1"]
 
 
 def test_batchnorm_profile_trains_and_restores(tiny_data, tmp_path):
