@@ -2,10 +2,11 @@
 
 `train_and_evaluate(config, workdir)` runs every seed of `config.seeds` at once:
 parameters, optimizer states, dropout keys and early-stopping bookkeeping are
-stacked on a leading seed axis and one `jit(vmap(...))` program advances all seeds
-by one full-batch epoch. A seed that stops early is frozen by masks, so its state
-is exactly what it would have been alone. With several devices the seed axis is
-sharded over them.
+stacked on a leading seed axis and one compiled program advances all seeds by one
+full-batch epoch: `jit(vmap(...))`, or on CPU (`config.seed_batch`, see
+`resolve_seed_batch`) `jit(lax.map(...))`, the seeds one after the other inside the
+program. A seed that stops early is frozen by masks, so its state is exactly what it
+would have been alone. With several devices the seed axis is sharded over them.
 
 Pieces usable on their own: `create_model`, `create_optimizer`, `make_batch`,
 `init_state`, `train_step`, `eval_step`, `track`, `make_epoch_fn`, `predict`.
@@ -290,9 +291,34 @@ def track(state: TrainState, ev: dict, *, rule: str, patience: int, selection: s
   return _where(state.active, new, state)
 
 
+def resolve_seed_batch(seed_batch: int, sharded: bool = False) -> int:
+  """Seeds advanced together by one `vmap` (0: all of them); the rest loop in the same program.
+
+  -1 (auto) means 1 on CPU and 0 on accelerators. On XLA:CPU a `vmap` over seeds costs more
+  per seed than one seed alone (its gathers and scatters get transposed copies, and 5 seeds'
+  temporaries stop fitting in cache): a training step of 5 seeds took 5.4-6.6x one seed's time
+  vmapped and 3.8-4.1x looped with `lax.map`, with a fifth of the memory (benchmarks/README.md).
+  Seeds sharded over several devices are always vmapped (each device runs its share at once).
+  """
+  if sharded:
+    return 0
+  if seed_batch < 0:
+    return 1 if jax.default_backend() == "cpu" else 0
+  return int(seed_batch)
+
+
+def map_seeds(fn: Callable, seed_batch: int) -> Callable:
+  """fn(state, batch) of one seed → the same over seed-stacked states: `vmap` (seed_batch 0) or
+  `lax.map` over groups of `seed_batch` vmapped seeds (1: one seed at a time)."""
+  if seed_batch == 0:
+    return jax.vmap(fn, in_axes=(0, None))
+  return lambda states, batch: jax.lax.map(lambda s: fn(s, batch), states,
+                                           batch_size=None if seed_batch == 1 else seed_batch)
+
+
 def make_epoch_fn(config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation,
-                  num_classes: int) -> Callable:
-  """jit(vmap(train_step → eval_step → track)): one compiled program advances every seed an epoch."""
+                  num_classes: int, sharded: bool = False) -> Callable:
+  """jit(map over seeds(train_step → eval_step → track)): one compiled program advances every seed an epoch."""
   loss_cfg = dict(ind_loss=bool(config.loss.ind_loss), att_weight=float(config.loss.att_weight))
   es = dict(rule=config.early_stopping.rule, patience=int(config.early_stopping.patience),
             selection=config.selection_metric)
@@ -306,7 +332,8 @@ def make_epoch_fn(config: ml_collections.ConfigDict, model: nn.Module, tx: optax
     # A seed that was already stopped reports its frozen state, flagged inactive.
     return new, {**train_metrics, **ev, "active": state.active}
 
-  return jax.jit(jax.vmap(one_seed, in_axes=(0, None)), donate_argnums=(0,))
+  seed_batch = resolve_seed_batch(int(config.get("seed_batch", -1)), sharded)
+  return jax.jit(map_seeds(one_seed, seed_batch), donate_argnums=(0,))
 
 
 def predict(model: nn.Module, params, batch_stats, batch: Batch) -> jax.Array:
@@ -402,7 +429,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resum
     state = init_state(model, tx, batch, run_seeds, shard)
   ckpt.write_config(workdir, config)
 
-  epoch_fn = make_epoch_fn(config, model, tx, schema.num_classes)
+  epoch_fn = make_epoch_fn(config, model, tx, schema.num_classes, sharded=shard is not None)
   start_epoch = int(np.asarray(jax.device_get(state.step)).max())
   num_epochs = int(config.num_epochs)
   every = max(1, int(config.get("checkpoint_every", 10)))

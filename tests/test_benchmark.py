@@ -66,8 +66,11 @@ def test_our_models_have_positive_times_and_full_schema(bench):
 
 def test_multi_seed_ratio_reported_for_hgnn_ima(bench):
   records, _, _ = bench
-  ms = _steps(records, "jax")["hgnn_ima"]["multi_seed"]
-  assert ms["seeds"] == 2 and ms["step_s_median"] > 0 and ms["ratio_vs_one_seed"] > 0
+  row = _steps(records, "jax")["hgnn_ima"]
+  for key, seed_batch in (("multi_seed", 0), ("multi_seed_map", 1)):  # vmapped and looped seeds
+    ms = row[key]
+    assert ms["seeds"] == 2 and ms["seed_batch"] == seed_batch
+    assert ms["step_s_median"] > 0 and ms["ratio_vs_one_seed"] > 0
 
 
 def test_pyg_rows_and_ratios(bench):

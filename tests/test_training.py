@@ -176,8 +176,14 @@ def test_train_step_compiles_once(tiny_data, tmp_path):
   assert train.TRACE_COUNT["train_step"] - before == 1
 
 
-def test_vmapped_seeds_equal_separate_runs(baseline_run, tiny_data, tmp_path):
-  _, together = baseline_run
+@pytest.mark.parametrize("seed_batch", [-1, 0])
+def test_vmapped_seeds_equal_separate_runs(baseline_run, tiny_data, tmp_path, seed_batch):
+  """Seeds trained together equal separate runs: looped (-1: auto, one at a time on CPU) or vmapped (0)."""
+  if seed_batch == -1:
+    _, together = baseline_run
+  else:
+    together = train.train_and_evaluate(tiny_config(seed_batch=seed_batch), str(tmp_path / "vmapped"),
+                                        data=tiny_data, progress=False)
   for i, seed in enumerate(together["seeds"]):
     alone = train.train_and_evaluate(tiny_config(seeds=(seed,)), str(tmp_path / f"s{seed}"), data=tiny_data,
                                      progress=False)
@@ -185,11 +191,33 @@ def test_vmapped_seeds_equal_separate_runs(baseline_run, tiny_data, tmp_path):
     assert a["best_epoch"] == b["best_epoch"]
     for k in ("test_micro_f1", "test_macro_f1", "val_macro_f1"):
       assert a[k] == pytest.approx(b[k], abs=1e-6), k
-  hist_t = json.load(open(pathlib.Path(baseline_run[0]) / "history.json"))
+  hist_t = json.load(open((pathlib.Path(baseline_run[0]) if seed_batch == -1 else tmp_path / "vmapped")
+                          / "history.json"))
   hist_s = json.load(open(tmp_path / "s1" / "history.json"))
   losses_t = [r["val_loss"] for r in hist_t if r["seed"] == 1]
   losses_s = [r["val_loss"] for r in hist_s]
   np.testing.assert_allclose(losses_t, losses_s, rtol=1e-4)
+
+
+@pytest.mark.parametrize("seed_batch", [0, 1, 2, 5])
+def test_map_seeds_groups_give_the_same_result(seed_batch):
+  """vmap of all seeds, one at a time, and groups of 2 (with a remainder of 1) agree."""
+  def fn(state, batch):
+    w = state["w"]
+    return {"w": jnp.tanh(w @ batch) + w}, {"norm": jnp.sum(w * w)}
+  states = {"w": jax.random.normal(jax.random.PRNGKey(0), (5, 4, 4))}
+  batch = jax.random.normal(jax.random.PRNGKey(1), (4, 4))
+  want = [fn({"w": states["w"][i]}, batch) for i in range(5)]
+  got_state, got_out = jax.jit(train.map_seeds(fn, seed_batch))(states, batch)
+  for i, (ws, wo) in enumerate(want):
+    np.testing.assert_allclose(got_state["w"][i], ws["w"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got_out["norm"][i], wo["norm"], rtol=1e-6)
+
+
+def test_seed_batch_auto_is_a_loop_on_cpu_and_vmap_when_sharded():
+  assert train.resolve_seed_batch(-1) == (1 if jax.default_backend() == "cpu" else 0)
+  assert train.resolve_seed_batch(3) == 3 and train.resolve_seed_batch(0) == 0
+  assert train.resolve_seed_batch(1, sharded=True) == 0
 
 
 def test_same_seed_same_metrics(baseline_run, tiny_data, tmp_path):
