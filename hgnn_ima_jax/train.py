@@ -296,8 +296,9 @@ def resolve_seed_batch(seed_batch: int, sharded: bool = False) -> int:
 
   -1 (auto) means 1 on CPU and 0 on accelerators. On XLA:CPU a `vmap` over seeds costs more
   per seed than one seed alone (its gathers and scatters get transposed copies, and 5 seeds'
-  temporaries stop fitting in cache): a training step of 5 seeds took 5.4-6.6x one seed's time
-  vmapped and 3.8-4.1x looped with `lax.map`, with a fifth of the memory (benchmarks/README.md).
+  temporaries stop fitting in cache): in benchmarks/step_time.py a training step of 5 seeds took
+  5.5-9.3x one seed's time vmapped and 4.7-5.5x looped with `lax.map` on DOUBAN, IMDB and AMAZON,
+  with 4.4-4.7x less XLA temp memory (benchmarks/README.md).
   Seeds sharded over several devices are always vmapped (each device runs its share at once).
   """
   if sharded:
