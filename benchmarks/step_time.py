@@ -319,7 +319,7 @@ def xla_memory_mb(compiled) -> dict | None:
 
 def time_ours(data, batch, model_name: str, graph_name: str, num_seeds: int, init=None,
               seed_batch: int = 0) -> dict:
-  """Compile and time our step for `num_seeds` vmapped seeds.
+  """Compile and time our step for `num_seeds` seeds, vmapped (seed_batch 0) or looped (1).
 
   init: a 1-seed initial state (host arrays) to tile instead of running `init_state`; the
   result's '_init' is this run's initial state, for a later multi-seed call.
