@@ -106,6 +106,15 @@ flags.DEFINE_integer("profile_seeds", 1, "vmapped seeds in the profiled step (co
 
 # --- environment ---------------------------------------------------------------------------
 
+def free_memory():
+  """Collects garbage and hands freed pages back to the kernel, so that each row's RSS is its own.
+
+  (The allocator of `hgnn_ima_jax.runtime` keeps freed pages for the next step otherwise.)"""
+  gc.collect()
+  from hgnn_ima_jax.runtime import release_free_memory
+  release_free_memory()
+
+
 def cpu_count() -> int:
   try:
     return len(os.sched_getaffinity(0))
@@ -196,7 +205,7 @@ def machine_info() -> dict:
   return {"host": platform.node(), "cpu": model, "cpu_count": cpu_count(), "memory_gb": mem_gb,
           "python": platform.python_version(), "platform": devices[0].platform,
           "device": f"{len(devices)}x {getattr(devices[0], 'device_kind', devices[0].platform)}",
-          "allocator": active_allocator()}
+          "allocator": active_allocator(), "malloc_conf": os.environ.get("MALLOC_CONF")}
 
 
 def versions() -> dict:
@@ -368,7 +377,7 @@ def time_ours(data, batch, model_name: str, graph_name: str, num_seeds: int, ini
     n_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state.params))
     dev_mem = device_memory_mb()
   del state, compiled, lowered
-  gc.collect()
+  free_memory()
   return {"profile": profile, "seeds": num_seeds, "step_s_median": statistics.median(times),
           "step_s_min": min(times), "step_s_mean": statistics.fmean(times), "step_times_s": times,
           "cpu_s_per_step": cpu_per_step,
@@ -466,7 +475,7 @@ def profile_ours(data, batch, graph_name: str) -> dict:
                 "calls_per_step": cnt // n, "opcode": opcode, "shape": shape, "fused": _fused_ops(hlo, k),
                 "hlo": line[:400]})
   del state, compiled
-  gc.collect()
+  free_memory()
   return {"record": "profile", "graph": graph_name, "model": "hgnn_ima", "seeds": seeds, "profile": profile,
           "trace": path,
           "steps": n, "wall_s_per_step": wall, "op_ms_per_step": round(op_total / 1e3 / n, 1),
@@ -558,7 +567,7 @@ def main(argv):
         if FLAGS.pyg_check_steps:
           check = pyg_hgt.check_trains(pm, data, hidden=FLAGS.hidden, heads=FLAGS.heads, layers=FLAGS.layers,
                                        steps=FLAGS.pyg_check_steps, threads=threads)
-        gc.collect()
+        free_memory()
         with RssSampler() as mem:
           r = pyg_hgt.time_steps(pm, data, hidden=FLAGS.hidden, heads=FLAGS.heads, layers=FLAGS.layers,
                                  steps=FLAGS.steps, warmup=FLAGS.warmup, threads=threads)
@@ -571,7 +580,7 @@ def main(argv):
         print(f"#   {pm:<14} step {r['step_s_median'] * 1e3:9.1f} ms (min {r['step_s_min'] * 1e3:.1f}, "
               f"cpu {r['cpu_s_per_step'] * 1e3:.0f}); "
               f"loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f}", file=sys.stderr, flush=True)
-        gc.collect()
+        free_memory()
 
     for mname in FLAGS.models:
       la = load_avg()
@@ -583,7 +592,7 @@ def main(argv):
         emit(row, FLAGS.out)
         print(f"#   {mname:<14} skipped: {r['skipped']}", file=sys.stderr, flush=True)
         jax.clear_caches()
-        gc.collect()
+        free_memory()
         continue
       if mname == "hgnn_ima" and FLAGS.seeds > 1 and (gname in FLAGS.seed_graphs or FLAGS.tiny):
         # Both ways of running S seeds in one program: vmap (seed_batch 0) and lax.map (1, the CPU default).
@@ -613,7 +622,7 @@ def main(argv):
       print(msg, file=sys.stderr, flush=True)
       summary.append(row)
       jax.clear_caches()
-      gc.collect()
+      free_memory()
 
     if FLAGS.profile_dir and gname in FLAGS.profile_graphs and "hgnn_ima" in FLAGS.models:
       prof = profile_ours(data, batch, gname)
@@ -626,7 +635,7 @@ def main(argv):
               f"{op['fused']}", file=sys.stderr)
       jax.clear_caches()
     del data, batch
-    gc.collect()
+    free_memory()
 
   print("# graph                 model       ours ms  cpu ms/step  /PyG wall  /PyG cpu  seeds x (wall, cpu)",
         file=sys.stderr)

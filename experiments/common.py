@@ -21,6 +21,7 @@ so that importing several scripts in one process (the tests) defines no flag twi
 from __future__ import annotations
 
 import dataclasses
+import gc
 import glob
 import json
 import math
@@ -284,7 +285,7 @@ class CellRunner:
 
   def run(self, config: ml_collections.ConfigDict, name: str) -> Cell:
     """Trains (or reuses) the cell `<workdir>/<dataset>/<name>` for `config`."""
-    from hgnn_ima_jax import checkpoint, train
+    from hgnn_ima_jax import checkpoint, runtime, train
 
     dataset = str(config.dataset)
     sig = signature(config)
@@ -314,6 +315,10 @@ class CellRunner:
     t0 = time.time()
     results = train.train_and_evaluate(config, run_dir, resume=self.opts.resume, data=self.data(config),
                                        progress=self.opts.progress)
+    # The allocator keeps freed pages for re-use by the next step (hgnn_ima_jax.runtime); between
+    # cells, whose programs differ in size, they go back to the kernel.
+    gc.collect()
+    runtime.release_free_memory()
     self.log(f"[{dataset_tag(dataset)}/{name}] Micro-F1 {format_stats(results['test_micro_f1'])}  "
              f"Macro-F1 {format_stats(results['test_macro_f1'])}  ({time.time() - t0:.1f} s, {run_dir})")
     cell = Cell(dataset, name, run_dir, results, False)

@@ -4,25 +4,38 @@ Why: XLA:CPU allocates an executable's temporary buffers (hundreds of MB for a t
 on AMAZON, GBs at AMAZON-1 scale) afresh on every call. glibc's malloc hands every block above
 32 MiB back to the kernel when it is freed, so each step page-faults its whole working set in
 again and the kernel zeroes every page: measured on AMAZON (benchmarks/README.md), 0.4 million
-page faults and 1.3 s of kernel time per step. jemalloc keeps freed pages for a while
-(`dirty_decay_ms`) and hands them to the next step. Keeping them for ever (`-1`) is faster
-still but costs memory: on AMAZON with 5 vmapped seeds (XLA temp buffers 6.7 GB) the peak RSS
-was 17.4 GB with `-1` and 7.7 GB with 10 s, step 5.2 s vs 8.3 s (benchmarks/README.md); and a
-benchmark process holding PyG and JAX models was OOM-killed at 24 GB with `-1`. So the default
-keeps freed memory for 10 s; set MALLOC_CONF yourself (e.g. `dirty_decay_ms:-1,...`) to trade
-memory for speed. Without jemalloc, glibc's transparent-huge-page tunable cuts the fault count
-250x (each fault zeroes 2 MiB), a smaller gain.
+page faults and 1.3 s of kernel time per step. jemalloc can keep freed pages and hand them to
+the next step, but only with the right settings (`JEMALLOC_CONF`, measured at AMAZON-1 scale,
+XLA temp 7.7 GB, in benchmarks/README.md, *Allocator*):
+
+* `oversize_threshold:0` — jemalloc serves blocks above 8 MiB (every big XLA buffer) from a
+  dedicated arena that returns freed pages to the kernel at once, whatever `dirty_decay_ms`
+  says: 10 GB of `madvise(DONTNEED)` and ~3.4 s of kernel time per 8 s step. Off, big blocks
+  live in the normal arenas.
+* `narenas:1` — with one arena per thread group, a buffer freed by one XLA thread is not
+  reused by an allocation on another, and the heap grew to twice the working set (9 → 17 GB).
+* `dirty_decay_ms:-1` — freed pages are never handed back by time: with any finite decay (even
+  an hour) this jemalloc (5.3) still purged the step's whole working set every step. The
+  working set of a training loop is the same every step, so the heap stays at its peak (9.1 GB
+  at AMAZON-1 scale, what the 10 s decay also peaked at) with no page faults. A process that runs
+  several programs (a benchmark, a notebook) hands memory back with `release_free_memory()`.
+* `thp:always` — huge pages for the heap (fewer TLB misses).
+
+Result at AMAZON-1 scale: step 8.0-8.7 s with 3.4 s of kernel time → 6.0-7.0 s with none.
 
 The allocator has to be in place when the process starts (LD_PRELOAD, GLIBC_TUNABLES), so the
 command-line scripts call `reexec_with_fast_allocator()` before importing JAX: the script
 re-executes itself once, same PID, same arguments, with the settings added. Set
 HGNN_IMA_ALLOCATOR=system to opt out, =jemalloc to require jemalloc (an error if absent), or
-point HGNN_IMA_JEMALLOC at a libjemalloc.so. In a notebook, start Jupyter with the variables
-that `allocator_env()` returns.
+point HGNN_IMA_JEMALLOC at a libjemalloc.so; MALLOC_CONF, when set, replaces `JEMALLOC_CONF`.
+Without jemalloc, glibc's transparent-huge-page tunable cuts the fault count 250x (each fault
+zeroes 2 MiB), a smaller gain. In a notebook, start Jupyter with the variables that
+`allocator_env()` returns.
 """
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import os
 import sys
@@ -31,7 +44,7 @@ ENV_CHOICE = "HGNN_IMA_ALLOCATOR"  # auto (default) | jemalloc | glibc-thp | sys
 ENV_LIBRARY = "HGNN_IMA_JEMALLOC"  # explicit path to libjemalloc.so
 ENV_ACTIVE = "HGNN_IMA_ALLOCATOR_ACTIVE"  # set on re-execution: what was applied
 CHOICES = ("auto", "jemalloc", "glibc-thp", "system")
-JEMALLOC_CONF = "dirty_decay_ms:10000,muzzy_decay_ms:10000,thp:always,metadata_thp:auto"  # $MALLOC_CONF wins
+JEMALLOC_CONF = "narenas:1,oversize_threshold:0,dirty_decay_ms:-1,muzzy_decay_ms:-1,thp:always,metadata_thp:auto"  # $MALLOC_CONF wins
 _JEMALLOC_GLOBS = ("/usr/lib/*-linux-gnu/libjemalloc.so.2", "/usr/lib64/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2",
                    "/usr/local/lib/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so")
 
@@ -96,3 +109,27 @@ def reexec_with_fast_allocator(argv: list[str] | None = None) -> None:
   sys.stdout.flush()
   sys.stderr.flush()
   os.execve(sys.executable, args, env)
+
+
+_MALLCTL_ARENAS_ALL = 4096  # jemalloc's MALLCTL_ARENAS_ALL: "every arena" in a mallctl name
+
+
+def release_free_memory() -> str:
+  """Hands the allocator's freed-but-kept pages back to the kernel; says how ('none' if it could not).
+
+  Under `JEMALLOC_CONF` jemalloc never does this by itself (so that a training loop re-uses its
+  pages); a process that moves on to a smaller program — the next (graph, model) of a
+  benchmark, the next cell of a notebook — calls this. Live data are untouched.
+  """
+  libc = ctypes.CDLL(None)
+  mallctl = getattr(libc, "mallctl", None)  # exported when jemalloc is preloaded
+  if mallctl is not None:
+    mallctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    if mallctl(f"arena.{_MALLCTL_ARENAS_ALL}.purge".encode(), None, None, None, 0) == 0:
+      return "jemalloc purge"
+  trim = getattr(libc, "malloc_trim", None)  # glibc
+  if trim is not None:
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+    return "malloc_trim"
+  return "none"

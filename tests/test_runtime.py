@@ -42,7 +42,7 @@ def test_reexec_keeps_pid_and_arguments_and_applies_the_allocator(tmp_path):
   assert fields[1] == pid
   lib = runtime.find_jemalloc()
   if lib:
-    assert lib in after and runtime.JEMALLOC_CONF in after and "dirty_decay_ms:10000" in after
+    assert lib in after and runtime.JEMALLOC_CONF in after and "oversize_threshold:0" in after
   else:
     assert "glibc.malloc.hugetlb=1" in after
   assert fields[-1] == "False"  # decided before JAX was imported
@@ -74,3 +74,37 @@ def test_allocator_env_choices(monkeypatch, tmp_path):
   assert runtime.allocator_env("system") == ("system", {})
   with pytest.raises(ValueError, match="HGNN_IMA_ALLOCATOR='tcmalloc'"):
     runtime.allocator_env("tcmalloc")
+
+
+RELEASE = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {repo!r})
+    from hgnn_ima_jax import runtime
+    runtime.reexec_with_fast_allocator()
+    import numpy as np
+    rss = lambda: [int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startswith("VmRSS")][0]
+    before = rss()
+    a = np.ones(64 * 2**20)  # 512 MiB, written
+    del a
+    kept = rss()
+    how = runtime.release_free_memory()
+    print(runtime.active_allocator(), "|", before, kept, rss(), how)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_freed_memory_is_kept_for_reuse_and_released_on_request(tmp_path):
+  script = tmp_path / "release.py"
+  script.write_text(RELEASE.format(repo=str(runtime.__file__).rsplit("/hgnn_ima_jax/", 1)[0]))
+  env = {k: v for k, v in os.environ.items() if not k.startswith("HGNN_IMA_ALLOCATOR") and k != "MALLOC_CONF"}
+  out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+  assert out.returncode == 0, out.stderr
+  allocator, numbers = out.stdout.strip().rsplit("|", 1)
+  before, kept, released, how = numbers.split(maxsplit=3)
+  before, kept, released = int(before), int(kept), int(released)
+  if allocator.startswith("jemalloc"):
+    assert kept >= before + 400, out.stdout  # the freed 512 MiB stay mapped for the next step
+    assert how == "jemalloc purge"
+  else:
+    assert how in ("malloc_trim", "none")
+  assert released <= before + 100, out.stdout  # and go back to the kernel on request
