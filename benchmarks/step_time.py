@@ -351,6 +351,7 @@ def time_ours(data, batch, model_name: str, graph_name: str, num_seeds: int, ini
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t
     xla_mem = xla_memory_mb(compiled)
+    free_memory()  # what init and the compiler freed, so that the steps' buffers start from a clean heap
     limit_mb = FLAGS.max_temp_gb * 1024 or 0.7 * mem_available_mb()
     if xla_mem and limit_mb and xla_mem.get("temp_mb", 0) > limit_mb:
       return {"profile": profile, "seeds": num_seeds, "skipped": (

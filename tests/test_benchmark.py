@@ -97,3 +97,20 @@ def test_without_pyg_the_rows_say_why(bench):
     assert r["pyg_skipped"] is None and r["pyg_versions"]["torch_geometric"]
   else:
     assert "requirements-bench.txt" in r["pyg_skipped"] and "vs_pyg" not in r
+
+
+def test_step_rusage_writes_one_json_line_per_step(tmp_path):
+  """benchmarks/step_rusage.py (per-step kernel time, faults, RSS) on the tiny graph."""
+  out = tmp_path / "rusage.jsonl"
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_rusage.py"), "--graph=tiny", "--steps=2",
+                         "--layers=1", "--hidden=16", "--heads=2", "--feature_dim=32", f"--out={out}"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+  assert rows == [json.loads(ln) for ln in out.read_text().splitlines()]
+  assert [r["step"] for r in rows] == [0, 1]
+  for r in rows:
+    assert r["graph"] == "tiny" and r["model"] == "hgnn_ima" and r["wall_s"] > 0
+    assert r["user_s"] >= 0 and r["sys_s"] >= 0 and r["minor_faults"] >= 0
+    assert 0 < r["rss_mb"] <= r["peak_rss_mb"]

@@ -1,0 +1,78 @@
+r"""Per-step wall, user and kernel time, page faults and RSS of one (graph, model) training step.
+
+A benchmark, not a test. `step_time.py` reports medians; this prints every step's
+`getrusage` deltas, which is how the allocator's cost showed up (benchmarks/README.md,
+*Allocator*): with jemalloc's default oversize arena, each AMAZON-1-scale step spent ~3.4 s
+in the kernel re-faulting the buffers freed by the step before. Run it under different
+allocator settings (`MALLOC_CONF=...`, `HGNN_IMA_ALLOCATOR=system`) and compare:
+
+  python benchmarks/step_rusage.py --graph=synthetic_amazon1 --steps=6
+  MALLOC_CONF=dirty_decay_ms:10000,muzzy_decay_ms:10000,thp:always python benchmarks/step_rusage.py
+  python benchmarks/step_rusage.py --graph=tiny --steps=2 --out=/tmp/r.jsonl
+
+One JSON line per step (stdout, and appended to `--out`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import resource
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+for p in (REPO, REPO / "benchmarks"):
+  if str(p) not in sys.path:
+    sys.path.insert(0, str(p))
+
+if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
+  from hgnn_ima_jax.runtime import reexec_with_fast_allocator
+  reexec_with_fast_allocator()
+
+from absl import app, flags  # noqa: E402
+
+import step_time  # noqa: E402  (its flags too: --steps, --out, --data_dir, --feature_dim, --layers, --hidden, --heads)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("graph", "synthetic_amazon1", f"one of {step_time.GRAPHS}")
+flags.DEFINE_string("model", "hgnn_ima", f"one of {step_time.JAX_MODELS}")
+
+
+def vm_mb(field: str) -> int:
+  with open("/proc/self/status") as f:
+    return next(int(ln.split()[1]) // 1024 for ln in f if ln.startswith(field + ":"))
+
+
+def main(argv):
+  del argv
+  import jax
+  from hgnn_ima_jax import runtime
+  from hgnn_ima_jax import train as tr
+  data = step_time.load_graph(FLAGS.graph, FLAGS.data_dir, FLAGS.feature_dim)
+  batch = tr.make_batch(data)
+  config, _ = step_time.graph_config(FLAGS.graph, FLAGS.model, range(1))
+  step, model, tx, config = step_time.make_step(config, data, 0)
+  state = tr.init_state(model, tx, batch, [0])
+  compiled = step.lower(state, batch).compile()
+  state, _ = compiled(state, batch)
+  jax.block_until_ready(state)
+  base = {"graph": FLAGS.graph, "model": FLAGS.model, "allocator": runtime.active_allocator(),
+          "malloc_conf": os.environ.get("MALLOC_CONF"), "cpu_count": step_time.cpu_count()}
+  for i in range(FLAGS.steps):
+    r0, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    state, _ = compiled(state, batch)
+    jax.block_until_ready(state)
+    wall, r1 = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)
+    row = {**base, "step": i, "wall_s": round(wall, 3), "user_s": round(r1.ru_utime - r0.ru_utime, 3),
+           "sys_s": round(r1.ru_stime - r0.ru_stime, 3), "minor_faults": r1.ru_minflt - r0.ru_minflt,
+           "rss_mb": vm_mb("VmRSS"), "peak_rss_mb": vm_mb("VmHWM")}
+    print(json.dumps(row), flush=True)
+    if FLAGS.out:
+      with open(FLAGS.out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main)
