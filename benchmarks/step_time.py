@@ -33,7 +33,6 @@ from __future__ import annotations
 import collections
 import datetime
 import functools
-import gc
 import glob
 import gzip
 import json
@@ -63,6 +62,10 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from absl import app, flags  # noqa: E402
+
+# Between rows: collect garbage and hand freed pages back, so that each row's RSS is its own
+# (the allocator of `hgnn_ima_jax.runtime` keeps them for the next step otherwise).
+from hgnn_ima_jax.runtime import release_free_memory  # noqa: E402  (no JAX import)
 
 REAL_GRAPHS = ("douban", "imdb", "amazon")
 SYNTHETIC_GRAPHS = ("synthetic_amazon1", "synthetic_amazon1x4", "synthetic10m", "tiny")
@@ -105,15 +108,6 @@ flags.DEFINE_integer("profile_seeds", 1, "vmapped seeds in the profiled step (co
 
 
 # --- environment ---------------------------------------------------------------------------
-
-def free_memory():
-  """Collects garbage and hands freed pages back to the kernel, so that each row's RSS is its own.
-
-  (The allocator of `hgnn_ima_jax.runtime` keeps freed pages for the next step otherwise.)"""
-  gc.collect()
-  from hgnn_ima_jax.runtime import release_free_memory
-  release_free_memory()
-
 
 def cpu_count() -> int:
   try:
@@ -351,7 +345,7 @@ def time_ours(data, batch, model_name: str, graph_name: str, num_seeds: int, ini
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t
     xla_mem = xla_memory_mb(compiled)
-    free_memory()  # what init and the compiler freed, so that the steps' buffers start from a clean heap
+    release_free_memory()  # what init and the compiler freed, so that the steps' buffers start from a clean heap
     limit_mb = FLAGS.max_temp_gb * 1024 or 0.7 * mem_available_mb()
     if xla_mem and limit_mb and xla_mem.get("temp_mb", 0) > limit_mb:
       return {"profile": profile, "seeds": num_seeds, "skipped": (
@@ -378,7 +372,7 @@ def time_ours(data, batch, model_name: str, graph_name: str, num_seeds: int, ini
     n_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state.params))
     dev_mem = device_memory_mb()
   del state, compiled, lowered
-  free_memory()
+  release_free_memory()
   return {"profile": profile, "seeds": num_seeds, "step_s_median": statistics.median(times),
           "step_s_min": min(times), "step_s_mean": statistics.fmean(times), "step_times_s": times,
           "cpu_s_per_step": cpu_per_step,
@@ -476,7 +470,7 @@ def profile_ours(data, batch, graph_name: str) -> dict:
                 "calls_per_step": cnt // n, "opcode": opcode, "shape": shape, "fused": _fused_ops(hlo, k),
                 "hlo": line[:400]})
   del state, compiled
-  free_memory()
+  release_free_memory()
   return {"record": "profile", "graph": graph_name, "model": "hgnn_ima", "seeds": seeds, "profile": profile,
           "trace": path,
           "steps": n, "wall_s_per_step": wall, "op_ms_per_step": round(op_total / 1e3 / n, 1),
@@ -568,7 +562,7 @@ def main(argv):
         if FLAGS.pyg_check_steps:
           check = pyg_hgt.check_trains(pm, data, hidden=FLAGS.hidden, heads=FLAGS.heads, layers=FLAGS.layers,
                                        steps=FLAGS.pyg_check_steps, threads=threads)
-        free_memory()
+        release_free_memory()
         with RssSampler() as mem:
           r = pyg_hgt.time_steps(pm, data, hidden=FLAGS.hidden, heads=FLAGS.heads, layers=FLAGS.layers,
                                  steps=FLAGS.steps, warmup=FLAGS.warmup, threads=threads)
@@ -581,7 +575,7 @@ def main(argv):
         print(f"#   {pm:<14} step {r['step_s_median'] * 1e3:9.1f} ms (min {r['step_s_min'] * 1e3:.1f}, "
               f"cpu {r['cpu_s_per_step'] * 1e3:.0f}); "
               f"loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f}", file=sys.stderr, flush=True)
-        free_memory()
+        release_free_memory()
 
     for mname in FLAGS.models:
       la = load_avg()
@@ -593,7 +587,7 @@ def main(argv):
         emit(row, FLAGS.out)
         print(f"#   {mname:<14} skipped: {r['skipped']}", file=sys.stderr, flush=True)
         jax.clear_caches()
-        free_memory()
+        release_free_memory()
         continue
       if mname == "hgnn_ima" and FLAGS.seeds > 1 and (gname in FLAGS.seed_graphs or FLAGS.tiny):
         # Both ways of running S seeds in one program: vmap (seed_batch 0) and lax.map (1, the CPU default).
@@ -623,7 +617,7 @@ def main(argv):
       print(msg, file=sys.stderr, flush=True)
       summary.append(row)
       jax.clear_caches()
-      free_memory()
+      release_free_memory()
 
     if FLAGS.profile_dir and gname in FLAGS.profile_graphs and "hgnn_ima" in FLAGS.models:
       prof = profile_ours(data, batch, gname)
@@ -636,7 +630,7 @@ def main(argv):
               f"{op['fused']}", file=sys.stderr)
       jax.clear_caches()
     del data, batch
-    free_memory()
+    release_free_memory()
 
   print("# graph                 model       ours ms  cpu ms/step  /PyG wall  /PyG cpu  seeds x (wall, cpu)",
         file=sys.stderr)

@@ -21,7 +21,6 @@ so that importing several scripts in one process (the tests) defines no flag twi
 from __future__ import annotations
 
 import dataclasses
-import gc
 import glob
 import json
 import math
@@ -317,7 +316,6 @@ class CellRunner:
                                        progress=self.opts.progress)
     # The allocator keeps freed pages for re-use by the next step (hgnn_ima_jax.runtime); between
     # cells, whose programs differ in size, they go back to the kernel.
-    gc.collect()
     runtime.release_free_memory()
     self.log(f"[{dataset_tag(dataset)}/{name}] Micro-F1 {format_stats(results['test_micro_f1'])}  "
              f"Macro-F1 {format_stats(results['test_macro_f1'])}  ({time.time() - t0:.1f} s, {run_dir})")

@@ -12,8 +12,9 @@ XLA temp 7.7 GB, in benchmarks/README.md, *Allocator*):
   dedicated arena that returns freed pages to the kernel at once, whatever `dirty_decay_ms`
   says: 10 GB of `madvise(DONTNEED)` and ~3.4 s of kernel time per 8 s step. Off, big blocks
   live in the normal arenas.
-* `narenas:1` — with one arena per thread group, a buffer freed by one XLA thread is not
-  reused by an allocation on another, and the heap grew to twice the working set (9 → 17 GB).
+* `narenas:1` — with jemalloc's several arenas (4 per CPU, threads spread over them), a buffer
+  freed by one XLA thread is not re-used by an allocation from another thread's arena, and the
+  heap grew to twice the working set (9 → 17 GB).
 * `dirty_decay_ms:-1` — freed pages are never handed back by time: with any finite decay (even
   an hour) this jemalloc (5.3) still purged the step's whole working set every step. The
   working set of a training loop is the same every step, so the heap stays at its peak (9.1 GB
@@ -21,7 +22,11 @@ XLA temp 7.7 GB, in benchmarks/README.md, *Allocator*):
   several programs (a benchmark, a notebook) hands memory back with `release_free_memory()`.
 * `thp:always` — huge pages for the heap (fewer TLB misses).
 
-Result at AMAZON-1 scale: step 8.0-8.7 s with 3.4 s of kernel time → 6.0-7.0 s with none.
+Result at AMAZON-1 scale: step 7.4-8.7 s with 3.1-3.6 s of kernel time → 6.0-7.1 s with none.
+The cost is memory in processes that run several programs: the heap does not always fit a
+step's buffers into the gaps earlier programs left, and peaked at up to ~2.2x XLA's temp buffers
+in the benchmark (AMAZON-1 scale 17.1 GB against 9.3 GB with the previous 10 s decay). Where
+memory is the limit, set MALLOC_CONF=dirty_decay_ms:10000,muzzy_decay_ms:10000,thp:always.
 
 The allocator has to be in place when the process starts (LD_PRELOAD, GLIBC_TUNABLES), so the
 command-line scripts call `reexec_with_fast_allocator()` before importing JAX: the script
@@ -36,6 +41,7 @@ zeroes 2 MiB), a smaller gain. In a notebook, start Jupyter with the variables t
 from __future__ import annotations
 
 import ctypes
+import gc
 import glob
 import os
 import sys
@@ -118,9 +124,11 @@ def release_free_memory() -> str:
   """Hands the allocator's freed-but-kept pages back to the kernel; says how ('none' if it could not).
 
   Under `JEMALLOC_CONF` jemalloc never does this by itself (so that a training loop re-uses its
-  pages); a process that moves on to a smaller program — the next (graph, model) of a
-  benchmark, the next cell of a notebook — calls this. Live data are untouched.
+  pages); a process that moves on to another program — the next (graph, model) of a
+  benchmark, the next cell of a notebook — calls this. Python's garbage is collected first, so
+  that arrays no longer referenced are freed; live data are untouched.
   """
+  gc.collect()
   libc = ctypes.CDLL(None)
   mallctl = getattr(libc, "mallctl", None)  # exported when jemalloc is preloaded
   if mallctl is not None:
