@@ -40,6 +40,11 @@ flags.DEFINE_string("graph", "synthetic_amazon1", f"one of {step_time.GRAPHS}")
 flags.DEFINE_string("model", "hgnn_ima", f"one of {step_time.JAX_MODELS}")
 
 
+def vm_mb(field: str) -> int:
+  with open("/proc/self/status") as f:
+    return next(int(ln.split()[1]) // 1024 for ln in f if ln.startswith(field + ":"))
+
+
 def main(argv):
   del argv
   import jax
@@ -62,7 +67,7 @@ def main(argv):
     wall, r1 = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)
     row = {**base, "step": i, "wall_s": round(wall, 3), "user_s": round(r1.ru_utime - r0.ru_utime, 3),
            "sys_s": round(r1.ru_stime - r0.ru_stime, 3), "minor_faults": r1.ru_minflt - r0.ru_minflt,
-           "rss_mb": round(step_time.rss_mb(), 1), "peak_rss_mb": round(step_time.peak_rss_mb(), 1)}
+           "rss_mb": vm_mb("VmRSS"), "peak_rss_mb": vm_mb("VmHWM")}
     print(json.dumps(row), flush=True)
     if FLAGS.out:
       with open(FLAGS.out, "a") as f:
