@@ -153,6 +153,10 @@ class HGNNIMALayer(nn.Module):
     align_sign: 'code' (−mean over unordered pairs) or 'paper' (+sum over ordered pairs).
     combine: Eq. 9 'mul', 'add' or 'renorm' (ours: β1·β2 renormalised, see `att.combine_attention`).
     beta_norm: 'code' (β1 unnormalised before Eq. 9) or 'paper' (softmax over Σλα first, Eq. 6).
+      `-cross` has no Eq. 6 (α^m replaces its β, softmax included), so it ignores beta_norm.
+    align_off: for `-align` (no Eq. 8/9; β of Eq. 6 aggregates): 'softmax' (β = softmax of Σλα
+      over the in-edges, Eq. 6 as printed; with beta_norm='paper' that softmax is the only one)
+      or 'raw' (β = Σλα unnormalised, as the authors' model_modal3.py aggregates).
     nei_mode: for `-nei`: 'mean' (segment mean of s over neighbours) or 'target' (from the
       receiver alone: <Q(h_i), K(h_i) U>).
     update: 'code' (LN(σ(skip)·A(t) + (1−σ(skip))·h), dropout) or 'paper' (Eq. 11: A(σ(t)) + h, dropout).
@@ -169,6 +173,7 @@ class HGNNIMALayer(nn.Module):
   align_sign: str = "code"
   combine: str = "mul"
   beta_norm: str = "code"
+  align_off: str = "softmax"
   nei_mode: str = "mean"
   update: str = "code"
   dropout: float = 0.2
@@ -190,6 +195,11 @@ class HGNNIMALayer(nn.Module):
       raise ValueError(f"combine must be one of {att.COMBINES}, got {self.combine!r}")
     if self.nei_mode not in ("mean", "target"):
       raise ValueError(f"nei_mode must be 'mean' or 'target', got {self.nei_mode!r}")
+    if self.align_off not in ("softmax", "raw"):
+      raise ValueError(f"align_off must be 'softmax' or 'raw', got {self.align_off!r}")
+    if self.variant == "-align" and self.align_off == "raw" and self.combine == "renorm":
+      raise ValueError("align_off='raw' and combine='renorm' both choose -align's β (raw Σλα vs Σλα "
+                       "renormalised); set only one of them")
     s, d, H = self.schema, self.hidden, self.heads
     T, R, M, dk = s.num_node_types, s.num_relations, self.num_channels, d // H
     lin = torch_linear_init(d)
@@ -327,14 +337,15 @@ class HGNNIMALayer(nn.Module):
         lam = att.inter_modal_attention(modal)
       beta1 = att.nested_attention(lam, alpha)
 
+    # Eq. 6's softmax (beta_norm='paper'); -cross has no Eq. 6: α^m, already normalised, replaces its β.
     if self.beta_norm == "paper" and variant != "-cross":
       beta1 = segment_softmax(beta1, seg, n_slots, indices_are_sorted=True)
     if use_align or self.combine == "renorm":
       beta = att.combine_attention(beta1, beta2, seg, n_slots, self.combine)
-    elif self.beta_norm == "paper":
-      beta = beta1
+    elif self.beta_norm == "paper" or self.align_off == "raw":
+      beta = beta1  # -align: β of Eq. 6 aggregates as it is (softmaxed above, or raw as model_modal3.py)
     else:
-      beta = segment_softmax(beta1, seg, n_slots, indices_are_sorted=True)
+      beta = segment_softmax(beta1, seg, n_slots, indices_are_sorted=True)  # -align: the code's one softmax
     return beta, alpha, {"lambda": lam, "beta2": beta2}
 
   def _receiver_only_lambda(self, q, k, index):

@@ -244,6 +244,7 @@ class HGNNIMA(nn.Module):
   align_sign: str = "code"
   combine: str = "mul"
   beta_norm: str = "code"
+  align_off: str = "softmax"
   nei_mode: str = "mean"
   update: str = "code"
   dropout: float = 0.2
@@ -259,7 +260,7 @@ class HGNNIMA(nn.Module):
     channels = tuple((m,) for m in range(s.num_modalities))
     layer = dict(heads=self.heads, attention="ima", variant=self.variant, score_scale=self.score_scale,
                  align_sign=self.align_sign, combine=self.combine, beta_norm=self.beta_norm,
-                 nei_mode=self.nei_mode, update=self.update, dropout=self.dropout)
+                 align_off=self.align_off, nei_mode=self.nei_mode, update=self.update, dropout=self.dropout)
     hs, layers_aux = Encoder(s, channels, layer, self.num_layers, self.hidden, self.projection,
                              self.input_batch_norm, self.input_activation, name="encoder")(graph, train=train)
     fused, delta = ModalityFusion(self.hidden, self.fusion_form, self.fusion_input_dropout,

@@ -21,9 +21,10 @@ Heads split d head-major: feature h·d_k + c is head h, component c.
 
 Everything is float64 with explicit Python loops over relations, receivers, their
 in-edges, heads and modalities — slow and obvious on purpose (small graphs only).
-Eval mode (no dropout); `train=True` only switches BatchNorm to batch statistics
-(biased variance, as Flax normalises), so compare it with a model whose dropout
-rates are all 0.
+Eval mode by default. `train=True` switches BatchNorm to batch statistics (biased
+variance, as Flax normalises); dropout is applied only where `dropout_masks` gives the
+keep masks (the test reads them off the model's dropout calls), so the reference checks
+where each dropout sits and how it scales, not the random draw.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ LN_EPS = 1e-5
 DEFAULT_OPTIONS = dict(
     hidden=64, heads=8, num_layers=3, projection="shared", input_batch_norm=False,
     input_activation="tanh", variant="full", score_scale=None, align_sign="code",
-    combine="mul", beta_norm="code", nei_mode="mean", update="code", fusion_form="code",
-    latt_norm="code_mean",
+    combine="mul", beta_norm="code", align_off="softmax", nei_mode="mean", update="code", fusion_form="code",
+    latt_norm="code_mean", dropout=0.2, fusion_input_dropout=0.6, fusion_score_dropout=0.5,
 )
 
 
@@ -134,7 +135,7 @@ def _typed(h, kernel, bias, tnode):
 
 
 def propagation_layer(schema, arrays, segs, lp, h, *, heads, attention, variant, score_scale,
-                      align_sign, combine, beta_norm, nei_mode, update):
+                      align_sign, combine, beta_norm, align_off, nei_mode, update):
   """One layer. h (N, C, d) → (new h, aux with per-edge alpha/lambda/beta/beta2)."""
   N, C, d = h.shape
   H = heads
@@ -228,9 +229,11 @@ def propagation_layer(schema, arrays, segs, lp, h, *, heads, attention, variant,
         b1 = {m: [sum(lam[e, mp, m, hh] * alpha[e, mp, hh] for mp in range(C)) for e in ins] for m in range(C)}
       else:
         b1 = {None: [sum(lam[e, m, hh] * alpha[e, m, hh] for m in range(C)) for e in ins]}
-      if beta_norm == "paper":  # Eq. 6 as printed: softmax over neighbours first
+      # Eq. 6 as printed: softmax over neighbours first. -cross removes the unit of Eq. 6: α^m,
+      # a softmax already, replaces its β (Sec. 5.5), so there is no Eq. 6 softmax to apply.
+      if beta_norm == "paper" and variant != "-cross":
         b1 = {k: list(_softmax(v)) for k, v in b1.items()}
-      elif beta_norm != "code":
+      elif beta_norm not in ("code", "paper"):
         raise ValueError(beta_norm)
 
       # Eq. 8: alignment β2 from the raw (scaled) scores.
@@ -254,7 +257,15 @@ def propagation_layer(schema, arrays, segs, lp, h, *, heads, attention, variant,
           prod = [v * (beta2[e, hh] if has_beta2 else 1.0) for v, e in zip(vals, ins)]
           final = [p / sum(prod) for p in prod]
         elif not has_beta2:
-          final = _softmax(vals)
+          # -align: "directly uses β (Eq. 6) to replace β̃ in Eq. 10" (Sec. 5.5): no Eq. 9. β is
+          # Σλα softmaxed once: by Eq. 6 itself (beta_norm='paper'), or by the code's softmax,
+          # which the code applies after Eq. 9 only; align_off='raw' keeps Σλα as model_modal3.py.
+          if align_off == "raw" or beta_norm == "paper":
+            final = list(vals)
+          elif align_off == "softmax":
+            final = _softmax(vals)
+          else:
+            raise ValueError(align_off)
         elif combine == "mul":
           final = _softmax([v * beta2[e, hh] for v, e in zip(vals, ins)])
         elif combine == "add":
@@ -337,15 +348,28 @@ def attention_loss(schema, arrays, layers_aux, norm="code_mean"):
 
 
 # --------------------------------------------------------------------------- Eqs. 12–15
-def fusion(fparams, x, form="code"):
-  """x (N, M, d) → (Z (N, d), δ (N, M)); eval mode."""
+def _drop(x, keep_mask, rate):
+  """Inverted dropout with a given keep mask: kept entries scaled by 1/(1 − rate), the rest 0."""
+  return np.where(np.asarray(keep_mask, bool), x / (1.0 - rate), 0.0)
+
+
+def fusion(fparams, x, form="code", masks=None, rates=(0.6, 0.5)):
+  """x (N, M, d) → (Z (N, d), δ (N, M)).
+
+  masks: None (eval mode) or the keep masks of the code form's two dropouts, (input (N, M, d),
+  score (N, M, 1)) with `rates`: ω = tanh(Drop_score(Lin(Drop_input(X)))); Z uses the un-dropped X.
+  """
   fp = {k: {kk: _np(vv) for kk, vv in v.items()} for k, v in fparams.items()}
   N, M, _ = x.shape
+  xs = x if masks is None else _drop(x, masks[0], rates[0])
   omega = np.zeros((N, M))
   for n in range(N):
     for m in range(M):
       if form == "code":
-        omega[n, m] = np.tanh(x[n, m] @ fp["score"]["kernel"][:, 0] + fp["score"]["bias"][0])
+        score = xs[n, m] @ fp["score"]["kernel"][:, 0] + fp["score"]["bias"][0]
+        if masks is not None:
+          score = _drop(score, masks[1][n, m, 0], rates[1])
+        omega[n, m] = np.tanh(score)
       elif form == "paper":
         omega[n, m] = np.tanh(x[n, m] @ fp["score_in"]["kernel"]) @ fp["score_out"]["kernel"][:, 0] \
             + fp["score_out"]["bias"][0]
@@ -361,7 +385,9 @@ def _head(hp, x):
 
 
 # --------------------------------------------------------------------------- models
-def encode(schema, arrays, segs, eparams, estats, channels, opts, *, attention, train):
+def encode(schema, arrays, segs, eparams, estats, channels, opts, *, attention, train, layer_masks=None):
+  """Eq. 1 and K layers; layer_masks: None or one keep mask (N, C, d) per layer for the dropout
+  after each layer's update (spec §1.2: h^(k) = Dropout(LN(u))), at rate opts['dropout']."""
   h, used = input_projection(
       schema, arrays, eparams["projection"], (estats or {}).get("projection"), channels,
       projection=opts["projection"], batch_norm=opts["input_batch_norm"],
@@ -372,18 +398,25 @@ def encode(schema, arrays, segs, eparams, estats, channels, opts, *, attention, 
         schema, arrays, segs, eparams[f"layer_{k}"], h, heads=opts["heads"], attention=attention,
         variant=opts["variant"] if attention == "ima" else "full",
         score_scale=opts["score_scale"], align_sign=opts["align_sign"], combine=opts["combine"],
-        beta_norm=opts["beta_norm"], nei_mode=opts["nei_mode"], update=opts["update"])
+        beta_norm=opts["beta_norm"], align_off=opts["align_off"], nei_mode=opts["nei_mode"],
+        update=opts["update"])
+    if layer_masks is not None:
+      h = _drop(h, layer_masks[k], opts["dropout"])
     layers.append(aux)
   return h, layers, used
 
 
 def reference_forward(schema, graph, variables: dict, model: str = "hgnn_ima", *, train: bool = False,
-                      **options: Any) -> dict:
+                      dropout_masks: dict | None = None, **options: Any) -> dict:
   """The full forward of `model` ∈ {'hgnn_ima', 'hgt', 'hgt_late'}.
 
   graph: the MMHN or its GraphsTuple. variables: {'params': ..., 'batch_stats': ...}
   (numpy or jax arrays). options: the model's fields (see DEFAULT_OPTIONS); for
   'hgt' also `modalities` (names, concatenated into one channel; None = all).
+  train: BatchNorm uses batch statistics. dropout_masks: None (no dropout) or the keep masks of
+  every dropout site, {'layers': [(N, C, d) per layer], 'fusion_input': (N*, M, d),
+  'fusion_score': (N*, M, 1)}; for 'hgt_late' 'layers' maps each modality name to its list.
+  Rates are the options dropout / fusion_input_dropout / fusion_score_dropout.
 
   Returns dict: layers (list of per-layer dicts alpha (E,C,H), lambda, beta, beta1,
   beta2, g; for hgt_late a list of such lists, one per modality), nodes (N, C, d),
@@ -401,13 +434,16 @@ def reference_forward(schema, graph, variables: dict, model: str = "hgnn_ima", *
   tsl = schema.target_slice
   M = schema.num_modalities
   out: dict[str, Any] = {}
+  dm = dropout_masks or {}
+  fusion_masks = (dm["fusion_input"], dm["fusion_score"]) if "fusion_input" in dm else None
+  fusion_rates = (opts["fusion_input_dropout"], opts["fusion_score_dropout"])
 
   if model == "hgnn_ima":
     channels = tuple((m,) for m in range(M))
     h, layers, used = encode(schema, arrays, segs, params["encoder"], stats.get("encoder"), channels, opts,
-                             attention="ima", train=train)
+                             attention="ima", train=train, layer_masks=dm.get("layers"))
     x = h[tsl]
-    z, delta = fusion(params["fusion"], x, opts["fusion_form"])
+    z, delta = fusion(params["fusion"], x, opts["fusion_form"], fusion_masks, fusion_rates)
     # λ-free ablations (-cross: no λ; -adapt: λ fixed at 1/M) have nothing for L_att to train.
     latt = 0.0 if opts["variant"] in ("-cross", "-adapt") else attention_loss(schema, arrays, layers, opts["latt_norm"])
     out.update(layers=layers, att_loss=latt, batch_stats=used)
@@ -416,7 +452,7 @@ def reference_forward(schema, graph, variables: dict, model: str = "hgnn_ima", *
     mods = schema.modalities if mods is None else mods
     channels = (tuple(schema.modality_id(m) for m in mods),)
     h, layers, used = encode(schema, arrays, segs, params["encoder"], stats.get("encoder"), channels, opts,
-                             attention="hgt", train=train)
+                             attention="hgt", train=train, layer_masks=dm.get("layers"))
     x = h[tsl]
     z, delta = x[:, 0], np.ones((x.shape[0], 1))
     out.update(layers=layers, att_loss=0.0, batch_stats=used)
@@ -424,13 +460,14 @@ def reference_forward(schema, graph, variables: dict, model: str = "hgnn_ima", *
     hs, all_layers, used = [], [], {}
     for m, mname in enumerate(schema.modalities):
       hm, layers, u = encode(schema, arrays, segs, params[f"encoder_{mname}"],
-                             stats.get(f"encoder_{mname}"), ((m,),), opts, attention="hgt", train=train)
+                             stats.get(f"encoder_{mname}"), ((m,),), opts, attention="hgt", train=train,
+                             layer_masks=dm["layers"][mname] if dropout_masks else None)
       hs.append(hm[:, 0])
       all_layers.append(layers)
       used[mname] = u
     h = np.stack(hs, axis=1)
     x = h[tsl]
-    z, delta = fusion(params["fusion"], x, opts["fusion_form"])
+    z, delta = fusion(params["fusion"], x, opts["fusion_form"], fusion_masks, fusion_rates)
     out.update(layers=all_layers, att_loss=0.0, batch_stats=used)
   else:
     raise ValueError(model)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -26,10 +27,12 @@ SMALL = dict(hidden=16, heads=4, num_layers=3)
 
 # --------------------------------------------------------------------------- helpers
 @functools.lru_cache(maxsize=None)
-def graph(num_modalities: int, widths: str = "equal", empty_relation: str | None = "md", seed: int = 0):
+def graph(num_modalities: int, widths: str = "equal", empty_relation: str | None = "md", seed: int = 0,
+          fill: str | None = None):
   """M = 2: director/actor images zero-filled (DOUBAN code); M = 3: their filled
-  modalities are random, so no two sender rows coincide in any channel."""
-  fill = "zeros" if num_modalities == 2 else "random"
+  modalities are random, so no two sender rows coincide in any channel. fill='text':
+  copies of their text (IMDB code, paper Sec. 5.3)."""
+  fill = fill or ("zeros" if num_modalities == 2 else "random")
   return make_graph(num_modalities, widths=widths, empty_relation=empty_relation, seed=seed, fill=fill)
 
 
@@ -151,6 +154,11 @@ HGNN_CASES = [
     ("combine_renorm_s100", "hgnn_ima", {"combine": "renorm", "score_scale": 100.0}, "equal"),
     ("-align_renorm", "hgnn_ima-align", {"combine": "renorm"}, "equal"),
     ("beta_norm_paper", "hgnn_ima", {"beta_norm": "paper"}, "equal"),
+    # Eq. 6's softmax under the ablations that remove Eq. 6 (-cross) or Eq. 8/9 (-align)
+    ("-cross_beta_norm_paper", "hgnn_ima-cross", {"beta_norm": "paper"}, "equal"),
+    ("-align_beta_norm_paper", "hgnn_ima-align", {"beta_norm": "paper"}, "equal"),
+    ("-align_raw", "hgnn_ima-align", {"align_off": "raw"}, "equal"),
+    ("-align_raw_s100", "hgnn_ima-align", {"align_off": "raw", "score_scale": 100.0}, "equal"),
     ("update_paper", "hgnn_ima", {"update": "paper"}, "equal"),
     ("fusion_paper", "hgnn_ima", {"fusion_form": "paper"}, "equal"),
     ("latt_paper_sum", "hgnn_ima", {"latt_norm": "paper_sum"}, "equal"),
@@ -169,9 +177,7 @@ HGNN_CASES = [
     ("-cross_add_s100", "hgnn_ima-cross", {"combine": "add", "score_scale": 100.0}, "equal"),
     ("+inf_add_per_channel", "hgnn_ima+inf", {"combine": "add", "projection": "per_channel"}, "mixed"),
     ("-nei_target_update_paper", "hgnn_ima-nei", {"nei_mode": "target", "update": "paper"}, "equal"),
-    # loss-level ablations share the forward of the default model
-    ("-L_att", "hgnn_ima-L_att", {}, "equal"),
-    ("-L_ind", "hgnn_ima-L_ind", {}, "equal"),
+    # (-L_att and -L_ind change the loss only: tests/test_losses.py)
 ]
 BASELINE_CASES = [
     ("hgt_text", "hgt", {}, "equal"),
@@ -186,8 +192,8 @@ CASES = HGNN_CASES + BASELINE_CASES
 
 
 # Cases whose option does not interact with the number of modalities run with M = 2 only.
-M2_ONLY = {"linear_input", "score_scale_0.7", "update_paper", "fusion_paper", "per_channel", "-L_att", "-L_ind",
-           "hgt_text"}
+M2_ONLY = {"linear_input", "score_scale_0.7", "update_paper", "fusion_paper", "per_channel", "hgt_text",
+           "-align_raw_s100"}
 CASE_PARAMS = [pytest.param(c, m, id=f"{c[0]}-{m}") for c in CASES for m in (2, 3)
                if m == 2 or c[0] not in M2_ONLY]
 
@@ -235,21 +241,71 @@ def test_empty_missing_relation(empty):
       assert float(out.att_loss) > 0.1
 
 
-@pytest.mark.parametrize("name", ["hgnn_ima", "hgt_early", "hgt_late"])
-def test_batchnorm_train_mode(name):
-  """FULL profile in train mode with every dropout rate 0: BN uses batch statistics
-  (biased variance) and moves the running stats by momentum 0.9."""
-  g = graph(3, "mixed")
-  fields = dict(projection="per_channel", input_batch_norm=True, dropout=0.0, fusion_input_dropout=0.0,
-                fusion_score_dropout=0.0)
-  module, v, gt = build(name, g, **fields)
-  out, updated = model_forward(module, v, gt, train=True)
-  kind = reference_kind(name)
-  ref = R.reference_forward(g.schema, gt, v, kind, train=True, **reference_options(module))
-  assert_close(compare(out, ref, kind))
-  eval_ref = R.reference_forward(g.schema, gt, v, kind, train=False, **reference_options(module))
-  assert np.max(np.abs(eval_ref["logits"] - ref["logits"])) > 1e-3  # train mode really differs
+def dropout_masks_of(module, variables, gt, key):
+  """Train-mode forward of the model, recording every dropout call: (output, updated batch_stats,
+  keep masks in the reference's layout (see `dense_reference.reference_forward`), rates seen)."""
+  calls = []
 
+  def record(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if isinstance(context.module, nn.Dropout) and context.method_name == "__call__":
+      calls.append((context.module.path, np.asarray(out) != 0.0))  # Flax: kept entries are x / keep, the rest 0
+    return out
+
+  with jax.enable_x64(True), nn.intercept_methods(record):
+    out, updated = module.apply(variables, gt, train=True, mutable=["batch_stats"], rngs={"dropout": key},
+                                return_embeddings=True, return_attention=True)
+  layers: dict = {}
+  fusion = []
+  for path, keep in calls:
+    if path[0] == "fusion":
+      fusion.append(keep)
+    else:  # (encoder[_<modality>], layer_<k>, drop): one call per node type, in type order
+      layers.setdefault(path[0], {}).setdefault(path[1], []).append(keep)
+  stack = lambda per_layer: [np.concatenate(per_layer[f"layer_{k}"], axis=0) for k in range(len(per_layer))]
+  masks = {"layers": ({enc[len("encoder_"):]: stack(v) for enc, v in layers.items()} if "encoder" not in layers
+                      else stack(layers["encoder"]))}
+  if fusion:
+    masks["fusion_input"], masks["fusion_score"] = fusion
+  return jax.tree_util.tree_map(np.asarray, out), updated, masks, len(calls)
+
+
+TRAIN_CASES = [  # (model, fields, M, widths): every dropout site at its profile rate, BN in train mode
+    ("hgnn_ima", {"projection": "per_channel", "input_batch_norm": True, "combine": "add"}, 3, "mixed"),  # FULL3
+    ("hgnn_ima", {"score_scale": 100.0}, 2, "equal"),  # MISS
+    ("hgnn_ima", {"update": "paper", "fusion_form": "paper", "dropout": 0.6}, 2, "equal"),
+    ("hgt", {}, 2, "equal"),
+    ("hgt_early", {"projection": "per_channel", "input_batch_norm": True}, 3, "mixed"),
+    ("hgt_late", {"projection": "per_channel", "input_batch_norm": True}, 3, "mixed"),
+]
+
+
+@pytest.mark.parametrize("name,fields,num_modalities,widths", TRAIN_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(TRAIN_CASES)])
+def test_train_mode_matches_reference_given_the_dropout_masks(name, fields, num_modalities, widths):
+  """Train mode: with the keep masks the model drew (fixed key), the reference applies each
+  dropout where spec §1.2-1.3 puts it (after every layer's update; the fusion scorer's input and
+  score, Z from the un-dropped X; no dropout on the heads) with the configured rates, and
+  BatchNorm uses batch statistics (biased variance) and moves the running stats by momentum 0.9."""
+  g = graph(num_modalities, widths)
+  module, v, gt = build(name, g, **fields)
+  out, updated, masks, n_calls = dropout_masks_of(module, v, gt, jax.random.PRNGKey(7))
+  kind = reference_kind(name)
+  T, K = g.schema.num_node_types, module.num_layers
+  encoders = num_modalities if kind == "hgt_late" else 1
+  fusion_sites = 2 if kind != "hgt" and getattr(module, "fusion_form", "code") == "code" else 0
+  assert n_calls == encoders * K * T + fusion_sites
+  for m in jax.tree_util.tree_leaves(masks):  # each site really drops in train mode, and keeps most entries
+    assert 0.0 < 1.0 - m.mean() < 1.0
+  ref = R.reference_forward(g.schema, gt, v, kind, train=True, dropout_masks=masks, **reference_options(module))
+  assert_close(compare(out, ref, kind))
+  undropped = R.reference_forward(g.schema, gt, v, kind, train=True, **reference_options(module))
+  assert np.max(np.abs(undropped["logits"] - ref["logits"])) > 1e-3  # the masks matter
+
+  if not fields.get("input_batch_norm"):
+    return
+  eval_ref = R.reference_forward(g.schema, gt, v, kind, train=False, dropout_masks=masks, **reference_options(module))
+  assert np.max(np.abs(eval_ref["logits"] - ref["logits"])) > 1e-3  # batch statistics really differ
   used = ref["batch_stats"] if kind != "hgt_late" else {
       (m, k): s for m, per in ref["batch_stats"].items() for k, s in per.items()}
   n_checked = 0
@@ -261,6 +317,63 @@ def test_batchnorm_train_mode(name):
     np.testing.assert_allclose(new["var"], 0.9 * old["var"] + 0.1 * stats["var"], atol=1e-12)
     n_checked += 1
   assert n_checked == len(jax.tree_util.tree_leaves(v["batch_stats"])) // 2
+
+
+TEXT_FILL_CASES = [("hgnn_ima", {}), ("hgnn_ima", {"score_scale": 100.0}), ("hgnn_ima+inf", {}),
+                   ("hgnn_ima-nei", {"nei_mode": "target"}), ("hgt_late", {})]
+
+
+@pytest.mark.parametrize("num_modalities", [2, 3])
+@pytest.mark.parametrize("name,fields", TEXT_FILL_CASES, ids=[n + "".join(f"-{v}" for v in f.values())
+                                                               for n, f in TEXT_FILL_CASES])
+def test_text_filled_modalities_match_reference(name, fields, num_modalities):
+  """IMDB's rule (and Sec. 5.3's): directors' and actors' missing modalities are copies of their
+  text, so with the shared projection their channels start equal (h^{img,(0)} = h^{text,(0)})."""
+  g = graph(num_modalities, fill="text")
+  s = g.schema
+  for t in ("director", "actor"):
+    for m in s.modalities[1:]:
+      np.testing.assert_array_equal(g.features[t][m], g.features[t]["text"])
+  module, v, gt = build(name, g, **fields)
+  out, _ = model_forward(module, v, gt)
+  kind = reference_kind(name)
+  ref = R.reference_forward(s, gt, v, kind, **reference_options(module))
+  assert_close(compare(out, ref, kind))
+  if kind == "hgnn_ima":  # equal at layer 0, the channels of a filled type part through their neighbours:
+    nodes = out.embeddings["nodes"]  # actors (in-edges from movies) end with different channels, and
+    actors, directors = nodes[s.node_slice(s.type_id("actor"))], nodes[s.node_slice(s.type_id("director"))]
+    assert np.max(np.abs(actors[:, 0] - actors[:, 1])) > 1e-3
+    np.testing.assert_array_equal(directors[:, 0], directors[:, 1])  # directors (no in-edges: md is empty) do not
+
+
+PROFILE_DATASETS = [("douban", 2, "equal"), ("amazon1", 2, "mixed"), ("amazon2", 3, "mixed")]  # MISS, FULL2, FULL3
+
+
+@pytest.mark.parametrize("model_name", ["hgnn_ima", "hgt", "hgt_early", "hgt_late"])
+@pytest.mark.parametrize("dataset,num_modalities,widths", PROFILE_DATASETS, ids=[d for d, _, _ in PROFILE_DATASETS])
+def test_models_built_from_the_dataset_profiles_match_reference(dataset, num_modalities, widths, model_name):
+  """The module `train.create_model` builds from each dataset's config (experiments/configs) at
+  test sizes: HGNN-IMA with the profile's c, projection, BN and Eq. 9; the HGT baselines with the
+  profile's encoder but c = 1/sqrt(d_k) (spec §8)."""
+  from experiments.configs import get_config
+  from hgnn_ima_jax import train
+
+  config = get_config(dataset)
+  config.model_name = model_name
+  config.model.update(SMALL)
+  g = graph(num_modalities, widths)
+  module = train.create_model(config, g.schema)
+  if model_name != "hgnn_ima":
+    assert module.score_scale is None
+  elif dataset == "douban":
+    assert module.score_scale == 100.0
+  gt = g.to_graphs_tuple(np.float64)
+  with jax.enable_x64(True):
+    v = random_variables(jax.eval_shape(lambda: module.init({"params": jax.random.PRNGKey(0)}, gt)), 0)
+  out, _ = model_forward(module, v, gt)
+  kind = reference_kind(model_name)
+  ref = R.reference_forward(g.schema, gt, v, kind, **reference_options(module))
+  assert_close(compare(out, ref, kind))
 
 
 # --------------------------------------------------------------------------- the comparison can fail

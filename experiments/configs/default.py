@@ -49,6 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
       variant="full",
       score_scale=config_dict.placeholder(float),  # None = 1/sqrt(d_k); the MISS code uses 100
       align_sign="code", combine="mul", beta_norm="code", nei_mode="mean", update="code",
+      align_off="softmax",  # -align's β: 'softmax' of Σλα (Eq. 6) | 'raw' Σλα (the authors' model_modal3.py)
       dropout=0.2,
       fusion_form="code", fusion_input_dropout=0.6, fusion_score_dropout=0.5,
       latt_norm="code_mean",
