@@ -21,6 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from hgnn_ima_jax.graph import MMHN
+from hgnn_ima_jax.layout import check_graph_layout
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict):
@@ -131,12 +132,14 @@ class LoadedRun:
 
   def predict(self, seed: int | None = None) -> np.ndarray:
     """Predicted class of every target node (eval mode)."""
+    check_graph_layout(self.model.schema, self.graph)  # `graph` is a field a user can replace
     out = self.model.apply(self.variables(seed), self.graph, train=False)
     return np.asarray(out.logits.argmax(-1))
 
   def embed(self, seed: int | None = None) -> dict[str, np.ndarray]:
     """Eval-mode embeddings of the target nodes: 'fused' (N, d) Z, 'modalities' (N, M, d),
     'fusion_weights' (N, M) δ, and 'nodes' (all nodes, (N_all, M, d))."""
+    check_graph_layout(self.model.schema, self.graph)
     out = self.model.apply(self.variables(seed), self.graph, train=False, return_embeddings=True)
     return {k: np.asarray(v) for k, v in out.embeddings.items()}
 

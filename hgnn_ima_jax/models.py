@@ -1,9 +1,10 @@
 """HGNN-IMA and the HGT baselines as Flax (Linen) modules.
 
-Every model takes a `jraph.GraphsTuple` laid out by `MMHN.to_graphs_tuple()` and
-returns a `ModelOutput`. Modules take typed constructor fields and never read a
-config; `build_model(name, schema, **fields)` maps the names used by the scripts
-(`hgnn_ima`, its Table 4 ablations, `hgt`, `hgt_early`, `hgt_late`) to modules.
+Every model takes a `jraph.GraphsTuple` laid out by `MMHN.to_graphs_tuple()` (an eager
+`apply` refuses any other layout: `hgnn_ima_jax.layout`) and returns a `ModelOutput`.
+Modules take typed constructor fields and never read a config; `build_model(name, schema,
+**fields)` maps the names used by the scripts (`hgnn_ima`, its Table 4 ablations, `hgt`,
+`hgt_early`, `hgt_late`) to modules.
 
 Parameter tree of `HGNNIMA` (names are stable; checkpoints and tests rely on them):
   params/encoder/projection/proj_<type>[_<channel>]/{kernel, bias}   Eq. 1
@@ -26,6 +27,7 @@ import jraph
 from hgnn_ima_jax import attention as att
 from hgnn_ima_jax.graph import Schema
 from hgnn_ima_jax.layers import VARIANTS, HGNNIMALayer, edge_index
+from hgnn_ima_jax.layout import check_graph_layout
 from hgnn_ima_jax.ops import torch_linear_init
 
 
@@ -257,6 +259,7 @@ class HGNNIMA(nn.Module):
   def __call__(self, graph: jraph.GraphsTuple, *, train: bool = False, return_embeddings: bool = False,
                return_attention: bool = False) -> ModelOutput:
     s = self.schema
+    check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
     channels = tuple((m,) for m in range(s.num_modalities))
     layer = dict(heads=self.heads, attention="ima", variant=self.variant, score_scale=self.score_scale,
                  align_sign=self.align_sign, combine=self.combine, beta_norm=self.beta_norm,
@@ -295,6 +298,7 @@ class HGT(nn.Module):
   def __call__(self, graph: jraph.GraphsTuple, *, train: bool = False, return_embeddings: bool = False,
                return_attention: bool = False) -> ModelOutput:
     s = self.schema
+    check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
     mods = s.modalities if self.modalities is None else self.modalities
     channels = (tuple(s.modality_id(m) for m in mods),)
     layer = dict(heads=self.heads, attention="hgt", score_scale=self.score_scale, update=self.update,
@@ -329,6 +333,7 @@ class HGTLate(nn.Module):
   def __call__(self, graph: jraph.GraphsTuple, *, train: bool = False, return_embeddings: bool = False,
                return_attention: bool = False) -> ModelOutput:
     s = self.schema
+    check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
     layer = dict(heads=self.heads, attention="hgt", score_scale=self.score_scale, update=self.update,
                  dropout=self.dropout)
     hs, layers_aux = [], []

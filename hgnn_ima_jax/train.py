@@ -34,6 +34,7 @@ from absl import logging
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax import runtime
 from hgnn_ima_jax.graph import MMHN, Schema
+from hgnn_ima_jax.layout import check_graph_layout
 from hgnn_ima_jax.losses import masked_cross_entropy, objective
 from hgnn_ima_jax.models import build_model, split_model_name
 
@@ -53,7 +54,9 @@ class Batch:
 
 
 def make_batch(data: MMHN) -> Batch:
+  """The graph (checked once here: training runs it under jit, where the model cannot check it), labels, masks."""
   graph = jax.tree.map(jnp.asarray, data.to_graphs_tuple())
+  check_graph_layout(data.schema, graph)
   masks = {s: jnp.asarray(data.split_mask(s)) for s in ("train", "val", "test")}
   return Batch(graph, jnp.asarray(data.labels, jnp.int32), masks)
 
