@@ -30,13 +30,14 @@ from typing import Any, Callable, Sequence
 
 import ml_collections
 
-from experiments.configs import PAPER_PROTOCOL, PROTOCOLS, get_config, set_path
+from experiments.configs import PROTOCOLS, SIZE_FIELDS, get_config, paper_overrides, set_path
 
 DEFAULT_SEEDS = 5
 # Fields that do not change what is trained (they only change bookkeeping or device layout).
 _IGNORED_FIELDS = ("checkpoint_every", "shard_seeds")
 # Data fields: cells with equal values share one loaded MMHN.
-_DATA_FIELDS = ("dataset", "data_dir", "features", "missing_fill", "feature_seed", "synthetic")
+_DATA_FIELDS = ("dataset", "data_dir", "features", "missing_fill", "feature_seed", "synthetic", "split",
+                "split_fractions", "split_seed")
 
 NOT_COMPARABLE_NOTE = ("† features were generated (the synthetic dataset, or --features=generated for absent "
                        "feature files): these numbers are NOT comparable with the paper's.")
@@ -175,8 +176,8 @@ def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
     from experiments.configs import test as test_config
     config = test_config.get_config(dataset)
     if opts.protocol == "paper":  # the paper's optimiser/loss/stopping, at the tiny sizes
-      for path, value in PAPER_PROTOCOL.items():
-        if path != "num_epochs":
+      for path, value in paper_overrides(dataset).items():
+        if path not in SIZE_FIELDS:
           set_path(config, path, value)
       config.protocol = "paper"
   else:

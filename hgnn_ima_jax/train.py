@@ -62,9 +62,14 @@ def make_batch(data: MMHN) -> Batch:
 
 
 def load_data(config: ml_collections.ConfigDict) -> MMHN:
-  """The dataset named by the config (`data_utils.load_dataset`)."""
+  """The dataset named by the config (`data_utils.load_dataset`), with the config's split."""
   import data_utils  # training sits above the data layer; imported here to keep `import` light
+  from data_utils import splits
 
+  split = config.get("split", "file")
+  if split not in splits.SPLIT_RULES:  # before any file is read
+    raise ValueError(f"config.split={split!r}: use one of {splits.SPLIT_RULES}")
+  fractions = splits.check_fractions(config.get("split_fractions", (0.2, 0.1, 0.7)))
   kwargs, missing_fill = {}, config.get("missing_fill", "code")
   if config.dataset == "synthetic":
     kwargs = {k: v for k, v in (config.get("synthetic") or {}).items() if v is not None}
@@ -72,9 +77,10 @@ def load_data(config: ml_collections.ConfigDict) -> MMHN:
     synthetic_fill = kwargs.pop("missing_fill", None)
     if missing_fill == "code" and synthetic_fill:
       missing_fill = synthetic_fill
-  return data_utils.load_dataset(config.dataset, data_dir=config.get("data_dir") or None,
+  data = data_utils.load_dataset(config.dataset, data_dir=config.get("data_dir") or None,
                                  features=config.get("features", "real"), missing_fill=missing_fill,
                                  feature_seed=config.get("feature_seed", 0), **kwargs)
+  return splits.resplit(data, split, fractions, int(config.get("split_seed", 0)))
 
 
 # --- model and optimizer ----------------------------------------------------------------
@@ -257,11 +263,13 @@ def track(state: TrainState, ev: dict, *, rule: str, patience: int, selection: s
 
   selection 'macro_f1'/'micro_f1' (the code): keep the params with the best validation
   F1, later epochs winning ties (>=). selection 'paper_rule': keep them when val loss
-  <= best and val accuracy >= best (the HAN-style EarlyStopping the paper describes).
-  rule 'val_loss' (the code's pytorchtools): the counter grows when val loss > best
-  (strictly) and resets otherwise. rule 'paper': it grows when val loss > best AND
-  accuracy < best; otherwise best loss/accuracy become the min/max and it resets.
-  The seed stops when the counter reaches `patience`.
+  <= best and val accuracy >= best (the authors' utils.py EarlyStopping saves its checkpoint then).
+  rule 'val_loss' (the code's utils/pytorchtools.py): the counter grows when val loss > best
+  (strictly) and resets otherwise; the best loss is the minimum. rule 'paper' (utils.py's
+  EarlyStopping.step, the rule Sec. 5.3 describes): the counter grows when val loss > best AND
+  accuracy < best and resets otherwise; best loss and best accuracy move only at an epoch that
+  improves both (loss <= best and accuracy >= best), to that epoch's values. Accuracy is
+  Micro-F1 (single-label). The seed stops when the counter reaches `patience`.
   """
   loss, acc = ev["val_loss"], ev["val_micro_f1"]
   epoch = state.step - 1  # train_step already counted this epoch
@@ -285,8 +293,9 @@ def track(state: TrainState, ev: dict, *, rule: str, patience: int, selection: s
     new = new.replace(es_best_loss=jnp.where(worse, state.es_best_loss, loss))
   elif rule == "paper":
     worse = (loss > state.es_best_loss) & (acc < state.es_best_acc)
-    new = new.replace(es_best_loss=jnp.where(worse, state.es_best_loss, jnp.minimum(loss, state.es_best_loss)),
-                      es_best_acc=jnp.where(worse, state.es_best_acc, jnp.maximum(acc, state.es_best_acc)))
+    both = (loss <= state.es_best_loss) & (acc >= state.es_best_acc)  # utils.py: min/max of both, only here
+    new = new.replace(es_best_loss=jnp.where(both, loss, state.es_best_loss),
+                      es_best_acc=jnp.where(both, acc, state.es_best_acc))
   else:
     raise ValueError(f"early_stopping.rule must be 'val_loss' or 'paper', got {rule!r}")
   counter = jnp.where(worse, state.es_counter + 1, 0)
@@ -488,6 +497,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resum
       "wall_time_s": time.time() - t_start, "train_time_s": train_time, "device": _device_description(),
       "allocator": runtime.active_allocator(),
       "comparable_with_paper": data.comparable_with_paper, "features": data.feature_provenance,
+      "split": data.provenance.get("split", "file"),
   }
   manager.save_best(state, seeds, results)
   manager.close()

@@ -38,6 +38,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.features = "real"  # 'generated' = explicit opt-in for feature files that are not available
   c.missing_fill = "code"  # 'code' (per dataset) | 'text' | 'zeros'
   c.feature_seed = 0
+  # Train/val/test split: 'file' (the dataset's published split, or the generator's) | 'stratified'
+  # (redrawn per class with `split_fractions`, seeded by `split_seed`; one split for every seed).
+  c.split = "file"
+  c.split_fractions = (0.2, 0.1, 0.7)
+  c.split_seed = 0
   c.synthetic = synthetic_fields()  # data_utils.synthetic.SyntheticConfig knobs
 
   # Model (fields of hgnn_ima_jax.models.HGNNIMA; baselines take the ones they have).
