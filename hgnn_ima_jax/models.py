@@ -232,7 +232,16 @@ def _output(schema, hs, fused, delta, head, graph, att_loss, layers_aux, return_
 
 class HGNNIMA(nn.Module):
   """HGNN-IMA: HGT propagation with nested inter-modal attention, alignment modulation,
-  attention loss and modality fusion (Sec. 4). Defaults follow the authors' code (spec §1)."""
+  attention loss and modality fusion (Sec. 4).
+
+  Each equation has the authors' code's form unless a field picks the paper's
+  (docs/paper_vs_code.md). The field defaults are not one of the code's dataset profiles but
+  a mix: the MISS input layer (one tanh(Linear) per node type shared by the modalities, no
+  BatchNorm; it needs equal feature widths) with the FULL files' and HGT's score scale
+  c = 1/sqrt(d_k) (MISS multiplies by 100), Eq. 9's product, d = 64 and the code's dropouts.
+  The per-dataset profiles are the configs of experiments/configs, which `train.create_model`
+  builds from.
+  """
 
   schema: Schema
   hidden: int = 64
