@@ -36,18 +36,31 @@ def _hlo_index(hlo_text: str) -> dict:
   return idx
 
 
-def _fused_ops(hlo_text: str, name: str) -> str:
-  """A short summary of the ops inside the fusion `name` calls (e.g. 'gather, multiply, reduce')."""
-  mt = re.search(rf"%?{re.escape(name)}\s*=.*?calls=%?([\w.\-]+)", hlo_text)
-  if not mt:
-    return ""
-  comp = mt.group(1)
-  body = re.search(rf"^%?{re.escape(comp)}\s.*?\{{\n(.*?)\n\}}", hlo_text, re.S | re.M)
-  if not body:
-    return ""
-  ops = collections.Counter(re.findall(r"=\s*\S+\s+([\w\-]+)\(", body.group(1)))
-  ops.pop("parameter", None)
-  return ", ".join(f"{k}x{v}" if v > 1 else k for k, v in ops.most_common(8))
+def _fused_ops(hlo_text: str) -> dict:
+  """instruction name -> a short summary of the ops in the computation it calls (e.g. 'gather, multiply, reduce').
+
+  One pass over the HLO text: computations are `name (...) -> ... {` ... `}` blocks.
+  """
+  bodies, current, lines = {}, None, []
+  head = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
+  for line in hlo_text.splitlines():
+    if current is None:
+      mt = head.match(line)
+      if mt:
+        current, lines = mt.group(1), []
+    elif line.startswith("}"):
+      bodies.setdefault(current, lines)
+      current = None
+    else:
+      lines.append(line)
+  out = {}
+  for mt in re.finditer(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=[^\n]*?calls=%?([\w.\-]+)", hlo_text, re.M):
+    if mt.group(1) in out or mt.group(2) not in bodies:
+      continue
+    ops = collections.Counter(re.findall(r"=\s*\S+\s+([\w\-]+)\(", "\n".join(bodies[mt.group(2)])))
+    ops.pop("parameter", None)
+    out[mt.group(1)] = ", ".join(f"{k}x{v}" if v > 1 else k for k, v in ops.most_common(8))
+  return out
 
 
 def aggregate_trace(trace_dir: str) -> tuple[dict, float]:
@@ -98,15 +111,16 @@ def profile_ours(data, batch, graph_name: str, opts: StepOptions, profile_dir: s
     f.write(hlo)
   by_opcode, by_class = collections.Counter(), collections.Counter()
   n_edges = str(data.schema.total_edges)
+  fused = _fused_ops(hlo)
   for k, (us, _) in ops:
     by_opcode[hidx[k][1] + ("" if hidx[k][1] != "fusion" else ":" + _kind(hidx[k][2]))] += us
-    by_class[_op_class(k, hidx[k], _fused_ops(hlo, k), n_edges)] += us
-  top = []
+    by_class[_op_class(k, hidx[k], fused.get(k, ""), n_edges)] += us
+  top_ops = []
   for k, (us, cnt) in ops[:top]:
     shape, opcode, line = hidx[k]
-    top.append({"name": k, "ms_per_step": round(us / 1e3 / n, 2), "share": round(us / op_total, 4),
-                "calls_per_step": cnt // n, "opcode": opcode, "shape": shape, "fused": _fused_ops(hlo, k),
-                "hlo": line[:400]})
+    top_ops.append({"name": k, "ms_per_step": round(us / 1e3 / n, 2), "share": round(us / op_total, 4),
+                    "calls_per_step": cnt // n, "opcode": opcode, "shape": shape, "fused": fused.get(k, ""),
+                    "hlo": line[:400]})
   del state, compiled
   release_free_memory()
   return {"record": "profile", "graph": graph_name, "model": "hgnn_ima", "seeds": seeds, "profile": profile,
@@ -114,7 +128,7 @@ def profile_ours(data, batch, graph_name: str, opts: StepOptions, profile_dir: s
           "steps": n, "wall_s_per_step": wall, "op_ms_per_step": round(op_total / 1e3 / n, 1),
           "by_opcode_ms_per_step": {k: round(v / 1e3 / n, 1) for k, v in by_opcode.most_common(12)},
           "by_class_ms_per_step": {k: round(v / 1e3 / n, 1) for k, v in by_class.most_common()},
-          "top_ops": top, "load_avg": load_avg()}
+          "top_ops": top_ops, "load_avg": load_avg()}
 
 
 def _op_class(name: str, entry, fused: str, n_edges: str) -> str:

@@ -31,11 +31,27 @@ ENV_RECORDED = ("LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES", "OMP_WAIT_POLICY"
                 "JAX_COMPILATION_CACHE_DIR")
 
 
+def jax_backend_started() -> bool | None:
+  """Whether this process started a JAX backend (XLA's threads and memory), None if it cannot tell.
+
+  A PyG worker imports JAX's Python modules (the graph type's module imports jraph), but must
+  never start a backend.
+  """
+  if "jax" not in sys.modules:
+    return False
+  try:
+    from jax._src import xla_bridge
+    return bool(xla_bridge.backends_are_initialized())
+  except (ImportError, AttributeError):  # a private API: absent in some JAX version
+    return None
+
+
 def process_record(checksum: str) -> dict:
   """Who measured and under what: pid, CPUs, the settings' variables, the runtimes really loaded."""
   return {"pid": os.getpid(), "parent_pid": os.getppid(), "cpu_count": cpu_count(),
           "cpus": sorted(os.sched_getaffinity(0)), "env": {k: os.environ.get(k) for k in ENV_RECORDED},
-          "runtimes": loaded_runtimes(), "graph_checksum": checksum}
+          "runtimes": loaded_runtimes(), "jax_backend_started": jax_backend_started(),
+          "torch_imported": "torch" in sys.modules, "graph_checksum": checksum}
 
 
 def progress(model: str, r: dict):

@@ -25,6 +25,7 @@ per (graph, our model); `benchmarks/report.py` turns them into tables.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import pathlib
@@ -32,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -56,7 +58,8 @@ flags.DEFINE_list("graphs", "douban,imdb,amazon,synthetic_amazon1", f"graphs, fr
 flags.DEFINE_list("models", ",".join(JAX_MODELS), f"our models, from {JAX_MODELS}")
 flags.DEFINE_integer("steps", 10, "timed steps per (worker, model)")
 flags.DEFINE_integer("warmup", 2, "untimed steps after compilation")
-flags.DEFINE_integer("reps", 2, "repetitions of every (framework, variant); a variant's figure is the min of its medians")
+flags.DEFINE_integer("reps", 2, "repetitions of every (framework, variant); a variant's figure is the min of its "
+                     "medians")
 flags.DEFINE_list("allocators", "jemalloc,glibc,jemalloc_default",
                   f"from {bv.ALLOCATORS}; jemalloc = hgnn_ima_jax.runtime.JEMALLOC_CONF, jemalloc_default = no "
                   "MALLOC_CONF; variants needing an absent jemalloc are listed in the run line and skipped")
@@ -95,6 +98,32 @@ flags.DEFINE_integer("profile_top", 20, "ops listed per profile")
 flags.DEFINE_integer("profile_seeds", 1, "vmapped seeds in the profiled step (compare 1 with --seeds)")
 
 
+def run_worker(cmd: list[str], env: dict, timeout: float) -> tuple[int | str, str]:
+  """(exit code or 'timeout', the end of its stderr); its '#' progress lines are passed on as they come."""
+  proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  killed = threading.Event()
+
+  def kill():
+    killed.set()
+    proc.kill()
+
+  timer = threading.Timer(timeout, kill)
+  timer.start()
+  tail = collections.deque(maxlen=300)
+  try:
+    for ln in proc.stderr:
+      tail.append(ln)
+      if ln.startswith("#"):
+        sys.stderr.write(ln)
+        sys.stderr.flush()
+    rc = proc.wait()
+  finally:
+    timer.cancel()
+  if killed.is_set():
+    return "timeout", "".join(tail) + f"killed after --worker_timeout={timeout:.0f} s\n"
+  return rc, "".join(tail)
+
+
 class Runner:
   """Starts the workers of one run and turns their rows into this run's JSON lines."""
 
@@ -128,14 +157,7 @@ class Runner:
             "variant": v.name, "settings": v.settings(), "phase": phase, "rep": rep}
     print(f"# [{phase} rep {rep}] {graph['graph']} {v.framework} {v.name}", file=sys.stderr, flush=True)
     t = time.perf_counter()
-    try:
-      proc = subprocess.run([python, str(WORKER), str(spec_path)], env=env, capture_output=True, text=True,
-                            timeout=FLAGS.worker_timeout)
-      rc, err = proc.returncode, proc.stderr
-    except subprocess.TimeoutExpired as e:  # its captured output may be bytes even with text=True
-      err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-      rc, err = "timeout", err + f"\nkilled after --worker_timeout={FLAGS.worker_timeout} s"
-    sys.stderr.write("".join(ln + "\n" for ln in err.splitlines() if ln.startswith("#")))
+    rc, err = run_worker([python, str(WORKER), str(spec_path)], env, FLAGS.worker_timeout)
     rows = [json.loads(ln) for ln in out.read_text().splitlines()] if out.exists() else []
     if rc != 0 or not rows:
       row = {"record": "error", **meta, "returncode": rc, "wall_s": time.perf_counter() - t,
@@ -146,7 +168,8 @@ class Runner:
     for r in rows:
       if r.get("graph_checksum") != graph["checksum"]:
         raise RuntimeError(f"{v.framework} worker {r.get('pid')} read a different graph from {graph['file']}: "
-                           f"checksum {r.get('graph_checksum')} != {graph['checksum']}; the comparison would not be fair")
+                           f"checksum {r.get('graph_checksum')} != {graph['checksum']}; the comparison would not "
+                           "be fair")
     return [{**meta, **r} for r in rows]
 
 
@@ -155,7 +178,8 @@ def run_graph(runner: Runner, gname: str, ours: list, pyg: list) -> list[dict]:
   t = time.perf_counter()
   data = load_graph(gname, FLAGS.data_dir, FLAGS.feature_dim)
   path = data_utils.write_generic(runner.work / f"{gname}.npz", data)
-  graph = {"graph": gname, "file": str(path), "checksum": graph_checksum(data), "info": graph_info(data, FLAGS.feature_dim)}
+  graph = {"graph": gname, "file": str(path), "checksum": graph_checksum(data),
+           "info": graph_info(data, FLAGS.feature_dim)}
   del data
   print(f"# {gname}: {graph['info']['nodes']:,} nodes, {graph['info']['edges']:,} edges (built and written in "
         f"{time.perf_counter() - t:.1f} s; sha256 {graph['checksum'][:12]})", file=sys.stderr, flush=True)

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -42,10 +43,12 @@ def _pyg_importable() -> bool:
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
   """(records from stdout, records from --out, stderr) of one `--tiny --steps=2` run with a small matrix."""
-  out = tmp_path_factory.mktemp("bench") / "bench.jsonl"
+  tmp = tmp_path_factory.mktemp("bench")
+  out = tmp / "bench.jsonl"
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  cmd = [sys.executable, str(SCRIPT), "--tiny", "--steps=2", f"--models={','.join(OURS)}", *MATRIX, f"--out={out}"]
-  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  cmd = [sys.executable, str(SCRIPT), "--tiny", "--steps=2", f"--models={','.join(OURS)}", *MATRIX, f"--out={out}",
+         f"--profile_dir={tmp / 'prof'}", "--profile_graphs=tiny", "--profile_steps=1", "--profile_top=5"]
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
   return [json.loads(ln) for ln in lines], [json.loads(ln) for ln in out.read_text().splitlines()], proc.stderr
@@ -80,7 +83,8 @@ def test_our_rows_full_schema_own_process_same_graph(bench):
     assert 0 < r["step_s_min"] <= r["step_s_median"]
     assert r["compile_s"] > 0 and r["lower_s"] > 0 and r["rss_peak_mb"] > 0 and r["versions"]["jax"]
     assert all(x == x for x in r["losses"]), f"{r['model']}: NaN loss"
-    assert r["pid"] != run["pid"] and r["parent_pid"] == run["pid"]
+    assert r["pid"] != run["pid"] and r["parent_pid"] == run["pid"] and r["jax_backend_started"] is True
+    assert r["torch_imported"] is False
   assert len({r["graph_checksum"] for r in records if "graph_checksum" in r}) == 1
   assert len({r["pid"] for r in ours}) == len(run["matrix"]["jax"])  # one process per variant
 
@@ -113,6 +117,19 @@ def test_multi_seed_ratio_reported_once_for_hgnn_ima(bench):
     assert ms["step_s_median"] > 0 and ms["ratio_vs_one_seed"] > 0
 
 
+def test_profile_line_maps_the_trace_to_hlo_ops(bench):
+  records, _, _ = bench
+  (prof,) = [r for r in records if r["record"] == "profile"]
+  assert prof["graph"] == "tiny" and prof["variant"] == _run(records)["matrix"]["jax"][0] and prof["steps"] == 1
+  assert 0 < len(prof["top_ops"]) <= 5 and prof["op_ms_per_step"] > 0
+  shares = [op["share"] for op in prof["top_ops"]]
+  assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
+  assert all(re.match(rf"(ROOT\s+)?%?{re.escape(op['name'])}\s*=", op["hlo"]) for op in prof["top_ops"])
+  assert any(op["fused"] for op in prof["top_ops"] if op["opcode"] == "fusion")
+  assert set(prof["by_class_ms_per_step"]) <= {f"{s}:{w}" for s in ("edge", "node") for w in
+                                               ("scatter", "gather", "dot", "reduce", "sort", "elementwise/copy")}
+
+
 def test_best_lines_name_the_fastest_variant(bench):
   records, _, _ = bench
   best = {(r["framework"], r["model"]): r for r in records if r["record"] == "best"}
@@ -134,6 +151,7 @@ def test_pyg_rows_come_from_their_own_processes_with_their_settings(bench):
   our_pids = {r["pid"] for r in ours}
   for r in pyg:
     assert r["pid"] != run["pid"] and r["pid"] not in our_pids and r["parent_pid"] == run["pid"]
+    assert r["jax_backend_started"] is False, "JAX ran in a PyG worker"
     assert r["torch_threads"] == int(r["settings"]["threads"]) == r["versions"]["torch_threads"]
     assert r["env"]["OMP_WAIT_POLICY"] == r["settings"]["omp_wait_policy"] == "PASSIVE"
     assert r["runtimes"]["openmp"], "torch's OpenMP runtime is not mapped: the wait policy would mean nothing"
@@ -141,7 +159,8 @@ def test_pyg_rows_come_from_their_own_processes_with_their_settings(bench):
     assert all(t > 0 for t in r["step_times_s"]) and len(r["step_times_s"]) == 2
   assert len({r["pid"] for r in pyg}) == len(run["matrix"]["pyg"])
   checked = [r for r in pyg if r["train_check"]]
-  assert {r["variant"] for r in checked} == {run["matrix"]["pyg"][0]} and all(r["train_check"]["losses"] for r in checked)
+  assert {r["variant"] for r in checked} == {run["matrix"]["pyg"][0]}
+  assert all(r["train_check"]["losses"] for r in checked)
   ratios = {r["model"]: r for r in records if r["record"] == "ratio"}
   assert set(ratios) == {"hgnn_ima"} and ratios["hgnn_ima"]["pyg_model"] == "pyg_hgt_late"
   best = {(r["framework"], r["model"]): r for r in records if r["record"] == "best"}
@@ -214,7 +233,8 @@ def test_variant_env_sets_only_its_own_settings():
   assert why is None and env["PATH"] == "/bin"
   assert not {"LD_PRELOAD", "MALLOC_CONF", "OMP_WAIT_POLICY"} & set(env)
   env, _ = bv.variant_env(bv.Variant("pyg", "jemalloc_default", "1", "PASSIVE"), base, "/lib/libjemalloc.so.2")
-  assert env["LD_PRELOAD"] == "/lib/libjemalloc.so.2" and "MALLOC_CONF" not in env and env["OMP_WAIT_POLICY"] == "PASSIVE"
+  assert env["LD_PRELOAD"] == "/lib/libjemalloc.so.2" and "MALLOC_CONF" not in env
+  assert env["OMP_WAIT_POLICY"] == "PASSIVE"
   env, _ = bv.variant_env(bv.Variant("jax", "jemalloc", "eigen1"), base, "/lib/libjemalloc.so.2")
   assert env["MALLOC_CONF"] == JEMALLOC_CONF and env["XLA_FLAGS"] == f"--a=1 {bv.EIGEN1_FLAG}"
   assert "OMP_WAIT_POLICY" not in env
