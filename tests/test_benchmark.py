@@ -226,6 +226,13 @@ def test_best_is_min_over_reps_and_ratio_uses_each_sides_fastest():
   assert bv.finalists(rows, 1) == {"a", "y"}
 
 
+def test_report_ratio_table_shows_both_sides_best_settings():
+  rows = [_row("jax", "hgnn_ima", "a", 0.2), _row("jax", "hgnn_ima", "b", 0.3),
+          _row("pyg", "pyg_hgt_late", "x", 0.5), _row("pyg", "pyg_hgt_late", "y", 0.8)]
+  table = report.ratio_table(bv.best_records(rows, {"hgnn_ima": "pyg_hgt_late"}), {"g": 1234})
+  assert "| g | 1,234 | hgnn_ima | `a` | 200 | pyg_hgt_late | `x` | 500 | 0.40 (1.00) |" in table
+
+
 def test_variant_env_sets_only_its_own_settings():
   base = {"PATH": "/bin", "LD_PRELOAD": "/x/libjemalloc.so.2", "MALLOC_CONF": "narenas:4", "OMP_WAIT_POLICY": "ACTIVE",
           "XLA_FLAGS": "--a=1"}
