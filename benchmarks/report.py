@@ -2,18 +2,30 @@ r"""Markdown tables from the JSON lines of `benchmarks/step_time.py` (for benchm
 
   python benchmarks/report.py results.jsonl [more.jsonl ...]
 
-Prints, per file: the step table (wall median/min, CPU seconds per step, compile, memory,
-ours/PyG ratios, multi-seed ratio, load average) and each profile's top ops.
+Per file: the run (date, machine, load, variant matrix), the ratio table (each framework at
+its best variant: the minimum over repetitions of the median step), the step table at those
+variants (CPU time, cold compile, memory, multi-seed ratios), every variant's figure,
+the multi-seed ratios, each profile's top ops, and the workers that failed.
 """
 
 from __future__ import annotations
 
+import collections
 import json
+import pathlib
 import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from bench_graphs import PYG_PAIR  # noqa: E402
+from bench_variants import best_records  # noqa: E402
 
 
 def fmt_ms(s):
-  return "-" if s is None else f"{s * 1e3:,.0f}"
+  if s is None:
+    return "-"
+  return f"{s * 1e3:.1f}" if s < 0.1 else f"{s * 1e3:,.0f}"
 
 
 def multi_seed_cell(ms) -> str:
@@ -25,33 +37,80 @@ def multi_seed_cell(ms) -> str:
   return "skipped (memory)" if ms.get("skipped") else "-"
 
 
-def step_table(rows):
-  out = ["| graph | E | model | median ms | min ms | CPU ms/step | compile s | XLA temp MB | peak RSS MB "
-         "| ours/PyG wall (CPU) | 5 seeds vmapped / 1 wall (CPU) | 5 seeds looped / 1 wall (CPU) | load avg |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-  for r in rows:
-    if r.get("record") != "step":
-      continue
-    if "skipped" in r:
-      out.append(f"| {r['graph']} | {r['edges']:,} | {r['model']} | skipped: {r['skipped']} | | | "
-                 f"{r.get('compile_s', 0):.0f} | {(r.get('xla_memory') or {}).get('temp_mb', '-')} | | | | | "
-                 f"{r.get('load_avg_start')} |")
-      continue
-    vs = r.get("vs_pyg")
-    vs = f"{vs['ratio']:.2f} ({vs['cpu_ratio']:.2f})" if vs and "cpu_ratio" in vs else (
-        f"{vs['ratio']:.2f}" if vs else "-")
-    ms, msm = multi_seed_cell(r.get("multi_seed")), multi_seed_cell(r.get("multi_seed_map"))
-    cpu = fmt_ms(r.get("cpu_s_per_step"))
-    temp = (r.get("xla_memory") or {}).get("temp_mb", "-")
-    la = r.get("load_avg_start") or r.get("load_avg")
-    la = f"{la[0]:.1f}" if la else "-"
-    out.append(f"| {r['graph']} | {r['edges']:,} | {r['model']} | {fmt_ms(r['step_s_median'])} | "
-               f"{fmt_ms(r['step_s_min'])} | {cpu} | {r.get('compile_s', 0):.1f} | {temp} | "
-               f"{r.get('rss_peak_mb', '-'):,.0f} | {vs} | {ms} | {msm} | {la} |")
+def run_header(run: dict, steps) -> str:
+  m, matrix = run.get("machine", {}), run.get("matrix", {})
+  jax_v = next((r["versions"] for r in steps if r["framework"] == "jax"), {})
+  pyg_v = next((r["versions"] for r in steps if r["framework"] == "pyg"), {})
+  return (f"{run.get('date')}, {m.get('cpu')} x{m.get('cpu_count')}, {m.get('memory_gb')} GB, load at start "
+          f"{run.get('load_avg')}; jax {jax_v.get('jax', '-')}, flax {jax_v.get('flax', '-')}; torch "
+          f"{pyg_v.get('torch', '-')}, torch_geometric {pyg_v.get('torch_geometric', '-')}; {run.get('reps')} "
+          f"repetition(s) x {run.get('steps')} steps (warm-up {run.get('warmup')}); variants: ours "
+          f"{', '.join(matrix.get('jax', []))}; PyG {', '.join(matrix.get('pyg', [])) or '-'}"
+          + (f"; unavailable: {', '.join(run['unavailable'])}" if run.get("unavailable") else "")
+          + (f"; PyG skipped: {run['pyg_skipped']}" if run.get("pyg_skipped") else ""))
+
+
+def ratio_table(records, edges) -> str:
+  out = ["| graph | E | ours | best settings | ms | PyG | best settings | ms | ours/PyG wall (CPU) |",
+         "|---|---|---|---|---|---|---|---|---|"]
+  for r in records:
+    if r["record"] == "ratio":
+      cpu = f" ({r['cpu_ratio']:.2f})" if r.get("cpu_ratio") is not None else ""
+      out.append(f"| {r['graph']} | {edges.get(r['graph'], 0):,} | {r['model']} | `{r['variant']}` | "
+                 f"{fmt_ms(r['step_s'])} | {r['pyg_model']} | `{r['pyg_variant']}` | {fmt_ms(r['pyg_step_s'])} | "
+                 f"{r['ratio']:.2f}{cpu} |")
   return "\n".join(out)
 
 
-def profile_tables(rows, top=12):
+def step_table(records, steps, every_step) -> str:
+  """Each (graph, framework, model) at its best variant: the repetition that gave the figure.
+
+  The compile time shown is the longest of `every_step` (screening included): the cold one.
+  """
+  cold = collections.defaultdict(float)
+  for r in every_step:
+    cold[(r["graph"], r["model"])] = max(cold[(r["graph"], r["model"])], r.get("compile_s") or 0.0)
+  out = ["| graph | model | best settings | median ms (min of reps) | CPU ms/step | compile s (cold) | XLA temp MB "
+         "| peak RSS MB | load avg |", "|---|---|---|---|---|---|---|---|---|"]
+  for b in records:
+    if b["record"] != "best":
+      continue
+    r = next(r for r in steps if (r["graph"], r["framework"], r["model"], r["variant"]) ==
+             (b["graph"], b["framework"], b["model"], b["best_variant"]) and r["step_s_median"] == b["step_s"])
+    la = f"{r['load_avg_start'][0]:.1f}" if r.get("load_avg_start") else "-"
+    out.append(f"| {b['graph']} | {b['model']} | `{b['best_variant']}` | {fmt_ms(b['step_s'])} | "
+               f"{fmt_ms(r.get('cpu_s_per_step'))} | {cold[(b['graph'], b['model'])]:.1f} | "
+               f"{(r.get('xla_memory') or {}).get('temp_mb', '-')} | {r.get('rss_peak_mb', 0):,.0f} | {la} |")
+  return "\n".join(out)
+
+
+def seed_table(steps) -> str:
+  """S seeds in one program against one seed, both timed in the same worker (our first variant)."""
+  out = ["| graph | settings | seeds | 1 seed ms | vmapped ms | / 1 seed wall (CPU) | looped ms "
+         "| / 1 seed wall (CPU) |",
+         "|---|---|---|---|---|---|---|---|"]
+  for r in steps:
+    if "multi_seed" in r:
+      v, m = r["multi_seed"], r["multi_seed_map"]
+      out.append(f"| {r['graph']} | `{r['variant']}` | {v['seeds']} | {fmt_ms(r['step_s_median'])} | "
+                 f"{fmt_ms(v.get('step_s_median'))} | {multi_seed_cell(v)} | {fmt_ms(m.get('step_s_median'))} | "
+                 f"{multi_seed_cell(m)} |")
+  return "\n".join(out) if len(out) > 2 else ""
+
+
+def variant_table(steps) -> str:
+  """Every variant's figure (min over repetitions of the median step) and how many repetitions it had."""
+  medians = collections.defaultdict(list)
+  for r in steps:
+    medians[(r["graph"], r["framework"], r["model"], r["phase"], r["variant"])].append(r["step_s_median"])
+  out = ["| graph | framework | model | phase | settings | ms (min of medians) | repetitions |",
+         "|---|---|---|---|---|---|---|"]
+  for (g, fw, m, ph, v), xs in sorted(medians.items(), key=lambda kv: (kv[0][:4], min(kv[1]))):
+    out.append(f"| {g} | {fw} | {m} | {ph} | `{v}` | {fmt_ms(min(xs))} | {len(xs)} |")
+  return "\n".join(out)
+
+
+def profile_tables(rows, top=12) -> str:
   out = []
   for r in rows:
     if r.get("record") != "profile":
@@ -64,25 +123,39 @@ def profile_tables(rows, top=12):
     out.append("| ms/step | share | op | output shape | fused ops |")
     out.append("|---|---|---|---|---|")
     for op in r["top_ops"][:top]:
-      out.append(f"| {op['ms_per_step']:,.1f} | {op['share'] * 100:.1f}% | `{op['name']}` | `{op['shape'].split('{')[0]}` "
+      out.append(f"| {op['ms_per_step']:,.1f} | {op['share'] * 100:.1f}% | `{op['name']}` | "
+                 f"`{op['shape'].split('{')[0]}` "
                  f"| {op['fused']} |")
   return "\n".join(out)
 
 
+def report(rows) -> str:
+  """The markdown for one file's rows (one or more runs)."""
+  parts = []
+  for run in [r for r in rows if r.get("record") == "run"] or [{}]:
+    mine = [r for r in rows if r.get("run_id") == run.get("run_id")] if run else rows
+    steps = [r for r in mine if r.get("record") == "step" and "step_s_median" in r]
+    final = [r for r in steps if r.get("phase") == "final"]
+    records = best_records(final, PYG_PAIR)
+    edges = {r["graph"]: r["edges"] for r in steps}
+    parts += [run_header(run, steps), "", ratio_table(records, edges), "", step_table(records, final, steps), "",
+              seed_table(final), "", variant_table(steps), profile_tables(mine)]
+    skipped = [r for r in mine if r.get("record") == "step" and "skipped" in r]
+    errors = [r for r in mine if r.get("record") == "error"]
+    parts += [f"\nskipped: {r['graph']} {r['model']} `{r['variant']}`: {r['skipped']}" for r in skipped]
+    parts += [f"\nFAILED: {r['graph']} {r['framework']} `{r['variant']}` rep {r['rep']}: exit {r['returncode']}"
+              for r in errors]
+  return "\n".join(parts)
+
+
 def main(paths):
+  if not paths:
+    raise SystemExit("usage: python benchmarks/report.py results.jsonl [more.jsonl ...]")
   for p in paths:
     with open(p) as f:
       rows = [json.loads(ln) for ln in f if ln.strip()]
-    first = next((r for r in rows if r.get("record") == "step"), {})
     print(f"### {p}\n")
-    if first:
-      v = first["versions"]
-      print(f"{first['machine']['cpu']} x{first['machine']['cpu_count']}, {first['machine']['memory_gb']} GB; "
-            f"jax {v['jax']}, flax {v['flax']}; XLA_FLAGS='{first.get('xla_flags', '')}'; "
-            f"PyG {(first.get('pyg_versions') or {}).get('torch_geometric', '-')} / torch "
-            f"{(first.get('pyg_versions') or {}).get('torch', '-')}; {first['date']}\n")
-    print(step_table(rows))
-    print(profile_tables(rows))
+    print(report(rows))
     print()
 
 

@@ -33,11 +33,20 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 
 from absl import app, flags  # noqa: E402
 
-import step_time  # noqa: E402  (its flags too: --steps, --out, --data_dir, --feature_dim, --layers, --hidden, --heads)
+from bench_env import cpu_count  # noqa: E402
+from bench_graphs import GRAPHS, JAX_MODELS, graph_config, load_graph  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("graph", "synthetic_amazon1", f"one of {step_time.GRAPHS}")
-flags.DEFINE_string("model", "hgnn_ima", f"one of {step_time.JAX_MODELS}")
+flags.DEFINE_string("graph", "synthetic_amazon1", f"one of {GRAPHS}")
+flags.DEFINE_string("model", "hgnn_ima", f"one of {JAX_MODELS}")
+flags.DEFINE_integer("steps", 6, "timed steps")
+flags.DEFINE_string("out", "", "append the JSON lines to this JSONL file too")
+flags.DEFINE_string("data_dir", os.environ.get("HGNN_IMA_DATA_DIR", str(REPO.parent / "shared" / "datasets")),
+                    "directory with douban/, imdb/, amazon/")
+flags.DEFINE_integer("feature_dim", 512, "width of the generated inputs of both modalities")
+flags.DEFINE_integer("layers", 3, "propagation layers K")
+flags.DEFINE_integer("hidden", 64, "hidden width d")
+flags.DEFINE_integer("heads", 8, "attention heads H")
 
 
 def vm_mb(field: str) -> int:
@@ -47,19 +56,23 @@ def vm_mb(field: str) -> int:
 
 def main(argv):
   del argv
+  if FLAGS.graph not in GRAPHS or FLAGS.model not in JAX_MODELS:
+    raise app.UsageError(f"--graph={FLAGS.graph} --model={FLAGS.model}: choose from {GRAPHS} and {JAX_MODELS}")
   import jax
+  from bench_ours import make_step  # imports JAX: after the allocator is in place
   from hgnn_ima_jax import runtime
   from hgnn_ima_jax import train as tr
-  data = step_time.load_graph(FLAGS.graph, FLAGS.data_dir, FLAGS.feature_dim)
+  data = load_graph(FLAGS.graph, FLAGS.data_dir, FLAGS.feature_dim)
   batch = tr.make_batch(data)
-  config, _ = step_time.graph_config(FLAGS.graph, FLAGS.model, range(1))
-  step, model, tx, config = step_time.make_step(config, data, 0)
+  config, _ = graph_config(FLAGS.graph, FLAGS.model, range(1), hidden=FLAGS.hidden, heads=FLAGS.heads,
+                           layers=FLAGS.layers)
+  step, model, tx, config = make_step(config, data, 0)
   state = tr.init_state(model, tx, batch, [0])
   compiled = step.lower(state, batch).compile()
   state, _ = compiled(state, batch)
   jax.block_until_ready(state)
   base = {"graph": FLAGS.graph, "model": FLAGS.model, "allocator": runtime.active_allocator(),
-          "malloc_conf": os.environ.get("MALLOC_CONF"), "cpu_count": step_time.cpu_count()}
+          "malloc_conf": os.environ.get("MALLOC_CONF"), "cpu_count": cpu_count()}
   for i in range(FLAGS.steps):
     r0, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     state, _ = compiled(state, batch)

@@ -1,25 +1,39 @@
-"""benchmarks/step_time.py runs end to end on a tiny graph and writes well-formed JSON lines.
+"""benchmarks/step_time.py runs end to end on a tiny graph: one process per (framework, variant), same graph.
 
-A schema check, not a timing check: the script runs as a user runs it (a subprocess),
-and every line it prints must parse and carry positive times for every model asked for.
+A schema check, not a timing check: the script runs as a user runs it (a subprocess), with
+a small variant matrix; every line must parse, every worker must have read the same graph,
+and each row must say which settings its process really ran under. The PyG checks (a
+separate process, its thread count and allocator) skip, with the reason, without torch.
+The pure parts (run order, best variant, ratio, variant environments) are checked directly.
 """
 
 import importlib.util
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import bench_variants as bv  # noqa: E402
+import report  # noqa: E402
+from hgnn_ima_jax.runtime import JEMALLOC_CONF, find_jemalloc  # noqa: E402
+
 SCRIPT = REPO / "benchmarks" / "step_time.py"
-OURS = ("hgnn_ima", "hgt_early", "hgt_late")
-PYG = ("pyg_hgt_early", "pyg_hgt_late")
-STEP_KEYS = ("record", "graph", "model", "framework", "nodes", "edges", "relations", "layers", "hidden", "heads",
-             "steps", "step_s_median", "step_s_min", "step_times_s", "cpu_s_per_step", "compile_s", "losses", "rss_peak_mb",
-             "process_peak_rss_mb", "machine", "versions", "date", "load_avg_start", "load_avg_end")
+OURS = ("hgnn_ima",)  # one model keeps the test fast; the others take the same path with another name
+PYG = ("pyg_hgt_late",)
+MATRIX = ["--allocators=glibc,jemalloc", "--ours_threads=default,cpus1", "--pyg_omp=PASSIVE", "--pyg_threads=1,2"]
+STEP_KEYS = ("record", "graph", "model", "framework", "variant", "settings", "phase", "rep", "nodes", "edges",
+             "relations", "layers", "hidden", "heads", "steps", "step_s_median", "step_s_min", "step_times_s",
+             "cpu_s_per_step", "compile_s", "losses", "rss_peak_mb", "process_peak_rss_mb", "versions", "date",
+             "load_avg_start", "load_avg_end", "pid", "parent_pid", "cpu_count", "env", "runtimes", "graph_checksum")
+NO_PYG = ("torch / torch_geometric not importable: the PyG comparison needs `pip install -r requirements-bench.txt` "
+          "(CI does not install it)")
 
 
 def _pyg_importable() -> bool:
@@ -28,75 +42,226 @@ def _pyg_importable() -> bool:
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-  """(records from stdout, records from --out, stderr) of one `--tiny --steps=2` run."""
-  out = tmp_path_factory.mktemp("bench") / "bench.jsonl"
+  """(records from stdout, records from --out, stderr) of one `--tiny --steps=2` run with a small matrix."""
+  tmp = tmp_path_factory.mktemp("bench")
+  out = tmp / "bench.jsonl"
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--steps=2", f"--out={out}"], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300)
+  cmd = [sys.executable, str(SCRIPT), "--tiny", "--steps=2", f"--models={','.join(OURS)}", *MATRIX, f"--out={out}",
+         f"--profile_dir={tmp / 'prof'}", "--profile_graphs=tiny", "--profile_steps=1", "--profile_top=5"]
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
   return [json.loads(ln) for ln in lines], [json.loads(ln) for ln in out.read_text().splitlines()], proc.stderr
 
 
+def _run(records):
+  (run,) = [r for r in records if r["record"] == "run"]
+  return run
+
+
 def _steps(records, framework):
-  return {r["model"]: r for r in records if r["record"] == "step" and r["framework"] == framework}
+  return [r for r in records if r["record"] == "step" and r["framework"] == framework]
 
 
 def test_every_line_is_json_and_out_matches_stdout(bench):
   stdout_records, file_records, _ = bench
   assert stdout_records, "the benchmark printed no JSON line"
   assert stdout_records == file_records
+  assert not [r for r in stdout_records if r["record"] == "error"]
 
 
-def test_our_models_have_positive_times_and_full_schema(bench):
+def test_our_rows_full_schema_own_process_same_graph(bench):
   records, _, _ = bench
-  ours = _steps(records, "jax")
-  assert set(ours) == set(OURS)
-  for name, r in ours.items():
+  run, ours = _run(records), _steps(records, "jax")
+  assert sorted({r["variant"] for r in ours}) == sorted(run["matrix"]["jax"])
+  assert {(r["variant"], r["model"]) for r in ours} == {(v, m) for v in run["matrix"]["jax"] for m in OURS}
+  for r in ours:
     missing = [k for k in STEP_KEYS if k not in r]
-    assert not missing, f"{name}: missing keys {missing}"
-    assert r["graph"] == "tiny" and r["edges"] > 0 and r["nodes"] > 0
-    assert len(r["step_times_s"]) == r["steps"] == 2
-    assert all(t > 0 for t in r["step_times_s"])
+    assert not missing, f"{r['model']}: missing keys {missing}"
+    assert r["graph"] == "tiny" and r["edges"] > 0 and r["nodes"] > 0 and r["phase"] == "final" and r["rep"] == 0
+    assert len(r["step_times_s"]) == r["steps"] == 2 and all(t > 0 for t in r["step_times_s"])
     assert 0 < r["step_s_min"] <= r["step_s_median"]
-    assert r["compile_s"] > 0 and r["lower_s"] > 0
-    assert r["rss_peak_mb"] > 0 and r["machine"]["cpu_count"] >= 1 and r["versions"]["jax"]
-    assert all(map(lambda x: x == x, r["losses"])), f"{name}: NaN loss"
+    assert r["compile_s"] > 0 and r["lower_s"] > 0 and r["rss_peak_mb"] > 0 and r["versions"]["jax"]
+    assert all(x == x for x in r["losses"]), f"{r['model']}: NaN loss"
+    assert r["pid"] != run["pid"] and r["parent_pid"] == run["pid"] and r["jax_backend_started"] is True
+    assert r["torch_imported"] is False
+  assert len({r["graph_checksum"] for r in records if "graph_checksum" in r}) == 1
+  assert len({r["pid"] for r in ours}) == len(run["matrix"]["jax"])  # one process per variant
 
 
-def test_multi_seed_ratio_reported_for_hgnn_ima(bench):
+def test_our_variants_run_under_their_settings(bench):
   records, _, _ = bench
-  row = _steps(records, "jax")["hgnn_ima"]
+  run = _run(records)
+  for r in _steps(records, "jax"):
+    assert r["settings"]["omp_wait_policy"] is None
+    if r["settings"]["threads"] == "cpus1":
+      assert r["cpu_count"] == 1 and len(r["cpus"]) == 1
+    else:
+      assert r["cpu_count"] == run["machine"]["cpu_count"]
+    if r["settings"]["allocator"] == "jemalloc":
+      assert r["runtimes"]["jemalloc"] and r["env"]["MALLOC_CONF"] == JEMALLOC_CONF
+    else:
+      assert r["runtimes"]["jemalloc"] is None and r["env"]["MALLOC_CONF"] is None
+  if find_jemalloc() is None:
+    assert "jemalloc" in run["unavailable"]["jax:jemalloc/xla-default"]
+    assert "jemalloc/xla-default" not in run["matrix"]["jax"]
+
+
+def test_multi_seed_ratio_reported_once_for_hgnn_ima(bench):
+  records, _, _ = bench
+  rows = [r for r in _steps(records, "jax") if "multi_seed" in r]
+  assert [(r["model"], r["variant"]) for r in rows] == [("hgnn_ima", _run(records)["matrix"]["jax"][0])]
   for key, seed_batch in (("multi_seed", 0), ("multi_seed_map", 1)):  # vmapped and looped seeds
-    ms = row[key]
+    ms = rows[0][key]
     assert ms["seeds"] == 2 and ms["seed_batch"] == seed_batch
     assert ms["step_s_median"] > 0 and ms["ratio_vs_one_seed"] > 0
 
 
-def test_pyg_rows_and_ratios(bench):
+def test_profile_line_maps_the_trace_to_hlo_ops(bench):
+  records, _, _ = bench
+  (prof,) = [r for r in records if r["record"] == "profile"]
+  assert prof["graph"] == "tiny" and prof["variant"] == _run(records)["matrix"]["jax"][0] and prof["steps"] == 1
+  assert 0 < len(prof["top_ops"]) <= 5 and prof["op_ms_per_step"] > 0
+  shares = [op["share"] for op in prof["top_ops"]]
+  assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
+  assert all(re.match(rf"(ROOT\s+)?%?{re.escape(op['name'])}\s*=", op["hlo"]) for op in prof["top_ops"])
+  assert any(op["fused"] for op in prof["top_ops"] if op["opcode"] == "fusion")
+  assert set(prof["by_class_ms_per_step"]) <= {f"{s}:{w}" for s in ("edge", "node") for w in
+                                               ("scatter", "gather", "dot", "reduce", "sort", "elementwise/copy")}
+
+
+def test_best_lines_name_the_fastest_variant(bench):
+  records, _, _ = bench
+  best = {(r["framework"], r["model"]): r for r in records if r["record"] == "best"}
+  steps = [r for r in records if r["record"] == "step"]
+  assert {m for fw, m in best if fw == "jax"} == set(OURS)
+  for (fw, m), b in best.items():
+    mine = [r for r in steps if (r["framework"], r["model"]) == (fw, m)]
+    fastest = min(mine, key=lambda r: r["step_s_median"])
+    assert b["best_variant"] == fastest["variant"] and b["step_s"] == fastest["step_s_median"]
+    assert set(b["variants"]) == {r["variant"] for r in mine}
+
+
+def test_pyg_rows_come_from_their_own_processes_with_their_settings(bench):
   if not _pyg_importable():
-    pytest.skip("torch / torch_geometric not importable: the PyG comparison needs `pip install -r "
-                "requirements-bench.txt` (CI does not install it)")
+    pytest.skip(NO_PYG)
   records, _, _ = bench
-  pyg = _steps(records, "pyg")
-  assert set(pyg) == set(PYG)
-  for name, r in pyg.items():
+  run, pyg, ours = _run(records), _steps(records, "pyg"), _steps(records, "jax")
+  assert {(r["variant"], r["model"]) for r in pyg} == {(v, m) for v in run["matrix"]["pyg"] for m in PYG}
+  our_pids = {r["pid"] for r in ours}
+  for r in pyg:
+    assert r["pid"] != run["pid"] and r["pid"] not in our_pids and r["parent_pid"] == run["pid"]
+    assert r["jax_backend_started"] is False, "JAX ran in a PyG worker"
+    assert r["torch_threads"] == int(r["settings"]["threads"]) == r["versions"]["torch_threads"]
+    assert r["env"]["OMP_WAIT_POLICY"] == r["settings"]["omp_wait_policy"] == "PASSIVE"
+    assert r["runtimes"]["openmp"], "torch's OpenMP runtime is not mapped: the wait policy would mean nothing"
+    assert bool(r["runtimes"]["jemalloc"]) == (r["settings"]["allocator"] == "jemalloc")
     assert all(t > 0 for t in r["step_times_s"]) and len(r["step_times_s"]) == 2
-    assert r["train_check"]["losses"] and all(map(lambda x: x == x, r["losses"]))
-  ours = _steps(records, "jax")
-  assert ours["hgnn_ima"]["vs_pyg"]["pyg_model"] == "pyg_hgt_late"
-  assert ours["hgt_early"]["vs_pyg"]["pyg_model"] == "pyg_hgt_early"
-  for r in ours.values():
-    assert r["vs_pyg"]["ratio"] > 0
+  assert len({r["pid"] for r in pyg}) == len(run["matrix"]["pyg"])
+  checked = [r for r in pyg if r["train_check"]]
+  assert {r["variant"] for r in checked} == {run["matrix"]["pyg"][0]}
+  assert all(r["train_check"]["losses"] for r in checked)
+  ratios = {r["model"]: r for r in records if r["record"] == "ratio"}
+  assert set(ratios) == {"hgnn_ima"} and ratios["hgnn_ima"]["pyg_model"] == "pyg_hgt_late"
+  best = {(r["framework"], r["model"]): r for r in records if r["record"] == "best"}
+  for m, r in ratios.items():
+    assert r["pyg_variant"] == best[("pyg", r["pyg_model"])]["best_variant"]
+    assert r["ratio"] == pytest.approx(best[("jax", m)]["step_s"] / best[("pyg", r["pyg_model"])]["step_s"])
+  r = ratios["hgnn_ima"]
+  row = (f"| hgnn_ima | `{r['variant']}` | {report.fmt_ms(r['step_s'])} | pyg_hgt_late | `{r['pyg_variant']}` | "
+         f"{report.fmt_ms(r['pyg_step_s'])} | {r['ratio']:.2f}")
+  assert row in report.report(records)
 
 
-def test_without_pyg_the_rows_say_why(bench):
+def test_without_pyg_the_run_says_why(bench):
   records, _, _ = bench
-  r = _steps(records, "jax")["hgnn_ima"]
+  run = _run(records)
   if _pyg_importable():
-    assert r["pyg_skipped"] is None and r["pyg_versions"]["torch_geometric"]
+    assert run["pyg_skipped"] is None and run["matrix"]["pyg"]
   else:
-    assert "requirements-bench.txt" in r["pyg_skipped"] and "vs_pyg" not in r
+    assert "requirements-bench.txt" in run["pyg_skipped"] and run["matrix"]["pyg"] == []
+    assert not _steps(records, "pyg") and not [r for r in records if r["record"] == "ratio"]
+
+
+def test_report_prints_each_sides_best_settings(bench):
+  records, _, _ = bench
+  text = report.report(records)
+  for b in (r for r in records if r["record"] == "best"):
+    assert f"| tiny | {b['model']} | `{b['best_variant']}` |" in text
+
+
+def test_unknown_variant_is_refused_before_any_work(tmp_path):
+  proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--allocators=glibc,tcmalloc"], cwd=REPO,
+                        capture_output=True, text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert proc.returncode != 0
+  assert "--allocators=glibc,tcmalloc: tcmalloc is not one of jemalloc, glibc" in proc.stderr
+
+
+# --- the pure parts ------------------------------------------------------------------------
+
+def test_interleave_spreads_both_frameworks_and_reverses_every_other_rep():
+  assert bv.interleave([1, 2], ["a", "b"]) == [1, "a", 2, "b"]
+  assert bv.interleave([1, 2], list("abcdef")) == [1, "a", "b", "c", 2, "d", "e", "f"]
+  assert bv.interleave([], ["a"]) == ["a"]
+  assert bv.run_order([1, 2], ["a", "b"], 0) == [1, "a", 2, "b"]
+  assert bv.run_order([1, 2], ["a", "b"], 1) == ["b", 2, "a", 1]
+
+
+def _row(fw, model, variant, median, cpu=1.0, graph="g"):
+  return {"record": "step", "graph": graph, "framework": fw, "model": model, "variant": variant,
+          "step_s_median": median, "cpu_s_per_step": cpu}
+
+
+def test_best_is_min_over_reps_and_ratio_uses_each_sides_fastest():
+  rows = [_row("jax", "hgnn_ima", "a", 3.0), _row("jax", "hgnn_ima", "a", 1.0, cpu=2.0),
+          _row("jax", "hgnn_ima", "b", 1.5), _row("jax", "hgnn_ima", "b", 1.2),
+          _row("pyg", "pyg_hgt_late", "x", 5.0), _row("pyg", "pyg_hgt_late", "y", 4.0, cpu=8.0),
+          _row("pyg", "pyg_hgt_late", "y", 6.0)]
+  recs = bv.best_records(rows, {"hgnn_ima": "pyg_hgt_late"})
+  best = {r["framework"]: r for r in recs if r["record"] == "best"}
+  assert best["jax"]["best_variant"] == "a" and best["jax"]["variants"] == {"a": 1.0, "b": 1.2}
+  assert best["pyg"]["best_variant"] == "y" and best["pyg"]["step_s"] == 4.0
+  (ratio,) = [r for r in recs if r["record"] == "ratio"]
+  assert (ratio["variant"], ratio["pyg_variant"], ratio["ratio"], ratio["cpu_ratio"]) == ("a", "y", 0.25, 0.25)
+  assert bv.finalists(rows, 1) == {"a", "y"}
+
+
+def test_report_ratio_table_shows_both_sides_best_settings():
+  rows = [_row("jax", "hgnn_ima", "a", 0.2), _row("jax", "hgnn_ima", "b", 0.3),
+          _row("pyg", "pyg_hgt_late", "x", 0.5), _row("pyg", "pyg_hgt_late", "y", 0.8)]
+  table = report.ratio_table(bv.best_records(rows, {"hgnn_ima": "pyg_hgt_late"}), {"g": 1234})
+  assert "| g | 1,234 | hgnn_ima | `a` | 200 | pyg_hgt_late | `x` | 500 | 0.40 (1.00) |" in table
+
+
+def test_variant_env_sets_only_its_own_settings():
+  base = {"PATH": "/bin", "LD_PRELOAD": "/x/libjemalloc.so.2", "MALLOC_CONF": "narenas:4", "OMP_WAIT_POLICY": "ACTIVE",
+          "XLA_FLAGS": "--a=1"}
+  env, why = bv.variant_env(bv.Variant("pyg", "glibc", "2", "unset"), base, "/lib/libjemalloc.so.2")
+  assert why is None and env["PATH"] == "/bin"
+  assert not {"LD_PRELOAD", "MALLOC_CONF", "OMP_WAIT_POLICY"} & set(env)
+  env, _ = bv.variant_env(bv.Variant("pyg", "jemalloc_default", "1", "PASSIVE"), base, "/lib/libjemalloc.so.2")
+  assert env["LD_PRELOAD"] == "/lib/libjemalloc.so.2" and "MALLOC_CONF" not in env
+  assert env["OMP_WAIT_POLICY"] == "PASSIVE"
+  env, _ = bv.variant_env(bv.Variant("jax", "jemalloc", "eigen1"), base, "/lib/libjemalloc.so.2")
+  assert env["MALLOC_CONF"] == JEMALLOC_CONF and env["XLA_FLAGS"] == f"--a=1 {bv.EIGEN1_FLAG}"
+  assert "OMP_WAIT_POLICY" not in env
+  env, why = bv.variant_env(bv.Variant("jax", "jemalloc", "default"), base, None)
+  assert env is None and "libjemalloc" in why
+  env, _ = bv.variant_env(bv.Variant("jax", "glibc_thp", "default"), base, None)
+  assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1" and env["XLA_FLAGS"] == "--a=1"
+
+
+def test_graph_checksum_survives_the_file_and_sees_one_changed_value(tmp_path):
+  """What the workers compare: equal after write_generic/read_generic, different after one float changes."""
+  import data_utils
+  from bench_graphs import graph_checksum, load_graph
+  g = load_graph("tiny", "", 8)
+  again = data_utils.read_generic(data_utils.write_generic(tmp_path / "g.npz", g))
+  assert graph_checksum(again) == graph_checksum(g)
+  t, m = g.target_type, g.modalities[-1]
+  g.features[t][m] = g.features[t][m].copy()
+  g.features[t][m][3, 1] += 1e-3
+  assert graph_checksum(g) != graph_checksum(again)
 
 
 def test_step_rusage_writes_one_json_line_per_step(tmp_path):
