@@ -9,6 +9,7 @@ from __future__ import annotations
 import ml_collections
 
 from experiments.configs import default
+from hgnn_ima_jax.config_validation import CHOICES
 
 DATASET_OVERRIDES = {
     # MISS: shared projection, c = 100, CE(fused) + L_att, val loss includes L_att, Macro-F1 selection.
@@ -38,7 +39,7 @@ PAPER_PROTOCOL = {
 }
 
 DATASETS = tuple(DATASET_OVERRIDES)
-PROTOCOLS = ("code", "paper")
+PROTOCOLS = CHOICES["protocol"]
 
 
 def set_path(config: ml_collections.ConfigDict, path: str, value):
