@@ -5,10 +5,8 @@ import math
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -338,36 +336,8 @@ def test_train_cli_end_to_end(tmp_path):
 def test_train_cli_rejects_unknown_model(tmp_path):
   out = subprocess.run(_train_cli(tmp_path / "run", "--model=gat"), capture_output=True, text=True, cwd=REPO,
                        timeout=120)
-  assert out.returncode != 0 and "unknown" in out.stderr
+  assert out.returncode == 2 and "config.model_name=gat: is not one of the allowed values" in out.stderr
   assert not (tmp_path / "run").exists()
-
-
-def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
-  flags = ["--seeds=2", "--epochs=40", "--config.checkpoint_every=2"]
-  killed = tmp_path / "killed"
-  proc = subprocess.Popen(_train_cli(killed, *flags), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  latest = killed / "checkpoints" / "latest"
-  deadline = time.time() + 240
-  while time.time() < deadline:
-    if latest.is_dir() and any(p.name.isdigit() and int(p.name) >= 4 for p in latest.iterdir()):
-      break
-    if proc.poll() is not None:
-      break
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert not (killed / "results.json").exists(), "the run finished before it could be killed"
-  resumed = subprocess.run(_train_cli(killed, *flags, "--resume"), capture_output=True, text=True, cwd=REPO,
-                           timeout=300)
-  assert resumed.returncode == 0, resumed.stderr[-2000:]
-  full = subprocess.run(_train_cli(tmp_path / "full", *flags), capture_output=True, text=True, cwd=REPO, timeout=300)
-  assert full.returncode == 0, full.stderr[-2000:]
-  a = json.load(open(killed / "results.json"))
-  b = json.load(open(tmp_path / "full" / "results.json"))
-  assert a["per_seed"] == b["per_seed"]
-  ha = json.load(open(killed / "history.json"))
-  hb = json.load(open(tmp_path / "full" / "history.json"))
-  assert [r["val_loss"] for r in ha] == [r["val_loss"] for r in hb]
 
 
 SHARDED_SNIPPET = r"""
