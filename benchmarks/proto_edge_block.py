@@ -16,8 +16,7 @@ Sizes from the environment: N (nodes, 58,088), E (edges, 632,238), REPS (5); 4 r
   python benchmarks/proto_edge_block.py                 # all variants
   python benchmarks/proto_edge_block.py sep32 sep16     # some
 """
-import os, pathlib, sys, time, statistics
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import os, sys, time, statistics
 from hgnn_ima_jax import runtime
 runtime.reexec_with_fast_allocator()
 import numpy as np, jax, jax.numpy as jnp

@@ -27,7 +27,6 @@ import json
 import os
 import resource
 import statistics
-import sys
 import time
 
 from absl import app, flags
@@ -53,7 +52,6 @@ def main(argv):
   import jax.numpy as jnp
   import numpy as np
 
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from hgnn_ima_jax.ops import segment_softmax
 
   E, N, S = FLAGS.edges, FLAGS.rows, FLAGS.slots

@@ -47,10 +47,6 @@ import threading
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-  sys.path.insert(0, str(REPO))
-if str(REPO / "benchmarks") not in sys.path:
-  sys.path.insert(0, str(REPO / "benchmarks"))
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
@@ -226,7 +222,7 @@ def device_memory_mb() -> dict | None:
 # --- graphs --------------------------------------------------------------------------------
 
 def synthetic_kwargs(name: str, feature_dim: int) -> dict:
-  from data_utils.synthetic import AMAZON1_LIKE
+  from hgnn_ima_jax.data_utils.synthetic import AMAZON1_LIKE
   wide = dict(feature_dim=feature_dim, modality_dims=())
   if name == "synthetic_amazon1":
     return {**AMAZON1_LIKE, **wide}
@@ -242,8 +238,8 @@ def synthetic_kwargs(name: str, feature_dim: int) -> dict:
 def load_graph(name: str, data_dir: str, feature_dim: int, seed: int = 0):
   """The MMHN to benchmark: real topology with generated `feature_dim`-wide inputs, or a synthetic graph."""
   if name in REAL_GRAPHS:
-    import data_utils
-    from data_utils.generated import generate_features
+    from hgnn_ima_jax import data_utils
+    from hgnn_ima_jax.data_utils.generated import generate_features
     from hgnn_ima_jax.graph import fill_missing_modalities
     g = data_utils.load_dataset(name, data_dir, features="generated", feature_seed=seed)
     # Every real (type, modality) input regenerated at one width (IMDB's real text is 3066
@@ -257,14 +253,14 @@ def load_graph(name: str, data_dir: str, feature_dim: int, seed: int = 0):
     fill_missing_modalities(g, rule)
     return g.validate()
   if name in SYNTHETIC_GRAPHS:
-    from data_utils.synthetic import make_synthetic
+    from hgnn_ima_jax.data_utils.synthetic import make_synthetic
     return make_synthetic(seed=seed, **synthetic_kwargs(name, feature_dim)).validate()
   raise ValueError(f"unknown graph {name!r}; choose from {GRAPHS}")
 
 
 def graph_config(graph_name: str, model_name: str, seeds):
   """The graph's training profile with the benchmark's width/depth."""
-  from experiments.configs import get_config
+  from hgnn_ima_jax.experiments.configs import get_config
   profile = graph_name if graph_name in REAL_GRAPHS else ("synthetic" if graph_name == "tiny" else "amazon1")
   c = get_config(profile)
   c.model_name = model_name

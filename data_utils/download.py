@@ -1,7 +1,7 @@
 r"""Downloads the files MHGAT publishes on GitHub, checked against their sha256 sums.
 
-  python -m data_utils.download --dataset=douban --data_dir=data
-  python -m data_utils.download --dataset=all --data_dir=data --base_url=http://mirror/MHGAT
+  python -m hgnn_ima_jax.data_utils.download --dataset=douban --data_dir=data
+  python -m hgnn_ima_jax.data_utils.download --dataset=all --data_dir=data --base_url=http://mirror/MHGAT
 
 Files go to `<data_dir>/<dataset>/<file>` from `<base_url>/<dataset>/<file>`
 (default base: raw.githubusercontent.com/jiaxiangen/MHGAT/main; override with
@@ -36,8 +36,8 @@ from typing import Callable
 
 from absl import app, flags
 
-from data_utils import default_data_dir
-from data_utils.paper_datasets import AUTHORS_PAGE, PAPER_DATASETS
+from . import default_data_dir
+from .paper_datasets import AUTHORS_PAGE, PAPER_DATASETS
 from hgnn_ima_jax.graph import DatasetError
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/jiaxiangen/MHGAT/main"

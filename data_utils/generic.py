@@ -33,8 +33,8 @@ from typing import Iterator
 
 import numpy as np
 
-from data_utils import files
-from data_utils.files import check_array
+from . import files
+from .files import check_array
 from hgnn_ima_jax.graph import MMHN, DatasetError, Relation, fill_missing_modalities
 
 FILL_RULES = ("text", "zeros")

@@ -69,7 +69,7 @@ Defaults were chosen with linear probes (`linear_probe_report`, logistic
 regression on the test split): own features are weak, the mean of 2-hop
 neighbours is better, neither modality alone matches both, and the mean over
 same-class 2-hop neighbours (an oracle) is far better still, which is the room
-an attention mechanism can win. Run ``python -m data_utils.synthetic`` for the
+an attention mechanism can win. Run ``python -m hgnn_ima_jax.data_utils.synthetic`` for the
 table. Whether HGNN-IMA actually beats the HGT baselines here is an experiment,
 not a property of this module.
 """

@@ -17,15 +17,12 @@ where no relation's source type misses a modality (L_att is 0 there). Writes
 from __future__ import annotations
 
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
   reexec_with_fast_allocator()
 
-from experiments import common, launch  # noqa: E402
+from hgnn_ima_jax.experiments import common, launch  # noqa: E402
 
 VARIANTS = ("-cross", "-adapt", "+inf", "-nei", "-align", "-L_att", "-L_ind")
 OURS = "hgnn_ima"

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 import ml_collections
 
-from experiments.configs import PAPER_PROTOCOL, PROTOCOLS, get_config, set_path
+from .configs import PAPER_PROTOCOL, PROTOCOLS, get_config, set_path
 from hgnn_ima_jax import config_validation as cv
 
 DEFAULT_SEEDS = 5
@@ -107,7 +107,7 @@ def define_config_flag(help_text: str):
   that --help shows it as the compact field list of `launch.config_summary` rather than a 90-line dump."""
   from ml_collections import config_flags
 
-  from experiments.configs import default
+  from .configs import default
 
   config_flags.DEFINE_config_dict("config", default.get_config(), help_text)
 
@@ -147,7 +147,7 @@ def config_help(flag_values) -> str:
   dataset = opts.datasets[0] if opts.datasets else flag_values["dataset"].value
   title = (f"config fields (--config.<section>.<field>=<value>), as a cell on {dataset}"
            f"{' with --tiny' if opts.tiny else ''} would use them (model_name is the cell's):")
-  from experiments import launch  # launch.py is the scripts' side; common.py stays importable without it
+  from . import launch  # launch.py is the scripts' side; common.py stays importable without it
   return launch.config_summary(base_config(dataset, opts), title)
 
 
@@ -206,7 +206,7 @@ def quiet_logging():
   unless --verbosity is given, so the scripts' output is their tables. Call it before JAX is imported."""
   from absl import flags, logging
 
-  from experiments import launch
+  from . import launch
   verbose = flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present
   launch.quiet_native_logs(verbose)
   if not verbose:
@@ -234,7 +234,7 @@ def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
   if opts.protocol not in PROTOCOLS:
     raise ValueError(f"protocol must be one of {PROTOCOLS}, got {opts.protocol!r}")
   if opts.tiny:
-    from experiments.configs import test as test_config
+    from .configs import test as test_config
     config = test_config.get_config(dataset)
     if opts.protocol == "paper":  # the paper's optimiser/loss/stopping, at the tiny sizes
       for path, value in PAPER_PROTOCOL.items():

@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 
-from experiments import common
+from . import common
 
 ATTENTION_CAPTION = (
     "(a) mean attention weight of same-class and different-class target pairs (±95% CI); (b) the same with each "

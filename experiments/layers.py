@@ -14,15 +14,12 @@ per dataset, error bars = std over seeds), `layers.json` and `layers.md`.
 from __future__ import annotations
 
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
   reexec_with_fast_allocator()
 
-from experiments import common, figures, launch  # noqa: E402
+from hgnn_ima_jax.experiments import common, figures, launch  # noqa: E402
 
 DEFAULT_LAYERS = (0, 1, 2, 3, 4)
 

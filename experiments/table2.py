@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
   reexec_with_fast_allocator()
 
-from experiments import common, launch  # noqa: E402
+from hgnn_ima_jax.experiments import common, launch  # noqa: E402
 
 DEFAULT_MODELS = ("hgt_early", "hgt_late", "hgnn_ima")
 OURS = "hgnn_ima"

@@ -26,8 +26,8 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from experiments import common, launch  # noqa: E402
-from experiments.configs import PROTOCOLS, get_config, set_path  # noqa: E402
+from hgnn_ima_jax.experiments import common, launch  # noqa: E402
+from hgnn_ima_jax.experiments.configs import PROTOCOLS, get_config, set_path  # noqa: E402
 from hgnn_ima_jax import config_validation as cv  # noqa: E402
 from hgnn_ima_jax import run_dir  # noqa: E402
 from hgnn_ima_jax.graph import DatasetError  # noqa: E402

@@ -35,9 +35,6 @@ caption of what the reference lines mean) and visualize.json into --workdir; the
 from __future__ import annotations
 
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
@@ -45,7 +42,7 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 
 import numpy as np  # noqa: E402
 
-from experiments import common, figures, launch  # noqa: E402
+from hgnn_ima_jax.experiments import common, figures, launch  # noqa: E402
 
 LABELS_NOTE = ("uses all target labels (train, val and test): an analysis of a trained model, not an evaluation")
 
@@ -379,8 +376,7 @@ def main(argv):
     summary = visualize(run, workdir, run_dir=run_dir, seed=FLAGS.seed, points=FLAGS.points,
                         max_points=FLAGS.max_points, random_state=FLAGS.random_state, tiny=opts.tiny)
   except common.user_errors() as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    common.fail(e)
   t = summary["tsne"]
   print(f"\nrun {run_dir}, seed {summary['seed']}: t-SNE of {t['n']} {t['points']} nodes; silhouette of Z "
         f"{common.format_number(t['silhouette_embedding'], 3)}, of the t-SNE map {common.format_number(t['silhouette_tsne'], 3)}")

@@ -61,7 +61,7 @@ def make_batch(data: MMHN) -> Batch:
 
 def load_data(config: ml_collections.ConfigDict) -> MMHN:
   """The dataset named by the config (`data_utils.load_dataset`)."""
-  import data_utils  # training sits above the data layer; imported here to keep `import` light
+  from hgnn_ima_jax import data_utils  # training sits above the data layer; imported here to keep `import` light
 
   kwargs, missing_fill = {}, config.get("missing_fill", "code")
   if config.dataset == "synthetic":

@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
-from experiments import common
-from experiments.configs import DATASETS, PROTOCOLS, get_config
-from experiments.configs import test as test_config
+from hgnn_ima_jax.experiments import common
+from hgnn_ima_jax.experiments.configs import DATASETS, PROTOCOLS, get_config
+from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax import config_validation as cv
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -91,8 +91,8 @@ def test_every_shipped_config_is_valid():
 
 def test_the_model_code_reads_its_allowed_values_from_the_table():
   from hgnn_ima_jax import attention, layers, models
-  from data_utils import paper_datasets
-  from experiments import configs
+  from hgnn_ima_jax.data_utils import paper_datasets
+  from hgnn_ima_jax.experiments import configs
 
   assert layers.VARIANTS is cv.CHOICES["model.variant"] and attention.COMBINES is cv.CHOICES["model.combine"]
   assert configs.PROTOCOLS is cv.CHOICES["protocol"] and paper_datasets.FILL_RULES is cv.CHOICES["missing_fill"]

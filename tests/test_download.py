@@ -13,9 +13,9 @@ import urllib.parse
 
 import pytest
 
-from data_utils import DatasetError
-from data_utils.download import BASE_URL_ENV, base_url, download_dataset, fetch
-from data_utils.paper_datasets import PAPER_DATASETS
+from hgnn_ima_jax.data_utils import DatasetError
+from hgnn_ima_jax.data_utils.download import BASE_URL_ENV, base_url, download_dataset, fetch
+from hgnn_ima_jax.data_utils.paper_datasets import PAPER_DATASETS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RDF = "douban_actor_rdf.npy"
@@ -188,7 +188,7 @@ def test_unpublished_datasets(tmp_path):
 
 
 def test_cli(tmp_path, server):
-  cmd = [sys.executable, "-m", "data_utils.download", "--dataset=douban", f"--data_dir={tmp_path / 'data'}",
+  cmd = [sys.executable, "-m", "hgnn_ima_jax.data_utils.download", "--dataset=douban", f"--data_dir={tmp_path / 'data'}",
          f"--base_url={server.url}"]
   env = {k: v for k, v in os.environ.items() if k != BASE_URL_ENV}
   ok = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
@@ -215,10 +215,10 @@ def test_helper_and_loader_agree_on_what_github_has():
 def test_missing_imdb_text_points_at_the_downloader(tmp_path, shared_datasets):
   """A missing IMDB text file is on GitHub: the loader's fix names the download command, not only the authors' page."""
   from data_helpers import copy_dataset
-  from data_utils import MissingFilesError, load_dataset
+  from hgnn_ima_jax.data_utils import MissingFilesError, load_dataset
 
   d = copy_dataset(shared_datasets, "imdb", tmp_path)
   (d / "features_0.npz").unlink()
   with pytest.raises(MissingFilesError) as info:
     load_dataset("imdb", tmp_path)
-  assert "python -m data_utils.download --dataset=imdb" in str(info.value) and "\n" not in str(info.value)
+  assert "python -m hgnn_ima_jax.data_utils.download --dataset=imdb" in str(info.value) and "\n" not in str(info.value)

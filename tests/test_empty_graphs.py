@@ -7,9 +7,9 @@ import sys
 import numpy as np
 
 from data_helpers import copy_dataset, expect_error, write_features
-from data_utils import load_dataset, read_generic
-from data_utils.check import EXIT_INVALID, run
-from data_utils.generic import _arrays
+from hgnn_ima_jax.data_utils import load_dataset, read_generic
+from hgnn_ima_jax.data_utils.check import EXIT_INVALID, run
+from hgnn_ima_jax.data_utils.generic import _arrays
 from test_electronics import write_electronics
 from test_generic_format import small_graph
 
@@ -65,7 +65,7 @@ def test_generic_graph_with_one_empty_relation_loads_and_says_so(tmp_path):
 def test_check_cli_exits_2_on_an_empty_generic_graph(tmp_path):
   from conftest import REPO
   path = _generic(tmp_path, "writes", "written_by")
-  p = subprocess.run([sys.executable, "-m", "data_utils.check", f"--dataset={path}"], cwd=REPO, capture_output=True,
+  p = subprocess.run([sys.executable, "-m", "hgnn_ima_jax.data_utils.check", f"--dataset={path}"], cwd=REPO, capture_output=True,
                      text=True, timeout=120)
   assert p.returncode == EXIT_INVALID and "all 2 relations are empty" in p.stderr
   assert len(p.stderr.strip().splitlines()) == 1

@@ -18,10 +18,9 @@ import sys
 import numpy as np
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from hgnn_ima_jax.experiments import ablation, common, figures, layers, table2, visualize
 
-from experiments import ablation, common, figures, layers, table2, visualize  # noqa: E402
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 TINY_FLAGS = ["--tiny", "--datasets=synthetic", "--seeds=2", "--epochs=2", "--config.model.num_layers=1",
               "--config.synthetic.scale=0.1", "--config.checkpoint_every=100", "--noprogress"]
@@ -163,7 +162,7 @@ def test_ablation_reuses_ours_and_marks_identical_variants(paper_workdir):
 
 
 def test_latt_is_inapplicable_without_missing_modalities():
-  import data_utils
+  from hgnn_ima_jax import data_utils
   full = data_utils.load_dataset("synthetic", single_type=True, num_targets=60, feature_dim=8,
                                  modality_dims=(("image", 8),))
   missing = data_utils.load_dataset("synthetic", scale=0.05, feature_dim=8, modality_dims=(("image", 8),))
@@ -293,7 +292,7 @@ def test_two_hop_pair_weights_match_a_brute_force_path_sum():
 
 
 def test_direct_mode_uses_target_to_target_edges_and_finds_class_aligned_attention():
-  import data_utils
+  from hgnn_ima_jax import data_utils
 
   data = data_utils.load_dataset("synthetic", single_type=True, num_targets=60, feature_dim=8,
                                  modality_dims=(("image", 8),))

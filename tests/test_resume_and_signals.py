@@ -128,7 +128,7 @@ def test_signal_saves_a_checkpoint_and_prints_the_resume_command(full_run, tmp_p
 
 BLOCKED_IN_C = """
 import ctypes, threading, time
-from experiments.launch import StopOnSignal
+from hgnn_ima_jax.experiments.launch import StopOnSignal
 StopOnSignal().install()
 libc, mutex = ctypes.CDLL(None), ctypes.create_string_buffer(64)
 libc.pthread_mutex_init(mutex, None)

@@ -15,8 +15,8 @@ import pytest
 import scipy.stats
 import sklearn.metrics
 
-from experiments.configs import get_config
-from experiments.configs import test as test_config
+from hgnn_ima_jax.experiments.configs import get_config
+from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax import checkpoint, metrics, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -341,10 +341,9 @@ def test_train_cli_rejects_unknown_model(tmp_path):
 
 
 SHARDED_SNIPPET = r"""
-import json, sys
-sys.path.insert(0, {repo!r})
+import json
 import jax
-from experiments.configs import test as tc
+from hgnn_ima_jax.experiments.configs import test as tc
 from hgnn_ima_jax import train
 c = tc.get_config(); c.seeds = (0, 1, 2, 3, 4); c.num_epochs = 4
 res = train.train_and_evaluate(c, {workdir!r}, progress=False)
@@ -354,7 +353,7 @@ print(json.dumps({{"devices": jax.device_count(), "per_seed": res["per_seed"]}})
 
 def test_seeds_shard_over_devices(tmp_path):
   env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4")
-  code = SHARDED_SNIPPET.format(repo=str(REPO), workdir=str(tmp_path / "sharded"))
+  code = SHARDED_SNIPPET.format(workdir=str(tmp_path / "sharded"))
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   sharded = json.loads(out.stdout.strip().splitlines()[-1])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs import default
+from . import default
 from hgnn_ima_jax.config_validation import CHOICES
 
 DATASET_OVERRIDES = {
