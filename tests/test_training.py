@@ -257,9 +257,22 @@ def test_resume_with_another_config_fails_clearly(baseline_run, tiny_data, tmp_p
   workdir = str(tmp_path / "run")
   shutil.copytree(baseline_run[0], workdir)  # the shared run stays untouched
   other = tiny_config(**{"model.hidden": 2 * tiny_config().model.hidden})
-  with pytest.raises(ValueError, match=r"checkpoints/latest: checkpoint \d+ does not match .*"
-                                       r"encoder.*shape.*new --workdir"):
+  with pytest.raises(checkpoint.CheckpointMismatchError, match=r"checkpoints/latest: checkpoint \d+ does not match .*"
+                     r"encoder.*shape.*config.json differs: model.hidden: 16 \(saved\) vs 32 \(asked\).*new --workdir"):
     train.train_and_evaluate(other, workdir, data=tiny_data, progress=False, resume=True)
+
+
+def test_resume_refuses_another_run_even_when_the_shapes_fit(baseline_run, tiny_data, tmp_path, monkeypatch):
+  """More epochs or another learning rate fit the saved state, but would change that run: refused, nothing trained."""
+  workdir = str(tmp_path / "run")
+  shutil.copytree(baseline_run[0], workdir)
+  saved = (tmp_path / "run" / "config.json").read_text()
+  monkeypatch.setattr(train, "make_epoch_fn", lambda *a, **k: pytest.fail("training started"))
+  longer = tiny_config(num_epochs=tiny_config().num_epochs + 3, **{"optimizer.learning_rate": 0.002})
+  with pytest.raises(checkpoint.CheckpointMismatchError, match=r"belongs to another run: its run's config.json differs: "
+                     r"num_epochs: 6 \(saved\) vs 9 \(asked\); optimizer.learning_rate: 0.001 \(saved\) vs 0.002"):
+    train.train_and_evaluate(longer, workdir, data=tiny_data, progress=False, resume=True)
+  assert (tmp_path / "run" / "config.json").read_text() == saved
 
 
 def test_best_predictions_are_those_of_the_best_parameters(baseline_run, tiny_data):
