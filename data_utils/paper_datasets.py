@@ -258,7 +258,8 @@ def load_paper_dataset(name: str, data_dir, *, features: str = "real", missing_f
   path = lambda f: str(root / f)
   topology = [spec.rdf_file, spec.labels_file, spec.split_file] + ([spec.node_types_file] if spec.node_types_file else [])
   absent_features = files.missing(path(f.filename) for f in spec.feature_files)
-  download = f"download them with `python -m hgnn_ima_jax.data_utils.download --dataset={name} --data_dir={root.parent}`"
+  download = (f"download them with `python -m hgnn_ima_jax.data_utils.download --dataset={name} "
+              f"--data_dir={root.parent}`")
   authors_only = {path(f.filename) for f in spec.authors_only}
   _require(root, files.missing(path(f) for f in topology), absent_features, features, download,
            f"they are published only on {AUTHORS_PAGE}: put each at the path shown"

@@ -206,7 +206,8 @@ def _cross_checks(d: dict) -> None:
 
 def _check_synthetic(d: dict) -> None:
   """The generator's own checks (`SyntheticConfig`), as ConfigErrors on config.synthetic.<knob>."""
-  from hgnn_ima_jax.data_utils.synthetic import SyntheticConfig, SyntheticConfigError  # the data layer's rules, loaded when needed
+  # The data layer's own rules, imported when needed (config_validation itself imports no data code).
+  from hgnn_ima_jax.data_utils.synthetic import SyntheticConfig, SyntheticConfigError
 
   knobs = {k: v for k, v in (d.get("synthetic") or {}).items() if v is not None}
   try:

@@ -63,3 +63,14 @@ def test_a_warm_cache_run_prints_no_native_log_lines(tmp_path):
   # --verbosity shows them again (loading cached programs logs at least the version-compatibility warning).
   verbose = _train(tmp_path, cache, "--verbosity=0")
   assert verbose.returncode == 0 and any(NATIVE_LOG.match(l) for l in verbose.stderr.splitlines()), verbose.stderr
+
+
+@pytest.mark.parametrize("orig_argv,command", [
+    (["python3", "experiments/train.py", "--seeds=2"], "python experiments/train.py"),
+    (["/v/bin/python", "-u", "-m", "hgnn_ima_jax.experiments.train"], "python -m hgnn_ima_jax.experiments.train"),
+    (["/v/bin/python", "/v/bin/hgnn-ima-train", "--resume"], "hgnn-ima-train"),
+])
+def test_the_printed_command_is_the_one_that_started_the_run(monkeypatch, orig_argv, command):
+  from hgnn_ima_jax.experiments import launch
+  monkeypatch.setattr(sys, "orig_argv", orig_argv)
+  assert launch.launch_command() == command

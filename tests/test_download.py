@@ -188,7 +188,8 @@ def test_unpublished_datasets(tmp_path):
 
 
 def test_cli(tmp_path, server):
-  cmd = [sys.executable, "-m", "hgnn_ima_jax.data_utils.download", "--dataset=douban", f"--data_dir={tmp_path / 'data'}",
+  cmd = [sys.executable, "-m", "hgnn_ima_jax.data_utils.download", "--dataset=douban",
+         f"--data_dir={tmp_path / 'data'}",
          f"--base_url={server.url}"]
   env = {k: v for k, v in os.environ.items() if k != BASE_URL_ENV}
   ok = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)

@@ -65,7 +65,7 @@ def test_generic_graph_with_one_empty_relation_loads_and_says_so(tmp_path):
 def test_check_cli_exits_2_on_an_empty_generic_graph(tmp_path):
   from conftest import REPO
   path = _generic(tmp_path, "writes", "written_by")
-  p = subprocess.run([sys.executable, "-m", "hgnn_ima_jax.data_utils.check", f"--dataset={path}"], cwd=REPO, capture_output=True,
-                     text=True, timeout=120)
+  p = subprocess.run([sys.executable, "-m", "hgnn_ima_jax.data_utils.check", f"--dataset={path}"], cwd=REPO,
+                     capture_output=True, text=True, timeout=120)
   assert p.returncode == EXIT_INVALID and "all 2 relations are empty" in p.stderr
   assert len(p.stderr.strip().splitlines()) == 1

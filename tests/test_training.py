@@ -269,8 +269,9 @@ def test_resume_refuses_another_run_even_when_the_shapes_fit(baseline_run, tiny_
   saved = (tmp_path / "run" / "config.json").read_text()
   monkeypatch.setattr(train, "make_epoch_fn", lambda *a, **k: pytest.fail("training started"))
   longer = tiny_config(num_epochs=tiny_config().num_epochs + 3, **{"optimizer.learning_rate": 0.002})
-  with pytest.raises(checkpoint.CheckpointMismatchError, match=r"belongs to another run: its run's config.json differs: "
-                     r"num_epochs: 6 \(saved\) vs 9 \(asked\); optimizer.learning_rate: 0.001 \(saved\) vs 0.002"):
+  with pytest.raises(checkpoint.CheckpointMismatchError,
+                     match=r"belongs to another run: its run's config.json differs: num_epochs: 6 \(saved\) vs 9 "
+                           r"\(asked\); optimizer.learning_rate: 0.001 \(saved\) vs 0.002"):
     train.train_and_evaluate(longer, workdir, data=tiny_data, progress=False, resume=True)
   assert (tmp_path / "run" / "config.json").read_text() == saved
 
