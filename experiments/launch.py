@@ -95,12 +95,12 @@ def quiet_native_logs(verbose: bool) -> None:
 
   A normal run prints two kinds: 'W ... pjrt_executable.cc] Assume version compatibility' for every
   program loaded from the persistent compilation cache, and, on CPUs whose LLVM target carries the
-  tuning attributes +prefer-no-gather/+prefer-no-scatter (Intel CPUs with the Gather Data Sampling
-  mitigation), 'E ... cpu_aot_loader.cc] Target machine feature ... is not supported' for every
+  tuning attributes +prefer-no-gather/+prefer-no-scatter (some Intel CPUs, e.g. Cascade Lake in
+  jax-ml/jax#38445), 'E ... cpu_aot_loader.cc] Target machine feature ... is not supported' for every
   loaded program. The second is XLA comparing those tuning attributes with the host's instruction
   set (jax-ml/jax#38445, openxla/xla#44565); in this XLA it is only a log line and the cached
   program is used. Newer XLA skips 'prefer-'/'fast-' attributes, but JAX >= 0.10 cannot be used here
-  (requirements: jax-ml/jax#39264), so the fix available is not to print them. Errors that stop a
+  (pyproject.toml: jax-ml/jax#39264), so the fix available is not to print them. Errors that stop a
   run still raise Python exceptions with their message. A TF_CPP_MIN_LOG_LEVEL already set wins.
   """
   if not verbose:

@@ -48,8 +48,9 @@ def _train(tmp_path, cache, *extra):
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   env.pop("TF_CPP_MIN_LOG_LEVEL", None)
   return subprocess.run([sys.executable, "experiments/train.py", f"--workdir={tmp_path / os.urandom(4).hex()}",
-                         "--seeds=1", "--epochs=2", "--config.model.hidden=16", "--config.model.heads=2",
-                         "--config.synthetic.scale=0.1", "--noprogress", *extra], cwd=REPO, env=env,
+                         "--seeds=1", "--epochs=1", "--config.model.hidden=8", "--config.model.heads=1",
+                         "--config.model.num_layers=1", "--config.synthetic.scale=0.05", "--noprogress", *extra],
+                        cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
 
 
