@@ -20,7 +20,7 @@ PYG_PAIR = {"hgnn_ima": "pyg_hgt_late", "hgt_late": "pyg_hgt_late", "hgt_early":
 
 
 def synthetic_kwargs(name: str, feature_dim: int) -> dict:
-  from data_utils.synthetic import AMAZON1_LIKE
+  from hgnn_ima_jax.data_utils.synthetic import AMAZON1_LIKE
   wide = dict(feature_dim=feature_dim, modality_dims=())
   if name == "synthetic_amazon1":
     return {**AMAZON1_LIKE, **wide}
@@ -36,8 +36,8 @@ def synthetic_kwargs(name: str, feature_dim: int) -> dict:
 def load_graph(name: str, data_dir: str, feature_dim: int, seed: int = 0):
   """The MMHN to benchmark: real topology with generated `feature_dim`-wide inputs, or a synthetic graph."""
   if name in REAL_GRAPHS:
-    import data_utils
-    from data_utils.generated import generate_features
+    from hgnn_ima_jax import data_utils
+    from hgnn_ima_jax.data_utils.generated import generate_features
     from hgnn_ima_jax.graph import fill_missing_modalities
     g = data_utils.load_dataset(name, data_dir, features="generated", feature_seed=seed)
     # Every real (type, modality) input regenerated at one width (IMDB's real text is 3066
@@ -51,7 +51,7 @@ def load_graph(name: str, data_dir: str, feature_dim: int, seed: int = 0):
     fill_missing_modalities(g, rule)
     return g.validate()
   if name in SYNTHETIC_GRAPHS:
-    from data_utils.synthetic import make_synthetic
+    from hgnn_ima_jax.data_utils.synthetic import make_synthetic
     return make_synthetic(seed=seed, **synthetic_kwargs(name, feature_dim)).validate()
   raise ValueError(f"unknown graph {name!r}; choose from {GRAPHS}")
 
@@ -81,7 +81,7 @@ def graph_checksum(g) -> str:
 
 def graph_config(graph_name: str, model_name: str, seeds, *, hidden: int, heads: int, layers: int):
   """(the graph's training profile with the benchmark's width/depth, the profile's name)."""
-  from experiments.configs import get_config
+  from hgnn_ima_jax.experiments.configs import get_config
   profile = graph_name if graph_name in REAL_GRAPHS else ("synthetic" if graph_name == "tiny" else "amazon1")
   c = get_config(profile)
   c.model_name = model_name

@@ -123,7 +123,7 @@ def main(spec_path: str):
     spec = json.load(f)
   if spec.get("cpus"):  # before any framework starts its thread pools
     os.sched_setaffinity(0, spec["cpus"])
-  import data_utils
+  from hgnn_ima_jax import data_utils
   data = data_utils.read_generic(spec["graph_file"])
   checksum = graph_checksum(data)
   (run_jax if spec["framework"] == "jax" else run_pyg)(spec, data, checksum)

@@ -17,15 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import resource
-import sys
 import time
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-for p in (REPO, REPO / "benchmarks"):
-  if str(p) not in sys.path:
-    sys.path.insert(0, str(p))
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator

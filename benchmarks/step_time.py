@@ -45,7 +45,7 @@ for _p in (REPO, REPO / "benchmarks"):
 from absl import app, flags  # noqa: E402
 
 import bench_variants as bv  # noqa: E402
-import data_utils  # noqa: E402
+from hgnn_ima_jax import data_utils  # noqa: E402
 from bench_env import cpu_count, emit, load_avg, machine_info, now_utc  # noqa: E402
 from bench_graphs import GRAPHS, JAX_MODELS, PYG_PAIR, graph_checksum, graph_info, load_graph  # noqa: E402
 from hgnn_ima_jax.runtime import find_jemalloc  # noqa: E402  (no JAX import)

@@ -5,8 +5,8 @@
 * any MMHN in the generic .npz / directory format (`data_utils.generic`);
 * 'synthetic' graphs (`data_utils.synthetic`, loaded on first use).
 
-Command-line tools: `python -m data_utils.check` (validate and summarise) and
-`python -m data_utils.download` (fetch the published files, sha256-checked).
+Command-line tools: `python -m hgnn_ima_jax.data_utils.check` (validate and summarise) and
+`python -m hgnn_ima_jax.data_utils.download` (fetch the published files, sha256-checked).
 This package imports only `hgnn_ima_jax.graph` from the model package.
 """
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import pathlib
 
-from data_utils.files import MissingFilesError
-from data_utils.generic import read_generic, write_generic
-from data_utils.paper_datasets import (ELECTRONICS_MODALITIES, PAPER_DATASETS, check_options, load_electronics,
+from .files import MissingFilesError
+from .generic import read_generic, write_generic
+from .paper_datasets import (ELECTRONICS_MODALITIES, PAPER_DATASETS, check_options, load_electronics,
                                        load_paper_dataset)
 from hgnn_ima_jax.graph import MMHN, DatasetError
 
@@ -88,7 +88,7 @@ def load_dataset(name_or_path, data_dir=None, *, features: str = "real", missing
 
 def _synthetic(missing_fill: str, seed: int, kwargs: dict) -> MMHN:
   """data_utils.synthetic.make_synthetic, imported on first use (another module's generator)."""
-  from data_utils.synthetic import make_synthetic  # pylint: disable=import-outside-toplevel
+  from .synthetic import make_synthetic  # pylint: disable=import-outside-toplevel
 
   kwargs = {"seed": seed, **kwargs}
   if missing_fill != "code":  # 'code' = the generator's own default rule

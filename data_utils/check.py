@@ -1,8 +1,8 @@
 r"""Validates a dataset and prints its summary table.
 
-  python -m data_utils.check --dataset=douban --data_dir=../shared/datasets
-  python -m data_utils.check --dataset=imdb --features=generated --missing_fill=text
-  python -m data_utils.check --dataset=path/to/graph.npz        # generic format
+  python -m hgnn_ima_jax.data_utils.check --dataset=douban --data_dir=../shared/datasets
+  python -m hgnn_ima_jax.data_utils.check --dataset=imdb --features=generated --missing_fill=text
+  python -m hgnn_ima_jax.data_utils.check --dataset=path/to/graph.npz        # generic format
 
 Exit codes:
   0  valid; every feature array is real (or --features=generated was asked for).
@@ -19,8 +19,8 @@ import sys
 import numpy as np
 from absl import app, flags
 
-import data_utils
-from data_utils.files import MissingFilesError
+from hgnn_ima_jax import data_utils
+from .files import MissingFilesError
 from hgnn_ima_jax.graph import MMHN, SPLITS, DatasetError
 
 EXIT_OK, EXIT_USAGE, EXIT_INVALID, EXIT_FEATURES_MISSING = 0, 1, 2, 3

@@ -33,8 +33,8 @@ from typing import Iterator
 
 import numpy as np
 
-from data_utils import files
-from data_utils.files import check_array
+from . import files
+from .files import check_array
 from hgnn_ima_jax.graph import MMHN, DatasetError, Relation, fill_missing_modalities
 
 FILL_RULES = ("text", "zeros")
@@ -113,6 +113,10 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
   rel_rows = store.get("relations", "str", (None, 3))
   relations = tuple(Relation(*(str(v) for v in row)) for row in rel_rows)
   edges = {r.name: store.get(f"edges/{r.name}", "int", (None, 2)) for r in relations}
+  if not any(len(e) for e in edges.values()):  # one empty relation is legal; a graph without edges is not
+    problem = f"all {len(relations)} relations are empty" if relations else "no relation is declared"
+    raise DatasetError(store.where("relations"), "relations", problem + " (the graph has no edges)",
+                       "store each relation's (src, dst) pairs in edges/<relation> (one empty relation is fine)")
 
   target_type = scalar("target_type", "str", node_types[0] if len(node_types) == 1 else None)
   if target_type is None:

@@ -53,14 +53,15 @@ from typing import Callable
 
 import numpy as np
 
-from data_utils import files
-from data_utils.files import MissingFilesError, check_array, load_npy, load_npz
-from data_utils.generated import generate_features
+from . import files
+from .files import MissingFilesError, check_array, load_npy, load_npz
+from .generated import generate_features
+from hgnn_ima_jax.config_validation import CHOICES
 from hgnn_ima_jax.graph import MMHN, DatasetError, Relation, fill_missing_modalities
 
 MODALITIES = ("text", "image")
-FILL_RULES = ("code", "text", "zeros")
-FEATURE_MODES = ("real", "generated")
+FILL_RULES = CHOICES["missing_fill"]
+FEATURE_MODES = CHOICES["features"]
 SPLIT_KEYS = {"train": "train_idx", "val": "val_idx", "test": "test_idx"}
 AUTHORS_PAGE = "the authors' download page (they are not in the MHGAT GitHub repository)"
 
@@ -98,6 +99,12 @@ class PaperDataset:
   @property
   def target_type(self) -> str:
     return self.node_types[0]
+
+  @property
+  def authors_only(self) -> tuple[FeatureFile, ...]:
+    """The feature files that are not on GitHub (the authors' download page has them); IMDB's text is on GitHub."""
+    on_github = {f for f, _ in self.published}
+    return tuple(f for f in self.feature_files if f.filename not in on_github)
 
 
 def dedup(pairs: np.ndarray) -> np.ndarray:
@@ -251,9 +258,13 @@ def load_paper_dataset(name: str, data_dir, *, features: str = "real", missing_f
   path = lambda f: str(root / f)
   topology = [spec.rdf_file, spec.labels_file, spec.split_file] + ([spec.node_types_file] if spec.node_types_file else [])
   absent_features = files.missing(path(f.filename) for f in spec.feature_files)
-  _require(root, files.missing(path(f) for f in topology), absent_features, features,
-           f"download them with `python -m data_utils.download --dataset={name} --data_dir={root.parent}`",
-           f"they are published only on {AUTHORS_PAGE}: put each at the path shown")
+  download = (f"download them with `python -m hgnn_ima_jax.data_utils.download --dataset={name} "
+              f"--data_dir={root.parent}`")
+  authors_only = {path(f.filename) for f in spec.authors_only}
+  _require(root, files.missing(path(f) for f in topology), absent_features, features, download,
+           f"they are published only on {AUTHORS_PAGE}: put each at the path shown"
+           if set(absent_features) <= authors_only else
+           f"those on GitHub: {download}; any other is published only on {AUTHORS_PAGE}: put it at the path shown")
 
   counts = spec.num_nodes or _counts_from_node_types(path(spec.node_types_file), spec.node_types)
   num_nodes = dict(zip(spec.node_types, counts))
@@ -277,10 +288,16 @@ def load_paper_dataset(name: str, data_dir, *, features: str = "real", missing_f
     feats[f.node_type][f.modality] = x
     prov[f"{f.node_type}/{f.modality}"] = "real"
 
+  edges = spec.build_edges(rel)
+  for r, e in edges.items():  # the published graphs have edges in every relation the code builds
+    if len(e) == 0:
+      raise DatasetError(path(spec.rdf_file), f"edges[{r!r}]", "has no rows in the rdf: the relation is empty, "
+                         "which no published file is", "replace the file with the published one (re-download it)")
+
   graph = MMHN(
       name=name, node_types=spec.node_types, num_nodes=num_nodes, modalities=MODALITIES,
       node_modalities={t: MODALITIES if t == spec.target_type else ("text",) for t in spec.node_types},
-      relations=spec.relations, edges=spec.build_edges(rel), features=feats,
+      relations=spec.relations, edges=edges, features=feats,
       target_type=spec.target_type, labels=labels, num_classes=spec.num_classes, splits=splits,
       provenance={"features": prov}, source=str(root))
   if absent_features:
@@ -335,6 +352,9 @@ def load_electronics(name: str, data_dir, *, features: str = "real", missing_fil
   edges = {}
   for r in ELECTRONICS_RELATIONS:
     e = load_npy(path(f"{r}.npy"), f"edges[{r!r}]", "int", (None, 2))
+    if len(e) == 0:
+      raise DatasetError(path(f"{r}.npy"), f"edges[{r!r}]", "has no rows: an empty relation file",
+                         "store the relation's (item, item) pairs (the format is in data_utils/README.md)")
     edges[r] = np.concatenate([dedup(e), dedup(reverse(e))])  # the code's symmetrisation keeps duplicates
   splits = _read_splits(path(ELECTRONICS_SPLIT_FILE))
 
@@ -409,6 +429,9 @@ def _counts_from_node_types(path: str, names: tuple[str, ...]) -> tuple[int, ...
 def _read_rdf(path: str, rdf_relations, num_nodes: dict[str, int], offsets: dict[str, int]) -> dict[int, np.ndarray]:
   """Reads (src, dst, relation) global-id rows; returns relation id -> local (src, dst) pairs."""
   rdf = load_npy(path, "rdf", "int", (None, 3)).astype(np.int64)
+  if len(rdf) == 0:
+    raise DatasetError(path, "rdf", "has no rows: an empty relation file", "replace it with the published file "
+                       "(re-download it)")
   rel_ids = rdf[:, 2]
   known = (rel_ids >= 0) & (rel_ids < len(rdf_relations))
   if not known.all():

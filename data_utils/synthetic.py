@@ -69,7 +69,7 @@ Defaults were chosen with linear probes (`linear_probe_report`, logistic
 regression on the test split): own features are weak, the mean of 2-hop
 neighbours is better, neither modality alone matches both, and the mean over
 same-class 2-hop neighbours (an oracle) is far better still, which is the room
-an attention mechanism can win. Run ``python -m data_utils.synthetic`` for the
+an attention mechanism can win. Run ``python -m hgnn_ima_jax.data_utils.synthetic`` for the
 table. Whether HGNN-IMA actually beats the HGT baselines here is an experiment,
 not a property of this module.
 """
@@ -86,6 +86,14 @@ import scipy.sparse as sp
 from hgnn_ima_jax.graph import MMHN, Relation, fill_missing_modalities
 
 ROLE_ABSENT, ROLE_BLANK, ROLE_CARRIER, ROLE_WRONG = -1, 0, 1, 2
+
+
+class SyntheticConfigError(ValueError):
+  """A `SyntheticConfig` knob is invalid; `field`, `value`, `problem` and `fix` say which and why."""
+
+  def __init__(self, field: str, value, problem: str, fix: str):
+    self.field, self.value, self.problem, self.fix = field, value, problem, fix
+    super().__init__(f"SyntheticConfig.{field}: {problem}. Fix: {fix}")
 
 
 class HubSpec(NamedTuple):
@@ -247,27 +255,29 @@ class SyntheticConfig:
 
   def _check(self):
     def bad(field, problem, fix):
-      raise ValueError(f"SyntheticConfig.{field}: {problem}. Fix: {fix}")
+      raise SyntheticConfigError(field, getattr(self, field, None), problem, fix)
 
     if not self.modalities or len(set(self.modalities)) != len(self.modalities):
-      bad("modalities", f"{self.modalities!r}", "give one or more distinct modality names")
+      bad("modalities", f"{self.modalities!r} is empty or repeats a name", "give one or more distinct modality names")
     if self.missing_fill not in ("text", "zeros"):
-      bad("missing_fill", f"{self.missing_fill!r}", "use 'text' or 'zeros'")
+      bad("missing_fill", f"{self.missing_fill!r} is not a fill rule", "use 'text' or 'zeros'")
     if self.num_classes < 2:
-      bad("num_classes", f"{self.num_classes}", "use at least 2 classes")
+      bad("num_classes", f"{self.num_classes} is fewer than 2", "use at least 2 classes")
     if self.class_weights is not None and (len(self.class_weights) != self.num_classes
                                            or min(self.class_weights) <= 0):
-      bad("class_weights", f"{self.class_weights!r}", f"give {self.num_classes} positive weights or None")
+      bad("class_weights", f"{self.class_weights!r} is not {self.num_classes} positive weights",
+          f"give {self.num_classes} positive weights or None")
     for f in ("homophily", "shared_signal_frac", "misalignment"):
       if not 0.0 <= getattr(self, f) <= 1.0:
-        bad(f, f"{getattr(self, f)}", "use a fraction in [0, 1]")
+        bad(f, f"{getattr(self, f)} is outside [0, 1]", "use a fraction in [0, 1]")
     for f in ("signal", "noise", "hub_noise", "degree_skew", "scale"):
-      if getattr(self, f) < 0 or (f == "scale" and self.scale == 0):
-        bad(f, f"{getattr(self, f)}", "use a non-negative value (scale > 0)")
+      if not np.isfinite(getattr(self, f)) or getattr(self, f) < 0 or (f == "scale" and self.scale == 0):
+        bad(f, f"{getattr(self, f)} is negative, zero or not finite", "use a finite non-negative value (scale > 0)")
     if len(self.split) != 3 or min(self.split) <= 0 or sum(self.split) > 1 + 1e-9:
-      bad("split", f"{self.split!r}", "give three positive train/val/test fractions summing to <= 1")
+      bad("split", f"{self.split!r} is not three positive fractions summing to <= 1",
+          "give three positive train/val/test fractions summing to <= 1")
     if self.count(self.num_targets) < 3 * self.num_classes:
-      bad("num_targets", f"{self.count(self.num_targets)} targets at this scale",
+      bad("num_targets", f"gives {self.count(self.num_targets)} targets at scale {self.scale}",
           f"use at least {3 * self.num_classes} so every class can appear in every split")
     types = self.node_types
     if len(set(types)) != len(types):
@@ -292,7 +302,8 @@ class SyntheticConfig:
           r.pairs_per_item for r in self.item_relations) <= 0:
         bad("item_relations", "non-positive degrees", "give positive pairs_per_item")
       if self.num_edges is not None and (self.num_edges < 0 or self.num_edges % 2):
-        bad("num_edges", f"{self.num_edges}", "give an even, non-negative total (relations are symmetric)")
+        bad("num_edges", f"{self.num_edges} is odd or negative",
+            "give an even, non-negative total (relations are symmetric)")
     else:
       if self.num_edges is not None:
         bad("num_edges", "is only used with single_type=True", "set links per target in `hubs` instead")

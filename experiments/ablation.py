@@ -17,15 +17,12 @@ where no relation's source type misses a modality (L_att is 0 there). Writes
 from __future__ import annotations
 
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
   reexec_with_fast_allocator()
 
-from experiments import common  # noqa: E402
+from hgnn_ima_jax.experiments import common, launch  # noqa: E402
 
 VARIANTS = ("-cross", "-adapt", "+inf", "-nei", "-align", "-L_att", "-L_ind")
 OURS = "hgnn_ima"
@@ -46,16 +43,19 @@ def run_ablation(opts: common.Options, workdir: str, variants=VARIANTS, *, log=p
   unknown = [v for v in variants if v not in ABLATIONS]
   if unknown:
     raise ValueError(f"unknown variants {unknown}; choose from {', '.join(ABLATIONS)}")
+  models = (OURS, *(OURS + v for v in variants))
+  configs = {(d, m): common.cell_config(d, opts, m) for d in opts.datasets for m in models}
+  common.validate_cells(configs.values())  # every cell, before the first one trains
   runner = common.CellRunner(workdir, opts, log=log)
   out = {}
   for dataset in opts.datasets:
-    ours_cfg = common.cell_config(dataset, opts, OURS)
+    ours_cfg = configs[dataset, OURS]
     ours = runner.run(ours_cfg, OURS)
     ours_sig = common.signature(ours_cfg)
     row = {"hgnn_ima": _entry(ours, same_as_ours=False)}
     for v in variants:
       model = OURS + v
-      cfg = common.cell_config(dataset, opts, model)
+      cfg = configs[dataset, model]
       if v == "-L_att" and not latt_applicable(runner.data(cfg).schema):
         row[model] = {"applicable": False, "reason": "no relation's source type misses a modality: L_att is 0"}
         log(f"[{common.dataset_tag(dataset)}/{model}] inapplicable (full data)")
@@ -63,7 +63,7 @@ def run_ablation(opts: common.Options, workdir: str, variants=VARIANTS, *, log=p
       cell = runner.run(cfg, model)
       row[model] = _entry(cell, same_as_ours=common.signature(cfg) == ours_sig)
     out[dataset] = row
-  return build_ablation(out, opts.datasets, variants)
+  return build_ablation(out, opts.datasets, variants, tiny=opts.tiny)
 
 
 def _entry(cell: common.Cell, *, same_as_ours: bool) -> dict:
@@ -75,12 +75,12 @@ def _entry(cell: common.Cell, *, same_as_ours: bool) -> dict:
           "same_as_ours": same_as_ours, "run_dir": cell.run_dir, "reused": cell.reused}
 
 
-def build_ablation(rows: dict[str, dict[str, dict]], datasets, variants) -> dict:
+def build_ablation(rows: dict[str, dict[str, dict]], datasets, variants, *, tiny: bool = False) -> dict:
   """{'datasets', 'variants', 'models', 'cells': {dataset: {model: entry}}, 'comparable_with_paper', 'notes'}."""
   models = [OURS + v for v in variants] + [OURS]
   comparable = all(e.get("comparable_with_paper", True) for row in rows.values() for e in row.values()
                    if e.get("applicable"))
-  notes = []
+  notes = [common.TINY_NOTE] if tiny else []
   if not comparable:
     notes.append(common.NOT_COMPARABLE_NOTE)
   if any(e.get("same_as_ours") for row in rows.values() for e in row.values()):
@@ -89,7 +89,8 @@ def build_ablation(rows: dict[str, dict[str, dict]], datasets, variants) -> dict
   if any(not e.get("applicable", True) for row in rows.values() for e in row.values()):
     notes.append(f"{INAPPLICABLE} inapplicable: no node type misses a modality (full data), so L_att is 0.")
   return {"datasets": list(datasets), "variants": list(variants), "models": models,
-          "metric": "test_macro_f1", "cells": rows, "comparable_with_paper": comparable, "notes": notes}
+          "metric": "test_macro_f1", "cells": rows, "comparable_with_paper": comparable, "smoke_test": tiny,
+          "notes": notes}
 
 
 def ablation_markdown(table: dict) -> str:
@@ -115,7 +116,8 @@ def ablation_markdown(table: dict) -> str:
       row.append(text)
     rows.append(row)
   n_seeds = sorted({len(e["seeds"]) for row in table["cells"].values() for e in row.values() if e.get("applicable")})
-  parts = [f"## Table 4: test Macro-F1 of ablative models, mean ± std over {'/'.join(map(str, n_seeds))} seed(s)", "",
+  parts = [f"## Table 4: test Macro-F1 of ablative models, mean ± std over {'/'.join(map(str, n_seeds))} seed(s)"
+           + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""), "",
            common.markdown_table(["Variants"] + [common.dataset_tag(d) for d in datasets], rows)]
   if table["notes"]:
     parts += [""] + table["notes"]
@@ -136,7 +138,7 @@ def main(argv):
   del argv
   FLAGS = flags.FLAGS
   common.quiet_logging()
-  opts = common.options_from_flags(FLAGS)
+  opts = common.options_or_exit(FLAGS)
   variants = common.parse_list(FLAGS.variants)
   if not variants or any(v not in ABLATIONS for v in variants):
     raise app.UsageError(f"--variants={FLAGS.variants}: give a comma list of {', '.join(ABLATIONS)}")
@@ -149,4 +151,4 @@ if __name__ == "__main__":
   common.define_common_flags("ablation")
   # A leading '-' would read as a flag: pass --variants=-cross,-align (with '=').
   flags.DEFINE_string("variants", ",".join(VARIANTS), "comma list of Table 4 variants: " + ", ".join(VARIANTS))
-  app.run(main)
+  app.run(main, flags_parser=launch.app_flags_parser(lambda: common.config_help(flags.FLAGS)))

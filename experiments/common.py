@@ -25,22 +25,28 @@ import glob
 import json
 import math
 import os
+import sys
 import time
 from typing import Any, Callable, Sequence
 
 import ml_collections
 
-from experiments.configs import PROTOCOLS, SIZE_FIELDS, get_config, paper_overrides, set_path
+from .configs import PROTOCOLS, SIZE_FIELDS, get_config, paper_overrides, set_path
+from hgnn_ima_jax import config_validation as cv
 
 DEFAULT_SEEDS = 5
-# Fields that do not change what is trained (they only change bookkeeping or device layout).
-_IGNORED_FIELDS = ("checkpoint_every", "shard_seeds")
+# Beyond config_validation.RESULT_NEUTRAL: the device layout changes results only in the last float bits.
+_IGNORED_FIELDS = ("shard_seeds",)
 # Data fields: cells with equal values share one loaded MMHN.
 _DATA_FIELDS = ("dataset", "data_dir", "features", "missing_fill", "feature_seed", "synthetic", "split",
                 "split_fractions", "split_seed")
 
 NOT_COMPARABLE_NOTE = ("† features were generated (the synthetic dataset, or --features=generated for absent "
                        "feature files): these numbers are NOT comparable with the paper's.")
+TINY_NOTE = ("SMOKE TEST (--tiny): experiments/configs/test.py sizes (a tiny graph, a small model, a few epochs). "
+             "These numbers only show that the pipeline runs; they mean nothing, and cells may tie (equal "
+             "ablation numbers do not make a variant a no-op).")
+TINY_FIGURE_NOTE = "SMOKE TEST (--tiny): tiny graph, small model, few epochs; these numbers mean nothing"
 
 
 # --- options and flags ------------------------------------------------------------------
@@ -71,15 +77,23 @@ def parse_list(text: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def parse_seeds(text: str | None) -> tuple[int, ...] | None:
-  """'5' → (0, ..., 4); '0,3,7' → (0, 3, 7); None/'' → None (the script's default)."""
+  """'5' → (0, ..., 4); '0,3,7' → (0, 3, 7); None/'' → None (the script's default).
+
+  Raises:
+    ConfigError: on config.seeds, for text that is neither a positive count nor a list of integers.
+  """
   if text is None or not str(text).strip():
     return None
   text = str(text).strip()
-  if "," in text:
-    return tuple(int(s) for s in text.split(",") if s.strip())
-  n = int(text)
+  fix = "give --seeds=N for seeds 0..N-1 (N >= 1), or a comma-separated list such as 0,3,7"
+  try:
+    if "," in text:
+      return tuple(int(s) for s in text.split(",") if s.strip())
+    n = int(text)
+  except ValueError:
+    raise cv.ConfigError("seeds", text, "is neither a count nor a comma-separated list of integers", fix) from None
   if n < 1:
-    raise ValueError(f"--seeds={text}: give a positive count or a comma-separated list")
+    raise cv.ConfigError("seeds", text, "is not a positive count", fix)
   return tuple(range(n))
 
 
@@ -89,31 +103,53 @@ def parse_ints(text: str | Sequence[int]) -> tuple[int, ...]:
   return tuple(int(s) for s in text)
 
 
-def define_common_flags(script: str, *, multi_dataset: bool = True, default_seeds: str | None = None):
-  """Defines the common flags (call once, from the script's `__main__` block)."""
-  from absl import flags
+def define_config_flag(help_text: str):
+  """`--config.<field>=<value>` over experiments/configs/default.py. Defined here, not in the script, so
+  that --help shows it as the compact field list of `launch.config_summary` rather than a 90-line dump."""
   from ml_collections import config_flags
 
-  from experiments.configs import default
+  from .configs import default
 
+  config_flags.DEFINE_config_dict("config", default.get_config(), help_text)
+
+
+def define_common_flags(script: str, *, multi_dataset: bool = True, default_seeds: str | None = None,
+                        workdir_default: str | None = None):
+  """Defines the common flags (call once, from the script's `__main__` block); they are the script's
+  own flags in its --help."""
+  from absl import flags
+
+  own = {"module_name": sys.argv[0]}  # absl lists the main module's flags in --help
   if multi_dataset:
     flags.DEFINE_string("datasets", "synthetic", "comma list: douban, imdb, amazon, amazon1, amazon2, synthetic "
-                        "or generic-format paths")
+                        "or generic-format paths", **own)
   flags.DEFINE_string("seeds", default_seeds, f"N for seeds 0..N-1, or a list such as 0,3,7 (default "
-                      f"{default_seeds or DEFAULT_SEEDS}; with --tiny, configs/test.py's seeds)")
-  flags.DEFINE_integer("epochs", None, "number of epochs (default: the dataset's)")
+                      f"{default_seeds or DEFAULT_SEEDS}; with --tiny, configs/test.py's seeds)", **own)
+  flags.DEFINE_integer("epochs", None, "number of epochs (default: the dataset's)", **own)
   flags.DEFINE_enum("features", None, ["real", "generated"],
                     "'generated' explicitly runs the real graph with generated stand-ins for absent feature "
-                    "files; results are then marked not comparable with the paper")
-  flags.DEFINE_string("data_dir", None, "directory holding <dataset>/ folders (default: $HGNN_IMA_DATA_DIR or ./data)")
-  flags.DEFINE_enum("protocol", "code", list(PROTOCOLS), "'code' (the authors' scripts) or 'paper' (Sec. 5.3)")
-  flags.DEFINE_bool("tiny", False, "use experiments/configs/test.py sizes (hidden 16, 2 heads, 2 layers, 6 epochs, "
-                    "synthetic scale 0.1): for tests and smoke runs")
-  flags.DEFINE_string("workdir", None, f"output directory (default: runs/{script}-<time>)")
-  flags.DEFINE_bool("resume", False, "reuse finished cells (results.json) in --workdir and continue unfinished ones")
-  flags.DEFINE_bool("progress", True, "show a progress bar per training cell")
-  config_flags.DEFINE_config_dict("config", default.get_config(),
-                                  "overrides applied to every cell: --config.<field>=<value>")
+                    "files; results are then marked not comparable with the paper", **own)
+  flags.DEFINE_string("data_dir", None, "directory holding <dataset>/ folders (default: $HGNN_IMA_DATA_DIR or ./data)",
+                      **own)
+  flags.DEFINE_enum("protocol", "code", list(PROTOCOLS), "'code' (the authors' scripts) or 'paper' (Sec. 5.3)", **own)
+  flags.DEFINE_bool("tiny", False, "smoke-test sizes from experiments/configs/test.py (hidden 16, 2 heads, 2 layers, "
+                    "6 epochs, synthetic scale 0.1); outputs are marked as such: their numbers mean nothing", **own)
+  flags.DEFINE_string("workdir", None, f"output directory (default: {workdir_default or f'runs/{script}-<time>'})",
+                      **own)
+  flags.DEFINE_bool("resume", False, "reuse finished cells (results.json) in --workdir and continue unfinished ones",
+                    **own)
+  flags.DEFINE_bool("progress", True, "show a progress bar per training cell", **own)
+  define_config_flag("overrides applied to every cell: --config.<field>=<value> (listed below)")
+
+
+def config_help(flag_values) -> str:
+  """--help's tail for the artefact scripts: the config fields as the first cell would use them."""
+  opts = options_from_flags(flag_values)
+  dataset = opts.datasets[0] if opts.datasets else flag_values["dataset"].value
+  title = (f"config fields (--config.<section>.<field>=<value>), as a cell on {dataset}"
+           f"{' with --tiny' if opts.tiny else ''} would use them (model_name is the cell's):")
+  from . import launch  # launch.py is the scripts' side; common.py stays importable without it
+  return launch.config_summary(base_config(dataset, opts), title)
 
 
 def options_from_flags(flag_values) -> Options:
@@ -127,9 +163,18 @@ def options_from_flags(flag_values) -> Options:
 
 
 def user_errors() -> tuple[type, ...]:
-  """Errors a launcher reports in one line (exit 2) instead of a traceback: bad data, a workdir clash."""
+  """Errors a launcher reports in one line (exit 2) instead of a traceback: bad data or config, a workdir clash."""
+  from hgnn_ima_jax.checkpoint import CheckpointMismatchError
   from hgnn_ima_jax.graph import DatasetError
-  return (DatasetError, CellConfigError, FileExistsError)
+  return (DatasetError, cv.ConfigError, CellConfigError, CheckpointMismatchError, FileExistsError)
+
+
+def validate_cells(configs) -> list:
+  """`config_validation.validate_config` on every cell config, before any cell runs; returns them."""
+  configs = list(configs)
+  for config in configs:
+    cv.validate_config(config)
+  return configs
 
 
 def default_workdir(script: str) -> str:
@@ -140,7 +185,6 @@ def run_script(script: str, flag_values, run: Callable[[str], dict], write_outpu
                markdown: Callable[[dict], str]):
   """The shared tail of table2/ablation/layers: workdir, devices, run (user errors: one line,
   exit 2), write the outputs, print the Markdown and the paths written."""
-  import sys
   from absl import app
   if flag_values.resume and not flag_values.workdir:
     raise app.UsageError("--resume needs the --workdir of the earlier run")
@@ -150,8 +194,7 @@ def run_script(script: str, flag_values, run: Callable[[str], dict], write_outpu
   try:
     table = run(workdir)
   except user_errors() as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    fail(e)
   paths = write_outputs(table, workdir)
   print()
   print(markdown(table))
@@ -160,10 +203,29 @@ def run_script(script: str, flag_values, run: Callable[[str], dict], write_outpu
 
 
 def quiet_logging():
-  """Orbax logs every save at INFO; keep the scripts' output to their tables."""
+  """Orbax logs every save at INFO and XLA's C++ logs are noise (`launch.quiet_native_logs`): both are off
+  unless --verbosity is given, so the scripts' output is their tables. Call it before JAX is imported."""
   from absl import flags, logging
-  if not flags.FLAGS.is_parsed() or not flags.FLAGS["verbosity"].present:
+
+  from . import launch
+  verbose = flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present
+  launch.quiet_native_logs(verbose)
+  if not verbose:
     logging.set_verbosity(logging.WARNING)
+
+
+def fail(err: Exception):
+  """A user error as one line on stderr, exit code 2."""
+  print(f"error: {err}", file=sys.stderr)
+  sys.exit(2)
+
+
+def options_or_exit(flag_values) -> Options:
+  """`options_from_flags`; a bad --seeds is one line and exit 2."""
+  try:
+    return options_from_flags(flag_values)
+  except cv.ConfigError as e:
+    fail(e)
 
 
 # --- configs ----------------------------------------------------------------------------
@@ -173,7 +235,7 @@ def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
   if opts.protocol not in PROTOCOLS:
     raise ValueError(f"protocol must be one of {PROTOCOLS}, got {opts.protocol!r}")
   if opts.tiny:
-    from experiments.configs import test as test_config
+    from .configs import test as test_config
     config = test_config.get_config(dataset)
     if opts.protocol == "paper":  # the paper's optimiser/loss/stopping, at the tiny sizes
       for path, value in paper_overrides(dataset).items():
@@ -203,10 +265,6 @@ def cell_config(dataset: str, opts: Options, model: str = "hgnn_ima", **fields) 
   return config
 
 
-def _normalise(tree):
-  return json.loads(json.dumps(tree, sort_keys=True, default=lambda x: list(x) if isinstance(x, tuple) else str(x)))
-
-
 def signature(config: ml_collections.ConfigDict) -> dict:
   """What determines a training run: the resolved config, with the model name reduced to the
   module it builds (its base model + the ablation's field overrides) and bookkeeping fields dropped.
@@ -216,27 +274,13 @@ def signature(config: ml_collections.ConfigDict) -> dict:
   from hgnn_ima_jax import train
   from hgnn_ima_jax.models import split_model_name
 
-  d = train.resolve_config(config).to_dict()
+  d = cv.result_fields(train.resolve_config(config))  # without bookkeeping and unread data fields
   for k in _IGNORED_FIELDS:
-    d.pop(k, None)
-  # `train.load_data` reads data_dir/features only for files and the synthetic knobs only for 'synthetic'.
-  for k in (("data_dir", "features") if d.get("dataset") == "synthetic" else ("synthetic",)):
     d.pop(k, None)
   base, model_over, _ = split_model_name(d["model_name"])
   d["model_name"] = base
   d["model"] = {**d["model"], **model_over}
-  return _normalise(d)
-
-
-def _diff(a, b, prefix="") -> list[str]:
-  out = []
-  if isinstance(a, dict) and isinstance(b, dict):
-    for k in sorted(set(a) | set(b)):
-      out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
-    return out
-  if a != b:
-    out.append(f"{prefix[:-1]}: {a!r} (there) vs {b!r} (asked)")
-  return out
+  return cv.normalise(d)
 
 
 def dataset_tag(dataset: str) -> str:
@@ -275,7 +319,7 @@ class CellRunner:
   def data(self, config: ml_collections.ConfigDict):
     """The MMHN for a config, loaded once per distinct data fields."""
     from hgnn_ima_jax import train
-    key = json.dumps(_normalise({k: config.to_dict().get(k) for k in _DATA_FIELDS}), sort_keys=True)
+    key = json.dumps(cv.normalise({k: config.to_dict().get(k) for k in _DATA_FIELDS}), sort_keys=True)
     if key not in self._data:
       self._data[key] = train.load_data(config)
     return self._data[key]
@@ -299,7 +343,7 @@ class CellRunner:
     if os.path.exists(os.path.join(run_dir, "config.json")):
       there = signature(checkpoint.read_config(run_dir))
       if there != sig:
-        diffs = "; ".join(_diff(there, sig)[:6])
+        diffs = "; ".join(cv.diff_configs(there, sig)[:6])
         raise CellConfigError(f"{run_dir} holds a run with a different config ({diffs}); "
                               "use a new --workdir (or delete that directory)")
     if self.opts.resume:

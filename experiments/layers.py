@@ -14,15 +14,12 @@ per dataset, error bars = std over seeds), `layers.json` and `layers.md`.
 from __future__ import annotations
 
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
   reexec_with_fast_allocator()
 
-from experiments import common  # noqa: E402
+from hgnn_ima_jax.experiments import common, figures, launch  # noqa: E402
 
 DEFAULT_LAYERS = (0, 1, 2, 3, 4)
 
@@ -37,12 +34,15 @@ def run_layers(opts: common.Options, workdir: str, layers=DEFAULT_LAYERS, model:
   layers = tuple(int(k) for k in layers)
   if not layers or min(layers) < 0:
     raise ValueError(f"layers must be non-negative integers, got {layers}")
+  configs = {(d, k): common.cell_config(d, opts, model, **{"model.num_layers": k})
+             for d in opts.datasets for k in layers}
+  common.validate_cells(configs.values())  # every cell, before the first one trains
   runner = common.CellRunner(workdir, opts, log=log)
   curves = {}
   for dataset in opts.datasets:
     points = []
     for k in layers:
-      cell = runner.run(common.cell_config(dataset, opts, model, **{"model.num_layers": k}), f"{model}-K{k}")
+      cell = runner.run(configs[dataset, k], f"{model}-K{k}")
       r = cell.results
       points.append({"layers": k, "test_macro_f1": r["test_macro_f1"], "test_micro_f1": r["test_micro_f1"],
                      "per_seed_macro_f1": [s["test_macro_f1"] for s in r["per_seed"]], "seeds": list(r["seeds"]),
@@ -51,8 +51,8 @@ def run_layers(opts: common.Options, workdir: str, layers=DEFAULT_LAYERS, model:
     curves[dataset] = points
   comparable = all(p["comparable_with_paper"] for pts in curves.values() for p in pts)
   return {"model": model, "layers": list(layers), "datasets": list(opts.datasets), "metric": "test_macro_f1",
-          "curves": curves, "comparable_with_paper": comparable,
-          "notes": [] if comparable else [common.NOT_COMPARABLE_NOTE]}
+          "curves": curves, "comparable_with_paper": comparable, "smoke_test": opts.tiny,
+          "notes": ([common.TINY_NOTE] if opts.tiny else []) + ([] if comparable else [common.NOT_COMPARABLE_NOTE])}
 
 
 def plot_layers(table: dict, path: str) -> str:
@@ -73,9 +73,9 @@ def plot_layers(table: dict, path: str) -> str:
   ax.set_title(f"{common.display_name(table['model'])}: Macro-F1 vs layers")
   ax.grid(alpha=0.3)
   ax.legend()
-  if not table["comparable_with_paper"]:
-    fig.text(0.01, 0.01, "features generated: not comparable with the paper", fontsize=7, color="firebrick")
-  fig.tight_layout(rect=(0, 0.03, 1, 1))
+  notes = figures.footnotes(table["comparable_with_paper"], bool(table.get("smoke_test")))
+  figures.add_footnotes(fig, notes)
+  fig.tight_layout(rect=(0, 0.03 * max(1, len(notes)), 1, 1))
   fig.savefig(path, dpi=120)
   plt.close(fig)
   return path
@@ -89,7 +89,8 @@ def layers_markdown(table: dict) -> str:
     gen = "" if all(p["comparable_with_paper"] for p in pts) else "†"
     rows.append([common.dataset_tag(dataset) + gen] +
                 [common.emphasise(common.format_stats(p["test_macro_f1"]), mk) for p, mk in zip(pts, marks)])
-  parts = [f"## Figure 3: test Macro-F1 of {common.display_name(table['model'])} vs number of layers K", "",
+  parts = [f"## Figure 3: test Macro-F1 of {common.display_name(table['model'])} vs number of layers K"
+           + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""), "",
            common.markdown_table(header, rows)]
   if table["notes"]:
     parts += [""] + table["notes"]
@@ -112,7 +113,7 @@ def main(argv):
   del argv
   FLAGS = flags.FLAGS
   common.quiet_logging()
-  opts = common.options_from_flags(FLAGS)
+  opts = common.options_or_exit(FLAGS)
   try:
     layers = common.parse_ints(FLAGS.layers)
   except ValueError:
@@ -130,4 +131,4 @@ if __name__ == "__main__":
   common.define_common_flags("layers")
   flags.DEFINE_string("layers", ",".join(map(str, DEFAULT_LAYERS)), "comma list of layer counts K")
   flags.DEFINE_string("model", "hgnn_ima", "the model whose depth is varied (any of MODEL_NAMES)")
-  app.run(main)
+  app.run(main, flags_parser=launch.app_flags_parser(lambda: common.config_help(flags.FLAGS)))

@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
   reexec_with_fast_allocator()
 
-from experiments import common  # noqa: E402
+from hgnn_ima_jax.experiments import common, launch  # noqa: E402
 
 DEFAULT_MODELS = ("hgt_early", "hgt_late", "hgnn_ima")
 OURS = "hgnn_ima"
@@ -44,11 +41,13 @@ def run_table2(opts: common.Options, workdir: str, models=DEFAULT_MODELS, *, log
     raise ValueError(f"unknown models {unknown}; choose from {', '.join(MODEL_NAMES)}")
   if not opts.datasets:
     raise ValueError("no datasets given")
+  configs = {(d, m): common.cell_config(d, opts, m) for d in opts.datasets for m in models}
+  common.validate_cells(configs.values())  # every cell, before the first one trains
   runner = common.CellRunner(workdir, opts, log=log)
   cells = {}
   for dataset in opts.datasets:
-    cells[dataset] = {m: runner.run(common.cell_config(dataset, opts, m), m) for m in models}
-  return build_table2(cells, opts.datasets, models)
+    cells[dataset] = {m: runner.run(configs[dataset, m], m) for m in models}
+  return build_table2(cells, opts.datasets, models, tiny=opts.tiny)
 
 
 def _cell_entry(cell: common.Cell) -> dict:
@@ -105,7 +104,7 @@ def table3_entry(ours: dict, baselines: dict[str, dict]) -> dict | None:
           "comparable_with_paper": ours["comparable_with_paper"] and b["comparable_with_paper"]}
 
 
-def build_table2(cells: dict[str, dict[str, common.Cell]], datasets, models) -> dict:
+def build_table2(cells: dict[str, dict[str, common.Cell]], datasets, models, *, tiny: bool = False) -> dict:
   """The JSON-able tables: {'datasets', 'models', 'cells': {dataset: {model: entry}}, 'table3': {dataset: ...}}."""
   out_cells = {d: {m: _cell_entry(cells[d][m]) for m in models} for d in datasets}
   table3 = {}
@@ -116,13 +115,14 @@ def build_table2(cells: dict[str, dict[str, common.Cell]], datasets, models) -> 
     else:
       table3[d] = None
   comparable = all(e["comparable_with_paper"] for row in out_cells.values() for e in row.values())
-  notes = []
+  notes = [common.TINY_NOTE] if tiny else []
   if not comparable:
     notes.append(common.NOT_COMPARABLE_NOTE)
   if OURS not in models or not any(m in HGT_MODELS for m in models):
     notes.append("Table 3 needs hgnn_ima and at least one HGT model (hgt, hgt_early, hgt_late) in --models.")
   return {"datasets": list(datasets), "models": list(models), "metric_order": ["test_micro_f1", "test_macro_f1"],
-          "cells": out_cells, "table3": table3, "comparable_with_paper": comparable, "notes": notes}
+          "cells": out_cells, "table3": table3, "comparable_with_paper": comparable, "smoke_test": tiny,
+          "notes": notes}
 
 
 def table2_markdown(table: dict) -> str:
@@ -145,7 +145,8 @@ def table2_markdown(table: dict) -> str:
         row.append(text + ("†" if e["features_generated"] else ""))
     rows.append(row)
   n_seeds = sorted({len(table["cells"][d][m]["seeds"]) for d in datasets for m in models})
-  parts = [f"## Table 2: test Micro/Macro-F1, mean ± std over {'/'.join(map(str, n_seeds))} seed(s)", "",
+  parts = [f"## Table 2: test Micro/Macro-F1, mean ± std over {'/'.join(map(str, n_seeds))} seed(s)"
+           + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""), "",
            common.markdown_table(header, rows)]
   t3 = table3_markdown(table)
   if t3:
@@ -191,7 +192,7 @@ def main(argv):
   del argv
   FLAGS = flags.FLAGS
   common.quiet_logging()
-  opts = common.options_from_flags(FLAGS)
+  opts = common.options_or_exit(FLAGS)
   from hgnn_ima_jax.models import MODEL_NAMES
   models = common.parse_list(FLAGS.models)
   if not models or any(m not in MODEL_NAMES for m in models):
@@ -205,4 +206,4 @@ if __name__ == "__main__":
   common.define_common_flags("table2")
   flags.DEFINE_string("models", ",".join(DEFAULT_MODELS), "comma list of model names (any of MODEL_NAMES: hgnn_ima, "
                       "hgt, hgt_early, hgt_late, hgnn_ima-cross, ...)")
-  app.run(main)
+  app.run(main, flags_parser=launch.app_flags_parser(lambda: common.config_help(flags.FLAGS)))

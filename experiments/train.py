@@ -1,24 +1,23 @@
 r"""Train and evaluate one model on one dataset over one or more seeds (vmapped).
 
   python experiments/train.py                                  # synthetic, HGNN-IMA, 5 seeds
-  python experiments/train.py --dataset=douban --features=generated --seeds=5
-  python experiments/train.py --dataset=imdb --model=hgt_late --config.model.num_layers=2
-  python experiments/train.py --workdir=runs/x --resume        # continue an interrupted run
+  python experiments/train.py --dataset=imdb --features=generated --model=hgt_late --config.model.num_layers=2
+  python experiments/train.py --workdir=runs/x --resume        # continue runs/x with its saved config
 
-Flags choose the dataset, model, seeds and protocol; `--config.<field>=<value>` overrides
-any field of the config (experiments/configs/default.py lists them) after the dataset's
-defaults and the protocol are applied.
+`--config.<field>=<value>` overrides any config field after the dataset's defaults, the protocol and
+the flags. Ctrl-C or SIGTERM stops after the current epoch, with a checkpoint and the command that
+continues the run; a second one exits at once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
+import shlex
 import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
@@ -27,34 +26,43 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from experiments.configs import PROTOCOLS, default, get_config, set_path  # noqa: E402
+from hgnn_ima_jax.experiments import common, launch  # noqa: E402
+from hgnn_ima_jax.experiments.configs import PROTOCOLS, get_config, set_path  # noqa: E402
+from hgnn_ima_jax import config_validation as cv  # noqa: E402
+from hgnn_ima_jax import run_dir  # noqa: E402
+from hgnn_ima_jax.graph import DatasetError  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "synthetic", "douban | imdb | amazon | amazon1 | amazon2 | synthetic | a generic-format path")
-flags.DEFINE_string("data_dir", None, "directory holding <dataset>/ folders (default: $HGNN_IMA_DATA_DIR or ./data)")
-flags.DEFINE_enum("features", None, ["real", "generated"],
-                  "'generated' explicitly runs the real graph with generated features for files that are absent")
-flags.DEFINE_string("model", "hgnn_ima", "hgnn_ima | hgt | hgt_early | hgt_late | hgnn_ima<ablation> "
-                    "(-cross, -adapt, +inf, -nei, -align, -L_att, -L_ind)")
-flags.DEFINE_string("seeds", "5", "N for seeds 0..N-1, or a comma-separated list such as 0,3,7")
-flags.DEFINE_enum("protocol", "code", list(PROTOCOLS), "'code' (the authors' scripts) or 'paper' (Sec. 5.3)")
-flags.DEFINE_string("workdir", None, "output directory (default: runs/<dataset>-<model>-<time>)")
-flags.DEFINE_integer("epochs", None, "number of epochs (default: the dataset's)")
-flags.DEFINE_bool("resume", False, "continue the run in --workdir from its latest checkpoint")
-flags.DEFINE_bool("progress", True, "show a progress bar")
-flags.DEFINE_string("xla_cache", os.path.join("~", ".cache", "hgnn-ima-jax", "xla"),
-                    "persistent XLA compilation cache: a rerun of the same model/graph skips compiling ('' disables)")
-config_flags.DEFINE_config_dict("config", default.get_config(), "overrides: --config.<field>=<value>")
+
+# Flags that are fields of the saved config: (flag, config path). With --resume each one given must
+# agree with the run's config.json; the other flags (progress, xla_cache, verbosity, ...) do not
+# change the result and may differ.
+RUN_FLAGS = (("dataset", "dataset"), ("data_dir", "data_dir"), ("features", "features"), ("model", "model_name"),
+             ("seeds", "seeds"), ("protocol", "protocol"), ("epochs", "num_epochs"))
 
 
-def parse_seeds(text: str) -> tuple[int, ...]:
-  text = text.strip()
-  if "," in text:
-    return tuple(int(s) for s in text.split(",") if s.strip())
-  n = int(text)
-  if n < 1:
-    raise ValueError(f"--seeds={text}: give a positive count or a comma-separated list")
-  return tuple(range(n))
+class ResumeError(ValueError):
+  """--resume cannot continue the workdir as asked (one line with the fix)."""
+
+
+def define_flags():
+  flags.DEFINE_string("dataset", "synthetic",
+                      "douban | imdb | amazon | amazon1 | amazon2 | synthetic | a generic-format path")
+  flags.DEFINE_string("data_dir", None, "directory holding <dataset>/ folders (default: $HGNN_IMA_DATA_DIR or ./data)")
+  flags.DEFINE_enum("features", None, ["real", "generated"],
+                    "'generated' explicitly runs the real graph with generated features for files that are absent")
+  flags.DEFINE_string("model", "hgnn_ima", "hgnn_ima | hgt | hgt_early | hgt_late | hgnn_ima<ablation> "
+                      "(-cross, -adapt, +inf, -nei, -align, -L_att, -L_ind)")
+  flags.DEFINE_string("seeds", "5", "N for seeds 0..N-1, or a comma-separated list such as 0,3,7")
+  flags.DEFINE_enum("protocol", "code", list(PROTOCOLS), "'code' (the authors' scripts) or 'paper' (Sec. 5.3)")
+  flags.DEFINE_string("workdir", None, "output directory (default: runs/<dataset>-<model>-<time>)")
+  flags.DEFINE_integer("epochs", None, "number of epochs (default: the dataset's)")
+  flags.DEFINE_bool("resume", False, "continue the run in --workdir from its latest checkpoint, with its saved config")
+  flags.DEFINE_bool("print_config", False, "print the resolved config (what the run would use) as JSON and exit")
+  flags.DEFINE_bool("progress", True, "show a progress bar")
+  flags.DEFINE_string("xla_cache", os.path.join("~", ".cache", "hgnn-ima-jax", "xla"),
+                      "persistent XLA compilation cache: a rerun of the same model/graph skips compiling ('' disables)")
+  common.define_config_flag("overrides of any config field: --config.<field>=<value> (listed below)")
 
 
 def host_cache_dir(base: str, jax_version: str) -> str:
@@ -71,11 +79,18 @@ def host_cache_dir(base: str, jax_version: str) -> str:
   return os.path.join(os.path.expanduser(base), f"jax{jax_version}-{tag}")
 
 
+def _seeds_flag() -> tuple[int, ...]:
+  seeds = common.parse_seeds(FLAGS.seeds)
+  if seeds is None:
+    raise cv.ConfigError("seeds", FLAGS.seeds, "is empty", "give --seeds=N for seeds 0..N-1, or a list such as 0,3,7")
+  return seeds
+
+
 def build_config():
   """Dataset defaults + protocol, then the flags, then --config.* overrides."""
   config = get_config(FLAGS.dataset, FLAGS.protocol)
   config.model_name = FLAGS.model
-  config.seeds = parse_seeds(FLAGS.seeds)
+  config.seeds = _seeds_flag()
   if FLAGS.data_dir:
     config.data_dir = FLAGS.data_dir
   if FLAGS.features:
@@ -87,34 +102,84 @@ def build_config():
   return config
 
 
+def resume_config(workdir: str):
+  """The config saved in `workdir`, with the result-neutral --config overrides applied; refuses a
+  workdir without a run or checkpoint, and any flag given that contradicts the saved config."""
+  if not os.path.isfile(os.path.join(workdir, "config.json")):
+    raise ResumeError(f"--resume: {workdir} holds no run (no config.json). Fix: give the --workdir of an earlier "
+                      "run, or drop --resume to start a new one")
+  if not run_dir.saved_steps(workdir):
+    raise ResumeError(f"--resume: {workdir} has no checkpoint to continue from (the run stopped before its first one). "
+                      "Fix: start it again without --resume, with the same flags")
+  config = run_dir.read_config(workdir)
+  saved = cv.normalise(config.to_dict())
+  asked = [(f"--{name}={FLAGS[name].value}", path, _seeds_flag() if name == "seeds" else FLAGS[name].value)
+           for name, path in RUN_FLAGS if FLAGS[name].present]
+  asked += [(f"--config.{path}={cv.format_value(value)}", path, value)
+            for path, value in config_flags.get_override_values(FLAGS["config"]).items()]
+  for flag, path, value in asked:
+    have = cv.get_path(saved, path, None)
+    if path in cv.RESULT_NEUTRAL:
+      set_path(config, path, value)
+    elif cv.normalise(value) != have:
+      raise ResumeError(f"{flag} contradicts the run in {workdir}, saved with "
+                        f"{path}={cv.format_value(have)}. Fix: drop {flag.split('=')[0]} to continue that run as "
+                        "saved, or train with it into a new --workdir")
+  return config
+
+
+def _fail(err: Exception):
+  print(f"error: {err}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _config_help() -> str:
+  """--help's tail: the config fields with the values this invocation would use."""
+  try:
+    config = build_config()
+  except cv.ConfigError as e:
+    return f"(config fields: {e})"
+  title = (f"config fields (--config.<section>.<field>=<value>) with the values of --dataset={FLAGS.dataset} "
+           f"--protocol={FLAGS.protocol}\nand the other flags given (as JSON: --print_config):")
+  return launch.config_summary(config, title)
+
+
 def main(argv):
   del argv
-  import jax
+  verbose = FLAGS["verbosity"].present
+  launch.quiet_native_logs(verbose)
+  if not verbose:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+  stop = launch.StopOnSignal().install()
+  if FLAGS.resume and not FLAGS.workdir:
+    raise app.UsageError("--resume needs the --workdir of the run to continue")
+  try:
+    config = resume_config(FLAGS.workdir) if FLAGS.resume else build_config()
+    cv.validate_config(config)
+  except (cv.ConfigError, ResumeError, DatasetError) as e:
+    _fail(e)
+  if FLAGS.print_config:
+    print(json.dumps(cv.normalise(config.to_dict()), indent=2))
+    return
+  workdir = FLAGS.workdir or os.path.join(
+      "runs", f"{common.dataset_tag(config.dataset)}-{config.model_name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
+  import jax
   if FLAGS.xla_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     jax.config.update("jax_compilation_cache_dir", host_cache_dir(FLAGS.xla_cache, jax.__version__))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-  from hgnn_ima_jax import train  # after flag parsing: importing the stack is the slow part
-  from hgnn_ima_jax.models import MODEL_NAMES
+  from hgnn_ima_jax import checkpoint, train  # after flag parsing: importing the stack is the slow part
 
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  if FLAGS.model not in MODEL_NAMES:
-    raise app.UsageError(f"--model={FLAGS.model} is unknown; choose one of {', '.join(MODEL_NAMES)}")
-  if FLAGS.resume and not FLAGS.workdir:
-    raise app.UsageError("--resume needs the --workdir of the run to continue")
-  config = build_config()
-  workdir = FLAGS.workdir or os.path.join(
-      "runs", f"{os.path.basename(str(config.dataset)).replace('.npz', '')}-{config.model_name}-{time.strftime('%Y%m%d-%H%M%S')}")
   print(f"devices: {jax.devices()}; workdir: {workdir}")
   try:
-    results = train.train_and_evaluate(config, workdir, resume=FLAGS.resume, progress=FLAGS.progress)
-  except Exception as e:  # pylint: disable=broad-except
-    from hgnn_ima_jax.graph import DatasetError
-    if isinstance(e, (DatasetError, FileExistsError)):
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
-    raise
+    results = train.train_and_evaluate(config, workdir, resume=FLAGS.resume, progress=FLAGS.progress,
+                                       should_stop=stop)
+  except train.TrainingInterrupted as e:
+    print(f"interrupted at epoch {e.epoch} of {e.num_epochs}; continue with: {launch.launch_command()} "
+          f"--workdir={shlex.quote(workdir)} --resume", file=sys.stderr)
+    sys.exit(stop.exit_code)
+  except (DatasetError, FileExistsError, checkpoint.CheckpointMismatchError) as e:
+    _fail(e)
   print(f"\n{config.dataset} / {config.model_name} / protocol={config.protocol} / {len(config.seeds)} seed(s) "
         f"/ {results['epochs']} epochs / {results['train_time_s']:.1f} s training on {results['device']}")
   print(train.results_table(results))
@@ -122,4 +187,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  define_flags()
+  app.run(main, flags_parser=launch.app_flags_parser(_config_help))

@@ -27,16 +27,14 @@ behind the paper's remark that "our nested β aligns more closely with node cate
     Uses ALL target labels (train, val and test): this is an analysis of a trained model,
     not an evaluation.
 
-Writes into `--workdir` (default runs/visualize-<time>): tsne.png, attention.png and
-visualize.json; prints the numbers.
+Writes tsne.png, tsne.npz, attention.png (one row of panels per layer pair, each titled, with a
+caption of what the reference lines mean) and visualize.json into --workdir; the default is the
+--run directory itself, or runs/visualize-<time> for a run trained here. Prints the numbers.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
@@ -44,7 +42,7 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 
 import numpy as np  # noqa: E402
 
-from experiments import common  # noqa: E402
+from hgnn_ima_jax.experiments import common, figures, launch  # noqa: E402
 
 LABELS_NOTE = ("uses all target labels (train, val and test): an analysis of a trained model, not an evaluation")
 
@@ -263,70 +261,6 @@ def tsne_embedding(z: np.ndarray, labels: np.ndarray, nodes: np.ndarray, *, max_
           "silhouette_tsne": float(silhouette_score(coords, y)) if ok else float("nan")}
 
 
-# --- plots ------------------------------------------------------------------------------
-
-def _plt():
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
-
-
-def plot_tsne(tsne: dict, path: str, title: str, comparable: bool) -> str:
-  plt = _plt()
-  fig, ax = plt.subplots(figsize=(5.5, 5.0))
-  cmap = plt.get_cmap("tab10")
-  for c in np.unique(tsne["labels"]):
-    m = tsne["labels"] == c
-    ax.scatter(tsne["coords"][m, 0], tsne["coords"][m, 1], s=8, alpha=0.8, color=cmap(int(c) % 10),
-               label=f"class {int(c)}")
-  ax.set_title(f"{title}\nsilhouette: Z {common.format_number(tsne['silhouette_embedding'], 3)}, "
-               f"t-SNE {common.format_number(tsne['silhouette_tsne'], 3)}", fontsize=9)
-  ax.set_xticks([])
-  ax.set_yticks([])
-  ax.legend(fontsize=7, markerscale=2)
-  if not comparable:
-    fig.text(0.01, 0.01, "features generated: not comparable with the paper", fontsize=7, color="firebrick")
-  fig.tight_layout(rect=(0, 0.03, 1, 1))
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
-
-
-def plot_attention(study: dict, path: str, title: str, comparable: bool) -> str:
-  """Three panels for the last layer (pair): raw mean weight, uniform-normalised weight, same-class mass."""
-  plt = _plt()
-  last = study["last"]
-  kinds = list(last["kinds"]) if last else []
-  x = np.arange(len(kinds))
-  fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
-  get = lambda key: np.array([last["kinds"][k][key] for k in kinds], np.float64)
-  for ax, (mean, ci, ylabel) in zip(axes[:2], (("mean", "ci95", "mean pair weight"),
-                                               ("norm_mean", "norm_ci95", "pair weight / uniform weight"))):
-    for off, (side, colour) in zip((-0.2, 0.2), (("same", "tab:green"), ("diff", "tab:red"))):
-      ax.bar(x + off, get(f"{mean}_{side}"), 0.4, yerr=np.nan_to_num(get(f"{ci}_{side}")), capsize=3,
-             color=colour, label="same class" if side == "same" else "different class")
-    ax.set_ylabel(ylabel)
-  axes[1].axhline(1.0, color="grey", lw=0.8, ls="--")
-  axes[2].bar(x - 0.2, get("mass_same"), 0.4, color="tab:blue", label="attention")
-  axes[2].bar(x + 0.2, get("mass_same_uniform"), 0.4, color="tab:grey", label="uniform")
-  axes[2].set_ylabel("mass on same-class pairs (contested receivers)")
-  axes[2].set_ylim(0, 1)
-  for ax in axes:
-    ax.set_xticks(x)
-    ax.set_xticklabels(kinds, rotation=20, fontsize=8)
-    ax.legend(fontsize=7)
-  layer = (f"layers {last['hop_layers'][0]}→{last['hop_layers'][1]}" if last and "hop_layers" in last
-           else f"layer {last['layer']}" if last else "no layers")
-  fig.suptitle(f"{title}: {study['mode'].replace('_', '-')} target pairs, {layer} (all labels)", fontsize=10)
-  if not comparable:
-    fig.text(0.01, 0.01, "features generated: not comparable with the paper", fontsize=7, color="firebrick")
-  fig.tight_layout(rect=(0, 0.03, 1, 0.95))
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
-
-
 # --- the whole analysis -----------------------------------------------------------------
 
 def analyse(model, variables, graph, data, model_name: str, *, points: str = "test", max_points: int = 2000,
@@ -352,8 +286,11 @@ def analyse(model, variables, graph, data, model_name: str, *, points: str = "te
 
 
 def visualize(run, out_dir: str, *, run_dir: str | None = None, seed: int | None = None, points: str = "test",
-              max_points: int = 2000, random_state: int = 0) -> dict:
-  """Analyses one seed of a `checkpoint.LoadedRun`; writes tsne.png, tsne.npz, attention.png, visualize.json."""
+              max_points: int = 2000, random_state: int = 0, tiny: bool = False) -> dict:
+  """Analyses one seed of a `checkpoint.LoadedRun`; writes tsne.png, tsne.npz, attention.png, visualize.json.
+
+  `tiny`: the run has `--tiny` smoke sizes; every output says its numbers mean nothing.
+  """
   os.makedirs(out_dir, exist_ok=True)
   seed = run.seeds[0] if seed is None else int(seed)
   if seed not in run.seeds:
@@ -362,21 +299,25 @@ def visualize(run, out_dir: str, *, run_dir: str | None = None, seed: int | None
   res = analyse(run.model, run.variables(seed), run.graph, run.data, model_name, points=points,
                 max_points=max_points, random_state=random_state)
   comparable = bool(run.data.comparable_with_paper)
-  title = f"{common.dataset_tag(run.config.dataset)} / {common.display_name(model_name)} / seed {seed}"
+  m = run.config.model
+  title = (f"{common.dataset_tag(run.config.dataset)} / {common.display_name(model_name)} / seed {seed} "
+           f"(K={m.num_layers}, d={m.hidden}, {run.results.get('epochs', '?')} epochs)")
+  notes = figures.footnotes(comparable, tiny)
   paths = {"tsne_png": os.path.join(out_dir, "tsne.png"), "attention_png": os.path.join(out_dir, "attention.png"),
            "tsne_npz": os.path.join(out_dir, "tsne.npz"), "json": os.path.join(out_dir, "visualize.json")}
   tsne = res["tsne"]
   np.savez(paths["tsne_npz"], nodes=tsne["nodes"], coords=tsne["coords"], labels=tsne["labels"])
-  plot_tsne(tsne, paths["tsne_png"], f"t-SNE of fused embeddings Z, {points} nodes (n={len(tsne['nodes'])})\n{title}",
-            comparable)
+  figures.plot_tsne(tsne, paths["tsne_png"],
+                    f"t-SNE of fused embeddings Z, {points} nodes (n={len(tsne['nodes'])})\n{title}", notes)
   study = res["attention"]
   if study["last"] is not None:
-    plot_attention(study, paths["attention_png"], title, comparable)
+    figures.plot_attention(study, paths["attention_png"], title, notes)
   else:
     paths.pop("attention_png")
   summary = {
       "dataset": run.config.dataset, "model": model_name, "seed": seed, "run": run_dir,
-      "comparable_with_paper": comparable, "notes": [] if comparable else [common.NOT_COMPARABLE_NOTE],
+      "comparable_with_paper": comparable, "smoke_test": tiny,
+      "notes": ([] if comparable else [common.NOT_COMPARABLE_NOTE]) + ([common.TINY_NOTE] if tiny else []),
       "tsne": {"points": points, "n": int(len(tsne["nodes"])), "perplexity": tsne["perplexity"],
                "random_state": random_state, "silhouette_embedding": tsne["silhouette_embedding"],
                "silhouette_tsne": tsne["silhouette_tsne"], "png": os.path.basename(paths["tsne_png"])},
@@ -409,8 +350,8 @@ def load_or_train(opts: common.Options, workdir: str, *, run_dir: str | None, da
   from hgnn_ima_jax import checkpoint
   if run_dir:
     return checkpoint.load_checkpoint(run_dir), run_dir
+  config = common.validate_cells([common.cell_config(dataset, opts, model)])[0]
   runner = common.CellRunner(workdir, opts, log=log)
-  config = common.cell_config(dataset, opts, model)
   cell = runner.run(config, model)
   return checkpoint.load_checkpoint(cell.run_dir, data=runner.data(config)), cell.run_dir
 
@@ -425,17 +366,17 @@ def main(argv):
     raise app.UsageError(f"--model={FLAGS.model} is unknown; choose one of {', '.join(MODEL_NAMES)}")
   if FLAGS.resume and not FLAGS.workdir:
     raise app.UsageError("--resume needs the --workdir of the earlier run")
-  opts = common.options_from_flags(FLAGS)
-  workdir = FLAGS.workdir or common.default_workdir("visualize")
+  opts = common.options_or_exit(FLAGS)
+  # A finished run's figures go next to it; a run trained here gets a new directory.
+  workdir = FLAGS.workdir or FLAGS.run or common.default_workdir("visualize")
   import jax
   print(f"devices: {jax.devices()}; workdir: {workdir}")
   try:
     run, run_dir = load_or_train(opts, workdir, run_dir=FLAGS.run, dataset=FLAGS.dataset, model=FLAGS.model)
     summary = visualize(run, workdir, run_dir=run_dir, seed=FLAGS.seed, points=FLAGS.points,
-                        max_points=FLAGS.max_points, random_state=FLAGS.random_state)
+                        max_points=FLAGS.max_points, random_state=FLAGS.random_state, tiny=opts.tiny)
   except common.user_errors() as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    common.fail(e)
   t = summary["tsne"]
   print(f"\nrun {run_dir}, seed {summary['seed']}: t-SNE of {t['n']} {t['points']} nodes; silhouette of Z "
         f"{common.format_number(t['silhouette_embedding'], 3)}, of the t-SNE map {common.format_number(t['silhouette_tsne'], 3)}")
@@ -447,7 +388,8 @@ def main(argv):
 
 if __name__ == "__main__":
   from absl import app, flags
-  common.define_common_flags("visualize", multi_dataset=False, default_seeds="1")
+  common.define_common_flags("visualize", multi_dataset=False, default_seeds="1",
+                             workdir_default="the --run directory; without --run, runs/visualize-<time>")
   flags.DEFINE_string("run", None, "workdir of a finished train.py run (or a cell of table2.py/ablation.py); "
                       "without it, a run is trained on --dataset first")
   flags.DEFINE_string("dataset", "synthetic", "dataset to train on when --run is not given")
@@ -456,4 +398,4 @@ if __name__ == "__main__":
   flags.DEFINE_enum("points", "test", ["test", "all"], "target nodes in the t-SNE")
   flags.DEFINE_integer("max_points", 2000, "at most this many nodes in the t-SNE (a random subset)")
   flags.DEFINE_integer("random_state", 0, "t-SNE and subset seed")
-  app.run(main)
+  app.run(main, flags_parser=launch.app_flags_parser(lambda: common.config_help(flags.FLAGS)))

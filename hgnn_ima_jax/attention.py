@@ -14,6 +14,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 
+from hgnn_ima_jax.config_validation import CHOICES
 from hgnn_ima_jax.ops import segment_softmax
 
 
@@ -89,10 +90,10 @@ def alignment_logits(g: jax.Array, sign: str = "code") -> jax.Array:
     return -total / len(pairs)
   if sign == "paper":
     return 2.0 * total
-  raise ValueError(f"align_sign must be 'code' or 'paper', got {sign!r}")
+  raise ValueError(f"align_sign must be one of {CHOICES['model.align_sign']}, got {sign!r}")
 
 
-COMBINES = ("mul", "add", "renorm")
+COMBINES = CHOICES["model.combine"]
 
 
 def combine_attention(beta1: jax.Array, beta2: jax.Array | None, seg: jax.Array, num_segments: int,

@@ -9,7 +9,6 @@ A run's workdir holds:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -20,22 +19,14 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from hgnn_ima_jax import config_validation
+from hgnn_ima_jax.run_dir import read_config, saved_steps, write_config  # noqa: F401 (re-exported)
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.layout import check_graph_layout
 
 
-def write_config(workdir: str, config: ml_collections.ConfigDict):
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
-
-
-def read_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: {workdir} is not a training run directory "
-                            "(run experiments/train.py --workdir=... first)")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+class CheckpointMismatchError(ValueError):
+  """A run's latest checkpoint cannot continue with the config asked for (one line: what differs, the fix)."""
 
 
 def _manager(path: str) -> ocp.CheckpointManager:
@@ -52,6 +43,7 @@ class RunCheckpoints:
   """The latest (resume) and best (selected parameters) checkpoints of one run."""
 
   def __init__(self, workdir: str):
+    self.workdir = workdir
     root = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.latest = _manager(os.path.join(root, "latest"))
     self.best = _manager(os.path.join(root, "best"))
@@ -67,16 +59,40 @@ class RunCheckpoints:
     self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)),
                      force=force)
 
-  def restore_latest(self, like, sharding=None):
-    """(state, meta) of the newest checkpoint, or None; `like` (arrays or ShapeDtypeStructs) gives the structure."""
+  def config_differences(self, config) -> list[str] | None:
+    """What differs between the run's saved config.json and `config` (result fields only); None if unreadable."""
+    try:
+      saved = read_config(self.workdir)
+    except (OSError, ValueError):
+      return None
+    fields = config_validation.result_fields
+    return config_validation.diff_configs(fields(saved), fields(config))
+
+  def restore_latest(self, like, sharding=None, config=None):
+    """(state, meta) of the newest checkpoint, or None; `like` (arrays or ShapeDtypeStructs) gives the structure.
+
+    With `config` (the resolved config of the run that continues), a checkpoint whose run had another
+    config is refused: `CheckpointMismatchError` lists the fields that differ (and the first leaf whose
+    shape does not fit, when that is what failed).
+    """
     step = self.latest.latest_step()
     if step is None:
       return None
     abstract = _abstract(like, sharding)
-    fail = lambda why: ValueError(
-        f"{self.latest.directory}: checkpoint {step} does not match this version's training state "
-        f"({why}); it was written by another version or another config: train into a new --workdir "
-        "instead of --resume")
+    diffs = None if config is None else self.config_differences(config)
+    if config is None:
+      what = "it was written by another version of this code or with another config"
+    elif diffs is None:
+      what = "its run has no readable config.json to compare with"
+    elif diffs:
+      more = f" (+{len(diffs) - 6} more)" if len(diffs) > 6 else ""
+      what = f"its run's config.json differs: {'; '.join(diffs[:6])}{more}"
+    else:
+      what = "its run's config.json equals this config, so it was written by another version of this code"
+    fix = (f"continue it with its saved config (python experiments/train.py --workdir={self.workdir} --resume, "
+           "no other flags) or train into a new --workdir")
+    fail = lambda why: CheckpointMismatchError(f"{self.latest.directory}: checkpoint {step} does not match the "
+                                               f"training state this config builds ({why}); {what}. Fix: {fix}")
     try:
       r = self.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                             meta=ocp.args.JsonRestore()))
@@ -89,6 +105,9 @@ class RunCheckpoints:
       if have is None or tuple(have.shape) != tuple(want.shape):
         raise fail(f"{jax.tree_util.keystr(path)} has shape {None if have is None else tuple(have.shape)}, "
                    f"the config needs {tuple(want.shape)}")
+    if diffs:  # the shapes fit, but epochs, rates, ... of another run would change its result: never continue it
+      raise CheckpointMismatchError(f"{self.latest.directory}: checkpoint {step} belongs to another run: {what}. "
+                                    f"Fix: {fix}")
     return r["state"], r["meta"]
 
   def save_best(self, state, seeds, results: dict):

@@ -27,10 +27,12 @@ Two objects:
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple
 
-import jraph
 import numpy as np
+
+if TYPE_CHECKING:
+  import jraph
 
 SPLITS = ("train", "val", "test")
 
@@ -340,6 +342,9 @@ class MMHN:
   # --- jraph layout -------------------------------------------------------
   def to_graphs_tuple(self, dtype=np.float32) -> jraph.GraphsTuple:
     """The network as one `GraphsTuple` laid out for segment ops (see module docstring)."""
+    # Imported here: jraph imports JAX, and the data layer and config checks load without it.
+    import jraph  # pylint: disable=import-outside-toplevel
+
     schema = self.schema
     offsets = dict(zip(self.node_types, schema.node_offsets))
     n_total = schema.total_nodes
@@ -393,7 +398,8 @@ class MMHN:
     lines.append(f"{'total':<16}{s.total_nodes:>10,}")
     lines.append(f"{'relation':<28}{'edges':>10}")
     for ri, r in enumerate(s.relations):
-      lines.append(f"{r.src + ' -' + r.name + '-> ' + r.dst:<28}{s.num_edges[ri]:>10,}")
+      note = "  (empty: no messages along this relation)" if s.num_edges[ri] == 0 else ""
+      lines.append(f"{r.src + ' -' + r.name + '-> ' + r.dst:<28}{s.num_edges[ri]:>10,}{note}")
     lines.append(f"{'total':<28}{s.total_edges:>10,}")
     counts = np.bincount(np.asarray(self.labels), minlength=self.num_classes)
     lines.append(f"classes ({self.num_classes}): " + ", ".join(f"{c}: {n:,}" for c, n in enumerate(counts)))

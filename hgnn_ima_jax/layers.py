@@ -38,10 +38,11 @@ import jax
 import jax.numpy as jnp
 
 from hgnn_ima_jax import attention as att
+from hgnn_ima_jax.config_validation import CHOICES
 from hgnn_ima_jax.graph import Schema
 from hgnn_ima_jax.ops import segment_mean, segment_softmax, torch_linear_init, torch_xavier_uniform_4d, uniform_init
 
-VARIANTS = ("full", "-cross", "-adapt", "+inf", "-nei", "-align")
+VARIANTS = CHOICES["model.variant"]
 
 
 class EdgeIndex(NamedTuple):
@@ -187,16 +188,16 @@ class HGNNIMALayer(nn.Module):
       raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
     if self.attention == "ima" and self.num_channels < 2:
       raise ValueError("nested inter-modal attention needs at least two modalities; use HGT for one")
-    if self.update not in ("code", "paper"):
-      raise ValueError(f"update must be 'code' or 'paper', got {self.update!r}")
-    if self.beta_norm not in ("code", "paper"):
-      raise ValueError(f"beta_norm must be 'code' or 'paper', got {self.beta_norm!r}")
+    if self.update not in CHOICES["model.update"]:
+      raise ValueError(f"update must be one of {CHOICES['model.update']}, got {self.update!r}")
+    if self.beta_norm not in CHOICES["model.beta_norm"]:
+      raise ValueError(f"beta_norm must be one of {CHOICES['model.beta_norm']}, got {self.beta_norm!r}")
     if self.combine not in att.COMBINES:
       raise ValueError(f"combine must be one of {att.COMBINES}, got {self.combine!r}")
-    if self.nei_mode not in ("mean", "target"):
-      raise ValueError(f"nei_mode must be 'mean' or 'target', got {self.nei_mode!r}")
-    if self.align_off not in ("softmax", "raw"):
-      raise ValueError(f"align_off must be 'softmax' or 'raw', got {self.align_off!r}")
+    if self.nei_mode not in CHOICES["model.nei_mode"]:
+      raise ValueError(f"nei_mode must be one of {CHOICES['model.nei_mode']}, got {self.nei_mode!r}")
+    if self.align_off not in CHOICES["model.align_off"]:
+      raise ValueError(f"align_off must be one of {CHOICES['model.align_off']}, got {self.align_off!r}")
     if self.variant == "-align" and self.align_off == "raw" and self.combine == "renorm":
       raise ValueError("align_off='raw' and combine='renorm' both choose -align's β (raw Σλα vs Σλα "
                        "renormalised); set only one of them")

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import jraph
 
 from hgnn_ima_jax import attention as att
+from hgnn_ima_jax.config_validation import CHOICES, MODEL_NAMES
 from hgnn_ima_jax.graph import Schema
 from hgnn_ima_jax.layers import VARIANTS, HGNNIMALayer, edge_index
 from hgnn_ima_jax.layout import check_graph_layout
@@ -92,10 +93,10 @@ class InputProjection(nn.Module):
   def __call__(self, features: dict, *, train: bool) -> tuple[jax.Array, ...]:
     """features: {modality: (N, D_m)} → one (N_t, C, d) array per node type."""
     s = self.schema
-    if self.mode not in ("shared", "per_channel"):
-      raise ValueError(f"projection must be 'shared' or 'per_channel', got {self.mode!r}")
-    if self.activation not in ("tanh", "linear"):
-      raise ValueError(f"input_activation must be 'tanh' or 'linear', got {self.activation!r}")
+    if self.mode not in CHOICES["model.projection"]:
+      raise ValueError(f"projection must be one of {CHOICES['model.projection']}, got {self.mode!r}")
+    if self.activation not in CHOICES["model.input_activation"]:
+      raise ValueError(f"input_activation must be one of {CHOICES['model.input_activation']}, got {self.activation!r}")
     rows = []
     for t, tname in enumerate(s.node_types):
       sl = s.node_slice(t)
@@ -155,7 +156,7 @@ class ModalityFusion(nn.Module):
     elif self.form == "paper":
       w = _dense(1, self.hidden, "score_out")(jnp.tanh(_dense(self.hidden, self.hidden, "score_in", False)(x)))[..., 0]
     else:
-      raise ValueError(f"fusion_form must be 'code' or 'paper', got {self.form!r}")
+      raise ValueError(f"fusion_form must be one of {CHOICES['model.fusion_form']}, got {self.form!r}")
     delta = att.modality_fusion_weights(w)
     return att.fuse_modalities(delta, x), delta
 
@@ -212,7 +213,7 @@ def attention_loss(schema: Schema, graph: jraph.GraphsTuple, layers_aux: Sequenc
     elif norm == "paper_sum":
       per_layer.append(jnp.sum(terms))
     else:
-      raise ValueError(f"latt_norm must be 'code_mean' or 'paper_sum', got {norm!r}")
+      raise ValueError(f"latt_norm must be one of {CHOICES['model.latt_norm']}, got {norm!r}")
   total = sum(per_layer)
   if norm == "code_mean":
     return total / len(lams)
@@ -377,7 +378,7 @@ ABLATIONS = {
     "-L_ind": ({}, {"ind_loss": False}),
 }
 
-MODEL_NAMES = ("hgnn_ima", "hgt", "hgt_early", "hgt_late") + tuple(f"hgnn_ima{a}" for a in ABLATIONS)
+# MODEL_NAMES (config_validation's table) lists `hgnn_ima` + each of these suffixes; a test keeps the two equal.
 
 _HGT_FIELDS = ("hidden", "heads", "num_layers", "projection", "input_batch_norm", "input_activation",
                "update", "dropout")

@@ -33,6 +33,7 @@ from absl import logging
 
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax import runtime
+from hgnn_ima_jax.config_validation import CHOICES, validate_config
 from hgnn_ima_jax.graph import MMHN, Schema
 from hgnn_ima_jax.layout import check_graph_layout
 from hgnn_ima_jax.losses import masked_cross_entropy, objective
@@ -63,8 +64,8 @@ def make_batch(data: MMHN) -> Batch:
 
 def load_data(config: ml_collections.ConfigDict) -> MMHN:
   """The dataset named by the config (`data_utils.load_dataset`), with the config's split."""
-  import data_utils  # training sits above the data layer; imported here to keep `import` light
-  from data_utils import splits
+  from hgnn_ima_jax import data_utils  # training sits above the data layer; imported here to keep `import` light
+  from hgnn_ima_jax.data_utils import splits
 
   split = config.get("split", "file")
   if split not in splits.SPLIT_RULES:  # before any file is read
@@ -127,13 +128,13 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
   elif oc.schedule == "constant":
     lr, b1 = oc.learning_rate, oc.b1
   else:
-    raise ValueError(f"optimizer.schedule must be 'onecycle' or 'constant', got {oc.schedule!r}")
+    raise ValueError(f"optimizer.schedule must be one of {CHOICES['optimizer.schedule']}, got {oc.schedule!r}")
   if oc.name == "adamw":
     return optax.inject_hyperparams(optax.adamw)(learning_rate=lr, b1=b1, b2=oc.b2, eps=oc.eps,
                                                  weight_decay=oc.weight_decay)
   if oc.name == "adam":
     return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=oc.b2, eps=oc.eps)
-  raise ValueError(f"optimizer.name must be 'adamw' or 'adam', got {oc.name!r}")
+  raise ValueError(f"optimizer.name must be one of {CHOICES['optimizer.name']}, got {oc.name!r}")
 
 
 def learning_rate_at(config: ml_collections.ConfigDict, step: int) -> float:
@@ -280,7 +281,7 @@ def track(state: TrainState, ev: dict, *, rule: str, patience: int, selection: s
     score = ev[f"val_{selection}"]
     improve = score >= state.best_score
   else:
-    raise ValueError(f"selection_metric must be 'macro_f1', 'micro_f1' or 'paper_rule', got {selection!r}")
+    raise ValueError(f"selection_metric must be one of {CHOICES['selection_metric']}, got {selection!r}")
   new = state.replace(
       best_params=_where(improve, state.params, state.best_params),
       best_batch_stats=_where(improve, state.batch_stats, state.best_batch_stats),
@@ -297,7 +298,7 @@ def track(state: TrainState, ev: dict, *, rule: str, patience: int, selection: s
     new = new.replace(es_best_loss=jnp.where(both, loss, state.es_best_loss),
                       es_best_acc=jnp.where(both, acc, state.es_best_acc))
   else:
-    raise ValueError(f"early_stopping.rule must be 'val_loss' or 'paper', got {rule!r}")
+    raise ValueError(f"early_stopping.rule must be one of {CHOICES['early_stopping.rule']}, got {rule!r}")
   counter = jnp.where(worse, state.es_counter + 1, 0)
   new = new.replace(es_counter=counter, active=counter < patience)
   return _where(state.active, new, state)
@@ -404,15 +405,40 @@ def _write_history(workdir: str, rows: list[dict]):
       w.writerows(rows)
 
 
+class TrainingInterrupted(Exception):
+  """`should_stop` asked the run to stop; the checkpoint of `epoch` (finished epochs) is saved in `workdir`."""
+
+  def __init__(self, workdir: str, epoch: int, num_epochs: int):
+    self.workdir, self.epoch, self.num_epochs = workdir, epoch, num_epochs
+    super().__init__(f"interrupted at epoch {epoch} of {num_epochs}; the checkpoint in {workdir} continues it")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resume: bool = False,
-                       data: MMHN | None = None, progress: bool = True) -> dict:
+                       data: MMHN | None = None, progress: bool = True,
+                       should_stop: Callable[[], bool] | None = None) -> dict:
   """Trains every seed in `config.seeds`, selects each seed's best epoch, tests it; returns results.
 
   Writes to `workdir`: config.json (resolved), history.json/.csv (per epoch and seed),
   results.json, and Orbax checkpoints (checkpoints/latest for resuming, checkpoints/best).
+
+  Args:
+    config: the run's config (`experiments/configs`); checked by `validate_config` before
+      anything is loaded or written.
+    workdir: the run's directory (created).
+    resume: continue from the latest checkpoint in `workdir` when there is one; a checkpoint
+      written with another config is refused (`checkpoint.CheckpointMismatchError`).
+    data: the dataset, if already loaded (default: `load_data(config)`).
+    progress: show a tqdm progress bar.
+    should_stop: polled before the first epoch and after each one; when it returns True the
+      state of the last finished epoch is checkpointed and `TrainingInterrupted` is raised
+      (`resume=True` then continues the run where it stopped, with identical results).
+
+  Returns:
+    The results dict (also written to results.json).
   """
   from hgnn_ima_jax import checkpoint as ckpt  # checkpointing depends on this module's types
 
+  validate_config(config)  # before any data is loaded or anything is written
   config = resolve_config(config)
   t_start = time.time()
   data = load_data(config) if data is None else data  # fails before anything is written
@@ -431,7 +457,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resum
   history: list[dict] = []
   state = None
   if resume:
-    restored = manager.restore_latest(abstract_state(model, tx, batch, run_seeds, shard), shard)
+    restored = manager.restore_latest(abstract_state(model, tx, batch, run_seeds, shard), shard, config=config)
     if restored is not None:
       state, meta = restored
       history = meta["history"]
@@ -450,24 +476,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resum
   if progress:
     from tqdm.auto import tqdm
     bar = tqdm(total=num_epochs, initial=start_epoch, desc=f"{config.dataset}/{config.model_name}", unit="ep")
+
+  def interrupted(done: int) -> TrainingInterrupted:
+    """Checkpoints the state after `done` epochs (the initial state when 0) so that --resume continues it."""
+    manager.save_latest(done, state, {"epoch": done, "history": history}, force=True)
+    _write_history(workdir, history)
+    manager.close()
+    return TrainingInterrupted(workdir, done, num_epochs)
+
   t_train = time.time()
-  for epoch in range(start_epoch, num_epochs):
-    if not bool(np.asarray(jax.device_get(state.active))[: len(seeds)].any()):
-      break
-    state, m = epoch_fn(state, batch)
-    m = jax.tree.map(lambda x: np.asarray(x)[: len(seeds)], jax.device_get(m))
-    history.extend(_history_rows(epoch, seeds, m, learning_rate_at(config, epoch)))
+  try:
+    # A stop asked for during loading or initialisation: the initial state is the checkpoint.
+    if should_stop is not None and should_stop():
+      raise interrupted(start_epoch)
+    for epoch in range(start_epoch, num_epochs):
+      if not bool(np.asarray(jax.device_get(state.active))[: len(seeds)].any()):
+        break
+      state, m = epoch_fn(state, batch)
+      m = jax.tree.map(lambda x: np.asarray(x)[: len(seeds)], jax.device_get(m))
+      history.extend(_history_rows(epoch, seeds, m, learning_rate_at(config, epoch)))
+      if bar is not None:
+        act = m["active"]
+        bar.set_postfix(loss=f"{m['train_loss'][act].mean() if act.any() else float('nan'):.4f}",
+                        val_macro=f"{m['val_macro_f1'][act].mean() if act.any() else float('nan'):.4f}",
+                        seeds=f"{int(act.sum())}/{len(seeds)}")
+        bar.update(1)
+      if (epoch + 1) % every == 0:
+        manager.save_latest(epoch + 1, state, {"epoch": epoch + 1, "history": history})
+        _write_history(workdir, history)
+      if should_stop is not None and should_stop():
+        raise interrupted(epoch + 1)
+  finally:
     if bar is not None:
-      act = m["active"]
-      bar.set_postfix(loss=f"{m['train_loss'][act].mean() if act.any() else float('nan'):.4f}",
-                      val_macro=f"{m['val_macro_f1'][act].mean() if act.any() else float('nan'):.4f}",
-                      seeds=f"{int(act.sum())}/{len(seeds)}")
-      bar.update(1)
-    if (epoch + 1) % every == 0:
-      manager.save_latest(epoch + 1, state, {"epoch": epoch + 1, "history": history})
-      _write_history(workdir, history)
-  if bar is not None:
-    bar.close()
+      bar.close()
   train_time = time.time() - t_train
   final_epoch = int(np.asarray(jax.device_get(state.step)).max())
   manager.save_latest(final_epoch, state, {"epoch": final_epoch, "history": history}, force=True)

@@ -18,6 +18,8 @@ if FAST_COMPILE_FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAG}".strip()
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# Subprocesses (the scripts, `python -m ...`) import this checkout's package, installed or not.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
 DATA_DIR = pathlib.Path(os.environ.get("HGNN_IMA_DATA_DIR", REPO.parent / "shared" / "datasets"))
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from data_utils.paper_datasets import PAPER_DATASETS
+from hgnn_ima_jax.data_utils.paper_datasets import PAPER_DATASETS
 from hgnn_ima_jax.graph import DatasetError
 
 

@@ -253,7 +253,7 @@ def test_variant_env_sets_only_its_own_settings():
 
 def test_graph_checksum_survives_the_file_and_sees_one_changed_value(tmp_path):
   """What the workers compare: equal after write_generic/read_generic, different after one float changes."""
-  import data_utils
+  from hgnn_ima_jax import data_utils
   from bench_graphs import graph_checksum, load_graph
   g = load_graph("tiny", "", 8)
   again = data_utils.read_generic(data_utils.write_generic(tmp_path / "g.npz", g))

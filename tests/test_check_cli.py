@@ -1,4 +1,4 @@
-"""`python -m data_utils.check` on the shared datasets prints the published figures and exit codes."""
+"""`python -m hgnn_ima_jax.data_utils.check` on the shared datasets prints the published figures and exit codes."""
 
 import io
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from data_helpers import copy_dataset
-from data_utils.check import EXIT_FEATURES_MISSING, EXIT_INVALID, EXIT_OK, run
+from hgnn_ima_jax.data_utils.check import EXIT_FEATURES_MISSING, EXIT_INVALID, EXIT_OK, run
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ MISSING = {"douban": 4, "imdb": 1, "amazon": 3}
 @pytest.fixture(scope="module")
 def cli_runs(shared_datasets):
   """The CLI on each dataset, run as subprocesses in parallel: name -> (returncode, stdout, stderr)."""
-  procs = {name: subprocess.Popen([sys.executable, "-m", "data_utils.check", f"--dataset={name}",
+  procs = {name: subprocess.Popen([sys.executable, "-m", "hgnn_ima_jax.data_utils.check", f"--dataset={name}",
                                    f"--data_dir={shared_datasets}"], cwd=REPO, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for name in FIGURES}
   runs = {}
@@ -73,6 +73,6 @@ def test_invalid_data_exits_2_with_one_line(tmp_path, shared_datasets):
 
 
 def test_usage_error_exits_1():
-  p = subprocess.run([sys.executable, "-m", "data_utils.check"], cwd=REPO, capture_output=True, text=True,
+  p = subprocess.run([sys.executable, "-m", "hgnn_ima_jax.data_utils.check"], cwd=REPO, capture_output=True, text=True,
                      timeout=120, env=dict(os.environ))
   assert p.returncode == 1 and "dataset" in p.stderr

@@ -5,8 +5,8 @@ import pytest
 import scipy.sparse
 
 from data_helpers import copy_dataset, write_features
-from data_utils import DatasetError, MissingFilesError, load_dataset
-from data_utils.paper_datasets import PAPER_DATASETS
+from hgnn_ima_jax.data_utils import DatasetError, MissingFilesError, load_dataset
+from hgnn_ima_jax.data_utils.paper_datasets import PAPER_DATASETS
 
 # Figures from ../shared/datasets/README.md and spec Sec. 5.
 FIGURES = {
@@ -216,7 +216,7 @@ def test_directory_path_of_a_paper_dataset(shared_datasets):
 
 # --- the entry point ---------------------------------------------------------------------------
 def test_synthetic_dispatch_is_lazy_and_passes_the_seed():
-  from data_utils.synthetic import make_synthetic  # pylint: disable=import-outside-toplevel
+  from hgnn_ima_jax.data_utils.synthetic import make_synthetic  # pylint: disable=import-outside-toplevel
 
   g = load_dataset("synthetic", feature_seed=1, missing_fill="zeros")
   ref = make_synthetic(seed=1, missing_fill="zeros")

@@ -13,9 +13,9 @@ import urllib.parse
 
 import pytest
 
-from data_utils import DatasetError
-from data_utils.download import BASE_URL_ENV, base_url, download_dataset, fetch
-from data_utils.paper_datasets import PAPER_DATASETS
+from hgnn_ima_jax.data_utils import DatasetError
+from hgnn_ima_jax.data_utils.download import BASE_URL_ENV, base_url, download_dataset, fetch
+from hgnn_ima_jax.data_utils.paper_datasets import PAPER_DATASETS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RDF = "douban_actor_rdf.npy"
@@ -93,8 +93,11 @@ def test_download_verifies_and_skips_present_files(tmp_path, server, shared_data
   for f, want in PAPER_DATASETS["douban"].published:
     assert sha(d / f) == want == sha(shared_datasets / "douban" / f)
   assert sorted(p.name for p in d.iterdir()) == sorted(p.name for p in paths)  # no .part, no temp files
-  absent = [l for l in lines if l.lstrip().startswith("absent")]
-  assert len(absent) == 4 and all(str(d) in l and "authors' download page" in l for l in absent)
+  # The four files that only the authors' page has: one brief line, and no request for any of them.
+  skipped = [l for l in lines if l.lstrip().startswith("skipped")]
+  assert len(skipped) == 1 and str(d) in skipped[0] and "4 feature file(s) not on GitHub" in skipped[0]
+  assert all(f.filename in skipped[0] for f in PAPER_DATASETS["douban"].feature_files)
+  assert not any(p.endswith((".npz.npy", "512_199.npz")) for p, _ in server.requests)
   n = len(server.requests)
   lines.clear()
   download_dataset("douban", tmp_path / "data", server.url, log=lines.append)
@@ -185,14 +188,38 @@ def test_unpublished_datasets(tmp_path):
 
 
 def test_cli(tmp_path, server):
-  cmd = [sys.executable, "-m", "data_utils.download", "--dataset=douban", f"--data_dir={tmp_path / 'data'}",
+  cmd = [sys.executable, "-m", "hgnn_ima_jax.data_utils.download", "--dataset=douban",
+         f"--data_dir={tmp_path / 'data'}",
          f"--base_url={server.url}"]
   env = {k: v for k, v in os.environ.items() if k != BASE_URL_ENV}
   ok = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
   assert ok.returncode == 0, ok.stderr
-  assert ok.stdout.count("downloaded") == 3 and str(tmp_path / "data" / "douban" / "img_feature_douban_512_199.npz") in ok.stdout
+  assert ok.stdout.count("downloaded") == 3 and "img_feature_douban_512_199.npz" in ok.stdout
+  assert ok.stdout.count("authors' download page") == 1  # said once, after the list
   (tmp_path / "data" / "douban" / "labels.npy").unlink()
   (server.root / "douban" / "labels.npy").write_bytes(b"corrupt")
   bad = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
   assert bad.returncode == 2 and "ERROR:" in bad.stderr and "sha256" in bad.stderr
   assert not (tmp_path / "data" / "douban" / "labels.npy").exists()
+
+
+def test_helper_and_loader_agree_on_what_github_has():
+  """IMDB's text features are on GitHub (downloaded); every other feature file is the authors' page's only."""
+  for name, spec in PAPER_DATASETS.items():
+    on_github = {f for f, _ in spec.published}
+    for f in spec.feature_files:
+      assert (f in spec.authors_only) == (f.filename not in on_github), (name, f.filename)
+  assert [f.filename for f in PAPER_DATASETS["imdb"].authors_only] == ["img_feature_20_6_25_199.npz"]
+  assert len(PAPER_DATASETS["douban"].authors_only) == 4 and len(PAPER_DATASETS["amazon"].authors_only) == 3
+
+
+def test_missing_imdb_text_points_at_the_downloader(tmp_path, shared_datasets):
+  """A missing IMDB text file is on GitHub: the loader's fix names the download command, not only the authors' page."""
+  from data_helpers import copy_dataset
+  from hgnn_ima_jax.data_utils import MissingFilesError, load_dataset
+
+  d = copy_dataset(shared_datasets, "imdb", tmp_path)
+  (d / "features_0.npz").unlink()
+  with pytest.raises(MissingFilesError) as info:
+    load_dataset("imdb", tmp_path)
+  assert "python -m hgnn_ima_jax.data_utils.download --dataset=imdb" in str(info.value) and "\n" not in str(info.value)

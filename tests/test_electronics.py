@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from data_helpers import expect_error
-from data_utils import MissingFilesError, load_dataset
-from data_utils.paper_datasets import ELECTRONICS_RELATIONS
+from hgnn_ima_jax.data_utils import MissingFilesError, load_dataset
+from hgnn_ima_jax.data_utils.paper_datasets import ELECTRONICS_RELATIONS
 
 N = 30
 

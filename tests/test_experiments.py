@@ -18,10 +18,9 @@ import sys
 import numpy as np
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from hgnn_ima_jax.experiments import ablation, common, figures, layers, table2, visualize
 
-from experiments import ablation, common, layers, table2, visualize  # noqa: E402
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 TINY_FLAGS = ["--tiny", "--datasets=synthetic", "--seeds=2", "--epochs=2", "--config.model.num_layers=1",
               "--config.synthetic.scale=0.1", "--config.checkpoint_every=100", "--noprogress"]
@@ -79,6 +78,8 @@ def test_table2_writes_tables_2_and_3(paper_workdir):
     assert e["features_generated"] and not e["comparable_with_paper"]
     assert f"{common.format_stats(e['test_macro_f1'])}" in md
   assert not table["comparable_with_paper"] and "NOT comparable" in md and "†" in md
+  # --tiny outputs say they are a smoke test, in the heading and in a note.
+  assert table["smoke_test"] and "SMOKE TEST, not meaningful" in md.splitlines()[0] and common.TINY_NOTE in md
   t3 = table["table3"]["synthetic"]
   ours, hgt = table["cells"]["synthetic"]["hgnn_ima"], table["cells"]["synthetic"]["hgt_early"]
   assert t3["hgt"] == "hgt_early"
@@ -157,10 +158,11 @@ def test_ablation_reuses_ours_and_marks_identical_variants(paper_workdir):
   assert saved["models"] == ["hgnn_ima-L_att", "hgnn_ima-L_ind", "hgnn_ima"]
   md = pathlib.Path(paths["markdown"]).read_text()
   assert "| -L_att |" in md and "| Ours (HGNN-IMA) |" in md and " =" in md and "NOT comparable" in md
+  assert saved["smoke_test"] and common.TINY_NOTE in md  # identical tiny cells are not no-op variants
 
 
 def test_latt_is_inapplicable_without_missing_modalities():
-  import data_utils
+  from hgnn_ima_jax import data_utils
   full = data_utils.load_dataset("synthetic", single_type=True, num_targets=60, feature_dim=8,
                                  modality_dims=(("image", 8),))
   missing = data_utils.load_dataset("synthetic", scale=0.05, feature_dim=8, modality_dims=(("image", 8),))
@@ -192,17 +194,21 @@ def test_layers_plots_macro_f1_against_depth(paper_workdir, tmp_path):
   _png_ok(paths["png"])
   saved = json.loads(pathlib.Path(paths["json"]).read_text())
   assert saved["layers"] == [0, 1] and len(saved["curves"]["synthetic"]) == 2 and not saved["comparable_with_paper"]
+  assert saved["smoke_test"] and "SMOKE TEST" in pathlib.Path(paths["markdown"]).read_text()
   assert "K=0" in pathlib.Path(paths["markdown"]).read_text()
 
 
 # --- visualize.py -------------------------------------------------------------------------
 
-def test_visualize_cli_on_a_trained_run(paper_workdir, tmp_path):
+def test_visualize_cli_on_a_trained_run(paper_workdir):
   workdir, _ = paper_workdir
-  out = tmp_path / "vis"
-  proc = subprocess.run([sys.executable, "experiments/visualize.py", f"--run={workdir / 'synthetic' / 'hgnn_ima'}",
-                         f"--workdir={out}", "--seed=1"], cwd=REPO, capture_output=True, text=True, timeout=600)
+  out = workdir / "synthetic" / "hgnn_ima"  # without --workdir the figures go into the run's own directory
+  new_dirs = lambda: set(workdir.iterdir()) | set((REPO / "runs").glob("visualize-*"))
+  before = new_dirs()
+  proc = subprocess.run([sys.executable, "experiments/visualize.py", f"--run={out}", "--seed=1"], cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-4000:]
+  assert new_dirs() == before  # no new folder
   assert "mean same" in proc.stdout and "beta" in proc.stdout
   summary = json.loads((out / "visualize.json").read_text())
   assert summary["seed"] == 1 and summary["model"] == "hgnn_ima" and not summary["comparable_with_paper"]
@@ -220,6 +226,20 @@ def test_visualize_cli_on_a_trained_run(paper_workdir, tmp_path):
       assert isinstance(s[key], float) and math.isfinite(s[key]) and s[key] > 0, (key, s[key])
   _png_ok(out / "tsne.png")
   _png_ok(out / "attention.png")
+
+
+def test_attention_figure_has_a_row_per_layer_pair_titles_and_a_caption():
+  kind = {"mean_same": 0.04, "mean_diff": 0.03, "ci95_same": 0.001, "ci95_diff": 0.001, "norm_mean_same": 1.1,
+          "norm_mean_diff": 0.9, "norm_ci95_same": 0.01, "norm_ci95_diff": 0.01, "mass_same": 0.7,
+          "mass_same_uniform": 0.65}
+  layers_ = [{"layer": k, "hop_layers": [k - 1, k], "kinds": {"beta": kind, "alpha[text]": kind}} for k in (1, 2)]
+  study = {"mode": "two_hop", "relations": ["ma>am"], "layers": layers_, "last": layers_[-1]}
+  fig = figures.attention_figure(study, "t", figures.footnotes(False, True))
+  titles = [ax.get_title() for ax in fig.axes]
+  assert len(titles) == 6 and all(titles)
+  assert sum("layers 0→1" in t for t in titles) == 3 and sum("layers 1→2" in t for t in titles) == 3
+  texts = " ".join(" ".join(t.get_text() for t in fig.texts).split())  # the caption is wrapped
+  assert "1.0 (dashed) = uniform" in texts and "SMOKE TEST" in texts and "not comparable" in texts
 
 
 def _hub_graph():
@@ -272,7 +292,7 @@ def test_two_hop_pair_weights_match_a_brute_force_path_sum():
 
 
 def test_direct_mode_uses_target_to_target_edges_and_finds_class_aligned_attention():
-  import data_utils
+  from hgnn_ima_jax import data_utils
 
   data = data_utils.load_dataset("synthetic", single_type=True, num_targets=60, feature_dim=8,
                                  modality_dims=(("image", 8),))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from data_helpers import expect_error
-from data_utils import MissingFilesError, load_dataset, read_generic, write_generic
-from data_utils.check import EXIT_OK, run
+from hgnn_ima_jax.data_utils import MissingFilesError, load_dataset, read_generic, write_generic
+from hgnn_ima_jax.data_utils.check import EXIT_OK, run
 from hgnn_ima_jax.graph import MMHN, Relation
 
 README = pathlib.Path(__file__).resolve().parents[1] / "data_utils" / "README.md"

@@ -1,4 +1,4 @@
-"""Guards the JAX pin in requirements.txt against a known XLA:CPU crash (jax-ml/jax#39264).
+"""Guards the JAX pin in pyproject.toml against a known XLA:CPU crash (jax-ml/jax#39264).
 
 JAX 0.10.x kills the process (SIGSEGV) compiling jit(grad) of LayerNorm -> slice of the target
 rows -> matmul once there are ~5,000 rows: the exact shape of our classification head. Run in a

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 import pytest
 
-from experiments.configs import get_config
+from hgnn_ima_jax.experiments.configs import get_config
 from hgnn_ima_jax import MMHN, Relation, losses, train
 from model_fixtures import fast_jit, make_graph
 

@@ -355,7 +355,7 @@ def test_models_built_from_the_dataset_profiles_match_reference(dataset, num_mod
   """The module `train.create_model` builds from each dataset's config (experiments/configs) at
   test sizes: HGNN-IMA with the profile's c, projection, BN and Eq. 9; the HGT baselines with the
   profile's encoder but c = 1/sqrt(d_k) (spec §8)."""
-  from experiments.configs import get_config
+  from hgnn_ima_jax.experiments.configs import get_config
   from hgnn_ima_jax import train
 
   config = get_config(dataset)

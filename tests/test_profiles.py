@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_utils.paper_datasets import PAPER_DATASETS
-from data_utils.splits import resplit, stratified_split
-from experiments import common
-from experiments.configs import get_config
+from hgnn_ima_jax.data_utils.paper_datasets import PAPER_DATASETS
+from hgnn_ima_jax.data_utils.splits import resplit, stratified_split
+from hgnn_ima_jax.experiments import common
+from hgnn_ima_jax.experiments.configs import get_config
 from hgnn_ima_jax import train
 from model_fixtures import make_graph
 

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from data_utils import synthetic as syn
+from hgnn_ima_jax.data_utils import synthetic as syn
 from hgnn_ima_jax.graph import MMHN
 
 

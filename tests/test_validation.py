@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse
 
 from data_helpers import copy_dataset, expect_error, write_features
-from data_utils import DatasetError, MissingFilesError, load_dataset
+from hgnn_ima_jax.data_utils import DatasetError, MissingFilesError, load_dataset
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def edit(path, fn):
 # --- files --------------------------------------------------------------------------------
 def test_missing_published_file_names_it_and_the_download_command(douban):
   (douban / "labels.npy").unlink()
-  err = expect_error(load(douban), douban, str(douban / "labels.npy"), "python -m data_utils.download",
+  err = expect_error(load(douban), douban, str(douban / "labels.npy"), "python -m hgnn_ima_jax.data_utils.download",
                      cls=MissingFilesError)
   assert err.kind == "published" and err.paths == (str(douban / "labels.npy"),)
 

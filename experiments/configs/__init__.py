@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs import default
+from . import default
+from hgnn_ima_jax.config_validation import CHOICES
 
 DATASET_OVERRIDES = {
     # MISS: shared projection, c = 100, CE(fused) + L_att, val loss includes L_att, Macro-F1 selection.
@@ -53,7 +54,7 @@ def paper_overrides(dataset: str) -> dict:
 
 
 DATASETS = tuple(DATASET_OVERRIDES)
-PROTOCOLS = ("code", "paper")
+PROTOCOLS = CHOICES["protocol"]
 
 
 def set_path(config: ml_collections.ConfigDict, path: str, value):

@@ -10,7 +10,7 @@ import typing
 import ml_collections
 from ml_collections import config_dict
 
-from data_utils.synthetic import SyntheticConfig
+from hgnn_ima_jax.data_utils.synthetic import SyntheticConfig
 
 _SKIP_SYNTHETIC = ("hubs", "item_relations")  # structured specs: set them from Python, not flags
 

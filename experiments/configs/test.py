@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from experiments.configs import get_config as _get
+from . import get_config as _get
 
 
 def get_config(dataset: str = "synthetic") -> ml_collections.ConfigDict:

@@ -1,0 +1,44 @@
+"""Console scripts (pyproject.toml [project.scripts]): each runs a script module as `__main__`.
+
+`hgnn-ima-train ...` is `python -m hgnn_ima_jax.experiments.train ...`: the module's own
+`__main__` block runs (the allocator re-execution first, then its flags), so a console script
+and the file behave the same.
+"""
+
+import runpy
+
+
+def _run(module: str):
+  runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def train():
+  _run("hgnn_ima_jax.experiments.train")
+
+
+def table2():
+  _run("hgnn_ima_jax.experiments.table2")
+
+
+def ablation():
+  _run("hgnn_ima_jax.experiments.ablation")
+
+
+def layers():
+  _run("hgnn_ima_jax.experiments.layers")
+
+
+def visualize():
+  _run("hgnn_ima_jax.experiments.visualize")
+
+
+def check():
+  _run("hgnn_ima_jax.data_utils.check")
+
+
+def download():
+  _run("hgnn_ima_jax.data_utils.download")
+
+
+def synthetic():
+  _run("hgnn_ima_jax.data_utils.synthetic")

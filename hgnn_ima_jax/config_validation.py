@@ -1,0 +1,282 @@
+"""Checks a run config before any work starts, and the tables of what each field allows (JAX-free).
+
+`validate_config(config)` checks every field of a resolved config (a `ConfigDict` or a nested
+dict, as `experiments/configs` builds it) and raises `ConfigError`, one line:
+`config.<field>=<value>: <problem>. Fix: <fix>`. `train.train_and_evaluate` calls it before it
+loads data or creates the workdir; the experiment scripts call it on every cell up front.
+
+The rules are tables, so that one place says what a field may be:
+
+* `CHOICES`: the allowed values of every string option. The model, layer, attention and
+  training modules check their fields against these same tuples.
+* `NUMBERS`: integer and real fields with their ranges (every real must also be finite).
+* `BOOLS`: fields that must be True or False.
+* `_cross_checks`: the few rules that involve two fields (hidden and heads, ...).
+
+The synthetic dataset's knobs are checked by `data_utils.synthetic.SyntheticConfig` itself (it
+owns its rules, which involve its structured defaults); its errors are re-raised as `ConfigError`
+on `config.synthetic.<knob>`. Fields absent from the config are not checked (the code's
+defaults apply to them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Mapping
+
+# Table 4 ablations: suffixes of the model name 'hgnn_ima' (models.ABLATIONS says what each does).
+ABLATIONS = ("-cross", "-adapt", "+inf", "-nei", "-align", "-L_att", "-L_ind")
+MODEL_NAMES = ("hgnn_ima", "hgt", "hgt_early", "hgt_late") + tuple(f"hgnn_ima{a}" for a in ABLATIONS)
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model_name": MODEL_NAMES,
+    "protocol": ("code", "paper"),
+    "features": ("real", "generated"),
+    "missing_fill": ("code", "text", "zeros"),
+    "split": ("file", "stratified"),
+    "selection_metric": ("macro_f1", "micro_f1", "paper_rule"),
+    "model.projection": ("shared", "per_channel"),
+    "model.input_activation": ("tanh", "linear"),
+    "model.variant": ("full", "-cross", "-adapt", "+inf", "-nei", "-align"),
+    "model.align_sign": ("code", "paper"),
+    "model.combine": ("mul", "add", "renorm"),
+    "model.beta_norm": ("code", "paper"),
+    "model.nei_mode": ("mean", "target"),
+    "model.update": ("code", "paper"),
+    "model.fusion_form": ("code", "paper"),
+    "model.latt_norm": ("code_mean", "paper_sum"),
+    "model.align_off": ("softmax", "raw"),
+    "optimizer.name": ("adamw", "adam"),
+    "optimizer.schedule": ("onecycle", "constant"),
+    "early_stopping.rule": ("val_loss", "paper"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Number:
+  """A numeric field: integer or real, lower/upper bound (None: unbounded), open or closed ends."""
+
+  integer: bool = False
+  lo: float | None = None
+  hi: float | None = None
+  lo_open: bool = False
+  hi_open: bool = False
+  optional: bool = False  # None is allowed (the code then uses its default)
+
+  def describe(self) -> str:
+    what = "an integer" if self.integer else "a finite number"
+    if self.lo is not None and self.hi is not None:
+      return f"{what} in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}{')' if self.hi_open else ']'}"
+    if self.lo is not None:
+      return f"{what} {'>' if self.lo_open else '>='} {_num(self.lo)}"
+    return what
+
+  def admits(self, x: float) -> bool:
+    if self.lo is not None and (x < self.lo or (self.lo_open and x == self.lo)):
+      return False
+    return not (self.hi is not None and (x > self.hi or (self.hi_open and x == self.hi)))
+
+
+COUNT = Number(integer=True, lo=1)
+RATE = Number(lo=0.0, hi=1.0, hi_open=True)  # dropout, Adam's betas, momenta
+POSITIVE = Number(lo=0.0, lo_open=True)
+
+NUMBERS: dict[str, Number] = {
+    "num_epochs": COUNT,
+    "checkpoint_every": COUNT,
+    "seed_batch": Number(integer=True, lo=-1),  # -1 = auto
+    "feature_seed": Number(integer=True, lo=0),
+    "split_seed": Number(integer=True, lo=0),
+    "model.hidden": COUNT,
+    "model.heads": COUNT,
+    "model.num_layers": Number(integer=True, lo=0),  # K = 0: no propagation (Figure 3's first point)
+    "model.dropout": RATE,
+    "model.fusion_input_dropout": RATE,
+    "model.fusion_score_dropout": RATE,
+    "model.score_scale": dataclasses.replace(POSITIVE, optional=True),
+    "model.baseline_score_scale": dataclasses.replace(POSITIVE, optional=True),
+    "optimizer.learning_rate": POSITIVE,
+    "optimizer.weight_decay": Number(lo=0.0),
+    "optimizer.b1": RATE,
+    "optimizer.b2": RATE,
+    "optimizer.eps": POSITIVE,
+    "optimizer.onecycle_total_steps": COUNT,
+    "optimizer.onecycle_pct_start": Number(lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+    "optimizer.onecycle_div_factor": POSITIVE,
+    "optimizer.onecycle_final_div_factor": POSITIVE,
+    "optimizer.onecycle_base_momentum": RATE,
+    "optimizer.onecycle_max_momentum": RATE,
+    "loss.att_weight": Number(lo=0.0),
+    "early_stopping.patience": COUNT,
+}
+
+BOOLS = ("model.input_batch_norm", "loss.ind_loss", "loss.val_includes_att", "shard_seeds")
+
+# Fields that change neither what is trained nor its result (bookkeeping): a resumed run may change them.
+RESULT_NEUTRAL = ("checkpoint_every",)
+
+
+class ConfigError(ValueError):
+  """A config field has a value the code cannot run. `str(err)` is one line: field, value, problem, fix."""
+
+  def __init__(self, field: str, value: Any, problem: str, fix: str):
+    self.field, self.value, self.problem, self.fix = field, value, problem, fix
+    super().__init__(f"config.{field}={format_value(value)}: {problem}. Fix: {fix}")
+
+
+def format_value(value: Any) -> str:
+  """A value as a command line would spell it: strings bare (quoted when empty), the rest as Python."""
+  if isinstance(value, str):
+    return value if value and value.strip() == value else repr(value)
+  return repr(tuple(value)) if isinstance(value, list) else repr(value)
+
+
+def _num(x: float) -> str:
+  return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def to_dict(config) -> dict:
+  """A plain nested dict of a ConfigDict (or mapping)."""
+  return config.to_dict() if hasattr(config, "to_dict") else {k: to_dict(v) if isinstance(v, Mapping) else v
+                                                                for k, v in dict(config).items()}
+
+
+_MISSING = object()
+
+
+def get_path(tree: Mapping, path: str, default=_MISSING):
+  node = tree
+  for part in path.split("."):
+    if not isinstance(node, Mapping) or part not in node:
+      return default
+    node = node[part]
+  return node
+
+
+# --- checks -----------------------------------------------------------------------------
+
+def _check_choice(field: str, value) -> None:
+  allowed = CHOICES[field]
+  if value not in allowed:
+    raise ConfigError(field, value, "is not one of the allowed values", f"use one of {', '.join(allowed)}")
+
+
+def _check_number(field: str, rule: Number, value) -> None:
+  if value is None and rule.optional:
+    return
+  is_int = isinstance(value, int) and not isinstance(value, bool)
+  if rule.integer and not is_int:
+    raise ConfigError(field, value, "is not an integer", f"use {rule.describe()}")
+  if not rule.integer and not (is_int or isinstance(value, float)):
+    raise ConfigError(field, value, "is not a number", f"use {rule.describe()}" + (" or None" if rule.optional else ""))
+  if not math.isfinite(value):
+    raise ConfigError(field, value, "is not finite", f"use {rule.describe()}")
+  if not rule.admits(value):
+    raise ConfigError(field, value, "is out of range", f"use {rule.describe()}")
+
+
+def _check_seeds(value) -> None:
+  if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+    raise ConfigError("seeds", value, "is not a list of seeds", "give seeds as a tuple of integers, e.g. (0, 1, 2)")
+  seeds = tuple(value)
+  if not seeds:
+    raise ConfigError("seeds", value, "is empty", "give at least one seed (--seeds=N for 0..N-1, or a list 0,3,7)")
+  for s in seeds:
+    if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < 2 ** 31:
+      raise ConfigError("seeds", value, f"seed {s!r} is not an integer in [0, 2^31)",
+                        "use non-negative integer seeds such as 0,3,7")
+  if len(set(seeds)) != len(seeds):
+    raise ConfigError("seeds", value, "repeats a seed", "list each seed once")
+
+
+def _cross_checks(d: dict) -> None:
+  hidden, heads = get_path(d, "model.hidden", None), get_path(d, "model.heads", None)
+  if hidden is not None and heads is not None and hidden % heads:
+    raise ConfigError("model.hidden", hidden, f"is not divisible by model.heads={heads}",
+                      f"use a multiple of heads (e.g. {heads * max(1, round(hidden / heads))}) or change model.heads")
+  if get_path(d, "model.input_batch_norm", False) and get_path(d, "model.projection", None) == "shared":
+    raise ConfigError("model.input_batch_norm", True, "needs model.projection=per_channel (the FULL profile)",
+                      "set --config.model.projection=per_channel or drop input_batch_norm")
+  opt = d.get("optimizer") or {}
+  if opt.get("schedule") == "onecycle" and "onecycle_total_steps" in opt and "onecycle_pct_start" in opt:
+    if opt["onecycle_pct_start"] * opt["onecycle_total_steps"] <= 1:  # the warm-up would end before step 1
+      raise ConfigError("optimizer.onecycle_pct_start", opt["onecycle_pct_start"],
+                        f"times onecycle_total_steps={opt['onecycle_total_steps']} is <= 1 (no warm-up step)",
+                        "raise onecycle_pct_start or onecycle_total_steps")
+
+
+def _check_synthetic(d: dict) -> None:
+  """The generator's own checks (`SyntheticConfig`), as ConfigErrors on config.synthetic.<knob>."""
+  # The data layer's own rules, imported when needed (config_validation itself imports no data code).
+  from hgnn_ima_jax.data_utils.synthetic import SyntheticConfig, SyntheticConfigError
+
+  knobs = {k: v for k, v in (d.get("synthetic") or {}).items() if v is not None}
+  try:
+    SyntheticConfig(**knobs)
+  except SyntheticConfigError as e:
+    raise ConfigError(f"synthetic.{e.field}", knobs.get(e.field, e.value), e.problem, e.fix) from None
+  except TypeError as e:  # an unknown knob
+    raise ConfigError("synthetic", knobs, str(e), "use the knobs of data_utils.synthetic.SyntheticConfig") from None
+
+
+def validate_config(config) -> None:
+  """Checks every field of a resolved run config; raises `ConfigError` for the first bad one.
+
+  Args:
+    config: a `ConfigDict` (or nested mapping) as `experiments.configs.get_config` builds it,
+      with its overrides applied.
+
+  Raises:
+    ConfigError: one line naming the field, its value, the problem and the fix.
+  """
+  d = to_dict(config)
+  dataset = d.get("dataset", _MISSING)
+  if dataset is not _MISSING and (not isinstance(dataset, str) or not dataset.strip()):
+    raise ConfigError("dataset", dataset, "is empty", "give a dataset name (e.g. synthetic, douban) or a path")
+  for field in CHOICES:
+    value = get_path(d, field)
+    if value is not _MISSING:
+      _check_choice(field, value)
+  for field, rule in NUMBERS.items():
+    value = get_path(d, field)
+    if value is not _MISSING:
+      _check_number(field, rule, value)
+  for field in BOOLS:
+    value = get_path(d, field)
+    if value is not _MISSING and not isinstance(value, bool):
+      raise ConfigError(field, value, "is not a boolean", "use True or False")
+  if "seeds" in d:
+    _check_seeds(d["seeds"])
+  _cross_checks(d)
+  if dataset == "synthetic" and "synthetic" in d:
+    _check_synthetic(d)
+
+
+# --- comparing configs ------------------------------------------------------------------
+
+def normalise(tree):
+  """JSON-equal form (tuples → lists, other objects → str), so a config compares with its config.json."""
+  return json.loads(json.dumps(tree, sort_keys=True, default=lambda x: list(x) if isinstance(x, tuple) else str(x)))
+
+
+def result_fields(config) -> dict:
+  """The fields that decide what a run trains: the config without `RESULT_NEUTRAL` fields and without the
+  data fields its dataset does not read (data_dir/features for 'synthetic', the synthetic knobs otherwise)."""
+  d = normalise(to_dict(config))
+  for k in RESULT_NEUTRAL:
+    d.pop(k, None)
+  for k in (("data_dir", "features") if d.get("dataset") == "synthetic" else ("synthetic",)):
+    d.pop(k, None)
+  return d
+
+
+def diff_configs(saved, asked, prefix: str = "") -> list[str]:
+  """'field: <saved> (saved) vs <asked> (asked)' for every leaf that differs between two nested dicts."""
+  if isinstance(saved, Mapping) and isinstance(asked, Mapping):
+    out = []
+    for k in sorted(set(saved) | set(asked)):
+      out += diff_configs(saved.get(k, "<absent>"), asked.get(k, "<absent>"), f"{prefix}{k}.")
+    return out
+  return [] if saved == asked else [f"{prefix[:-1]}: {format_value(saved)} (saved) vs {format_value(asked)} (asked)"]

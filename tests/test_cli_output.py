@@ -1,0 +1,77 @@
+"""What the scripts print: a --help that fits a screen and tells the truth, no native log noise."""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+NATIVE_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")  # absl/XLA C++ log lines: 'E1202 05:53:24.157 ... .cc:220]'
+
+
+def help_of(script, *flags):
+  proc = subprocess.run([sys.executable, f"experiments/{script}", *flags, "--help"], cwd=REPO, capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return proc.stdout
+
+
+def test_train_help_shows_the_flags_then_the_config_this_run_would_use():
+  text = help_of("train.py")
+  lines = text.splitlines()
+  assert len(lines) <= 70
+  flags_at, config_at = lines.index("flags:"), next(i for i, l in enumerate(lines) if l.startswith("config fields"))
+  for flag in ("--seeds", "--epochs", "--[no]resume", "--workdir", "--dataset", "--[no]print_config"):
+    assert any(l.lstrip().startswith(flag) for l in lines[flags_at:config_at]), flag
+  # The values the default run uses (60 epochs, 5 seeds, per-channel projection), not default.py's 100 and 1.
+  config = "\n".join(lines[config_at:])
+  assert "num_epochs=60" in config and "seeds=(0,1,2,3,4)" in config and "projection=per_channel" in config
+  assert "checkpoint_every: 10" not in text and "!!python/tuple" not in text  # no flattened dump
+  douban = help_of("train.py", "--dataset=douban", "--epochs=7")
+  douban_config = douban.split("config fields")[1]
+  assert "num_epochs=7" in douban_config and "score_scale=100.0" in douban_config and "synthetic " not in douban_config
+
+
+@pytest.mark.parametrize("script", ["table2.py", "ablation.py", "layers.py", "visualize.py"])
+def test_artefact_script_help_lists_the_shared_flags(script):
+  text = help_of(script, "--tiny")
+  own = text.split("flags:")[1].split("config fields")[0]
+  for flag in ("--[no]tiny", "--seeds", "--epochs", "--features", "--protocol", "--workdir", "--[no]resume"):
+    assert flag in own, (script, flag)
+  assert "hidden=16" in text.split("config fields")[1]  # the --tiny sizes
+
+
+def _train(tmp_path, cache, *extra):
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+  return subprocess.run([sys.executable, "experiments/train.py", f"--workdir={tmp_path / os.urandom(4).hex()}",
+                         "--seeds=1", "--epochs=1", "--config.model.hidden=8", "--config.model.heads=1",
+                         "--config.model.num_layers=1", "--config.synthetic.scale=0.05", "--noprogress", *extra],
+                        cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_a_warm_cache_run_prints_no_native_log_lines(tmp_path):
+  cache = tmp_path / "xla-cache"
+  cold = _train(tmp_path, cache)
+  assert cold.returncode == 0, cold.stderr[-2000:]
+  warm = _train(tmp_path, cache)
+  assert warm.returncode == 0 and any(cache.iterdir())
+  assert [l for l in warm.stderr.splitlines() if NATIVE_LOG.match(l)] == []
+  # --verbosity shows them again (loading cached programs logs at least the version-compatibility warning).
+  verbose = _train(tmp_path, cache, "--verbosity=0")
+  assert verbose.returncode == 0 and any(NATIVE_LOG.match(l) for l in verbose.stderr.splitlines()), verbose.stderr
+
+
+@pytest.mark.parametrize("orig_argv,command", [
+    (["python3", "experiments/train.py", "--seeds=2"], "python experiments/train.py"),
+    (["/v/bin/python", "-u", "-m", "hgnn_ima_jax.experiments.train"], "python -m hgnn_ima_jax.experiments.train"),
+    (["/v/bin/python", "/v/bin/hgnn-ima-train", "--resume"], "hgnn-ima-train"),
+])
+def test_the_printed_command_is_the_one_that_started_the_run(monkeypatch, orig_argv, command):
+  from hgnn_ima_jax.experiments import launch
+  monkeypatch.setattr(sys, "orig_argv", orig_argv)
+  assert launch.launch_command() == command

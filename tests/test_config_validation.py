@@ -1,0 +1,183 @@
+"""Configs are checked before any work starts: one line `config.<field>=<value>: <problem>. Fix: <fix>`.
+
+The library checks (`validate_config`, called first by `train_and_evaluate`), the tables the model
+code reads its allowed values from, and the scripts: exit code 2, one line, nothing written.
+"""
+
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from hgnn_ima_jax.experiments import common
+from hgnn_ima_jax.experiments.configs import DATASETS, PROTOCOLS, get_config
+from hgnn_ima_jax.experiments.configs import test as test_config
+from hgnn_ima_jax import config_validation as cv
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+LINE = re.compile(r"^config\.[a-z_.]+=.*: .+\. Fix: .+$")
+
+
+def with_fields(config, **fields):
+  for path, value in fields.items():
+    common.set_path(config, path.replace("__", "."), value)
+  return config
+
+
+def error_of(**fields) -> cv.ConfigError:
+  with pytest.raises(cv.ConfigError) as info:
+    cv.validate_config(with_fields(get_config("synthetic").to_dict(), **fields))  # a dict: no ConfigDict type checks
+  msg = str(info.value)
+  assert LINE.match(msg) and "\n" not in msg, msg
+  return info.value
+
+
+# One case per field group: (field overrides, field named in the error, words of the problem).
+BAD = {
+    "count": ({"num_epochs": 0}, "num_epochs", "out of range"),
+    "negative count": ({"num_epochs": -3}, "num_epochs", "out of range"),
+    "layers": ({"model__num_layers": -1}, "model.num_layers", "out of range"),
+    "heads": ({"model__heads": 0}, "model.heads", "out of range"),
+    "patience": ({"early_stopping__patience": 0}, "early_stopping.patience", "out of range"),
+    "hidden % heads": ({"model__hidden": 63}, "model.hidden", "not divisible by model.heads=8"),
+    "dropout": ({"model__dropout": 1.5}, "model.dropout", "out of range"),
+    "dropout = 1": ({"model__fusion_input_dropout": 1.0}, "model.fusion_input_dropout", "out of range"),
+    "weight decay": ({"optimizer__weight_decay": -0.1}, "optimizer.weight_decay", "out of range"),
+    "learning rate": ({"optimizer__learning_rate": -1e-3}, "optimizer.learning_rate", "out of range"),
+    "learning rate 0": ({"optimizer__learning_rate": 0.0}, "optimizer.learning_rate", "out of range"),
+    "learning rate nan": ({"optimizer__learning_rate": float("nan")}, "optimizer.learning_rate", "not finite"),
+    "learning rate inf": ({"optimizer__learning_rate": float("inf")}, "optimizer.learning_rate", "not finite"),
+    "score scale": ({"model__score_scale": -1.0}, "model.score_scale", "out of range"),
+    "integer": ({"model__hidden": 64.0}, "model.hidden", "not an integer"),
+    "variant": ({"model__variant": "-foo"}, "model.variant", "not one of"),
+    "combine": ({"model__combine": "max"}, "model.combine", "not one of"),
+    "align_sign": ({"model__align_sign": "plus"}, "model.align_sign", "not one of"),
+    "projection": ({"model__projection": "dense"}, "model.projection", "not one of"),
+    "protocol": ({"protocol": "mine"}, "protocol", "not one of"),
+    "schedule": ({"optimizer__schedule": "cosine"}, "optimizer.schedule", "not one of"),
+    "model name": ({"model_name": "gat"}, "model_name", "not one of"),
+    "bool": ({"loss__ind_loss": "yes"}, "loss.ind_loss", "not a boolean"),
+    "batch norm needs per_channel": ({"model__projection": "shared", "model__input_batch_norm": True},
+                                     "model.input_batch_norm", "per_channel"),
+    "seeds empty": ({"seeds": ()}, "seeds", "empty"),
+    "seeds repeat": ({"seeds": (0, 0)}, "seeds", "repeats"),
+    "seeds negative": ({"seeds": (0, -1)}, "seeds", "not an integer in"),
+    "synthetic fraction": ({"synthetic__homophily": 1.5}, "synthetic.homophily", "outside [0, 1]"),
+    "synthetic scale": ({"synthetic__scale": 0.001}, "synthetic.num_targets", "targets at scale 0.001"),
+    "synthetic noise": ({"synthetic__noise": -1.0}, "synthetic.noise", "negative"),
+    "synthetic fill": ({"synthetic__missing_fill": "mean"}, "synthetic.missing_fill", "not a fill rule"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_each_field_group_is_refused_in_one_line(case):
+  fields, field, problem = BAD[case]
+  err = error_of(**fields)
+  assert err.field == field and problem in err.problem, str(err)
+  assert str(err).startswith(f"config.{field}=")
+
+
+def test_every_shipped_config_is_valid():
+  for dataset in DATASETS:
+    for protocol in PROTOCOLS:
+      cv.validate_config(get_config(dataset, protocol))
+  cv.validate_config(test_config.get_config())
+  for name in cv.MODEL_NAMES:
+    cv.validate_config(with_fields(get_config("douban"), model_name=name))
+
+
+def test_the_model_code_reads_its_allowed_values_from_the_table():
+  from hgnn_ima_jax import attention, layers, models
+  from hgnn_ima_jax.data_utils import paper_datasets
+  from hgnn_ima_jax.experiments import configs
+
+  assert layers.VARIANTS is cv.CHOICES["model.variant"] and attention.COMBINES is cv.CHOICES["model.combine"]
+  assert configs.PROTOCOLS is cv.CHOICES["protocol"] and paper_datasets.FILL_RULES is cv.CHOICES["missing_fill"]
+  assert models.MODEL_NAMES == tuple(cv.MODEL_NAMES) and tuple(models.ABLATIONS) == cv.ABLATIONS
+  for model_over, _ in models.ABLATIONS.values():
+    assert model_over.get("variant", "full") in cv.CHOICES["model.variant"]
+
+
+def test_validation_imports_no_jax():
+  code = ("import sys; from experiments.configs import get_config; from hgnn_ima_jax import config_validation as cv; "
+          "cv.validate_config(get_config('synthetic')); cv.validate_config(get_config('imdb', 'paper')); "
+          "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'jaxlib', 'flax', 'jraph')))")
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip() == "[]"
+
+
+def test_train_and_evaluate_checks_before_loading_or_writing(tmp_path, monkeypatch):
+  from hgnn_ima_jax import train
+
+  monkeypatch.setattr(train, "load_data", lambda c: pytest.fail("data was loaded before the config was checked"))
+  bad = with_fields(test_config.get_config(), model__dropout=1.5)
+  with pytest.raises(cv.ConfigError, match=r"^config\.model\.dropout=1\.5: "):
+    train.train_and_evaluate(bad, str(tmp_path / "run"), progress=False)
+  assert not (tmp_path / "run").exists()
+
+
+def test_seeds_text_errors_are_config_errors():
+  assert common.parse_seeds("3") == (0, 1, 2) and common.parse_seeds("0, 3,7") == (0, 3, 7)
+  for text in ("0", "-2", "a", "1.5", "0,x"):
+    with pytest.raises(cv.ConfigError, match=r"^config\.seeds=.*Fix: give --seeds=N"):
+      common.parse_seeds(text)
+
+
+# --- the scripts: exit 2, one line, nothing written -------------------------------------------
+
+CLI_CASES = {
+    "epochs": (["--epochs=-3"], "config.num_epochs=-3: "),
+    "seeds count": (["--seeds=0"], "config.seeds=0: "),
+    "seeds text": (["--seeds=a,b"], "config.seeds=a,b: "),
+    "hidden": (["--config.model.hidden=63"], "config.model.hidden=63: "),
+    "heads": (["--config.model.heads=0"], "config.model.heads=0: "),
+    "dropout": (["--config.model.dropout=1.5"], "config.model.dropout=1.5: "),
+    "learning rate": (["--config.optimizer.learning_rate=-0.001"], "config.optimizer.learning_rate=-0.001: "),
+    "variant": (["--config.model.variant=foo"], "config.model.variant=foo: "),
+    "synthetic": (["--config.synthetic.misalignment=2"], "config.synthetic.misalignment="),
+}
+
+
+def _one_error_line(proc) -> str:
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert lines[0].startswith("error: config.") and LINE.match(lines[0][len("error: "):]), lines[0]
+  return lines[0]
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_train_cli_refuses_bad_values_before_writing(case, tmp_path):
+  args, start = CLI_CASES[case]
+  workdir = tmp_path / "run"
+  proc = subprocess.run([sys.executable, "experiments/train.py", f"--workdir={workdir}", "--noprogress", *args],
+                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert _one_error_line(proc).startswith(f"error: {start}")
+  assert not workdir.exists()
+
+
+@pytest.mark.parametrize("script,args", [
+    ("table2.py", ["--models=hgnn_ima,hgt_early", "--config.model.num_layers=-1"]),
+    ("ablation.py", ["--variants=-align", "--seeds=a"]),
+    ("layers.py", ["--layers=1,2", "--config.model.heads=3"]),  # --tiny hidden 16 % 3
+    ("visualize.py", ["--epochs=0"]),
+])
+def test_artefact_scripts_refuse_bad_cells_before_writing(script, args, tmp_path):
+  workdir = tmp_path / "out"
+  proc = subprocess.run([sys.executable, f"experiments/{script}", "--tiny", f"--workdir={workdir}", "--noprogress",
+                         *args], cwd=REPO, capture_output=True, text=True, timeout=180)
+  line = _one_error_line(proc)
+  assert any(f in line for f in ("num_layers=-1", "seeds=a", "model.hidden=16", "num_epochs=0")), line
+  assert not workdir.exists()
+
+
+def test_print_config_shows_the_resolved_values():
+  proc = subprocess.run([sys.executable, "experiments/train.py", "--dataset=douban", "--seeds=0,3", "--print_config",
+                         "--config.model.dropout=0.3"], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  cfg = json.loads(proc.stdout)
+  assert cfg["num_epochs"] == 50 and cfg["model"]["score_scale"] == 100.0 and cfg["seeds"] == [0, 3]
+  assert cfg["model"]["dropout"] == 0.3 and cfg["dataset"] == "douban"

@@ -1,0 +1,153 @@
+"""`--resume` continues the run in the workdir with its saved config; SIGINT/SIGTERM stop it resumably.
+
+Every test runs experiments/train.py as a subprocess on a tiny graph and compares with one
+uninterrupted run of the same flags (module fixture): resumed runs must give identical metrics.
+"""
+
+import json
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+EPOCHS = 60
+RUN_FLAGS = ["--config.model.hidden=16", "--config.model.heads=2", "--config.model.num_layers=2",
+             "--config.synthetic.scale=0.1", "--seeds=2", f"--epochs={EPOCHS}", "--config.checkpoint_every=10"]
+
+
+def train_cmd(workdir, *flags):
+  return [sys.executable, "experiments/train.py", f"--workdir={workdir}", "--noprogress", *flags]
+
+
+def start(workdir, *flags):
+  return subprocess.Popen(train_cmd(workdir, *RUN_FLAGS, *flags), cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def run(workdir, *flags, timeout=300):
+  return subprocess.run(train_cmd(workdir, *flags), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for_checkpoint(proc, workdir, step):
+  """Waits until checkpoints/latest holds a step >= `step` (training is then under way)."""
+  latest = workdir / "checkpoints" / "latest"
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if latest.is_dir() and any(p.name.isdigit() and int(p.name) >= step for p in latest.iterdir()):
+      return
+    time.sleep(0.02)
+  pytest.fail(f"no checkpoint {step} appeared (returncode {proc.poll()})")
+
+
+def same_results(a: pathlib.Path, b: pathlib.Path):
+  ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+  assert ra["per_seed"] == rb["per_seed"] and ra["epochs"] == rb["epochs"]
+  ha, hb = (json.loads((d / "history.json").read_text()) for d in (a, b))
+  assert [(r["epoch"], r["seed"], r["val_loss"], r["train_loss"]) for r in ha] == \
+         [(r["epoch"], r["seed"], r["val_loss"], r["train_loss"]) for r in hb]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("full") / "run"
+  proc = run(workdir, *RUN_FLAGS)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir
+
+
+def test_sigkill_then_resume_alone_equals_an_uninterrupted_run(full_run, tmp_path):
+  killed = tmp_path / "killed"
+  proc = start(killed)
+  wait_for_checkpoint(proc, killed, 20)
+  proc.send_signal(signal.SIGKILL)
+  proc.communicate()
+  assert not (killed / "results.json").exists(), "the run finished before it could be killed"
+  resumed = run(killed, "--resume")  # no other flag: the saved config decides everything
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert json.loads((killed / "config.json").read_text())["num_epochs"] == EPOCHS
+  same_results(killed, full_run)
+
+
+@pytest.mark.parametrize("flag,saved", [(f"--epochs={EPOCHS + 1}", f"num_epochs={EPOCHS}"),
+                                        ("--seeds=3", "seeds=(0, 1)"),
+                                        ("--config.model.hidden=32", "model.hidden=16"),
+                                        ("--model=hgt_late", "model_name=hgnn_ima")])
+def test_resume_refuses_a_flag_that_contradicts_the_saved_config(full_run, flag, saved):
+  before = (full_run / "config.json").read_text()
+  proc = run(full_run, "--resume", flag)
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  assert lines[0].startswith(f"error: {flag} contradicts the run in {full_run}, saved with {saved}.")
+  assert "new --workdir" in lines[0]
+  assert (full_run / "config.json").read_text() == before
+
+
+def test_resume_without_a_run_or_checkpoint_is_one_line(tmp_path):
+  proc = run(tmp_path / "nothing", "--resume")
+  assert proc.returncode == 2 and proc.stderr.strip().startswith("error: --resume: ")
+  assert "no config.json" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+  assert not (tmp_path / "nothing").exists()
+  (tmp_path / "early").mkdir()
+  (tmp_path / "early" / "config.json").write_text("{}")  # killed before its first checkpoint
+  proc = run(tmp_path / "early", "--resume")
+  assert proc.returncode == 2 and "no checkpoint to continue from" in proc.stderr
+
+
+LINE = re.compile(r"^interrupted at epoch (\d+) of (\d+); continue with: (python experiments/train\.py) "
+                  r"--workdir=(\S+) --resume$")
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_a_checkpoint_and_prints_the_resume_command(full_run, tmp_path, signum, code):
+  workdir = tmp_path / "stopped"
+  proc = start(workdir)
+  wait_for_checkpoint(proc, workdir, 10)
+  proc.send_signal(signum)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == code, err[-3000:]
+  assert "Traceback" not in err
+  m = LINE.match(err.strip().splitlines()[-1])
+  assert m, err[-2000:]
+  epoch = int(m.group(1))
+  assert 10 <= epoch < EPOCHS and int(m.group(2)) == EPOCHS and m.group(4) == str(workdir)
+  history = json.loads((workdir / "history.json").read_text())
+  assert max(r["epoch"] for r in history) == epoch - 1  # the checkpoint holds every finished epoch
+  assert str(epoch) in [p.name for p in (workdir / "checkpoints" / "latest").iterdir()]
+  # The printed command, as printed (with this interpreter for `python`) plus a result-neutral flag.
+  resumed = subprocess.run([sys.executable, *m.group(3).split()[1:], f"--workdir={m.group(4)}", "--resume",
+                            "--noprogress", "--config.checkpoint_every=7"], cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  same_results(workdir, full_run)
+
+
+BLOCKED_IN_C = """
+import ctypes, threading, time
+from hgnn_ima_jax.experiments.launch import StopOnSignal
+StopOnSignal().install()
+libc, mutex = ctypes.CDLL(None), ctypes.create_string_buffer(64)
+libc.pthread_mutex_init(mutex, None)
+libc.pthread_mutex_lock(mutex)
+threading.Thread(target=lambda: (time.sleep(0.5), print("ready", flush=True)), daemon=True).start()
+libc.pthread_mutex_lock(mutex)  # the main thread blocks in C for good, as in a long XLA compile: no Python handler runs
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses glibc's pthread_mutex_t via ctypes")
+def test_a_second_signal_exits_at_once_even_inside_a_long_c_call():
+  proc = subprocess.Popen([sys.executable, "-c", BLOCKED_IN_C], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  try:
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGINT)
+    assert "SIGINT received: stopping after the current epoch" in proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+  finally:
+    proc.kill()
+  assert proc.returncode == 130 and "second SIGINT: exiting now" in err, err
