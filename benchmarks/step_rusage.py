@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import resource
 import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
