@@ -7,9 +7,7 @@ records `graph_checksum` of what it read, and the orchestrator checks it against
 
 from __future__ import annotations
 
-import hashlib
-
-import numpy as np
+from hgnn_ima_jax.data_utils.checksum import graph_checksum  # noqa: F401 (the workers import it from here)
 
 REAL_GRAPHS = ("douban", "imdb", "amazon")
 SYNTHETIC_GRAPHS = ("synthetic_amazon1", "synthetic_amazon1x4", "synthetic10m", "tiny")
@@ -54,29 +52,6 @@ def load_graph(name: str, data_dir: str, feature_dim: int, seed: int = 0):
     from hgnn_ima_jax.data_utils.synthetic import make_synthetic
     return make_synthetic(seed=seed, **synthetic_kwargs(name, feature_dim)).validate()
   raise ValueError(f"unknown graph {name!r}; choose from {GRAPHS}")
-
-
-def graph_checksum(g) -> str:
-  """sha256 of everything a training step reads: types, counts, edges, features (float32), labels, splits."""
-  h = hashlib.sha256()
-
-  def add(tag: str, x):
-    x = np.ascontiguousarray(x)
-    h.update(f"{tag}:{x.dtype.str}:{x.shape};".encode())
-    h.update(x.tobytes())
-
-  add("node_types", np.array(g.node_types, dtype=str))
-  add("num_nodes", np.array([g.num_nodes[t] for t in g.node_types], np.int64))
-  add("modalities", np.array(g.modalities, dtype=str))
-  for r in g.relations:
-    add(f"relation/{r.src}/{r.name}/{r.dst}", np.asarray(g.edges[r.name], np.int64))
-  for t in g.node_types:
-    for m in g.modalities:
-      add(f"features/{t}/{m}", np.asarray(g.features[t][m], np.float32))
-  add(f"labels/{g.target_type}/{int(g.num_classes)}", np.asarray(g.labels, np.int64))
-  for s in ("train", "val", "test"):
-    add(f"splits/{s}", np.asarray(g.splits[s], np.int64))
-  return h.hexdigest()
 
 
 def graph_config(graph_name: str, model_name: str, seeds, *, hidden: int, heads: int, layers: int):
