@@ -18,7 +18,7 @@ import numpy as np
 
 from bench_env import RssSampler, cpu_seconds, mem_available_mb, peak_rss_mb
 from bench_graphs import graph_config
-from hgnn_ima_jax import train as tr
+from hgnn_ima_jax import optim, state as state_lib, steps, train as tr
 from hgnn_ima_jax.runtime import release_free_memory
 
 
@@ -61,13 +61,13 @@ def device_memory_mb() -> dict | None:
 def make_step(config, data, seed_batch: int = 0):
   """(jitted train_step over seeds, model, tx, resolved config) for `config` on `data`; as make_epoch_fn, without eval.
 
-  seed_batch: as `hgnn_ima_jax.train.map_seeds` (0: vmap of all seeds; 1: lax.map, one at a time)."""
+  seed_batch: as `hgnn_ima_jax.steps.map_seeds` (0: vmap of all seeds; 1: lax.map, one at a time)."""
   config = tr.resolve_config(config)
-  model = tr.create_model(config, data.schema)
-  tx = tr.create_optimizer(config)
-  one = functools.partial(tr.train_step, model=model, tx=tx, ind_loss=bool(config.loss.ind_loss),
+  model = state_lib.create_model(config, data.schema)
+  tx = optim.create_optimizer(config)
+  one = functools.partial(steps.train_step, model=model, tx=tx, ind_loss=bool(config.loss.ind_loss),
                           att_weight=float(config.loss.att_weight))
-  return jax.jit(tr.map_seeds(one, seed_batch), donate_argnums=(0,)), model, tx, config
+  return jax.jit(steps.map_seeds(one, seed_batch), donate_argnums=(0,)), model, tx, config
 
 
 def tile_seeds(state, num_seeds: int):
@@ -105,7 +105,7 @@ def time_ours(data, batch, model_name: str, graph_name: str, num_seeds: int, opt
   with RssSampler() as mem:
     step, model, tx, config = make_step(config, data, seed_batch)
     t = time.perf_counter()
-    state = tr.init_state(model, tx, batch, list(config.seeds)) if init is None else tile_seeds(init, num_seeds)
+    state = state_lib.init_state(model, tx, batch, list(config.seeds)) if init is None else tile_seeds(init, num_seeds)
     jax.block_until_ready(state)
     init_s = time.perf_counter() - t
     init_host = jax.device_get(state) if init is None else None  # the step donates `state`

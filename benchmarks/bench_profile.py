@@ -21,7 +21,7 @@ import jax
 from bench_env import load_avg
 from bench_graphs import graph_config
 from bench_ours import StepOptions, make_step, tile_seeds
-from hgnn_ima_jax import train as tr
+from hgnn_ima_jax import state as state_lib
 from hgnn_ima_jax.runtime import release_free_memory
 
 
@@ -85,7 +85,7 @@ def profile_ours(data, batch, graph_name: str, opts: StepOptions, profile_dir: s
   """jax.profiler trace of HGNN-IMA's step (`seeds` vmapped); top XLA ops by time, mapped to HLO shapes."""
   config, profile = graph_config(graph_name, "hgnn_ima", [0], hidden=opts.hidden, heads=opts.heads, layers=opts.layers)
   step, model, tx, config = make_step(config, data)
-  state = tr.init_state(model, tx, batch, [0])
+  state = state_lib.init_state(model, tx, batch, [0])
   if seeds > 1:
     state = tile_seeds(jax.device_get(state), seeds)
   compiled = step.lower(state, batch).compile()

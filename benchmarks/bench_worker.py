@@ -66,9 +66,9 @@ def progress(model: str, r: dict):
 def run_jax(spec: dict, data, checksum: str):
   import jax
   import bench_ours
-  from hgnn_ima_jax import train as tr
+  from hgnn_ima_jax import state as state_lib
   opts = bench_ours.StepOptions(**spec["opts"])
-  batch = tr.make_batch(data)
+  batch = state_lib.make_batch(data)
   common = {"versions": bench_ours.versions(), **bench_ours.device_info()}
   for model in spec["models"]:
     la, date = load_avg(), now_utc()

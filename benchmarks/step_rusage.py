@@ -57,13 +57,13 @@ def main(argv):
   import jax
   from bench_ours import make_step  # imports JAX: after the allocator is in place
   from hgnn_ima_jax import runtime
-  from hgnn_ima_jax import train as tr
+  from hgnn_ima_jax import state as state_lib
   data = load_graph(FLAGS.graph, FLAGS.data_dir, FLAGS.feature_dim)
-  batch = tr.make_batch(data)
+  batch = state_lib.make_batch(data)
   config, _ = graph_config(FLAGS.graph, FLAGS.model, range(1), hidden=FLAGS.hidden, heads=FLAGS.heads,
                            layers=FLAGS.layers)
   step, model, tx, config = make_step(config, data, 0)
-  state = tr.init_state(model, tx, batch, [0])
+  state = state_lib.init_state(model, tx, batch, [0])
   compiled = step.lower(state, batch).compile()
   state, _ = compiled(state, batch)
   jax.block_until_ready(state)

@@ -12,85 +12,11 @@ This package imports only `hgnn_ima_jax.graph` from the model package.
 
 from __future__ import annotations
 
-import os
-import pathlib
-
+from .datasets import DATA_DIR_ENV, DATASETS, default_data_dir, load_dataset
 from .files import MissingFilesError
+from .from_config import load_for_config
 from .generic import read_generic, write_generic
-from .paper_datasets import (ELECTRONICS_MODALITIES, PAPER_DATASETS, check_options, load_electronics,
-                                       load_paper_dataset)
 from hgnn_ima_jax.graph import MMHN, DatasetError
 
-DATASETS = ("douban", "imdb", "amazon", "amazon1", "amazon2", "synthetic")
-DATA_DIR_ENV = "HGNN_IMA_DATA_DIR"
-
-__all__ = ["DATASETS", "DatasetError", "MissingFilesError", "MMHN", "default_data_dir", "load_dataset",
-           "read_generic", "write_generic"]
-
-
-def default_data_dir() -> pathlib.Path:
-  """$HGNN_IMA_DATA_DIR, else ./data."""
-  return pathlib.Path(os.environ.get(DATA_DIR_ENV) or "data")
-
-
-def load_dataset(name_or_path, data_dir=None, *, features: str = "real", missing_fill: str = "code",
-                 feature_seed: int = 0, **synthetic_kwargs) -> MMHN:
-  """Loads a dataset by name, or a generic-format file/directory by path, as a validated MMHN.
-
-  Args:
-    name_or_path: one of `DATASETS`, or a path to a generic-format `.npz` file or
-      directory (a directory named like a paper dataset, e.g. `.../douban`, is read
-      in that dataset's published format).
-    data_dir: the directory with one sub-directory per dataset; default
-      `default_data_dir()` ($HGNN_IMA_DATA_DIR, else ./data).
-    features: 'real' (default; absent feature files are an error naming each of
-      them) or 'generated' (absent feature files replaced by generated stand-ins,
-      marked in provenance; `comparable_with_paper` is then False).
-    missing_fill: 'code' (each dataset's own rule; for a generic file, its stored
-      rule), 'text' or 'zeros'.
-    feature_seed: seed of generated features; for 'synthetic' the default seed.
-    **synthetic_kwargs: passed to `data_utils.synthetic.make_synthetic` (only for
-      'synthetic'; `seed` there overrides `feature_seed`).
-
-  Returns:
-    The validated `MMHN`.
-
-  Raises:
-    MissingFilesError: files are absent (a `DatasetError` listing every path).
-    DatasetError: a file is unreadable or inconsistent; one line, file, field and fix.
-  """
-  check_options(features, missing_fill)
-  key = os.fspath(name_or_path)
-  name = key.lower()
-  # A name string wins over a same-named directory; a Path object (or './douban') is always a path.
-  if name in DATASETS and not isinstance(name_or_path, os.PathLike):
-    if name != "synthetic" and synthetic_kwargs:
-      raise TypeError(f"unexpected arguments for dataset {name!r}: {sorted(synthetic_kwargs)}")
-    if name == "synthetic":
-      return _synthetic(missing_fill, feature_seed, synthetic_kwargs)  # generated in full; `features` is moot
-    data_dir = default_data_dir() if data_dir is None else data_dir
-    if name in PAPER_DATASETS:
-      return load_paper_dataset(name, data_dir, features=features, missing_fill=missing_fill, feature_seed=feature_seed)
-    return load_electronics(name, data_dir, features=features, missing_fill=missing_fill, feature_seed=feature_seed)
-
-  path = pathlib.Path(key)
-  if synthetic_kwargs:
-    raise TypeError(f"unexpected arguments for a dataset path: {sorted(synthetic_kwargs)}")
-  if not path.exists() and path.suffix != ".npz" and os.sep not in key and "/" not in key:
-    raise DatasetError(key, "dataset", "is neither a known dataset nor an existing path",
-                       f"use one of {', '.join(DATASETS)}, or a generic-format .npz file or directory")
-  if path.is_dir() and not (path / "relations.npy").exists() and path.name in PAPER_DATASETS.keys() | ELECTRONICS_MODALITIES.keys():
-    return load_dataset(path.name, path.parent, features=features, missing_fill=missing_fill, feature_seed=feature_seed)
-  if features != "real":
-    raise ValueError("features='generated' applies to the paper datasets; a generic-format file holds its own features")
-  return read_generic(path, missing_fill=None if missing_fill == "code" else missing_fill)
-
-
-def _synthetic(missing_fill: str, seed: int, kwargs: dict) -> MMHN:
-  """data_utils.synthetic.make_synthetic, imported on first use (another module's generator)."""
-  from .synthetic import make_synthetic  # pylint: disable=import-outside-toplevel
-
-  kwargs = {"seed": seed, **kwargs}
-  if missing_fill != "code":  # 'code' = the generator's own default rule
-    kwargs["missing_fill"] = missing_fill
-  return make_synthetic(**kwargs).validate()
+__all__ = ["DATASETS", "DATA_DIR_ENV", "DatasetError", "MissingFilesError", "MMHN", "default_data_dir", "load_dataset",
+           "load_for_config", "read_generic", "write_generic"]

@@ -164,7 +164,7 @@ def options_from_flags(flag_values) -> Options:
 
 def user_errors() -> tuple[type, ...]:
   """Errors a launcher reports in one line (exit 2) instead of a traceback: bad data or config, a workdir clash."""
-  from hgnn_ima_jax.checkpoint import CheckpointMismatchError
+  from hgnn_ima_jax.checkpointing import CheckpointMismatchError
   from hgnn_ima_jax.graph import DatasetError
   return (DatasetError, cv.ConfigError, CellConfigError, CheckpointMismatchError, FileExistsError)
 
@@ -318,10 +318,10 @@ class CellRunner:
 
   def data(self, config: ml_collections.ConfigDict):
     """The MMHN for a config, loaded once per distinct data fields."""
-    from hgnn_ima_jax import train
+    from hgnn_ima_jax.data_utils import load_for_config
     key = json.dumps(cv.normalise({k: config.to_dict().get(k) for k in _DATA_FIELDS}), sort_keys=True)
     if key not in self._data:
-      self._data[key] = train.load_data(config)
+      self._data[key] = load_for_config(config)
     return self._data[key]
 
   def _finished_runs(self, dataset_dir: str) -> list[str]:
@@ -329,7 +329,9 @@ class CellRunner:
 
   def run(self, config: ml_collections.ConfigDict, name: str) -> Cell:
     """Trains (or reuses) the cell `<workdir>/<dataset>/<name>` for `config`."""
-    from hgnn_ima_jax import checkpoint, runtime, train
+    from hgnn_ima_jax import run_dir as run_files, runtime, train
+
+    from .outputs import history_writer
 
     dataset = str(config.dataset)
     sig = signature(config)
@@ -341,7 +343,7 @@ class CellRunner:
     dataset_dir = os.path.join(self.workdir, dataset_tag(dataset))
     run_dir = os.path.join(dataset_dir, name)
     if os.path.exists(os.path.join(run_dir, "config.json")):
-      there = signature(checkpoint.read_config(run_dir))
+      there = signature(run_files.read_config(run_dir))
       if there != sig:
         diffs = "; ".join(cv.diff_configs(there, sig)[:6])
         raise CellConfigError(f"{run_dir} holds a run with a different config ({diffs}); "
@@ -349,7 +351,7 @@ class CellRunner:
     if self.opts.resume:
       candidates = [run_dir] + [d for d in self._finished_runs(dataset_dir) if d != run_dir]
       for d in candidates:
-        if os.path.exists(os.path.join(d, "results.json")) and signature(checkpoint.read_config(d)) == sig:
+        if os.path.exists(os.path.join(d, "results.json")) and signature(run_files.read_config(d)) == sig:
           with open(os.path.join(d, "results.json")) as f:
             results = json.load(f)
           self.log(f"[{dataset_tag(dataset)}/{name}] reusing finished run {d}")
@@ -357,8 +359,8 @@ class CellRunner:
           self._done[key] = cell
           return cell
     t0 = time.time()
-    results = train.train_and_evaluate(config, run_dir, resume=self.opts.resume, data=self.data(config),
-                                       progress=self.opts.progress)
+    results = train.train_and_evaluate(config, run_dir, self.data(config), resume=self.opts.resume,
+                                       progress=self.opts.progress, on_history=history_writer(run_dir))
     # The allocator keeps freed pages for re-use by the next step (hgnn_ima_jax.runtime); between
     # cells, whose programs differ in size, they go back to the kernel.
     runtime.release_free_memory()

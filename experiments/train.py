@@ -27,7 +27,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from hgnn_ima_jax.experiments import common, launch  # noqa: E402
-from hgnn_ima_jax.experiments.configs import PROTOCOLS, get_config, set_path  # noqa: E402
+from hgnn_ima_jax.experiments.configs import PROTOCOLS, set_path  # noqa: E402
 from hgnn_ima_jax import config_validation as cv  # noqa: E402
 from hgnn_ima_jax import run_dir  # noqa: E402
 from hgnn_ima_jax.graph import DatasetError  # noqa: E402
@@ -87,19 +87,12 @@ def _seeds_flag() -> tuple[int, ...]:
 
 
 def build_config():
-  """Dataset defaults + protocol, then the flags, then --config.* overrides."""
-  config = get_config(FLAGS.dataset, FLAGS.protocol)
-  config.model_name = FLAGS.model
-  config.seeds = _seeds_flag()
-  if FLAGS.data_dir:
-    config.data_dir = FLAGS.data_dir
-  if FLAGS.features:
-    config.features = FLAGS.features
-  if FLAGS.epochs is not None:
-    config.num_epochs = FLAGS.epochs
-  for path, value in config_flags.get_override_values(FLAGS["config"]).items():
-    set_path(config, path, value)
-  return config
+  """Dataset defaults + protocol, then the flags, then --config.* overrides (`common.base_config`)."""
+  # --model goes first among the overrides, so that an explicit --config.model_name still wins.
+  overrides = {"model_name": FLAGS.model, **config_flags.get_override_values(FLAGS["config"])}
+  opts = common.Options(seeds=_seeds_flag(), epochs=FLAGS.epochs, features=FLAGS.features, data_dir=FLAGS.data_dir,
+                        protocol=FLAGS.protocol, overrides=overrides)
+  return common.base_config(FLAGS.dataset, opts)
 
 
 def resume_config(workdir: str):
@@ -168,21 +161,26 @@ def main(argv):
   if FLAGS.xla_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     jax.config.update("jax_compilation_cache_dir", host_cache_dir(FLAGS.xla_cache, jax.__version__))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-  from hgnn_ima_jax import checkpoint, train  # after flag parsing: importing the stack is the slow part
+  # After flag parsing: importing the stack is the slow part.
+  from hgnn_ima_jax import train
+  from hgnn_ima_jax.checkpointing import CheckpointMismatchError
+  from hgnn_ima_jax.data_utils import load_for_config
+  from hgnn_ima_jax.experiments import outputs
 
   print(f"devices: {jax.devices()}; workdir: {workdir}")
   try:
-    results = train.train_and_evaluate(config, workdir, resume=FLAGS.resume, progress=FLAGS.progress,
-                                       should_stop=stop)
+    data = load_for_config(config)  # fails before anything is written
+    results = train.train_and_evaluate(config, workdir, data, resume=FLAGS.resume, progress=FLAGS.progress,
+                                       should_stop=stop, on_history=outputs.history_writer(workdir))
   except train.TrainingInterrupted as e:
     print(f"interrupted at epoch {e.epoch} of {e.num_epochs}; continue with: {launch.launch_command()} "
           f"--workdir={shlex.quote(workdir)} --resume", file=sys.stderr)
     sys.exit(stop.exit_code)
-  except (DatasetError, FileExistsError, checkpoint.CheckpointMismatchError) as e:
+  except (DatasetError, FileExistsError, CheckpointMismatchError) as e:
     _fail(e)
   print(f"\n{config.dataset} / {config.model_name} / protocol={config.protocol} / {len(config.seeds)} seed(s) "
         f"/ {results['epochs']} epochs / {results['train_time_s']:.1f} s training on {results['device']}")
-  print(train.results_table(results))
+  print(outputs.results_table(results))
   print(f"workdir: {workdir}")
 
 

@@ -287,7 +287,7 @@ def analyse(model, variables, graph, data, model_name: str, *, points: str = "te
 
 def visualize(run, out_dir: str, *, run_dir: str | None = None, seed: int | None = None, points: str = "test",
               max_points: int = 2000, random_state: int = 0, tiny: bool = False) -> dict:
-  """Analyses one seed of a `checkpoint.LoadedRun`; writes tsne.png, tsne.npz, attention.png, visualize.json.
+  """Analyses one seed of a `restore.LoadedRun`; writes tsne.png, tsne.npz, attention.png, visualize.json.
 
   `tiny`: the run has `--tiny` smoke sizes; every output says its numbers mean nothing.
   """
@@ -347,13 +347,13 @@ def attention_markdown(study: dict) -> str:
 
 def load_or_train(opts: common.Options, workdir: str, *, run_dir: str | None, dataset: str, model: str, log=print):
   """A `LoadedRun`: from `run_dir`, or trained (or reused with --resume) in `<workdir>/<dataset>/<model>`."""
-  from hgnn_ima_jax import checkpoint
+  from hgnn_ima_jax.experiments.runs import load_run
   if run_dir:
-    return checkpoint.load_checkpoint(run_dir), run_dir
+    return load_run(run_dir), run_dir
   config = common.validate_cells([common.cell_config(dataset, opts, model)])[0]
   runner = common.CellRunner(workdir, opts, log=log)
   cell = runner.run(config, model)
-  return checkpoint.load_checkpoint(cell.run_dir, data=runner.data(config)), cell.run_dir
+  return load_run(cell.run_dir, data=runner.data(config)), cell.run_dir
 
 
 def main(argv):

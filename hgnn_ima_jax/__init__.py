@@ -22,7 +22,6 @@ _LAZY = {
     "Relation": "hgnn_ima_jax.graph",
     "Schema": "hgnn_ima_jax.graph",
     "fill_missing_modalities": "hgnn_ima_jax.graph",
-    "load_checkpoint": "hgnn_ima_jax.checkpoint",
     "models": "hgnn_ima_jax.models",
     "train": "hgnn_ima_jax.train",
 }

@@ -1,7 +1,7 @@
 """The files of a run directory that can be read without JAX: the saved config and the checkpoint steps.
 
 A run's workdir holds config.json (the resolved config), history.json/.csv, results.json and
-checkpoints/{latest,best}/<step>/ (Orbax; `checkpoint.py` reads and writes those).
+checkpoints/{latest,best}/<step>/ (Orbax; `checkpointing.py` writes and reads them for training, `restore.py` for a finished run).
 """
 
 from __future__ import annotations

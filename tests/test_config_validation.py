@@ -110,13 +110,14 @@ def test_validation_imports_no_jax():
   assert out.stdout.strip() == "[]"
 
 
-def test_train_and_evaluate_checks_before_loading_or_writing(tmp_path, monkeypatch):
+def test_train_and_evaluate_checks_before_building_or_writing(tmp_path, monkeypatch):
   from hgnn_ima_jax import train
+  from hgnn_ima_jax.data_utils import load_dataset
 
-  monkeypatch.setattr(train, "load_data", lambda c: pytest.fail("data was loaded before the config was checked"))
+  monkeypatch.setattr(train, "make_batch", lambda d: pytest.fail("the graph was built before the config was checked"))
   bad = with_fields(test_config.get_config(), model__dropout=1.5)
   with pytest.raises(cv.ConfigError, match=r"^config\.model\.dropout=1\.5: "):
-    train.train_and_evaluate(bad, str(tmp_path / "run"), progress=False)
+    train.train_and_evaluate(bad, str(tmp_path / "run"), load_dataset("synthetic", scale=0.05), progress=False)
   assert not (tmp_path / "run").exists()
 
 

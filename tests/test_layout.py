@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hgnn_ima_jax import DatasetError, checkpoint, layout, models, train
+from hgnn_ima_jax import DatasetError, layout, models, restore
+from hgnn_ima_jax import state as state_lib
 from model_fixtures import make_graph, random_variables
 
 SMALL = dict(hidden=8, heads=2, num_layers=1)
@@ -102,13 +103,13 @@ def test_check_does_not_run_inside_jit(setup):
 def test_make_batch_and_loaded_runs_check_the_graph(setup, monkeypatch):
   g, module, v, gt = setup
   bad = bad_graphs(g, gt)[0][1]
-  train.make_batch(g)  # the graph to_graphs_tuple builds
+  state_lib.make_batch(g)  # the graph to_graphs_tuple builds
   monkeypatch.setattr(type(g), "to_graphs_tuple", lambda self, dtype=np.float32: bad)
   with pytest.raises(DatasetError, match="not sorted by receiver"):
-    train.make_batch(g)
+    state_lib.make_batch(g)
   monkeypatch.undo()
   stacked = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], v["params"])
-  run = checkpoint.LoadedRun(module, stacked, {}, None, g, gt, [0], {})
+  run = restore.LoadedRun(module, stacked, {}, None, g, gt, [0], {})
   assert run.predict(0).shape == (g.num_nodes["movie"],)
   run = dataclasses.replace(run, graph=bad)
   for call in (run.predict, run.embed):

@@ -1,6 +1,6 @@
 """The training and validation losses of every profile, against hand formulas (Eqs. 7, 16, 17; spec §2, §4).
 
-Through the library: one epoch of `train.make_epoch_fn` (train_step → eval_step → track) on a
+Through the library: one epoch of `steps.make_epoch_fn` (train_step → eval_step → track) on a
 small graph, from the config each dataset and protocol resolves to. The expected values are
 computed here from the model's own outputs (fused logits O, per-modality logits O^m, the λ of
 every layer), with the formulas the spec states per profile:
@@ -26,7 +26,8 @@ import optax
 import pytest
 
 from hgnn_ima_jax.experiments.configs import get_config
-from hgnn_ima_jax import MMHN, Relation, losses, train
+from hgnn_ima_jax import MMHN, Relation, losses, optim, steps, train
+from hgnn_ima_jax import state as state_lib
 from model_fixtures import fast_jit, make_graph
 
 SIZES = dict(hidden=8, heads=2, num_layers=1)
@@ -106,13 +107,13 @@ def test_epoch_losses_and_gradient_follow_the_profile_formula(case):
   _, dataset, protocol, model_name, overrides, graph_kind, (ind, w_att, val_att) = case
   g = GRAPHS[graph_kind]()
   config = _config(dataset, protocol, model_name, overrides)
-  model = train.create_model(config, g.schema)
+  model = state_lib.create_model(config, g.schema)
   tx = optax.sgd(1.0)  # params after one step = params − gradient
-  batch = train.make_batch(g)
-  state0 = jax.device_get(train.init_state(model, tx, batch, config.seeds))
+  batch = state_lib.make_batch(g)
+  state0 = jax.device_get(state_lib.init_state(model, tx, batch, config.seeds))
   seed0 = lambda tree: jax.tree_util.tree_map(lambda x: x[0], tree)
   s0 = seed0(state0)
-  epoch = train.make_epoch_fn(config, model, tx, g.num_classes)
+  epoch = steps.make_epoch_fn(config, model, tx, g.num_classes)
   state1, metrics = epoch(jax.tree_util.tree_map(jnp.asarray, state0), batch)
   s1, m = seed0(jax.device_get(state1)), seed0(jax.device_get(metrics))
   labels, train_mask, val_mask = batch.labels, batch.masks["train"], batch.masks["val"]

@@ -82,8 +82,8 @@ def test_installed_package_trains_and_restores_outside_the_repo(installed):
   notebook = elsewhere / "notebook"
   notebook.mkdir()
   code = ("import hgnn_ima_jax, hgnn_ima_jax.data_utils, hgnn_ima_jax.experiments, importlib.util\n"
-          "from hgnn_ima_jax import load_checkpoint\n"
-          "run = load_checkpoint('../myrun')\n"
+          "from hgnn_ima_jax.experiments.runs import load_run\n"
+          "run = load_run('../myrun')\n"
           "print(hgnn_ima_jax.__file__, hgnn_ima_jax.data_utils.__file__, hgnn_ima_jax.experiments.__file__)\n"
           "n = run.data.num_nodes[run.data.target_type]\n"
           "print(run.predict(0).shape == (n,), run.embed(0)['fused'].shape == (n, 16), run.seeds)\n"

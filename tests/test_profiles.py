@@ -16,6 +16,7 @@ from hgnn_ima_jax.data_utils.splits import resplit, stratified_split
 from hgnn_ima_jax.experiments import common
 from hgnn_ima_jax.experiments.configs import get_config
 from hgnn_ima_jax import train
+from hgnn_ima_jax.data_utils import load_for_config
 from model_fixtures import make_graph
 
 # dataset: (c = score_scale (None: 1/sqrt(d_k)), epochs, d, projection, BN, per-modality CE, val loss has L_att,
@@ -115,21 +116,21 @@ def test_imdb_paper_split_is_20_10_70(shared_datasets):
   """The published IMDB split is 855/855/2,568 (20/20/60); the paper protocol's is 20/10/70 by class."""
   c = get_config("imdb", "paper")
   c.data_dir, c.features = str(shared_datasets), "generated"
-  data = train.load_data(c)
+  data = load_for_config(c)
   n = len(data.labels)
   sizes = {k: len(v) for k, v in data.splits.items()}
   assert abs(sizes["train"] - 0.2 * n) < 3 and abs(sizes["val"] - 0.1 * n) < 3 and sum(sizes.values()) == n
   assert data.provenance["split"] == "stratified 0.2/0.1/0.7, seed 0"
   code = get_config("imdb")
   code.data_dir, code.features = str(shared_datasets), "generated"
-  assert {k: len(v) for k, v in train.load_data(code).splits.items()} == {"train": 855, "val": 855, "test": 2568}
+  assert {k: len(v) for k, v in load_for_config(code).splits.items()} == {"train": 855, "val": 855, "test": 2568}
 
 
 def test_bad_split_settings_fail_before_loading():
   c = get_config("douban")
   c.split = "random"
   with pytest.raises(ValueError, match=r"config.split='random': use one of \('file', 'stratified'\)"):
-    train.load_data(c)
+    load_for_config(c)
   g = make_graph(2)
   assert resplit(g, "file") is g
   with pytest.raises(ValueError, match="split_fractions"):

@@ -17,7 +17,12 @@ import sklearn.metrics
 
 from hgnn_ima_jax.experiments.configs import get_config
 from hgnn_ima_jax.experiments.configs import test as test_config
-from hgnn_ima_jax import checkpoint, metrics, train
+from hgnn_ima_jax import metrics, optim, restore, steps, train
+from hgnn_ima_jax import state as state_lib
+from hgnn_ima_jax.checkpointing import CheckpointMismatchError
+from hgnn_ima_jax.data_utils import load_for_config
+from hgnn_ima_jax.experiments.outputs import history_writer
+from hgnn_ima_jax.experiments.runs import load_run
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -33,16 +38,21 @@ def tiny_config(**overrides):
   return c
 
 
+def fit(config, workdir, data, **kw):
+  """`train.train_and_evaluate` writing history.json/.csv as the scripts do."""
+  return train.train_and_evaluate(config, str(workdir), data, on_history=history_writer(str(workdir)), **kw)
+
+
 @pytest.fixture(scope="module")
 def tiny_data():
-  return train.load_data(tiny_config())
+  return load_for_config(tiny_config())
 
 
 @pytest.fixture(scope="module")
 def baseline_run(tmp_path_factory, tiny_data):
   """One tiny two-seed run shared by several tests."""
   workdir = str(tmp_path_factory.mktemp("baseline"))
-  results = train.train_and_evaluate(tiny_config(), workdir, data=tiny_data, progress=False)
+  results = fit(tiny_config(), workdir, data=tiny_data, progress=False)
   return workdir, results
 
 
@@ -57,7 +67,7 @@ def test_one_cycle_matches_torch_formula(step):
   """Spec §4: warm-up to 1e-3 over steps 0..49, cosine to 4e-9 by 999; b1 cycles 0.95→0.85→0.95."""
   c = get_config("douban")
   o = c.optimizer
-  lr, b1 = train.one_cycle_schedules(o.onecycle_total_steps, o.learning_rate, o.onecycle_pct_start,
+  lr, b1 = optim.one_cycle_schedules(o.onecycle_total_steps, o.learning_rate, o.onecycle_pct_start,
                                      o.onecycle_div_factor, o.onecycle_final_div_factor,
                                      o.onecycle_base_momentum, o.onecycle_max_momentum)
   if step <= 49:
@@ -70,7 +80,7 @@ def test_one_cycle_matches_torch_formula(step):
 
 def test_optimizer_uses_the_injected_schedules():
   c = get_config("douban")
-  tx = train.create_optimizer(c)
+  tx = optim.create_optimizer(c)
   params = {"w": jnp.ones(3)}
   state = tx.init(params)
   for _ in range(3):
@@ -115,7 +125,7 @@ def test_t_test_and_mean_std():
 def _run_track(losses, accs, macros, **kw):
   """Feeds a sequence of validation results through `track` for one seed."""
   params = {"w": jnp.zeros(())}
-  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats={}, opt_state=(),
+  state = state_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats={}, opt_state=(),
                            key=jnp.zeros(2, jnp.uint32), active=jnp.ones((), bool),
                            es_best_loss=jnp.inf, es_best_acc=-jnp.inf, es_counter=jnp.zeros((), jnp.int32),
                            best_score=-jnp.inf, best_epoch=jnp.full((), -1, jnp.int32), best_params=params,
@@ -125,7 +135,7 @@ def _run_track(losses, accs, macros, **kw):
     if not bool(state.active):
       break
     state = state.replace(step=state.step + 1, params={"w": jnp.asarray(float(e))})
-    state = train.track(state, {"val_loss": jnp.asarray(l), "val_micro_f1": jnp.asarray(a),
+    state = steps.track(state, {"val_loss": jnp.asarray(l), "val_micro_f1": jnp.asarray(a),
                                 "val_macro_f1": jnp.asarray(m)}, **kw)
     if not bool(state.active) and stopped_at is None:
       stopped_at = e
@@ -200,7 +210,7 @@ def test_paper_rule_is_the_authors_early_stopping(losses, accs, stop, best, best
 def test_loss_decreases_on_learnable_graph(tiny_data, tmp_path):
   c = tiny_config(num_epochs=40, **{"optimizer.schedule": "constant", "optimizer.learning_rate": 5e-3,
                                     "model.dropout": 0.0, "seeds": (0,)})
-  res = train.train_and_evaluate(c, str(tmp_path), data=tiny_data, progress=False)
+  res = fit(c, str(tmp_path), data=tiny_data, progress=False)
   hist = json.load(open(tmp_path / "history.json"))
   losses = [r["train_ce"] for r in hist]
   assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3])
@@ -208,9 +218,9 @@ def test_loss_decreases_on_learnable_graph(tiny_data, tmp_path):
 
 
 def test_train_step_compiles_once(tiny_data, tmp_path):
-  before = train.TRACE_COUNT["train_step"]
-  train.train_and_evaluate(tiny_config(num_epochs=5), str(tmp_path), data=tiny_data, progress=False)
-  assert train.TRACE_COUNT["train_step"] - before == 1
+  before = steps.TRACE_COUNT["train_step"]
+  fit(tiny_config(num_epochs=5), str(tmp_path), data=tiny_data, progress=False)
+  assert steps.TRACE_COUNT["train_step"] - before == 1
 
 
 @pytest.mark.parametrize("seed_batch", [-1, 0])
@@ -219,10 +229,10 @@ def test_vmapped_seeds_equal_separate_runs(baseline_run, tiny_data, tmp_path, se
   if seed_batch == -1:
     _, together = baseline_run
   else:
-    together = train.train_and_evaluate(tiny_config(seed_batch=seed_batch), str(tmp_path / "vmapped"),
+    together = fit(tiny_config(seed_batch=seed_batch), str(tmp_path / "vmapped"),
                                         data=tiny_data, progress=False)
   for i, seed in enumerate(together["seeds"]):
-    alone = train.train_and_evaluate(tiny_config(seeds=(seed,)), str(tmp_path / f"s{seed}"), data=tiny_data,
+    alone = fit(tiny_config(seeds=(seed,)), str(tmp_path / f"s{seed}"), data=tiny_data,
                                      progress=False)
     a, b = together["per_seed"][i], alone["per_seed"][0]
     assert a["best_epoch"] == b["best_epoch"]
@@ -245,7 +255,7 @@ def test_map_seeds_groups_give_the_same_result(seed_batch):
   states = {"w": jax.random.normal(jax.random.PRNGKey(0), (5, 4, 4))}
   batch = jax.random.normal(jax.random.PRNGKey(1), (4, 4))
   want = [fn({"w": states["w"][i]}, batch) for i in range(5)]
-  got_state, got_out = jax.jit(train.map_seeds(fn, seed_batch))(states, batch)
+  got_state, got_out = jax.jit(steps.map_seeds(fn, seed_batch))(states, batch)
   for i, (ws, wo) in enumerate(want):
     np.testing.assert_allclose(got_state["w"][i], ws["w"], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got_out["norm"][i], wo["norm"], rtol=1e-6)
@@ -257,12 +267,12 @@ def test_default_epoch_program_loops_over_seeds_on_cpu(tiny_data):
   if jax.default_backend() != "cpu":
     pytest.skip("the default is a vmap on accelerators")
   c = tiny_config(seeds=(0, 1))
-  batch = train.make_batch(tiny_data)
-  model, tx = train.create_model(c, tiny_data.schema), train.create_optimizer(c)
-  state = train.abstract_state(model, tx, batch, c.seeds)
+  batch = state_lib.make_batch(tiny_data)
+  model, tx = state_lib.create_model(c, tiny_data.schema), optim.create_optimizer(c)
+  state = state_lib.abstract_state(model, tx, batch, c.seeds)
 
   def has_loop(seed_batch):  # a scan over the seed axis at the top of the compiled epoch program
-    fn = train.make_epoch_fn(tiny_config(seed_batch=seed_batch), model, tx, tiny_data.num_classes)
+    fn = steps.make_epoch_fn(tiny_config(seed_batch=seed_batch), model, tx, tiny_data.num_classes)
     (program,) = jax.make_jaxpr(fn)(state, batch).jaxpr.eqns
     return any(str(e.primitive) == "scan" for e in program.params["jaxpr"].jaxpr.eqns)
 
@@ -270,13 +280,13 @@ def test_default_epoch_program_loops_over_seeds_on_cpu(tiny_data):
 
 
 def test_same_seed_same_metrics(baseline_run, tiny_data, tmp_path):
-  again = train.train_and_evaluate(tiny_config(), str(tmp_path), data=tiny_data, progress=False)
+  again = fit(tiny_config(), str(tmp_path), data=tiny_data, progress=False)
   assert again["per_seed"] == baseline_run[1]["per_seed"]
 
 
 def test_checkpoint_restore_gives_identical_predictions(baseline_run, tiny_data):
   workdir, results = baseline_run
-  run = checkpoint.load_checkpoint(workdir, data=tiny_data)
+  run = restore.load_checkpoint(workdir, tiny_data)
   assert run.seeds == results["seeds"]
   for i, seed in enumerate(run.seeds):
     pred = run.predict(seed)
@@ -293,14 +303,14 @@ def test_checkpoint_restore_gives_identical_predictions(baseline_run, tiny_data)
 
 def test_load_checkpoint_rebuilds_dataset_from_config(baseline_run):
   workdir, results = baseline_run
-  run = checkpoint.load_checkpoint(workdir)
+  run = load_run(workdir)
   assert run.results["test_macro_f1"] == results["test_macro_f1"]
-  np.testing.assert_array_equal(run.predict(0), checkpoint.load_checkpoint(workdir, data=run.data).predict(0))
+  np.testing.assert_array_equal(run.predict(0), restore.load_checkpoint(workdir, run.data).predict(0))
 
 
 def test_existing_run_is_not_overwritten(baseline_run, tiny_data):
   with pytest.raises(FileExistsError, match="--resume"):
-    train.train_and_evaluate(tiny_config(), baseline_run[0], data=tiny_data, progress=False)
+    fit(tiny_config(), baseline_run[0], data=tiny_data, progress=False)
 
 
 def test_resume_with_another_config_fails_clearly(baseline_run, tiny_data, tmp_path):
@@ -308,9 +318,9 @@ def test_resume_with_another_config_fails_clearly(baseline_run, tiny_data, tmp_p
   workdir = str(tmp_path / "run")
   shutil.copytree(baseline_run[0], workdir)  # the shared run stays untouched
   other = tiny_config(**{"model.hidden": 2 * tiny_config().model.hidden})
-  with pytest.raises(checkpoint.CheckpointMismatchError, match=r"checkpoints/latest: checkpoint \d+ does not match .*"
+  with pytest.raises(CheckpointMismatchError, match=r"checkpoints/latest: checkpoint \d+ does not match .*"
                      r"encoder.*shape.*config.json differs: model.hidden: 16 \(saved\) vs 32 \(asked\).*new --workdir"):
-    train.train_and_evaluate(other, workdir, data=tiny_data, progress=False, resume=True)
+    fit(other, workdir, data=tiny_data, progress=False, resume=True)
 
 
 def test_resume_refuses_another_run_even_when_the_shapes_fit(baseline_run, tiny_data, tmp_path, monkeypatch):
@@ -320,10 +330,10 @@ def test_resume_refuses_another_run_even_when_the_shapes_fit(baseline_run, tiny_
   saved = (tmp_path / "run" / "config.json").read_text()
   monkeypatch.setattr(train, "make_epoch_fn", lambda *a, **k: pytest.fail("training started"))
   longer = tiny_config(num_epochs=tiny_config().num_epochs + 3, **{"optimizer.learning_rate": 0.002})
-  with pytest.raises(checkpoint.CheckpointMismatchError,
+  with pytest.raises(CheckpointMismatchError,
                      match=r"belongs to another run: its run's config.json differs: num_epochs: 6 \(saved\) vs 9 "
                            r"\(asked\); optimizer.learning_rate: 0.001 \(saved\) vs 0.002"):
-    train.train_and_evaluate(longer, workdir, data=tiny_data, progress=False, resume=True)
+    fit(longer, workdir, data=tiny_data, progress=False, resume=True)
   assert (tmp_path / "run" / "config.json").read_text() == saved
 
 
@@ -331,7 +341,7 @@ def test_best_predictions_are_those_of_the_best_parameters(baseline_run, tiny_da
   """results.json's test scores come from the predictions kept at the selected epoch (no separate
   test program); they must equal a fresh eval-mode forward with the selected parameters."""
   workdir, results = baseline_run
-  run = checkpoint.load_checkpoint(workdir, data=tiny_data)
+  run = restore.load_checkpoint(workdir, tiny_data)
   for i, seed in enumerate(run.seeds):
     want = metrics.sklearn_f1(run.predict(seed), tiny_data.labels, tiny_data.splits["val"])
     assert want["macro_f1"] == results["per_seed"][i]["val_macro_f1"]
@@ -340,8 +350,8 @@ def test_best_predictions_are_those_of_the_best_parameters(baseline_run, tiny_da
 def test_batchnorm_profile_trains_and_restores(tiny_data, tmp_path):
   c = tiny_config(num_epochs=3, seeds=(0,), **{"model.projection": "per_channel", "model.input_batch_norm": True,
                                                "loss.ind_loss": True})
-  res = train.train_and_evaluate(c, str(tmp_path), data=tiny_data, progress=False)
-  run = checkpoint.load_checkpoint(str(tmp_path), data=tiny_data)
+  res = fit(c, str(tmp_path), data=tiny_data, progress=False)
+  run = restore.load_checkpoint(str(tmp_path), tiny_data)
   assert "batch_stats" in run.variables()
   got = metrics.sklearn_f1(run.predict(0), tiny_data.labels, tiny_data.splits["test"])
   assert got["macro_f1"] == res["per_seed"][0]["test_macro_f1"]
@@ -357,7 +367,7 @@ def test_paper_protocol_stops_and_selects_as_the_authors_rule(tiny_data, tmp_pat
   c.num_epochs, c.seeds = 20, (0,)
   c.early_stopping.patience = 3
   c.optimizer.learning_rate = 1e-2  # over-fits the tiny graph within 20 epochs, so the stopper fires
-  res = train.train_and_evaluate(c, str(tmp_path), data=tiny_data, progress=False)
+  res = fit(c, str(tmp_path), data=tiny_data, progress=False)
   hist = [r for r in json.load(open(tmp_path / "history.json")) if r["active"]]
   stop, saved, _ = replay_authors_rule([r["val_loss"] for r in hist], [r["val_micro_f1"] for r in hist], 3)
   r = res["per_seed"][0]
@@ -419,7 +429,8 @@ import jax
 from hgnn_ima_jax.experiments.configs import test as tc
 from hgnn_ima_jax import train
 c = tc.get_config(); c.seeds = (0, 1, 2, 3, 4); c.num_epochs = 4
-res = train.train_and_evaluate(c, {workdir!r}, progress=False)
+from hgnn_ima_jax.data_utils import load_for_config
+res = train.train_and_evaluate(c, {workdir!r}, load_for_config(c), progress=False)
 print(json.dumps({{"devices": jax.device_count(), "per_seed": res["per_seed"]}}))
 """
 
@@ -432,7 +443,7 @@ def test_seeds_shard_over_devices(tmp_path):
   sharded = json.loads(out.stdout.strip().splitlines()[-1])
   assert sharded["devices"] == 4 and len(sharded["per_seed"]) == 5  # 5 seeds padded to 8, padding dropped
   c = tiny_config(seeds=(0, 1, 2, 3, 4), num_epochs=4)
-  single = train.train_and_evaluate(c, str(tmp_path / "single"), progress=False)
+  single = fit(c, tmp_path / "single", load_for_config(c), progress=False)
   for a, b in zip(sharded["per_seed"], single["per_seed"]):
     assert a["seed"] == b["seed"] and a["best_epoch"] == b["best_epoch"]
     assert a["test_macro_f1"] == pytest.approx(b["test_macro_f1"], abs=1e-6)

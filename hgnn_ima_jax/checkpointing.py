@@ -1,4 +1,7 @@
-"""Orbax checkpoints of a run and `load_checkpoint` for notebooks.
+"""The Orbax checkpoints a training run writes and resumes from (`RunCheckpoints`).
+
+This module sits below training: it knows nothing of the train state's type, only the pytrees
+it is given. Restoring a finished run for prediction is `restore.load_checkpoint`, above training.
 
 A run's workdir holds:
   config.json            the resolved config (rebuilds the dataset and the model)
@@ -8,28 +11,22 @@ A run's workdir holds:
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from typing import Any
 
-import flax.linen as nn
 import jax
-import jraph
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
 from hgnn_ima_jax import config_validation
-from hgnn_ima_jax.run_dir import read_config, saved_steps, write_config  # noqa: F401 (re-exported)
-from hgnn_ima_jax.graph import MMHN
-from hgnn_ima_jax.layout import check_graph_layout
+from hgnn_ima_jax.run_dir import read_config
 
 
 class CheckpointMismatchError(ValueError):
   """A run's latest checkpoint cannot continue with the config asked for (one line: what differs, the fix)."""
 
 
-def _manager(path: str) -> ocp.CheckpointManager:
+def orbax_manager(path: str) -> ocp.CheckpointManager:
+  """One checkpoint directory, keeping only its newest step."""
   return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
 
 
@@ -45,8 +42,8 @@ class RunCheckpoints:
   def __init__(self, workdir: str):
     self.workdir = workdir
     root = os.path.join(os.path.abspath(workdir), "checkpoints")
-    self.latest = _manager(os.path.join(root, "latest"))
-    self.best = _manager(os.path.join(root, "best"))
+    self.latest = orbax_manager(os.path.join(root, "latest"))
+    self.best = orbax_manager(os.path.join(root, "best"))
 
   def has_checkpoints(self) -> bool:
     return self.latest.latest_step() is not None or self.best.latest_step() is not None
@@ -125,67 +122,3 @@ class RunCheckpoints:
     self.best.wait_until_finished()
     self.latest.close()
     self.best.close()
-
-
-@dataclasses.dataclass
-class LoadedRun:
-  """A trained run, ready to predict and embed: the model, every seed's parameters and the graph."""
-
-  model: nn.Module
-  params: Any  # stacked: leading axis = seeds
-  batch_stats: Any
-  config: ml_collections.ConfigDict
-  data: MMHN
-  graph: jraph.GraphsTuple
-  seeds: list[int]
-  results: dict
-
-  def variables(self, seed: int | None = None) -> dict:
-    """Flax variables of one seed (default: the first), for `model.apply(variables, graph)`."""
-    i = 0 if seed is None else self.seeds.index(seed)
-    take = lambda t: jax.tree.map(lambda x: x[i], t)
-    v = {"params": take(self.params)}
-    if jax.tree.leaves(self.batch_stats):
-      v["batch_stats"] = take(self.batch_stats)
-    return v
-
-  def predict(self, seed: int | None = None) -> np.ndarray:
-    """Predicted class of every target node (eval mode)."""
-    check_graph_layout(self.model.schema, self.graph)  # `graph` is a field a user can replace
-    out = self.model.apply(self.variables(seed), self.graph, train=False)
-    return np.asarray(out.logits.argmax(-1))
-
-  def embed(self, seed: int | None = None) -> dict[str, np.ndarray]:
-    """Eval-mode embeddings of the target nodes: 'fused' (N, d) Z, 'modalities' (N, M, d),
-    'fusion_weights' (N, M) δ, and 'nodes' (all nodes, (N_all, M, d))."""
-    check_graph_layout(self.model.schema, self.graph)
-    out = self.model.apply(self.variables(seed), self.graph, train=False, return_embeddings=True)
-    return {k: np.asarray(v) for k, v in out.embeddings.items()}
-
-
-def load_checkpoint(workdir: str, data: MMHN | None = None) -> LoadedRun:
-  """Loads a run written by `train_and_evaluate`: model, best parameters, config, graph.
-
-  The dataset is rebuilt from the saved config (pass `data` to skip that).
-  """
-  from hgnn_ima_jax import train  # train imports this module's sibling; keep the import lazy
-
-  config = read_config(workdir)
-  data = train.load_data(config) if data is None else data
-  model = train.create_model(config, data.schema)
-  batch = train.make_batch(data)
-  manager = _manager(os.path.join(os.path.abspath(workdir), "checkpoints", "best"))
-  step = manager.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"{workdir}/checkpoints/best has no checkpoint: the run did not finish; "
-                            "resume it with experiments/train.py --resume --workdir=" + workdir)
-  meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-  seeds = [int(s) for s in meta["seeds"]]
-  variables = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
-                                                batch.graph, train=False))
-  stack = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds),) + x.shape, x.dtype), t)
-  target = {"params": stack(variables["params"]), "batch_stats": stack(variables.get("batch_stats", {}))}
-  tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
-  manager.close()
-  return LoadedRun(model, tree["params"], tree.get("batch_stats", {}), config, data, batch.graph, seeds,
-                   meta["results"])

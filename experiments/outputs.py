@@ -1,0 +1,38 @@
+"""What the scripts write and print about a training run: history.json/.csv and the results table."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import os
+
+from hgnn_ima_jax import metrics as metrics_lib
+
+
+def write_history(workdir: str, rows: list[dict]):
+  """history.json (every row) and history.csv (one line per epoch and seed) in `workdir`."""
+  with open(os.path.join(workdir, "history.json"), "w") as f:
+    json.dump(rows, f)
+  if rows:
+    with open(os.path.join(workdir, "history.csv"), "w", newline="") as f:
+      w = csv.DictWriter(f, fieldnames=list(rows[0]))
+      w.writeheader()
+      w.writerows(rows)
+
+
+def history_writer(workdir: str):
+  """`train_and_evaluate(..., on_history=history_writer(workdir))`: the history files of that run."""
+  return functools.partial(write_history, workdir)
+
+
+def results_table(results: dict) -> str:
+  """A small plain-text table of per-seed and mean ± std test scores."""
+  lines = [f"{'seed':>6} {'best ep':>8} {'test Micro-F1':>14} {'test Macro-F1':>14}"]
+  for r in results["per_seed"]:
+    lines.append(f"{r['seed']:>6} {r['best_epoch']:>8} {r['test_micro_f1']:>14.4f} {r['test_macro_f1']:>14.4f}")
+  lines.append(f"{'mean':>6} {'':>8} {metrics_lib.format_mean_std(results['test_micro_f1']):>14} "
+               f"{metrics_lib.format_mean_std(results['test_macro_f1']):>14}")
+  if not results.get("comparable_with_paper", True):
+    lines.append("NOTE: features were generated; these numbers are not comparable with the paper.")
+  return "\n".join(lines)
