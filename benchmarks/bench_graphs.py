@@ -8,9 +8,10 @@ records `graph_checksum` of what it read, and the orchestrator checks it against
 from __future__ import annotations
 
 from hgnn_ima_jax.data_utils.checksum import graph_checksum  # noqa: F401 (the workers import it from here)
+from hgnn_ima_jax.data_utils.synthetic import SCALED_SYNTHETIC, make_synthetic, scaled_synthetic_kwargs
 
 REAL_GRAPHS = ("douban", "imdb", "amazon")
-SYNTHETIC_GRAPHS = ("synthetic_amazon1", "synthetic_amazon1x4", "synthetic10m", "tiny")
+SYNTHETIC_GRAPHS = (*SCALED_SYNTHETIC, "tiny")
 GRAPHS = REAL_GRAPHS + SYNTHETIC_GRAPHS
 JAX_MODELS = ("hgnn_ima", "hgt_early", "hgt_late")
 # Our model -> the PyG model it is compared with.
@@ -18,17 +19,11 @@ PYG_PAIR = {"hgnn_ima": "pyg_hgt_late", "hgt_late": "pyg_hgt_late", "hgt_early":
 
 
 def synthetic_kwargs(name: str, feature_dim: int) -> dict:
-  from hgnn_ima_jax.data_utils.synthetic import AMAZON1_LIKE
-  wide = dict(feature_dim=feature_dim, modality_dims=())
-  if name == "synthetic_amazon1":
-    return {**AMAZON1_LIKE, **wide}
-  if name == "synthetic_amazon1x4":
-    return {**AMAZON1_LIKE, **wide, "scale": 4.0}
-  if name == "synthetic10m":  # 16 x 632,238 = 10.1M edges, 929k nodes
-    return {**AMAZON1_LIKE, **wide, "scale": 16.0}
+  """`make_synthetic` overrides of a synthetic benchmark graph: the `--dataset=` graphs of the same name
+  (`data_utils.synthetic.SCALED_SYNTHETIC`), or 'tiny'."""
   if name == "tiny":  # DOUBAN-like: 3 node types, 4 relations, a target type with 100 nodes
-    return dict(scale=0.05, **wide)
-  raise ValueError(f"unknown synthetic graph {name!r}")
+    return dict(scale=0.05, feature_dim=feature_dim, modality_dims=())
+  return scaled_synthetic_kwargs(name, feature_dim)
 
 
 def load_graph(name: str, data_dir: str, feature_dim: int, seed: int = 0):
@@ -49,7 +44,6 @@ def load_graph(name: str, data_dir: str, feature_dim: int, seed: int = 0):
     fill_missing_modalities(g, rule)
     return g.validate()
   if name in SYNTHETIC_GRAPHS:
-    from hgnn_ima_jax.data_utils.synthetic import make_synthetic
     return make_synthetic(seed=seed, **synthetic_kwargs(name, feature_dim)).validate()
   raise ValueError(f"unknown graph {name!r}; choose from {GRAPHS}")
 

@@ -8,9 +8,11 @@ import pathlib
 from .generic import read_generic
 from .paper_datasets import (ELECTRONICS_MODALITIES, PAPER_DATASETS, check_options, load_electronics,
                                        load_paper_dataset)
+from .synthetic import make_scaled_synthetic, make_synthetic
+from hgnn_ima_jax.config_validation import DATASET_NAMES, SCALED_SYNTHETIC
 from hgnn_ima_jax.graph import MMHN, DatasetError
 
-DATASETS = ("douban", "imdb", "amazon", "amazon1", "amazon2", "synthetic")
+DATASETS = DATASET_NAMES  # the table config_validation checks `config.dataset` against
 DATA_DIR_ENV = "HGNN_IMA_DATA_DIR"
 
 
@@ -34,9 +36,10 @@ def load_dataset(name_or_path, data_dir=None, *, features: str = "real", missing
       marked in provenance; `comparable_with_paper` is then False).
     missing_fill: 'code' (each dataset's own rule; for a generic file, its stored
       rule), 'text' or 'zeros'.
-    feature_seed: seed of generated features; for 'synthetic' the default seed.
+    feature_seed: seed of generated features; for the synthetic graphs the default seed.
     **synthetic_kwargs: passed to `data_utils.synthetic.make_synthetic` (only for
-      'synthetic'; `seed` there overrides `feature_seed`).
+      'synthetic', where `seed` overrides `feature_seed`, and for the `SCALED_SYNTHETIC` names,
+      where they replace the name's fields and `feature_dim` sets every modality's width).
 
   Returns:
     The validated `MMHN`.
@@ -50,10 +53,14 @@ def load_dataset(name_or_path, data_dir=None, *, features: str = "real", missing
   name = key.lower()
   # A name string wins over a same-named directory; a Path object (or './douban') is always a path.
   if name in DATASETS and not isinstance(name_or_path, os.PathLike):
-    if name != "synthetic" and synthetic_kwargs:
+    if name not in ("synthetic", *SCALED_SYNTHETIC) and synthetic_kwargs:
       raise TypeError(f"unexpected arguments for dataset {name!r}: {sorted(synthetic_kwargs)}")
     if name == "synthetic":
       return _synthetic(missing_fill, feature_seed, synthetic_kwargs)  # generated in full; `features` is moot
+    if name in SCALED_SYNTHETIC:
+      if missing_fill != "code":
+        synthetic_kwargs = {**synthetic_kwargs, "missing_fill": missing_fill}
+      return make_scaled_synthetic(name, seed=feature_seed, **synthetic_kwargs).validate()
     data_dir = default_data_dir() if data_dir is None else data_dir
     if name in PAPER_DATASETS:
       return load_paper_dataset(name, data_dir, features=features, missing_fill=missing_fill, feature_seed=feature_seed)
@@ -73,9 +80,7 @@ def load_dataset(name_or_path, data_dir=None, *, features: str = "real", missing
 
 
 def _synthetic(missing_fill: str, seed: int, kwargs: dict) -> MMHN:
-  """data_utils.synthetic.make_synthetic, imported on first use (another module's generator)."""
-  from .synthetic import make_synthetic  # pylint: disable=import-outside-toplevel
-
+  """`make_synthetic` with the dataset's seed and fill rule."""
   kwargs = {"seed": seed, **kwargs}
   if missing_fill != "code":  # 'code' = the generator's own default rule
     kwargs["missing_fill"] = missing_fill

@@ -41,4 +41,4 @@ def download():
 
 
 def synthetic():
-  _run("hgnn_ima_jax.data_utils.synthetic")
+  _run("hgnn_ima_jax.data_utils.synthetic_probes")

@@ -3,7 +3,7 @@
 `validate_config(config)` checks every field of a resolved config (a `ConfigDict` or a nested
 dict, as `experiments/configs` builds it) and raises `ConfigError`, one line:
 `config.<field>=<value>: <problem>. Fix: <fix>`. `train.train_and_evaluate` calls it before it
-loads data or creates the workdir; the experiment scripts call it on every cell up front.
+builds anything or creates the workdir; the experiment scripts call it on every cell up front.
 
 The rules are tables, so that one place says what a field may be:
 
@@ -13,10 +13,12 @@ The rules are tables, so that one place says what a field may be:
 * `BOOLS`: fields that must be True or False.
 * `_cross_checks`: the few rules that involve two fields (hidden and heads, ...).
 
-The synthetic dataset's knobs are checked by `data_utils.synthetic.SyntheticConfig` itself (it
-owns its rules, which involve its structured defaults); its errors are re-raised as `ConfigError`
-on `config.synthetic.<knob>`. Fields absent from the config are not checked (the code's
-defaults apply to them).
+* `DATASET_NAMES`: the dataset names `data_utils.load_dataset` knows (any other `dataset` must be
+  a path); the data layer reads this same tuple.
+
+The synthetic dataset's knobs are checked by the data layer (`data_utils.check_data_config`, with
+`SyntheticConfig`'s own rules), which the scripts call after this; this module imports no data
+code. Fields absent from the config are not checked (the code's defaults apply to them).
 """
 
 from __future__ import annotations
@@ -24,11 +26,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from typing import Any, Mapping
 
 # Table 4 ablations: suffixes of the model name 'hgnn_ima' (models.ABLATIONS says what each does).
 ABLATIONS = ("-cross", "-adapt", "+inf", "-nei", "-align", "-L_att", "-L_ind")
 MODEL_NAMES = ("hgnn_ima", "hgt", "hgt_early", "hgt_late") + tuple(f"hgnn_ima{a}" for a in ABLATIONS)
+
+# The AMAZON-1-like synthetic graph at 1x, 4x and 16x (data_utils.scaled_synthetic builds them).
+SCALED_SYNTHETIC = ("synthetic_amazon1", "synthetic_amazon1x4", "synthetic10m")
+DATASET_NAMES = ("douban", "imdb", "amazon", "amazon1", "amazon2", "synthetic") + SCALED_SYNTHETIC
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "model_name": MODEL_NAMES,
@@ -207,18 +214,15 @@ def _cross_checks(d: dict) -> None:
                         "raise onecycle_pct_start or onecycle_total_steps")
 
 
-def _check_synthetic(d: dict) -> None:
-  """The generator's own checks (`SyntheticConfig`), as ConfigErrors on config.synthetic.<knob>."""
-  # The data layer's own rules, imported when needed (config_validation itself imports no data code).
-  from hgnn_ima_jax.data_utils.synthetic import SyntheticConfig, SyntheticConfigError
-
-  knobs = {k: v for k, v in (d.get("synthetic") or {}).items() if v is not None}
-  try:
-    SyntheticConfig(**knobs)
-  except SyntheticConfigError as e:
-    raise ConfigError(f"synthetic.{e.field}", knobs.get(e.field, e.value), e.problem, e.fix) from None
-  except TypeError as e:  # an unknown knob
-    raise ConfigError("synthetic", knobs, str(e), "use the knobs of data_utils.synthetic.SyntheticConfig") from None
+def _check_dataset(dataset) -> None:
+  """A known name, or something `load_dataset` reads as a path (the same rule, so both agree)."""
+  if not isinstance(dataset, str) or not dataset.strip():
+    raise ConfigError("dataset", dataset, "is empty", "give a dataset name (e.g. synthetic, douban) or a path")
+  if dataset.lower() in DATASET_NAMES or dataset.endswith(".npz") or "/" in dataset or os.sep in dataset:
+    return
+  if not os.path.exists(dataset):
+    raise ConfigError("dataset", dataset, "is neither a known dataset nor an existing path",
+                      f"use one of {', '.join(DATASET_NAMES)}, or a generic-format .npz file or directory")
 
 
 def validate_config(config) -> None:
@@ -232,9 +236,8 @@ def validate_config(config) -> None:
     ConfigError: one line naming the field, its value, the problem and the fix.
   """
   d = to_dict(config)
-  dataset = d.get("dataset", _MISSING)
-  if dataset is not _MISSING and (not isinstance(dataset, str) or not dataset.strip()):
-    raise ConfigError("dataset", dataset, "is empty", "give a dataset name (e.g. synthetic, douban) or a path")
+  if "dataset" in d:
+    _check_dataset(d["dataset"])
   for field in CHOICES:
     value = get_path(d, field)
     if value is not _MISSING:
@@ -250,8 +253,6 @@ def validate_config(config) -> None:
   if "seeds" in d:
     _check_seeds(d["seeds"])
   _cross_checks(d)
-  if dataset == "synthetic" and "synthetic" in d:
-    _check_synthetic(d)
 
 
 # --- comparing configs ------------------------------------------------------------------
@@ -267,7 +268,10 @@ def result_fields(config) -> dict:
   d = normalise(to_dict(config))
   for k in RESULT_NEUTRAL:
     d.pop(k, None)
-  for k in (("data_dir", "features") if d.get("dataset") == "synthetic" else ("synthetic",)):
+  unread = {"synthetic": ("data_dir", "features")}.get(d.get("dataset"), ("synthetic",))
+  if d.get("dataset") in SCALED_SYNTHETIC:  # fixed graphs: no file, no knobs
+    unread = ("data_dir", "features", "synthetic")
+  for k in unread:
     d.pop(k, None)
   return d
 

@@ -27,23 +27,14 @@ Two objects:
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from hgnn_ima_jax.graph_checks import SPLITS, DatasetError, validate_graph
+
 if TYPE_CHECKING:
   import jraph
-
-SPLITS = ("train", "val", "test")
-
-
-class DatasetError(ValueError):
-  """Bad input data. `str(err)` is one line: where, which field, what is wrong, the fix."""
-
-  def __init__(self, source: str, field: str, problem: str, fix: str):
-    self.source, self.field, self.problem, self.fix = source, field, problem, fix
-    super().__init__(f"{source}: {field}: {problem}. Fix: {fix}")
-
 
 class Relation(NamedTuple):
   """A directed edge type `src --name--> dst` (reverse relations are relations too)."""
@@ -91,9 +82,6 @@ class Schema:
   # --- ids ----------------------------------------------------------------
   def type_id(self, name: str) -> int:
     return self.node_types.index(name)
-
-  def relation_id(self, name: str) -> int:
-    return [r.name for r in self.relations].index(name)
 
   def modality_id(self, name: str) -> int:
     return self.modalities.index(name)
@@ -216,128 +204,9 @@ class MMHN:
 
   # --- validation ---------------------------------------------------------
   def validate(self) -> "MMHN":
-    """Checks every field; raises `DatasetError` naming source, field and fix. Returns self."""
-    src = self.source
-
-    def fail(field, problem, fix):
-      raise DatasetError(src, field, problem, fix)
-
-    if not self.node_types:
-      fail("node_types", "no node types", "declare at least one node type")
-    if len(set(self.node_types)) != len(self.node_types):
-      fail("node_types", f"duplicate names in {list(self.node_types)}", "give each node type a unique name")
-    for t in self.node_types:
-      n = self.num_nodes.get(t)
-      if n is None:
-        fail(f"num_nodes[{t!r}]", "missing", f"give the number of {t!r} nodes")
-      if int(n) <= 0:
-        fail(f"num_nodes[{t!r}]", f"node type {t!r} has {n} nodes", "remove the node type or add its nodes")
-    if not self.modalities:
-      fail("modalities", "no modalities", "declare at least one modality")
-    if len(set(self.modalities)) != len(self.modalities):
-      fail("modalities", f"duplicate names in {list(self.modalities)}", "give each modality a unique name")
-    if self.target_type not in self.node_types:
-      fail("target_type", f"{self.target_type!r} is not a node type {list(self.node_types)}",
-           "set target_type to one of the node types")
-
-    for t in self.node_types:
-      mods = self.node_modalities.get(t)
-      if mods is None:
-        fail(f"node_modalities[{t!r}]", "missing", f"list the modalities {t!r} nodes really have")
-      unknown = [m for m in mods if m not in self.modalities]
-      if unknown:
-        fail(f"node_modalities[{t!r}]", f"unknown modalities {unknown}", f"use names from {list(self.modalities)}")
-      if not mods:
-        fail(f"node_modalities[{t!r}]", f"node type {t!r} has no real modality",
-             "give it at least one real feature modality")
-
-    names = [r.name for r in self.relations]
-    if len(set(names)) != len(names):
-      fail("relations", f"duplicate relation names in {names}", "give each relation a unique name")
-    for r in self.relations:
-      for end, t in (("source", r.src), ("destination", r.dst)):
-        if t not in self.node_types:
-          fail(f"relations[{r.name!r}]", f"{end} type {t!r} is not a node type {list(self.node_types)}",
-               "fix the relation's node types")
-    for key in self.edges:
-      if key not in names:
-        fail(f"edges[{key!r}]", f"relation {key!r} is not declared in relations {names}",
-             "declare the relation or remove its edges")
-    for r in self.relations:
-      e = self.edges.get(r.name)
-      field = f"edges[{r.name!r}]"
-      if e is None:
-        fail(field, "missing", "give the relation's (src, dst) pairs (an empty (0, 2) array is allowed)")
-      e = np.asarray(e)
-      if e.ndim != 2 or e.shape[1] != 2:
-        fail(field, f"shape {e.shape}, expected (E, 2) of (src, dst) local ids", "store one (src, dst) row per edge")
-      if not np.issubdtype(e.dtype, np.integer):
-        fail(field, f"dtype {e.dtype}, expected an integer type", "store node ids as integers")
-      for col, t in ((0, r.src), (1, r.dst)):
-        if len(e) and (e[:, col].min() < 0 or e[:, col].max() >= self.num_nodes[t]):
-          bad = int(e[:, col].min() if e[:, col].min() < 0 else e[:, col].max())
-          fail(field, f"{'src' if col == 0 else 'dst'} node id {bad} is outside {t!r} ids 0..{self.num_nodes[t] - 1}",
-               "use local ids (global id minus the type's offset) within the type's range")
-
-    for t in self.node_types:
-      for m in self.modalities:
-        field = f"features[{t!r}][{m!r}]"
-        x = self.features.get(t, {}).get(m)
-        if x is None:
-          fix = ("provide it" if m in self.node_modalities[t] else
-                 "fill it with data_utils fill_missing_modalities (missing_fill='text' or 'zeros')")
-          fail(field, "missing", fix)
-        if not isinstance(x, np.ndarray):
-          fail(field, f"type {type(x).__name__}, expected a dense NumPy array", "convert it with np.asarray / .toarray()")
-        if x.ndim != 2 or x.shape[0] != self.num_nodes[t]:
-          fail(field, f"shape {x.shape}, expected ({self.num_nodes[t]}, D)",
-               f"give one row per {t!r} node")
-        if x.shape[1] == 0:
-          fail(field, "has width 0", "give each node a feature vector of width >= 1")
-        if not np.issubdtype(x.dtype, np.floating):
-          fail(field, f"dtype {x.dtype}, expected float", "cast features to float32")
-        if not np.all(np.isfinite(x)):
-          bad = int(np.argwhere(~np.isfinite(x))[0, 0])
-          fail(field, f"contains NaN or inf (first at row {bad})", "clean or impute the feature values")
-
-    n_target = self.num_nodes[self.target_type]
-    y = np.asarray(self.labels)
-    if y.ndim != 1 or len(y) != n_target:
-      fail("labels", f"shape {y.shape}, expected ({n_target},) one label per {self.target_type!r} node",
-           "store one integer label per target node")
-    if not np.issubdtype(y.dtype, np.integer):
-      fail("labels", f"dtype {y.dtype}, expected an integer type", "store class ids as integers")
-    if int(self.num_classes) < 2:
-      fail("num_classes", f"{self.num_classes}", "node classification needs at least 2 classes")
-    if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
-      fail("labels", f"values span {y.min()}..{y.max()}, outside 0..{self.num_classes - 1}",
-           "relabel classes as 0..C-1 or fix num_classes")
-
-    seen = {}
-    for s in SPLITS:
-      idx = self.splits.get(s)
-      field = f"splits[{s!r}]"
-      if idx is None:
-        fail(field, "missing", f"give the {s} node ids")
-      idx = np.asarray(idx)
-      if idx.ndim != 1:
-        fail(field, f"shape {idx.shape}, expected a 1-D array of ids", "store split ids as a flat array")
-      if not np.issubdtype(idx.dtype, np.integer):
-        fail(field, f"dtype {idx.dtype}, expected integers", "store split ids as integers")
-      if len(idx) == 0:
-        fail(field, "is empty", f"put at least one {self.target_type!r} node in the {s} split")
-      if idx.min() < 0 or idx.max() >= n_target:
-        bad = int(idx.min() if idx.min() < 0 else idx.max())
-        fail(field, f"id {bad} outside 0..{n_target - 1}", f"use local {self.target_type!r} ids")
-      if len(np.unique(idx)) != len(idx):
-        fail(field, "contains repeated ids", "list each node once")
-      for other, oidx in seen.items():
-        both = np.intersect1d(idx, oidx)
-        if len(both):
-          fail(field, f"overlaps {other!r} in {len(both)} ids (e.g. {int(both[0])})",
-               "make train/val/test disjoint")
-      seen[s] = idx
-    return self
+    """Checks every field (`graph_checks.validate_graph`); raises `DatasetError` naming source, field and fix.
+    Returns self."""
+    return validate_graph(self)
 
   # --- jraph layout -------------------------------------------------------
   def to_graphs_tuple(self, dtype=np.float32) -> jraph.GraphsTuple:
@@ -436,10 +305,3 @@ def fill_missing_modalities(graph: MMHN, rule: str) -> MMHN:
       prov[f"{t}/{m}"] = f"filled:{rule}"
   return graph
 
-
-def relation_names(relations: Iterable[Relation]) -> list[str]:
-  return [r.name for r in relations]
-
-
-def as_relations(items: Iterable[tuple[str, str, str]] | Mapping) -> tuple[Relation, ...]:
-  return tuple(Relation(*r) for r in items)

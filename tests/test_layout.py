@@ -41,7 +41,7 @@ def _with(gt, **arrays):
 
 
 def _relation_slice(g, name):
-  return g.schema.edge_slice(g.schema.relation_id(name))
+  return g.schema.edge_slice([r.name for r in g.schema.relations].index(name))
 
 
 def bad_graphs(g, gt):

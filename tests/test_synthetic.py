@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hgnn_ima_jax.data_utils import synthetic as syn
+from hgnn_ima_jax.data_utils import synthetic_probes as probes
 from hgnn_ima_jax.graph import MMHN
 
 
@@ -177,10 +178,10 @@ def test_signal_is_spread_over_modalities(default):
 
 def test_homophily_knob_moves_measured_homophily():
   for kw in ({}, {"single_type": True}):
-    h = [syn.same_type_homophily(syn.make_synthetic(homophily=x, **kw)) for x in (0.3, 0.75, 0.95)]
+    h = [probes.same_type_homophily(syn.make_synthetic(homophily=x, **kw)) for x in (0.3, 0.75, 0.95)]
     assert h[0] + 0.1 < h[1] and h[1] + 0.1 < h[2], (kw, h)
   # At 1/num_classes the structure carries no label information.
-  h0 = syn.same_type_homophily(syn.make_synthetic(homophily=1 / 3))
+  h0 = probes.same_type_homophily(syn.make_synthetic(homophily=1 / 3))
   assert abs(h0 - 1 / 3) < 0.03
 
 
@@ -236,7 +237,7 @@ def test_config_is_hashable_after_list_overrides():
 def test_designed_signal_needs_propagation_and_both_modalities(default):
   """Own features weak; 2-hop mean better; both modalities beat either; choosing neighbours would pay."""
   g, _ = default
-  rep = syn.linear_probe_report(g)
+  rep = probes.linear_probe_report(g)
   own, prop, oracle = rep["own"], rep["mean2hop"], rep["oracle_same_class"]
   chance = 1 / g.num_classes
   assert own["all"] < chance + 0.15, rep
@@ -244,5 +245,5 @@ def test_designed_signal_needs_propagation_and_both_modalities(default):
   assert prop["all"] > max(prop["text"], prop["image"]) + 0.03, rep
   assert oracle["all"] > prop["all"] + 0.15, rep
   # Without structure (homophily at chance) propagation is no help: the gain above is the graph's.
-  flat = syn.linear_probe_report(syn.make_synthetic(homophily=1 / 3))
+  flat = probes.linear_probe_report(syn.make_synthetic(homophily=1 / 3))
   assert flat["mean2hop"]["all"] < own["all"] + 0.05, flat
