@@ -72,7 +72,8 @@ def load_dataset(name_or_path, data_dir=None, *, features: str = "real", missing
   if not path.exists() and path.suffix != ".npz" and os.sep not in key and "/" not in key:
     raise DatasetError(key, "dataset", "is neither a known dataset nor an existing path",
                        f"use one of {', '.join(DATASETS)}, or a generic-format .npz file or directory")
-  if path.is_dir() and not (path / "relations.npy").exists() and path.name in PAPER_DATASETS.keys() | ELECTRONICS_MODALITIES.keys():
+  published = PAPER_DATASETS.keys() | ELECTRONICS_MODALITIES.keys()
+  if path.is_dir() and not (path / "relations.npy").exists() and path.name in published:
     return load_dataset(path.name, path.parent, features=features, missing_fill=missing_fill, feature_seed=feature_seed)
   if features != "real":
     raise ValueError("features='generated' applies to the paper datasets; a generic-format file holds its own features")

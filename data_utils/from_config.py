@@ -10,7 +10,37 @@ import ml_collections
 
 from . import splits
 from .datasets import load_dataset
+from .synthetic_config import SyntheticConfig, SyntheticConfigError
+from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.graph import MMHN
+
+
+def _synthetic_knobs(config) -> dict:
+  return {k: v for k, v in (config.get("synthetic") or {}).items() if v is not None}
+
+
+def check_data_config(config) -> None:
+  """The data fields' own rules, after `config_validation.validate_config`: the synthetic knobs, checked by
+  `SyntheticConfig` itself (its rules involve its structured defaults), as ConfigErrors on config.synthetic.<knob>.
+
+  Raises:
+    ConfigError: one line naming the knob, its value, the problem and the fix.
+  """
+  if config.get("dataset") != "synthetic" or "synthetic" not in config:
+    return
+  knobs = _synthetic_knobs(config)
+  try:
+    SyntheticConfig(**knobs)
+  except SyntheticConfigError as e:
+    raise cv.ConfigError(f"synthetic.{e.field}", knobs.get(e.field, e.value), e.problem, e.fix) from None
+  except TypeError as e:  # an unknown knob
+    raise cv.ConfigError("synthetic", knobs, str(e), "use the knobs of data_utils.synthetic.SyntheticConfig") from None
+
+
+def validate_run_config(config) -> None:
+  """Every check of a run config before its data is loaded: the library's, then the data layer's."""
+  cv.validate_config(config)
+  check_data_config(config)
 
 
 def load_for_config(config: ml_collections.ConfigDict) -> MMHN:
@@ -21,7 +51,7 @@ def load_for_config(config: ml_collections.ConfigDict) -> MMHN:
   fractions = splits.check_fractions(config.get("split_fractions", (0.2, 0.1, 0.7)))
   kwargs, missing_fill = {}, config.get("missing_fill", "code")
   if config.dataset == "synthetic":
-    kwargs = {k: v for k, v in (config.get("synthetic") or {}).items() if v is not None}
+    kwargs = _synthetic_knobs(config)
     # The generator's own fill rule is the synthetic dataset's "code" default.
     synthetic_fill = kwargs.pop("missing_fill", None)
     if missing_fill == "code" and synthetic_fill:

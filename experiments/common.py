@@ -121,8 +121,8 @@ def define_common_flags(script: str, *, multi_dataset: bool = True, default_seed
 
   own = {"module_name": sys.argv[0]}  # absl lists the main module's flags in --help
   if multi_dataset:
-    flags.DEFINE_string("datasets", "synthetic", "comma list: douban, imdb, amazon, amazon1, amazon2, synthetic "
-                        "or generic-format paths", **own)
+    flags.DEFINE_string("datasets", "synthetic", "comma list: douban, imdb, amazon, amazon1, amazon2, synthetic, "
+                        "synthetic_amazon1, synthetic_amazon1x4, synthetic10m or generic-format paths", **own)
   flags.DEFINE_string("seeds", default_seeds, f"N for seeds 0..N-1, or a list such as 0,3,7 (default "
                       f"{default_seeds or DEFAULT_SEEDS}; with --tiny, configs/test.py's seeds)", **own)
   flags.DEFINE_integer("epochs", None, "number of epochs (default: the dataset's)", **own)
@@ -170,10 +170,11 @@ def user_errors() -> tuple[type, ...]:
 
 
 def validate_cells(configs) -> list:
-  """`config_validation.validate_config` on every cell config, before any cell runs; returns them."""
+  """`data_utils.validate_run_config` on every cell config, before any cell runs; returns them."""
+  from hgnn_ima_jax.data_utils import validate_run_config
   configs = list(configs)
   for config in configs:
-    cv.validate_config(config)
+    validate_run_config(config)
   return configs
 
 

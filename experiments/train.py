@@ -30,6 +30,7 @@ from hgnn_ima_jax.experiments import common, launch  # noqa: E402
 from hgnn_ima_jax.experiments.configs import PROTOCOLS, set_path  # noqa: E402
 from hgnn_ima_jax import config_validation as cv  # noqa: E402
 from hgnn_ima_jax import run_dir  # noqa: E402
+from hgnn_ima_jax.data_utils import load_for_config, validate_run_config  # noqa: E402
 from hgnn_ima_jax.graph import DatasetError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -47,7 +48,8 @@ class ResumeError(ValueError):
 
 def define_flags():
   flags.DEFINE_string("dataset", "synthetic",
-                      "douban | imdb | amazon | amazon1 | amazon2 | synthetic | a generic-format path")
+                      "douban | imdb | amazon | amazon1 | amazon2 | synthetic | synthetic_amazon1 | "
+                      "synthetic_amazon1x4 | synthetic10m | a generic-format path")
   flags.DEFINE_string("data_dir", None, "directory holding <dataset>/ folders (default: $HGNN_IMA_DATA_DIR or ./data)")
   flags.DEFINE_enum("features", None, ["real", "generated"],
                     "'generated' explicitly runs the real graph with generated features for files that are absent")
@@ -148,7 +150,7 @@ def main(argv):
     raise app.UsageError("--resume needs the --workdir of the run to continue")
   try:
     config = resume_config(FLAGS.workdir) if FLAGS.resume else build_config()
-    cv.validate_config(config)
+    validate_run_config(config)
   except (cv.ConfigError, ResumeError, DatasetError) as e:
     _fail(e)
   if FLAGS.print_config:
@@ -164,7 +166,6 @@ def main(argv):
   # After flag parsing: importing the stack is the slow part.
   from hgnn_ima_jax import train
   from hgnn_ima_jax.checkpointing import CheckpointMismatchError
-  from hgnn_ima_jax.data_utils import load_for_config
   from hgnn_ima_jax.experiments import outputs
 
   print(f"devices: {jax.devices()}; workdir: {workdir}")

@@ -1,7 +1,8 @@
 """The files of a run directory that can be read without JAX: the saved config and the checkpoint steps.
 
 A run's workdir holds config.json (the resolved config), history.json/.csv, results.json and
-checkpoints/{latest,best}/<step>/ (Orbax; `checkpointing.py` writes and reads them for training, `restore.py` for a finished run).
+checkpoints/{latest,best}/<step>/ (Orbax; `checkpointing.py` writes and reads them for training,
+`restore.py` for a finished run). history.json/.csv come from the scripts (experiments/outputs.py).
 """
 
 from __future__ import annotations

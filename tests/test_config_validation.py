@@ -16,6 +16,7 @@ from hgnn_ima_jax.experiments import common
 from hgnn_ima_jax.experiments.configs import DATASETS, PROTOCOLS, get_config
 from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax import config_validation as cv
+from hgnn_ima_jax.data_utils import validate_run_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LINE = re.compile(r"^config\.[a-z_.]+=.*: .+\. Fix: .+$")
@@ -29,7 +30,7 @@ def with_fields(config, **fields):
 
 def error_of(**fields) -> cv.ConfigError:
   with pytest.raises(cv.ConfigError) as info:
-    cv.validate_config(with_fields(get_config("synthetic").to_dict(), **fields))  # a dict: no ConfigDict type checks
+    validate_run_config(with_fields(get_config("synthetic").to_dict(), **fields))  # a dict: no ConfigDict type checks
   msg = str(info.value)
   assert LINE.match(msg) and "\n" not in msg, msg
   return info.value

@@ -1,0 +1,81 @@
+"""The AMAZON-1-like synthetic graphs at scale (`synthetic_amazon1`, `synthetic_amazon1x4`,
+`synthetic10m`) as dataset names: one definition for `load_dataset`, the configs and the benchmark.
+
+The large sizes are never built here: a small `scale` goes through the same code path.
+"""
+
+import sys
+
+import numpy as np
+import pytest
+
+from hgnn_ima_jax import config_validation as cv
+from hgnn_ima_jax.data_utils import DATASETS, load_dataset, load_for_config, validate_run_config
+from hgnn_ima_jax.data_utils.checksum import graph_checksum
+from hgnn_ima_jax.data_utils.synthetic import AMAZON1_LIKE, SCALED_SYNTHETIC, make_synthetic, scaled_synthetic_kwargs
+from hgnn_ima_jax.experiments.configs import get_config
+from conftest import REPO
+
+
+def test_names_are_one_table():
+  assert tuple(SCALED_SYNTHETIC) == cv.SCALED_SYNTHETIC and DATASETS is cv.DATASET_NAMES
+  assert set(cv.SCALED_SYNTHETIC) <= set(DATASETS)
+  assert SCALED_SYNTHETIC == {"synthetic_amazon1": 1.0, "synthetic_amazon1x4": 4.0, "synthetic10m": 16.0}
+
+
+@pytest.mark.parametrize("name", cv.SCALED_SYNTHETIC)
+def test_small_scale_through_load_dataset_is_the_generator_graph(name):
+  g = load_dataset(name, scale=0.01, feature_dim=16)
+  want = make_synthetic(**{**AMAZON1_LIKE, "feature_dim": 16, "modality_dims": (), "scale": 0.01})
+  assert graph_checksum(g) == graph_checksum(want)
+  assert g.node_types == ("item",) and g.num_classes == 12 and len(g.relations) == 4
+  for m in g.modalities:
+    x = g.features["item"][m]
+    assert x.dtype == np.float32 and x.shape == (g.num_nodes["item"], 16)
+  assert all(np.issubdtype(e.dtype, np.integer) for e in g.edges.values())
+
+
+def test_scaled_sizes_are_the_benchmark_sizes():
+  """Node and edge counts of the full-size graphs, from the definition alone (nothing is built)."""
+  for name, factor in SCALED_SYNTHETIC.items():
+    kw = scaled_synthetic_kwargs(name)
+    assert kw["scale"] == factor and kw["feature_dim"] == 512 and kw["single_type"]
+    assert round(kw["num_edges"] * kw["scale"]) == round(632238 * factor)
+  sys.path.insert(0, str(REPO / "benchmarks"))
+  try:
+    import bench_graphs
+  finally:
+    sys.path.remove(str(REPO / "benchmarks"))
+  for name in cv.SCALED_SYNTHETIC:
+    assert name in bench_graphs.SYNTHETIC_GRAPHS
+    assert bench_graphs.synthetic_kwargs(name, 64) == scaled_synthetic_kwargs(name, 64)
+
+
+def test_a_config_names_them_and_validates():
+  for name in cv.SCALED_SYNTHETIC:
+    config = get_config(name)
+    validate_run_config(config)
+    assert config.model.projection == get_config("amazon1").model.projection  # AMAZON-1's profile
+  config = get_config("synthetic_amazon1")
+  config.synthetic.scale = 0.001  # the synthetic knobs are not read for the fixed graphs
+  assert cv.result_fields(config) == cv.result_fields(get_config("synthetic_amazon1"))
+
+
+def test_unknown_bare_dataset_name_is_a_config_error():
+  config = get_config("synthetic")
+  config.dataset = "synthetic_amazon2"
+  with pytest.raises(cv.ConfigError, match=r"^config\.dataset=synthetic_amazon2: is neither a known dataset"):
+    validate_run_config(config)
+  config.dataset = "some/dir/graph.npz"  # a path: checked when it is read
+  validate_run_config(config)
+
+
+def test_load_for_config_builds_a_scaled_graph(monkeypatch):
+  from hgnn_ima_jax.data_utils import datasets
+
+  seen = {}
+  real = datasets.make_scaled_synthetic
+  monkeypatch.setattr(datasets, "make_scaled_synthetic",
+                      lambda name, **kw: seen.setdefault(name, real(name, **{**kw, "scale": 0.01, "feature_dim": 8})))
+  g = load_for_config(get_config("synthetic_amazon1x4"))
+  assert seen and g is seen["synthetic_amazon1x4"] and g.num_nodes["item"] == round(58088 * 0.01)
