@@ -22,7 +22,7 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
   reexec_with_fast_allocator()
 
-from hgnn_ima_jax.experiments import common, launch  # noqa: E402
+from hgnn_ima_jax.experiments import cell_runs, common, formatting, launch, run_options  # noqa: E402
 
 VARIANTS = ("-cross", "-adapt", "+inf", "-nei", "-align", "-L_att", "-L_ind")
 OURS = "hgnn_ima"
@@ -35,7 +35,7 @@ def latt_applicable(schema) -> bool:
              for r in range(schema.num_relations))
 
 
-def run_ablation(opts: common.Options, workdir: str, variants=VARIANTS, *, log=print) -> dict:
+def run_ablation(opts: run_options.Options, workdir: str, variants=VARIANTS, *, log=print) -> dict:
   """Trains (or reuses) HGNN-IMA and each variant per dataset; returns the Table 4 dict."""
   from hgnn_ima_jax.models import ABLATIONS
 
@@ -44,29 +44,29 @@ def run_ablation(opts: common.Options, workdir: str, variants=VARIANTS, *, log=p
   if unknown:
     raise ValueError(f"unknown variants {unknown}; choose from {', '.join(ABLATIONS)}")
   models = (OURS, *(OURS + v for v in variants))
-  configs = {(d, m): common.cell_config(d, opts, m) for d in opts.datasets for m in models}
-  common.validate_cells(configs.values())  # every cell, before the first one trains
-  runner = common.CellRunner(workdir, opts, log=log)
+  configs = {(d, m): run_options.cell_config(d, opts, m) for d in opts.datasets for m in models}
+  cell_runs.validate_cells(configs.values())  # every cell, before the first one trains
+  runner = cell_runs.CellRunner(workdir, opts, log=log)
   out = {}
   for dataset in opts.datasets:
     ours_cfg = configs[dataset, OURS]
     ours = runner.run(ours_cfg, OURS)
-    ours_sig = common.signature(ours_cfg)
+    ours_sig = cell_runs.signature(ours_cfg)
     row = {"hgnn_ima": _entry(ours, same_as_ours=False)}
     for v in variants:
       model = OURS + v
       cfg = configs[dataset, model]
       if v == "-L_att" and not latt_applicable(runner.data(cfg).schema):
         row[model] = {"applicable": False, "reason": "no relation's source type misses a modality: L_att is 0"}
-        log(f"[{common.dataset_tag(dataset)}/{model}] inapplicable (full data)")
+        log(f"[{formatting.dataset_tag(dataset)}/{model}] inapplicable (full data)")
         continue
       cell = runner.run(cfg, model)
-      row[model] = _entry(cell, same_as_ours=common.signature(cfg) == ours_sig)
+      row[model] = _entry(cell, same_as_ours=cell_runs.signature(cfg) == ours_sig)
     out[dataset] = row
   return build_ablation(out, opts.datasets, variants, tiny=opts.tiny)
 
 
-def _entry(cell: common.Cell, *, same_as_ours: bool) -> dict:
+def _entry(cell: cell_runs.Cell, *, same_as_ours: bool) -> dict:
   r = cell.results
   return {"applicable": True, "test_macro_f1": r["test_macro_f1"], "test_micro_f1": r["test_micro_f1"],
           "per_seed_macro_f1": [s["test_macro_f1"] for s in r["per_seed"]], "seeds": list(r["seeds"]),
@@ -80,9 +80,9 @@ def build_ablation(rows: dict[str, dict[str, dict]], datasets, variants, *, tiny
   models = [OURS + v for v in variants] + [OURS]
   comparable = all(e.get("comparable_with_paper", True) for row in rows.values() for e in row.values()
                    if e.get("applicable"))
-  notes = [common.TINY_NOTE] if tiny else []
+  notes = [formatting.TINY_NOTE] if tiny else []
   if not comparable:
-    notes.append(common.NOT_COMPARABLE_NOTE)
+    notes.append(formatting.NOT_COMPARABLE_NOTE)
   if any(e.get("same_as_ours") for row in rows.values() for e in row.values()):
     notes.append("= this variant's resolved config equals HGNN-IMA's under this profile (e.g. -L_ind in the code "
                  "profile, which already trains on the fused CE only), so it reuses HGNN-IMA's run.")
@@ -100,7 +100,7 @@ def ablation_markdown(table: dict) -> str:
   for d in datasets:
     vals = [table["cells"][d][m]["test_macro_f1"]["mean"] if table["cells"][d][m].get("applicable") else None
             for m in models]
-    for m, mk in zip(models, common.rank_marks(vals)):
+    for m, mk in zip(models, formatting.rank_marks(vals)):
       marks[(d, m)] = mk
   rows = []
   for m in models:
@@ -111,14 +111,14 @@ def ablation_markdown(table: dict) -> str:
       if not e.get("applicable"):
         row.append(INAPPLICABLE)
         continue
-      text = common.emphasise(common.format_stats(e["test_macro_f1"]), marks[(d, m)])
+      text = formatting.emphasise(formatting.format_stats(e["test_macro_f1"]), marks[(d, m)])
       text += ("†" if e["features_generated"] else "") + (" =" if e.get("same_as_ours") and m != OURS else "")
       row.append(text)
     rows.append(row)
   n_seeds = sorted({len(e["seeds"]) for row in table["cells"].values() for e in row.values() if e.get("applicable")})
   parts = [f"## Table 4: test Macro-F1 of ablative models, mean ± std over {'/'.join(map(str, n_seeds))} seed(s)"
            + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""), "",
-           common.markdown_table(["Variants"] + [common.dataset_tag(d) for d in datasets], rows)]
+           formatting.markdown_table(["Variants"] + [formatting.dataset_tag(d) for d in datasets], rows)]
   if table["notes"]:
     parts += [""] + table["notes"]
   return "\n".join(parts)
@@ -127,8 +127,8 @@ def ablation_markdown(table: dict) -> str:
 def write_outputs(table: dict, workdir: str) -> dict[str, str]:
   os.makedirs(workdir, exist_ok=True)
   paths = {"markdown": os.path.join(workdir, "ablation.md"), "json": os.path.join(workdir, "ablation.json")}
-  common.write_text(paths["markdown"], ablation_markdown(table))
-  common.write_json(paths["json"], table)
+  formatting.write_text(paths["markdown"], ablation_markdown(table))
+  formatting.write_json(paths["json"], table)
   return paths
 
 
@@ -139,7 +139,7 @@ def main(argv):
   FLAGS = flags.FLAGS
   common.quiet_logging()
   opts = common.options_or_exit(FLAGS)
-  variants = common.parse_list(FLAGS.variants)
+  variants = run_options.parse_list(FLAGS.variants)
   if not variants or any(v not in ABLATIONS for v in variants):
     raise app.UsageError(f"--variants={FLAGS.variants}: give a comma list of {', '.join(ABLATIONS)}")
   common.run_script("ablation", FLAGS, lambda workdir: run_ablation(opts, workdir, variants), write_outputs,
@@ -148,7 +148,7 @@ def main(argv):
 
 if __name__ == "__main__":
   from absl import app, flags
-  common.define_common_flags("ablation")
+  run_options.define_common_flags("ablation")
   # A leading '-' would read as a flag: pass --variants=-cross,-align (with '=').
   flags.DEFINE_string("variants", ",".join(VARIANTS), "comma list of Table 4 variants: " + ", ".join(VARIANTS))
-  app.run(main, flags_parser=launch.app_flags_parser(lambda: common.config_help(flags.FLAGS)))
+  app.run(main, flags_parser=launch.app_flags_parser(lambda: run_options.config_help(flags.FLAGS)))

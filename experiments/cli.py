@@ -24,8 +24,8 @@ def ablation():
   _run("hgnn_ima_jax.experiments.ablation")
 
 
-def layers():
-  _run("hgnn_ima_jax.experiments.layers")
+def depth_sweep():
+  _run("hgnn_ima_jax.experiments.depth_sweep")
 
 
 def visualize():

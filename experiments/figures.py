@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 
-from . import common
+from . import formatting
 
 ATTENTION_CAPTION = (
     "(a) mean attention weight of same-class and different-class target pairs (±95% CI); (b) the same with each "
@@ -31,7 +31,7 @@ def _plt():
 def footnotes(comparable: bool, tiny: bool) -> list[str]:
   """The red lines under a figure: generated features, smoke-test sizes."""
   notes = [] if comparable else ["features generated: not comparable with the paper"]
-  return notes + ([common.TINY_FIGURE_NOTE] if tiny else [])
+  return notes + ([formatting.TINY_FIGURE_NOTE] if tiny else [])
 
 
 def add_footnotes(fig, notes: list[str], bottom: float = 0.01):
@@ -47,8 +47,8 @@ def plot_tsne(tsne: dict, path: str, title: str, notes: list[str]) -> str:
     m = tsne["labels"] == c
     ax.scatter(tsne["coords"][m, 0], tsne["coords"][m, 1], s=8, alpha=0.8, color=cmap(int(c) % 10),
                label=f"class {int(c)}")
-  ax.set_title(f"{title}\nsilhouette: Z {common.format_number(tsne['silhouette_embedding'], 3)}, "
-               f"t-SNE {common.format_number(tsne['silhouette_tsne'], 3)}", fontsize=9)
+  ax.set_title(f"{title}\nsilhouette: Z {formatting.format_number(tsne['silhouette_embedding'], 3)}, "
+               f"t-SNE {formatting.format_number(tsne['silhouette_tsne'], 3)}", fontsize=9)
   ax.set_xticks([])
   ax.set_yticks([])
   ax.legend(fontsize=7, markerscale=2)

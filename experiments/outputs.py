@@ -7,7 +7,7 @@ import functools
 import json
 import os
 
-from hgnn_ima_jax import metrics as metrics_lib
+from .formatting import format_stats
 
 
 def write_history(workdir: str, rows: list[dict]):
@@ -31,8 +31,8 @@ def results_table(results: dict) -> str:
   lines = [f"{'seed':>6} {'best ep':>8} {'test Micro-F1':>14} {'test Macro-F1':>14}"]
   for r in results["per_seed"]:
     lines.append(f"{r['seed']:>6} {r['best_epoch']:>8} {r['test_micro_f1']:>14.4f} {r['test_macro_f1']:>14.4f}")
-  lines.append(f"{'mean':>6} {'':>8} {metrics_lib.format_mean_std(results['test_micro_f1']):>14} "
-               f"{metrics_lib.format_mean_std(results['test_macro_f1']):>14}")
+  lines.append(f"{'mean':>6} {'':>8} {format_stats(results['test_micro_f1']):>14} "
+               f"{format_stats(results['test_macro_f1']):>14}")
   if not results.get("comparable_with_paper", True):
     lines.append("NOTE: features were generated; these numbers are not comparable with the paper.")
   return "\n".join(lines)

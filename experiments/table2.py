@@ -24,14 +24,14 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
   reexec_with_fast_allocator()
 
-from hgnn_ima_jax.experiments import common, launch  # noqa: E402
+from hgnn_ima_jax.experiments import cell_runs, common, formatting, launch, run_options  # noqa: E402
 
 DEFAULT_MODELS = ("hgt_early", "hgt_late", "hgnn_ima")
 OURS = "hgnn_ima"
 HGT_MODELS = ("hgt", "hgt_early", "hgt_late")
 
 
-def run_table2(opts: common.Options, workdir: str, models=DEFAULT_MODELS, *, log=print) -> dict:
+def run_table2(opts: run_options.Options, workdir: str, models=DEFAULT_MODELS, *, log=print) -> dict:
   """Trains (or reuses) every (dataset, model) cell; returns the Table 2/3 dict (see `build_table2`)."""
   from hgnn_ima_jax.models import MODEL_NAMES
 
@@ -41,16 +41,16 @@ def run_table2(opts: common.Options, workdir: str, models=DEFAULT_MODELS, *, log
     raise ValueError(f"unknown models {unknown}; choose from {', '.join(MODEL_NAMES)}")
   if not opts.datasets:
     raise ValueError("no datasets given")
-  configs = {(d, m): common.cell_config(d, opts, m) for d in opts.datasets for m in models}
-  common.validate_cells(configs.values())  # every cell, before the first one trains
-  runner = common.CellRunner(workdir, opts, log=log)
+  configs = {(d, m): run_options.cell_config(d, opts, m) for d in opts.datasets for m in models}
+  cell_runs.validate_cells(configs.values())  # every cell, before the first one trains
+  runner = cell_runs.CellRunner(workdir, opts, log=log)
   cells = {}
   for dataset in opts.datasets:
     cells[dataset] = {m: runner.run(configs[dataset, m], m) for m in models}
   return build_table2(cells, opts.datasets, models, tiny=opts.tiny)
 
 
-def _cell_entry(cell: common.Cell) -> dict:
+def _cell_entry(cell: cell_runs.Cell) -> dict:
   r = cell.results
   return {
       "test_micro_f1": r["test_micro_f1"], "test_macro_f1": r["test_macro_f1"],
@@ -104,7 +104,7 @@ def table3_entry(ours: dict, baselines: dict[str, dict]) -> dict | None:
           "comparable_with_paper": ours["comparable_with_paper"] and b["comparable_with_paper"]}
 
 
-def build_table2(cells: dict[str, dict[str, common.Cell]], datasets, models, *, tiny: bool = False) -> dict:
+def build_table2(cells: dict[str, dict[str, cell_runs.Cell]], datasets, models, *, tiny: bool = False) -> dict:
   """The JSON-able tables: {'datasets', 'models', 'cells': {dataset: {model: entry}}, 'table3': {dataset: ...}}."""
   out_cells = {d: {m: _cell_entry(cells[d][m]) for m in models} for d in datasets}
   table3 = {}
@@ -115,9 +115,9 @@ def build_table2(cells: dict[str, dict[str, common.Cell]], datasets, models, *, 
     else:
       table3[d] = None
   comparable = all(e["comparable_with_paper"] for row in out_cells.values() for e in row.values())
-  notes = [common.TINY_NOTE] if tiny else []
+  notes = [formatting.TINY_NOTE] if tiny else []
   if not comparable:
-    notes.append(common.NOT_COMPARABLE_NOTE)
+    notes.append(formatting.NOT_COMPARABLE_NOTE)
   if OURS not in models or not any(m in HGT_MODELS for m in models):
     notes.append("Table 3 needs hgnn_ima and at least one HGT model (hgt, hgt_early, hgt_late) in --models.")
   return {"datasets": list(datasets), "models": list(models), "metric_order": ["test_micro_f1", "test_macro_f1"],
@@ -128,26 +128,26 @@ def build_table2(cells: dict[str, dict[str, common.Cell]], datasets, models, *, 
 def table2_markdown(table: dict) -> str:
   """Table 2 (and Table 3 below it) as Markdown; best per column in bold, second in italics."""
   datasets, models = table["datasets"], table["models"]
-  header = ["Model"] + [f"{common.dataset_tag(d)} {lab}" for d in datasets for lab in ("Micro-F1", "Macro-F1")]
+  header = ["Model"] + [f"{formatting.dataset_tag(d)} {lab}" for d in datasets for lab in ("Micro-F1", "Macro-F1")]
   marks = {}
   for d in datasets:
     for metric in ("test_micro_f1", "test_macro_f1"):
-      ranked = common.rank_marks([table["cells"][d][m][metric]["mean"] for m in models])
+      ranked = formatting.rank_marks([table["cells"][d][m][metric]["mean"] for m in models])
       for m, mk in zip(models, ranked):
         marks[(d, m, metric)] = mk
   rows = []
   for m in models:
-    row = [common.display_name(m)]
+    row = [formatting.display_name(m)]
     for d in datasets:
       e = table["cells"][d][m]
       for metric in ("test_micro_f1", "test_macro_f1"):
-        text = common.emphasise(common.format_stats(e[metric]), marks[(d, m, metric)])
+        text = formatting.emphasise(formatting.format_stats(e[metric]), marks[(d, m, metric)])
         row.append(text + ("†" if e["features_generated"] else ""))
     rows.append(row)
   n_seeds = sorted({len(table["cells"][d][m]["seeds"]) for d in datasets for m in models})
   parts = [f"## Table 2: test Micro/Macro-F1, mean ± std over {'/'.join(map(str, n_seeds))} seed(s)"
            + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""), "",
-           common.markdown_table(header, rows)]
+           formatting.markdown_table(header, rows)]
   t3 = table3_markdown(table)
   if t3:
     parts += ["", t3]
@@ -161,11 +161,11 @@ def table3_markdown(table: dict) -> str:
   if not datasets:
     return ""
   t3 = table["table3"]
-  fmt = common.format_number
-  header = ["Metrics"] + [common.dataset_tag(d) for d in datasets]
+  fmt = formatting.format_number
+  header = ["Metrics"] + [formatting.dataset_tag(d) for d in datasets]
   rows = [
       ["Ours (STD)"] + [fmt(t3[d]["ours_std_macro_f1"]) for d in datasets],
-      ["HGT (STD)"] + [f"{fmt(t3[d]['hgt_std_macro_f1'])} ({common.display_name(t3[d]['hgt'])})" for d in datasets],
+      ["HGT (STD)"] + [f"{fmt(t3[d]['hgt_std_macro_f1'])} ({formatting.display_name(t3[d]['hgt'])})" for d in datasets],
       ["t-value"] + [fmt(t3[d]["t_test"]["t"], 2) for d in datasets],
       ["p-value"] + [fmt(t3[d]["t_test"]["p"], 3) for d in datasets],
       ["t-value (paired)"] + [fmt(t3[d]["paired_t_test"]["t"], 2) for d in datasets],
@@ -176,14 +176,14 @@ def table3_markdown(table: dict) -> str:
           "matched seeds (df = n−1; the paper's (t, p) pairs are consistent with df = 4 for 5 seeds). "
           "n/a: fewer than 2 seeds, or no variance.")
   return "\n".join(["## Table 3: STD and t-test, HGNN-IMA vs the strongest HGT", "",
-                    common.markdown_table(header, rows), "", note])
+                    formatting.markdown_table(header, rows), "", note])
 
 
 def write_outputs(table: dict, workdir: str) -> dict[str, str]:
   os.makedirs(workdir, exist_ok=True)
   paths = {"markdown": os.path.join(workdir, "table2.md"), "json": os.path.join(workdir, "table2.json")}
-  common.write_text(paths["markdown"], table2_markdown(table))
-  common.write_json(paths["json"], table)
+  formatting.write_text(paths["markdown"], table2_markdown(table))
+  formatting.write_json(paths["json"], table)
   return paths
 
 
@@ -194,7 +194,7 @@ def main(argv):
   common.quiet_logging()
   opts = common.options_or_exit(FLAGS)
   from hgnn_ima_jax.models import MODEL_NAMES
-  models = common.parse_list(FLAGS.models)
+  models = run_options.parse_list(FLAGS.models)
   if not models or any(m not in MODEL_NAMES for m in models):
     raise app.UsageError(f"--models={FLAGS.models}: give a comma list of {', '.join(MODEL_NAMES)}")
   common.run_script("table2", FLAGS, lambda workdir: run_table2(opts, workdir, models), write_outputs,
@@ -203,7 +203,7 @@ def main(argv):
 
 if __name__ == "__main__":
   from absl import app, flags
-  common.define_common_flags("table2")
+  run_options.define_common_flags("table2")
   flags.DEFINE_string("models", ",".join(DEFAULT_MODELS), "comma list of model names (any of MODEL_NAMES: hgnn_ima, "
                       "hgt, hgt_early, hgt_late, hgnn_ima-cross, ...)")
-  app.run(main, flags_parser=launch.app_flags_parser(lambda: common.config_help(flags.FLAGS)))
+  app.run(main, flags_parser=launch.app_flags_parser(lambda: run_options.config_help(flags.FLAGS)))

@@ -26,7 +26,7 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from hgnn_ima_jax.experiments import common, launch  # noqa: E402
+from hgnn_ima_jax.experiments import formatting, launch, run_options  # noqa: E402
 from hgnn_ima_jax.experiments.configs import PROTOCOLS, set_path  # noqa: E402
 from hgnn_ima_jax import config_validation as cv  # noqa: E402
 from hgnn_ima_jax import run_dir  # noqa: E402
@@ -64,7 +64,7 @@ def define_flags():
   flags.DEFINE_bool("progress", True, "show a progress bar")
   flags.DEFINE_string("xla_cache", os.path.join("~", ".cache", "hgnn-ima-jax", "xla"),
                       "persistent XLA compilation cache: a rerun of the same model/graph skips compiling ('' disables)")
-  common.define_config_flag("overrides of any config field: --config.<field>=<value> (listed below)")
+  run_options.define_config_flag("overrides of any config field: --config.<field>=<value> (listed below)")
 
 
 def host_cache_dir(base: str, jax_version: str) -> str:
@@ -82,19 +82,19 @@ def host_cache_dir(base: str, jax_version: str) -> str:
 
 
 def _seeds_flag() -> tuple[int, ...]:
-  seeds = common.parse_seeds(FLAGS.seeds)
+  seeds = run_options.parse_seeds(FLAGS.seeds)
   if seeds is None:
     raise cv.ConfigError("seeds", FLAGS.seeds, "is empty", "give --seeds=N for seeds 0..N-1, or a list such as 0,3,7")
   return seeds
 
 
 def build_config():
-  """Dataset defaults + protocol, then the flags, then --config.* overrides (`common.base_config`)."""
+  """Dataset defaults + protocol, then the flags, then --config.* overrides (`run_options.base_config`)."""
   # --model goes first among the overrides, so that an explicit --config.model_name still wins.
   overrides = {"model_name": FLAGS.model, **config_flags.get_override_values(FLAGS["config"])}
-  opts = common.Options(seeds=_seeds_flag(), epochs=FLAGS.epochs, features=FLAGS.features, data_dir=FLAGS.data_dir,
+  opts = run_options.Options(seeds=_seeds_flag(), epochs=FLAGS.epochs, features=FLAGS.features, data_dir=FLAGS.data_dir,
                         protocol=FLAGS.protocol, overrides=overrides)
-  return common.base_config(FLAGS.dataset, opts)
+  return run_options.base_config(FLAGS.dataset, opts)
 
 
 def resume_config(workdir: str):
@@ -157,7 +157,7 @@ def main(argv):
     print(json.dumps(cv.normalise(config.to_dict()), indent=2))
     return
   workdir = FLAGS.workdir or os.path.join(
-      "runs", f"{common.dataset_tag(config.dataset)}-{config.model_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+      "runs", f"{formatting.dataset_tag(config.dataset)}-{config.model_name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
   import jax
   if FLAGS.xla_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:

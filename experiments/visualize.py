@@ -42,7 +42,7 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 
 import numpy as np  # noqa: E402
 
-from hgnn_ima_jax.experiments import common, figures, launch  # noqa: E402
+from hgnn_ima_jax.experiments import cell_runs, common, figures, formatting, launch, run_options  # noqa: E402
 
 LABELS_NOTE = ("uses all target labels (train, val and test): an analysis of a trained model, not an evaluation")
 
@@ -300,7 +300,7 @@ def visualize(run, out_dir: str, *, run_dir: str | None = None, seed: int | None
                 max_points=max_points, random_state=random_state)
   comparable = bool(run.data.comparable_with_paper)
   m = run.config.model
-  title = (f"{common.dataset_tag(run.config.dataset)} / {common.display_name(model_name)} / seed {seed} "
+  title = (f"{formatting.dataset_tag(run.config.dataset)} / {formatting.display_name(model_name)} / seed {seed} "
            f"(K={m.num_layers}, d={m.hidden}, {run.results.get('epochs', '?')} epochs)")
   notes = figures.footnotes(comparable, tiny)
   paths = {"tsne_png": os.path.join(out_dir, "tsne.png"), "attention_png": os.path.join(out_dir, "attention.png"),
@@ -317,14 +317,14 @@ def visualize(run, out_dir: str, *, run_dir: str | None = None, seed: int | None
   summary = {
       "dataset": run.config.dataset, "model": model_name, "seed": seed, "run": run_dir,
       "comparable_with_paper": comparable, "smoke_test": tiny,
-      "notes": ([] if comparable else [common.NOT_COMPARABLE_NOTE]) + ([common.TINY_NOTE] if tiny else []),
+      "notes": ([] if comparable else [formatting.NOT_COMPARABLE_NOTE]) + ([formatting.TINY_NOTE] if tiny else []),
       "tsne": {"points": points, "n": int(len(tsne["nodes"])), "perplexity": tsne["perplexity"],
                "random_state": random_state, "silhouette_embedding": tsne["silhouette_embedding"],
                "silhouette_tsne": tsne["silhouette_tsne"], "png": os.path.basename(paths["tsne_png"])},
       "attention": {**study, "png": os.path.basename(paths["attention_png"]) if "attention_png" in paths else None},
       "paths": paths,
   }
-  common.write_json(paths["json"], summary)
+  formatting.write_json(paths["json"], summary)
   return summary
 
 
@@ -333,7 +333,7 @@ def attention_markdown(study: dict) -> str:
   header = ["layer", "kind", "pairs same/diff", "mean same", "mean diff", "ratio", "norm same", "norm diff",
             "norm ratio", "same-class mass", "uniform mass"]
   rows = []
-  f = common.format_number
+  f = formatting.format_number
   for entry in study["layers"]:
     layer = "→".join(map(str, entry["hop_layers"])) if "hop_layers" in entry else str(entry["layer"])
     for kind, s in entry["kinds"].items():
@@ -342,16 +342,16 @@ def attention_markdown(study: dict) -> str:
                    f(s["mass_same"], 3), f(s["mass_same_uniform"], 3)])
   rel = ", ".join(study["relations"])
   return "\n".join([f"attention case study ({study['mode'].replace('_', '-')} target pairs via {rel}; "
-                    f"{'; '.join(study['notes'])})", "", common.markdown_table(header, rows)])
+                    f"{'; '.join(study['notes'])})", "", formatting.markdown_table(header, rows)])
 
 
-def load_or_train(opts: common.Options, workdir: str, *, run_dir: str | None, dataset: str, model: str, log=print):
+def load_or_train(opts: run_options.Options, workdir: str, *, run_dir: str | None, dataset: str, model: str, log=print):
   """A `LoadedRun`: from `run_dir`, or trained (or reused with --resume) in `<workdir>/<dataset>/<model>`."""
   from hgnn_ima_jax.experiments.runs import load_run
   if run_dir:
     return load_run(run_dir), run_dir
-  config = common.validate_cells([common.cell_config(dataset, opts, model)])[0]
-  runner = common.CellRunner(workdir, opts, log=log)
+  config = cell_runs.validate_cells([run_options.cell_config(dataset, opts, model)])[0]
+  runner = cell_runs.CellRunner(workdir, opts, log=log)
   cell = runner.run(config, model)
   return load_run(cell.run_dir, data=runner.data(config)), cell.run_dir
 
@@ -379,7 +379,7 @@ def main(argv):
     common.fail(e)
   t = summary["tsne"]
   print(f"\nrun {run_dir}, seed {summary['seed']}: t-SNE of {t['n']} {t['points']} nodes; silhouette of Z "
-        f"{common.format_number(t['silhouette_embedding'], 3)}, of the t-SNE map {common.format_number(t['silhouette_tsne'], 3)}")
+        f"{formatting.format_number(t['silhouette_embedding'], 3)}, of the t-SNE map {formatting.format_number(t['silhouette_tsne'], 3)}")
   print(attention_markdown(summary["attention"]))
   for n in summary["notes"]:
     print(n)
@@ -388,7 +388,7 @@ def main(argv):
 
 if __name__ == "__main__":
   from absl import app, flags
-  common.define_common_flags("visualize", multi_dataset=False, default_seeds="1",
+  run_options.define_common_flags("visualize", multi_dataset=False, default_seeds="1",
                              workdir_default="the --run directory; without --run, runs/visualize-<time>")
   flags.DEFINE_string("run", None, "workdir of a finished train.py run (or a cell of table2.py/ablation.py); "
                       "without it, a run is trained on --dataset first")
@@ -398,4 +398,4 @@ if __name__ == "__main__":
   flags.DEFINE_enum("points", "test", ["test", "all"], "target nodes in the t-SNE")
   flags.DEFINE_integer("max_points", 2000, "at most this many nodes in the t-SNE (a random subset)")
   flags.DEFINE_integer("random_state", 0, "t-SNE and subset seed")
-  app.run(main, flags_parser=launch.app_flags_parser(lambda: common.config_help(flags.FLAGS)))
+  app.run(main, flags_parser=launch.app_flags_parser(lambda: run_options.config_help(flags.FLAGS)))

@@ -57,7 +57,3 @@ def t_test(a, b, paired: bool = False) -> dict[str, float]:
   else:
     res, df = scipy.stats.ttest_ind(a, b), len(a) + len(b) - 2
   return {"t": float(res.statistic), "p": float(res.pvalue), "df": df}
-
-
-def format_mean_std(stats: dict[str, float], digits: int = 4) -> str:
-  return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"

@@ -35,7 +35,7 @@ def test_train_help_shows_the_flags_then_the_config_this_run_would_use():
   assert "num_epochs=7" in douban_config and "score_scale=100.0" in douban_config and "synthetic " not in douban_config
 
 
-@pytest.mark.parametrize("script", ["table2.py", "ablation.py", "layers.py", "visualize.py"])
+@pytest.mark.parametrize("script", ["table2.py", "ablation.py", "depth_sweep.py", "visualize.py"])
 def test_artefact_script_help_lists_the_shared_flags(script):
   text = help_of(script, "--tiny")
   own = text.split("flags:")[1].split("config fields")[0]

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from hgnn_ima_jax.experiments import common
+from hgnn_ima_jax.experiments import configs, run_options
 from hgnn_ima_jax.experiments.configs import DATASETS, PROTOCOLS, get_config
 from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax import config_validation as cv
@@ -24,7 +24,7 @@ LINE = re.compile(r"^config\.[a-z_.]+=.*: .+\. Fix: .+$")
 
 def with_fields(config, **fields):
   for path, value in fields.items():
-    common.set_path(config, path.replace("__", "."), value)
+    configs.set_path(config, path.replace("__", "."), value)
   return config
 
 
@@ -123,10 +123,10 @@ def test_train_and_evaluate_checks_before_building_or_writing(tmp_path, monkeypa
 
 
 def test_seeds_text_errors_are_config_errors():
-  assert common.parse_seeds("3") == (0, 1, 2) and common.parse_seeds("0, 3,7") == (0, 3, 7)
+  assert run_options.parse_seeds("3") == (0, 1, 2) and run_options.parse_seeds("0, 3,7") == (0, 3, 7)
   for text in ("0", "-2", "a", "1.5", "0,x"):
     with pytest.raises(cv.ConfigError, match=r"^config\.seeds=.*Fix: give --seeds=N"):
-      common.parse_seeds(text)
+      run_options.parse_seeds(text)
 
 
 # --- the scripts: exit 2, one line, nothing written -------------------------------------------
@@ -164,7 +164,7 @@ def test_train_cli_refuses_bad_values_before_writing(case, tmp_path):
 @pytest.mark.parametrize("script,args", [
     ("table2.py", ["--models=hgnn_ima,hgt_early", "--config.model.num_layers=-1"]),
     ("ablation.py", ["--variants=-align", "--seeds=a"]),
-    ("layers.py", ["--layers=1,2", "--config.model.heads=3"]),  # --tiny hidden 16 % 3
+    ("depth_sweep.py", ["--layers=1,2", "--config.model.heads=3"]),  # --tiny hidden 16 % 3
     ("visualize.py", ["--epochs=0"]),
 ])
 def test_artefact_scripts_refuse_bad_cells_before_writing(script, args, tmp_path):

@@ -1,4 +1,4 @@
-"""The paper-artefact scripts (experiments/table2.py, ablation.py, layers.py, visualize.py) end to end.
+"""The paper-artefact scripts (experiments/table2.py, ablation.py, depth_sweep.py, visualize.py) end to end.
 
 Runtime: one module-scoped `table2.py` subprocess trains two tiny cells (HGNN-IMA and
 HGT-early, 1 layer, 2 seeds, 2 epochs, synthetic at scale 0.1); the ablation, layers and
@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from hgnn_ima_jax.experiments import ablation, common, figures, layers, table2, visualize
+from hgnn_ima_jax.experiments import ablation, cell_runs, depth_sweep, figures, formatting, run_options, table2, visualize
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -26,12 +26,12 @@ TINY_FLAGS = ["--tiny", "--datasets=synthetic", "--seeds=2", "--epochs=2", "--co
               "--config.synthetic.scale=0.1", "--config.checkpoint_every=100", "--noprogress"]
 
 
-def tiny_options(**kw) -> common.Options:
+def tiny_options(**kw) -> run_options.Options:
   """The same cells as TINY_FLAGS, for calling the library functions."""
   base = dict(datasets=("synthetic",), seeds=(0, 1), epochs=2, tiny=True, progress=False,
               overrides={"model.num_layers": 1, "synthetic.scale": 0.1, "checkpoint_every": 100})
   base.update(kw)
-  return common.Options(**base)
+  return run_options.Options(**base)
 
 
 def _is_f1(x) -> bool:
@@ -76,10 +76,10 @@ def test_table2_writes_tables_2_and_3(paper_workdir):
       assert e[metric]["std"] == pytest.approx(np.std(per_seed, ddof=1))
     # The synthetic dataset is generated: every cell and the table say so.
     assert e["features_generated"] and not e["comparable_with_paper"]
-    assert f"{common.format_stats(e['test_macro_f1'])}" in md
+    assert f"{formatting.format_stats(e['test_macro_f1'])}" in md
   assert not table["comparable_with_paper"] and "NOT comparable" in md and "†" in md
   # --tiny outputs say they are a smoke test, in the heading and in a note.
-  assert table["smoke_test"] and "SMOKE TEST, not meaningful" in md.splitlines()[0] and common.TINY_NOTE in md
+  assert table["smoke_test"] and "SMOKE TEST, not meaningful" in md.splitlines()[0] and formatting.TINY_NOTE in md
   t3 = table["table3"]["synthetic"]
   ours, hgt = table["cells"]["synthetic"]["hgnn_ima"], table["cells"]["synthetic"]["hgt_early"]
   assert t3["hgt"] == "hgt_early"
@@ -105,7 +105,7 @@ def test_table2_resume_reuses_every_cell(paper_workdir, monkeypatch):
 
 def test_resume_refuses_a_cell_trained_with_another_config(paper_workdir):
   workdir, _ = paper_workdir
-  with pytest.raises(common.CellConfigError, match="num_epochs"):
+  with pytest.raises(cell_runs.CellConfigError, match="num_epochs"):
     table2.run_table2(tiny_options(resume=True, epochs=3), str(workdir), ("hgnn_ima",), log=None)
 
 
@@ -116,7 +116,7 @@ def _fake_cell(model, macro, micro=None, generated=False, seeds=(0, 1, 2)):
                                                  for a, b in zip(micro, macro)],
              "test_micro_f1": metrics.mean_std(micro), "test_macro_f1": metrics.mean_std(macro),
              "comparable_with_paper": not generated}
-  return common.Cell("d", model, f"/x/{model}", results, False)
+  return cell_runs.Cell("d", model, f"/x/{model}", results, False)
 
 
 def test_table3_uses_the_strongest_hgt_and_marks_best_and_second():
@@ -158,7 +158,7 @@ def test_ablation_reuses_ours_and_marks_identical_variants(paper_workdir):
   assert saved["models"] == ["hgnn_ima-L_att", "hgnn_ima-L_ind", "hgnn_ima"]
   md = pathlib.Path(paths["markdown"]).read_text()
   assert "| -L_att |" in md and "| Ours (HGNN-IMA) |" in md and " =" in md and "NOT comparable" in md
-  assert saved["smoke_test"] and common.TINY_NOTE in md  # identical tiny cells are not no-op variants
+  assert saved["smoke_test"] and formatting.TINY_NOTE in md  # identical tiny cells are not no-op variants
 
 
 def test_latt_is_inapplicable_without_missing_modalities():
@@ -177,13 +177,13 @@ def test_latt_is_inapplicable_without_missing_modalities():
   assert "| Ours (HGNN-IMA) | **0.8000 ± 0.0100** |" in md and "| -align | *0.7000 ± 0.0200* |" in md
 
 
-# --- layers.py ----------------------------------------------------------------------------
+# --- depth_sweep.py -----------------------------------------------------------------------
 
 def test_layers_plots_macro_f1_against_depth(paper_workdir, tmp_path):
   workdir, _ = paper_workdir
-  table = layers.run_layers(tiny_options(resume=True), str(workdir), (0, 1), log=None)
+  table = depth_sweep.run_layers(tiny_options(resume=True), str(workdir), (0, 1), log=None)
   out = tmp_path / "layers"
-  paths = layers.write_outputs(table, str(out))
+  paths = depth_sweep.write_outputs(table, str(out))
   pts = table["curves"]["synthetic"]
   assert [p["layers"] for p in pts] == [0, 1]
   # K = 1 is table2's HGNN-IMA cell (same resolved config), K = 0 is new.

@@ -50,10 +50,14 @@ def test_the_data_layer_imports_only_the_graph_and_config_tables_from_the_librar
     assert not bad, (f.name, bad)
 
 
-def test_configs_import_without_jax():
+def test_configs_and_scripts_import_without_jax():
+  """The configs never need JAX; the scripts import it only after their flags are parsed (fast --help, and
+  the allocator is chosen before JAX starts)."""
+  scripts = ("train", "table2", "ablation", "depth_sweep", "visualize", "common", "outputs", "cell_runs", "run_options")
   code = ("import sys\n"
           "import hgnn_ima_jax.experiments.configs as c, hgnn_ima_jax.experiments.configs.default as d\n"
           "import hgnn_ima_jax.experiments.configs.test as t\n"
+          + "".join(f"import hgnn_ima_jax.experiments.{m}\n" for m in scripts) +
           "c.get_config('douban', 'paper'); d.get_config(); t.get_config()\n"
           "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'jaxlib', 'flax', 'jraph', 'optax')))\n")
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -13,7 +13,7 @@ import pytest
 
 from hgnn_ima_jax.data_utils.paper_datasets import PAPER_DATASETS
 from hgnn_ima_jax.data_utils.splits import resplit, stratified_split
-from hgnn_ima_jax.experiments import common
+from hgnn_ima_jax.experiments import run_options
 from hgnn_ima_jax.experiments.configs import get_config
 from hgnn_ima_jax import train
 from hgnn_ima_jax.data_utils import load_for_config
@@ -91,7 +91,7 @@ def test_paper_protocol_is_section_5_3(dataset):
 
 def test_tiny_paper_runs_keep_the_test_sizes():
   """--tiny --protocol=paper: Sec. 5.3's settings at configs/test.py's sizes."""
-  c = common.base_config("imdb", common.Options(protocol="paper", tiny=True))
+  c = run_options.base_config("imdb", run_options.Options(protocol="paper", tiny=True))
   assert (c.model.hidden, c.num_epochs) == (16, 6)
   assert (c.optimizer.name, c.model.score_scale, c.missing_fill, c.split) == ("adam", None, "text", "stratified")
 

@@ -1,8 +1,8 @@
 r"""Figure 3 of the paper: test Macro-F1 (mean ± std over seeds) against the number of layers K.
 
-  python experiments/layers.py                                   # synthetic, HGNN-IMA, K = 0..4, 5 seeds
-  python experiments/layers.py --datasets=douban,imdb --features=generated --layers=1,2,3
-  python experiments/layers.py --tiny --layers=0,1 --seeds=2 --epochs=3
+  python experiments/depth_sweep.py                                   # synthetic, HGNN-IMA, K = 0..4, 5 seeds
+  python experiments/depth_sweep.py --datasets=douban,imdb --features=generated --layers=1,2,3
+  python experiments/depth_sweep.py --tiny --layers=0,1 --seeds=2 --epochs=3
 
 Each (dataset, K) cell is one `train_and_evaluate` run of `--model` with
 `config.model.num_layers = K`, in `<workdir>/<dataset>/<model>-K<K>`; with `--resume`,
@@ -19,12 +19,12 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
   reexec_with_fast_allocator()
 
-from hgnn_ima_jax.experiments import common, figures, launch  # noqa: E402
+from hgnn_ima_jax.experiments import cell_runs, common, figures, formatting, launch, run_options  # noqa: E402
 
 DEFAULT_LAYERS = (0, 1, 2, 3, 4)
 
 
-def run_layers(opts: common.Options, workdir: str, layers=DEFAULT_LAYERS, model: str = "hgnn_ima", *,
+def run_layers(opts: run_options.Options, workdir: str, layers=DEFAULT_LAYERS, model: str = "hgnn_ima", *,
                log=print) -> dict:
   """Trains (or reuses) one cell per (dataset, K); returns the Figure 3 dict."""
   from hgnn_ima_jax.models import MODEL_NAMES
@@ -34,10 +34,10 @@ def run_layers(opts: common.Options, workdir: str, layers=DEFAULT_LAYERS, model:
   layers = tuple(int(k) for k in layers)
   if not layers or min(layers) < 0:
     raise ValueError(f"layers must be non-negative integers, got {layers}")
-  configs = {(d, k): common.cell_config(d, opts, model, **{"model.num_layers": k})
+  configs = {(d, k): run_options.cell_config(d, opts, model, **{"model.num_layers": k})
              for d in opts.datasets for k in layers}
-  common.validate_cells(configs.values())  # every cell, before the first one trains
-  runner = common.CellRunner(workdir, opts, log=log)
+  cell_runs.validate_cells(configs.values())  # every cell, before the first one trains
+  runner = cell_runs.CellRunner(workdir, opts, log=log)
   curves = {}
   for dataset in opts.datasets:
     points = []
@@ -52,7 +52,7 @@ def run_layers(opts: common.Options, workdir: str, layers=DEFAULT_LAYERS, model:
   comparable = all(p["comparable_with_paper"] for pts in curves.values() for p in pts)
   return {"model": model, "layers": list(layers), "datasets": list(opts.datasets), "metric": "test_macro_f1",
           "curves": curves, "comparable_with_paper": comparable, "smoke_test": opts.tiny,
-          "notes": ([common.TINY_NOTE] if opts.tiny else []) + ([] if comparable else [common.NOT_COMPARABLE_NOTE])}
+          "notes": ([formatting.TINY_NOTE] if opts.tiny else []) + ([] if comparable else [formatting.NOT_COMPARABLE_NOTE])}
 
 
 def plot_layers(table: dict, path: str) -> str:
@@ -66,11 +66,11 @@ def plot_layers(table: dict, path: str) -> str:
     ks = [p["layers"] for p in pts]
     means = [p["test_macro_f1"]["mean"] for p in pts]
     stds = [p["test_macro_f1"]["std"] for p in pts]
-    ax.errorbar(ks, means, yerr=stds, marker="o", capsize=3, label=common.dataset_tag(dataset))
+    ax.errorbar(ks, means, yerr=stds, marker="o", capsize=3, label=formatting.dataset_tag(dataset))
   ax.set_xlabel("number of layers K")
   ax.set_ylabel("test Macro-F1 (mean ± std over seeds)")
   ax.set_xticks(table["layers"])
-  ax.set_title(f"{common.display_name(table['model'])}: Macro-F1 vs layers")
+  ax.set_title(f"{formatting.display_name(table['model'])}: Macro-F1 vs layers")
   ax.grid(alpha=0.3)
   ax.legend()
   notes = figures.footnotes(table["comparable_with_paper"], bool(table.get("smoke_test")))
@@ -85,13 +85,13 @@ def layers_markdown(table: dict) -> str:
   header = ["Dataset"] + [f"K={k}" for k in table["layers"]]
   rows = []
   for dataset, pts in table["curves"].items():
-    marks = common.rank_marks([p["test_macro_f1"]["mean"] for p in pts])
+    marks = formatting.rank_marks([p["test_macro_f1"]["mean"] for p in pts])
     gen = "" if all(p["comparable_with_paper"] for p in pts) else "†"
-    rows.append([common.dataset_tag(dataset) + gen] +
-                [common.emphasise(common.format_stats(p["test_macro_f1"]), mk) for p, mk in zip(pts, marks)])
-  parts = [f"## Figure 3: test Macro-F1 of {common.display_name(table['model'])} vs number of layers K"
+    rows.append([formatting.dataset_tag(dataset) + gen] +
+                [formatting.emphasise(formatting.format_stats(p["test_macro_f1"]), mk) for p, mk in zip(pts, marks)])
+  parts = [f"## Figure 3: test Macro-F1 of {formatting.display_name(table['model'])} vs number of layers K"
            + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""), "",
-           common.markdown_table(header, rows)]
+           formatting.markdown_table(header, rows)]
   if table["notes"]:
     parts += [""] + table["notes"]
   return "\n".join(parts)
@@ -102,8 +102,8 @@ def write_outputs(table: dict, workdir: str) -> dict[str, str]:
   paths = {"png": os.path.join(workdir, "layers.png"), "json": os.path.join(workdir, "layers.json"),
            "markdown": os.path.join(workdir, "layers.md")}
   plot_layers(table, paths["png"])
-  common.write_json(paths["json"], table)
-  common.write_text(paths["markdown"], layers_markdown(table))
+  formatting.write_json(paths["json"], table)
+  formatting.write_text(paths["markdown"], layers_markdown(table))
   return paths
 
 
@@ -115,7 +115,7 @@ def main(argv):
   common.quiet_logging()
   opts = common.options_or_exit(FLAGS)
   try:
-    layers = common.parse_ints(FLAGS.layers)
+    layers = run_options.parse_ints(FLAGS.layers)
   except ValueError:
     raise app.UsageError(f"--layers={FLAGS.layers}: give a comma list of integers such as 0,1,2,3,4") from None
   if not layers or min(layers) < 0:
@@ -128,7 +128,7 @@ def main(argv):
 
 if __name__ == "__main__":
   from absl import app, flags
-  common.define_common_flags("layers")
+  run_options.define_common_flags("layers")
   flags.DEFINE_string("layers", ",".join(map(str, DEFAULT_LAYERS)), "comma list of layer counts K")
   flags.DEFINE_string("model", "hgnn_ima", "the model whose depth is varied (any of MODEL_NAMES)")
-  app.run(main, flags_parser=launch.app_flags_parser(lambda: common.config_help(flags.FLAGS)))
+  app.run(main, flags_parser=launch.app_flags_parser(lambda: run_options.config_help(flags.FLAGS)))

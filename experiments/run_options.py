@@ -1,0 +1,170 @@
+"""What the paper-artefact scripts' common flags carry (`Options`) and the config of one cell.
+
+* `Options`: datasets, seeds, epochs, features, data_dir, protocol, tiny, --config overrides,
+  resume, progress; `define_common_flags` and `options_from_flags` turn absl flags into one.
+* `base_config` / `cell_config`: the dataset's defaults (or configs/test.py sizes with `tiny`),
+  the protocol, the flags, the --config overrides, then the cell's own fields. experiments/train.py
+  builds its single config with `base_config` too.
+
+Flags are defined by `define_common_flags`, called from each script's `__main__` block, so that
+importing several scripts in one process (the tests) defines no flag twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Sequence
+
+import ml_collections
+
+from .configs import PROTOCOLS, SIZE_FIELDS, get_config, paper_overrides, set_path
+from hgnn_ima_jax import config_validation as cv
+
+DEFAULT_SEEDS = 5
+
+
+@dataclasses.dataclass
+class Options:
+  """The settings every artefact script shares (one per common flag)."""
+
+  datasets: tuple[str, ...] = ("synthetic",)
+  seeds: tuple[int, ...] | None = None  # None: 0..4 (with `tiny`: configs/test.py's seeds)
+  epochs: int | None = None
+  features: str | None = None  # None: the config's ('real')
+  data_dir: str | None = None
+  protocol: str = "code"
+  tiny: bool = False
+  overrides: dict = dataclasses.field(default_factory=dict)  # 'a.b' -> value, applied to every cell
+  resume: bool = False
+  progress: bool = True
+
+
+def parse_list(text: str | Sequence[str] | None) -> tuple[str, ...]:
+  """'a, b,c' → ('a', 'b', 'c'); a sequence passes through."""
+  if text is None:
+    return ()
+  if isinstance(text, str):
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+  return tuple(text)
+
+
+def parse_seeds(text: str | None) -> tuple[int, ...] | None:
+  """'5' → (0, ..., 4); '0,3,7' → (0, 3, 7); None/'' → None (the script's default).
+
+  Raises:
+    ConfigError: on config.seeds, for text that is neither a positive count nor a list of integers.
+  """
+  if text is None or not str(text).strip():
+    return None
+  text = str(text).strip()
+  fix = "give --seeds=N for seeds 0..N-1 (N >= 1), or a comma-separated list such as 0,3,7"
+  try:
+    if "," in text:
+      return tuple(int(s) for s in text.split(",") if s.strip())
+    n = int(text)
+  except ValueError:
+    raise cv.ConfigError("seeds", text, "is neither a count nor a comma-separated list of integers", fix) from None
+  if n < 1:
+    raise cv.ConfigError("seeds", text, "is not a positive count", fix)
+  return tuple(range(n))
+
+
+def parse_ints(text: str | Sequence[int]) -> tuple[int, ...]:
+  if isinstance(text, str):
+    return tuple(int(s) for s in text.split(",") if s.strip())
+  return tuple(int(s) for s in text)
+
+
+def define_config_flag(help_text: str):
+  """`--config.<field>=<value>` over experiments/configs/default.py. Defined here, not in the script, so
+  that --help shows it as the compact field list of `launch.config_summary` rather than a 90-line dump."""
+  from ml_collections import config_flags
+
+  from .configs import default
+
+  config_flags.DEFINE_config_dict("config", default.get_config(), help_text)
+
+
+def define_common_flags(script: str, *, multi_dataset: bool = True, default_seeds: str | None = None,
+                        workdir_default: str | None = None):
+  """Defines the common flags (call once, from the script's `__main__` block); they are the script's
+  own flags in its --help."""
+  from absl import flags
+
+  own = {"module_name": sys.argv[0]}  # absl lists the main module's flags in --help
+  if multi_dataset:
+    flags.DEFINE_string("datasets", "synthetic", "comma list: douban, imdb, amazon, amazon1, amazon2, synthetic, "
+                        "synthetic_amazon1, synthetic_amazon1x4, synthetic10m or generic-format paths", **own)
+  flags.DEFINE_string("seeds", default_seeds, f"N for seeds 0..N-1, or a list such as 0,3,7 (default "
+                      f"{default_seeds or DEFAULT_SEEDS}; with --tiny, configs/test.py's seeds)", **own)
+  flags.DEFINE_integer("epochs", None, "number of epochs (default: the dataset's)", **own)
+  flags.DEFINE_enum("features", None, ["real", "generated"],
+                    "'generated' explicitly runs the real graph with generated stand-ins for absent feature "
+                    "files; results are then marked not comparable with the paper", **own)
+  flags.DEFINE_string("data_dir", None, "directory holding <dataset>/ folders (default: $HGNN_IMA_DATA_DIR or ./data)",
+                      **own)
+  flags.DEFINE_enum("protocol", "code", list(PROTOCOLS), "'code' (the authors' scripts) or 'paper' (Sec. 5.3)", **own)
+  flags.DEFINE_bool("tiny", False, "smoke-test sizes from experiments/configs/test.py (hidden 16, 2 heads, 2 layers, "
+                    "6 epochs, synthetic scale 0.1); outputs are marked as such: their numbers mean nothing", **own)
+  flags.DEFINE_string("workdir", None, f"output directory (default: {workdir_default or f'runs/{script}-<time>'})",
+                      **own)
+  flags.DEFINE_bool("resume", False, "reuse finished cells (results.json) in --workdir and continue unfinished ones",
+                    **own)
+  flags.DEFINE_bool("progress", True, "show a progress bar per training cell", **own)
+  define_config_flag("overrides applied to every cell: --config.<field>=<value> (listed below)")
+
+
+def config_help(flag_values) -> str:
+  """--help's tail for the artefact scripts: the config fields as the first cell would use them."""
+  opts = options_from_flags(flag_values)
+  dataset = opts.datasets[0] if opts.datasets else flag_values["dataset"].value
+  title = (f"config fields (--config.<section>.<field>=<value>), as a cell on {dataset}"
+           f"{' with --tiny' if opts.tiny else ''} would use them (model_name is the cell's):")
+  from . import launch  # launch.py is the scripts' side; common.py stays importable without it
+  return launch.config_summary(base_config(dataset, opts), title)
+
+
+def options_from_flags(flag_values) -> Options:
+  from ml_collections import config_flags
+
+  datasets = parse_list(flag_values.datasets) if "datasets" in flag_values else ()
+  return Options(datasets=datasets, seeds=parse_seeds(flag_values.seeds), epochs=flag_values.epochs,
+                 features=flag_values.features, data_dir=flag_values.data_dir, protocol=flag_values.protocol,
+                 tiny=flag_values.tiny, overrides=dict(config_flags.get_override_values(flag_values["config"])),
+                 resume=flag_values.resume, progress=flag_values.progress)
+
+
+def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
+  """Dataset defaults (or configs/test.py sizes) + protocol + flags + --config overrides."""
+  if opts.protocol not in PROTOCOLS:
+    raise ValueError(f"protocol must be one of {PROTOCOLS}, got {opts.protocol!r}")
+  if opts.tiny:
+    from .configs import test as test_config
+    config = test_config.get_config(dataset)
+    if opts.protocol == "paper":  # the paper's optimiser/loss/stopping, at the tiny sizes
+      for path, value in paper_overrides(dataset).items():
+        if path not in SIZE_FIELDS:
+          set_path(config, path, value)
+      config.protocol = "paper"
+  else:
+    config = get_config(dataset, opts.protocol)
+  config.seeds = tuple(opts.seeds) if opts.seeds else (tuple(config.seeds) if opts.tiny else tuple(range(DEFAULT_SEEDS)))
+  if opts.data_dir:
+    config.data_dir = opts.data_dir
+  if opts.features:
+    config.features = opts.features
+  if opts.epochs is not None:
+    config.num_epochs = int(opts.epochs)
+  for path, value in opts.overrides.items():
+    set_path(config, path, value)
+  return config
+
+
+def cell_config(dataset: str, opts: Options, model: str = "hgnn_ima", **fields) -> ml_collections.ConfigDict:
+  """`base_config` with the cell's model name and fields ('model.num_layers': 2, ...) on top."""
+  config = base_config(dataset, opts)
+  config.model_name = model
+  for path, value in fields.items():
+    set_path(config, path, value)
+  return config
