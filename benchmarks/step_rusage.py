@@ -2,7 +2,7 @@ r"""Per-step wall, user and kernel time, page faults and RSS of one (graph, mode
 
 A benchmark, not a test. `step_time.py` reports medians; this prints every step's
 `getrusage` deltas, which is how the allocator's cost showed up (benchmarks/README.md,
-*Allocator*): with jemalloc's default oversize arena, each AMAZON-1-scale step spent ~3.4 s
+*Allocator*): with jemalloc's default oversize arena, each AMAZON-1-scale step spent seconds
 in the kernel re-faulting the buffers freed by the step before. Run it under different
 allocator settings (`MALLOC_CONF=...`, `HGNN_IMA_ALLOCATOR=system`) and compare:
 

@@ -1,39 +1,35 @@
 """Process settings that make JAX fast on CPU: a memory allocator that keeps freed memory.
 
 Why: XLA:CPU allocates an executable's temporary buffers (hundreds of MB for a training step
-on AMAZON, GBs at AMAZON-1 scale) afresh on every call. glibc's malloc hands every block above
-32 MiB back to the kernel when it is freed, so each step page-faults its whole working set in
-again and the kernel zeroes every page: measured on AMAZON (benchmarks/README.md), 0.4 million
-page faults and 1.3 s of kernel time per step. jemalloc can keep freed pages and hand them to
-the next step, but only with the right settings (`JEMALLOC_CONF`, measured at AMAZON-1 scale,
-XLA temp 7.7 GB, in benchmarks/README.md, *Allocator*):
+on AMAZON, GBs at AMAZON-1 scale) afresh on every call. glibc's malloc hands every large block
+back to the kernel when it is freed, so each step page-faults its whole working set in again
+and the kernel zeroes every page. jemalloc can keep freed pages and hand them to the next step,
+but only with the right settings (`JEMALLOC_CONF`; the measurements behind each one are in
+benchmarks/README.md, *Allocator*):
 
-* `oversize_threshold:0` — jemalloc serves blocks above 8 MiB (every big XLA buffer) from a
-  dedicated arena that returns freed pages to the kernel at once, whatever `dirty_decay_ms`
-  says: 10 GB of `madvise(DONTNEED)` and ~3.4 s of kernel time per 8 s step. Off, big blocks
-  live in the normal arenas.
-* `narenas:1` — with jemalloc's several arenas (4 per CPU, threads spread over them), a buffer
-  freed by one XLA thread is not re-used by an allocation from another thread's arena, and the
-  heap grew to twice the working set (9 → 17 GB).
+* `oversize_threshold:0` — jemalloc serves blocks above its oversize threshold (every big XLA
+  buffer) from a dedicated arena that returns freed pages to the kernel at once, whatever
+  `dirty_decay_ms` says. Off, big blocks live in the normal arenas.
+* `narenas:1` — with jemalloc's several arenas (threads spread over them), a buffer freed by
+  one XLA thread is not re-used by an allocation from another thread's arena, and the heap grew
+  to about twice the working set.
 * `dirty_decay_ms:-1` — freed pages are never handed back by time: with any finite decay (even
   an hour) this jemalloc (5.3) still purged the step's whole working set every step. The
-  working set of a training loop is the same every step, so the heap stays at its peak (9.1 GB
-  at AMAZON-1 scale, what the 10 s decay also peaked at) with no page faults. A process that runs
-  several programs (a benchmark, a notebook) hands memory back with `release_free_memory()`.
+  working set of a training loop is the same every step, so the heap stays at its peak with no
+  page faults. A process that runs several programs (a benchmark, a notebook) hands memory back
+  with `release_free_memory()`.
 * `thp:always` — huge pages for the heap (fewer TLB misses).
 
-Result at AMAZON-1 scale: step 7.4-8.7 s with 3.1-3.6 s of kernel time → 6.0-7.1 s with none.
 The cost is memory in processes that run several programs: the heap does not always fit a
-step's buffers into the gaps earlier programs left, and peaked at up to ~2.2x XLA's temp buffers
-in the benchmark (AMAZON-1 scale 17.1 GB against 9.3 GB with the previous 10 s decay). Where
-memory is the limit, set MALLOC_CONF=dirty_decay_ms:10000,muzzy_decay_ms:10000,thp:always.
+step's buffers into the gaps earlier programs left, and can peak well above XLA's temp buffers.
+Where memory is the limit, set MALLOC_CONF=dirty_decay_ms:10000,muzzy_decay_ms:10000,thp:always.
 
 The allocator has to be in place when the process starts (LD_PRELOAD, GLIBC_TUNABLES), so the
 command-line scripts call `reexec_with_fast_allocator()` before importing JAX: the script
 re-executes itself once, same PID, same arguments, with the settings added. Set
 HGNN_IMA_ALLOCATOR=system to opt out, =jemalloc to require jemalloc (an error if absent), or
 point HGNN_IMA_JEMALLOC at a libjemalloc.so; MALLOC_CONF, when set, replaces `JEMALLOC_CONF`.
-Without jemalloc, glibc's transparent-huge-page tunable cuts the fault count 250x (each fault
+Without jemalloc, glibc's transparent-huge-page tunable cuts the fault count (each fault
 zeroes 2 MiB), a smaller gain. In a notebook, start Jupyter with the variables that
 `allocator_env()` returns.
 """
