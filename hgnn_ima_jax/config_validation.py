@@ -33,7 +33,7 @@ from typing import Any, Mapping
 ABLATIONS = ("-cross", "-adapt", "+inf", "-nei", "-align", "-L_att", "-L_ind")
 MODEL_NAMES = ("hgnn_ima", "hgt", "hgt_early", "hgt_late") + tuple(f"hgnn_ima{a}" for a in ABLATIONS)
 
-# The AMAZON-1-like synthetic graph at 1x, 4x and 16x (data_utils.scaled_synthetic builds them).
+# The AMAZON-1-like synthetic graph at 1x, 4x and 16x (data_utils.synthetic.make_scaled_synthetic builds them).
 SCALED_SYNTHETIC = ("synthetic_amazon1", "synthetic_amazon1x4", "synthetic10m")
 DATASET_NAMES = ("douban", "imdb", "amazon", "amazon1", "amazon2", "synthetic") + SCALED_SYNTHETIC
 

@@ -169,7 +169,7 @@ def random_variables(shapes, seed: int = 0, dtype=np.float64):
 
 
 def fast_jit(fn):
-  """jax.jit with XLA's backend optimisation off: compiles ~2x faster (tests only)."""
+  """jax.jit with XLA's backend optimisation off: compiles faster (tests only)."""
   try:
     return jax.jit(fn, compiler_options={"xla_backend_optimization_level": 0})
   except TypeError:  # a JAX without per-jit compiler options
