@@ -1,7 +1,7 @@
 """Datasets for HGNN-IMA as validated `MMHN` graphs: one entry point, `load_dataset`.
 
 * the paper's DOUBAN, IMDB, AMAZON in their published (MHGAT) format, and the
-  self-built AMAZON-1/2 in a documented format (`data_utils.paper_datasets`);
+  self-built AMAZON-1/2 in a documented format (`data_utils.paper_datasets`, `data_utils.electronics`);
 * any MMHN in the generic .npz / directory format (`data_utils.generic`);
 * 'synthetic' graphs (`data_utils.synthetic`), and the AMAZON-1-like one at 1x, 4x and 16x
   ('synthetic_amazon1', 'synthetic_amazon1x4', 'synthetic10m').

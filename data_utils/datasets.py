@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import pathlib
 
+from .electronics import ELECTRONICS_MODALITIES, load_electronics
 from .generic import read_generic
-from .paper_datasets import (ELECTRONICS_MODALITIES, PAPER_DATASETS, check_options, load_electronics,
-                                       load_paper_dataset)
+from .paper_datasets import PAPER_DATASETS, load_paper_dataset
+from .published import check_options
 from .synthetic import make_scaled_synthetic, make_synthetic
 from hgnn_ima_jax.config_validation import DATASET_NAMES, SCALED_SYNTHETIC
 from hgnn_ima_jax.graph import MMHN, DatasetError

@@ -26,20 +26,6 @@ The graph is built as the HGNN-IMA code builds it (spec Sec. 5):
 * No self-loops are added. Modalities (text, image); only the target type has a
   real image; the others are filled by `missing_fill` (spec Sec. 2).
 
-AMAZON-1 and AMAZON-2 (authors' self-built Amazon Electronics sets) are not
-published anywhere. Their loaders expect, in `<data_dir>/amazon1/` (or `amazon2/`):
-
-  labels.npy                 int (N,), classes 0..11, N items (58,088 in the paper)
-  train_val_test_idx.npz     int 1-D arrays train_idx, val_idx, test_idx (item ids)
-  also_bought.npy  also_viewed.npy  bought_together.npy  buy_after_viewing.npy
-                             int (E, 2) item-id pairs, one file per relation (ids 0..3
-                             in this order); each is symmetrised as the code does:
-                             set((a, b)) followed by set((b, a)), duplicates kept
-  item_text.npy              float (N, D_text)   e.g. CLIP text embeddings
-  item_image.npy             float (N, D_image)  e.g. CLIP image embeddings
-  item_price.npy             amazon2 only: float (N, D) precomputed embedding, or raw
-                             prices (N,) / (N, 1) >= 0, which become log1p(price) (N, 1)
-
 Feature files that are absent raise a `MissingFilesError` naming every one with
 its full path, unless `features='generated'` asks for generated stand-ins
 (`data_utils.generated`; provenance 'generated', never silent).
@@ -54,15 +40,12 @@ from typing import Callable
 import numpy as np
 
 from . import files
-from .files import MissingFilesError, check_array, load_npy, load_npz
-from .generated import generate_features
-from hgnn_ima_jax.config_validation import CHOICES
+from .files import check_array, load_npy, load_npz
+# FILL_RULES: re-exported, the config tables' test reads it here.
+from .published import FILL_RULES, add_generated, check_options, dedup, read_splits, require_files, reverse  # noqa: F401
 from hgnn_ima_jax.graph import MMHN, DatasetError, Relation, fill_missing_modalities
 
 MODALITIES = ("text", "image")
-FILL_RULES = CHOICES["missing_fill"]
-FEATURE_MODES = CHOICES["features"]
-SPLIT_KEYS = {"train": "train_idx", "val": "val_idx", "test": "test_idx"}
 AUTHORS_PAGE = "the authors' download page (they are not in the MHGAT GitHub repository)"
 
 
@@ -105,15 +88,6 @@ class PaperDataset:
     """The feature files that are not on GitHub (the authors' download page has them); IMDB's text is on GitHub."""
     on_github = {f for f, _ in self.published}
     return tuple(f for f in self.feature_files if f.filename not in on_github)
-
-
-def dedup(pairs: np.ndarray) -> np.ndarray:
-  """set() of (src, dst) rows, in sorted order so the result is deterministic."""
-  return np.unique(np.asarray(pairs, np.int64).reshape(-1, 2), axis=0)
-
-
-def reverse(pairs: np.ndarray) -> np.ndarray:
-  return np.ascontiguousarray(pairs[:, ::-1])
 
 
 def movie_edges(rel: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
@@ -216,21 +190,6 @@ PAPER_DATASETS = {
     ),
 }
 
-# AMAZON-1/2: one node type, four item-item relations in this (code) order.
-ELECTRONICS_RELATIONS = ("also_bought", "also_viewed", "bought_together", "buy_after_viewing")
-ELECTRONICS_CLASSES = 12
-ELECTRONICS_SPLIT_FILE = "train_val_test_idx.npz"
-ELECTRONICS_GENERATED_DIM = {"text": 512, "image": 512, "price": 1}  # CLIP-sized; price is log-scale
-ELECTRONICS_MODALITIES = {"amazon1": ("text", "image"), "amazon2": ("text", "image", "price")}
-
-
-def check_options(features: str, missing_fill: str) -> None:
-  """Rejects unknown `features` / `missing_fill` values."""
-  if features not in FEATURE_MODES:
-    raise ValueError(f"features must be one of {FEATURE_MODES}, got {features!r}")
-  if missing_fill not in FILL_RULES:
-    raise ValueError(f"missing_fill must be one of {FILL_RULES}, got {missing_fill!r}")
-
 
 def load_paper_dataset(name: str, data_dir, *, features: str = "real", missing_fill: str = "code",
                        feature_seed: int = 0) -> MMHN:
@@ -261,7 +220,7 @@ def load_paper_dataset(name: str, data_dir, *, features: str = "real", missing_f
   download = (f"download them with `python -m hgnn_ima_jax.data_utils.download --dataset={name} "
               f"--data_dir={root.parent}`")
   authors_only = {path(f.filename) for f in spec.authors_only}
-  _require(root, files.missing(path(f) for f in topology), absent_features, features, download,
+  require_files(root, files.missing(path(f) for f in topology), absent_features, features, download,
            f"they are published only on {AUTHORS_PAGE}: put each at the path shown"
            if set(absent_features) <= authors_only else
            f"those on GitHub: {download}; any other is published only on {AUTHORS_PAGE}: put it at the path shown")
@@ -272,7 +231,7 @@ def load_paper_dataset(name: str, data_dir, *, features: str = "real", missing_f
   rel = _read_rdf(path(spec.rdf_file), spec.rdf_relations, num_nodes, offsets)
   labels = files.check_labels(load_npy(path(spec.labels_file), "labels", "int"), path(spec.labels_file),
                               num_nodes[spec.target_type], spec.num_classes, spec.target_type)
-  splits = _read_splits(path(spec.split_file))
+  splits = read_splits(path(spec.split_file))
 
   feats, prov, first = {t: {} for t in spec.node_types}, {}, None
   for f in spec.feature_files:
@@ -303,7 +262,7 @@ def load_paper_dataset(name: str, data_dir, *, features: str = "real", missing_f
   if absent_features:
     # Generated widths follow the real files when some exist (IMDB image = text width, 3066).
     dim = first[1] if first else spec.generated_dim
-    _generate(graph, {(f.node_type, f.modality): dim for f in spec.feature_files
+    add_generated(graph, {(f.node_type, f.modality): dim for f in spec.feature_files
                       if path(f.filename) in absent_features}, feature_seed, absent_features)
   rule = spec.code_fill if missing_fill == "code" else missing_fill
   fill_missing_modalities(graph, rule)
@@ -318,96 +277,7 @@ def load_paper_dataset(name: str, data_dir, *, features: str = "real", missing_f
   return files.validate_with_sources(graph, sources)
 
 
-def load_electronics(name: str, data_dir, *, features: str = "real", missing_fill: str = "code",
-                     feature_seed: int = 0) -> MMHN:
-  """Loads the self-built AMAZON-1 / AMAZON-2 from `<data_dir>/<name>/` (format in the module docstring).
-
-  Args:
-    name: 'amazon1' (text, image) or 'amazon2' (text, image, price).
-    data_dir: the directory holding the `amazon1/` or `amazon2/` sub-directory.
-    features: 'real' or 'generated' (absent feature files replaced, marked 'generated').
-    missing_fill: accepted for a uniform API; items have every modality, so nothing is filled.
-    feature_seed: seed of the generated features.
-
-  Returns:
-    The validated `MMHN` (one node type 'item', four symmetrised item-item relations).
-  """
-  check_options(features, missing_fill)
-  modalities = ELECTRONICS_MODALITIES[name]
-  root = pathlib.Path(data_dir).absolute() / name
-  path = lambda f: str(root / f)
-  feature_file = {m: f"item_{m}.npy" for m in modalities}
-  topology = ["labels.npy", ELECTRONICS_SPLIT_FILE] + [f"{r}.npy" for r in ELECTRONICS_RELATIONS]
-  absent_features = files.missing(path(f) for f in feature_file.values())
-  how = "AMAZON-1/2 are not published: build these files as described in data_utils/README.md"
-  _require(root, files.missing(path(f) for f in topology), absent_features, features, how,
-           "build them as described in data_utils/README.md")
-
-  labels = load_npy(path("labels.npy"), "labels", "int", (None,))
-  n = len(labels)
-  if n == 0:
-    raise DatasetError(path("labels.npy"), "labels", "has no items, so node type 'item' has no nodes",
-                       "store one label per item")
-  files.check_labels(labels, path("labels.npy"), n, ELECTRONICS_CLASSES, "item")
-  edges = {}
-  for r in ELECTRONICS_RELATIONS:
-    e = load_npy(path(f"{r}.npy"), f"edges[{r!r}]", "int", (None, 2))
-    if len(e) == 0:
-      raise DatasetError(path(f"{r}.npy"), f"edges[{r!r}]", "has no rows: an empty relation file",
-                         "store the relation's (item, item) pairs (the format is in data_utils/README.md)")
-    edges[r] = np.concatenate([dedup(e), dedup(reverse(e))])  # the code's symmetrisation keeps duplicates
-  splits = _read_splits(path(ELECTRONICS_SPLIT_FILE))
-
-  feats, prov, notes = {"item": {}}, {}, {}
-  for m, f in feature_file.items():
-    if path(f) in absent_features:
-      continue
-    x = load_npy(path(f), f"features['item'][{m!r}]", "float")
-    if m == "price" and (x.ndim == 1 or (x.ndim == 2 and x.shape[1] == 1)):
-      x = _log_price(path(f), x)
-      notes["price"] = "log1p of raw prices"
-    x = check_array(x, path(f), f"features['item'][{m!r}]", "float", (n, None)).astype(np.float32)
-    feats["item"][m] = x
-    prov[f"item/{m}"] = "real"
-
-  graph = MMHN(
-      name=name, node_types=("item",), num_nodes={"item": n}, modalities=modalities,
-      node_modalities={"item": modalities}, relations=tuple(Relation("item", r, "item") for r in ELECTRONICS_RELATIONS),
-      edges=edges, features=feats, target_type="item", labels=labels, num_classes=ELECTRONICS_CLASSES,
-      splits=splits, provenance={"features": prov, **({"feature_notes": notes} if notes else {})}, source=str(root))
-  if absent_features:
-    _generate(graph, {("item", m): ELECTRONICS_GENERATED_DIM[m] for m, f in feature_file.items()
-                      if path(f) in absent_features}, feature_seed, absent_features)
-  graph.provenance["missing_fill"] = "none (items have every modality)"
-  sources = {"labels": path("labels.npy"), "num_classes": path("labels.npy"), "splits": path(ELECTRONICS_SPLIT_FILE),
-             **{f"edges[{r!r}]": path(f"{r}.npy") for r in ELECTRONICS_RELATIONS},
-             **{f"features['item'][{m!r}]": path(f) for m, f in feature_file.items()}}
-  return files.validate_with_sources(graph, sources)
-
-
-# --- helpers ----------------------------------------------------------------
-def _require(root: pathlib.Path, absent_topology: list[str], absent_features: list[str], features: str,
-             fix_topology: str, fix_features: str) -> None:
-  """Raises one MissingFilesError naming every absent file that the request needs."""
-  fix_features += ", or pass features='generated' (--features=generated) to generate stand-ins (not comparable with the paper)"
-  if absent_topology:
-    need_features = features == "real" and absent_features
-    listed = absent_topology + (absent_features if need_features else [])
-    fix = fix_topology + (f"; the feature files: {fix_features}" if need_features else "")
-    raise MissingFilesError(str(root), listed, "published", fix)
-  if features == "real" and absent_features:
-    raise MissingFilesError(str(root), absent_features, "features", fix_features)
-
-
-def _generate(graph: MMHN, wanted: dict[tuple[str, str], int], seed: int, absent: list[str]) -> None:
-  """Adds generated arrays for `wanted` to `graph` and records it in provenance."""
-  for (t, m), x in generate_features(graph, wanted, seed).items():
-    graph.features[t][m] = x
-    graph.provenance["features"][f"{t}/{m}"] = "generated"
-  graph.provenance["feature_seed"] = int(seed)
-  graph.provenance["missing_feature_files"] = list(absent)
-
-
+# --- readers of the published files ---------------------------------------------
 def _counts_from_node_types(path: str, names: tuple[str, ...]) -> tuple[int, ...]:
   """Nodes per type from a node-type-per-global-id array (IMDB's node_types.npy)."""
   nt = load_npy(path, "node types", "int", (None,))
@@ -455,12 +325,6 @@ def _read_rdf(path: str, rdf_relations, num_nodes: dict[str, int], offsets: dict
   return out
 
 
-def _read_splits(path: str) -> dict[str, np.ndarray]:
-  """train/val/test ids from an .npz with keys train_idx, val_idx, test_idx."""
-  raw = load_npz(path, list(SPLIT_KEYS.values()))
-  return {s: check_array(raw[k], path, f"splits[{s!r}] ({k})", "int", (None,)) for s, k in SPLIT_KEYS.items()}
-
-
 def _read_feature(path: str, f: FeatureFile, rows: int) -> np.ndarray:
   """One published feature array as float32 (rows, D), its row count checked against the id range."""
   field = f"features[{f.node_type!r}][{f.modality!r}]"
@@ -474,14 +338,3 @@ def _read_feature(path: str, f: FeatureFile, rows: int) -> np.ndarray:
     raise DatasetError(path, field, f"{x.shape[0]} rows, but node type {f.node_type!r} has {rows} nodes in the rdf id ranges",
                        "use the feature file from the same release as the rdf, labels and splits")
   return x.astype(np.float32, copy=False)
-
-
-def _log_price(path: str, price: np.ndarray) -> np.ndarray:
-  """Raw prices (N,) or (N, 1) -> log1p(price) as (N, 1); prices must be finite and >= 0."""
-  price = np.asarray(price, np.float64).reshape(-1, 1)
-  bad = ~np.isfinite(price[:, 0]) | (price[:, 0] < 0)
-  if bad.any():
-    row = int(np.argmax(bad))
-    raise DatasetError(path, "features['item']['price']", f"raw price {price[row, 0]} at row {row} is negative or not finite",
-                       "store prices >= 0 (they become log1p(price)), or a precomputed (N, D) embedding")
-  return np.log1p(price)

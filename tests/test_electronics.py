@@ -5,7 +5,7 @@ import pytest
 
 from data_helpers import expect_error
 from hgnn_ima_jax.data_utils import MissingFilesError, load_dataset
-from hgnn_ima_jax.data_utils.paper_datasets import ELECTRONICS_RELATIONS
+from hgnn_ima_jax.data_utils.electronics import ELECTRONICS_RELATIONS
 
 N = 30
 

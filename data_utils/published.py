@@ -1,0 +1,62 @@
+"""What the loaders of published-format datasets share: option checks, the absent-file error, generated
+stand-ins, split files and the authors' edge symmetrisation."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from .files import MissingFilesError, check_array, load_npz
+from .generated import generate_features
+from hgnn_ima_jax.config_validation import CHOICES
+from hgnn_ima_jax.graph import MMHN
+
+FILL_RULES = CHOICES["missing_fill"]
+FEATURE_MODES = CHOICES["features"]
+SPLIT_KEYS = {"train": "train_idx", "val": "val_idx", "test": "test_idx"}
+
+
+def check_options(features: str, missing_fill: str) -> None:
+  """Rejects unknown `features` / `missing_fill` values."""
+  if features not in FEATURE_MODES:
+    raise ValueError(f"features must be one of {FEATURE_MODES}, got {features!r}")
+  if missing_fill not in FILL_RULES:
+    raise ValueError(f"missing_fill must be one of {FILL_RULES}, got {missing_fill!r}")
+
+
+def dedup(pairs: np.ndarray) -> np.ndarray:
+  """set() of (src, dst) rows, in sorted order so the result is deterministic."""
+  return np.unique(np.asarray(pairs, np.int64).reshape(-1, 2), axis=0)
+
+
+def reverse(pairs: np.ndarray) -> np.ndarray:
+  return np.ascontiguousarray(pairs[:, ::-1])
+
+
+def require_files(root: pathlib.Path, absent_topology: list[str], absent_features: list[str], features: str,
+             fix_topology: str, fix_features: str) -> None:
+  """Raises one MissingFilesError naming every absent file that the request needs."""
+  fix_features += ", or pass features='generated' (--features=generated) to generate stand-ins (not comparable with the paper)"
+  if absent_topology:
+    need_features = features == "real" and absent_features
+    listed = absent_topology + (absent_features if need_features else [])
+    fix = fix_topology + (f"; the feature files: {fix_features}" if need_features else "")
+    raise MissingFilesError(str(root), listed, "published", fix)
+  if features == "real" and absent_features:
+    raise MissingFilesError(str(root), absent_features, "features", fix_features)
+
+
+def add_generated(graph: MMHN, wanted: dict[tuple[str, str], int], seed: int, absent: list[str]) -> None:
+  """Adds generated arrays for `wanted` to `graph` and records it in provenance."""
+  for (t, m), x in generate_features(graph, wanted, seed).items():
+    graph.features[t][m] = x
+    graph.provenance["features"][f"{t}/{m}"] = "generated"
+  graph.provenance["feature_seed"] = int(seed)
+  graph.provenance["missing_feature_files"] = list(absent)
+
+
+def read_splits(path: str) -> dict[str, np.ndarray]:
+  """train/val/test ids from an .npz with keys train_idx, val_idx, test_idx."""
+  raw = load_npz(path, list(SPLIT_KEYS.values()))
+  return {s: check_array(raw[k], path, f"splits[{s!r}] ({k})", "int", (None,)) for s, k in SPLIT_KEYS.items()}
