@@ -52,7 +52,8 @@ def run_layers(opts: run_options.Options, workdir: str, layers=DEFAULT_LAYERS, m
   comparable = all(p["comparable_with_paper"] for pts in curves.values() for p in pts)
   return {"model": model, "layers": list(layers), "datasets": list(opts.datasets), "metric": "test_macro_f1",
           "curves": curves, "comparable_with_paper": comparable, "smoke_test": opts.tiny,
-          "notes": ([formatting.TINY_NOTE] if opts.tiny else []) + ([] if comparable else [formatting.NOT_COMPARABLE_NOTE])}
+          "notes": (([formatting.TINY_NOTE] if opts.tiny else [])
+                    + ([] if comparable else [formatting.NOT_COMPARABLE_NOTE]))}
 
 
 def plot_layers(table: dict, path: str) -> str:

@@ -149,7 +149,8 @@ def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
       config.protocol = "paper"
   else:
     config = get_config(dataset, opts.protocol)
-  config.seeds = tuple(opts.seeds) if opts.seeds else (tuple(config.seeds) if opts.tiny else tuple(range(DEFAULT_SEEDS)))
+  default_seeds = tuple(config.seeds) if opts.tiny else tuple(range(DEFAULT_SEEDS))
+  config.seeds = tuple(opts.seeds) if opts.seeds else default_seeds
   if opts.data_dir:
     config.data_dir = opts.data_dir
   if opts.features:

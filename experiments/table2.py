@@ -17,7 +17,6 @@ paper's (t, p) pairs all match df = n − 1 = 4, the paired test over seeds as w
 
 from __future__ import annotations
 
-import math
 import os
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start

@@ -18,7 +18,8 @@ import sys
 import numpy as np
 import pytest
 
-from hgnn_ima_jax.experiments import ablation, cell_runs, depth_sweep, figures, formatting, run_options, table2, visualize
+from hgnn_ima_jax.experiments import (ablation, attention_study, cell_runs, depth_sweep, figures, formatting, run_options,
+                                      table2)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -262,9 +263,9 @@ def test_two_hop_pair_weights_match_a_brute_force_path_sum():
   rng = np.random.default_rng(0)
   w_prev, w_last = rng.uniform(0.1, 1, len(snd)), rng.uniform(0.1, 1, len(snd))
   w_last[(snd == 4) & (rcv == 0)] = 0.0  # an underflowed weight: the pair must still be there
-  mode, rels = visualize.pair_mode(schema)
+  mode, rels = attention_study.pair_mode(schema)
   assert mode == "two_hop" and rels == [(0, 1)]
-  rows, cols, w, uw = visualize.pair_weights(schema, mode, rels, snd, rcv, w_last, w_prev)
+  rows, cols, w, uw = attention_study.pair_weights(schema, mode, rels, snd, rcv, w_last, w_prev)
   # Brute force over paths j → hub → i (global ids: movies 0-3, directors 4-5), i ≠ j;
   # each type has one relation in, so the 1/|R_dst| factors are 1.
   expect = {}
@@ -280,14 +281,14 @@ def test_two_hop_pair_weights_match_a_brute_force_path_sum():
   assert got[(0, 1)] == 0.0
   # Uniform attention: each director averages its 2 movies, each movie has 1 director.
   assert np.allclose(uw, 0.5)
-  stats = visualize.same_vs_different(rows, cols, w, uw, data.labels)
+  stats = attention_study.same_vs_different(rows, cols, w, uw, data.labels)
   assert (stats["n_same"], stats["n_diff"]) == (2, 2)  # (0,1),(1,0) same; (2,3),(3,2) different
   assert stats["mean_same"] == pytest.approx((expect[(0, 1)] + expect[(1, 0)]) / 2)
   assert stats["norm_ratio"] == pytest.approx(stats["ratio"])  # uniform weights are all equal here
   # Under uniform attention every normalised weight is exactly 1 and the mass matches the baseline.
-  uni = visualize.uniform_weights(schema, rcv)
-  r2, c2, w2, u2 = visualize.pair_weights(schema, mode, rels, snd, rcv, uni, uni)
-  s2 = visualize.same_vs_different(r2, c2, w2, u2, data.labels)
+  uni = attention_study.uniform_weights(schema, rcv)
+  r2, c2, w2, u2 = attention_study.pair_weights(schema, mode, rels, snd, rcv, uni, uni)
+  s2 = attention_study.same_vs_different(r2, c2, w2, u2, data.labels)
   assert s2["norm_mean_same"] == pytest.approx(1.0) and s2["norm_mean_diff"] == pytest.approx(1.0)
 
 
@@ -301,7 +302,7 @@ def test_direct_mode_uses_target_to_target_edges_and_finds_class_aligned_attenti
   same = data.labels[snd] == data.labels[rcv]
   # Fake per-layer attention: beta prefers same-class senders 3:1 within each receiver's in-edges,
   # alpha is uniform; both are proper softmaxes over (relation, receiver) segments.
-  uni = visualize.uniform_weights(schema, rcv)
+  uni = attention_study.uniform_weights(schema, rcv)
   beta = np.zeros(len(snd))
   for r in range(schema.num_relations):
     sl = schema.edge_slice(r)
@@ -310,7 +311,7 @@ def test_direct_mode_uses_target_to_target_edges_and_finds_class_aligned_attenti
   E, H = len(snd), 2
   layer = {"alpha": np.repeat(uni[:, None, None], 2, 1).repeat(H, 2), "beta": np.repeat(beta[:, None], H, 1),
            "lambda": np.full((E, 2, H), 0.5), "beta2": np.repeat(uni[:, None], H, 1)}
-  study = visualize.attention_case_study(schema, g, [layer], data.labels, ("text", "image"))
+  study = attention_study.attention_case_study(schema, g, [layer], data.labels, ("text", "image"))
   assert study["mode"] == "direct" and set(study["relations"]) == {r.name for r in data.relations}
   kinds = study["last"]["kinds"]
   assert set(kinds) == {"beta", "alpha[text]", "alpha[image]", "beta2"}

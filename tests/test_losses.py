@@ -26,7 +26,7 @@ import optax
 import pytest
 
 from hgnn_ima_jax.experiments.configs import get_config
-from hgnn_ima_jax import MMHN, Relation, losses, optim, steps, train
+from hgnn_ima_jax import MMHN, Relation, losses, steps, train
 from hgnn_ima_jax import state as state_lib
 from model_fixtures import fast_jit, make_graph
 
