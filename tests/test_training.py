@@ -91,6 +91,32 @@ def test_optimizer_uses_the_injected_schedules():
   assert float(state.hyperparams["weight_decay"]) == pytest.approx(5e-3)
 
 
+def test_steps_per_epoch_stretches_the_schedule_over_the_same_epochs():
+  """Mini-batch training takes several optimizer steps per epoch: the OneCycle schedule spans
+  onecycle_total_steps × steps_per_epoch steps; one step per epoch is the full-batch schedule."""
+  c = get_config("douban")
+  o = c.optimizer
+  assert [optim.learning_rate_at(c, k) for k in (0, 2, 49, 500)] == [
+      optim.learning_rate_at(c, k, steps_per_epoch=1) for k in (0, 2, 49, 500)]
+  spe = 4
+  lr, _ = optim.one_cycle_schedules(o.onecycle_total_steps * spe, o.learning_rate, o.onecycle_pct_start,
+                                    o.onecycle_div_factor, o.onecycle_final_div_factor,
+                                    o.onecycle_base_momentum, o.onecycle_max_momentum)
+  warmup_end = int(o.onecycle_pct_start * o.onecycle_total_steps * spe) - 1
+  assert optim.learning_rate_at(c, warmup_end, spe) == pytest.approx(o.learning_rate, rel=1e-6)  # peak at 4x the step
+  assert optim.learning_rate_at(c, 123, spe) == pytest.approx(float(lr(123)), rel=1e-6)
+  last = o.onecycle_total_steps * spe - 1
+  assert optim.learning_rate_at(c, last, spe) == pytest.approx(optim.learning_rate_at(c, o.onecycle_total_steps - 1))
+  tx = optim.create_optimizer(c, steps_per_epoch=spe)
+  params = {"w": jnp.ones(3)}
+  state = tx.init(params)
+  for _ in range(3):
+    _, state = tx.update({"w": jnp.ones(3)}, state, params)
+  assert float(state.hyperparams["learning_rate"]) == pytest.approx(float(lr(2)), rel=1e-6)
+  with pytest.raises(ValueError, match="steps_per_epoch"):
+    optim.create_optimizer(c, steps_per_epoch=0)
+
+
 def test_f1_matches_sklearn():
   rng = np.random.default_rng(0)
   for trial in range(20):
