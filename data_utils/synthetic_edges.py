@@ -66,23 +66,6 @@ def stratified_quota(n: int, weights: np.ndarray, rng: np.random.Generator) -> n
   return rng.permutation(np.repeat(np.arange(len(w)), counts))
 
 
-def _orthonormal_rows(rng: np.random.Generator, k: int, d: int) -> np.ndarray:
-  """k unit vectors in R^d, mutually orthogonal when k <= d."""
-  g = rng.standard_normal((d, k))
-  if k <= d:
-    q, _ = np.linalg.qr(g)
-    return q.T.astype(np.float32)
-  return (g / np.linalg.norm(g, axis=0, keepdims=True)).T.astype(np.float32)
-
-
-def _width_map(rng: np.random.Generator, d_in: int, d_out: int) -> np.ndarray | None:
-  """An isometric-as-possible (d_in, d_out) map, or None when the widths match (same encoder)."""
-  if d_in == d_out:
-    return None
-  q, _ = np.linalg.qr(rng.standard_normal((max(d_in, d_out), min(d_in, d_out))))
-  return (q if d_in > d_out else q.T).astype(np.float32)
-
-
 def unique_pairs(src: np.ndarray, dst: np.ndarray, n_dst: int) -> np.ndarray:
   """(E, 2) distinct (src, dst) pairs, in first-seen order."""
   key = src.astype(np.int64) * n_dst + dst

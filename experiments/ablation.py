@@ -16,7 +16,6 @@ where no relation's source type misses a modality (L_att is 0 there). Writes
 
 from __future__ import annotations
 
-import os
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
@@ -125,11 +124,7 @@ def ablation_markdown(table: dict) -> str:
 
 
 def write_outputs(table: dict, workdir: str) -> dict[str, str]:
-  os.makedirs(workdir, exist_ok=True)
-  paths = {"markdown": os.path.join(workdir, "ablation.md"), "json": os.path.join(workdir, "ablation.json")}
-  formatting.write_text(paths["markdown"], ablation_markdown(table))
-  formatting.write_json(paths["json"], table)
-  return paths
+  return common.write_table(workdir, "ablation", table, ablation_markdown(table))
 
 
 def main(argv):
@@ -137,8 +132,7 @@ def main(argv):
   from hgnn_ima_jax.models import ABLATIONS
   del argv
   FLAGS = flags.FLAGS
-  common.quiet_logging()
-  opts = common.options_or_exit(FLAGS)
+  opts = common.start(FLAGS)
   variants = run_options.parse_list(FLAGS.variants)
   if not variants or any(v not in ABLATIONS for v in variants):
     raise app.UsageError(f"--variants={FLAGS.variants}: give a comma list of {', '.join(ABLATIONS)}")

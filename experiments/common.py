@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Callable
 
+from . import formatting
 from .cell_runs import CellConfigError
 from .run_options import Options, options_from_flags
 from hgnn_ima_jax import config_validation as cv
@@ -66,6 +67,21 @@ def fail(err: Exception):
   """A user error as one line on stderr, exit code 2."""
   print(f"error: {err}", file=sys.stderr)
   sys.exit(2)
+
+
+def start(flag_values) -> Options:
+  """The first lines of every artefact script's main: quiet logs, then the common flags as `Options`."""
+  quiet_logging()
+  return options_or_exit(flag_values)
+
+
+def write_table(workdir: str, stem: str, table: dict, markdown: str) -> dict[str, str]:
+  """`<stem>.md` and `<stem>.json` (NaN-safe) in `workdir`; returns their paths as {'markdown', 'json'}."""
+  os.makedirs(workdir, exist_ok=True)
+  paths = {"markdown": os.path.join(workdir, f"{stem}.md"), "json": os.path.join(workdir, f"{stem}.json")}
+  formatting.write_text(paths["markdown"], markdown)
+  formatting.write_json(paths["json"], table)
+  return paths
 
 
 def options_or_exit(flag_values) -> Options:

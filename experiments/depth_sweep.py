@@ -99,12 +99,9 @@ def layers_markdown(table: dict) -> str:
 
 
 def write_outputs(table: dict, workdir: str) -> dict[str, str]:
-  os.makedirs(workdir, exist_ok=True)
-  paths = {"png": os.path.join(workdir, "layers.png"), "json": os.path.join(workdir, "layers.json"),
-           "markdown": os.path.join(workdir, "layers.md")}
+  written = common.write_table(workdir, "layers", table, layers_markdown(table))
+  paths = {"png": os.path.join(workdir, "layers.png"), "json": written["json"], "markdown": written["markdown"]}
   plot_layers(table, paths["png"])
-  formatting.write_json(paths["json"], table)
-  formatting.write_text(paths["markdown"], layers_markdown(table))
   return paths
 
 
@@ -113,8 +110,7 @@ def main(argv):
   from hgnn_ima_jax.models import MODEL_NAMES
   del argv
   FLAGS = flags.FLAGS
-  common.quiet_logging()
-  opts = common.options_or_exit(FLAGS)
+  opts = common.start(FLAGS)
   try:
     layers = run_options.parse_ints(FLAGS.layers)
   except ValueError:

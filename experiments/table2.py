@@ -17,7 +17,6 @@ paper's (t, p) pairs all match df = n − 1 = 4, the paired test over seeds as w
 
 from __future__ import annotations
 
-import os
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
@@ -179,19 +178,14 @@ def table3_markdown(table: dict) -> str:
 
 
 def write_outputs(table: dict, workdir: str) -> dict[str, str]:
-  os.makedirs(workdir, exist_ok=True)
-  paths = {"markdown": os.path.join(workdir, "table2.md"), "json": os.path.join(workdir, "table2.json")}
-  formatting.write_text(paths["markdown"], table2_markdown(table))
-  formatting.write_json(paths["json"], table)
-  return paths
+  return common.write_table(workdir, "table2", table, table2_markdown(table))
 
 
 def main(argv):
   from absl import app, flags
   del argv
   FLAGS = flags.FLAGS
-  common.quiet_logging()
-  opts = common.options_or_exit(FLAGS)
+  opts = common.start(FLAGS)
   from hgnn_ima_jax.models import MODEL_NAMES
   models = run_options.parse_list(FLAGS.models)
   if not models or any(m not in MODEL_NAMES for m in models):
