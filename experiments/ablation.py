@@ -21,7 +21,7 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
   reexec_with_fast_allocator()
 
-from hgnn_ima_jax.experiments import cell_runs, common, formatting, launch, run_options  # noqa: E402
+from hgnn_ima_jax.experiments import cell_runs, common, formatting, run_options  # noqa: E402
 
 VARIANTS = ("-cross", "-adapt", "+inf", "-nei", "-align", "-L_att", "-L_ind")
 OURS = "hgnn_ima"
@@ -128,21 +128,19 @@ def write_outputs(table: dict, workdir: str) -> dict[str, str]:
 
 
 def main(argv):
-  from absl import app, flags
+  from absl import flags
   from hgnn_ima_jax.models import ABLATIONS
   del argv
   FLAGS = flags.FLAGS
   opts = common.start(FLAGS)
-  variants = run_options.parse_list(FLAGS.variants)
-  if not variants or any(v not in ABLATIONS for v in variants):
-    raise app.UsageError(f"--variants={FLAGS.variants}: give a comma list of {', '.join(ABLATIONS)}")
+  variants = common.choice_list("variants", FLAGS.variants, ABLATIONS)
   common.run_script("ablation", FLAGS, lambda workdir: run_ablation(opts, workdir, variants), write_outputs,
                     ablation_markdown)
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
   run_options.define_common_flags("ablation")
   # A leading '-' would read as a flag: pass --variants=-cross,-align (with '=').
   flags.DEFINE_string("variants", ",".join(VARIANTS), "comma list of Table 4 variants: " + ", ".join(VARIANTS))
-  app.run(main, flags_parser=launch.app_flags_parser(lambda: run_options.config_help(flags.FLAGS)))
+  common.run_main(main)

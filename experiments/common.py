@@ -15,7 +15,7 @@ from typing import Callable
 
 from . import formatting
 from .cell_runs import CellConfigError
-from .run_options import Options, options_from_flags
+from .run_options import Options, config_help, options_from_flags, parse_list
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.graph import DatasetError
 
@@ -73,6 +73,23 @@ def start(flag_values) -> Options:
   """The first lines of every artefact script's main: quiet logs, then the common flags as `Options`."""
   quiet_logging()
   return options_or_exit(flag_values)
+
+
+def choice_list(flag: str, text: str, allowed) -> tuple[str, ...]:
+  """--<flag>'s comma list, every item one of `allowed`; else a one-line usage error."""
+  from absl import app
+  items = parse_list(text)
+  if not items or any(i not in allowed for i in items):
+    raise app.UsageError(f"--{flag}={text}: give a comma list of {', '.join(allowed)}")
+  return items
+
+
+def run_main(main: Callable):
+  """absl's `app.run(main)` with the artefact scripts' --help tail (the config fields a cell would use)."""
+  from absl import app, flags
+
+  from . import launch
+  app.run(main, flags_parser=launch.app_flags_parser(lambda: config_help(flags.FLAGS)))
 
 
 def write_table(workdir: str, stem: str, table: dict, markdown: str) -> dict[str, str]:

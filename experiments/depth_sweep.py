@@ -19,7 +19,7 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
   reexec_with_fast_allocator()
 
-from hgnn_ima_jax.experiments import cell_runs, common, figures, formatting, launch, run_options  # noqa: E402
+from hgnn_ima_jax.experiments import cell_runs, common, figures, formatting, run_options  # noqa: E402
 
 DEFAULT_LAYERS = (0, 1, 2, 3, 4)
 
@@ -124,8 +124,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
   run_options.define_common_flags("layers")
   flags.DEFINE_string("layers", ",".join(map(str, DEFAULT_LAYERS)), "comma list of layer counts K")
   flags.DEFINE_string("model", "hgnn_ima", "the model whose depth is varied (any of MODEL_NAMES)")
-  app.run(main, flags_parser=launch.app_flags_parser(lambda: run_options.config_help(flags.FLAGS)))
+  common.run_main(main)

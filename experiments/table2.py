@@ -22,7 +22,7 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
   reexec_with_fast_allocator()
 
-from hgnn_ima_jax.experiments import cell_runs, common, formatting, launch, run_options  # noqa: E402
+from hgnn_ima_jax.experiments import cell_runs, common, formatting, run_options  # noqa: E402
 
 DEFAULT_MODELS = ("hgt_early", "hgt_late", "hgnn_ima")
 OURS = "hgnn_ima"
@@ -182,21 +182,19 @@ def write_outputs(table: dict, workdir: str) -> dict[str, str]:
 
 
 def main(argv):
-  from absl import app, flags
+  from absl import flags
   del argv
   FLAGS = flags.FLAGS
   opts = common.start(FLAGS)
   from hgnn_ima_jax.models import MODEL_NAMES
-  models = run_options.parse_list(FLAGS.models)
-  if not models or any(m not in MODEL_NAMES for m in models):
-    raise app.UsageError(f"--models={FLAGS.models}: give a comma list of {', '.join(MODEL_NAMES)}")
+  models = common.choice_list("models", FLAGS.models, MODEL_NAMES)
   common.run_script("table2", FLAGS, lambda workdir: run_table2(opts, workdir, models), write_outputs,
                     table2_markdown)
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
   run_options.define_common_flags("table2")
   flags.DEFINE_string("models", ",".join(DEFAULT_MODELS), "comma list of model names (any of MODEL_NAMES: hgnn_ima, "
                       "hgt, hgt_early, hgt_late, hgnn_ima-cross, ...)")
-  app.run(main, flags_parser=launch.app_flags_parser(lambda: run_options.config_help(flags.FLAGS)))
+  common.run_main(main)
