@@ -7,6 +7,9 @@ records `graph_checksum` of what it read, and the orchestrator checks it against
 
 from __future__ import annotations
 
+import os
+import pathlib
+
 from hgnn_ima_jax.data_utils.checksum import graph_checksum  # noqa: F401 (the workers import it from here)
 from hgnn_ima_jax.data_utils.synthetic import SCALED_SYNTHETIC, make_synthetic, scaled_synthetic_kwargs
 
@@ -16,6 +19,20 @@ GRAPHS = REAL_GRAPHS + SYNTHETIC_GRAPHS
 JAX_MODELS = ("hgnn_ima", "hgt_early", "hgt_late")
 # Our model -> the PyG model it is compared with.
 PYG_PAIR = {"hgnn_ima": "pyg_hgt_late", "hgt_late": "pyg_hgt_late", "hgt_early": "pyg_hgt_early"}
+
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def define_graph_flags(flags):
+  """The flags of the graph and model shape that step_time.py and step_rusage.py share, and --out."""
+  flags.DEFINE_string("out", "", "append the JSON lines to this JSONL file too")
+  flags.DEFINE_string("data_dir", os.environ.get("HGNN_IMA_DATA_DIR", str(REPO.parent / "shared" / "datasets")),
+                      "directory with douban/, imdb/, amazon/")
+  flags.DEFINE_integer("feature_dim", 512, "width of the generated inputs of both modalities")
+  flags.DEFINE_integer("layers", 3, "propagation layers K")
+  flags.DEFINE_integer("hidden", 64, "hidden width d")
+  flags.DEFINE_integer("heads", 8, "attention heads H")
 
 
 def synthetic_kwargs(name: str, feature_dim: int) -> dict:

@@ -30,19 +30,13 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 from absl import app, flags  # noqa: E402
 
 from bench_env import cpu_count  # noqa: E402
-from bench_graphs import GRAPHS, JAX_MODELS, graph_config, load_graph  # noqa: E402
+from bench_graphs import GRAPHS, JAX_MODELS, define_graph_flags, graph_config, load_graph  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("graph", "synthetic_amazon1", f"one of {GRAPHS}")
 flags.DEFINE_string("model", "hgnn_ima", f"one of {JAX_MODELS}")
 flags.DEFINE_integer("steps", 6, "timed steps")
-flags.DEFINE_string("out", "", "append the JSON lines to this JSONL file too")
-flags.DEFINE_string("data_dir", os.environ.get("HGNN_IMA_DATA_DIR", str(REPO.parent / "shared" / "datasets")),
-                    "directory with douban/, imdb/, amazon/")
-flags.DEFINE_integer("feature_dim", 512, "width of the generated inputs of both modalities")
-flags.DEFINE_integer("layers", 3, "propagation layers K")
-flags.DEFINE_integer("hidden", 64, "hidden width d")
-flags.DEFINE_integer("heads", 8, "attention heads H")
+define_graph_flags(flags)
 
 
 def vm_mb(field: str) -> int:

@@ -47,7 +47,8 @@ from absl import app, flags  # noqa: E402
 import bench_variants as bv  # noqa: E402
 from hgnn_ima_jax import data_utils  # noqa: E402
 from bench_env import cpu_count, emit, load_avg, machine_info, now_utc  # noqa: E402
-from bench_graphs import GRAPHS, JAX_MODELS, PYG_PAIR, graph_checksum, graph_info, load_graph  # noqa: E402
+from bench_graphs import (GRAPHS, JAX_MODELS, PYG_PAIR, define_graph_flags, graph_checksum, graph_info,  # noqa: E402
+                          load_graph)
 from hgnn_ima_jax.runtime import find_jemalloc  # noqa: E402  (no JAX import)
 
 WORKER = REPO / "benchmarks" / "bench_worker.py"
@@ -77,13 +78,7 @@ flags.DEFINE_boolean("tiny", False, "only the tiny synthetic graph (overrides --
 flags.DEFINE_boolean("pyg", None, "also time PyG's HGTConv (default: when --pyg_python imports torch_geometric)")
 flags.DEFINE_string("pyg_python", sys.executable, "the Python that runs the PyG workers (e.g. another venv's)")
 flags.DEFINE_integer("pyg_check_steps", 6, "steps of the PyG 'loss falls' check, in its first worker (0: skip)")
-flags.DEFINE_string("out", "", "append the JSON lines to this JSONL file too")
-flags.DEFINE_string("data_dir", os.environ.get("HGNN_IMA_DATA_DIR", str(REPO.parent / "shared" / "datasets")),
-                    "directory with douban/, imdb/, amazon/")
-flags.DEFINE_integer("feature_dim", 512, "width of the generated inputs of both modalities")
-flags.DEFINE_integer("layers", 3, "propagation layers K")
-flags.DEFINE_integer("hidden", 64, "hidden width d")
-flags.DEFINE_integer("heads", 8, "attention heads H")
+define_graph_flags(flags)
 flags.DEFINE_boolean("xla_ynn", True, "XLA:CPU's YNNPACK library fusions (XLA's default); --noxla_ynn sets "
                      "XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= for our workers, see README")
 flags.DEFINE_boolean("xla_cache", True, "share compiled programs between our workers through a persistent cache in "
