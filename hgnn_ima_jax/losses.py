@@ -1,10 +1,77 @@
-"""Training objectives (Eqs. 16–17 and the code's per-dataset variants, spec §4)."""
+"""Training objectives: the attention loss (Eq. 7), the cross-entropies (Eq. 16) and their sum (Eq. 17).
+
+Per-dataset variants follow the code (spec §4). A padded mini-batch graph marks its padding
+edges with `graph.edges['valid']`; the attention loss leaves them out (the classification
+losses only see the masked target nodes).
+"""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import jax
 import jax.numpy as jnp
+import jraph
 import optax
+
+from hgnn_ima_jax.config_validation import CHOICES
+from hgnn_ima_jax.graph import Schema
+
+
+def attention_loss_terms(lam: jax.Array, source_missing: jax.Array) -> jax.Array:
+  """Eq. 7 per edge: Σ_{m' ∉ f(ψ(v_j))} λ^{m'}_{e,h}, averaged over heads (and influenced modalities).
+
+  Args:
+    lam: (E, M, H), or (E, M', M, H) for `+inf`.
+    source_missing: (E, M) True where the edge's sender lacks modality m'.
+  Returns:
+    (E,) the λ mass on the sender's missing modalities.
+  """
+  miss = source_missing.astype(lam.dtype)
+  miss = miss.reshape(miss.shape + (1,) * (lam.ndim - 2))
+  per_edge = jnp.sum(lam * miss, axis=1)
+  return jnp.mean(per_edge.reshape(per_edge.shape[0], -1), axis=1)
+
+
+def attention_loss(schema: Schema, graph: jraph.GraphsTuple, layers_aux: Sequence[dict], norm: str) -> jax.Array:
+  """Eq. 7, L_att, from presence masks: λ mass on modalities each edge's *sender* lacks.
+
+  norm 'code_mean' (default, the code): per layer, mean over (edge, head) within each
+  relation whose source type lacks a modality, averaged over those relations, then
+  over layers. 'paper_sum': Σ over layers, edges and missing modalities (mean over
+  heads) divided by K·|M|, as Eq. 7 prints it. With `graph.edges['valid']` (a padded
+  batch), padding edges are left out and a relation without valid edges does not count.
+  """
+  if norm not in CHOICES["model.latt_norm"]:
+    raise ValueError(f"latt_norm must be one of {CHOICES['model.latt_norm']}, got {norm!r}")
+  lams = [aux["lambda"] for aux in layers_aux if aux.get("lambda") is not None]
+  if not lams:
+    return jnp.zeros(())
+  present = graph.nodes["present"]
+  valid = graph.edges.get("valid") if isinstance(graph.edges, dict) else None
+  missing = jnp.stack([~present[m][graph.senders] for m in schema.modalities], axis=1)  # (E, M)
+  rels = [r for r in range(schema.num_relations)
+          if schema.missing_modalities(schema.relation_src(r)) and schema.num_edges[r] > 0]
+  per_layer = []
+  for lam in lams:
+    terms = attention_loss_terms(lam, missing)  # (E,)
+    if valid is not None:
+      terms = jnp.where(valid, terms, 0.0)
+    if norm == "paper_sum":
+      per_layer.append(jnp.sum(terms))
+    elif not rels:
+      per_layer.append(jnp.zeros((), terms.dtype))
+    elif valid is None:
+      per_layer.append(sum(jnp.mean(terms[schema.edge_slice(r)]) for r in rels) / len(rels))
+    else:
+      counts = [jnp.sum(valid[schema.edge_slice(r)]) for r in rels]
+      means = [jnp.sum(terms[schema.edge_slice(r)]) / jnp.maximum(c, 1) for r, c in zip(rels, counts)]
+      used = sum((c > 0).astype(terms.dtype) for c in counts)
+      per_layer.append(sum(means) / jnp.maximum(used, 1.0))
+  total = sum(per_layer)
+  if norm == "code_mean":
+    return total / len(lams)
+  return total / (len(lams) * schema.num_modalities)
 
 
 def masked_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:

@@ -29,19 +29,23 @@ where each dropout sits and how it scales, not the random draw.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import numpy as np
 
+from hgnn_ima_jax.options import LayerOptions
+
 BN_EPS = 1e-5
 LN_EPS = 1e-5
 
+# The layer options (variant, score scale, Eq. 6/8/9/11 forms, dropout) come from the library's one
+# declaration, so a new option reaches the reference's defaults too; the reference implements them itself.
 DEFAULT_OPTIONS = dict(
     hidden=64, heads=8, num_layers=3, projection="shared", input_batch_norm=False,
-    input_activation="tanh", variant="full", score_scale=None, align_sign="code",
-    combine="mul", beta_norm="code", align_off="softmax", nei_mode="mean", update="code", fusion_form="code",
-    latt_norm="code_mean", dropout=0.2, fusion_input_dropout=0.6, fusion_score_dropout=0.5,
+    input_activation="tanh", fusion_form="code", latt_norm="code_mean", fusion_input_dropout=0.6,
+    fusion_score_dropout=0.5, **dataclasses.asdict(LayerOptions()),
 )
 
 

@@ -10,6 +10,8 @@ logits, final node states, fused Z, δ, L_att and every layer's α, λ, β, β2.
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 
 import flax.linen as nn
@@ -64,7 +66,8 @@ def reference_kind(name: str) -> str:
 
 
 def reference_options(module) -> dict:
-  opts = {k: getattr(module, k) for k in R.DEFAULT_OPTIONS if hasattr(module, k)}
+  opts = {k: getattr(module, k) for k in R.DEFAULT_OPTIONS if hasattr(module, k) and k != "options"}
+  opts.update(dataclasses.asdict(module.options))  # the layer's options, one object for model and reference
   if hasattr(module, "modalities"):
     opts["modalities"] = module.modalities
   return opts
@@ -218,8 +221,8 @@ def test_baseline_score_scale_is_used():
   """`baseline_score_scale` reaches HGT's c (otherwise the 'hgt_scale_100' case would be vacuous)."""
   g = graph(2)
   module, _, _ = build("hgt_early", g, baseline_score_scale=100.0)
-  assert module.score_scale == 100.0
-  assert models.build_model("hgt_early", g.schema, **SMALL).score_scale is None
+  assert module.options.score_scale == 100.0
+  assert models.build_model("hgt_early", g.schema, **SMALL).options.score_scale is None
 
 
 @pytest.mark.parametrize("empty", ["dm", "dm+am"])
@@ -364,9 +367,9 @@ def test_models_built_from_the_dataset_profiles_match_reference(dataset, num_mod
   g = graph(num_modalities, widths)
   module = train.create_model(config, g.schema)
   if model_name != "hgnn_ima":
-    assert module.score_scale is None
+    assert module.options.score_scale is None
   elif dataset == "douban":
-    assert module.score_scale == 100.0
+    assert module.options.score_scale == 100.0
   gt = g.to_graphs_tuple(np.float64)
   with jax.enable_x64(True):
     v = random_variables(jax.eval_shape(lambda: module.init({"params": jax.random.PRNGKey(0)}, gt)), 0)

@@ -73,7 +73,7 @@ def test_code_profiles_are_the_authors_scripts(dataset):
   # The module the training builds carries the profile (M = 3 for AMAZON-2's text, image, price).
   g = make_graph(3 if dataset == "amazon2" else 2, widths="equal" if projection == "shared" else "mixed")
   m = train.create_model(c, g.schema)
-  assert (m.score_scale, m.hidden, m.projection, m.input_batch_norm, m.combine, m.dropout) == (
+  assert (m.options.score_scale, m.hidden, m.projection, m.input_batch_norm, m.options.combine, m.options.dropout) == (
       scale, hidden, projection, bn, combine, 0.2)
 
 

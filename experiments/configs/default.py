@@ -11,8 +11,16 @@ import ml_collections
 from ml_collections import config_dict
 
 from hgnn_ima_jax.data_utils.synthetic import SyntheticConfig
+from hgnn_ima_jax.options import LayerOptions
 
 _SKIP_SYNTHETIC = ("hubs", "item_relations")  # structured specs: set them from Python, not flags
+
+
+def layer_option_fields() -> dict:
+  """The layer's options (`LayerOptions`, declared once) with their defaults, as `config.model` fields."""
+  fields = dataclasses.asdict(LayerOptions())
+  fields["score_scale"] = config_dict.placeholder(float)  # None = 1/sqrt(d_k); the MISS code uses 100
+  return fields
 
 
 def synthetic_fields() -> ml_collections.ConfigDict:
@@ -51,11 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
       hidden=64, heads=8, num_layers=3,
       projection="shared",  # MISS: one tanh(Linear) per node type shared by the modalities
       input_batch_norm=False, input_activation="tanh",
-      variant="full",
-      score_scale=config_dict.placeholder(float),  # None = 1/sqrt(d_k); the MISS code uses 100
-      align_sign="code", combine="mul", beta_norm="code", nei_mode="mean", update="code",
-      align_off="softmax",  # -align's β: 'softmax' of Σλα (Eq. 6) | 'raw' Σλα (the authors' model_modal3.py)
-      dropout=0.2,
+      **layer_option_fields(),  # variant, score_scale, align_sign, combine, ... (hgnn_ima_jax.options)
       fusion_form="code", fusion_input_dropout=0.6, fusion_score_dropout=0.5,
       latt_norm="code_mean",
       baseline_score_scale=config_dict.placeholder(float),  # HGT baselines: None = 1/sqrt(d_k)

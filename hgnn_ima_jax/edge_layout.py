@@ -1,0 +1,98 @@
+"""The edge layout every layer shares: softmax segments and the rows edges gather from the sender tables.
+
+A graph laid out by `MMHN.to_graphs_tuple` has node types in contiguous global-id ranges and
+edges grouped by relation, sorted by receiver inside each relation. The layers compute
+relation-specific per-head products once per *sender node* ("sender tables") and gather them
+per edge; a softmax over in-edges is one segment per (relation, receiver) pair ("slot").
+
+* slots: relation r's receivers get the slot block `slot_offsets[r] + local receiver id`;
+  `num_slots` = Σ_r N_dst(r). Slots are non-decreasing along the edges (sorted receivers).
+* sender tables: one block per source type holding, for each of its nodes, one row per
+  relation leaving the type (`sender_table_layout`: (offset, stride, slot) per relation), so
+  that a block is the output of ONE matrix product (N_src, d) @ (d, stride·d). The per-channel
+  tables have M rows per (node, relation): (N_src·M, d) @ (d, stride·d).
+
+Worked example: node types A = {a0, a1} (global ids 0, 1) and B = {b0} (id 2); relations
+r0: A -ab-> B and r1: A -aa-> A; edges a0→b0, a1→b0 (r0) and a1→a0 (r1); M = 2 channels.
+
+  edge  relation  sender  receiver   seg   src_row   chan_rows
+  e0    r0        a0 (0)  b0 (2)     0     0         [0, 2]
+  e1    r0        a1 (1)  b0 (2)     0     2         [4, 6]
+  e2    r1        a1 (1)  a0 (0)     1     3         [5, 7]
+
+slot_offsets = (0, 1) (r0's block holds B's one receiver, r1's holds A's two), num_slots = 3;
+sender_groups = ((A, (r0, r1)),) (B sends nothing); sender_table_layout = ((0, 2, 0), (0, 2, 1)):
+A's block rows are [a0·r0, a0·r1, a1·r0, a1·r1], so e2 (a1 on r1) reads row 0 + 1·2 + 1 = 3.
+Per channel the rows are (local·M + m)·stride + slot: e2 reads (1·2 + m)·2 + 1 = 5, 7.
+`tests/test_edge_layout.py` checks this table.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from hgnn_ima_jax.graph import Schema
+
+
+class EdgeIndex(NamedTuple):
+  """Per-call edge indexing shared by all layers (built once by `edge_index`)."""
+
+  src_rows: jax.Array  # (E,) row of each edge's sender in the stacked sender tables (rows hold all channels)
+  chan_rows: jax.Array  # (E, M) rows of each edge's sender, one per channel, in the per-channel tables
+  receivers: jax.Array  # (E,) global receiver ids
+  seg: jax.Array  # (E,) softmax segment = (relation, receiver) slot; non-decreasing
+  etype: jax.Array  # (E,) relation id
+
+
+def slot_offsets(schema: Schema) -> tuple[int, ...]:
+  """Start of each relation's block of (relation, receiver) slots."""
+  offs, acc = [], 0
+  for r in range(schema.num_relations):
+    offs.append(acc)
+    acc += schema.num_nodes[schema.relation_dst(r)]
+  return tuple(offs)
+
+
+def num_slots(schema: Schema) -> int:
+  return sum(schema.num_nodes[schema.relation_dst(r)] for r in range(schema.num_relations))
+
+
+def sender_groups(schema: Schema) -> tuple[tuple[int, tuple[int, ...]], ...]:
+  """(source type, the relations leaving it) for every type that sends on some relation."""
+  groups = []
+  for t in range(schema.num_node_types):
+    rels = tuple(r for r in range(schema.num_relations) if schema.relation_src(r) == t)
+    if rels:
+      groups.append((t, rels))
+  return tuple(groups)
+
+
+def sender_table_layout(schema: Schema) -> tuple[tuple[int, int, int], ...]:
+  """Per relation r: (offset, stride, slot); its sender j (a local id) is table row offset + j·stride + slot."""
+  layout, acc = {}, 0
+  for t, rels in sender_groups(schema):
+    for slot, r in enumerate(rels):
+      layout[r] = (acc, len(rels), slot)
+    acc += schema.num_nodes[t] * len(rels)
+  return tuple(layout[r] for r in range(schema.num_relations))
+
+
+def edge_index(schema: Schema, senders: jax.Array, receivers: jax.Array, num_channels: int) -> EdgeIndex:
+  """Sender-table rows and segment ids of a graph laid out by `MMHN.to_graphs_tuple` (see the module docstring)."""
+  offs, slots, rows, M = schema.node_offsets, slot_offsets(schema), sender_table_layout(schema), num_channels
+  src_rows, chan_rows, seg, etype = [], [], [], []
+  for r in range(schema.num_relations):
+    sl = schema.edge_slice(r)
+    src, dst = schema.relation_src(r), schema.relation_dst(r)
+    offset, stride, slot = rows[r]
+    local = senders[sl] - offs[src]
+    src_rows.append(offset + local * stride + slot)
+    chan_rows.append(M * offset + (local[:, None] * M + jnp.arange(M)) * stride + slot)
+    seg.append(receivers[sl] - offs[dst] + slots[r])
+    etype.append(jnp.full((schema.num_edges[r],), r, jnp.int32))
+  cat = lambda xs: jnp.concatenate(xs).astype(jnp.int32) if xs else jnp.zeros((0,), jnp.int32)
+  chan = jnp.concatenate(chan_rows).astype(jnp.int32) if chan_rows else jnp.zeros((0, M), jnp.int32)
+  return EdgeIndex(cat(src_rows), chan, jnp.asarray(receivers), cat(seg), cat(etype))

@@ -1,0 +1,81 @@
+"""The propagation layer's options: one frozen dataclass for the layer, the models, the configs and the reference.
+
+Adding an attention or update option means adding one field here (and its allowed values to
+`config_validation.CHOICES` when it is a string): `HGNNIMALayer` reads it from `options`, the
+models forward the whole object, `experiments/configs/default.py` builds `config.model` from
+`dataclasses.asdict(LayerOptions())`, and the dense reference in the tests takes its defaults
+from the same place. JAX-free, so configs import it without starting JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from hgnn_ima_jax.config_validation import CHOICES
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerOptions:
+  """How one HGNN-IMA (or HGT) layer computes its attention and update (Eqs. 2–11).
+
+  Attributes:
+    variant: Table 4 ablation of the nested attention: 'full', '-cross', '-adapt', '+inf',
+      '-nei', '-align'.
+    score_scale: c in Eq. 2; None means 1/sqrt(d_k) (HGT, FULL); the MISS code uses 100.
+    align_sign: Eq. 8, 'code' (−mean over unordered modality pairs) or 'paper' (+sum over
+      ordered pairs, as printed).
+    combine: Eq. 9, 'mul' (softmax of β1·β2), 'add' (softmax of β1 + β2) or 'renorm' (ours:
+      β1·β2 renormalised; see `attention.combine_attention`).
+    beta_norm: Eq. 6, 'code' (β1 = Σλα unnormalised before Eq. 9) or 'paper' (softmax of Σλα
+      over the in-edges first). `-cross` has no Eq. 6 and ignores it.
+    align_off: `-align`'s β (no Eqs. 8–9): 'softmax' (softmax of Σλα, Eq. 6 as printed) or 'raw'
+      (Σλα unnormalised, as the authors' model_modal3.py aggregates).
+    nei_mode: `-nei`'s λ: 'mean' (segment mean of s over the neighbours) or 'target' (from the
+      receiver alone).
+    update: Eq. 11, 'code' (LN(σ(skip)·A(t) + (1−σ(skip))·h)) or 'paper' (A(σ(t)) + h).
+    dropout: rate after the update.
+  """
+
+  variant: str = "full"
+  score_scale: float | None = None
+  align_sign: str = "code"
+  combine: str = "mul"
+  beta_norm: str = "code"
+  align_off: str = "softmax"
+  nei_mode: str = "mean"
+  update: str = "code"
+  dropout: float = 0.2
+
+  def __post_init__(self):
+    for name in ("variant", "align_sign", "combine", "beta_norm", "align_off", "nei_mode", "update"):
+      allowed, value = CHOICES[f"model.{name}"], getattr(self, name)
+      if value not in allowed:
+        raise ValueError(f"model.{name}={value!r} is not one of {allowed}. Fix: use one of them")
+    if self.score_scale is not None and not self.score_scale > 0:
+      raise ValueError(f"model.score_scale={self.score_scale}: must be > 0. Fix: give a positive c or None")
+    if not 0.0 <= self.dropout < 1.0:
+      raise ValueError(f"model.dropout={self.dropout}: must be in [0, 1). Fix: use a rate below 1")
+    if self.variant == "-align" and self.align_off == "raw" and self.combine == "renorm":
+      raise ValueError("model.align_off='raw' and model.combine='renorm' both choose -align's β (raw Σλα vs Σλα "
+                       "renormalised). Fix: set only one of them")
+
+  @classmethod
+  def names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+  @classmethod
+  def split(cls, fields: Mapping[str, Any]) -> tuple["LayerOptions", dict]:
+    """(the layer options among `fields`, the remaining fields) — how models take flat config fields."""
+    names = set(cls.names())
+    return cls(**{k: v for k, v in fields.items() if k in names}), {k: v for k, v in fields.items() if k not in names}
+
+  @property
+  def uses_alignment(self) -> bool:
+    """Eqs. 8–9 run (every variant but `-align`)."""
+    return self.variant != "-align"
+
+  @property
+  def learns_lambda(self) -> bool:
+    """λ has parameters U^m (Eq. 4); `-cross` has no λ and `-adapt` fixes it at 1/M."""
+    return self.variant not in ("-cross", "-adapt")

@@ -1,0 +1,102 @@
+"""Eq. 1: the input projection of every node type's modality features into d-dimensional channels."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from hgnn_ima_jax.config_validation import CHOICES
+from hgnn_ima_jax.graph import Schema
+from hgnn_ima_jax.ops import torch_linear_init
+
+
+def dense(features: int, fan_in: int, name: str, use_bias: bool = True) -> nn.Dense:
+  """A Linear with torch's default initialisation (U(±1/sqrt(fan_in)) for weight and bias)."""
+  init = torch_linear_init(fan_in)
+  return nn.Dense(features, use_bias=use_bias, kernel_init=init, bias_init=init, name=name)
+
+
+class InputProjection(nn.Module):
+  """Eq. 1 as the code computes it: h^{m,(0)} = act(Lin(BN(f))) per node type.
+
+  Attributes:
+    schema: static graph description.
+    channels: modality ids per channel; a channel with several modalities gets their
+      features concatenated (early fusion).
+    hidden: d.
+    mode: 'shared' — one Linear per node type for all channels (MISS profile, needs
+      equal widths); 'per_channel' — one per (type, channel) (FULL profile).
+    batch_norm: BatchNorm1d before the Linear (FULL profile).
+    activation: 'tanh' (code) or 'linear' (paper Eq. 1).
+    scalar_hidden: width-1 inputs (e.g. raw log-price) first pass an MLP(1→scalar_hidden→D)
+      whose D is the widest other input of the type (the paper embeds price with an FFNN).
+  """
+
+  schema: Schema
+  channels: tuple[tuple[int, ...], ...]
+  hidden: int = 64
+  mode: str = "shared"
+  batch_norm: bool = False
+  activation: str = "tanh"
+  scalar_hidden: int = 64
+
+  def channel_name(self, c: int) -> str:
+    return "+".join(self.schema.modalities[m] for m in self.channels[c])
+
+  def channel_width(self, t: int, c: int) -> int:
+    return sum(self.schema.feature_dims[t][m] for m in self.channels[c])
+
+  @nn.compact
+  def __call__(self, features: dict, *, train: bool, valid: jax.Array | None = None) -> tuple[jax.Array, ...]:
+    """features: {modality: (N, D_m)} → one (N_t, C, d) array per node type.
+
+    valid: optional (N,) bool; padding nodes (False) are left out of BatchNorm's batch statistics.
+    """
+    s = self.schema
+    if self.mode not in CHOICES["model.projection"]:
+      raise ValueError(f"projection must be one of {CHOICES['model.projection']}, got {self.mode!r}")
+    if self.activation not in CHOICES["model.input_activation"]:
+      raise ValueError(f"input_activation must be one of {CHOICES['model.input_activation']}, got {self.activation!r}")
+    rows = []
+    for t, tname in enumerate(s.node_types):
+      sl = s.node_slice(t)
+      xs = self._inputs(features, t, tname, sl)
+      if self.mode == "shared":
+        if len({x.shape[-1] for x in xs}) > 1:
+          raise ValueError(
+              f"projection='shared' (the MISS code) needs equal input widths per node type, but "
+              f"{tname!r} has {dict((self.channel_name(c), x.shape[-1]) for c, x in enumerate(xs))}; "
+              "use projection='per_channel'")
+        if self.batch_norm:
+          raise ValueError("batch_norm needs projection='per_channel' (the FULL profile)")
+        lin = dense(self.hidden, xs[0].shape[-1], f"proj_{tname}")
+        ys = [lin(x) for x in xs]
+      else:
+        ys = []
+        mask = None if valid is None else valid[sl][:, None]
+        for c, x in enumerate(xs):
+          cname = self.channel_name(c)
+          if self.batch_norm:
+            bn = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=f"bn_{tname}_{cname}")
+            x = bn(x) if mask is None else bn(x, mask=mask)
+          ys.append(dense(self.hidden, x.shape[-1], f"proj_{tname}_{cname}")(x))
+      y = jnp.stack(ys, axis=1)
+      rows.append(jnp.tanh(y) if self.activation == "tanh" else y)
+    return tuple(rows)
+
+  def _inputs(self, features: dict, t: int, tname: str, sl: slice) -> list[jax.Array]:
+    """Type t's input of each channel (its modalities side by side); width-1 inputs through the scalar MLP."""
+    s = self.schema
+    widths = [self.channel_width(t, c) for c in range(len(self.channels))]
+    wide = [w for w in widths if w > 1]
+    ref_width = max(wide) if wide else self.hidden
+    xs = []
+    for c in range(len(self.channels)):
+      x = jnp.concatenate([features[s.modalities[m]][sl, : s.feature_dims[t][m]] for m in self.channels[c]], -1)
+      cname = self.channel_name(c)
+      if x.shape[-1] == 1 and self.scalar_hidden:
+        x = nn.relu(dense(self.scalar_hidden, 1, f"scalar_{tname}_{cname}_0")(x))
+        x = dense(ref_width, self.scalar_hidden, f"scalar_{tname}_{cname}_1")(x)
+      xs.append(x)
+    return xs
