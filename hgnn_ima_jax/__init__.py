@@ -1,11 +1,12 @@
 """HGNN-IMA (IJCAI 2025) in JAX/Flax: multi-modal heterogeneous graph node classification.
 
 Everything loads on first use, so `import hgnn_ima_jax` is cheap: `data_utils` imports
-only the typed graph, and the command-line scripts can set up the process
-(`hgnn_ima_jax.runtime`) before JAX is imported at all.
+only the typed graph and the JAX-free config tables, and the command-line scripts can set up
+the process (`hgnn_ima_jax.runtime`) before JAX is imported at all.
 
-Sub-packages: `hgnn_ima_jax.data_utils` (loaders, formats, generator) and
-`hgnn_ima_jax.experiments` (the scripts and their configs). In the repository they are the
+Sub-packages: `hgnn_ima_jax.data_utils` (loaders, formats, generator; `load_for_config`) and
+`hgnn_ima_jax.experiments` (the scripts and their configs; `experiments.runs.load_run` opens a
+finished run). The library modules never import either (tests/test_imports.py). In the repository they are the
 top-level directories data_utils/ and experiments/, which pyproject.toml maps into this package;
 an installed wheel has them inside it.
 """
