@@ -29,7 +29,7 @@ Example::
   data = data_utils.load_dataset('synthetic')
   sampler = NeighborSampler(data, fanouts=[10, 5])          # 2 hops, every relation
   stream = BatchStream(sampler, data.splits['train'], batch_size=64, seed=0)
-  for batch in stream.epoch_batches():                            # SampledBatch, in order
+  for batch in stream.epoch_batches():                      # SampledBatch, in order
     sub = batch.subgraph                                    # nodes per type, edge positions per relation
     ...                                                     # pad with hgnn_ima_jax.subgraph, train
     checkpoint_extra = batch.state_after                    # {'seed':0,'epoch':0,'next_batch':b+1,...}
@@ -115,11 +115,14 @@ class SampledSubgraph:
     targets come first, in batch order (their sub-graph positions are 0..len(targets)-1).
   edges: relation name -> int64 positions into the relation's sorted slice (= its `InCSR`), unique.
   targets: int64 local target ids of the batch.
+  hops: type -> int64 per node of `nodes`: the hop (neighbour sampling) or iteration (HGSampling)
+    that reached it; 0 for the targets. For inspection and tests; the padding ignores it.
   """
 
   nodes: dict[str, np.ndarray]
   edges: dict[str, np.ndarray]
   targets: np.ndarray
+  hops: dict[str, np.ndarray] | None = None
 
   def node_counts(self, node_types: Sequence[str]) -> tuple[int, ...]:
     return tuple(len(self.nodes[t]) for t in node_types)
@@ -272,7 +275,8 @@ class NeighborSampler:
         seen[t] = np.union1d(seen[t], new)
         frontier[t] = new
     return SampledSubgraph({t: np.concatenate(v) for t, v in nodes.items()},
-                           {n: (np.concatenate(v) if v else empty) for n, v in edges.items()}, targets)
+                           {n: (np.concatenate(v) if v else empty) for n, v in edges.items()}, targets,
+                           {t: np.repeat(np.arange(len(v)), [len(x) for x in v]) for t, v in nodes.items()})
 
 
 # --- HGSampling -----------------------------------------------------------------------------
@@ -363,7 +367,8 @@ class HGTSampler:
         budget[s] = (u, np.bincount(inv, weights=np.concatenate([old_w, w[keep]]), minlength=len(u)))
 
     add_to_budget(data.target_type, targets)
-    for _ in range(self.num_iterations):
+    hops = {t: [np.zeros(len(nodes[t][0]), np.int64)] for t in types}
+    for it in range(1, self.num_iterations + 1):
       # All types sample from the budget as it stands at the start of the iteration (Algorithm 1).
       picks = {}
       for t in types:
@@ -382,6 +387,7 @@ class HGTSampler:
       for t in types:
         if len(picks[t]):
           nodes[t].append(picks[t])
+          hops[t].append(np.full(len(picks[t]), it, np.int64))
           sampled[t] = np.union1d(sampled[t], picks[t])
           ids, w = budget[t]
           keep = ~_isin_sorted(ids, picks[t])
@@ -390,7 +396,7 @@ class HGTSampler:
         if len(picks[t]):
           add_to_budget(t, picks[t])
     nodes = {t: np.concatenate(v) for t, v in nodes.items()}
-    return SampledSubgraph(nodes, self._induced_edges(nodes), targets)
+    return SampledSubgraph(nodes, self._induced_edges(nodes), targets, {t: np.concatenate(v) for t, v in hops.items()})
 
   def _induced_edges(self, nodes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every edge whose both ends were sampled: scans the in-edges of the sampled receivers."""
