@@ -525,3 +525,23 @@ def _jsonish(x):
   if isinstance(x, (list, tuple)):
     return [_jsonish(v) for v in x]
   return x
+
+
+# --- construction by name (for config.batch) -------------------------------------------------
+
+SAMPLER_KINDS = ("neighbor", "hgt")
+
+
+def make_sampler(data: MMHN, kind: str, *, fanouts=None, num_samples=None, num_iterations=None,
+                 max_budget_neighbors: int | None = 520, csr: Mapping[str, InCSR] | None = None):
+  """The sampler named `kind` ('neighbor': needs `fanouts`; 'hgt': needs `num_samples`, `num_iterations`)."""
+  if kind == "neighbor":
+    if fanouts is None:
+      raise ValueError("fanouts=None: the neighbor sampler needs one fanout per hop. Fix: e.g. fanouts=[10, 5]")
+    return NeighborSampler(data, list(fanouts), csr=csr)
+  if kind == "hgt":
+    if num_samples is None or num_iterations is None:
+      raise ValueError(f"num_samples={num_samples!r}, num_iterations={num_iterations!r}: the hgt sampler needs "
+                       "both. Fix: e.g. num_samples=128, num_iterations=2")
+    return HGTSampler(data, num_samples, num_iterations, max_budget_neighbors=max_budget_neighbors, csr=csr)
+  raise ValueError(f"sampler kind={kind!r}: use one of {SAMPLER_KINDS}. Fix: set the batch mode to one of them")

@@ -154,8 +154,8 @@ def _neighbor_bound(sampler, batch_size: int) -> Budget:
       total_edges[r.name] += e
       reached[r.src] += e
     for t in types:
-      # New nodes only: at most the type's nodes not already counted.
-      frontier[t] = min(reached[t], size[t] - min(total_nodes[t], size[t]))
+      # Not size - total_nodes: total_nodes is itself a bound, and the true remainder can be larger.
+      frontier[t] = min(reached[t], size[t])
       total_nodes[t] = min(total_nodes[t] + frontier[t], size[t])
   # Each receiver is a frontier node at most once: its in-edges are sampled at most once.
   for ri, r in enumerate(rels):

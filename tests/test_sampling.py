@@ -219,3 +219,13 @@ def test_bad_settings_are_one_line_errors(graph):
     NeighborSampler(graph, [1]).sample(np.array([30]), batch_rng(0, 0, 0))
   with pytest.raises(ValueError, match=r"seed=-1"):
     batch_rng(-1, 0, 0)
+
+
+def test_make_sampler_by_name(graph):
+  from hgnn_ima_jax.sampling import make_sampler
+  assert make_sampler(graph, "neighbor", fanouts=(2, 1)).fanouts == ((2,) * 4, (1,) * 4)
+  assert make_sampler(graph, "hgt", num_samples=3, num_iterations=2).num_samples["actor"] == 3
+  with pytest.raises(ValueError, match=r"kind='full'.*Fix:"):
+    make_sampler(graph, "full")
+  with pytest.raises(ValueError, match=r"fanouts=None.*Fix:"):
+    make_sampler(graph, "neighbor")
