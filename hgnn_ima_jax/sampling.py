@@ -233,9 +233,10 @@ class NeighborSampler:
         unknown = sorted(set(f) - set(names))
         missing = [n for n in names if n not in f]
         if unknown or missing:
-          raise ValueError(f"fanouts[{h}]: {'unknown relations ' + str(unknown) if unknown else ''}"
-                           f"{' ' if unknown and missing else ''}{'missing relations ' + str(missing) if missing else ''}. "
-                           f"Fix: give a fanout for exactly the relations {names} (0 skips one)")
+          problem = " ".join(([f"unknown relations {unknown}"] if unknown else [])
+                             + ([f"missing relations {missing}"] if missing else []))
+          raise ValueError(f"fanouts[{h}]: {problem}. Fix: give a fanout for exactly the relations {names} "
+                           "(0 skips one)")
         row = tuple(f[n] for n in names)
       else:
         row = (f,) * len(names)

@@ -249,15 +249,15 @@ class BudgetLadder:
     for b in self.rungs:
       if b.fits_subgraph(schema, sub):
         return b
-    top = self.rungs[-1]
-    return _overflow(schema, sub, top) or top
+    _overflow(schema, sub, self.rungs[-1])
+    raise AssertionError("unreachable: _overflow raises when the top rung does not fit")
 
   def index(self, budget: Budget) -> int:
     return self.rungs.index(budget)
 
 
 def _overflow(schema: Schema, sub: SampledSubgraph, budget: Budget):
-  """Raises the one-line error for the first entry of `budget` that `sub` exceeds; None if it fits."""
+  """Raises the one-line error for the first entry of `budget` that `sub` exceeds; returns if it fits."""
   for t, (n, b) in enumerate(zip(sub.node_counts(schema.node_types), budget.nodes)):
     if n + 1 > b:
       raise ValueError(f"budget.nodes[{schema.node_types[t]!r}]={b}: the sub-graph has {n} such nodes and needs "
@@ -266,7 +266,6 @@ def _overflow(schema: Schema, sub: SampledSubgraph, budget: Budget):
     if e > b:
       raise ValueError(f"budget.edges[{schema.relations[r].name!r}]={b}: the sub-graph has {e} such edges. "
                        f"Fix: {FIX_BUDGET}")
-  return None
 
 
 # --- features -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from hgnn_ima_jax import MMHN, Relation
+from hgnn_ima_jax import MMHN
 from hgnn_ima_jax.sampling import (BatchStream, EpochPlan, HGTSampler, NeighborSampler, batch_rng, build_in_csr,
                                    floyd_sample, sample_in_edges)
 from sampling_graphs import dense_graph

@@ -228,9 +228,34 @@ def test_absent_type_batch_runs_and_padding_changes_no_logit():
   builder = SubgraphBuilder(g)
   config = _config("hgnn_ima")
   exact = builder.build(sub, Budget.exact(g.schema, sub))
-  large = builder.build(sub, Budget(tuple(n + 6 for n in exact.budget.nodes), tuple(2 * e + 3 for e in exact.budget.edges)))
+  bigger = Budget(tuple(n + 6 for n in exact.budget.nodes), tuple(2 * e + 3 for e in exact.budget.edges))
+  large = builder.build(sub, bigger)
   variables = _variables(train.create_model(config, exact.schema), exact.graph)
   a = _logits(config, exact.schema, variables, exact.graph)[exact.target_positions]
   b = _logits(config, large.schema, variables, large.graph)[large.target_positions]
   assert np.isfinite(a).all()
   np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+
+
+def test_one_rung_one_shape_so_one_compile(graph):
+  # A jitted step retraces when any leaf's shape, dtype or the tree changes; within a rung none may.
+  sampler = _samplers(graph)["neighbor"]
+  builder = SubgraphBuilder(graph, csr=sampler.csr)
+  ladder = BudgetLadder.geometric(Budget.for_sampler(sampler, 4), num_buckets=3)
+  traces = {"n": 0}
+
+  @jax.jit
+  def step(g):
+    traces["n"] += 1
+    msg = g.nodes["features"]["text"][g.senders] * g.edges["valid"][:, None]
+    return jax.ops.segment_sum(msg, g.receivers, num_segments=g.nodes["type"].shape[0]).sum()
+
+  signature, used = {}, set()
+  stream = BatchStream(sampler, np.arange(30), 4, seed=0)
+  for batch in stream.epoch_batches():
+    p = builder.build(batch.subgraph, ladder)
+    sig = jax.tree.map(lambda x: (x.shape, x.dtype), p.graph)
+    assert signature.setdefault(p.budget, sig) == sig
+    used.add(p.budget)
+    step(p.graph)
+  assert traces["n"] == len(used) <= len(ladder.rungs)
