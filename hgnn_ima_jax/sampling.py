@@ -20,9 +20,11 @@ into that relation's slice of `MMHN.to_graphs_tuple()` (edges sorted by receiver
   of epoch e is sampled with `batch_rng(seed, e, b)`, so any batch is reproducible from (seed, e, b)
   alone and `BatchStream.state()` (seed, epoch, next batch) is all a checkpoint needs.
 
-Cost: a batch costs O(sampled) work for the neighbour sampler (Floyd's algorithm picks k of deg
-in-edges in O(k), never touching the rest of a hub's in-edges), and O(in-degrees of the sampled
-nodes) for HGSampling's induced edges, never O(graph).
+Cost: a batch costs O(sampled) work for the neighbour sampler (`choose_k`: Floyd's algorithm picks
+k of a hub's deg in-edges in O(k²) without touching the others; random keys do rows with deg below
+about k²/2), and O(in-degrees of the sampled nodes) for HGSampling's induced edges, never O(graph).
+Samplers and `SubgraphBuilder` only read what they built at construction: a prefetch thread may
+call them while the main thread trains.
 
 Example::
 
@@ -157,6 +159,33 @@ def floyd_sample(rng: np.random.Generator, n: np.ndarray, k: int) -> np.ndarray:
   return out
 
 
+def key_sample(rng: np.random.Generator, n: np.ndarray, k: int) -> np.ndarray:
+  """As `floyd_sample`, by the k smallest of n[i] random keys per row: O(Σ n log n), for rows with small n."""
+  n = np.asarray(n, np.int64)
+  if len(n) == 0:
+    return np.zeros((0, k), np.int64)
+  row = np.repeat(np.arange(len(n)), n)
+  within = _expand_ranges(np.zeros(len(n), np.int64), n)
+  order = np.lexsort((rng.random(len(row)), row))  # rows in order, a random order inside each row
+  first = np.repeat(np.cumsum(n) - n, k) + np.tile(np.arange(k), len(n))
+  return within[order][first].reshape(len(n), k)
+
+
+def choose_k(rng: np.random.Generator, n: np.ndarray, k: int) -> np.ndarray:
+  """For every row i, k distinct values of range(n[i]) uniformly at random (needs n >= k): int64[len(n), k].
+
+  Floyd costs ~k²/2 per row whatever n is; random keys cost ~n. Each row takes the cheaper one, so
+  a hub never costs more than k²/2 and a large k (HGSampling's cap of 520) never costs k² on a
+  row with few more than k in-edges.
+  """
+  n = np.asarray(n, np.int64)
+  out = np.empty((len(n), k), np.int64)
+  by_keys = n <= max(k * k // 2, 2 * k)
+  out[by_keys] = key_sample(rng, n[by_keys], k)
+  out[~by_keys] = floyd_sample(rng, n[~by_keys], k)
+  return out
+
+
 def sample_in_edges(csr: InCSR, frontier: np.ndarray, fanout: int, rng: np.random.Generator) -> np.ndarray:
   """Positions of up to `fanout` (-1: all) distinct in-edges of every frontier node, without replacement."""
   frontier = np.asarray(frontier, np.int64)
@@ -170,7 +199,7 @@ def sample_in_edges(csr: InCSR, frontier: np.ndarray, fanout: int, rng: np.rando
   big = ~small
   if not big.any():
     return whole
-  picked = start[big, None] + floyd_sample(rng, deg[big], fanout)
+  picked = start[big, None] + choose_k(rng, deg[big], fanout)
   return np.concatenate([whole, picked.reshape(-1)])
 
 
@@ -343,7 +372,7 @@ class HGTSampler:
         pos = [_expand_ranges(start[small], deg[small])]
         w = [np.repeat(1.0 / np.maximum(deg[small], 1), deg[small])]
         if big.any():
-          pos.append((start[big, None] + floyd_sample(rng, deg[big], cap)).reshape(-1))
+          pos.append((start[big, None] + choose_k(rng, deg[big], cap)).reshape(-1))
           w.append(np.repeat(1.0 / deg[big], cap))
         pos, w = np.concatenate(pos), np.concatenate(w)
       ids, ws = out.get(r.src, ([], []))

@@ -11,7 +11,7 @@ import pytest
 
 from hgnn_ima_jax import MMHN
 from hgnn_ima_jax.sampling import (BatchStream, EpochPlan, HGTSampler, NeighborSampler, batch_rng, build_in_csr,
-                                   floyd_sample, sample_in_edges)
+                                   choose_k, floyd_sample, key_sample, sample_in_edges)
 from sampling_graphs import dense_graph
 
 FANOUTS = [{"ma": 3, "md": 2, "dm": -1, "am": 4}, {"ma": 1, "md": 0, "dm": 2, "am": 2}]
@@ -49,6 +49,17 @@ def test_floyd_draws_distinct_uniform_subsets():
   assert (draws < np.repeat(n, 4000)[:, None]).all()
   counts = np.bincount(draws[:4000].ravel(), minlength=5)  # n = 5: each value in 3/5 of the draws
   np.testing.assert_allclose(counts / 4000, 0.6, atol=0.04)
+
+
+@pytest.mark.parametrize("fn", [key_sample, choose_k])
+def test_key_sampling_draws_distinct_uniform_subsets(fn):
+  rng = np.random.default_rng(1)
+  n = np.tile([5, 4, 9, 200], 3000)
+  draws = fn(rng, n, 4)
+  assert all(len(set(row)) == 4 for row in draws) and (draws < n[:, None]).all() and (draws >= 0).all()
+  counts = np.bincount(draws[n == 5].ravel(), minlength=5)  # each of 5 values in 4/5 of the draws
+  np.testing.assert_allclose(counts / 3000, 0.8, atol=0.03)
+  np.testing.assert_array_equal(np.sort(draws[n == 4], axis=1), np.tile(np.arange(4), (3000, 1)))
 
 
 def test_fanout_respected_per_node_relation_and_hop(graph):
