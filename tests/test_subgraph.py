@@ -210,11 +210,18 @@ def test_padding_changes_no_logit_and_full_fanout_gives_full_graph_logits(graph,
   variables = _variables(train.create_model(config, exact.schema), exact.graph)
 
   a = _logits(config, exact.schema, variables, exact.graph)[exact.target_positions]
-  b = _logits(config, large.schema, variables, large.graph)[large.target_positions]
+  large_logits = _logits(config, large.schema, variables, large.graph)
+  b = large_logits[large.target_positions]
   np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
   full = _logits(config, graph.schema, variables, graph.to_graphs_tuple())[targets]
   np.testing.assert_allclose(a, full, atol=1e-4, rtol=0)
   assert np.ptp(full, axis=0).max() > 1e-2  # the logits differ between targets: the comparison means something
+
+  # The masked loss over every row of the padded graph is the loss over the batch's targets alone.
+  from hgnn_ima_jax.losses import masked_cross_entropy
+  padded_loss = masked_cross_entropy(large_logits, large.labels, large.mask)
+  targets_loss = masked_cross_entropy(full, graph.labels[targets], np.ones(len(targets), bool))
+  np.testing.assert_allclose(float(padded_loss), float(targets_loss), rtol=1e-5)
 
   # The check can fail: with K-1 hops the receptive field is cut and the logits move.
   short = NeighborSampler(graph, [-1] * (K - 1), csr=sampler.csr).sample(targets, batch_rng(0, 0, 0))
