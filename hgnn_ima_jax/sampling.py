@@ -321,7 +321,7 @@ class HGTSampler:
     num_iterations: the sampling depth L.
     max_budget_neighbors: when a sampled node has more in-edges than this on a relation, only this
       many (at random, without replacement) add to the budget, each still with 1/deg, so that a
-      hub costs O(cap) (PyG caps at 520 the same way); None = no cap.
+      hub adds at most `cap` entries (PyG caps at 520 the same way); None = no cap.
     csr: `build_in_csr(data)` if already built.
   """
 
@@ -503,8 +503,15 @@ class BatchStream:
                        "Fix: resume from a state this stream's settings produced")
 
   def plan(self, epoch: int | None = None) -> EpochPlan:
-    return EpochPlan(self.targets, self.batch_size, seed=self.seed, epoch=self.epoch if epoch is None else epoch,
-                     shuffle=self.shuffle, drop_last=self.drop_last)
+    """Epoch `epoch`'s plan (default: the current epoch); the last one is kept, as a shuffle is O(targets)."""
+    epoch = self.epoch if epoch is None else int(epoch)
+    cached = getattr(self, "_plan", None)  # one tuple, replaced whole: safe to read from a prefetch thread
+    if cached is not None and cached[0] == epoch:
+      return cached[1]
+    plan = EpochPlan(self.targets, self.batch_size, seed=self.seed, epoch=epoch, shuffle=self.shuffle,
+                     drop_last=self.drop_last)
+    self._plan = (epoch, plan)
+    return plan
 
   def sample_batch(self, epoch: int, b: int, plan: EpochPlan | None = None) -> SampledBatch:
     plan = plan or self.plan(epoch)
