@@ -266,3 +266,20 @@ def test_one_rung_one_shape_so_one_compile(graph):
     used.add(p.budget)
     step(p.graph)
   assert traces["n"] == len(used) <= len(ladder.rungs)
+
+
+def test_upper_bounds_hold_over_random_graphs_fanouts_and_batch_sizes():
+  rng = np.random.default_rng(0)
+  for seed in range(3):
+    g = dense_graph(seed, num_nodes=(12, 5, 15))
+    for trial in range(6):
+      fanouts = [{r.name: int(rng.choice([-1, 0, 1, 2, 5])) for r in g.relations} for _ in range(rng.integers(1, 4))]
+      size = int(rng.integers(1, 9))
+      samplers = (NeighborSampler(g, fanouts),
+                  HGTSampler(g, {t: int(rng.integers(0, 5)) for t in g.node_types}, int(rng.integers(1, 4))))
+      for sampler in samplers:
+        upper = Budget.for_sampler(sampler, size)
+        for b in range(8):
+          targets = np.random.default_rng(b).choice(12, size, replace=False)
+          sub = sampler.sample(targets, batch_rng(seed, trial, b))
+          assert upper.fits_subgraph(g.schema, sub), (sampler.config(), size, upper, Budget.exact(g.schema, sub))
