@@ -283,3 +283,17 @@ def test_upper_bounds_hold_over_random_graphs_fanouts_and_batch_sizes():
           targets = np.random.default_rng(b).choice(12, size, replace=False)
           sub = sampler.sample(targets, batch_rng(seed, trial, b))
           assert upper.fits_subgraph(g.schema, sub), (sampler.config(), size, upper, Budget.exact(g.schema, sub))
+
+
+def test_hgt_sampled_batch_padding_changes_no_logit(graph):
+  sampler = _samplers(graph)["hgt"]
+  sub = sampler.sample(np.array([2, 3, 11]), batch_rng(0, 0, 0))
+  builder = SubgraphBuilder(graph, csr=sampler.csr)
+  config = _config("hgt_early")
+  exact = builder.build(sub, Budget.exact(graph.schema, sub))
+  large = builder.build(sub, Budget.for_sampler(sampler, 3))
+  assert large.budget.total_edges > exact.budget.total_edges + 10
+  variables = _variables(train.create_model(config, exact.schema), exact.graph)
+  a = _logits(config, exact.schema, variables, exact.graph)[exact.target_positions]
+  b = _logits(config, large.schema, variables, large.graph)[large.target_positions]
+  np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
