@@ -136,10 +136,9 @@ class Budgets:
   """Static shapes of the chunk programs; hashable, the key of the program cache."""
 
   chunk_size: int
+  receivers: tuple[int, ...]  # per node type, its share q_t of a chunk's receivers (also its projection rows)
   nodes: tuple[int, ...]  # per node type, sub-graph slots including the reserved padding slot (the last)
   edges: tuple[int, ...]  # per relation, sub-graph edges (real + padding)
-  receivers: tuple[int, ...]  # per node type, receiver rows read back per chunk: min(chunk_size, N_t)
-  project: int  # rows per node type in a projection chunk
   head: int  # target rows in a head chunk
 
 
@@ -158,15 +157,23 @@ class InEdges:
       self.max_in_degree.append(int(deg.max()) if len(deg) else 0)
 
 
+def receiver_shares(num_nodes: Sequence[int], chunk_size: int) -> tuple[int, ...]:
+  """Each type's receivers per chunk, q_t = max(1, ⌊chunk_size · N_t / N⌋) ≤ N_t: every chunk takes the next q_t nodes
+  of every type, so every relation's edge budget is in use in every chunk (a chunk of one type would pad the others')."""
+  total = sum(num_nodes)
+  return tuple(min(n, max(1, chunk_size * n // total)) for n in num_nodes)
+
+
 def compute_budgets(schema: Schema, in_edges: InEdges, chunk_size: int, edge_slack: float = 2.0,
                     edge_budget: int | Mapping[str, int] | None = None) -> Budgets:
   """The chunk budgets of a graph (see the module docstring); `edge_budget` overrides the default per relation."""
-  edges = []
+  shares, edges = receiver_shares(schema.num_nodes, chunk_size), []
   for r, rel in enumerate(schema.relations):
-    n_dst, n_edges, top = schema.num_nodes[schema.relation_dst(r)], schema.num_edges[r], in_edges.max_in_degree[r]
+    dst = schema.relation_dst(r)
+    n_dst, n_edges, top = schema.num_nodes[dst], schema.num_edges[r], in_edges.max_in_degree[r]
     given = edge_budget.get(rel.name) if isinstance(edge_budget, Mapping) else edge_budget
     if given is None:
-      default = math.ceil(edge_slack * chunk_size * n_edges / max(n_dst, 1))
+      default = math.ceil(edge_slack * shares[dst] * n_edges / n_dst)
       edges.append(min(n_edges, max(top, default)))
     elif int(given) < top:
       raise ValueError(f"edge_budget[{rel.name!r}]={given} is below the relation's largest in-degree {top}. "
@@ -176,10 +183,8 @@ def compute_budgets(schema: Schema, in_edges: InEdges, chunk_size: int, edge_sla
   nodes = []
   for t in range(schema.num_node_types):
     senders = sum(edges[r] for r in range(schema.num_relations) if schema.relation_src(r) == t)
-    nodes.append(min(schema.num_nodes[t], chunk_size + senders) + 1)
-  receivers = tuple(min(chunk_size, n) for n in schema.num_nodes)
-  return Budgets(chunk_size, tuple(nodes), tuple(edges), receivers, min(chunk_size, max(schema.num_nodes)),
-                 min(chunk_size, schema.num_nodes[schema.target_id]))
+    nodes.append(min(schema.num_nodes[t], shares[t] + senders) + 1)
+  return Budgets(chunk_size, shares, tuple(nodes), tuple(edges), min(chunk_size, schema.num_nodes[schema.target_id]))
 
 
 class Chunk(NamedTuple):
@@ -195,29 +200,23 @@ class Chunk(NamedTuple):
 
 def plan_chunks(schema: Schema, in_edges: InEdges, budgets: Budgets,
                 types: Sequence[int]) -> Iterator[tuple[tuple[int, int, int], ...]]:
-  """Greedy receiver chunks over the nodes of `types` in id order: ≤ chunk_size receivers, ≤ the edge budgets."""
-  chunk, room, used = [], budgets.chunk_size, [0] * schema.num_relations
-  for t in types:
-    rels, first, n = schema.relations_into(t), 0, schema.num_nodes[t]
-    while first < n:
-      stop = min(n, first + room)
-      for r in rels:  # the furthest stop whose in-edges still fit relation r's budget
-        ip = in_edges.indptr[r]
-        stop = min(stop, int(np.searchsorted(ip, ip[first] + budgets.edges[r] - used[r], side="right")) - 1)
-      if stop <= first:  # the next receiver does not fit any more: close the chunk
-        assert chunk, "an edge budget is below a node's in-degree"  # compute_budgets rules this out
-        yield tuple(chunk)
-        chunk, room, used = [], budgets.chunk_size, [0] * schema.num_relations
+  """Greedy receiver chunks: each takes, of every type in `types` not yet done, the next nodes in id order, as many
+  as its share q_t and every edge budget of the relations into it allow (a relation has one destination type, so
+  the types' ranges do not compete for a budget)."""
+  pos = {t: 0 for t in types}
+  while any(pos[t] < schema.num_nodes[t] for t in types):
+    chunk = []
+    for t in types:
+      first, n = pos[t], schema.num_nodes[t]
+      if first >= n:
         continue
+      stop = min(n, first + budgets.receivers[t])
+      for r in schema.relations_into(t):  # the furthest stop whose in-edges still fit relation r's budget
+        ip = in_edges.indptr[r]
+        stop = min(stop, int(np.searchsorted(ip, ip[first] + budgets.edges[r], side="right")) - 1)
+      assert stop > first, "an edge budget is below a node's in-degree"  # compute_budgets rules this out
       chunk.append((t, first, stop))
-      room -= stop - first
-      for r in rels:
-        used[r] += int(in_edges.indptr[r][stop] - in_edges.indptr[r][first])
-      first = stop
-      if room == 0:
-        yield tuple(chunk)
-        chunk, room, used = [], budgets.chunk_size, [0] * schema.num_relations
-  if chunk:
+      pos[t] = stop
     yield tuple(chunk)
 
 
@@ -308,9 +307,9 @@ class LayerwiseInference:
     return self._programs[key]
 
   def _project_fn(self, budgets: Budgets, schema: Schema):
-    """Eq. 1 of every encoder over `budgets.project` rows per node type."""
+    """Eq. 1 of every encoder over `budgets.receivers[t]` rows of each node type t."""
     m = self.model
-    pschema = dataclasses.replace(schema, num_nodes=(budgets.project,) * schema.num_node_types)
+    pschema = dataclasses.replace(schema, num_nodes=budgets.receivers)
     projs = [InputProjection(pschema, e.channels, m.hidden, m.projection, m.input_batch_norm, m.input_activation)
              for e in self.encoders]
 
@@ -414,24 +413,24 @@ class LayerwiseInference:
     return self._heads(s, budgets, states, att_sums if need_att else None, return_node_states)
 
   def _project(self, data: MMHN, s: Schema, budgets: Budgets) -> list[np.ndarray]:
-    """Eq. 1 for every node, over chunks of `budgets.project` nodes of each type at once."""
-    P, T = budgets.project, s.num_node_types
+    """Eq. 1 for every node; step i projects nodes [i·q_t, (i+1)·q_t) of every type t at once."""
+    q, T = budgets.receivers, s.num_node_types
+    offs = np.concatenate([[0], np.cumsum(q)[:-1]])
     project = self._program("project", budgets, s)
     states = [np.zeros((n, self.num_lanes, self.model.hidden), self.dtype) for n in s.num_nodes]
-    for i in range(math.ceil(max(s.num_nodes) / P)):
-      lo = i * P
+    for i in range(max(math.ceil(n / qt) for n, qt in zip(s.num_nodes, q))):
       features = {}
       for mi, mname in enumerate(s.modalities):
-        x = np.zeros((T * P, s.max_feature_dim(mi)), self.dtype)
+        x = np.zeros((sum(q), s.max_feature_dim(mi)), self.dtype)
         for t, tname in enumerate(s.node_types):
-          rows = data.features[tname][mname][lo:lo + P]
-          x[t * P:t * P + len(rows), :rows.shape[1]] = rows
+          rows = data.features[tname][mname][i * q[t]:(i + 1) * q[t]]
+          x[offs[t]:offs[t] + len(rows), :rows.shape[1]] = rows
         features[mname] = x
       out = project(self.params, self.batch_stats, features)
       for t in range(T):
-        n = max(0, min(P, s.num_nodes[t] - lo))
+        n = max(0, min(q[t], s.num_nodes[t] - i * q[t]))
         if n:
-          states[t][lo:lo + n] = np.asarray(out[t][:n])
+          states[t][i * q[t]:i * q[t] + n] = np.asarray(out[t][:n])
     return states
 
   @staticmethod

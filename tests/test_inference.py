@@ -106,7 +106,7 @@ def test_chunks_are_many_and_hold_their_budgets():
   np.testing.assert_array_equal(np.sort(seen), np.arange(s.total_nodes))  # every node is a receiver once
   for ranges in chunks:
     c = inference.build_chunk(s, in_edges, budgets, ranges)
-    assert sum(b - a for _, a, b in ranges) <= 3
+    assert all(b - a <= budgets.receivers[t] for t, a, b in ranges) and sum(b - a for _, a, b in ranges) <= 3
     assert all(len(rows) < nb for rows, nb in zip(c.hs_rows, budgets.nodes))  # the padding slot stays free
     receivers = c.receivers.astype(np.int64)
     for r in range(s.num_relations):  # layout: receivers sorted inside each relation's edge block
@@ -150,7 +150,8 @@ def test_a_node_with_a_huge_in_degree_fits():
   data = hub_graph()
   s, in_edges = data.schema, inference.InEdges(data)
   r = s.relation_id("am")
-  default = int(np.ceil(2.0 * 1 * s.num_edges[r] / s.num_nodes[s.relation_dst(r)]))
+  share = inference.receiver_shares(s.num_nodes, 1)[s.relation_dst(r)]
+  default = int(np.ceil(2.0 * share * s.num_edges[r] / s.num_nodes[s.relation_dst(r)]))
   assert in_edges.max_in_degree[r] > default  # larger than the chunk's default budget
   model, variables, full = built("hgnn_ima", data)
   engine = inference.LayerwiseInference(model, variables, data, chunk_size=1, jit=fast_jit)
