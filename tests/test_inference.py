@@ -187,3 +187,14 @@ def test_bad_inputs_are_refused_with_one_line():
   smaller = make_graph(2, widths="mixed", num_nodes=(5, 4, 7), seed=3)  # other sizes are fine
   res = engine.run(smaller)
   assert res.logits.shape == (5, 3)
+
+
+def test_module_docstring_example_runs():
+  doc = inference.__doc__
+  code = "\n".join(line[2:] for line in doc[doc.index("Example"):].splitlines()[1:])
+  scope = {}
+  exec(compile(code, "inference.__doc__", "exec"), scope)  # pylint: disable=exec-used
+  res, model, data = scope["result"], scope["model"], scope["data"]
+  full = model.apply(scope["variables"], data.to_graphs_tuple())
+  np.testing.assert_allclose(res.logits, full.logits, **TOL)
+  np.testing.assert_allclose(res.att_loss, float(full.att_loss), rtol=1e-4)
