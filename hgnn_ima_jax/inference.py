@@ -263,6 +263,41 @@ def build_chunk(schema: Schema, in_edges: InEdges, budgets: Budgets,
                tuple(recv_rows))
 
 
+def chunk_schema(schema: Schema, budgets: Budgets) -> Schema:
+  """The static schema of every padded chunk sub-graph: the budgets as node and edge counts."""
+  return dataclasses.replace(schema, num_nodes=budgets.nodes, num_edges=budgets.edges)
+
+
+def chunk_graphs_tuple(data: MMHN, budgets: Budgets, chunk: Chunk, dtype=np.float32):
+  """A chunk's sub-graph as a `GraphsTuple` of `chunk_schema` with its features, `nodes['valid']` and `edges['valid']`.
+
+  The layer-wise programs do not need it (they read node states, not features); it shows, and lets a test check
+  with `layout.check_graph_layout`, that a chunk has the `to_graphs_tuple` layout, and mini-batch code can feed
+  it to `model.apply`.
+  """
+  import jraph  # pylint: disable=import-outside-toplevel
+
+  s = data.schema
+  n_total = sum(budgets.nodes)
+  offs = np.concatenate([[0], np.cumsum(budgets.nodes)[:-1]])
+  valid = np.zeros(n_total, bool)
+  features, present = {}, {}
+  for mi, m in enumerate(s.modalities):
+    x, p = np.zeros((n_total, s.max_feature_dim(mi)), dtype), np.zeros(n_total, bool)
+    for t, tname in enumerate(s.node_types):
+      rows = chunk.hs_rows[t]
+      x[offs[t]:offs[t] + len(rows), :s.feature_dims[t][mi]] = data.features[tname][m][rows]
+      p[offs[t]:offs[t] + budgets.nodes[t]] = s.present[t][mi]
+      valid[offs[t]:offs[t] + len(rows)] = True
+    features[m], present[m] = x, p
+  node_type = np.repeat(np.arange(s.num_node_types, dtype=np.int32), budgets.nodes)
+  edge_type = np.repeat(np.arange(s.num_relations, dtype=np.int32), budgets.edges)
+  return jraph.GraphsTuple(
+      nodes={"type": node_type, "features": features, "present": present, "valid": valid},
+      edges={"type": edge_type, "valid": chunk.edge_valid}, senders=chunk.senders, receivers=chunk.receivers,
+      n_node=np.array([n_total], np.int32), n_edge=np.array([len(chunk.senders)], np.int32), globals=None)
+
+
 class LayerwiseInference:
   """Exact eval-mode inference of a model, layer by layer over chunks of receivers (see the module docstring).
 
@@ -270,11 +305,15 @@ class LayerwiseInference:
     model: an `HGNNIMA`, `HGT` or `HGTLate` (as `models.build_model` builds them).
     variables: its variables ({'params': ..., 'batch_stats': ...} as `model.init` returns them).
     schema: the schema (or an MMHN) the caller means to run on; checked against the model's up front.
-    chunk_size: receivers per layer chunk (and nodes per projection / head chunk); ≥ 1.
-    edge_slack: default edge budget per relation as a multiple of chunk_size × the mean in-degree.
-    edge_budget: an int for every relation, or {relation name: int}; overrides the default.
+    chunk_size: receivers per layer chunk, shared among the node types by node count (at least one each),
+      and the target rows per head chunk; ≥ 1. Device memory per chunk grows with it (times the mean in-degree).
+    edge_slack: default edge budget per relation as a multiple of its share × the mean in-degree.
+    edge_budget: an int for every relation, or {relation name: int}; overrides the default (≥ max in-degree).
     dtype: the host states' and the programs' float type.
     jit: how the three programs are compiled (`jax.jit`; tests pass a faster-compiling one).
+
+  Attributes after `run`: `traces` (program name -> times traced), `last_budgets`, and `last_stats`
+  (chunks per layer, real edges and padded edge slots per layer: the padding overhead).
   """
 
   def __init__(self, model, variables: Mapping[str, Any], schema: Schema | MMHN | None = None, *,
@@ -332,7 +371,7 @@ class LayerwiseInference:
   def _layer_fn(self, budgets: Budgets, schema: Schema):
     """One layer of every encoder on a padded chunk sub-graph → receivers' new states and per-relation L_att sums."""
     m, s = self.model, schema
-    lschema = dataclasses.replace(s, num_nodes=budgets.nodes, num_edges=budgets.edges)
+    lschema = chunk_schema(s, budgets)
     layers = [HGNNIMALayer(lschema, len(e.channels), m.hidden, m.heads, e.attention, m.options)
               for e in self.encoders]
     # The sender's missing modalities of each sub-graph edge (a property of the relation's source type).
@@ -388,8 +427,8 @@ class LayerwiseInference:
     s = data.schema
     check_schema(self.model.schema, s, data.source)
     in_edges = InEdges(data)
-    budgets = compute_budgets(s, in_edges, self.chunk_size, self.edge_slack, self.edge_budget)
-    self.last_budgets = budgets
+    budgets = self.budgets_for(data, in_edges)
+    self.last_budgets, self.last_stats = budgets, {"chunks": [], "real_edges": [], "edge_slots": []}
     states = self._project(data, s, budgets)
     K, need_att = self.model.num_layers, self.has_att and compute_att_loss
     att_sums = np.zeros((K, s.num_relations), np.float64)
@@ -400,8 +439,10 @@ class LayerwiseInference:
       nxt = [np.zeros_like(states[t]) if t in types else None for t in range(s.num_node_types)]
       params = [self.params[e.key][f"layer_{k}"] for e in self.encoders]
       pending = None
+      chunks = real = 0
       for ranges in plan_chunks(s, in_edges, budgets, types):
         c = build_chunk(s, in_edges, budgets, ranges)
+        chunks, real = chunks + 1, real + int(c.edge_valid.sum())
         hs = []
         for t in range(s.num_node_types):
           h = np.zeros((budgets.nodes[t],) + states[t].shape[1:], self.dtype)
@@ -414,6 +455,8 @@ class LayerwiseInference:
       if pending is not None:
         self._write(nxt, att_sums[k], *pending)
       states = nxt
+      for key, value in zip(("chunks", "real_edges", "edge_slots"), (chunks, real, chunks * sum(budgets.edges))):
+        self.last_stats[key].append(value)
     return self._heads(s, budgets, states, att_sums if need_att else None, return_node_states)
 
   def _project(self, data: MMHN, s: Schema, budgets: Budgets) -> list[np.ndarray]:

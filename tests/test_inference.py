@@ -198,3 +198,20 @@ def test_module_docstring_example_runs():
   full = model.apply(scope["variables"], data.to_graphs_tuple())
   np.testing.assert_allclose(res.logits, full.logits, **TOL)
   np.testing.assert_allclose(res.att_loss, float(full.att_loss), rtol=1e-4)
+
+
+def test_chunk_sub_graphs_have_the_graphs_tuple_layout():
+  """Each padded chunk passes the model's layout check for its budget schema, and its masks mark the real part."""
+  from hgnn_ima_jax.layout import check_graph_layout  # pylint: disable=import-outside-toplevel
+
+  data = hub_graph()
+  s, in_edges = data.schema, inference.InEdges(data)
+  budgets = inference.compute_budgets(s, in_edges, 4)
+  cs = inference.chunk_schema(s, budgets)
+  for ranges in inference.plan_chunks(s, in_edges, budgets, range(s.num_node_types)):
+    c = inference.build_chunk(s, in_edges, budgets, ranges)
+    gt = inference.chunk_graphs_tuple(data, budgets, c)
+    check_graph_layout(cs, gt)
+    valid = gt.nodes["valid"]
+    assert np.all(valid[gt.senders[gt.edges["valid"]]]) and np.all(valid[gt.receivers[gt.edges["valid"]]])
+    assert not np.any(valid[gt.senders[~gt.edges["valid"]]]) and not np.any(valid[gt.receivers[~gt.edges["valid"]]])
