@@ -118,7 +118,7 @@ def test_chunks_are_many_and_hold_their_budgets():
 
 
 def test_a_truncated_in_neighbourhood_is_detected(monkeypatch):
-  """Dropping one real in-edge per chunk (a sampled rather than full neighbourhood) moves the logits: the tests can fail."""
+  """Dropping one real in-edge per chunk (a sampled, not full, neighbourhood) moves the logits: the tests can fail."""
   data = graph()
   model, variables, full = built("hgnn_ima", data)
   original = inference.build_chunk
@@ -151,7 +151,7 @@ def test_a_node_with_a_huge_in_degree_fits():
   s, in_edges = data.schema, inference.InEdges(data)
   r = s.relation_id("am")
   share = inference.receiver_shares(s.num_nodes, 1)[s.relation_dst(r)]
-  default = int(np.ceil(2.0 * share * s.num_edges[r] / s.num_nodes[s.relation_dst(r)]))
+  default = int(np.ceil(inference.EDGE_SLACK * share * s.num_edges[r] / s.num_nodes[s.relation_dst(r)]))
   assert in_edges.max_in_degree[r] > default  # larger than the chunk's default budget
   model, variables, full = built("hgnn_ima", data)
   engine = inference.LayerwiseInference(model, variables, data, chunk_size=1, jit=fast_jit)
