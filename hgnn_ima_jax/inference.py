@@ -1,4 +1,4 @@
-"""Exact layer-wise inference for graphs too large for full-batch (like PyG's layer-wise `inference`, DGL's offline one).
+"""Exact layer-wise inference for graphs too big for full-batch (like PyG's layer-wise `inference`, DGL's offline one).
 
 The eval-mode forward of HGNN-IMA, HGT (hgt, hgt_early) and HGT-late computed layer by layer:
 
@@ -42,7 +42,7 @@ Example (any MMHN of the model's schema works the same way):
   data = load_dataset("synthetic", num_targets=300)
   model = models.build_model("hgnn_ima", data.schema, hidden=16, heads=2, num_layers=2,
                              projection="per_channel")
-  variables = model.init(jax.random.PRNGKey(0), data.to_graphs_tuple())  # or a checkpoint's
+  variables = jax.jit(model.init)(jax.random.PRNGKey(0), data.to_graphs_tuple())  # or a checkpoint's
   result = layerwise_predict(model, variables, data, chunk_size=64)
   result.predictions   # (N_target,) class ids; result.logits equals model.apply(...).logits
   result.fused, result.att_loss
@@ -510,12 +510,14 @@ class LayerwiseInference:
 
   @staticmethod
   def _write(nxt, att_row, chunk: Chunk, out) -> None:
+    """Copies a chunk's receiver states into the next host arrays (waits for the device); adds its L_att sums."""
     new, att = out
     for t, a, b in chunk.ranges:
       nxt[t][a:b] = np.asarray(new[t][:b - a])
     att_row += np.asarray(att, np.float64)
 
   def _heads(self, s: Schema, budgets: Budgets, states, att_sums, return_node_states) -> InferenceResult:
+    """Eqs. 12–15 over chunks of target nodes, and L_att from the per-(layer, relation) sums."""
     head_step = self._program("head", budgets, s)
     n, P, C = s.num_nodes[s.target_id], budgets.head, s.num_classes
     target = states[s.target_id]
@@ -528,9 +530,9 @@ class LayerwiseInference:
       x = np.zeros((P,) + target.shape[1:], self.dtype)
       x[:len(rows)] = rows
       lg, mlg, z, d = (np.asarray(a) for a in head_step(self.params, x))
-      m = len(rows)
-      logits[lo:lo + m], modality_logits[:, lo:lo + m], fused[lo:lo + m], delta[lo:lo + m] = lg[:m], mlg[:, :m], \
-          z[:m], d[:m]
+      hi = lo + len(rows)
+      logits[lo:hi], fused[lo:hi], delta[lo:hi] = lg[:len(rows)], z[:len(rows)], d[:len(rows)]
+      modality_logits[:, lo:hi] = mlg[:, :len(rows)]
     att = None if att_sums is None else self._att_loss(s, att_sums)
     if att is None and not self.has_att:
       att = 0.0
