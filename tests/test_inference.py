@@ -215,3 +215,25 @@ def test_chunk_sub_graphs_have_the_graphs_tuple_layout():
     valid = gt.nodes["valid"]
     assert np.all(valid[gt.senders[gt.edges["valid"]]]) and np.all(valid[gt.receivers[gt.edges["valid"]]])
     assert not np.any(valid[gt.senders[~gt.edges["valid"]]]) and not np.any(valid[gt.receivers[~gt.edges["valid"]]])
+
+
+def test_new_unconnected_nodes_leave_the_old_predictions_unchanged():
+  """A graph of the same schema with new movies and actors linked only among themselves (other sizes, other budgets)."""
+  data = graph()
+  rng = np.random.default_rng(5)
+  num_nodes = {**data.num_nodes, "movie": data.num_nodes["movie"] + 2, "actor": data.num_nodes["actor"] + 1}
+  features = {t: {m: np.concatenate([x, rng.normal(size=(num_nodes[t] - len(x), x.shape[1])).astype(np.float32)
+                                     * (m in data.node_modalities[t])])
+                  for m, x in f.items()} for t, f in data.features.items()}
+  new_movies, new_actor = np.arange(data.num_nodes["movie"], num_nodes["movie"]), num_nodes["actor"] - 1
+  edges = {**data.edges,
+           "ma": np.concatenate([data.edges["ma"], [[new_movies[0], new_actor]]]),
+           "am": np.concatenate([data.edges["am"], [[new_actor, new_movies[0]], [new_actor, new_movies[1]]]])}
+  bigger = dataclasses.replace(data, num_nodes=num_nodes, features=features, edges=edges,
+                               labels=np.concatenate([data.labels, [0, 1]])).validate()
+  model, variables, full = built("hgnn_ima", data)
+  engine = inference.LayerwiseInference(model, variables, chunk_size=3, jit=fast_jit)
+  old, new = engine.run(data), engine.run(bigger)
+  np.testing.assert_allclose(new.logits[:data.num_nodes["movie"]], old.logits, **TOL)
+  np.testing.assert_allclose(old.logits, full.logits, **TOL)
+  assert new.logits.shape == (data.num_nodes["movie"] + 2, 3)
