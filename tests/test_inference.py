@@ -237,3 +237,17 @@ def test_new_unconnected_nodes_leave_the_old_predictions_unchanged():
   np.testing.assert_allclose(new.logits[:data.num_nodes["movie"]], old.logits, **TOL)
   np.testing.assert_allclose(old.logits, full.logits, **TOL)
   assert new.logits.shape == (data.num_nodes["movie"] + 2, 3)
+
+
+def test_float64_agrees_to_rounding():
+  """In float64 the layer-wise forward is the full-batch one to 1e-12: exact, not approximately equal."""
+  data = graph()
+  with jax.enable_x64(True):
+    gt = data.to_graphs_tuple(np.float64)
+    model = models.build_model("hgnn_ima", data.schema, **BN)
+    variables = random_variables(jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), gt)), 2)
+    full = model.apply(variables, gt, train=False)
+    res = inference.LayerwiseInference(model, variables, chunk_size=3, dtype=np.float64, jit=fast_jit).run(data)
+  assert res.logits.dtype == np.float64
+  np.testing.assert_allclose(res.logits, full.logits, rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(res.att_loss, float(full.att_loss), rtol=1e-12)
