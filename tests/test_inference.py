@@ -217,6 +217,23 @@ def test_chunk_sub_graphs_have_the_graphs_tuple_layout():
     assert not np.any(valid[gt.senders[~gt.edges["valid"]]]) and not np.any(valid[gt.receivers[~gt.edges["valid"]]])
 
 
+def test_a_chunk_graphs_tuple_through_model_apply_gives_its_receivers_outputs():
+  """With one layer, a chunk's sub-graph is all its target receivers need: `model.apply` on it (a model of the chunk
+  schema, the same variables) gives their full-batch logits — the form mini-batch code can feed to a model."""
+  data = graph()
+  s, in_edges = data.schema, inference.InEdges(data)
+  model, variables, full = built("hgnn_ima", data, num_layers=1)
+  budgets = inference.compute_budgets(s, in_edges, 6)
+  chunk_model = models.build_model("hgnn_ima", inference.chunk_schema(s, budgets), **{**BN, "num_layers": 1})
+  apply = fast_jit(lambda v, g: chunk_model.apply(v, g, train=False))
+  for ranges in list(inference.plan_chunks(s, in_edges, budgets, range(s.num_node_types)))[:2]:
+    c = inference.build_chunk(s, in_edges, budgets, ranges)
+    out = apply(variables, inference.chunk_graphs_tuple(data, budgets, c))
+    (t, a, b), = [rg for rg in ranges if rg[0] == s.target_id]
+    rows = np.searchsorted(c.hs_rows[t], np.arange(a, b))
+    np.testing.assert_allclose(np.asarray(out.logits)[rows], np.asarray(full.logits)[a:b], **TOL)
+
+
 def test_new_unconnected_nodes_leave_the_old_predictions_unchanged():
   """A graph of the same schema with new movies and actors linked only among themselves (other sizes, other budgets)."""
   data = graph()
