@@ -31,6 +31,12 @@ the programs are cached per budget).
 
 Host memory: the graph itself (features, per-relation in-edge CSR), two layers of node states
 (Σ_t N_t·M·d floats), the outputs of the target nodes, and one or two padded chunk sub-graphs.
+On a 200k-movie DOUBAN-like graph (1.8M edges, d = 64, 2 layers, 2-core CPU) full-batch eval peaks
+2.8 GB above the process's base, layer-wise 0.4 GB at chunk 4096 (0.2 GB at 1024); it takes 3x the
+time (15 s against 5 s with compilation): every chunk recomputes the layer for the senders of its
+receivers' in-edges, and a node is a sender in every chunk one of its out-neighbours is in.
+`chunk_graphs_tuple` gives a chunk as a `GraphsTuple` of `chunk_schema` with `nodes['valid']`
+and `edges['valid']`, the form `model.apply` takes.
 
 Example (any MMHN of the model's schema works the same way):
 
