@@ -58,6 +58,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer.name": ("adamw", "adam"),
     "optimizer.schedule": ("onecycle", "constant"),
     "early_stopping.rule": ("val_loss", "paper"),
+    "batch.mode": ("full", "neighbor", "hgt"),  # full batch, or sampled mini-batches (hgnn_ima_jax.minibatch)
+    "batch.eval": ("layerwise", "sampled"),
 }
 
 
@@ -117,12 +119,20 @@ NUMBERS: dict[str, Number] = {
     "optimizer.onecycle_max_momentum": RATE,
     "loss.att_weight": Number(lo=0.0),
     "early_stopping.patience": COUNT,
+    "batch.size": COUNT,
+    "batch.num_samples": COUNT,
+    "batch.num_iterations": Number(integer=True, lo=0),  # 0 = one per layer
+    "batch.buckets": COUNT,
+    "batch.prefetch": Number(integer=True, lo=0),
+    "batch.seed": Number(integer=True, lo=0),
+    "batch.eval_every": COUNT,
+    "batch.eval_chunk": COUNT,
 }
 
 BOOLS = ("model.input_batch_norm", "loss.ind_loss", "loss.val_includes_att", "shard_seeds")
 
 # Fields that change neither what is trained nor its result (bookkeeping): a resumed run may change them.
-RESULT_NEUTRAL = ("checkpoint_every",)
+RESULT_NEUTRAL = ("checkpoint_every", "batch.prefetch", "batch.eval_chunk")
 
 
 class ConfigError(ValueError):
@@ -206,6 +216,12 @@ def _cross_checks(d: dict) -> None:
   if get_path(d, "model.input_batch_norm", False) and get_path(d, "model.projection", None) == "shared":
     raise ConfigError("model.input_batch_norm", True, "needs model.projection=per_channel (the FULL profile)",
                       "set --config.model.projection=per_channel or drop input_batch_norm")
+  fanouts = get_path(d, "batch.fanouts", None)
+  if fanouts is not None:
+    if isinstance(fanouts, (int, str)) or not all(isinstance(f, int) and not isinstance(f, bool) and (f >= 1 or f == -1)
+                                                   for f in fanouts):
+      raise ConfigError("batch.fanouts", fanouts, "must be a list of in-edges per hop, each >= 1 or -1 (all)",
+                        "give e.g. --config.batch.fanouts='(10, 5)' (empty: 10 per layer)")
   opt = d.get("optimizer") or {}
   if opt.get("schedule") == "onecycle" and "onecycle_total_steps" in opt and "onecycle_pct_start" in opt:
     if opt["onecycle_pct_start"] * opt["onecycle_total_steps"] <= 1:  # the warm-up would end before step 1
@@ -267,7 +283,10 @@ def result_fields(config) -> dict:
   data fields its dataset does not read (data_dir/features for 'synthetic', the synthetic knobs otherwise)."""
   d = normalise(to_dict(config))
   for k in RESULT_NEUTRAL:
-    d.pop(k, None)
+    *parents, leaf = k.split(".")
+    node = get_path(d, ".".join(parents), None) if parents else d
+    if isinstance(node, dict):
+      node.pop(leaf, None)
   unread = {"synthetic": ("data_dir", "features")}.get(d.get("dataset"), ("synthetic",))
   if d.get("dataset") in SCALED_SYNTHETIC:  # fixed graphs: no file, no knobs
     unread = ("data_dir", "features", "synthetic")

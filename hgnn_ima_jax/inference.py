@@ -31,10 +31,9 @@ the programs are cached per budget).
 
 Host memory: the graph itself (features, per-relation in-edge CSR), two layers of node states
 (Σ_t N_t·M·d floats), the outputs of the target nodes, and one or two padded chunk sub-graphs.
-On a 200k-movie DOUBAN-like graph (1.8M edges, d = 64, 2 layers, 2-core CPU) full-batch eval peaks
-2.8 GB above the process's base, layer-wise 0.4 GB at chunk 4096 (0.2 GB at 1024); it takes 3x the
-time (15 s against 5 s with compilation): every chunk recomputes the layer for the senders of its
-receivers' in-edges, and a node is a sender in every chunk one of its out-neighbours is in.
+Its cost over full-batch eval (benchmarks/README.md, *Layer-wise inference*, has the measurements):
+every chunk recomputes the layer for the senders of its receivers' in-edges, and a node is a sender
+in every chunk one of its out-neighbours is in.
 `chunk_graphs_tuple` gives a chunk as a `GraphsTuple` of `chunk_schema` with `nodes['valid']`
 and `edges['valid']`, the form `model.apply` takes.
 
@@ -74,8 +73,8 @@ from hgnn_ima_jax.models import HGNNIMA, HGT, HGTLate
 from hgnn_ima_jax.projection import InputProjection, dense
 
 
-# Default edge budget per relation as a multiple of a chunk's mean in-edges. On a 200k-movie DOUBAN-like graph at
-# chunk 4096, 2.0 has 31% more padded edge slots than 1.5 for 50 instead of 51 chunks (11.8 s instead of 10.6 s).
+# Default edge budget per relation as a multiple of a chunk's mean in-edges: larger wastes padded edge slots,
+# smaller makes more chunks (benchmarks/README.md, *Layer-wise inference*).
 EDGE_SLACK = 1.5
 
 
@@ -368,13 +367,17 @@ class LayerwiseInference:
                        f"Fix: pass the variables of this {type(model).__name__} (model.init or a checkpoint)")
     self.chunk_size, self.edge_slack, self.edge_budget = int(chunk_size), float(edge_slack), edge_budget
     self.dtype, self.jit = np.dtype(dtype), jit
-    cast = lambda x: jnp.asarray(x, self.dtype) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x
-    self.params = jax.tree_util.tree_map(cast, dict(variables["params"]))
-    self.batch_stats = jax.tree_util.tree_map(cast, dict(variables.get("batch_stats", {})))
+    self.set_variables(variables)
     self.num_lanes = sum(e.lanes.stop - e.lanes.start for e in self.encoders)
     self.has_att = isinstance(model, HGNNIMA) and model.options.learns_lambda
     self.traces: collections.Counter = collections.Counter()  # program name -> times traced
     self._programs: dict = {}
+
+  def set_variables(self, variables: Mapping[str, Any]) -> None:
+    """Other variables of the same model (e.g. another seed's, or a later epoch's); the compiled programs are kept."""
+    cast = lambda x: jnp.asarray(x, self.dtype) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x
+    self.params = jax.tree_util.tree_map(cast, dict(variables["params"]))
+    self.batch_stats = jax.tree_util.tree_map(cast, dict(variables.get("batch_stats", {})))
 
   # --- the three programs, one per budget ---------------------------------------------------------
   def _program(self, kind: str, budgets: Budgets, schema: Schema):

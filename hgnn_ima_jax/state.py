@@ -81,15 +81,20 @@ def _init_one(seed, model, tx, graph, num_targets: int) -> TrainState:
                     best_pred=jnp.full((num_targets,), -1, jnp.int32))
 
 
-def _init_fn(model: nn.Module, tx: optax.GradientTransformation, batch: Batch, sharding=None) -> Callable:
-  n = int(batch.labels.shape[0])
+def _init_fn(model: nn.Module, tx: optax.GradientTransformation, batch: Batch, sharding=None,
+             num_targets: int | None = None) -> Callable:
+  n = int(batch.labels.shape[0]) if num_targets is None else int(num_targets)
   return jax.jit(jax.vmap(lambda s, g: _init_one(s, model, tx, g, n), in_axes=(0, None)), out_shardings=sharding)
 
 
-def init_state(model: nn.Module, tx: optax.GradientTransformation, batch: Batch, seeds, sharding=None) -> TrainState:
-  """Initialises every seed at once: a TrainState whose leaves lead with the seed axis."""
+def init_state(model: nn.Module, tx: optax.GradientTransformation, batch: Batch, seeds, sharding=None,
+               num_targets: int | None = None) -> TrainState:
+  """Initialises every seed at once: a TrainState whose leaves lead with the seed axis.
+
+  num_targets: length of `best_pred` (default: the batch's targets; a mini-batch run passes the graph's).
+  """
   # The graph is an argument, not a closed-over constant: XLA would constant-fold its scatters.
-  fn = _init_fn(model, tx, batch, sharding)
+  fn = _init_fn(model, tx, batch, sharding, num_targets)
   seeds = jnp.asarray(seeds, jnp.uint32)
   # Compiled without LLVM optimisation: the program is one Threefry hash per parameter and runs
   # once, so optimising it only costs compile time (benchmarks/README.md, *Start-up*). The
@@ -99,9 +104,10 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, batch: Batch,
   return compiled(seeds, batch.graph)
 
 
-def abstract_state(model: nn.Module, tx: optax.GradientTransformation, batch: Batch, seeds, sharding=None):
+def abstract_state(model: nn.Module, tx: optax.GradientTransformation, batch: Batch, seeds, sharding=None,
+                   num_targets: int | None = None):
   """The shapes and dtypes of `init_state`'s result (nothing is compiled or run)."""
-  return jax.eval_shape(_init_fn(model, tx, batch, sharding), jnp.asarray(seeds, jnp.uint32), batch.graph)
+  return jax.eval_shape(_init_fn(model, tx, batch, sharding, num_targets), jnp.asarray(seeds, jnp.uint32), batch.graph)
 
 
 def where(cond, new, old):

@@ -64,7 +64,7 @@ def eval_step(params, batch_stats, batch: Batch, *, model: nn.Module, num_classe
   return res
 
 
-def track(state: TrainState, ev: dict, *, rule: str, patience: int, selection: str) -> TrainState:
+def track(state: TrainState, ev: dict, *, rule: str, patience: int, selection: str, epoch=None) -> TrainState:
   """Checkpoint selection then early stopping for one epoch; only active seeds change.
 
   selection 'macro_f1'/'micro_f1' (the code): keep the params with the best validation
@@ -76,9 +76,12 @@ def track(state: TrainState, ev: dict, *, rule: str, patience: int, selection: s
   accuracy < best and resets otherwise; best loss and best accuracy move only at an epoch that
   improves both (loss <= best and accuracy >= best), to that epoch's values. Accuracy is
   Micro-F1 (single-label). The seed stops when the counter reaches `patience`.
+
+  epoch: the 0-based epoch of `ev` (default: `state.step - 1`, full batch's one step per epoch).
   """
   loss, acc = ev["val_loss"], ev["val_micro_f1"]
-  epoch = state.step - 1  # train_step already counted this epoch
+  if epoch is None:
+    epoch = state.step - 1  # full batch: train_step already counted this epoch
   if selection == "paper_rule":
     improve = (loss <= state.es_best_loss) & (acc >= state.es_best_acc)
     score = ev["val_macro_f1"]

@@ -5,7 +5,9 @@ graph it is given (the library never loads datasets: `data_utils.load_for_config
 three steps, each a function of its own:
 
   restore_or_init   the seed-stacked `TrainState`: the latest checkpoint with --resume, else fresh
-  run_epochs        one compiled program (`steps.make_epoch_fn`) advances every seed an epoch
+  run_epochs        one compiled program (`steps.make_epoch_fn`) advances every seed an epoch;
+                    with config.batch.mode 'neighbor' or 'hgt', `minibatch.run_minibatch_epochs`
+                    instead (sampled, padded batches; exact layer-wise evaluation)
   final_evaluation  each seed's selected epoch tested; the results dict (results.json)
 
 The pieces live by job: `optim` (optimizer and schedule), `state` (inputs, model, train state,
@@ -28,6 +30,7 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from hgnn_ima_jax import metrics as metrics_lib
+from hgnn_ima_jax import minibatch
 from hgnn_ima_jax import runtime
 from hgnn_ima_jax.checkpointing import RunCheckpoints
 from hgnn_ima_jax.config_validation import validate_config
@@ -35,10 +38,10 @@ from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.models import split_model_name
 from hgnn_ima_jax.optim import create_optimizer, learning_rate_at
 from hgnn_ima_jax.run_dir import write_config
+from hgnn_ima_jax.run_log import HistoryWriter, TrainingInterrupted, history_rows  # noqa: F401 (re-exported)
 from hgnn_ima_jax.state import Batch, TrainState, abstract_state, create_model, init_state, make_batch, seed_sharding
 from hgnn_ima_jax.steps import make_epoch_fn
 
-HistoryWriter = Callable[[list], None]  # called with every epoch's rows so far (see `history_rows`)
 
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -58,25 +61,6 @@ def _device_description() -> str:
   return f"{len(d)}x {d[0].platform}:{getattr(d[0], 'device_kind', '')}".strip(":")
 
 
-def history_rows(epoch: int, seeds, m: dict, lr: float) -> list[dict]:
-  """One row per seed of an epoch's metrics: epoch, seed, lr, then each metric as a Python scalar."""
-  rows = []
-  for i, seed in enumerate(seeds):
-    row = {"epoch": epoch, "seed": seed, "lr": lr}
-    for k, v in m.items():
-      row[k] = bool(v[i]) if k == "active" else float(v[i])
-    rows.append(row)
-  return rows
-
-
-class TrainingInterrupted(Exception):
-  """`should_stop` asked the run to stop; the checkpoint of `epoch` (finished epochs) is saved in `workdir`."""
-
-  def __init__(self, workdir: str, epoch: int, num_epochs: int):
-    self.workdir, self.epoch, self.num_epochs = workdir, epoch, num_epochs
-    super().__init__(f"interrupted at epoch {epoch} of {num_epochs}; the checkpoint in {workdir} continues it")
-
-
 @dataclasses.dataclass
 class Run:
   """What the three steps of `train_and_evaluate` share: the built pieces and the seed bookkeeping."""
@@ -92,26 +76,27 @@ class Run:
   manager: RunCheckpoints
   on_history: HistoryWriter
   num_classes: int
+  num_targets: int | None = None  # best_pred's length when `batch` is a mini-batch (default: its targets)
 
 
-def restore_or_init(run: Run, resume: bool) -> tuple[TrainState, list[dict]]:
-  """(state, history so far): the latest checkpoint when resuming and there is one, else fresh seeds.
+def restore_or_init(run: Run, resume: bool) -> tuple[TrainState, list[dict], dict | None]:
+  """(state, history so far, the checkpoint's metadata or None): the latest checkpoint when resuming, else fresh seeds.
 
   Raises:
     FileExistsError: not resuming, but `workdir` already holds checkpoints.
     CheckpointMismatchError: the checkpoint was written with another config.
   """
   if resume:
-    like = abstract_state(run.model, run.tx, run.batch, run.run_seeds, run.shard)
+    like = abstract_state(run.model, run.tx, run.batch, run.run_seeds, run.shard, run.num_targets)
     restored = run.manager.restore_latest(like, run.shard, config=run.config)
     if restored is not None:
       state, meta = restored
       logging.info("resumed %s at epoch %d", run.workdir, meta["epoch"])
-      return state, meta["history"]
+      return state, meta["history"], meta
   elif run.manager.has_checkpoints():
     raise FileExistsError(f"{run.workdir} already holds checkpoints; pass --resume to continue that run or use a "
                           "new --workdir")
-  return init_state(run.model, run.tx, run.batch, run.run_seeds, run.shard), []
+  return init_state(run.model, run.tx, run.batch, run.run_seeds, run.shard, run.num_targets), [], None
 
 
 def _checkpoint(run: Run, state: TrainState, history: list[dict], epoch: int, force: bool = False):
@@ -169,7 +154,7 @@ def run_epochs(run: Run, state: TrainState, history: list[dict], *, progress: bo
   return state, history
 
 
-def final_evaluation(run: Run, state: TrainState, data: MMHN) -> dict:
+def final_evaluation(run: Run, state: TrainState, data: MMHN, steps_per_epoch: int = 1) -> dict:
   """Every seed tested at its selected epoch; the results dict (without the timings)."""
   # In eval mode: the predictions `track` kept from that epoch's eval forward (the same as the
   # best parameters' forward), scored with scikit-learn.
@@ -184,7 +169,7 @@ def final_evaluation(run: Run, state: TrainState, data: MMHN) -> dict:
     per_seed.append({"seed": seed, "test_micro_f1": test["micro_f1"], "test_macro_f1": test["macro_f1"],
                      "val_micro_f1": val["micro_f1"], "val_macro_f1": val["macro_f1"],
                      "best_epoch": int(np.asarray(host.best_epoch)[i]),
-                     "epochs_run": int(np.asarray(host.step)[i]),
+                     "epochs_run": int(np.asarray(host.step)[i]) // steps_per_epoch,
                      "early_stopped": not bool(np.asarray(host.active)[i])})
   n_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(host.params))
   return {
@@ -192,7 +177,7 @@ def final_evaluation(run: Run, state: TrainState, data: MMHN) -> dict:
       "seeds": seeds, "per_seed": per_seed,
       "test_micro_f1": metrics_lib.mean_std([r["test_micro_f1"] for r in per_seed]),
       "test_macro_f1": metrics_lib.mean_std([r["test_macro_f1"] for r in per_seed]),
-      "num_params": n_params, "epochs": int(np.asarray(host.step).max()),
+      "num_params": n_params, "epochs": int(np.asarray(host.step).max()) // steps_per_epoch,
   }
 
 
@@ -225,23 +210,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data: MM
   config = resolve_config(config)
   t_start = time.time()
   os.makedirs(workdir, exist_ok=True)
-  batch = make_batch(data)
+  settings = minibatch.BatchSettings.from_config(config)
   seeds = list(config.seeds)
   shard, replicated, padded = seed_sharding(len(seeds), bool(config.get("shard_seeds", True)))
+  if settings.sampled:  # the graph stays on the host; parameters are built on the largest padded batch
+    source = minibatch.BatchSource(data, settings)
+    batch, steps_per_epoch = minibatch.init_batch(source), source.num_batches(0)
+    model = minibatch.StepPrograms(config, data, None, False).model(source.largest)
+  else:
+    source, batch, steps_per_epoch, model = None, make_batch(data), 1, create_model(config, data.schema)
   if replicated is not None:
     batch = jax.device_put(batch, replicated)
-  run = Run(config=config, workdir=workdir, batch=batch, model=create_model(config, data.schema),
-            tx=create_optimizer(config), seeds=seeds,
+  run = Run(config=config, workdir=workdir, batch=batch, model=model,
+            tx=create_optimizer(config, steps_per_epoch), seeds=seeds,
             run_seeds=seeds + [max(seeds) + 1 + i for i in range(padded - len(seeds))],
             shard=shard, manager=RunCheckpoints(workdir), on_history=on_history or (lambda rows: None),
-            num_classes=data.schema.num_classes)
+            num_classes=data.schema.num_classes, num_targets=len(data.labels) if settings.sampled else None)
 
-  state, history = restore_or_init(run, resume)
+  state, history, resumed = restore_or_init(run, resume)
   write_config(workdir, config)
   t_train = time.time()
-  state, history = run_epochs(run, state, history, progress=progress, should_stop=should_stop)
+  if settings.sampled:
+    state, history = minibatch.run_minibatch_epochs(
+        run, state, history, resumed, source=source, evaluator=minibatch.Evaluator(config, data, settings),
+        progress=progress, should_stop=should_stop)
+  else:
+    state, history = run_epochs(run, state, history, progress=progress, should_stop=should_stop)
   train_time = time.time() - t_train
-  results = final_evaluation(run, state, data)
+  results = final_evaluation(run, state, data, steps_per_epoch)
   results.update({
       "wall_time_s": time.time() - t_start, "train_time_s": train_time, "device": _device_description(),
       "allocator": runtime.active_allocator(),

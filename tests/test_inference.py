@@ -152,7 +152,7 @@ def hub_graph():
 def test_a_node_with_a_huge_in_degree_fits():
   data = hub_graph()
   s, in_edges = data.schema, inference.InEdges(data)
-  r = s.relation_id("am")
+  r = [rel.name for rel in s.relations].index("am")
   share = inference.receiver_shares(s.num_nodes, 1)[s.relation_dst(r)]
   default = int(np.ceil(inference.EDGE_SLACK * share * s.num_edges[r] / s.num_nodes[s.relation_dst(r)]))
   assert in_edges.max_in_degree[r] > default  # larger than the chunk's default budget

@@ -78,6 +78,19 @@ def get_config() -> ml_collections.ConfigDict:
   c.early_stopping = ml_collections.ConfigDict(dict(rule="val_loss", patience=100))
   c.selection_metric = "macro_f1"  # 'macro_f1' | 'micro_f1' | 'paper_rule'
 
+  # Mini-batches (hgnn_ima_jax.minibatch): 'full' is one full-graph step per epoch, as the authors' code.
+  c.batch = ml_collections.ConfigDict(dict(
+      mode="full",  # 'full' | 'neighbor' (per-hop fanouts, like PyG's NeighborLoader) | 'hgt' (HGSampling)
+      size=512,  # target nodes per batch; an epoch is one pass over the shuffled training targets
+      fanouts=(),  # neighbor: in-edges sampled per node, relation and hop (empty: 10 per layer; -1: all)
+      num_samples=128, num_iterations=0,  # hgt: nodes per type per iteration, iterations (0: one per layer)
+      buckets=3,  # padded sizes a batch is rounded up to (the step compiles once per size)
+      prefetch=2,  # batches prepared ahead on a background thread (0: in the training thread)
+      seed=0,  # the batch sequence's seed (every model seed trains on the same batches)
+      eval="layerwise",  # 'layerwise' (exact, every node) | 'sampled' (sampled sub-graphs of val/test targets)
+      eval_every=1, eval_chunk=4096,  # epochs between evaluations; receivers per layer-wise chunk
+  ))
+
   # Runs.
   c.seeds = (0,)
   c.checkpoint_every = 10

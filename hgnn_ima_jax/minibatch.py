@@ -1,0 +1,366 @@
+"""Mini-batch training: sampled, padded sub-graphs per optimizer step; exact layer-wise evaluation.
+
+`config.batch.mode` chooses the path of `train.train_and_evaluate`: 'full' (the default) is one
+full-graph step per epoch (`train.run_epochs`); 'neighbor' and 'hgt' run `run_minibatch_epochs`:
+
+* an epoch is one pass over the shuffled training targets in batches of `config.batch.size`
+  (`sampling.BatchStream`); batch b of epoch e is sampled from (config.batch.seed, e, b) alone;
+* each sampled sub-graph is padded to the smallest rung of a `subgraph.BudgetLadder` that fits
+  (`config.batch.buckets` rungs up to the sampler's upper bound), so the step compiles once per
+  rung; padding nodes and edges are masked out of BatchNorm, L_att and the loss;
+* batches are prepared on a background thread, `config.batch.prefetch` ahead, while the device
+  computes (0: in the training thread);
+* every `config.batch.eval_every` epochs (and after the last) each seed is evaluated on the whole
+  graph by exact layer-wise inference (`inference.LayerwiseInference`), or, with
+  `config.batch.eval='sampled'`, on sampled sub-graphs of the validation targets; early stopping
+  and checkpoint selection then run as in full batch (`steps.track`).
+
+Seeds share the batch sequence: one sampled sub-graph feeds the vmapped step of every seed. Why:
+sampling is the host's cost, and separate sequences would multiply it by the number of seeds and
+take the seeds out of one compiled program; the seeds still differ in their initialisation and
+dropout, as in full-batch training. The sequence depends on `config.batch.seed`, not on the seeds.
+
+A checkpoint may fall inside an epoch (an interrupt after any batch): its metadata holds the
+epoch, the next batch and the epoch's running sums, so a resumed run continues with exactly the
+batches and updates an uninterrupted one would have made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import queue
+import threading
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from hgnn_ima_jax import metrics as metrics_lib
+from hgnn_ima_jax.graph import MMHN
+from hgnn_ima_jax.inference import LayerwiseInference
+from hgnn_ima_jax.losses import masked_cross_entropy
+from hgnn_ima_jax.optim import learning_rate_at
+from hgnn_ima_jax.run_log import TrainingInterrupted, history_rows
+from hgnn_ima_jax.sampling import BatchStream, build_in_csr, make_sampler
+from hgnn_ima_jax.state import Batch, TrainState, create_model, variables_of
+from hgnn_ima_jax.steps import map_seeds, resolve_seed_batch, track, train_step
+from hgnn_ima_jax.subgraph import Budget, BudgetLadder, PaddedSubgraph, SubgraphBuilder, padded_schema
+
+MODES = ("full", "neighbor", "hgt")
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSettings:
+  """`config.batch`, resolved (fanouts and iterations default to one per layer)."""
+
+  mode: str = "full"
+  size: int = 512
+  fanouts: tuple = ()
+  num_samples: int = 128
+  num_iterations: int = 0
+  buckets: int = 3
+  prefetch: int = 2
+  seed: int = 0
+  eval: str = "layerwise"
+  eval_every: int = 1
+  eval_chunk: int = 4096
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> "BatchSettings":
+    b = dict((config.get("batch") or ml_collections.ConfigDict()).to_dict())
+    layers = int(config.model.num_layers)
+    fanouts = b.get("fanouts")
+    b["fanouts"] = tuple(fanouts) if fanouts else (10,) * max(1, layers)
+    b["num_iterations"] = int(b.get("num_iterations") or max(1, layers))
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in b.items() if k in known})
+
+  @property
+  def sampled(self) -> bool:
+    return self.mode != "full"
+
+  def sampler_meta(self) -> dict:
+    """What fixes the batch sequence (kept in checkpoints, checked on resume)."""
+    return {"mode": self.mode, "size": self.size, "fanouts": list(self.fanouts), "num_samples": self.num_samples,
+            "num_iterations": self.num_iterations, "seed": self.seed}
+
+
+class BatchSource:
+  """The padded batches of every epoch, in order, optionally prepared ahead on a background thread.
+
+  Built once per run: the in-edge CSR, the sampler, the feature store and the budget ladder.
+  """
+
+  def __init__(self, data: MMHN, settings: BatchSettings, targets: np.ndarray | None = None, *,
+               shuffle: bool = True):
+    self.data, self.settings = data, settings
+    csr = build_in_csr(data)
+    self.sampler = make_sampler(data, settings.mode, fanouts=list(settings.fanouts), num_samples=settings.num_samples,
+                                num_iterations=settings.num_iterations, csr=csr)
+    self.targets = np.asarray(data.splits["train"] if targets is None else targets, np.int64)
+    self.builder = SubgraphBuilder(data, csr=csr)
+    self.stream = BatchStream(self.sampler, self.targets, settings.size, seed=settings.seed, shuffle=shuffle)
+    upper = Budget.for_sampler(self.sampler, min(settings.size, len(self.targets)))
+    self.ladder = (BudgetLadder.calibrate(self.stream, upper, num_buckets=settings.buckets)
+                   if settings.buckets > 1 else BudgetLadder([upper]))
+
+  @property
+  def largest(self) -> Budget:
+    return self.ladder.rungs[-1]
+
+  def num_batches(self, epoch: int) -> int:
+    return len(self.stream.plan(epoch))
+
+  def build(self, epoch: int, b: int) -> PaddedSubgraph:
+    return self.builder.build(self.stream.sample_batch(epoch, b).subgraph, self.ladder)
+
+  def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[int, PaddedSubgraph]]:
+    """(b, padded batch) for b = start, ... of `epoch`; with prefetch, built on a background thread."""
+    n = self.num_batches(epoch)
+    if self.settings.prefetch <= 0:
+      for b in range(start, n):
+        yield b, self.build(epoch, b)
+      return
+    q: queue.Queue = queue.Queue(maxsize=self.settings.prefetch)
+    stop = threading.Event()
+
+    def produce():
+      try:
+        for b in range(start, n):
+          item = (b, self.build(epoch, b))
+          while not stop.is_set():
+            try:
+              q.put(item, timeout=0.1)
+              break
+            except queue.Full:
+              continue
+          if stop.is_set():
+            return
+        q.put(None)
+      except BaseException as e:  # pylint: disable=broad-except  # re-raised in the training thread
+        q.put(e)
+
+    thread = threading.Thread(target=produce, name="batch-prefetch", daemon=True)
+    thread.start()
+    try:
+      while True:
+        item = q.get()
+        if item is None:
+          return
+        if isinstance(item, BaseException):
+          raise item
+        yield item
+    finally:
+      stop.set()
+      thread.join(timeout=5)
+
+
+def device_batch(padded: PaddedSubgraph) -> Batch:
+  """A padded sub-graph as the training step's `Batch` (the loss mask is the batch's targets)."""
+  graph = jax.tree.map(jnp.asarray, padded.graph)
+  return Batch(graph, jnp.asarray(padded.labels), {"train": jnp.asarray(padded.mask)})
+
+
+class StepPrograms:
+  """The jitted multi-seed train step, one per ladder rung (the model is built on the rung's schema)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, data: MMHN, tx, sharded: bool):
+    self.config, self.schema, self.tx = config, data.schema, tx
+    self.seed_batch = resolve_seed_batch(int(config.get("seed_batch", -1)), sharded)
+    self._programs: dict = {}
+
+  def model(self, budget: Budget):
+    return create_model(self.config, padded_schema(self.schema, budget))
+
+  def __call__(self, budget: Budget) -> Callable:
+    if budget not in self._programs:
+      one = functools.partial(train_step, model=self.model(budget), tx=self.tx,
+                              ind_loss=bool(self.config.loss.ind_loss), att_weight=float(self.config.loss.att_weight))
+      self._programs[budget] = jax.jit(map_seeds(one, self.seed_batch), donate_argnums=(0,))
+    return self._programs[budget]
+
+
+@functools.partial(jax.jit, static_argnames=("rule", "patience", "selection"))
+def _track_all(state: TrainState, ev: dict, epoch, *, rule: str, patience: int, selection: str) -> TrainState:
+  return jax.vmap(lambda s, e: track(s, e, rule=rule, patience=patience, selection=selection, epoch=epoch))(state, ev)
+
+
+class Evaluator:
+  """Eval-mode outputs of every seed on the whole graph: layer-wise (exact) or on sampled sub-graphs."""
+
+  def __init__(self, config: ml_collections.ConfigDict, data: MMHN, settings: BatchSettings):
+    self.config, self.data, self.settings = config, data, settings
+    self.model = create_model(config, data.schema)
+    self.labels = np.asarray(data.labels)
+    self._layerwise = None
+    self._sampled = None
+
+  def logits(self, params, batch_stats) -> tuple[np.ndarray, float]:
+    """(logits of every target node, L_att) for one seed's variables."""
+    variables = variables_of(params, batch_stats)
+    if self.settings.eval == "layerwise":
+      if self._layerwise is None:
+        self._layerwise = LayerwiseInference(self.model, variables, self.data, chunk_size=self.settings.eval_chunk)
+      else:
+        self._layerwise.set_variables(variables)
+      out = self._layerwise.run(self.data, compute_att_loss=bool(self.config.loss.val_includes_att))
+      return out.logits, float(out.att_loss or 0.0)
+    return self._sampled_logits(variables)
+
+  def _sampled_logits(self, variables) -> tuple[np.ndarray, float]:
+    """Logits of the validation and test targets from their own sampled sub-graphs (other rows stay 0)."""
+    if self._sampled is None:
+      targets = np.concatenate([self.data.splits["val"], self.data.splits["test"], self.data.splits["train"]])
+      self._sampled = BatchSource(self.data, dataclasses.replace(self.settings, prefetch=0), targets, shuffle=False)
+      self._apply = {}
+    src = self._sampled
+    logits = np.zeros((len(self.labels), self.data.num_classes), np.float32)
+    att, n = 0.0, 0
+    for _, padded in src.epoch(0):
+      if padded.budget not in self._apply:
+        model = create_model(self.config, padded.schema)
+        self._apply[padded.budget] = jax.jit(lambda v, g, m=model: (lambda o: (o.logits, o.att_loss))(
+            m.apply(v, g, train=False)))
+      lg, a = self._apply[padded.budget](variables, jax.tree.map(jnp.asarray, padded.graph))
+      logits[padded.targets] = np.asarray(lg)[padded.target_positions]
+      att, n = att + float(a), n + 1
+    return logits, att / max(n, 1)
+
+  def evaluate(self, state: TrainState, num_seeds: int) -> dict:
+    """The eval dict `steps.track` reads, stacked over the run's seeds (padding seeds evaluated as well)."""
+    host = jax.device_get((state.params, state.batch_stats))
+    masks = {s: self.data.split_mask(s) for s in ("train", "val")}
+    labels = jnp.asarray(self.labels, jnp.int32)
+    rows = []
+    for i in range(num_seeds):
+      params, bs = jax.tree.map(lambda x: x[i], host[0]), jax.tree.map(lambda x: x[i], host[1])
+      logits, att = self.logits(params, bs)
+      val_loss = float(masked_cross_entropy(jnp.asarray(logits), labels, jnp.asarray(masks["val"])))
+      if self.config.loss.val_includes_att:
+        val_loss += att
+      pred = np.argmax(logits, axis=-1).astype(np.int32)
+      row = {"val_loss": np.float32(val_loss), "pred": pred}
+      for split, mask in masks.items():
+        micro, macro = metrics_lib.f1_scores(jnp.asarray(pred), labels, jnp.asarray(mask), self.data.num_classes)
+        row[f"{split}_micro_f1"], row[f"{split}_macro_f1"] = np.float32(micro), np.float32(macro)
+      rows.append(row)
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+def init_batch(source: BatchSource) -> Batch:
+  """The first batch padded to the largest rung: parameters are initialised on it (they do not depend on counts)."""
+  return device_batch(source.builder.build(source.stream.sample_batch(0, 0).subgraph, source.largest))
+
+
+@dataclasses.dataclass
+class EpochSums:
+  """Running sums of the training metrics within an epoch (kept in a mid-epoch checkpoint)."""
+
+  batches: int = 0
+  train_loss: Any = 0.0
+  train_ce: Any = 0.0
+  att_loss: Any = 0.0
+
+  def add(self, m: dict):
+    self.batches += 1
+    for k in ("train_loss", "train_ce", "att_loss"):
+      setattr(self, k, getattr(self, k) + np.asarray(m[k], np.float64))
+
+  def means(self) -> dict:
+    n = max(self.batches, 1)
+    return {k: np.asarray(getattr(self, k), np.float64) / n for k in ("train_loss", "train_ce", "att_loss")}
+
+  def to_meta(self) -> dict:
+    return {"batches": self.batches, **{k: np.asarray(getattr(self, k)).tolist()
+                                        for k in ("train_loss", "train_ce", "att_loss")}}
+
+  @classmethod
+  def from_meta(cls, meta: dict | None) -> "EpochSums":
+    if not meta:
+      return cls()
+    return cls(int(meta["batches"]), *(np.asarray(meta[k], np.float64) for k in ("train_loss", "train_ce", "att_loss")))
+
+
+def run_minibatch_epochs(run, state: TrainState, history: list[dict], resumed: dict | None, *, source: BatchSource,
+                         evaluator: Evaluator, progress: bool = True,
+                         should_stop: Callable[[], bool] | None = None) -> tuple[TrainState, list[dict]]:
+  """`train.run_epochs` for sampled batches: trains until `config.num_epochs` or every seed stopped early.
+
+  run: the `train.Run` of this training. resumed: the metadata of the checkpoint this run continues
+  (None for a fresh run). Checkpoints every `checkpoint_every` epochs, and after the batch at which
+  `should_stop()` (polled after every batch) asks to stop; then raises `TrainingInterrupted`.
+  """
+  config, settings = run.config, source.settings
+  n, num_epochs = len(run.seeds), int(config.num_epochs)
+  every = max(1, int(config.get("checkpoint_every", 10)))
+  nb = source.num_batches(0)
+  programs = StepPrograms(config, source.data, run.tx, sharded=run.shard is not None)
+  es = dict(rule=config.early_stopping.rule, patience=int(config.early_stopping.patience),
+            selection=config.selection_metric)
+  resumed = resumed or {}
+  start_epoch, start_batch = int(resumed.get("epoch", 0)), int(resumed.get("next_batch", 0))
+  sums = EpochSums.from_meta(resumed.get("epoch_sums"))
+
+  def save(epoch: int, next_batch: int, force: bool = False):
+    meta = {"epoch": epoch, "next_batch": next_batch, "epoch_sums": sums.to_meta(), "history": history,
+            "sampler": {**settings.sampler_meta(), "epoch": epoch, "next_batch": next_batch}}
+    run.manager.save_latest(epoch * nb + next_batch, state, meta, force=force)
+    run.on_history(history)
+
+  def stop(epoch: int, next_batch: int):
+    save(epoch, next_batch, force=True)
+    run.manager.close()
+    return TrainingInterrupted(run.workdir, epoch, num_epochs)
+
+  if should_stop is not None and should_stop():
+    raise stop(start_epoch, start_batch)
+  done = start_epoch
+  for epoch in range(start_epoch, num_epochs):
+    if not bool(np.asarray(jax.device_get(state.active))[:n].any()):
+      break
+    first = start_batch if epoch == start_epoch else 0
+    if first == 0:
+      sums = EpochSums()
+    bar = (tqdm(total=nb, initial=first, desc=f"{config.dataset}/{config.model_name} epoch {epoch + 1}/{num_epochs}",
+                unit="batch", leave=False) if progress else None)
+    try:
+      for b, padded in source.epoch(epoch, first):
+        state, m = programs(padded.budget)(state, device_batch(padded))
+        sums.add(jax.device_get(m))
+        if bar is not None:
+          bar.set_postfix(loss=f"{float(np.mean(np.asarray(m['train_loss'])[:n])):.4f}")
+          bar.update(1)
+        if b + 1 < nb and should_stop is not None and should_stop():
+          raise stop(epoch, b + 1)
+    finally:
+      if bar is not None:
+        bar.close()
+    row = {k: v for k, v in sums.means().items()}
+    if (epoch + 1) % max(1, settings.eval_every) == 0 or epoch + 1 == num_epochs:
+      ev = evaluator.evaluate(state, len(run.run_seeds))
+      active = np.asarray(jax.device_get(state.active))
+      state = _track_all(state, jax.tree.map(jnp.asarray, ev), jnp.asarray(epoch, jnp.int32), **es)
+      row.update({k: v for k, v in ev.items() if k != "pred"})
+    else:
+      active = np.asarray(jax.device_get(state.active))
+      row.update({k: np.full(len(run.run_seeds), np.nan) for k in
+                  ("val_loss", "train_micro_f1", "train_macro_f1", "val_micro_f1", "val_macro_f1")})
+    row["active"] = active
+    row = {k: np.asarray(v)[:n] for k, v in row.items()}
+    history.extend(history_rows(epoch, run.seeds, row, learning_rate_at(config, epoch * nb, nb)))
+    sums, done = EpochSums(), epoch + 1
+    if progress:
+      act = row["active"]
+      tqdm.write(f"epoch {epoch + 1}/{num_epochs}: loss {row['train_loss'][act].mean() if act.any() else float('nan'):.4f}"
+                 f" val_macro {np.nanmean(row['val_macro_f1'][act]) if act.any() else float('nan'):.4f}"
+                 f" seeds {int(act.sum())}/{n}")
+    if (epoch + 1) % every == 0:
+      save(epoch + 1, 0)
+    if should_stop is not None and should_stop():
+      raise stop(epoch + 1, 0)
+  save(done, 0, force=True)
+  return state, history
