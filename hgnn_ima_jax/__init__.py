@@ -6,7 +6,8 @@ the process (`hgnn_ima_jax.runtime`) before JAX is imported at all.
 
 Sub-packages: `hgnn_ima_jax.data_utils` (loaders, formats, generator; `load_for_config`) and
 `hgnn_ima_jax.experiments` (the scripts and their configs; `experiments.runs.load_run` opens a
-finished run). The library modules never import either (tests/test_imports.py). In the repository they are the
+finished run with its dataset; `hgnn_ima_jax.load_checkpoint(workdir)` opens one without it, to predict on
+graphs you pass). The library modules never import either (tests/test_imports.py). In the repository they are the
 top-level directories data_utils/ and experiments/, which pyproject.toml maps into this package;
 an installed wheel has them inside it.
 """
@@ -25,6 +26,7 @@ _LAZY = {
     "fill_missing_modalities": "hgnn_ima_jax.graph",
     "models": "hgnn_ima_jax.models",
     "train": "hgnn_ima_jax.train",
+    "load_checkpoint": "hgnn_ima_jax.restore",
 }
 
 __all__ = list(_LAZY)

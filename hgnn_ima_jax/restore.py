@@ -1,8 +1,16 @@
-"""A finished run, ready to predict and embed: `load_checkpoint(workdir, data)` → `LoadedRun`.
+"""A finished run, ready to predict and embed: `load_checkpoint(workdir)` → `LoadedRun`.
 
-Above training: it rebuilds the model the run trained and restores each seed's selected
-parameters from checkpoints/best. The library does not load datasets; the caller passes the
-graph (`experiments.runs.load_run` loads the run's own dataset from its saved config).
+Above training: it restores each seed's selected parameters from checkpoints/best and rebuilds the
+model the run trained. Parameters do not depend on node or edge counts, so a run predicts on any
+graph of its schema (same node types, relations, modalities, feature widths and classes; other
+sizes), e.g. the training graph with new products and their edges added:
+
+  run = load_checkpoint("runs/first")                 # no dataset needed
+  pred = run.predict(graph=new_graph, nodes=ids)      # classes of target nodes `ids` of new_graph
+  emb = run.embed(graph=new_graph, chunk_size=4096)   # layer-wise: graphs too big for one forward
+
+A graph of another schema is one error naming what differs. The library does not load datasets:
+pass the graph (`experiments.runs.load_run(workdir)` also rebuilds the run's own dataset).
 """
 
 from __future__ import annotations
@@ -13,77 +21,164 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jraph
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
 from hgnn_ima_jax.checkpointing import orbax_manager
-from hgnn_ima_jax.graph import MMHN
+from hgnn_ima_jax.graph import MMHN, Schema
+from hgnn_ima_jax.inference import LayerwiseInference, schema_differences
 from hgnn_ima_jax.layout import check_graph_layout
-from hgnn_ima_jax.run_dir import read_config
-from hgnn_ima_jax.state import create_model, make_batch
+from hgnn_ima_jax.run_dir import read_config, read_schema
+from hgnn_ima_jax.state import create_model
+
+
+class SchemaMismatchError(ValueError):
+  """A graph whose schema differs from the run's (one line: what differs, and the fix)."""
 
 
 @dataclasses.dataclass
 class LoadedRun:
-  """A trained run, ready to predict and embed: the model, every seed's parameters and the graph."""
+  """A trained run: every seed's selected parameters, the config, the training schema (and graph, if given)."""
 
-  model: nn.Module
   params: Any  # stacked: leading axis = seeds
   batch_stats: Any
   config: ml_collections.ConfigDict
-  data: MMHN
-  graph: jraph.GraphsTuple
+  schema: Schema  # the training graph's
   seeds: list[int]
   results: dict
+  data: MMHN | None = None  # the default graph of predict/embed
+
+  @property
+  def model(self) -> nn.Module:
+    """The model on the training graph's schema."""
+    return create_model(self.config, self.schema)
+
+  @property
+  def graph(self):
+    """The default graph as a `jraph.GraphsTuple` (None without `data`)."""
+    return None if self.data is None else self.data.to_graphs_tuple()
 
   def variables(self, seed: int | None = None) -> dict:
     """Flax variables of one seed (default: the first), for `model.apply(variables, graph)`."""
     i = 0 if seed is None else self.seeds.index(seed)
-    take = lambda t: jax.tree.map(lambda x: x[i], t)
+    take = lambda t: jax.tree.map(lambda x: np.asarray(x)[i], t)
     v = {"params": take(self.params)}
     if jax.tree.leaves(self.batch_stats):
       v["batch_stats"] = take(self.batch_stats)
     return v
 
-  def predict(self, seed: int | None = None) -> np.ndarray:
-    """Predicted class of every target node (eval mode)."""
-    check_graph_layout(self.model.schema, self.graph)  # `graph` is a field a user can replace
-    out = self.model.apply(self.variables(seed), self.graph, train=False)
-    return np.asarray(out.logits.argmax(-1))
+  def check_graph(self, graph: MMHN | None) -> MMHN:
+    """The graph to predict on (default: the run's), checked against the training schema."""
+    graph = self.data if graph is None else graph
+    if graph is None:
+      raise ValueError("graph=None and the run was loaded without data. Fix: pass graph=<an MMHN of the run's "
+                       "schema>, or open the run with experiments.runs.load_run(workdir)")
+    if not isinstance(graph, MMHN):
+      raise TypeError(f"graph: {type(graph).__name__}, expected an MMHN. Fix: pass a dataset (the loaders return one)")
+    diffs = schema_differences(self.schema, graph.schema)
+    if diffs:
+      raise SchemaMismatchError(f"graph {graph.source}: its schema differs from the run's: {'; '.join(diffs)}. "
+                                "Fix: predict on a graph with the run's node types, relations, modalities and "
+                                "feature widths (sizes may differ)")
+    return graph
 
-  def embed(self, seed: int | None = None) -> dict[str, np.ndarray]:
-    """Eval-mode embeddings of the target nodes: 'fused' (N, d) Z, 'modalities' (N, M, d),
-    'fusion_weights' (N, M) δ, and 'nodes' (all nodes, (N_all, M, d))."""
-    check_graph_layout(self.model.schema, self.graph)
-    out = self.model.apply(self.variables(seed), self.graph, train=False, return_embeddings=True)
-    return {k: np.asarray(v) for k, v in out.embeddings.items()}
+  def outputs(self, seed: int | None = None, *, graph: MMHN | None = None, chunk_size: int | None = None) -> dict:
+    """Eval-mode outputs for every target node of `graph`: logits, fused (Z), modalities, fusion_weights.
+
+    chunk_size: None runs one full-graph forward; an int runs exact layer-wise inference over chunks of
+    that many receivers (`inference.LayerwiseInference`: bounded memory, for graphs too big for one forward).
+    """
+    graph = self.check_graph(graph)
+    model, variables = create_model(self.config, graph.schema), self.variables(seed)
+    if chunk_size is not None:
+      r = LayerwiseInference(model, variables, graph, chunk_size=chunk_size).run(graph, compute_att_loss=False)
+      return {"logits": r.logits, "fused": r.fused, "fusion_weights": r.fusion_weights}
+    gt = graph.to_graphs_tuple()
+    check_graph_layout(graph.schema, gt)
+    out = model.apply(variables, gt, train=False, return_embeddings=True)
+    return {"logits": np.asarray(out.logits), **{k: np.asarray(v) for k, v in out.embeddings.items()}}
+
+  def predict(self, seed: int | None = None, *, graph: MMHN | None = None, nodes=None,
+              chunk_size: int | None = None) -> np.ndarray:
+    """Predicted class of the target nodes `nodes` (local ids; default all) of `graph` (default: the run's)."""
+    pred = self.outputs(seed, graph=graph, chunk_size=chunk_size)["logits"].argmax(-1)
+    return pred if nodes is None else pred[self._nodes(nodes, len(pred))]
+
+  def embed(self, seed: int | None = None, *, graph: MMHN | None = None, nodes=None,
+            chunk_size: int | None = None) -> dict[str, np.ndarray]:
+    """Eval-mode embeddings of the target nodes: 'fused' (N, d) Z, 'fusion_weights' (N, M) δ, and with a
+    full-graph forward also 'modalities' (N, M, d) and 'nodes' (every node, (N_all, M, d))."""
+    out = self.outputs(seed, graph=graph, chunk_size=chunk_size)
+    out.pop("logits")
+    if nodes is None:
+      return out
+    idx = self._nodes(nodes, len(out["fused"]))
+    return {k: (v if k == "nodes" else v[idx]) for k, v in out.items()}
+
+  @staticmethod
+  def _nodes(nodes, n: int) -> np.ndarray:
+    idx = np.asarray(nodes)
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer) or (len(idx) and (idx.min() < 0 or idx.max() >= n)):
+      raise ValueError(f"nodes={nodes!r}: expected a 1-D array of target-node ids in 0..{n - 1}. Fix: pass local "
+                       "ids of the graph's target type")
+    return idx
 
 
-def load_checkpoint(workdir: str, data: MMHN) -> LoadedRun:
-  """Loads a run written by `train_and_evaluate`: model, best parameters, config, graph.
+def load_checkpoint(workdir: str, data: MMHN | None = None) -> LoadedRun:
+  """Loads a run written by `train_and_evaluate`: every seed's best parameters, the config and the schema.
 
   Args:
     workdir: the run's directory.
-    data: the graph to predict on: the run's dataset (`data_utils.load_for_config(read_config(workdir))`,
-      which `experiments.runs.load_run` does for you) or another graph of the same schema.
+    data: optional default graph of `predict`/`embed` (the run's dataset, or another graph of its schema).
+      Needed only for runs written before schema.json existed.
   """
   config = read_config(workdir)
-  model = create_model(config, data.schema)
-  batch = make_batch(data)
+  schema = read_schema(workdir)
+  if schema is None:
+    if data is None:
+      raise FileNotFoundError(f"{workdir}/schema.json not found (a run from an older version). Fix: pass data=<the "
+                              "run's dataset> (experiments.runs.load_run(workdir) loads it)")
+    schema = data.schema
   manager = orbax_manager(os.path.join(os.path.abspath(workdir), "checkpoints", "best"))
   step = manager.latest_step()
   if step is None:
-    raise FileNotFoundError(f"{workdir}/checkpoints/best has no checkpoint: the run did not finish; "
-                            "resume it with experiments/train.py --resume --workdir=" + workdir)
+    raise FileNotFoundError(f"{workdir}/checkpoints/best has no checkpoint: the run did not finish. Fix: resume it "
+                            "with experiments/train.py --resume --workdir=" + workdir)
   meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
   seeds = [int(s) for s in meta["seeds"]]
-  variables = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
-                                                batch.graph, train=False))
+  model = create_model(config, schema)
+  # Abstract init on a graph of the schema's shapes (nothing is computed): the tree Orbax restores into.
+  graph = jax.eval_shape(lambda: _shape_graph(schema))
+  variables = jax.eval_shape(lambda g: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+                                                  g, train=False), graph)
   stack = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds),) + x.shape, x.dtype), t)
   target = {"params": stack(variables["params"]), "batch_stats": stack(variables.get("batch_stats", {}))}
   tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
   manager.close()
-  return LoadedRun(model, tree["params"], tree.get("batch_stats", {}), config, data, batch.graph, seeds,
-                   meta["results"])
+  if data is not None and schema_differences(schema, data.schema):
+    raise SchemaMismatchError(f"data {data.source}: its schema differs from the run's: "
+                              f"{'; '.join(schema_differences(schema, data.schema))}. Fix: pass a graph of the run's "
+                              "schema")
+  return LoadedRun(tree["params"], tree.get("batch_stats", {}), config, schema, seeds, meta["results"], data)
+
+
+def _shape_graph(schema: Schema):
+  """A `GraphsTuple` with the schema's shapes (zeros), for abstract initialisation only."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import jraph  # pylint: disable=import-outside-toplevel
+
+  n, e = schema.total_nodes, schema.total_edges
+  offs = schema.node_offsets
+  senders = jnp.concatenate([jnp.full((schema.num_edges[r],), offs[schema.relation_src(r)], jnp.int32)
+                             for r in range(schema.num_relations)] or [jnp.zeros((0,), jnp.int32)])
+  receivers = jnp.concatenate([jnp.full((schema.num_edges[r],), offs[schema.relation_dst(r)], jnp.int32)
+                               for r in range(schema.num_relations)] or [jnp.zeros((0,), jnp.int32)])
+  features = {m: jnp.zeros((n, schema.max_feature_dim(i)), jnp.float32) for i, m in enumerate(schema.modalities)}
+  present = {m: jnp.zeros((n,), bool) for m in schema.modalities}
+  node_type = jnp.concatenate([jnp.full((c,), t, jnp.int32) for t, c in enumerate(schema.num_nodes)])
+  etype = jnp.concatenate([jnp.full((c,), r, jnp.int32) for r, c in enumerate(schema.num_edges)]
+                          or [jnp.zeros((0,), jnp.int32)])
+  return jraph.GraphsTuple(nodes={"type": node_type, "features": features, "present": present},
+                           edges={"type": etype}, senders=senders, receivers=receivers,
+                           n_node=jnp.array([n], jnp.int32), n_edge=jnp.array([e], jnp.int32), globals=None)

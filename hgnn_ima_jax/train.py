@@ -37,7 +37,7 @@ from hgnn_ima_jax.config_validation import validate_config
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.models import split_model_name
 from hgnn_ima_jax.optim import create_optimizer, learning_rate_at
-from hgnn_ima_jax.run_dir import write_config
+from hgnn_ima_jax.run_dir import write_config, write_schema
 from hgnn_ima_jax.run_log import HistoryWriter, TrainingInterrupted, history_rows  # noqa: F401 (re-exported)
 from hgnn_ima_jax.state import Batch, TrainState, abstract_state, create_model, init_state, make_batch, seed_sharding
 from hgnn_ima_jax.steps import make_epoch_fn
@@ -229,6 +229,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data: MM
 
   state, history, resumed = restore_or_init(run, resume)
   write_config(workdir, config)
+  write_schema(workdir, data.schema)
   t_train = time.time()
   if settings.sampled:
     state, history = minibatch.run_minibatch_epochs(

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hgnn_ima_jax.experiments.configs.default import get_config
 from hgnn_ima_jax import DatasetError, layout, models, restore
 from hgnn_ima_jax import state as state_lib
 from model_fixtures import make_graph, random_variables
@@ -109,9 +110,11 @@ def test_make_batch_and_loaded_runs_check_the_graph(setup, monkeypatch):
     state_lib.make_batch(g)
   monkeypatch.undo()
   stacked = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], v["params"])
-  run = restore.LoadedRun(module, stacked, {}, None, g, gt, [0], {})
+  config = get_config()  # the library defaults, as `module` has them
+  config.model.update(SMALL)
+  run = restore.LoadedRun(stacked, {}, config, g.schema, [0], {}, g)
   assert run.predict(0).shape == (g.num_nodes["movie"],)
-  run = dataclasses.replace(run, graph=bad)
+  monkeypatch.setattr(type(g), "to_graphs_tuple", lambda self, dtype=np.float32: bad)
   for call in (run.predict, run.embed):
     with pytest.raises(DatasetError, match="not sorted by receiver"):
       call(0)

@@ -1,0 +1,78 @@
+"""`load_checkpoint(W).predict(graph=G, nodes=ids)` / `.embed(...)`: any graph of the run's schema, one error otherwise."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from hgnn_ima_jax import restore, train
+from hgnn_ima_jax.data_utils import load_for_config
+from hgnn_ima_jax.experiments.configs import test as test_config
+from hgnn_ima_jax.experiments.runs import load_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  c = test_config.get_config()
+  c.num_epochs, c.seeds = 2, (0,)
+  data = load_for_config(c)
+  workdir = str(tmp_path_factory.mktemp("predict"))
+  train.train_and_evaluate(c, workdir, data, progress=False)
+  return workdir, data
+
+
+def grown(data, seed=5):
+  """The graph with 3 new movies and 1 new actor linked only among themselves (same schema, other sizes)."""
+  rng = np.random.default_rng(seed)
+  num_nodes = {**data.num_nodes, "movie": data.num_nodes["movie"] + 3, "actor": data.num_nodes["actor"] + 1}
+  features = {t: {m: np.concatenate([x, rng.normal(size=(num_nodes[t] - len(x), x.shape[1])).astype(x.dtype)])
+                  for m, x in f.items()} for t, f in data.features.items()}
+  movies, actor = np.arange(data.num_nodes["movie"], num_nodes["movie"]), num_nodes["actor"] - 1
+  names = [r.name for r in data.relations]
+  into_actor = [r.name for r in data.relations if (r.src, r.dst) == ("movie", "actor")][0]
+  into_movie = [r.name for r in data.relations if (r.src, r.dst) == ("actor", "movie")][0]
+  assert into_actor in names and into_movie in names
+  edges = {**data.edges,
+           into_actor: np.concatenate([data.edges[into_actor], [[movies[0], actor]]]),
+           into_movie: np.concatenate([data.edges[into_movie], [[actor, m] for m in movies]])}
+  return dataclasses.replace(data, num_nodes=num_nodes, features=features, edges=edges, source="grown",
+                             labels=np.concatenate([data.labels, [0, 1, 2]])).validate()
+
+
+def test_a_run_restores_without_its_dataset_and_predicts_on_a_given_graph(run):
+  workdir, data = run
+  alone = restore.load_checkpoint(workdir)  # no data: the schema comes from schema.json
+  assert alone.data is None and alone.schema == data.schema
+  with pytest.raises(ValueError, match="graph=None and the run was loaded without data"):
+    alone.predict()
+  np.testing.assert_array_equal(alone.predict(graph=data), load_run(workdir).predict())
+
+
+def test_new_unconnected_nodes_leave_the_old_predictions_unchanged(run):
+  workdir, data = run
+  loaded, bigger = restore.load_checkpoint(workdir), grown(data)
+  n = data.num_nodes["movie"]
+  old = loaded.predict(graph=data)
+  new = loaded.predict(graph=bigger, nodes=np.arange(n))
+  np.testing.assert_array_equal(new, old)
+  full = loaded.outputs(graph=bigger)
+  layerwise = loaded.outputs(graph=bigger, chunk_size=7)  # exact layer-wise inference agrees
+  np.testing.assert_allclose(layerwise["logits"], full["logits"], rtol=1e-4, atol=1e-4)
+  emb = loaded.embed(graph=bigger, nodes=[n, n + 2], chunk_size=7)
+  np.testing.assert_allclose(emb["fused"], full["fused"][[n, n + 2]], rtol=1e-4, atol=1e-4)
+  assert loaded.predict(graph=bigger, nodes=[n, n + 1, n + 2]).shape == (3,)
+
+
+def test_a_graph_of_another_schema_is_one_clear_error(run):
+  workdir, data = run
+  loaded = restore.load_checkpoint(workdir)
+  t, m = data.node_types[0], data.modalities[0]
+  wider = {**data.features, t: {**data.features[t], m: np.pad(data.features[t][m], ((0, 0), (0, 2)))}}
+  other = dataclasses.replace(data, features=wider, source="wider")
+  with pytest.raises(restore.SchemaMismatchError) as err:
+    loaded.predict(graph=other)
+  assert "\n" not in str(err.value) and "width" in str(err.value) and "Fix:" in str(err.value)
+  with pytest.raises(ValueError, match=r"nodes=.*0\.\."):
+    loaded.predict(graph=data, nodes=[data.num_nodes["movie"]])
