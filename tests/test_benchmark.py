@@ -279,3 +279,21 @@ def test_step_rusage_writes_one_json_line_per_step(tmp_path):
     assert r["graph"] == "tiny" and r["model"] == "hgnn_ima" and r["wall_s"] > 0
     assert r["user_s"] >= 0 and r["sys_s"] >= 0 and r["minor_faults"] >= 0
     assert 0 < r["rss_mb"] <= r["peak_rss_mb"]
+
+
+def test_scale_benchmark_smoke(tmp_path):
+  """benchmarks/scale.py on the tiny graph: one JSON row per (graph, mode), each from its own process."""
+  out = tmp_path / "scale.jsonl"
+  cmd = [sys.executable, str(REPO / "benchmarks" / "scale.py"), "--graphs=tiny", "--modes=neighbor,hgt,full",
+         "--batch_size=16", "--fanouts=4,4", "--num_samples=16", "--layers=2", "--hidden=16", "--heads=2",
+         "--feature_dim=8", "--sampler_batches=2", "--max_batches=2", f"--out={out}"]
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  rows = [json.loads(line) for line in out.read_text().splitlines()]
+  assert [(r["graph"], r["mode"]) for r in rows] == [("tiny", "neighbor"), ("tiny", "hgt"), ("tiny", "full")]
+  for r in rows:
+    assert "error" not in r, r
+  for r in rows[:2]:
+    assert r["batches"] == 2 and r["compiles"] >= 1 and r["sampler_ms_per_batch"] > 0 and r["inference_s"] > 0
+    assert 0.0 <= r["sampler_wait_share"] <= 1.0 and r["edges_per_s"] > 0 and r["peak_rss_mb"] > 0
+  assert rows[2]["step_ms_median"] > 0 and rows[2]["xla_temp_bytes_per_edge"] > 0
