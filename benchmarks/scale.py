@@ -28,6 +28,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from absl import app, flags  # noqa: E402
+from bench_env import emit  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("graphs", "synthetic_amazon1,amazon", "graphs: amazon (real topology, generated features) or a "
@@ -190,10 +191,7 @@ def main(argv):
                                                    "error": (p.stderr.strip().splitlines() or ["no output"])[-1]}
       except subprocess.TimeoutExpired:
         row = {"record": "scale", "graph": graph, "mode": mode, "error": f"killed after {FLAGS.timeout} s"}
-      print(json.dumps(row), flush=True)
-      if FLAGS.out:
-        with open(FLAGS.out, "a") as f:
-          f.write(json.dumps(row) + "\n")
+      emit(row, FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -197,8 +197,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data: MM
     resume: continue from the latest checkpoint in `workdir` when there is one; a checkpoint
       written with another config is refused (`checkpointing.CheckpointMismatchError`).
     progress: show a tqdm progress bar.
-    should_stop: polled before the first epoch and after each one; when it returns True the
-      state of the last finished epoch is checkpointed and `TrainingInterrupted` is raised
+    should_stop: polled before the first epoch and after each one (in mini-batch mode after every
+      batch); when it returns True the state reached is checkpointed and `TrainingInterrupted` is raised
       (`resume=True` then continues the run where it stopped, with identical results).
     on_history: called with the per-epoch, per-seed rows so far (`history_rows`) whenever a
       checkpoint is written (the scripts write history.json/.csv with it); None: not reported.

@@ -57,3 +57,14 @@ def expect_error(fn, source, *fragments, cls=DatasetError):
   for frag in fragments:
     assert frag in msg, (frag, msg)
   return err
+
+
+def with_overrides(config, **overrides):
+  """`config` with dotted fields set: with_overrides(c, **{"batch.mode": "hgt"}) sets c.batch.mode."""
+  for k, v in overrides.items():
+    node = config
+    *parents, leaf = k.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return config

@@ -12,19 +12,11 @@ from hgnn_ima_jax import steps, train
 from hgnn_ima_jax.data_utils import load_for_config
 from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax.experiments.outputs import history_writer
+from data_helpers import with_overrides
 
 
 def config(**overrides):
-  c = test_config.get_config()
-  c.seeds = (0,)
-  c.num_epochs = 3
-  for k, v in overrides.items():
-    node = c
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return c
+  return with_overrides(test_config.get_config(), **{"seeds": (0,), "num_epochs": 3, **overrides})
 
 
 def fit(c, workdir, data, **kw):

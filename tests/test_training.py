@@ -24,18 +24,13 @@ from hgnn_ima_jax.data_utils import load_for_config
 from hgnn_ima_jax.experiments.outputs import history_writer
 from hgnn_ima_jax.experiments.runs import load_run
 
+from data_helpers import with_overrides  # noqa: E402
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def tiny_config(**overrides):
-  c = test_config.get_config()
-  for k, v in overrides.items():
-    node = c
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return c
+  return with_overrides(test_config.get_config(), **overrides)
 
 
 def fit(config, workdir, data, **kw):
