@@ -4,8 +4,8 @@
 full-graph step per epoch (`train.run_epochs`); 'neighbor' and 'hgt' run `run_minibatch_epochs`:
 
 * an epoch is one pass over the shuffled training targets in batches of `config.batch.size`
-  (`sampling.BatchStream`); batch b of epoch e is sampled from (config.batch.seed, e, b) alone;
-* each sampled sub-graph is padded to the smallest rung of a `subgraph.BudgetLadder` that fits
+  (`batch_stream.BatchStream`); batch b of epoch e is sampled from (config.batch.seed, e, b) alone;
+* each sampled sub-graph is padded to the smallest rung of a `budgets.BudgetLadder` that fits
   (`config.batch.buckets` rungs up to the sampler's upper bound), so the step compiles once per
   rung; padding nodes and edges are masked out of BatchNorm, L_att and the loss;
 * batches are prepared on a background thread, `config.batch.prefetch` ahead, while the device
@@ -45,10 +45,13 @@ from hgnn_ima_jax.inference import LayerwiseInference
 from hgnn_ima_jax.losses import masked_cross_entropy
 from hgnn_ima_jax.optim import learning_rate_at
 from hgnn_ima_jax.run_log import TrainingInterrupted, history_rows
-from hgnn_ima_jax.sampling import BatchStream, build_in_csr, make_sampler
+from hgnn_ima_jax.batch_stream import BatchStream
+from hgnn_ima_jax.samplers import make_sampler
+from hgnn_ima_jax.sampling import build_in_csr
 from hgnn_ima_jax.state import Batch, TrainState, create_model, variables_of
 from hgnn_ima_jax.steps import map_seeds, resolve_seed_batch, track, train_step
-from hgnn_ima_jax.subgraph import Budget, BudgetLadder, PaddedSubgraph, SubgraphBuilder, padded_schema
+from hgnn_ima_jax.budgets import Budget, BudgetLadder, padded_schema
+from hgnn_ima_jax.subgraph import PaddedSubgraph, SubgraphBuilder
 
 MODES = ("full", "neighbor", "hgt")
 

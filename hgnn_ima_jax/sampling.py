@@ -1,4 +1,7 @@
-"""Host-side mini-batch samplers (NumPy) over per-relation in-edge CSR: neighbour sampling and HGSampling.
+"""Host-side sampling (NumPy): the RNG streams, the per-relation in-edge CSR and what a sampler returns.
+
+The samplers themselves are `hgnn_ima_jax.samplers` (neighbour sampling, HGSampling) and the epochs of
+batches `hgnn_ima_jax.batch_stream`; this module holds what they share.
 
 A sampler turns a batch of target nodes into a `SampledSubgraph`: the sampled nodes of every type
 (local ids of the full graph, targets first) and the sampled edges of every relation, as positions
@@ -41,7 +44,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Mapping, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -53,7 +56,7 @@ _PLAN_STREAM, _BATCH_STREAM = 0, 1
 
 # --- RNG ------------------------------------------------------------------------------------
 
-def _check_seed(seed) -> int:
+def check_seed(seed) -> int:
   if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
     raise ValueError(f"seed={seed!r} must be a non-negative integer. Fix: pass e.g. seed=0")
   return int(seed)
@@ -61,7 +64,7 @@ def _check_seed(seed) -> int:
 
 def plan_rng(seed: int, epoch: int) -> np.random.Generator:
   """The generator that shuffles epoch `epoch`'s targets; a function of (seed, epoch) only."""
-  return np.random.default_rng(np.random.SeedSequence(_check_seed(seed), spawn_key=(_PLAN_STREAM, int(epoch))))
+  return np.random.default_rng(np.random.SeedSequence(check_seed(seed), spawn_key=(_PLAN_STREAM, int(epoch))))
 
 
 def batch_rng(seed: int, epoch: int, batch: int) -> np.random.Generator:
@@ -71,7 +74,7 @@ def batch_rng(seed: int, epoch: int, batch: int) -> np.random.Generator:
   batches 0..b-1. SeedSequence's spawn key hashes the whole tuple, so streams never overlap.
   """
   return np.random.default_rng(
-      np.random.SeedSequence(_check_seed(seed), spawn_key=(_BATCH_STREAM, int(epoch), int(batch))))
+      np.random.SeedSequence(check_seed(seed), spawn_key=(_BATCH_STREAM, int(epoch), int(batch))))
 
 
 # --- CSR ------------------------------------------------------------------------------------
@@ -133,7 +136,7 @@ class SampledSubgraph:
     return tuple(len(self.edges[r.name]) for r in relations)
 
 
-def _expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
   """concat(arange(s, s + n) for s, n in zip(starts, lengths)), vectorised."""
   total = int(lengths.sum())
   if total == 0:
@@ -165,7 +168,7 @@ def key_sample(rng: np.random.Generator, n: np.ndarray, k: int) -> np.ndarray:
   if len(n) == 0:
     return np.zeros((0, k), np.int64)
   row = np.repeat(np.arange(len(n)), n)
-  within = _expand_ranges(np.zeros(len(n), np.int64), n)
+  within = expand_ranges(np.zeros(len(n), np.int64), n)
   order = np.lexsort((rng.random(len(row)), row))  # rows in order, a random order inside each row
   first = np.repeat(np.cumsum(n) - n, k) + np.tile(np.arange(k), len(n))
   return within[order][first].reshape(len(n), k)
@@ -193,9 +196,9 @@ def sample_in_edges(csr: InCSR, frontier: np.ndarray, fanout: int, rng: np.rando
     return np.zeros((0,), np.int64)
   start, deg = csr.indptr[frontier], csr.indptr[frontier + 1] - csr.indptr[frontier]
   if fanout < 0:
-    return _expand_ranges(start, deg)
+    return expand_ranges(start, deg)
   small = deg <= fanout
-  whole = _expand_ranges(start[small], deg[small])
+  whole = expand_ranges(start[small], deg[small])
   big = ~small
   if not big.any():
     return whole
@@ -203,7 +206,7 @@ def sample_in_edges(csr: InCSR, frontier: np.ndarray, fanout: int, rng: np.rando
   return np.concatenate([whole, picked.reshape(-1)])
 
 
-def _new_ids(candidates: np.ndarray, seen_sorted: np.ndarray) -> np.ndarray:
+def new_ids(candidates: np.ndarray, seen_sorted: np.ndarray) -> np.ndarray:
   """Sorted unique candidates not in `seen_sorted` (sorted); O(c log c + c log s)."""
   u = np.unique(candidates)
   if len(seen_sorted) == 0 or len(u) == 0:
@@ -213,14 +216,14 @@ def _new_ids(candidates: np.ndarray, seen_sorted: np.ndarray) -> np.ndarray:
   return u[~hit]
 
 
-def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+def isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
   if len(sorted_set) == 0:
     return np.zeros(len(values), bool)
   i = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
   return sorted_set[i] == values
 
 
-def _check_targets(data: MMHN, targets) -> np.ndarray:
+def check_targets(data: MMHN, targets) -> np.ndarray:
   t = np.asarray(targets)
   n = int(data.num_nodes[data.target_type])
   if t.ndim != 1 or not np.issubdtype(t.dtype, np.integer):
@@ -232,353 +235,3 @@ def _check_targets(data: MMHN, targets) -> np.ndarray:
   if len(np.unique(t)) != len(t):
     raise ValueError("targets: contains repeated ids. Fix: list each target once per batch")
   return t.astype(np.int64)
-
-
-# --- neighbour sampling ---------------------------------------------------------------------
-
-class NeighborSampler:
-  """Per-hop, per-relation neighbour sampling without replacement (PyG `NeighborLoader` on HeteroData).
-
-  Args:
-    data: the host graph.
-    fanouts: one entry per hop; an entry is an int for every relation, or a dict relation name ->
-      int naming every relation (0 skips it). -1 takes all in-edges.
-    csr: `build_in_csr(data)` if already built (samplers of one graph can share it).
-  """
-
-  kind = "neighbor"
-
-  def __init__(self, data: MMHN, fanouts: Sequence[int | Mapping[str, int]], *,
-               csr: Mapping[str, InCSR] | None = None):
-    self.data = data
-    self.csr = dict(csr) if csr is not None else build_in_csr(data)
-    names = [r.name for r in data.relations]
-    if isinstance(fanouts, (int, np.integer, Mapping)) or len(fanouts) == 0:
-      raise ValueError(f"fanouts={fanouts!r}: expected a non-empty list with one entry per hop. "
-                       "Fix: e.g. fanouts=[10, 5] or [{'ma': 10, ...}, ...]")
-    table = []
-    for h, f in enumerate(fanouts):
-      if isinstance(f, Mapping):
-        unknown = sorted(set(f) - set(names))
-        missing = [n for n in names if n not in f]
-        if unknown or missing:
-          problem = " ".join(([f"unknown relations {unknown}"] if unknown else [])
-                             + ([f"missing relations {missing}"] if missing else []))
-          raise ValueError(f"fanouts[{h}]: {problem}. Fix: give a fanout for exactly the relations {names} "
-                           "(0 skips one)")
-        row = tuple(f[n] for n in names)
-      else:
-        row = (f,) * len(names)
-      for n, k in zip(names, row):
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) < -1:
-          raise ValueError(f"fanouts[{h}][{n!r}]={k!r}: expected an int >= -1. Fix: use -1 (all), 0 (skip) or k > 0")
-      table.append(tuple(int(k) for k in row))
-    self.fanouts = tuple(table)  # [hop][relation id]
-
-  @property
-  def num_hops(self) -> int:
-    return len(self.fanouts)
-
-  def config(self) -> dict:
-    """Settings that determine the batches (stored with the stream state to refuse a mismatched resume)."""
-    return {"kind": self.kind, "fanouts": [list(f) for f in self.fanouts]}
-
-  def sample(self, targets, rng: np.random.Generator) -> SampledSubgraph:
-    data = self.data
-    targets = _check_targets(data, targets)
-    types, rels = list(data.node_types), list(data.relations)
-    empty = np.zeros((0,), np.int64)
-    nodes = {t: [empty] for t in types}
-    nodes[data.target_type] = [targets]
-    seen = {t: np.sort(np.concatenate(nodes[t])) for t in types}
-    frontier = {t: nodes[t][0] for t in types}
-    edges = {r.name: [] for r in rels}
-    for hop in range(self.num_hops):
-      reached = {t: [] for t in types}
-      for ri, r in enumerate(rels):
-        pos = sample_in_edges(self.csr[r.name], frontier[r.dst], self.fanouts[hop][ri], rng)
-        edges[r.name].append(pos)
-        reached[r.src].append(self.csr[r.name].src[pos])
-      for t in types:
-        new = _new_ids(np.concatenate(reached[t]), seen[t]) if reached[t] else empty
-        nodes[t].append(new)
-        seen[t] = np.union1d(seen[t], new)
-        frontier[t] = new
-    return SampledSubgraph({t: np.concatenate(v) for t, v in nodes.items()},
-                           {n: (np.concatenate(v) if v else empty) for n, v in edges.items()}, targets,
-                           {t: np.repeat(np.arange(len(v)), [len(x) for x in v]) for t, v in nodes.items()})
-
-
-# --- HGSampling -----------------------------------------------------------------------------
-
-class HGTSampler:
-  """HGSampling (HGT, Algorithm 1), as PyG's `HGTLoader`.
-
-  Args:
-    data: the host graph.
-    num_samples: nodes sampled per type per iteration: an int for every type, or a dict type ->
-      int (types not named get 0).
-    num_iterations: the sampling depth L.
-    max_budget_neighbors: when a sampled node has more in-edges than this on a relation, only this
-      many (at random, without replacement) add to the budget, each still with 1/deg, so that a
-      hub adds at most `cap` entries (PyG caps at 520 the same way); None = no cap.
-    csr: `build_in_csr(data)` if already built.
-  """
-
-  kind = "hgt"
-
-  def __init__(self, data: MMHN, num_samples: int | Mapping[str, int], num_iterations: int, *,
-               max_budget_neighbors: int | None = 520, csr: Mapping[str, InCSR] | None = None):
-    self.data = data
-    self.csr = dict(csr) if csr is not None else build_in_csr(data)
-    types = list(data.node_types)
-    if isinstance(num_samples, Mapping):
-      unknown = sorted(set(num_samples) - set(types))
-      if unknown:
-        raise ValueError(f"num_samples: unknown node types {unknown}. Fix: use names from {types}")
-      per_type = {t: num_samples.get(t, 0) for t in types}
-    else:
-      per_type = {t: num_samples for t in types}
-    for t, n in per_type.items():
-      if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) < 0:
-        raise ValueError(f"num_samples[{t!r}]={n!r}: expected an int >= 0. Fix: e.g. num_samples=64")
-    if isinstance(num_iterations, bool) or not isinstance(num_iterations, (int, np.integer)) or num_iterations < 1:
-      raise ValueError(f"num_iterations={num_iterations!r}: expected an int >= 1. Fix: e.g. num_iterations=2")
-    if max_budget_neighbors is not None and int(max_budget_neighbors) < 1:
-      raise ValueError(f"max_budget_neighbors={max_budget_neighbors!r}: expected None or an int >= 1. "
-                       "Fix: use None (no cap) or e.g. 520")
-    self.num_samples = {t: int(n) for t, n in per_type.items()}
-    self.num_iterations = int(num_iterations)
-    self.max_budget_neighbors = None if max_budget_neighbors is None else int(max_budget_neighbors)
-
-  def config(self) -> dict:
-    return {"kind": self.kind, "num_samples": dict(self.num_samples), "num_iterations": self.num_iterations,
-            "max_budget_neighbors": self.max_budget_neighbors}
-
-  def _budget_terms(self, t: str, added: np.ndarray, rng) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per source type: (neighbour ids, 1/deg weights) that nodes `added` of type t put into the budget."""
-    out = {}
-    for r in self.data.relations:
-      if r.dst != t or len(added) == 0:
-        continue
-      csr = self.csr[r.name]
-      start, deg = csr.indptr[added], csr.indptr[added + 1] - csr.indptr[added]
-      cap = self.max_budget_neighbors
-      if cap is None:
-        pos, w = _expand_ranges(start, deg), np.repeat(1.0 / np.maximum(deg, 1), deg)
-      else:
-        small = deg <= cap
-        big = ~small
-        pos = [_expand_ranges(start[small], deg[small])]
-        w = [np.repeat(1.0 / np.maximum(deg[small], 1), deg[small])]
-        if big.any():
-          pos.append((start[big, None] + choose_k(rng, deg[big], cap)).reshape(-1))
-          w.append(np.repeat(1.0 / deg[big], cap))
-        pos, w = np.concatenate(pos), np.concatenate(w)
-      ids, ws = out.get(r.src, ([], []))
-      out[r.src] = (ids + [csr.src[pos]], ws + [w])
-    return {s: (np.concatenate(i), np.concatenate(w)) for s, (i, w) in out.items()}
-
-  def sample(self, targets, rng: np.random.Generator) -> SampledSubgraph:
-    data = self.data
-    targets = _check_targets(data, targets)
-    types = list(data.node_types)
-    empty_i, empty_f = np.zeros((0,), np.int64), np.zeros((0,), np.float64)
-    nodes = {t: [empty_i] for t in types}
-    nodes[data.target_type] = [targets]
-    sampled = {t: np.sort(np.concatenate(nodes[t])) for t in types}
-    budget = {t: (empty_i, empty_f) for t in types}  # per type: sorted unique ids and their summed weight
-
-    def add_to_budget(t, added):
-      for s, (ids, w) in self._budget_terms(t, added, rng).items():
-        keep = ~_isin_sorted(ids, sampled[s])  # sampled nodes never re-enter the budget
-        old_ids, old_w = budget[s]
-        u, inv = np.unique(np.concatenate([old_ids, ids[keep]]), return_inverse=True)
-        budget[s] = (u, np.bincount(inv, weights=np.concatenate([old_w, w[keep]]), minlength=len(u)))
-
-    add_to_budget(data.target_type, targets)
-    hops = {t: [np.zeros(len(nodes[t][0]), np.int64)] for t in types}
-    for it in range(1, self.num_iterations + 1):
-      # All types sample from the budget as it stands at the start of the iteration (Algorithm 1).
-      picks = {}
-      for t in types:
-        ids, w = budget[t]
-        n = self.num_samples[t]
-        if n == 0 or len(ids) == 0:
-          picks[t] = empty_i
-          continue
-        if len(ids) <= n:
-          picks[t] = ids
-          continue
-        # P(s) ∝ B[s]²; n draws without replacement as Efraimidis–Spirakis: the n largest log(u)/p.
-        p = np.square(w)
-        keys = np.log(rng.random(len(ids))) / (p / p.sum())
-        picks[t] = np.sort(ids[np.argpartition(-keys, n - 1)[:n]])
-      for t in types:
-        if len(picks[t]):
-          nodes[t].append(picks[t])
-          hops[t].append(np.full(len(picks[t]), it, np.int64))
-          sampled[t] = np.union1d(sampled[t], picks[t])
-          ids, w = budget[t]
-          keep = ~_isin_sorted(ids, picks[t])
-          budget[t] = (ids[keep], w[keep])
-      for t in types:
-        if len(picks[t]):
-          add_to_budget(t, picks[t])
-    nodes = {t: np.concatenate(v) for t, v in nodes.items()}
-    return SampledSubgraph(nodes, self._induced_edges(nodes), targets, {t: np.concatenate(v) for t, v in hops.items()})
-
-  def _induced_edges(self, nodes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every edge whose both ends were sampled: scans the in-edges of the sampled receivers."""
-    out = {}
-    for r in self.data.relations:
-      csr, dst = self.csr[r.name], np.sort(nodes[r.dst])
-      pos = _expand_ranges(csr.indptr[dst], csr.indptr[dst + 1] - csr.indptr[dst])
-      out[r.name] = pos[_isin_sorted(csr.src[pos], np.sort(nodes[r.src]))]
-    return out
-
-
-# --- epochs and resumable streams -----------------------------------------------------------
-
-class EpochPlan:
-  """Epoch `epoch`'s targets, shuffled by `plan_rng(seed, epoch)` and cut into batches of `batch_size`.
-
-  Every target is in exactly one batch; the last batch is smaller unless `drop_last`.
-  """
-
-  def __init__(self, targets, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True,
-               drop_last: bool = False):
-    targets = np.asarray(targets, np.int64)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-      raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1. Fix: e.g. batch_size=256")
-    if len(targets) == 0:
-      raise ValueError("targets: empty. Fix: pass the training split's target ids")
-    self.seed, self.epoch, self.batch_size, self.drop_last = _check_seed(seed), int(epoch), int(batch_size), drop_last
-    self.order = plan_rng(seed, epoch).permutation(targets) if shuffle else targets.copy()
-    n = len(self.order)
-    self.num_batches = n // self.batch_size if drop_last else -(-n // self.batch_size)
-    if self.num_batches == 0:
-      raise ValueError(f"batch_size={batch_size} with drop_last=True leaves no batch of the {n} targets. "
-                       "Fix: lower batch_size or set drop_last=False")
-
-  def __len__(self) -> int:
-    return self.num_batches
-
-  def batch(self, b: int) -> np.ndarray:
-    if not 0 <= b < self.num_batches:
-      raise IndexError(f"batch {b} outside 0..{self.num_batches - 1} of epoch {self.epoch}")
-    return self.order[b * self.batch_size:(b + 1) * self.batch_size]
-
-  def __iter__(self) -> Iterator[np.ndarray]:
-    return (self.batch(b) for b in range(self.num_batches))
-
-
-@dataclasses.dataclass
-class SampledBatch:
-  """One batch of a stream: where it is, its targets, its sub-graph, and the stream state after it."""
-
-  epoch: int
-  index: int
-  targets: np.ndarray
-  subgraph: SampledSubgraph
-  state_after: dict
-
-
-class BatchStream:
-  """Epochs of sampled batches, resumable from a small state dict.
-
-  `state()` is {'seed', 'epoch', 'next_batch', 'batch_size', 'num_targets', 'sampler'} — plain ints,
-  strings and lists, for a checkpoint's JSON/metadata. Batch b of epoch e is always
-  `sampler.sample(plan(e).batch(b), batch_rng(seed, e, b))`, whatever ran before.
-  """
-
-  def __init__(self, sampler, targets, batch_size: int, *, seed: int, epoch: int = 0, next_batch: int = 0,
-               shuffle: bool = True, drop_last: bool = False):
-    self.sampler, self.targets = sampler, np.asarray(targets, np.int64)
-    self.batch_size, self.seed, self.shuffle, self.drop_last = int(batch_size), _check_seed(seed), shuffle, drop_last
-    self.epoch, self.next_batch = int(epoch), int(next_batch)
-    n = len(self.plan())
-    if not 0 <= self.next_batch <= n:
-      raise ValueError(f"next_batch={next_batch} outside 0..{n} for epoch {epoch}. "
-                       "Fix: resume from a state this stream's settings produced")
-
-  def plan(self, epoch: int | None = None) -> EpochPlan:
-    """Epoch `epoch`'s plan (default: the current epoch); the last one is kept, as a shuffle is O(targets)."""
-    epoch = self.epoch if epoch is None else int(epoch)
-    cached = getattr(self, "_plan", None)  # one tuple, replaced whole: safe to read from a prefetch thread
-    if cached is not None and cached[0] == epoch:
-      return cached[1]
-    plan = EpochPlan(self.targets, self.batch_size, seed=self.seed, epoch=epoch, shuffle=self.shuffle,
-                     drop_last=self.drop_last)
-    self._plan = (epoch, plan)
-    return plan
-
-  def sample_batch(self, epoch: int, b: int, plan: EpochPlan | None = None) -> SampledBatch:
-    plan = plan or self.plan(epoch)
-    targets = plan.batch(b)
-    sub = self.sampler.sample(targets, batch_rng(self.seed, epoch, b))
-    after = (epoch, b + 1) if b + 1 < plan.num_batches else (epoch + 1, 0)
-    return SampledBatch(epoch, b, targets, sub, self._state(*after))
-
-  def epoch_batches(self) -> Iterator[SampledBatch]:
-    """The current epoch's remaining batches; the stream advances as each is yielded (next epoch at the end)."""
-    epoch, plan = self.epoch, self.plan()
-    for b in range(self.next_batch, plan.num_batches):
-      batch = self.sample_batch(epoch, b, plan)
-      self.epoch, self.next_batch = batch.state_after["epoch"], batch.state_after["next_batch"]
-      yield batch
-    if self.epoch == epoch:  # an epoch resumed at its very end: move on
-      self.epoch, self.next_batch = epoch + 1, 0
-
-  def _state(self, epoch: int, next_batch: int) -> dict:
-    return {"seed": self.seed, "epoch": int(epoch), "next_batch": int(next_batch), "batch_size": self.batch_size,
-            "num_targets": int(len(self.targets)), "shuffle": bool(self.shuffle), "drop_last": bool(self.drop_last),
-            "sampler": self.sampler.config()}
-
-  def state(self) -> dict:
-    return self._state(self.epoch, self.next_batch)
-
-  @classmethod
-  def from_state(cls, sampler, targets, batch_size: int, state: Mapping) -> "BatchStream":
-    """The stream `state` was saved from; refuses a state from other settings (it would give other batches)."""
-    want = {"batch_size": int(batch_size), "num_targets": int(len(targets)), "sampler": sampler.config()}
-    for key, value in want.items():
-      got = state.get(key)
-      if key == "sampler" and got is not None:
-        got = _jsonish(got)
-        value = _jsonish(value)
-      if got != value:
-        raise ValueError(f"sampler state: {key}={got!r} but this run has {value!r}. Fix: resume with the settings "
-                         "the checkpoint was written with, or start the run afresh")
-    return cls(sampler, targets, batch_size, seed=state["seed"], epoch=state["epoch"],
-               next_batch=state["next_batch"], shuffle=state.get("shuffle", True),
-               drop_last=state.get("drop_last", False))
-
-
-def _jsonish(x):
-  """Lists for tuples, str keys: how a config looks after a JSON round trip."""
-  if isinstance(x, Mapping):
-    return {str(k): _jsonish(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonish(v) for v in x]
-  return x
-
-
-# --- construction by name (for config.batch) -------------------------------------------------
-
-SAMPLER_KINDS = ("neighbor", "hgt")
-
-
-def make_sampler(data: MMHN, kind: str, *, fanouts=None, num_samples=None, num_iterations=None,
-                 max_budget_neighbors: int | None = 520, csr: Mapping[str, InCSR] | None = None):
-  """The sampler named `kind` ('neighbor': needs `fanouts`; 'hgt': needs `num_samples`, `num_iterations`)."""
-  if kind == "neighbor":
-    if fanouts is None:
-      raise ValueError("fanouts=None: the neighbor sampler needs one fanout per hop. Fix: e.g. fanouts=[10, 5]")
-    return NeighborSampler(data, list(fanouts), csr=csr)
-  if kind == "hgt":
-    if num_samples is None or num_iterations is None:
-      raise ValueError(f"num_samples={num_samples!r}, num_iterations={num_iterations!r}: the hgt sampler needs "
-                       "both. Fix: e.g. num_samples=128, num_iterations=2")
-    return HGTSampler(data, num_samples, num_iterations, max_budget_neighbors=max_budget_neighbors, csr=csr)
-  raise ValueError(f"sampler kind={kind!r}: use one of {SAMPLER_KINDS}. Fix: set the batch mode to one of them")

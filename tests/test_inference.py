@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import pytest
 
-from hgnn_ima_jax import DatasetError, inference, models
+from hgnn_ima_jax import DatasetError, chunks, inference, models
 from hgnn_ima_jax.config_validation import MODEL_NAMES
 from model_fixtures import fast_jit, make_graph, random_variables
 
@@ -53,7 +53,7 @@ def assert_equal_outputs(res, full):
 def test_fixture_graph_has_an_empty_relation_and_receivers_without_in_edges():
   s, data = graph().schema, graph()
   assert 0 in s.num_edges
-  in_edges = inference.InEdges(data)
+  in_edges = chunks.InEdges(data)
   assert any(np.any(np.diff(ip) == 0) for ip, n in zip(in_edges.indptr, s.num_edges) if n)
 
 
@@ -101,14 +101,14 @@ def test_node_states_and_skipping_att_loss():
 
 def test_chunks_are_many_and_hold_their_budgets():
   data = graph()
-  s, in_edges = data.schema, inference.InEdges(data)
-  budgets = inference.compute_budgets(s, in_edges, 3)
-  chunks = list(inference.plan_chunks(s, in_edges, budgets, range(s.num_node_types)))
-  assert len(chunks) >= s.total_nodes // 3
-  seen = np.concatenate([np.arange(a, b) + s.node_offsets[t] for c in chunks for t, a, b in c])
+  s, in_edges = data.schema, chunks.InEdges(data)
+  budgets = chunks.compute_budgets(s, in_edges, 3)
+  planned = list(chunks.plan_chunks(s, in_edges, budgets, range(s.num_node_types)))
+  assert len(planned) >= s.total_nodes // 3
+  seen = np.concatenate([np.arange(a, b) + s.node_offsets[t] for c in planned for t, a, b in c])
   np.testing.assert_array_equal(np.sort(seen), np.arange(s.total_nodes))  # every node is a receiver once
-  for ranges in chunks:
-    c = inference.build_chunk(s, in_edges, budgets, ranges)
+  for ranges in planned:
+    c = chunks.build_chunk(s, in_edges, budgets, ranges)
     assert all(b - a <= budgets.receivers[t] for t, a, b in ranges) and sum(b - a for _, a, b in ranges) <= 3
     assert all(len(rows) < nb for rows, nb in zip(c.hs_rows, budgets.nodes))  # the padding slot stays free
     receivers = c.receivers.astype(np.int64)
@@ -151,10 +151,10 @@ def hub_graph():
 
 def test_a_node_with_a_huge_in_degree_fits():
   data = hub_graph()
-  s, in_edges = data.schema, inference.InEdges(data)
+  s, in_edges = data.schema, chunks.InEdges(data)
   r = [rel.name for rel in s.relations].index("am")
-  share = inference.receiver_shares(s.num_nodes, 1)[s.relation_dst(r)]
-  default = int(np.ceil(inference.EDGE_SLACK * share * s.num_edges[r] / s.num_nodes[s.relation_dst(r)]))
+  share = chunks.receiver_shares(s.num_nodes, 1)[s.relation_dst(r)]
+  default = int(np.ceil(chunks.EDGE_SLACK * share * s.num_edges[r] / s.num_nodes[s.relation_dst(r)]))
   assert in_edges.max_in_degree[r] > default  # larger than the chunk's default budget
   model, variables, full = built("hgnn_ima", data)
   engine = inference.LayerwiseInference(model, variables, data, chunk_size=1, jit=fast_jit)
@@ -208,12 +208,12 @@ def test_chunk_sub_graphs_have_the_graphs_tuple_layout():
   from hgnn_ima_jax.layout import check_graph_layout  # pylint: disable=import-outside-toplevel
 
   data = hub_graph()
-  s, in_edges = data.schema, inference.InEdges(data)
-  budgets = inference.compute_budgets(s, in_edges, 4)
-  cs = inference.chunk_schema(s, budgets)
-  for ranges in inference.plan_chunks(s, in_edges, budgets, range(s.num_node_types)):
-    c = inference.build_chunk(s, in_edges, budgets, ranges)
-    gt = inference.chunk_graphs_tuple(data, budgets, c)
+  s, in_edges = data.schema, chunks.InEdges(data)
+  budgets = chunks.compute_budgets(s, in_edges, 4)
+  cs = chunks.chunk_schema(s, budgets)
+  for ranges in chunks.plan_chunks(s, in_edges, budgets, range(s.num_node_types)):
+    c = chunks.build_chunk(s, in_edges, budgets, ranges)
+    gt = chunks.chunk_graphs_tuple(data, budgets, c)
     check_graph_layout(cs, gt)
     valid = gt.nodes["valid"]
     assert np.all(valid[gt.senders[gt.edges["valid"]]]) and np.all(valid[gt.receivers[gt.edges["valid"]]])
@@ -224,14 +224,14 @@ def test_a_chunk_graphs_tuple_through_model_apply_gives_its_receivers_outputs():
   """With one layer, a chunk's sub-graph is all its target receivers need: `model.apply` on it (a model of the chunk
   schema, the same variables) gives their full-batch logits — the form mini-batch code can feed to a model."""
   data = graph()
-  s, in_edges = data.schema, inference.InEdges(data)
+  s, in_edges = data.schema, chunks.InEdges(data)
   model, variables, full = built("hgnn_ima", data, num_layers=1)
-  budgets = inference.compute_budgets(s, in_edges, 6)
-  chunk_model = models.build_model("hgnn_ima", inference.chunk_schema(s, budgets), **{**BN, "num_layers": 1})
+  budgets = chunks.compute_budgets(s, in_edges, 6)
+  chunk_model = models.build_model("hgnn_ima", chunks.chunk_schema(s, budgets), **{**BN, "num_layers": 1})
   apply = fast_jit(lambda v, g: chunk_model.apply(v, g, train=False))
-  for ranges in list(inference.plan_chunks(s, in_edges, budgets, range(s.num_node_types)))[:2]:
-    c = inference.build_chunk(s, in_edges, budgets, ranges)
-    out = apply(variables, inference.chunk_graphs_tuple(data, budgets, c))
+  for ranges in list(chunks.plan_chunks(s, in_edges, budgets, range(s.num_node_types)))[:2]:
+    c = chunks.build_chunk(s, in_edges, budgets, ranges)
+    out = apply(variables, chunks.chunk_graphs_tuple(data, budgets, c))
     (t, a, b), = [rg for rg in ranges if rg[0] == s.target_id]
     rows = np.searchsorted(c.hs_rows[t], np.arange(a, b))
     np.testing.assert_allclose(np.asarray(out.logits)[rows], np.asarray(full.logits)[a:b], **TOL)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from hgnn_ima_jax import MMHN
-from hgnn_ima_jax.sampling import (BatchStream, EpochPlan, HGTSampler, NeighborSampler, batch_rng, build_in_csr,
-                                   choose_k, floyd_sample, key_sample, sample_in_edges)
+from hgnn_ima_jax.batch_stream import BatchStream, EpochPlan
+from hgnn_ima_jax.samplers import HGTSampler, NeighborSampler
+from hgnn_ima_jax.sampling import batch_rng, build_in_csr, choose_k, floyd_sample, key_sample, sample_in_edges
 from sampling_graphs import dense_graph
 
 FANOUTS = [{"ma": 3, "md": 2, "dm": -1, "am": 4}, {"ma": 1, "md": 0, "dm": 2, "am": 2}]
@@ -233,7 +234,7 @@ def test_bad_settings_are_one_line_errors(graph):
 
 
 def test_make_sampler_by_name(graph):
-  from hgnn_ima_jax.sampling import make_sampler
+  from hgnn_ima_jax.samplers import make_sampler
   assert make_sampler(graph, "neighbor", fanouts=(2, 1)).fanouts == ((2,) * 4, (1,) * 4)
   assert make_sampler(graph, "hgt", num_samples=3, num_iterations=2).num_samples["actor"] == 3
   with pytest.raises(ValueError, match=r"kind='full'.*Fix:"):

@@ -13,8 +13,11 @@ import pytest
 from hgnn_ima_jax import train
 from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax.layout import check_graph_layout
-from hgnn_ima_jax.sampling import BatchStream, HGTSampler, NeighborSampler, batch_rng
-from hgnn_ima_jax.subgraph import Budget, BudgetLadder, FeatureStore, SubgraphBuilder, padded_schema
+from hgnn_ima_jax.batch_stream import BatchStream
+from hgnn_ima_jax.samplers import HGTSampler, NeighborSampler
+from hgnn_ima_jax.sampling import batch_rng
+from hgnn_ima_jax.budgets import Budget, BudgetLadder, padded_schema
+from hgnn_ima_jax.subgraph import FeatureStore, SubgraphBuilder
 from model_fixtures import random_variables
 from sampling_graphs import dense_graph
 

@@ -1,0 +1,224 @@
+"""Static shapes for sampled sub-graphs: a `Budget` (nodes per type, edges per relation) and a `BudgetLadder`.
+
+A model is built from a `Schema` whose counts are static, so every batch is padded to a budget:
+`padded_schema(schema, budget)` is the Schema the model is built with. `Budget.for_sampler` is an upper
+bound no batch of a sampler can exceed; a `BudgetLadder` holds a few sizes up to it, and `choose(sub)` the
+smallest that fits, so a training step compiles once per size (`hgnn_ima_jax.subgraph` pads to it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import numpy as np
+
+from hgnn_ima_jax.graph import Schema
+from hgnn_ima_jax.sampling import SampledSubgraph
+
+FIX_BUDGET = "use Budget.for_sampler(...) or BudgetLadder.choose(sub), or raise that entry of the budget"
+
+
+# --- budgets --------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """Static sizes of a padded sub-graph: nodes per type (incl. >= 1 padding slot), edges per relation."""
+
+  nodes: tuple[int, ...]
+  edges: tuple[int, ...]
+
+  def __post_init__(self):
+    object.__setattr__(self, "nodes", tuple(int(n) for n in self.nodes))
+    object.__setattr__(self, "edges", tuple(int(e) for e in self.edges))
+    if any(n < 1 for n in self.nodes):
+      raise ValueError(f"Budget.nodes={self.nodes}: every type needs >= 1 slot (the padding slot). "
+                       "Fix: give each type at least real + 1 nodes")
+    if any(e < 0 for e in self.edges):
+      raise ValueError(f"Budget.edges={self.edges}: negative. Fix: give each relation >= 0 edges")
+
+  @property
+  def total_nodes(self) -> int:
+    return sum(self.nodes)
+
+  @property
+  def total_edges(self) -> int:
+    return sum(self.edges)
+
+  def fits(self, node_counts: Sequence[int], edge_counts: Sequence[int]) -> bool:
+    """True when real counts fit, keeping one padding slot per type."""
+    return (all(n + 1 <= b for n, b in zip(node_counts, self.nodes))
+            and all(e <= b for e, b in zip(edge_counts, self.edges)))
+
+  def fits_subgraph(self, schema: Schema, sub: SampledSubgraph) -> bool:
+    return self.fits(sub.node_counts(schema.node_types), sub.edge_counts(schema.relations))
+
+  def maximum(self, other: "Budget") -> "Budget":
+    return Budget(tuple(map(max, self.nodes, other.nodes)), tuple(map(max, self.edges, other.edges)))
+
+  def minimum(self, other: "Budget") -> "Budget":
+    return Budget(tuple(map(min, self.nodes, other.nodes)), tuple(map(min, self.edges, other.edges)))
+
+  def to_dict(self) -> dict:
+    return {"nodes": list(self.nodes), "edges": list(self.edges)}
+
+  @classmethod
+  def exact(cls, schema: Schema, sub: SampledSubgraph, pad: int = 1) -> "Budget":
+    """The smallest budget for `sub`: its counts, plus `pad` (>= 1) padding slots per type."""
+    if pad < 1:
+      raise ValueError(f"pad={pad}: the layout needs >= 1 padding slot per node type. Fix: pad=1")
+    return cls(tuple(n + pad for n in sub.node_counts(schema.node_types)), sub.edge_counts(schema.relations))
+
+  @classmethod
+  def full_graph(cls, schema: Schema) -> "Budget":
+    """Room for the whole graph (e.g. to run the full graph through the sub-graph path)."""
+    return cls(tuple(n + 1 for n in schema.num_nodes), schema.num_edges)
+
+  @classmethod
+  def for_sampler(cls, sampler, batch_size: int) -> "Budget":
+    """An upper bound on any batch of `batch_size` targets from `sampler` (see the module docstring)."""
+    if sampler.kind == "neighbor":
+      return _neighbor_bound(sampler, batch_size)
+    if sampler.kind == "hgt":
+      return _hgt_bound(sampler, batch_size)
+    raise ValueError(f"sampler.kind={sampler.kind!r}: no budget rule. Fix: use a NeighborSampler or HGTSampler")
+
+
+def _top_sum(sorted_desc: np.ndarray, k: int, cap: int | None = None) -> int:
+  """Sum of the k largest of min(values, cap); values sorted in descending order."""
+  v = sorted_desc[:max(int(k), 0)]
+  if cap is not None:
+    v = np.minimum(v, cap)
+  return int(v.sum())
+
+
+def _neighbor_bound(sampler, batch_size: int) -> Budget:
+  data = sampler.data
+  types, rels = list(data.node_types), list(data.relations)
+  size = {t: int(data.num_nodes[t]) for t in types}
+  in_deg = {r.name: np.sort(sampler.csr[r.name].degree)[::-1] for r in rels}
+  frontier = {t: 0 for t in types}
+  frontier[data.target_type] = min(int(batch_size), size[data.target_type])
+  total_nodes = dict(frontier)
+  total_edges = {r.name: 0 for r in rels}
+  for hop in range(sampler.num_hops):
+    reached = {t: 0 for t in types}
+    for ri, r in enumerate(rels):
+      f = sampler.fanouts[hop][ri]
+      e = 0 if f == 0 else _top_sum(in_deg[r.name], frontier[r.dst], None if f < 0 else f)
+      total_edges[r.name] += e
+      reached[r.src] += e
+    for t in types:
+      # Not size - total_nodes: total_nodes is itself a bound, and the true remainder can be larger.
+      frontier[t] = min(reached[t], size[t])
+      total_nodes[t] = min(total_nodes[t] + frontier[t], size[t])
+  # Each receiver is a frontier node at most once: its in-edges are sampled at most once.
+  for ri, r in enumerate(rels):
+    fmax = max(sampler.fanouts[h][ri] for h in range(sampler.num_hops))
+    cap = None if any(sampler.fanouts[h][ri] < 0 for h in range(sampler.num_hops)) else fmax
+    once = _top_sum(in_deg[r.name], total_nodes[r.dst], cap)
+    total_edges[r.name] = min(total_edges[r.name], once, len(sampler.csr[r.name].src))
+  return Budget(tuple(total_nodes[t] + 1 for t in types), tuple(total_edges[r.name] for r in rels))
+
+
+def _hgt_bound(sampler, batch_size: int) -> Budget:
+  data = sampler.data
+  types, rels = list(data.node_types), list(data.relations)
+  nodes = {}
+  for t in types:
+    base = min(int(batch_size), int(data.num_nodes[t])) if t == data.target_type else 0
+    nodes[t] = min(int(data.num_nodes[t]), base + sampler.num_iterations * sampler.num_samples[t])
+  edges = []
+  for r in rels:
+    csr = sampler.csr[r.name]
+    in_deg = np.sort(csr.degree)[::-1]
+    out_deg = np.sort(np.bincount(csr.src, minlength=int(data.num_nodes[r.src])))[::-1]
+    edges.append(min(len(csr.src), _top_sum(in_deg, nodes[r.dst]), _top_sum(out_deg, nodes[r.src])))
+  return Budget(tuple(nodes[t] + 1 for t in types), tuple(edges))
+
+
+def padded_schema(schema: Schema, budget: Budget) -> Schema:
+  """`schema` with the budget's counts: the Schema a model for padded sub-graphs is built with."""
+  if len(budget.nodes) != schema.num_node_types or len(budget.edges) != schema.num_relations:
+    raise ValueError(f"budget has {len(budget.nodes)} node types and {len(budget.edges)} relations, the schema "
+                     f"{schema.num_node_types} and {schema.num_relations}. Fix: derive the budget from this graph")
+  return dataclasses.replace(schema, num_nodes=budget.nodes, num_edges=budget.edges)
+
+
+class BudgetLadder:
+  """A few budgets ("buckets"), smallest first; `choose` picks the smallest one a sub-graph fits.
+
+  The last rung should be an upper bound (`Budget.for_sampler`) so that every batch fits; the
+  constructors guarantee that. A training step then compiles once per rung used.
+  """
+
+  def __init__(self, rungs: Sequence[Budget]):
+    if not rungs:
+      raise ValueError("BudgetLadder: no rungs. Fix: give at least one Budget (e.g. Budget.for_sampler)")
+    unique = []
+    for b in sorted(rungs, key=lambda b: (b.total_nodes + b.total_edges, b.nodes, b.edges)):
+      if b not in unique:
+        unique.append(b)
+    self.rungs = tuple(unique)
+
+  @classmethod
+  def geometric(cls, upper: Budget, num_buckets: int = 4, ratio: float = 2.0,
+                lower: Budget | None = None) -> "BudgetLadder":
+    """Rung i (0-based of K) is upper / ratio^(K-1-i), entry by entry, never below `lower`; rung K-1 is upper."""
+    if num_buckets < 1 or ratio <= 1.0:
+      raise ValueError(f"num_buckets={num_buckets}, ratio={ratio}: need num_buckets >= 1 and ratio > 1. "
+                       "Fix: e.g. num_buckets=4, ratio=2.0")
+    rungs = []
+    for i in range(num_buckets):
+      scale = ratio ** (num_buckets - 1 - i)
+      b = Budget(tuple(max(1, math.ceil(n / scale)) for n in upper.nodes),
+                 tuple(math.ceil(e / scale) for e in upper.edges))
+      if lower is not None:
+        b = b.maximum(lower).minimum(upper)
+      rungs.append(b)
+    return cls(rungs)
+
+  @classmethod
+  def calibrate(cls, stream, upper: Budget, num_batches: int = 8, num_buckets: int = 3, ratio: float = 2.0,
+                headroom: float = 1.2) -> "BudgetLadder":
+    """Rungs from what the first `num_batches` batches of epoch 0 need (their maximum × headroom) up to `upper`.
+
+    Rung i is that base × ratio^i (capped by `upper`); the last rung is `upper` itself. The stream
+    is not advanced (batches are sampled from their (seed, epoch, batch) generators).
+    """
+    schema = stream.sampler.data.schema
+    plan = stream.plan(0)
+    need = None
+    for b in range(min(num_batches, plan.num_batches)):
+      e = Budget.exact(schema, stream.sample_batch(0, b, plan).subgraph)
+      need = e if need is None else need.maximum(e)
+    rungs = [upper]
+    for i in range(num_buckets - 1):
+      s = headroom * ratio ** i
+      rungs.append(Budget(tuple(math.ceil(n * s) for n in need.nodes),
+                          tuple(math.ceil(e * s) for e in need.edges)).minimum(upper))
+    return cls(rungs)
+
+  def choose(self, sub: SampledSubgraph, schema: Schema) -> Budget:
+    """The smallest rung `sub` fits; a one-line error naming the overflow when none does."""
+    for b in self.rungs:
+      if b.fits_subgraph(schema, sub):
+        return b
+    check_fits(schema, sub, self.rungs[-1])
+    raise AssertionError("unreachable: check_fits raises when the top rung does not fit")
+
+  def index(self, budget: Budget) -> int:
+    return self.rungs.index(budget)
+
+
+def check_fits(schema: Schema, sub: SampledSubgraph, budget: Budget):
+  """Raises the one-line error for the first entry of `budget` that `sub` exceeds; returns if it fits."""
+  for t, (n, b) in enumerate(zip(sub.node_counts(schema.node_types), budget.nodes)):
+    if n + 1 > b:
+      raise ValueError(f"budget.nodes[{schema.node_types[t]!r}]={b}: the sub-graph has {n} such nodes and needs "
+                       f"one padding slot ({n + 1}). Fix: {FIX_BUDGET}")
+  for r, (e, b) in enumerate(zip(sub.edge_counts(schema.relations), budget.edges)):
+    if e > b:
+      raise ValueError(f"budget.edges[{schema.relations[r].name!r}]={b}: the sub-graph has {e} such edges. "
+                       f"Fix: {FIX_BUDGET}")
