@@ -101,7 +101,36 @@ def _output(schema, hs, fused, delta, head, att_loss, layers_aux, return_embeddi
   return ModelOutput(logits, modality_logits, att_loss, emb, attn)
 
 
-class HGNNIMA(nn.Module):
+class _EncodedModel(nn.Module):
+  """The fields every model has: the schema, the encoder's shape (Eq. 1 and the K layers) and the layer options."""
+
+  schema: Schema
+  hidden: int = 64
+  heads: int = 8
+  num_layers: int = 3
+  projection: str = "shared"
+  input_batch_norm: bool = False
+  input_activation: str = "tanh"
+  options: LayerOptions = LayerOptions()
+
+  def encoder(self, channels: tuple[tuple[int, ...], ...], attention: str, name: str) -> Encoder:
+    return Encoder(self.schema, channels, attention, self.options, self.num_layers, self.hidden, self.heads,
+                   self.projection, self.input_batch_norm, self.input_activation, name=name)
+
+
+class _FusedModel(_EncodedModel):
+  """A model whose target nodes carry several channels, fused by Eqs. 12–14."""
+
+  fusion_form: str = "code"
+  fusion_input_dropout: float = 0.6
+  fusion_score_dropout: float = 0.5
+
+  def fusion(self) -> ModalityFusion:
+    return ModalityFusion(self.hidden, self.fusion_form, self.fusion_input_dropout, self.fusion_score_dropout,
+                          name="fusion")
+
+
+class HGNNIMA(_FusedModel):
   """HGNN-IMA: HGT propagation with nested inter-modal attention, alignment modulation,
   attention loss and modality fusion (Sec. 4).
 
@@ -114,17 +143,6 @@ class HGNNIMA(nn.Module):
   builds from.
   """
 
-  schema: Schema
-  hidden: int = 64
-  heads: int = 8
-  num_layers: int = 3
-  projection: str = "shared"
-  input_batch_norm: bool = False
-  input_activation: str = "tanh"
-  options: LayerOptions = LayerOptions()
-  fusion_form: str = "code"
-  fusion_input_dropout: float = 0.6
-  fusion_score_dropout: float = 0.5
   latt_norm: str = "code_mean"
 
   @nn.compact
@@ -133,11 +151,8 @@ class HGNNIMA(nn.Module):
     s = self.schema
     check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
     channels = tuple((m,) for m in range(s.num_modalities))
-    hs, layers_aux = Encoder(s, channels, "ima", self.options, self.num_layers, self.hidden, self.heads,
-                             self.projection, self.input_batch_norm, self.input_activation,
-                             name="encoder")(graph, train=train)
-    fused, delta = ModalityFusion(self.hidden, self.fusion_form, self.fusion_input_dropout,
-                                  self.fusion_score_dropout, name="fusion")(hs[s.target_id], train=train)
+    hs, layers_aux = self.encoder(channels, "ima", "encoder")(graph, train=train)
+    fused, delta = self.fusion()(hs[s.target_id], train=train)
     head = dense(s.num_classes, self.hidden, "head")
     # -cross and -adapt have no learnable λ (none, or fixed at 1/M): no attention loss to apply.
     loss = (attention_loss(s, graph, layers_aux, self.latt_norm) if self.options.learns_lambda
@@ -145,7 +160,7 @@ class HGNNIMA(nn.Module):
     return _output(s, hs, fused, delta, head, loss, layers_aux, return_embeddings, return_attention)
 
 
-class HGT(nn.Module):
+class HGT(_EncodedModel):
   """Plain HGT (spec §8): the same layer with one attention per channel, c = 1/sqrt(d_k).
 
   modalities: the input modalities, concatenated into one channel (early fusion when
@@ -153,15 +168,7 @@ class HGT(nn.Module):
   only score_scale, update and dropout apply.
   """
 
-  schema: Schema
   modalities: tuple[str, ...] | None = None
-  hidden: int = 64
-  heads: int = 8
-  num_layers: int = 3
-  projection: str = "shared"
-  input_batch_norm: bool = False
-  input_activation: str = "tanh"
-  options: LayerOptions = LayerOptions()
 
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, *, train: bool = False, return_embeddings: bool = False,
@@ -170,9 +177,7 @@ class HGT(nn.Module):
     check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
     mods = s.modalities if self.modalities is None else self.modalities
     channels = (tuple(s.modality_id(m) for m in mods),)
-    hs, layers_aux = Encoder(s, channels, "hgt", self.options, self.num_layers, self.hidden, self.heads,
-                             self.projection, self.input_batch_norm, self.input_activation,
-                             name="encoder")(graph, train=train)
+    hs, layers_aux = self.encoder(channels, "hgt", "encoder")(graph, train=train)
     target = hs[s.target_id]
     head = dense(s.num_classes, self.hidden, "head")
     delta = jnp.ones(target.shape[:2], target.dtype)
@@ -180,20 +185,8 @@ class HGT(nn.Module):
                    return_attention)
 
 
-class HGTLate(nn.Module):
+class HGTLate(_FusedModel):
   """HGT late fusion (spec §8): one independent HGT per modality, fused by modality attention."""
-
-  schema: Schema
-  hidden: int = 64
-  heads: int = 8
-  num_layers: int = 3
-  projection: str = "shared"
-  input_batch_norm: bool = False
-  input_activation: str = "tanh"
-  options: LayerOptions = LayerOptions()
-  fusion_form: str = "code"
-  fusion_input_dropout: float = 0.6
-  fusion_score_dropout: float = 0.5
 
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, *, train: bool = False, return_embeddings: bool = False,
@@ -202,15 +195,12 @@ class HGTLate(nn.Module):
     check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
     hs, layers_aux = [], []
     for m, mname in enumerate(s.modalities):
-      h, aux = Encoder(s, ((m,),), "hgt", self.options, self.num_layers, self.hidden, self.heads,
-                       self.projection, self.input_batch_norm, self.input_activation,
-                       name=f"encoder_{mname}")(graph, train=train)
+      h, aux = self.encoder(((m,),), "hgt", f"encoder_{mname}")(graph, train=train)
       hs.append(h)
       layers_aux.append(aux)
     # Per node type, the modality encoders' states side by side as channels: (N_t, M, d).
     hs = tuple(jnp.concatenate([h[t] for h in hs], axis=1) for t in range(s.num_node_types))
-    fused, delta = ModalityFusion(self.hidden, self.fusion_form, self.fusion_input_dropout,
-                                  self.fusion_score_dropout, name="fusion")(hs[s.target_id], train=train)
+    fused, delta = self.fusion()(hs[s.target_id], train=train)
     head = dense(s.num_classes, self.hidden, "head")
     # Per layer, stack the modality encoders' attention as channels: alpha/beta (E, M, H).
     merged = [{"alpha": jnp.concatenate([a[k]["alpha"] for a in layers_aux], axis=1),
