@@ -45,7 +45,8 @@ from hgnn_ima_jax.inference import LayerwiseInference
 from hgnn_ima_jax.losses import masked_cross_entropy
 from hgnn_ima_jax.optim import learning_rate_at
 from hgnn_ima_jax.run_log import TrainingInterrupted, history_rows
-from hgnn_ima_jax.sampling import BatchStream, build_in_csr, make_sampler
+from hgnn_ima_jax import distributed
+from hgnn_ima_jax.sampling import BatchStream, build_in_csr, make_sampler, part_rng, split_parts
 from hgnn_ima_jax.state import Batch, TrainState, create_model, variables_of
 from hgnn_ima_jax.steps import map_seeds, resolve_seed_batch, track, train_step
 from hgnn_ima_jax.subgraph import Budget, BudgetLadder, PaddedSubgraph, SubgraphBuilder, padded_schema
@@ -68,6 +69,7 @@ class BatchSettings:
   eval: str = "layerwise"
   eval_every: int = 1
   eval_chunk: int = 4096
+  parts: int = 1
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "BatchSettings":
@@ -86,7 +88,8 @@ class BatchSettings:
   def sampler_meta(self) -> dict:
     """What fixes the batch sequence (kept in checkpoints, checked on resume)."""
     return {"mode": self.mode, "size": self.size, "fanouts": list(self.fanouts), "num_samples": self.num_samples,
-            "num_iterations": self.num_iterations, "seed": self.seed}
+            "num_iterations": self.num_iterations, "seed": self.seed,
+            **({"parts": self.parts} if self.parts > 1 else {})}
 
 
 class BatchSource:
@@ -104,9 +107,14 @@ class BatchSource:
     self.targets = np.asarray(data.splits["train"] if targets is None else targets, np.int64)
     self.builder = SubgraphBuilder(data, csr=csr)
     self.stream = BatchStream(self.sampler, self.targets, settings.size, seed=settings.seed, shuffle=shuffle)
-    upper = Budget.for_sampler(self.sampler, min(settings.size, len(self.targets)))
-    self.ladder = (BudgetLadder.calibrate(self.stream, upper, num_buckets=settings.buckets)
+    # With parts, a rung holds one part (ceil(size / parts) targets): the ladder is calibrated on batches that size.
+    part_size = -(-min(settings.size, len(self.targets)) // max(1, settings.parts))
+    upper = Budget.for_sampler(self.sampler, part_size)
+    calib = self.stream if settings.parts == 1 else BatchStream(self.sampler, self.targets, part_size,
+                                                                 seed=settings.seed, shuffle=shuffle)
+    self.ladder = (BudgetLadder.calibrate(calib, upper, num_buckets=settings.buckets)
                    if settings.buckets > 1 else BudgetLadder([upper]))
+    self.part_ids: list[int] | None = None  # parts mode: the parts this process samples (set by the run)
 
   @property
   def largest(self) -> Budget:
@@ -115,8 +123,25 @@ class BatchSource:
   def num_batches(self, epoch: int) -> int:
     return len(self.stream.plan(epoch))
 
-  def build(self, epoch: int, b: int) -> PaddedSubgraph:
-    return self.builder.build(self.stream.sample_batch(epoch, b).subgraph, self.ladder)
+  def build(self, epoch: int, b: int):
+    """Batch b of `epoch`, padded: one `PaddedSubgraph`, or with `part_ids` set, a `PartsItem` of those parts."""
+    if self.part_ids is None:
+      return self.builder.build(self.stream.sample_batch(epoch, b).subgraph, self.ladder)
+    subs = self.sample_parts(epoch, b, self.part_ids)
+    rung = max(self.ladder.index(self.ladder.choose(sub, self.data.schema)) for sub in subs)
+    return PartsItem(subs, rung, [self.builder.build(sub, self.ladder.rungs[rung]) for sub in subs])
+
+  def sample_parts(self, epoch: int, b: int, part_ids) -> list:
+    """The sampled sub-graphs of parts `part_ids` of batch b (`distributed`): contiguous slices, own rng each."""
+    parts = self.settings.parts
+    slices = split_parts(self.stream.plan(epoch).batch(b), parts)
+    return [self.sampler.sample(slices[p], part_rng(self.settings.seed, epoch, b, p, parts)) for p in part_ids]
+
+  def pad_parts(self, item: "PartsItem", rung: int) -> list[PaddedSubgraph]:
+    """The parts padded to `rung` (a larger rung than they need, when another process's parts needed it)."""
+    if rung == item.rung:
+      return item.padded
+    return [self.builder.build(sub, self.ladder.rungs[rung]) for sub in item.subs]
 
   def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[int, PaddedSubgraph]]:
     """(b, padded batch) for b = start, ... of `epoch`; with prefetch, built on a background thread."""
@@ -159,6 +184,15 @@ class BatchSource:
       thread.join(timeout=5)
 
 
+@dataclasses.dataclass
+class PartsItem:
+  """This process's parts of one global batch: sampled, and padded to the smallest rung fitting all of them."""
+
+  subs: list
+  rung: int
+  padded: list
+
+
 def device_batch(padded: PaddedSubgraph) -> Batch:
   """A padded sub-graph as the training step's `Batch` (the loss mask is the batch's targets)."""
   graph = jax.tree.map(jnp.asarray, padded.graph)
@@ -168,15 +202,23 @@ def device_batch(padded: PaddedSubgraph) -> Batch:
 class StepPrograms:
   """The jitted multi-seed train step, one per ladder rung (the model is built on the rung's schema)."""
 
-  def __init__(self, config: ml_collections.ConfigDict, data: MMHN, tx, sharded: bool):
-    self.config, self.schema, self.tx = config, data.schema, tx
+  def __init__(self, config: ml_collections.ConfigDict, data: MMHN, tx, sharded: bool, mesh=None):
+    self.config, self.schema, self.tx, self.mesh = config, data.schema, tx, mesh
     self.seed_batch = resolve_seed_batch(int(config.get("seed_batch", -1)), sharded)
+    self.parts = int((config.get("batch") or {}).get("parts", 1) or 1)
+    # One part on one data device is today's step (bit for bit); otherwise the parts step of `distributed`.
+    self.parts_mode = self.parts > 1 or (mesh is not None and mesh.data > 1)
     self._programs: dict = {}
 
   def model(self, budget: Budget):
     return create_model(self.config, padded_schema(self.schema, budget))
 
   def __call__(self, budget: Budget) -> Callable:
+    if budget not in self._programs and self.parts_mode:
+      one = functools.partial(distributed.parts_train_step, model=self.model(budget), tx=self.tx,
+                              ind_loss=bool(self.config.loss.ind_loss), att_weight=float(self.config.loss.att_weight),
+                              parts=self.parts)
+      self._programs[budget] = distributed.make_parts_program(one, self.seed_batch, self.mesh)
     if budget not in self._programs:
       one = functools.partial(train_step, model=self.model(budget), tx=self.tx,
                               ind_loss=bool(self.config.loss.ind_loss), att_weight=float(self.config.loss.att_weight))
@@ -215,7 +257,7 @@ class Evaluator:
     """Logits of the validation and test targets from their own sampled sub-graphs (other rows stay 0)."""
     if self._sampled is None:
       targets = np.concatenate([self.data.splits["val"], self.data.splits["test"], self.data.splits["train"]])
-      self._sampled = BatchSource(self.data, dataclasses.replace(self.settings, prefetch=0), targets, shuffle=False)
+      self._sampled = BatchSource(self.data, dataclasses.replace(self.settings, prefetch=0, parts=1), targets, shuffle=False)
       self._apply = {}
     src = self._sampled
     logits = np.zeros((len(self.labels), self.data.num_classes), np.float32)
@@ -252,8 +294,10 @@ class Evaluator:
 
 
 def init_batch(source: BatchSource) -> Batch:
-  """The first batch padded to the largest rung: parameters are initialised on it (they do not depend on counts)."""
-  return device_batch(source.builder.build(source.stream.sample_batch(0, 0).subgraph, source.largest))
+  """The first batch (its part 0 with parts) padded to the largest rung: parameters do not depend on counts."""
+  sub = (source.stream.sample_batch(0, 0).subgraph if source.settings.parts == 1
+         else source.sample_parts(0, 0, [0])[0])
+  return device_batch(source.builder.build(sub, source.largest))
 
 
 @dataclasses.dataclass
@@ -298,7 +342,10 @@ def run_minibatch_epochs(run, state: TrainState, history: list[dict], resumed: d
   n, num_epochs = len(run.seeds), int(config.num_epochs)
   every = max(1, int(config.get("checkpoint_every", 10)))
   nb = source.num_batches(0)
-  programs = StepPrograms(config, source.data, run.tx, sharded=run.shard is not None)
+  mesh = getattr(run, "mesh", None)
+  programs = StepPrograms(config, source.data, run.tx, sharded=run.shard is not None, mesh=mesh)
+  if programs.parts_mode:
+    source.part_ids = mesh.local_parts(settings.parts) if mesh is not None else list(range(settings.parts))
   es = dict(rule=config.early_stopping.rule, patience=int(config.early_stopping.patience),
             selection=config.selection_metric)
   resumed = resumed or {}
@@ -328,8 +375,14 @@ def run_minibatch_epochs(run, state: TrainState, history: list[dict], resumed: d
     bar = (tqdm(total=nb, initial=first, desc=f"{config.dataset}/{config.model_name} epoch {epoch + 1}/{num_epochs}",
                 unit="batch", leave=False) if progress else None)
     try:
-      for b, padded in source.epoch(epoch, first):
-        state, m = programs(padded.budget)(state, device_batch(padded))
+      for b, item in source.epoch(epoch, first):
+        if programs.parts_mode:
+          rung = distributed.agree_rung(item.rung)
+          padded = source.pad_parts(item, rung)
+          batch = distributed.global_parts_batch(distributed.stack_parts(padded), source.part_ids, settings.parts, mesh)
+          state, m = programs(source.ladder.rungs[rung])(state, batch)
+        else:
+          state, m = programs(item.budget)(state, device_batch(item))
         sums.add(jax.device_get(m))
         if bar is not None:
           bar.set_postfix(loss=f"{float(np.mean(np.asarray(m['train_loss'])[:n])):.4f}")

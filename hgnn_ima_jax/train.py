@@ -30,7 +30,7 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from hgnn_ima_jax import metrics as metrics_lib
-from hgnn_ima_jax import minibatch
+from hgnn_ima_jax import distributed, minibatch
 from hgnn_ima_jax import runtime
 from hgnn_ima_jax.checkpointing import RunCheckpoints
 from hgnn_ima_jax.config_validation import validate_config
@@ -77,6 +77,7 @@ class Run:
   on_history: HistoryWriter
   num_classes: int
   num_targets: int | None = None  # best_pred's length when `batch` is a mini-batch (default: its targets)
+  mesh: Any = None  # distributed.DeviceMesh of the run, or None (one device)
 
 
 def restore_or_init(run: Run, resume: bool) -> tuple[TrainState, list[dict], dict | None]:
@@ -212,7 +213,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data: MM
   os.makedirs(workdir, exist_ok=True)
   settings = minibatch.BatchSettings.from_config(config)
   seeds = list(config.seeds)
-  shard, replicated, padded = seed_sharding(len(seeds), bool(config.get("shard_seeds", True)))
+  shard, replicated, padded = seed_sharding(len(seeds), bool(config.get("shard_seeds", True)),
+                                            int(config.get("mesh_data", 1)))
   if settings.sampled:  # the graph stays on the host; parameters are built on the largest padded batch
     source = minibatch.BatchSource(data, settings)
     batch, steps_per_epoch = minibatch.init_batch(source), source.num_batches(0)
@@ -225,7 +227,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data: MM
             tx=create_optimizer(config, steps_per_epoch), seeds=seeds,
             run_seeds=seeds + [max(seeds) + 1 + i for i in range(padded - len(seeds))],
             shard=shard, manager=RunCheckpoints(workdir), on_history=on_history or (lambda rows: None),
-            num_classes=data.schema.num_classes, num_targets=len(data.labels) if settings.sampled else None)
+            num_classes=data.schema.num_classes, num_targets=len(data.labels) if settings.sampled else None,
+            mesh=distributed.DeviceMesh.of(shard))
 
   state, history, resumed = restore_or_init(run, resume)
   write_config(workdir, config)
