@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax import config_validation
 from hgnn_ima_jax.run_dir import read_config
 
@@ -52,8 +53,11 @@ class RunCheckpoints:
     if step in self.latest.all_steps():
       return
     # Copy to host first: the next epoch donates the device buffers while Orbax may still write.
-    host = jax.device_get(state)
-    self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)),
+    on_host = host(state)
+    # Every process calls save (Orbax synchronises them; the primary process writes replicated host arrays
+    # and the metadata). The process count is kept: a run resumes only with the same count.
+    meta = {**meta, "processes": jax.process_count()}
+    self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(on_host), meta=ocp.args.JsonSave(meta)),
                      force=force)
 
   def config_differences(self, config) -> list[str] | None:
@@ -76,6 +80,11 @@ class RunCheckpoints:
     if step is None:
       return None
     abstract = _abstract(like, sharding)
+    saved_processes = self._saved_processes(step)
+    if saved_processes is not None and saved_processes != jax.process_count():
+      raise CheckpointMismatchError(
+          f"{self.latest.directory}: checkpoint {step} was written by a run of {saved_processes} process(es), this one "
+          f"has {jax.process_count()}. Fix: resume with --num_processes={saved_processes}, or train into a new --workdir")
     diffs = None if config is None else self.config_differences(config)
     if config is None:
       what = "it was written by another version of this code or with another config"
@@ -107,11 +116,19 @@ class RunCheckpoints:
                                     f"Fix: {fix}")
     return r["state"], r["meta"]
 
+  def _saved_processes(self, step: int) -> int | None:
+    """The process count in the checkpoint's metadata (1 for checkpoints written before it was kept)."""
+    try:
+      meta = self.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except (ValueError, KeyError, TypeError, FileNotFoundError):
+      return None
+    return int(meta.get("processes", 1))
+
   def save_best(self, state, seeds, results: dict):
     n = len(seeds)
-    tree = jax.device_get({"params": state.best_params, "batch_stats": state.best_batch_stats})
+    tree = host({"params": state.best_params, "batch_stats": state.best_batch_stats})
     tree = jax.tree.map(lambda x: np.asarray(x)[:n], tree)
-    step = int(np.asarray(jax.device_get(state.step)).max())
+    step = int(np.asarray(host(state.step)).max())
     if step in self.best.all_steps():
       return
     self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),

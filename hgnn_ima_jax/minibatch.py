@@ -39,6 +39,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
+from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.inference import LayerwiseInference
@@ -274,12 +275,12 @@ class Evaluator:
 
   def evaluate(self, state: TrainState, num_seeds: int) -> dict:
     """The eval dict `steps.track` reads, stacked over the run's seeds (padding seeds evaluated as well)."""
-    host = jax.device_get((state.params, state.batch_stats))
+    on_host = host((state.params, state.batch_stats))
     masks = {s: self.data.split_mask(s) for s in ("train", "val")}
     labels = jnp.asarray(self.labels, jnp.int32)
     rows = []
     for i in range(num_seeds):
-      params, bs = jax.tree.map(lambda x: x[i], host[0]), jax.tree.map(lambda x: x[i], host[1])
+      params, bs = jax.tree.map(lambda x: x[i], on_host[0]), jax.tree.map(lambda x: x[i], on_host[1])
       logits, att = self.logits(params, bs)
       val_loss = float(masked_cross_entropy(jnp.asarray(logits), labels, jnp.asarray(masks["val"])))
       if self.config.loss.val_includes_att:
@@ -367,7 +368,7 @@ def run_minibatch_epochs(run, state: TrainState, history: list[dict], resumed: d
     raise stop(start_epoch, start_batch)
   done = start_epoch
   for epoch in range(start_epoch, num_epochs):
-    if not bool(np.asarray(jax.device_get(state.active))[:n].any()):
+    if not bool(np.asarray(host(state.active))[:n].any()):
       break
     first = start_batch if epoch == start_epoch else 0
     if first == 0:
@@ -383,7 +384,7 @@ def run_minibatch_epochs(run, state: TrainState, history: list[dict], resumed: d
           state, m = programs(source.ladder.rungs[rung])(state, batch)
         else:
           state, m = programs(item.budget)(state, device_batch(item))
-        sums.add(jax.device_get(m))
+        sums.add(host(m))
         if bar is not None:
           bar.set_postfix(loss=f"{float(np.mean(np.asarray(m['train_loss'])[:n])):.4f}")
           bar.update(1)
@@ -395,11 +396,11 @@ def run_minibatch_epochs(run, state: TrainState, history: list[dict], resumed: d
     row = {k: v for k, v in sums.means().items()}
     if (epoch + 1) % max(1, settings.eval_every) == 0 or epoch + 1 == num_epochs:
       ev = evaluator.evaluate(state, len(run.run_seeds))
-      active = np.asarray(jax.device_get(state.active))
+      active = np.asarray(host(state.active))
       state = _track_all(state, jax.tree.map(jnp.asarray, ev), jnp.asarray(epoch, jnp.int32), **es)
       row.update({k: v for k, v in ev.items() if k != "pred"})
     else:
-      active = np.asarray(jax.device_get(state.active))
+      active = np.asarray(host(state.active))
       row.update({k: np.full(len(run.run_seeds), np.nan) for k in
                   ("val_loss", "train_micro_f1", "train_macro_f1", "val_micro_f1", "val_macro_f1")})
     row["active"] = active
