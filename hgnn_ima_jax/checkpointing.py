@@ -45,13 +45,18 @@ class RunCheckpoints:
     root = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.latest = orbax_manager(os.path.join(root, "latest"))
     self.best = orbax_manager(os.path.join(root, "best"))
+    # The steps saved, kept here rather than read from disk before each save: in a multi-process run every
+    # process must make the same save calls (Orbax's barriers pair them), and the directory listing can
+    # differ between processes while the primary one is still finalising a step.
+    self._saved = {"latest": set(self.latest.all_steps()), "best": set(self.best.all_steps())}
 
   def has_checkpoints(self) -> bool:
     return self.latest.latest_step() is not None or self.best.latest_step() is not None
 
   def save_latest(self, step: int, state, meta: dict, force: bool = False):
-    if step in self.latest.all_steps():
+    if step in self._saved["latest"]:
       return
+    self._saved["latest"].add(step)
     # Copy to host first: the next epoch donates the device buffers while Orbax may still write.
     on_host = host(state)
     # Every process calls save (Orbax synchronises them; the primary process writes replicated host arrays
@@ -129,8 +134,9 @@ class RunCheckpoints:
     tree = host({"params": state.best_params, "batch_stats": state.best_batch_stats})
     tree = jax.tree.map(lambda x: np.asarray(x)[:n], tree)
     step = int(np.asarray(host(state.step)).max())
-    if step in self.best.all_steps():
+    if step in self._saved["best"]:
       return
+    self._saved["best"].add(step)
     self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
                                                  meta=ocp.args.JsonSave({"seeds": list(seeds), "results": results})))
 
