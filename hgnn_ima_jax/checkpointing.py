@@ -27,8 +27,14 @@ class CheckpointMismatchError(ValueError):
 
 
 def orbax_manager(path: str) -> ocp.CheckpointManager:
-  """One checkpoint directory, keeping only its newest step."""
-  return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+  """One checkpoint directory, keeping only its newest step.
+
+  The barrier prefix is the directory's name: in a multi-process run, 'latest' and 'best' may save the
+  same step at once, and Orbax's barriers are named by step, so they would otherwise collide.
+  """
+  mp = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=os.path.basename(os.path.normpath(path)))
+  return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                                                          multiprocessing_options=mp))
 
 
 def _abstract(tree, sharding):
