@@ -94,8 +94,9 @@ class RunCheckpoints:
     saved_processes = self._saved_processes(step)
     if saved_processes is not None and saved_processes != jax.process_count():
       raise CheckpointMismatchError(
-          f"{self.latest.directory}: checkpoint {step} was written by a run of {saved_processes} process(es), this one "
-          f"has {jax.process_count()}. Fix: resume with --num_processes={saved_processes}, or train into a new --workdir")
+          f"{self.latest.directory}: checkpoint {step} was written by a run of {saved_processes} process(es), this "
+          f"one has {jax.process_count()}. Fix: resume with --num_processes={saved_processes}, or train into a new "
+          "--workdir")
     diffs = None if config is None else self.config_differences(config)
     if config is None:
       what = "it was written by another version of this code or with another config"

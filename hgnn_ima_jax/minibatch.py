@@ -258,7 +258,8 @@ class Evaluator:
     """Logits of the validation and test targets from their own sampled sub-graphs (other rows stay 0)."""
     if self._sampled is None:
       targets = np.concatenate([self.data.splits["val"], self.data.splits["test"], self.data.splits["train"]])
-      self._sampled = BatchSource(self.data, dataclasses.replace(self.settings, prefetch=0, parts=1), targets, shuffle=False)
+      one = dataclasses.replace(self.settings, prefetch=0, parts=1)  # evaluation batches are not split
+      self._sampled = BatchSource(self.data, one, targets, shuffle=False)
       self._apply = {}
     src = self._sampled
     logits = np.zeros((len(self.labels), self.data.num_classes), np.float32)

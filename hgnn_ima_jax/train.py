@@ -222,8 +222,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data: MM
     # Seeds sharded over processes would make the state non-addressable for the host-side evaluation.
     raise ValueError(f"config.mesh_data={mesh_data} with {jax.process_count()} processes: a multi-process run puts "
                      f"all {jax.device_count()} devices on the data axis. Fix: --config.mesh_data={jax.device_count()}")
-  shard, replicated, padded = seed_sharding(len(seeds), bool(config.get("shard_seeds", True)) and jax.process_count() == 1,
-                                            mesh_data)
+  shard_seeds = bool(config.get("shard_seeds", True)) and jax.process_count() == 1
+  shard, replicated, padded = seed_sharding(len(seeds), shard_seeds, mesh_data)
   if settings.sampled:  # the graph stays on the host; parameters are built on the largest padded batch
     source = minibatch.BatchSource(data, settings)
     batch, steps_per_epoch = minibatch.init_batch(source), source.num_batches(0)

@@ -1,4 +1,4 @@
-"""One training process of tests/test_devices.py: `python devices_worker.py SPEC_JSON` prints nothing; writes SPEC['out'].
+"""One training process of tests/test_devices.py: `python devices_worker.py SPEC_JSON` writes SPEC['out'].
 
 SPEC: {'process_id', 'num_processes', 'devices' (local), 'port', 'workdir', 'out', 'overrides' (config path → value),
 'stop_at' (poll index that asks to stop, or None), 'resume'}. The out JSON holds per_seed, history, the files this

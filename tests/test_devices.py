@@ -108,7 +108,7 @@ def _start(tmp_path, name, *, num_processes, devices, workdir, overrides=None, p
   for i in range(num_processes):
     out = tmp_path / f"{name}-{i}.json"
     spec = {"process_id": i, "num_processes": num_processes, "devices": devices, "port": port,
-            "workdir": str(workdir), "out": str(out), "overrides": {k: v for k, v in {**RUN, **(overrides or {})}.items()},
+            "workdir": str(workdir), "out": str(out), "overrides": {**RUN, **(overrides or {})},
             **extra}
     log = open(tmp_path / f"{name}-{i}.log", "w")
     procs.append((subprocess.Popen([sys.executable, str(WORKER), json.dumps(spec)], stdout=log, stderr=log, env=env),
