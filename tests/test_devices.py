@@ -169,3 +169,25 @@ def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path):
   (bad,) = _wait(_start(tmp_path, "bad", num_processes=1, devices=4, workdir=tmp_path / "two",
                         overrides={"mesh_data": 4}, resume=True))
   assert "written by a run of 2 process(es), this one has 1" in bad["error"]
+
+
+@pytest.mark.parametrize("overrides,field,problem", [
+    ({"batch.parts": 4, "mesh_data": 3}, "mesh_data", "does not divide batch.parts=4"),
+    ({"batch.parts": 0}, "batch.parts", "out of range"),
+    ({"batch.mode": "full", "batch.parts": 2, "mesh_data": 1}, "batch.parts", "needs sampled mini-batches"),
+])
+def test_bad_parts_or_mesh_are_one_line_errors(overrides, field, problem):
+  from hgnn_ima_jax import config_validation as cv
+  with pytest.raises(cv.ConfigError, match=rf"^config\.{field}=.*{problem}") as e:
+    cv.validate_config(config(**overrides))
+  assert "\n" not in str(e.value) and "Fix:" in str(e.value)
+
+
+def test_distributed_flags_need_a_coordinator():
+  from absl import app
+  from hgnn_ima_jax.experiments import train as train_cli
+  with pytest.raises(app.UsageError, match="need --coordinator"):
+    train_cli.initialize_distributed(None, 2, 0)
+  with pytest.raises(app.UsageError, match="needs --num_processes and --process_id"):
+    train_cli.initialize_distributed("127.0.0.1:1234", None, 0)
+  train_cli.initialize_distributed(None, None, None)  # a single process: nothing to do
