@@ -6,6 +6,7 @@ JAX starts); they only use 127.0.0.1, have timeouts and are killed when the test
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
@@ -14,7 +15,6 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -23,7 +23,7 @@ from hgnn_ima_jax.data_utils import load_for_config
 from hgnn_ima_jax.experiments.configs import set_path, test as test_config
 from hgnn_ima_jax.losses import objective, objective_from_stats, objective_stats
 from hgnn_ima_jax.optim import create_optimizer
-from hgnn_ima_jax.state import init_state
+from hgnn_ima_jax.state import init_state, variables_of
 
 WORKER = pathlib.Path(__file__).with_name("devices_worker.py")
 # 39 training targets in batches of 16: 3 steps per epoch, each of 4 parts (the last of 7 targets: parts 2,2,2,1).
@@ -75,22 +75,26 @@ def test_one_part_step_is_todays_step_and_stats_give_the_loss(data):
   batch = minibatch.device_batch(padded)
   state = jax.tree.map(lambda x: x[0], init_state(model, tx, batch, [0]))
   kw = dict(model=model, tx=tx, ind_loss=True, att_weight=0.7)
-  old, m_old = steps.train_step(state, batch, **kw)
+  old, m_old = jax.jit(functools.partial(steps.train_step, **kw))(state, batch)
   pb = distributed.global_parts_batch(distributed.stack_parts([padded]), [0], 1, None)
-  new, m_new = distributed.parts_train_step(state, pb, parts=1, **kw)
+  new, m_new = jax.jit(functools.partial(distributed.parts_train_step, parts=1, **kw))(state, pb)
   for k in m_old:
     assert float(m_new[k]) == pytest.approx(float(m_old[k]), rel=1e-6, abs=1e-7), k
   assert float(m_old["att_loss"]) > 0  # L_att takes part, so its statistics are checked too
   for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(old.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
   # the statistics of one sub-graph give `objective` exactly as it is computed today
-  out = model.apply({"params": state.params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})},
-                    batch.graph, train=False, return_attention=True)
-  want, _ = objective(out, batch.labels, batch.masks["train"], ind_loss=True, att_weight=0.7)
-  stats = objective_stats(model.schema, batch.graph, out, batch.labels, batch.masks["train"], ind_loss=True,
-                          norm=model.latt_norm, learns_lambda=True)
-  got, _ = objective_from_stats(stats, att_weight=0.7, num_modalities=model.schema.num_modalities,
-                                norm=model.latt_norm)
+  @jax.jit
+  def both(state, batch):
+    out = model.apply(variables_of(state.params, state.batch_stats), batch.graph, train=False, return_attention=True)
+    want, _ = objective(out, batch.labels, batch.masks["train"], ind_loss=True, att_weight=0.7)
+    stats = objective_stats(model.schema, batch.graph, out, batch.labels, batch.masks["train"], ind_loss=True,
+                            norm=model.latt_norm, learns_lambda=True)
+    got, _ = objective_from_stats(stats, att_weight=0.7, num_modalities=model.schema.num_modalities,
+                                  norm=model.latt_norm)
+    return want, got
+
+  want, got = both(state, batch)
   assert float(got) == pytest.approx(float(want), rel=1e-6)
 
 
