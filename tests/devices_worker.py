@@ -38,6 +38,17 @@ def recording_open(file, mode="r", *args, **kwargs):
 
 
 builtins.open = recording_open
+from hgnn_ima_jax import minibatch  # noqa: E402
+steps_losses = []
+_add = minibatch.EpochSums.add
+
+
+def recording_add(self, m):  # every optimizer step's loss, not only the epoch means of history.json
+  steps_losses.append(float(m["train_loss"][0]))
+  _add(self, m)
+
+
+minibatch.EpochSums.add = recording_add
 c = test_config.get_config()
 for k, v in spec["overrides"].items():
   set_path(c, k, tuple(v) if isinstance(v, list) else v)
@@ -54,6 +65,7 @@ except CheckpointMismatchError as e:
   result["error"] = str(e)
 if os.path.exists(os.path.join(workdir, "history.json")):
   result["history"] = json.load(_open(os.path.join(workdir, "history.json")))
+result["step_losses"] = steps_losses
 result["written"] = sorted({w for w in written if not w.startswith("checkpoints")})
 with _open(spec["out"], "w") as f:
   json.dump(result, f)

@@ -137,7 +137,7 @@ def _losses(history):
   return [(r["epoch"], r["train_loss"], r["train_ce"], r["att_loss"]) for r in history]
 
 
-def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path):
+def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path, monkeypatch):
   """1 device vs 4 host devices vs 2 processes x 2 devices (interrupted and resumed): same losses and metrics."""
   four = _start(tmp_path, "four", num_processes=1, devices=4, workdir=tmp_path / "four", overrides={"mesh_data": 4})
   port = _free_port()
@@ -147,6 +147,9 @@ def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path):
   try:
     from hgnn_ima_jax import train
     from hgnn_ima_jax.experiments.outputs import history_writer
+    step_losses, add = [], minibatch.EpochSums.add
+    monkeypatch.setattr(minibatch.EpochSums, "add", lambda self, m: (step_losses.append(float(m["train_loss"][0])),
+                                                                      add(self, m))[1])
     one = train.train_and_evaluate(config(), str(tmp_path / "one"), data, progress=False,
                                    on_history=history_writer(str(tmp_path / "one")))
     h_one = json.load(open(tmp_path / "one" / "history.json"))
@@ -160,7 +163,10 @@ def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path):
   resumed = _wait(_start(tmp_path, "resumed", num_processes=2, devices=2, workdir=tmp_path / "two",
                          port=_free_port(), overrides={"mesh_data": 4}, resume=True))
   assert r_four["devices"] == 4 and resumed[0]["devices"] == 4
-  assert len(h_one) == 2
+  assert len(h_one) == 2 and len(step_losses) == 6  # 2 epochs of 3 steps
+  np.testing.assert_allclose(r_four["step_losses"], step_losses, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(cut_results[0]["step_losses"] + resumed[0]["step_losses"], step_losses, rtol=1e-5,
+                             atol=1e-6)
   for other in (r_four, resumed[0]):
     for a, b in zip(_losses(h_one), _losses(other["history"]), strict=True):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
