@@ -49,6 +49,16 @@ def recording_add(self, m):  # every optimizer step's loss, not only the epoch m
 
 
 minibatch.EpochSums.add = recording_add
+sampled_parts = set()
+_sample_parts = minibatch.BatchSource.sample_parts
+
+
+def recording_sample_parts(self, epoch, b, part_ids):  # which parts this process sampled
+  sampled_parts.add(tuple(part_ids))
+  return _sample_parts(self, epoch, b, part_ids)
+
+
+minibatch.BatchSource.sample_parts = recording_sample_parts
 c = test_config.get_config()
 for k, v in spec["overrides"].items():
   set_path(c, k, tuple(v) if isinstance(v, list) else v)
@@ -66,6 +76,7 @@ except CheckpointMismatchError as e:
 if os.path.exists(os.path.join(workdir, "history.json")):
   result["history"] = json.load(_open(os.path.join(workdir, "history.json")))
 result["step_losses"] = steps_losses
+result["sampled_parts"] = sorted(sampled_parts)
 result["written"] = sorted({w for w in written if not w.startswith("checkpoints")})
 with _open(spec["out"], "w") as f:
   json.dump(result, f)

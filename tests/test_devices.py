@@ -172,6 +172,9 @@ def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path, m
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert other["per_seed"] == one["per_seed"]
   assert resumed[1]["per_seed"] == one["per_seed"]
+  # each process sampled only the parts of its two devices (part 0 alone: the initialisation batch)
+  assert [r["sampled_parts"] for r in resumed] == [[[0], [0, 1]], [[0], [2, 3]]]
+  assert r_four["sampled_parts"] == [[0], [0, 1, 2, 3]]
   # only process 0 writes config, history and results (Orbax's checkpoints/ aside, written as it syncs them)
   assert set(resumed[0]["written"]) >= {"config.json", "results.json"} and resumed[1]["written"] == []
   assert cut_results[1]["written"] == []
