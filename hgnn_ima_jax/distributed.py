@@ -20,9 +20,11 @@ Parameters and optimizer state are replicated over 'data' (sharded over 'seeds')
 cheaper and simpler than sharding them (ZeRO-style sharding pays off for models that do not fit).
 
 The mesh is `jax.make_mesh((S, D), ('seeds', 'data'))` over all devices of all processes
-(S = devices / D; the seed sharding of full-batch runs is D = 1). The step is
+(`state.seed_sharding`; S = devices / D; the seed sharding of full-batch runs is D = 1). The step is
 `jax.shard_map` over that mesh: states in P('seeds'), parts in P('data'), one `psum` of the
-gradient, the loss statistics and the BatchNorm sums over 'data'.
+gradient, the loss statistics and the BatchNorm sums over 'data'. Each process samples only the parts
+of its own devices (`DeviceMesh.local_parts`, `global_parts_batch`). Launching, memory and the
+measurements behind these choices: docs/distributed.md.
 """
 
 from __future__ import annotations
