@@ -17,8 +17,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax import config_validation
+from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.run_dir import read_config
 
 

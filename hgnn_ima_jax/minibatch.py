@@ -39,9 +39,9 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax.graph import MMHN
+from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.inference import LayerwiseInference
 from hgnn_ima_jax.losses import masked_cross_entropy
 from hgnn_ima_jax.optim import learning_rate_at

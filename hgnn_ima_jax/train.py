@@ -29,13 +29,13 @@ import numpy as np
 from absl import logging
 from tqdm.auto import tqdm
 
-from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax import distributed, minibatch
 from hgnn_ima_jax import runtime
 from hgnn_ima_jax.checkpointing import RunCheckpoints
 from hgnn_ima_jax.config_validation import validate_config
 from hgnn_ima_jax.graph import MMHN
+from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.models import split_model_name
 from hgnn_ima_jax.optim import create_optimizer, learning_rate_at
 from hgnn_ima_jax.run_dir import write_config
