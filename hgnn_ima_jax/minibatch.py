@@ -39,6 +39,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
+from hgnn_ima_jax import distributed
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.hosts import host
@@ -46,7 +47,6 @@ from hgnn_ima_jax.inference import LayerwiseInference
 from hgnn_ima_jax.losses import masked_cross_entropy
 from hgnn_ima_jax.optim import learning_rate_at
 from hgnn_ima_jax.run_log import TrainingInterrupted, history_rows
-from hgnn_ima_jax import distributed
 from hgnn_ima_jax.sampling import BatchStream, build_in_csr, make_sampler, part_rng, split_parts
 from hgnn_ima_jax.state import Batch, TrainState, create_model, variables_of
 from hgnn_ima_jax.steps import map_seeds, resolve_seed_batch, track, train_step
