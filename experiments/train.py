@@ -7,6 +7,13 @@ r"""Train and evaluate one model on one dataset over one or more seeds (vmapped)
 `--config.<field>=<value>` overrides any config field after the dataset's defaults, the protocol and
 the flags. Ctrl-C or SIGTERM stops after the current epoch, with a checkpoint and the command that
 continues the run; a second one exits at once.
+
+Several hosts (docs/distributed.md): one process per host, each with the same flags and workdir,
+
+  python experiments/train.py --coordinator=host0:8476 --num_processes=2 --process_id=I --workdir=runs/x \
+      --config.batch.mode=neighbor --config.batch.parts=8 --config.mesh_data=8
+
+(--coordinator=auto: `jax.distributed.initialize()` finds them itself, e.g. under SLURM or on a TPU pod).
 """
 
 from __future__ import annotations
@@ -64,6 +71,10 @@ def define_flags():
   flags.DEFINE_bool("progress", True, "show a progress bar")
   flags.DEFINE_string("xla_cache", os.path.join("~", ".cache", "hgnn-ima-jax", "xla"),
                       "persistent XLA compilation cache: a rerun of the same model/graph skips compiling ('' disables)")
+  flags.DEFINE_string("coordinator", None, "HOST:PORT of process 0 for a multi-process run (jax.distributed); "
+                      "'auto': let jax.distributed.initialize detect the cluster (SLURM, TPU pods, ...)")
+  flags.DEFINE_integer("num_processes", None, "processes of a multi-process run (with --coordinator=HOST:PORT)")
+  flags.DEFINE_integer("process_id", None, "this process's index, 0..num_processes-1 (with --coordinator=HOST:PORT)")
   run_options.define_config_flag("overrides of any config field: --config.<field>=<value> (listed below)")
 
 
@@ -123,6 +134,23 @@ def resume_config(workdir: str):
   return config
 
 
+def initialize_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None):
+  """`jax.distributed.initialize` for --coordinator (before anything touches the devices); nothing without it."""
+  if not coordinator:
+    if num_processes is not None or process_id is not None:
+      raise app.UsageError("--num_processes/--process_id need --coordinator=HOST:PORT (or --coordinator=auto)")
+    return
+  import jax
+  # XLA:CPU needs a collectives backend across processes; GPUs and TPUs ignore this setting.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  if coordinator == "auto":
+    jax.distributed.initialize()
+    return
+  if num_processes is None or process_id is None:
+    raise app.UsageError(f"--coordinator={coordinator} needs --num_processes and --process_id (or --coordinator=auto)")
+  jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+
+
 def _fail(err: Exception):
   print(f"error: {err}", file=sys.stderr)
   sys.exit(2)
@@ -156,9 +184,12 @@ def main(argv):
   if FLAGS.print_config:
     print(json.dumps(cv.normalise(config.to_dict()), indent=2))
     return
+  if FLAGS.coordinator and not FLAGS.workdir:
+    raise app.UsageError("a multi-process run (--coordinator) needs --workdir: every process must name the same one")
   workdir = FLAGS.workdir or os.path.join(
       "runs", f"{formatting.dataset_tag(config.dataset)}-{config.model_name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
+  initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
   import jax
   if FLAGS.xla_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     jax.config.update("jax_compilation_cache_dir", host_cache_dir(FLAGS.xla_cache, jax.__version__))
@@ -168,10 +199,12 @@ def main(argv):
   from hgnn_ima_jax.checkpointing import CheckpointMismatchError
   from hgnn_ima_jax.experiments import outputs
 
-  print(f"devices: {jax.devices()}; workdir: {workdir}")
+  print(f"process {jax.process_index()}/{jax.process_count()}: devices {jax.local_devices()} of "
+        f"{jax.device_count()}; workdir: {workdir}")
   try:
     data = load_for_config(config)  # fails before anything is written
-    results = train.train_and_evaluate(config, workdir, data, resume=FLAGS.resume, progress=FLAGS.progress,
+    results = train.train_and_evaluate(config, workdir, data, resume=FLAGS.resume,
+                                       progress=FLAGS.progress and jax.process_index() == 0,
                                        should_stop=stop, on_history=outputs.history_writer(workdir))
   except train.TrainingInterrupted as e:
     print(f"interrupted at epoch {e.epoch} of {e.num_epochs}; continue with: {launch.launch_command()} "
@@ -179,6 +212,8 @@ def main(argv):
     sys.exit(stop.exit_code)
   except (DatasetError, FileExistsError, CheckpointMismatchError) as e:
     _fail(e)
+  if jax.process_index() != 0:
+    return
   print(f"\n{config.dataset} / {config.model_name} / protocol={config.protocol} / {len(config.seeds)} seed(s) "
         f"/ {results['epochs']} epochs / {results['train_time_s']:.1f} s training on {results['device']}")
   print(outputs.results_table(results))

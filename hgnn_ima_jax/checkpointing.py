@@ -18,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from hgnn_ima_jax import config_validation
+from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.run_dir import read_config
 
 
@@ -26,8 +27,14 @@ class CheckpointMismatchError(ValueError):
 
 
 def orbax_manager(path: str) -> ocp.CheckpointManager:
-  """One checkpoint directory, keeping only its newest step."""
-  return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+  """One checkpoint directory, keeping only its newest step.
+
+  The barrier prefix is the directory's name: in a multi-process run, 'latest' and 'best' may save the
+  same step at once, and Orbax's barriers are named by step, so they would otherwise collide.
+  """
+  mp = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=os.path.basename(os.path.normpath(path)))
+  return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                                                          multiprocessing_options=mp))
 
 
 def _abstract(tree, sharding):
@@ -44,16 +51,24 @@ class RunCheckpoints:
     root = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.latest = orbax_manager(os.path.join(root, "latest"))
     self.best = orbax_manager(os.path.join(root, "best"))
+    # The steps saved, kept here rather than read from disk before each save: in a multi-process run every
+    # process must make the same save calls (Orbax's barriers pair them), and the directory listing can
+    # differ between processes while the primary one is still finalising a step.
+    self._saved = {"latest": set(self.latest.all_steps()), "best": set(self.best.all_steps())}
 
   def has_checkpoints(self) -> bool:
     return self.latest.latest_step() is not None or self.best.latest_step() is not None
 
   def save_latest(self, step: int, state, meta: dict, force: bool = False):
-    if step in self.latest.all_steps():
+    if step in self._saved["latest"]:
       return
+    self._saved["latest"].add(step)
     # Copy to host first: the next epoch donates the device buffers while Orbax may still write.
-    host = jax.device_get(state)
-    self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)),
+    on_host = host(state)
+    # Every process calls save (Orbax synchronises them; the primary process writes replicated host arrays
+    # and the metadata). The process count is kept: a run resumes only with the same count.
+    meta = {**meta, "processes": jax.process_count()}
+    self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(on_host), meta=ocp.args.JsonSave(meta)),
                      force=force)
 
   def config_differences(self, config) -> list[str] | None:
@@ -76,6 +91,12 @@ class RunCheckpoints:
     if step is None:
       return None
     abstract = _abstract(like, sharding)
+    saved_processes = self._saved_processes(step)
+    if saved_processes is not None and saved_processes != jax.process_count():
+      raise CheckpointMismatchError(
+          f"{self.latest.directory}: checkpoint {step} was written by a run of {saved_processes} process(es), this "
+          f"one has {jax.process_count()}. Fix: resume with --num_processes={saved_processes}, or train into a new "
+          "--workdir")
     diffs = None if config is None else self.config_differences(config)
     if config is None:
       what = "it was written by another version of this code or with another config"
@@ -107,13 +128,22 @@ class RunCheckpoints:
                                     f"Fix: {fix}")
     return r["state"], r["meta"]
 
+  def _saved_processes(self, step: int) -> int | None:
+    """The process count in the checkpoint's metadata (1 for checkpoints written before it was kept)."""
+    try:
+      meta = self.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except (ValueError, KeyError, TypeError, FileNotFoundError):
+      return None
+    return int(meta.get("processes", 1))
+
   def save_best(self, state, seeds, results: dict):
     n = len(seeds)
-    tree = jax.device_get({"params": state.best_params, "batch_stats": state.best_batch_stats})
+    tree = host({"params": state.best_params, "batch_stats": state.best_batch_stats})
     tree = jax.tree.map(lambda x: np.asarray(x)[:n], tree)
-    step = int(np.asarray(jax.device_get(state.step)).max())
-    if step in self.best.all_steps():
+    step = int(np.asarray(host(state.step)).max())
+    if step in self._saved["best"]:
       return
+    self._saved["best"].add(step)
     self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
                                                  meta=ocp.args.JsonSave({"seeds": list(seeds), "results": results})))
 

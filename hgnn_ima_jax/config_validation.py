@@ -127,12 +127,14 @@ NUMBERS: dict[str, Number] = {
     "batch.seed": Number(integer=True, lo=0),
     "batch.eval_every": COUNT,
     "batch.eval_chunk": COUNT,
+    "batch.parts": COUNT,  # sub-graphs per global batch (hgnn_ima_jax.distributed): fixes the result
+    "mesh_data": COUNT,  # devices sharing each global batch: changes the speed, not the result
 }
 
 BOOLS = ("model.input_batch_norm", "loss.ind_loss", "loss.val_includes_att", "shard_seeds")
 
 # Fields that change neither what is trained nor its result (bookkeeping): a resumed run may change them.
-RESULT_NEUTRAL = ("checkpoint_every", "batch.prefetch", "batch.eval_chunk")
+RESULT_NEUTRAL = ("checkpoint_every", "batch.prefetch", "batch.eval_chunk", "mesh_data")
 
 
 class ConfigError(ValueError):
@@ -222,6 +224,14 @@ def _cross_checks(d: dict) -> None:
                                                    for f in fanouts):
       raise ConfigError("batch.fanouts", fanouts, "must be a list of in-edges per hop, each >= 1 or -1 (all)",
                         "give e.g. --config.batch.fanouts='(10, 5)' (empty: 10 per layer)")
+  parts, data = get_path(d, "batch.parts", 1), get_path(d, "mesh_data", 1)
+  if isinstance(parts, int) and isinstance(data, int) and parts >= 1 and data >= 1:
+    if parts % data:
+      raise ConfigError("mesh_data", data, f"does not divide batch.parts={parts}",
+                        f"use a divisor of {parts} devices, or batch.parts a multiple of {data}")
+    if (parts > 1 or data > 1) and get_path(d, "batch.mode", "full") == "full":
+      raise ConfigError("batch.parts" if parts > 1 else "mesh_data", parts if parts > 1 else data,
+                        "needs sampled mini-batches", "set --config.batch.mode=neighbor (or hgt), or keep it at 1")
   opt = d.get("optimizer") or {}
   if opt.get("schedule") == "onecycle" and "onecycle_total_steps" in opt and "onecycle_pct_start" in opt:
     if opt["onecycle_pct_start"] * opt["onecycle_total_steps"] <= 1:  # the warm-up would end before step 1

@@ -98,3 +98,62 @@ def objective(output, labels: jax.Array, mask: jax.Array, *, ind_loss: bool, att
   """Eq. 17: L = L_cro + w · L_att. Returns (loss, {'ce': ..., 'att': ...})."""
   ce = classification_loss(output, labels, mask, ind_loss)
   return ce + att_weight * output.att_loss, {"ce": ce, "att": output.att_loss}
+
+
+# --- sufficient statistics: one global loss over several sub-graphs (hgnn_ima_jax.distributed) ----------------
+
+def objective_stats(schema: Schema, graph: jraph.GraphsTuple, output, labels: jax.Array, mask: jax.Array, *,
+                    ind_loss: bool, norm: str, learns_lambda: bool) -> dict:
+  """What Eq. 17 over several padded sub-graphs needs from one of them: sums and counts, no means.
+
+  'ce_sum' is Σ over the masked targets of the fused CE (plus the per-modality CEs with `ind_loss`, so
+  that ce_sum / count is `classification_loss`), 'count' the masked targets; 'att_sum' (L, R) and
+  'att_count' (R,) the per-layer, per-relation L_att sums and valid-edge counts (relations that
+  `attention_loss` skips are 0). `objective_from_stats` of the stats summed over sub-graphs is the loss
+  of all of them at once; for one sub-graph it is `objective` (tests/test_devices.py checks it).
+  """
+  ce = optax.softmax_cross_entropy_with_integer_labels(output.logits, labels)
+  m = mask.astype(ce.dtype)
+  ce_sum = jnp.sum(ce * m)
+  if ind_loss:
+    per_mod = jax.vmap(lambda lg: optax.softmax_cross_entropy_with_integer_labels(lg, labels))(output.modality_logits)
+    ce_sum = (ce_sum + jnp.sum(per_mod * m)) / (1 + per_mod.shape[0])
+  stats = {"ce_sum": ce_sum, "count": jnp.sum(m)}
+  layers = [aux for aux in (output.attention or ()) if aux.get("lambda") is not None] if learns_lambda else []
+  R = schema.num_relations
+  if not layers:
+    stats.update(att_sum=jnp.zeros((1, R), ce.dtype), att_count=jnp.zeros((R,), ce.dtype))
+    return stats
+  present = graph.nodes["present"]
+  valid = graph.edges.get("valid") if isinstance(graph.edges, dict) else None
+  valid = jnp.ones(graph.senders.shape, bool) if valid is None else valid
+  missing = jnp.stack([~present[mod][graph.senders] for mod in schema.modalities], axis=1)
+  rels = [r for r in range(R) if schema.missing_modalities(schema.relation_src(r)) and schema.num_edges[r] > 0]
+  sums = []
+  for aux in layers:
+    terms = jnp.where(valid, attention_loss_terms(aux["lambda"], missing), 0.0)
+    row = [jnp.sum(terms[schema.edge_slice(r)]) if r in rels else jnp.zeros((), ce.dtype) for r in range(R)]
+    if norm == "paper_sum":  # a plain sum over edges: the relation split does not matter
+      row = [jnp.sum(terms)] + [jnp.zeros((), ce.dtype)] * (R - 1)
+    sums.append(jnp.stack(row))
+  counts = jnp.stack([jnp.sum(valid[schema.edge_slice(r)]).astype(ce.dtype) if r in rels
+                      else jnp.zeros((), ce.dtype) for r in range(R)])
+  stats.update(att_sum=jnp.stack(sums), att_count=counts)
+  return stats
+
+
+def attention_loss_from_stats(att_sum: jax.Array, att_count: jax.Array, num_modalities: int, norm: str) -> jax.Array:
+  """`attention_loss` from (summed) per-layer, per-relation sums and counts: the same normalisation."""
+  num_layers = att_sum.shape[0]
+  if norm == "paper_sum":
+    return jnp.sum(att_sum) / (num_layers * num_modalities)
+  means = att_sum / jnp.maximum(att_count, 1.0)  # (L, R); unused relations are 0 / 1
+  used = jnp.sum((att_count > 0).astype(att_sum.dtype))
+  return jnp.sum(jnp.sum(means, axis=1) / jnp.maximum(used, 1.0)) / num_layers
+
+
+def objective_from_stats(stats: dict, *, att_weight: float, num_modalities: int, norm: str):
+  """Eq. 17 from `objective_stats` summed over sub-graphs: (loss, {'ce': ..., 'att': ...})."""
+  ce = stats["ce_sum"] / jnp.maximum(stats["count"], 1.0)
+  att = attention_loss_from_stats(stats["att_sum"], stats["att_count"], num_modalities, norm)
+  return ce + att_weight * att, {"ce": ce, "att": att}

@@ -39,15 +39,17 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
+from hgnn_ima_jax import distributed
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax.graph import MMHN
+from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.inference import LayerwiseInference
 from hgnn_ima_jax.losses import masked_cross_entropy
 from hgnn_ima_jax.optim import learning_rate_at
 from hgnn_ima_jax.run_log import TrainingInterrupted, history_rows
 from hgnn_ima_jax.batch_stream import BatchStream
 from hgnn_ima_jax.samplers import make_sampler
-from hgnn_ima_jax.sampling import build_in_csr
+from hgnn_ima_jax.sampling import build_in_csr, part_rng, split_parts
 from hgnn_ima_jax.state import Batch, TrainState, create_model, variables_of
 from hgnn_ima_jax.steps import map_seeds, resolve_seed_batch, track, train_step
 from hgnn_ima_jax.budgets import Budget, BudgetLadder, padded_schema
@@ -71,6 +73,7 @@ class BatchSettings:
   eval: str = "layerwise"
   eval_every: int = 1
   eval_chunk: int = 4096
+  parts: int = 1
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "BatchSettings":
@@ -89,7 +92,8 @@ class BatchSettings:
   def sampler_meta(self) -> dict:
     """What fixes the batch sequence (kept in checkpoints, checked on resume)."""
     return {"mode": self.mode, "size": self.size, "fanouts": list(self.fanouts), "num_samples": self.num_samples,
-            "num_iterations": self.num_iterations, "seed": self.seed}
+            "num_iterations": self.num_iterations, "seed": self.seed,
+            **({"parts": self.parts} if self.parts > 1 else {})}
 
 
 class BatchSource:
@@ -107,9 +111,14 @@ class BatchSource:
     self.targets = np.asarray(data.splits["train"] if targets is None else targets, np.int64)
     self.builder = SubgraphBuilder(data, csr=csr)
     self.stream = BatchStream(self.sampler, self.targets, settings.size, seed=settings.seed, shuffle=shuffle)
-    upper = Budget.for_sampler(self.sampler, min(settings.size, len(self.targets)))
-    self.ladder = (BudgetLadder.calibrate(self.stream, upper, num_buckets=settings.buckets)
+    # With parts, a rung holds one part (ceil(size / parts) targets): the ladder is calibrated on batches that size.
+    part_size = -(-min(settings.size, len(self.targets)) // max(1, settings.parts))
+    upper = Budget.for_sampler(self.sampler, part_size)
+    calib = self.stream if settings.parts == 1 else BatchStream(self.sampler, self.targets, part_size,
+                                                                 seed=settings.seed, shuffle=shuffle)
+    self.ladder = (BudgetLadder.calibrate(calib, upper, num_buckets=settings.buckets)
                    if settings.buckets > 1 else BudgetLadder([upper]))
+    self.part_ids: list[int] | None = None  # parts mode: the parts this process samples (set by the run)
 
   @property
   def largest(self) -> Budget:
@@ -118,8 +127,25 @@ class BatchSource:
   def num_batches(self, epoch: int) -> int:
     return len(self.stream.plan(epoch))
 
-  def build(self, epoch: int, b: int) -> PaddedSubgraph:
-    return self.builder.build(self.stream.sample_batch(epoch, b).subgraph, self.ladder)
+  def build(self, epoch: int, b: int):
+    """Batch b of `epoch`, padded: one `PaddedSubgraph`, or with `part_ids` set, a `PartsItem` of those parts."""
+    if self.part_ids is None:
+      return self.builder.build(self.stream.sample_batch(epoch, b).subgraph, self.ladder)
+    subs = self.sample_parts(epoch, b, self.part_ids)
+    rung = max(self.ladder.index(self.ladder.choose(sub, self.data.schema)) for sub in subs)
+    return PartsItem(subs, rung, [self.builder.build(sub, self.ladder.rungs[rung]) for sub in subs])
+
+  def sample_parts(self, epoch: int, b: int, part_ids) -> list:
+    """The sampled sub-graphs of parts `part_ids` of batch b (`distributed`): contiguous slices, own rng each."""
+    parts = self.settings.parts
+    slices = split_parts(self.stream.plan(epoch).batch(b), parts)
+    return [self.sampler.sample(slices[p], part_rng(self.settings.seed, epoch, b, p, parts)) for p in part_ids]
+
+  def pad_parts(self, item: "PartsItem", rung: int) -> list[PaddedSubgraph]:
+    """The parts padded to `rung` (a larger rung than they need, when another process's parts needed it)."""
+    if rung == item.rung:
+      return item.padded
+    return [self.builder.build(sub, self.ladder.rungs[rung]) for sub in item.subs]
 
   def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[int, PaddedSubgraph]]:
     """(b, padded batch) for b = start, ... of `epoch`; with prefetch, built on a background thread."""
@@ -162,6 +188,15 @@ class BatchSource:
       thread.join(timeout=5)
 
 
+@dataclasses.dataclass
+class PartsItem:
+  """This process's parts of one global batch: sampled, and padded to the smallest rung fitting all of them."""
+
+  subs: list
+  rung: int
+  padded: list
+
+
 def device_batch(padded: PaddedSubgraph) -> Batch:
   """A padded sub-graph as the training step's `Batch` (the loss mask is the batch's targets)."""
   graph = jax.tree.map(jnp.asarray, padded.graph)
@@ -171,15 +206,23 @@ def device_batch(padded: PaddedSubgraph) -> Batch:
 class StepPrograms:
   """The jitted multi-seed train step, one per ladder rung (the model is built on the rung's schema)."""
 
-  def __init__(self, config: ml_collections.ConfigDict, data: MMHN, tx, sharded: bool):
-    self.config, self.schema, self.tx = config, data.schema, tx
+  def __init__(self, config: ml_collections.ConfigDict, data: MMHN, tx, sharded: bool, mesh=None):
+    self.config, self.schema, self.tx, self.mesh = config, data.schema, tx, mesh
     self.seed_batch = resolve_seed_batch(int(config.get("seed_batch", -1)), sharded)
+    self.parts = int((config.get("batch") or {}).get("parts", 1) or 1)
+    # One part on one data device is today's step (bit for bit); otherwise the parts step of `distributed`.
+    self.parts_mode = self.parts > 1 or (mesh is not None and mesh.data > 1)
     self._programs: dict = {}
 
   def model(self, budget: Budget):
     return create_model(self.config, padded_schema(self.schema, budget))
 
   def __call__(self, budget: Budget) -> Callable:
+    if budget not in self._programs and self.parts_mode:
+      one = functools.partial(distributed.parts_train_step, model=self.model(budget), tx=self.tx,
+                              ind_loss=bool(self.config.loss.ind_loss), att_weight=float(self.config.loss.att_weight),
+                              parts=self.parts)
+      self._programs[budget] = distributed.make_parts_program(one, self.seed_batch, self.mesh)
     if budget not in self._programs:
       one = functools.partial(train_step, model=self.model(budget), tx=self.tx,
                               ind_loss=bool(self.config.loss.ind_loss), att_weight=float(self.config.loss.att_weight))
@@ -218,7 +261,8 @@ class Evaluator:
     """Logits of the validation and test targets from their own sampled sub-graphs (other rows stay 0)."""
     if self._sampled is None:
       targets = np.concatenate([self.data.splits["val"], self.data.splits["test"], self.data.splits["train"]])
-      self._sampled = BatchSource(self.data, dataclasses.replace(self.settings, prefetch=0), targets, shuffle=False)
+      one = dataclasses.replace(self.settings, prefetch=0, parts=1)  # evaluation batches are not split
+      self._sampled = BatchSource(self.data, one, targets, shuffle=False)
       self._apply = {}
     src = self._sampled
     logits = np.zeros((len(self.labels), self.data.num_classes), np.float32)
@@ -235,12 +279,12 @@ class Evaluator:
 
   def evaluate(self, state: TrainState, num_seeds: int) -> dict:
     """The eval dict `steps.track` reads, stacked over the run's seeds (padding seeds evaluated as well)."""
-    host = jax.device_get((state.params, state.batch_stats))
+    on_host = host((state.params, state.batch_stats))
     masks = {s: self.data.split_mask(s) for s in ("train", "val")}
     labels = jnp.asarray(self.labels, jnp.int32)
     rows = []
     for i in range(num_seeds):
-      params, bs = jax.tree.map(lambda x: x[i], host[0]), jax.tree.map(lambda x: x[i], host[1])
+      params, bs = jax.tree.map(lambda x: x[i], on_host[0]), jax.tree.map(lambda x: x[i], on_host[1])
       logits, att = self.logits(params, bs)
       val_loss = float(masked_cross_entropy(jnp.asarray(logits), labels, jnp.asarray(masks["val"])))
       if self.config.loss.val_includes_att:
@@ -255,8 +299,10 @@ class Evaluator:
 
 
 def init_batch(source: BatchSource) -> Batch:
-  """The first batch padded to the largest rung: parameters are initialised on it (they do not depend on counts)."""
-  return device_batch(source.builder.build(source.stream.sample_batch(0, 0).subgraph, source.largest))
+  """The first batch (its part 0 with parts) padded to the largest rung: parameters do not depend on counts."""
+  sub = (source.stream.sample_batch(0, 0).subgraph if source.settings.parts == 1
+         else source.sample_parts(0, 0, [0])[0])
+  return device_batch(source.builder.build(sub, source.largest))
 
 
 @dataclasses.dataclass
@@ -301,7 +347,10 @@ def run_minibatch_epochs(run, state: TrainState, history: list[dict], resumed: d
   n, num_epochs = len(run.seeds), int(config.num_epochs)
   every = max(1, int(config.get("checkpoint_every", 10)))
   nb = source.num_batches(0)
-  programs = StepPrograms(config, source.data, run.tx, sharded=run.shard is not None)
+  mesh = getattr(run, "mesh", None)
+  programs = StepPrograms(config, source.data, run.tx, sharded=run.shard is not None, mesh=mesh)
+  if programs.parts_mode:
+    source.part_ids = mesh.local_parts(settings.parts) if mesh is not None else list(range(settings.parts))
   es = dict(rule=config.early_stopping.rule, patience=int(config.early_stopping.patience),
             selection=config.selection_metric)
   resumed = resumed or {}
@@ -323,7 +372,7 @@ def run_minibatch_epochs(run, state: TrainState, history: list[dict], resumed: d
     raise stop(start_epoch, start_batch)
   done = start_epoch
   for epoch in range(start_epoch, num_epochs):
-    if not bool(np.asarray(jax.device_get(state.active))[:n].any()):
+    if not bool(np.asarray(host(state.active))[:n].any()):
       break
     first = start_batch if epoch == start_epoch else 0
     if first == 0:
@@ -331,9 +380,15 @@ def run_minibatch_epochs(run, state: TrainState, history: list[dict], resumed: d
     bar = (tqdm(total=nb, initial=first, desc=f"{config.dataset}/{config.model_name} epoch {epoch + 1}/{num_epochs}",
                 unit="batch", leave=False) if progress else None)
     try:
-      for b, padded in source.epoch(epoch, first):
-        state, m = programs(padded.budget)(state, device_batch(padded))
-        sums.add(jax.device_get(m))
+      for b, item in source.epoch(epoch, first):
+        if programs.parts_mode:
+          rung = distributed.agree_rung(item.rung)
+          padded = source.pad_parts(item, rung)
+          batch = distributed.global_parts_batch(distributed.stack_parts(padded), source.part_ids, settings.parts, mesh)
+          state, m = programs(source.ladder.rungs[rung])(state, batch)
+        else:
+          state, m = programs(item.budget)(state, device_batch(item))
+        sums.add(host(m))
         if bar is not None:
           bar.set_postfix(loss=f"{float(np.mean(np.asarray(m['train_loss'])[:n])):.4f}")
           bar.update(1)
@@ -345,11 +400,11 @@ def run_minibatch_epochs(run, state: TrainState, history: list[dict], resumed: d
     row = {k: v for k, v in sums.means().items()}
     if (epoch + 1) % max(1, settings.eval_every) == 0 or epoch + 1 == num_epochs:
       ev = evaluator.evaluate(state, len(run.run_seeds))
-      active = np.asarray(jax.device_get(state.active))
+      active = np.asarray(host(state.active))
       state = _track_all(state, jax.tree.map(jnp.asarray, ev), jnp.asarray(epoch, jnp.int32), **es)
       row.update({k: v for k, v in ev.items() if k != "pred"})
     else:
-      active = np.asarray(jax.device_get(state.active))
+      active = np.asarray(host(state.active))
       row.update({k: np.full(len(run.run_seeds), np.nan) for k in
                   ("val_loss", "train_micro_f1", "train_macro_f1", "val_micro_f1", "val_macro_f1")})
     row["active"] = active

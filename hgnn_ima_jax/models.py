@@ -20,7 +20,7 @@ Parameter tree of `HGNNIMA` (names are stable; checkpoints and tests rely on the
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import flax.struct

@@ -77,6 +77,19 @@ def batch_rng(seed: int, epoch: int, batch: int) -> np.random.Generator:
       np.random.SeedSequence(check_seed(seed), spawn_key=(_BATCH_STREAM, int(epoch), int(batch))))
 
 
+def part_rng(seed: int, epoch: int, batch: int, part: int, parts: int) -> np.random.Generator:
+  """The generator of part `part` of `parts` of a batch (`hgnn_ima_jax.distributed`); one part is `batch_rng`."""
+  if parts == 1:
+    return batch_rng(seed, epoch, batch)
+  return np.random.default_rng(
+      np.random.SeedSequence(check_seed(seed), spawn_key=(_BATCH_STREAM, int(epoch), int(batch), int(part))))
+
+
+def split_parts(targets: np.ndarray, parts: int) -> list[np.ndarray]:
+  """A batch's targets in `parts` contiguous slices (sizes differ by at most one; empty when parts > targets)."""
+  return np.array_split(np.asarray(targets), parts)
+
+
 # --- CSR ------------------------------------------------------------------------------------
 
 class InCSR(NamedTuple):

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import jraph
 import ml_collections
-import numpy as np
 import optax
 
 from hgnn_ima_jax.graph import MMHN, Schema
@@ -120,12 +119,21 @@ def variables_of(params, batch_stats):
   return {"params": params, "batch_stats": batch_stats} if jax.tree.leaves(batch_stats) else {"params": params}
 
 
-def seed_sharding(num_seeds: int, enabled: bool = True):
-  """(sharding for seed-leading arrays, replicated sharding, padded seed count) for the local devices."""
+def seed_sharding(num_seeds: int, enabled: bool = True, data: int = 1):
+  """(sharding for seed-leading arrays, replicated sharding, padded seed count) over all devices.
+
+  The mesh is ('seeds', 'data') (`hgnn_ima_jax.distributed`): `data` devices share each global
+  batch, the rest of the devices split the seeds; None when there is only one device to use.
+  """
   devices = jax.devices()
-  if not enabled or len(devices) == 1:
+  if len(devices) % data:
+    raise ValueError(f"config.mesh_data={data} does not divide the {len(devices)} devices. "
+                     f"Fix: set --config.mesh_data to a divisor of {len(devices)}")
+  seeds = len(devices) // data if enabled else 1
+  if seeds * data == 1:
     return None, None, num_seeds
-  mesh = jax.sharding.Mesh(np.asarray(devices), ("seeds",))
-  padded = int(math.ceil(num_seeds / len(devices)) * len(devices))
+  mesh = jax.make_mesh((seeds, data), ("seeds", "data"), axis_types=(jax.sharding.AxisType.Auto,) * 2,
+                       devices=devices[:seeds * data])
+  padded = int(math.ceil(num_seeds / seeds) * seeds)
   return (jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")),
           jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()), padded)

@@ -30,11 +30,12 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from hgnn_ima_jax import metrics as metrics_lib
-from hgnn_ima_jax import minibatch
+from hgnn_ima_jax import distributed, minibatch
 from hgnn_ima_jax import runtime
 from hgnn_ima_jax.checkpointing import RunCheckpoints
 from hgnn_ima_jax.config_validation import validate_config
 from hgnn_ima_jax.graph import MMHN
+from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.models import split_model_name
 from hgnn_ima_jax.optim import create_optimizer, learning_rate_at
 from hgnn_ima_jax.run_dir import write_config, write_schema
@@ -77,6 +78,7 @@ class Run:
   on_history: HistoryWriter
   num_classes: int
   num_targets: int | None = None  # best_pred's length when `batch` is a mini-batch (default: its targets)
+  mesh: Any = None  # distributed.DeviceMesh of the run, or None (one device)
 
 
 def restore_or_init(run: Run, resume: bool) -> tuple[TrainState, list[dict], dict | None]:
@@ -115,7 +117,7 @@ def run_epochs(run: Run, state: TrainState, history: list[dict], *, progress: bo
   config = run.config
   n = len(run.seeds)
   epoch_fn = make_epoch_fn(config, run.model, run.tx, run.num_classes, sharded=run.shard is not None)
-  start_epoch = int(np.asarray(jax.device_get(state.step)).max())
+  start_epoch = int(np.asarray(host(state.step)).max())
   num_epochs = int(config.num_epochs)
   every = max(1, int(config.get("checkpoint_every", 10)))
   bar = tqdm(total=num_epochs, initial=start_epoch, desc=f"{config.dataset}/{config.model_name}",
@@ -132,10 +134,10 @@ def run_epochs(run: Run, state: TrainState, history: list[dict], *, progress: bo
     if should_stop is not None and should_stop():
       raise interrupted(start_epoch)
     for epoch in range(start_epoch, num_epochs):
-      if not bool(np.asarray(jax.device_get(state.active))[:n].any()):
+      if not bool(np.asarray(host(state.active))[:n].any()):
         break
       state, m = epoch_fn(state, run.batch)
-      m = jax.tree.map(lambda x: np.asarray(x)[:n], jax.device_get(m))
+      m = jax.tree.map(lambda x: np.asarray(x)[:n], host(m))
       history.extend(history_rows(epoch, run.seeds, m, learning_rate_at(config, epoch)))
       if bar is not None:
         act = m["active"]
@@ -150,7 +152,7 @@ def run_epochs(run: Run, state: TrainState, history: list[dict], *, progress: bo
   finally:
     if bar is not None:
       bar.close()
-  _checkpoint(run, state, history, int(np.asarray(jax.device_get(state.step)).max()), force=True)
+  _checkpoint(run, state, history, int(np.asarray(host(state.step)).max()), force=True)
   return state, history
 
 
@@ -159,8 +161,8 @@ def final_evaluation(run: Run, state: TrainState, data: MMHN, steps_per_epoch: i
   # In eval mode: the predictions `track` kept from that epoch's eval forward (the same as the
   # best parameters' forward), scored with scikit-learn.
   config, seeds = run.config, run.seeds
-  host = jax.device_get(state)
-  pred = np.asarray(host.best_pred)[: len(seeds)]
+  h = host(state)
+  pred = np.asarray(h.best_pred)[: len(seeds)]
   labels = np.asarray(data.labels)
   per_seed = []
   for i, seed in enumerate(seeds):
@@ -168,16 +170,16 @@ def final_evaluation(run: Run, state: TrainState, data: MMHN, steps_per_epoch: i
     val = metrics_lib.sklearn_f1(pred[i], labels, data.splits["val"])
     per_seed.append({"seed": seed, "test_micro_f1": test["micro_f1"], "test_macro_f1": test["macro_f1"],
                      "val_micro_f1": val["micro_f1"], "val_macro_f1": val["macro_f1"],
-                     "best_epoch": int(np.asarray(host.best_epoch)[i]),
-                     "epochs_run": int(np.asarray(host.step)[i]) // steps_per_epoch,
-                     "early_stopped": not bool(np.asarray(host.active)[i])})
-  n_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(host.params))
+                     "best_epoch": int(np.asarray(h.best_epoch)[i]),
+                     "epochs_run": int(np.asarray(h.step)[i]) // steps_per_epoch,
+                     "early_stopped": not bool(np.asarray(h.active)[i])})
+  n_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(h.params))
   return {
       "dataset": config.dataset, "model": config.model_name, "protocol": config.get("protocol", "code"),
       "seeds": seeds, "per_seed": per_seed,
       "test_micro_f1": metrics_lib.mean_std([r["test_micro_f1"] for r in per_seed]),
       "test_macro_f1": metrics_lib.mean_std([r["test_macro_f1"] for r in per_seed]),
-      "num_params": n_params, "epochs": int(np.asarray(host.step).max()) // steps_per_epoch,
+      "num_params": n_params, "epochs": int(np.asarray(h.step).max()) // steps_per_epoch,
   }
 
 
@@ -212,7 +214,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data: MM
   os.makedirs(workdir, exist_ok=True)
   settings = minibatch.BatchSettings.from_config(config)
   seeds = list(config.seeds)
-  shard, replicated, padded = seed_sharding(len(seeds), bool(config.get("shard_seeds", True)))
+  main = jax.process_index() == 0  # only process 0 writes config, history, results and the progress bar
+  if not main:
+    progress, on_history = False, None
+  mesh_data = int(config.get("mesh_data", 1))
+  if jax.process_count() > 1 and mesh_data != jax.device_count():
+    # Seeds sharded over processes would make the state non-addressable for the host-side evaluation.
+    raise ValueError(f"config.mesh_data={mesh_data} with {jax.process_count()} processes: a multi-process run puts "
+                     f"all {jax.device_count()} devices on the data axis. Fix: --config.mesh_data={jax.device_count()}")
+  shard_seeds = bool(config.get("shard_seeds", True)) and jax.process_count() == 1
+  shard, replicated, padded = seed_sharding(len(seeds), shard_seeds, mesh_data)
   if settings.sampled:  # the graph stays on the host; parameters are built on the largest padded batch
     source = minibatch.BatchSource(data, settings)
     batch, steps_per_epoch = minibatch.init_batch(source), source.num_batches(0)
@@ -225,11 +236,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data: MM
             tx=create_optimizer(config, steps_per_epoch), seeds=seeds,
             run_seeds=seeds + [max(seeds) + 1 + i for i in range(padded - len(seeds))],
             shard=shard, manager=RunCheckpoints(workdir), on_history=on_history or (lambda rows: None),
-            num_classes=data.schema.num_classes, num_targets=len(data.labels) if settings.sampled else None)
+            num_classes=data.schema.num_classes, num_targets=len(data.labels) if settings.sampled else None,
+            mesh=distributed.DeviceMesh.of(shard))
 
   state, history, resumed = restore_or_init(run, resume)
-  write_config(workdir, config)
-  write_schema(workdir, data.schema)
+  if main:
+    write_config(workdir, config)
+    write_schema(workdir, data.schema)
   t_train = time.time()
   if settings.sampled:
     state, history = minibatch.run_minibatch_epochs(
@@ -247,6 +260,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data: MM
   })
   run.manager.save_best(state, seeds, results)
   run.manager.close()
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=2)
+  if main:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=2)
   return results

@@ -6,7 +6,6 @@ The layer slices each relation's edges statically and runs sorted segment ops wi
 
 from __future__ import annotations
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp

@@ -89,12 +89,16 @@ def get_config() -> ml_collections.ConfigDict:
       seed=0,  # the batch sequence's seed (every model seed trains on the same batches)
       eval="layerwise",  # 'layerwise' (exact, every node) | 'sampled' (sampled sub-graphs of val/test targets)
       eval_every=1, eval_chunk=4096,  # epochs between evaluations; receivers per layer-wise chunk
+      parts=1,  # sub-graphs per batch, each sampled on its own; fixes the result on any number of devices
   ))
 
   # Runs.
   c.seeds = (0,)
   c.checkpoint_every = 10
   c.shard_seeds = True
+  # Devices that share each global batch (a divisor of batch.parts); the other devices split the seeds.
+  # docs/distributed.md. Changes the speed only: a run may resume with another value.
+  c.mesh_data = 1
   # Seeds advanced together by one vmap: 0 = all; k = k at a time, the groups looping inside the
   # same compiled program (lax.map); -1 = 1 on CPU (faster and leaner there), 0 on GPU/TPU.
   c.seed_batch = -1
