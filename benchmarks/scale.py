@@ -74,7 +74,7 @@ def run_row(graph: str, mode: str) -> dict:
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   from bench_graphs import load_graph  # pylint: disable=import-outside-toplevel
-  from hgnn_ima_jax import minibatch, optim, state, steps, train  # pylint: disable=import-outside-toplevel
+  from hgnn_ima_jax import evaluation, minibatch, optim, state, steps, train  # pylint: disable=import-outside-toplevel
 
   t0 = time.perf_counter()
   data = load_graph(graph, FLAGS.data_dir, FLAGS.feature_dim)
@@ -131,7 +131,7 @@ def run_row(graph: str, mode: str) -> dict:
               "compiles": compiles, "sampler_wait_share": round(wait_s / epoch_s, 3),
               "targets_per_s": round(targets / epoch_s, 1), "edges_per_s": round(real_edges / epoch_s, 1),
               "edges_per_s_warm": round(real_edges / max(1e-9, sum(warm) / 1000 * limit / len(warm)), 1)})
-  evaluator = minibatch.Evaluator(config, data, settings)
+  evaluator = evaluation.Evaluator(config, data, settings)
   t = time.perf_counter()
   evaluator.evaluate(st, 1)
   row["inference_s"] = round(time.perf_counter() - t, 2)

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax import distributed, minibatch
 from hgnn_ima_jax import runtime
+from hgnn_ima_jax.evaluation import Evaluator
 from hgnn_ima_jax.checkpointing import RunCheckpoints
 from hgnn_ima_jax.config_validation import validate_config
 from hgnn_ima_jax.graph import MMHN
@@ -246,7 +247,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data: MM
   t_train = time.time()
   if settings.sampled:
     state, history = minibatch.run_minibatch_epochs(
-        run, state, history, resumed, source=source, evaluator=minibatch.Evaluator(config, data, settings),
+        run, state, history, resumed, source=source, evaluator=Evaluator(config, data, settings),
         progress=progress, should_stop=should_stop)
   else:
     state, history = run_epochs(run, state, history, progress=progress, should_stop=should_stop)

@@ -1,0 +1,86 @@
+"""Evaluation during mini-batch training: every seed's eval-mode outputs on the whole graph.
+
+Exact layer-wise inference of every node (`inference.LayerwiseInference`, config.batch.eval='layerwise'), or
+sub-graphs of the validation and test targets sampled as for training ('sampled'); the result is the eval
+dict `steps.track` reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from hgnn_ima_jax import metrics as metrics_lib
+from hgnn_ima_jax.graph import MMHN
+from hgnn_ima_jax.hosts import host
+from hgnn_ima_jax.inference import LayerwiseInference
+from hgnn_ima_jax.losses import masked_cross_entropy
+from hgnn_ima_jax.minibatch import BatchSettings, BatchSource
+from hgnn_ima_jax.state import TrainState, create_model, variables_of
+
+
+class Evaluator:
+  """Eval-mode outputs of every seed on the whole graph: layer-wise (exact) or on sampled sub-graphs."""
+
+  def __init__(self, config: ml_collections.ConfigDict, data: MMHN, settings: BatchSettings):
+    self.config, self.data, self.settings = config, data, settings
+    self.model = create_model(config, data.schema)
+    self.labels = np.asarray(data.labels)
+    self._layerwise = None
+    self._sampled = None
+
+  def logits(self, params, batch_stats) -> tuple[np.ndarray, float]:
+    """(logits of every target node, L_att) for one seed's variables."""
+    variables = variables_of(params, batch_stats)
+    if self.settings.eval == "layerwise":
+      if self._layerwise is None:
+        self._layerwise = LayerwiseInference(self.model, variables, self.data, chunk_size=self.settings.eval_chunk)
+      else:
+        self._layerwise.set_variables(variables)
+      out = self._layerwise.run(self.data, compute_att_loss=bool(self.config.loss.val_includes_att))
+      return out.logits, float(out.att_loss or 0.0)
+    return self._sampled_logits(variables)
+
+  def _sampled_logits(self, variables) -> tuple[np.ndarray, float]:
+    """Logits of the validation and test targets from their own sampled sub-graphs (other rows stay 0)."""
+    if self._sampled is None:
+      targets = np.concatenate([self.data.splits["val"], self.data.splits["test"], self.data.splits["train"]])
+      one = dataclasses.replace(self.settings, prefetch=0, parts=1)  # evaluation batches are not split
+      self._sampled = BatchSource(self.data, one, targets, shuffle=False)
+      self._apply = {}
+    src = self._sampled
+    logits = np.zeros((len(self.labels), self.data.num_classes), np.float32)
+    att, n = 0.0, 0
+    for _, padded in src.epoch(0):
+      if padded.budget not in self._apply:
+        model = create_model(self.config, padded.schema)
+        self._apply[padded.budget] = jax.jit(lambda v, g, m=model: (lambda o: (o.logits, o.att_loss))(
+            m.apply(v, g, train=False)))
+      lg, a = self._apply[padded.budget](variables, jax.tree.map(jnp.asarray, padded.graph))
+      logits[padded.targets] = np.asarray(lg)[padded.target_positions]
+      att, n = att + float(a), n + 1
+    return logits, att / max(n, 1)
+
+  def evaluate(self, state: TrainState, num_seeds: int) -> dict:
+    """The eval dict `steps.track` reads, stacked over the run's seeds (padding seeds evaluated as well)."""
+    on_host = host((state.params, state.batch_stats))
+    masks = {s: self.data.split_mask(s) for s in ("train", "val")}
+    labels = jnp.asarray(self.labels, jnp.int32)
+    rows = []
+    for i in range(num_seeds):
+      params, bs = jax.tree.map(lambda x: x[i], on_host[0]), jax.tree.map(lambda x: x[i], on_host[1])
+      logits, att = self.logits(params, bs)
+      val_loss = float(masked_cross_entropy(jnp.asarray(logits), labels, jnp.asarray(masks["val"])))
+      if self.config.loss.val_includes_att:
+        val_loss += att
+      pred = np.argmax(logits, axis=-1).astype(np.int32)
+      row = {"val_loss": np.float32(val_loss), "pred": pred}
+      for split, mask in masks.items():
+        micro, macro = metrics_lib.f1_scores(jnp.asarray(pred), labels, jnp.asarray(mask), self.data.num_classes)
+        row[f"{split}_micro_f1"], row[f"{split}_macro_f1"] = np.float32(micro), np.float32(macro)
+      rows.append(row)
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
