@@ -106,8 +106,15 @@ def machine_info() -> dict:
     mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
   except (ValueError, OSError):  # pragma: no cover
     pass
-  return {"host": platform.node(), "cpu": model, "cpu_count": cpu_count(), "online_cpus": os.cpu_count(),
-          "memory_gb": mem_gb, "python": platform.python_version(), "kernel": platform.release()}
+  return {
+      "host": platform.node(),
+      "cpu": model,
+      "cpu_count": cpu_count(),
+      "online_cpus": os.cpu_count(),
+      "memory_gb": mem_gb,
+      "python": platform.python_version(),
+      "kernel": platform.release(),
+  }
 
 
 def loaded_runtimes() -> dict:

@@ -27,8 +27,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def define_graph_flags(flags):
   """The flags of the graph and model shape that step_time.py and step_rusage.py share, and --out."""
   flags.DEFINE_string("out", "", "append the JSON lines to this JSONL file too")
-  flags.DEFINE_string("data_dir", os.environ.get("HGNN_IMA_DATA_DIR", str(REPO.parent / "shared" / "datasets")),
-                      "directory with douban/, imdb/, amazon/")
+  flags.DEFINE_string(
+      "data_dir",
+      os.environ.get("HGNN_IMA_DATA_DIR", str(REPO.parent / "shared" / "datasets")),
+      "directory with douban/, imdb/, amazon/",
+  )
   flags.DEFINE_integer("feature_dim", 512, "width of the generated inputs of both modalities")
   flags.DEFINE_integer("layers", 3, "propagation layers K")
   flags.DEFINE_integer("hidden", 64, "hidden width d")
@@ -49,6 +52,7 @@ def load_graph(name: str, data_dir: str, feature_dim: int, seed: int = 0):
     from hgnn_ima_jax import data_utils
     from hgnn_ima_jax.data_utils.generated import generate_features
     from hgnn_ima_jax.graph import fill_missing_modalities
+
     g = data_utils.load_dataset(name, data_dir, features="generated", feature_seed=seed)
     # Every real (type, modality) input regenerated at one width (IMDB's real text is 3066
     # wide, AMAZON's stand-ins 1433): the benchmark compares graphs at equal input width.
@@ -68,6 +72,7 @@ def load_graph(name: str, data_dir: str, feature_dim: int, seed: int = 0):
 def graph_config(graph_name: str, model_name: str, seeds, *, hidden: int, heads: int, layers: int):
   """(the graph's training profile with the benchmark's width/depth, the profile's name)."""
   from hgnn_ima_jax.experiments.configs import get_config
+
   profile = graph_name if graph_name in REAL_GRAPHS else ("synthetic" if graph_name == "tiny" else "amazon1")
   c = get_config(profile)
   c.model_name = model_name
@@ -78,6 +83,13 @@ def graph_config(graph_name: str, model_name: str, seeds, *, hidden: int, heads:
 
 def graph_info(data, feature_dim: int) -> dict:
   s = data.schema
-  return {"nodes": s.total_nodes, "edges": s.total_edges, "node_types": s.num_node_types,
-          "relations": s.num_relations, "classes": s.num_classes, "modalities": list(s.modalities),
-          "feature_dim": feature_dim, "train_nodes": int(len(data.splits["train"]))}
+  return {
+      "nodes": s.total_nodes,
+      "edges": s.total_edges,
+      "node_types": s.num_node_types,
+      "relations": s.num_relations,
+      "classes": s.num_classes,
+      "modalities": list(s.modalities),
+      "feature_dim": feature_dim,
+      "train_nodes": int(len(data.splits["train"])),
+  }

@@ -15,16 +15,19 @@ import time
 
 import jax
 import numpy as np
-
 from bench_env import RssSampler, cpu_seconds, mem_available_mb, peak_rss_mb
 from bench_graphs import graph_config
-from hgnn_ima_jax import optim, state as state_lib, steps, train as tr
+
+from hgnn_ima_jax import optim, steps
+from hgnn_ima_jax import state as state_lib
+from hgnn_ima_jax import train as tr
 from hgnn_ima_jax.runtime import release_free_memory
 
 
 @dataclasses.dataclass(frozen=True)
 class StepOptions:
   """What every timed (graph, model) shares: model size and how many steps to time."""
+
   layers: int = 3
   hidden: int = 64
   heads: int = 8
@@ -37,13 +40,16 @@ def versions() -> dict:
   import flax
   import jaxlib
   import optax
+
   return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__, "optax": optax.__version__}
 
 
 def device_info() -> dict:
   devices = jax.devices()
-  return {"platform": devices[0].platform,
-          "device": f"{len(devices)}x {getattr(devices[0], 'device_kind', devices[0].platform)}"}
+  return {
+      "platform": devices[0].platform,
+      "device": f"{len(devices)}x {getattr(devices[0], 'device_kind', devices[0].platform)}",
+  }
 
 
 def device_memory_mb() -> dict | None:
@@ -65,8 +71,13 @@ def make_step(config, data, seed_batch: int = 0):
   config = tr.resolve_config(config)
   model = state_lib.create_model(config, data.schema)
   tx = optim.create_optimizer(config)
-  one = functools.partial(steps.train_step, model=model, tx=tx, ind_loss=bool(config.loss.ind_loss),
-                          att_weight=float(config.loss.att_weight))
+  one = functools.partial(
+      steps.train_step,
+      model=model,
+      tx=tx,
+      ind_loss=bool(config.loss.ind_loss),
+      att_weight=float(config.loss.att_weight),
+  )
   return jax.jit(steps.map_seeds(one, seed_batch), donate_argnums=(0,)), model, tx, config
 
 
@@ -77,6 +88,7 @@ def tile_seeds(state, num_seeds: int):
   `init_state` with `num_seeds` seeds would, without compiling a second init program.
   """
   import jax.numpy as jnp
+
   tiled = jax.tree.map(lambda x: jnp.concatenate([jnp.asarray(x)] * num_seeds, axis=0), state)
   keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(num_seeds, dtype=jnp.uint32))
   return tiled.replace(key=keys.astype(tiled.key.dtype))
@@ -93,15 +105,17 @@ def xla_memory_mb(compiled) -> dict | None:
   return {k.replace("_size_in_bytes", "_mb"): round(getattr(m, k) / 2**20, 1) for k in keys if hasattr(m, k)}
 
 
-def time_ours(data, batch, model_name: str, graph_name: str, num_seeds: int, opts: StepOptions, init=None,
-              seed_batch: int = 0) -> dict:
+def time_ours(
+    data, batch, model_name: str, graph_name: str, num_seeds: int, opts: StepOptions, init=None, seed_batch: int = 0
+) -> dict:
   """Compile and time our step for `num_seeds` seeds, vmapped (seed_batch 0) or looped (1).
 
   init: a 1-seed initial state (host arrays) to tile instead of running `init_state`; the
   result's '_init' is this run's initial state, for a later multi-seed call.
   """
-  config, profile = graph_config(graph_name, model_name, range(num_seeds), hidden=opts.hidden, heads=opts.heads,
-                                 layers=opts.layers)
+  config, profile = graph_config(
+      graph_name, model_name, range(num_seeds), hidden=opts.hidden, heads=opts.heads, layers=opts.layers
+  )
   with RssSampler() as mem:
     step, model, tx, config = make_step(config, data, seed_batch)
     t = time.perf_counter()
@@ -119,10 +133,17 @@ def time_ours(data, batch, model_name: str, graph_name: str, num_seeds: int, opt
     release_free_memory()  # what init and the compiler freed, so that the steps' buffers start from a clean heap
     limit_mb = opts.max_temp_gb * 1024 or 0.7 * mem_available_mb()
     if xla_mem and limit_mb and xla_mem.get("temp_mb", 0) > limit_mb:
-      return {"profile": profile, "seeds": num_seeds, "skipped": (
-          f"XLA temp-buffer estimate {xla_mem['temp_mb'] / 1024:.1f} GiB exceeds {limit_mb / 1024:.1f} GiB "
-          "(--max_temp_gb; default 70% of MemAvailable)"), "lower_s": lower_s, "compile_s": compile_s,
-              "xla_memory": xla_mem}
+      return {
+          "profile": profile,
+          "seeds": num_seeds,
+          "skipped": (
+              f"XLA temp-buffer estimate {xla_mem['temp_mb'] / 1024:.1f} GiB exceeds {limit_mb / 1024:.1f} GiB "
+              "(--max_temp_gb; default 70% of MemAvailable)"
+          ),
+          "lower_s": lower_s,
+          "compile_s": compile_s,
+          "xla_memory": xla_mem,
+      }
     losses = []
     t = time.perf_counter()
     state, m = compiled(state, batch)
@@ -144,14 +165,28 @@ def time_ours(data, batch, model_name: str, graph_name: str, num_seeds: int, opt
     dev_mem = device_memory_mb()
   del state, compiled, lowered
   release_free_memory()
-  return {"profile": profile, "seeds": num_seeds, "step_s_median": statistics.median(times),
-          "step_s_min": min(times), "step_s_mean": statistics.fmean(times), "step_times_s": times,
-          "cpu_s_per_step": cpu_per_step,
-          "init_s": init_s, "lower_s": lower_s, "compile_s": compile_s, "first_step_s": first_step_s,
-          "losses": losses, "loss_falls": bool(losses[-1] < losses[0]), "num_params": n_params,
-          "rss_start_mb": round(mem.start, 1), "rss_peak_mb": round(mem.peak, 1),
-          "process_peak_rss_mb": round(peak_rss_mb(), 1), "xla_memory": xla_mem, "device_memory": dev_mem,
-          "_init": init_host}
+  return {
+      "profile": profile,
+      "seeds": num_seeds,
+      "step_s_median": statistics.median(times),
+      "step_s_min": min(times),
+      "step_s_mean": statistics.fmean(times),
+      "step_times_s": times,
+      "cpu_s_per_step": cpu_per_step,
+      "init_s": init_s,
+      "lower_s": lower_s,
+      "compile_s": compile_s,
+      "first_step_s": first_step_s,
+      "losses": losses,
+      "loss_falls": bool(losses[-1] < losses[0]),
+      "num_params": n_params,
+      "rss_start_mb": round(mem.start, 1),
+      "rss_peak_mb": round(mem.peak, 1),
+      "process_peak_rss_mb": round(peak_rss_mb(), 1),
+      "xla_memory": xla_mem,
+      "device_memory": dev_mem,
+      "_init": init_host,
+  }
 
 
 def time_multi_seed(data, batch, graph_name: str, one_seed: dict, num_seeds: int, opts: StepOptions, init) -> dict:
@@ -162,8 +197,20 @@ def time_multi_seed(data, batch, graph_name: str, one_seed: dict, num_seeds: int
   out = {}
   for key, sb in (("multi_seed", 0), ("multi_seed_map", 1)):
     rs = time_ours(data, batch, "hgnn_ima", graph_name, num_seeds, opts, init=init, seed_batch=sb)
-    out[key] = {k: rs.get(k) for k in ("seeds", "step_s_median", "step_s_min", "cpu_s_per_step", "compile_s",
-                                        "rss_peak_mb", "xla_memory", "device_memory", "skipped")}
+    out[key] = {
+        k: rs.get(k)
+        for k in (
+            "seeds",
+            "step_s_median",
+            "step_s_min",
+            "cpu_s_per_step",
+            "compile_s",
+            "rss_peak_mb",
+            "xla_memory",
+            "device_memory",
+            "skipped",
+        )
+    }
     out[key]["seed_batch"] = sb
     if "skipped" not in rs:
       out[key]["ratio_vs_one_seed"] = rs["step_s_median"] / one_seed["step_s_median"]

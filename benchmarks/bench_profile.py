@@ -17,10 +17,10 @@ import re
 import time
 
 import jax
-
 from bench_env import load_avg
 from bench_graphs import graph_config
 from bench_ours import StepOptions, make_step, tile_seeds
+
 from hgnn_ima_jax import state as state_lib
 from hgnn_ima_jax.runtime import release_free_memory
 
@@ -80,8 +80,9 @@ def aggregate_trace(trace_dir: str) -> tuple[dict, float]:
   return dict(totals), files[-1]
 
 
-def profile_ours(data, batch, graph_name: str, opts: StepOptions, profile_dir: str, steps: int = 3, top: int = 20,
-                 seeds: int = 1) -> dict:
+def profile_ours(
+    data, batch, graph_name: str, opts: StepOptions, profile_dir: str, steps: int = 3, top: int = 20, seeds: int = 1
+) -> dict:
   """jax.profiler trace of HGNN-IMA's step (`seeds` vmapped); top XLA ops by time, mapped to HLO shapes."""
   config, profile = graph_config(graph_name, "hgnn_ima", [0], hidden=opts.hidden, heads=opts.heads, layers=opts.layers)
   step, model, tx, config = make_step(config, data)
@@ -118,17 +119,35 @@ def profile_ours(data, batch, graph_name: str, opts: StepOptions, profile_dir: s
   top_ops = []
   for k, (us, cnt) in ops[:top]:
     shape, opcode, line = hidx[k]
-    top_ops.append({"name": k, "ms_per_step": round(us / 1e3 / n, 2), "share": round(us / op_total, 4),
-                    "calls_per_step": cnt // n, "opcode": opcode, "shape": shape, "fused": fused.get(k, ""),
-                    "hlo": line[:400]})
+    top_ops.append(
+        {
+            "name": k,
+            "ms_per_step": round(us / 1e3 / n, 2),
+            "share": round(us / op_total, 4),
+            "calls_per_step": cnt // n,
+            "opcode": opcode,
+            "shape": shape,
+            "fused": fused.get(k, ""),
+            "hlo": line[:400],
+        }
+    )
   del state, compiled
   release_free_memory()
-  return {"record": "profile", "graph": graph_name, "model": "hgnn_ima", "seeds": seeds, "profile": profile,
-          "trace": path,
-          "steps": n, "wall_s_per_step": wall, "op_ms_per_step": round(op_total / 1e3 / n, 1),
-          "by_opcode_ms_per_step": {k: round(v / 1e3 / n, 1) for k, v in by_opcode.most_common(12)},
-          "by_class_ms_per_step": {k: round(v / 1e3 / n, 1) for k, v in by_class.most_common()},
-          "top_ops": top_ops, "load_avg": load_avg()}
+  return {
+      "record": "profile",
+      "graph": graph_name,
+      "model": "hgnn_ima",
+      "seeds": seeds,
+      "profile": profile,
+      "trace": path,
+      "steps": n,
+      "wall_s_per_step": wall,
+      "op_ms_per_step": round(op_total / 1e3 / n, 1),
+      "by_opcode_ms_per_step": {k: round(v / 1e3 / n, 1) for k, v in by_opcode.most_common(12)},
+      "by_class_ms_per_step": {k: round(v / 1e3 / n, 1) for k, v in by_class.most_common()},
+      "top_ops": top_ops,
+      "load_avg": load_avg(),
+  }
 
 
 def _op_class(name: str, entry, fused: str, n_edges: str) -> str:

@@ -24,14 +24,25 @@ ALLOCATORS = ("jemalloc", "glibc", "jemalloc_default", "glibc_thp")
 OMP_POLICIES = ("unset", "PASSIVE", "ACTIVE")
 OURS_THREADS = ("default", "eigen1", "cpus1")
 # Variables a variant sets itself: inherited values would leak into every variant.
-SCRUBBED = ("LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES", "OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT",
-            "MKL_NUM_THREADS", "HGNN_IMA_ALLOCATOR", "HGNN_IMA_ALLOCATOR_ACTIVE", "HGNN_IMA_JEMALLOC")
+SCRUBBED = (
+    "LD_PRELOAD",
+    "MALLOC_CONF",
+    "GLIBC_TUNABLES",
+    "OMP_WAIT_POLICY",
+    "OMP_NUM_THREADS",
+    "GOMP_SPINCOUNT",
+    "MKL_NUM_THREADS",
+    "HGNN_IMA_ALLOCATOR",
+    "HGNN_IMA_ALLOCATOR_ACTIVE",
+    "HGNN_IMA_JEMALLOC",
+)
 EIGEN1_FLAG = "--xla_cpu_multi_thread_eigen=false"
 
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
   """One process's settings. threads: PyG's torch thread count; ours: 'default', 'eigen1' or 'cpus1'."""
+
   framework: str  # 'jax' | 'pyg'
   allocator: str
   threads: str
@@ -44,8 +55,11 @@ class Variant:
     return f"{self.allocator}/xla-{self.threads}"
 
   def settings(self) -> dict:
-    return {"allocator": self.allocator, "threads": self.threads,
-            "omp_wait_policy": self.omp_wait_policy if self.framework == "pyg" else None}
+    return {
+        "allocator": self.allocator,
+        "threads": self.threads,
+        "omp_wait_policy": self.omp_wait_policy if self.framework == "pyg" else None,
+    }
 
 
 def check_choices(kind: str, given, allowed) -> list[str]:
@@ -69,8 +83,10 @@ def variant_env(v: Variant, base: dict, jemalloc: str | None) -> tuple[dict, str
   env = {k: val for k, val in base.items() if k not in SCRUBBED}
   if v.allocator in ("jemalloc", "jemalloc_default"):
     if not jemalloc:
-      return None, ("no libjemalloc.so.2 found (Debian/Ubuntu: apt-get install libjemalloc2; or set "
-                    "HGNN_IMA_JEMALLOC=/path/to/libjemalloc.so)")
+      return None, (
+          "no libjemalloc.so.2 found (Debian/Ubuntu: apt-get install libjemalloc2; or set "
+          "HGNN_IMA_JEMALLOC=/path/to/libjemalloc.so)"
+      )
     env["LD_PRELOAD"] = jemalloc
     if v.allocator == "jemalloc":
       env["MALLOC_CONF"] = JEMALLOC_CONF
@@ -135,14 +151,34 @@ def best_records(rows, pair: dict) -> list[dict]:
   for (g, fw, m), f in sorted(figs.items()):
     v = min(f, key=f.get)
     best[(g, fw, m)] = (v, f[v], cpu.get((g, fw, m, v)))
-    out.append({"record": "best", "graph": g, "framework": fw, "model": m, "best_variant": v,
-                "step_s": f[v], "cpu_s_per_step": cpu.get((g, fw, m, v)),
-                "variants": dict(sorted(f.items(), key=lambda kv: kv[1]))})
+    out.append(
+        {
+            "record": "best",
+            "graph": g,
+            "framework": fw,
+            "model": m,
+            "best_variant": v,
+            "step_s": f[v],
+            "cpu_s_per_step": cpu.get((g, fw, m, v)),
+            "variants": dict(sorted(f.items(), key=lambda kv: kv[1])),
+        }
+    )
   for (g, fw, m), (v, s, c) in sorted(best.items()):
     if fw != "jax" or (g, "pyg", pair.get(m)) not in best:
       continue
     pv, ps, pc = best[(g, "pyg", pair[m])]
-    out.append({"record": "ratio", "graph": g, "model": m, "variant": v, "step_s": s, "pyg_model": pair[m],
-                "pyg_variant": pv, "pyg_step_s": ps, "ratio": s / ps,
-                "cpu_ratio": c / pc if c is not None and pc else None})
+    out.append(
+        {
+            "record": "ratio",
+            "graph": g,
+            "model": m,
+            "variant": v,
+            "step_s": s,
+            "pyg_model": pair[m],
+            "pyg_variant": pv,
+            "pyg_step_s": ps,
+            "ratio": s / ps,
+            "cpu_ratio": c / pc if c is not None and pc else None,
+        }
+    )
   return out

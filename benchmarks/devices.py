@@ -21,18 +21,27 @@ import sys
 import time
 
 
-def measure(devices: int, program: str, parts: int, steps: int, scale: float, size: int, processes: int = 1,
-            process_id: int = 0, port: int = 0) -> dict:
+def measure(
+    devices: int,
+    program: str,
+    parts: int,
+    steps: int,
+    scale: float,
+    size: int,
+    processes: int = 1,
+    process_id: int = 0,
+    port: int = 0,
+) -> dict:
   """One measurement in this process (JAX must not have started yet: the device count is set here).
 
   devices: this process's devices; with processes > 1 the mesh spans all processes' devices (127.0.0.1:port).
   """
   import jax
+
   jax.config.update("jax_num_cpu_devices", devices)
   if processes > 1:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=processes,
-                               process_id=process_id)
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=processes, process_id=process_id)
   devices = jax.device_count()
   from hgnn_ima_jax import distributed, minibatch
   from hgnn_ima_jax.data_utils import load_for_config
@@ -55,14 +64,17 @@ def measure(devices: int, program: str, parts: int, steps: int, scale: float, si
   model = minibatch.StepPrograms(c, data, tx, sharded=False).model(source.largest)
   state = init_state(model, tx, minibatch.init_batch(source), [0], shard)
   batch = distributed.global_parts_batch(distributed.stack_parts(item.padded), source.part_ids, parts, mesh)
-  one = functools.partial(distributed.parts_train_step, model=model, tx=tx, ind_loss=False, att_weight=1.0,
-                          parts=parts)
+  one = functools.partial(distributed.parts_train_step, model=model, tx=tx, ind_loss=False, att_weight=1.0, parts=parts)
   if program == "shard_map":
     fn = distributed.make_parts_program(one, 0, mesh)
   else:  # one global program over all parts; XLA partitions the vmap over parts and adds the all-reduce
     body = map_seeds(lambda s, b: one(s, b, axis_name=None), 0)
-    fn = jax.jit(body, in_shardings=(mesh.seed_sharding, mesh.parts_sharding) if mesh else None,
-                 out_shardings=(mesh.seed_sharding, mesh.seed_sharding) if mesh else None, donate_argnums=(0,))
+    fn = jax.jit(
+        body,
+        in_shardings=(mesh.seed_sharding, mesh.parts_sharding) if mesh else None,
+        out_shardings=(mesh.seed_sharding, mesh.seed_sharding) if mesh else None,
+        donate_argnums=(0,),
+    )
   t = time.perf_counter()
   state, m = fn(state, batch)
   jax.block_until_ready(m)
@@ -72,9 +84,16 @@ def measure(devices: int, program: str, parts: int, steps: int, scale: float, si
     state, m = fn(state, batch)
   jax.block_until_ready(m)
   dt = time.perf_counter() - t
-  return {"devices": devices, "processes": processes, "program": program, "parts": parts, "size": size,
-          "first_step_s": round(compile_s, 2),
-          "steps_per_s": round(steps / dt, 2), "loss": float(m["train_loss"][0])}
+  return {
+      "devices": devices,
+      "processes": processes,
+      "program": program,
+      "parts": parts,
+      "size": size,
+      "first_step_s": round(compile_s, 2),
+      "steps_per_s": round(steps / dt, 2),
+      "loss": float(m["train_loss"][0]),
+  }
 
 
 def main():
@@ -98,19 +117,48 @@ def main():
     return
   for d in (1, 2, 4):
     for prog in programs:
-      cmd = [sys.executable, __file__, f"--devices={d}", f"--program={prog}", f"--parts={a.parts}",
-             f"--steps={a.steps}", f"--size={a.size}", f"--scale={a.scale}"]
+      cmd = [
+          sys.executable,
+          __file__,
+          f"--devices={d}",
+          f"--program={prog}",
+          f"--parts={a.parts}",
+          f"--steps={a.steps}",
+          f"--size={a.size}",
+          f"--scale={a.scale}",
+      ]
       out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ))
-      print(out.stdout.strip().splitlines()[-1] if out.returncode == 0 else f"devices={d} {prog}: failed\n"
-            f"{out.stderr[-1500:]}", flush=True)
+      print(
+          out.stdout.strip().splitlines()[-1]
+          if out.returncode == 0
+          else f"devices={d} {prog}: failed\n" f"{out.stderr[-1500:]}",
+          flush=True,
+      )
   # 2 processes x 2 devices on 127.0.0.1 (CPU collectives over gloo): the overhead of the multi-process runtime
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-  procs = [subprocess.Popen([sys.executable, __file__, "--devices=2", "--program=shard_map", f"--parts={a.parts}",
-                             f"--steps={a.steps}", f"--size={a.size}", f"--scale={a.scale}", "--processes=2",
-                             f"--process_id={i}", f"--port={port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True) for i in range(2)]
+  procs = [
+      subprocess.Popen(
+          [
+              sys.executable,
+              __file__,
+              "--devices=2",
+              "--program=shard_map",
+              f"--parts={a.parts}",
+              f"--steps={a.steps}",
+              f"--size={a.size}",
+              f"--scale={a.scale}",
+              "--processes=2",
+              f"--process_id={i}",
+              f"--port={port}",
+          ],
+          stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE,
+          text=True,
+      )
+      for i in range(2)
+  ]
   try:
     outs = [p.communicate(timeout=600) for p in procs]
   finally:

@@ -34,6 +34,7 @@ try:
   import torch_geometric
   from torch_geometric.data import HeteroData
   from torch_geometric.nn import HGTConv
+
   _IMPORT_ERROR = None
 except ImportError as e:  # pragma: no cover - exercised when requirements-bench.txt is absent
   torch = None
@@ -58,10 +59,16 @@ def versions() -> dict:
   if torch is None:
     return {}
   import torch_geometric.typing as pyg_typing
-  return {"torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
-          "torch_threads": torch.get_num_threads(),
-          "pyg_lib": bool(pyg_typing.WITH_PYG_LIB), "torch_scatter": bool(pyg_typing.WITH_TORCH_SCATTER),
-          "torch_sparse": bool(pyg_typing.WITH_TORCH_SPARSE), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+
+  return {
+      "torch": torch.__version__,
+      "torch_geometric": torch_geometric.__version__,
+      "torch_threads": torch.get_num_threads(),
+      "pyg_lib": bool(pyg_typing.WITH_PYG_LIB),
+      "torch_scatter": bool(pyg_typing.WITH_TORCH_SCATTER),
+      "torch_sparse": bool(pyg_typing.WITH_TORCH_SPARSE),
+      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+  }
 
 
 def to_hetero_data(data) -> "HeteroData":
@@ -122,13 +129,29 @@ if torch is not None:
   class PygHGTLate(torch.nn.Module):
     """Late fusion: one HGT stack per modality, modality attention (spec §1.3) on the target, head."""
 
-    def __init__(self, hd, modalities, target, num_classes, hidden, heads, layers, dropout=0.2,
-                 fusion_input_dropout=0.6, fusion_score_dropout=0.5):
+    def __init__(
+        self,
+        hd,
+        modalities,
+        target,
+        num_classes,
+        hidden,
+        heads,
+        layers,
+        dropout=0.2,
+        fusion_input_dropout=0.6,
+        fusion_score_dropout=0.5,
+    ):
       super().__init__()
       self.modalities, self.target = tuple(modalities), target
-      self.stacks = torch.nn.ModuleDict({
-          m: HGTStack({t: hd[t][f"x_{m}"].shape[1] for t in hd.node_types}, hidden, heads, layers,
-                      hd.metadata(), dropout) for m in modalities})
+      self.stacks = torch.nn.ModuleDict(
+          {
+              m: HGTStack(
+                  {t: hd[t][f"x_{m}"].shape[1] for t in hd.node_types}, hidden, heads, layers, hd.metadata(), dropout
+              )
+              for m in modalities
+          }
+      )
       self.score = torch.nn.Linear(hidden, 1)
       self.head = torch.nn.Linear(hidden, num_classes)
       self.fdrop_in, self.fdrop_score = fusion_input_dropout, fusion_score_dropout
@@ -145,8 +168,14 @@ if torch is not None:
 
 
 def build(name: str, hd, data, hidden: int, heads: int, layers: int):
-  kw = dict(modalities=data.modalities, target=data.target_type, num_classes=int(data.num_classes),
-            hidden=hidden, heads=heads, layers=layers)
+  kw = dict(
+      modalities=data.modalities,
+      target=data.target_type,
+      num_classes=int(data.num_classes),
+      hidden=hidden,
+      heads=heads,
+      layers=layers,
+  )
   if name == "pyg_hgt_early":
     return PygHGTEarly(hd, **kw)
   if name == "pyg_hgt_late":
@@ -154,8 +183,20 @@ def build(name: str, hd, data, hidden: int, heads: int, layers: int):
   raise ValueError(f"unknown PyG model {name!r}; choose from {MODELS}")
 
 
-def time_steps(name: str, data, *, hidden: int, heads: int, layers: int, steps: int, warmup: int,
-               threads: int, seed: int = 0, lr: float = 1e-3, on_step=None) -> dict:
+def time_steps(
+    name: str,
+    data,
+    *,
+    hidden: int,
+    heads: int,
+    layers: int,
+    steps: int,
+    warmup: int,
+    threads: int,
+    seed: int = 0,
+    lr: float = 1e-3,
+    on_step=None,
+) -> dict:
   """Times `steps` full-batch training steps after `warmup` ones; returns times, losses and sizes.
 
   on_step: optional callable run after every step (the caller's memory sampler).
@@ -194,13 +235,21 @@ def time_steps(name: str, data, *, hidden: int, heads: int, layers: int, steps: 
       on_step()
   cpu_per_step = (_cpu_seconds() - cpu0) / max(steps, 1)
   n_params = sum(p.numel() for p in model.parameters())
-  return {"step_times_s": times, "step_s_median": statistics.median(times), "step_s_min": min(times),
-          "cpu_s_per_step": cpu_per_step, "first_step_s": first_step_s, "losses": losses, "num_params": int(n_params),
-          "loss_falls": bool(losses[-1] < losses[0]) and all(map(math.isfinite, losses))}
+  return {
+      "step_times_s": times,
+      "step_s_median": statistics.median(times),
+      "step_s_min": min(times),
+      "cpu_s_per_step": cpu_per_step,
+      "first_step_s": first_step_s,
+      "losses": losses,
+      "num_params": int(n_params),
+      "loss_falls": bool(losses[-1] < losses[0]) and all(map(math.isfinite, losses)),
+  }
 
 
-def check_trains(name: str, data, *, hidden: int, heads: int, layers: int, steps: int = 8, threads: int = 1,
-                 lr: float = 1e-2) -> dict:
+def check_trains(
+    name: str, data, *, hidden: int, heads: int, layers: int, steps: int = 8, threads: int = 1, lr: float = 1e-2
+) -> dict:
   """A few steps at a larger learning rate: the training loss must fall (we time a real model)."""
   torch.set_num_threads(threads)
   torch.manual_seed(1)

@@ -41,24 +41,30 @@ def run_header(run: dict, steps) -> str:
   m, matrix = run.get("machine", {}), run.get("matrix", {})
   jax_v = next((r["versions"] for r in steps if r["framework"] == "jax"), {})
   pyg_v = next((r["versions"] for r in steps if r["framework"] == "pyg"), {})
-  return (f"{run.get('date')}, {m.get('cpu')} x{m.get('cpu_count')}, {m.get('memory_gb')} GB, load at start "
-          f"{run.get('load_avg')}; jax {jax_v.get('jax', '-')}, flax {jax_v.get('flax', '-')}; torch "
-          f"{pyg_v.get('torch', '-')}, torch_geometric {pyg_v.get('torch_geometric', '-')}; {run.get('reps')} "
-          f"repetition(s) x {run.get('steps')} steps (warm-up {run.get('warmup')}); variants: ours "
-          f"{', '.join(matrix.get('jax', []))}; PyG {', '.join(matrix.get('pyg', [])) or '-'}"
-          + (f"; unavailable: {', '.join(run['unavailable'])}" if run.get("unavailable") else "")
-          + (f"; PyG skipped: {run['pyg_skipped']}" if run.get("pyg_skipped") else ""))
+  return (
+      f"{run.get('date')}, {m.get('cpu')} x{m.get('cpu_count')}, {m.get('memory_gb')} GB, load at start "
+      f"{run.get('load_avg')}; jax {jax_v.get('jax', '-')}, flax {jax_v.get('flax', '-')}; torch "
+      f"{pyg_v.get('torch', '-')}, torch_geometric {pyg_v.get('torch_geometric', '-')}; {run.get('reps')} "
+      f"repetition(s) x {run.get('steps')} steps (warm-up {run.get('warmup')}); variants: ours "
+      f"{', '.join(matrix.get('jax', []))}; PyG {', '.join(matrix.get('pyg', [])) or '-'}"
+      + (f"; unavailable: {', '.join(run['unavailable'])}" if run.get("unavailable") else "")
+      + (f"; PyG skipped: {run['pyg_skipped']}" if run.get("pyg_skipped") else "")
+  )
 
 
 def ratio_table(records, edges) -> str:
-  out = ["| graph | E | ours | best settings | ms | PyG | best settings | ms | ours/PyG wall (CPU) |",
-         "|---|---|---|---|---|---|---|---|---|"]
+  out = [
+      "| graph | E | ours | best settings | ms | PyG | best settings | ms | ours/PyG wall (CPU) |",
+      "|---|---|---|---|---|---|---|---|---|",
+  ]
   for r in records:
     if r["record"] == "ratio":
       cpu = f" ({r['cpu_ratio']:.2f})" if r.get("cpu_ratio") is not None else ""
-      out.append(f"| {r['graph']} | {edges.get(r['graph'], 0):,} | {r['model']} | `{r['variant']}` | "
-                 f"{fmt_ms(r['step_s'])} | {r['pyg_model']} | `{r['pyg_variant']}` | {fmt_ms(r['pyg_step_s'])} | "
-                 f"{r['ratio']:.2f}{cpu} |")
+      out.append(
+          f"| {r['graph']} | {edges.get(r['graph'], 0):,} | {r['model']} | `{r['variant']}` | "
+          f"{fmt_ms(r['step_s'])} | {r['pyg_model']} | `{r['pyg_variant']}` | {fmt_ms(r['pyg_step_s'])} | "
+          f"{r['ratio']:.2f}{cpu} |"
+      )
   return "\n".join(out)
 
 
@@ -70,31 +76,45 @@ def step_table(records, steps, every_step) -> str:
   cold = collections.defaultdict(float)
   for r in every_step:
     cold[(r["graph"], r["model"])] = max(cold[(r["graph"], r["model"])], r.get("compile_s") or 0.0)
-  out = ["| graph | model | best settings | median ms (min of reps) | CPU ms/step | compile s (cold) | XLA temp MB "
-         "| peak RSS MB | load avg |", "|---|---|---|---|---|---|---|---|---|"]
+  out = [
+      "| graph | model | best settings | median ms (min of reps) | CPU ms/step | compile s (cold) | XLA temp MB "
+      "| peak RSS MB | load avg |",
+      "|---|---|---|---|---|---|---|---|---|",
+  ]
   for b in records:
     if b["record"] != "best":
       continue
-    r = next(r for r in steps if (r["graph"], r["framework"], r["model"], r["variant"]) ==
-             (b["graph"], b["framework"], b["model"], b["best_variant"]) and r["step_s_median"] == b["step_s"])
+    r = next(
+        r
+        for r in steps
+        if (r["graph"], r["framework"], r["model"], r["variant"])
+        == (b["graph"], b["framework"], b["model"], b["best_variant"])
+        and r["step_s_median"] == b["step_s"]
+    )
     la = f"{r['load_avg_start'][0]:.1f}" if r.get("load_avg_start") else "-"
-    out.append(f"| {b['graph']} | {b['model']} | `{b['best_variant']}` | {fmt_ms(b['step_s'])} | "
-               f"{fmt_ms(r.get('cpu_s_per_step'))} | {cold[(b['graph'], b['model'])]:.1f} | "
-               f"{(r.get('xla_memory') or {}).get('temp_mb', '-')} | {r.get('rss_peak_mb', 0):,.0f} | {la} |")
+    out.append(
+        f"| {b['graph']} | {b['model']} | `{b['best_variant']}` | {fmt_ms(b['step_s'])} | "
+        f"{fmt_ms(r.get('cpu_s_per_step'))} | {cold[(b['graph'], b['model'])]:.1f} | "
+        f"{(r.get('xla_memory') or {}).get('temp_mb', '-')} | {r.get('rss_peak_mb', 0):,.0f} | {la} |"
+    )
   return "\n".join(out)
 
 
 def seed_table(steps) -> str:
   """S seeds in one program against one seed, both timed in the same worker (our first variant)."""
-  out = ["| graph | settings | seeds | 1 seed ms | vmapped ms | / 1 seed wall (CPU) | looped ms "
-         "| / 1 seed wall (CPU) |",
-         "|---|---|---|---|---|---|---|---|"]
+  out = [
+      "| graph | settings | seeds | 1 seed ms | vmapped ms | / 1 seed wall (CPU) | looped ms "
+      "| / 1 seed wall (CPU) |",
+      "|---|---|---|---|---|---|---|---|",
+  ]
   for r in steps:
     if "multi_seed" in r:
       v, m = r["multi_seed"], r["multi_seed_map"]
-      out.append(f"| {r['graph']} | `{r['variant']}` | {v['seeds']} | {fmt_ms(r['step_s_median'])} | "
-                 f"{fmt_ms(v.get('step_s_median'))} | {multi_seed_cell(v)} | {fmt_ms(m.get('step_s_median'))} | "
-                 f"{multi_seed_cell(m)} |")
+      out.append(
+          f"| {r['graph']} | `{r['variant']}` | {v['seeds']} | {fmt_ms(r['step_s_median'])} | "
+          f"{fmt_ms(v.get('step_s_median'))} | {multi_seed_cell(v)} | {fmt_ms(m.get('step_s_median'))} | "
+          f"{multi_seed_cell(m)} |"
+      )
   return "\n".join(out) if len(out) > 2 else ""
 
 
@@ -103,8 +123,10 @@ def variant_table(steps) -> str:
   medians = collections.defaultdict(list)
   for r in steps:
     medians[(r["graph"], r["framework"], r["model"], r["phase"], r["variant"])].append(r["step_s_median"])
-  out = ["| graph | framework | model | phase | settings | ms (min of medians) | repetitions |",
-         "|---|---|---|---|---|---|---|"]
+  out = [
+      "| graph | framework | model | phase | settings | ms (min of medians) | repetitions |",
+      "|---|---|---|---|---|---|---|",
+  ]
   for (g, fw, m, ph, v), xs in sorted(medians.items(), key=lambda kv: (kv[0][:4], min(kv[1]))):
     out.append(f"| {g} | {fw} | {m} | {ph} | `{v}` | {fmt_ms(min(xs))} | {len(xs)} |")
   return "\n".join(out)
@@ -115,17 +137,21 @@ def profile_tables(rows, top=12) -> str:
   for r in rows:
     if r.get("record") != "profile":
       continue
-    out.append(f"\n**{r['graph']}** ({r['op_ms_per_step']:,.0f} ms of XLA ops per step; wall "
-               f"{r['wall_s_per_step'] * 1e3:,.0f} ms under the profiler; load {r['load_avg'][0]:.1f})\n")
+    out.append(
+        f"\n**{r['graph']}** ({r['op_ms_per_step']:,.0f} ms of XLA ops per step; wall "
+        f"{r['wall_s_per_step'] * 1e3:,.0f} ms under the profiler; load {r['load_avg'][0]:.1f})\n"
+    )
     if r.get("by_class_ms_per_step"):
       out.append("by class (ms/step): " + ", ".join(f"{k} {v:,.0f}" for k, v in r["by_class_ms_per_step"].items()))
       out.append("")
     out.append("| ms/step | share | op | output shape | fused ops |")
     out.append("|---|---|---|---|---|")
     for op in r["top_ops"][:top]:
-      out.append(f"| {op['ms_per_step']:,.1f} | {op['share'] * 100:.1f}% | `{op['name']}` | "
-                 f"`{op['shape'].split('{')[0]}` "
-                 f"| {op['fused']} |")
+      out.append(
+          f"| {op['ms_per_step']:,.1f} | {op['share'] * 100:.1f}% | `{op['name']}` | "
+          f"`{op['shape'].split('{')[0]}` "
+          f"| {op['fused']} |"
+      )
   return "\n".join(out)
 
 
@@ -138,13 +164,25 @@ def report(rows) -> str:
     final = [r for r in steps if r.get("phase") == "final"]
     records = best_records(final, PYG_PAIR)
     edges = {r["graph"]: r["edges"] for r in steps}
-    parts += [run_header(run, steps), "", ratio_table(records, edges), "", step_table(records, final, steps), "",
-              seed_table(final), "", variant_table(steps), profile_tables(mine)]
+    parts += [
+        run_header(run, steps),
+        "",
+        ratio_table(records, edges),
+        "",
+        step_table(records, final, steps),
+        "",
+        seed_table(final),
+        "",
+        variant_table(steps),
+        profile_tables(mine),
+    ]
     skipped = [r for r in mine if r.get("record") == "step" and "skipped" in r]
     errors = [r for r in mine if r.get("record") == "error"]
     parts += [f"\nskipped: {r['graph']} {r['model']} `{r['variant']}`: {r['skipped']}" for r in skipped]
-    parts += [f"\nFAILED: {r['graph']} {r['framework']} `{r['variant']}` rep {r['rep']}: exit {r['returncode']}"
-              for r in errors]
+    parts += [
+        f"\nFAILED: {r['graph']} {r['framework']} `{r['variant']}` rep {r['rep']}: exit {r['returncode']}"
+        for r in errors
+    ]
   return "\n".join(parts)
 
 

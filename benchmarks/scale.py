@@ -31,8 +31,12 @@ from absl import app, flags  # noqa: E402
 from bench_env import emit  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("graphs", "synthetic_amazon1,amazon", "graphs: amazon (real topology, generated features) or a "
-                  "scaled synthetic name (synthetic_amazon1, synthetic_amazon1x4, synthetic10m)")
+flags.DEFINE_list(
+    "graphs",
+    "synthetic_amazon1,amazon",
+    "graphs: amazon (real topology, generated features) or a "
+    "scaled synthetic name (synthetic_amazon1, synthetic_amazon1x4, synthetic10m)",
+)
 flags.DEFINE_list("modes", "neighbor,full", "rows per graph: neighbor, hgt, full")
 flags.DEFINE_integer("batch_size", 1024, "target nodes per batch")
 flags.DEFINE_list("fanouts", "10,5,5", "neighbour fanouts per hop")
@@ -45,8 +49,11 @@ flags.DEFINE_integer("layers", 3, "propagation layers K")
 flags.DEFINE_integer("hidden", 64, "hidden width d")
 flags.DEFINE_integer("heads", 8, "attention heads H")
 flags.DEFINE_integer("eval_chunk", 4096, "receivers per chunk of layer-wise inference")
-flags.DEFINE_string("data_dir", os.environ.get("HGNN_IMA_DATA_DIR", str(REPO.parent / "shared" / "datasets")),
-                    "the paper datasets (for amazon's topology)")
+flags.DEFINE_string(
+    "data_dir",
+    os.environ.get("HGNN_IMA_DATA_DIR", str(REPO.parent / "shared" / "datasets")),
+    "the paper datasets (for amazon's topology)",
+)
 flags.DEFINE_string("out", "", "append the JSON lines to this file too")
 flags.DEFINE_string("worker", "", "internal: run one row 'graph:mode' in this process")
 flags.DEFINE_integer("timeout", 7200, "seconds before a row's process is killed")
@@ -72,8 +79,8 @@ def row_config(graph: str, mode: str):
 def run_row(graph: str, mode: str) -> dict:
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-
   from bench_graphs import load_graph  # pylint: disable=import-outside-toplevel
+
   from hgnn_ima_jax import evaluation, minibatch, optim, state, steps, train  # pylint: disable=import-outside-toplevel
 
   t0 = time.perf_counter()
@@ -82,12 +89,26 @@ def run_row(graph: str, mode: str) -> dict:
   config, profile = row_config(graph, mode)
   config = train.resolve_config(config)
   s = data.schema
-  row = {"record": "scale", "graph": graph, "mode": mode, "profile": profile, "nodes": s.total_nodes,
-         "edges": s.total_edges, "train_targets": len(data.splits["train"]), "batch_size": FLAGS.batch_size,
-         "fanouts": list(config.batch.fanouts) if mode == "neighbor" else None,
-         "num_samples": FLAGS.num_samples if mode == "hgt" else None, "layers": FLAGS.layers,
-         "hidden": FLAGS.hidden, "heads": FLAGS.heads, "feature_dim": FLAGS.feature_dim, "load_s": round(load_s, 2),
-         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_count": os.cpu_count(), "device": str(jax.devices()[0])}
+  row = {
+      "record": "scale",
+      "graph": graph,
+      "mode": mode,
+      "profile": profile,
+      "nodes": s.total_nodes,
+      "edges": s.total_edges,
+      "train_targets": len(data.splits["train"]),
+      "batch_size": FLAGS.batch_size,
+      "fanouts": list(config.batch.fanouts) if mode == "neighbor" else None,
+      "num_samples": FLAGS.num_samples if mode == "hgt" else None,
+      "layers": FLAGS.layers,
+      "hidden": FLAGS.hidden,
+      "heads": FLAGS.heads,
+      "feature_dim": FLAGS.feature_dim,
+      "load_s": round(load_s, 2),
+      "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+      "cpu_count": os.cpu_count(),
+      "device": str(jax.devices()[0]),
+  }
   if mode == "full":
     return {**row, **full_row(config, data)}
 
@@ -126,11 +147,20 @@ def run_row(graph: str, mode: str) -> dict:
   epoch_s = time.perf_counter() - t_epoch
   compiles = steps.TRACE_COUNT["train_step"] - before
   warm = step_ms[compiles:] or step_ms
-  row.update({"batches": limit, "batches_per_epoch": nb, "epoch_s": round(epoch_s, 2),
-              "epoch_s_full": round(epoch_s * nb / limit, 2), "step_ms_median": round(float(np.median(warm)), 1),
-              "compiles": compiles, "sampler_wait_share": round(wait_s / epoch_s, 3),
-              "targets_per_s": round(targets / epoch_s, 1), "edges_per_s": round(real_edges / epoch_s, 1),
-              "edges_per_s_warm": round(real_edges / max(1e-9, sum(warm) / 1000 * limit / len(warm)), 1)})
+  row.update(
+      {
+          "batches": limit,
+          "batches_per_epoch": nb,
+          "epoch_s": round(epoch_s, 2),
+          "epoch_s_full": round(epoch_s * nb / limit, 2),
+          "step_ms_median": round(float(np.median(warm)), 1),
+          "compiles": compiles,
+          "sampler_wait_share": round(wait_s / epoch_s, 3),
+          "targets_per_s": round(targets / epoch_s, 1),
+          "edges_per_s": round(real_edges / epoch_s, 1),
+          "edges_per_s_warm": round(real_edges / max(1e-9, sum(warm) / 1000 * limit / len(warm)), 1),
+      }
+  )
   evaluator = evaluation.Evaluator(config, data, settings)
   t = time.perf_counter()
   evaluator.evaluate(st, 1)
@@ -144,15 +174,20 @@ def full_row(config, data) -> dict:
 
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-
   from bench_env import mem_available_mb  # pylint: disable=import-outside-toplevel
+
   from hgnn_ima_jax import optim, state, steps  # pylint: disable=import-outside-toplevel
 
   model = state.create_model(config, data.schema)
   tx = optim.create_optimizer(config)
   batch = state.make_batch(data)
-  one = functools.partial(steps.train_step, model=model, tx=tx, ind_loss=bool(config.loss.ind_loss),
-                          att_weight=float(config.loss.att_weight))
+  one = functools.partial(
+      steps.train_step,
+      model=model,
+      tx=tx,
+      ind_loss=bool(config.loss.ind_loss),
+      att_weight=float(config.loss.att_weight),
+  )
   step = jax.jit(steps.map_seeds(one, 0), donate_argnums=(0,))
   like = state.abstract_state(model, tx, batch, [0])
   compiled = step.lower(like, batch).compile()
@@ -170,8 +205,12 @@ def full_row(config, data) -> dict:
     jax.block_until_ready(m)
     times.append(time.perf_counter() - t)
   med = float(np.median(times))
-  return {**out, "step_ms_median": round(1000 * med, 1), "edges_per_s": round(data.schema.total_edges / med, 1),
-          "peak_rss_mb": round(peak_rss_mb(), 1)}
+  return {
+      **out,
+      "step_ms_median": round(1000 * med, 1),
+      "edges_per_s": round(data.schema.total_edges / med, 1),
+      "peak_rss_mb": round(peak_rss_mb(), 1),
+  }
 
 
 def main(argv):
@@ -187,8 +226,16 @@ def main(argv):
       try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=FLAGS.timeout, cwd=str(REPO))
         lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
-        row = json.loads(lines[-1]) if lines else {"record": "scale", "graph": graph, "mode": mode,
-                                                   "error": (p.stderr.strip().splitlines() or ["no output"])[-1]}
+        row = (
+            json.loads(lines[-1])
+            if lines
+            else {
+                "record": "scale",
+                "graph": graph,
+                "mode": mode,
+                "error": (p.stderr.strip().splitlines() or ["no output"])[-1],
+            }
+        )
       except subprocess.TimeoutExpired:
         row = {"record": "scale", "graph": graph, "mode": mode, "error": f"killed after {FLAGS.timeout} s"}
       emit(row, FLAGS.out)

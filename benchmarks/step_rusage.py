@@ -25,10 +25,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
+
   reexec_with_fast_allocator()
 
 from absl import app, flags  # noqa: E402
-
 from bench_env import cpu_count  # noqa: E402
 from bench_graphs import GRAPHS, JAX_MODELS, define_graph_flags, graph_config, load_graph  # noqa: E402
 
@@ -50,27 +50,42 @@ def main(argv):
     raise app.UsageError(f"--graph={FLAGS.graph} --model={FLAGS.model}: choose from {GRAPHS} and {JAX_MODELS}")
   import jax
   from bench_ours import make_step  # imports JAX: after the allocator is in place
+
   from hgnn_ima_jax import runtime
   from hgnn_ima_jax import state as state_lib
+
   data = load_graph(FLAGS.graph, FLAGS.data_dir, FLAGS.feature_dim)
   batch = state_lib.make_batch(data)
-  config, _ = graph_config(FLAGS.graph, FLAGS.model, range(1), hidden=FLAGS.hidden, heads=FLAGS.heads,
-                           layers=FLAGS.layers)
+  config, _ = graph_config(
+      FLAGS.graph, FLAGS.model, range(1), hidden=FLAGS.hidden, heads=FLAGS.heads, layers=FLAGS.layers
+  )
   step, model, tx, config = make_step(config, data, 0)
   state = state_lib.init_state(model, tx, batch, [0])
   compiled = step.lower(state, batch).compile()
   state, _ = compiled(state, batch)
   jax.block_until_ready(state)
-  base = {"graph": FLAGS.graph, "model": FLAGS.model, "allocator": runtime.active_allocator(),
-          "malloc_conf": os.environ.get("MALLOC_CONF"), "cpu_count": cpu_count()}
+  base = {
+      "graph": FLAGS.graph,
+      "model": FLAGS.model,
+      "allocator": runtime.active_allocator(),
+      "malloc_conf": os.environ.get("MALLOC_CONF"),
+      "cpu_count": cpu_count(),
+  }
   for i in range(FLAGS.steps):
     r0, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     state, _ = compiled(state, batch)
     jax.block_until_ready(state)
     wall, r1 = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)
-    row = {**base, "step": i, "wall_s": round(wall, 3), "user_s": round(r1.ru_utime - r0.ru_utime, 3),
-           "sys_s": round(r1.ru_stime - r0.ru_stime, 3), "minor_faults": r1.ru_minflt - r0.ru_minflt,
-           "rss_mb": vm_mb("VmRSS"), "peak_rss_mb": vm_mb("VmHWM")}
+    row = {
+        **base,
+        "step": i,
+        "wall_s": round(wall, 3),
+        "user_s": round(r1.ru_utime - r0.ru_utime, 3),
+        "sys_s": round(r1.ru_stime - r0.ru_stime, 3),
+        "minor_faults": r1.ru_minflt - r0.ru_minflt,
+        "rss_mb": vm_mb("VmRSS"),
+        "peak_rss_mb": vm_mb("VmHWM"),
+    }
     print(json.dumps(row), flush=True)
     if FLAGS.out:
       with open(FLAGS.out, "a") as f:

@@ -42,13 +42,20 @@ for _p in (REPO, REPO / "benchmarks"):
   if str(_p) not in sys.path:
     sys.path.insert(0, str(_p))
 
-from absl import app, flags  # noqa: E402
-
 import bench_variants as bv  # noqa: E402
-from hgnn_ima_jax import data_utils  # noqa: E402
+from absl import app, flags  # noqa: E402
 from bench_env import cpu_count, emit, load_avg, machine_info, now_utc  # noqa: E402
-from bench_graphs import (GRAPHS, JAX_MODELS, PYG_PAIR, define_graph_flags, graph_checksum, graph_info,  # noqa: E402
-                          load_graph)
+from bench_graphs import (  # noqa: E402
+    GRAPHS,
+    JAX_MODELS,
+    PYG_PAIR,
+    define_graph_flags,
+    graph_checksum,
+    graph_info,  # noqa: E402
+    load_graph,
+)
+
+from hgnn_ima_jax import data_utils  # noqa: E402
 from hgnn_ima_jax.runtime import find_jemalloc  # noqa: E402  (no JAX import)
 
 WORKER = REPO / "benchmarks" / "bench_worker.py"
@@ -59,32 +66,59 @@ flags.DEFINE_list("graphs", "douban,imdb,amazon,synthetic_amazon1", f"graphs, fr
 flags.DEFINE_list("models", ",".join(JAX_MODELS), f"our models, from {JAX_MODELS}")
 flags.DEFINE_integer("steps", 10, "timed steps per (worker, model)")
 flags.DEFINE_integer("warmup", 2, "untimed steps after compilation")
-flags.DEFINE_integer("reps", 2, "repetitions of every (framework, variant); a variant's figure is the min of its "
-                     "medians")
-flags.DEFINE_list("allocators", "jemalloc,glibc,jemalloc_default",
-                  f"from {bv.ALLOCATORS}; jemalloc = hgnn_ima_jax.runtime.JEMALLOC_CONF, jemalloc_default = no "
-                  "MALLOC_CONF; variants needing an absent jemalloc are listed in the run line and skipped")
-flags.DEFINE_list("ours_threads", "default,eigen1", f"our thread settings, from {bv.OURS_THREADS}: XLA's pool, "
-                  f"+ {bv.EIGEN1_FLAG}, the process pinned to one CPU")
+flags.DEFINE_integer(
+    "reps", 2, "repetitions of every (framework, variant); a variant's figure is the min of its " "medians"
+)
+flags.DEFINE_list(
+    "allocators",
+    "jemalloc,glibc,jemalloc_default",
+    f"from {bv.ALLOCATORS}; jemalloc = hgnn_ima_jax.runtime.JEMALLOC_CONF, jemalloc_default = no "
+    "MALLOC_CONF; variants needing an absent jemalloc are listed in the run line and skipped",
+)
+flags.DEFINE_list(
+    "ours_threads",
+    "default,eigen1",
+    f"our thread settings, from {bv.OURS_THREADS}: XLA's pool, " f"+ {bv.EIGEN1_FLAG}, the process pinned to one CPU",
+)
 flags.DEFINE_list("pyg_threads", None, "torch.set_num_threads values (default: 1 and the CPUs this process may use)")
 flags.DEFINE_list("pyg_omp", ",".join(bv.OMP_POLICIES), f"PyG's OMP_WAIT_POLICY values, from {bv.OMP_POLICIES}")
 flags.DEFINE_integer("screen_steps", 0, "first time every variant with this many steps (0: no screening)")
 flags.DEFINE_integer("finalists", 2, "with --screen_steps: fastest variants kept per (framework, model)")
-flags.DEFINE_integer("seeds", 5, "also time this many seeds of HGNN-IMA, vmapped and looped, against one (0/1: skip); "
-                     "in the first repetition of our first variant only")
+flags.DEFINE_integer(
+    "seeds",
+    5,
+    "also time this many seeds of HGNN-IMA, vmapped and looped, against one (0/1: skip); "
+    "in the first repetition of our first variant only",
+)
 flags.DEFINE_list("seed_graphs", "douban,imdb,amazon,tiny", "graphs on which the multi-seed timing runs")
-flags.DEFINE_boolean("tiny", False, "only the tiny synthetic graph (overrides --graphs) with, unless given: "
-                     + " ".join(f"--{k}={v}" for k, v in TINY_DEFAULTS.items()))
+flags.DEFINE_boolean(
+    "tiny",
+    False,
+    "only the tiny synthetic graph (overrides --graphs) with, unless given: "
+    + " ".join(f"--{k}={v}" for k, v in TINY_DEFAULTS.items()),
+)
 flags.DEFINE_boolean("pyg", None, "also time PyG's HGTConv (default: when --pyg_python imports torch_geometric)")
 flags.DEFINE_string("pyg_python", sys.executable, "the Python that runs the PyG workers (e.g. another venv's)")
 flags.DEFINE_integer("pyg_check_steps", 6, "steps of the PyG 'loss falls' check, in its first worker (0: skip)")
 define_graph_flags(flags)
-flags.DEFINE_boolean("xla_ynn", True, "XLA:CPU's YNNPACK library fusions (XLA's default); --noxla_ynn sets "
-                     "XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= for our workers, see README")
-flags.DEFINE_boolean("xla_cache", True, "share compiled programs between our workers through a persistent cache in "
-                     "the work directory (the first worker per graph compiles cold; report.py shows that time)")
-flags.DEFINE_float("max_temp_gb", 0.0, "skip timing our model when XLA's temp-buffer estimate exceeds this "
-                   "(0: 70%% of MemAvailable); the row then says why")
+flags.DEFINE_boolean(
+    "xla_ynn",
+    True,
+    "XLA:CPU's YNNPACK library fusions (XLA's default); --noxla_ynn sets "
+    "XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= for our workers, see README",
+)
+flags.DEFINE_boolean(
+    "xla_cache",
+    True,
+    "share compiled programs between our workers through a persistent cache in "
+    "the work directory (the first worker per graph compiles cold; report.py shows that time)",
+)
+flags.DEFINE_float(
+    "max_temp_gb",
+    0.0,
+    "skip timing our model when XLA's temp-buffer estimate exceeds this "
+    "(0: 70%% of MemAvailable); the row then says why",
+)
 flags.DEFINE_integer("worker_timeout", 7200, "seconds before a worker is killed (its row then says so)")
 flags.DEFINE_string("profile_dir", "", "trace HGNN-IMA's step with jax.profiler into this directory")
 flags.DEFINE_list("profile_graphs", "amazon,synthetic_amazon1", "graphs to profile (with --profile_dir)")
@@ -129,42 +163,76 @@ class Runner:
     if not FLAGS.xla_ynn:
       self.base_env["XLA_FLAGS"] = f"{self.base_env.get('XLA_FLAGS', '')} --xla_cpu_experimental_ynn_fusion_type="
     if FLAGS.xla_cache and "JAX_COMPILATION_CACHE_DIR" not in self.base_env:
-      self.base_env.update(JAX_COMPILATION_CACHE_DIR=str(work / "xla-cache"),
-                           JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+      self.base_env.update(
+          JAX_COMPILATION_CACHE_DIR=str(work / "xla-cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0"
+      )
 
-  def start(self, v: bv.Variant, graph: dict, models, *, phase: str, rep: int, steps: int, warmup: int,
-            seeds: int = 0, check_steps: int = 0, profile: dict | None = None) -> list[dict]:
+  def start(
+      self,
+      v: bv.Variant,
+      graph: dict,
+      models,
+      *,
+      phase: str,
+      rep: int,
+      steps: int,
+      warmup: int,
+      seeds: int = 0,
+      check_steps: int = 0,
+      profile: dict | None = None,
+  ) -> list[dict]:
     """Runs one worker for `v` on `graph`; returns its rows, completed (or one 'error' row)."""
     env, why = bv.variant_env(v, self.base_env, self.jemalloc)
     assert why is None, why  # unavailable variants are dropped from the matrix before
     self._n += 1
     spec_path, out = self.work / f"spec-{self._n}.json", self.work / f"rows-{self._n}.jsonl"
     opts = dict(layers=FLAGS.layers, hidden=FLAGS.hidden, heads=FLAGS.heads, steps=steps, warmup=warmup)
-    spec = {"framework": v.framework, "graph": graph["graph"], "graph_file": graph["file"], "models": list(models),
-            "opts": opts if v.framework == "pyg" else {**opts, "max_temp_gb": FLAGS.max_temp_gb},
-            "seeds": seeds, "check_steps": check_steps, "profile": profile, "out": str(out),
-            "torch_threads": int(v.threads) if v.framework == "pyg" else None,
-            "cpus": sorted(os.sched_getaffinity(0))[:1] if v.threads == "cpus1" else None}
+    spec = {
+        "framework": v.framework,
+        "graph": graph["graph"],
+        "graph_file": graph["file"],
+        "models": list(models),
+        "opts": opts if v.framework == "pyg" else {**opts, "max_temp_gb": FLAGS.max_temp_gb},
+        "seeds": seeds,
+        "check_steps": check_steps,
+        "profile": profile,
+        "out": str(out),
+        "torch_threads": int(v.threads) if v.framework == "pyg" else None,
+        "cpus": sorted(os.sched_getaffinity(0))[:1] if v.threads == "cpus1" else None,
+    }
     spec_path.write_text(json.dumps(spec))
     python = self.pyg_python if v.framework == "pyg" else sys.executable
-    meta = {"run_id": self.run["run_id"], "graph": graph["graph"], **graph["info"], "layers": FLAGS.layers,
-            "hidden": FLAGS.hidden, "heads": FLAGS.heads, "steps": steps, "warmup": warmup, "framework": v.framework,
-            "variant": v.name, "settings": v.settings(), "phase": phase, "rep": rep}
+    meta = {
+        "run_id": self.run["run_id"],
+        "graph": graph["graph"],
+        **graph["info"],
+        "layers": FLAGS.layers,
+        "hidden": FLAGS.hidden,
+        "heads": FLAGS.heads,
+        "steps": steps,
+        "warmup": warmup,
+        "framework": v.framework,
+        "variant": v.name,
+        "settings": v.settings(),
+        "phase": phase,
+        "rep": rep,
+    }
     print(f"# [{phase} rep {rep}] {graph['graph']} {v.framework} {v.name}", file=sys.stderr, flush=True)
     t = time.perf_counter()
     rc, err = run_worker([python, str(WORKER), str(spec_path)], env, FLAGS.worker_timeout)
     rows = [json.loads(ln) for ln in out.read_text().splitlines()] if out.exists() else []
     if rc != 0 or not rows:
-      row = {"record": "error", **meta, "returncode": rc, "wall_s": time.perf_counter() - t,
-             "stderr_tail": err[-3000:]}
+      row = {"record": "error", **meta, "returncode": rc, "wall_s": time.perf_counter() - t, "stderr_tail": err[-3000:]}
       self.failures.append(row)
       print(f"#   FAILED ({rc}); stderr tail:\n{err[-1500:]}", file=sys.stderr, flush=True)
       return [row]
     for r in rows:
       if r.get("graph_checksum") != graph["checksum"]:
-        raise RuntimeError(f"{v.framework} worker {r.get('pid')} read a different graph from {graph['file']}: "
-                           f"checksum {r.get('graph_checksum')} != {graph['checksum']}; the comparison would not "
-                           "be fair")
+        raise RuntimeError(
+            f"{v.framework} worker {r.get('pid')} read a different graph from {graph['file']}: "
+            f"checksum {r.get('graph_checksum')} != {graph['checksum']}; the comparison would not "
+            "be fair"
+        )
     return [{**meta, **r} for r in rows]
 
 
@@ -173,11 +241,19 @@ def run_graph(runner: Runner, gname: str, ours: list, pyg: list) -> list[dict]:
   t = time.perf_counter()
   data = load_graph(gname, FLAGS.data_dir, FLAGS.feature_dim)
   path = data_utils.write_generic(runner.work / f"{gname}.npz", data)
-  graph = {"graph": gname, "file": str(path), "checksum": graph_checksum(data),
-           "info": graph_info(data, FLAGS.feature_dim)}
+  graph = {
+      "graph": gname,
+      "file": str(path),
+      "checksum": graph_checksum(data),
+      "info": graph_info(data, FLAGS.feature_dim),
+  }
   del data
-  print(f"# {gname}: {graph['info']['nodes']:,} nodes, {graph['info']['edges']:,} edges (built and written in "
-        f"{time.perf_counter() - t:.1f} s; sha256 {graph['checksum'][:12]})", file=sys.stderr, flush=True)
+  print(
+      f"# {gname}: {graph['info']['nodes']:,} nodes, {graph['info']['edges']:,} edges (built and written in "
+      f"{time.perf_counter() - t:.1f} s; sha256 {graph['checksum'][:12]})",
+      file=sys.stderr,
+      flush=True,
+  )
   pyg_models = sorted({PYG_PAIR[m] for m in FLAGS.models})
   models = {"jax": FLAGS.models, "pyg": pyg_models}
 
@@ -200,8 +276,12 @@ def run_graph(runner: Runner, gname: str, ours: list, pyg: list) -> list[dict]:
       extra = {"seeds": seeds} if v.framework == "jax" else {"check_steps": FLAGS.pyg_check_steps}
       timed += go(v, "final", rep, FLAGS.steps, FLAGS.warmup, **(extra if first else {}))
   if FLAGS.profile_dir and gname in FLAGS.profile_graphs and "hgnn_ima" in FLAGS.models and ours:
-    prof = {"dir": FLAGS.profile_dir, "steps": FLAGS.profile_steps, "top": FLAGS.profile_top,
-            "seeds": FLAGS.profile_seeds}
+    prof = {
+        "dir": FLAGS.profile_dir,
+        "steps": FLAGS.profile_steps,
+        "top": FLAGS.profile_top,
+        "seeds": FLAGS.profile_seeds,
+    }
     for r in runner.start(ours[0], graph, [], phase="profile", rep=0, steps=0, warmup=0, profile=prof):
       emit(r, FLAGS.out)
   os.unlink(path)
@@ -220,12 +300,18 @@ def pyg_availability(python: str) -> str | None:
 
 
 def print_summary(records):
-  print("# graph                 ours model  variant                      ms  | PyG model       variant"
-        "                            ms   ours/PyG", file=sys.stderr)
+  print(
+      "# graph                 ours model  variant                      ms  | PyG model       variant"
+      "                            ms   ours/PyG",
+      file=sys.stderr,
+  )
   for r in records:
     if r["record"] == "ratio":
-      print(f"# {r['graph']:<21} {r['model']:<10} {r['variant']:<24} {r['step_s'] * 1e3:8.1f} | {r['pyg_model']:<15} "
-            f"{r['pyg_variant']:<30} {r['pyg_step_s'] * 1e3:8.1f}   {r['ratio']:.2f}", file=sys.stderr)
+      print(
+          f"# {r['graph']:<21} {r['model']:<10} {r['variant']:<24} {r['step_s'] * 1e3:8.1f} | {r['pyg_model']:<15} "
+          f"{r['pyg_variant']:<30} {r['pyg_step_s'] * 1e3:8.1f}   {r['ratio']:.2f}",
+          file=sys.stderr,
+      )
 
 
 def main(argv):
@@ -256,23 +342,43 @@ def main(argv):
   if pyg_skipped:
     pyg = []
   jemalloc = find_jemalloc()
-  unavailable = {f"{v.framework}:{v.name}": why for v in ours + pyg
-                 for _, why in [bv.variant_env(v, {}, jemalloc)] if why}
+  unavailable = {
+      f"{v.framework}:{v.name}": why for v in ours + pyg for _, why in [bv.variant_env(v, {}, jemalloc)] if why
+  }
   ours = [v for v in ours if f"jax:{v.name}" not in unavailable]
   pyg = [v for v in pyg if f"pyg:{v.name}" not in unavailable]
   if not ours:
     raise app.UsageError(f"no variant of ours can run here: {unavailable}")
-  run = {"record": "run", "run_id": uuid.uuid4().hex[:12], "pid": os.getpid(), "date": now_utc(),
-         "machine": machine_info(), "load_avg": load_avg(), "argv": sys.argv, "graphs": graphs,
-         "models": list(FLAGS.models), "reps": FLAGS.reps, "steps": FLAGS.steps, "warmup": FLAGS.warmup,
-         "screen_steps": FLAGS.screen_steps, "finalists": FLAGS.finalists if FLAGS.screen_steps else None,
-         "matrix": {"jax": [v.name for v in ours], "pyg": [v.name for v in pyg]}, "unavailable": unavailable,
-         "pyg_skipped": pyg_skipped, "pyg_python": FLAGS.pyg_python if not pyg_skipped else None,
-         "jemalloc": jemalloc, "scrubbed_env": [k for k in bv.SCRUBBED if k in os.environ]}
+  run = {
+      "record": "run",
+      "run_id": uuid.uuid4().hex[:12],
+      "pid": os.getpid(),
+      "date": now_utc(),
+      "machine": machine_info(),
+      "load_avg": load_avg(),
+      "argv": sys.argv,
+      "graphs": graphs,
+      "models": list(FLAGS.models),
+      "reps": FLAGS.reps,
+      "steps": FLAGS.steps,
+      "warmup": FLAGS.warmup,
+      "screen_steps": FLAGS.screen_steps,
+      "finalists": FLAGS.finalists if FLAGS.screen_steps else None,
+      "matrix": {"jax": [v.name for v in ours], "pyg": [v.name for v in pyg]},
+      "unavailable": unavailable,
+      "pyg_skipped": pyg_skipped,
+      "pyg_python": FLAGS.pyg_python if not pyg_skipped else None,
+      "jemalloc": jemalloc,
+      "scrubbed_env": [k for k in bv.SCRUBBED if k in os.environ],
+  }
   emit(run, FLAGS.out)
-  print(f"# {run['machine']['cpu']} x{run['machine']['cpu_count']}, load {run['load_avg']}; "
-        f"{len(ours)} variants of ours, {len(pyg)} of PyG ({pyg_skipped or 'PyG: ' + FLAGS.pyg_python}); "
-        f"unavailable: {unavailable or 'none'}", file=sys.stderr, flush=True)
+  print(
+      f"# {run['machine']['cpu']} x{run['machine']['cpu_count']}, load {run['load_avg']}; "
+      f"{len(ours)} variants of ours, {len(pyg)} of PyG ({pyg_skipped or 'PyG: ' + FLAGS.pyg_python}); "
+      f"unavailable: {unavailable or 'none'}",
+      file=sys.stderr,
+      flush=True,
+  )
 
   work = pathlib.Path(tempfile.mkdtemp(prefix="hgnn-bench-"))
   runner = Runner(work, run, FLAGS.pyg_python)

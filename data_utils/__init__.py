@@ -17,11 +17,24 @@ This package imports only `hgnn_ima_jax.graph` (with `graph_checks`) and the JAX
 
 from __future__ import annotations
 
+from hgnn_ima_jax.graph import MMHN, DatasetError
+
 from .datasets import DATA_DIR_ENV, DATASETS, default_data_dir, load_dataset
 from .files import MissingFilesError
 from .from_config import check_data_config, load_for_config, validate_run_config
 from .generic import read_generic, write_generic
-from hgnn_ima_jax.graph import MMHN, DatasetError
 
-__all__ = ["DATASETS", "DATA_DIR_ENV", "DatasetError", "MissingFilesError", "MMHN", "default_data_dir", "load_dataset",
-           "load_for_config", "check_data_config", "validate_run_config", "read_generic", "write_generic"]
+__all__ = [
+    "DATASETS",
+    "DATA_DIR_ENV",
+    "DatasetError",
+    "MissingFilesError",
+    "MMHN",
+    "default_data_dir",
+    "load_dataset",
+    "load_for_config",
+    "check_data_config",
+    "validate_run_config",
+    "read_generic",
+    "write_generic",
+]

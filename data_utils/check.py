@@ -20,18 +20,19 @@ import numpy as np
 from absl import app, flags
 
 from hgnn_ima_jax import data_utils
-from .files import MissingFilesError
 from hgnn_ima_jax.graph import MMHN, SPLITS, DatasetError
 
+from .files import MissingFilesError
+
 EXIT_OK, EXIT_USAGE, EXIT_INVALID, EXIT_FEATURES_MISSING = 0, 1, 2, 3
+
 
 def report(graph: MMHN) -> str:
   """`graph.summary()` plus split shares and how many target nodes each relation reaches."""
   s = graph.schema
   n_target = s.num_nodes[s.target_id]
   lines = [graph.summary()]
-  lines.append("split shares: " + " / ".join(
-      f"{k} {100.0 * len(graph.splits[k]) / n_target:.1f}%" for k in SPLITS))
+  lines.append("split shares: " + " / ".join(f"{k} {100.0 * len(graph.splits[k]) / n_target:.1f}%" for k in SPLITS))
   # Nodes without in-edges of a relation get zeros that still count in the mean over R_t.
   for t in range(s.num_node_types):
     into = s.relations_into(t)
@@ -40,12 +41,21 @@ def report(graph: MMHN) -> str:
     reached = {r: np.unique(np.asarray(graph.edges[s.relations[r].name])[:, 1]) for r in into}
     parts = [f"{len(reached[r]):,} with {s.relations[r].name} in-edges" for r in into]
     none = s.num_nodes[t] - len(np.unique(np.concatenate(list(reached.values()))))
-    lines.append(f"in-edge coverage of {s.node_types[t]!r} ({s.num_nodes[t]:,}): {', '.join(parts)}, {none:,} with none")
+    lines.append(
+        f"in-edge coverage of {s.node_types[t]!r} ({s.num_nodes[t]:,}): {', '.join(parts)}, {none:,} with none"
+    )
   return "\n".join(lines)
 
 
-def run(dataset: str, data_dir=None, features: str = "real", missing_fill: str = "code", feature_seed: int = 0,
-        out=sys.stdout, err=sys.stderr) -> int:
+def run(
+    dataset: str,
+    data_dir=None,
+    features: str = "real",
+    missing_fill: str = "code",
+    feature_seed: int = 0,
+    out=sys.stdout,
+    err=sys.stderr,
+) -> int:
   """Loads, validates and reports one dataset; returns the exit code (see module docstring)."""
   kwargs = dict(features=features, missing_fill=missing_fill, feature_seed=feature_seed)
   try:
@@ -56,8 +66,11 @@ def run(dataset: str, data_dir=None, features: str = "real", missing_fill: str =
         raise
       # Validate everything else with stand-ins, then say exactly what is missing.
       graph = data_utils.load_dataset(dataset, data_dir, **{**kwargs, "features": "generated"})
-      print("Topology, labels and splits are VALID; feature files are MISSING "
-            "(the feature columns below describe generated stand-ins).", file=out)
+      print(
+          "Topology, labels and splits are VALID; feature files are MISSING "
+          "(the feature columns below describe generated stand-ins).",
+          file=out,
+      )
       print(report(graph), file=out)
       print(f"\nMISSING FEATURE FILES ({len(e.paths)}):", file=out)
       for p in e.paths:
@@ -77,12 +90,18 @@ def run(dataset: str, data_dir=None, features: str = "real", missing_fill: str =
 def define_flags() -> None:
   """The CLI's flags; defined only when run as a program, so importing this module defines none."""
   flags.DEFINE_string("dataset", None, f"one of {', '.join(data_utils.DATASETS)}, or a generic-format path")
-  flags.DEFINE_string("data_dir", None, "directory with one sub-directory per dataset "
-                      "(default: $HGNN_IMA_DATA_DIR, else ./data)")
-  flags.DEFINE_enum("features", "real", ["real", "generated"],
-                    "'generated': replace absent feature files by generated stand-ins")
-  flags.DEFINE_enum("missing_fill", "code", ["code", "text", "zeros"],
-                    "fill for modalities a node type lacks ('code': the dataset's own rule)")
+  flags.DEFINE_string(
+      "data_dir", None, "directory with one sub-directory per dataset " "(default: $HGNN_IMA_DATA_DIR, else ./data)"
+  )
+  flags.DEFINE_enum(
+      "features", "real", ["real", "generated"], "'generated': replace absent feature files by generated stand-ins"
+  )
+  flags.DEFINE_enum(
+      "missing_fill",
+      "code",
+      ["code", "text", "zeros"],
+      "fill for modalities a node type lacks ('code': the dataset's own rule)",
+  )
   flags.DEFINE_integer("feature_seed", 0, "seed of generated features")
   flags.mark_flag_as_required("dataset")
 

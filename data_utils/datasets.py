@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import pathlib
 
+from hgnn_ima_jax.config_validation import DATASET_NAMES, SCALED_SYNTHETIC
+from hgnn_ima_jax.graph import MMHN, DatasetError
+
 from .electronics import ELECTRONICS_MODALITIES, load_electronics
 from .generic import read_generic
 from .paper_datasets import PAPER_DATASETS, load_paper_dataset
 from .published import check_options
 from .synthetic import make_scaled_synthetic, make_synthetic
-from hgnn_ima_jax.config_validation import DATASET_NAMES, SCALED_SYNTHETIC
-from hgnn_ima_jax.graph import MMHN, DatasetError
 
 DATASETS = DATASET_NAMES  # the table config_validation checks `config.dataset` against
 DATA_DIR_ENV = "HGNN_IMA_DATA_DIR"
@@ -22,8 +23,15 @@ def default_data_dir() -> pathlib.Path:
   return pathlib.Path(os.environ.get(DATA_DIR_ENV) or "data")
 
 
-def load_dataset(name_or_path, data_dir=None, *, features: str = "real", missing_fill: str = "code",
-                 feature_seed: int = 0, **synthetic_kwargs) -> MMHN:
+def load_dataset(
+    name_or_path,
+    data_dir=None,
+    *,
+    features: str = "real",
+    missing_fill: str = "code",
+    feature_seed: int = 0,
+    **synthetic_kwargs,
+) -> MMHN:
   """Loads a dataset by name, or a generic-format file/directory by path, as a validated MMHN.
 
   Args:
@@ -71,8 +79,12 @@ def load_dataset(name_or_path, data_dir=None, *, features: str = "real", missing
   if synthetic_kwargs:
     raise TypeError(f"unexpected arguments for a dataset path: {sorted(synthetic_kwargs)}")
   if not path.exists() and path.suffix != ".npz" and os.sep not in key and "/" not in key:
-    raise DatasetError(key, "dataset", "is neither a known dataset nor an existing path",
-                       f"use one of {', '.join(DATASETS)}, or a generic-format .npz file or directory")
+    raise DatasetError(
+        key,
+        "dataset",
+        "is neither a known dataset nor an existing path",
+        f"use one of {', '.join(DATASETS)}, or a generic-format .npz file or directory",
+    )
   published = PAPER_DATASETS.keys() | ELECTRONICS_MODALITIES.keys()
   if path.is_dir() and not (path / "relations.npy").exists() and path.name in published:
     return load_dataset(path.name, path.parent, features=features, missing_fill=missing_fill, feature_seed=feature_seed)

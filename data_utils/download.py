@@ -36,9 +36,10 @@ from typing import Callable
 
 from absl import app, flags
 
+from hgnn_ima_jax.graph import DatasetError
+
 from . import default_data_dir
 from .paper_datasets import AUTHORS_PAGE, PAPER_DATASETS
-from hgnn_ima_jax.graph import DatasetError
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/jiaxiangen/MHGAT/main"
 BASE_URL_ENV = "HGNN_IMA_DOWNLOAD_BASE"
@@ -85,8 +86,12 @@ def fetch(url: str, dest, sha256: str, *, timeout: float = 60.0, log: Callable[[
     got = sha256_of(part)
   if got != sha256:
     part.unlink()
-    raise DatasetError(url, dest.name, f"sha256 {got} does not match the published {sha256}; nothing was written",
-                       "check --base_url (or $HGNN_IMA_DOWNLOAD_BASE) points at the MHGAT files, then run again")
+    raise DatasetError(
+        url,
+        dest.name,
+        f"sha256 {got} does not match the published {sha256}; nothing was written",
+        "check --base_url (or $HGNN_IMA_DOWNLOAD_BASE) points at the MHGAT files, then run again",
+    )
   os.replace(part, dest)
   return "resumed" if resumed else "downloaded"
 
@@ -102,11 +107,19 @@ def _stream(url: str, part: pathlib.Path, timeout: float, log) -> bool:
     if err.code == 416 and offset:  # the .part is as long as (or longer than) the file: start over
       part.unlink()
       return _stream(url, part, timeout, log)
-    raise DatasetError(url, name, f"HTTP {err.code} {err.reason}",
-                       "check the URL base (--base_url or $HGNN_IMA_DOWNLOAD_BASE) and that the file is published there") from err
+    raise DatasetError(
+        url,
+        name,
+        f"HTTP {err.code} {err.reason}",
+        "check the URL base (--base_url or $HGNN_IMA_DOWNLOAD_BASE) and that the file is published there",
+    ) from err
   except (urllib.error.URLError, OSError) as err:
-    raise DatasetError(url, name, f"cannot connect ({getattr(err, 'reason', err)})",
-                       "check the network and the URL base (--base_url or $HGNN_IMA_DOWNLOAD_BASE), then run again") from err
+    raise DatasetError(
+        url,
+        name,
+        f"cannot connect ({getattr(err, 'reason', err)})",
+        "check the network and the URL base (--base_url or $HGNN_IMA_DOWNLOAD_BASE), then run again",
+    ) from err
   with response:
     resumed = bool(offset) and response.status == 206 and _range_start(response) == offset
     if offset and response.status == 206 and not resumed:  # not the range we asked for: fetch it whole
@@ -132,8 +145,9 @@ def _stream(url: str, part: pathlib.Path, timeout: float, log) -> bool:
     if problem is None and expected is not None and written < expected:
       problem = f"the server announced {expected} bytes"
     if problem is not None:  # keep the .part: the next run resumes it
-      raise DatasetError(url, name, f"interrupted after {written} bytes ({problem})",
-                         "run the same command again to resume")
+      raise DatasetError(
+          url, name, f"interrupted after {written} bytes ({problem})", "run the same command again to resume"
+      )
   return resumed
 
 
@@ -143,8 +157,9 @@ def _range_start(response) -> int | None:
   return int(m.group(1)) if m else None
 
 
-def download_dataset(name: str, data_dir, base: str | None = None, *, timeout: float = 60.0,
-                     log: Callable[[str], None] = print) -> list[pathlib.Path]:
+def download_dataset(
+    name: str, data_dir, base: str | None = None, *, timeout: float = 60.0, log: Callable[[str], None] = print
+) -> list[pathlib.Path]:
   """Fetches the GitHub-published files of one paper dataset into `<data_dir>/<name>/`.
 
   Args:
@@ -161,8 +176,11 @@ def download_dataset(name: str, data_dir, base: str | None = None, *, timeout: f
     DatasetError: one line naming every file that failed.
   """
   if name not in PAPER_DATASETS:
-    where = ("they are not published anywhere: build them as described in data_utils/README.md"
-             if name in ("amazon1", "amazon2") else f"use one of {', '.join(PAPER_DATASETS)}")
+    where = (
+        "they are not published anywhere: build them as described in data_utils/README.md"
+        if name in ("amazon1", "amazon2")
+        else f"use one of {', '.join(PAPER_DATASETS)}"
+    )
     raise DatasetError(name, "dataset", "has no published files to download", where)
   spec = PAPER_DATASETS[name]
   root = pathlib.Path(data_dir).absolute() / name
@@ -180,8 +198,12 @@ def download_dataset(name: str, data_dir, base: str | None = None, *, timeout: f
   if absent:
     log(f"{'skipped':>10}  {root}: {len(absent)} feature file(s) not on GitHub, not attempted: {', '.join(absent)}")
   if failures:
-    raise DatasetError(str(root), "download", f"{len(failures)} of {len(spec.published)} files failed: "
-                       + " | ".join(failures), "fix the cause named for each file and run the command again")
+    raise DatasetError(
+        str(root),
+        "download",
+        f"{len(failures)} of {len(spec.published)} files failed: " + " | ".join(failures),
+        "fix the cause named for each file and run the command again",
+    )
   return paths
 
 
@@ -207,11 +229,17 @@ def main(argv):
     except DatasetError as err:
       print(f"ERROR: {err}", file=sys.stderr)
       rc = 2
-  absent = [ff for n in names for ff in PAPER_DATASETS[n].authors_only
-            if not (pathlib.Path(data_dir) / n / ff.filename).is_file()]
+  absent = [
+      ff
+      for n in names
+      for ff in PAPER_DATASETS[n].authors_only
+      if not (pathlib.Path(data_dir) / n / ff.filename).is_file()
+  ]
   if absent:
-    print(f"'skipped' files are published only on {AUTHORS_PAGE}: put each in the directory named, or run with "
-          "--features=generated (generated stand-ins, not comparable with the paper).")
+    print(
+        f"'skipped' files are published only on {AUTHORS_PAGE}: put each in the directory named, or run with "
+        "--features=generated (generated stand-ins, not comparable with the paper)."
+    )
   return rc
 
 

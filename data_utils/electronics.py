@@ -24,10 +24,11 @@ import pathlib
 
 import numpy as np
 
+from hgnn_ima_jax.graph import MMHN, DatasetError, Relation
+
 from . import files
 from .files import check_array, load_npy
 from .published import add_generated, check_options, dedup, read_splits, require_files, reverse
-from hgnn_ima_jax.graph import MMHN, DatasetError, Relation
 
 # One node type, four item-item relations in this (code) order.
 ELECTRONICS_RELATIONS = ("also_bought", "also_viewed", "bought_together", "buy_after_viewing")
@@ -37,8 +38,9 @@ ELECTRONICS_GENERATED_DIM = {"text": 512, "image": 512, "price": 1}  # CLIP-size
 ELECTRONICS_MODALITIES = {"amazon1": ("text", "image"), "amazon2": ("text", "image", "price")}
 
 
-def load_electronics(name: str, data_dir, *, features: str = "real", missing_fill: str = "code",
-                     feature_seed: int = 0) -> MMHN:
+def load_electronics(
+    name: str, data_dir, *, features: str = "real", missing_fill: str = "code", feature_seed: int = 0
+) -> MMHN:
   """Loads the self-built AMAZON-1 / AMAZON-2 from `<data_dir>/<name>/` (format in the module docstring).
 
   Args:
@@ -59,21 +61,32 @@ def load_electronics(name: str, data_dir, *, features: str = "real", missing_fil
   topology = ["labels.npy", ELECTRONICS_SPLIT_FILE] + [f"{r}.npy" for r in ELECTRONICS_RELATIONS]
   absent_features = files.missing(path(f) for f in feature_file.values())
   how = "AMAZON-1/2 are not published: build these files as described in data_utils/README.md"
-  require_files(root, files.missing(path(f) for f in topology), absent_features, features, how,
-           "build them as described in data_utils/README.md")
+  require_files(
+      root,
+      files.missing(path(f) for f in topology),
+      absent_features,
+      features,
+      how,
+      "build them as described in data_utils/README.md",
+  )
 
   labels = load_npy(path("labels.npy"), "labels", "int", (None,))
   n = len(labels)
   if n == 0:
-    raise DatasetError(path("labels.npy"), "labels", "has no items, so node type 'item' has no nodes",
-                       "store one label per item")
+    raise DatasetError(
+        path("labels.npy"), "labels", "has no items, so node type 'item' has no nodes", "store one label per item"
+    )
   files.check_labels(labels, path("labels.npy"), n, ELECTRONICS_CLASSES, "item")
   edges = {}
   for r in ELECTRONICS_RELATIONS:
     e = load_npy(path(f"{r}.npy"), f"edges[{r!r}]", "int", (None, 2))
     if len(e) == 0:
-      raise DatasetError(path(f"{r}.npy"), f"edges[{r!r}]", "has no rows: an empty relation file",
-                         "store the relation's (item, item) pairs (the format is in data_utils/README.md)")
+      raise DatasetError(
+          path(f"{r}.npy"),
+          f"edges[{r!r}]",
+          "has no rows: an empty relation file",
+          "store the relation's (item, item) pairs (the format is in data_utils/README.md)",
+      )
     edges[r] = np.concatenate([dedup(e), dedup(reverse(e))])  # the code's symmetrisation keeps duplicates
   splits = read_splits(path(ELECTRONICS_SPLIT_FILE))
 
@@ -90,17 +103,36 @@ def load_electronics(name: str, data_dir, *, features: str = "real", missing_fil
     prov[f"item/{m}"] = "real"
 
   graph = MMHN(
-      name=name, node_types=("item",), num_nodes={"item": n}, modalities=modalities,
-      node_modalities={"item": modalities}, relations=tuple(Relation("item", r, "item") for r in ELECTRONICS_RELATIONS),
-      edges=edges, features=feats, target_type="item", labels=labels, num_classes=ELECTRONICS_CLASSES,
-      splits=splits, provenance={"features": prov, **({"feature_notes": notes} if notes else {})}, source=str(root))
+      name=name,
+      node_types=("item",),
+      num_nodes={"item": n},
+      modalities=modalities,
+      node_modalities={"item": modalities},
+      relations=tuple(Relation("item", r, "item") for r in ELECTRONICS_RELATIONS),
+      edges=edges,
+      features=feats,
+      target_type="item",
+      labels=labels,
+      num_classes=ELECTRONICS_CLASSES,
+      splits=splits,
+      provenance={"features": prov, **({"feature_notes": notes} if notes else {})},
+      source=str(root),
+  )
   if absent_features:
-    add_generated(graph, {("item", m): ELECTRONICS_GENERATED_DIM[m] for m, f in feature_file.items()
-                      if path(f) in absent_features}, feature_seed, absent_features)
+    add_generated(
+        graph,
+        {("item", m): ELECTRONICS_GENERATED_DIM[m] for m, f in feature_file.items() if path(f) in absent_features},
+        feature_seed,
+        absent_features,
+    )
   graph.provenance["missing_fill"] = "none (items have every modality)"
-  sources = {"labels": path("labels.npy"), "num_classes": path("labels.npy"), "splits": path(ELECTRONICS_SPLIT_FILE),
-             **{f"edges[{r!r}]": path(f"{r}.npy") for r in ELECTRONICS_RELATIONS},
-             **{f"features['item'][{m!r}]": path(f) for m, f in feature_file.items()}}
+  sources = {
+      "labels": path("labels.npy"),
+      "num_classes": path("labels.npy"),
+      "splits": path(ELECTRONICS_SPLIT_FILE),
+      **{f"edges[{r!r}]": path(f"{r}.npy") for r in ELECTRONICS_RELATIONS},
+      **{f"features['item'][{m!r}]": path(f) for m, f in feature_file.items()},
+  }
   return files.validate_with_sources(graph, sources)
 
 
@@ -110,6 +142,10 @@ def _log_price(path: str, price: np.ndarray) -> np.ndarray:
   bad = ~np.isfinite(price[:, 0]) | (price[:, 0] < 0)
   if bad.any():
     row = int(np.argmax(bad))
-    raise DatasetError(path, "features['item']['price']", f"raw price {price[row, 0]} at row {row} is negative or not finite",
-                       "store prices >= 0 (they become log1p(price)), or a precomputed (N, D) embedding")
+    raise DatasetError(
+        path,
+        "features['item']['price']",
+        f"raw price {price[row, 0]} at row {row} is negative or not finite",
+        "store prices >= 0 (they become log1p(price)), or a precomputed (N, D) embedding",
+    )
   return np.log1p(price)

@@ -43,8 +43,9 @@ def check_array(x, source: str, field: str, kind: str, shape: Sequence[int | Non
   """Checks dtype kind and shape (None = any size in that axis); returns x as an array."""
   x = np.asarray(x)
   if x.dtype.kind not in _KINDS[kind]:
-    raise DatasetError(source, field, f"dtype {x.dtype}, expected {_KIND_WORDS[kind]}",
-                       f"store it as {_KIND_WORDS[kind]}")
+    raise DatasetError(
+        source, field, f"dtype {x.dtype}, expected {_KIND_WORDS[kind]}", f"store it as {_KIND_WORDS[kind]}"
+    )
   if shape is not None:
     want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
     if x.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape)):
@@ -63,8 +64,12 @@ def load_npy(path, field: str, kind: str, shape: Sequence[int | None] | None = N
   except DatasetError:
     raise
   except Exception as err:  # truncated, not an array, object dtype, permissions...
-    raise DatasetError(path, field, f"cannot be read as a .npy array ({short_error(err)})",
-                       "replace it with an intact copy (re-download it)") from err
+    raise DatasetError(
+        path,
+        field,
+        f"cannot be read as a .npy array ({short_error(err)})",
+        "replace it with an intact copy (re-download it)",
+    ) from err
   return check_array(x, path, field, kind, shape)
 
 
@@ -78,14 +83,19 @@ def load_npz(path, keys: Sequence[str]) -> dict[str, np.ndarray]:
         raise ValueError("it is a single .npy array, not an .npz archive")
       for k in keys:
         if k not in z.files:
-          raise DatasetError(path, k, f"key {k!r} is missing (keys: {sorted(z.files)})",
-                             f"store the array under the key {k!r}")
+          raise DatasetError(
+              path, k, f"key {k!r} is missing (keys: {sorted(z.files)})", f"store the array under the key {k!r}"
+          )
         out[k] = z[k]  # reading here, inside the try, catches a truncated member
   except DatasetError:
     raise
   except Exception as err:
-    raise DatasetError(path, ",".join(keys), f"cannot be read as an .npz archive ({short_error(err)})",
-                       "replace it with an intact copy (re-download it)") from err
+    raise DatasetError(
+        path,
+        ",".join(keys),
+        f"cannot be read as an .npz archive ({short_error(err)})",
+        "replace it with an intact copy (re-download it)",
+    ) from err
   return out
 
 
@@ -98,8 +108,12 @@ def load_sparse_dense(path, field: str) -> np.ndarray:
     m = scipy.sparse.load_npz(path)
     x = np.asarray(m.toarray())
   except Exception as err:
-    raise DatasetError(path, field, f"cannot be read as a scipy.sparse .npz matrix ({short_error(err)})",
-                       "replace it with an intact copy (re-download it)") from err
+    raise DatasetError(
+        path,
+        field,
+        f"cannot be read as a scipy.sparse .npz matrix ({short_error(err)})",
+        "replace it with an intact copy (re-download it)",
+    ) from err
   return check_array(x, path, field, "float", (None, None)).astype(np.float32)
 
 
@@ -107,8 +121,12 @@ def check_labels(labels: np.ndarray, source: str, num_nodes: int, num_classes: i
   """Labels checked early (generated features index by them before `MMHN.validate` runs)."""
   y = check_array(labels, source, "labels", "int", (num_nodes,))
   if len(y) and (y.min() < 0 or y.max() >= num_classes):
-    raise DatasetError(source, "labels", f"values span {y.min()}..{y.max()}, outside 0..{num_classes - 1}",
-                       f"store one class id 0..{num_classes - 1} per {target!r} node")
+    raise DatasetError(
+        source,
+        "labels",
+        f"values span {y.min()}..{y.max()}, outside 0..{num_classes - 1}",
+        f"store one class id 0..{num_classes - 1} per {target!r} node",
+    )
   return y
 
 

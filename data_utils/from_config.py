@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ml_collections
 
+from hgnn_ima_jax import config_validation as cv
+from hgnn_ima_jax.graph import MMHN
+
 from . import splits
 from .datasets import load_dataset
 from .synthetic_config import SyntheticConfig, SyntheticConfigError
-from hgnn_ima_jax import config_validation as cv
-from hgnn_ima_jax.graph import MMHN
 
 
 def _synthetic_knobs(config) -> dict:
@@ -56,7 +57,12 @@ def load_for_config(config: ml_collections.ConfigDict) -> MMHN:
     synthetic_fill = kwargs.pop("missing_fill", None)
     if missing_fill == "code" and synthetic_fill:
       missing_fill = synthetic_fill
-  data = load_dataset(config.dataset, data_dir=config.get("data_dir") or None,
-                      features=config.get("features", "real"), missing_fill=missing_fill,
-                      feature_seed=config.get("feature_seed", 0), **kwargs)
+  data = load_dataset(
+      config.dataset,
+      data_dir=config.get("data_dir") or None,
+      features=config.get("features", "real"),
+      missing_fill=missing_fill,
+      feature_seed=config.get("feature_seed", 0),
+      **kwargs,
+  )
   return splits.resplit(data, split, fractions, int(config.get("split_seed", 0)))

@@ -38,8 +38,14 @@ def rng_for(seed: int, *names: str) -> np.random.Generator:
   return np.random.default_rng([int(seed), zlib.crc32("/".join(names).encode())])
 
 
-def class_signal(labels: np.ndarray, num_classes: int, dim: int, separation: float,
-                 rng: np.random.Generator, prototype_rng: np.random.Generator) -> np.ndarray:
+def class_signal(
+    labels: np.ndarray,
+    num_classes: int,
+    dim: int,
+    separation: float,
+    rng: np.random.Generator,
+    prototype_rng: np.random.Generator,
+) -> np.ndarray:
   """Prototype of each node's class plus unit Gaussian noise, float32 (N, dim)."""
   # E||mu_a - mu_b||^2 = separation^2 for independent prototypes g ~ N(0, I) * s.
   scale = separation / np.sqrt(2.0 * dim)
@@ -50,8 +56,9 @@ def class_signal(labels: np.ndarray, num_classes: int, dim: int, separation: flo
 def neighbour_mean(pairs: np.ndarray, num_nodes: int, target_x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   """Mean of each node's linked target rows plus unit noise; `pairs` are (node, target) local ids."""
   pairs = np.unique(np.asarray(pairs, np.int64).reshape(-1, 2), axis=0)
-  adj = scipy.sparse.csr_matrix((np.ones(len(pairs), np.float32), (pairs[:, 0], pairs[:, 1])),
-                                shape=(num_nodes, target_x.shape[0]))
+  adj = scipy.sparse.csr_matrix(
+      (np.ones(len(pairs), np.float32), (pairs[:, 0], pairs[:, 1])), shape=(num_nodes, target_x.shape[0])
+  )
   degree = np.asarray(adj.sum(axis=1)).ravel()
   mean = (adj @ target_x) / np.maximum(degree, 1.0)[:, None]  # unlinked nodes: noise only
   return (mean + rng.standard_normal(mean.shape, dtype=np.float32)).astype(np.float32)
@@ -93,15 +100,28 @@ def generate_features(graph: MMHN, wanted: dict[tuple[str, str], int], seed: int
     if real is not None and real.shape[1] == dim:
       return real.astype(np.float32, copy=False)
     # The target has no usable rows of this modality: draw a latent class signal to average.
-    return class_signal(labels, graph.num_classes, dim, SEPARATION.get(m, DEFAULT_SEPARATION),
-                        rng_for(seed, graph.name, target, m, "latent"), rng_for(seed, graph.name, "prototypes", m))
+    return class_signal(
+        labels,
+        graph.num_classes,
+        dim,
+        SEPARATION.get(m, DEFAULT_SEPARATION),
+        rng_for(seed, graph.name, target, m, "latent"),
+        rng_for(seed, graph.name, "prototypes", m),
+    )
 
   # Target arrays first: other types average them.
   for (t, m), dim in sorted(wanted.items(), key=lambda kv: kv[0][0] != target):
     if t == target:
-      out[(t, m)] = class_signal(labels, graph.num_classes, dim, SEPARATION.get(m, DEFAULT_SEPARATION),
-                                 rng_for(seed, graph.name, t, m), rng_for(seed, graph.name, "prototypes", m))
+      out[(t, m)] = class_signal(
+          labels,
+          graph.num_classes,
+          dim,
+          SEPARATION.get(m, DEFAULT_SEPARATION),
+          rng_for(seed, graph.name, t, m),
+          rng_for(seed, graph.name, "prototypes", m),
+      )
     else:
-      out[(t, m)] = neighbour_mean(links_to_target(graph, t), graph.num_nodes[t], target_rows(m, dim),
-                                   rng_for(seed, graph.name, t, m))
+      out[(t, m)] = neighbour_mean(
+          links_to_target(graph, t), graph.num_nodes[t], target_rows(m, dim), rng_for(seed, graph.name, t, m)
+      )
   return out

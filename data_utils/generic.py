@@ -33,9 +33,10 @@ from typing import Iterator
 
 import numpy as np
 
+from hgnn_ima_jax.graph import MMHN, DatasetError, Relation, fill_missing_modalities
+
 from . import files
 from .files import check_array
-from hgnn_ima_jax.graph import MMHN, DatasetError, Relation, fill_missing_modalities
 
 FILL_RULES = ("text", "zeros")
 _OPTIONAL = ("target_type", "num_classes", "missing_fill", "feature_provenance", "name")
@@ -48,11 +49,14 @@ class _Store:
     self.path = path
     self.is_dir = path.is_dir()
     if self.is_dir:
-      self.keys = {str(p.relative_to(path).with_suffix("")).replace(os.sep, "/")
-                   for p in path.rglob("*.npy")}
+      self.keys = {str(p.relative_to(path).with_suffix("")).replace(os.sep, "/") for p in path.rglob("*.npy")}
       if not self.keys:
-        raise DatasetError(str(path), "directory", "holds no .npy files of the generic format",
-                           "write it with data_utils.generic.write_generic (see data_utils/README.md)")
+        raise DatasetError(
+            str(path),
+            "directory",
+            "holds no .npy files of the generic format",
+            "write it with data_utils.generic.write_generic (see data_utils/README.md)",
+        )
     else:
       try:
         with np.load(path, allow_pickle=False) as z:
@@ -60,8 +64,12 @@ class _Store:
             raise ValueError("it is a single .npy array, not an .npz archive")
           self.keys = set(z.files)
       except Exception as err:
-        raise DatasetError(str(path), "file", f"cannot be read as an .npz archive ({files.short_error(err)})",
-                           "pass an .npz written by np.savez / write_generic, or a directory of .npy files") from err
+        raise DatasetError(
+            str(path),
+            "file",
+            f"cannot be read as an .npz archive ({files.short_error(err)})",
+            "pass an .npz written by np.savez / write_generic, or a directory of .npy files",
+        ) from err
 
   def where(self, key: str) -> str:
     """The file (and member) a key lives in, for error messages."""
@@ -94,8 +102,9 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
   """
   path = pathlib.Path(path).absolute()
   if not path.exists():
-    raise files.MissingFilesError(str(path.parent), [str(path)], "published",
-                                  "give an existing .npz file or directory in the generic format")
+    raise files.MissingFilesError(
+        str(path.parent), [str(path)], "published", "give an existing .npz file or directory in the generic format"
+    )
   store = _Store(path)
 
   def scalar(key, kind, default):
@@ -105,8 +114,12 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
   node_types = [str(t) for t in store.get("node_types", "str", (None,))]
   for t in node_types:
     if "/" in t or not t:
-      raise DatasetError(store.where("node_types"), "node_types", f"name {t!r} is empty or contains '/'",
-                         "use names without '/' (they become key paths)")
+      raise DatasetError(
+          store.where("node_types"),
+          "node_types",
+          f"name {t!r} is empty or contains '/'",
+          "use names without '/' (they become key paths)",
+      )
   num_nodes = store.get("num_nodes", "int", (len(node_types),))
   modalities = tuple(str(m) for m in store.get("modalities", "str", (None,)))
   node_modalities = {t: tuple(str(m) for m in store.get(f"node_modalities/{t}", "str", (None,))) for t in node_types}
@@ -115,13 +128,21 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
   edges = {r.name: store.get(f"edges/{r.name}", "int", (None, 2)) for r in relations}
   if not any(len(e) for e in edges.values()):  # one empty relation is legal; a graph without edges is not
     problem = f"all {len(relations)} relations are empty" if relations else "no relation is declared"
-    raise DatasetError(store.where("relations"), "relations", problem + " (the graph has no edges)",
-                       "store each relation's (src, dst) pairs in edges/<relation> (one empty relation is fine)")
+    raise DatasetError(
+        store.where("relations"),
+        "relations",
+        problem + " (the graph has no edges)",
+        "store each relation's (src, dst) pairs in edges/<relation> (one empty relation is fine)",
+    )
 
   target_type = scalar("target_type", "str", node_types[0] if len(node_types) == 1 else None)
   if target_type is None:
-    raise DatasetError(store.where("target_type"), "target_type", "missing (there are several node types)",
-                       f"store the classified node type, one of {node_types}")
+    raise DatasetError(
+        store.where("target_type"),
+        "target_type",
+        "missing (there are several node types)",
+        f"store the classified node type, one of {node_types}",
+    )
   labels = store.get("labels", "int", (None,))
   num_classes = scalar("num_classes", "int", int(labels.max()) + 1 if len(labels) else 0)
   splits = {s: store.get(f"splits/{s}", "int", (None,)) for s in ("train", "val", "test")}
@@ -131,8 +152,9 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
       raise ValueError(f"missing_fill must be one of {FILL_RULES} for the generic format, got {missing_fill!r}")
     rule = missing_fill
   if rule not in FILL_RULES:
-    raise DatasetError(store.where("missing_fill"), "missing_fill", f"{rule!r} is not one of {FILL_RULES}",
-                       "store 'text' or 'zeros'")
+    raise DatasetError(
+        store.where("missing_fill"), "missing_fill", f"{rule!r} is not one of {FILL_RULES}", "store 'text' or 'zeros'"
+    )
   prov_rows = store.get("feature_provenance", "str", (None, 2), required=False)
   declared = {str(k): str(v) for k, v in (prov_rows if prov_rows is not None else [])}
 
@@ -146,39 +168,67 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
         features[t][m] = x
         prov[f"{t}/{m}"] = declared.get(f"{t}/{m}", "real" if real else "filled:given")
 
-  expected = {"node_types", "num_nodes", "modalities", "relations", "labels", *_OPTIONAL,
-              *(f"node_modalities/{t}" for t in node_types), *(f"edges/{r.name}" for r in relations),
-              *(f"features/{t}/{m}" for t in node_types for m in modalities),
-              *(f"splits/{s}" for s in splits)}
+  expected = {
+      "node_types",
+      "num_nodes",
+      "modalities",
+      "relations",
+      "labels",
+      *_OPTIONAL,
+      *(f"node_modalities/{t}" for t in node_types),
+      *(f"edges/{r.name}" for r in relations),
+      *(f"features/{t}/{m}" for t in node_types for m in modalities),
+      *(f"splits/{s}" for s in splits),
+  }
   unknown = sorted(store.keys - expected)
   if unknown:
-    raise DatasetError(store.where(unknown[0]), unknown[0], f"unknown key (all unknown: {unknown})",
-                       "remove it or fix its name (format: data_utils/README.md)")
+    raise DatasetError(
+        store.where(unknown[0]),
+        unknown[0],
+        f"unknown key (all unknown: {unknown})",
+        "remove it or fix its name (format: data_utils/README.md)",
+    )
 
   graph = MMHN(
-      name=name or scalar("name", "str", path.stem), node_types=tuple(node_types),
-      num_nodes={t: int(n) for t, n in zip(node_types, num_nodes)}, modalities=modalities,
-      node_modalities=node_modalities, relations=relations, edges=edges, features=features,
-      target_type=target_type, labels=labels, num_classes=int(num_classes), splits=splits,
-      provenance={"features": prov}, source=str(path))
+      name=name or scalar("name", "str", path.stem),
+      node_types=tuple(node_types),
+      num_nodes={t: int(n) for t, n in zip(node_types, num_nodes)},
+      modalities=modalities,
+      node_modalities=node_modalities,
+      relations=relations,
+      edges=edges,
+      features=features,
+      target_type=target_type,
+      labels=labels,
+      num_classes=int(num_classes),
+      splits=splits,
+      provenance={"features": prov},
+      source=str(path),
+  )
   _check_declarations(graph, store)  # what filling relies on, reported against the right member
   if any(m not in graph.features[t] for t in node_types for m in modalities):
     # fill_missing_modalities rewrites every lacking modality; arrays stored explicitly win.
-    given = {(t, m): (x, prov[f"{t}/{m}"]) for t in node_types for m, x in features[t].items()
-             if m not in node_modalities[t]}
+    given = {
+        (t, m): (x, prov[f"{t}/{m}"]) for t in node_types for m, x in features[t].items() if m not in node_modalities[t]
+    }
     fill_missing_modalities(graph, rule)
     for (t, m), (x, origin) in given.items():
       graph.features[t][m] = x
       graph.provenance["features"][f"{t}/{m}"] = origin
     graph.provenance["missing_fill"] = rule
-  sources = {"labels": store.where("labels"), "num_classes": store.where("labels"),
-             "num_nodes": store.where("num_nodes"), "relations": store.where("relations"),
-             "target_type": store.where("target_type"), "modalities": store.where("modalities"),
-             "node_types": store.where("node_types"),
-             **{f"node_modalities[{t!r}]": store.where(f"node_modalities/{t}") for t in node_types},
-             **{f"edges[{r.name!r}]": store.where(f"edges/{r.name}") for r in relations},
-             **{f"splits[{s!r}]": store.where(f"splits/{s}") for s in splits},
-             **{f"features[{t!r}][{m!r}]": store.where(f"features/{t}/{m}") for t in node_types for m in modalities}}
+  sources = {
+      "labels": store.where("labels"),
+      "num_classes": store.where("labels"),
+      "num_nodes": store.where("num_nodes"),
+      "relations": store.where("relations"),
+      "target_type": store.where("target_type"),
+      "modalities": store.where("modalities"),
+      "node_types": store.where("node_types"),
+      **{f"node_modalities[{t!r}]": store.where(f"node_modalities/{t}") for t in node_types},
+      **{f"edges[{r.name!r}]": store.where(f"edges/{r.name}") for r in relations},
+      **{f"splits[{s!r}]": store.where(f"splits/{s}") for s in splits},
+      **{f"features[{t!r}][{m!r}]": store.where(f"features/{t}/{m}") for t in node_types for m in modalities},
+  }
   return files.validate_with_sources(graph, sources)
 
 
@@ -247,9 +297,12 @@ def _arrays(graph: MMHN) -> Iterator[tuple[str, np.ndarray]]:
         yield f"features/{t}/{m}", np.asarray(graph.features[t][m])
   if rule is not None:
     yield "missing_fill", np.array(rule)
-  rows = [(f"{t}/{m}", prov.get(f"{t}/{m}", "real" if m in graph.node_modalities[t] else "filled:given"))
-          for t in graph.node_types for m in graph.modalities
-          if m in graph.node_modalities[t] or (t, m) in explicit]
+  rows = [
+      (f"{t}/{m}", prov.get(f"{t}/{m}", "real" if m in graph.node_modalities[t] else "filled:given"))
+      for t in graph.node_types
+      for m in graph.modalities
+      if m in graph.node_modalities[t] or (t, m) in explicit
+  ]
   rows = [r for r in rows if r[1] != "real"]
   if rows:
     yield "feature_provenance", np.array(rows, dtype=str)
@@ -279,12 +332,24 @@ def _check_declarations(graph: MMHN, store: _Store) -> None:
   for t in graph.node_types:
     unknown = [m for m in graph.node_modalities[t] if m not in graph.modalities]
     if unknown:
-      raise DatasetError(store.where(f"node_modalities/{t}"), f"node_modalities[{t!r}]",
-                         f"unknown modalities {unknown}", f"use names from {list(graph.modalities)}")
+      raise DatasetError(
+          store.where(f"node_modalities/{t}"),
+          f"node_modalities[{t!r}]",
+          f"unknown modalities {unknown}",
+          f"use names from {list(graph.modalities)}",
+      )
     if not graph.node_modalities[t]:
-      raise DatasetError(store.where(f"node_modalities/{t}"), f"node_modalities[{t!r}]",
-                         f"node type {t!r} has no real modality", "give it at least one real feature modality")
+      raise DatasetError(
+          store.where(f"node_modalities/{t}"),
+          f"node_modalities[{t!r}]",
+          f"node type {t!r} has no real modality",
+          "give it at least one real feature modality",
+      )
     for m, x in graph.features[t].items():
       if x.ndim != 2 or x.shape[0] != graph.num_nodes[t]:
-        raise DatasetError(store.where(f"features/{t}/{m}"), f"features[{t!r}][{m!r}]",
-                           f"shape {x.shape}, expected ({graph.num_nodes[t]}, D)", f"give one row per {t!r} node")
+        raise DatasetError(
+            store.where(f"features/{t}/{m}"),
+            f"features[{t!r}][{m!r}]",
+            f"shape {x.shape}, expected ({graph.num_nodes[t]}, D)",
+            f"give one row per {t!r} node",
+        )

@@ -39,11 +39,13 @@ from typing import Callable
 
 import numpy as np
 
+from hgnn_ima_jax.graph import MMHN, DatasetError, Relation, fill_missing_modalities
+
 from . import files
 from .files import check_array, load_npy, load_npz
+
 # FILL_RULES: re-exported, the config tables' test reads it here.
 from .published import FILL_RULES, add_generated, check_options, dedup, read_splits, require_files, reverse  # noqa: F401
-from hgnn_ima_jax.graph import MMHN, DatasetError, Relation, fill_missing_modalities
 
 MODALITIES = ("text", "image")
 AUTHORS_PAGE = "the authors' download page (they are not in the MHGAT GitHub repository)"
@@ -103,8 +105,12 @@ def amazon_edges(rel: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
   return {"ii": ii, "ir": ir, "ri": reverse(ir)}
 
 
-_MOVIE_RELATIONS = (Relation("movie", "ma", "actor"), Relation("movie", "md", "director"),
-                    Relation("director", "dm", "movie"), Relation("actor", "am", "movie"))
+_MOVIE_RELATIONS = (
+    Relation("movie", "ma", "actor"),
+    Relation("movie", "md", "director"),
+    Relation("director", "dm", "movie"),
+    Relation("actor", "am", "movie"),
+)
 _MOVIE_RDF = (("movie", "director"), ("director", "movie"), ("movie", "actor"), ("actor", "movie"))
 
 PAPER_DATASETS = {
@@ -172,8 +178,7 @@ PAPER_DATASETS = {
         labels_file="labels.npy",
         split_file="train_val_test_idx_amaze.npz",
         num_classes=3,
-        relations=(Relation("item", "ii", "item"), Relation("item", "ir", "review"),
-                   Relation("review", "ri", "item")),
+        relations=(Relation("item", "ii", "item"), Relation("item", "ir", "review"), Relation("review", "ri", "item")),
         build_edges=amazon_edges,
         feature_files=(
             FeatureFile("item", "text", "feature_item_amazon.npz", "npz"),
@@ -191,8 +196,9 @@ PAPER_DATASETS = {
 }
 
 
-def load_paper_dataset(name: str, data_dir, *, features: str = "real", missing_fill: str = "code",
-                       feature_seed: int = 0) -> MMHN:
+def load_paper_dataset(
+    name: str, data_dir, *, features: str = "real", missing_fill: str = "code", feature_seed: int = 0
+) -> MMHN:
   """Loads DOUBAN, IMDB or AMAZON from `<data_dir>/<name>/` in the published format.
 
   Args:
@@ -215,22 +221,36 @@ def load_paper_dataset(name: str, data_dir, *, features: str = "real", missing_f
   spec = PAPER_DATASETS[name]
   root = pathlib.Path(data_dir).absolute() / name
   path = lambda f: str(root / f)
-  topology = [spec.rdf_file, spec.labels_file, spec.split_file] + ([spec.node_types_file] if spec.node_types_file else [])
+  topology = [spec.rdf_file, spec.labels_file, spec.split_file] + (
+      [spec.node_types_file] if spec.node_types_file else []
+  )
   absent_features = files.missing(path(f.filename) for f in spec.feature_files)
-  download = (f"download them with `python -m hgnn_ima_jax.data_utils.download --dataset={name} "
-              f"--data_dir={root.parent}`")
+  download = (
+      f"download them with `python -m hgnn_ima_jax.data_utils.download --dataset={name} " f"--data_dir={root.parent}`"
+  )
   authors_only = {path(f.filename) for f in spec.authors_only}
-  require_files(root, files.missing(path(f) for f in topology), absent_features, features, download,
-           f"they are published only on {AUTHORS_PAGE}: put each at the path shown"
-           if set(absent_features) <= authors_only else
-           f"those on GitHub: {download}; any other is published only on {AUTHORS_PAGE}: put it at the path shown")
+  require_files(
+      root,
+      files.missing(path(f) for f in topology),
+      absent_features,
+      features,
+      download,
+      f"they are published only on {AUTHORS_PAGE}: put each at the path shown"
+      if set(absent_features) <= authors_only
+      else f"those on GitHub: {download}; any other is published only on {AUTHORS_PAGE}: put it at the path shown",
+  )
 
   counts = spec.num_nodes or _counts_from_node_types(path(spec.node_types_file), spec.node_types)
   num_nodes = dict(zip(spec.node_types, counts))
   offsets = dict(zip(spec.node_types, np.concatenate([[0], np.cumsum(counts)[:-1]]).tolist()))
   rel = _read_rdf(path(spec.rdf_file), spec.rdf_relations, num_nodes, offsets)
-  labels = files.check_labels(load_npy(path(spec.labels_file), "labels", "int"), path(spec.labels_file),
-                              num_nodes[spec.target_type], spec.num_classes, spec.target_type)
+  labels = files.check_labels(
+      load_npy(path(spec.labels_file), "labels", "int"),
+      path(spec.labels_file),
+      num_nodes[spec.target_type],
+      spec.num_classes,
+      spec.target_type,
+  )
   splits = read_splits(path(spec.split_file))
 
   feats, prov, first = {t: {} for t in spec.node_types}, {}, None
@@ -240,9 +260,12 @@ def load_paper_dataset(name: str, data_dir, *, features: str = "real", missing_f
       continue
     x = _read_feature(p, f, num_nodes[f.node_type])
     if first is not None and x.shape[1] != first[1]:
-      raise DatasetError(p, f"features[{f.node_type!r}][{f.modality!r}]",
-                         f"width {x.shape[1]} differs from width {first[1]} of {first[0]}",
-                         "the code feeds every type and modality with one input width D: use files of one release")
+      raise DatasetError(
+          p,
+          f"features[{f.node_type!r}][{f.modality!r}]",
+          f"width {x.shape[1]} differs from width {first[1]} of {first[0]}",
+          "the code feeds every type and modality with one input width D: use files of one release",
+      )
     first = first or (p, x.shape[1])
     feats[f.node_type][f.modality] = x
     prov[f"{f.node_type}/{f.modality}"] = "real"
@@ -250,26 +273,48 @@ def load_paper_dataset(name: str, data_dir, *, features: str = "real", missing_f
   edges = spec.build_edges(rel)
   for r, e in edges.items():  # the published graphs have edges in every relation the code builds
     if len(e) == 0:
-      raise DatasetError(path(spec.rdf_file), f"edges[{r!r}]", "has no rows in the rdf: the relation is empty, "
-                         "which no published file is", "replace the file with the published one (re-download it)")
+      raise DatasetError(
+          path(spec.rdf_file),
+          f"edges[{r!r}]",
+          "has no rows in the rdf: the relation is empty, " "which no published file is",
+          "replace the file with the published one (re-download it)",
+      )
 
   graph = MMHN(
-      name=name, node_types=spec.node_types, num_nodes=num_nodes, modalities=MODALITIES,
+      name=name,
+      node_types=spec.node_types,
+      num_nodes=num_nodes,
+      modalities=MODALITIES,
       node_modalities={t: MODALITIES if t == spec.target_type else ("text",) for t in spec.node_types},
-      relations=spec.relations, edges=edges, features=feats,
-      target_type=spec.target_type, labels=labels, num_classes=spec.num_classes, splits=splits,
-      provenance={"features": prov}, source=str(root))
+      relations=spec.relations,
+      edges=edges,
+      features=feats,
+      target_type=spec.target_type,
+      labels=labels,
+      num_classes=spec.num_classes,
+      splits=splits,
+      provenance={"features": prov},
+      source=str(root),
+  )
   if absent_features:
     # Generated widths follow the real files when some exist (IMDB image = text width, 3066).
     dim = first[1] if first else spec.generated_dim
-    add_generated(graph, {(f.node_type, f.modality): dim for f in spec.feature_files
-                      if path(f.filename) in absent_features}, feature_seed, absent_features)
+    add_generated(
+        graph,
+        {(f.node_type, f.modality): dim for f in spec.feature_files if path(f.filename) in absent_features},
+        feature_seed,
+        absent_features,
+    )
   rule = spec.code_fill if missing_fill == "code" else missing_fill
   fill_missing_modalities(graph, rule)
   graph.provenance["missing_fill"] = rule
 
-  sources = {"labels": path(spec.labels_file), "splits": path(spec.split_file), "edges": path(spec.rdf_file),
-             "num_classes": path(spec.labels_file)}
+  sources = {
+      "labels": path(spec.labels_file),
+      "splits": path(spec.split_file),
+      "edges": path(spec.rdf_file),
+      "num_classes": path(spec.labels_file),
+  }
   if spec.node_types_file:
     sources["num_nodes"] = path(spec.node_types_file)
   for f in spec.feature_files:
@@ -283,12 +328,20 @@ def _counts_from_node_types(path: str, names: tuple[str, ...]) -> tuple[int, ...
   nt = load_npy(path, "node types", "int", (None,))
   if len(nt) and (nt.min() < 0 or nt.max() >= len(names)):
     bad = int(nt.min() if nt.min() < 0 else nt.max())
-    raise DatasetError(path, "node types", f"type id {bad} is unknown; expected 0..{len(names) - 1} ({', '.join(names)})",
-                       "store one type id per node")
+    raise DatasetError(
+        path,
+        "node types",
+        f"type id {bad} is unknown; expected 0..{len(names) - 1} ({', '.join(names)})",
+        "store one type id per node",
+    )
   if np.any(np.diff(nt) < 0):
     row = int(np.argmax(np.diff(nt) < 0)) + 1
-    raise DatasetError(path, "node types", f"ids are not contiguous per type (type decreases at global id {row})",
-                       f"order nodes by type ({', '.join(names)}), each type one id range")
+    raise DatasetError(
+        path,
+        "node types",
+        f"ids are not contiguous per type (type decreases at global id {row})",
+        f"order nodes by type ({', '.join(names)}), each type one id range",
+    )
   counts = np.bincount(nt, minlength=len(names))
   for t, c in zip(names, counts):
     if c == 0:
@@ -300,15 +353,20 @@ def _read_rdf(path: str, rdf_relations, num_nodes: dict[str, int], offsets: dict
   """Reads (src, dst, relation) global-id rows; returns relation id -> local (src, dst) pairs."""
   rdf = load_npy(path, "rdf", "int", (None, 3)).astype(np.int64)
   if len(rdf) == 0:
-    raise DatasetError(path, "rdf", "has no rows: an empty relation file", "replace it with the published file "
-                       "(re-download it)")
+    raise DatasetError(
+        path, "rdf", "has no rows: an empty relation file", "replace it with the published file " "(re-download it)"
+    )
   rel_ids = rdf[:, 2]
   known = (rel_ids >= 0) & (rel_ids < len(rdf_relations))
   if not known.all():
     row = int(np.argmin(known))
     desc = ", ".join(f"{k}: {s}->{d}" for k, (s, d) in enumerate(rdf_relations))
-    raise DatasetError(path, "rdf column 2 (relation id)", f"relation id {rdf[row, 2]} at row {row} is unknown; expected {desc}",
-                       "keep only rows of the published relations")
+    raise DatasetError(
+        path,
+        "rdf column 2 (relation id)",
+        f"relation id {rdf[row, 2]} at row {row} is unknown; expected {desc}",
+        "keep only rows of the published relations",
+    )
   out = {}
   for k, (s, d) in enumerate(rdf_relations):
     rows = np.flatnonzero(rel_ids == k)
@@ -318,9 +376,12 @@ def _read_rdf(path: str, rdf_relations, num_nodes: dict[str, int], offsets: dict
       bad = (pairs[:, col] < lo) | (pairs[:, col] >= hi)
       if bad.any():
         j = int(np.argmax(bad))
-        raise DatasetError(path, f"rdf row {int(rows[j])} (relation {k}: {s}->{d})",
-                           f"{end} id {int(pairs[j, col])} is outside the {t!r} id range {lo}..{hi - 1}",
-                           "use global ids in each node type's published contiguous range (movies/items first)")
+        raise DatasetError(
+            path,
+            f"rdf row {int(rows[j])} (relation {k}: {s}->{d})",
+            f"{end} id {int(pairs[j, col])} is outside the {t!r} id range {lo}..{hi - 1}",
+            "use global ids in each node type's published contiguous range (movies/items first)",
+        )
     out[k] = pairs - np.array([offsets[s], offsets[d]])
   return out
 
@@ -335,6 +396,10 @@ def _read_feature(path: str, f: FeatureFile, rows: int) -> np.ndarray:
   else:
     x = load_npy(path, field, "float", (None, None))
   if x.shape[0] != rows:
-    raise DatasetError(path, field, f"{x.shape[0]} rows, but node type {f.node_type!r} has {rows} nodes in the rdf id ranges",
-                       "use the feature file from the same release as the rdf, labels and splits")
+    raise DatasetError(
+        path,
+        field,
+        f"{x.shape[0]} rows, but node type {f.node_type!r} has {rows} nodes in the rdf id ranges",
+        "use the feature file from the same release as the rdf, labels and splits",
+    )
   return x.astype(np.float32, copy=False)

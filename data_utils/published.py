@@ -7,10 +7,11 @@ import pathlib
 
 import numpy as np
 
-from .files import MissingFilesError, check_array, load_npz
-from .generated import generate_features
 from hgnn_ima_jax.config_validation import CHOICES
 from hgnn_ima_jax.graph import MMHN
+
+from .files import MissingFilesError, check_array, load_npz
+from .generated import generate_features
 
 FILL_RULES = CHOICES["missing_fill"]
 FEATURE_MODES = CHOICES["features"]
@@ -34,10 +35,18 @@ def reverse(pairs: np.ndarray) -> np.ndarray:
   return np.ascontiguousarray(pairs[:, ::-1])
 
 
-def require_files(root: pathlib.Path, absent_topology: list[str], absent_features: list[str], features: str,
-             fix_topology: str, fix_features: str) -> None:
+def require_files(
+    root: pathlib.Path,
+    absent_topology: list[str],
+    absent_features: list[str],
+    features: str,
+    fix_topology: str,
+    fix_features: str,
+) -> None:
   """Raises one MissingFilesError naming every absent file that the request needs."""
-  fix_features += ", or pass features='generated' (--features=generated) to generate stand-ins (not comparable with the paper)"
+  fix_features += (
+      ", or pass features='generated' (--features=generated) to generate stand-ins (not comparable with the paper)"
+  )
   if absent_topology:
     need_features = features == "real" and absent_features
     listed = absent_topology + (absent_features if need_features else [])

@@ -24,8 +24,10 @@ def check_fractions(fractions) -> tuple[float, float, float]:
   except (TypeError, ValueError):
     f = ()
   if len(f) != 3 or min(f) <= 0 or abs(sum(f) - 1.0) > 1e-6:
-    raise ValueError(f"split_fractions={fractions!r}: give three positive train/val/test fractions summing to 1, "
-                     "e.g. (0.2, 0.1, 0.7)")
+    raise ValueError(
+        f"split_fractions={fractions!r}: give three positive train/val/test fractions summing to 1, "
+        "e.g. (0.2, 0.1, 0.7)"
+    )
   return f
 
 
@@ -43,8 +45,8 @@ def stratified_split(labels: np.ndarray, fractions=(0.2, 0.1, 0.7), seed: int = 
     idx = rng.permutation(np.flatnonzero(labels == c))
     n_train, n_val = int(round(f[0] * len(idx))), int(round(f[1] * len(idx)))
     parts["train"].append(idx[:n_train])
-    parts["val"].append(idx[n_train:n_train + n_val])
-    parts["test"].append(idx[n_train + n_val:])
+    parts["val"].append(idx[n_train : n_train + n_val])
+    parts["test"].append(idx[n_train + n_val :])
   return {s: np.sort(np.concatenate(v)).astype(np.int64) for s, v in parts.items()}
 
 

@@ -82,11 +82,26 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .synthetic_config import (AMAZON1_LIKE, AMAZON_RELATIONS, DOUBAN_HUBS, ROLE_ABSENT, ROLE_BLANK,  # noqa: F401
-                               ROLE_CARRIER, ROLE_WRONG, SCALED_FEATURE_DIM, SCALED_SYNTHETIC, HubSpec, ItemRelation,
-                               SyntheticConfig, SyntheticConfigError, SyntheticTruth, scaled_synthetic_kwargs)
-from .synthetic_edges import hub_edges, item_edges, stratified_quota, streams
 from hgnn_ima_jax.graph import MMHN, fill_missing_modalities
+
+from .synthetic_config import (  # noqa: F401  (re-exported: the generator's public names)
+    AMAZON1_LIKE,
+    AMAZON_RELATIONS,
+    DOUBAN_HUBS,
+    ROLE_ABSENT,
+    ROLE_BLANK,
+    ROLE_CARRIER,
+    ROLE_WRONG,
+    SCALED_FEATURE_DIM,
+    SCALED_SYNTHETIC,
+    HubSpec,
+    ItemRelation,
+    SyntheticConfig,
+    SyntheticConfigError,
+    SyntheticTruth,
+    scaled_synthetic_kwargs,
+)
+from .synthetic_edges import hub_edges, item_edges, stratified_quota, streams
 
 
 def _orthonormal_rows(rng: np.random.Generator, k: int, d: int) -> np.ndarray:
@@ -126,7 +141,7 @@ def _roles(cfg: SyntheticConfig, r: np.random.Generator, y: np.ndarray) -> tuple
   mis = r.permutation(n)[:n_mis]
   # Lie in a blank modality when there is one, so another modality keeps the true class.
   cand = roles[mis] == ROLE_BLANK
-  cand[~cand.any(1)] = (roles[mis][~cand.any(1)] >= ROLE_BLANK)
+  cand[~cand.any(1)] = roles[mis][~cand.any(1)] >= ROLE_BLANK
   score = np.where(cand, r.random((n_mis, M)), -1.0)
   bad_m = np.argmax(score, 1)
   roles[mis, bad_m] = ROLE_WRONG
@@ -201,8 +216,8 @@ def _splits(cfg: SyntheticConfig, sr: np.random.Generator, y: np.ndarray) -> dic
     k_va = max(1, int(round(cfg.split[1] * len(idx))))
     k_te = len(idx) - k_tr - k_va if sum(cfg.split) >= 1 - 1e-9 else int(round(cfg.split[2] * len(idx)))
     splits["train"].append(idx[:k_tr])
-    splits["val"].append(idx[k_tr:k_tr + k_va])
-    splits["test"].append(idx[k_tr + k_va:k_tr + k_va + max(0, k_te)])
+    splits["val"].append(idx[k_tr : k_tr + k_va])
+    splits["test"].append(idx[k_tr + k_va : k_tr + k_va + max(0, k_te)])
   return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in splits.items()}
 
 
@@ -282,8 +297,9 @@ def make_synthetic(config: SyntheticConfig | None = None, *, seed: int = 0, **ov
     fields = {f.name for f in dataclasses.fields(SyntheticConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-      raise ValueError(f"make_synthetic: unknown option(s) {unknown}. Fix: use SyntheticConfig fields "
-                       f"{sorted(fields)}")
+      raise ValueError(
+          f"make_synthetic: unknown option(s) {unknown}. Fix: use SyntheticConfig fields " f"{sorted(fields)}"
+      )
     cfg = dataclasses.replace(cfg, **overrides)
   return generate_synthetic(cfg, seed)[0]
 

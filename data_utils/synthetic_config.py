@@ -146,8 +146,15 @@ class SyntheticConfig:
     def tup(x):
       return tuple(tup(v) for v in x) if isinstance(x, (list, tuple)) else x
 
-    for f in ("modalities", "real_modalities", "modality_dims", "feature_dims", "modality_noise",
-              "split", "class_weights"):
+    for f in (
+        "modalities",
+        "real_modalities",
+        "modality_dims",
+        "feature_dims",
+        "modality_noise",
+        "split",
+        "class_weights",
+    ):
       v = getattr(self, f)
       if v is not None:
         object.__setattr__(self, f, tup(v))
@@ -186,8 +193,9 @@ class SyntheticConfig:
     if self.single_type:
       return tuple(Relation(self.target, r.name, self.target) for r in self.item_relations)
     fwd = sorted(self.hubs, key=lambda h: h.forward)
-    return (tuple(Relation(self.target, h.forward, h.type) for h in fwd)
-            + tuple(Relation(h.type, h.reverse, self.target) for h in reversed(fwd)))
+    return tuple(Relation(self.target, h.forward, h.type) for h in fwd) + tuple(
+        Relation(h.type, h.reverse, self.target) for h in reversed(fwd)
+    )
 
   def _check(self):
     def bad(field, problem, fix):
@@ -199,10 +207,12 @@ class SyntheticConfig:
       bad("missing_fill", f"{self.missing_fill!r} is not a fill rule", "use 'text' or 'zeros'")
     if self.num_classes < 2:
       bad("num_classes", f"{self.num_classes} is fewer than 2", "use at least 2 classes")
-    if self.class_weights is not None and (len(self.class_weights) != self.num_classes
-                                           or min(self.class_weights) <= 0):
-      bad("class_weights", f"{self.class_weights!r} is not {self.num_classes} positive weights",
-          f"give {self.num_classes} positive weights or None")
+    if self.class_weights is not None and (len(self.class_weights) != self.num_classes or min(self.class_weights) <= 0):
+      bad(
+          "class_weights",
+          f"{self.class_weights!r} is not {self.num_classes} positive weights",
+          f"give {self.num_classes} positive weights or None",
+      )
     for f in ("homophily", "shared_signal_frac", "misalignment"):
       if not 0.0 <= getattr(self, f) <= 1.0:
         bad(f, f"{getattr(self, f)} is outside [0, 1]", "use a fraction in [0, 1]")
@@ -210,11 +220,17 @@ class SyntheticConfig:
       if not np.isfinite(getattr(self, f)) or getattr(self, f) < 0 or (f == "scale" and self.scale == 0):
         bad(f, f"{getattr(self, f)} is negative, zero or not finite", "use a finite non-negative value (scale > 0)")
     if len(self.split) != 3 or min(self.split) <= 0 or sum(self.split) > 1 + 1e-9:
-      bad("split", f"{self.split!r} is not three positive fractions summing to <= 1",
-          "give three positive train/val/test fractions summing to <= 1")
+      bad(
+          "split",
+          f"{self.split!r} is not three positive fractions summing to <= 1",
+          "give three positive train/val/test fractions summing to <= 1",
+      )
     if self.count(self.num_targets) < 3 * self.num_classes:
-      bad("num_targets", f"gives {self.count(self.num_targets)} targets at scale {self.scale}",
-          f"use at least {3 * self.num_classes} so every class can appear in every split")
+      bad(
+          "num_targets",
+          f"gives {self.count(self.num_targets)} targets at scale {self.scale}",
+          f"use at least {3 * self.num_classes} so every class can appear in every split",
+      )
     types = self.node_types
     if len(set(types)) != len(types):
       bad("hubs", f"node type names {types} repeat", "give every type a unique name")
@@ -226,7 +242,11 @@ class SyntheticConfig:
         bad("real_modalities", f"{t!r}: {tuple(mods)}", f"list one or more of {self.modalities}")
     for t, m, d in self.feature_dims:
       if t not in types or m not in self.modalities or int(d) < 1:
-        bad("feature_dims", f"({t!r}, {m!r}, {d})", f"use a type in {types}, a modality in {self.modalities}, width >= 1")
+        bad(
+            "feature_dims",
+            f"({t!r}, {m!r}, {d})",
+            f"use a type in {types}, a modality in {self.modalities}, width >= 1",
+        )
     if any(d < 1 for _, d in self.modality_dims) or self.feature_dim < 1:
       bad("feature_dim", "width < 1", "use widths >= 1")
     if self.single_type:
@@ -234,12 +254,17 @@ class SyntheticConfig:
         bad("item_relations", "empty", "give at least one item relation")
       if len({r.name for r in self.item_relations}) != len(self.item_relations):
         bad("item_relations", "repeated names", "give each relation a unique name")
-      if any(r.pairs_per_item < 0 for r in self.item_relations) or sum(
-          r.pairs_per_item for r in self.item_relations) <= 0:
+      if (
+          any(r.pairs_per_item < 0 for r in self.item_relations)
+          or sum(r.pairs_per_item for r in self.item_relations) <= 0
+      ):
         bad("item_relations", "non-positive degrees", "give positive pairs_per_item")
       if self.num_edges is not None and (self.num_edges < 0 or self.num_edges % 2):
-        bad("num_edges", f"{self.num_edges} is odd or negative",
-            "give an even, non-negative total (relations are symmetric)")
+        bad(
+            "num_edges",
+            f"{self.num_edges} is odd or negative",
+            "give an even, non-negative total (relations are symmetric)",
+        )
     else:
       if self.num_edges is not None:
         bad("num_edges", "is only used with single_type=True", "set links per target in `hubs` instead")
@@ -252,8 +277,11 @@ class SyntheticConfig:
         if not 1 <= h.min_links <= h.max_links:
           bad("hubs", f"{h.type!r} links ({h.min_links}, {h.max_links})", "use 1 <= min_links <= max_links")
         if self.count(h.count) < self.num_classes:
-          bad("hubs", f"{h.type!r} has {self.count(h.count)} nodes at this scale",
-              f"give at least num_classes={self.num_classes} so every class has a hub")
+          bad(
+              "hubs",
+              f"{h.type!r} has {self.count(h.count)} nodes at this scale",
+              f"give at least num_classes={self.num_classes} so every class has a hub",
+          )
 
 
 @dataclasses.dataclass

@@ -104,7 +104,7 @@ def hub_edges(cfg: SyntheticConfig, rng, y, hub: HubSpec, hub_class, hub_w, clas
   seeded = np.zeros(n, np.int64)
   seed_edges = []
   for k in range(rounds):
-    seed_hubs = order[k * n:(k + 1) * n]
+    seed_hubs = order[k * n : (k + 1) * n]
     want = hub_class[seed_hubs].copy()
     het = rng.random(len(want)) >= cfg.homophily
     want[het] = other_class(rng, want[het], class_w)

@@ -13,9 +13,10 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from hgnn_ima_jax.graph import MMHN
+
 from .synthetic import make_synthetic
 from .synthetic_config import AMAZON1_LIKE
-from hgnn_ima_jax.graph import MMHN
 
 
 def same_type_adjacency(graph: MMHN) -> sp.csr_matrix:
@@ -28,8 +29,7 @@ def same_type_adjacency(graph: MMHN) -> sp.csr_matrix:
     if r.src == t and r.dst == t:
       adj = adj + sp.csr_matrix((np.ones(len(e), np.float32), (e[:, 0], e[:, 1])), shape=(n, n))
     elif r.src == t:  # target -> hub: targets sharing a hub are 2-hop neighbours
-      inc = sp.csr_matrix((np.ones(len(e), np.float32), (e[:, 0], e[:, 1])),
-                          shape=(n, graph.num_nodes[r.dst]))
+      inc = sp.csr_matrix((np.ones(len(e), np.float32), (e[:, 0], e[:, 1])), shape=(n, graph.num_nodes[r.dst]))
       adj = adj + inc @ inc.T
   adj = adj.tocsr()
   adj.setdiag(0)

@@ -16,9 +16,9 @@ where no relation's source type misses a modality (L_att is 0 there). Writes
 
 from __future__ import annotations
 
-
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
+
   reexec_with_fast_allocator()
 
 from hgnn_ima_jax.experiments import cell_runs, common, formatting, run_options  # noqa: E402
@@ -30,8 +30,9 @@ INAPPLICABLE = "\\"
 
 def latt_applicable(schema) -> bool:
   """L_att (Eq. 7) has terms only on relations whose source type lacks a modality."""
-  return any(schema.missing_modalities(schema.relation_src(r)) and schema.num_edges[r] > 0
-             for r in range(schema.num_relations))
+  return any(
+      schema.missing_modalities(schema.relation_src(r)) and schema.num_edges[r] > 0 for r in range(schema.num_relations)
+  )
 
 
 def run_ablation(opts: run_options.Options, workdir: str, variants=VARIANTS, *, log=print) -> dict:
@@ -67,29 +68,46 @@ def run_ablation(opts: run_options.Options, workdir: str, variants=VARIANTS, *, 
 
 def _entry(cell: cell_runs.Cell, *, same_as_ours: bool) -> dict:
   r = cell.results
-  return {"applicable": True, "test_macro_f1": r["test_macro_f1"], "test_micro_f1": r["test_micro_f1"],
-          "per_seed_macro_f1": [s["test_macro_f1"] for s in r["per_seed"]], "seeds": list(r["seeds"]),
-          "comparable_with_paper": bool(r.get("comparable_with_paper", True)),
-          "features_generated": not bool(r.get("comparable_with_paper", True)),
-          "same_as_ours": same_as_ours, "run_dir": cell.run_dir, "reused": cell.reused}
+  return {
+      "applicable": True,
+      "test_macro_f1": r["test_macro_f1"],
+      "test_micro_f1": r["test_micro_f1"],
+      "per_seed_macro_f1": [s["test_macro_f1"] for s in r["per_seed"]],
+      "seeds": list(r["seeds"]),
+      "comparable_with_paper": bool(r.get("comparable_with_paper", True)),
+      "features_generated": not bool(r.get("comparable_with_paper", True)),
+      "same_as_ours": same_as_ours,
+      "run_dir": cell.run_dir,
+      "reused": cell.reused,
+  }
 
 
 def build_ablation(rows: dict[str, dict[str, dict]], datasets, variants, *, tiny: bool = False) -> dict:
   """{'datasets', 'variants', 'models', 'cells': {dataset: {model: entry}}, 'comparable_with_paper', 'notes'}."""
   models = [OURS + v for v in variants] + [OURS]
-  comparable = all(e.get("comparable_with_paper", True) for row in rows.values() for e in row.values()
-                   if e.get("applicable"))
+  comparable = all(
+      e.get("comparable_with_paper", True) for row in rows.values() for e in row.values() if e.get("applicable")
+  )
   notes = [formatting.TINY_NOTE] if tiny else []
   if not comparable:
     notes.append(formatting.NOT_COMPARABLE_NOTE)
   if any(e.get("same_as_ours") for row in rows.values() for e in row.values()):
-    notes.append("= this variant's resolved config equals HGNN-IMA's under this profile (e.g. -L_ind in the code "
-                 "profile, which already trains on the fused CE only), so it reuses HGNN-IMA's run.")
+    notes.append(
+        "= this variant's resolved config equals HGNN-IMA's under this profile (e.g. -L_ind in the code "
+        "profile, which already trains on the fused CE only), so it reuses HGNN-IMA's run."
+    )
   if any(not e.get("applicable", True) for row in rows.values() for e in row.values()):
     notes.append(f"{INAPPLICABLE} inapplicable: no node type misses a modality (full data), so L_att is 0.")
-  return {"datasets": list(datasets), "variants": list(variants), "models": models,
-          "metric": "test_macro_f1", "cells": rows, "comparable_with_paper": comparable, "smoke_test": tiny,
-          "notes": notes}
+  return {
+      "datasets": list(datasets),
+      "variants": list(variants),
+      "models": models,
+      "metric": "test_macro_f1",
+      "cells": rows,
+      "comparable_with_paper": comparable,
+      "smoke_test": tiny,
+      "notes": notes,
+  }
 
 
 def ablation_markdown(table: dict) -> str:
@@ -97,13 +115,15 @@ def ablation_markdown(table: dict) -> str:
   datasets, models = table["datasets"], table["models"]
   marks = {}
   for d in datasets:
-    vals = [table["cells"][d][m]["test_macro_f1"]["mean"] if table["cells"][d][m].get("applicable") else None
-            for m in models]
+    vals = [
+        table["cells"][d][m]["test_macro_f1"]["mean"] if table["cells"][d][m].get("applicable") else None
+        for m in models
+    ]
     for m, mk in zip(models, formatting.rank_marks(vals)):
       marks[(d, m)] = mk
   rows = []
   for m in models:
-    label = "Ours (HGNN-IMA)" if m == OURS else m[len(OURS):]
+    label = "Ours (HGNN-IMA)" if m == OURS else m[len(OURS) :]
     row = [label]
     for d in datasets:
       e = table["cells"][d][m]
@@ -115,9 +135,12 @@ def ablation_markdown(table: dict) -> str:
       row.append(text)
     rows.append(row)
   n_seeds = sorted({len(e["seeds"]) for row in table["cells"].values() for e in row.values() if e.get("applicable")})
-  parts = [f"## Table 4: test Macro-F1 of ablative models, mean ± std over {'/'.join(map(str, n_seeds))} seed(s)"
-           + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""), "",
-           formatting.markdown_table(["Variants"] + [formatting.dataset_tag(d) for d in datasets], rows)]
+  parts = [
+      f"## Table 4: test Macro-F1 of ablative models, mean ± std over {'/'.join(map(str, n_seeds))} seed(s)"
+      + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""),
+      "",
+      formatting.markdown_table(["Variants"] + [formatting.dataset_tag(d) for d in datasets], rows),
+  ]
   if table["notes"]:
     parts += [""] + table["notes"]
   return "\n".join(parts)
@@ -129,17 +152,21 @@ def write_outputs(table: dict, workdir: str) -> dict[str, str]:
 
 def main(argv):
   from absl import flags
+
   from hgnn_ima_jax.models import ABLATIONS
+
   del argv
   FLAGS = flags.FLAGS
   opts = common.start(FLAGS)
   variants = common.choice_list("variants", FLAGS.variants, ABLATIONS)
-  common.run_script("ablation", FLAGS, lambda workdir: run_ablation(opts, workdir, variants), write_outputs,
-                    ablation_markdown)
+  common.run_script(
+      "ablation", FLAGS, lambda workdir: run_ablation(opts, workdir, variants), write_outputs, ablation_markdown
+  )
 
 
 if __name__ == "__main__":
   from absl import flags
+
   run_options.define_common_flags("ablation")
   # A leading '-' would read as a flag: pass --variants=-cross,-align (with '=').
   flags.DEFINE_string("variants", ",".join(VARIANTS), "comma list of Table 4 variants: " + ", ".join(VARIANTS))

@@ -10,13 +10,14 @@ import scipy.sparse as sp
 
 from hgnn_ima_jax.experiments import formatting
 
-LABELS_NOTE = ("uses all target labels (train, val and test): an analysis of a trained model, not an evaluation")
+LABELS_NOTE = "uses all target labels (train, val and test): an analysis of a trained model, not an evaluation"
 
 
 def base_model_name(model_name: str) -> str:
   """`hgnn_ima-align` → `hgnn_ima`: the model an (ablation) name builds."""
   # The model package imports JAX; the scripts import this module before their flags are parsed.
   from hgnn_ima_jax.models import split_model_name
+
   return split_model_name(model_name)[0]
 
 
@@ -55,17 +56,27 @@ def attention_kinds(layer_aux: dict, names: tuple[str, ...], nested: bool = True
 
 # --- target pairs -----------------------------------------------------------------------
 
+
 def pair_mode(schema) -> tuple[str, list]:
   """('direct', [r]) for target→target relations, else ('two_hop', [(r_in_hub, r_out_hub)])."""
   t = schema.target_id
-  direct = [r for r in range(schema.num_relations)
-            if schema.relation_src(r) == t and schema.relation_dst(r) == t and schema.num_edges[r] > 0]
+  direct = [
+      r
+      for r in range(schema.num_relations)
+      if schema.relation_src(r) == t and schema.relation_dst(r) == t and schema.num_edges[r] > 0
+  ]
   if direct:
     return "direct", direct
-  pairs = [(r1, r2) for r1 in range(schema.num_relations) for r2 in range(schema.num_relations)
-           if schema.relation_src(r1) == t and schema.relation_dst(r2) == t
-           and schema.relation_dst(r1) == schema.relation_src(r2) != t
-           and schema.num_edges[r1] > 0 and schema.num_edges[r2] > 0]
+  pairs = [
+      (r1, r2)
+      for r1 in range(schema.num_relations)
+      for r2 in range(schema.num_relations)
+      if schema.relation_src(r1) == t
+      and schema.relation_dst(r2) == t
+      and schema.relation_dst(r1) == schema.relation_src(r2) != t
+      and schema.num_edges[r1] > 0
+      and schema.num_edges[r2] > 0
+  ]
   return "two_hop", pairs
 
 
@@ -77,8 +88,9 @@ def relation_matrix(schema, r: int, weights: np.ndarray, senders: np.ndarray, re
   rows = np.asarray(receivers[sl], np.int64) - offs[dst]
   cols = np.asarray(senders[sl], np.int64) - offs[src]
   scale = 1.0 / len(schema.relations_into(dst))
-  return sp.csr_matrix((np.asarray(weights[sl], np.float64) * scale, (rows, cols)),
-                       shape=(schema.num_nodes[dst], schema.num_nodes[src]))
+  return sp.csr_matrix(
+      (np.asarray(weights[sl], np.float64) * scale, (rows, cols)), shape=(schema.num_nodes[dst], schema.num_nodes[src])
+  )
 
 
 def uniform_weights(schema, receivers: np.ndarray) -> np.ndarray:
@@ -104,7 +116,8 @@ def pair_matrix(schema, mode: str, rels: list, senders, receivers, w_last: np.nd
       r1, r2 = item
       prev = w_last if w_prev is None else w_prev
       total = total + relation_matrix(schema, r2, w_last, senders, receivers) @ relation_matrix(
-          schema, r1, prev, senders, receivers)
+          schema, r1, prev, senders, receivers
+      )
   return total
 
 
@@ -157,21 +170,34 @@ def same_vs_different(rows, cols, w, uw, labels) -> dict:
   mass = np.bincount(rows, w * same, n)[contested] / tot_w[contested]
   mass_u = np.bincount(rows, uw * same, n)[contested] / tot_u[contested]
   div = lambda a, b: a / b if b and np.isfinite(a) and np.isfinite(b) else float("nan")
-  return {"n_same": int(same.sum()), "n_diff": int((~same).sum()),
-          "mean_same": ms, "mean_diff": md, "ratio": div(ms, md), "ci95_same": cs, "ci95_diff": cd,
-          "norm_mean_same": ns, "norm_mean_diff": nd, "norm_ratio": div(ns, nd), "norm_ci95_same": ncs,
-          "norm_ci95_diff": ncd,
-          "receivers_contested": int(contested.sum()),
-          "mass_same": float(mass.mean()) if len(mass) else float("nan"),
-          "mass_same_uniform": float(mass_u.mean()) if len(mass_u) else float("nan")}
+  return {
+      "n_same": int(same.sum()),
+      "n_diff": int((~same).sum()),
+      "mean_same": ms,
+      "mean_diff": md,
+      "ratio": div(ms, md),
+      "ci95_same": cs,
+      "ci95_diff": cd,
+      "norm_mean_same": ns,
+      "norm_mean_diff": nd,
+      "norm_ratio": div(ns, nd),
+      "norm_ci95_same": ncs,
+      "norm_ci95_diff": ncd,
+      "receivers_contested": int(contested.sum()),
+      "mass_same": float(mass.mean()) if len(mass) else float("nan"),
+      "mass_same_uniform": float(mass_u.mean()) if len(mass_u) else float("nan"),
+  }
 
 
 def attention_case_study(schema, graph, attention, labels, names, nested: bool = True) -> dict:
   """Same- vs different-class attention per layer (pair) and kind; see the module docstring."""
   senders, receivers = np.asarray(graph.senders), np.asarray(graph.receivers)
   mode, rels = pair_mode(schema)
-  rel_names = ([schema.relations[r].name for r in rels] if mode == "direct"
-               else [f"{schema.relations[r1].name}>{schema.relations[r2].name}" for r1, r2 in rels])
+  rel_names = (
+      [schema.relations[r].name for r in rels]
+      if mode == "direct"
+      else [f"{schema.relations[r1].name}>{schema.relations[r2].name}" for r1, r2 in rels]
+  )
   layers = [attention_kinds(aux, names, nested) for aux in attention]
   K = len(layers)
   if mode == "direct":
@@ -194,22 +220,58 @@ def attention_case_study(schema, graph, attention, labels, names, nested: bool =
     notes.append("one-layer model: both hops use layer 0's weights")
   if not rels:
     notes.append("no target→target relation and no target→hub→target path: nothing to compare")
-  return {"mode": mode, "relations": rel_names, "num_layers": K, "layers": results,
-          "last": results[-1] if results else None, "labels": "all", "notes": notes}
+  return {
+      "mode": mode,
+      "relations": rel_names,
+      "num_layers": K,
+      "layers": results,
+      "last": results[-1] if results else None,
+      "labels": "all",
+      "notes": notes,
+  }
 
 
 def attention_markdown(study: dict) -> str:
   """The case-study numbers of every layer (pair) as a Markdown table."""
-  header = ["layer", "kind", "pairs same/diff", "mean same", "mean diff", "ratio", "norm same", "norm diff",
-            "norm ratio", "same-class mass", "uniform mass"]
+  header = [
+      "layer",
+      "kind",
+      "pairs same/diff",
+      "mean same",
+      "mean diff",
+      "ratio",
+      "norm same",
+      "norm diff",
+      "norm ratio",
+      "same-class mass",
+      "uniform mass",
+  ]
   rows = []
   f = formatting.format_number
   for entry in study["layers"]:
     layer = "→".join(map(str, entry["hop_layers"])) if "hop_layers" in entry else str(entry["layer"])
     for kind, s in entry["kinds"].items():
-      rows.append([layer, kind, f"{s['n_same']}/{s['n_diff']}", f(s["mean_same"], 5), f(s["mean_diff"], 5),
-                   f(s["ratio"], 3), f(s["norm_mean_same"], 3), f(s["norm_mean_diff"], 3), f(s["norm_ratio"], 3),
-                   f(s["mass_same"], 3), f(s["mass_same_uniform"], 3)])
+      rows.append(
+          [
+              layer,
+              kind,
+              f"{s['n_same']}/{s['n_diff']}",
+              f(s["mean_same"], 5),
+              f(s["mean_diff"], 5),
+              f(s["ratio"], 3),
+              f(s["norm_mean_same"], 3),
+              f(s["norm_mean_diff"], 3),
+              f(s["norm_ratio"], 3),
+              f(s["mass_same"], 3),
+              f(s["mass_same_uniform"], 3),
+          ]
+      )
   rel = ", ".join(study["relations"])
-  return "\n".join([f"attention case study ({study['mode'].replace('_', '-')} target pairs via {rel}; "
-                    f"{'; '.join(study['notes'])})", "", formatting.markdown_table(header, rows)])
+  return "\n".join(
+      [
+          f"attention case study ({study['mode'].replace('_', '-')} target pairs via {rel}; "
+          f"{'; '.join(study['notes'])})",
+          "",
+          formatting.markdown_table(header, rows),
+      ]
+  )

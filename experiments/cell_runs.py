@@ -18,18 +18,28 @@ from typing import Any, Callable
 
 import ml_collections
 
-from .formatting import dataset_tag, format_stats
-from .outputs import history_writer
-from .run_options import Options
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax import run_dir as run_files
 from hgnn_ima_jax.data_utils import load_for_config, validate_run_config
 
+from .formatting import dataset_tag, format_stats
+from .outputs import history_writer
+from .run_options import Options
+
 # Beyond config_validation.RESULT_NEUTRAL: the device layout changes results only in the last float bits.
 _IGNORED_FIELDS = ("shard_seeds",)
 # Data fields: cells with equal values share one loaded MMHN.
-_DATA_FIELDS = ("dataset", "data_dir", "features", "missing_fill", "feature_seed", "synthetic", "split",
-                "split_fractions", "split_seed")
+_DATA_FIELDS = (
+    "dataset",
+    "data_dir",
+    "features",
+    "missing_fill",
+    "feature_seed",
+    "synthetic",
+    "split",
+    "split_fractions",
+    "split_seed",
+)
 
 
 def validate_cells(configs) -> list:
@@ -111,8 +121,10 @@ class CellRunner:
       there = signature(run_files.read_config(run_dir))
       if there != sig:
         diffs = "; ".join(cv.diff_configs(there, sig)[:6])
-        raise CellConfigError(f"{run_dir} holds a run with a different config ({diffs}); "
-                              "use a new --workdir (or delete that directory)")
+        raise CellConfigError(
+            f"{run_dir} holds a run with a different config ({diffs}); "
+            "use a new --workdir (or delete that directory)"
+        )
     if self.opts.resume:
       candidates = [run_dir] + [d for d in self._finished_runs(dataset_dir) if d != run_dir]
       for d in candidates:
@@ -124,13 +136,21 @@ class CellRunner:
           self._done[key] = cell
           return cell
     t0 = time.time()
-    results = train.train_and_evaluate(config, run_dir, self.data(config), resume=self.opts.resume,
-                                       progress=self.opts.progress, on_history=history_writer(run_dir))
+    results = train.train_and_evaluate(
+        config,
+        run_dir,
+        self.data(config),
+        resume=self.opts.resume,
+        progress=self.opts.progress,
+        on_history=history_writer(run_dir),
+    )
     # The allocator keeps freed pages for re-use by the next step (hgnn_ima_jax.runtime); between
     # cells, whose programs differ in size, they go back to the kernel.
     runtime.release_free_memory()
-    self.log(f"[{dataset_tag(dataset)}/{name}] Micro-F1 {format_stats(results['test_micro_f1'])}  "
-             f"Macro-F1 {format_stats(results['test_macro_f1'])}  ({time.time() - t0:.1f} s, {run_dir})")
+    self.log(
+        f"[{dataset_tag(dataset)}/{name}] Micro-F1 {format_stats(results['test_micro_f1'])}  "
+        f"Macro-F1 {format_stats(results['test_macro_f1'])}  ({time.time() - t0:.1f} s, {run_dir})"
+    )
     cell = Cell(dataset, name, run_dir, results, False)
     self._done[key] = cell
     return cell

@@ -13,16 +13,18 @@ import sys
 import time
 from typing import Callable
 
+from hgnn_ima_jax import config_validation as cv
+from hgnn_ima_jax.graph import DatasetError
+
 from . import formatting
 from .cell_runs import CellConfigError
 from .run_options import Options, config_help, options_from_flags, parse_list
-from hgnn_ima_jax import config_validation as cv
-from hgnn_ima_jax.graph import DatasetError
 
 
 def user_errors() -> tuple[type, ...]:
   """Errors a launcher reports in one line (exit 2) instead of a traceback: bad data or config, a workdir clash."""
   from hgnn_ima_jax.checkpointing import CheckpointMismatchError  # imports JAX (Orbax); only when a run failed
+
   return (DatasetError, cv.ConfigError, CellConfigError, CheckpointMismatchError, FileExistsError)
 
 
@@ -30,15 +32,22 @@ def default_workdir(script: str) -> str:
   return os.path.join("runs", f"{script}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def run_script(script: str, flag_values, run: Callable[[str], dict], write_outputs: Callable[[dict, str], dict],
-               markdown: Callable[[dict], str]):
+def run_script(
+    script: str,
+    flag_values,
+    run: Callable[[str], dict],
+    write_outputs: Callable[[dict, str], dict],
+    markdown: Callable[[dict], str],
+):
   """The shared tail of table2/ablation/depth_sweep: workdir, devices, run (user errors: one line,
   exit 2), write the outputs, print the Markdown and the paths written."""
   from absl import app
+
   if flag_values.resume and not flag_values.workdir:
     raise app.UsageError("--resume needs the --workdir of the earlier run")
   workdir = flag_values.workdir or default_workdir(script)
   import jax
+
   print(f"devices: {jax.devices()}; workdir: {workdir}")
   try:
     table = run(workdir)
@@ -57,6 +66,7 @@ def quiet_logging():
   from absl import flags, logging
 
   from . import launch
+
   verbose = flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present
   launch.quiet_native_logs(verbose)
   if not verbose:
@@ -78,6 +88,7 @@ def start(flag_values) -> Options:
 def choice_list(flag: str, text: str, allowed) -> tuple[str, ...]:
   """--<flag>'s comma list, every item one of `allowed`; else a one-line usage error."""
   from absl import app
+
   items = parse_list(text)
   if not items or any(i not in allowed for i in items):
     raise app.UsageError(f"--{flag}={text}: give a comma list of {', '.join(allowed)}")
@@ -89,6 +100,7 @@ def run_main(main: Callable):
   from absl import app, flags
 
   from . import launch
+
   app.run(main, flags_parser=launch.app_flags_parser(lambda: config_help(flags.FLAGS)))
 
 

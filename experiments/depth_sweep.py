@@ -17,6 +17,7 @@ import os
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
+
   reexec_with_fast_allocator()
 
 from hgnn_ima_jax.experiments import cell_runs, common, figures, formatting, run_options  # noqa: E402
@@ -24,8 +25,9 @@ from hgnn_ima_jax.experiments import cell_runs, common, figures, formatting, run
 DEFAULT_LAYERS = (0, 1, 2, 3, 4)
 
 
-def run_layers(opts: run_options.Options, workdir: str, layers=DEFAULT_LAYERS, model: str = "hgnn_ima", *,
-               log=print) -> dict:
+def run_layers(
+    opts: run_options.Options, workdir: str, layers=DEFAULT_LAYERS, model: str = "hgnn_ima", *, log=print
+) -> dict:
   """Trains (or reuses) one cell per (dataset, K); returns the Figure 3 dict."""
   from hgnn_ima_jax.models import MODEL_NAMES
 
@@ -34,8 +36,9 @@ def run_layers(opts: run_options.Options, workdir: str, layers=DEFAULT_LAYERS, m
   layers = tuple(int(k) for k in layers)
   if not layers or min(layers) < 0:
     raise ValueError(f"layers must be non-negative integers, got {layers}")
-  configs = {(d, k): run_options.cell_config(d, opts, model, **{"model.num_layers": k})
-             for d in opts.datasets for k in layers}
+  configs = {
+      (d, k): run_options.cell_config(d, opts, model, **{"model.num_layers": k}) for d in opts.datasets for k in layers
+  }
   cell_runs.validate_cells(configs.values())  # every cell, before the first one trains
   runner = cell_runs.CellRunner(workdir, opts, log=log)
   curves = {}
@@ -44,21 +47,38 @@ def run_layers(opts: run_options.Options, workdir: str, layers=DEFAULT_LAYERS, m
     for k in layers:
       cell = runner.run(configs[dataset, k], f"{model}-K{k}")
       r = cell.results
-      points.append({"layers": k, "test_macro_f1": r["test_macro_f1"], "test_micro_f1": r["test_micro_f1"],
-                     "per_seed_macro_f1": [s["test_macro_f1"] for s in r["per_seed"]], "seeds": list(r["seeds"]),
-                     "comparable_with_paper": bool(r.get("comparable_with_paper", True)),
-                     "run_dir": cell.run_dir, "reused": cell.reused})
+      points.append(
+          {
+              "layers": k,
+              "test_macro_f1": r["test_macro_f1"],
+              "test_micro_f1": r["test_micro_f1"],
+              "per_seed_macro_f1": [s["test_macro_f1"] for s in r["per_seed"]],
+              "seeds": list(r["seeds"]),
+              "comparable_with_paper": bool(r.get("comparable_with_paper", True)),
+              "run_dir": cell.run_dir,
+              "reused": cell.reused,
+          }
+      )
     curves[dataset] = points
   comparable = all(p["comparable_with_paper"] for pts in curves.values() for p in pts)
-  return {"model": model, "layers": list(layers), "datasets": list(opts.datasets), "metric": "test_macro_f1",
-          "curves": curves, "comparable_with_paper": comparable, "smoke_test": opts.tiny,
-          "notes": (([formatting.TINY_NOTE] if opts.tiny else [])
-                    + ([] if comparable else [formatting.NOT_COMPARABLE_NOTE]))}
+  return {
+      "model": model,
+      "layers": list(layers),
+      "datasets": list(opts.datasets),
+      "metric": "test_macro_f1",
+      "curves": curves,
+      "comparable_with_paper": comparable,
+      "smoke_test": opts.tiny,
+      "notes": (
+          ([formatting.TINY_NOTE] if opts.tiny else []) + ([] if comparable else [formatting.NOT_COMPARABLE_NOTE])
+      ),
+  }
 
 
 def plot_layers(table: dict, path: str) -> str:
   """A line per dataset: mean Macro-F1 against K with ± std error bars (Agg backend)."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
@@ -88,11 +108,16 @@ def layers_markdown(table: dict) -> str:
   for dataset, pts in table["curves"].items():
     marks = formatting.rank_marks([p["test_macro_f1"]["mean"] for p in pts])
     gen = "" if all(p["comparable_with_paper"] for p in pts) else "†"
-    rows.append([formatting.dataset_tag(dataset) + gen] +
-                [formatting.emphasise(formatting.format_stats(p["test_macro_f1"]), mk) for p, mk in zip(pts, marks)])
-  parts = [f"## Figure 3: test Macro-F1 of {formatting.display_name(table['model'])} vs number of layers K"
-           + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""), "",
-           formatting.markdown_table(header, rows)]
+    rows.append(
+        [formatting.dataset_tag(dataset) + gen]
+        + [formatting.emphasise(formatting.format_stats(p["test_macro_f1"]), mk) for p, mk in zip(pts, marks)]
+    )
+  parts = [
+      f"## Figure 3: test Macro-F1 of {formatting.display_name(table['model'])} vs number of layers K"
+      + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""),
+      "",
+      formatting.markdown_table(header, rows),
+  ]
   if table["notes"]:
     parts += [""] + table["notes"]
   return "\n".join(parts)
@@ -107,7 +132,9 @@ def write_outputs(table: dict, workdir: str) -> dict[str, str]:
 
 def main(argv):
   from absl import app, flags
+
   from hgnn_ima_jax.models import MODEL_NAMES
+
   del argv
   FLAGS = flags.FLAGS
   opts = common.start(FLAGS)
@@ -119,12 +146,14 @@ def main(argv):
     raise app.UsageError(f"--layers={FLAGS.layers}: give non-negative layer counts")
   if FLAGS.model not in MODEL_NAMES:
     raise app.UsageError(f"--model={FLAGS.model} is unknown; choose one of {', '.join(MODEL_NAMES)}")
-  common.run_script("layers", FLAGS, lambda workdir: run_layers(opts, workdir, layers, FLAGS.model), write_outputs,
-                    layers_markdown)
+  common.run_script(
+      "layers", FLAGS, lambda workdir: run_layers(opts, workdir, layers, FLAGS.model), write_outputs, layers_markdown
+  )
 
 
 if __name__ == "__main__":
   from absl import flags
+
   run_options.define_common_flags("layers")
   flags.DEFINE_string("layers", ",".join(map(str, DEFAULT_LAYERS)), "comma list of layer counts K")
   flags.DEFINE_string("model", "hgnn_ima", "the model whose depth is varied (any of MODEL_NAMES)")

@@ -18,13 +18,16 @@ ATTENTION_CAPTION = (
     "pair's weight divided by the weight uniform attention would give it: 1.0 (dashed) = uniform, no selection; "
     "same-class above 1 = attention prefers same-class neighbours; (c) attention mass on same-class pairs, per "
     "receiver that has both kinds (blue), against uniform attention's (grey): blue above grey = attention moves "
-    "weight to same-class neighbours. Pairs are two-hop (target ← hub ← target) or direct; all labels are used.")
+    "weight to same-class neighbours. Pairs are two-hop (target ← hub ← target) or direct; all labels are used."
+)
 
 
 def _plt():
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   return plt
 
 
@@ -45,10 +48,14 @@ def plot_tsne(tsne: dict, path: str, title: str, notes: list[str]) -> str:
   cmap = plt.get_cmap("tab10")
   for c in np.unique(tsne["labels"]):
     m = tsne["labels"] == c
-    ax.scatter(tsne["coords"][m, 0], tsne["coords"][m, 1], s=8, alpha=0.8, color=cmap(int(c) % 10),
-               label=f"class {int(c)}")
-  ax.set_title(f"{title}\nsilhouette: Z {formatting.format_number(tsne['silhouette_embedding'], 3)}, "
-               f"t-SNE {formatting.format_number(tsne['silhouette_tsne'], 3)}", fontsize=9)
+    ax.scatter(
+        tsne["coords"][m, 0], tsne["coords"][m, 1], s=8, alpha=0.8, color=cmap(int(c) % 10), label=f"class {int(c)}"
+    )
+  ax.set_title(
+      f"{title}\nsilhouette: Z {formatting.format_number(tsne['silhouette_embedding'], 3)}, "
+      f"t-SNE {formatting.format_number(tsne['silhouette_tsne'], 3)}",
+      fontsize=9,
+  )
   ax.set_xticks([])
   ax.set_yticks([])
   ax.legend(fontsize=7, markerscale=2)
@@ -60,8 +67,11 @@ def plot_tsne(tsne: dict, path: str, title: str, notes: list[str]) -> str:
 
 
 def _layer_label(entry: dict) -> str:
-  return (f"layers {entry['hop_layers'][0]}→{entry['hop_layers'][1]}" if "hop_layers" in entry
-          else f"layer {entry['layer']}")
+  return (
+      f"layers {entry['hop_layers'][0]}→{entry['hop_layers'][1]}"
+      if "hop_layers" in entry
+      else f"layer {entry['layer']}"
+  )
 
 
 def attention_figure(study: dict, title: str, notes: list[str]):
@@ -74,12 +84,21 @@ def attention_figure(study: dict, title: str, notes: list[str]):
     x = np.arange(len(kinds))
     get = lambda key: np.array([entry["kinds"][k][key] for k in kinds], np.float64)  # noqa: B023
     where = _layer_label(entry)
-    panels = (("mean", "ci95", "mean pair weight", f"(a) mean weight per pair, {where}"),
-              ("norm_mean", "norm_ci95", "pair weight / uniform weight", f"(b) weight relative to uniform, {where}"))
+    panels = (
+        ("mean", "ci95", "mean pair weight", f"(a) mean weight per pair, {where}"),
+        ("norm_mean", "norm_ci95", "pair weight / uniform weight", f"(b) weight relative to uniform, {where}"),
+    )
     for ax, (mean, ci, ylabel, panel_title) in zip(row[:2], panels):
       for off, (side, colour) in zip((-0.2, 0.2), (("same", "tab:green"), ("diff", "tab:red"))):
-        ax.bar(x + off, get(f"{mean}_{side}"), 0.4, yerr=np.nan_to_num(get(f"{ci}_{side}")), capsize=3,
-               color=colour, label="same class" if side == "same" else "different class")
+        ax.bar(
+            x + off,
+            get(f"{mean}_{side}"),
+            0.4,
+            yerr=np.nan_to_num(get(f"{ci}_{side}")),
+            capsize=3,
+            color=colour,
+            label="same class" if side == "same" else "different class",
+        )
       ax.set_ylabel(ylabel, fontsize=8)
       ax.set_title(panel_title, fontsize=9)
     row[1].axhline(1.0, color="grey", lw=0.8, ls="--", label="uniform = 1.0")
@@ -92,8 +111,9 @@ def attention_figure(study: dict, title: str, notes: list[str]):
       ax.set_xticks(x)
       ax.set_xticklabels(kinds, rotation=20, fontsize=8)
       ax.legend(fontsize=7)
-  fig.suptitle(f"{title}: {study['mode'].replace('_', '-')} target pairs via {', '.join(study['relations'])}",
-               fontsize=10)
+  fig.suptitle(
+      f"{title}: {study['mode'].replace('_', '-')} target pairs via {', '.join(study['relations'])}", fontsize=10
+  )
   caption = textwrap.fill(ATTENTION_CAPTION, 190)
   n_caption = caption.count("\n") + 1
   fig.text(0.01, 0.012 + 0.025 * len(notes), caption, fontsize=7, va="bottom")

@@ -8,11 +8,15 @@ import math
 import os
 from typing import Sequence
 
-NOT_COMPARABLE_NOTE = ("† features were generated (the synthetic dataset, or --features=generated for absent "
-                       "feature files): these numbers are NOT comparable with the paper's.")
-TINY_NOTE = ("SMOKE TEST (--tiny): experiments/configs/test.py sizes (a tiny graph, a small model, a few epochs). "
-             "These numbers only show that the pipeline runs; they mean nothing, and cells may tie (equal "
-             "ablation numbers do not make a variant a no-op).")
+NOT_COMPARABLE_NOTE = (
+    "† features were generated (the synthetic dataset, or --features=generated for absent "
+    "feature files): these numbers are NOT comparable with the paper's."
+)
+TINY_NOTE = (
+    "SMOKE TEST (--tiny): experiments/configs/test.py sizes (a tiny graph, a small model, a few epochs). "
+    "These numbers only show that the pipeline runs; they mean nothing, and cells may tie (equal "
+    "ablation numbers do not make a variant a no-op)."
+)
 TINY_FIGURE_NOTE = "SMOKE TEST (--tiny): tiny graph, small model, few epochs; these numbers mean nothing"
 
 
@@ -25,7 +29,7 @@ def dataset_tag(dataset: str) -> str:
 def display_name(model: str) -> str:
   """'hgnn_ima' → 'HGNN-IMA', 'hgt_late' → 'HGT (late)', 'hgnn_ima-align' → 'HGNN-IMA-align'."""
   if model.startswith("hgnn_ima"):
-    return "HGNN-IMA" + model[len("hgnn_ima"):]
+    return "HGNN-IMA" + model[len("hgnn_ima") :]
   return {"hgt": "HGT (one modality)", "hgt_early": "HGT (early)", "hgt_late": "HGT (late)"}.get(model, model)
 
 

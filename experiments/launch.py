@@ -27,6 +27,7 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, w
 
 # --- stopping on a signal -------------------------------------------------------------------
 
+
 class StopOnSignal:
   """Call it to know whether a stop was asked for; `install()` connects SIGINT and SIGTERM.
 
@@ -84,11 +85,13 @@ class StopOnSignal:
         return
       self.signum = signum
       self._event.set()
-    self._log(f"{signal.Signals(signum).name} received: stopping after the current epoch "
-              "(send it again to exit at once)")
+    self._log(
+        f"{signal.Signals(signum).name} received: stopping after the current epoch " "(send it again to exit at once)"
+    )
 
 
 # --- native logs ---------------------------------------------------------------------------
+
 
 def quiet_native_logs(verbose: bool) -> None:
   """Turns XLA's C++ log lines off (TF_CPP_MIN_LOG_LEVEL=3) unless `verbose`; call it before JAX is imported.
@@ -109,6 +112,7 @@ def quiet_native_logs(verbose: bool) -> None:
 
 # --- launch command -------------------------------------------------------------------------
 
+
 def launch_command() -> str:
   """'python experiments/train.py', 'python -m pkg.mod' or 'hgnn-ima-train': how this process was started."""
   argv = list(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))[1:]
@@ -123,9 +127,22 @@ def launch_command() -> str:
 
 # --- --help ---------------------------------------------------------------------------------
 
-_SECTIONS = (("run", ("num_epochs", "seeds", "protocol", "selection_metric", "checkpoint_every", "seed_batch",
-                      "shard_seeds", "model_name")),
-             ("data", ("dataset", "data_dir", "features", "missing_fill", "feature_seed")))
+_SECTIONS = (
+    (
+        "run",
+        (
+            "num_epochs",
+            "seeds",
+            "protocol",
+            "selection_metric",
+            "checkpoint_every",
+            "seed_batch",
+            "shard_seeds",
+            "model_name",
+        ),
+    ),
+    ("data", ("dataset", "data_dir", "features", "missing_fill", "feature_seed")),
+)
 
 
 def config_summary(config, title: str) -> str:
@@ -165,8 +182,10 @@ def app_flags_parser(config_help: Callable[[], str]) -> Callable[[list[str]], li
     except Exception as e:  # pylint: disable=broad-except  # a bad flag next to --help: show the help anyway
       tail = f"(the config for these flags could not be resolved: {e})"
     doc = (sys.modules["__main__"].__doc__ or "").strip()
-    print(f"{doc}\n\nflags:\n{flags.FLAGS.main_module_help()}\n\n{tail}\n\n"
-          "--helpfull lists every flag (absl's own included).")
+    print(
+        f"{doc}\n\nflags:\n{flags.FLAGS.main_module_help()}\n\n{tail}\n\n"
+        "--helpfull lists every flag (absl's own included)."
+    )
     sys.exit(0)
 
   return parse

@@ -31,8 +31,10 @@ def results_table(results: dict) -> str:
   lines = [f"{'seed':>6} {'best ep':>8} {'test Micro-F1':>14} {'test Macro-F1':>14}"]
   for r in results["per_seed"]:
     lines.append(f"{r['seed']:>6} {r['best_epoch']:>8} {r['test_micro_f1']:>14.4f} {r['test_macro_f1']:>14.4f}")
-  lines.append(f"{'mean':>6} {'':>8} {format_stats(results['test_micro_f1']):>14} "
-               f"{format_stats(results['test_macro_f1']):>14}")
+  lines.append(
+      f"{'mean':>6} {'':>8} {format_stats(results['test_micro_f1']):>14} "
+      f"{format_stats(results['test_macro_f1']):>14}"
+  )
   if not results.get("comparable_with_paper", True):
     lines.append("NOTE: features were generated; these numbers are not comparable with the paper.")
   return "\n".join(lines)

@@ -18,8 +18,9 @@ from typing import Sequence
 
 import ml_collections
 
-from .configs import PROTOCOLS, SIZE_FIELDS, get_config, paper_overrides, set_path
 from hgnn_ima_jax import config_validation as cv
+
+from .configs import PROTOCOLS, SIZE_FIELDS, get_config, paper_overrides, set_path
 
 DEFAULT_SEEDS = 5
 
@@ -86,31 +87,55 @@ def define_config_flag(help_text: str):
   config_flags.DEFINE_config_dict("config", default.get_config(), help_text)
 
 
-def define_common_flags(script: str, *, multi_dataset: bool = True, default_seeds: str | None = None,
-                        workdir_default: str | None = None):
+def define_common_flags(
+    script: str, *, multi_dataset: bool = True, default_seeds: str | None = None, workdir_default: str | None = None
+):
   """Defines the common flags (call once, from the script's `__main__` block); they are the script's
   own flags in its --help."""
   from absl import flags
 
   own = {"module_name": sys.argv[0]}  # absl lists the main module's flags in --help
   if multi_dataset:
-    flags.DEFINE_string("datasets", "synthetic", "comma list: douban, imdb, amazon, amazon1, amazon2, synthetic, "
-                        "synthetic_amazon1, synthetic_amazon1x4, synthetic10m or generic-format paths", **own)
-  flags.DEFINE_string("seeds", default_seeds, f"N for seeds 0..N-1, or a list such as 0,3,7 (default "
-                      f"{default_seeds or DEFAULT_SEEDS}; with --tiny, configs/test.py's seeds)", **own)
+    flags.DEFINE_string(
+        "datasets",
+        "synthetic",
+        "comma list: douban, imdb, amazon, amazon1, amazon2, synthetic, "
+        "synthetic_amazon1, synthetic_amazon1x4, synthetic10m or generic-format paths",
+        **own,
+    )
+  flags.DEFINE_string(
+      "seeds",
+      default_seeds,
+      f"N for seeds 0..N-1, or a list such as 0,3,7 (default "
+      f"{default_seeds or DEFAULT_SEEDS}; with --tiny, configs/test.py's seeds)",
+      **own,
+  )
   flags.DEFINE_integer("epochs", None, "number of epochs (default: the dataset's)", **own)
-  flags.DEFINE_enum("features", None, ["real", "generated"],
-                    "'generated' explicitly runs the real graph with generated stand-ins for absent feature "
-                    "files; results are then marked not comparable with the paper", **own)
-  flags.DEFINE_string("data_dir", None, "directory holding <dataset>/ folders (default: $HGNN_IMA_DATA_DIR or ./data)",
-                      **own)
+  flags.DEFINE_enum(
+      "features",
+      None,
+      ["real", "generated"],
+      "'generated' explicitly runs the real graph with generated stand-ins for absent feature "
+      "files; results are then marked not comparable with the paper",
+      **own,
+  )
+  flags.DEFINE_string(
+      "data_dir", None, "directory holding <dataset>/ folders (default: $HGNN_IMA_DATA_DIR or ./data)", **own
+  )
   flags.DEFINE_enum("protocol", "code", list(PROTOCOLS), "'code' (the authors' scripts) or 'paper' (Sec. 5.3)", **own)
-  flags.DEFINE_bool("tiny", False, "smoke-test sizes from experiments/configs/test.py (hidden 16, 2 heads, 2 layers, "
-                    "6 epochs, synthetic scale 0.1); outputs are marked as such: their numbers mean nothing", **own)
-  flags.DEFINE_string("workdir", None, f"output directory (default: {workdir_default or f'runs/{script}-<time>'})",
-                      **own)
-  flags.DEFINE_bool("resume", False, "reuse finished cells (results.json) in --workdir and continue unfinished ones",
-                    **own)
+  flags.DEFINE_bool(
+      "tiny",
+      False,
+      "smoke-test sizes from experiments/configs/test.py (hidden 16, 2 heads, 2 layers, "
+      "6 epochs, synthetic scale 0.1); outputs are marked as such: their numbers mean nothing",
+      **own,
+  )
+  flags.DEFINE_string(
+      "workdir", None, f"output directory (default: {workdir_default or f'runs/{script}-<time>'})", **own
+  )
+  flags.DEFINE_bool(
+      "resume", False, "reuse finished cells (results.json) in --workdir and continue unfinished ones", **own
+  )
   flags.DEFINE_bool("progress", True, "show a progress bar per training cell", **own)
   define_config_flag("overrides applied to every cell: --config.<field>=<value> (listed below)")
 
@@ -119,9 +144,12 @@ def config_help(flag_values) -> str:
   """--help's tail for the artefact scripts: the config fields as the first cell would use them."""
   opts = options_from_flags(flag_values)
   dataset = opts.datasets[0] if opts.datasets else flag_values["dataset"].value
-  title = (f"config fields (--config.<section>.<field>=<value>), as a cell on {dataset}"
-           f"{' with --tiny' if opts.tiny else ''} would use them (model_name is the cell's):")
+  title = (
+      f"config fields (--config.<section>.<field>=<value>), as a cell on {dataset}"
+      f"{' with --tiny' if opts.tiny else ''} would use them (model_name is the cell's):"
+  )
   from . import launch  # launch.py is the scripts' side; common.py stays importable without it
+
   return launch.config_summary(base_config(dataset, opts), title)
 
 
@@ -129,10 +157,18 @@ def options_from_flags(flag_values) -> Options:
   from ml_collections import config_flags
 
   datasets = parse_list(flag_values.datasets) if "datasets" in flag_values else ()
-  return Options(datasets=datasets, seeds=parse_seeds(flag_values.seeds), epochs=flag_values.epochs,
-                 features=flag_values.features, data_dir=flag_values.data_dir, protocol=flag_values.protocol,
-                 tiny=flag_values.tiny, overrides=dict(config_flags.get_override_values(flag_values["config"])),
-                 resume=flag_values.resume, progress=flag_values.progress)
+  return Options(
+      datasets=datasets,
+      seeds=parse_seeds(flag_values.seeds),
+      epochs=flag_values.epochs,
+      features=flag_values.features,
+      data_dir=flag_values.data_dir,
+      protocol=flag_values.protocol,
+      tiny=flag_values.tiny,
+      overrides=dict(config_flags.get_override_values(flag_values["config"])),
+      resume=flag_values.resume,
+      progress=flag_values.progress,
+  )
 
 
 def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
@@ -141,6 +177,7 @@ def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
     raise ValueError(f"protocol must be one of {PROTOCOLS}, got {opts.protocol!r}")
   if opts.tiny:
     from .configs import test as test_config
+
     config = test_config.get_config(dataset)
     if opts.protocol == "paper":  # the paper's optimiser/loss/stopping, at the tiny sizes
       for path, value in paper_overrides(dataset).items():

@@ -17,9 +17,9 @@ paper's (t, p) pairs all match df = n − 1 = 4, the paired test over seeds as w
 
 from __future__ import annotations
 
-
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
+
   reexec_with_fast_allocator()
 
 from hgnn_ima_jax.experiments import cell_runs, common, formatting, run_options  # noqa: E402
@@ -51,15 +51,20 @@ def run_table2(opts: run_options.Options, workdir: str, models=DEFAULT_MODELS, *
 def _cell_entry(cell: cell_runs.Cell) -> dict:
   r = cell.results
   return {
-      "test_micro_f1": r["test_micro_f1"], "test_macro_f1": r["test_macro_f1"],
+      "test_micro_f1": r["test_micro_f1"],
+      "test_macro_f1": r["test_macro_f1"],
       "per_seed_micro_f1": [s["test_micro_f1"] for s in r["per_seed"]],
       "per_seed_macro_f1": [s["test_macro_f1"] for s in r["per_seed"]],
-      "seeds": list(r["seeds"]), "best_epochs": [s["best_epoch"] for s in r["per_seed"]],
-      "epochs": r.get("epochs"), "protocol": r.get("protocol"),
+      "seeds": list(r["seeds"]),
+      "best_epochs": [s["best_epoch"] for s in r["per_seed"]],
+      "epochs": r.get("epochs"),
+      "protocol": r.get("protocol"),
       "comparable_with_paper": bool(r.get("comparable_with_paper", True)),
       "features_generated": not bool(r.get("comparable_with_paper", True)),
-      "device": r.get("device"), "train_time_s": r.get("train_time_s"),
-      "run_dir": cell.run_dir, "reused": cell.reused,
+      "device": r.get("device"),
+      "train_time_s": r.get("train_time_s"),
+      "run_dir": cell.run_dir,
+      "reused": cell.reused,
   }
 
 
@@ -93,13 +98,23 @@ def table3_entry(ours: dict, baselines: dict[str, dict]) -> dict | None:
   else:
     student = {"t": float("nan"), "p": float("nan"), "df": len(a_scores) + len(b_scores) - 2}
   # Seeds are matched when both runs used the same seed list.
-  paired = (paired_t_test(a_scores, b_scores) if ours["seeds"] == b["seeds"]
-            else {"t": float("nan"), "p": float("nan"), "df": None})
-  return {"ours": OURS, "hgt": hgt,
-          "ours_std_macro_f1": ours["test_macro_f1"]["std"], "hgt_std_macro_f1": b["test_macro_f1"]["std"],
-          "ours_std_micro_f1": ours["test_micro_f1"]["std"], "hgt_std_micro_f1": b["test_micro_f1"]["std"],
-          "t_test": student, "paired_t_test": paired, "n_seeds": len(a_scores),
-          "comparable_with_paper": ours["comparable_with_paper"] and b["comparable_with_paper"]}
+  paired = (
+      paired_t_test(a_scores, b_scores)
+      if ours["seeds"] == b["seeds"]
+      else {"t": float("nan"), "p": float("nan"), "df": None}
+  )
+  return {
+      "ours": OURS,
+      "hgt": hgt,
+      "ours_std_macro_f1": ours["test_macro_f1"]["std"],
+      "hgt_std_macro_f1": b["test_macro_f1"]["std"],
+      "ours_std_micro_f1": ours["test_micro_f1"]["std"],
+      "hgt_std_micro_f1": b["test_micro_f1"]["std"],
+      "t_test": student,
+      "paired_t_test": paired,
+      "n_seeds": len(a_scores),
+      "comparable_with_paper": ours["comparable_with_paper"] and b["comparable_with_paper"],
+  }
 
 
 def build_table2(cells: dict[str, dict[str, cell_runs.Cell]], datasets, models, *, tiny: bool = False) -> dict:
@@ -118,9 +133,16 @@ def build_table2(cells: dict[str, dict[str, cell_runs.Cell]], datasets, models, 
     notes.append(formatting.NOT_COMPARABLE_NOTE)
   if OURS not in models or not any(m in HGT_MODELS for m in models):
     notes.append("Table 3 needs hgnn_ima and at least one HGT model (hgt, hgt_early, hgt_late) in --models.")
-  return {"datasets": list(datasets), "models": list(models), "metric_order": ["test_micro_f1", "test_macro_f1"],
-          "cells": out_cells, "table3": table3, "comparable_with_paper": comparable, "smoke_test": tiny,
-          "notes": notes}
+  return {
+      "datasets": list(datasets),
+      "models": list(models),
+      "metric_order": ["test_micro_f1", "test_macro_f1"],
+      "cells": out_cells,
+      "table3": table3,
+      "comparable_with_paper": comparable,
+      "smoke_test": tiny,
+      "notes": notes,
+  }
 
 
 def table2_markdown(table: dict) -> str:
@@ -143,9 +165,12 @@ def table2_markdown(table: dict) -> str:
         row.append(text + ("†" if e["features_generated"] else ""))
     rows.append(row)
   n_seeds = sorted({len(table["cells"][d][m]["seeds"]) for d in datasets for m in models})
-  parts = [f"## Table 2: test Micro/Macro-F1, mean ± std over {'/'.join(map(str, n_seeds))} seed(s)"
-           + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""), "",
-           formatting.markdown_table(header, rows)]
+  parts = [
+      f"## Table 2: test Micro/Macro-F1, mean ± std over {'/'.join(map(str, n_seeds))} seed(s)"
+      + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""),
+      "",
+      formatting.markdown_table(header, rows),
+  ]
   t3 = table3_markdown(table)
   if t3:
     parts += ["", t3]
@@ -169,12 +194,21 @@ def table3_markdown(table: dict) -> str:
       ["t-value (paired)"] + [fmt(t3[d]["paired_t_test"]["t"], 2) for d in datasets],
       ["p-value (paired)"] + [fmt(t3[d]["paired_t_test"]["p"], 3) for d in datasets],
   ]
-  note = ("STD of test Macro-F1 over seeds. HGT = the strongest HGT variant in this run by mean Macro-F1. "
-          "t/p: two-sample Student t-test on per-seed Macro-F1 (metrics.t_test, df = 2n−2); paired: over "
-          "matched seeds (df = n−1; the paper's (t, p) pairs are consistent with df = 4 for 5 seeds). "
-          "n/a: fewer than 2 seeds, or no variance.")
-  return "\n".join(["## Table 3: STD and t-test, HGNN-IMA vs the strongest HGT", "",
-                    formatting.markdown_table(header, rows), "", note])
+  note = (
+      "STD of test Macro-F1 over seeds. HGT = the strongest HGT variant in this run by mean Macro-F1. "
+      "t/p: two-sample Student t-test on per-seed Macro-F1 (metrics.t_test, df = 2n−2); paired: over "
+      "matched seeds (df = n−1; the paper's (t, p) pairs are consistent with df = 4 for 5 seeds). "
+      "n/a: fewer than 2 seeds, or no variance."
+  )
+  return "\n".join(
+      [
+          "## Table 3: STD and t-test, HGNN-IMA vs the strongest HGT",
+          "",
+          formatting.markdown_table(header, rows),
+          "",
+          note,
+      ]
+  )
 
 
 def write_outputs(table: dict, workdir: str) -> dict[str, str]:
@@ -183,18 +217,23 @@ def write_outputs(table: dict, workdir: str) -> dict[str, str]:
 
 def main(argv):
   from absl import flags
+
   del argv
   FLAGS = flags.FLAGS
   opts = common.start(FLAGS)
   from hgnn_ima_jax.models import MODEL_NAMES
+
   models = common.choice_list("models", FLAGS.models, MODEL_NAMES)
-  common.run_script("table2", FLAGS, lambda workdir: run_table2(opts, workdir, models), write_outputs,
-                    table2_markdown)
+  common.run_script("table2", FLAGS, lambda workdir: run_table2(opts, workdir, models), write_outputs, table2_markdown)
 
 
 if __name__ == "__main__":
   from absl import flags
+
   run_options.define_common_flags("table2")
-  flags.DEFINE_string("models", ",".join(DEFAULT_MODELS), "comma list of model names (any of MODEL_NAMES: hgnn_ima, "
-                      "hgt, hgt_early, hgt_late, hgnn_ima-cross, ...)")
+  flags.DEFINE_string(
+      "models",
+      ",".join(DEFAULT_MODELS),
+      "comma list of model names (any of MODEL_NAMES: hgnn_ima, " "hgt, hgt_early, hgt_late, hgnn_ima-cross, ...)",
+  )
   common.run_main(main)

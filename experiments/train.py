@@ -4,16 +4,8 @@ r"""Train and evaluate one model on one dataset over one or more seeds (vmapped)
   python experiments/train.py --dataset=imdb --features=generated --model=hgt_late --config.model.num_layers=2
   python experiments/train.py --workdir=runs/x --resume        # continue runs/x with its saved config
 
-`--config.<field>=<value>` overrides any config field after the dataset's defaults, the protocol and
-the flags. Ctrl-C or SIGTERM stops after the current epoch, with a checkpoint and the command that
-continues the run; a second one exits at once.
-
-Several hosts (docs/distributed.md): one process per host, each with the same flags and workdir,
-
-  python experiments/train.py --coordinator=host0:8476 --num_processes=2 --process_id=I --workdir=runs/x \
-      --config.batch.mode=neighbor --config.batch.parts=8 --config.mesh_data=8
-
-(--coordinator=auto: `jax.distributed.initialize()` finds them itself, e.g. under SLURM or on a TPU pod).
+Ctrl-C/SIGTERM stops after the current epoch (mini-batches: batch), checkpoints, prints the command that
+continues the run; a second one exits at once. Several hosts: docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -28,16 +20,17 @@ import time
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
+
   reexec_with_fast_allocator()
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from hgnn_ima_jax.experiments import formatting, launch, run_options  # noqa: E402
-from hgnn_ima_jax.experiments.configs import PROTOCOLS, set_path  # noqa: E402
 from hgnn_ima_jax import config_validation as cv  # noqa: E402
 from hgnn_ima_jax import run_dir  # noqa: E402
 from hgnn_ima_jax.data_utils import load_for_config, validate_run_config  # noqa: E402
+from hgnn_ima_jax.experiments import formatting, launch, run_options  # noqa: E402
+from hgnn_ima_jax.experiments.configs import PROTOCOLS, set_path  # noqa: E402
 from hgnn_ima_jax.graph import DatasetError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -45,8 +38,15 @@ FLAGS = flags.FLAGS
 # Flags that are fields of the saved config: (flag, config path). With --resume each one given must
 # agree with the run's config.json; the other flags (progress, xla_cache, verbosity, ...) do not
 # change the result and may differ.
-RUN_FLAGS = (("dataset", "dataset"), ("data_dir", "data_dir"), ("features", "features"), ("model", "model_name"),
-             ("seeds", "seeds"), ("protocol", "protocol"), ("epochs", "num_epochs"))
+RUN_FLAGS = (
+    ("dataset", "dataset"),
+    ("data_dir", "data_dir"),
+    ("features", "features"),
+    ("model", "model_name"),
+    ("seeds", "seeds"),
+    ("protocol", "protocol"),
+    ("epochs", "num_epochs"),
+)
 
 
 class ResumeError(ValueError):
@@ -54,14 +54,24 @@ class ResumeError(ValueError):
 
 
 def define_flags():
-  flags.DEFINE_string("dataset", "synthetic",
-                      "douban | imdb | amazon | amazon1 | amazon2 | synthetic | synthetic_amazon1 | "
-                      "synthetic_amazon1x4 | synthetic10m | a generic-format path")
+  flags.DEFINE_string(
+      "dataset",
+      "synthetic",
+      "douban|imdb|amazon|amazon1|amazon2|synthetic|synthetic_amazon1[x4]|synthetic10m|a generic-format path",
+  )
   flags.DEFINE_string("data_dir", None, "directory holding <dataset>/ folders (default: $HGNN_IMA_DATA_DIR or ./data)")
-  flags.DEFINE_enum("features", None, ["real", "generated"],
-                    "'generated' explicitly runs the real graph with generated features for files that are absent")
-  flags.DEFINE_string("model", "hgnn_ima", "hgnn_ima | hgt | hgt_early | hgt_late | hgnn_ima<ablation> "
-                      "(-cross, -adapt, +inf, -nei, -align, -L_att, -L_ind)")
+  flags.DEFINE_enum(
+      "features",
+      None,
+      ["real", "generated"],
+      "'generated' explicitly runs the real graph with generated features for files that are absent",
+  )
+  flags.DEFINE_string(
+      "model",
+      "hgnn_ima",
+      "hgnn_ima | hgt | hgt_early | hgt_late | hgnn_ima<ablation> "
+      "(-cross, -adapt, +inf, -nei, -align, -L_att, -L_ind)",
+  )
   flags.DEFINE_string("seeds", "5", "N for seeds 0..N-1, or a comma-separated list such as 0,3,7")
   flags.DEFINE_enum("protocol", "code", list(PROTOCOLS), "'code' (the authors' scripts) or 'paper' (Sec. 5.3)")
   flags.DEFINE_string("workdir", None, "output directory (default: runs/<dataset>-<model>-<time>)")
@@ -69,12 +79,18 @@ def define_flags():
   flags.DEFINE_bool("resume", False, "continue the run in --workdir from its latest checkpoint, with its saved config")
   flags.DEFINE_bool("print_config", False, "print the resolved config (what the run would use) as JSON and exit")
   flags.DEFINE_bool("progress", True, "show a progress bar")
-  flags.DEFINE_string("xla_cache", os.path.join("~", ".cache", "hgnn-ima-jax", "xla"),
-                      "persistent XLA compilation cache: a rerun of the same model/graph skips compiling ('' disables)")
-  flags.DEFINE_string("coordinator", None, "HOST:PORT of process 0 for a multi-process run (jax.distributed); "
-                      "'auto': let jax.distributed.initialize detect the cluster (SLURM, TPU pods, ...)")
-  flags.DEFINE_integer("num_processes", None, "processes of a multi-process run (with --coordinator=HOST:PORT)")
-  flags.DEFINE_integer("process_id", None, "this process's index, 0..num_processes-1 (with --coordinator=HOST:PORT)")
+  flags.DEFINE_string(
+      "xla_cache",
+      os.path.join("~", ".cache", "hgnn-ima-jax", "xla"),
+      "persistent XLA compilation cache: a rerun of the same model/graph skips compiling ('' disables)",
+  )
+  flags.DEFINE_string(
+      "coordinator",
+      None,
+      "HOST:PORT of process 0 of a multi-process run, or 'auto' (SLURM, TPU pods)",
+  )
+  flags.DEFINE_integer("num_processes", None, "processes of a multi-process run")
+  flags.DEFINE_integer("process_id", None, "this process's index, 0..num_processes-1")
   run_options.define_config_flag("overrides of any config field: --config.<field>=<value> (listed below)")
 
 
@@ -103,8 +119,14 @@ def build_config():
   """Dataset defaults + protocol, then the flags, then --config.* overrides (`run_options.base_config`)."""
   # --model goes first among the overrides, so that an explicit --config.model_name still wins.
   overrides = {"model_name": FLAGS.model, **config_flags.get_override_values(FLAGS["config"])}
-  opts = run_options.Options(seeds=_seeds_flag(), epochs=FLAGS.epochs, features=FLAGS.features, data_dir=FLAGS.data_dir,
-                        protocol=FLAGS.protocol, overrides=overrides)
+  opts = run_options.Options(
+      seeds=_seeds_flag(),
+      epochs=FLAGS.epochs,
+      features=FLAGS.features,
+      data_dir=FLAGS.data_dir,
+      protocol=FLAGS.protocol,
+      overrides=overrides,
+  )
   return run_options.base_config(FLAGS.dataset, opts)
 
 
@@ -112,25 +134,36 @@ def resume_config(workdir: str):
   """The config saved in `workdir`, with the result-neutral --config overrides applied; refuses a
   workdir without a run or checkpoint, and any flag given that contradicts the saved config."""
   if not os.path.isfile(os.path.join(workdir, "config.json")):
-    raise ResumeError(f"--resume: {workdir} holds no run (no config.json). Fix: give the --workdir of an earlier "
-                      "run, or drop --resume to start a new one")
+    raise ResumeError(
+        f"--resume: {workdir} holds no run (no config.json). Fix: give the --workdir of an earlier "
+        "run, or drop --resume to start a new one"
+    )
   if not run_dir.saved_steps(workdir):
-    raise ResumeError(f"--resume: {workdir} has no checkpoint to continue from (the run stopped before its first one). "
-                      "Fix: start it again without --resume, with the same flags")
+    raise ResumeError(
+        f"--resume: {workdir} has no checkpoint to continue from (the run stopped before its first one). "
+        "Fix: start it again without --resume, with the same flags"
+    )
   config = run_dir.read_config(workdir)
   saved = cv.normalise(config.to_dict())
-  asked = [(f"--{name}={FLAGS[name].value}", path, _seeds_flag() if name == "seeds" else FLAGS[name].value)
-           for name, path in RUN_FLAGS if FLAGS[name].present]
-  asked += [(f"--config.{path}={cv.format_value(value)}", path, value)
-            for path, value in config_flags.get_override_values(FLAGS["config"]).items()]
+  asked = [
+      (f"--{name}={FLAGS[name].value}", path, _seeds_flag() if name == "seeds" else FLAGS[name].value)
+      for name, path in RUN_FLAGS
+      if FLAGS[name].present
+  ]
+  asked += [
+      (f"--config.{path}={cv.format_value(value)}", path, value)
+      for path, value in config_flags.get_override_values(FLAGS["config"]).items()
+  ]
   for flag, path, value in asked:
     have = cv.get_path(saved, path, None)
     if path in cv.RESULT_NEUTRAL:
       set_path(config, path, value)
     elif cv.normalise(value) != have:
-      raise ResumeError(f"{flag} contradicts the run in {workdir}, saved with "
-                        f"{path}={cv.format_value(have)}. Fix: drop {flag.split('=')[0]} to continue that run as "
-                        "saved, or train with it into a new --workdir")
+      raise ResumeError(
+          f"{flag} contradicts the run in {workdir}, saved with "
+          f"{path}={cv.format_value(have)}. Fix: drop {flag.split('=')[0]} to continue that run as "
+          "saved, or train with it into a new --workdir"
+      )
   return config
 
 
@@ -162,8 +195,10 @@ def _config_help() -> str:
     config = build_config()
   except cv.ConfigError as e:
     return f"(config fields: {e})"
-  title = (f"config fields (--config.<section>.<field>=<value>) with the values of --dataset={FLAGS.dataset} "
-           f"--protocol={FLAGS.protocol}\nand the other flags given (as JSON: --print_config):")
+  title = (
+      f"config fields (--config.<section>.<field>=<value>) with the values of --dataset={FLAGS.dataset} "
+      f"--protocol={FLAGS.protocol}\nand the other flags given (as JSON: --print_config):"
+  )
   return launch.config_summary(config, title)
 
 
@@ -187,10 +222,12 @@ def main(argv):
   if FLAGS.coordinator and not FLAGS.workdir:
     raise app.UsageError("a multi-process run (--coordinator) needs --workdir: every process must name the same one")
   workdir = FLAGS.workdir or os.path.join(
-      "runs", f"{formatting.dataset_tag(config.dataset)}-{config.model_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+      "runs", f"{formatting.dataset_tag(config.dataset)}-{config.model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+  )
 
   initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
   import jax
+
   if FLAGS.xla_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     jax.config.update("jax_compilation_cache_dir", host_cache_dir(FLAGS.xla_cache, jax.__version__))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
@@ -199,23 +236,36 @@ def main(argv):
   from hgnn_ima_jax.checkpointing import CheckpointMismatchError
   from hgnn_ima_jax.experiments import outputs
 
-  print(f"process {jax.process_index()}/{jax.process_count()}: devices {jax.local_devices()} of "
-        f"{jax.device_count()}; workdir: {workdir}")
+  print(
+      f"process {jax.process_index()}/{jax.process_count()}: devices {jax.local_devices()} of "
+      f"{jax.device_count()}; workdir: {workdir}"
+  )
   try:
     data = load_for_config(config)  # fails before anything is written
-    results = train.train_and_evaluate(config, workdir, data, resume=FLAGS.resume,
-                                       progress=FLAGS.progress and jax.process_index() == 0,
-                                       should_stop=stop, on_history=outputs.history_writer(workdir))
+    results = train.train_and_evaluate(
+        config,
+        workdir,
+        data,
+        resume=FLAGS.resume,
+        progress=FLAGS.progress and jax.process_index() == 0,
+        should_stop=stop,
+        on_history=outputs.history_writer(workdir),
+    )
   except train.TrainingInterrupted as e:
-    print(f"interrupted at epoch {e.epoch} of {e.num_epochs}; continue with: {launch.launch_command()} "
-          f"--workdir={shlex.quote(workdir)} --resume", file=sys.stderr)
+    print(
+        f"interrupted at epoch {e.epoch} of {e.num_epochs}; continue with: {launch.launch_command()} "
+        f"--workdir={shlex.quote(workdir)} --resume",
+        file=sys.stderr,
+    )
     sys.exit(stop.exit_code)
   except (DatasetError, FileExistsError, CheckpointMismatchError) as e:
     _fail(e)
   if jax.process_index() != 0:
     return
-  print(f"\n{config.dataset} / {config.model_name} / protocol={config.protocol} / {len(config.seeds)} seed(s) "
-        f"/ {results['epochs']} epochs / {results['train_time_s']:.1f} s training on {results['device']}")
+  print(
+      f"\n{config.dataset} / {config.model_name} / protocol={config.protocol} / {len(config.seeds)} seed(s) "
+      f"/ {results['epochs']} epochs / {results['train_time_s']:.1f} s training on {results['device']}"
+  )
   print(outputs.results_table(results))
   print(f"workdir: {workdir}")
 

@@ -38,28 +38,36 @@ import os
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
+
   reexec_with_fast_allocator()
 
 import numpy as np  # noqa: E402
 
 from hgnn_ima_jax.experiments import cell_runs, common, figures, formatting, launch, run_options  # noqa: E402
-from hgnn_ima_jax.experiments.attention_study import (attention_case_study, attention_markdown,  # noqa: E402
-                                                      base_model_name, channel_names)
-
+from hgnn_ima_jax.experiments.attention_study import (
+    attention_case_study,
+    attention_markdown,  # noqa: E402
+    base_model_name,
+    channel_names,
+)
 
 # --- forward pass -----------------------------------------------------------------------
+
 
 def model_outputs(model, variables, graph):
   """Eval-mode forward with embeddings and per-layer attention, on the host."""
   import jax
+
   fn = jax.jit(lambda v, g: model.apply(v, g, train=False, return_embeddings=True, return_attention=True))
   return jax.device_get(fn(variables, graph))
 
 
 # --- t-SNE ------------------------------------------------------------------------------
 
-def tsne_embedding(z: np.ndarray, labels: np.ndarray, nodes: np.ndarray, *, max_points: int = 2000,
-                   random_state: int = 0) -> dict:
+
+def tsne_embedding(
+    z: np.ndarray, labels: np.ndarray, nodes: np.ndarray, *, max_points: int = 2000, random_state: int = 0
+) -> dict:
   """t-SNE of z[nodes] (a random subset of `max_points` when larger) and silhouette scores."""
   from sklearn.manifold import TSNE
   from sklearn.metrics import silhouette_score
@@ -72,18 +80,35 @@ def tsne_embedding(z: np.ndarray, labels: np.ndarray, nodes: np.ndarray, *, max_
   # One OpenMP thread: Barnes-Hut t-SNE slows down tens of times when its threads compete for busy
   # cores (JAX's pool, other jobs), and one thread keeps the map reproducible for a fixed seed.
   from threadpoolctl import threadpool_limits
+
   with threadpool_limits(limits=1, user_api="openmp"):
     coords = TSNE(n_components=2, random_state=random_state, init="pca", perplexity=perplexity).fit_transform(x)
   ok = 2 <= len(np.unique(y)) < len(y)
-  return {"nodes": nodes, "coords": coords, "labels": y, "perplexity": perplexity, "random_state": random_state,
-          "silhouette_embedding": float(silhouette_score(x, y)) if ok else float("nan"),
-          "silhouette_tsne": float(silhouette_score(coords, y)) if ok else float("nan")}
+  return {
+      "nodes": nodes,
+      "coords": coords,
+      "labels": y,
+      "perplexity": perplexity,
+      "random_state": random_state,
+      "silhouette_embedding": float(silhouette_score(x, y)) if ok else float("nan"),
+      "silhouette_tsne": float(silhouette_score(coords, y)) if ok else float("nan"),
+  }
 
 
 # --- the whole analysis -----------------------------------------------------------------
 
-def analyse(model, variables, graph, data, model_name: str, *, points: str = "test", max_points: int = 2000,
-            random_state: int = 0) -> dict:
+
+def analyse(
+    model,
+    variables,
+    graph,
+    data,
+    model_name: str,
+    *,
+    points: str = "test",
+    max_points: int = 2000,
+    random_state: int = 0,
+) -> dict:
   """t-SNE + attention case study of one set of parameters (no files written)."""
   out = model_outputs(model, variables, graph)
   schema = data.schema
@@ -93,8 +118,9 @@ def analyse(model, variables, graph, data, model_name: str, *, points: str = "te
     nodes = np.arange(len(data.labels))
   else:
     raise ValueError(f"points must be 'test' or 'all', got {points!r}")
-  tsne = tsne_embedding(np.asarray(out.embeddings["fused"]), data.labels, nodes, max_points=max_points,
-                        random_state=random_state)
+  tsne = tsne_embedding(
+      np.asarray(out.embeddings["fused"]), data.labels, nodes, max_points=max_points, random_state=random_state
+  )
   attention = out.attention or ()
   names = channel_names(model_name, schema, np.asarray(attention[0]["alpha"]).shape[1]) if attention else ()
   nested = base_model_name(model_name) == "hgnn_ima"  # HGT layers' β is their α
@@ -102,8 +128,17 @@ def analyse(model, variables, graph, data, model_name: str, *, points: str = "te
   return {"tsne": tsne, "attention": study}
 
 
-def visualize(run, out_dir: str, *, run_dir: str | None = None, seed: int | None = None, points: str = "test",
-              max_points: int = 2000, random_state: int = 0, tiny: bool = False) -> dict:
+def visualize(
+    run,
+    out_dir: str,
+    *,
+    run_dir: str | None = None,
+    seed: int | None = None,
+    points: str = "test",
+    max_points: int = 2000,
+    random_state: int = 0,
+    tiny: bool = False,
+) -> dict:
   """Analyses one seed of a `restore.LoadedRun`; writes tsne.png, tsne.npz, attention.png, visualize.json.
 
   `tiny`: the run has `--tiny` smoke sizes; every output says its numbers mean nothing.
@@ -113,31 +148,56 @@ def visualize(run, out_dir: str, *, run_dir: str | None = None, seed: int | None
   if seed not in run.seeds:
     raise ValueError(f"seed {seed} is not in the run's seeds {run.seeds}")
   model_name = run.config.model_name
-  res = analyse(run.model, run.variables(seed), run.graph, run.data, model_name, points=points,
-                max_points=max_points, random_state=random_state)
+  res = analyse(
+      run.model,
+      run.variables(seed),
+      run.graph,
+      run.data,
+      model_name,
+      points=points,
+      max_points=max_points,
+      random_state=random_state,
+  )
   comparable = bool(run.data.comparable_with_paper)
   m = run.config.model
-  title = (f"{formatting.dataset_tag(run.config.dataset)} / {formatting.display_name(model_name)} / seed {seed} "
-           f"(K={m.num_layers}, d={m.hidden}, {run.results.get('epochs', '?')} epochs)")
+  title = (
+      f"{formatting.dataset_tag(run.config.dataset)} / {formatting.display_name(model_name)} / seed {seed} "
+      f"(K={m.num_layers}, d={m.hidden}, {run.results.get('epochs', '?')} epochs)"
+  )
   notes = figures.footnotes(comparable, tiny)
-  paths = {"tsne_png": os.path.join(out_dir, "tsne.png"), "attention_png": os.path.join(out_dir, "attention.png"),
-           "tsne_npz": os.path.join(out_dir, "tsne.npz"), "json": os.path.join(out_dir, "visualize.json")}
+  paths = {
+      "tsne_png": os.path.join(out_dir, "tsne.png"),
+      "attention_png": os.path.join(out_dir, "attention.png"),
+      "tsne_npz": os.path.join(out_dir, "tsne.npz"),
+      "json": os.path.join(out_dir, "visualize.json"),
+  }
   tsne = res["tsne"]
   np.savez(paths["tsne_npz"], nodes=tsne["nodes"], coords=tsne["coords"], labels=tsne["labels"])
-  figures.plot_tsne(tsne, paths["tsne_png"],
-                    f"t-SNE of fused embeddings Z, {points} nodes (n={len(tsne['nodes'])})\n{title}", notes)
+  figures.plot_tsne(
+      tsne, paths["tsne_png"], f"t-SNE of fused embeddings Z, {points} nodes (n={len(tsne['nodes'])})\n{title}", notes
+  )
   study = res["attention"]
   if study["last"] is not None:
     figures.plot_attention(study, paths["attention_png"], title, notes)
   else:
     paths.pop("attention_png")
   summary = {
-      "dataset": run.config.dataset, "model": model_name, "seed": seed, "run": run_dir,
-      "comparable_with_paper": comparable, "smoke_test": tiny,
+      "dataset": run.config.dataset,
+      "model": model_name,
+      "seed": seed,
+      "run": run_dir,
+      "comparable_with_paper": comparable,
+      "smoke_test": tiny,
       "notes": ([] if comparable else [formatting.NOT_COMPARABLE_NOTE]) + ([formatting.TINY_NOTE] if tiny else []),
-      "tsne": {"points": points, "n": int(len(tsne["nodes"])), "perplexity": tsne["perplexity"],
-               "random_state": random_state, "silhouette_embedding": tsne["silhouette_embedding"],
-               "silhouette_tsne": tsne["silhouette_tsne"], "png": os.path.basename(paths["tsne_png"])},
+      "tsne": {
+          "points": points,
+          "n": int(len(tsne["nodes"])),
+          "perplexity": tsne["perplexity"],
+          "random_state": random_state,
+          "silhouette_embedding": tsne["silhouette_embedding"],
+          "silhouette_tsne": tsne["silhouette_tsne"],
+          "png": os.path.basename(paths["tsne_png"]),
+      },
       "attention": {**study, "png": os.path.basename(paths["attention_png"]) if "attention_png" in paths else None},
       "paths": paths,
   }
@@ -148,6 +208,7 @@ def visualize(run, out_dir: str, *, run_dir: str | None = None, seed: int | None
 def load_or_train(opts: run_options.Options, workdir: str, *, run_dir: str | None, dataset: str, model: str, log=print):
   """A `LoadedRun`: from `run_dir`, or trained (or reused with --resume) in `<workdir>/<dataset>/<model>`."""
   from hgnn_ima_jax.experiments.runs import load_run
+
   if run_dir:
     return load_run(run_dir), run_dir
   config = cell_runs.validate_cells([run_options.cell_config(dataset, opts, model)])[0]
@@ -158,7 +219,9 @@ def load_or_train(opts: run_options.Options, workdir: str, *, run_dir: str | Non
 
 def main(argv):
   from absl import app, flags
+
   from hgnn_ima_jax.models import MODEL_NAMES
+
   del argv
   FLAGS = flags.FLAGS
   common.quiet_logging()
@@ -170,17 +233,28 @@ def main(argv):
   # A finished run's figures go next to it; a run trained here gets a new directory.
   workdir = FLAGS.workdir or FLAGS.run or common.default_workdir("visualize")
   import jax
+
   print(f"devices: {jax.devices()}; workdir: {workdir}")
   try:
     run, run_dir = load_or_train(opts, workdir, run_dir=FLAGS.run, dataset=FLAGS.dataset, model=FLAGS.model)
-    summary = visualize(run, workdir, run_dir=run_dir, seed=FLAGS.seed, points=FLAGS.points,
-                        max_points=FLAGS.max_points, random_state=FLAGS.random_state, tiny=opts.tiny)
+    summary = visualize(
+        run,
+        workdir,
+        run_dir=run_dir,
+        seed=FLAGS.seed,
+        points=FLAGS.points,
+        max_points=FLAGS.max_points,
+        random_state=FLAGS.random_state,
+        tiny=opts.tiny,
+    )
   except common.user_errors() as e:
     common.fail(e)
   t = summary["tsne"]
-  print(f"\nrun {run_dir}, seed {summary['seed']}: t-SNE of {t['n']} {t['points']} nodes; silhouette of Z "
-        f"{formatting.format_number(t['silhouette_embedding'], 3)}, of the t-SNE map "
-        f"{formatting.format_number(t['silhouette_tsne'], 3)}")
+  print(
+      f"\nrun {run_dir}, seed {summary['seed']}: t-SNE of {t['n']} {t['points']} nodes; silhouette of Z "
+      f"{formatting.format_number(t['silhouette_embedding'], 3)}, of the t-SNE map "
+      f"{formatting.format_number(t['silhouette_tsne'], 3)}"
+  )
   print(attention_markdown(summary["attention"]))
   for n in summary["notes"]:
     print(n)
@@ -189,10 +263,19 @@ def main(argv):
 
 if __name__ == "__main__":
   from absl import app, flags
-  run_options.define_common_flags("visualize", multi_dataset=False, default_seeds="1",
-                             workdir_default="the --run directory; without --run, runs/visualize-<time>")
-  flags.DEFINE_string("run", None, "workdir of a finished train.py run (or a cell of table2.py/ablation.py); "
-                      "without it, a run is trained on --dataset first")
+
+  run_options.define_common_flags(
+      "visualize",
+      multi_dataset=False,
+      default_seeds="1",
+      workdir_default="the --run directory; without --run, runs/visualize-<time>",
+  )
+  flags.DEFINE_string(
+      "run",
+      None,
+      "workdir of a finished train.py run (or a cell of table2.py/ablation.py); "
+      "without it, a run is trained on --dataset first",
+  )
   flags.DEFINE_string("dataset", "synthetic", "dataset to train on when --run is not given")
   flags.DEFINE_string("model", "hgnn_ima", "model to train when --run is not given")
   flags.DEFINE_integer("seed", None, "which seed of the run to analyse (default: its first)")

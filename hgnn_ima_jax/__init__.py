@@ -56,8 +56,9 @@ class _CheckoutFinder(importlib.abc.MetaPathFinder):
     where = self.mapping.get(name)
     if where is None:
       return None
-    return importlib.util.spec_from_file_location(name, os.path.join(where, "__init__.py"),
-                                                  submodule_search_locations=[where])
+    return importlib.util.spec_from_file_location(
+        name, os.path.join(where, "__init__.py"), submodule_search_locations=[where]
+    )
 
 
 def _map_checkout_directories():
@@ -66,7 +67,8 @@ def _map_checkout_directories():
   mapping = {f"{__name__}.{sub}": os.path.join(root, sub) for sub in ("data_utils", "experiments")}
   in_checkout = os.path.isfile(os.path.join(root, "pyproject.toml")) and all(
       os.path.isfile(os.path.join(d, "__init__.py")) and not os.path.isdir(os.path.join(here, os.path.basename(d)))
-      for d in mapping.values())
+      for d in mapping.values()
+  )
   if in_checkout and not any(isinstance(f, _CheckoutFinder) for f in sys.meta_path):
     sys.meta_path.insert(0, _CheckoutFinder(mapping))
 

@@ -73,8 +73,9 @@ def alignment_logits(g: jax.Array, sign: str = "code") -> jax.Array:
   raise ValueError(f"align_sign must be one of {CHOICES['model.align_sign']}, got {sign!r}")
 
 
-def alpha_and_alignment(g: jax.Array, seg: jax.Array, num_segments: int, *, align: bool,
-                        sign: str = "code") -> tuple[jax.Array, jax.Array | None]:
+def alpha_and_alignment(
+    g: jax.Array, seg: jax.Array, num_segments: int, *, align: bool, sign: str = "code"
+) -> tuple[jax.Array, jax.Array | None]:
   """Eqs. 3 and 8: α^m (E, M, H) and β2 (E, H) — softmaxes over each receiver's in-edges, in one pass.
 
   β2 = softmax of `alignment_logits(g)`; it is None when `align` is False (`-align`).
@@ -124,8 +125,14 @@ def nested_beta(beta1: jax.Array, seg: jax.Array, num_segments: int, beta_norm: 
   raise ValueError(f"beta_norm must be one of {CHOICES['model.beta_norm']}, got {beta_norm!r}")
 
 
-def combine_attention(beta1: jax.Array, beta2: jax.Array | None, seg: jax.Array, num_segments: int,
-                      combine: str = "mul", softmax_alone: bool = True) -> jax.Array:
+def combine_attention(
+    beta1: jax.Array,
+    beta2: jax.Array | None,
+    seg: jax.Array,
+    num_segments: int,
+    combine: str = "mul",
+    softmax_alone: bool = True,
+) -> jax.Array:
   """Eq. 9: β from β1 (Eq. 6) and β2 (Eq. 8) over each receiver's in-edges.
 
   `mul` (paper, MISS, FULL2): softmax of β1 ⊙ β2. `add` (FULL3): softmax of β1 + β2.

@@ -13,8 +13,8 @@ import numpy as np
 
 from hgnn_ima_jax.sampling import SampledSubgraph, batch_rng, check_seed, plan_rng
 
-
 # --- epochs and resumable streams -----------------------------------------------------------
+
 
 class EpochPlan:
   """Epoch `epoch`'s targets, shuffled by `plan_rng(seed, epoch)` and cut into batches of `batch_size`.
@@ -22,8 +22,7 @@ class EpochPlan:
   Every target is in exactly one batch; the last batch is smaller unless `drop_last`.
   """
 
-  def __init__(self, targets, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True,
-               drop_last: bool = False):
+  def __init__(self, targets, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True, drop_last: bool = False):
     targets = np.asarray(targets, np.int64)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
       raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1. Fix: e.g. batch_size=256")
@@ -34,8 +33,10 @@ class EpochPlan:
     n = len(self.order)
     self.num_batches = n // self.batch_size if drop_last else -(-n // self.batch_size)
     if self.num_batches == 0:
-      raise ValueError(f"batch_size={batch_size} with drop_last=True leaves no batch of the {n} targets. "
-                       "Fix: lower batch_size or set drop_last=False")
+      raise ValueError(
+          f"batch_size={batch_size} with drop_last=True leaves no batch of the {n} targets. "
+          "Fix: lower batch_size or set drop_last=False"
+      )
 
   def __len__(self) -> int:
     return self.num_batches
@@ -43,7 +44,7 @@ class EpochPlan:
   def batch(self, b: int) -> np.ndarray:
     if not 0 <= b < self.num_batches:
       raise IndexError(f"batch {b} outside 0..{self.num_batches - 1} of epoch {self.epoch}")
-    return self.order[b * self.batch_size:(b + 1) * self.batch_size]
+    return self.order[b * self.batch_size : (b + 1) * self.batch_size]
 
   def __iter__(self) -> Iterator[np.ndarray]:
     return (self.batch(b) for b in range(self.num_batches))
@@ -68,15 +69,27 @@ class BatchStream:
   `sampler.sample(plan(e).batch(b), batch_rng(seed, e, b))`, whatever ran before.
   """
 
-  def __init__(self, sampler, targets, batch_size: int, *, seed: int, epoch: int = 0, next_batch: int = 0,
-               shuffle: bool = True, drop_last: bool = False):
+  def __init__(
+      self,
+      sampler,
+      targets,
+      batch_size: int,
+      *,
+      seed: int,
+      epoch: int = 0,
+      next_batch: int = 0,
+      shuffle: bool = True,
+      drop_last: bool = False,
+  ):
     self.sampler, self.targets = sampler, np.asarray(targets, np.int64)
     self.batch_size, self.seed, self.shuffle, self.drop_last = int(batch_size), check_seed(seed), shuffle, drop_last
     self.epoch, self.next_batch = int(epoch), int(next_batch)
     n = len(self.plan())
     if not 0 <= self.next_batch <= n:
-      raise ValueError(f"next_batch={next_batch} outside 0..{n} for epoch {epoch}. "
-                       "Fix: resume from a state this stream's settings produced")
+      raise ValueError(
+          f"next_batch={next_batch} outside 0..{n} for epoch {epoch}. "
+          "Fix: resume from a state this stream's settings produced"
+      )
 
   def plan(self, epoch: int | None = None) -> EpochPlan:
     """Epoch `epoch`'s plan (default: the current epoch); the last one is kept, as a shuffle is O(targets)."""
@@ -84,8 +97,9 @@ class BatchStream:
     cached = getattr(self, "_plan", None)  # one tuple, replaced whole: safe to read from a prefetch thread
     if cached is not None and cached[0] == epoch:
       return cached[1]
-    plan = EpochPlan(self.targets, self.batch_size, seed=self.seed, epoch=epoch, shuffle=self.shuffle,
-                     drop_last=self.drop_last)
+    plan = EpochPlan(
+        self.targets, self.batch_size, seed=self.seed, epoch=epoch, shuffle=self.shuffle, drop_last=self.drop_last
+    )
     self._plan = (epoch, plan)
     return plan
 
@@ -107,9 +121,16 @@ class BatchStream:
       self.epoch, self.next_batch = epoch + 1, 0
 
   def _state(self, epoch: int, next_batch: int) -> dict:
-    return {"seed": self.seed, "epoch": int(epoch), "next_batch": int(next_batch), "batch_size": self.batch_size,
-            "num_targets": int(len(self.targets)), "shuffle": bool(self.shuffle), "drop_last": bool(self.drop_last),
-            "sampler": self.sampler.config()}
+    return {
+        "seed": self.seed,
+        "epoch": int(epoch),
+        "next_batch": int(next_batch),
+        "batch_size": self.batch_size,
+        "num_targets": int(len(self.targets)),
+        "shuffle": bool(self.shuffle),
+        "drop_last": bool(self.drop_last),
+        "sampler": self.sampler.config(),
+    }
 
   def state(self) -> dict:
     return self._state(self.epoch, self.next_batch)
@@ -124,11 +145,20 @@ class BatchStream:
         got = _jsonish(got)
         value = _jsonish(value)
       if got != value:
-        raise ValueError(f"sampler state: {key}={got!r} but this run has {value!r}. Fix: resume with the settings "
-                         "the checkpoint was written with, or start the run afresh")
-    return cls(sampler, targets, batch_size, seed=state["seed"], epoch=state["epoch"],
-               next_batch=state["next_batch"], shuffle=state.get("shuffle", True),
-               drop_last=state.get("drop_last", False))
+        raise ValueError(
+            f"sampler state: {key}={got!r} but this run has {value!r}. Fix: resume with the settings "
+            "the checkpoint was written with, or start the run afresh"
+        )
+    return cls(
+        sampler,
+        targets,
+        batch_size,
+        seed=state["seed"],
+        epoch=state["epoch"],
+        next_batch=state["next_batch"],
+        shuffle=state.get("shuffle", True),
+        drop_last=state.get("drop_last", False),
+    )
 
 
 def _jsonish(x):

@@ -22,6 +22,7 @@ FIX_BUDGET = "use Budget.for_sampler(...) or BudgetLadder.choose(sub), or raise 
 
 # --- budgets --------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class Budget:
   """Static sizes of a padded sub-graph: nodes per type (incl. >= 1 padding slot), edges per relation."""
@@ -33,8 +34,10 @@ class Budget:
     object.__setattr__(self, "nodes", tuple(int(n) for n in self.nodes))
     object.__setattr__(self, "edges", tuple(int(e) for e in self.edges))
     if any(n < 1 for n in self.nodes):
-      raise ValueError(f"Budget.nodes={self.nodes}: every type needs >= 1 slot (the padding slot). "
-                       "Fix: give each type at least real + 1 nodes")
+      raise ValueError(
+          f"Budget.nodes={self.nodes}: every type needs >= 1 slot (the padding slot). "
+          "Fix: give each type at least real + 1 nodes"
+      )
     if any(e < 0 for e in self.edges):
       raise ValueError(f"Budget.edges={self.edges}: negative. Fix: give each relation >= 0 edges")
 
@@ -48,8 +51,9 @@ class Budget:
 
   def fits(self, node_counts: Sequence[int], edge_counts: Sequence[int]) -> bool:
     """True when real counts fit, keeping one padding slot per type."""
-    return (all(n + 1 <= b for n, b in zip(node_counts, self.nodes))
-            and all(e <= b for e, b in zip(edge_counts, self.edges)))
+    return all(n + 1 <= b for n, b in zip(node_counts, self.nodes)) and all(
+        e <= b for e, b in zip(edge_counts, self.edges)
+    )
 
   def fits_subgraph(self, schema: Schema, sub: SampledSubgraph) -> bool:
     return self.fits(sub.node_counts(schema.node_types), sub.edge_counts(schema.relations))
@@ -87,7 +91,7 @@ class Budget:
 
 def _top_sum(sorted_desc: np.ndarray, k: int, cap: int | None = None) -> int:
   """Sum of the k largest of min(values, cap); values sorted in descending order."""
-  v = sorted_desc[:max(int(k), 0)]
+  v = sorted_desc[: max(int(k), 0)]
   if cap is not None:
     v = np.minimum(v, cap)
   return int(v.sum())
@@ -141,8 +145,10 @@ def _hgt_bound(sampler, batch_size: int) -> Budget:
 def padded_schema(schema: Schema, budget: Budget) -> Schema:
   """`schema` with the budget's counts: the Schema a model for padded sub-graphs is built with."""
   if len(budget.nodes) != schema.num_node_types or len(budget.edges) != schema.num_relations:
-    raise ValueError(f"budget has {len(budget.nodes)} node types and {len(budget.edges)} relations, the schema "
-                     f"{schema.num_node_types} and {schema.num_relations}. Fix: derive the budget from this graph")
+    raise ValueError(
+        f"budget has {len(budget.nodes)} node types and {len(budget.edges)} relations, the schema "
+        f"{schema.num_node_types} and {schema.num_relations}. Fix: derive the budget from this graph"
+    )
   return dataclasses.replace(schema, num_nodes=budget.nodes, num_edges=budget.edges)
 
 
@@ -163,25 +169,30 @@ class BudgetLadder:
     self.rungs = tuple(unique)
 
   @classmethod
-  def geometric(cls, upper: Budget, num_buckets: int = 4, ratio: float = 2.0,
-                lower: Budget | None = None) -> "BudgetLadder":
+  def geometric(
+      cls, upper: Budget, num_buckets: int = 4, ratio: float = 2.0, lower: Budget | None = None
+  ) -> "BudgetLadder":
     """Rung i (0-based of K) is upper / ratio^(K-1-i), entry by entry, never below `lower`; rung K-1 is upper."""
     if num_buckets < 1 or ratio <= 1.0:
-      raise ValueError(f"num_buckets={num_buckets}, ratio={ratio}: need num_buckets >= 1 and ratio > 1. "
-                       "Fix: e.g. num_buckets=4, ratio=2.0")
+      raise ValueError(
+          f"num_buckets={num_buckets}, ratio={ratio}: need num_buckets >= 1 and ratio > 1. "
+          "Fix: e.g. num_buckets=4, ratio=2.0"
+      )
     rungs = []
     for i in range(num_buckets):
       scale = ratio ** (num_buckets - 1 - i)
-      b = Budget(tuple(max(1, math.ceil(n / scale)) for n in upper.nodes),
-                 tuple(math.ceil(e / scale) for e in upper.edges))
+      b = Budget(
+          tuple(max(1, math.ceil(n / scale)) for n in upper.nodes), tuple(math.ceil(e / scale) for e in upper.edges)
+      )
       if lower is not None:
         b = b.maximum(lower).minimum(upper)
       rungs.append(b)
     return cls(rungs)
 
   @classmethod
-  def calibrate(cls, stream, upper: Budget, num_batches: int = 8, num_buckets: int = 3, ratio: float = 2.0,
-                headroom: float = 1.2) -> "BudgetLadder":
+  def calibrate(
+      cls, stream, upper: Budget, num_batches: int = 8, num_buckets: int = 3, ratio: float = 2.0, headroom: float = 1.2
+  ) -> "BudgetLadder":
     """Rungs from what the first `num_batches` batches of epoch 0 need (their maximum × headroom) up to `upper`.
 
     Rung i is that base × ratio^i (capped by `upper`); the last rung is `upper` itself. The stream
@@ -195,9 +206,12 @@ class BudgetLadder:
       need = e if need is None else need.maximum(e)
     rungs = [upper]
     for i in range(num_buckets - 1):
-      s = headroom * ratio ** i
-      rungs.append(Budget(tuple(math.ceil(n * s) for n in need.nodes),
-                          tuple(math.ceil(e * s) for e in need.edges)).minimum(upper))
+      s = headroom * ratio**i
+      rungs.append(
+          Budget(tuple(math.ceil(n * s) for n in need.nodes), tuple(math.ceil(e * s) for e in need.edges)).minimum(
+              upper
+          )
+      )
     return cls(rungs)
 
   def choose(self, sub: SampledSubgraph, schema: Schema) -> Budget:
@@ -216,9 +230,12 @@ def check_fits(schema: Schema, sub: SampledSubgraph, budget: Budget):
   """Raises the one-line error for the first entry of `budget` that `sub` exceeds; returns if it fits."""
   for t, (n, b) in enumerate(zip(sub.node_counts(schema.node_types), budget.nodes)):
     if n + 1 > b:
-      raise ValueError(f"budget.nodes[{schema.node_types[t]!r}]={b}: the sub-graph has {n} such nodes and needs "
-                       f"one padding slot ({n + 1}). Fix: {FIX_BUDGET}")
+      raise ValueError(
+          f"budget.nodes[{schema.node_types[t]!r}]={b}: the sub-graph has {n} such nodes and needs "
+          f"one padding slot ({n + 1}). Fix: {FIX_BUDGET}"
+      )
   for r, (e, b) in enumerate(zip(sub.edge_counts(schema.relations), budget.edges)):
     if e > b:
-      raise ValueError(f"budget.edges[{schema.relations[r].name!r}]={b}: the sub-graph has {e} such edges. "
-                       f"Fix: {FIX_BUDGET}")
+      raise ValueError(
+          f"budget.edges[{schema.relations[r].name!r}]={b}: the sub-graph has {e} such edges. " f"Fix: {FIX_BUDGET}"
+      )

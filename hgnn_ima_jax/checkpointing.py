@@ -33,8 +33,9 @@ def orbax_manager(path: str) -> ocp.CheckpointManager:
   same step at once, and Orbax's barriers are named by step, so they would otherwise collide.
   """
   mp = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=os.path.basename(os.path.normpath(path)))
-  return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
-                                                                          multiprocessing_options=mp))
+  return ocp.CheckpointManager(
+      path, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True, multiprocessing_options=mp)
+  )
 
 
 def _abstract(tree, sharding):
@@ -68,8 +69,9 @@ class RunCheckpoints:
     # Every process calls save (Orbax synchronises them; the primary process writes replicated host arrays
     # and the metadata). The process count is kept: a run resumes only with the same count.
     meta = {**meta, "processes": jax.process_count()}
-    self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(on_host), meta=ocp.args.JsonSave(meta)),
-                     force=force)
+    self.latest.save(
+        step, args=ocp.args.Composite(state=ocp.args.StandardSave(on_host), meta=ocp.args.JsonSave(meta)), force=force
+    )
 
   def config_differences(self, config) -> list[str] | None:
     """What differs between the run's saved config.json and `config` (result fields only); None if unreadable."""
@@ -96,7 +98,8 @@ class RunCheckpoints:
       raise CheckpointMismatchError(
           f"{self.latest.directory}: checkpoint {step} was written by a run of {saved_processes} process(es), this "
           f"one has {jax.process_count()}. Fix: resume with --num_processes={saved_processes}, or train into a new "
-          "--workdir")
+          "--workdir"
+      )
     diffs = None if config is None else self.config_differences(config)
     if config is None:
       what = "it was written by another version of this code or with another config"
@@ -107,13 +110,18 @@ class RunCheckpoints:
       what = f"its run's config.json differs: {'; '.join(diffs[:6])}{more}"
     else:
       what = "its run's config.json equals this config, so it was written by another version of this code"
-    fix = (f"continue it with its saved config (python experiments/train.py --workdir={self.workdir} --resume, "
-           "no other flags) or train into a new --workdir")
-    fail = lambda why: CheckpointMismatchError(f"{self.latest.directory}: checkpoint {step} does not match the "
-                                               f"training state this config builds ({why}); {what}. Fix: {fix}")
+    fix = (
+        f"continue it with its saved config (python experiments/train.py --workdir={self.workdir} --resume, "
+        "no other flags) or train into a new --workdir"
+    )
+    fail = lambda why: CheckpointMismatchError(
+        f"{self.latest.directory}: checkpoint {step} does not match the "
+        f"training state this config builds ({why}); {what}. Fix: {fix}"
+    )
     try:
-      r = self.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                            meta=ocp.args.JsonRestore()))
+      r = self.latest.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+      )
     except (ValueError, KeyError, TypeError) as e:  # Orbax's tree mismatch errors
       raise fail(f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     # Orbax restores a leaf with its saved shape even when the target says otherwise: check.
@@ -121,11 +129,14 @@ class RunCheckpoints:
     for path, want in jax.tree_util.tree_flatten_with_path(abstract)[0]:
       have = got.get(path)
       if have is None or tuple(have.shape) != tuple(want.shape):
-        raise fail(f"{jax.tree_util.keystr(path)} has shape {None if have is None else tuple(have.shape)}, "
-                   f"the config needs {tuple(want.shape)}")
+        raise fail(
+            f"{jax.tree_util.keystr(path)} has shape {None if have is None else tuple(have.shape)}, "
+            f"the config needs {tuple(want.shape)}"
+        )
     if diffs:  # the shapes fit, but epochs, rates, ... of another run would change its result: never continue it
-      raise CheckpointMismatchError(f"{self.latest.directory}: checkpoint {step} belongs to another run: {what}. "
-                                    f"Fix: {fix}")
+      raise CheckpointMismatchError(
+          f"{self.latest.directory}: checkpoint {step} belongs to another run: {what}. " f"Fix: {fix}"
+      )
     return r["state"], r["meta"]
 
   def _saved_processes(self, step: int) -> int | None:
@@ -144,8 +155,12 @@ class RunCheckpoints:
     if step in self._saved["best"]:
       return
     self._saved["best"].add(step)
-    self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
-                                                 meta=ocp.args.JsonSave({"seeds": list(seeds), "results": results})))
+    self.best.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave({"seeds": list(seeds), "results": results})
+        ),
+    )
 
   def close(self):
     self.latest.wait_until_finished()

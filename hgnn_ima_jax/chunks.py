@@ -56,8 +56,15 @@ def receiver_shares(num_nodes: Sequence[int], chunk_size: int) -> tuple[int, ...
   return tuple(min(n, max(1, chunk_size * n // total)) for n in num_nodes)
 
 
-def compute_budgets(schema: Schema, in_edges: InEdges, chunk_size: int, edge_slack: float = EDGE_SLACK,
-                    edge_budget: int | Mapping[str, int] | None = None, *, measure_nodes: bool = True) -> Budgets:
+def compute_budgets(
+    schema: Schema,
+    in_edges: InEdges,
+    chunk_size: int,
+    edge_slack: float = EDGE_SLACK,
+    edge_budget: int | Mapping[str, int] | None = None,
+    *,
+    measure_nodes: bool = True,
+) -> Budgets:
   """The chunk budgets of a graph (see the module docstring); `edge_budget` overrides the default per relation.
 
   measure_nodes: the node budgets are the largest node counts of the planned chunks (one host pass over the plan);
@@ -72,8 +79,10 @@ def compute_budgets(schema: Schema, in_edges: InEdges, chunk_size: int, edge_sla
       default = math.ceil(edge_slack * shares[dst] * n_edges / n_dst)
       edges.append(min(n_edges, max(top, default)))
     elif int(given) < top:
-      raise ValueError(f"edge_budget[{rel.name!r}]={given} is below the relation's largest in-degree {top}. "
-                       f"Fix: give at least {top} (or None for the default)")
+      raise ValueError(
+          f"edge_budget[{rel.name!r}]={given} is below the relation's largest in-degree {top}. "
+          f"Fix: give at least {top} (or None for the default)"
+      )
     else:
       edges.append(int(given))
   nodes = []
@@ -101,8 +110,9 @@ class Chunk(NamedTuple):
   recv_rows: tuple[np.ndarray, ...]  # per type (budgets.receivers[t],) int32 sub-graph rows of the receivers
 
 
-def plan_chunks(schema: Schema, in_edges: InEdges, budgets: Budgets,
-                types: Sequence[int]) -> Iterator[tuple[tuple[int, int, int], ...]]:
+def plan_chunks(
+    schema: Schema, in_edges: InEdges, budgets: Budgets, types: Sequence[int]
+) -> Iterator[tuple[tuple[int, int, int], ...]]:
   """Greedy receiver chunks: each takes, of every type in `types` not yet done, the next nodes in id order, as many
   as its share q_t and every edge budget of the relations into it allow (a relation has one destination type, so
   the types' ranges do not compete for a budget)."""
@@ -136,15 +146,14 @@ def chunk_members(schema: Schema, in_edges: InEdges, ranges: tuple[tuple[int, in
       continue
     a, b = recv[dst]
     ip = in_edges.indptr[r]
-    src_ids[r] = in_edges.src[r][ip[a]:ip[b]]
-    dst_ids[r] = np.repeat(np.arange(a, b), np.diff(ip[a:b + 1]))
+    src_ids[r] = in_edges.src[r][ip[a] : ip[b]]
+    dst_ids[r] = np.repeat(np.arange(a, b), np.diff(ip[a : b + 1]))
     members[schema.relation_src(r)].append(src_ids[r])
   # Sub-graph ids keep the graph's order inside a type, so edges stay sorted by receiver, then sender.
   return src_ids, dst_ids, tuple(np.unique(np.concatenate(m)) if m else np.zeros((0,), np.int64) for m in members)
 
 
-def build_chunk(schema: Schema, in_edges: InEdges, budgets: Budgets,
-                ranges: tuple[tuple[int, int, int], ...]) -> Chunk:
+def build_chunk(schema: Schema, in_edges: InEdges, budgets: Budgets, ranges: tuple[tuple[int, int, int], ...]) -> Chunk:
   """The padded sub-graph of a receiver chunk: its receivers, the senders of all their in-edges, those edges."""
   T, R = schema.num_node_types, schema.num_relations
   recv = {t: (a, b) for t, a, b in ranges}
@@ -163,10 +172,11 @@ def build_chunk(schema: Schema, in_edges: InEdges, budgets: Budgets,
   for t in range(T):
     rows = np.full(budgets.receivers[t], budgets.nodes[t] - 1, np.int32)
     if t in recv:
-      rows[:recv[t][1] - recv[t][0]] = np.searchsorted(hs_rows[t], np.arange(*recv[t]))
+      rows[: recv[t][1] - recv[t][0]] = np.searchsorted(hs_rows[t], np.arange(*recv[t]))
     recv_rows.append(rows)
-  return Chunk(tuple(ranges), hs_rows, cat(senders, np.int32), cat(receivers, np.int32), cat(valid, bool),
-               tuple(recv_rows))
+  return Chunk(
+      tuple(ranges), hs_rows, cat(senders, np.int32), cat(receivers, np.int32), cat(valid, bool), tuple(recv_rows)
+  )
 
 
 def chunk_schema(schema: Schema, budgets: Budgets) -> Schema:
@@ -192,13 +202,18 @@ def chunk_graphs_tuple(data: MMHN, budgets: Budgets, chunk: Chunk, dtype=np.floa
     x, p = np.zeros((n_total, s.max_feature_dim(mi)), dtype), np.zeros(n_total, bool)
     for t, tname in enumerate(s.node_types):
       rows = chunk.hs_rows[t]
-      x[offs[t]:offs[t] + len(rows), :s.feature_dims[t][mi]] = data.features[tname][m][rows]
-      p[offs[t]:offs[t] + budgets.nodes[t]] = s.present[t][mi]
-      valid[offs[t]:offs[t] + len(rows)] = True
+      x[offs[t] : offs[t] + len(rows), : s.feature_dims[t][mi]] = data.features[tname][m][rows]
+      p[offs[t] : offs[t] + budgets.nodes[t]] = s.present[t][mi]
+      valid[offs[t] : offs[t] + len(rows)] = True
     features[m], present[m] = x, p
   node_type = np.repeat(np.arange(s.num_node_types, dtype=np.int32), budgets.nodes)
   edge_type = np.repeat(np.arange(s.num_relations, dtype=np.int32), budgets.edges)
   return jraph.GraphsTuple(
       nodes={"type": node_type, "features": features, "present": present, "valid": valid},
-      edges={"type": edge_type, "valid": chunk.edge_valid}, senders=chunk.senders, receivers=chunk.receivers,
-      n_node=np.array([n_total], np.int32), n_edge=np.array([len(chunk.senders)], np.int32), globals=None)
+      edges={"type": edge_type, "valid": chunk.edge_valid},
+      senders=chunk.senders,
+      receivers=chunk.receivers,
+      n_node=np.array([n_total], np.int32),
+      n_edge=np.array([len(chunk.senders)], np.int32),
+      globals=None,
+  )

@@ -158,8 +158,11 @@ def _num(x: float) -> str:
 
 def to_dict(config) -> dict:
   """A plain nested dict of a ConfigDict (or mapping)."""
-  return config.to_dict() if hasattr(config, "to_dict") else {k: to_dict(v) if isinstance(v, Mapping) else v
-                                                                for k, v in dict(config).items()}
+  return (
+      config.to_dict()
+      if hasattr(config, "to_dict")
+      else {k: to_dict(v) if isinstance(v, Mapping) else v for k, v in dict(config).items()}
+  )
 
 
 _MISSING = object()
@@ -175,6 +178,7 @@ def get_path(tree: Mapping, path: str, default=_MISSING):
 
 
 # --- checks -----------------------------------------------------------------------------
+
 
 def _check_choice(field: str, value) -> None:
   allowed = CHOICES[field]
@@ -203,9 +207,10 @@ def _check_seeds(value) -> None:
   if not seeds:
     raise ConfigError("seeds", value, "is empty", "give at least one seed (--seeds=N for 0..N-1, or a list 0,3,7)")
   for s in seeds:
-    if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < 2 ** 31:
-      raise ConfigError("seeds", value, f"seed {s!r} is not an integer in [0, 2^31)",
-                        "use non-negative integer seeds such as 0,3,7")
+    if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < 2**31:
+      raise ConfigError(
+          "seeds", value, f"seed {s!r} is not an integer in [0, 2^31)", "use non-negative integer seeds such as 0,3,7"
+      )
   if len(set(seeds)) != len(seeds):
     raise ConfigError("seeds", value, "repeats a seed", "list each seed once")
 
@@ -213,31 +218,55 @@ def _check_seeds(value) -> None:
 def _cross_checks(d: dict) -> None:
   hidden, heads = get_path(d, "model.hidden", None), get_path(d, "model.heads", None)
   if hidden is not None and heads is not None and hidden % heads:
-    raise ConfigError("model.hidden", hidden, f"is not divisible by model.heads={heads}",
-                      f"use a multiple of heads (e.g. {heads * max(1, round(hidden / heads))}) or change model.heads")
+    raise ConfigError(
+        "model.hidden",
+        hidden,
+        f"is not divisible by model.heads={heads}",
+        f"use a multiple of heads (e.g. {heads * max(1, round(hidden / heads))}) or change model.heads",
+    )
   if get_path(d, "model.input_batch_norm", False) and get_path(d, "model.projection", None) == "shared":
-    raise ConfigError("model.input_batch_norm", True, "needs model.projection=per_channel (the FULL profile)",
-                      "set --config.model.projection=per_channel or drop input_batch_norm")
+    raise ConfigError(
+        "model.input_batch_norm",
+        True,
+        "needs model.projection=per_channel (the FULL profile)",
+        "set --config.model.projection=per_channel or drop input_batch_norm",
+    )
   fanouts = get_path(d, "batch.fanouts", None)
   if fanouts is not None:
-    if isinstance(fanouts, (int, str)) or not all(isinstance(f, int) and not isinstance(f, bool) and (f >= 1 or f == -1)
-                                                   for f in fanouts):
-      raise ConfigError("batch.fanouts", fanouts, "must be a list of in-edges per hop, each >= 1 or -1 (all)",
-                        "give e.g. --config.batch.fanouts='(10, 5)' (empty: 10 per layer)")
+    if isinstance(fanouts, (int, str)) or not all(
+        isinstance(f, int) and not isinstance(f, bool) and (f >= 1 or f == -1) for f in fanouts
+    ):
+      raise ConfigError(
+          "batch.fanouts",
+          fanouts,
+          "must be a list of in-edges per hop, each >= 1 or -1 (all)",
+          "give e.g. --config.batch.fanouts='(10, 5)' (empty: 10 per layer)",
+      )
   parts, data = get_path(d, "batch.parts", 1), get_path(d, "mesh_data", 1)
   if isinstance(parts, int) and isinstance(data, int) and parts >= 1 and data >= 1:
     if parts % data:
-      raise ConfigError("mesh_data", data, f"does not divide batch.parts={parts}",
-                        f"use a divisor of {parts} devices, or batch.parts a multiple of {data}")
+      raise ConfigError(
+          "mesh_data",
+          data,
+          f"does not divide batch.parts={parts}",
+          f"use a divisor of {parts} devices, or batch.parts a multiple of {data}",
+      )
     if (parts > 1 or data > 1) and get_path(d, "batch.mode", "full") == "full":
-      raise ConfigError("batch.parts" if parts > 1 else "mesh_data", parts if parts > 1 else data,
-                        "needs sampled mini-batches", "set --config.batch.mode=neighbor (or hgt), or keep it at 1")
+      raise ConfigError(
+          "batch.parts" if parts > 1 else "mesh_data",
+          parts if parts > 1 else data,
+          "needs sampled mini-batches",
+          "set --config.batch.mode=neighbor (or hgt), or keep it at 1",
+      )
   opt = d.get("optimizer") or {}
   if opt.get("schedule") == "onecycle" and "onecycle_total_steps" in opt and "onecycle_pct_start" in opt:
     if opt["onecycle_pct_start"] * opt["onecycle_total_steps"] <= 1:  # the warm-up would end before step 1
-      raise ConfigError("optimizer.onecycle_pct_start", opt["onecycle_pct_start"],
-                        f"times onecycle_total_steps={opt['onecycle_total_steps']} is <= 1 (no warm-up step)",
-                        "raise onecycle_pct_start or onecycle_total_steps")
+      raise ConfigError(
+          "optimizer.onecycle_pct_start",
+          opt["onecycle_pct_start"],
+          f"times onecycle_total_steps={opt['onecycle_total_steps']} is <= 1 (no warm-up step)",
+          "raise onecycle_pct_start or onecycle_total_steps",
+      )
 
 
 def _check_dataset(dataset) -> None:
@@ -247,8 +276,12 @@ def _check_dataset(dataset) -> None:
   if dataset.lower() in DATASET_NAMES or dataset.endswith(".npz") or "/" in dataset or os.sep in dataset:
     return
   if not os.path.exists(dataset):
-    raise ConfigError("dataset", dataset, "is neither a known dataset nor an existing path",
-                      f"use one of {', '.join(DATASET_NAMES)}, or a generic-format .npz file or directory")
+    raise ConfigError(
+        "dataset",
+        dataset,
+        "is neither a known dataset nor an existing path",
+        f"use one of {', '.join(DATASET_NAMES)}, or a generic-format .npz file or directory",
+    )
 
 
 def validate_config(config) -> None:
@@ -282,6 +315,7 @@ def validate_config(config) -> None:
 
 
 # --- comparing configs ------------------------------------------------------------------
+
 
 def normalise(tree):
   """JSON-equal form (tuples → lists, other objects → str), so a config compares with its config.json."""

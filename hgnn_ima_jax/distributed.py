@@ -97,15 +97,27 @@ class DeviceMesh:
     return sorted({p for sl in idx.values() for p in range(parts)[sl[0]]})
 
 
-def parts_train_step(state, batch: PartsBatch, *, model, tx: optax.GradientTransformation, ind_loss: bool,
-                     att_weight: float, parts: int, axis_name: str | None = None):
+def parts_train_step(
+    state,
+    batch: PartsBatch,
+    *,
+    model,
+    tx: optax.GradientTransformation,
+    ind_loss: bool,
+    att_weight: float,
+    parts: int,
+    axis_name: str | None = None,
+):
   """One optimizer step of one seed on all parts of a global batch (this device's parts, psum over `axis_name`)."""
   base_key = jax.random.fold_in(state.key, state.step)
   has_bs = bool(jax.tree.leaves(state.batch_stats))
   schema = model.schema
   opts = getattr(model, "options", None)
-  stat_kw = dict(ind_loss=ind_loss, norm=getattr(model, "latt_norm", "code_mean"),
-                 learns_lambda=bool(getattr(opts, "learns_lambda", False)))
+  stat_kw = dict(
+      ind_loss=ind_loss,
+      norm=getattr(model, "latt_norm", "code_mean"),
+      learns_lambda=bool(getattr(opts, "learns_lambda", False)),
+  )
   psum = (lambda x: jax.lax.psum(x, axis_name)) if axis_name else (lambda x: x)
 
   def one_part(params, graph, labels, mask, part):
@@ -113,8 +125,9 @@ def parts_train_step(state, batch: PartsBatch, *, model, tx: optax.GradientTrans
     key = base_key if parts == 1 else jax.random.fold_in(base_key, part)
     variables = variables_of(params, state.batch_stats)
     if has_bs:
-      out, mutated = model.apply(variables, graph, train=True, rngs={"dropout": key}, mutable=["batch_stats"],
-                                 return_attention=True)
+      out, mutated = model.apply(
+          variables, graph, train=True, rngs={"dropout": key}, mutable=["batch_stats"], return_attention=True
+      )
       bs = mutated["batch_stats"]
     else:
       out, bs = model.apply(variables, graph, train=True, rngs={"dropout": key}, return_attention=True), None
@@ -129,23 +142,26 @@ def parts_train_step(state, batch: PartsBatch, *, model, tx: optax.GradientTrans
     # The denominators do not depend on the parameters: with the global ones, the global loss is a
     # sum of per-device terms, and the gradient a psum of per-device gradients.
     counts = jax.lax.stop_gradient(psum({"count": local["count"], "att_count": local["att_count"]}))
-    mine, _ = objective_from_stats({**local, **counts}, att_weight=att_weight, num_modalities=schema.num_modalities,
-                                   norm=stat_kw["norm"])
+    mine, _ = objective_from_stats(
+        {**local, **counts}, att_weight=att_weight, num_modalities=schema.num_modalities, norm=stat_kw["norm"]
+    )
     return mine, (local, counts, bs, stats["count"])
 
   (_, (local, counts, bs, part_counts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grads = psum(grads)
   total = psum({"ce_sum": local["ce_sum"], "att_sum": local["att_sum"]})
-  loss, terms = objective_from_stats({**total, **counts}, att_weight=att_weight, num_modalities=schema.num_modalities,
-                                     norm=stat_kw["norm"])
+  loss, terms = objective_from_stats(
+      {**total, **counts}, att_weight=att_weight, num_modalities=schema.num_modalities, norm=stat_kw["norm"]
+  )
   new_bs = state.batch_stats
   if has_bs:  # running statistics: the mean over the parts that hold targets
     w = (part_counts > 0).astype(jnp.float32)
     n = psum(jnp.sum(w))
     new_bs = jax.tree.map(lambda x: psum(jnp.tensordot(w, x, axes=(0, 0))) / jnp.maximum(n, 1.0), bs)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                      batch_stats=new_bs, opt_state=opt_state)
+  new = state.replace(
+      step=state.step + 1, params=optax.apply_updates(state.params, updates), batch_stats=new_bs, opt_state=opt_state
+  )
   new = where(state.active, new, state)
   return new, {"train_loss": loss, "train_ce": terms["ce"], "att_loss": terms["att"]}
 
@@ -153,8 +169,11 @@ def parts_train_step(state, batch: PartsBatch, *, model, tx: optax.GradientTrans
 def stack_parts(padded: list) -> dict:
   """Host pytree of equal-rung `PaddedSubgraph`s stacked on a leading axis (PartsBatch's fields)."""
   graph = jax.tree.map(lambda *xs: np.stack(xs), *[p.graph for p in padded])
-  return {"graph": graph, "labels": np.stack([p.labels for p in padded]).astype(np.int32),
-          "mask": np.stack([p.mask for p in padded])}
+  return {
+      "graph": graph,
+      "labels": np.stack([p.labels for p in padded]).astype(np.int32),
+      "mask": np.stack([p.mask for p in padded]),
+  }
 
 
 def global_parts_batch(local: dict, part_ids: list[int], parts: int, mesh: DeviceMesh | None) -> PartsBatch:
@@ -175,6 +194,7 @@ def global_parts_batch(local: dict, part_ids: list[int], parts: int, mesh: Devic
     def cb(index):
       rows = range(parts)[index[0]]
       return x[[where_local[p] for p in rows]]
+
     return jax.make_array_from_callback(shape, sharding, cb)
 
   return PartsBatch(**jax.tree.map(to_global, local))
@@ -183,12 +203,14 @@ def global_parts_batch(local: dict, part_ids: list[int], parts: int, mesh: Devic
 def make_parts_program(one_seed, seed_batch: int, mesh: DeviceMesh | None):
   """jit of the multi-seed parts step: `shard_map` over the mesh (psum over 'data'), or plain on one device."""
   from hgnn_ima_jax.steps import map_seeds  # steps imports nothing of this module; keep the import graph flat
+
   if mesh is None:
     return jax.jit(map_seeds(lambda s, b: one_seed(s, b, axis_name=None), seed_batch), donate_argnums=(0,))
   body = map_seeds(lambda s, b: one_seed(s, b, axis_name=DATA), seed_batch)
   # check_vma=False: the gradient psum is explicit (the replicated parameters' cotangents are per device).
-  sm = jax.shard_map(body, mesh=mesh.mesh, in_specs=(P(SEEDS), P(DATA)), out_specs=(P(SEEDS), P(SEEDS)),
-                     check_vma=False)
+  sm = jax.shard_map(
+      body, mesh=mesh.mesh, in_specs=(P(SEEDS), P(DATA)), out_specs=(P(SEEDS), P(SEEDS)), check_vma=False
+  )
   return jax.jit(sm, donate_argnums=(0,))
 
 
@@ -197,4 +219,5 @@ def agree_rung(rung: int) -> int:
   if jax.process_count() == 1:
     return int(rung)
   from jax.experimental import multihost_utils
+
   return int(np.max(multihost_utils.process_allgather(np.asarray([rung], np.int32))))

@@ -58,8 +58,9 @@ class Evaluator:
     for _, padded in src.epoch(0):
       if padded.budget not in self._apply:
         model = create_model(self.config, padded.schema)
-        self._apply[padded.budget] = jax.jit(lambda v, g, m=model: (lambda o: (o.logits, o.att_loss))(
-            m.apply(v, g, train=False)))
+        self._apply[padded.budget] = jax.jit(
+            lambda v, g, m=model: (lambda o: (o.logits, o.att_loss))(m.apply(v, g, train=False))
+        )
       lg, a = self._apply[padded.budget](variables, jax.tree.map(jnp.asarray, padded.graph))
       logits[padded.targets] = np.asarray(lg)[padded.target_positions]
       att, n = att + float(a), n + 1

@@ -36,6 +36,7 @@ from hgnn_ima_jax.graph_checks import SPLITS, DatasetError, validate_graph
 if TYPE_CHECKING:
   import jraph
 
+
 class Relation(NamedTuple):
   """A directed edge type `src --name--> dst` (reverse relations are relations too)."""
 
@@ -178,12 +179,8 @@ class MMHN:
         relations=tuple(Relation(*r) for r in self.relations),
         num_edges=tuple(int(len(self.edges[r.name])) for r in self.relations),
         modalities=tuple(self.modalities),
-        feature_dims=tuple(
-            tuple(int(self.features[t][m].shape[1]) for m in self.modalities)
-            for t in self.node_types),
-        present=tuple(
-            tuple(m in self.node_modalities[t] for m in self.modalities)
-            for t in self.node_types),
+        feature_dims=tuple(tuple(int(self.features[t][m].shape[1]) for m in self.modalities) for t in self.node_types),
+        present=tuple(tuple(m in self.node_modalities[t] for m in self.modalities) for t in self.node_types),
         target_type=self.target_type,
         num_classes=int(self.num_classes),
     )
@@ -262,8 +259,10 @@ class MMHN:
       filled = [m for m in s.modalities if m not in self.node_modalities[t]]
       dims = ",".join(f"{m}:{self.features[t][m].shape[1]}" for m in s.modalities)
       mark = " (target)" if t == s.target_type else ""
-      lines.append(f"{t + mark:<16}{s.num_nodes[ti]:>10,}  {f'{sl.start}-{sl.stop - 1}':<16} "
-                   f"{'+'.join(real) or '-'} | {'+'.join(filled) or '-'}  [{dims}]")
+      lines.append(
+          f"{t + mark:<16}{s.num_nodes[ti]:>10,}  {f'{sl.start}-{sl.stop - 1}':<16} "
+          f"{'+'.join(real) or '-'} | {'+'.join(filled) or '-'}  [{dims}]"
+      )
     lines.append(f"{'total':<16}{s.total_nodes:>10,}")
     lines.append(f"{'relation':<28}{'edges':>10}")
     for ri, r in enumerate(s.relations):
@@ -295,13 +294,16 @@ def fill_missing_modalities(graph: MMHN, rule: str) -> MMHN:
   for t in graph.node_types:
     real = [m for m in graph.modalities if m in graph.node_modalities[t]]
     if not real:
-      raise DatasetError(graph.source, f"node_modalities[{t!r}]", "no real modality to fill from",
-                         "give the type at least one real modality")
+      raise DatasetError(
+          graph.source,
+          f"node_modalities[{t!r}]",
+          "no real modality to fill from",
+          "give the type at least one real modality",
+      )
     src = graph.features[t][real[0]]
     for m in graph.modalities:
       if m in graph.node_modalities[t]:
         continue
-      graph.features.setdefault(t, {})[m] = (src.copy() if rule == "text" else np.zeros_like(src))
+      graph.features.setdefault(t, {})[m] = src.copy() if rule == "text" else np.zeros_like(src)
       prov[f"{t}/{m}"] = f"filled:{rule}"
   return graph
-

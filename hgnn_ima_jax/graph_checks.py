@@ -28,7 +28,7 @@ class DatasetError(ValueError):
 
 def _first_non_finite_row(x: np.ndarray) -> int | None:
   for a in range(0, len(x), _FINITE_CHUNK_ROWS):
-    bad = ~np.isfinite(x[a:a + _FINITE_CHUNK_ROWS])
+    bad = ~np.isfinite(x[a : a + _FINITE_CHUNK_ROWS])
     if bad.any():
       return a + int(np.argwhere(bad)[0, 0])
   return None
@@ -56,8 +56,11 @@ def validate_graph(g: MMHN) -> MMHN:
   if len(set(g.modalities)) != len(g.modalities):
     fail("modalities", f"duplicate names in {list(g.modalities)}", "give each modality a unique name")
   if g.target_type not in g.node_types:
-    fail("target_type", f"{g.target_type!r} is not a node type {list(g.node_types)}",
-         "set target_type to one of the node types")
+    fail(
+        "target_type",
+        f"{g.target_type!r} is not a node type {list(g.node_types)}",
+        "set target_type to one of the node types",
+    )
 
   for t in g.node_types:
     mods = g.node_modalities.get(t)
@@ -67,8 +70,11 @@ def validate_graph(g: MMHN) -> MMHN:
     if unknown:
       fail(f"node_modalities[{t!r}]", f"unknown modalities {unknown}", f"use names from {list(g.modalities)}")
     if not mods:
-      fail(f"node_modalities[{t!r}]", f"node type {t!r} has no real modality",
-           "give it at least one real feature modality")
+      fail(
+          f"node_modalities[{t!r}]",
+          f"node type {t!r} has no real modality",
+          "give it at least one real feature modality",
+      )
 
   names = [r.name for r in g.relations]
   if len(set(names)) != len(names):
@@ -76,12 +82,18 @@ def validate_graph(g: MMHN) -> MMHN:
   for r in g.relations:
     for end, t in (("source", r.src), ("destination", r.dst)):
       if t not in g.node_types:
-        fail(f"relations[{r.name!r}]", f"{end} type {t!r} is not a node type {list(g.node_types)}",
-             "fix the relation's node types")
+        fail(
+            f"relations[{r.name!r}]",
+            f"{end} type {t!r} is not a node type {list(g.node_types)}",
+            "fix the relation's node types",
+        )
   for key in g.edges:
     if key not in names:
-      fail(f"edges[{key!r}]", f"relation {key!r} is not declared in relations {names}",
-           "declare the relation or remove its edges")
+      fail(
+          f"edges[{key!r}]",
+          f"relation {key!r} is not declared in relations {names}",
+          "declare the relation or remove its edges",
+      )
   for r in g.relations:
     e = g.edges.get(r.name)
     field = f"edges[{r.name!r}]"
@@ -95,22 +107,27 @@ def validate_graph(g: MMHN) -> MMHN:
     for col, t in ((0, r.src), (1, r.dst)):
       if len(e) and (e[:, col].min() < 0 or e[:, col].max() >= g.num_nodes[t]):
         bad = int(e[:, col].min() if e[:, col].min() < 0 else e[:, col].max())
-        fail(field, f"{'src' if col == 0 else 'dst'} node id {bad} is outside {t!r} ids 0..{g.num_nodes[t] - 1}",
-             "use local ids (global id minus the type's offset) within the type's range")
+        fail(
+            field,
+            f"{'src' if col == 0 else 'dst'} node id {bad} is outside {t!r} ids 0..{g.num_nodes[t] - 1}",
+            "use local ids (global id minus the type's offset) within the type's range",
+        )
 
   for t in g.node_types:
     for m in g.modalities:
       field = f"features[{t!r}][{m!r}]"
       x = g.features.get(t, {}).get(m)
       if x is None:
-        fix = ("provide it" if m in g.node_modalities[t] else
-               "fill it with data_utils fill_missing_modalities (missing_fill='text' or 'zeros')")
+        fix = (
+            "provide it"
+            if m in g.node_modalities[t]
+            else "fill it with data_utils fill_missing_modalities (missing_fill='text' or 'zeros')"
+        )
         fail(field, "missing", fix)
       if not isinstance(x, np.ndarray):
         fail(field, f"type {type(x).__name__}, expected a dense NumPy array", "convert it with np.asarray / .toarray()")
       if x.ndim != 2 or x.shape[0] != g.num_nodes[t]:
-        fail(field, f"shape {x.shape}, expected ({g.num_nodes[t]}, D)",
-             f"give one row per {t!r} node")
+        fail(field, f"shape {x.shape}, expected ({g.num_nodes[t]}, D)", f"give one row per {t!r} node")
       if x.shape[1] == 0:
         fail(field, "has width 0", "give each node a feature vector of width >= 1")
       if not np.issubdtype(x.dtype, np.floating):
@@ -122,15 +139,21 @@ def validate_graph(g: MMHN) -> MMHN:
   n_target = g.num_nodes[g.target_type]
   y = np.asarray(g.labels)
   if y.ndim != 1 or len(y) != n_target:
-    fail("labels", f"shape {y.shape}, expected ({n_target},) one label per {g.target_type!r} node",
-         "store one integer label per target node")
+    fail(
+        "labels",
+        f"shape {y.shape}, expected ({n_target},) one label per {g.target_type!r} node",
+        "store one integer label per target node",
+    )
   if not np.issubdtype(y.dtype, np.integer):
     fail("labels", f"dtype {y.dtype}, expected an integer type", "store class ids as integers")
   if int(g.num_classes) < 2:
     fail("num_classes", f"{g.num_classes}", "node classification needs at least 2 classes")
   if len(y) and (y.min() < 0 or y.max() >= g.num_classes):
-    fail("labels", f"values span {y.min()}..{y.max()}, outside 0..{g.num_classes - 1}",
-         "relabel classes as 0..C-1 or fix num_classes")
+    fail(
+        "labels",
+        f"values span {y.min()}..{y.max()}, outside 0..{g.num_classes - 1}",
+        "relabel classes as 0..C-1 or fix num_classes",
+    )
 
   seen = {}
   for s in SPLITS:
@@ -153,7 +176,6 @@ def validate_graph(g: MMHN) -> MMHN:
     for other, oidx in seen.items():
       both = np.intersect1d(idx, oidx)
       if len(both):
-        fail(field, f"overlaps {other!r} in {len(both)} ids (e.g. {int(both[0])})",
-             "make train/val/test disjoint")
+        fail(field, f"overlaps {other!r} in {len(both)} ids (e.g. {int(both[0])})", "make train/val/test disjoint")
     seen[s] = idx
   return g

@@ -12,6 +12,7 @@ def _leaf(x):
   if x.is_fully_replicated:  # every process holds all of it: read the local copy, no communication
     return np.asarray(x.addressable_data(0))
   from jax.experimental import multihost_utils
+
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 

@@ -64,8 +64,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hgnn_ima_jax.chunks import (EDGE_SLACK, Budgets, Chunk, InEdges, build_chunk, chunk_schema, compute_budgets,
-                                  plan_chunks)
+from hgnn_ima_jax.chunks import (
+    EDGE_SLACK,
+    Budgets,
+    Chunk,
+    InEdges,
+    build_chunk,
+    chunk_schema,
+    compute_budgets,
+    plan_chunks,
+)
 from hgnn_ima_jax.edge_layout import edge_index
 from hgnn_ima_jax.fusion import ModalityFusion, class_logits
 from hgnn_ima_jax.graph import MMHN, DatasetError, Schema
@@ -73,8 +81,6 @@ from hgnn_ima_jax.layers import HGNNIMALayer
 from hgnn_ima_jax.losses import attention_loss_terms
 from hgnn_ima_jax.models import HGNNIMA, HGT, HGTLate
 from hgnn_ima_jax.projection import InputProjection, dense
-
-
 
 
 class InferenceResult(NamedTuple):
@@ -108,8 +114,9 @@ def encoders_of(model) -> tuple[Encoder, ...]:
   if isinstance(model, HGT):
     mods = s.modalities if model.modalities is None else model.modalities
     return (Encoder("encoder", (tuple(s.modality_id(m) for m in mods),), "hgt", slice(0, 1)),)
-  raise TypeError(f"model: {type(model).__name__} is not HGNNIMA, HGT or HGTLate. "
-                  "Fix: build it with models.build_model")
+  raise TypeError(
+      f"model: {type(model).__name__} is not HGNNIMA, HGT or HGTLate. " "Fix: build it with models.build_model"
+  )
 
 
 def schema_differences(model_schema: Schema, data_schema: Schema) -> list[str]:
@@ -140,9 +147,13 @@ def check_schema(model_schema: Schema, data_schema: Schema, source: str = "graph
   """Raises `DatasetError` (one line) naming what differs, unless only node and edge counts do."""
   diff = schema_differences(model_schema, data_schema)
   if diff:
-    raise DatasetError(source, "schema", "differs from the model's: " + "; ".join(diff),
-                       "run the model on a graph of its own schema (same node types, relations, modalities, "
-                       "feature widths; other sizes are fine) or train a model for this schema")
+    raise DatasetError(
+        source,
+        "schema",
+        "differs from the model's: " + "; ".join(diff),
+        "run the model on a graph of its own schema (same node types, relations, modalities, "
+        "feature widths; other sizes are fine) or train a model for this schema",
+    )
 
 
 class LayerwiseInference:
@@ -163,23 +174,35 @@ class LayerwiseInference:
   (chunks per layer, real edges and padded edge slots per layer: the padding overhead).
   """
 
-  def __init__(self, model, variables: Mapping[str, Any], schema: Schema | MMHN | None = None, *,
-               chunk_size: int = 4096, edge_slack: float = EDGE_SLACK,
-               edge_budget: int | Mapping[str, int] | None = None,
-               dtype=np.float32, jit: Callable = jax.jit):
+  def __init__(
+      self,
+      model,
+      variables: Mapping[str, Any],
+      schema: Schema | MMHN | None = None,
+      *,
+      chunk_size: int = 4096,
+      edge_slack: float = EDGE_SLACK,
+      edge_budget: int | Mapping[str, int] | None = None,
+      dtype=np.float32,
+      jit: Callable = jax.jit,
+  ):
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-      raise ValueError(f"chunk_size={chunk_size!r}: must be an integer >= 1. Fix: give the receivers per chunk, "
-                       "e.g. 4096")
+      raise ValueError(
+          f"chunk_size={chunk_size!r}: must be an integer >= 1. Fix: give the receivers per chunk, " "e.g. 4096"
+      )
     if not edge_slack > 0:
       raise ValueError(f"edge_slack={edge_slack!r}: must be > 0. Fix: use e.g. 1.5")
     self.model, self.encoders = model, encoders_of(model)
     if schema is not None:
-      check_schema(model.schema, schema.schema if isinstance(schema, MMHN) else schema,
-                   getattr(schema, "source", "schema"))
+      check_schema(
+          model.schema, schema.schema if isinstance(schema, MMHN) else schema, getattr(schema, "source", "schema")
+      )
     missing = [e.key for e in self.encoders if e.key not in variables.get("params", {})]
     if missing:
-      raise ValueError(f"variables['params'] has no {missing} (it has {list(variables.get('params', {}))}). "
-                       f"Fix: pass the variables of this {type(model).__name__} (model.init or a checkpoint)")
+      raise ValueError(
+          f"variables['params'] has no {missing} (it has {list(variables.get('params', {}))}). "
+          f"Fix: pass the variables of this {type(model).__name__} (model.init or a checkpoint)"
+      )
     self.chunk_size, self.edge_slack, self.edge_budget = int(chunk_size), float(edge_slack), edge_budget
     self.dtype, self.jit = np.dtype(dtype), jit
     self.set_variables(variables)
@@ -205,8 +228,10 @@ class LayerwiseInference:
     """Eq. 1 of every encoder over `budgets.receivers[t]` rows of each node type t."""
     m = self.model
     pschema = dataclasses.replace(schema, num_nodes=budgets.receivers)
-    projs = [InputProjection(pschema, e.channels, m.hidden, m.projection, m.input_batch_norm, m.input_activation)
-             for e in self.encoders]
+    projs = [
+        InputProjection(pschema, e.channels, m.hidden, m.projection, m.input_batch_norm, m.input_activation)
+        for e in self.encoders
+    ]
 
     def project(params, batch_stats, features):
       self.traces["project"] += 1
@@ -224,11 +249,12 @@ class LayerwiseInference:
     """One layer of every encoder on a padded chunk sub-graph → receivers' new states and per-relation L_att sums."""
     m, s = self.model, schema
     lschema = chunk_schema(s, budgets)
-    layers = [HGNNIMALayer(lschema, len(e.channels), m.hidden, m.heads, e.attention, m.options)
-              for e in self.encoders]
+    layers = [HGNNIMALayer(lschema, len(e.channels), m.hidden, m.heads, e.attention, m.options) for e in self.encoders]
     # The sender's missing modalities of each sub-graph edge (a property of the relation's source type).
-    missing = np.concatenate([np.tile(~np.asarray(s.present[s.relation_src(r)]), (budgets.edges[r], 1))
-                              for r in range(s.num_relations)] or [np.zeros((0, s.num_modalities), bool)])
+    missing = np.concatenate(
+        [np.tile(~np.asarray(s.present[s.relation_src(r)]), (budgets.edges[r], 1)) for r in range(s.num_relations)]
+        or [np.zeros((0, s.num_modalities), bool)]
+    )
 
     def layer_step(params, hs, senders, receivers, edge_valid, recv_rows):
       self.traces["layer"] += 1
@@ -247,8 +273,11 @@ class LayerwiseInference:
   def _head_fn(self, budgets: Budgets, schema: Schema):
     """Eqs. 12–15 on `budgets.head` target rows: (logits, modality logits, Z, δ)."""
     m = self.model
-    fusion = (None if isinstance(m, HGT) else
-              ModalityFusion(m.hidden, m.fusion_form, m.fusion_input_dropout, m.fusion_score_dropout))
+    fusion = (
+        None
+        if isinstance(m, HGT)
+        else ModalityFusion(m.hidden, m.fusion_form, m.fusion_input_dropout, m.fusion_score_dropout)
+    )
     head = dense(schema.num_classes, m.hidden, "head")
 
     def head_step(params, target):
@@ -265,8 +294,7 @@ class LayerwiseInference:
   # --- running ------------------------------------------------------------------------------------
   def budgets_for(self, data: MMHN, in_edges: InEdges | None = None) -> Budgets:
     """The budgets `run(data)` uses."""
-    return compute_budgets(data.schema, in_edges or InEdges(data), self.chunk_size, self.edge_slack,
-                           self.edge_budget)
+    return compute_budgets(data.schema, in_edges or InEdges(data), self.chunk_size, self.edge_slack, self.edge_budget)
 
   def run(self, data: MMHN, *, compute_att_loss: bool = True, return_node_states: bool = False) -> InferenceResult:
     """Outputs for every target node of `data` (any MMHN of the model's schema; other node and edge counts are fine).
@@ -298,7 +326,7 @@ class LayerwiseInference:
         hs = []
         for t in range(s.num_node_types):
           h = np.zeros((budgets.nodes[t],) + states[t].shape[1:], self.dtype)
-          h[:len(c.hs_rows[t])] = states[t][c.hs_rows[t]]
+          h[: len(c.hs_rows[t])] = states[t][c.hs_rows[t]]
           hs.append(h)
         out = layer_step(params, tuple(hs), c.senders, c.receivers, c.edge_valid, c.recv_rows)
         if pending is not None:  # read the previous chunk back while this one computes
@@ -322,14 +350,14 @@ class LayerwiseInference:
       for mi, mname in enumerate(s.modalities):
         x = np.zeros((sum(q), s.max_feature_dim(mi)), self.dtype)
         for t, tname in enumerate(s.node_types):
-          rows = data.features[tname][mname][i * q[t]:(i + 1) * q[t]]
-          x[offs[t]:offs[t] + len(rows), :rows.shape[1]] = rows
+          rows = data.features[tname][mname][i * q[t] : (i + 1) * q[t]]
+          x[offs[t] : offs[t] + len(rows), : rows.shape[1]] = rows
         features[mname] = x
       out = project(self.params, self.batch_stats, features)
       for t in range(T):
         n = max(0, min(q[t], s.num_nodes[t] - i * q[t]))
         if n:
-          states[t][i * q[t]:i * q[t] + n] = np.asarray(out[t][:n])
+          states[t][i * q[t] : i * q[t] + n] = np.asarray(out[t][:n])
     return states
 
   @staticmethod
@@ -337,7 +365,7 @@ class LayerwiseInference:
     """Copies a chunk's receiver states into the next host arrays (waits for the device); adds its L_att sums."""
     new, att = out
     for t, a, b in chunk.ranges:
-      nxt[t][a:b] = np.asarray(new[t][:b - a])
+      nxt[t][a:b] = np.asarray(new[t][: b - a])
     att_row += np.asarray(att, np.float64)
 
   def _heads(self, s: Schema, budgets: Budgets, states, att_sums, return_node_states) -> InferenceResult:
@@ -350,18 +378,25 @@ class LayerwiseInference:
     fused = np.zeros((n, self.model.hidden), self.dtype)
     delta = np.zeros((n, self.num_lanes), self.dtype)
     for lo in range(0, n, P):
-      rows = target[lo:lo + P]
+      rows = target[lo : lo + P]
       x = np.zeros((P,) + target.shape[1:], self.dtype)
-      x[:len(rows)] = rows
+      x[: len(rows)] = rows
       lg, mlg, z, d = (np.asarray(a) for a in head_step(self.params, x))
       hi = lo + len(rows)
-      logits[lo:hi], fused[lo:hi], delta[lo:hi] = lg[:len(rows)], z[:len(rows)], d[:len(rows)]
-      modality_logits[:, lo:hi] = mlg[:, :len(rows)]
+      logits[lo:hi], fused[lo:hi], delta[lo:hi] = lg[: len(rows)], z[: len(rows)], d[: len(rows)]
+      modality_logits[:, lo:hi] = mlg[:, : len(rows)]
     att = None if att_sums is None else self._att_loss(s, att_sums)
     if att is None and not self.has_att:
       att = 0.0
-    return InferenceResult(logits, modality_logits, fused, att, np.argmax(logits, axis=-1), delta,
-                           tuple(states) if return_node_states else None)
+    return InferenceResult(
+        logits,
+        modality_logits,
+        fused,
+        att,
+        np.argmax(logits, axis=-1),
+        delta,
+        tuple(states) if return_node_states else None,
+    )
 
   def _att_loss(self, s: Schema, sums: np.ndarray) -> float:
     """`losses.attention_loss`'s normalisation of the per-(layer, relation) sums of the per-edge terms."""
@@ -377,7 +412,8 @@ class LayerwiseInference:
     return float(np.mean(per_layer))
 
 
-def layerwise_predict(model, variables: Mapping[str, Any], data: MMHN, *, chunk_size: int = 4096,
-                      **kwargs) -> InferenceResult:
+def layerwise_predict(
+    model, variables: Mapping[str, Any], data: MMHN, *, chunk_size: int = 4096, **kwargs
+) -> InferenceResult:
   """`LayerwiseInference(model, variables, data, chunk_size=...).run(data)` in one call."""
   return LayerwiseInference(model, variables, data, chunk_size=chunk_size, **kwargs).run(data)

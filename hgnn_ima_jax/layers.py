@@ -51,6 +51,7 @@ VARIANTS = CHOICES["model.variant"]
 
 # --- small linear-algebra helpers --------------------------------------------------------
 
+
 def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float = 1e-5) -> jax.Array:
   """LayerNorm over the last axis (torch's eps 1e-5; Flax defaults to 1e-6)."""
   mean = jnp.mean(x, axis=-1, keepdims=True)
@@ -78,9 +79,18 @@ def channel_block_diag(mats: jax.Array) -> jax.Array:
 
 # --- Eq. 11 and the mean over relations ---------------------------------------------------
 
-def node_update(h: jax.Array, t: jax.Array, *, form: str, a_kernel: jax.Array, a_bias: jax.Array,
-                skip: jax.Array | None = None, ln_scale: jax.Array | None = None,
-                ln_bias: jax.Array | None = None) -> jax.Array:
+
+def node_update(
+    h: jax.Array,
+    t: jax.Array,
+    *,
+    form: str,
+    a_kernel: jax.Array,
+    a_bias: jax.Array,
+    skip: jax.Array | None = None,
+    ln_scale: jax.Array | None = None,
+    ln_bias: jax.Array | None = None,
+) -> jax.Array:
   """Eq. 11 for one node type (before dropout): h (N, M, d) previous states, t (N, M, d) aggregated messages.
 
   form 'code': LN(σ(skip)·A(t) + (1 − σ(skip))·h); 'paper': A(σ(t)) + h.
@@ -107,11 +117,12 @@ def cross_relation_mean(schema: Schema, agg: jax.Array, hs: Sequence[jax.Array])
     if not rels:
       out.append(jnp.zeros_like(hs[t]))
       continue
-    out.append(sum(agg[slots[r]:slots[r] + n] for r in rels) / len(rels))
+    out.append(sum(agg[slots[r] : slots[r] + n] for r in rels) / len(rels))
   return out
 
 
 # --- the Table 4 variants of the nested attention (Eqs. 4–6) ------------------------------
+
 
 class SenderTables(NamedTuple):
   """Relation-specific products, once per sender node, in the row layout of `edge_layout`."""
@@ -169,8 +180,14 @@ def _no_cross(layer: "HGNNIMALayer", e: EdgeContext):
 
 
 # variant -> (λ, β1) of Eqs. 4–6. `-align` keeps the full λ and drops Eqs. 8–9's β2.
-NESTED: dict[str, Callable] = {"full": _full, "-align": _full, "-nei": _no_neighbour, "-adapt": _uniform,
-                               "+inf": _per_influenced, "-cross": _no_cross}
+NESTED: dict[str, Callable] = {
+    "full": _full,
+    "-align": _full,
+    "-nei": _no_neighbour,
+    "-adapt": _uniform,
+    "+inf": _per_influenced,
+    "-cross": _no_cross,
+}
 
 
 class HGNNIMALayer(nn.Module):
@@ -253,7 +270,7 @@ class HGNNIMALayer(nn.Module):
     kernel = jnp.concatenate([self.k_kernel, self.q_kernel, self.v_kernel], axis=-1)  # (T, d, 3d)
     bias = jnp.concatenate([self.k_bias, self.q_bias, self.v_bias], axis=-1)
     kqv = [hs[t] @ kernel[t] + bias[t] for t in range(T)]  # (N_t, M, 3d)
-    return [x[..., :d] for x in kqv], [x[..., d:2 * d] for x in kqv], [x[..., 2 * d:] for x in kqv]
+    return [x[..., :d] for x in kqv], [x[..., d : 2 * d] for x in kqv], [x[..., 2 * d :] for x in kqv]
 
   def sender_tables(self, k, v) -> SenderTables:
     """The relation-specific per-head matrices applied once per sender node (block-diagonal GEMMs).

@@ -27,8 +27,10 @@ import numpy as np
 from hgnn_ima_jax.graph import DatasetError, Schema
 
 SOURCE = "GraphsTuple"
-FIX = ("build the graph with MMHN.to_graphs_tuple() (edges grouped by relation in schema order, sorted by "
-       "receiver inside each relation)")
+FIX = (
+    "build the graph with MMHN.to_graphs_tuple() (edges grouped by relation in schema order, sorted by "
+    "receiver inside each relation)"
+)
 
 # Graphs already found valid, by identity of their arrays (weak references: nothing is kept alive).
 _CHECKED: collections.deque = collections.deque(maxlen=16)
@@ -36,8 +38,14 @@ _CHECKED: collections.deque = collections.deque(maxlen=16)
 
 def _leaves(graph) -> list:
   nodes = graph.nodes if isinstance(graph.nodes, dict) else {}
-  return [graph.senders, graph.receivers, (graph.edges or {}).get("type"), nodes.get("type"),
-          *dict(nodes.get("features") or {}).values(), *dict(nodes.get("present") or {}).values()]
+  return [
+      graph.senders,
+      graph.receivers,
+      (graph.edges or {}).get("type"),
+      nodes.get("type"),
+      *dict(nodes.get("features") or {}).values(),
+      *dict(nodes.get("present") or {}).values(),
+  ]
 
 
 def _seen(schema: Schema, leaves: list) -> bool:
@@ -79,22 +87,31 @@ def check_graph_layout(schema: Schema, graph) -> None:
 
   E, N = schema.total_edges, schema.total_nodes
   arrays = {}
-  for field, x in (("senders", graph.senders), ("receivers", graph.receivers),
-                   ("edges['type']", (graph.edges or {}).get("type"))):
+  for field, x in (
+      ("senders", graph.senders),
+      ("receivers", graph.receivers),
+      ("edges['type']", (graph.edges or {}).get("type")),
+  ):
     if x is None:
       fail(field, "missing")
     a = np.asarray(x)
     if a.shape != (E,) or not np.issubdtype(a.dtype, np.integer):
-      fail(field, f"shape {a.shape} dtype {a.dtype}, the schema needs ({E},) integers "
-                  f"(edges per relation {dict(zip([r.name for r in schema.relations], schema.num_edges))})")
+      fail(
+          field,
+          f"shape {a.shape} dtype {a.dtype}, the schema needs ({E},) integers "
+          f"(edges per relation {dict(zip([r.name for r in schema.relations], schema.num_edges))})",
+      )
     arrays[field] = a.astype(np.int64)
   snd, rcv, etype = arrays["senders"], arrays["receivers"], arrays["edges['type']"]
   want = np.repeat(np.arange(schema.num_relations), schema.num_edges)
   if not np.array_equal(etype, want):
     e = int(np.argmax(etype != want))
-    fail("edges['type']", f"edge {e} has relation {int(etype[e])} where the schema's grouping (relations in "
-                          f"order {[r.name for r in schema.relations]}, {list(schema.num_edges)} edges) puts "
-                          f"relation {int(want[e])}")
+    fail(
+        "edges['type']",
+        f"edge {e} has relation {int(etype[e])} where the schema's grouping (relations in "
+        f"order {[r.name for r in schema.relations]}, {list(schema.num_edges)} edges) puts "
+        f"relation {int(want[e])}",
+    )
   offs = schema.node_offsets
   for r, rel in enumerate(schema.relations):
     sl = schema.edge_slice(r)
@@ -102,14 +119,20 @@ def check_graph_layout(schema: Schema, graph) -> None:
       lo, hi = offs[t], offs[t] + schema.num_nodes[t]
       bad = np.flatnonzero((ids < lo) | (ids >= hi))
       if bad.size:
-        fail(field, f"relation {rel.name!r} ({rel.src}->{rel.dst}): edge {sl.start + int(bad[0])} has node "
-                    f"{int(ids[bad[0]])}, outside {schema.node_types[t]!r} ids "
-                    f"{lo}..{hi - 1}")
+        fail(
+            field,
+            f"relation {rel.name!r} ({rel.src}->{rel.dst}): edge {sl.start + int(bad[0])} has node "
+            f"{int(ids[bad[0]])}, outside {schema.node_types[t]!r} ids "
+            f"{lo}..{hi - 1}",
+        )
     down = np.flatnonzero(np.diff(rcv[sl]) < 0)
     if down.size:
       e = sl.start + int(down[0]) + 1
-      fail("receivers", f"relation {rel.name!r} is not sorted by receiver (edge {e}: receiver {int(rcv[e])} "
-                        f"after {int(rcv[e - 1])})")
+      fail(
+          "receivers",
+          f"relation {rel.name!r} is not sorted by receiver (edge {e}: receiver {int(rcv[e])} "
+          f"after {int(rcv[e - 1])})",
+      )
 
   nodes = graph.nodes if isinstance(graph.nodes, dict) else {}
   ntype = nodes.get("type")
@@ -121,11 +144,15 @@ def check_graph_layout(schema: Schema, graph) -> None:
     x = (nodes.get("features") or {}).get(name)
     width = schema.max_feature_dim(m)
     if x is None or np.ndim(x) != 2 or np.shape(x)[0] != N or np.shape(x)[1] < width:
-      fail(f"nodes['features'][{name!r}]",
-           f"shape {None if x is None else np.shape(x)}, the schema needs ({N}, {width})")
+      fail(
+          f"nodes['features'][{name!r}]", f"shape {None if x is None else np.shape(x)}, the schema needs ({N}, {width})"
+      )
     p = (nodes.get("present") or {}).get(name)
     want_p = np.repeat([schema.present[t][m] for t in range(schema.num_node_types)], schema.num_nodes)
     if p is None or not np.array_equal(np.asarray(p, bool), want_p):
-      fail(f"nodes['present'][{name!r}]", "does not match the node types that really have this modality "
-                                          f"({[t for t, pr in zip(schema.node_types, schema.present) if pr[m]]})")
+      fail(
+          f"nodes['present'][{name!r}]",
+          "does not match the node types that really have this modality "
+          f"({[t for t, pr in zip(schema.node_types, schema.present) if pr[m]]})",
+      )
   _remember(schema, leaves)

@@ -50,8 +50,11 @@ def attention_loss(schema: Schema, graph: jraph.GraphsTuple, layers_aux: Sequenc
   present = graph.nodes["present"]
   valid = graph.edges.get("valid") if isinstance(graph.edges, dict) else None
   missing = jnp.stack([~present[m][graph.senders] for m in schema.modalities], axis=1)  # (E, M)
-  rels = [r for r in range(schema.num_relations)
-          if schema.missing_modalities(schema.relation_src(r)) and schema.num_edges[r] > 0]
+  rels = [
+      r
+      for r in range(schema.num_relations)
+      if schema.missing_modalities(schema.relation_src(r)) and schema.num_edges[r] > 0
+  ]
   per_layer = []
   for lam in lams:
     terms = attention_loss_terms(lam, missing)  # (E,)
@@ -102,8 +105,18 @@ def objective(output, labels: jax.Array, mask: jax.Array, *, ind_loss: bool, att
 
 # --- sufficient statistics: one global loss over several sub-graphs (hgnn_ima_jax.distributed) ----------------
 
-def objective_stats(schema: Schema, graph: jraph.GraphsTuple, output, labels: jax.Array, mask: jax.Array, *,
-                    ind_loss: bool, norm: str, learns_lambda: bool) -> dict:
+
+def objective_stats(
+    schema: Schema,
+    graph: jraph.GraphsTuple,
+    output,
+    labels: jax.Array,
+    mask: jax.Array,
+    *,
+    ind_loss: bool,
+    norm: str,
+    learns_lambda: bool,
+) -> dict:
   """What Eq. 17 over several padded sub-graphs needs from one of them: sums and counts, no means.
 
   'ce_sum' is Σ over the masked targets of the fused CE (plus the per-modality CEs with `ind_loss`, so
@@ -136,8 +149,12 @@ def objective_stats(schema: Schema, graph: jraph.GraphsTuple, output, labels: ja
     if norm == "paper_sum":  # a plain sum over edges: the relation split does not matter
       row = [jnp.sum(terms)] + [jnp.zeros((), ce.dtype)] * (R - 1)
     sums.append(jnp.stack(row))
-  counts = jnp.stack([jnp.sum(valid[schema.edge_slice(r)]).astype(ce.dtype) if r in rels
-                      else jnp.zeros((), ce.dtype) for r in range(R)])
+  counts = jnp.stack(
+      [
+          jnp.sum(valid[schema.edge_slice(r)]).astype(ce.dtype) if r in rels else jnp.zeros((), ce.dtype)
+          for r in range(R)
+      ]
+  )
   stats.update(att_sum=jnp.stack(sums), att_count=counts)
   return stats
 

@@ -32,8 +32,10 @@ def f1_scores(pred: jax.Array, labels: jax.Array, mask: jax.Array, num_classes: 
 def sklearn_f1(pred: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> dict[str, float]:
   """The reported test metrics: sklearn f1_score micro and macro on the given node ids."""
   y, p = np.asarray(labels)[idx], np.asarray(pred)[idx]
-  return {"micro_f1": float(sklearn.metrics.f1_score(y, p, average="micro")),
-          "macro_f1": float(sklearn.metrics.f1_score(y, p, average="macro", zero_division=0))}
+  return {
+      "micro_f1": float(sklearn.metrics.f1_score(y, p, average="micro")),
+      "macro_f1": float(sklearn.metrics.f1_score(y, p, average="macro", zero_division=0)),
+  }
 
 
 def mean_std(values) -> dict[str, float]:

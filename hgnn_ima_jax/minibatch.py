@@ -40,16 +40,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hgnn_ima_jax import distributed
+from hgnn_ima_jax.batch_stream import BatchStream
+from hgnn_ima_jax.budgets import Budget, BudgetLadder, padded_schema
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.optim import learning_rate_at
 from hgnn_ima_jax.run_log import TrainingInterrupted, history_rows
-from hgnn_ima_jax.batch_stream import BatchStream
 from hgnn_ima_jax.samplers import make_sampler
 from hgnn_ima_jax.sampling import build_in_csr, part_rng, split_parts
 from hgnn_ima_jax.state import Batch, TrainState, create_model
 from hgnn_ima_jax.steps import map_seeds, resolve_seed_batch, track, train_step
-from hgnn_ima_jax.budgets import Budget, BudgetLadder, padded_schema
 from hgnn_ima_jax.subgraph import PaddedSubgraph, SubgraphBuilder
 
 MODES = ("full", "neighbor", "hgt")
@@ -88,9 +88,15 @@ class BatchSettings:
 
   def sampler_meta(self) -> dict:
     """What fixes the batch sequence (kept in checkpoints, checked on resume)."""
-    return {"mode": self.mode, "size": self.size, "fanouts": list(self.fanouts), "num_samples": self.num_samples,
-            "num_iterations": self.num_iterations, "seed": self.seed,
-            **({"parts": self.parts} if self.parts > 1 else {})}
+    return {
+        "mode": self.mode,
+        "size": self.size,
+        "fanouts": list(self.fanouts),
+        "num_samples": self.num_samples,
+        "num_iterations": self.num_iterations,
+        "seed": self.seed,
+        **({"parts": self.parts} if self.parts > 1 else {}),
+    }
 
 
 class BatchSource:
@@ -99,22 +105,33 @@ class BatchSource:
   Built once per run: the in-edge CSR, the sampler, the feature store and the budget ladder.
   """
 
-  def __init__(self, data: MMHN, settings: BatchSettings, targets: np.ndarray | None = None, *,
-               shuffle: bool = True):
+  def __init__(self, data: MMHN, settings: BatchSettings, targets: np.ndarray | None = None, *, shuffle: bool = True):
     self.data, self.settings = data, settings
     csr = build_in_csr(data)
-    self.sampler = make_sampler(data, settings.mode, fanouts=list(settings.fanouts), num_samples=settings.num_samples,
-                                num_iterations=settings.num_iterations, csr=csr)
+    self.sampler = make_sampler(
+        data,
+        settings.mode,
+        fanouts=list(settings.fanouts),
+        num_samples=settings.num_samples,
+        num_iterations=settings.num_iterations,
+        csr=csr,
+    )
     self.targets = np.asarray(data.splits["train"] if targets is None else targets, np.int64)
     self.builder = SubgraphBuilder(data, csr=csr)
     self.stream = BatchStream(self.sampler, self.targets, settings.size, seed=settings.seed, shuffle=shuffle)
     # With parts, a rung holds one part (ceil(size / parts) targets): the ladder is calibrated on batches that size.
     part_size = -(-min(settings.size, len(self.targets)) // max(1, settings.parts))
     upper = Budget.for_sampler(self.sampler, part_size)
-    calib = self.stream if settings.parts == 1 else BatchStream(self.sampler, self.targets, part_size,
-                                                                 seed=settings.seed, shuffle=shuffle)
-    self.ladder = (BudgetLadder.calibrate(calib, upper, num_buckets=settings.buckets)
-                   if settings.buckets > 1 else BudgetLadder([upper]))
+    calib = (
+        self.stream
+        if settings.parts == 1
+        else BatchStream(self.sampler, self.targets, part_size, seed=settings.seed, shuffle=shuffle)
+    )
+    self.ladder = (
+        BudgetLadder.calibrate(calib, upper, num_buckets=settings.buckets)
+        if settings.buckets > 1
+        else BudgetLadder([upper])
+    )
     self.part_ids: list[int] | None = None  # parts mode: the parts this process samples (set by the run)
 
   @property
@@ -216,13 +233,23 @@ class StepPrograms:
 
   def __call__(self, budget: Budget) -> Callable:
     if budget not in self._programs and self.parts_mode:
-      one = functools.partial(distributed.parts_train_step, model=self.model(budget), tx=self.tx,
-                              ind_loss=bool(self.config.loss.ind_loss), att_weight=float(self.config.loss.att_weight),
-                              parts=self.parts)
+      one = functools.partial(
+          distributed.parts_train_step,
+          model=self.model(budget),
+          tx=self.tx,
+          ind_loss=bool(self.config.loss.ind_loss),
+          att_weight=float(self.config.loss.att_weight),
+          parts=self.parts,
+      )
       self._programs[budget] = distributed.make_parts_program(one, self.seed_batch, self.mesh)
     if budget not in self._programs:
-      one = functools.partial(train_step, model=self.model(budget), tx=self.tx,
-                              ind_loss=bool(self.config.loss.ind_loss), att_weight=float(self.config.loss.att_weight))
+      one = functools.partial(
+          train_step,
+          model=self.model(budget),
+          tx=self.tx,
+          ind_loss=bool(self.config.loss.ind_loss),
+          att_weight=float(self.config.loss.att_weight),
+      )
       self._programs[budget] = jax.jit(map_seeds(one, self.seed_batch), donate_argnums=(0,))
     return self._programs[budget]
 
@@ -234,8 +261,7 @@ def _track_all(state: TrainState, ev: dict, epoch, *, rule: str, patience: int, 
 
 def init_batch(source: BatchSource) -> Batch:
   """The first batch (its part 0 with parts) padded to the largest rung: parameters do not depend on counts."""
-  sub = (source.stream.sample_batch(0, 0).subgraph if source.settings.parts == 1
-         else source.sample_parts(0, 0, [0])[0])
+  sub = source.stream.sample_batch(0, 0).subgraph if source.settings.parts == 1 else source.sample_parts(0, 0, [0])[0]
   return device_batch(source.builder.build(sub, source.largest))
 
 
@@ -258,8 +284,10 @@ class EpochSums:
     return {k: np.asarray(getattr(self, k), np.float64) / n for k in ("train_loss", "train_ce", "att_loss")}
 
   def to_meta(self) -> dict:
-    return {"batches": self.batches, **{k: np.asarray(getattr(self, k)).tolist()
-                                        for k in ("train_loss", "train_ce", "att_loss")}}
+    return {
+        "batches": self.batches,
+        **{k: np.asarray(getattr(self, k)).tolist() for k in ("train_loss", "train_ce", "att_loss")},
+    }
 
   @classmethod
   def from_meta(cls, meta: dict | None) -> "EpochSums":
@@ -268,9 +296,17 @@ class EpochSums:
     return cls(int(meta["batches"]), *(np.asarray(meta[k], np.float64) for k in ("train_loss", "train_ce", "att_loss")))
 
 
-def run_minibatch_epochs(run, state: TrainState, history: list[dict], resumed: dict | None, *, source: BatchSource,
-                         evaluator, progress: bool = True,
-                         should_stop: Callable[[], bool] | None = None) -> tuple[TrainState, list[dict]]:
+def run_minibatch_epochs(
+    run,
+    state: TrainState,
+    history: list[dict],
+    resumed: dict | None,
+    *,
+    source: BatchSource,
+    evaluator,
+    progress: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[TrainState, list[dict]]:
   """`train.run_epochs` for sampled batches: trains until `config.num_epochs` or every seed stopped early.
 
   run: the `train.Run` of this training. resumed: the metadata of the checkpoint this run continues
@@ -285,15 +321,21 @@ def run_minibatch_epochs(run, state: TrainState, history: list[dict], resumed: d
   programs = StepPrograms(config, source.data, run.tx, sharded=run.shard is not None, mesh=mesh)
   if programs.parts_mode:
     source.part_ids = mesh.local_parts(settings.parts) if mesh is not None else list(range(settings.parts))
-  es = dict(rule=config.early_stopping.rule, patience=int(config.early_stopping.patience),
-            selection=config.selection_metric)
+  es = dict(
+      rule=config.early_stopping.rule, patience=int(config.early_stopping.patience), selection=config.selection_metric
+  )
   resumed = resumed or {}
   start_epoch, start_batch = int(resumed.get("epoch", 0)), int(resumed.get("next_batch", 0))
   sums = EpochSums.from_meta(resumed.get("epoch_sums"))
 
   def save(epoch: int, next_batch: int, force: bool = False):
-    meta = {"epoch": epoch, "next_batch": next_batch, "epoch_sums": sums.to_meta(), "history": history,
-            "sampler": {**settings.sampler_meta(), "epoch": epoch, "next_batch": next_batch}}
+    meta = {
+        "epoch": epoch,
+        "next_batch": next_batch,
+        "epoch_sums": sums.to_meta(),
+        "history": history,
+        "sampler": {**settings.sampler_meta(), "epoch": epoch, "next_batch": next_batch},
+    }
     run.manager.save_latest(epoch * nb + next_batch, state, meta, force=force)
     run.on_history(history)
 
@@ -311,8 +353,17 @@ def run_minibatch_epochs(run, state: TrainState, history: list[dict], resumed: d
     first = start_batch if epoch == start_epoch else 0
     if first == 0:
       sums = EpochSums()
-    bar = (tqdm(total=nb, initial=first, desc=f"{config.dataset}/{config.model_name} epoch {epoch + 1}/{num_epochs}",
-                unit="batch", leave=False) if progress else None)
+    bar = (
+        tqdm(
+            total=nb,
+            initial=first,
+            desc=f"{config.dataset}/{config.model_name} epoch {epoch + 1}/{num_epochs}",
+            unit="batch",
+            leave=False,
+        )
+        if progress
+        else None
+    )
     try:
       for b, item in source.epoch(epoch, first):
         if programs.parts_mode:
@@ -339,17 +390,23 @@ def run_minibatch_epochs(run, state: TrainState, history: list[dict], resumed: d
       row.update({k: v for k, v in ev.items() if k != "pred"})
     else:
       active = np.asarray(host(state.active))
-      row.update({k: np.full(len(run.run_seeds), np.nan) for k in
-                  ("val_loss", "train_micro_f1", "train_macro_f1", "val_micro_f1", "val_macro_f1")})
+      row.update(
+          {
+              k: np.full(len(run.run_seeds), np.nan)
+              for k in ("val_loss", "train_micro_f1", "train_macro_f1", "val_micro_f1", "val_macro_f1")
+          }
+      )
     row["active"] = active
     row = {k: np.asarray(v)[:n] for k, v in row.items()}
     history.extend(history_rows(epoch, run.seeds, row, learning_rate_at(config, epoch * nb, nb)))
     sums, done = EpochSums(), epoch + 1
     if progress:
       act = row["active"]
-      tqdm.write(f"epoch {epoch + 1}/{num_epochs}: loss {row['train_loss'][act].mean() if act.any() else float('nan'):.4f}"
-                 f" val_macro {np.nanmean(row['val_macro_f1'][act]) if act.any() else float('nan'):.4f}"
-                 f" seeds {int(act.sum())}/{n}")
+      tqdm.write(
+          f"epoch {epoch + 1}/{num_epochs}: loss {row['train_loss'][act].mean() if act.any() else float('nan'):.4f}"
+          f" val_macro {np.nanmean(row['val_macro_f1'][act]) if act.any() else float('nan'):.4f}"
+          f" seeds {int(act.sum())}/{n}"
+      )
     if (epoch + 1) % every == 0:
       save(epoch + 1, 0)
     if should_stop is not None and should_stop():

@@ -78,14 +78,15 @@ class Encoder(nn.Module):
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, *, train: bool):
     s = self.schema
-    hs = InputProjection(s, self.channels, self.hidden, self.projection, self.input_batch_norm,
-                         self.input_activation, name="projection")(
-                             graph.nodes["features"], train=train, valid=graph.nodes.get("valid"))
+    hs = InputProjection(
+        s, self.channels, self.hidden, self.projection, self.input_batch_norm, self.input_activation, name="projection"
+    )(graph.nodes["features"], train=train, valid=graph.nodes.get("valid"))
     index = edge_index(s, graph.senders, graph.receivers, len(self.channels))
     layers_aux = []
     for k in range(self.num_layers):
-      layer = HGNNIMALayer(s, len(self.channels), self.hidden, self.heads, self.attention, self.options,
-                           name=f"layer_{k}")
+      layer = HGNNIMALayer(
+          s, len(self.channels), self.hidden, self.heads, self.attention, self.options, name=f"layer_{k}"
+      )
       hs, aux = layer(hs, index, train=train)
       layers_aux.append(aux)
     return hs, layers_aux
@@ -114,8 +115,19 @@ class _EncodedModel(nn.Module):
   options: LayerOptions = LayerOptions()
 
   def encoder(self, channels: tuple[tuple[int, ...], ...], attention: str, name: str) -> Encoder:
-    return Encoder(self.schema, channels, attention, self.options, self.num_layers, self.hidden, self.heads,
-                   self.projection, self.input_batch_norm, self.input_activation, name=name)
+    return Encoder(
+        self.schema,
+        channels,
+        attention,
+        self.options,
+        self.num_layers,
+        self.hidden,
+        self.heads,
+        self.projection,
+        self.input_batch_norm,
+        self.input_activation,
+        name=name,
+    )
 
 
 class _FusedModel(_EncodedModel):
@@ -126,8 +138,9 @@ class _FusedModel(_EncodedModel):
   fusion_score_dropout: float = 0.5
 
   def fusion(self) -> ModalityFusion:
-    return ModalityFusion(self.hidden, self.fusion_form, self.fusion_input_dropout, self.fusion_score_dropout,
-                          name="fusion")
+    return ModalityFusion(
+        self.hidden, self.fusion_form, self.fusion_input_dropout, self.fusion_score_dropout, name="fusion"
+    )
 
 
 class HGNNIMA(_FusedModel):
@@ -146,8 +159,14 @@ class HGNNIMA(_FusedModel):
   latt_norm: str = "code_mean"
 
   @nn.compact
-  def __call__(self, graph: jraph.GraphsTuple, *, train: bool = False, return_embeddings: bool = False,
-               return_attention: bool = False) -> ModelOutput:
+  def __call__(
+      self,
+      graph: jraph.GraphsTuple,
+      *,
+      train: bool = False,
+      return_embeddings: bool = False,
+      return_attention: bool = False,
+  ) -> ModelOutput:
     s = self.schema
     check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
     channels = tuple((m,) for m in range(s.num_modalities))
@@ -155,8 +174,7 @@ class HGNNIMA(_FusedModel):
     fused, delta = self.fusion()(hs[s.target_id], train=train)
     head = dense(s.num_classes, self.hidden, "head")
     # -cross and -adapt have no learnable λ (none, or fixed at 1/M): no attention loss to apply.
-    loss = (attention_loss(s, graph, layers_aux, self.latt_norm) if self.options.learns_lambda
-            else jnp.zeros(()))
+    loss = attention_loss(s, graph, layers_aux, self.latt_norm) if self.options.learns_lambda else jnp.zeros(())
     return _output(s, hs, fused, delta, head, loss, layers_aux, return_embeddings, return_attention)
 
 
@@ -171,8 +189,14 @@ class HGT(_EncodedModel):
   modalities: tuple[str, ...] | None = None
 
   @nn.compact
-  def __call__(self, graph: jraph.GraphsTuple, *, train: bool = False, return_embeddings: bool = False,
-               return_attention: bool = False) -> ModelOutput:
+  def __call__(
+      self,
+      graph: jraph.GraphsTuple,
+      *,
+      train: bool = False,
+      return_embeddings: bool = False,
+      return_attention: bool = False,
+  ) -> ModelOutput:
     s = self.schema
     check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
     mods = s.modalities if self.modalities is None else self.modalities
@@ -181,16 +205,21 @@ class HGT(_EncodedModel):
     target = hs[s.target_id]
     head = dense(s.num_classes, self.hidden, "head")
     delta = jnp.ones(target.shape[:2], target.dtype)
-    return _output(s, hs, target[:, 0], delta, head, jnp.zeros(()), layers_aux, return_embeddings,
-                   return_attention)
+    return _output(s, hs, target[:, 0], delta, head, jnp.zeros(()), layers_aux, return_embeddings, return_attention)
 
 
 class HGTLate(_FusedModel):
   """HGT late fusion (spec §8): one independent HGT per modality, fused by modality attention."""
 
   @nn.compact
-  def __call__(self, graph: jraph.GraphsTuple, *, train: bool = False, return_embeddings: bool = False,
-               return_attention: bool = False) -> ModelOutput:
+  def __call__(
+      self,
+      graph: jraph.GraphsTuple,
+      *,
+      train: bool = False,
+      return_embeddings: bool = False,
+      return_attention: bool = False,
+  ) -> ModelOutput:
     s = self.schema
     check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
     hs, layers_aux = [], []
@@ -203,10 +232,15 @@ class HGTLate(_FusedModel):
     fused, delta = self.fusion()(hs[s.target_id], train=train)
     head = dense(s.num_classes, self.hidden, "head")
     # Per layer, stack the modality encoders' attention as channels: alpha/beta (E, M, H).
-    merged = [{"alpha": jnp.concatenate([a[k]["alpha"] for a in layers_aux], axis=1),
-               "beta": jnp.concatenate([a[k]["beta"] for a in layers_aux], axis=1), "lambda": None,
-               "beta2": None}
-              for k in range(self.num_layers)]
+    merged = [
+        {
+            "alpha": jnp.concatenate([a[k]["alpha"] for a in layers_aux], axis=1),
+            "beta": jnp.concatenate([a[k]["beta"] for a in layers_aux], axis=1),
+            "lambda": None,
+            "beta2": None,
+        }
+        for k in range(self.num_layers)
+    ]
     return _output(s, hs, fused, delta, head, jnp.zeros(()), merged, return_embeddings, return_attention)
 
 
@@ -234,7 +268,7 @@ def split_model_name(name: str) -> tuple[str, dict, dict]:
   if name not in MODEL_NAMES:
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
   if name.startswith("hgnn_ima") and name != "hgnn_ima":
-    model_over, loss_over = ABLATIONS[name[len("hgnn_ima"):]]
+    model_over, loss_over = ABLATIONS[name[len("hgnn_ima") :]]
     return "hgnn_ima", dict(model_over), dict(loss_over)
   return name, {}, {}
 

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 
 
-def segment_softmax(logits: jax.Array, segment_ids: jax.Array, num_segments: int,
-                    indices_are_sorted: bool = False) -> jax.Array:
+def segment_softmax(
+    logits: jax.Array, segment_ids: jax.Array, num_segments: int, indices_are_sorted: bool = False
+) -> jax.Array:
   """Softmax over the leading (edge) axis within each segment (a receiver's in-edges of one relation).
 
   The per-segment max is only a shift for numerical safety; softmax does not depend
@@ -23,12 +24,14 @@ def segment_softmax(logits: jax.Array, segment_ids: jax.Array, num_segments: int
   return ex / denom[segment_ids]
 
 
-def segment_mean(data: jax.Array, segment_ids: jax.Array, num_segments: int,
-                 indices_are_sorted: bool = False) -> jax.Array:
+def segment_mean(
+    data: jax.Array, segment_ids: jax.Array, num_segments: int, indices_are_sorted: bool = False
+) -> jax.Array:
   """Mean over each segment; empty segments give zeros."""
   total = jax.ops.segment_sum(data, segment_ids, num_segments, indices_are_sorted=indices_are_sorted)
-  count = jax.ops.segment_sum(jnp.ones(data.shape[:1], data.dtype), segment_ids, num_segments,
-                              indices_are_sorted=indices_are_sorted)
+  count = jax.ops.segment_sum(
+      jnp.ones(data.shape[:1], data.dtype), segment_ids, num_segments, indices_are_sorted=indices_are_sorted
+  )
   count = count.reshape(count.shape + (1,) * (data.ndim - 1))
   return total / jnp.maximum(count, 1)
 

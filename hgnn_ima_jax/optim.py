@@ -13,8 +13,15 @@ import optax
 from hgnn_ima_jax.config_validation import CHOICES
 
 
-def one_cycle_schedules(total_steps: int, max_value: float, pct_start: float, div_factor: float,
-                        final_div_factor: float, base_momentum: float, max_momentum: float):
+def one_cycle_schedules(
+    total_steps: int,
+    max_value: float,
+    pct_start: float,
+    div_factor: float,
+    final_div_factor: float,
+    base_momentum: float,
+    max_momentum: float,
+):
   """torch.optim.lr_scheduler.OneCycleLR (cosine) for the learning rate and Adam's b1.
 
   Step n ≤ s1 = pct_start·total − 1 anneals lr from max/div to max and b1 from max_m to
@@ -45,9 +52,15 @@ def _config_schedules(config: ml_collections.ConfigDict, steps_per_epoch: int):
   if int(steps_per_epoch) < 1:
     raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
   oc = config.optimizer
-  return one_cycle_schedules(oc.onecycle_total_steps * int(steps_per_epoch), oc.learning_rate, oc.onecycle_pct_start,
-                             oc.onecycle_div_factor, oc.onecycle_final_div_factor,
-                             oc.onecycle_base_momentum, oc.onecycle_max_momentum)
+  return one_cycle_schedules(
+      oc.onecycle_total_steps * int(steps_per_epoch),
+      oc.learning_rate,
+      oc.onecycle_pct_start,
+      oc.onecycle_div_factor,
+      oc.onecycle_final_div_factor,
+      oc.onecycle_base_momentum,
+      oc.onecycle_max_momentum,
+  )
 
 
 def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int = 1) -> optax.GradientTransformation:
@@ -66,8 +79,9 @@ def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int = 1
   else:
     raise ValueError(f"optimizer.schedule must be one of {CHOICES['optimizer.schedule']}, got {oc.schedule!r}")
   if oc.name == "adamw":
-    return optax.inject_hyperparams(optax.adamw)(learning_rate=lr, b1=b1, b2=oc.b2, eps=oc.eps,
-                                                 weight_decay=oc.weight_decay)
+    return optax.inject_hyperparams(optax.adamw)(
+        learning_rate=lr, b1=b1, b2=oc.b2, eps=oc.eps, weight_decay=oc.weight_decay
+    )
   if oc.name == "adam":
     return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=oc.b2, eps=oc.eps)
   raise ValueError(f"optimizer.name must be one of {CHOICES['optimizer.name']}, got {oc.name!r}")

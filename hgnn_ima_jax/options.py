@@ -57,8 +57,10 @@ class LayerOptions:
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f"model.dropout={self.dropout}: must be in [0, 1). Fix: use a rate below 1")
     if self.variant == "-align" and self.align_off == "raw" and self.combine == "renorm":
-      raise ValueError("model.align_off='raw' and model.combine='renorm' both choose -align's β (raw Σλα vs Σλα "
-                       "renormalised). Fix: set only one of them")
+      raise ValueError(
+          "model.align_off='raw' and model.combine='renorm' both choose -align's β (raw Σλα vs Σλα "
+          "renormalised). Fix: set only one of them"
+      )
 
   @classmethod
   def names(cls) -> tuple[str, ...]:

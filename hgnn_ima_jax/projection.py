@@ -67,7 +67,8 @@ class InputProjection(nn.Module):
           raise ValueError(
               f"projection='shared' (the MISS code) needs equal input widths per node type, but "
               f"{tname!r} has {dict((self.channel_name(c), x.shape[-1]) for c, x in enumerate(xs))}; "
-              "use projection='per_channel'")
+              "use projection='per_channel'"
+          )
         if self.batch_norm:
           raise ValueError("batch_norm needs projection='per_channel' (the FULL profile)")
         lin = dense(self.hidden, xs[0].shape[-1], f"proj_{tname}")

@@ -72,15 +72,19 @@ class LoadedRun:
     """The graph to predict on (default: the run's), checked against the training schema."""
     graph = self.data if graph is None else graph
     if graph is None:
-      raise ValueError("graph=None and the run was loaded without data. Fix: pass graph=<an MMHN of the run's "
-                       "schema>, or open the run with experiments.runs.load_run(workdir)")
+      raise ValueError(
+          "graph=None and the run was loaded without data. Fix: pass graph=<an MMHN of the run's "
+          "schema>, or open the run with experiments.runs.load_run(workdir)"
+      )
     if not isinstance(graph, MMHN):
       raise TypeError(f"graph: {type(graph).__name__}, expected an MMHN. Fix: pass a dataset (the loaders return one)")
     diffs = schema_differences(self.schema, graph.schema)
     if diffs:
-      raise SchemaMismatchError(f"graph {graph.source}: its schema differs from the run's: {'; '.join(diffs)}. "
-                                "Fix: predict on a graph with the run's node types, relations, modalities and "
-                                "feature widths (sizes may differ)")
+      raise SchemaMismatchError(
+          f"graph {graph.source}: its schema differs from the run's: {'; '.join(diffs)}. "
+          "Fix: predict on a graph with the run's node types, relations, modalities and "
+          "feature widths (sizes may differ)"
+      )
     return graph
 
   def outputs(self, seed: int | None = None, *, graph: MMHN | None = None, chunk_size: int | None = None) -> dict:
@@ -99,14 +103,16 @@ class LoadedRun:
     out = model.apply(variables, gt, train=False, return_embeddings=True)
     return {"logits": np.asarray(out.logits), **{k: np.asarray(v) for k, v in out.embeddings.items()}}
 
-  def predict(self, seed: int | None = None, *, graph: MMHN | None = None, nodes=None,
-              chunk_size: int | None = None) -> np.ndarray:
+  def predict(
+      self, seed: int | None = None, *, graph: MMHN | None = None, nodes=None, chunk_size: int | None = None
+  ) -> np.ndarray:
     """Predicted class of the target nodes `nodes` (local ids; default all) of `graph` (default: the run's)."""
     pred = self.outputs(seed, graph=graph, chunk_size=chunk_size)["logits"].argmax(-1)
     return pred if nodes is None else pred[self._nodes(nodes, len(pred))]
 
-  def embed(self, seed: int | None = None, *, graph: MMHN | None = None, nodes=None,
-            chunk_size: int | None = None) -> dict[str, np.ndarray]:
+  def embed(
+      self, seed: int | None = None, *, graph: MMHN | None = None, nodes=None, chunk_size: int | None = None
+  ) -> dict[str, np.ndarray]:
     """Eval-mode embeddings of the target nodes: 'fused' (N, d) Z, 'fusion_weights' (N, M) δ, and with a
     full-graph forward also 'modalities' (N, M, d) and 'nodes' (every node, (N_all, M, d))."""
     out = self.outputs(seed, graph=graph, chunk_size=chunk_size)
@@ -120,8 +126,10 @@ class LoadedRun:
   def _nodes(nodes, n: int) -> np.ndarray:
     idx = np.asarray(nodes)
     if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer) or (len(idx) and (idx.min() < 0 or idx.max() >= n)):
-      raise ValueError(f"nodes={nodes!r}: expected a 1-D array of target-node ids in 0..{n - 1}. Fix: pass local "
-                       "ids of the graph's target type")
+      raise ValueError(
+          f"nodes={nodes!r}: expected a 1-D array of target-node ids in 0..{n - 1}. Fix: pass local "
+          "ids of the graph's target type"
+      )
     return idx
 
 
@@ -137,29 +145,36 @@ def load_checkpoint(workdir: str, data: MMHN | None = None) -> LoadedRun:
   schema = read_schema(workdir)
   if schema is None:
     if data is None:
-      raise FileNotFoundError(f"{workdir}/schema.json not found (a run from an older version). Fix: pass data=<the "
-                              "run's dataset> (experiments.runs.load_run(workdir) loads it)")
+      raise FileNotFoundError(
+          f"{workdir}/schema.json not found (a run from an older version). Fix: pass data=<the "
+          "run's dataset> (experiments.runs.load_run(workdir) loads it)"
+      )
     schema = data.schema
   manager = orbax_manager(os.path.join(os.path.abspath(workdir), "checkpoints", "best"))
   step = manager.latest_step()
   if step is None:
-    raise FileNotFoundError(f"{workdir}/checkpoints/best has no checkpoint: the run did not finish. Fix: resume it "
-                            "with experiments/train.py --resume --workdir=" + workdir)
+    raise FileNotFoundError(
+        f"{workdir}/checkpoints/best has no checkpoint: the run did not finish. Fix: resume it "
+        "with experiments/train.py --resume --workdir=" + workdir
+    )
   meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
   seeds = [int(s) for s in meta["seeds"]]
   model = create_model(config, schema)
   # Abstract init on a graph of the schema's shapes (nothing is computed): the tree Orbax restores into.
   graph = jax.eval_shape(lambda: _shape_graph(schema))
-  variables = jax.eval_shape(lambda g: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
-                                                  g, train=False), graph)
+  variables = jax.eval_shape(
+      lambda g: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)}, g, train=False), graph
+  )
   stack = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds),) + x.shape, x.dtype), t)
   target = {"params": stack(variables["params"]), "batch_stats": stack(variables.get("batch_stats", {}))}
   tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
   manager.close()
   if data is not None and schema_differences(schema, data.schema):
-    raise SchemaMismatchError(f"data {data.source}: its schema differs from the run's: "
-                              f"{'; '.join(schema_differences(schema, data.schema))}. Fix: pass a graph of the run's "
-                              "schema")
+    raise SchemaMismatchError(
+        f"data {data.source}: its schema differs from the run's: "
+        f"{'; '.join(schema_differences(schema, data.schema))}. Fix: pass a graph of the run's "
+        "schema"
+    )
   return LoadedRun(tree["params"], tree.get("batch_stats", {}), config, schema, seeds, meta["results"], data)
 
 
@@ -170,15 +185,26 @@ def _shape_graph(schema: Schema):
 
   n, e = schema.total_nodes, schema.total_edges
   offs = schema.node_offsets
-  senders = jnp.concatenate([jnp.full((schema.num_edges[r],), offs[schema.relation_src(r)], jnp.int32)
-                             for r in range(schema.num_relations)] or [jnp.zeros((0,), jnp.int32)])
-  receivers = jnp.concatenate([jnp.full((schema.num_edges[r],), offs[schema.relation_dst(r)], jnp.int32)
-                               for r in range(schema.num_relations)] or [jnp.zeros((0,), jnp.int32)])
+  senders = jnp.concatenate(
+      [jnp.full((schema.num_edges[r],), offs[schema.relation_src(r)], jnp.int32) for r in range(schema.num_relations)]
+      or [jnp.zeros((0,), jnp.int32)]
+  )
+  receivers = jnp.concatenate(
+      [jnp.full((schema.num_edges[r],), offs[schema.relation_dst(r)], jnp.int32) for r in range(schema.num_relations)]
+      or [jnp.zeros((0,), jnp.int32)]
+  )
   features = {m: jnp.zeros((n, schema.max_feature_dim(i)), jnp.float32) for i, m in enumerate(schema.modalities)}
   present = {m: jnp.zeros((n,), bool) for m in schema.modalities}
   node_type = jnp.concatenate([jnp.full((c,), t, jnp.int32) for t, c in enumerate(schema.num_nodes)])
-  etype = jnp.concatenate([jnp.full((c,), r, jnp.int32) for r, c in enumerate(schema.num_edges)]
-                          or [jnp.zeros((0,), jnp.int32)])
-  return jraph.GraphsTuple(nodes={"type": node_type, "features": features, "present": present},
-                           edges={"type": etype}, senders=senders, receivers=receivers,
-                           n_node=jnp.array([n], jnp.int32), n_edge=jnp.array([e], jnp.int32), globals=None)
+  etype = jnp.concatenate(
+      [jnp.full((c,), r, jnp.int32) for r, c in enumerate(schema.num_edges)] or [jnp.zeros((0,), jnp.int32)]
+  )
+  return jraph.GraphsTuple(
+      nodes={"type": node_type, "features": features, "present": present},
+      edges={"type": etype},
+      senders=senders,
+      receivers=receivers,
+      n_node=jnp.array([n], jnp.int32),
+      n_edge=jnp.array([e], jnp.int32),
+      globals=None,
+  )

@@ -24,8 +24,9 @@ def write_config(workdir: str, config: ml_collections.ConfigDict):
 def read_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: {workdir} is not a training run directory "
-                            "(run experiments/train.py --workdir=... first)")
+    raise FileNotFoundError(
+        f"{path} not found: {workdir} is not a training run directory " "(run experiments/train.py --workdir=... first)"
+    )
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
 

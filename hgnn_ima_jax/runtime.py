@@ -47,8 +47,13 @@ ENV_LIBRARY = "HGNN_IMA_JEMALLOC"  # explicit path to libjemalloc.so
 ENV_ACTIVE = "HGNN_IMA_ALLOCATOR_ACTIVE"  # set on re-execution: what was applied
 CHOICES = ("auto", "jemalloc", "glibc-thp", "system")
 JEMALLOC_CONF = "narenas:1,oversize_threshold:0,dirty_decay_ms:-1,muzzy_decay_ms:-1,thp:always,metadata_thp:auto"  # $MALLOC_CONF wins
-_JEMALLOC_GLOBS = ("/usr/lib/*-linux-gnu/libjemalloc.so.2", "/usr/lib64/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2",
-                   "/usr/local/lib/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so")
+_JEMALLOC_GLOBS = (
+    "/usr/lib/*-linux-gnu/libjemalloc.so.2",
+    "/usr/lib64/libjemalloc.so.2",
+    "/usr/lib/libjemalloc.so.2",
+    "/usr/local/lib/libjemalloc.so.2",
+    "/usr/local/lib/libjemalloc.so",
+)
 
 
 def find_jemalloc() -> str | None:
@@ -81,8 +86,10 @@ def allocator_env(choice: str | None = None) -> tuple[str, dict[str, str]]:
       preload = " ".join(p for p in (lib, os.environ.get("LD_PRELOAD", "")) if p)
       return f"jemalloc ({lib})", {"LD_PRELOAD": preload, "MALLOC_CONF": os.environ.get("MALLOC_CONF") or JEMALLOC_CONF}
     if choice == "jemalloc":
-      raise ValueError(f"{ENV_CHOICE}=jemalloc but no libjemalloc.so.2 was found; install it "
-                       f"(Debian/Ubuntu: apt-get install libjemalloc2) or set {ENV_LIBRARY}=/path/to/libjemalloc.so")
+      raise ValueError(
+          f"{ENV_CHOICE}=jemalloc but no libjemalloc.so.2 was found; install it "
+          f"(Debian/Ubuntu: apt-get install libjemalloc2) or set {ENV_LIBRARY}=/path/to/libjemalloc.so"
+      )
   tunables = ":".join(t for t in (os.environ.get("GLIBC_TUNABLES", ""), "glibc.malloc.hugetlb=1") if t)
   return "glibc malloc with transparent huge pages", {"GLIBC_TUNABLES": tunables}
 

@@ -10,11 +10,20 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from hgnn_ima_jax.graph import MMHN
-from hgnn_ima_jax.sampling import (InCSR, SampledSubgraph, build_in_csr, check_targets, choose_k, expand_ranges,
-                                   isin_sorted, new_ids, sample_in_edges)
-
+from hgnn_ima_jax.sampling import (
+    InCSR,
+    SampledSubgraph,
+    build_in_csr,
+    check_targets,
+    choose_k,
+    expand_ranges,
+    isin_sorted,
+    new_ids,
+    sample_in_edges,
+)
 
 # --- neighbour sampling ---------------------------------------------------------------------
+
 
 class NeighborSampler:
   """Per-hop, per-relation neighbour sampling without replacement (PyG `NeighborLoader` on HeteroData).
@@ -28,24 +37,28 @@ class NeighborSampler:
 
   kind = "neighbor"
 
-  def __init__(self, data: MMHN, fanouts: Sequence[int | Mapping[str, int]], *,
-               csr: Mapping[str, InCSR] | None = None):
+  def __init__(self, data: MMHN, fanouts: Sequence[int | Mapping[str, int]], *, csr: Mapping[str, InCSR] | None = None):
     self.data = data
     self.csr = dict(csr) if csr is not None else build_in_csr(data)
     names = [r.name for r in data.relations]
     if isinstance(fanouts, (int, np.integer, Mapping)) or len(fanouts) == 0:
-      raise ValueError(f"fanouts={fanouts!r}: expected a non-empty list with one entry per hop. "
-                       "Fix: e.g. fanouts=[10, 5] or [{'ma': 10, ...}, ...]")
+      raise ValueError(
+          f"fanouts={fanouts!r}: expected a non-empty list with one entry per hop. "
+          "Fix: e.g. fanouts=[10, 5] or [{'ma': 10, ...}, ...]"
+      )
     table = []
     for h, f in enumerate(fanouts):
       if isinstance(f, Mapping):
         unknown = sorted(set(f) - set(names))
         missing = [n for n in names if n not in f]
         if unknown or missing:
-          problem = " ".join(([f"unknown relations {unknown}"] if unknown else [])
-                             + ([f"missing relations {missing}"] if missing else []))
-          raise ValueError(f"fanouts[{h}]: {problem}. Fix: give a fanout for exactly the relations {names} "
-                           "(0 skips one)")
+          problem = " ".join(
+              ([f"unknown relations {unknown}"] if unknown else [])
+              + ([f"missing relations {missing}"] if missing else [])
+          )
+          raise ValueError(
+              f"fanouts[{h}]: {problem}. Fix: give a fanout for exactly the relations {names} " "(0 skips one)"
+          )
         row = tuple(f[n] for n in names)
       else:
         row = (f,) * len(names)
@@ -84,12 +97,16 @@ class NeighborSampler:
         nodes[t].append(new)
         seen[t] = np.union1d(seen[t], new)
         frontier[t] = new
-    return SampledSubgraph({t: np.concatenate(v) for t, v in nodes.items()},
-                           {n: (np.concatenate(v) if v else empty) for n, v in edges.items()}, targets,
-                           {t: np.repeat(np.arange(len(v)), [len(x) for x in v]) for t, v in nodes.items()})
+    return SampledSubgraph(
+        {t: np.concatenate(v) for t, v in nodes.items()},
+        {n: (np.concatenate(v) if v else empty) for n, v in edges.items()},
+        targets,
+        {t: np.repeat(np.arange(len(v)), [len(x) for x in v]) for t, v in nodes.items()},
+    )
 
 
 # --- HGSampling -----------------------------------------------------------------------------
+
 
 class HGTSampler:
   """HGSampling (HGT, Algorithm 1), as PyG's `HGTLoader`.
@@ -107,8 +124,15 @@ class HGTSampler:
 
   kind = "hgt"
 
-  def __init__(self, data: MMHN, num_samples: int | Mapping[str, int], num_iterations: int, *,
-               max_budget_neighbors: int | None = 520, csr: Mapping[str, InCSR] | None = None):
+  def __init__(
+      self,
+      data: MMHN,
+      num_samples: int | Mapping[str, int],
+      num_iterations: int,
+      *,
+      max_budget_neighbors: int | None = 520,
+      csr: Mapping[str, InCSR] | None = None,
+  ):
     self.data = data
     self.csr = dict(csr) if csr is not None else build_in_csr(data)
     types = list(data.node_types)
@@ -125,15 +149,21 @@ class HGTSampler:
     if isinstance(num_iterations, bool) or not isinstance(num_iterations, (int, np.integer)) or num_iterations < 1:
       raise ValueError(f"num_iterations={num_iterations!r}: expected an int >= 1. Fix: e.g. num_iterations=2")
     if max_budget_neighbors is not None and int(max_budget_neighbors) < 1:
-      raise ValueError(f"max_budget_neighbors={max_budget_neighbors!r}: expected None or an int >= 1. "
-                       "Fix: use None (no cap) or e.g. 520")
+      raise ValueError(
+          f"max_budget_neighbors={max_budget_neighbors!r}: expected None or an int >= 1. "
+          "Fix: use None (no cap) or e.g. 520"
+      )
     self.num_samples = {t: int(n) for t, n in per_type.items()}
     self.num_iterations = int(num_iterations)
     self.max_budget_neighbors = None if max_budget_neighbors is None else int(max_budget_neighbors)
 
   def config(self) -> dict:
-    return {"kind": self.kind, "num_samples": dict(self.num_samples), "num_iterations": self.num_iterations,
-            "max_budget_neighbors": self.max_budget_neighbors}
+    return {
+        "kind": self.kind,
+        "num_samples": dict(self.num_samples),
+        "num_iterations": self.num_iterations,
+        "max_budget_neighbors": self.max_budget_neighbors,
+    }
 
   def _budget_terms(self, t: str, added: np.ndarray, rng) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per source type: (neighbour ids, 1/deg weights) that nodes `added` of type t put into the budget."""
@@ -223,8 +253,16 @@ class HGTSampler:
 SAMPLER_KINDS = ("neighbor", "hgt")
 
 
-def make_sampler(data: MMHN, kind: str, *, fanouts=None, num_samples=None, num_iterations=None,
-                 max_budget_neighbors: int | None = 520, csr: Mapping[str, InCSR] | None = None):
+def make_sampler(
+    data: MMHN,
+    kind: str,
+    *,
+    fanouts=None,
+    num_samples=None,
+    num_iterations=None,
+    max_budget_neighbors: int | None = 520,
+    csr: Mapping[str, InCSR] | None = None,
+):
   """The sampler named `kind` ('neighbor': needs `fanouts`; 'hgt': needs `num_samples`, `num_iterations`)."""
   if kind == "neighbor":
     if fanouts is None:
@@ -232,7 +270,9 @@ def make_sampler(data: MMHN, kind: str, *, fanouts=None, num_samples=None, num_i
     return NeighborSampler(data, list(fanouts), csr=csr)
   if kind == "hgt":
     if num_samples is None or num_iterations is None:
-      raise ValueError(f"num_samples={num_samples!r}, num_iterations={num_iterations!r}: the hgt sampler needs "
-                       "both. Fix: e.g. num_samples=128, num_iterations=2")
+      raise ValueError(
+          f"num_samples={num_samples!r}, num_iterations={num_iterations!r}: the hgt sampler needs "
+          "both. Fix: e.g. num_samples=128, num_iterations=2"
+      )
     return HGTSampler(data, num_samples, num_iterations, max_budget_neighbors=max_budget_neighbors, csr=csr)
   raise ValueError(f"sampler kind={kind!r}: use one of {SAMPLER_KINDS}. Fix: set the batch mode to one of them")

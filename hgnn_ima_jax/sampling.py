@@ -56,6 +56,7 @@ _PLAN_STREAM, _BATCH_STREAM = 0, 1
 
 # --- RNG ------------------------------------------------------------------------------------
 
+
 def check_seed(seed) -> int:
   if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
     raise ValueError(f"seed={seed!r} must be a non-negative integer. Fix: pass e.g. seed=0")
@@ -74,7 +75,8 @@ def batch_rng(seed: int, epoch: int, batch: int) -> np.random.Generator:
   batches 0..b-1. SeedSequence's spawn key hashes the whole tuple, so streams never overlap.
   """
   return np.random.default_rng(
-      np.random.SeedSequence(check_seed(seed), spawn_key=(_BATCH_STREAM, int(epoch), int(batch))))
+      np.random.SeedSequence(check_seed(seed), spawn_key=(_BATCH_STREAM, int(epoch), int(batch)))
+  )
 
 
 def part_rng(seed: int, epoch: int, batch: int, part: int, parts: int) -> np.random.Generator:
@@ -82,7 +84,8 @@ def part_rng(seed: int, epoch: int, batch: int, part: int, parts: int) -> np.ran
   if parts == 1:
     return batch_rng(seed, epoch, batch)
   return np.random.default_rng(
-      np.random.SeedSequence(check_seed(seed), spawn_key=(_BATCH_STREAM, int(epoch), int(batch), int(part))))
+      np.random.SeedSequence(check_seed(seed), spawn_key=(_BATCH_STREAM, int(epoch), int(batch), int(part)))
+  )
 
 
 def split_parts(targets: np.ndarray, parts: int) -> list[np.ndarray]:
@@ -91,6 +94,7 @@ def split_parts(targets: np.ndarray, parts: int) -> list[np.ndarray]:
 
 
 # --- CSR ------------------------------------------------------------------------------------
+
 
 class InCSR(NamedTuple):
   """One relation's in-edges by destination, in `to_graphs_tuple`'s order (by dst, then src).
@@ -124,6 +128,7 @@ def build_in_csr(data: MMHN) -> dict[str, InCSR]:
 
 
 # --- results --------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class SampledSubgraph:
@@ -240,11 +245,15 @@ def check_targets(data: MMHN, targets) -> np.ndarray:
   t = np.asarray(targets)
   n = int(data.num_nodes[data.target_type])
   if t.ndim != 1 or not np.issubdtype(t.dtype, np.integer):
-    raise ValueError(f"targets: shape {t.shape} dtype {t.dtype}, expected a 1-D integer array. "
-                     f"Fix: pass local {data.target_type!r} ids")
+    raise ValueError(
+        f"targets: shape {t.shape} dtype {t.dtype}, expected a 1-D integer array. "
+        f"Fix: pass local {data.target_type!r} ids"
+    )
   if len(t) and (t.min() < 0 or t.max() >= n):
-    raise ValueError(f"targets: id {int(t.min() if t.min() < 0 else t.max())} outside {data.target_type!r} ids "
-                     f"0..{n - 1}. Fix: pass local {data.target_type!r} ids")
+    raise ValueError(
+        f"targets: id {int(t.min() if t.min() < 0 else t.max())} outside {data.target_type!r} ids "
+        f"0..{n - 1}. Fix: pass local {data.target_type!r} ids"
+    )
   if len(np.unique(t)) != len(t):
     raise ValueError("targets: contains repeated ids. Fix: list each target once per batch")
   return t.astype(np.int64)

@@ -72,22 +72,39 @@ def _init_one(seed, model, tx, graph, num_targets: int) -> TrainState:
   params = variables["params"]
   batch_stats = variables.get("batch_stats", {})
   f32 = lambda v: jnp.asarray(v, jnp.float32)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                    opt_state=tx.init(params), key=run_key, active=jnp.ones((), bool),
-                    es_best_loss=f32(jnp.inf), es_best_acc=f32(-jnp.inf), es_counter=jnp.zeros((), jnp.int32),
-                    best_score=f32(-jnp.inf), best_epoch=jnp.full((), -1, jnp.int32),
-                    best_params=params, best_batch_stats=batch_stats,
-                    best_pred=jnp.full((num_targets,), -1, jnp.int32))
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=batch_stats,
+      opt_state=tx.init(params),
+      key=run_key,
+      active=jnp.ones((), bool),
+      es_best_loss=f32(jnp.inf),
+      es_best_acc=f32(-jnp.inf),
+      es_counter=jnp.zeros((), jnp.int32),
+      best_score=f32(-jnp.inf),
+      best_epoch=jnp.full((), -1, jnp.int32),
+      best_params=params,
+      best_batch_stats=batch_stats,
+      best_pred=jnp.full((num_targets,), -1, jnp.int32),
+  )
 
 
-def _init_fn(model: nn.Module, tx: optax.GradientTransformation, batch: Batch, sharding=None,
-             num_targets: int | None = None) -> Callable:
+def _init_fn(
+    model: nn.Module, tx: optax.GradientTransformation, batch: Batch, sharding=None, num_targets: int | None = None
+) -> Callable:
   n = int(batch.labels.shape[0]) if num_targets is None else int(num_targets)
   return jax.jit(jax.vmap(lambda s, g: _init_one(s, model, tx, g, n), in_axes=(0, None)), out_shardings=sharding)
 
 
-def init_state(model: nn.Module, tx: optax.GradientTransformation, batch: Batch, seeds, sharding=None,
-               num_targets: int | None = None) -> TrainState:
+def init_state(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    batch: Batch,
+    seeds,
+    sharding=None,
+    num_targets: int | None = None,
+) -> TrainState:
   """Initialises every seed at once: a TrainState whose leaves lead with the seed axis.
 
   num_targets: length of `best_pred` (default: the batch's targets; a mini-batch run passes the graph's).
@@ -103,8 +120,14 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, batch: Batch,
   return compiled(seeds, batch.graph)
 
 
-def abstract_state(model: nn.Module, tx: optax.GradientTransformation, batch: Batch, seeds, sharding=None,
-                   num_targets: int | None = None):
+def abstract_state(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    batch: Batch,
+    seeds,
+    sharding=None,
+    num_targets: int | None = None,
+):
   """The shapes and dtypes of `init_state`'s result (nothing is compiled or run)."""
   return jax.eval_shape(_init_fn(model, tx, batch, sharding, num_targets), jnp.asarray(seeds, jnp.uint32), batch.graph)
 
@@ -127,13 +150,19 @@ def seed_sharding(num_seeds: int, enabled: bool = True, data: int = 1):
   """
   devices = jax.devices()
   if len(devices) % data:
-    raise ValueError(f"config.mesh_data={data} does not divide the {len(devices)} devices. "
-                     f"Fix: set --config.mesh_data to a divisor of {len(devices)}")
+    raise ValueError(
+        f"config.mesh_data={data} does not divide the {len(devices)} devices. "
+        f"Fix: set --config.mesh_data to a divisor of {len(devices)}"
+    )
   seeds = len(devices) // data if enabled else 1
   if seeds * data == 1:
     return None, None, num_seeds
-  mesh = jax.make_mesh((seeds, data), ("seeds", "data"), axis_types=(jax.sharding.AxisType.Auto,) * 2,
-                       devices=devices[:seeds * data])
+  mesh = jax.make_mesh(
+      (seeds, data), ("seeds", "data"), axis_types=(jax.sharding.AxisType.Auto,) * 2, devices=devices[: seeds * data]
+  )
   padded = int(math.ceil(num_seeds / seeds) * seeds)
-  return (jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")),
-          jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()), padded)
+  return (
+      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")),
+      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
+      padded,
+  )

@@ -23,8 +23,15 @@ from hgnn_ima_jax.state import Batch, TrainState, variables_of, where
 TRACE_COUNT = {"train_step": 0}
 
 
-def train_step(state: TrainState, batch: Batch, *, model: nn.Module, tx: optax.GradientTransformation,
-               ind_loss: bool, att_weight: float):
+def train_step(
+    state: TrainState,
+    batch: Batch,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    ind_loss: bool,
+    att_weight: float,
+):
   """One full-batch optimizer step with dropout; a stopped seed's state does not change."""
   TRACE_COUNT["train_step"] += 1
   dropout_key = jax.random.fold_in(state.key, state.step)
@@ -33,8 +40,9 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module, tx: optax.G
   def loss_fn(params):
     variables = variables_of(params, state.batch_stats)
     if has_bs:
-      out, mutated = model.apply(variables, batch.graph, train=True, rngs={"dropout": dropout_key},
-                                 mutable=["batch_stats"])
+      out, mutated = model.apply(
+          variables, batch.graph, train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"]
+      )
       new_bs = mutated["batch_stats"]
     else:
       out, new_bs = model.apply(variables, batch.graph, train=True, rngs={"dropout": dropout_key}), state.batch_stats
@@ -43,14 +51,14 @@ def train_step(state: TrainState, batch: Batch, *, model: nn.Module, tx: optax.G
 
   (loss, (parts, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                      batch_stats=new_bs, opt_state=opt_state)
+  new = state.replace(
+      step=state.step + 1, params=optax.apply_updates(state.params, updates), batch_stats=new_bs, opt_state=opt_state
+  )
   new = where(state.active, new, state)
   return new, {"train_loss": loss, "train_ce": parts["ce"], "att_loss": parts["att"]}
 
 
-def eval_step(params, batch_stats, batch: Batch, *, model: nn.Module, num_classes: int,
-              val_includes_att: bool) -> dict:
+def eval_step(params, batch_stats, batch: Batch, *, model: nn.Module, num_classes: int, val_includes_att: bool) -> dict:
   """Eval-mode forward: validation loss (the early-stopping signal), F1 on train/val and 'pred'."""
   out = model.apply(variables_of(params, batch_stats), batch.graph, train=False)
   pred = jnp.argmax(out.logits, axis=-1)
@@ -94,7 +102,8 @@ def track(state: TrainState, ev: dict, *, rule: str, patience: int, selection: s
       best_params=where(improve, state.params, state.best_params),
       best_batch_stats=where(improve, state.batch_stats, state.best_batch_stats),
       best_score=jnp.where(improve, score, state.best_score),
-      best_epoch=jnp.where(improve, epoch, state.best_epoch))
+      best_epoch=jnp.where(improve, epoch, state.best_epoch),
+  )
   if "pred" in ev:  # the test predictions of the selected epoch, so no separate test program is compiled
     new = new.replace(best_pred=jnp.where(improve, ev["pred"], state.best_pred))
   if rule == "val_loss":
@@ -103,8 +112,9 @@ def track(state: TrainState, ev: dict, *, rule: str, patience: int, selection: s
   elif rule == "paper":
     worse = (loss > state.es_best_loss) & (acc < state.es_best_acc)
     both = (loss <= state.es_best_loss) & (acc >= state.es_best_acc)  # utils.py: min/max of both, only here
-    new = new.replace(es_best_loss=jnp.where(both, loss, state.es_best_loss),
-                      es_best_acc=jnp.where(both, acc, state.es_best_acc))
+    new = new.replace(
+        es_best_loss=jnp.where(both, loss, state.es_best_loss), es_best_acc=jnp.where(both, acc, state.es_best_acc)
+    )
   else:
     raise ValueError(f"early_stopping.rule must be one of {CHOICES['early_stopping.rule']}, got {rule!r}")
   counter = jnp.where(worse, state.es_counter + 1, 0)
@@ -132,21 +142,34 @@ def map_seeds(fn: Callable, seed_batch: int) -> Callable:
   `lax.map` over groups of `seed_batch` vmapped seeds (1: one seed at a time)."""
   if seed_batch == 0:
     return jax.vmap(fn, in_axes=(0, None))
-  return lambda states, batch: jax.lax.map(lambda s: fn(s, batch), states,
-                                           batch_size=None if seed_batch == 1 else seed_batch)
+  return lambda states, batch: jax.lax.map(
+      lambda s: fn(s, batch), states, batch_size=None if seed_batch == 1 else seed_batch
+  )
 
 
-def make_epoch_fn(config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation,
-                  num_classes: int, sharded: bool = False) -> Callable:
+def make_epoch_fn(
+    config: ml_collections.ConfigDict,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    num_classes: int,
+    sharded: bool = False,
+) -> Callable:
   """jit(map over seeds(train_step → eval_step → track)): one compiled program advances every seed an epoch."""
   loss_cfg = dict(ind_loss=bool(config.loss.ind_loss), att_weight=float(config.loss.att_weight))
-  es = dict(rule=config.early_stopping.rule, patience=int(config.early_stopping.patience),
-            selection=config.selection_metric)
+  es = dict(
+      rule=config.early_stopping.rule, patience=int(config.early_stopping.patience), selection=config.selection_metric
+  )
 
   def one_seed(state, batch):
     state, train_metrics = train_step(state, batch, model=model, tx=tx, **loss_cfg)
-    ev = eval_step(state.params, state.batch_stats, batch, model=model, num_classes=num_classes,
-                   val_includes_att=bool(config.loss.val_includes_att))
+    ev = eval_step(
+        state.params,
+        state.batch_stats,
+        batch,
+        model=model,
+        num_classes=num_classes,
+        val_includes_att=bool(config.loss.val_includes_att),
+    )
     new = track(state, ev, **es)
     ev.pop("pred")
     # A seed that was already stopped reports its frozen state, flagged inactive.

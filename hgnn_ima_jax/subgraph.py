@@ -54,16 +54,16 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from hgnn_ima_jax.graph import MMHN, Schema
 from hgnn_ima_jax.budgets import Budget, BudgetLadder, check_fits, padded_schema
+from hgnn_ima_jax.graph import MMHN, Schema
 from hgnn_ima_jax.sampling import InCSR, SampledSubgraph, build_in_csr
 
 if TYPE_CHECKING:
   import jraph
 
 
-
 # --- features -------------------------------------------------------------------------------
+
 
 class FeatureStore:
   """The host graph's feature rows, gathered by local ids per type into preallocated buffers."""
@@ -71,8 +71,9 @@ class FeatureStore:
   def __init__(self, data: MMHN, dtype=np.float32):
     self.dtype = np.dtype(dtype)
     # Cast once here (a no-op for float32 data), so each gather is a plain row copy.
-    self.features = {t: {m: np.asarray(data.features[t][m], self.dtype) for m in data.modalities}
-                     for t in data.node_types}
+    self.features = {
+        t: {m: np.asarray(data.features[t][m], self.dtype) for m in data.modalities} for t in data.node_types
+    }
 
   def width(self, t: str, m: str) -> int:
     return int(self.features[t][m].shape[1])
@@ -90,6 +91,7 @@ class FeatureStore:
 
 
 # --- padded sub-graphs ----------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class PaddedSubgraph:
@@ -126,8 +128,10 @@ def _locate(ids: np.ndarray, sorter: np.ndarray, query: np.ndarray, what: str) -
   i = np.minimum(np.searchsorted(s, query), max(len(s) - 1, 0))
   if len(s) == 0 or not np.array_equal(s[i], query):
     bad = query[(len(s) == 0) | (s[i] != query)][0] if len(s) else query[0]
-    raise ValueError(f"sub-graph: {what} {int(bad)} is not among its sampled nodes. "
-                     "Fix: sample edges only between sampled nodes (a sampler bug)")
+    raise ValueError(
+        f"sub-graph: {what} {int(bad)} is not among its sampled nodes. "
+        "Fix: sample edges only between sampled nodes (a sampler bug)"
+    )
   return sorter[i]
 
 
@@ -161,13 +165,13 @@ class SubgraphBuilder:
 
     valid = np.zeros((n_total,), bool)
     for t in range(len(types)):
-      valid[offs[t]:offs[t] + counts[t]] = True
+      valid[offs[t] : offs[t] + counts[t]] = True
     features, present = {}, {}
     for mi, m in enumerate(schema.modalities):
       x = np.zeros((n_total, schema.max_feature_dim(mi)), self.store.dtype)
       for t, tname in enumerate(types):
         w = self.store.width(tname, m)
-        self.store.gather(tname, m, sub.nodes[tname], out=x[offs[t]:offs[t] + counts[t], :w])
+        self.store.gather(tname, m, sub.nodes[tname], out=x[offs[t] : offs[t] + counts[t], :w])
       features[m] = x
       present[m] = np.repeat([schema.present[t][mi] for t in range(len(types))], budget.nodes)
 
@@ -188,18 +192,36 @@ class SubgraphBuilder:
       positions[r.name], edge_ids[r.name] = pos, csr.edge_id[pos]
     i32 = lambda xs: np.concatenate(xs).astype(np.int32) if xs else np.zeros((0,), np.int32)
     graph = jraph.GraphsTuple(
-        nodes={"type": np.repeat(np.arange(len(types), dtype=np.int32), budget.nodes), "features": features,
-               "present": present, "valid": valid},
+        nodes={
+            "type": np.repeat(np.arange(len(types), dtype=np.int32), budget.nodes),
+            "features": features,
+            "present": present,
+            "valid": valid,
+        },
         edges={"type": i32(etype), "valid": np.concatenate(evalid) if evalid else np.zeros((0,), bool)},
-        senders=i32(snd), receivers=i32(rcv),
-        n_node=np.array([n_total], np.int32), n_edge=np.array([budget.total_edges], np.int32), globals=None)
+        senders=i32(snd),
+        receivers=i32(rcv),
+        n_node=np.array([n_total], np.int32),
+        n_edge=np.array([budget.total_edges], np.int32),
+        globals=None,
+    )
 
     tt = schema.target_type
     tpos = _locate(sub.nodes[tt], sorters[tt], np.asarray(sub.targets, np.int64), "target")
     n_tb = budget.nodes[schema.target_id]
     labels = np.zeros((n_tb,), np.int32)
-    labels[:counts[schema.target_id]] = self.labels[sub.nodes[tt]]
+    labels[: counts[schema.target_id]] = self.labels[sub.nodes[tt]]
     mask = np.zeros((n_tb,), bool)
     mask[tpos] = True
-    return PaddedSubgraph(graph, ps, budget, tpos.astype(np.int32), np.asarray(sub.targets, np.int64), labels, mask,
-                          {t: sub.nodes[t] for t in types}, positions, edge_ids)
+    return PaddedSubgraph(
+        graph,
+        ps,
+        budget,
+        tpos.astype(np.int32),
+        np.asarray(sub.targets, np.int64),
+        labels,
+        mask,
+        {t: sub.nodes[t] for t in types},
+        positions,
+        edge_ids,
+    )

@@ -29,12 +29,11 @@ import numpy as np
 from absl import logging
 from tqdm.auto import tqdm
 
+from hgnn_ima_jax import distributed, minibatch, runtime
 from hgnn_ima_jax import metrics as metrics_lib
-from hgnn_ima_jax import distributed, minibatch
-from hgnn_ima_jax import runtime
-from hgnn_ima_jax.evaluation import Evaluator
 from hgnn_ima_jax.checkpointing import RunCheckpoints
 from hgnn_ima_jax.config_validation import validate_config
+from hgnn_ima_jax.evaluation import Evaluator
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.models import split_model_name
@@ -43,7 +42,6 @@ from hgnn_ima_jax.run_dir import write_config, write_schema
 from hgnn_ima_jax.run_log import HistoryWriter, TrainingInterrupted, history_rows  # noqa: F401 (re-exported)
 from hgnn_ima_jax.state import Batch, TrainState, abstract_state, create_model, init_state, make_batch, seed_sharding
 from hgnn_ima_jax.steps import make_epoch_fn
-
 
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -97,8 +95,9 @@ def restore_or_init(run: Run, resume: bool) -> tuple[TrainState, list[dict], dic
       logging.info("resumed %s at epoch %d", run.workdir, meta["epoch"])
       return state, meta["history"], meta
   elif run.manager.has_checkpoints():
-    raise FileExistsError(f"{run.workdir} already holds checkpoints; pass --resume to continue that run or use a "
-                          "new --workdir")
+    raise FileExistsError(
+        f"{run.workdir} already holds checkpoints; pass --resume to continue that run or use a " "new --workdir"
+    )
   return init_state(run.model, run.tx, run.batch, run.run_seeds, run.shard, run.num_targets), [], None
 
 
@@ -107,8 +106,14 @@ def _checkpoint(run: Run, state: TrainState, history: list[dict], epoch: int, fo
   run.on_history(history)
 
 
-def run_epochs(run: Run, state: TrainState, history: list[dict], *, progress: bool = True,
-               should_stop: Callable[[], bool] | None = None) -> tuple[TrainState, list[dict]]:
+def run_epochs(
+    run: Run,
+    state: TrainState,
+    history: list[dict],
+    *,
+    progress: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[TrainState, list[dict]]:
   """Trains until `config.num_epochs` or every seed stopped early; checkpoints every `checkpoint_every` epochs.
 
   Raises:
@@ -121,8 +126,11 @@ def run_epochs(run: Run, state: TrainState, history: list[dict], *, progress: bo
   start_epoch = int(np.asarray(host(state.step)).max())
   num_epochs = int(config.num_epochs)
   every = max(1, int(config.get("checkpoint_every", 10)))
-  bar = tqdm(total=num_epochs, initial=start_epoch, desc=f"{config.dataset}/{config.model_name}",
-             unit="ep") if progress else None
+  bar = (
+      tqdm(total=num_epochs, initial=start_epoch, desc=f"{config.dataset}/{config.model_name}", unit="ep")
+      if progress
+      else None
+  )
 
   def interrupted(done: int) -> TrainingInterrupted:
     """Checkpoints the state after `done` epochs (the initial state when 0) so that --resume continues it."""
@@ -142,9 +150,11 @@ def run_epochs(run: Run, state: TrainState, history: list[dict], *, progress: bo
       history.extend(history_rows(epoch, run.seeds, m, learning_rate_at(config, epoch)))
       if bar is not None:
         act = m["active"]
-        bar.set_postfix(loss=f"{m['train_loss'][act].mean() if act.any() else float('nan'):.4f}",
-                        val_macro=f"{m['val_macro_f1'][act].mean() if act.any() else float('nan'):.4f}",
-                        seeds=f"{int(act.sum())}/{n}")
+        bar.set_postfix(
+            loss=f"{m['train_loss'][act].mean() if act.any() else float('nan'):.4f}",
+            val_macro=f"{m['val_macro_f1'][act].mean() if act.any() else float('nan'):.4f}",
+            seeds=f"{int(act.sum())}/{n}",
+        )
         bar.update(1)
       if (epoch + 1) % every == 0:
         _checkpoint(run, state, history, epoch + 1)
@@ -169,24 +179,42 @@ def final_evaluation(run: Run, state: TrainState, data: MMHN, steps_per_epoch: i
   for i, seed in enumerate(seeds):
     test = metrics_lib.sklearn_f1(pred[i], labels, data.splits["test"])
     val = metrics_lib.sklearn_f1(pred[i], labels, data.splits["val"])
-    per_seed.append({"seed": seed, "test_micro_f1": test["micro_f1"], "test_macro_f1": test["macro_f1"],
-                     "val_micro_f1": val["micro_f1"], "val_macro_f1": val["macro_f1"],
-                     "best_epoch": int(np.asarray(h.best_epoch)[i]),
-                     "epochs_run": int(np.asarray(h.step)[i]) // steps_per_epoch,
-                     "early_stopped": not bool(np.asarray(h.active)[i])})
+    per_seed.append(
+        {
+            "seed": seed,
+            "test_micro_f1": test["micro_f1"],
+            "test_macro_f1": test["macro_f1"],
+            "val_micro_f1": val["micro_f1"],
+            "val_macro_f1": val["macro_f1"],
+            "best_epoch": int(np.asarray(h.best_epoch)[i]),
+            "epochs_run": int(np.asarray(h.step)[i]) // steps_per_epoch,
+            "early_stopped": not bool(np.asarray(h.active)[i]),
+        }
+    )
   n_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(h.params))
   return {
-      "dataset": config.dataset, "model": config.model_name, "protocol": config.get("protocol", "code"),
-      "seeds": seeds, "per_seed": per_seed,
+      "dataset": config.dataset,
+      "model": config.model_name,
+      "protocol": config.get("protocol", "code"),
+      "seeds": seeds,
+      "per_seed": per_seed,
       "test_micro_f1": metrics_lib.mean_std([r["test_micro_f1"] for r in per_seed]),
       "test_macro_f1": metrics_lib.mean_std([r["test_macro_f1"] for r in per_seed]),
-      "num_params": n_params, "epochs": int(np.asarray(h.step).max()) // steps_per_epoch,
+      "num_params": n_params,
+      "epochs": int(np.asarray(h.step).max()) // steps_per_epoch,
   }
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data: MMHN, *, resume: bool = False,
-                       progress: bool = True, should_stop: Callable[[], bool] | None = None,
-                       on_history: HistoryWriter | None = None) -> dict:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    data: MMHN,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+    on_history: HistoryWriter | None = None,
+) -> dict:
   """Trains every seed in `config.seeds` on `data`, selects each seed's best epoch, tests it; returns results.
 
   Writes to `workdir`: config.json (resolved), results.json and Orbax checkpoints
@@ -221,8 +249,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data: MM
   mesh_data = int(config.get("mesh_data", 1))
   if jax.process_count() > 1 and mesh_data != jax.device_count():
     # Seeds sharded over processes would make the state non-addressable for the host-side evaluation.
-    raise ValueError(f"config.mesh_data={mesh_data} with {jax.process_count()} processes: a multi-process run puts "
-                     f"all {jax.device_count()} devices on the data axis. Fix: --config.mesh_data={jax.device_count()}")
+    raise ValueError(
+        f"config.mesh_data={mesh_data} with {jax.process_count()} processes: a multi-process run puts "
+        f"all {jax.device_count()} devices on the data axis. Fix: --config.mesh_data={jax.device_count()}"
+    )
   shard_seeds = bool(config.get("shard_seeds", True)) and jax.process_count() == 1
   shard, replicated, padded = seed_sharding(len(seeds), shard_seeds, mesh_data)
   if settings.sampled:  # the graph stays on the host; parameters are built on the largest padded batch
@@ -233,12 +263,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data: MM
     source, batch, steps_per_epoch, model = None, make_batch(data), 1, create_model(config, data.schema)
   if replicated is not None:
     batch = jax.device_put(batch, replicated)
-  run = Run(config=config, workdir=workdir, batch=batch, model=model,
-            tx=create_optimizer(config, steps_per_epoch), seeds=seeds,
-            run_seeds=seeds + [max(seeds) + 1 + i for i in range(padded - len(seeds))],
-            shard=shard, manager=RunCheckpoints(workdir), on_history=on_history or (lambda rows: None),
-            num_classes=data.schema.num_classes, num_targets=len(data.labels) if settings.sampled else None,
-            mesh=distributed.DeviceMesh.of(shard))
+  run = Run(
+      config=config,
+      workdir=workdir,
+      batch=batch,
+      model=model,
+      tx=create_optimizer(config, steps_per_epoch),
+      seeds=seeds,
+      run_seeds=seeds + [max(seeds) + 1 + i for i in range(padded - len(seeds))],
+      shard=shard,
+      manager=RunCheckpoints(workdir),
+      on_history=on_history or (lambda rows: None),
+      num_classes=data.schema.num_classes,
+      num_targets=len(data.labels) if settings.sampled else None,
+      mesh=distributed.DeviceMesh.of(shard),
+  )
 
   state, history, resumed = restore_or_init(run, resume)
   if main:
@@ -247,18 +286,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data: MM
   t_train = time.time()
   if settings.sampled:
     state, history = minibatch.run_minibatch_epochs(
-        run, state, history, resumed, source=source, evaluator=Evaluator(config, data, settings),
-        progress=progress, should_stop=should_stop)
+        run,
+        state,
+        history,
+        resumed,
+        source=source,
+        evaluator=Evaluator(config, data, settings),
+        progress=progress,
+        should_stop=should_stop,
+    )
   else:
     state, history = run_epochs(run, state, history, progress=progress, should_stop=should_stop)
   train_time = time.time() - t_train
   results = final_evaluation(run, state, data, steps_per_epoch)
-  results.update({
-      "wall_time_s": time.time() - t_start, "train_time_s": train_time, "device": _device_description(),
-      "allocator": runtime.active_allocator(),
-      "comparable_with_paper": data.comparable_with_paper, "features": data.feature_provenance,
-      "split": data.provenance.get("split", "file"),
-  })
+  results.update(
+      {
+          "wall_time_s": time.time() - t_start,
+          "train_time_s": train_time,
+          "device": _device_description(),
+          "allocator": runtime.active_allocator(),
+          "comparable_with_paper": data.comparable_with_paper,
+          "features": data.feature_provenance,
+          "split": data.provenance.get("split", "file"),
+      }
+  )
   run.manager.save_best(state, seeds, results)
   run.manager.close()
   if main:

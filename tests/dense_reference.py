@@ -43,9 +43,17 @@ LN_EPS = 1e-5
 # The layer options (variant, score scale, Eq. 6/8/9/11 forms, dropout) come from the library's one
 # declaration, so a new option reaches the reference's defaults too; the reference implements them itself.
 DEFAULT_OPTIONS = dict(
-    hidden=64, heads=8, num_layers=3, projection="shared", input_batch_norm=False,
-    input_activation="tanh", fusion_form="code", latt_norm="code_mean", fusion_input_dropout=0.6,
-    fusion_score_dropout=0.5, **dataclasses.asdict(LayerOptions()),
+    hidden=64,
+    heads=8,
+    num_layers=3,
+    projection="shared",
+    input_batch_norm=False,
+    input_activation="tanh",
+    fusion_form="code",
+    latt_norm="code_mean",
+    fusion_input_dropout=0.6,
+    fusion_score_dropout=0.5,
+    **dataclasses.asdict(LayerOptions()),
 )
 
 
@@ -93,8 +101,7 @@ def segments(schema, arrays) -> list[tuple[int, int, list[int]]]:
 
 
 # --------------------------------------------------------------------------- Eq. 1
-def input_projection(schema, arrays, pparams, bstats, channels, *, projection, batch_norm,
-                     activation, hidden, train):
+def input_projection(schema, arrays, pparams, bstats, channels, *, projection, batch_norm, activation, hidden, train):
   """h^{c,(0)} for every node and channel: act(Lin(BN(f))) per node type (spec §1.1).
 
   channels: tuple of tuples of modality ids; a channel with several modalities is
@@ -108,7 +115,8 @@ def input_projection(schema, arrays, pparams, bstats, channels, *, projection, b
     for c, mods in enumerate(channels):
       cname = "+".join(schema.modalities[m] for m in mods)
       x = np.concatenate(
-          [arrays["features"][schema.modalities[m]][sl, : schema.feature_dims[t][m]] for m in mods], axis=1)
+          [arrays["features"][schema.modalities[m]][sl, : schema.feature_dims[t][m]] for m in mods], axis=1
+      )
       if batch_norm:
         bn = f"bn_{tname}_{cname}"
         if train:
@@ -138,8 +146,24 @@ def _typed(h, kernel, bias, tnode):
   return out
 
 
-def propagation_layer(schema, arrays, segs, lp, h, *, heads, attention, variant, score_scale,
-                      align_sign, combine, beta_norm, align_off, nei_mode, update):
+def propagation_layer(
+    schema,
+    arrays,
+    segs,
+    lp,
+    h,
+    *,
+    heads,
+    attention,
+    variant,
+    score_scale,
+    align_sign,
+    combine,
+    beta_norm,
+    align_off,
+    nei_mode,
+    update,
+):
   """One layer. h (N, C, d) → (new h, aux with per-edge alpha/lambda/beta/beta2)."""
   N, C, d = h.shape
   H = heads
@@ -375,8 +399,9 @@ def fusion(fparams, x, form="code", masks=None, rates=(0.6, 0.5)):
           score = _drop(score, masks[1][n, m, 0], rates[1])
         omega[n, m] = np.tanh(score)
       elif form == "paper":
-        omega[n, m] = np.tanh(x[n, m] @ fp["score_in"]["kernel"]) @ fp["score_out"]["kernel"][:, 0] \
-            + fp["score_out"]["bias"][0]
+        omega[n, m] = (
+            np.tanh(x[n, m] @ fp["score_in"]["kernel"]) @ fp["score_out"]["kernel"][:, 0] + fp["score_out"]["bias"][0]
+        )
       else:
         raise ValueError(form)
   delta = np.stack([_softmax(omega[n]) for n in range(N)])
@@ -393,25 +418,52 @@ def encode(schema, arrays, segs, eparams, estats, channels, opts, *, attention, 
   """Eq. 1 and K layers; layer_masks: None or one keep mask (N, C, d) per layer for the dropout
   after each layer's update (spec §1.2: h^(k) = Dropout(LN(u))), at rate opts['dropout']."""
   h, used = input_projection(
-      schema, arrays, eparams["projection"], (estats or {}).get("projection"), channels,
-      projection=opts["projection"], batch_norm=opts["input_batch_norm"],
-      activation=opts["input_activation"], hidden=opts["hidden"], train=train)
+      schema,
+      arrays,
+      eparams["projection"],
+      (estats or {}).get("projection"),
+      channels,
+      projection=opts["projection"],
+      batch_norm=opts["input_batch_norm"],
+      activation=opts["input_activation"],
+      hidden=opts["hidden"],
+      train=train,
+  )
   layers = []
   for k in range(opts["num_layers"]):
     h, aux = propagation_layer(
-        schema, arrays, segs, eparams[f"layer_{k}"], h, heads=opts["heads"], attention=attention,
+        schema,
+        arrays,
+        segs,
+        eparams[f"layer_{k}"],
+        h,
+        heads=opts["heads"],
+        attention=attention,
         variant=opts["variant"] if attention == "ima" else "full",
-        score_scale=opts["score_scale"], align_sign=opts["align_sign"], combine=opts["combine"],
-        beta_norm=opts["beta_norm"], align_off=opts["align_off"], nei_mode=opts["nei_mode"],
-        update=opts["update"])
+        score_scale=opts["score_scale"],
+        align_sign=opts["align_sign"],
+        combine=opts["combine"],
+        beta_norm=opts["beta_norm"],
+        align_off=opts["align_off"],
+        nei_mode=opts["nei_mode"],
+        update=opts["update"],
+    )
     if layer_masks is not None:
       h = _drop(h, layer_masks[k], opts["dropout"])
     layers.append(aux)
   return h, layers, used
 
 
-def reference_forward(schema, graph, variables: dict, model: str = "hgnn_ima", *, train: bool = False,
-                      dropout_masks: dict | None = None, **options: Any) -> dict:
+def reference_forward(
+    schema,
+    graph,
+    variables: dict,
+    model: str = "hgnn_ima",
+    *,
+    train: bool = False,
+    dropout_masks: dict | None = None,
+    **options: Any,
+) -> dict:
   """The full forward of `model` ∈ {'hgnn_ima', 'hgt', 'hgt_late'}.
 
   graph: the MMHN or its GraphsTuple. variables: {'params': ..., 'batch_stats': ...}
@@ -444,8 +496,18 @@ def reference_forward(schema, graph, variables: dict, model: str = "hgnn_ima", *
 
   if model == "hgnn_ima":
     channels = tuple((m,) for m in range(M))
-    h, layers, used = encode(schema, arrays, segs, params["encoder"], stats.get("encoder"), channels, opts,
-                             attention="ima", train=train, layer_masks=dm.get("layers"))
+    h, layers, used = encode(
+        schema,
+        arrays,
+        segs,
+        params["encoder"],
+        stats.get("encoder"),
+        channels,
+        opts,
+        attention="ima",
+        train=train,
+        layer_masks=dm.get("layers"),
+    )
     x = h[tsl]
     z, delta = fusion(params["fusion"], x, opts["fusion_form"], fusion_masks, fusion_rates)
     # λ-free ablations (-cross: no λ; -adapt: λ fixed at 1/M) have nothing for L_att to train.
@@ -455,17 +517,36 @@ def reference_forward(schema, graph, variables: dict, model: str = "hgnn_ima", *
     mods = opts.get("modalities")
     mods = schema.modalities if mods is None else mods
     channels = (tuple(schema.modality_id(m) for m in mods),)
-    h, layers, used = encode(schema, arrays, segs, params["encoder"], stats.get("encoder"), channels, opts,
-                             attention="hgt", train=train, layer_masks=dm.get("layers"))
+    h, layers, used = encode(
+        schema,
+        arrays,
+        segs,
+        params["encoder"],
+        stats.get("encoder"),
+        channels,
+        opts,
+        attention="hgt",
+        train=train,
+        layer_masks=dm.get("layers"),
+    )
     x = h[tsl]
     z, delta = x[:, 0], np.ones((x.shape[0], 1))
     out.update(layers=layers, att_loss=0.0, batch_stats=used)
   elif model == "hgt_late":
     hs, all_layers, used = [], [], {}
     for m, mname in enumerate(schema.modalities):
-      hm, layers, u = encode(schema, arrays, segs, params[f"encoder_{mname}"],
-                             stats.get(f"encoder_{mname}"), ((m,),), opts, attention="hgt", train=train,
-                             layer_masks=dm["layers"][mname] if dropout_masks else None)
+      hm, layers, u = encode(
+          schema,
+          arrays,
+          segs,
+          params[f"encoder_{mname}"],
+          stats.get(f"encoder_{mname}"),
+          ((m,),),
+          opts,
+          attention="hgt",
+          train=train,
+          layer_masks=dm["layers"][mname] if dropout_masks else None,
+      )
       hs.append(hm[:, 0])
       all_layers.append(layers)
       used[mname] = u
@@ -477,7 +558,10 @@ def reference_forward(schema, graph, variables: dict, model: str = "hgnn_ima", *
     raise ValueError(model)
 
   out.update(
-      nodes=h, modalities=x, fused=z, fusion_weights=delta,
+      nodes=h,
+      modalities=x,
+      fused=z,
+      fusion_weights=delta,
       logits=_head(params["head"], z),
       modality_logits=np.stack([_head(params["head"], x[:, m]) for m in range(x.shape[1])]),
   )

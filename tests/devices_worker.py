@@ -16,13 +16,18 @@ spec = json.loads(sys.argv[1])
 jax.config.update("jax_num_cpu_devices", int(spec["devices"]))
 if spec["num_processes"] > 1:
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(coordinator_address=f"127.0.0.1:{spec['port']}", num_processes=spec["num_processes"],
-                             process_id=spec["process_id"], initialization_timeout=60)
+  jax.distributed.initialize(
+      coordinator_address=f"127.0.0.1:{spec['port']}",
+      num_processes=spec["num_processes"],
+      process_id=spec["process_id"],
+      initialization_timeout=60,
+  )
 
 from hgnn_ima_jax import train  # noqa: E402
 from hgnn_ima_jax.checkpointing import CheckpointMismatchError  # noqa: E402
 from hgnn_ima_jax.data_utils import load_for_config  # noqa: E402
-from hgnn_ima_jax.experiments.configs import set_path, test as test_config  # noqa: E402
+from hgnn_ima_jax.experiments.configs import set_path  # noqa: E402
+from hgnn_ima_jax.experiments.configs import test as test_config  # noqa: E402
 from hgnn_ima_jax.experiments.outputs import history_writer  # noqa: E402
 
 workdir = os.path.abspath(spec["workdir"])
@@ -39,6 +44,7 @@ def recording_open(file, mode="r", *args, **kwargs):
 
 builtins.open = recording_open
 from hgnn_ima_jax import minibatch  # noqa: E402
+
 steps_losses = []
 _add = minibatch.EpochSums.add
 
@@ -62,12 +68,19 @@ minibatch.BatchSource.sample_parts = recording_sample_parts
 c = test_config.get_config()
 for k, v in spec["overrides"].items():
   set_path(c, k, tuple(v) if isinstance(v, list) else v)
-polls = iter(range(10 ** 6))
+polls = iter(range(10**6))
 stop = None if spec.get("stop_at") is None else (lambda: next(polls) == spec["stop_at"])
 result = {"process": jax.process_index(), "devices": jax.device_count()}
 try:
-  res = train.train_and_evaluate(c, workdir, load_for_config(c), progress=False, resume=bool(spec.get("resume")),
-                                 should_stop=stop, on_history=history_writer(workdir))
+  res = train.train_and_evaluate(
+      c,
+      workdir,
+      load_for_config(c),
+      progress=False,
+      resume=bool(spec.get("resume")),
+      should_stop=stop,
+      on_history=history_writer(workdir),
+  )
   result["per_seed"] = res["per_seed"]
 except train.TrainingInterrupted as e:
   result["interrupted"] = e.epoch

@@ -95,11 +95,21 @@ def make_graph(
   labels[:num_classes] = np.arange(num_classes)
   perm = rng.permutation(nm)
   n_train, n_val = max(2, nm // 3), max(1, nm // 4)
-  splits = {"train": perm[:n_train], "val": perm[n_train:n_train + n_val], "test": perm[n_train + n_val:]}
+  splits = {"train": perm[:n_train], "val": perm[n_train : n_train + n_val], "test": perm[n_train + n_val :]}
   g = MMHN(
-      name=f"toy{num_modalities}", node_types=NODE_TYPES, num_nodes=n, modalities=modalities,
-      node_modalities=node_modalities, relations=RELATIONS, edges=edges, features=features,
-      target_type="movie", labels=labels, num_classes=num_classes, splits=splits)
+      name=f"toy{num_modalities}",
+      node_types=NODE_TYPES,
+      num_nodes=n,
+      modalities=modalities,
+      node_modalities=node_modalities,
+      relations=RELATIONS,
+      edges=edges,
+      features=features,
+      target_type="movie",
+      labels=labels,
+      num_classes=num_classes,
+      splits=splits,
+  )
   return g.validate()
 
 
@@ -127,10 +137,20 @@ def permute_graph(graph: MMHN, seed: int):
   labels = np.empty_like(graph.labels)
   labels[tgt] = graph.labels
   splits = {k: tgt[v] for k, v in graph.splits.items()}
-  g = MMHN(name=graph.name + "-perm", node_types=graph.node_types, num_nodes=dict(graph.num_nodes),
-           modalities=graph.modalities, node_modalities=dict(graph.node_modalities),
-           relations=graph.relations, edges=edges, features=feats, target_type=graph.target_type,
-           labels=labels, num_classes=graph.num_classes, splits=splits)
+  g = MMHN(
+      name=graph.name + "-perm",
+      node_types=graph.node_types,
+      num_nodes=dict(graph.num_nodes),
+      modalities=graph.modalities,
+      node_modalities=dict(graph.node_modalities),
+      relations=graph.relations,
+      edges=edges,
+      features=feats,
+      target_type=graph.target_type,
+      labels=labels,
+      num_classes=graph.num_classes,
+      splits=splits,
+  )
   return g.validate(), perms
 
 

@@ -22,18 +22,52 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import bench_variants as bv  # noqa: E402
 import report  # noqa: E402
+
 from hgnn_ima_jax.runtime import JEMALLOC_CONF, find_jemalloc  # noqa: E402
 
 SCRIPT = REPO / "benchmarks" / "step_time.py"
 OURS = ("hgnn_ima",)  # one model keeps the test fast; the others take the same path with another name
 PYG = ("pyg_hgt_late",)
 MATRIX = ["--allocators=glibc,jemalloc", "--ours_threads=default,cpus1", "--pyg_omp=PASSIVE", "--pyg_threads=1,2"]
-STEP_KEYS = ("record", "graph", "model", "framework", "variant", "settings", "phase", "rep", "nodes", "edges",
-             "relations", "layers", "hidden", "heads", "steps", "step_s_median", "step_s_min", "step_times_s",
-             "cpu_s_per_step", "compile_s", "losses", "rss_peak_mb", "process_peak_rss_mb", "versions", "date",
-             "load_avg_start", "load_avg_end", "pid", "parent_pid", "cpu_count", "env", "runtimes", "graph_checksum")
-NO_PYG = ("torch / torch_geometric not importable: the PyG comparison needs `pip install -r requirements-bench.txt` "
-          "(CI does not install it)")
+STEP_KEYS = (
+    "record",
+    "graph",
+    "model",
+    "framework",
+    "variant",
+    "settings",
+    "phase",
+    "rep",
+    "nodes",
+    "edges",
+    "relations",
+    "layers",
+    "hidden",
+    "heads",
+    "steps",
+    "step_s_median",
+    "step_s_min",
+    "step_times_s",
+    "cpu_s_per_step",
+    "compile_s",
+    "losses",
+    "rss_peak_mb",
+    "process_peak_rss_mb",
+    "versions",
+    "date",
+    "load_avg_start",
+    "load_avg_end",
+    "pid",
+    "parent_pid",
+    "cpu_count",
+    "env",
+    "runtimes",
+    "graph_checksum",
+)
+NO_PYG = (
+    "torch / torch_geometric not importable: the PyG comparison needs `pip install -r requirements-bench.txt` "
+    "(CI does not install it)"
+)
 
 
 def _pyg_importable() -> bool:
@@ -46,8 +80,19 @@ def bench(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("bench")
   out = tmp / "bench.jsonl"
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  cmd = [sys.executable, str(SCRIPT), "--tiny", "--steps=2", f"--models={','.join(OURS)}", *MATRIX, f"--out={out}",
-         f"--profile_dir={tmp / 'prof'}", "--profile_graphs=tiny", "--profile_steps=1", "--profile_top=5"]
+  cmd = [
+      sys.executable,
+      str(SCRIPT),
+      "--tiny",
+      "--steps=2",
+      f"--models={','.join(OURS)}",
+      *MATRIX,
+      f"--out={out}",
+      f"--profile_dir={tmp / 'prof'}",
+      "--profile_graphs=tiny",
+      "--profile_steps=1",
+      "--profile_top=5",
+  ]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
@@ -126,8 +171,9 @@ def test_profile_line_maps_the_trace_to_hlo_ops(bench):
   assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
   assert all(re.match(rf"(ROOT\s+)?%?{re.escape(op['name'])}\s*=", op["hlo"]) for op in prof["top_ops"])
   assert any(op["fused"] for op in prof["top_ops"] if op["opcode"] == "fusion")
-  assert set(prof["by_class_ms_per_step"]) <= {f"{s}:{w}" for s in ("edge", "node") for w in
-                                               ("scatter", "gather", "dot", "reduce", "sort", "elementwise/copy")}
+  assert set(prof["by_class_ms_per_step"]) <= {
+      f"{s}:{w}" for s in ("edge", "node") for w in ("scatter", "gather", "dot", "reduce", "sort", "elementwise/copy")
+  }
 
 
 def test_best_lines_name_the_fastest_variant(bench):
@@ -168,8 +214,10 @@ def test_pyg_rows_come_from_their_own_processes_with_their_settings(bench):
     assert r["pyg_variant"] == best[("pyg", r["pyg_model"])]["best_variant"]
     assert r["ratio"] == pytest.approx(best[("jax", m)]["step_s"] / best[("pyg", r["pyg_model"])]["step_s"])
   r = ratios["hgnn_ima"]
-  row = (f"| hgnn_ima | `{r['variant']}` | {report.fmt_ms(r['step_s'])} | pyg_hgt_late | `{r['pyg_variant']}` | "
-         f"{report.fmt_ms(r['pyg_step_s'])} | {r['ratio']:.2f}")
+  row = (
+      f"| hgnn_ima | `{r['variant']}` | {report.fmt_ms(r['step_s'])} | pyg_hgt_late | `{r['pyg_variant']}` | "
+      f"{report.fmt_ms(r['pyg_step_s'])} | {r['ratio']:.2f}"
+  )
   assert row in report.report(records)
 
 
@@ -191,13 +239,20 @@ def test_report_prints_each_sides_best_settings(bench):
 
 
 def test_unknown_variant_is_refused_before_any_work(tmp_path):
-  proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--allocators=glibc,tcmalloc"], cwd=REPO,
-                        capture_output=True, text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  proc = subprocess.run(
+      [sys.executable, str(SCRIPT), "--tiny", "--allocators=glibc,tcmalloc"],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   assert proc.returncode != 0
   assert "--allocators=glibc,tcmalloc: tcmalloc is not one of jemalloc, glibc" in proc.stderr
 
 
 # --- the pure parts ------------------------------------------------------------------------
+
 
 def test_interleave_spreads_both_frameworks_and_reverses_every_other_rep():
   assert bv.interleave([1, 2], ["a", "b"]) == [1, "a", 2, "b"]
@@ -208,15 +263,27 @@ def test_interleave_spreads_both_frameworks_and_reverses_every_other_rep():
 
 
 def _row(fw, model, variant, median, cpu=1.0, graph="g"):
-  return {"record": "step", "graph": graph, "framework": fw, "model": model, "variant": variant,
-          "step_s_median": median, "cpu_s_per_step": cpu}
+  return {
+      "record": "step",
+      "graph": graph,
+      "framework": fw,
+      "model": model,
+      "variant": variant,
+      "step_s_median": median,
+      "cpu_s_per_step": cpu,
+  }
 
 
 def test_best_is_min_over_reps_and_ratio_uses_each_sides_fastest():
-  rows = [_row("jax", "hgnn_ima", "a", 3.0), _row("jax", "hgnn_ima", "a", 1.0, cpu=2.0),
-          _row("jax", "hgnn_ima", "b", 1.5), _row("jax", "hgnn_ima", "b", 1.2),
-          _row("pyg", "pyg_hgt_late", "x", 5.0), _row("pyg", "pyg_hgt_late", "y", 4.0, cpu=8.0),
-          _row("pyg", "pyg_hgt_late", "y", 6.0)]
+  rows = [
+      _row("jax", "hgnn_ima", "a", 3.0),
+      _row("jax", "hgnn_ima", "a", 1.0, cpu=2.0),
+      _row("jax", "hgnn_ima", "b", 1.5),
+      _row("jax", "hgnn_ima", "b", 1.2),
+      _row("pyg", "pyg_hgt_late", "x", 5.0),
+      _row("pyg", "pyg_hgt_late", "y", 4.0, cpu=8.0),
+      _row("pyg", "pyg_hgt_late", "y", 6.0),
+  ]
   recs = bv.best_records(rows, {"hgnn_ima": "pyg_hgt_late"})
   best = {r["framework"]: r for r in recs if r["record"] == "best"}
   assert best["jax"]["best_variant"] == "a" and best["jax"]["variants"] == {"a": 1.0, "b": 1.2}
@@ -227,15 +294,24 @@ def test_best_is_min_over_reps_and_ratio_uses_each_sides_fastest():
 
 
 def test_report_ratio_table_shows_both_sides_best_settings():
-  rows = [_row("jax", "hgnn_ima", "a", 0.2), _row("jax", "hgnn_ima", "b", 0.3),
-          _row("pyg", "pyg_hgt_late", "x", 0.5), _row("pyg", "pyg_hgt_late", "y", 0.8)]
+  rows = [
+      _row("jax", "hgnn_ima", "a", 0.2),
+      _row("jax", "hgnn_ima", "b", 0.3),
+      _row("pyg", "pyg_hgt_late", "x", 0.5),
+      _row("pyg", "pyg_hgt_late", "y", 0.8),
+  ]
   table = report.ratio_table(bv.best_records(rows, {"hgnn_ima": "pyg_hgt_late"}), {"g": 1234})
   assert "| g | 1,234 | hgnn_ima | `a` | 200 | pyg_hgt_late | `x` | 500 | 0.40 (1.00) |" in table
 
 
 def test_variant_env_sets_only_its_own_settings():
-  base = {"PATH": "/bin", "LD_PRELOAD": "/x/libjemalloc.so.2", "MALLOC_CONF": "narenas:4", "OMP_WAIT_POLICY": "ACTIVE",
-          "XLA_FLAGS": "--a=1"}
+  base = {
+      "PATH": "/bin",
+      "LD_PRELOAD": "/x/libjemalloc.so.2",
+      "MALLOC_CONF": "narenas:4",
+      "OMP_WAIT_POLICY": "ACTIVE",
+      "XLA_FLAGS": "--a=1",
+  }
   env, why = bv.variant_env(bv.Variant("pyg", "glibc", "2", "unset"), base, "/lib/libjemalloc.so.2")
   assert why is None and env["PATH"] == "/bin"
   assert not {"LD_PRELOAD", "MALLOC_CONF", "OMP_WAIT_POLICY"} & set(env)
@@ -253,8 +329,10 @@ def test_variant_env_sets_only_its_own_settings():
 
 def test_graph_checksum_survives_the_file_and_sees_one_changed_value(tmp_path):
   """What the workers compare: equal after write_generic/read_generic, different after one float changes."""
-  from hgnn_ima_jax import data_utils
   from bench_graphs import graph_checksum, load_graph
+
+  from hgnn_ima_jax import data_utils
+
   g = load_graph("tiny", "", 8)
   again = data_utils.read_generic(data_utils.write_generic(tmp_path / "g.npz", g))
   assert graph_checksum(again) == graph_checksum(g)
@@ -268,9 +346,24 @@ def test_step_rusage_writes_one_json_line_per_step(tmp_path):
   """benchmarks/step_rusage.py (per-step kernel time, faults, RSS) on the tiny graph."""
   out = tmp_path / "rusage.jsonl"
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_rusage.py"), "--graph=tiny", "--steps=2",
-                         "--layers=1", "--hidden=16", "--heads=2", "--feature_dim=32", f"--out={out}"],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  proc = subprocess.run(
+      [
+          sys.executable,
+          str(REPO / "benchmarks" / "step_rusage.py"),
+          "--graph=tiny",
+          "--steps=2",
+          "--layers=1",
+          "--hidden=16",
+          "--heads=2",
+          "--feature_dim=32",
+          f"--out={out}",
+      ],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   rows = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
   assert rows == [json.loads(ln) for ln in out.read_text().splitlines()]
@@ -284,9 +377,22 @@ def test_step_rusage_writes_one_json_line_per_step(tmp_path):
 def test_scale_benchmark_smoke(tmp_path):
   """benchmarks/scale.py on the tiny graph: one JSON row per (graph, mode), each from its own process."""
   out = tmp_path / "scale.jsonl"
-  cmd = [sys.executable, str(REPO / "benchmarks" / "scale.py"), "--graphs=tiny", "--modes=neighbor,hgt,full",
-         "--batch_size=16", "--fanouts=4,4", "--num_samples=16", "--layers=2", "--hidden=16", "--heads=2",
-         "--feature_dim=8", "--sampler_batches=2", "--max_batches=2", f"--out={out}"]
+  cmd = [
+      sys.executable,
+      str(REPO / "benchmarks" / "scale.py"),
+      "--graphs=tiny",
+      "--modes=neighbor,hgt,full",
+      "--batch_size=16",
+      "--fanouts=4,4",
+      "--num_samples=16",
+      "--layers=2",
+      "--hidden=16",
+      "--heads=2",
+      "--feature_dim=8",
+      "--sampler_batches=2",
+      "--max_batches=2",
+      f"--out={out}",
+  ]
   proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
   rows = [json.loads(line) for line in out.read_text().splitlines()]

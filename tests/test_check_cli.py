@@ -8,26 +8,46 @@ import sys
 
 import numpy as np
 import pytest
-
 from data_helpers import copy_dataset
+
 from hgnn_ima_jax.data_utils.check import EXIT_FEATURES_MISSING, EXIT_INVALID, EXIT_OK, run
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # Figures of ../shared/datasets/README.md and spec Sec. 5, as the table prints them.
 FIGURES = {
-    "douban": ["movie (target)       1,888", "director             1,472", "actor                3,267",
-               "total                6,627", "movie -ma-> actor                5,628", "movie -md-> director             1,888",
-               "director -dm-> movie             1,888", "actor -am-> movie                5,628", "total                           15,032",
-               "classes (2): 0: 1,067, 1: 821", "splits: train 380 / val 188 / test 1,320"],
-    "imdb": ["total               11,616", "movie -ma-> actor               12,828", "movie -md-> director             4,278",
-             "total                           34,212", "classes (3): 0: 1,135, 1: 1,584, 2: 1,559",
-             "splits: train 855 / val 855 / test 2,568"],
-    "amazon": ["item (target)        6,158", "review               7,031", "item -ii-> item                 14,256",
-               "item -ir-> review               54,171", "review -ri-> item               54,171",
-               "total                          122,598", "classes (3): 0: 3,889, 1: 776, 2: 1,493",
-               "splits: train 1,233 / val 615 / test 4,310",
-               "4,415 with ii in-edges, 4,579 with ri in-edges, 561 with none"],
+    "douban": [
+        "movie (target)       1,888",
+        "director             1,472",
+        "actor                3,267",
+        "total                6,627",
+        "movie -ma-> actor                5,628",
+        "movie -md-> director             1,888",
+        "director -dm-> movie             1,888",
+        "actor -am-> movie                5,628",
+        "total                           15,032",
+        "classes (2): 0: 1,067, 1: 821",
+        "splits: train 380 / val 188 / test 1,320",
+    ],
+    "imdb": [
+        "total               11,616",
+        "movie -ma-> actor               12,828",
+        "movie -md-> director             4,278",
+        "total                           34,212",
+        "classes (3): 0: 1,135, 1: 1,584, 2: 1,559",
+        "splits: train 855 / val 855 / test 2,568",
+    ],
+    "amazon": [
+        "item (target)        6,158",
+        "review               7,031",
+        "item -ii-> item                 14,256",
+        "item -ir-> review               54,171",
+        "review -ri-> item               54,171",
+        "total                          122,598",
+        "classes (3): 0: 3,889, 1: 776, 2: 1,493",
+        "splits: train 1,233 / val 615 / test 4,310",
+        "4,415 with ii in-edges, 4,579 with ri in-edges, 561 with none",
+    ],
 }
 MISSING = {"douban": 4, "imdb": 1, "amazon": 3}
 
@@ -35,9 +55,16 @@ MISSING = {"douban": 4, "imdb": 1, "amazon": 3}
 @pytest.fixture(scope="module")
 def cli_runs(shared_datasets):
   """The CLI on each dataset, run as subprocesses in parallel: name -> (returncode, stdout, stderr)."""
-  procs = {name: subprocess.Popen([sys.executable, "-m", "hgnn_ima_jax.data_utils.check", f"--dataset={name}",
-                                   f"--data_dir={shared_datasets}"], cwd=REPO, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for name in FIGURES}
+  procs = {
+      name: subprocess.Popen(
+          [sys.executable, "-m", "hgnn_ima_jax.data_utils.check", f"--dataset={name}", f"--data_dir={shared_datasets}"],
+          cwd=REPO,
+          stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE,
+          text=True,
+      )
+      for name in FIGURES
+  }
   runs = {}
   for name, p in procs.items():
     stdout, stderr = p.communicate(timeout=300)
@@ -73,6 +100,12 @@ def test_invalid_data_exits_2_with_one_line(tmp_path, shared_datasets):
 
 
 def test_usage_error_exits_1():
-  p = subprocess.run([sys.executable, "-m", "hgnn_ima_jax.data_utils.check"], cwd=REPO, capture_output=True, text=True,
-                     timeout=120, env=dict(os.environ))
+  p = subprocess.run(
+      [sys.executable, "-m", "hgnn_ima_jax.data_utils.check"],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      env=dict(os.environ),
+  )
   assert p.returncode == 1 and "dataset" in p.stderr

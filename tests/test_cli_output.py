@@ -13,8 +13,9 @@ NATIVE_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")  # absl/XLA C++ log line
 
 
 def help_of(script, *flags):
-  proc = subprocess.run([sys.executable, f"experiments/{script}", *flags, "--help"], cwd=REPO, capture_output=True,
-                        text=True, timeout=120)
+  proc = subprocess.run(
+      [sys.executable, f"experiments/{script}", *flags, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   return proc.stdout
 
@@ -47,11 +48,26 @@ def test_artefact_script_help_lists_the_shared_flags(script):
 def _train(tmp_path, cache, *extra):
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-  return subprocess.run([sys.executable, "experiments/train.py", f"--workdir={tmp_path / os.urandom(4).hex()}",
-                         "--seeds=1", "--epochs=1", "--config.model.hidden=8", "--config.model.heads=1",
-                         "--config.model.num_layers=1", "--config.synthetic.scale=0.05", "--noprogress", *extra],
-                        cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300)
+  return subprocess.run(
+      [
+          sys.executable,
+          "experiments/train.py",
+          f"--workdir={tmp_path / os.urandom(4).hex()}",
+          "--seeds=1",
+          "--epochs=1",
+          "--config.model.hidden=8",
+          "--config.model.heads=1",
+          "--config.model.num_layers=1",
+          "--config.synthetic.scale=0.05",
+          "--noprogress",
+          *extra,
+      ],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
 
 
 def test_a_warm_cache_run_prints_no_native_log_lines(tmp_path):
@@ -66,12 +82,16 @@ def test_a_warm_cache_run_prints_no_native_log_lines(tmp_path):
   assert verbose.returncode == 0 and any(NATIVE_LOG.match(l) for l in verbose.stderr.splitlines()), verbose.stderr
 
 
-@pytest.mark.parametrize("orig_argv,command", [
-    (["python3", "experiments/train.py", "--seeds=2"], "python experiments/train.py"),
-    (["/v/bin/python", "-u", "-m", "hgnn_ima_jax.experiments.train"], "python -m hgnn_ima_jax.experiments.train"),
-    (["/v/bin/python", "/v/bin/hgnn-ima-train", "--resume"], "hgnn-ima-train"),
-])
+@pytest.mark.parametrize(
+    "orig_argv,command",
+    [
+        (["python3", "experiments/train.py", "--seeds=2"], "python experiments/train.py"),
+        (["/v/bin/python", "-u", "-m", "hgnn_ima_jax.experiments.train"], "python -m hgnn_ima_jax.experiments.train"),
+        (["/v/bin/python", "/v/bin/hgnn-ima-train", "--resume"], "hgnn-ima-train"),
+    ],
+)
 def test_the_printed_command_is_the_one_that_started_the_run(monkeypatch, orig_argv, command):
   from hgnn_ima_jax.experiments import launch
+
   monkeypatch.setattr(sys, "orig_argv", orig_argv)
   assert launch.launch_command() == command

@@ -12,11 +12,11 @@ import sys
 
 import pytest
 
+from hgnn_ima_jax import config_validation as cv
+from hgnn_ima_jax.data_utils import validate_run_config
 from hgnn_ima_jax.experiments import configs, run_options
 from hgnn_ima_jax.experiments.configs import DATASETS, PROTOCOLS, get_config
 from hgnn_ima_jax.experiments.configs import test as test_config
-from hgnn_ima_jax import config_validation as cv
-from hgnn_ima_jax.data_utils import validate_run_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LINE = re.compile(r"^config\.[a-z_.]+=.*: .+\. Fix: .+$")
@@ -61,8 +61,11 @@ BAD = {
     "schedule": ({"optimizer__schedule": "cosine"}, "optimizer.schedule", "not one of"),
     "model name": ({"model_name": "gat"}, "model_name", "not one of"),
     "bool": ({"loss__ind_loss": "yes"}, "loss.ind_loss", "not a boolean"),
-    "batch norm needs per_channel": ({"model__projection": "shared", "model__input_batch_norm": True},
-                                     "model.input_batch_norm", "per_channel"),
+    "batch norm needs per_channel": (
+        {"model__projection": "shared", "model__input_batch_norm": True},
+        "model.input_batch_norm",
+        "per_channel",
+    ),
     "seeds empty": ({"seeds": ()}, "seeds", "empty"),
     "seeds repeat": ({"seeds": (0, 0)}, "seeds", "repeats"),
     "seeds negative": ({"seeds": (0, -1)}, "seeds", "not an integer in"),
@@ -103,9 +106,11 @@ def test_the_model_code_reads_its_allowed_values_from_the_table():
 
 
 def test_validation_imports_no_jax():
-  code = ("import sys; from experiments.configs import get_config; from hgnn_ima_jax import config_validation as cv; "
-          "cv.validate_config(get_config('synthetic')); cv.validate_config(get_config('imdb', 'paper')); "
-          "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'jaxlib', 'flax', 'jraph')))")
+  code = (
+      "import sys; from experiments.configs import get_config; from hgnn_ima_jax import config_validation as cv; "
+      "cv.validate_config(get_config('synthetic')); cv.validate_config(get_config('imdb', 'paper')); "
+      "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'jaxlib', 'flax', 'jraph')))"
+  )
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.strip() == "[]"
@@ -147,7 +152,7 @@ CLI_CASES = {
 def _one_error_line(proc) -> str:
   lines = [l for l in proc.stderr.splitlines() if l.strip()]
   assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-  assert lines[0].startswith("error: config.") and LINE.match(lines[0][len("error: "):]), lines[0]
+  assert lines[0].startswith("error: config.") and LINE.match(lines[0][len("error: ") :]), lines[0]
   return lines[0]
 
 
@@ -155,30 +160,55 @@ def _one_error_line(proc) -> str:
 def test_train_cli_refuses_bad_values_before_writing(case, tmp_path):
   args, start = CLI_CASES[case]
   workdir = tmp_path / "run"
-  proc = subprocess.run([sys.executable, "experiments/train.py", f"--workdir={workdir}", "--noprogress", *args],
-                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  proc = subprocess.run(
+      [sys.executable, "experiments/train.py", f"--workdir={workdir}", "--noprogress", *args],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
   assert _one_error_line(proc).startswith(f"error: {start}")
   assert not workdir.exists()
 
 
-@pytest.mark.parametrize("script,args", [
-    ("table2.py", ["--models=hgnn_ima,hgt_early", "--config.model.num_layers=-1"]),
-    ("ablation.py", ["--variants=-align", "--seeds=a"]),
-    ("depth_sweep.py", ["--layers=1,2", "--config.model.heads=3"]),  # --tiny hidden 16 % 3
-    ("visualize.py", ["--epochs=0"]),
-])
+@pytest.mark.parametrize(
+    "script,args",
+    [
+        ("table2.py", ["--models=hgnn_ima,hgt_early", "--config.model.num_layers=-1"]),
+        ("ablation.py", ["--variants=-align", "--seeds=a"]),
+        ("depth_sweep.py", ["--layers=1,2", "--config.model.heads=3"]),  # --tiny hidden 16 % 3
+        ("visualize.py", ["--epochs=0"]),
+    ],
+)
 def test_artefact_scripts_refuse_bad_cells_before_writing(script, args, tmp_path):
   workdir = tmp_path / "out"
-  proc = subprocess.run([sys.executable, f"experiments/{script}", "--tiny", f"--workdir={workdir}", "--noprogress",
-                         *args], cwd=REPO, capture_output=True, text=True, timeout=180)
+  proc = subprocess.run(
+      [sys.executable, f"experiments/{script}", "--tiny", f"--workdir={workdir}", "--noprogress", *args],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=180,
+  )
   line = _one_error_line(proc)
   assert any(f in line for f in ("num_layers=-1", "seeds=a", "model.hidden=16", "num_epochs=0")), line
   assert not workdir.exists()
 
 
 def test_print_config_shows_the_resolved_values():
-  proc = subprocess.run([sys.executable, "experiments/train.py", "--dataset=douban", "--seeds=0,3", "--print_config",
-                         "--config.model.dropout=0.3"], cwd=REPO, capture_output=True, text=True, timeout=120)
+  proc = subprocess.run(
+      [
+          sys.executable,
+          "experiments/train.py",
+          "--dataset=douban",
+          "--seeds=0,3",
+          "--print_config",
+          "--config.model.dropout=0.3",
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   cfg = json.loads(proc.stdout)
   assert cfg["num_epochs"] == 50 and cfg["model"]["score_scale"] == 100.0 and cfg["seeds"] == [0, 3]

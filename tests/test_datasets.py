@@ -3,25 +3,39 @@
 import numpy as np
 import pytest
 import scipy.sparse
-
 from data_helpers import copy_dataset, write_features
+
 from hgnn_ima_jax.data_utils import DatasetError, MissingFilesError, load_dataset
 from hgnn_ima_jax.data_utils.paper_datasets import PAPER_DATASETS
 
 # Figures from ../shared/datasets/README.md and spec Sec. 5.
 FIGURES = {
-    "douban": dict(nodes={"movie": 1888, "director": 1472, "actor": 3267},
-                   edges={"ma": 5628, "md": 1888, "dm": 1888, "am": 5628},
-                   classes=[1067, 821], splits=(380, 188, 1320)),
-    "imdb": dict(nodes={"movie": 4278, "director": 2081, "actor": 5257},
-                 edges={"ma": 12828, "md": 4278, "dm": 4278, "am": 12828},
-                 classes=[1135, 1584, 1559], splits=(855, 855, 2568)),
-    "amazon": dict(nodes={"item": 6158, "review": 7031},
-                   edges={"ii": 14256, "ir": 54171, "ri": 54171},
-                   classes=[3889, 776, 1493], splits=(1233, 615, 4310)),
+    "douban": dict(
+        nodes={"movie": 1888, "director": 1472, "actor": 3267},
+        edges={"ma": 5628, "md": 1888, "dm": 1888, "am": 5628},
+        classes=[1067, 821],
+        splits=(380, 188, 1320),
+    ),
+    "imdb": dict(
+        nodes={"movie": 4278, "director": 2081, "actor": 5257},
+        edges={"ma": 12828, "md": 4278, "dm": 4278, "am": 12828},
+        classes=[1135, 1584, 1559],
+        splits=(855, 855, 2568),
+    ),
+    "amazon": dict(
+        nodes={"item": 6158, "review": 7031},
+        edges={"ii": 14256, "ir": 54171, "ri": 54171},
+        classes=[3889, 776, 1493],
+        splits=(1233, 615, 4310),
+    ),
 }
 RELATIONS = {
-    "douban": [("movie", "ma", "actor"), ("movie", "md", "director"), ("director", "dm", "movie"), ("actor", "am", "movie")],
+    "douban": [
+        ("movie", "ma", "actor"),
+        ("movie", "md", "director"),
+        ("director", "dm", "movie"),
+        ("actor", "am", "movie"),
+    ],
     "amazon": [("item", "ii", "item"), ("item", "ir", "review"), ("review", "ri", "item")],
 }
 RELATIONS["imdb"] = RELATIONS["douban"]
@@ -43,7 +57,8 @@ def test_published_figures(graphs, name):
   assert tuple(len(g.splits[s]) for s in ("train", "val", "test")) == want["splits"]
   assert g.target_type == g.node_types[0] and g.modalities == ("text", "image")
   assert {t: g.node_modalities[t] for t in g.node_types} == {
-      t: ("text", "image") if t == g.target_type else ("text",) for t in g.node_types}
+      t: ("text", "image") if t == g.target_type else ("text",) for t in g.node_types
+  }
 
 
 def test_totals(graphs):
@@ -98,8 +113,12 @@ def test_imdb_real_text_features(graphs, shared_datasets):
 
 
 EXPECTED_MISSING = {
-    "douban": ["features_douban_928_1_movie.npz.npy", "features_douban_928_1_directors.npz.npy",
-               "features_douban_928_1_actor.npz.npy", "img_feature_douban_512_199.npz"],
+    "douban": [
+        "features_douban_928_1_movie.npz.npy",
+        "features_douban_928_1_directors.npz.npy",
+        "features_douban_928_1_actor.npz.npy",
+        "img_feature_douban_512_199.npz",
+    ],
     "imdb": ["img_feature_20_6_25_199.npz"],
     "amazon": ["feature_item_amazon.npz", "feature_review_amazon.npz", "img_feature_20_1_25_199.npz"],
 }

@@ -20,15 +20,24 @@ import pytest
 
 from hgnn_ima_jax import distributed, minibatch, steps
 from hgnn_ima_jax.data_utils import load_for_config
-from hgnn_ima_jax.experiments.configs import set_path, test as test_config
+from hgnn_ima_jax.experiments.configs import set_path
+from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax.losses import objective, objective_from_stats, objective_stats
 from hgnn_ima_jax.optim import create_optimizer
 from hgnn_ima_jax.state import init_state, variables_of
 
 WORKER = pathlib.Path(__file__).with_name("devices_worker.py")
 # 39 training targets in batches of 16: 3 steps per epoch, each of 4 parts (the last of 7 targets: parts 2,2,2,1).
-RUN = {"seeds": (0,), "num_epochs": 2, "batch.mode": "neighbor", "batch.size": 16, "batch.fanouts": (4, 4),
-       "batch.parts": 4, "batch.buckets": 1, "batch.prefetch": 0}
+RUN = {
+    "seeds": (0,),
+    "num_epochs": 2,
+    "batch.mode": "neighbor",
+    "batch.size": 16,
+    "batch.fanouts": (4, 4),
+    "batch.parts": 4,
+    "batch.buckets": 1,
+    "batch.prefetch": 0,
+}
 TIMEOUT = 240
 
 
@@ -83,15 +92,25 @@ def test_one_part_step_is_todays_step_and_stats_give_the_loss(data):
   assert float(m_old["att_loss"]) > 0  # L_att takes part, so its statistics are checked too
   for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(old.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
   # the statistics of one sub-graph give `objective` exactly as it is computed today
   @jax.jit
   def both(state, batch):
     out = model.apply(variables_of(state.params, state.batch_stats), batch.graph, train=False, return_attention=True)
     want, _ = objective(out, batch.labels, batch.masks["train"], ind_loss=True, att_weight=0.7)
-    stats = objective_stats(model.schema, batch.graph, out, batch.labels, batch.masks["train"], ind_loss=True,
-                            norm=model.latt_norm, learns_lambda=True)
-    got, _ = objective_from_stats(stats, att_weight=0.7, num_modalities=model.schema.num_modalities,
-                                  norm=model.latt_norm)
+    stats = objective_stats(
+        model.schema,
+        batch.graph,
+        out,
+        batch.labels,
+        batch.masks["train"],
+        ind_loss=True,
+        norm=model.latt_norm,
+        learns_lambda=True,
+    )
+    got, _ = objective_from_stats(
+        stats, att_weight=0.7, num_modalities=model.schema.num_modalities, norm=model.latt_norm
+    )
     return want, got
 
   want, got = both(state, batch)
@@ -111,12 +130,24 @@ def _start(tmp_path, name, *, num_processes, devices, workdir, overrides=None, p
   env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f)
   for i in range(num_processes):
     out = tmp_path / f"{name}-{i}.json"
-    spec = {"process_id": i, "num_processes": num_processes, "devices": devices, "port": port,
-            "workdir": str(workdir), "out": str(out), "overrides": {**RUN, **(overrides or {})},
-            **extra}
+    spec = {
+        "process_id": i,
+        "num_processes": num_processes,
+        "devices": devices,
+        "port": port,
+        "workdir": str(workdir),
+        "out": str(out),
+        "overrides": {**RUN, **(overrides or {})},
+        **extra,
+    }
     log = open(tmp_path / f"{name}-{i}.log", "w")
-    procs.append((subprocess.Popen([sys.executable, str(WORKER), json.dumps(spec)], stdout=log, stderr=log, env=env),
-                  out, tmp_path / f"{name}-{i}.log"))
+    procs.append(
+        (
+            subprocess.Popen([sys.executable, str(WORKER), json.dumps(spec)], stdout=log, stderr=log, env=env),
+            out,
+            tmp_path / f"{name}-{i}.log",
+        )
+    )
   return procs
 
 
@@ -142,16 +173,27 @@ def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path, m
   four = _start(tmp_path, "four", num_processes=1, devices=4, workdir=tmp_path / "four", overrides={"mesh_data": 4})
   port = _free_port()
   # Polls: before training, after batches 1 and 2 of epoch 1, after epoch 1 (the 4th): stop with one epoch done.
-  cut = _start(tmp_path, "cut", num_processes=2, devices=2, workdir=tmp_path / "two", port=port,
-               overrides={"mesh_data": 4}, stop_at=3)
+  cut = _start(
+      tmp_path,
+      "cut",
+      num_processes=2,
+      devices=2,
+      workdir=tmp_path / "two",
+      port=port,
+      overrides={"mesh_data": 4},
+      stop_at=3,
+  )
   try:
     from hgnn_ima_jax import train
     from hgnn_ima_jax.experiments.outputs import history_writer
+
     step_losses, add = [], minibatch.EpochSums.add
-    monkeypatch.setattr(minibatch.EpochSums, "add", lambda self, m: (step_losses.append(float(m["train_loss"][0])),
-                                                                      add(self, m))[1])
-    one = train.train_and_evaluate(config(), str(tmp_path / "one"), data, progress=False,
-                                   on_history=history_writer(str(tmp_path / "one")))
+    monkeypatch.setattr(
+        minibatch.EpochSums, "add", lambda self, m: (step_losses.append(float(m["train_loss"][0])), add(self, m))[1]
+    )
+    one = train.train_and_evaluate(
+        config(), str(tmp_path / "one"), data, progress=False, on_history=history_writer(str(tmp_path / "one"))
+    )
     h_one = json.load(open(tmp_path / "one" / "history.json"))
     (r_four,) = _wait(four)
     cut_results = _wait(cut)
@@ -160,13 +202,24 @@ def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path, m
       if p.poll() is None:
         p.kill()
   assert [r["interrupted"] for r in cut_results] == [1, 1]
-  resumed = _wait(_start(tmp_path, "resumed", num_processes=2, devices=2, workdir=tmp_path / "two",
-                         port=_free_port(), overrides={"mesh_data": 4}, resume=True))
+  resumed = _wait(
+      _start(
+          tmp_path,
+          "resumed",
+          num_processes=2,
+          devices=2,
+          workdir=tmp_path / "two",
+          port=_free_port(),
+          overrides={"mesh_data": 4},
+          resume=True,
+      )
+  )
   assert r_four["devices"] == 4 and resumed[0]["devices"] == 4
   assert len(h_one) == 2 and len(step_losses) == 6  # 2 epochs of 3 steps
   np.testing.assert_allclose(r_four["step_losses"], step_losses, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(cut_results[0]["step_losses"] + resumed[0]["step_losses"], step_losses, rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+      cut_results[0]["step_losses"] + resumed[0]["step_losses"], step_losses, rtol=1e-5, atol=1e-6
+  )
   for other in (r_four, resumed[0]):
     for a, b in zip(_losses(h_one), _losses(other["history"]), strict=True):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -179,18 +232,25 @@ def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path, m
   assert set(resumed[0]["written"]) >= {"config.json", "results.json"} and resumed[1]["written"] == []
   assert cut_results[1]["written"] == []
   # a 2-process run resumes only with 2 processes: one clear error otherwise
-  (bad,) = _wait(_start(tmp_path, "bad", num_processes=1, devices=4, workdir=tmp_path / "two",
-                        overrides={"mesh_data": 4}, resume=True))
+  (bad,) = _wait(
+      _start(
+          tmp_path, "bad", num_processes=1, devices=4, workdir=tmp_path / "two", overrides={"mesh_data": 4}, resume=True
+      )
+  )
   assert "written by a run of 2 process(es), this one has 1" in bad["error"]
 
 
-@pytest.mark.parametrize("overrides,field,problem", [
-    ({"batch.parts": 4, "mesh_data": 3}, "mesh_data", "does not divide batch.parts=4"),
-    ({"batch.parts": 0}, "batch.parts", "out of range"),
-    ({"batch.mode": "full", "batch.parts": 2, "mesh_data": 1}, "batch.parts", "needs sampled mini-batches"),
-])
+@pytest.mark.parametrize(
+    "overrides,field,problem",
+    [
+        ({"batch.parts": 4, "mesh_data": 3}, "mesh_data", "does not divide batch.parts=4"),
+        ({"batch.parts": 0}, "batch.parts", "out of range"),
+        ({"batch.mode": "full", "batch.parts": 2, "mesh_data": 1}, "batch.parts", "needs sampled mini-batches"),
+    ],
+)
 def test_bad_parts_or_mesh_are_one_line_errors(overrides, field, problem):
   from hgnn_ima_jax import config_validation as cv
+
   with pytest.raises(cv.ConfigError, match=rf"^config\.{field}=.*{problem}") as e:
     cv.validate_config(config(**overrides))
   assert "\n" not in str(e.value) and "Fix:" in str(e.value)
@@ -198,7 +258,9 @@ def test_bad_parts_or_mesh_are_one_line_errors(overrides, field, problem):
 
 def test_distributed_flags_need_a_coordinator():
   from absl import app
+
   from hgnn_ima_jax.experiments import train as train_cli
+
   with pytest.raises(app.UsageError, match="need --coordinator"):
     train_cli.initialize_distributed(None, 2, 0)
   with pytest.raises(app.UsageError, match="needs --num_processes and --process_id"):

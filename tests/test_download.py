@@ -50,7 +50,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     self.send_header("Content-Length", str(len(body)))
     self.end_headers()
     if srv.cut_after is not None:  # promise the whole body, send a prefix, hang up
-      self.wfile.write(body[:srv.cut_after])
+      self.wfile.write(body[: srv.cut_after])
       self.wfile.flush()
       srv.cut_after = None
       self.close_connection = True
@@ -188,9 +188,14 @@ def test_unpublished_datasets(tmp_path):
 
 
 def test_cli(tmp_path, server):
-  cmd = [sys.executable, "-m", "hgnn_ima_jax.data_utils.download", "--dataset=douban",
-         f"--data_dir={tmp_path / 'data'}",
-         f"--base_url={server.url}"]
+  cmd = [
+      sys.executable,
+      "-m",
+      "hgnn_ima_jax.data_utils.download",
+      "--dataset=douban",
+      f"--data_dir={tmp_path / 'data'}",
+      f"--base_url={server.url}",
+  ]
   env = {k: v for k, v in os.environ.items() if k != BASE_URL_ENV}
   ok = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
   assert ok.returncode == 0, ok.stderr
@@ -216,6 +221,7 @@ def test_helper_and_loader_agree_on_what_github_has():
 def test_missing_imdb_text_points_at_the_downloader(tmp_path, shared_datasets):
   """A missing IMDB text file is on GitHub: the loader's fix names the download command, not only the authors' page."""
   from data_helpers import copy_dataset
+
   from hgnn_ima_jax.data_utils import MissingFilesError, load_dataset
 
   d = copy_dataset(shared_datasets, "imdb", tmp_path)

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import numpy as np
+from model_fixtures import make_graph
 
 from hgnn_ima_jax import MMHN, Relation
 from hgnn_ima_jax import edge_layout as el
-from model_fixtures import make_graph
 
 
 def worked_example() -> MMHN:
   """The module docstring's graph: A = {a0, a1}, B = {b0}; r0: A -ab-> B, r1: A -aa-> A."""
   x = lambda n: np.ones((n, 2), np.float32)
   return MMHN(
-      name="example", node_types=("A", "B"), num_nodes={"A": 2, "B": 1}, modalities=("text",),
+      name="example",
+      node_types=("A", "B"),
+      num_nodes={"A": 2, "B": 1},
+      modalities=("text",),
       node_modalities={"A": ("text",), "B": ("text",)},
       relations=(Relation("A", "ab", "B"), Relation("A", "aa", "A")),
       edges={"ab": np.array([[1, 0], [0, 0]]), "aa": np.array([[1, 0]])},
-      features={"A": {"text": x(2)}, "B": {"text": x(1)}}, target_type="B", labels=np.array([0]),
-      num_classes=2, splits={"train": np.array([0]), "val": np.array([0]), "test": np.array([0])})
+      features={"A": {"text": x(2)}, "B": {"text": x(1)}},
+      target_type="B",
+      labels=np.array([0]),
+      num_classes=2,
+      splits={"train": np.array([0]), "val": np.array([0]), "test": np.array([0])},
+  )
 
 
 def test_the_docstring_example():

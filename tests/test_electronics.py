@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from data_helpers import expect_error
+
 from hgnn_ima_jax.data_utils import MissingFilesError, load_dataset
 from hgnn_ima_jax.data_utils.electronics import ELECTRONICS_RELATIONS
 
@@ -96,8 +96,12 @@ def test_generated_features(tmp_path):
 def test_edge_out_of_range_names_the_relation_file(tmp_path):
   d, _ = write_electronics(tmp_path)
   np.save(d / "bought_together.npy", np.array([[0, N]]))
-  expect_error(lambda: load_dataset("amazon1", tmp_path), d / "bought_together.npy",
-               "edges['bought_together']", f"node id {N} is outside 'item' ids 0..{N - 1}")
+  expect_error(
+      lambda: load_dataset("amazon1", tmp_path),
+      d / "bought_together.npy",
+      "edges['bought_together']",
+      f"node id {N} is outside 'item' ids 0..{N - 1}",
+  )
 
 
 def test_labels_out_of_range(tmp_path):

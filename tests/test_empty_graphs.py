@@ -5,13 +5,13 @@ import subprocess
 import sys
 
 import numpy as np
-
 from data_helpers import copy_dataset, expect_error, write_features
+from test_electronics import write_electronics
+from test_generic_format import small_graph
+
 from hgnn_ima_jax.data_utils import load_dataset, read_generic
 from hgnn_ima_jax.data_utils.check import EXIT_INVALID, run
 from hgnn_ima_jax.data_utils.generic import _arrays
-from test_electronics import write_electronics
-from test_generic_format import small_graph
 
 
 def test_empty_rdf_is_a_corrupt_file(tmp_path, shared_datasets):
@@ -36,8 +36,9 @@ def test_rdf_without_a_relation_the_code_reads(tmp_path, shared_datasets):
 def test_empty_electronics_relation_file(tmp_path):
   d, _ = write_electronics(tmp_path)
   np.save(d / "bought_together.npy", np.zeros((0, 2), np.int64))
-  expect_error(lambda: load_dataset("amazon1", tmp_path), d / "bought_together.npy", "edges['bought_together']",
-               "has no rows")
+  expect_error(
+      lambda: load_dataset("amazon1", tmp_path), d / "bought_together.npy", "edges['bought_together']", "has no rows"
+  )
 
 
 def _generic(tmp_path, *empty):
@@ -64,8 +65,14 @@ def test_generic_graph_with_one_empty_relation_loads_and_says_so(tmp_path):
 
 def test_check_cli_exits_2_on_an_empty_generic_graph(tmp_path):
   from conftest import REPO
+
   path = _generic(tmp_path, "writes", "written_by")
-  p = subprocess.run([sys.executable, "-m", "hgnn_ima_jax.data_utils.check", f"--dataset={path}"], cwd=REPO,
-                     capture_output=True, text=True, timeout=120)
+  p = subprocess.run(
+      [sys.executable, "-m", "hgnn_ima_jax.data_utils.check", f"--dataset={path}"],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
   assert p.returncode == EXIT_INVALID and "all 2 relations are empty" in p.stderr
   assert len(p.stderr.strip().splitlines()) == 1

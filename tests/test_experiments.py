@@ -18,19 +18,41 @@ import sys
 import numpy as np
 import pytest
 
-from hgnn_ima_jax.experiments import (ablation, attention_study, cell_runs, depth_sweep, figures, formatting, run_options,
-                                      table2)
+from hgnn_ima_jax.experiments import (
+    ablation,
+    attention_study,
+    cell_runs,
+    depth_sweep,
+    figures,
+    formatting,
+    run_options,
+    table2,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-TINY_FLAGS = ["--tiny", "--datasets=synthetic", "--seeds=2", "--epochs=2", "--config.model.num_layers=1",
-              "--config.synthetic.scale=0.1", "--config.checkpoint_every=100", "--noprogress"]
+TINY_FLAGS = [
+    "--tiny",
+    "--datasets=synthetic",
+    "--seeds=2",
+    "--epochs=2",
+    "--config.model.num_layers=1",
+    "--config.synthetic.scale=0.1",
+    "--config.checkpoint_every=100",
+    "--noprogress",
+]
 
 
 def tiny_options(**kw) -> run_options.Options:
   """The same cells as TINY_FLAGS, for calling the library functions."""
-  base = dict(datasets=("synthetic",), seeds=(0, 1), epochs=2, tiny=True, progress=False,
-              overrides={"model.num_layers": 1, "synthetic.scale": 0.1, "checkpoint_every": 100})
+  base = dict(
+      datasets=("synthetic",),
+      seeds=(0, 1),
+      epochs=2,
+      tiny=True,
+      progress=False,
+      overrides={"model.num_layers": 1, "synthetic.scale": 0.1, "checkpoint_every": 100},
+  )
   base.update(kw)
   return run_options.Options(**base)
 
@@ -41,6 +63,7 @@ def _is_f1(x) -> bool:
 
 def _png_ok(path) -> None:
   import matplotlib.image
+
   assert os.path.getsize(path) > 1000
   img = matplotlib.image.imread(path)
   assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
@@ -50,13 +73,19 @@ def _png_ok(path) -> None:
 def paper_workdir(tmp_path_factory):
   """A table2.py run (launcher, flags and --config overrides) whose cells the other tests reuse."""
   workdir = tmp_path_factory.mktemp("paper")
-  proc = subprocess.run([sys.executable, "experiments/table2.py", *TINY_FLAGS, "--models=hgnn_ima,hgt_early",
-                         f"--workdir={workdir}"], cwd=REPO, capture_output=True, text=True, timeout=900)
+  proc = subprocess.run(
+      [sys.executable, "experiments/table2.py", *TINY_FLAGS, "--models=hgnn_ima,hgt_early", f"--workdir={workdir}"],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=900,
+  )
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
   return workdir, proc.stdout
 
 
 # --- table2.py ----------------------------------------------------------------------------
+
 
 def test_table2_writes_tables_2_and_3(paper_workdir):
   from hgnn_ima_jax import metrics
@@ -101,7 +130,10 @@ def test_table2_resume_reuses_every_cell(paper_workdir, monkeypatch):
   table = table2.run_table2(tiny_options(resume=True), str(workdir), ("hgnn_ima", "hgt_early"), log=None)
   assert all(e["reused"] for e in table["cells"]["synthetic"].values())
   before = json.loads((workdir / "table2.json").read_text())
-  assert table["cells"]["synthetic"]["hgnn_ima"]["test_macro_f1"] == before["cells"]["synthetic"]["hgnn_ima"]["test_macro_f1"]
+  assert (
+      table["cells"]["synthetic"]["hgnn_ima"]["test_macro_f1"]
+      == before["cells"]["synthetic"]["hgnn_ima"]["test_macro_f1"]
+  )
 
 
 def test_resume_refuses_a_cell_trained_with_another_config(paper_workdir):
@@ -113,18 +145,27 @@ def test_resume_refuses_a_cell_trained_with_another_config(paper_workdir):
 def _fake_cell(model, macro, micro=None, generated=False, seeds=(0, 1, 2)):
   micro = micro or macro
   from hgnn_ima_jax import metrics
-  results = {"seeds": list(seeds), "per_seed": [{"test_micro_f1": a, "test_macro_f1": b, "best_epoch": 1}
-                                                 for a, b in zip(micro, macro)],
-             "test_micro_f1": metrics.mean_std(micro), "test_macro_f1": metrics.mean_std(macro),
-             "comparable_with_paper": not generated}
+
+  results = {
+      "seeds": list(seeds),
+      "per_seed": [{"test_micro_f1": a, "test_macro_f1": b, "best_epoch": 1} for a, b in zip(micro, macro)],
+      "test_micro_f1": metrics.mean_std(micro),
+      "test_macro_f1": metrics.mean_std(macro),
+      "comparable_with_paper": not generated,
+  }
   return cell_runs.Cell("d", model, f"/x/{model}", results, False)
 
 
 def test_table3_uses_the_strongest_hgt_and_marks_best_and_second():
   import scipy.stats
-  cells = {"d": {"hgt_early": _fake_cell("hgt_early", [0.70, 0.72, 0.71]),
-                 "hgt_late": _fake_cell("hgt_late", [0.75, 0.74, 0.77]),
-                 "hgnn_ima": _fake_cell("hgnn_ima", [0.80, 0.81, 0.79], generated=True)}}
+
+  cells = {
+      "d": {
+          "hgt_early": _fake_cell("hgt_early", [0.70, 0.72, 0.71]),
+          "hgt_late": _fake_cell("hgt_late", [0.75, 0.74, 0.77]),
+          "hgnn_ima": _fake_cell("hgnn_ima", [0.80, 0.81, 0.79], generated=True),
+      }
+  }
   table = table2.build_table2(cells, ["d"], ["hgt_early", "hgt_late", "hgnn_ima"])
   t3 = table["table3"]["d"]
   assert t3["hgt"] == "hgt_late"  # the higher mean Macro-F1, not the last or first listed
@@ -133,14 +174,18 @@ def test_table3_uses_the_strongest_hgt_and_marks_best_and_second():
   paired = scipy.stats.ttest_rel([0.80, 0.81, 0.79], [0.75, 0.74, 0.77])
   assert t3["paired_t_test"]["p"] == pytest.approx(paired.pvalue) and t3["paired_t_test"]["df"] == 2
   md = table2.table2_markdown(table)
-  row = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| HGT") or
-         line.startswith("| HGNN")}
+  row = {
+      line.split("|")[1].strip(): line
+      for line in md.splitlines()
+      if line.startswith("| HGT") or line.startswith("| HGNN")
+  }
   assert "**0.8000 ± 0.0100**†" in row["HGNN-IMA"] and "*0.7533" in row["HGT (late)"]
   assert "**" not in row["HGT (early)"] and "*" not in row["HGT (early)"].replace("|", "")
   assert not table["comparable_with_paper"]
 
 
 # --- ablation.py --------------------------------------------------------------------------
+
 
 def test_ablation_reuses_ours_and_marks_identical_variants(paper_workdir):
   workdir, _ = paper_workdir
@@ -164,21 +209,35 @@ def test_ablation_reuses_ours_and_marks_identical_variants(paper_workdir):
 
 def test_latt_is_inapplicable_without_missing_modalities():
   from hgnn_ima_jax import data_utils
-  full = data_utils.load_dataset("synthetic", single_type=True, num_targets=60, feature_dim=8,
-                                 modality_dims=(("image", 8),))
+
+  full = data_utils.load_dataset(
+      "synthetic", single_type=True, num_targets=60, feature_dim=8, modality_dims=(("image", 8),)
+  )
   missing = data_utils.load_dataset("synthetic", scale=0.05, feature_dim=8, modality_dims=(("image", 8),))
   assert not ablation.latt_applicable(full.schema)
   assert ablation.latt_applicable(missing.schema)
-  ours = {"applicable": True, "test_macro_f1": {"mean": 0.8, "std": 0.01}, "seeds": [0, 1],
-          "comparable_with_paper": True, "features_generated": False, "same_as_ours": False}
-  rows = {"amazon1": {"hgnn_ima": ours, "hgnn_ima-L_att": {"applicable": False, "reason": "full data"},
-                      "hgnn_ima-align": {**ours, "test_macro_f1": {"mean": 0.7, "std": 0.02}}}}
+  ours = {
+      "applicable": True,
+      "test_macro_f1": {"mean": 0.8, "std": 0.01},
+      "seeds": [0, 1],
+      "comparable_with_paper": True,
+      "features_generated": False,
+      "same_as_ours": False,
+  }
+  rows = {
+      "amazon1": {
+          "hgnn_ima": ours,
+          "hgnn_ima-L_att": {"applicable": False, "reason": "full data"},
+          "hgnn_ima-align": {**ours, "test_macro_f1": {"mean": 0.7, "std": 0.02}},
+      }
+  }
   md = ablation.ablation_markdown(ablation.build_ablation(rows, ["amazon1"], ["-align", "-L_att"]))
   assert "| -L_att | \\ |" in md
   assert "| Ours (HGNN-IMA) | **0.8000 ± 0.0100** |" in md and "| -align | *0.7000 ± 0.0200* |" in md
 
 
 # --- depth_sweep.py -----------------------------------------------------------------------
+
 
 def test_layers_plots_macro_f1_against_depth(paper_workdir, tmp_path):
   workdir, _ = paper_workdir
@@ -201,13 +260,19 @@ def test_layers_plots_macro_f1_against_depth(paper_workdir, tmp_path):
 
 # --- visualize.py -------------------------------------------------------------------------
 
+
 def test_visualize_cli_on_a_trained_run(paper_workdir):
   workdir, _ = paper_workdir
   out = workdir / "synthetic" / "hgnn_ima"  # without --workdir the figures go into the run's own directory
   new_dirs = lambda: set(workdir.iterdir()) | set((REPO / "runs").glob("visualize-*"))
   before = new_dirs()
-  proc = subprocess.run([sys.executable, "experiments/visualize.py", f"--run={out}", "--seed=1"], cwd=REPO,
-                        capture_output=True, text=True, timeout=600)
+  proc = subprocess.run(
+      [sys.executable, "experiments/visualize.py", f"--run={out}", "--seed=1"],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert new_dirs() == before  # no new folder
   assert "mean same" in proc.stdout and "beta" in proc.stdout
@@ -222,17 +287,33 @@ def test_visualize_cli_on_a_trained_run(paper_workdir):
   assert {"beta", "alpha[text]", "alpha[image]", "beta2"} <= set(kinds)
   for s in kinds.values():
     assert s["n_same"] > 0 and s["n_diff"] > 0
-    for key in ("mean_same", "mean_diff", "ratio", "norm_mean_same", "norm_mean_diff", "mass_same",
-                "mass_same_uniform"):
+    for key in (
+        "mean_same",
+        "mean_diff",
+        "ratio",
+        "norm_mean_same",
+        "norm_mean_diff",
+        "mass_same",
+        "mass_same_uniform",
+    ):
       assert isinstance(s[key], float) and math.isfinite(s[key]) and s[key] > 0, (key, s[key])
   _png_ok(out / "tsne.png")
   _png_ok(out / "attention.png")
 
 
 def test_attention_figure_has_a_row_per_layer_pair_titles_and_a_caption():
-  kind = {"mean_same": 0.04, "mean_diff": 0.03, "ci95_same": 0.001, "ci95_diff": 0.001, "norm_mean_same": 1.1,
-          "norm_mean_diff": 0.9, "norm_ci95_same": 0.01, "norm_ci95_diff": 0.01, "mass_same": 0.7,
-          "mass_same_uniform": 0.65}
+  kind = {
+      "mean_same": 0.04,
+      "mean_diff": 0.03,
+      "ci95_same": 0.001,
+      "ci95_diff": 0.001,
+      "norm_mean_same": 1.1,
+      "norm_mean_diff": 0.9,
+      "norm_ci95_same": 0.01,
+      "norm_ci95_diff": 0.01,
+      "mass_same": 0.7,
+      "mass_same_uniform": 0.65,
+  }
   layers_ = [{"layer": k, "hop_layers": [k - 1, k], "kinds": {"beta": kind, "alpha[text]": kind}} for k in (1, 2)]
   study = {"mode": "two_hop", "relations": ["ma>am"], "layers": layers_, "last": layers_[-1]}
   fig = figures.attention_figure(study, "t", figures.footnotes(False, True))
@@ -246,14 +327,23 @@ def test_attention_figure_has_a_row_per_layer_pair_titles_and_a_caption():
 def _hub_graph():
   """4 movies, 2 directors: movies 0,1 → director 0; movies 2,3 → director 1; plus reverse edges."""
   from hgnn_ima_jax.graph import MMHN, Relation
+
   f = lambda n: np.ones((n, 2), np.float32)
   md = np.array([[0, 0], [1, 0], [2, 1], [3, 1]])
-  return MMHN(name="hub", node_types=("movie", "director"), num_nodes={"movie": 4, "director": 2},
-              modalities=("text",), node_modalities={"movie": ("text",), "director": ("text",)},
-              relations=(Relation("movie", "md", "director"), Relation("director", "dm", "movie")),
-              edges={"md": md, "dm": md[:, ::-1].copy()}, features={"movie": {"text": f(4)}, "director": {"text": f(2)}},
-              target_type="movie", labels=np.array([0, 0, 1, 0]), num_classes=2,
-              splits={"train": np.array([0]), "val": np.array([1]), "test": np.array([2, 3])}).validate()
+  return MMHN(
+      name="hub",
+      node_types=("movie", "director"),
+      num_nodes={"movie": 4, "director": 2},
+      modalities=("text",),
+      node_modalities={"movie": ("text",), "director": ("text",)},
+      relations=(Relation("movie", "md", "director"), Relation("director", "dm", "movie")),
+      edges={"md": md, "dm": md[:, ::-1].copy()},
+      features={"movie": {"text": f(4)}, "director": {"text": f(2)}},
+      target_type="movie",
+      labels=np.array([0, 0, 1, 0]),
+      num_classes=2,
+      splits={"train": np.array([0]), "val": np.array([1]), "test": np.array([2, 3])},
+  ).validate()
 
 
 def test_two_hop_pair_weights_match_a_brute_force_path_sum():
@@ -295,8 +385,9 @@ def test_two_hop_pair_weights_match_a_brute_force_path_sum():
 def test_direct_mode_uses_target_to_target_edges_and_finds_class_aligned_attention():
   from hgnn_ima_jax import data_utils
 
-  data = data_utils.load_dataset("synthetic", single_type=True, num_targets=60, feature_dim=8,
-                                 modality_dims=(("image", 8),))
+  data = data_utils.load_dataset(
+      "synthetic", single_type=True, num_targets=60, feature_dim=8, modality_dims=(("image", 8),)
+  )
   schema, g = data.schema, data.to_graphs_tuple()
   snd, rcv = np.asarray(g.senders), np.asarray(g.receivers)
   same = data.labels[snd] == data.labels[rcv]
@@ -309,8 +400,12 @@ def test_direct_mode_uses_target_to_target_edges_and_finds_class_aligned_attenti
     raw = np.where(same[sl], 3.0, 1.0)
     beta[sl] = raw / np.bincount(rcv[sl], raw, len(data.labels))[rcv[sl]]
   E, H = len(snd), 2
-  layer = {"alpha": np.repeat(uni[:, None, None], 2, 1).repeat(H, 2), "beta": np.repeat(beta[:, None], H, 1),
-           "lambda": np.full((E, 2, H), 0.5), "beta2": np.repeat(uni[:, None], H, 1)}
+  layer = {
+      "alpha": np.repeat(uni[:, None, None], 2, 1).repeat(H, 2),
+      "beta": np.repeat(beta[:, None], H, 1),
+      "lambda": np.full((E, 2, H), 0.5),
+      "beta2": np.repeat(uni[:, None], H, 1),
+  }
   study = attention_study.attention_case_study(schema, g, [layer], data.labels, ("text", "image"))
   assert study["mode"] == "direct" and set(study["relations"]) == {r.name for r in data.relations}
   kinds = study["last"]["kinds"]

@@ -6,8 +6,8 @@ import re
 
 import numpy as np
 import pytest
-
 from data_helpers import expect_error
+
 from hgnn_ima_jax.data_utils import MissingFilesError, load_dataset, read_generic, write_generic
 from hgnn_ima_jax.data_utils.check import EXIT_OK, run
 from hgnn_ima_jax.graph import MMHN, Relation
@@ -20,26 +20,49 @@ def small_graph() -> MMHN:
   rng = np.random.default_rng(0)
   writes = np.stack([rng.integers(0, 5, 20), rng.integers(0, 7, 20)], 1)
   return MMHN(
-      name="small", node_types=("paper", "author"), num_nodes={"paper": 7, "author": 5},
+      name="small",
+      node_types=("paper", "author"),
+      num_nodes={"paper": 7, "author": 5},
       modalities=("text", "image", "price"),
       node_modalities={"paper": ("text", "image", "price"), "author": ("text",)},
       relations=(Relation("author", "writes", "paper"), Relation("paper", "written_by", "author")),
       edges={"writes": writes, "written_by": writes[:, ::-1].copy()},
-      features={"paper": {"text": rng.normal(size=(7, 3)).astype(np.float32),
-                          "image": rng.normal(size=(7, 2)).astype(np.float32),
-                          "price": rng.normal(size=(7, 1)).astype(np.float32)},
-                "author": {"text": rng.normal(size=(5, 3)).astype(np.float32),
-                           "image": np.zeros((5, 3), np.float32),  # = zeros rule
-                           "price": np.full((5, 3), 0.5, np.float32)}},  # no rule gives this
-      target_type="paper", labels=np.array([0, 1, 2, 0, 1, 2, 0]), num_classes=4,
+      features={
+          "paper": {
+              "text": rng.normal(size=(7, 3)).astype(np.float32),
+              "image": rng.normal(size=(7, 2)).astype(np.float32),
+              "price": rng.normal(size=(7, 1)).astype(np.float32),
+          },
+          "author": {
+              "text": rng.normal(size=(5, 3)).astype(np.float32),
+              "image": np.zeros((5, 3), np.float32),  # = zeros rule
+              "price": np.full((5, 3), 0.5, np.float32),
+          },
+      },  # no rule gives this
+      target_type="paper",
+      labels=np.array([0, 1, 2, 0, 1, 2, 0]),
+      num_classes=4,
       splits={"train": np.array([0, 1, 2]), "val": np.array([3]), "test": np.array([4, 5, 6])},
-      provenance={"features": {"paper/text": "real", "paper/image": "generated", "paper/price": "real",
-                               "author/text": "real", "author/image": "filled:zeros", "author/price": "filled:given"}},
+      provenance={
+          "features": {
+              "paper/text": "real",
+              "paper/image": "generated",
+              "paper/price": "real",
+              "author/text": "real",
+              "author/image": "filled:zeros",
+              "author/price": "filled:given",
+          }
+      },
   ).validate()
 
 
 def assert_same(a: MMHN, b: MMHN):
-  assert (a.node_types, a.modalities, a.target_type, a.num_classes) == (b.node_types, b.modalities, b.target_type, b.num_classes)
+  assert (a.node_types, a.modalities, a.target_type, a.num_classes) == (
+      b.node_types,
+      b.modalities,
+      b.target_type,
+      b.num_classes,
+  )
   assert dict(a.num_nodes) == dict(b.num_nodes) and dict(a.node_modalities) == dict(b.node_modalities)
   assert tuple(a.relations) == tuple(b.relations)
   for r in a.relations:

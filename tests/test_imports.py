@@ -44,8 +44,11 @@ def test_the_import_check_sees_a_lazy_import(tmp_path):
 def test_the_data_layer_imports_only_the_graph_and_config_tables_from_the_library():
   allowed = ("hgnn_ima_jax.graph", "hgnn_ima_jax.graph_checks", "hgnn_ima_jax.config_validation")
   for f in sorted((REPO / "data_utils").glob("*.py")):
-    library = {m for m in imported_modules(f, "hgnn_ima_jax.data_utils")
-               if m.startswith("hgnn_ima_jax.") and not m.startswith(ABOVE_THE_LIBRARY)}
+    library = {
+        m
+        for m in imported_modules(f, "hgnn_ima_jax.data_utils")
+        if m.startswith("hgnn_ima_jax.") and not m.startswith(ABOVE_THE_LIBRARY)
+    }
     bad = sorted(m for m in library if not any(m == a or m.startswith(a + ".") for a in allowed))
     assert not bad, (f.name, bad)
 
@@ -54,12 +57,14 @@ def test_configs_and_scripts_import_without_jax():
   """The configs never need JAX; the scripts import it only after their flags are parsed (fast --help, and
   the allocator is chosen before JAX starts)."""
   scripts = ("train", "table2", "ablation", "depth_sweep", "visualize", "common", "outputs", "cell_runs", "run_options")
-  code = ("import sys\n"
-          "import hgnn_ima_jax.experiments.configs as c, hgnn_ima_jax.experiments.configs.default as d\n"
-          "import hgnn_ima_jax.experiments.configs.test as t\n"
-          + "".join(f"import hgnn_ima_jax.experiments.{m}\n" for m in scripts) +
-          "c.get_config('douban', 'paper'); d.get_config(); t.get_config()\n"
-          "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'jaxlib', 'flax', 'jraph', 'optax')))\n")
+  code = (
+      "import sys\n"
+      "import hgnn_ima_jax.experiments.configs as c, hgnn_ima_jax.experiments.configs.default as d\n"
+      "import hgnn_ima_jax.experiments.configs.test as t\n"
+      + "".join(f"import hgnn_ima_jax.experiments.{m}\n" for m in scripts)
+      + "c.get_config('douban', 'paper'); d.get_config(); t.get_config()\n"
+      "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'jaxlib', 'flax', 'jraph', 'optax')))\n"
+  )
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.strip() == "[]"

@@ -18,10 +18,10 @@ import functools
 import jax
 import numpy as np
 import pytest
+from model_fixtures import fast_jit, make_graph, random_variables
 
 from hgnn_ima_jax import DatasetError, chunks, inference, models
 from hgnn_ima_jax.config_validation import MODEL_NAMES
-from model_fixtures import fast_jit, make_graph, random_variables
 
 BN = dict(hidden=8, heads=2, num_layers=2, projection="per_channel", input_batch_norm=True)
 TOL = dict(rtol=1e-4, atol=1e-4)
@@ -72,12 +72,16 @@ def test_layerwise_equals_full_batch_for_every_model(name):
     assert res.att_loss > 0  # the L_att comparison is not vacuous
 
 
-@pytest.mark.parametrize("case", [
-    ("hgnn_ima", 2, "equal", dict(projection="shared", input_batch_norm=False, latt_norm="paper_sum")),
-    ("hgnn_ima+inf", 3, "mixed", dict(heads=4)),
-    ("hgnn_ima-nei", 2, "mixed", dict(nei_mode="target", update="paper")),
-    ("hgt_early", 3, "mixed", {}),
-], ids=lambda c: c[0] + "-" + "-".join(f"{v}" for v in c[3].values()))
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("hgnn_ima", 2, "equal", dict(projection="shared", input_batch_norm=False, latt_norm="paper_sum")),
+        ("hgnn_ima+inf", 3, "mixed", dict(heads=4)),
+        ("hgnn_ima-nei", 2, "mixed", dict(nei_mode="target", update="paper")),
+        ("hgt_early", 3, "mixed", {}),
+    ],
+    ids=lambda c: c[0] + "-" + "-".join(f"{v}" for v in c[3].values()),
+)
 def test_layerwise_equals_full_batch_other_settings(case):
   """paper_sum L_att and the shared projection; three modalities; -nei from the receiver alone; early fusion."""
   name, num_modalities, widths, fields = case
@@ -113,11 +117,14 @@ def test_chunks_are_many_and_hold_their_budgets():
     assert all(len(rows) < nb for rows, nb in zip(c.hs_rows, budgets.nodes))  # the padding slot stays free
     receivers = c.receivers.astype(np.int64)
     for r in range(s.num_relations):  # layout: receivers sorted inside each relation's edge block
-      sl = slice(sum(budgets.edges[:r]), sum(budgets.edges[:r + 1]))
+      sl = slice(sum(budgets.edges[:r]), sum(budgets.edges[: r + 1]))
       assert np.all(np.diff(receivers[sl]) >= 0)
-    assert c.edge_valid.sum() == sum(in_edges.indptr[r][b] - in_edges.indptr[r][a]
-                                     for r in range(s.num_relations) for t, a, b in ranges
-                                     if s.relation_dst(r) == t)
+    assert c.edge_valid.sum() == sum(
+        in_edges.indptr[r][b] - in_edges.indptr[r][a]
+        for r in range(s.num_relations)
+        for t, a, b in ranges
+        if s.relation_dst(r) == t
+    )
 
 
 def test_a_truncated_in_neighbourhood_is_detected(monkeypatch):
@@ -173,13 +180,17 @@ def test_bad_inputs_are_refused_with_one_line():
   engine = inference.LayerwiseInference(model, variables, chunk_size=4)
   other = {
       "feature width of movie/text 9 (model: 7)": dataclasses.replace(
-          data, features={**data.features, "movie": {**data.features["movie"],
-                                                     "text": np.zeros((9, 9), np.float32)}}),
-      "relations": dataclasses.replace(data, relations=data.relations[:3],
-                                       edges={k: v for k, v in data.edges.items() if k != "am"}),
+          data, features={**data.features, "movie": {**data.features["movie"], "text": np.zeros((9, 9), np.float32)}}
+      ),
+      "relations": dataclasses.replace(
+          data, relations=data.relations[:3], edges={k: v for k, v in data.edges.items() if k != "am"}
+      ),
       "modalities ['text'] (model: ['text', 'image'])": dataclasses.replace(
-          data, modalities=("text",), node_modalities={t: ("text",) for t in data.node_types},
-          features={t: {"text": f["text"]} for t, f in data.features.items()}),
+          data,
+          modalities=("text",),
+          node_modalities={t: ("text",) for t in data.node_types},
+          features={t: {"text": f["text"]} for t, f in data.features.items()},
+      ),
       "num_classes 5 (model: 3)": dataclasses.replace(data, num_classes=5),
   }
   for what, g in other.items():
@@ -194,7 +205,7 @@ def test_bad_inputs_are_refused_with_one_line():
 
 def test_module_docstring_example_runs():
   doc = inference.__doc__
-  code = "\n".join(line[2:] for line in doc[doc.index("Example"):].splitlines()[1:])
+  code = "\n".join(line[2:] for line in doc[doc.index("Example") :].splitlines()[1:])
   scope = {}
   exec(compile(code, "inference.__doc__", "exec"), scope)  # pylint: disable=exec-used
   res, model, data = scope["result"], scope["model"], scope["data"]
@@ -232,7 +243,7 @@ def test_a_chunk_graphs_tuple_through_model_apply_gives_its_receivers_outputs():
   for ranges in list(chunks.plan_chunks(s, in_edges, budgets, range(s.num_node_types)))[:2]:
     c = chunks.build_chunk(s, in_edges, budgets, ranges)
     out = apply(variables, chunks.chunk_graphs_tuple(data, budgets, c))
-    (t, a, b), = [rg for rg in ranges if rg[0] == s.target_id]
+    ((t, a, b),) = [rg for rg in ranges if rg[0] == s.target_id]
     rows = np.searchsorted(c.hs_rows[t], np.arange(a, b))
     np.testing.assert_allclose(np.asarray(out.logits)[rows], np.asarray(full.logits)[a:b], **TOL)
 
@@ -242,19 +253,32 @@ def test_new_unconnected_nodes_leave_the_old_predictions_unchanged():
   data = graph()
   rng = np.random.default_rng(5)
   num_nodes = {**data.num_nodes, "movie": data.num_nodes["movie"] + 2, "actor": data.num_nodes["actor"] + 1}
-  features = {t: {m: np.concatenate([x, rng.normal(size=(num_nodes[t] - len(x), x.shape[1])).astype(np.float32)
-                                     * (m in data.node_modalities[t])])
-                  for m, x in f.items()} for t, f in data.features.items()}
+  features = {
+      t: {
+          m: np.concatenate(
+              [
+                  x,
+                  rng.normal(size=(num_nodes[t] - len(x), x.shape[1])).astype(np.float32)
+                  * (m in data.node_modalities[t]),
+              ]
+          )
+          for m, x in f.items()
+      }
+      for t, f in data.features.items()
+  }
   new_movies, new_actor = np.arange(data.num_nodes["movie"], num_nodes["movie"]), num_nodes["actor"] - 1
-  edges = {**data.edges,
-           "ma": np.concatenate([data.edges["ma"], [[new_movies[0], new_actor]]]),
-           "am": np.concatenate([data.edges["am"], [[new_actor, new_movies[0]], [new_actor, new_movies[1]]]])}
-  bigger = dataclasses.replace(data, num_nodes=num_nodes, features=features, edges=edges,
-                               labels=np.concatenate([data.labels, [0, 1]])).validate()
+  edges = {
+      **data.edges,
+      "ma": np.concatenate([data.edges["ma"], [[new_movies[0], new_actor]]]),
+      "am": np.concatenate([data.edges["am"], [[new_actor, new_movies[0]], [new_actor, new_movies[1]]]]),
+  }
+  bigger = dataclasses.replace(
+      data, num_nodes=num_nodes, features=features, edges=edges, labels=np.concatenate([data.labels, [0, 1]])
+  ).validate()
   model, variables, full = built("hgnn_ima", data)
   engine = inference.LayerwiseInference(model, variables, chunk_size=3, jit=fast_jit)
   old, new = engine.run(data), engine.run(bigger)
-  np.testing.assert_allclose(new.logits[:data.num_nodes["movie"]], old.logits, **TOL)
+  np.testing.assert_allclose(new.logits[: data.num_nodes["movie"]], old.logits, **TOL)
   np.testing.assert_allclose(old.logits, full.logits, **TOL)
   assert new.logits.shape == (data.num_nodes["movie"] + 2, 3)
 

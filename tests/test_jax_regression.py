@@ -25,6 +25,8 @@ print(float(g['w'].sum()))
 
 def test_layernorm_slice_matmul_grad_compiles_and_runs():
   out = subprocess.run([sys.executable, "-c", SNIPPET], capture_output=True, text=True, timeout=300)
-  assert out.returncode == 0, (f"exit {out.returncode}: this JAX build crashes on the model's head pattern "
-                               f"(jax-ml/jax#39264); keep jax<0.10. stderr: {out.stderr[-500:]}")
+  assert out.returncode == 0, (
+      f"exit {out.returncode}: this JAX build crashes on the model's head pattern "
+      f"(jax-ml/jax#39264); keep jax<0.10. stderr: {out.stderr[-500:]}"
+  )
   float(out.stdout.strip().splitlines()[-1])

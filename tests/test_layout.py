@@ -6,16 +6,15 @@ The layer slices each relation's edges statically and runs sorted segment ops wi
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from model_fixtures import make_graph, random_variables
 
-from hgnn_ima_jax.experiments.configs.default import get_config
 from hgnn_ima_jax import DatasetError, layout, models, restore
 from hgnn_ima_jax import state as state_lib
-from model_fixtures import make_graph, random_variables
+from hgnn_ima_jax.experiments.configs.default import get_config
 
 SMALL = dict(hidden=8, heads=2, num_layers=1)
 
@@ -60,8 +59,11 @@ def bad_graphs(g, gt):
   ntype = np.zeros_like(np.asarray(gt.nodes["type"]))
   return [
       ("receivers unsorted", _with(gt, senders=snd[unsorted], receivers=rcv[unsorted]), "not sorted by receiver"),
-      ("relations regrouped", _with(gt, senders=snd[regrouped], receivers=rcv[regrouped], etype=et[regrouped]),
-       "edges['type']"),
+      (
+          "relations regrouped",
+          _with(gt, senders=snd[regrouped], receivers=rcv[regrouped], etype=et[regrouped]),
+          "edges['type']",
+      ),
       ("edge type inconsistent", _with(gt, etype=wrong_type), "edges['type']"),
       ("sender out of its type's range", _with(gt, senders=out_of_range), "outside 'actor' ids"),
       ("edge count", _with(gt, senders=snd[1:], receivers=rcv[1:], etype=et[1:]), "the schema needs"),
@@ -123,6 +125,7 @@ def test_a_valid_graph_is_checked_once(setup, monkeypatch):
   g, _, _, _ = setup
   gt = g.to_graphs_tuple()
   layout.check_graph_layout(g.schema, gt)
+
   def checked_again(*args):
     raise RuntimeError("checked again")
 

@@ -24,11 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from model_fixtures import fast_jit, make_graph
 
-from hgnn_ima_jax.experiments.configs import get_config
 from hgnn_ima_jax import MMHN, Relation, losses, steps, train
 from hgnn_ima_jax import state as state_lib
-from model_fixtures import fast_jit, make_graph
+from hgnn_ima_jax.experiments.configs import get_config
 
 SIZES = dict(hidden=8, heads=2, num_layers=1)
 
@@ -41,13 +41,20 @@ def full_graph(num_modalities, n=14, seed=0):
   a, b = pairs(30), pairs(20)
   edges = {"also_bought": np.concatenate([a, a[:, ::-1]]), "also_viewed": np.concatenate([b, b[:, ::-1]])}
   labels = np.arange(n) % 3
-  return MMHN(name="items", node_types=("item",), num_nodes={"item": n}, modalities=mods,
-              node_modalities={"item": mods}, relations=(Relation("item", "also_bought", "item"),
-                                                         Relation("item", "also_viewed", "item")),
-              edges=edges, features={"item": {m: rng.normal(size=(n, w)).astype(np.float32)
-                                              for m, w in zip(mods, (6, 5, 3))}},
-              target_type="item", labels=labels, num_classes=3,
-              splits={"train": np.arange(0, 6), "val": np.arange(6, 10), "test": np.arange(10, n)}).validate()
+  return MMHN(
+      name="items",
+      node_types=("item",),
+      num_nodes={"item": n},
+      modalities=mods,
+      node_modalities={"item": mods},
+      relations=(Relation("item", "also_bought", "item"), Relation("item", "also_viewed", "item")),
+      edges=edges,
+      features={"item": {m: rng.normal(size=(n, w)).astype(np.float32) for m, w in zip(mods, (6, 5, 3))}},
+      target_type="item",
+      labels=labels,
+      num_classes=3,
+      splits={"train": np.arange(0, 6), "val": np.arange(6, 10), "test": np.arange(10, n)},
+  ).validate()
 
 
 def ce(logits, labels, mask):
@@ -62,14 +69,19 @@ def latt(schema, layers):
   mean of λ summed over the source's missing modalities; mean over layers."""
   per_layer = []
   for layer in layers:
-    rels = [r for r in range(schema.num_relations)
-            if schema.missing_modalities(schema.relation_src(r)) and schema.num_edges[r]]
+    rels = [
+        r
+        for r in range(schema.num_relations)
+        if schema.missing_modalities(schema.relation_src(r)) and schema.num_edges[r]
+    ]
     if not rels:
       per_layer.append(0.0)
       continue
     lam = layer["lambda"]  # (E, M, H)
-    terms = [jnp.mean(jnp.sum(lam[schema.edge_slice(r)][:, list(schema.missing_modalities(schema.relation_src(r)))],
-                              axis=1)) for r in rels]
+    terms = [
+        jnp.mean(jnp.sum(lam[schema.edge_slice(r)][:, list(schema.missing_modalities(schema.relation_src(r)))], axis=1))
+        for r in rels
+    ]
     per_layer.append(sum(terms) / len(terms))
   return sum(per_layer) / len(per_layer)
 
@@ -80,12 +92,22 @@ CASES = [
     ("MISS-L_att", "imdb", "code", "hgnn_ima-L_att", {}, "missing2", (False, 0.0, True)),
     ("FULL2-L_ind", "amazon1", "code", "hgnn_ima-L_ind", {}, "full2", (False, 1.0, False)),
     ("FULL3", "amazon2", "code", "hgnn_ima", {}, "full3", (True, 1.0, False)),
-    ("paper-MISS3-att_weight", "amazon", "paper", "hgnn_ima", {"loss.att_weight": 0.25}, "missing3",
-     (True, 0.25, True)),
+    (
+        "paper-MISS3-att_weight",
+        "amazon",
+        "paper",
+        "hgnn_ima",
+        {"loss.att_weight": 0.25},
+        "missing3",
+        (True, 0.25, True),
+    ),
 ]
-GRAPHS = {"missing2": lambda: make_graph(2, empty_relation=None),
-          "missing3": lambda: make_graph(3, empty_relation=None),
-          "full2": lambda: full_graph(2), "full3": lambda: full_graph(3)}
+GRAPHS = {
+    "missing2": lambda: make_graph(2, empty_relation=None),
+    "missing3": lambda: make_graph(3, empty_relation=None),
+    "full2": lambda: full_graph(2),
+    "full3": lambda: full_graph(3),
+}
 
 
 def _config(dataset, protocol, model_name, overrides):
@@ -123,8 +145,14 @@ def test_epoch_losses_and_gradient_follow_the_profile_formula(case):
     return {"params": params, **({"batch_stats": batch_stats} if jax.tree_util.tree_leaves(batch_stats) else {})}
 
   def hand_train_loss(params, graph):  # the graph is an argument: as a constant XLA would fold its scatters
-    out, _ = model.apply(variables(params, s0.batch_stats), graph, train=True, rngs={"dropout": dropout_key},
-                         mutable=["batch_stats"], return_attention=True)
+    out, _ = model.apply(
+        variables(params, s0.batch_stats),
+        graph,
+        train=True,
+        rngs={"dropout": dropout_key},
+        mutable=["batch_stats"],
+        return_attention=True,
+    )
     fused = ce(out.logits, labels, train_mask)
     per_mod = [ce(lg, labels, train_mask) for lg in out.modality_logits]
     cls = (fused + sum(per_mod)) / (1 + len(per_mod)) if ind else fused
@@ -141,8 +169,9 @@ def test_epoch_losses_and_gradient_follow_the_profile_formula(case):
     assert float(m["att_loss"]) == 0.0  # nothing is missing: L_att vanishes
   else:
     assert float(want_att) > 1e-3
-  step = jax.tree_util.tree_map(lambda a, b: np.asarray(a, np.float64) - np.asarray(b, np.float64),
-                                s0.params, s1.params)
+  step = jax.tree_util.tree_map(
+      lambda a, b: np.asarray(a, np.float64) - np.asarray(b, np.float64), s0.params, s1.params
+  )
   scale = max(float(np.max(np.abs(x))) for x in jax.tree_util.tree_leaves(grads))
   for (path, got), wanted in zip(jax.tree_util.tree_flatten_with_path(step)[0], jax.tree_util.tree_leaves(grads)):
     np.testing.assert_allclose(got, wanted, atol=2e-5 * scale, err_msg=jax.tree_util.keystr(path))

@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from data_helpers import with_overrides
 
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax import steps, train
 from hgnn_ima_jax.data_utils import load_for_config
 from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax.experiments.outputs import history_writer
-from data_helpers import with_overrides
 
 
 def config(**overrides):
@@ -34,15 +34,25 @@ def data():
 
 # Without dropout, L_att and BatchNorm, a sampled batch holding every training target with every in-edge of
 # K hops gives the full-batch loss and gradient: the two paths must then train identically.
-EXACT = {"model.dropout": 0.0, "model.fusion_input_dropout": 0.0, "model.fusion_score_dropout": 0.0,
-         "loss.att_weight": 0.0, "loss.val_includes_att": False}
+EXACT = {
+    "model.dropout": 0.0,
+    "model.fusion_input_dropout": 0.0,
+    "model.fusion_score_dropout": 0.0,
+    "loss.att_weight": 0.0,
+    "loss.val_includes_att": False,
+}
 
 
 def test_one_full_fanout_batch_trains_exactly_as_full_batch(data, tmp_path):
   full = fit(config(**EXACT), tmp_path / "full", data)
   n_train = len(data.splits["train"])
-  mb = fit(config(**EXACT, **{"batch.mode": "neighbor", "batch.size": n_train, "batch.fanouts": (-1, -1),
-                              "batch.buckets": 1}), tmp_path / "mb", data)
+  mb = fit(
+      config(
+          **EXACT, **{"batch.mode": "neighbor", "batch.size": n_train, "batch.fanouts": (-1, -1), "batch.buckets": 1}
+      ),
+      tmp_path / "mb",
+      data,
+  )
   hf, hm = history(tmp_path / "full"), history(tmp_path / "mb")
   assert len(hf) == len(hm) == 3
   for a, b in zip(hf, hm):
@@ -54,8 +64,17 @@ def test_one_full_fanout_batch_trains_exactly_as_full_batch(data, tmp_path):
 
 @pytest.mark.parametrize("mode", ["neighbor", "hgt"])
 def test_minibatch_training_learns(data, tmp_path, mode):
-  c = config(num_epochs=10, **{"batch.mode": mode, "batch.size": 32, "batch.fanouts": (8, 4), "batch.num_samples": 24,
-                              "optimizer.schedule": "constant", "optimizer.learning_rate": 5e-3})
+  c = config(
+      num_epochs=10,
+      **{
+          "batch.mode": mode,
+          "batch.size": 32,
+          "batch.fanouts": (8, 4),
+          "batch.num_samples": 24,
+          "optimizer.schedule": "constant",
+          "optimizer.learning_rate": 5e-3,
+      },
+  )
   before = steps.TRACE_COUNT["train_step"]
   res = fit(c, tmp_path, data)
   h = history(tmp_path)
@@ -84,20 +103,29 @@ def test_interrupted_and_resumed_minibatch_run_equals_an_uninterrupted_one(data,
 def test_prefetch_and_sampled_eval(data, tmp_path):
   c = config(**{"batch.mode": "hgt", "batch.size": 16, "batch.num_samples": 16})
   a = fit(c, tmp_path / "prefetch", data)
-  b = fit(config(**{"batch.mode": "hgt", "batch.size": 16, "batch.num_samples": 16, "batch.prefetch": 0}),
-          tmp_path / "inline", data)
+  b = fit(
+      config(**{"batch.mode": "hgt", "batch.size": 16, "batch.num_samples": 16, "batch.prefetch": 0}),
+      tmp_path / "inline",
+      data,
+  )
   assert a["per_seed"] == b["per_seed"]  # the background thread changes nothing
-  s = fit(config(**{"batch.mode": "hgt", "batch.size": 16, "batch.num_samples": 16, "batch.eval": "sampled"}),
-          tmp_path / "sampled", data)
+  s = fit(
+      config(**{"batch.mode": "hgt", "batch.size": 16, "batch.num_samples": 16, "batch.eval": "sampled"}),
+      tmp_path / "sampled",
+      data,
+  )
   assert 0.0 <= s["per_seed"][0]["test_macro_f1"] <= 1.0 and history(tmp_path / "sampled")[0]["val_loss"] > 0
 
 
-@pytest.mark.parametrize("field,value,problem", [
-    ("batch.mode", "cluster", "not one of"),
-    ("batch.size", 0, "out of range"),
-    ("batch.fanouts", (10, 0), "each >= 1 or -1"),
-    ("batch.eval", "fast", "not one of"),
-])
+@pytest.mark.parametrize(
+    "field,value,problem",
+    [
+        ("batch.mode", "cluster", "not one of"),
+        ("batch.size", 0, "out of range"),
+        ("batch.fanouts", (10, 0), "each >= 1 or -1"),
+        ("batch.eval", "fast", "not one of"),
+    ],
+)
 def test_bad_batch_settings_are_one_line_errors(field, value, problem):
   with pytest.raises(cv.ConfigError, match=rf"^config\.{field}=.*{problem}"):
     cv.validate_config(config(**{field: value}))

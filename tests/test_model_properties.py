@@ -17,9 +17,9 @@ import jraph
 import numpy as np
 import optax
 import pytest
+from model_fixtures import fast_jit, make_graph, permute_graph, random_variables
 
 from hgnn_ima_jax import Relation, Schema, models
-from model_fixtures import fast_jit, make_graph, permute_graph, random_variables
 
 SMALL = dict(hidden=16, heads=4, num_layers=3)
 KEY = jax.random.PRNGKey(0)
@@ -63,9 +63,15 @@ def max_abs(a, b):
 
 
 # --------------------------------------------------------------------------- normalisation
-NORM_CASES = [("hgnn_ima", {}), ("hgnn_ima-cross", {}), ("hgnn_ima+inf", {}), ("hgnn_ima-nei", {"nei_mode": "target"}),
-              ("hgnn_ima", {"beta_norm": "paper", "combine": "add"}), ("hgnn_ima", {"combine": "renorm"}),
-              ("hgt_late", {})]
+NORM_CASES = [
+    ("hgnn_ima", {}),
+    ("hgnn_ima-cross", {}),
+    ("hgnn_ima+inf", {}),
+    ("hgnn_ima-nei", {"nei_mode": "target"}),
+    ("hgnn_ima", {"beta_norm": "paper", "combine": "add"}),
+    ("hgnn_ima", {"combine": "renorm"}),
+    ("hgt_late", {}),
+]
 
 
 @pytest.mark.parametrize("num_modalities", [2, 3])
@@ -107,7 +113,7 @@ def segment_ratios(values, etype, receivers):
     return hi / lo
 
 
-@pytest.mark.parametrize("combine,bound", [("mul", np.e), ("add", np.e ** 2), ("renorm", None)])
+@pytest.mark.parametrize("combine,bound", [("mul", np.e), ("add", np.e**2), ("renorm", None)])
 def test_eq9_softmax_of_probabilities_bounds_selectivity(combine, bound):
   """Eq. 9 softmaxes β1·β2 (or β1 + β2), both in [0, 1]: within a receiver's in-edges no weight
   exceeds another by more than e (e² for `add`), however sharp α and β2 are. Our `renorm`
@@ -115,8 +121,9 @@ def test_eq9_softmax_of_probabilities_bounds_selectivity(combine, bound):
   module, v, gt = built_kw("hgnn_ima", combine=combine, score_scale=100.0)
   out = module.apply(v, gt, return_attention=True)
   etype, recv = np.asarray(gt.edges["type"]), np.asarray(gt.receivers)
-  ratios = np.concatenate([segment_ratios(np.asarray(layer["beta"], np.float64), etype, recv).ravel()
-                           for layer in out.attention])
+  ratios = np.concatenate(
+      [segment_ratios(np.asarray(layer["beta"], np.float64), etype, recv).ravel() for layer in out.attention]
+  )
   alpha_ratio = segment_ratios(np.asarray(out.attention[0]["alpha"][:, 0], np.float64), etype, recv).max()
   assert alpha_ratio > 1e3  # α itself is sharp here
   if bound is None:
@@ -127,9 +134,16 @@ def test_eq9_softmax_of_probabilities_bounds_selectivity(combine, bound):
 
 
 # --------------------------------------------------------------------------- equivariance
-@pytest.mark.parametrize("name,fields", [("hgnn_ima", {}), ("hgnn_ima+inf", {}), ("hgnn_ima-nei", {}),
-                                         ("hgnn_ima", {"projection": "per_channel", "input_batch_norm": True}),
-                                         ("hgt_late", {})])
+@pytest.mark.parametrize(
+    "name,fields",
+    [
+        ("hgnn_ima", {}),
+        ("hgnn_ima+inf", {}),
+        ("hgnn_ima-nei", {}),
+        ("hgnn_ima", {"projection": "per_channel", "input_batch_norm": True}),
+        ("hgt_late", {}),
+    ],
+)
 def test_relabelling_nodes_permutes_outputs(name, fields):
   widths = "mixed" if fields.get("projection") == "per_channel" else "equal"
   g = graph(3, widths)
@@ -149,10 +163,15 @@ def test_relabelling_nodes_permutes_outputs(name, fields):
   assert max_abs(o2.embeddings["fused"][pt], o1.embeddings["fused"]) < 1e-5
   assert abs(float(o2.att_loss) - float(o1.att_loss)) < 1e-5
   # per-edge attention follows its edge
-  new_index = {(int(r), int(a), int(b)): e for e, (r, a, b) in
-               enumerate(zip(gt2.edges["type"], gt2.senders, gt2.receivers))}
-  order = np.array([new_index[(int(r), int(perm_global[a]), int(perm_global[b]))]
-                    for r, a, b in zip(gt.edges["type"], gt.senders, gt.receivers)])
+  new_index = {
+      (int(r), int(a), int(b)): e for e, (r, a, b) in enumerate(zip(gt2.edges["type"], gt2.senders, gt2.receivers))
+  }
+  order = np.array(
+      [
+          new_index[(int(r), int(perm_global[a]), int(perm_global[b]))]
+          for r, a, b in zip(gt.edges["type"], gt.senders, gt.receivers)
+      ]
+  )
   assert not np.array_equal(order, np.arange(len(order)))  # the relabelling moved edges
   for l1, l2 in zip(o1.attention, o2.attention):
     assert max_abs(l2["alpha"][order], l1["alpha"]) < 1e-5
@@ -190,15 +209,17 @@ def _loss_and_grad_fn(name, num_modalities, widths, **fields):
   labels, mask = jnp.asarray(g.labels), jnp.asarray(g.split_mask("train"), jnp.float32)
 
   def loss(params, w):
-    out, _ = module.apply({**v, "params": params}, gt, train=True, rngs={"dropout": jax.random.PRNGKey(3)},
-                          mutable=["batch_stats"])
+    out, _ = module.apply(
+        {**v, "params": params}, gt, train=True, rngs={"dropout": jax.random.PRNGKey(3)}, mutable=["batch_stats"]
+    )
 
     def ce(logits):
       per = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
       return jnp.sum(per * mask) / jnp.sum(mask)
 
-    comps = jnp.stack([ce(out.logits)] + [ce(out.modality_logits[i]) for i in range(out.modality_logits.shape[0])]
-                      + [out.att_loss])
+    comps = jnp.stack(
+        [ce(out.logits)] + [ce(out.modality_logits[i]) for i in range(out.modality_logits.shape[0])] + [out.att_loss]
+    )
     return jnp.dot(w, comps), comps
 
   channels = jax.eval_shape(lambda: module.apply(v, gt)).modality_logits.shape[0]
@@ -236,7 +257,7 @@ def test_gradients_are_finite(name):
   assert np.isfinite(value) and np.all(np.isfinite(comps))
   flat = assert_finite_tree(grads)
   assert len(flat) == len(jax.tree_util.tree_leaves(params))
-  assert sum(float(np.sum(x ** 2)) for _, x in flat) > 0
+  assert sum(float(np.sum(x**2)) for _, x in flat) > 0
   if "u_modal" in params.get("encoder", {}).get("layer_0", {}):
     assert float(np.max(np.abs(grads["encoder"]["layer_0"]["u_modal"]))) > 0
 
@@ -245,8 +266,9 @@ def test_gradients_are_finite_full_profile():
   """FULL profile (per-channel BN + Linear, per-type widths, additive β as FULL3; the
   zero-filled director/actor image columns have zero batch variance). Two modalities
   so the layers reuse the eager kernels already compiled for the other tests."""
-  comps, value, grads = loss_grads("hgnn_ima", (), 2, "mixed", combine="add", input_batch_norm=True,
-                                   projection="per_channel")
+  comps, value, grads = loss_grads(
+      "hgnn_ima", (), 2, "mixed", combine="add", input_batch_norm=True, projection="per_channel"
+  )
   assert np.isfinite(value) and np.all(np.isfinite(comps))
   flat = assert_finite_tree(grads)
   bn = [x for p, x in flat if "bn_" in jax.tree_util.keystr(p)]
@@ -268,8 +290,10 @@ def test_att_loss_gradient_reaches_u_img_and_kq():
 
 # --------------------------------------------------------------------------- ablations are not no-ops
 def _without(params, *names):
-  enc = {k: ({kk: vv for kk, vv in lv.items() if kk not in names} if k.startswith("layer_") else lv)
-         for k, lv in params["encoder"].items()}
+  enc = {
+      k: ({kk: vv for kk, vv in lv.items() if kk not in names} if k.startswith("layer_") else lv)
+      for k, lv in params["encoder"].items()
+  }
   return {**params, "encoder": enc}
 
 
@@ -284,11 +308,22 @@ def _inf_params(params, m):
   return {**params, "encoder": enc}
 
 
-FORWARD_ABLATIONS = [("hgnn_ima-cross", {}), ("hgnn_ima-adapt", {}), ("hgnn_ima+inf", {}), ("hgnn_ima-nei", {}),
-                     ("hgnn_ima-nei", {"nei_mode": "target"}), ("hgnn_ima-align", {})]
-FLAGS = [{"score_scale": 100.0}, {"align_sign": "paper"}, {"combine": "add"}, {"combine": "renorm"},
-         {"beta_norm": "paper"},
-         {"input_activation": "linear"}]
+FORWARD_ABLATIONS = [
+    ("hgnn_ima-cross", {}),
+    ("hgnn_ima-adapt", {}),
+    ("hgnn_ima+inf", {}),
+    ("hgnn_ima-nei", {}),
+    ("hgnn_ima-nei", {"nei_mode": "target"}),
+    ("hgnn_ima-align", {}),
+]
+FLAGS = [
+    {"score_scale": 100.0},
+    {"align_sign": "paper"},
+    {"combine": "add"},
+    {"combine": "renorm"},
+    {"beta_norm": "paper"},
+    {"input_activation": "linear"},
+]
 
 
 @functools.lru_cache(maxsize=None)
@@ -304,9 +339,12 @@ def _default_f64(num_modalities):
 
 
 @pytest.mark.parametrize("num_modalities", [2, 3])
-@pytest.mark.parametrize("case", FORWARD_ABLATIONS + [("hgnn_ima", f) for f in FLAGS],
-                         ids=[n + "".join(f"-{v}" for v in f.values()) for n, f in FORWARD_ABLATIONS]
-                         + ["flag-" + "-".join(f"{k}={v}" for k, v in f.items()) for f in FLAGS])
+@pytest.mark.parametrize(
+    "case",
+    FORWARD_ABLATIONS + [("hgnn_ima", f) for f in FLAGS],
+    ids=[n + "".join(f"-{v}" for v in f.values()) for n, f in FORWARD_ABLATIONS]
+    + ["flag-" + "-".join(f"{k}={v}" for k, v in f.items()) for f in FLAGS],
+)
 def test_forward_ablations_and_flags_change_logits(case, num_modalities):
   """Same parameters, ablated forward: logits and layer-0 β move.
 
@@ -394,8 +432,9 @@ def test_initialisation_matches_torch():
   bound √(6/((H+R)·d_k²)) ≈ 0.088 for H = 8, R = 4, d_k = 8; U ~ N(0, 1); μ, skip = 1;
   LayerNorm 1/0; BatchNorm scale 1, bias 0, running mean 0, var 1."""
   g = graph(2, "mixed")
-  module = models.build_model("hgnn_ima", g.schema, hidden=64, heads=8, num_layers=1, projection="per_channel",
-                              input_batch_norm=True)
+  module = models.build_model(
+      "hgnn_ima", g.schema, hidden=64, heads=8, num_layers=1, projection="per_channel", input_batch_norm=True
+  )
   v = jax.tree_util.tree_map(np.asarray, fast_jit(module.init)(KEY, g.to_graphs_tuple()))
   p, layer = v["params"], v["params"]["encoder"]["layer_0"]
 
@@ -436,8 +475,9 @@ def test_initialisation_matches_torch():
 def test_layer_dropout_follows_the_layer_norm():
   """Spec §1.2: h^(k) = Dropout(LN(u)); the final states of a train-mode pass are zero at ≈ the rate."""
   g = graph()
-  module = models.build_model("hgnn_ima", g.schema, **SMALL, dropout=0.5, fusion_input_dropout=0.0,
-                              fusion_score_dropout=0.0)
+  module = models.build_model(
+      "hgnn_ima", g.schema, **SMALL, dropout=0.5, fusion_input_dropout=0.0, fusion_score_dropout=0.0
+  )
   _, v, gt = built("hgnn_ima")
   out = module.apply(v, gt, train=True, rngs={"dropout": jax.random.PRNGKey(5)}, return_embeddings=True)
   nodes = np.asarray(out.embeddings["nodes"])
@@ -450,8 +490,9 @@ def test_fusion_dropout_only_moves_the_weights():
   """Spec §1.3–1.4: fusion dropouts act inside the scorer only; Z = Σ δ X with the un-dropped X,
   and the heads see Z and X without further dropout."""
   g = graph()
-  module = models.build_model("hgnn_ima", g.schema, **SMALL, dropout=0.0, fusion_input_dropout=0.6,
-                              fusion_score_dropout=0.5)
+  module = models.build_model(
+      "hgnn_ima", g.schema, **SMALL, dropout=0.0, fusion_input_dropout=0.6, fusion_score_dropout=0.5
+  )
   _, v, gt = built("hgnn_ima")
   ev = module.apply(v, gt, return_embeddings=True)
   tr = module.apply(v, gt, train=True, rngs={"dropout": jax.random.PRNGKey(6)}, return_embeddings=True)
@@ -469,25 +510,43 @@ def test_fusion_dropout_only_moves_the_weights():
 def douban_schema(num_modalities=2, width=512):
   mods = ("text", "image", "price")[:num_modalities]
   return Schema(
-      node_types=("movie", "director", "actor"), num_nodes=(1888, 1472, 3267),
-      relations=(Relation("movie", "ma", "actor"), Relation("movie", "md", "director"),
-                 Relation("director", "dm", "movie"), Relation("actor", "am", "movie")),
-      num_edges=(5628, 1888, 1888, 5628), modalities=mods,
+      node_types=("movie", "director", "actor"),
+      num_nodes=(1888, 1472, 3267),
+      relations=(
+          Relation("movie", "ma", "actor"),
+          Relation("movie", "md", "director"),
+          Relation("director", "dm", "movie"),
+          Relation("actor", "am", "movie"),
+      ),
+      num_edges=(5628, 1888, 1888, 5628),
+      modalities=mods,
       feature_dims=tuple((width,) * num_modalities for _ in range(3)),
-      present=((True,) * num_modalities, (True,) + (False,) * (num_modalities - 1),
-               (True,) + (False,) * (num_modalities - 1)),
-      target_type="movie", num_classes=2)
+      present=(
+          (True,) * num_modalities,
+          (True,) + (False,) * (num_modalities - 1),
+          (True,) + (False,) * (num_modalities - 1),
+      ),
+      target_type="movie",
+      num_classes=2,
+  )
 
 
 def abstract_graph(schema: Schema):
   n, e = schema.total_nodes, schema.total_edges
   sds = jax.ShapeDtypeStruct
   return jraph.GraphsTuple(
-      nodes={"type": sds((n,), jnp.int32),
-             "features": {m: sds((n, schema.max_feature_dim(i)), jnp.float32) for i, m in enumerate(schema.modalities)},
-             "present": {m: sds((n,), jnp.bool_) for m in schema.modalities}},
-      edges={"type": sds((e,), jnp.int32)}, senders=sds((e,), jnp.int32), receivers=sds((e,), jnp.int32),
-      n_node=sds((1,), jnp.int32), n_edge=sds((1,), jnp.int32), globals=None)
+      nodes={
+          "type": sds((n,), jnp.int32),
+          "features": {m: sds((n, schema.max_feature_dim(i)), jnp.float32) for i, m in enumerate(schema.modalities)},
+          "present": {m: sds((n,), jnp.bool_) for m in schema.modalities},
+      },
+      edges={"type": sds((e,), jnp.int32)},
+      senders=sds((e,), jnp.int32),
+      receivers=sds((e,), jnp.int32),
+      n_node=sds((1,), jnp.int32),
+      n_edge=sds((1,), jnp.int32),
+      globals=None,
+  )
 
 
 def count_params(name, schema, **fields):
@@ -498,29 +557,32 @@ def count_params(name, schema, **fields):
 
 # DOUBAN, MISS profile: T=3 node types, R=4 relations, M=2, D=512, C=2, d=64, H=8, d_k=8, K=3.
 T, R_, M, D, C, d, H, dk, K = 3, 4, 2, 512, 2, 64, 8, 8, 3
-PROJ_SHARED = T * (D * d + d)                 # one Linear D→d per node type, shared by text and image: 98,496
-LAYER_HGT = (4 * T * (d * d + d)              # Lin^K, Lin^Q, Lin^V, Lin^A per type: 49,920
-             + T                              # skip_t: 3
-             + 2 * T * d                      # LayerNorm_t scale + bias: 384
-             + 2 * R_ * H * dk * dk           # W^att, W^msg per relation and head: 4,096
-             + R_ * H)                        # μ per relation and head: 32      -> 54,435
-U_MODAL = M * R_ * H * dk * dk                # U^m per modality, relation, head: 4,096
-FUSION = d + 1                                # Linear d→1: 65
-HEAD = d * C + C                              # shared head P: 130
+PROJ_SHARED = T * (D * d + d)  # one Linear D→d per node type, shared by text and image: 98,496
+LAYER_HGT = (
+    4 * T * (d * d + d)  # Lin^K, Lin^Q, Lin^V, Lin^A per type: 49,920
+    + T  # skip_t: 3
+    + 2 * T * d  # LayerNorm_t scale + bias: 384
+    + 2 * R_ * H * dk * dk  # W^att, W^msg per relation and head: 4,096
+    + R_ * H
+)  # μ per relation and head: 32      -> 54,435
+U_MODAL = M * R_ * H * dk * dk  # U^m per modality, relation, head: 4,096
+FUSION = d + 1  # Linear d→1: 65
+HEAD = d * C + C  # shared head P: 130
 HAND_COUNTS = {
-    "hgnn_ima": PROJ_SHARED + K * (LAYER_HGT + U_MODAL) + FUSION + HEAD,            # 274,284
-    "hgnn_ima+inf": PROJ_SHARED + K * (LAYER_HGT + M * U_MODAL) + FUSION + HEAD,    # 286,572 (U^{m',m})
-    "hgnn_ima-cross": PROJ_SHARED + K * LAYER_HGT + FUSION + HEAD,                  # 261,996 (no U)
-    "hgt": PROJ_SHARED + K * LAYER_HGT + HEAD,                                      # 261,931 (text only)
-    "hgt_early": T * (M * D * d + d) + K * LAYER_HGT + HEAD,                        # 360,235 ([text‖image] → d)
-    "hgt_late": M * (PROJ_SHARED + K * LAYER_HGT) + FUSION + HEAD,                  # 523,797 (one HGT per modality)
+    "hgnn_ima": PROJ_SHARED + K * (LAYER_HGT + U_MODAL) + FUSION + HEAD,  # 274,284
+    "hgnn_ima+inf": PROJ_SHARED + K * (LAYER_HGT + M * U_MODAL) + FUSION + HEAD,  # 286,572 (U^{m',m})
+    "hgnn_ima-cross": PROJ_SHARED + K * LAYER_HGT + FUSION + HEAD,  # 261,996 (no U)
+    "hgt": PROJ_SHARED + K * LAYER_HGT + HEAD,  # 261,931 (text only)
+    "hgt_early": T * (M * D * d + d) + K * LAYER_HGT + HEAD,  # 360,235 ([text‖image] → d)
+    "hgt_late": M * (PROJ_SHARED + K * LAYER_HGT) + FUSION + HEAD,  # 523,797 (one HGT per modality)
 }
 
 
 def test_parameter_counts_douban():
   schema = douban_schema()
-  counts = {name: count_params(name, schema, hidden=64, heads=8, num_layers=3, projection="shared")
-            for name in HAND_COUNTS}
+  counts = {
+      name: count_params(name, schema, hidden=64, heads=8, num_layers=3, projection="shared") for name in HAND_COUNTS
+  }
   print("\nDOUBAN parameter counts (d=64, H=8, K=3, MISS profile):")
   for name, n in counts.items():
     print(f"  {name:<16}{n:>10,}  (hand count {HAND_COUNTS[name]:,})")
@@ -530,8 +592,9 @@ def test_parameter_counts_douban():
 def test_parameter_count_full_profile_bn():
   """FULL profile adds a BN (2·D) and its own Linear per (type, modality)."""
   schema = douban_schema()
-  n = count_params("hgnn_ima", schema, hidden=64, heads=8, num_layers=3, projection="per_channel",
-                   input_batch_norm=True)
+  n = count_params(
+      "hgnn_ima", schema, hidden=64, heads=8, num_layers=3, projection="per_channel", input_batch_norm=True
+  )
   assert n == T * M * (2 * D + D * d + d) + K * (LAYER_HGT + U_MODAL) + FUSION + HEAD
 
 

@@ -11,17 +11,16 @@ logits, final node states, fused Z, δ, L_att and every layer's α, λ, β, β2.
 from __future__ import annotations
 
 import dataclasses
-
 import functools
 
+import dense_reference as R
 import flax.linen as nn
 import jax
 import numpy as np
 import pytest
-
-import dense_reference as R
-from hgnn_ima_jax import models
 from model_fixtures import fast_jit, make_graph, random_variables
+
+from hgnn_ima_jax import models
 
 TOL = 1e-6
 SMALL = dict(hidden=16, heads=4, num_layers=3)
@@ -29,8 +28,13 @@ SMALL = dict(hidden=16, heads=4, num_layers=3)
 
 # --------------------------------------------------------------------------- helpers
 @functools.lru_cache(maxsize=None)
-def graph(num_modalities: int, widths: str = "equal", empty_relation: str | None = "md", seed: int = 0,
-          fill: str | None = None):
+def graph(
+    num_modalities: int,
+    widths: str = "equal",
+    empty_relation: str | None = "md",
+    seed: int = 0,
+    fill: str | None = None,
+):
   """M = 2: director/actor images zero-filled (DOUBAN code); M = 3: their filled
   modalities are random, so no two sender rows coincide in any channel. fill='text':
   copies of their text (IMDB code, paper Sec. 5.3)."""
@@ -94,12 +98,17 @@ def build(name, g, seed=0, *, real_init=False, **fields):
 def model_forward(module, variables, gt, train=False):
   with jax.enable_x64(True):
     if train:
-      out, updated = module.apply(variables, gt, train=True, mutable=["batch_stats"],
-                                  rngs={"dropout": jax.random.PRNGKey(7)},
-                                  return_embeddings=True, return_attention=True)
+      out, updated = module.apply(
+          variables,
+          gt,
+          train=True,
+          mutable=["batch_stats"],
+          rngs={"dropout": jax.random.PRNGKey(7)},
+          return_embeddings=True,
+          return_attention=True,
+      )
     else:
-      out, updated = module.apply(variables, gt, train=False, return_embeddings=True,
-                                  return_attention=True), None
+      out, updated = module.apply(variables, gt, train=False, return_embeddings=True, return_attention=True), None
     assert out.logits.dtype == np.float64
     return jax.tree_util.tree_map(np.asarray, out), updated
 
@@ -124,10 +133,14 @@ def compare(out, ref, kind: str) -> dict[str, float]:
   ref_layers = ref["layers"]
   if kind == "hgt_late":  # one HGT per modality: the model stacks them on the channel axis
     ref_layers = [
-        {"alpha": np.concatenate([per_mod[k]["alpha"] for per_mod in ref_layers], axis=1),
-         "beta": np.concatenate([per_mod[k]["beta"] for per_mod in ref_layers], axis=1),
-         "lambda": None, "beta2": None}
-        for k in range(len(ref_layers[0]))]
+        {
+            "alpha": np.concatenate([per_mod[k]["alpha"] for per_mod in ref_layers], axis=1),
+            "beta": np.concatenate([per_mod[k]["beta"] for per_mod in ref_layers], axis=1),
+            "lambda": None,
+            "beta2": None,
+        }
+        for k in range(len(ref_layers[0]))
+    ]
   assert len(out.attention) == len(ref_layers)
   for k, (a, b) in enumerate(zip(out.attention, ref_layers)):
     for key in ("alpha", "lambda", "beta", "beta2"):
@@ -168,8 +181,19 @@ HGNN_CASES = [
     # the spec's profiles
     ("MISS", "hgnn_ima", {"score_scale": 100.0}, "equal"),
     ("FULL", "hgnn_ima", {"projection": "per_channel", "input_batch_norm": True, "combine": "add"}, "mixed"),
-    ("paper_faithful", "hgnn_ima", {"input_activation": "linear", "score_scale": 1.0, "beta_norm": "paper",
-                                    "update": "paper", "fusion_form": "paper", "latt_norm": "paper_sum"}, "equal"),
+    (
+        "paper_faithful",
+        "hgnn_ima",
+        {
+            "input_activation": "linear",
+            "score_scale": 1.0,
+            "beta_norm": "paper",
+            "update": "paper",
+            "fusion_form": "paper",
+            "latt_norm": "paper_sum",
+        },
+        "equal",
+    ),
     # Table 4 ablations
     ("-cross", "hgnn_ima-cross", {}, "equal"),
     ("-adapt", "hgnn_ima-adapt", {}, "equal"),
@@ -187,18 +211,28 @@ BASELINE_CASES = [
     ("hgt_early", "hgt_early", {}, "equal"),
     ("hgt_early_per_channel+bn", "hgt_early", {"projection": "per_channel", "input_batch_norm": True}, "mixed"),
     ("hgt_late", "hgt_late", {}, "equal"),
-    ("hgt_late_per_channel+bn_update_paper", "hgt_late",
-     {"projection": "per_channel", "input_batch_norm": True, "update": "paper", "fusion_form": "paper"}, "mixed"),
+    (
+        "hgt_late_per_channel+bn_update_paper",
+        "hgt_late",
+        {"projection": "per_channel", "input_batch_norm": True, "update": "paper", "fusion_form": "paper"},
+        "mixed",
+    ),
     ("hgt_scale_100", "hgt_early", {"baseline_score_scale": 100.0}, "equal"),
 ]
 CASES = HGNN_CASES + BASELINE_CASES
 
 
 # Cases whose option does not interact with the number of modalities run with M = 2 only.
-M2_ONLY = {"linear_input", "score_scale_0.7", "update_paper", "fusion_paper", "per_channel", "hgt_text",
-           "-align_raw_s100"}
-CASE_PARAMS = [pytest.param(c, m, id=f"{c[0]}-{m}") for c in CASES for m in (2, 3)
-               if m == 2 or c[0] not in M2_ONLY]
+M2_ONLY = {
+    "linear_input",
+    "score_scale_0.7",
+    "update_paper",
+    "fusion_paper",
+    "per_channel",
+    "hgt_text",
+    "-align_raw_s100",
+}
+CASE_PARAMS = [pytest.param(c, m, id=f"{c[0]}-{m}") for c in CASES for m in (2, 3) if m == 2 or c[0] not in M2_ONLY]
 
 
 @pytest.mark.parametrize("case,num_modalities", CASE_PARAMS)
@@ -256,8 +290,15 @@ def dropout_masks_of(module, variables, gt, key):
     return out
 
   with jax.enable_x64(True), nn.intercept_methods(record):
-    out, updated = module.apply(variables, gt, train=True, mutable=["batch_stats"], rngs={"dropout": key},
-                                return_embeddings=True, return_attention=True)
+    out, updated = module.apply(
+        variables,
+        gt,
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"dropout": key},
+        return_embeddings=True,
+        return_attention=True,
+    )
   layers: dict = {}
   fusion = []
   for path, keep in calls:
@@ -266,8 +307,13 @@ def dropout_masks_of(module, variables, gt, key):
     else:  # (encoder[_<modality>], layer_<k>, drop): one call per node type, in type order
       layers.setdefault(path[0], {}).setdefault(path[1], []).append(keep)
   stack = lambda per_layer: [np.concatenate(per_layer[f"layer_{k}"], axis=0) for k in range(len(per_layer))]
-  masks = {"layers": ({enc[len("encoder_"):]: stack(v) for enc, v in layers.items()} if "encoder" not in layers
-                      else stack(layers["encoder"]))}
+  masks = {
+      "layers": (
+          {enc[len("encoder_") :]: stack(v) for enc, v in layers.items()}
+          if "encoder" not in layers
+          else stack(layers["encoder"])
+      )
+  }
   if fusion:
     masks["fusion_input"], masks["fusion_score"] = fusion
   return jax.tree_util.tree_map(np.asarray, out), updated, masks, len(calls)
@@ -283,8 +329,9 @@ TRAIN_CASES = [  # (model, fields, M, widths): every dropout site at its profile
 ]
 
 
-@pytest.mark.parametrize("name,fields,num_modalities,widths", TRAIN_CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(TRAIN_CASES)])
+@pytest.mark.parametrize(
+    "name,fields,num_modalities,widths", TRAIN_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(TRAIN_CASES)]
+)
 def test_train_mode_matches_reference_given_the_dropout_masks(name, fields, num_modalities, widths):
   """Train mode: with the keep masks the model drew (fixed key), the reference applies each
   dropout where spec §1.2-1.3 puts it (after every layer's update; the fusion scorer's input and
@@ -309,8 +356,11 @@ def test_train_mode_matches_reference_given_the_dropout_masks(name, fields, num_
     return
   eval_ref = R.reference_forward(g.schema, gt, v, kind, train=False, dropout_masks=masks, **reference_options(module))
   assert np.max(np.abs(eval_ref["logits"] - ref["logits"])) > 1e-3  # batch statistics really differ
-  used = ref["batch_stats"] if kind != "hgt_late" else {
-      (m, k): s for m, per in ref["batch_stats"].items() for k, s in per.items()}
+  used = (
+      ref["batch_stats"]
+      if kind != "hgt_late"
+      else {(m, k): s for m, per in ref["batch_stats"].items() for k, s in per.items()}
+  )
   n_checked = 0
   for key, stats in used.items():
     enc, bn = (f"encoder_{key[0]}", key[1]) if isinstance(key, tuple) else ("encoder", key)
@@ -322,13 +372,19 @@ def test_train_mode_matches_reference_given_the_dropout_masks(name, fields, num_
   assert n_checked == len(jax.tree_util.tree_leaves(v["batch_stats"])) // 2
 
 
-TEXT_FILL_CASES = [("hgnn_ima", {}), ("hgnn_ima", {"score_scale": 100.0}), ("hgnn_ima+inf", {}),
-                   ("hgnn_ima-nei", {"nei_mode": "target"}), ("hgt_late", {})]
+TEXT_FILL_CASES = [
+    ("hgnn_ima", {}),
+    ("hgnn_ima", {"score_scale": 100.0}),
+    ("hgnn_ima+inf", {}),
+    ("hgnn_ima-nei", {"nei_mode": "target"}),
+    ("hgt_late", {}),
+]
 
 
 @pytest.mark.parametrize("num_modalities", [2, 3])
-@pytest.mark.parametrize("name,fields", TEXT_FILL_CASES, ids=[n + "".join(f"-{v}" for v in f.values())
-                                                               for n, f in TEXT_FILL_CASES])
+@pytest.mark.parametrize(
+    "name,fields", TEXT_FILL_CASES, ids=[n + "".join(f"-{v}" for v in f.values()) for n, f in TEXT_FILL_CASES]
+)
 def test_text_filled_modalities_match_reference(name, fields, num_modalities):
   """IMDB's rule (and Sec. 5.3's): directors' and actors' missing modalities are copies of their
   text, so with the shared projection their channels start equal (h^{img,(0)} = h^{text,(0)})."""
@@ -358,8 +414,8 @@ def test_models_built_from_the_dataset_profiles_match_reference(dataset, num_mod
   """The module `train.create_model` builds from each dataset's config (experiments/configs) at
   test sizes: HGNN-IMA with the profile's c, projection, BN and Eq. 9; the HGT baselines with the
   profile's encoder but c = 1/sqrt(d_k) (spec §8)."""
-  from hgnn_ima_jax.experiments.configs import get_config
   from hgnn_ima_jax import train
+  from hgnn_ima_jax.experiments.configs import get_config
 
   config = get_config(dataset)
   config.model_name = model_name
@@ -411,8 +467,14 @@ def test_reference_detects_a_wrong_parameter(path):
 
 
 OPTION_FLIPS = [
-    ("score_scale", 100.0), ("align_sign", "paper"), ("combine", "add"), ("beta_norm", "paper"),
-    ("input_activation", "linear"), ("latt_norm", "paper_sum"), ("variant", "-nei"), ("variant", "-align"),
+    ("score_scale", 100.0),
+    ("align_sign", "paper"),
+    ("combine", "add"),
+    ("beta_norm", "paper"),
+    ("input_activation", "linear"),
+    ("latt_norm", "paper_sum"),
+    ("variant", "-nei"),
+    ("variant", "-align"),
 ]
 
 
@@ -443,10 +505,14 @@ def test_matches_reference_with_initialised_params(name):
   assert_close(compare(out, ref, kind))
 
 
-@pytest.mark.parametrize("constant,value,fields,widths", [
-    ("LN_EPS", 1e-6, {}, "equal"),  # Flax's LayerNorm default; the spec (§9) wants torch's 1e-5
-    ("BN_EPS", 1e-6, {"projection": "per_channel", "input_batch_norm": True}, "mixed"),
-], ids=["layernorm_eps", "batchnorm_eps"])
+@pytest.mark.parametrize(
+    "constant,value,fields,widths",
+    [
+        ("LN_EPS", 1e-6, {}, "equal"),  # Flax's LayerNorm default; the spec (§9) wants torch's 1e-5
+        ("BN_EPS", 1e-6, {"projection": "per_channel", "input_batch_norm": True}, "mixed"),
+    ],
+    ids=["layernorm_eps", "batchnorm_eps"],
+)
 def test_reference_detects_a_wrong_norm_epsilon(constant, value, fields, widths, monkeypatch):
   """The 1e-6 tolerance resolves the spec's norm epsilons (1e-5): a 1e-6 epsilon is caught."""
   g = graph(2, widths)

@@ -17,14 +17,24 @@ import sysconfig
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TRAIN = ["--seeds=1", "--epochs=2", "--config.model.hidden=16", "--config.model.heads=2",
-         "--config.model.num_layers=1", "--config.synthetic.scale=0.1", "--noprogress"]
+TRAIN = [
+    "--seeds=1",
+    "--epochs=2",
+    "--config.model.hidden=16",
+    "--config.model.heads=2",
+    "--config.model.num_layers=1",
+    "--config.synthetic.scale=0.1",
+    "--noprogress",
+]
 
 
 def clean_copy(dest: pathlib.Path) -> pathlib.Path:
   """The repository's tracked and untracked-but-not-ignored files, as a fresh clone would have them."""
-  files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
-                         check=True).stdout.decode().split("\0")
+  files = (
+      subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True)
+      .stdout.decode()
+      .split("\0")
+  )
   for f in filter(None, files):
     if (REPO / f).is_file():
       (dest / f).parent.mkdir(parents=True, exist_ok=True)
@@ -35,8 +45,12 @@ def clean_copy(dest: pathlib.Path) -> pathlib.Path:
 def fresh_venv(path: pathlib.Path) -> pathlib.Path:
   subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=120)
   py = path / "bin" / "python"
-  site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                        capture_output=True, text=True, check=True).stdout.strip()
+  site = subprocess.run(
+      [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+      capture_output=True,
+      text=True,
+      check=True,
+  ).stdout.strip()
   (pathlib.Path(site) / "_outer_site_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
   return py
 
@@ -49,8 +63,18 @@ def env_outside_the_repo() -> dict:
 
 def pip_install(py: pathlib.Path, *args, cwd):
   offline = all(importlib.util.find_spec(m) for m in ("setuptools", "wheel"))  # the venv sees them through the .pth
-  cmd = [sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
-         *(["--no-build-isolation"] if offline else []), *args]
+  cmd = [
+      sys.executable,
+      "-m",
+      "pip",
+      "--python",
+      str(py),
+      "install",
+      "-q",
+      "--no-deps",
+      *(["--no-build-isolation"] if offline else []),
+      *args,
+  ]
   proc = subprocess.run(cmd, cwd=cwd, env=env_outside_the_repo(), capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
 
@@ -69,25 +93,34 @@ def installed(tmp_path_factory):
 
 
 def run_in(py, cwd, *args, timeout=300):
-  return subprocess.run([str(py), *args], cwd=cwd, env=env_outside_the_repo(), capture_output=True, text=True,
-                        timeout=timeout)
+  return subprocess.run(
+      [str(py), *args], cwd=cwd, env=env_outside_the_repo(), capture_output=True, text=True, timeout=timeout
+  )
 
 
 def test_installed_package_trains_and_restores_outside_the_repo(installed):
   py, elsewhere = installed
   train = elsewhere.parent / "venv" / "bin" / "hgnn-ima-train"  # the console script
-  proc = subprocess.run([str(train), "--workdir=myrun", *TRAIN], cwd=elsewhere, env=env_outside_the_repo(),
-                        capture_output=True, text=True, timeout=600)
+  proc = subprocess.run(
+      [str(train), "--workdir=myrun", *TRAIN],
+      cwd=elsewhere,
+      env=env_outside_the_repo(),
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-4000:]
   notebook = elsewhere / "notebook"
   notebook.mkdir()
-  code = ("import hgnn_ima_jax, hgnn_ima_jax.data_utils, hgnn_ima_jax.experiments, importlib.util\n"
-          "from hgnn_ima_jax.experiments.runs import load_run\n"
-          "run = load_run('../myrun')\n"
-          "print(hgnn_ima_jax.__file__, hgnn_ima_jax.data_utils.__file__, hgnn_ima_jax.experiments.__file__)\n"
-          "n = run.data.num_nodes[run.data.target_type]\n"
-          "print(run.predict(0).shape == (n,), run.embed(0)['fused'].shape == (n, 16), run.seeds)\n"
-          "print([importlib.util.find_spec(m) is None for m in ('data_utils', 'experiments')])\n")
+  code = (
+      "import hgnn_ima_jax, hgnn_ima_jax.data_utils, hgnn_ima_jax.experiments, importlib.util\n"
+      "from hgnn_ima_jax.experiments.runs import load_run\n"
+      "run = load_run('../myrun')\n"
+      "print(hgnn_ima_jax.__file__, hgnn_ima_jax.data_utils.__file__, hgnn_ima_jax.experiments.__file__)\n"
+      "n = run.data.num_nodes[run.data.target_type]\n"
+      "print(run.predict(0).shape == (n,), run.embed(0)['fused'].shape == (n, 16), run.seeds)\n"
+      "print([importlib.util.find_spec(m) is None for m in ('data_utils', 'experiments')])\n"
+  )
   out = run_in(py, notebook, "-c", code)
   assert out.returncode == 0, out.stderr[-4000:]
   paths, shapes, generic = out.stdout.strip().splitlines()
@@ -110,8 +143,15 @@ def test_editable_install_maps_the_sub_packages(tmp_path):
   py = fresh_venv(tmp_path / "venv")
   pip_install(py, "-e", ".", cwd=src)
   (tmp_path / "elsewhere").mkdir()
-  out = run_in(py, tmp_path / "elsewhere", "-c", "import hgnn_ima_jax.experiments.configs as c, "
-               "hgnn_ima_jax.data_utils.synthetic as s; print(c.__file__); print(s.__file__)")
+  out = run_in(
+      py,
+      tmp_path / "elsewhere",
+      "-c",
+      "import hgnn_ima_jax.experiments.configs as c, "
+      "hgnn_ima_jax.data_utils.synthetic as s; print(c.__file__); print(s.__file__)",
+  )
   assert out.returncode == 0, out.stderr[-3000:]
-  assert out.stdout.split() == [str(src / "experiments" / "configs" / "__init__.py"),
-                                str(src / "data_utils" / "synthetic.py")]
+  assert out.stdout.split() == [
+      str(src / "experiments" / "configs" / "__init__.py"),
+      str(src / "data_utils" / "synthetic.py"),
+  ]

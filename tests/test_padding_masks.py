@@ -13,32 +13,43 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
-
-from hgnn_ima_jax import models
 from model_fixtures import make_graph, random_variables
 
-FIELDS = dict(hidden=16, heads=4, num_layers=2, projection="per_channel", input_batch_norm=True, dropout=0.0,
-              fusion_input_dropout=0.0, fusion_score_dropout=0.0)
+from hgnn_ima_jax import models
+
+FIELDS = dict(
+    hidden=16,
+    heads=4,
+    num_layers=2,
+    projection="per_channel",
+    input_batch_norm=True,
+    dropout=0.0,
+    fusion_input_dropout=0.0,
+    fusion_score_dropout=0.0,
+)
 
 
 def padded(data, pad_edges: int = 2):
   """The network with one padding node per type (the last id) and `pad_edges` pad→pad edges per relation."""
   num_nodes = {t: n + 1 for t, n in data.num_nodes.items()}
-  features = {t: {m: np.concatenate([x, np.zeros((1, x.shape[1]), x.dtype)]) for m, x in f.items()}
-              for t, f in data.features.items()}
+  features = {
+      t: {m: np.concatenate([x, np.zeros((1, x.shape[1]), x.dtype)]) for m, x in f.items()}
+      for t, f in data.features.items()
+  }
   edges = {}
   for r in data.relations:
     pad = np.tile([[num_nodes[r.src] - 1, num_nodes[r.dst] - 1]], (pad_edges, 1))
     edges[r.name] = np.concatenate([np.asarray(data.edges[r.name]).reshape(-1, 2), pad])
-  big = dataclasses.replace(data, num_nodes=num_nodes, features=features, edges=edges,
-                            labels=np.concatenate([data.labels, [0]]))
+  big = dataclasses.replace(
+      data, num_nodes=num_nodes, features=features, edges=edges, labels=np.concatenate([data.labels, [0]])
+  )
   gt = big.to_graphs_tuple(np.float64)
   s = big.schema
   node_valid = np.ones(s.total_nodes, bool)
   node_valid[[s.node_slice(t).stop - 1 for t in range(s.num_node_types)]] = False
   edge_valid = np.ones(s.total_edges, bool)
   for r in range(s.num_relations):
-    edge_valid[s.edge_slice(r).stop - pad_edges:s.edge_slice(r).stop] = False
+    edge_valid[s.edge_slice(r).stop - pad_edges : s.edge_slice(r).stop] = False
   gt = gt._replace(nodes={**gt.nodes, "valid": node_valid}, edges={**gt.edges, "valid": edge_valid})
   return big, gt
 
@@ -71,8 +82,10 @@ def test_without_masks_padding_would_show():
   data = make_graph(2, widths="mixed")
   big, gt_pad = padded(data)
   gt = data.to_graphs_tuple(np.float64)
-  unmasked = gt_pad._replace(nodes={k: v for k, v in gt_pad.nodes.items() if k != "valid"},
-                             edges={k: v for k, v in gt_pad.edges.items() if k != "valid"})
+  unmasked = gt_pad._replace(
+      nodes={k: v for k, v in gt_pad.nodes.items() if k != "valid"},
+      edges={k: v for k, v in gt_pad.edges.items() if k != "valid"},
+  )
   small_model = models.build_model("hgnn_ima", data.schema, **FIELDS)
   big_model = models.build_model("hgnn_ima", big.schema, **FIELDS)
   with jax.enable_x64(True):
@@ -80,4 +93,4 @@ def test_without_masks_padding_would_show():
     out, _ = small_model.apply(v, gt, train=True, mutable=["batch_stats"])
     out_pad, _ = big_model.apply(v, unmasked, train=True, mutable=["batch_stats"])
   assert not np.allclose(out_pad.att_loss, out.att_loss)
-  assert not np.allclose(out_pad.logits[:data.num_nodes["movie"]], out.logits)
+  assert not np.allclose(out_pad.logits[: data.num_nodes["movie"]], out.logits)

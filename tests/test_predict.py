@@ -27,18 +27,31 @@ def grown(data, seed=5):
   """The graph with 3 new movies and 1 new actor linked only among themselves (same schema, other sizes)."""
   rng = np.random.default_rng(seed)
   num_nodes = {**data.num_nodes, "movie": data.num_nodes["movie"] + 3, "actor": data.num_nodes["actor"] + 1}
-  features = {t: {m: np.concatenate([x, rng.normal(size=(num_nodes[t] - len(x), x.shape[1])).astype(x.dtype)])
-                  for m, x in f.items()} for t, f in data.features.items()}
+  features = {
+      t: {
+          m: np.concatenate([x, rng.normal(size=(num_nodes[t] - len(x), x.shape[1])).astype(x.dtype)])
+          for m, x in f.items()
+      }
+      for t, f in data.features.items()
+  }
   movies, actor = np.arange(data.num_nodes["movie"], num_nodes["movie"]), num_nodes["actor"] - 1
   names = [r.name for r in data.relations]
   into_actor = [r.name for r in data.relations if (r.src, r.dst) == ("movie", "actor")][0]
   into_movie = [r.name for r in data.relations if (r.src, r.dst) == ("actor", "movie")][0]
   assert into_actor in names and into_movie in names
-  edges = {**data.edges,
-           into_actor: np.concatenate([data.edges[into_actor], [[movies[0], actor]]]),
-           into_movie: np.concatenate([data.edges[into_movie], [[actor, m] for m in movies]])}
-  return dataclasses.replace(data, num_nodes=num_nodes, features=features, edges=edges, source="grown",
-                             labels=np.concatenate([data.labels, [0, 1, 2]])).validate()
+  edges = {
+      **data.edges,
+      into_actor: np.concatenate([data.edges[into_actor], [[movies[0], actor]]]),
+      into_movie: np.concatenate([data.edges[into_movie], [[actor, m] for m in movies]]),
+  }
+  return dataclasses.replace(
+      data,
+      num_nodes=num_nodes,
+      features=features,
+      edges=edges,
+      source="grown",
+      labels=np.concatenate([data.labels, [0, 1, 2]]),
+  ).validate()
 
 
 def test_a_run_restores_without_its_dataset_and_predicts_on_a_given_graph(run):

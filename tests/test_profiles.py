@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from model_fixtures import make_graph
 
+from hgnn_ima_jax import train
+from hgnn_ima_jax.data_utils import load_for_config
 from hgnn_ima_jax.data_utils.paper_datasets import PAPER_DATASETS
 from hgnn_ima_jax.data_utils.splits import resplit, stratified_split
 from hgnn_ima_jax.experiments import run_options
 from hgnn_ima_jax.experiments.configs import get_config
-from hgnn_ima_jax import train
-from hgnn_ima_jax.data_utils import load_for_config
-from model_fixtures import make_graph
 
 # dataset: (c = score_scale (None: 1/sqrt(d_k)), epochs, d, projection, BN, per-modality CE, val loss has L_att,
 #           Eq. 9 combine, checkpoint selection, patience, the code's missing-image fill)
@@ -31,23 +31,52 @@ CODE_PROFILES = {
 # What every profile shares (spec §1, §4): AdamW + OneCycle (cycled b1), K = 3, H = 8, dropouts,
 # L_att weight 1 (0 in effect without missing modalities), the code's forms of every equation.
 COMMON = {
-    "optimizer.name": "adamw", "optimizer.learning_rate": 1e-3, "optimizer.weight_decay": 5e-3,
-    "optimizer.eps": 1e-8, "optimizer.b2": 0.999, "optimizer.schedule": "onecycle",
-    "optimizer.onecycle_total_steps": 1000, "optimizer.onecycle_pct_start": 0.05,
-    "optimizer.onecycle_div_factor": 25.0, "optimizer.onecycle_final_div_factor": 1e4,
-    "optimizer.onecycle_base_momentum": 0.85, "optimizer.onecycle_max_momentum": 0.95,
-    "model.heads": 8, "model.num_layers": 3, "model.dropout": 0.2, "model.fusion_input_dropout": 0.6,
-    "model.fusion_score_dropout": 0.5, "model.input_activation": "tanh", "model.align_sign": "code",
-    "model.beta_norm": "code", "model.update": "code", "model.fusion_form": "code", "model.latt_norm": "code_mean",
-    "model.variant": "full", "loss.att_weight": 1.0, "early_stopping.rule": "val_loss", "missing_fill": "code",
+    "optimizer.name": "adamw",
+    "optimizer.learning_rate": 1e-3,
+    "optimizer.weight_decay": 5e-3,
+    "optimizer.eps": 1e-8,
+    "optimizer.b2": 0.999,
+    "optimizer.schedule": "onecycle",
+    "optimizer.onecycle_total_steps": 1000,
+    "optimizer.onecycle_pct_start": 0.05,
+    "optimizer.onecycle_div_factor": 25.0,
+    "optimizer.onecycle_final_div_factor": 1e4,
+    "optimizer.onecycle_base_momentum": 0.85,
+    "optimizer.onecycle_max_momentum": 0.95,
+    "model.heads": 8,
+    "model.num_layers": 3,
+    "model.dropout": 0.2,
+    "model.fusion_input_dropout": 0.6,
+    "model.fusion_score_dropout": 0.5,
+    "model.input_activation": "tanh",
+    "model.align_sign": "code",
+    "model.beta_norm": "code",
+    "model.update": "code",
+    "model.fusion_form": "code",
+    "model.latt_norm": "code_mean",
+    "model.variant": "full",
+    "loss.att_weight": 1.0,
+    "early_stopping.rule": "val_loss",
+    "missing_fill": "code",
     "split": "file",
 }
 # Sec. 5.3 for every dataset (the rest of each dataset's profile stays the code's).
 PAPER = {
-    "optimizer.name": "adam", "optimizer.learning_rate": 1e-3, "optimizer.schedule": "constant",
-    "optimizer.weight_decay": 0.0, "num_epochs": 300, "model.num_layers": 3, "model.heads": 8, "model.hidden": 64,
-    "model.dropout": 0.6, "model.score_scale": None, "loss.ind_loss": True, "loss.att_weight": 1.0,
-    "missing_fill": "text", "early_stopping.rule": "paper", "early_stopping.patience": 50,
+    "optimizer.name": "adam",
+    "optimizer.learning_rate": 1e-3,
+    "optimizer.schedule": "constant",
+    "optimizer.weight_decay": 0.0,
+    "num_epochs": 300,
+    "model.num_layers": 3,
+    "model.heads": 8,
+    "model.hidden": 64,
+    "model.dropout": 0.6,
+    "model.score_scale": None,
+    "loss.ind_loss": True,
+    "loss.att_weight": 1.0,
+    "missing_fill": "text",
+    "early_stopping.rule": "paper",
+    "early_stopping.patience": 50,
     "selection_metric": "paper_rule",
 }
 
@@ -63,8 +92,18 @@ def field(config, path):
 def test_code_profiles_are_the_authors_scripts(dataset):
   scale, epochs, hidden, projection, bn, ind, val_att, combine, selection, patience, fill = CODE_PROFILES[dataset]
   c = get_config(dataset)
-  got = (c.model.score_scale, c.num_epochs, c.model.hidden, c.model.projection, c.model.input_batch_norm,
-         c.loss.ind_loss, c.loss.val_includes_att, c.model.combine, c.selection_metric, c.early_stopping.patience)
+  got = (
+      c.model.score_scale,
+      c.num_epochs,
+      c.model.hidden,
+      c.model.projection,
+      c.model.input_batch_norm,
+      c.loss.ind_loss,
+      c.loss.val_includes_att,
+      c.model.combine,
+      c.selection_metric,
+      c.early_stopping.patience,
+  )
   assert got == (scale, epochs, hidden, projection, bn, ind, val_att, combine, selection, patience)
   for path, value in COMMON.items():
     assert field(c, path) == value, path
@@ -74,7 +113,13 @@ def test_code_profiles_are_the_authors_scripts(dataset):
   g = make_graph(3 if dataset == "amazon2" else 2, widths="equal" if projection == "shared" else "mixed")
   m = train.create_model(c, g.schema)
   assert (m.options.score_scale, m.hidden, m.projection, m.input_batch_norm, m.options.combine, m.options.dropout) == (
-      scale, hidden, projection, bn, combine, 0.2)
+      scale,
+      hidden,
+      projection,
+      bn,
+      combine,
+      0.2,
+  )
 
 
 @pytest.mark.parametrize("dataset", list(CODE_PROFILES))

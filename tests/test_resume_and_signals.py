@@ -16,8 +16,15 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EPOCHS = 60
-RUN_FLAGS = ["--config.model.hidden=16", "--config.model.heads=2", "--config.model.num_layers=2",
-             "--config.synthetic.scale=0.1", "--seeds=2", f"--epochs={EPOCHS}", "--config.checkpoint_every=10"]
+RUN_FLAGS = [
+    "--config.model.hidden=16",
+    "--config.model.heads=2",
+    "--config.model.num_layers=2",
+    "--config.synthetic.scale=0.1",
+    "--seeds=2",
+    f"--epochs={EPOCHS}",
+    "--config.checkpoint_every=10",
+]
 
 
 def train_cmd(workdir, *flags):
@@ -25,8 +32,9 @@ def train_cmd(workdir, *flags):
 
 
 def start(workdir, *flags):
-  return subprocess.Popen(train_cmd(workdir, *RUN_FLAGS, *flags), cwd=REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  return subprocess.Popen(
+      train_cmd(workdir, *RUN_FLAGS, *flags), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
 
 
 def run(workdir, *flags, timeout=300):
@@ -48,8 +56,9 @@ def same_results(a: pathlib.Path, b: pathlib.Path):
   ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
   assert ra["per_seed"] == rb["per_seed"] and ra["epochs"] == rb["epochs"]
   ha, hb = (json.loads((d / "history.json").read_text()) for d in (a, b))
-  assert [(r["epoch"], r["seed"], r["val_loss"], r["train_loss"]) for r in ha] == \
-         [(r["epoch"], r["seed"], r["val_loss"], r["train_loss"]) for r in hb]
+  assert [(r["epoch"], r["seed"], r["val_loss"], r["train_loss"]) for r in ha] == [
+      (r["epoch"], r["seed"], r["val_loss"], r["train_loss"]) for r in hb
+  ]
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +82,15 @@ def test_sigkill_then_resume_alone_equals_an_uninterrupted_run(full_run, tmp_pat
   same_results(killed, full_run)
 
 
-@pytest.mark.parametrize("flag,saved", [(f"--epochs={EPOCHS + 1}", f"num_epochs={EPOCHS}"),
-                                        ("--seeds=3", "seeds=(0, 1)"),
-                                        ("--config.model.hidden=32", "model.hidden=16"),
-                                        ("--model=hgt_late", "model_name=hgnn_ima")])
+@pytest.mark.parametrize(
+    "flag,saved",
+    [
+        (f"--epochs={EPOCHS + 1}", f"num_epochs={EPOCHS}"),
+        ("--seeds=3", "seeds=(0, 1)"),
+        ("--config.model.hidden=32", "model.hidden=16"),
+        ("--model=hgt_late", "model_name=hgnn_ima"),
+    ],
+)
 def test_resume_refuses_a_flag_that_contradicts_the_saved_config(full_run, flag, saved):
   before = (full_run / "config.json").read_text()
   proc = run(full_run, "--resume", flag)
@@ -98,8 +112,9 @@ def test_resume_without_a_run_or_checkpoint_is_one_line(tmp_path):
   assert proc.returncode == 2 and "no checkpoint to continue from" in proc.stderr
 
 
-LINE = re.compile(r"^interrupted at epoch (\d+) of (\d+); continue with: (python experiments/train\.py) "
-                  r"--workdir=(\S+) --resume$")
+LINE = re.compile(
+    r"^interrupted at epoch (\d+) of (\d+); continue with: (python experiments/train\.py) " r"--workdir=(\S+) --resume$"
+)
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -119,9 +134,20 @@ def test_signal_saves_a_checkpoint_and_prints_the_resume_command(full_run, tmp_p
   assert max(r["epoch"] for r in history) == epoch - 1  # the checkpoint holds every finished epoch
   assert str(epoch) in [p.name for p in (workdir / "checkpoints" / "latest").iterdir()]
   # The printed command, as printed (with this interpreter for `python`) plus a result-neutral flag.
-  resumed = subprocess.run([sys.executable, *m.group(3).split()[1:], f"--workdir={m.group(4)}", "--resume",
-                            "--noprogress", "--config.checkpoint_every=7"], cwd=REPO, capture_output=True,
-                           text=True, timeout=300)
+  resumed = subprocess.run(
+      [
+          sys.executable,
+          *m.group(3).split()[1:],
+          f"--workdir={m.group(4)}",
+          "--resume",
+          "--noprogress",
+          "--config.checkpoint_every=7",
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   same_results(workdir, full_run)
 
@@ -140,8 +166,9 @@ libc.pthread_mutex_lock(mutex)  # the main thread blocks in C for good, as in a 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses glibc's pthread_mutex_t via ctypes")
 def test_a_second_signal_exits_at_once_even_inside_a_long_c_call():
-  proc = subprocess.Popen([sys.executable, "-c", BLOCKED_IN_C], cwd=REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(
+      [sys.executable, "-c", BLOCKED_IN_C], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
   try:
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGINT)

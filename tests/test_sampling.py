@@ -8,12 +8,12 @@ import json
 
 import numpy as np
 import pytest
+from sampling_graphs import dense_graph
 
 from hgnn_ima_jax import MMHN
 from hgnn_ima_jax.batch_stream import BatchStream, EpochPlan
 from hgnn_ima_jax.samplers import HGTSampler, NeighborSampler
 from hgnn_ima_jax.sampling import batch_rng, build_in_csr, choose_k, floyd_sample, key_sample, sample_in_edges
-from sampling_graphs import dense_graph
 
 FANOUTS = [{"ma": 3, "md": 2, "dm": -1, "am": 4}, {"ma": 1, "md": 0, "dm": 2, "am": 2}]
 
@@ -25,8 +25,9 @@ def graph():
 
 def _same(a, b):
   assert a.nodes.keys() == b.nodes.keys() and a.edges.keys() == b.edges.keys()
-  return (all(np.array_equal(a.nodes[t], b.nodes[t]) for t in a.nodes)
-          and all(np.array_equal(a.edges[r], b.edges[r]) for r in a.edges))
+  return all(np.array_equal(a.nodes[t], b.nodes[t]) for t in a.nodes) and all(
+      np.array_equal(a.edges[r], b.edges[r]) for r in a.edges
+  )
 
 
 def test_csr_is_the_graphs_tuple_order_and_maps_back_to_edge_rows(graph):
@@ -125,8 +126,10 @@ def test_sample_in_edges_all_and_zero():
   g = dense_graph(1)
   csr = build_in_csr(g)["am"]
   f = np.array([1, 2, 3])
-  np.testing.assert_array_equal(np.sort(sample_in_edges(csr, f, -1, np.random.default_rng(0))),
-                                np.concatenate([np.arange(csr.indptr[v], csr.indptr[v + 1]) for v in f]))
+  np.testing.assert_array_equal(
+      np.sort(sample_in_edges(csr, f, -1, np.random.default_rng(0))),
+      np.concatenate([np.arange(csr.indptr[v], csr.indptr[v + 1]) for v in f]),
+  )
   assert len(sample_in_edges(csr, f, 0, np.random.default_rng(0))) == 0
 
 
@@ -155,9 +158,12 @@ def _star_graph() -> MMHN:
   n = {"movie": g.num_nodes["movie"], "director": g.num_nodes["director"], "actor": 17}
   feats = dict(g.features)
   feats["actor"] = {m: np.zeros((17, 6), np.float32) for m in g.modalities}
-  return dataclasses.replace(g, num_nodes=n, features=feats,
-                             edges={"ma": am[:, ::-1].copy(), "md": np.zeros((0, 2), np.int64),
-                                    "dm": np.zeros((0, 2), np.int64), "am": am}).validate()
+  return dataclasses.replace(
+      g,
+      num_nodes=n,
+      features=feats,
+      edges={"ma": am[:, ::-1].copy(), "md": np.zeros((0, 2), np.int64), "dm": np.zeros((0, 2), np.int64), "am": am},
+  ).validate()
 
 
 def test_hgt_samples_a_shared_neighbour_more_often():
@@ -205,7 +211,7 @@ def test_resume_from_state_gives_the_same_batches(graph, kind):
   k = len(full) // 2 + 1
   saved = json.loads(json.dumps(full[k - 1].state_after))  # as a checkpoint stores it
   resumed = BatchStream.from_state(make(), train, 3, saved)
-  rest = [b for _ in range(2) for b in resumed.epoch_batches()][:len(full) - k]
+  rest = [b for _ in range(2) for b in resumed.epoch_batches()][: len(full) - k]
   assert [(b.epoch, b.index) for b in rest] == [(b.epoch, b.index) for b in full[k:]]
   for a, b in zip(rest, full[k:]):
     assert np.array_equal(a.targets, b.targets) and _same(a.subgraph, b.subgraph)
@@ -235,6 +241,7 @@ def test_bad_settings_are_one_line_errors(graph):
 
 def test_make_sampler_by_name(graph):
   from hgnn_ima_jax.samplers import make_sampler
+
   assert make_sampler(graph, "neighbor", fanouts=(2, 1)).fanouts == ((2,) * 4, (1,) * 4)
   assert make_sampler(graph, "hgt", num_samples=3, num_iterations=2).num_samples["actor"] == 3
   with pytest.raises(ValueError, match=r"kind='full'.*Fix:"):

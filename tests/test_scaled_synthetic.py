@@ -8,13 +8,13 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.data_utils import DATASETS, load_dataset, load_for_config, validate_run_config
 from hgnn_ima_jax.data_utils.checksum import graph_checksum
 from hgnn_ima_jax.data_utils.synthetic import AMAZON1_LIKE, SCALED_SYNTHETIC, make_synthetic, scaled_synthetic_kwargs
 from hgnn_ima_jax.experiments.configs import get_config
-from conftest import REPO
 
 
 def test_names_are_one_table():
@@ -75,7 +75,10 @@ def test_load_for_config_builds_a_scaled_graph(monkeypatch):
 
   seen = {}
   real = datasets.make_scaled_synthetic
-  monkeypatch.setattr(datasets, "make_scaled_synthetic",
-                      lambda name, **kw: seen.setdefault(name, real(name, **{**kw, "scale": 0.01, "feature_dim": 8})))
+  monkeypatch.setattr(
+      datasets,
+      "make_scaled_synthetic",
+      lambda name, **kw: seen.setdefault(name, real(name, **{**kw, "scale": 0.01, "feature_dim": 8})),
+  )
   g = load_for_config(get_config("synthetic_amazon1x4"))
   assert seen and g is seen["synthetic_amazon1x4"] and g.num_nodes["item"] == round(58088 * 0.01)

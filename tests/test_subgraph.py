@@ -9,17 +9,17 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
-
-from hgnn_ima_jax import train
-from hgnn_ima_jax.experiments.configs import test as test_config
-from hgnn_ima_jax.layout import check_graph_layout
-from hgnn_ima_jax.batch_stream import BatchStream
-from hgnn_ima_jax.samplers import HGTSampler, NeighborSampler
-from hgnn_ima_jax.sampling import batch_rng
-from hgnn_ima_jax.budgets import Budget, BudgetLadder, padded_schema
-from hgnn_ima_jax.subgraph import FeatureStore, SubgraphBuilder
 from model_fixtures import random_variables
 from sampling_graphs import dense_graph
+
+from hgnn_ima_jax import train
+from hgnn_ima_jax.batch_stream import BatchStream
+from hgnn_ima_jax.budgets import Budget, BudgetLadder, padded_schema
+from hgnn_ima_jax.experiments.configs import test as test_config
+from hgnn_ima_jax.layout import check_graph_layout
+from hgnn_ima_jax.samplers import HGTSampler, NeighborSampler
+from hgnn_ima_jax.sampling import batch_rng
+from hgnn_ima_jax.subgraph import FeatureStore, SubgraphBuilder
 
 FANOUTS = [{"ma": 3, "md": 2, "dm": -1, "am": 4}, {"ma": 1, "md": 0, "dm": 2, "am": 2}]
 
@@ -88,9 +88,9 @@ def test_upper_bound_budget_holds_for_every_batch(graph, kind):
   sampler = _samplers(graph)[kind]
   upper = Budget.for_sampler(sampler, 4)
   assert upper.fits(graph.schema.num_nodes, graph.schema.num_edges) or all(
-      u <= n + 1 for u, n in zip(upper.nodes, graph.schema.num_nodes))
-  stream = BatchStream(sampler, graph.splits["train"] if len(graph.splits["train"]) >= 8 else np.arange(30), 4,
-                       seed=3)
+      u <= n + 1 for u, n in zip(upper.nodes, graph.schema.num_nodes)
+  )
+  stream = BatchStream(sampler, graph.splits["train"] if len(graph.splits["train"]) >= 8 else np.arange(30), 4, seed=3)
   for _ in range(3):
     for batch in stream.epoch_batches():
       assert upper.fits_subgraph(graph.schema, batch.subgraph)
@@ -114,7 +114,7 @@ def test_ladder_picks_the_smallest_rung_that_fits(graph):
     sub = sampler.sample(np.arange(b, 30, 8)[:4], batch_rng(1, 0, b))
     chosen = ladder.choose(sub, graph.schema)
     assert chosen.fits_subgraph(graph.schema, sub)
-    assert not any(r.fits_subgraph(graph.schema, sub) for r in ladder.rungs[:ladder.index(chosen)])
+    assert not any(r.fits_subgraph(graph.schema, sub) for r in ladder.rungs[: ladder.index(chosen)])
     used.add(chosen)
   stream = BatchStream(sampler, np.arange(30), 4, seed=0)
   cal = BudgetLadder.calibrate(stream, upper, num_batches=4, num_buckets=3)
@@ -150,8 +150,11 @@ def test_absent_node_type_and_empty_relations_are_all_padding():
   g, sampler, sub = _absent_type_batch()
   assert len(sub.nodes["director"]) == 0 and len(sub.edges["md"]) == 0 and len(sub.edges["dm"]) == 0
   builder = SubgraphBuilder(g, csr=sampler.csr)
-  for budget in (Budget.exact(g.schema, sub), Budget.for_sampler(sampler, 3),
-                 Budget.exact(g.schema, sub).maximum(Budget((1, 4, 1), (0, 3, 5, 0)))):
+  for budget in (
+      Budget.exact(g.schema, sub),
+      Budget.for_sampler(sampler, 3),
+      Budget.exact(g.schema, sub).maximum(Budget((1, 4, 1), (0, 3, 5, 0))),
+  ):
     p = builder.build(sub, budget)
     _check_padded(g, p, sub)
     assert not p.graph.nodes["valid"][p.schema.node_slice(g.schema.type_id("director"))].any()
@@ -170,6 +173,7 @@ def test_feature_store_gathers_into_buffers(graph):
 
 
 # --- the model on padded sub-graphs -----------------------------------------------------------
+
 
 def _config(name: str):
   c = test_config.get_config("synthetic")
@@ -203,12 +207,17 @@ def test_padding_changes_no_logit_and_full_fanout_gives_full_graph_logits(graph,
   targets = np.array([0, 5, 7, 12])  # movie 0 receives a hub of actors
   sub = sampler.sample(targets, batch_rng(0, 0, 0))
   exact = builder.build(sub, Budget.exact(graph.schema, sub))
-  large = builder.build(sub, Budget(tuple(3 * n + 5 for n in exact.budget.nodes),
-                                    tuple(2 * e + 7 for e in exact.budget.edges)))
+  large = builder.build(
+      sub, Budget(tuple(3 * n + 5 for n in exact.budget.nodes), tuple(2 * e + 7 for e in exact.budget.edges))
+  )
 
   # Parameters do not depend on the counts: one tree serves every budget and the full graph.
-  shape = lambda p: jax.tree.map(lambda x: (x.shape, x.dtype), jax.eval_shape(
-      lambda k: train.create_model(config, p.schema).init(k, p.graph, train=False), jax.random.PRNGKey(0)))
+  shape = lambda p: jax.tree.map(
+      lambda x: (x.shape, x.dtype),
+      jax.eval_shape(
+          lambda k: train.create_model(config, p.schema).init(k, p.graph, train=False), jax.random.PRNGKey(0)
+      ),
+  )
   assert shape(exact) == shape(large)
   variables = _variables(train.create_model(config, exact.schema), exact.graph)
 
@@ -222,6 +231,7 @@ def test_padding_changes_no_logit_and_full_fanout_gives_full_graph_logits(graph,
 
   # The masked loss over every row of the padded graph is the loss over the batch's targets alone.
   from hgnn_ima_jax.losses import masked_cross_entropy
+
   padded_loss = masked_cross_entropy(large_logits, large.labels, large.mask)
   targets_loss = masked_cross_entropy(full, graph.labels[targets], np.ones(len(targets), bool))
   np.testing.assert_allclose(float(padded_loss), float(targets_loss), rtol=1e-5)
@@ -278,8 +288,10 @@ def test_upper_bounds_hold_over_random_graphs_fanouts_and_batch_sizes():
     for trial in range(6):
       fanouts = [{r.name: int(rng.choice([-1, 0, 1, 2, 5])) for r in g.relations} for _ in range(rng.integers(1, 4))]
       size = int(rng.integers(1, 9))
-      samplers = (NeighborSampler(g, fanouts),
-                  HGTSampler(g, {t: int(rng.integers(0, 5)) for t in g.node_types}, int(rng.integers(1, 4))))
+      samplers = (
+          NeighborSampler(g, fanouts),
+          HGTSampler(g, {t: int(rng.integers(0, 5)) for t in g.node_types}, int(rng.integers(1, 4))),
+      )
       for sampler in samplers:
         upper = Budget.for_sampler(sampler, size)
         for b in range(8):

@@ -106,8 +106,7 @@ def test_provenance_marks_data_synthetic(default):
 
 # --- knobs ---------------------------------------------------------------------------
 def test_feature_widths_per_type_and_modality():
-  g = syn.make_synthetic(feature_dim=96, modality_dims=[("image", 32)],
-                         feature_dims=[("director", "text", 48)])
+  g = syn.make_synthetic(feature_dim=96, modality_dims=[("image", 32)], feature_dims=[("director", "text", 48)])
   assert g.features["movie"]["text"].shape == (2000, 96)
   assert g.features["movie"]["image"].shape == (2000, 32)
   assert g.features["director"]["text"].shape == (800, 48)
@@ -226,8 +225,7 @@ def test_unknown_override_and_bad_values_raise():
 
 
 def test_config_is_hashable_after_list_overrides():
-  cfg = syn.SyntheticConfig(modalities=["text", "image"], split=[0.2, 0.1, 0.7],
-                            feature_dims=[["actor", "text", 32]])
+  cfg = syn.SyntheticConfig(modalities=["text", "image"], split=[0.2, 0.1, 0.7], feature_dims=[["actor", "text", 32]])
   assert hash(cfg) == hash(syn.SyntheticConfig(modalities=("text", "image"), feature_dims=(("actor", "text", 32),)))
   g = syn.make_synthetic(cfg, hub_noise=0.1)
   assert g.provenance["generator"]["hub_noise"] == 0.1

@@ -14,17 +14,16 @@ import numpy as np
 import pytest
 import scipy.stats
 import sklearn.metrics
+from data_helpers import with_overrides  # noqa: E402
 
-from hgnn_ima_jax.experiments.configs import get_config
-from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax import metrics, optim, restore, steps, train
 from hgnn_ima_jax import state as state_lib
 from hgnn_ima_jax.checkpointing import CheckpointMismatchError
 from hgnn_ima_jax.data_utils import load_for_config
+from hgnn_ima_jax.experiments.configs import get_config
+from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax.experiments.outputs import history_writer
 from hgnn_ima_jax.experiments.runs import load_run
-
-from data_helpers import with_overrides  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -53,6 +52,7 @@ def baseline_run(tmp_path_factory, tiny_data):
 
 # --- schedules and metrics ----------------------------------------------------------------
 
+
 def _cos(a, b, p):
   return b + (a - b) * (1 + math.cos(math.pi * p)) / 2
 
@@ -62,9 +62,15 @@ def test_one_cycle_matches_torch_formula(step):
   """Spec §4: warm-up to 1e-3 over steps 0..49, cosine to 4e-9 by 999; b1 cycles 0.95→0.85→0.95."""
   c = get_config("douban")
   o = c.optimizer
-  lr, b1 = optim.one_cycle_schedules(o.onecycle_total_steps, o.learning_rate, o.onecycle_pct_start,
-                                     o.onecycle_div_factor, o.onecycle_final_div_factor,
-                                     o.onecycle_base_momentum, o.onecycle_max_momentum)
+  lr, b1 = optim.one_cycle_schedules(
+      o.onecycle_total_steps,
+      o.learning_rate,
+      o.onecycle_pct_start,
+      o.onecycle_div_factor,
+      o.onecycle_final_div_factor,
+      o.onecycle_base_momentum,
+      o.onecycle_max_momentum,
+  )
   if step <= 49:
     want_lr, want_b1 = _cos(4e-5, 1e-3, step / 49), _cos(0.95, 0.85, step / 49)
   else:
@@ -92,11 +98,18 @@ def test_steps_per_epoch_stretches_the_schedule_over_the_same_epochs():
   c = get_config("douban")
   o = c.optimizer
   assert [optim.learning_rate_at(c, k) for k in (0, 2, 49, 500)] == [
-      optim.learning_rate_at(c, k, steps_per_epoch=1) for k in (0, 2, 49, 500)]
+      optim.learning_rate_at(c, k, steps_per_epoch=1) for k in (0, 2, 49, 500)
+  ]
   spe = 4
-  lr, _ = optim.one_cycle_schedules(o.onecycle_total_steps * spe, o.learning_rate, o.onecycle_pct_start,
-                                    o.onecycle_div_factor, o.onecycle_final_div_factor,
-                                    o.onecycle_base_momentum, o.onecycle_max_momentum)
+  lr, _ = optim.one_cycle_schedules(
+      o.onecycle_total_steps * spe,
+      o.learning_rate,
+      o.onecycle_pct_start,
+      o.onecycle_div_factor,
+      o.onecycle_final_div_factor,
+      o.onecycle_base_momentum,
+      o.onecycle_max_momentum,
+  )
   warmup_end = int(o.onecycle_pct_start * o.onecycle_total_steps * spe) - 1
   assert optim.learning_rate_at(c, warmup_end, spe) == pytest.approx(o.learning_rate, rel=1e-6)  # peak at 4x the step
   assert optim.learning_rate_at(c, 123, spe) == pytest.approx(float(lr(123)), rel=1e-6)
@@ -122,7 +135,8 @@ def test_f1_matches_sklearn():
     micro, macro = metrics.f1_scores(jnp.asarray(p), jnp.asarray(y), jnp.asarray(mask), c)
     assert float(micro) == pytest.approx(sklearn.metrics.f1_score(y[mask], p[mask], average="micro"), abs=1e-6)
     assert float(macro) == pytest.approx(
-        sklearn.metrics.f1_score(y[mask], p[mask], average="macro", zero_division=0), abs=1e-6)
+        sklearn.metrics.f1_score(y[mask], p[mask], average="macro", zero_division=0), abs=1e-6
+    )
 
 
 def test_t_test_and_mean_std():
@@ -143,21 +157,34 @@ def test_t_test_and_mean_std():
 
 # --- early stopping and selection ---------------------------------------------------------
 
+
 def _run_track(losses, accs, macros, **kw):
   """Feeds a sequence of validation results through `track` for one seed."""
   params = {"w": jnp.zeros(())}
-  state = state_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats={}, opt_state=(),
-                           key=jnp.zeros(2, jnp.uint32), active=jnp.ones((), bool),
-                           es_best_loss=jnp.inf, es_best_acc=-jnp.inf, es_counter=jnp.zeros((), jnp.int32),
-                           best_score=-jnp.inf, best_epoch=jnp.full((), -1, jnp.int32), best_params=params,
-                           best_batch_stats={}, best_pred=jnp.zeros((1,), jnp.int32))
+  state = state_lib.TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats={},
+      opt_state=(),
+      key=jnp.zeros(2, jnp.uint32),
+      active=jnp.ones((), bool),
+      es_best_loss=jnp.inf,
+      es_best_acc=-jnp.inf,
+      es_counter=jnp.zeros((), jnp.int32),
+      best_score=-jnp.inf,
+      best_epoch=jnp.full((), -1, jnp.int32),
+      best_params=params,
+      best_batch_stats={},
+      best_pred=jnp.zeros((1,), jnp.int32),
+  )
   stopped_at = None
   for e, (l, a, m) in enumerate(zip(losses, accs, macros)):
     if not bool(state.active):
       break
     state = state.replace(step=state.step + 1, params={"w": jnp.asarray(float(e))})
-    state = steps.track(state, {"val_loss": jnp.asarray(l), "val_micro_f1": jnp.asarray(a),
-                                "val_macro_f1": jnp.asarray(m)}, **kw)
+    state = steps.track(
+        state, {"val_loss": jnp.asarray(l), "val_micro_f1": jnp.asarray(a), "val_macro_f1": jnp.asarray(m)}, **kw
+    )
     if not bool(state.active) and stopped_at is None:
       stopped_at = e
   return state, stopped_at
@@ -172,8 +199,9 @@ def test_code_early_stopping_counts_strict_increases():
 
 
 def test_code_selection_prefers_later_epoch_on_ties():
-  state, _ = _run_track([1.0] * 5, [0.5] * 5, [0.3, 0.6, 0.6, 0.5, 0.2], rule="val_loss", patience=100,
-                        selection="macro_f1")
+  state, _ = _run_track(
+      [1.0] * 5, [0.5] * 5, [0.3, 0.6, 0.6, 0.5, 0.2], rule="val_loss", patience=100, selection="macro_f1"
+  )
   assert int(state.best_epoch) == 2 and float(state.best_params["w"]) == 2.0
 
 
@@ -208,16 +236,19 @@ def replay_authors_rule(losses, accs, patience):
   return None, stopper.saved, stopper
 
 
-@pytest.mark.parametrize("losses,accs,stop,best,best_loss,best_acc", [
-    # Epoch 1 lowers the loss but not the accuracy: the counter resets, the bests stay (1.0, 0.5),
-    # so 0.9 at epochs 2-3 is not worse and the stop comes at epoch 5. (A min/max update would
-    # have taken 0.8 as the best loss and stopped at epoch 3.)
-    ([1.0, 0.8, 0.9, 0.9, 1.1, 1.2, 1.3], [0.5, 0.4, 0.45, 0.45, 0.3, 0.3, 0.3], 5, 0, 1.0, 0.5),
-    # Epoch 2 improves both: bests (0.7, 0.6) and its parameters are kept; two worse epochs stop at 4.
-    ([1.0, 0.8, 0.7, 0.9, 0.9, 0.6], [0.5, 0.4, 0.6, 0.55, 0.55, 0.9], 4, 2, 0.7, 0.6),
-    # Worse loss with better accuracy (and the reverse) never counts.
-    ([1.0, 1.1, 0.9, 1.2, 0.95], [0.5, 0.6, 0.4, 0.7, 0.45], None, 0, 1.0, 0.5),
-])
+@pytest.mark.parametrize(
+    "losses,accs,stop,best,best_loss,best_acc",
+    [
+        # Epoch 1 lowers the loss but not the accuracy: the counter resets, the bests stay (1.0, 0.5),
+        # so 0.9 at epochs 2-3 is not worse and the stop comes at epoch 5. (A min/max update would
+        # have taken 0.8 as the best loss and stopped at epoch 3.)
+        ([1.0, 0.8, 0.9, 0.9, 1.1, 1.2, 1.3], [0.5, 0.4, 0.45, 0.45, 0.3, 0.3, 0.3], 5, 0, 1.0, 0.5),
+        # Epoch 2 improves both: bests (0.7, 0.6) and its parameters are kept; two worse epochs stop at 4.
+        ([1.0, 0.8, 0.7, 0.9, 0.9, 0.6], [0.5, 0.4, 0.6, 0.55, 0.55, 0.9], 4, 2, 0.7, 0.6),
+        # Worse loss with better accuracy (and the reverse) never counts.
+        ([1.0, 1.1, 0.9, 1.2, 0.95], [0.5, 0.6, 0.4, 0.7, 0.45], None, 0, 1.0, 0.5),
+    ],
+)
 def test_paper_rule_is_the_authors_early_stopping(losses, accs, stop, best, best_loss, best_acc):
   """rule='paper' + selection='paper_rule' stop and select exactly as the authors' utils.py."""
   assert replay_authors_rule(losses, accs, 2)[:2] == (stop, best)  # the transcription agrees with the cases
@@ -228,9 +259,12 @@ def test_paper_rule_is_the_authors_early_stopping(losses, accs, stop, best, best
 
 # --- runs -----------------------------------------------------------------------------------
 
+
 def test_loss_decreases_on_learnable_graph(tiny_data, tmp_path):
-  c = tiny_config(num_epochs=40, **{"optimizer.schedule": "constant", "optimizer.learning_rate": 5e-3,
-                                    "model.dropout": 0.0, "seeds": (0,)})
+  c = tiny_config(
+      num_epochs=40,
+      **{"optimizer.schedule": "constant", "optimizer.learning_rate": 5e-3, "model.dropout": 0.0, "seeds": (0,)},
+  )
   res = fit(c, str(tmp_path), data=tiny_data, progress=False)
   hist = json.load(open(tmp_path / "history.json"))
   losses = [r["train_ce"] for r in hist]
@@ -250,17 +284,16 @@ def test_vmapped_seeds_equal_separate_runs(baseline_run, tiny_data, tmp_path, se
   if seed_batch == -1:
     _, together = baseline_run
   else:
-    together = fit(tiny_config(seed_batch=seed_batch), str(tmp_path / "vmapped"),
-                                        data=tiny_data, progress=False)
+    together = fit(tiny_config(seed_batch=seed_batch), str(tmp_path / "vmapped"), data=tiny_data, progress=False)
   for i, seed in enumerate(together["seeds"]):
-    alone = fit(tiny_config(seeds=(seed,)), str(tmp_path / f"s{seed}"), data=tiny_data,
-                                     progress=False)
+    alone = fit(tiny_config(seeds=(seed,)), str(tmp_path / f"s{seed}"), data=tiny_data, progress=False)
     a, b = together["per_seed"][i], alone["per_seed"][0]
     assert a["best_epoch"] == b["best_epoch"]
     for k in ("test_micro_f1", "test_macro_f1", "val_macro_f1"):
       assert a[k] == pytest.approx(b[k], abs=1e-6), k
-  hist_t = json.load(open((pathlib.Path(baseline_run[0]) if seed_batch == -1 else tmp_path / "vmapped")
-                          / "history.json"))
+  hist_t = json.load(
+      open((pathlib.Path(baseline_run[0]) if seed_batch == -1 else tmp_path / "vmapped") / "history.json")
+  )
   hist_s = json.load(open(tmp_path / "s1" / "history.json"))
   losses_t = [r["val_loss"] for r in hist_t if r["seed"] == 1]
   losses_s = [r["val_loss"] for r in hist_s]
@@ -270,9 +303,11 @@ def test_vmapped_seeds_equal_separate_runs(baseline_run, tiny_data, tmp_path, se
 @pytest.mark.parametrize("seed_batch", [0, 1, 2, 5])
 def test_map_seeds_groups_give_the_same_result(seed_batch):
   """vmap of all seeds, one at a time, and groups of 2 (with a remainder of 1) agree."""
+
   def fn(state, batch):
     w = state["w"]
     return {"w": jnp.tanh(w @ batch) + w}, {"norm": jnp.sum(w * w)}
+
   states = {"w": jax.random.normal(jax.random.PRNGKey(0), (5, 4, 4))}
   batch = jax.random.normal(jax.random.PRNGKey(1), (4, 4))
   want = [fn({"w": states["w"][i]}, batch) for i in range(5)]
@@ -339,8 +374,11 @@ def test_resume_with_another_config_fails_clearly(baseline_run, tiny_data, tmp_p
   workdir = str(tmp_path / "run")
   shutil.copytree(baseline_run[0], workdir)  # the shared run stays untouched
   other = tiny_config(**{"model.hidden": 2 * tiny_config().model.hidden})
-  with pytest.raises(CheckpointMismatchError, match=r"checkpoints/latest: checkpoint \d+ does not match .*"
-                     r"encoder.*shape.*config.json differs: model.hidden: 16 \(saved\) vs 32 \(asked\).*new --workdir"):
+  with pytest.raises(
+      CheckpointMismatchError,
+      match=r"checkpoints/latest: checkpoint \d+ does not match .*"
+      r"encoder.*shape.*config.json differs: model.hidden: 16 \(saved\) vs 32 \(asked\).*new --workdir",
+  ):
     fit(other, workdir, data=tiny_data, progress=False, resume=True)
 
 
@@ -351,9 +389,11 @@ def test_resume_refuses_another_run_even_when_the_shapes_fit(baseline_run, tiny_
   saved = (tmp_path / "run" / "config.json").read_text()
   monkeypatch.setattr(train, "make_epoch_fn", lambda *a, **k: pytest.fail("training started"))
   longer = tiny_config(num_epochs=tiny_config().num_epochs + 3, **{"optimizer.learning_rate": 0.002})
-  with pytest.raises(CheckpointMismatchError,
-                     match=r"belongs to another run: its run's config.json differs: num_epochs: 6 \(saved\) vs 9 "
-                           r"\(asked\); optimizer.learning_rate: 0.001 \(saved\) vs 0.002"):
+  with pytest.raises(
+      CheckpointMismatchError,
+      match=r"belongs to another run: its run's config.json differs: num_epochs: 6 \(saved\) vs 9 "
+      r"\(asked\); optimizer.learning_rate: 0.001 \(saved\) vs 0.002",
+  ):
     fit(longer, workdir, data=tiny_data, progress=False, resume=True)
   assert (tmp_path / "run" / "config.json").read_text() == saved
 
@@ -369,8 +409,11 @@ def test_best_predictions_are_those_of_the_best_parameters(baseline_run, tiny_da
 
 
 def test_batchnorm_profile_trains_and_restores(tiny_data, tmp_path):
-  c = tiny_config(num_epochs=3, seeds=(0,), **{"model.projection": "per_channel", "model.input_batch_norm": True,
-                                               "loss.ind_loss": True})
+  c = tiny_config(
+      num_epochs=3,
+      seeds=(0,),
+      **{"model.projection": "per_channel", "model.input_batch_norm": True, "loss.ind_loss": True},
+  )
   res = fit(c, str(tmp_path), data=tiny_data, progress=False)
   run = restore.load_checkpoint(str(tmp_path), tiny_data)
   assert "batch_stats" in run.variables()
@@ -408,8 +451,13 @@ def test_loss_level_ablations_resolve_into_config():
 
 # --- processes: CLI, kill-and-resume, sharding ----------------------------------------------
 
-TINY_FLAGS = ["--config.model.hidden=16", "--config.model.heads=2", "--config.model.num_layers=2",
-              "--config.synthetic.scale=0.1", "--noprogress"]
+TINY_FLAGS = [
+    "--config.model.hidden=16",
+    "--config.model.heads=2",
+    "--config.model.num_layers=2",
+    "--config.synthetic.scale=0.1",
+    "--noprogress",
+]
 
 
 def _train_cli(workdir, *extra):
@@ -417,13 +465,26 @@ def _train_cli(workdir, *extra):
 
 
 def test_train_cli_end_to_end(tmp_path):
-  out = subprocess.run(_train_cli(tmp_path / "run", "--seeds=2", "--epochs=3"), capture_output=True, text=True,
-                       cwd=REPO, timeout=300)
+  out = subprocess.run(
+      _train_cli(tmp_path / "run", "--seeds=2", "--epochs=3"), capture_output=True, text=True, cwd=REPO, timeout=300
+  )
   assert out.returncode == 0, out.stderr[-2000:]
   assert "test Macro-F1" in out.stdout and "mean" in out.stdout
   res = json.load(open(tmp_path / "run" / "results.json"))
-  for key in ("dataset", "model", "protocol", "seeds", "per_seed", "test_micro_f1", "test_macro_f1",
-              "num_params", "wall_time_s", "device", "comparable_with_paper", "features"):
+  for key in (
+      "dataset",
+      "model",
+      "protocol",
+      "seeds",
+      "per_seed",
+      "test_micro_f1",
+      "test_macro_f1",
+      "num_params",
+      "wall_time_s",
+      "device",
+      "comparable_with_paper",
+      "features",
+  ):
     assert key in res, key
   assert res["seeds"] == [0, 1] and len(res["per_seed"]) == 2
   for r in res["per_seed"]:
@@ -438,8 +499,9 @@ def test_train_cli_end_to_end(tmp_path):
 
 
 def test_train_cli_rejects_unknown_model(tmp_path):
-  out = subprocess.run(_train_cli(tmp_path / "run", "--model=gat"), capture_output=True, text=True, cwd=REPO,
-                       timeout=120)
+  out = subprocess.run(
+      _train_cli(tmp_path / "run", "--model=gat"), capture_output=True, text=True, cwd=REPO, timeout=120
+  )
   assert out.returncode == 2 and "config.model_name=gat: is not one of the allowed values" in out.stderr
   assert not (tmp_path / "run").exists()
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import scipy.sparse
-
 from data_helpers import copy_dataset, expect_error, write_features
+
 from hgnn_ima_jax.data_utils import DatasetError, MissingFilesError, load_dataset
 
 
@@ -29,8 +29,13 @@ def edit(path, fn):
 # --- files --------------------------------------------------------------------------------
 def test_missing_published_file_names_it_and_the_download_command(douban):
   (douban / "labels.npy").unlink()
-  err = expect_error(load(douban), douban, str(douban / "labels.npy"), "python -m hgnn_ima_jax.data_utils.download",
-                     cls=MissingFilesError)
+  err = expect_error(
+      load(douban),
+      douban,
+      str(douban / "labels.npy"),
+      "python -m hgnn_ima_jax.data_utils.download",
+      cls=MissingFilesError,
+  )
   assert err.kind == "published" and err.paths == (str(douban / "labels.npy"),)
 
 
@@ -94,12 +99,15 @@ def test_unknown_relation_id(douban):
   expect_error(load(douban), rdf, "relation id 7 at row 15032 is unknown")
 
 
-@pytest.mark.parametrize("row, problem", [
-    ([5, 100, 0], "dst id 100 is outside the 'director' id range 1888..3359"),  # movie -> movie under M->D
-    ([2000, 3400, 2], "src id 2000 is outside the 'movie' id range 0..1887"),  # director as a movie
-    ([3400, 9999, 3], "dst id 9999 is outside the 'movie' id range 0..1887"),  # beyond every type
-    ([-1, 1888, 0], "src id -1 is outside the 'movie' id range"),
-])
+@pytest.mark.parametrize(
+    "row, problem",
+    [
+        ([5, 100, 0], "dst id 100 is outside the 'director' id range 1888..3359"),  # movie -> movie under M->D
+        ([2000, 3400, 2], "src id 2000 is outside the 'movie' id range 0..1887"),  # director as a movie
+        ([3400, 9999, 3], "dst id 9999 is outside the 'movie' id range 0..1887"),  # beyond every type
+        ([-1, 1888, 0], "src id -1 is outside the 'movie' id range"),
+    ],
+)
 def test_node_id_outside_its_types_range(douban, row, problem):
   rdf = douban / "douban_actor_rdf.npy"
   edit(rdf, lambda a: np.concatenate([a, [row]]).astype(a.dtype))
@@ -203,8 +211,7 @@ def imdb(tmp_path, shared_datasets):
 def test_node_type_with_no_nodes(imdb):
   nt = imdb / "node_types.npy"
   edit(nt, lambda a: np.where(a == 1, 2, a).astype(a.dtype))
-  expect_error(lambda: load_dataset("imdb", imdb.parent, features="generated"), nt,
-               "node type 'director' has no nodes")
+  expect_error(lambda: load_dataset("imdb", imdb.parent, features="generated"), nt, "node type 'director' has no nodes")
 
 
 def test_node_types_not_contiguous(imdb):
@@ -216,15 +223,19 @@ def test_node_types_not_contiguous(imdb):
 def test_truncated_sparse_features(imdb):
   f = imdb / "features_1.npz"
   f.write_bytes(f.read_bytes()[:5000])
-  expect_error(lambda: load_dataset("imdb", imdb.parent, features="generated"), f,
-               "cannot be read as a scipy.sparse .npz matrix")
+  expect_error(
+      lambda: load_dataset("imdb", imdb.parent, features="generated"), f, "cannot be read as a scipy.sparse .npz matrix"
+  )
 
 
 def test_sparse_features_wrong_rows(imdb):
   f = imdb / "features_2.npz"
   scipy.sparse.save_npz(f, scipy.sparse.csr_matrix(np.ones((10, 3066))))
-  expect_error(lambda: load_dataset("imdb", imdb.parent, features="generated"), f,
-               "10 rows, but node type 'actor' has 5257 nodes")
+  expect_error(
+      lambda: load_dataset("imdb", imdb.parent, features="generated"),
+      f,
+      "10 rows, but node type 'actor' has 5257 nodes",
+  )
 
 
 def test_nothing_escapes_half_loaded(douban):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from . import default
 from hgnn_ima_jax.config_validation import CHOICES, SCALED_SYNTHETIC
+
+from . import default
 
 DATASET_OVERRIDES = {
     # MISS: shared projection, c = 100, CE(fused) + L_att, val loss includes L_att, Macro-F1 selection.
@@ -17,13 +18,27 @@ DATASET_OVERRIDES = {
     "imdb": {"num_epochs": 100, "model.score_scale": 100.0},
     "amazon": {"num_epochs": 100, "model.score_scale": 100.0},
     # FULL2: BN + Linear per (type, modality), c = 1/sqrt(d_k), d = 128, mean of 3 CE heads, no L_att.
-    "amazon1": {"num_epochs": 200, "model.hidden": 128, "model.projection": "per_channel",
-                "model.input_batch_norm": True, "loss.ind_loss": True, "loss.val_includes_att": False,
-                "early_stopping.patience": 50, "selection_metric": "micro_f1"},
+    "amazon1": {
+        "num_epochs": 200,
+        "model.hidden": 128,
+        "model.projection": "per_channel",
+        "model.input_batch_norm": True,
+        "loss.ind_loss": True,
+        "loss.val_includes_att": False,
+        "early_stopping.patience": 50,
+        "selection_metric": "micro_f1",
+    },
     # FULL3: as FULL2 with three modalities and additive β1 + β2.
-    "amazon2": {"num_epochs": 200, "model.hidden": 128, "model.projection": "per_channel",
-                "model.input_batch_norm": True, "model.combine": "add", "loss.ind_loss": True,
-                "loss.val_includes_att": False, "early_stopping.patience": 50},
+    "amazon2": {
+        "num_epochs": 200,
+        "model.hidden": 128,
+        "model.projection": "per_channel",
+        "model.input_batch_norm": True,
+        "model.combine": "add",
+        "loss.ind_loss": True,
+        "loss.val_includes_att": False,
+        "early_stopping.patience": 50,
+    },
     # The embedded synthetic graph: standard HGT scaling, per-modality projections. Half the
     # generator's default size (1,000 movies, 2,500 nodes) and 60 epochs, so that the default
     # `python experiments/train.py` (5 vmapped seeds) finishes in about a minute on 2 CPU cores.
@@ -38,10 +53,19 @@ PAPER_PROTOCOL = {
     # above best AND accuracy below best" (the authors' utils.py EarlyStopping, see train.track),
     # missing visual attributes completed with the text features, no x100 on the scores (Eq. 2 as
     # HGT: c = 1/sqrt(d_k)). docs/paper_vs_code.md gives the reading of each sentence.
-    "optimizer.name": "adam", "optimizer.schedule": "constant", "optimizer.weight_decay": 0.0,
-    "num_epochs": 300, "model.dropout": 0.6, "model.hidden": 64, "model.score_scale": None,
-    "loss.ind_loss": True, "loss.att_weight": 1.0, "missing_fill": "text",
-    "early_stopping.rule": "paper", "early_stopping.patience": 50, "selection_metric": "paper_rule",
+    "optimizer.name": "adam",
+    "optimizer.schedule": "constant",
+    "optimizer.weight_decay": 0.0,
+    "num_epochs": 300,
+    "model.dropout": 0.6,
+    "model.hidden": 64,
+    "model.score_scale": None,
+    "loss.ind_loss": True,
+    "loss.att_weight": 1.0,
+    "missing_fill": "text",
+    "early_stopping.rule": "paper",
+    "early_stopping.patience": 50,
+    "selection_metric": "paper_rule",
 }
 # Sec. 5.3's 20/10/70 split: DOUBAN's and AMAZON's published split files are 20/10/70 already (the
 # paper's own splits), IMDB's (HAN's file) is 20/20/60, so the paper protocol redraws IMDB's.

@@ -55,42 +55,64 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Model (fields of hgnn_ima_jax.models.HGNNIMA; baselines take the ones they have).
   c.model_name = "hgnn_ima"
-  c.model = ml_collections.ConfigDict(dict(
-      hidden=64, heads=8, num_layers=3,
-      projection="shared",  # MISS: one tanh(Linear) per node type shared by the modalities
-      input_batch_norm=False, input_activation="tanh",
-      **layer_option_fields(),  # variant, score_scale, align_sign, combine, ... (hgnn_ima_jax.options)
-      fusion_form="code", fusion_input_dropout=0.6, fusion_score_dropout=0.5,
-      latt_norm="code_mean",
-      baseline_score_scale=config_dict.placeholder(float),  # HGT baselines: None = 1/sqrt(d_k)
-  ))
+  c.model = ml_collections.ConfigDict(
+      dict(
+          hidden=64,
+          heads=8,
+          num_layers=3,
+          projection="shared",  # MISS: one tanh(Linear) per node type shared by the modalities
+          input_batch_norm=False,
+          input_activation="tanh",
+          **layer_option_fields(),  # variant, score_scale, align_sign, combine, ... (hgnn_ima_jax.options)
+          fusion_form="code",
+          fusion_input_dropout=0.6,
+          fusion_score_dropout=0.5,
+          latt_norm="code_mean",
+          baseline_score_scale=config_dict.placeholder(float),  # HGT baselines: None = 1/sqrt(d_k)
+      )
+  )
 
   # Optimisation (one full-batch step per epoch).
   c.protocol = "code"
-  c.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=1e-3, weight_decay=5e-3, b1=0.9, b2=0.999, eps=1e-8,
-      schedule="onecycle", onecycle_total_steps=1000, onecycle_pct_start=0.05,
-      onecycle_div_factor=25.0, onecycle_final_div_factor=1e4,
-      onecycle_base_momentum=0.85, onecycle_max_momentum=0.95,
-  ))
+  c.optimizer = ml_collections.ConfigDict(
+      dict(
+          name="adamw",
+          learning_rate=1e-3,
+          weight_decay=5e-3,
+          b1=0.9,
+          b2=0.999,
+          eps=1e-8,
+          schedule="onecycle",
+          onecycle_total_steps=1000,
+          onecycle_pct_start=0.05,
+          onecycle_div_factor=25.0,
+          onecycle_final_div_factor=1e4,
+          onecycle_base_momentum=0.85,
+          onecycle_max_momentum=0.95,
+      )
+  )
   c.num_epochs = 100
   c.loss = ml_collections.ConfigDict(dict(ind_loss=False, att_weight=1.0, val_includes_att=True))
   c.early_stopping = ml_collections.ConfigDict(dict(rule="val_loss", patience=100))
   c.selection_metric = "macro_f1"  # 'macro_f1' | 'micro_f1' | 'paper_rule'
 
   # Mini-batches (hgnn_ima_jax.minibatch): 'full' is one full-graph step per epoch, as the authors' code.
-  c.batch = ml_collections.ConfigDict(dict(
-      mode="full",  # 'full' | 'neighbor' (per-hop fanouts, like PyG's NeighborLoader) | 'hgt' (HGSampling)
-      size=512,  # target nodes per batch; an epoch is one pass over the shuffled training targets
-      fanouts=(),  # neighbor: in-edges sampled per node, relation and hop (empty: 10 per layer; -1: all)
-      num_samples=128, num_iterations=0,  # hgt: nodes per type per iteration, iterations (0: one per layer)
-      buckets=3,  # padded sizes a batch is rounded up to (the step compiles once per size)
-      prefetch=2,  # batches prepared ahead on a background thread (0: in the training thread)
-      seed=0,  # the batch sequence's seed (every model seed trains on the same batches)
-      eval="layerwise",  # 'layerwise' (exact, every node) | 'sampled' (sampled sub-graphs of val/test targets)
-      eval_every=1, eval_chunk=4096,  # epochs between evaluations; receivers per layer-wise chunk
-      parts=1,  # sub-graphs per batch, each sampled on its own; fixes the result on any number of devices
-  ))
+  c.batch = ml_collections.ConfigDict(
+      dict(
+          mode="full",  # 'full' | 'neighbor' (per-hop fanouts, like PyG's NeighborLoader) | 'hgt' (HGSampling)
+          size=512,  # target nodes per batch; an epoch is one pass over the shuffled training targets
+          fanouts=(),  # neighbor: in-edges sampled per node, relation and hop (empty: 10 per layer; -1: all)
+          num_samples=128,
+          num_iterations=0,  # hgt: nodes per type per iteration, iterations (0: one per layer)
+          buckets=3,  # padded sizes a batch is rounded up to (the step compiles once per size)
+          prefetch=2,  # batches prepared ahead on a background thread (0: in the training thread)
+          seed=0,  # the batch sequence's seed (every model seed trains on the same batches)
+          eval="layerwise",  # 'layerwise' (exact, every node) | 'sampled' (sampled sub-graphs of val/test targets)
+          eval_every=1,
+          eval_chunk=4096,  # epochs between evaluations; receivers per layer-wise chunk
+          parts=1,  # sub-graphs per batch, each sampled on its own; fixes the result on any number of devices
+      )
+  )
 
   # Runs.
   c.seeds = (0,)
