@@ -170,25 +170,15 @@ def run_row(graph: str, mode: str) -> dict:
 
 
 def full_row(config, data) -> dict:
-  import functools  # pylint: disable=import-outside-toplevel
-
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   from bench_env import mem_available_mb  # pylint: disable=import-outside-toplevel
+  from bench_ours import make_step  # pylint: disable=import-outside-toplevel
 
-  from hgnn_ima_jax import optim, state, steps  # pylint: disable=import-outside-toplevel
+  from hgnn_ima_jax import state  # pylint: disable=import-outside-toplevel
 
-  model = state.create_model(config, data.schema)
-  tx = optim.create_optimizer(config)
+  step, model, tx, config = make_step(config, data)  # the step step_time.py times
   batch = state.make_batch(data)
-  one = functools.partial(
-      steps.train_step,
-      model=model,
-      tx=tx,
-      ind_loss=bool(config.loss.ind_loss),
-      att_weight=float(config.loss.att_weight),
-  )
-  step = jax.jit(steps.map_seeds(one, 0), donate_argnums=(0,))
   like = state.abstract_state(model, tx, batch, [0])
   compiled = step.lower(like, batch).compile()
   temp_mb = compiled.memory_analysis().temp_size_in_bytes / 2**20
