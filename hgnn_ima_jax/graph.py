@@ -307,3 +307,40 @@ def fill_missing_modalities(graph: MMHN, rule: str) -> MMHN:
       graph.features.setdefault(t, {})[m] = src.copy() if rule == "text" else np.zeros_like(src)
       prov[f"{t}/{m}"] = f"filled:{rule}"
   return graph
+
+
+def schema_differences(model_schema: Schema, data_schema: Schema) -> list[str]:
+  """What differs between two schemas apart from node and edge counts (empty when a model can run on the data)."""
+  a, b, out = model_schema, data_schema, []
+  if a.node_types != b.node_types:
+    out.append(f"node types {list(b.node_types)} (model: {list(a.node_types)})")
+  if a.relations != b.relations:
+    out.append(f"relations {[tuple(r) for r in b.relations]} (model: {[tuple(r) for r in a.relations]})")
+  if a.modalities != b.modalities:
+    out.append(f"modalities {list(b.modalities)} (model: {list(a.modalities)})")
+  if out:
+    return out  # the finer comparisons below index by type and modality
+  for t, tname in enumerate(a.node_types):
+    for m, mname in enumerate(a.modalities):
+      if a.feature_dims[t][m] != b.feature_dims[t][m]:
+        out.append(f"feature width of {tname}/{mname} {b.feature_dims[t][m]} (model: {a.feature_dims[t][m]})")
+      if a.present[t][m] != b.present[t][m]:
+        out.append(f"{tname} {'has' if b.present[t][m] else 'lacks'} modality {mname} (model: the opposite)")
+  if a.target_type != b.target_type:
+    out.append(f"target type {b.target_type!r} (model: {a.target_type!r})")
+  if a.num_classes != b.num_classes:
+    out.append(f"num_classes {b.num_classes} (model: {a.num_classes})")
+  return out
+
+
+def check_schema(model_schema: Schema, data_schema: Schema, source: str = "graph") -> None:
+  """Raises `DatasetError` (one line) naming what differs, unless only node and edge counts do."""
+  diff = schema_differences(model_schema, data_schema)
+  if diff:
+    raise DatasetError(
+        source,
+        "schema",
+        "differs from the model's: " + "; ".join(diff),
+        "run the model on a graph of its own schema (same node types, relations, modalities, "
+        "feature widths; other sizes are fine) or train a model for this schema",
+    )

@@ -31,7 +31,7 @@ import dataclasses
 import functools
 import queue
 import threading
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +45,7 @@ from hgnn_ima_jax.budgets import Budget, BudgetLadder, padded_schema
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.optim import learning_rate_at
-from hgnn_ima_jax.run_log import TrainingInterrupted, history_rows
+from hgnn_ima_jax.run_log import EpochSums, TrainingInterrupted, history_rows
 from hgnn_ima_jax.samplers import make_sampler
 from hgnn_ima_jax.sampling import build_in_csr, part_rng, split_parts
 from hgnn_ima_jax.state import Batch, TrainState, create_model
@@ -263,37 +263,6 @@ def init_batch(source: BatchSource) -> Batch:
   """The first batch (its part 0 with parts) padded to the largest rung: parameters do not depend on counts."""
   sub = source.stream.sample_batch(0, 0).subgraph if source.settings.parts == 1 else source.sample_parts(0, 0, [0])[0]
   return device_batch(source.builder.build(sub, source.largest))
-
-
-@dataclasses.dataclass
-class EpochSums:
-  """Running sums of the training metrics within an epoch (kept in a mid-epoch checkpoint)."""
-
-  batches: int = 0
-  train_loss: Any = 0.0
-  train_ce: Any = 0.0
-  att_loss: Any = 0.0
-
-  def add(self, m: dict):
-    self.batches += 1
-    for k in ("train_loss", "train_ce", "att_loss"):
-      setattr(self, k, getattr(self, k) + np.asarray(m[k], np.float64))
-
-  def means(self) -> dict:
-    n = max(self.batches, 1)
-    return {k: np.asarray(getattr(self, k), np.float64) / n for k in ("train_loss", "train_ce", "att_loss")}
-
-  def to_meta(self) -> dict:
-    return {
-        "batches": self.batches,
-        **{k: np.asarray(getattr(self, k)).tolist() for k in ("train_loss", "train_ce", "att_loss")},
-    }
-
-  @classmethod
-  def from_meta(cls, meta: dict | None) -> "EpochSums":
-    if not meta:
-      return cls()
-    return cls(int(meta["batches"]), *(np.asarray(meta[k], np.float64) for k in ("train_loss", "train_ce", "att_loss")))
 
 
 def run_minibatch_epochs(

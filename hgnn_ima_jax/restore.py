@@ -26,8 +26,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from hgnn_ima_jax.checkpointing import orbax_manager
-from hgnn_ima_jax.graph import MMHN, Schema
-from hgnn_ima_jax.inference import LayerwiseInference, schema_differences
+from hgnn_ima_jax.graph import MMHN, Schema, schema_differences
+from hgnn_ima_jax.inference import LayerwiseInference
 from hgnn_ima_jax.layout import check_graph_layout
 from hgnn_ima_jax.run_dir import read_config, read_schema
 from hgnn_ima_jax.state import create_model

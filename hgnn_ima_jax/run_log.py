@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Any, Callable
+
+import numpy as np
 
 HistoryWriter = Callable[[list], None]  # called with every epoch's rows so far (see `history_rows`)
 
@@ -24,3 +27,34 @@ class TrainingInterrupted(Exception):
   def __init__(self, workdir: str, epoch: int, num_epochs: int):
     self.workdir, self.epoch, self.num_epochs = workdir, epoch, num_epochs
     super().__init__(f"interrupted at epoch {epoch} of {num_epochs}; the checkpoint in {workdir} continues it")
+
+
+@dataclasses.dataclass
+class EpochSums:
+  """Running sums of the training metrics within an epoch (kept in a mid-epoch checkpoint)."""
+
+  batches: int = 0
+  train_loss: Any = 0.0
+  train_ce: Any = 0.0
+  att_loss: Any = 0.0
+
+  def add(self, m: dict):
+    self.batches += 1
+    for k in ("train_loss", "train_ce", "att_loss"):
+      setattr(self, k, getattr(self, k) + np.asarray(m[k], np.float64))
+
+  def means(self) -> dict:
+    n = max(self.batches, 1)
+    return {k: np.asarray(getattr(self, k), np.float64) / n for k in ("train_loss", "train_ce", "att_loss")}
+
+  def to_meta(self) -> dict:
+    return {
+        "batches": self.batches,
+        **{k: np.asarray(getattr(self, k)).tolist() for k in ("train_loss", "train_ce", "att_loss")},
+    }
+
+  @classmethod
+  def from_meta(cls, meta: dict | None) -> "EpochSums":
+    if not meta:
+      return cls()
+    return cls(int(meta["batches"]), *(np.asarray(meta[k], np.float64) for k in ("train_loss", "train_ce", "att_loss")))
