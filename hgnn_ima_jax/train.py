@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from hgnn_ima_jax import distributed, minibatch, runtime
 from hgnn_ima_jax import metrics as metrics_lib
+from hgnn_ima_jax.budgets import padded_schema
 from hgnn_ima_jax.checkpointing import RunCheckpoints
 from hgnn_ima_jax.config_validation import validate_config
 from hgnn_ima_jax.evaluation import Evaluator
@@ -258,7 +259,7 @@ def train_and_evaluate(
   if settings.sampled:  # the graph stays on the host; parameters are built on the largest padded batch
     source = minibatch.BatchSource(data, settings)
     batch, steps_per_epoch = minibatch.init_batch(source), source.num_batches(0)
-    model = minibatch.StepPrograms(config, data, None, False).model(source.largest)
+    model = create_model(config, padded_schema(data.schema, source.largest))
   else:
     source, batch, steps_per_epoch, model = None, make_batch(data), 1, create_model(config, data.schema)
   if replicated is not None:
