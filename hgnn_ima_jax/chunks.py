@@ -153,6 +153,16 @@ def chunk_members(schema: Schema, in_edges: InEdges, ranges: tuple[tuple[int, in
   return src_ids, dst_ids, tuple(np.unique(np.concatenate(m)) if m else np.zeros((0,), np.int64) for m in members)
 
 
+def chunk_in_edges(schema: Schema, in_edges: InEdges, ranges: tuple[tuple[int, int, int], ...]) -> int:
+  """The real edges of a chunk: all in-edges of its receivers (what `build_chunk` marks valid), from the CSR alone."""
+  recv = {t: (a, b) for t, a, b in ranges}
+  return sum(
+      int(in_edges.indptr[r][recv[t][1]] - in_edges.indptr[r][recv[t][0]])
+      for r in range(schema.num_relations)
+      if (t := schema.relation_dst(r)) in recv
+  )
+
+
 def build_chunk(schema: Schema, in_edges: InEdges, budgets: Budgets, ranges: tuple[tuple[int, int, int], ...]) -> Chunk:
   """The padded sub-graph of a receiver chunk: its receivers, the senders of all their in-edges, those edges."""
   T, R = schema.num_node_types, schema.num_relations

@@ -38,7 +38,11 @@ class Evaluator:
     variables = variables_of(params, batch_stats)
     if self.settings.eval == "layerwise":
       if self._layerwise is None:
-        self._layerwise = LayerwiseInference(self.model, variables, self.data, chunk_size=self.settings.eval_chunk)
+        # Every device of every process takes a share of the chunks (all processes evaluate every seed alike).
+        devices = jax.devices() if jax.device_count() > 1 else None
+        self._layerwise = LayerwiseInference(
+            self.model, variables, self.data, chunk_size=self.settings.eval_chunk, devices=devices
+        )
       else:
         self._layerwise.set_variables(variables)
       out = self._layerwise.run(self.data, compute_att_loss=bool(self.config.loss.val_includes_att))

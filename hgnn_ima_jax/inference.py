@@ -58,7 +58,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -67,13 +67,14 @@ import numpy as np
 from hgnn_ima_jax.chunks import (
     EDGE_SLACK,
     Budgets,
-    Chunk,
     InEdges,
     build_chunk,
+    chunk_in_edges,
     chunk_schema,
     compute_budgets,
     plan_chunks,
 )
+from hgnn_ima_jax.device_rounds import DeviceRounds
 from hgnn_ima_jax.edge_layout import edge_index
 from hgnn_ima_jax.fusion import ModalityFusion, class_logits
 from hgnn_ima_jax.graph import MMHN, Schema, check_schema
@@ -132,9 +133,13 @@ class LayerwiseInference:
     edge_budget: an int for every relation, or {relation name: int}; overrides the default (≥ max in-degree).
     dtype: the host states' and the programs' float type.
     jit: how the three programs are compiled (`jax.jit`; tests pass a faster-compiling one).
+    devices: None runs on the default device; a list (e.g. `jax.devices()`, all devices of all processes) deals
+      the chunks of every stage to those devices, one per device per round (`device_rounds.DeviceRounds`): same
+      outputs, and each process builds only its devices' chunks. Every process must then call `run` alike.
 
   Attributes after `run`: `traces` (program name -> times traced), `last_budgets`, and `last_stats`
-  (chunks per layer, real edges and padded edge slots per layer: the padding overhead).
+  (chunks per layer, real edges and padded edge slots per layer: the padding overhead; chunks this process
+  built per layer).
   """
 
   def __init__(
@@ -148,6 +153,7 @@ class LayerwiseInference:
       edge_budget: int | Mapping[str, int] | None = None,
       dtype=np.float32,
       jit: Callable = jax.jit,
+      devices: Sequence[Any] | None = None,
   ):
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
       raise ValueError(
@@ -167,7 +173,7 @@ class LayerwiseInference:
           f"Fix: pass the variables of this {type(model).__name__} (model.init or a checkpoint)"
       )
     self.chunk_size, self.edge_slack, self.edge_budget = int(chunk_size), float(edge_slack), edge_budget
-    self.dtype, self.jit = np.dtype(dtype), jit
+    self.dtype, self.rounds = np.dtype(dtype), DeviceRounds(devices, jit)
     self.set_variables(variables)
     self.num_lanes = sum(e.lanes.stop - e.lanes.start for e in self.encoders)
     self.has_att = isinstance(model, HGNNIMA) and model.options.learns_lambda
@@ -178,14 +184,15 @@ class LayerwiseInference:
   def set_variables(self, variables: Mapping[str, Any]) -> None:
     """Other variables of the same model (e.g. another seed's, or a later epoch's); the compiled programs are kept."""
     cast = lambda x: jnp.asarray(x, self.dtype) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x
-    self.params = jax.tree_util.tree_map(cast, dict(variables["params"]))
-    self.batch_stats = jax.tree_util.tree_map(cast, dict(variables.get("batch_stats", {})))
+    self.params = self.rounds.replicate(jax.tree_util.tree_map(cast, dict(variables["params"])))
+    self.batch_stats = self.rounds.replicate(jax.tree_util.tree_map(cast, dict(variables.get("batch_stats", {}))))
 
   # --- the three programs, one per budget ---------------------------------------------------------
   def _program(self, kind: str, budgets: Budgets, schema: Schema):
     key = (kind, budgets)
     if key not in self._programs:
-      self._programs[key] = self.jit(getattr(self, f"_{kind}_fn")(budgets, schema))
+      num_args, replicated = {"project": (3, 2), "layer": (6, 1), "head": (2, 1)}[kind]
+      self._programs[key] = self.rounds.compile(getattr(self, f"_{kind}_fn")(budgets, schema), num_args, replicated)
     return self._programs[key]
 
   def _project_fn(self, budgets: Budgets, schema: Schema):
@@ -274,7 +281,8 @@ class LayerwiseInference:
       in_edges = InEdges(data)
       self._graph = (data, in_edges, self.budgets_for(data, in_edges))
     _, in_edges, budgets = self._graph
-    self.last_budgets, self.last_stats = budgets, {"chunks": [], "real_edges": [], "edge_slots": []}
+    self.last_budgets = budgets
+    self.last_stats = {"chunks": [], "real_edges": [], "edge_slots": [], "built": []}
     states = self._project(data, s, budgets)
     K, need_att = self.model.num_layers, self.has_att and compute_att_loss
     att_sums = np.zeros((K, s.num_relations), np.float64)
@@ -284,24 +292,28 @@ class LayerwiseInference:
       types = (s.target_id,) if last and not (need_att or return_node_states) else tuple(range(s.num_node_types))
       nxt = [np.zeros_like(states[t]) if t in types else None for t in range(s.num_node_types)]
       params = [self.params[e.key][f"layer_{k}"] for e in self.encoders]
-      pending = None
-      chunks = real = 0
-      for ranges in plan_chunks(s, in_edges, budgets, types):
-        c = build_chunk(s, in_edges, budgets, ranges)
-        chunks, real = chunks + 1, real + int(c.edge_valid.sum())
+      plan = list(plan_chunks(s, in_edges, budgets, types))  # every process knows the whole plan
+      built = self.rounds.built
+
+      def make(i, states=states):
+        c = build_chunk(s, in_edges, budgets, plan[i])
         hs = []
         for t in range(s.num_node_types):
           h = np.zeros((budgets.nodes[t],) + states[t].shape[1:], self.dtype)
           h[: len(c.hs_rows[t])] = states[t][c.hs_rows[t]]
           hs.append(h)
-        out = layer_step(params, tuple(hs), c.senders, c.receivers, c.edge_valid, c.recv_rows)
-        if pending is not None:  # read the previous chunk back while this one computes
-          self._write(nxt, att_sums[k], *pending)
-        pending = (c, out)
-      if pending is not None:
-        self._write(nxt, att_sums[k], *pending)
+        return tuple(hs), c.senders, c.receivers, c.edge_valid, c.recv_rows
+
+      for i, (new, att) in self.rounds.run(layer_step, (params,), len(plan), make):
+        for t, a, b in plan[i]:
+          nxt[t][a:b] = new[t][: b - a]
+        att_sums[k] += np.asarray(att, np.float64)
       states = nxt
-      for key, value in zip(("chunks", "real_edges", "edge_slots"), (chunks, real, chunks * sum(budgets.edges))):
+      real = sum(chunk_in_edges(s, in_edges, ranges) for ranges in plan)
+      for key, value in zip(
+          ("chunks", "real_edges", "edge_slots", "built"),
+          (len(plan), real, len(plan) * sum(budgets.edges), self.rounds.built - built),
+      ):
         self.last_stats[key].append(value)
     return self._heads(s, budgets, states, att_sums if need_att else None, return_node_states)
 
@@ -311,7 +323,8 @@ class LayerwiseInference:
     offs = np.concatenate([[0], np.cumsum(q)[:-1]])
     project = self._program("project", budgets, s)
     states = [np.zeros((n, self.num_lanes, self.model.hidden), self.dtype) for n in s.num_nodes]
-    for i in range(max(math.ceil(n / qt) for n, qt in zip(s.num_nodes, q))):
+
+    def make(i):
       features = {}
       for mi, mname in enumerate(s.modalities):
         x = np.zeros((sum(q), s.max_feature_dim(mi)), self.dtype)
@@ -319,20 +332,15 @@ class LayerwiseInference:
           rows = data.features[tname][mname][i * q[t] : (i + 1) * q[t]]
           x[offs[t] : offs[t] + len(rows), : rows.shape[1]] = rows
         features[mname] = x
-      out = project(self.params, self.batch_stats, features)
+      return (features,)
+
+    steps = max(math.ceil(n / qt) for n, qt in zip(s.num_nodes, q))
+    for i, out in self.rounds.run(project, (self.params, self.batch_stats), steps, make):
       for t in range(T):
         n = max(0, min(q[t], s.num_nodes[t] - i * q[t]))
         if n:
-          states[t][i * q[t] : i * q[t] + n] = np.asarray(out[t][:n])
+          states[t][i * q[t] : i * q[t] + n] = out[t][:n]
     return states
-
-  @staticmethod
-  def _write(nxt, att_row, chunk: Chunk, out) -> None:
-    """Copies a chunk's receiver states into the next host arrays (waits for the device); adds its L_att sums."""
-    new, att = out
-    for t, a, b in chunk.ranges:
-      nxt[t][a:b] = np.asarray(new[t][: b - a])
-    att_row += np.asarray(att, np.float64)
 
   def _heads(self, s: Schema, budgets: Budgets, states, att_sums, return_node_states) -> InferenceResult:
     """Eqs. 12–15 over chunks of target nodes, and L_att from the per-(layer, relation) sums."""
@@ -343,14 +351,17 @@ class LayerwiseInference:
     modality_logits = np.zeros((self.num_lanes, n, C), self.dtype)
     fused = np.zeros((n, self.model.hidden), self.dtype)
     delta = np.zeros((n, self.num_lanes), self.dtype)
-    for lo in range(0, n, P):
-      rows = target[lo : lo + P]
+
+    def make(j):
       x = np.zeros((P,) + target.shape[1:], self.dtype)
+      rows = target[j * P : (j + 1) * P]
       x[: len(rows)] = rows
-      lg, mlg, z, d = (np.asarray(a) for a in head_step(self.params, x))
-      hi = lo + len(rows)
-      logits[lo:hi], fused[lo:hi], delta[lo:hi] = lg[: len(rows)], z[: len(rows)], d[: len(rows)]
-      modality_logits[:, lo:hi] = mlg[:, : len(rows)]
+      return (x,)
+
+    for j, (lg, mlg, z, d) in self.rounds.run(head_step, (self.params,), math.ceil(n / P) if n else 0, make):
+      lo, hi = j * P, min(n, (j + 1) * P)
+      logits[lo:hi], fused[lo:hi], delta[lo:hi] = lg[: hi - lo], z[: hi - lo], d[: hi - lo]
+      modality_logits[:, lo:hi] = mlg[:, : hi - lo]
     att = None if att_sums is None else self._att_loss(s, att_sums)
     if att is None and not self.has_att:
       att = 0.0

@@ -87,16 +87,24 @@ class LoadedRun:
       )
     return graph
 
-  def outputs(self, seed: int | None = None, *, graph: MMHN | None = None, chunk_size: int | None = None) -> dict:
+  def outputs(
+      self, seed: int | None = None, *, graph: MMHN | None = None, chunk_size: int | None = None, devices=None
+  ) -> dict:
     """Eval-mode outputs for every target node of `graph`: logits, fused (Z), modalities, fusion_weights.
 
     chunk_size: None runs one full-graph forward; an int runs exact layer-wise inference over chunks of
     that many receivers (`inference.LayerwiseInference`: bounded memory, for graphs too big for one forward).
+    devices: with chunk_size, the devices the chunks are dealt to (e.g. `jax.devices()`); None: the default one.
     """
+    if devices is not None and chunk_size is None:
+      raise ValueError(
+          "devices= needs chunk_size=: only layer-wise inference is split over devices. Fix: add chunk_size"
+      )
     graph = self.check_graph(graph)
     model, variables = create_model(self.config, graph.schema), self.variables(seed)
     if chunk_size is not None:
-      r = LayerwiseInference(model, variables, graph, chunk_size=chunk_size).run(graph, compute_att_loss=False)
+      engine = LayerwiseInference(model, variables, graph, chunk_size=chunk_size, devices=devices)
+      r = engine.run(graph, compute_att_loss=False)
       return {"logits": r.logits, "fused": r.fused, "fusion_weights": r.fusion_weights}
     gt = graph.to_graphs_tuple()
     check_graph_layout(graph.schema, gt)
@@ -104,18 +112,30 @@ class LoadedRun:
     return {"logits": np.asarray(out.logits), **{k: np.asarray(v) for k, v in out.embeddings.items()}}
 
   def predict(
-      self, seed: int | None = None, *, graph: MMHN | None = None, nodes=None, chunk_size: int | None = None
+      self,
+      seed: int | None = None,
+      *,
+      graph: MMHN | None = None,
+      nodes=None,
+      chunk_size: int | None = None,
+      devices=None,
   ) -> np.ndarray:
     """Predicted class of the target nodes `nodes` (local ids; default all) of `graph` (default: the run's)."""
-    pred = self.outputs(seed, graph=graph, chunk_size=chunk_size)["logits"].argmax(-1)
+    pred = self.outputs(seed, graph=graph, chunk_size=chunk_size, devices=devices)["logits"].argmax(-1)
     return pred if nodes is None else pred[self._nodes(nodes, len(pred))]
 
   def embed(
-      self, seed: int | None = None, *, graph: MMHN | None = None, nodes=None, chunk_size: int | None = None
+      self,
+      seed: int | None = None,
+      *,
+      graph: MMHN | None = None,
+      nodes=None,
+      chunk_size: int | None = None,
+      devices=None,
   ) -> dict[str, np.ndarray]:
     """Eval-mode embeddings of the target nodes: 'fused' (N, d) Z, 'fusion_weights' (N, M) δ, and with a
     full-graph forward also 'modalities' (N, M, d) and 'nodes' (every node, (N_all, M, d))."""
-    out = self.outputs(seed, graph=graph, chunk_size=chunk_size)
+    out = self.outputs(seed, graph=graph, chunk_size=chunk_size, devices=devices)
     out.pop("logits")
     if nodes is None:
       return out

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import pathlib
-import socket
-import subprocess
-import sys
 
 import jax
 import numpy as np
+import processes
 import pytest
 
 from hgnn_ima_jax import distributed, minibatch, steps
@@ -117,51 +114,16 @@ def test_one_part_step_is_todays_step_and_stats_give_the_loss(data):
   assert float(got) == pytest.approx(float(want), rel=1e-6)
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def _start(tmp_path, name, *, num_processes, devices, workdir, overrides=None, port=0, **extra):
-  """Processes of one run (same workdir); returns [(Popen, out path)]."""
-  procs = []
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f)
-  for i in range(num_processes):
-    out = tmp_path / f"{name}-{i}.json"
-    spec = {
-        "process_id": i,
-        "num_processes": num_processes,
-        "devices": devices,
-        "port": port,
-        "workdir": str(workdir),
-        "out": str(out),
-        "overrides": {**RUN, **(overrides or {})},
-        **extra,
-    }
-    log = open(tmp_path / f"{name}-{i}.log", "w")
-    procs.append(
-        (
-            subprocess.Popen([sys.executable, str(WORKER), json.dumps(spec)], stdout=log, stderr=log, env=env),
-            out,
-            tmp_path / f"{name}-{i}.log",
-        )
-    )
-  return procs
+  """Processes of one run (same workdir); returns [(Popen, out path, log path)]."""
+  spec = {"num_processes": num_processes, "devices": devices, "port": port, "workdir": str(workdir)}
+  overrides = {**RUN, **(overrides or {})}
+  specs = [{**spec, "process_id": i, "overrides": overrides, **extra} for i in range(num_processes)]
+  return processes.start(WORKER, tmp_path, name, specs)
 
 
 def _wait(procs) -> list[dict]:
-  try:
-    for p, _, log in procs:
-      rc = p.wait(timeout=TIMEOUT)
-      assert rc == 0, open(log).read()[-3000:]
-  finally:
-    for p, _, _ in procs:  # a failed or hung run must not outlive the test
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-  return [json.load(open(out)) for _, out, _ in procs]
+  return processes.wait(procs, TIMEOUT)
 
 
 def _losses(history):
@@ -171,7 +133,7 @@ def _losses(history):
 def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path, monkeypatch):
   """1 device vs 4 host devices vs 2 processes x 2 devices (interrupted and resumed): same losses and metrics."""
   four = _start(tmp_path, "four", num_processes=1, devices=4, workdir=tmp_path / "four", overrides={"mesh_data": 4})
-  port = _free_port()
+  port = processes.free_port()
   # Polls: before training, after batches 1 and 2 of epoch 1, after epoch 1 (the 4th): stop with one epoch done.
   cut = _start(
       tmp_path,
@@ -198,9 +160,7 @@ def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path, m
     (r_four,) = _wait(four)
     cut_results = _wait(cut)
   finally:
-    for p, _, _ in four + cut:
-      if p.poll() is None:
-        p.kill()
+    processes.stop(four + cut)
   assert [r["interrupted"] for r in cut_results] == [1, 1]
   resumed = _wait(
       _start(
@@ -209,7 +169,7 @@ def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path, m
           num_processes=2,
           devices=2,
           workdir=tmp_path / "two",
-          port=_free_port(),
+          port=processes.free_port(),
           overrides={"mesh_data": 4},
           resume=True,
       )

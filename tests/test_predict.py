@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import numpy as np
 import pytest
 
@@ -75,6 +76,11 @@ def test_new_unconnected_nodes_leave_the_old_predictions_unchanged(run):
   np.testing.assert_allclose(layerwise["logits"], full["logits"], rtol=1e-4, atol=1e-4)
   emb = loaded.embed(graph=bigger, nodes=[n, n + 2], chunk_size=7)
   np.testing.assert_allclose(emb["fused"], full["fused"][[n, n + 2]], rtol=1e-4, atol=1e-4)
+  # chunks dealt to a device list (here this process's one device; more: tests/test_inference_devices.py)
+  dealt = loaded.outputs(graph=bigger, chunk_size=7, devices=jax.devices())
+  np.testing.assert_allclose(dealt["logits"], layerwise["logits"], rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="devices= needs chunk_size="):
+    loaded.predict(graph=bigger, devices=jax.devices())
   assert loaded.predict(graph=bigger, nodes=[n, n + 1, n + 2]).shape == (3,)
 
 

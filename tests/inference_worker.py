@@ -1,0 +1,44 @@
+"""One process of tests/test_inference_devices.py: `python inference_worker.py SPEC_JSON` writes SPEC['out'].
+
+SPEC: {'process_id', 'num_processes', 'devices' (local), 'port', 'chunk_size'}. Runs layer-wise inference of two
+models (random variables, the test graph) with the chunks dealt to all devices of all processes; the out JSON holds,
+per model, the outputs and the chunks this process built per layer.
+"""
+
+import json
+import sys
+
+import jax
+
+spec = json.loads(sys.argv[1])
+jax.config.update("jax_num_cpu_devices", int(spec["devices"]))
+if spec["num_processes"] > 1:
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(
+      coordinator_address=f"127.0.0.1:{spec['port']}",
+      num_processes=spec["num_processes"],
+      process_id=spec["process_id"],
+      initialization_timeout=60,
+  )
+
+from inference_cases import MODELS, case  # noqa: E402
+
+from hgnn_ima_jax.inference import LayerwiseInference  # noqa: E402
+
+result = {"process": jax.process_index(), "devices": jax.device_count()}
+for name in MODELS:
+  model, variables, data = case(name)
+  engine = LayerwiseInference(model, variables, data, chunk_size=spec["chunk_size"], devices=jax.devices())
+  res = engine.run(data, return_node_states=True)
+  result[name] = {
+      "logits": res.logits.tolist(),
+      "fused": res.fused.tolist(),
+      "fusion_weights": res.fusion_weights.tolist(),
+      "att_loss": res.att_loss,
+      "node_states": [s.tolist() for s in res.node_states],
+      "built": engine.last_stats["built"],
+      "chunks": engine.last_stats["chunks"],
+      "traces": dict(engine.traces),
+  }
+with open(spec["out"], "w") as f:
+  json.dump(result, f)
