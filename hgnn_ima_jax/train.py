@@ -248,13 +248,7 @@ def train_and_evaluate(
   if not main:
     progress, on_history = False, None
   mesh_data = int(config.get("mesh_data", 1))
-  if jax.process_count() > 1 and mesh_data != jax.device_count():
-    # Seeds sharded over processes would make the state non-addressable for the host-side evaluation.
-    raise ValueError(
-        f"config.mesh_data={mesh_data} with {jax.process_count()} processes: a multi-process run puts "
-        f"all {jax.device_count()} devices on the data axis. Fix: --config.mesh_data={jax.device_count()}"
-    )
-  shard_seeds = bool(config.get("shard_seeds", True)) and jax.process_count() == 1
+  shard_seeds = bool(config.get("shard_seeds", True))
   shard, replicated, padded = seed_sharding(len(seeds), shard_seeds, mesh_data)
   if settings.sampled:  # the graph stays on the host; parameters are built on the largest padded batch
     source = minibatch.BatchSource(data, settings)

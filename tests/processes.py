@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import socket
 import subprocess
 import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

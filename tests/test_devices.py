@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import pathlib
+import socket
+import subprocess
+import sys
+import time
 
 import jax
 import numpy as np
@@ -198,6 +203,95 @@ def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path, m
       )
   )
   assert "written by a run of 2 process(es), this one has 1" in bad["error"]
+
+
+def test_seeds_split_over_two_processes_train_as_one_device(data, tmp_path):
+  """mesh (seeds 2 × data 2) over 2 processes × 2 devices: each process holds one seed; same as 1 device."""
+  over = {"seeds": [0, 1], "mesh_data": 2}
+  two = _start(
+      tmp_path,
+      "seeds",
+      num_processes=2,
+      devices=2,
+      workdir=tmp_path / "two",
+      port=processes.free_port(),
+      overrides=over,
+  )
+  try:
+    from hgnn_ima_jax import train
+
+    one = train.train_and_evaluate(config(seeds=(0, 1)), str(tmp_path / "one"), data, progress=False)
+    results = _wait(two)
+  finally:
+    processes.stop(two)
+  assert [r["devices"] for r in results] == [4, 4]
+  for r in results:
+    assert r["per_seed"] == one["per_seed"] and len(r["per_seed"]) == 2
+  assert results[0]["per_seed"][0] != results[0]["per_seed"][1]  # two different seeds, not one twice
+
+
+CLI_FLAGS = [
+    "--noprogress",
+    "--config.synthetic.scale=0.1",
+    "--config.model.hidden=8",
+    "--config.model.heads=2",
+    "--config.model.num_layers=2",
+    "--seeds=1",
+    "--epochs=2",
+    "--config.batch.mode=neighbor",
+    "--config.batch.size=64",
+    "--config.batch.parts=2",
+    "--config.batch.prefetch=2",
+]
+
+
+def _slurm_job_with_free_port() -> int:
+  """A SLURM_JOB_ID whose coordinator port (JAX: 61440 + id mod 4096) is free on 127.0.0.1."""
+  for job in range(int(time.time()) % 4096, 4096 * 2):
+    with socket.socket() as s:
+      try:
+        s.bind(("127.0.0.1", 61440 + job % 4096))
+        return job
+      except OSError:
+        continue
+  pytest.skip("no free port in JAX's SLURM range")
+
+
+def test_cli_coordinator_auto_reads_slurm_and_trains_as_one_process(tmp_path):
+  """experiments/train.py --coordinator=auto in 2 processes of a (faked) SLURM step = 1 process; prefetch on."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+  env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f)
+  slurm = {"SLURM_JOB_ID": str(_slurm_job_with_free_port()), "SLURM_STEP_NODELIST": "127.0.0.1", "SLURM_NTASKS": "2"}
+  script = [sys.executable, "experiments/train.py", *CLI_FLAGS]
+  procs = [
+      subprocess.Popen(
+          [*script, f"--workdir={tmp_path / 'two'}", "--coordinator=auto", "--config.mesh_data=2"],
+          cwd=processes.REPO,
+          env={**env, **slurm, "SLURM_PROCID": str(i), "SLURM_LOCALID": str(i)},
+          stdout=subprocess.PIPE,
+          stderr=subprocess.STDOUT,
+          text=True,
+      )
+      for i in range(2)
+  ]
+  try:
+    one = subprocess.run(
+        [*script, f"--workdir={tmp_path / 'one'}"],
+        cwd=processes.REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    outs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
+  finally:
+    processes.stop([(p, None, None) for p in procs])
+  assert one.returncode == 0, one.stderr[-2000:]
+  assert [p.returncode for p in procs] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
+  want = json.load(open(tmp_path / "one" / "results.json"))
+  got = json.load(open(tmp_path / "two" / "results.json"))
+  assert got["per_seed"] == want["per_seed"]
+  assert json.load(open(tmp_path / "two" / "config.json"))["mesh_data"] == 2
 
 
 @pytest.mark.parametrize(
