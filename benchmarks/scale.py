@@ -10,8 +10,15 @@ the training thread's wait for batches as a share of it, the step's median ms af
 target nodes and real edges per second, exact layer-wise inference of every target node (s), and
 the process's peak RSS. Per full row: the step's median ms and edges per second.
 
+The devices column (`--devices`): each setting runs the mini-batch rows on that many host devices
+(`N`), or on `PxN`, P processes of N devices on 127.0.0.1 (CPU collectives); the batch is cut into
+`--parts` parts over a mesh of all devices (the data-parallel step of `hgnn_ima_jax.distributed`), so
+with the same --parts every setting trains on the same batches. On a CPU host the devices share the
+cores: these rows measure the overhead of the mesh, not a speed-up (docs/distributed.md).
+
   python benchmarks/scale.py --graphs=synthetic_amazon1,amazon --modes=neighbor,full --out=/tmp/scale.jsonl
   python benchmarks/scale.py --graphs=synthetic10m --modes=neighbor     # the issue's 10M-edge target
+  python benchmarks/scale.py --graphs=amazon --modes=neighbor --devices=1,2,4,2x2 --parts=4
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import resource
+import socket
 import subprocess
 import sys
 import time
@@ -28,7 +35,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from absl import app, flags  # noqa: E402
-from bench_env import emit  # noqa: E402
+from bench_env import emit, peak_rss_mb  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
@@ -55,12 +62,11 @@ flags.DEFINE_string(
     "the paper datasets (for amazon's topology)",
 )
 flags.DEFINE_string("out", "", "append the JSON lines to this file too")
+flags.DEFINE_list("devices", "1", "device settings of the mini-batch rows: N host devices, or PxN (P processes)")
+flags.DEFINE_integer("parts", 1, "parts per global batch (data-parallel step when > 1 or on several devices)")
 flags.DEFINE_string("worker", "", "internal: run one row 'graph:mode' in this process")
+flags.DEFINE_string("worker_devices", "1:1:0:0", "internal: processes:devices:process_id:port of this worker")
 flags.DEFINE_integer("timeout", 7200, "seconds before a row's process is killed")
-
-
-def peak_rss_mb() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def row_config(graph: str, mode: str):
@@ -73,7 +79,20 @@ def row_config(graph: str, mode: str):
   c.batch.fanouts = tuple(int(f) for f in FLAGS.fanouts)
   c.batch.num_samples = FLAGS.num_samples
   c.batch.eval_chunk = FLAGS.eval_chunk
+  c.batch.parts = FLAGS.parts
   return c, profile
+
+
+def start_devices(setting: str) -> tuple[int, int]:
+  """Sets this worker's device count and joins its processes (before JAX touches a device): (processes, devices)."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  procs, devices, pid, port = (int(x) for x in setting.split(":"))
+  jax.config.update("jax_num_cpu_devices", devices)
+  if procs > 1:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=procs, process_id=pid)
+  return procs, jax.device_count()
 
 
 def run_row(graph: str, mode: str) -> dict:
@@ -81,8 +100,9 @@ def run_row(graph: str, mode: str) -> dict:
   import numpy as np  # pylint: disable=import-outside-toplevel
   from bench_graphs import load_graph  # pylint: disable=import-outside-toplevel
 
-  from hgnn_ima_jax import evaluation, minibatch, optim, state, steps, train  # pylint: disable=import-outside-toplevel
+  from hgnn_ima_jax import distributed, evaluation, minibatch, optim, state, steps, train  # pylint: disable=import-outside-toplevel
 
+  processes, devices = start_devices(FLAGS.worker_devices)
   t0 = time.perf_counter()
   data = load_graph(graph, FLAGS.data_dir, FLAGS.feature_dim)
   load_s = time.perf_counter() - t0
@@ -108,15 +128,23 @@ def run_row(graph: str, mode: str) -> dict:
       "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
       "cpu_count": os.cpu_count(),
       "device": str(jax.devices()[0]),
+      "devices": devices,
+      "processes": processes,
+      "parts": FLAGS.parts,
   }
   if mode == "full":
     return {**row, **full_row(config, data)}
 
+  config.mesh_data = devices  # every device on the data axis (one seed)
   settings = minibatch.BatchSettings.from_config(config)
+  shard, _, _ = state.seed_sharding(1, False, devices)
+  mesh = distributed.DeviceMesh.of(shard)
   t = time.perf_counter()
   source = minibatch.BatchSource(data, settings)
   row["setup_s"] = round(time.perf_counter() - t, 2)
   row["rungs"] = [b.to_dict() for b in source.ladder.rungs]
+  if settings.parts > 1 or devices > 1:  # the parts step (StepPrograms.parts_mode): each process samples its own parts
+    source.part_ids = mesh.local_parts(settings.parts) if mesh is not None else list(range(settings.parts))
   nb = source.num_batches(0)
   t = time.perf_counter()
   k = min(FLAGS.sampler_batches, nb)
@@ -125,37 +153,47 @@ def run_row(graph: str, mode: str) -> dict:
   row["sampler_ms_per_batch"] = round(1000 * (time.perf_counter() - t) / k, 1)
 
   tx = optim.create_optimizer(config, nb)
-  programs = minibatch.StepPrograms(config, data, tx, sharded=False)
+  programs = minibatch.StepPrograms(config, data, tx, sharded=False, mesh=mesh)
   batch0 = minibatch.init_batch(source)
-  st = state.init_state(programs.model(source.largest), tx, batch0, [0], num_targets=len(data.labels))
+  st = state.init_state(programs.model(source.largest), tx, batch0, [0], shard, num_targets=len(data.labels))
+  assert programs.parts_mode == (source.part_ids is not None)
   limit = nb if FLAGS.max_batches <= 0 else min(nb, FLAGS.max_batches)
   step_ms, wait_s, targets, real_edges = [], 0.0, 0, 0
-  before = steps.TRACE_COUNT["train_step"]
+  traced = lambda: steps.TRACE_COUNT["train_step"] + distributed.TRACE_COUNT["parts_train_step"]
+  before = traced()
   t_epoch = time.perf_counter()
   it = source.epoch(0)
   for _ in range(limit):
     tw = time.perf_counter()
-    b, padded = next(it)
+    b, item = next(it)
     wait_s += time.perf_counter() - tw
     ts = time.perf_counter()
-    st, m = programs(padded.budget)(st, minibatch.device_batch(padded))
+    st, m = programs.step(st, item, source)
     jax.block_until_ready(m)
     step_ms.append(1000 * (time.perf_counter() - ts))
-    targets += int(padded.mask.sum())
-    real_edges += int(np.asarray(padded.graph.edges["valid"]).sum())
+    for padded in item.padded if programs.parts_mode else [item]:  # this process's parts
+      targets += int(padded.mask.sum())
+      real_edges += int(np.asarray(padded.graph.edges["valid"]).sum())
   it.close()
   epoch_s = time.perf_counter() - t_epoch
-  compiles = steps.TRACE_COUNT["train_step"] - before
+  if processes > 1:  # each process counted its own parts
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+    targets, real_edges = (int(x) for x in multihost_utils.process_allgather(np.asarray([targets, real_edges])).sum(0))
+  compiles = traced() - before
   warm = step_ms[compiles:] or step_ms
   row.update(
       {
           "batches": limit,
+          "targets": targets,  # trained in the timed batches (all processes)
+          "real_edges": real_edges,
           "batches_per_epoch": nb,
           "epoch_s": round(epoch_s, 2),
           "epoch_s_full": round(epoch_s * nb / limit, 2),
           "step_ms_median": round(float(np.median(warm)), 1),
           "compiles": compiles,
           "sampler_wait_share": round(wait_s / epoch_s, 3),
+          "steps_per_s_warm": round(1000 / float(np.median(warm)), 3),
           "targets_per_s": round(targets / epoch_s, 1),
           "edges_per_s": round(real_edges / epoch_s, 1),
           "edges_per_s_warm": round(real_edges / max(1e-9, sum(warm) / 1000 * limit / len(warm)), 1),
@@ -203,32 +241,56 @@ def full_row(config, data) -> dict:
   }
 
 
+def run_worker(graph: str, mode: str, setting: str, passthrough: list[str]) -> dict:
+  """One row in its own process(es): `setting` is N devices or PxN; process 0's JSON line is the row."""
+  procs, devices = (int(x) for x in setting.split("x")) if "x" in setting else (1, int(setting))
+  port = 0
+  if procs > 1:
+    with socket.socket() as sock:
+      sock.bind(("127.0.0.1", 0))
+      port = sock.getsockname()[1]
+  base = {"record": "scale", "graph": graph, "mode": mode, "devices": procs * devices, "processes": procs}
+  cmds = [
+      [sys.executable, __file__, f"--worker={graph}:{mode}", f"--worker_devices={procs}:{devices}:{i}:{port}"]
+      + passthrough
+      for i in range(procs)
+  ]
+  env = {
+      **os.environ,
+      "XLA_FLAGS": " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f),
+  }
+  ps = [
+      subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO), env=env)
+      for c in cmds
+  ]
+  try:
+    out, err = ps[0].communicate(timeout=FLAGS.timeout)
+    for p in ps[1:]:
+      p.communicate(timeout=FLAGS.timeout)
+  except subprocess.TimeoutExpired:
+    return {**base, "error": f"killed after {FLAGS.timeout} s"}
+  finally:
+    for p in ps:
+      if p.poll() is None:
+        p.kill()
+  lines = [line for line in out.splitlines() if line.startswith("{")]
+  return json.loads(lines[-1]) if lines else {**base, "error": (err.strip().splitlines() or ["no output"])[-1]}
+
+
 def main(argv):
   del argv
   if FLAGS.worker:
     graph, mode = FLAGS.worker.split(":")
-    print(json.dumps(run_row(graph, mode)), flush=True)
+    row = run_row(graph, mode)
+    if int(FLAGS.worker_devices.split(":")[2]) == 0:  # process 0 reports the row
+      print(json.dumps(row), flush=True)
     return
-  passthrough = [a for a in sys.argv[1:] if not a.startswith(("--graphs", "--modes", "--out", "--worker"))]
+  skip = ("--graphs", "--modes", "--out", "--worker", "--devices")
+  passthrough = [a for a in sys.argv[1:] if not a.startswith(skip)]
   for graph in FLAGS.graphs:
     for mode in FLAGS.modes:
-      cmd = [sys.executable, __file__, f"--worker={graph}:{mode}", *passthrough]
-      try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=FLAGS.timeout, cwd=str(REPO))
-        lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
-        row = (
-            json.loads(lines[-1])
-            if lines
-            else {
-                "record": "scale",
-                "graph": graph,
-                "mode": mode,
-                "error": (p.stderr.strip().splitlines() or ["no output"])[-1],
-            }
-        )
-      except subprocess.TimeoutExpired:
-        row = {"record": "scale", "graph": graph, "mode": mode, "error": f"killed after {FLAGS.timeout} s"}
-      emit(row, FLAGS.out)
+      for setting in FLAGS.devices if mode != "full" else ["1"]:
+        emit(run_worker(graph, mode, setting, passthrough), FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -228,6 +228,16 @@ class StepPrograms:
     self.parts_mode = self.parts > 1 or (mesh is not None and mesh.data > 1)
     self._programs: dict = {}
 
+  def step(self, state: TrainState, item, source: BatchSource):
+    """One optimizer step on a sampled batch (`source.epoch`'s item): its parts over the mesh, or today's step."""
+    if not self.parts_mode:
+      return self(item.budget)(state, device_batch(item))
+    rung = distributed.agree_rung(item.rung)  # every process pads to the same rung: one program for all
+    padded = source.pad_parts(item, rung)
+    parts = distributed.stack_parts(padded)
+    batch = distributed.global_parts_batch(parts, source.part_ids, self.parts, self.mesh)
+    return self(source.ladder.rungs[rung])(state, batch)
+
   def model(self, budget: Budget):
     return create_model(self.config, padded_schema(self.schema, budget))
 
@@ -335,13 +345,7 @@ def run_minibatch_epochs(
     )
     try:
       for b, item in source.epoch(epoch, first):
-        if programs.parts_mode:
-          rung = distributed.agree_rung(item.rung)
-          padded = source.pad_parts(item, rung)
-          batch = distributed.global_parts_batch(distributed.stack_parts(padded), source.part_ids, settings.parts, mesh)
-          state, m = programs(source.ladder.rungs[rung])(state, batch)
-        else:
-          state, m = programs(item.budget)(state, device_batch(item))
+        state, m = programs.step(state, item, source)
         sums.add(host(m))
         if bar is not None:
           bar.set_postfix(loss=f"{float(np.mean(np.asarray(m['train_loss'])[:n])):.4f}")
