@@ -434,3 +434,24 @@ def test_scale_benchmark_devices_column(tmp_path):
     assert r["parts"] == 2 and r["batches"] == 2 and r["steps_per_s_warm"] > 0 and r["inference_s"] > 0
   # the parts fix the batches, not the devices: every setting trains on the same targets and edges
   assert len({(r["targets"], r["real_edges"]) for r in rows}) == 1 and rows[0]["targets"] > 0
+
+
+def test_sampled_accuracy_benchmark_smoke(tmp_path):
+  """benchmarks/sampled_accuracy.py: one run per mode, per-seed test metrics and the difference of the means."""
+  out = tmp_path / "acc.jsonl"
+  cmd = [sys.executable, str(REPO / "benchmarks" / "sampled_accuracy.py"), "--dataset=synthetic", "--seeds=2"]
+  cmd += ["--epochs=2", "--modes=full,neighbor", "--fanouts=4,4", "--batch_size=64", f"--out={out}"]
+  cmd += [f"--workdir={tmp_path / 'runs'}", "--", "--config.synthetic.scale=0.1", "--config.model.hidden=8"]
+  cmd += ["--config.model.heads=2", "--config.model.num_layers=2"]
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+  assert [r["mode"] for r in row["runs"]] == ["full", "neighbor"]
+  for r in row["runs"]:
+    assert "error" not in r, r
+    assert len(r["test_macro_f1"]) == 2 and r["epochs_run"] == [2, 2]
+    results = json.load(open(tmp_path / "runs" / r["mode"] / "results.json"))
+    assert [s["test_macro_f1"] for s in results["per_seed"]] == r["test_macro_f1"]  # read, not made up
+  full, neighbor = row["runs"]
+  assert row["macro_diff_vs_full"]["neighbor"] == pytest.approx(neighbor["macro_mean"] - full["macro_mean"], abs=2e-4)
+  assert json.load(open(tmp_path / "runs" / "neighbor" / "config.json"))["batch"]["fanouts"] == [4, 4]
