@@ -103,7 +103,11 @@ def _output(schema, hs, fused, delta, head, att_loss, layers_aux, return_embeddi
 
 
 class _EncodedModel(nn.Module):
-  """The fields every model has: the schema, the encoder's shape (Eq. 1 and the K layers) and the layer options."""
+  """The fields every model has: the schema, the encoder's shape (Eq. 1 and the K layers) and the layer options.
+
+  `__call__` is the one forward pass of every model: layout check, the subclass's `propagate`,
+  then the shared head (Eq. 15) and the `ModelOutput`.
+  """
 
   schema: Schema
   hidden: int = 64
@@ -128,6 +132,25 @@ class _EncodedModel(nn.Module):
         self.input_activation,
         name=name,
     )
+
+  @nn.compact
+  def __call__(
+      self,
+      graph: jraph.GraphsTuple,
+      *,
+      train: bool = False,
+      return_embeddings: bool = False,
+      return_attention: bool = False,
+  ) -> ModelOutput:
+    s = self.schema
+    check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
+    hs, fused, delta, att_loss, layers_aux = self.propagate(s, graph, train)
+    head = dense(s.num_classes, self.hidden, "head")
+    return _output(s, hs, fused, delta, head, att_loss, layers_aux, return_embeddings, return_attention)
+
+  def propagate(self, s: Schema, graph: jraph.GraphsTuple, train: bool):
+    """The model's own part: (per-type states, fused target states Z, weights δ, L_att, per-layer attention)."""
+    raise NotImplementedError
 
 
 class _FusedModel(_EncodedModel):
@@ -158,24 +181,13 @@ class HGNNIMA(_FusedModel):
 
   latt_norm: str = "code_mean"
 
-  @nn.compact
-  def __call__(
-      self,
-      graph: jraph.GraphsTuple,
-      *,
-      train: bool = False,
-      return_embeddings: bool = False,
-      return_attention: bool = False,
-  ) -> ModelOutput:
-    s = self.schema
-    check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
+  def propagate(self, s: Schema, graph: jraph.GraphsTuple, train: bool):
     channels = tuple((m,) for m in range(s.num_modalities))
     hs, layers_aux = self.encoder(channels, "ima", "encoder")(graph, train=train)
     fused, delta = self.fusion()(hs[s.target_id], train=train)
-    head = dense(s.num_classes, self.hidden, "head")
     # -cross and -adapt have no learnable λ (none, or fixed at 1/M): no attention loss to apply.
     loss = attention_loss(s, graph, layers_aux, self.latt_norm) if self.options.learns_lambda else jnp.zeros(())
-    return _output(s, hs, fused, delta, head, loss, layers_aux, return_embeddings, return_attention)
+    return hs, fused, delta, loss, layers_aux
 
 
 class HGT(_EncodedModel):
@@ -188,40 +200,19 @@ class HGT(_EncodedModel):
 
   modalities: tuple[str, ...] | None = None
 
-  @nn.compact
-  def __call__(
-      self,
-      graph: jraph.GraphsTuple,
-      *,
-      train: bool = False,
-      return_embeddings: bool = False,
-      return_attention: bool = False,
-  ) -> ModelOutput:
-    s = self.schema
-    check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
+  def propagate(self, s: Schema, graph: jraph.GraphsTuple, train: bool):
     mods = s.modalities if self.modalities is None else self.modalities
     channels = (tuple(s.modality_id(m) for m in mods),)
     hs, layers_aux = self.encoder(channels, "hgt", "encoder")(graph, train=train)
     target = hs[s.target_id]
-    head = dense(s.num_classes, self.hidden, "head")
     delta = jnp.ones(target.shape[:2], target.dtype)
-    return _output(s, hs, target[:, 0], delta, head, jnp.zeros(()), layers_aux, return_embeddings, return_attention)
+    return hs, target[:, 0], delta, jnp.zeros(()), layers_aux
 
 
 class HGTLate(_FusedModel):
   """HGT late fusion (spec §8): one independent HGT per modality, fused by modality attention."""
 
-  @nn.compact
-  def __call__(
-      self,
-      graph: jraph.GraphsTuple,
-      *,
-      train: bool = False,
-      return_embeddings: bool = False,
-      return_attention: bool = False,
-  ) -> ModelOutput:
-    s = self.schema
-    check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
+  def propagate(self, s: Schema, graph: jraph.GraphsTuple, train: bool):
     hs, layers_aux = [], []
     for m, mname in enumerate(s.modalities):
       h, aux = self.encoder(((m,),), "hgt", f"encoder_{mname}")(graph, train=train)
@@ -230,7 +221,6 @@ class HGTLate(_FusedModel):
     # Per node type, the modality encoders' states side by side as channels: (N_t, M, d).
     hs = tuple(jnp.concatenate([h[t] for h in hs], axis=1) for t in range(s.num_node_types))
     fused, delta = self.fusion()(hs[s.target_id], train=train)
-    head = dense(s.num_classes, self.hidden, "head")
     # Per layer, stack the modality encoders' attention as channels: alpha/beta (E, M, H).
     merged = [
         {
@@ -241,7 +231,7 @@ class HGTLate(_FusedModel):
         }
         for k in range(self.num_layers)
     ]
-    return _output(s, hs, fused, delta, head, jnp.zeros(()), merged, return_embeddings, return_attention)
+    return hs, fused, delta, jnp.zeros(()), merged
 
 
 # --- names used by configs and scripts ------------------------------------------------------
