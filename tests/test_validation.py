@@ -166,39 +166,37 @@ def test_labels_wrong_dtype(douban):
   expect_error(load(douban), labels, "dtype float32, expected an integer type")
 
 
-def _edit_split(d, **changes):
+def _edit_split(d, key, fn):
+  """Replaces split `key` by fn(every split of the published file) and returns the file."""
   split = d / "train_val_test_idx_929.npz"
   z = dict(np.load(split))
-  z.update(changes)
+  z[key] = fn(z)
   np.savez(split, **z)
   return split
 
 
 def test_split_out_of_range(douban):
-  split = _edit_split(douban, test_idx=np.array([1, 2, 1888], np.int32))
+  split = _edit_split(douban, "test_idx", lambda z: np.array([1, 2, 1888], np.int32))
   expect_error(load(douban), split, "splits['test']", "id 1888 outside 0..1887")
 
 
 def test_split_overlap(douban):
-  z = np.load(douban / "train_val_test_idx_929.npz")
-  split = _edit_split(douban, val_idx=np.concatenate([z["val_idx"], z["train_idx"][:1]]))
+  split = _edit_split(douban, "val_idx", lambda z: np.concatenate([z["val_idx"], z["train_idx"][:1]]))
   expect_error(load(douban), split, "splits['val']", "overlaps 'train' in 1 ids")
 
 
 def test_empty_split(douban):
-  split = _edit_split(douban, val_idx=np.zeros((0,), np.int32))
+  split = _edit_split(douban, "val_idx", lambda z: np.zeros((0,), np.int32))
   expect_error(load(douban), split, "splits['val']", "is empty")
 
 
 def test_split_repeated_ids(douban):
-  z = np.load(douban / "train_val_test_idx_929.npz")
-  split = _edit_split(douban, train_idx=np.concatenate([z["train_idx"], z["train_idx"][:2]]))
+  split = _edit_split(douban, "train_idx", lambda z: np.concatenate([z["train_idx"], z["train_idx"][:2]]))
   expect_error(load(douban), split, "splits['train']", "repeated ids")
 
 
 def test_split_wrong_dtype(douban):
-  z = np.load(douban / "train_val_test_idx_929.npz")
-  split = _edit_split(douban, train_idx=z["train_idx"].astype(np.float64))
+  split = _edit_split(douban, "train_idx", lambda z: z["train_idx"].astype(np.float64))
   expect_error(load(douban), split, "splits['train']", "dtype float64")
 
 
