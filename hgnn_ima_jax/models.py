@@ -61,19 +61,28 @@ class ModelOutput:
   attention: tuple | None = None
 
 
-class Encoder(nn.Module):
-  """Input projection (Eq. 1) followed by K propagation layers; one (N_t, C, d) state array per node type."""
+# The encoder's shape fields of `_EncoderFields`: the HGT baselines take them from config.model too.
+_HGT_FIELDS = ("hidden", "heads", "num_layers", "projection", "input_batch_norm", "input_activation")
+
+
+class _EncoderFields(nn.Module):
+  """The fields of the encoder's shape (Eq. 1 and the K layers) and the layer options, which every model has too."""
 
   schema: Schema
-  channels: tuple[tuple[int, ...], ...]
-  attention: str = "ima"  # 'ima' or 'hgt' (see HGNNIMALayer)
-  options: LayerOptions = LayerOptions()
-  num_layers: int = 3
   hidden: int = 64
   heads: int = 8
+  num_layers: int = 3
   projection: str = "shared"
   input_batch_norm: bool = False
   input_activation: str = "tanh"
+  options: LayerOptions = LayerOptions()
+
+
+class Encoder(_EncoderFields):
+  """Input projection (Eq. 1) followed by K propagation layers; one (N_t, C, d) state array per node type."""
+
+  channels: tuple[tuple[int, ...], ...] = ()  # always given (`_EncodedModel.encoder`); a default only for field order
+  attention: str = "ima"  # 'ima' or 'hgt' (see HGNNIMALayer)
 
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, *, train: bool):
@@ -102,36 +111,16 @@ def _output(schema, hs, fused, delta, head, att_loss, layers_aux, return_embeddi
   return ModelOutput(logits, modality_logits, att_loss, emb, attn)
 
 
-class _EncodedModel(nn.Module):
-  """The fields every model has: the schema, the encoder's shape (Eq. 1 and the K layers) and the layer options.
+class _EncodedModel(_EncoderFields):
+  """What every model is: the encoder's fields, its encoders and one forward pass.
 
-  `__call__` is the one forward pass of every model: layout check, the subclass's `propagate`,
-  then the shared head (Eq. 15) and the `ModelOutput`.
+  `__call__` is that forward pass: layout check, the subclass's `propagate`, then the shared
+  head (Eq. 15) and the `ModelOutput`.
   """
 
-  schema: Schema
-  hidden: int = 64
-  heads: int = 8
-  num_layers: int = 3
-  projection: str = "shared"
-  input_batch_norm: bool = False
-  input_activation: str = "tanh"
-  options: LayerOptions = LayerOptions()
-
   def encoder(self, channels: tuple[tuple[int, ...], ...], attention: str, name: str) -> Encoder:
-    return Encoder(
-        self.schema,
-        channels,
-        attention,
-        self.options,
-        self.num_layers,
-        self.hidden,
-        self.heads,
-        self.projection,
-        self.input_batch_norm,
-        self.input_activation,
-        name=name,
-    )
+    fields = {k: getattr(self, k) for k in ("schema", "options") + _HGT_FIELDS}
+    return Encoder(**fields, channels=channels, attention=attention, name=name)
 
   @nn.compact
   def __call__(
@@ -249,7 +238,6 @@ ABLATIONS = {
 
 # MODEL_NAMES (config_validation's table) lists `hgnn_ima` + each of these suffixes; a test keeps the two equal.
 
-_HGT_FIELDS = ("hidden", "heads", "num_layers", "projection", "input_batch_norm", "input_activation")
 _FUSION_FIELDS = ("fusion_form", "fusion_input_dropout", "fusion_score_dropout")
 
 
