@@ -22,9 +22,11 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 
   reexec_with_fast_allocator()
 
+from hgnn_ima_jax import config_validation as cv  # noqa: E402
 from hgnn_ima_jax.experiments import cell_runs, common, formatting, run_options  # noqa: E402
 
 DEFAULT_MODELS = ("hgt_early", "hgt_late", "hgnn_ima")
+MODELS_HELP = "comma list of model names (any of MODEL_NAMES: hgnn_ima, hgt, hgt_early, hgt_late, hgnn_ima-cross, ...)"
 OURS = "hgnn_ima"
 HGT_MODELS = ("hgt", "hgt_early", "hgt_late")
 
@@ -215,25 +217,7 @@ def write_outputs(table: dict, workdir: str) -> dict[str, str]:
   return common.write_table(workdir, "table2", table, table2_markdown(table))
 
 
-def main(argv):
-  from absl import flags
-
-  del argv
-  FLAGS = flags.FLAGS
-  opts = common.start(FLAGS)
-  from hgnn_ima_jax.models import MODEL_NAMES
-
-  models = common.choice_list("models", FLAGS.models, MODEL_NAMES)
-  common.run_script("table2", FLAGS, lambda workdir: run_table2(opts, workdir, models), write_outputs, table2_markdown)
-
-
 if __name__ == "__main__":
-  from absl import flags
-
-  run_options.define_common_flags("table2")
-  flags.DEFINE_string(
-      "models",
-      ",".join(DEFAULT_MODELS),
-      "comma list of model names (any of MODEL_NAMES: hgnn_ima, " "hgt, hgt_early, hgt_late, hgnn_ima-cross, ...)",
+  common.run_choices_script(
+      "table2", "models", DEFAULT_MODELS, MODELS_HELP, cv.MODEL_NAMES, run_table2, write_outputs, table2_markdown
   )
-  common.run_main(main)
