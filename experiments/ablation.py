@@ -111,14 +111,7 @@ def build_ablation(rows: dict[str, dict[str, dict]], datasets, variants, *, tiny
 def ablation_markdown(table: dict) -> str:
   """Table 4 as Markdown: rows = variants then Ours, columns = datasets; best bold, second italic."""
   datasets, models = table["datasets"], table["models"]
-  marks = {}
-  for d in datasets:
-    vals = [
-        table["cells"][d][m]["test_macro_f1"]["mean"] if table["cells"][d][m].get("applicable") else None
-        for m in models
-    ]
-    for m, mk in zip(models, formatting.rank_marks(vals)):
-      marks[(d, m)] = mk
+  marks = formatting.column_marks(table["cells"], datasets, models, "test_macro_f1")
   rows = []
   for m in models:
     label = "Ours (HGNN-IMA)" if m == OURS else m[len(OURS) :]

@@ -151,19 +151,14 @@ def table2_markdown(table: dict) -> str:
   """Table 2 (and Table 3 below it) as Markdown; best per column in bold, second in italics."""
   datasets, models = table["datasets"], table["models"]
   header = ["Model"] + [f"{formatting.dataset_tag(d)} {lab}" for d in datasets for lab in ("Micro-F1", "Macro-F1")]
-  marks = {}
-  for d in datasets:
-    for metric in ("test_micro_f1", "test_macro_f1"):
-      ranked = formatting.rank_marks([table["cells"][d][m][metric]["mean"] for m in models])
-      for m, mk in zip(models, ranked):
-        marks[(d, m, metric)] = mk
+  marks = {k: formatting.column_marks(table["cells"], datasets, models, k) for k in ("test_micro_f1", "test_macro_f1")}
   rows = []
   for m in models:
     row = [formatting.display_name(m)]
     for d in datasets:
       e = table["cells"][d][m]
       for metric in ("test_micro_f1", "test_macro_f1"):
-        text = formatting.emphasise(formatting.format_stats(e[metric]), marks[(d, m, metric)])
+        text = formatting.emphasise(formatting.format_stats(e[metric]), marks[metric][(d, m)])
         row.append(text + ("†" if e["features_generated"] else ""))
     rows.append(row)
   n_seeds = sorted({len(table["cells"][d][m]["seeds"]) for d in datasets for m in models})
