@@ -28,6 +28,12 @@ def fmt_ms(s):
   return f"{s * 1e3:.1f}" if s < 0.1 else f"{s * 1e3:,.0f}"
 
 
+def md_table(header: list[str], rows) -> str:
+  """A Markdown table: the column titles, the separator, one line a row of cells."""
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
 def multi_seed_cell(ms) -> str:
   """'ratio (CPU ratio)' of an S-seed timing against one seed."""
   ms = ms or {}
@@ -53,19 +59,26 @@ def run_header(run: dict, steps) -> str:
 
 
 def ratio_table(records, edges) -> str:
-  out = [
-      "| graph | E | ours | best settings | ms | PyG | best settings | ms | ours/PyG wall (CPU) |",
-      "|---|---|---|---|---|---|---|---|---|",
-  ]
+  rows = []
   for r in records:
     if r["record"] == "ratio":
       cpu = f" ({r['cpu_ratio']:.2f})" if r.get("cpu_ratio") is not None else ""
-      out.append(
-          f"| {r['graph']} | {edges.get(r['graph'], 0):,} | {r['model']} | `{r['variant']}` | "
-          f"{fmt_ms(r['step_s'])} | {r['pyg_model']} | `{r['pyg_variant']}` | {fmt_ms(r['pyg_step_s'])} | "
-          f"{r['ratio']:.2f}{cpu} |"
+      rows.append(
+          [
+              r["graph"],
+              f"{edges.get(r['graph'], 0):,}",
+              r["model"],
+              f"`{r['variant']}`",
+              fmt_ms(r["step_s"]),
+              r["pyg_model"],
+              f"`{r['pyg_variant']}`",
+              fmt_ms(r["pyg_step_s"]),
+              f"{r['ratio']:.2f}{cpu}",
+          ]
       )
-  return "\n".join(out)
+  return md_table(
+      ["graph", "E", "ours", "best settings", "ms", "PyG", "best settings", "ms", "ours/PyG wall (CPU)"], rows
+  )
 
 
 def step_table(records, steps, every_step) -> str:
@@ -76,11 +89,7 @@ def step_table(records, steps, every_step) -> str:
   cold = collections.defaultdict(float)
   for r in every_step:
     cold[(r["graph"], r["model"])] = max(cold[(r["graph"], r["model"])], r.get("compile_s") or 0.0)
-  out = [
-      "| graph | model | best settings | median ms (min of reps) | CPU ms/step | compile s (cold) | XLA temp MB "
-      "| peak RSS MB | load avg |",
-      "|---|---|---|---|---|---|---|---|---|",
-  ]
+  rows = []
   for b in records:
     if b["record"] != "best":
       continue
@@ -92,30 +101,43 @@ def step_table(records, steps, every_step) -> str:
         and r["step_s_median"] == b["step_s"]
     )
     la = f"{r['load_avg_start'][0]:.1f}" if r.get("load_avg_start") else "-"
-    out.append(
-        f"| {b['graph']} | {b['model']} | `{b['best_variant']}` | {fmt_ms(b['step_s'])} | "
-        f"{fmt_ms(r.get('cpu_s_per_step'))} | {cold[(b['graph'], b['model'])]:.1f} | "
-        f"{(r.get('xla_memory') or {}).get('temp_mb', '-')} | {r.get('rss_peak_mb', 0):,.0f} | {la} |"
+    rows.append(
+        [
+            b["graph"],
+            b["model"],
+            f"`{b['best_variant']}`",
+            fmt_ms(b["step_s"]),
+            fmt_ms(r.get("cpu_s_per_step")),
+            f"{cold[(b['graph'], b['model'])]:.1f}",
+            (r.get("xla_memory") or {}).get("temp_mb", "-"),
+            f"{r.get('rss_peak_mb', 0):,.0f}",
+            la,
+        ]
     )
-  return "\n".join(out)
+  header = ["graph", "model", "best settings", "median ms (min of reps)", "CPU ms/step", "compile s (cold)"]
+  return md_table(header + ["XLA temp MB", "peak RSS MB", "load avg"], rows)
 
 
 def seed_table(steps) -> str:
   """S seeds in one program against one seed, both timed in the same worker (our first variant)."""
-  out = [
-      "| graph | settings | seeds | 1 seed ms | vmapped ms | / 1 seed wall (CPU) | looped ms "
-      "| / 1 seed wall (CPU) |",
-      "|---|---|---|---|---|---|---|---|",
-  ]
+  rows = []
   for r in steps:
     if "multi_seed" in r:
       v, m = r["multi_seed"], r["multi_seed_map"]
-      out.append(
-          f"| {r['graph']} | `{r['variant']}` | {v['seeds']} | {fmt_ms(r['step_s_median'])} | "
-          f"{fmt_ms(v.get('step_s_median'))} | {multi_seed_cell(v)} | {fmt_ms(m.get('step_s_median'))} | "
-          f"{multi_seed_cell(m)} |"
+      rows.append(
+          [
+              r["graph"],
+              f"`{r['variant']}`",
+              v["seeds"],
+              fmt_ms(r["step_s_median"]),
+              fmt_ms(v.get("step_s_median")),
+              multi_seed_cell(v),
+              fmt_ms(m.get("step_s_median")),
+              multi_seed_cell(m),
+          ]
       )
-  return "\n".join(out) if len(out) > 2 else ""
+  header = ["graph", "settings", "seeds", "1 seed ms", "vmapped ms", "/ 1 seed wall (CPU)", "looped ms"]
+  return md_table(header + ["/ 1 seed wall (CPU)"], rows) if rows else ""
 
 
 def variant_table(steps) -> str:
@@ -123,13 +145,11 @@ def variant_table(steps) -> str:
   medians = collections.defaultdict(list)
   for r in steps:
     medians[(r["graph"], r["framework"], r["model"], r["phase"], r["variant"])].append(r["step_s_median"])
-  out = [
-      "| graph | framework | model | phase | settings | ms (min of medians) | repetitions |",
-      "|---|---|---|---|---|---|---|",
+  rows = [
+      [g, fw, m, ph, f"`{v}`", fmt_ms(min(xs)), len(xs)]
+      for (g, fw, m, ph, v), xs in sorted(medians.items(), key=lambda kv: (kv[0][:4], min(kv[1])))
   ]
-  for (g, fw, m, ph, v), xs in sorted(medians.items(), key=lambda kv: (kv[0][:4], min(kv[1]))):
-    out.append(f"| {g} | {fw} | {m} | {ph} | `{v}` | {fmt_ms(min(xs))} | {len(xs)} |")
-  return "\n".join(out)
+  return md_table(["graph", "framework", "model", "phase", "settings", "ms (min of medians)", "repetitions"], rows)
 
 
 def profile_tables(rows, top=12) -> str:
@@ -144,14 +164,17 @@ def profile_tables(rows, top=12) -> str:
     if r.get("by_class_ms_per_step"):
       out.append("by class (ms/step): " + ", ".join(f"{k} {v:,.0f}" for k, v in r["by_class_ms_per_step"].items()))
       out.append("")
-    out.append("| ms/step | share | op | output shape | fused ops |")
-    out.append("|---|---|---|---|---|")
-    for op in r["top_ops"][:top]:
-      out.append(
-          f"| {op['ms_per_step']:,.1f} | {op['share'] * 100:.1f}% | `{op['name']}` | "
-          f"`{op['shape'].split('{')[0]}` "
-          f"| {op['fused']} |"
-      )
+    ops = [
+        (
+            f"{op['ms_per_step']:,.1f}",
+            f"{op['share'] * 100:.1f}%",
+            f"`{op['name']}`",
+            f"`{op['shape'].split('{')[0]}`",
+            op["fused"],
+        )
+        for op in r["top_ops"][:top]
+    ]
+    out.append(md_table(["ms/step", "share", "op", "output shape", "fused ops"], ops))
   return "\n".join(out)
 
 

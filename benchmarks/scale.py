@@ -217,7 +217,7 @@ def full_row(config, data) -> dict:
 
   step, model, tx, config = make_step(config, data)  # the step step_time.py times
   batch = state.make_batch(data)
-  like = state.abstract_state(model, tx, batch, [0])
+  like = state.init_state(model, tx, batch, [0], abstract=True)
   compiled = step.lower(like, batch).compile()
   temp_mb = compiled.memory_analysis().temp_size_in_bytes / 2**20
   out = {"xla_temp_mb": round(temp_mb, 1), "xla_temp_bytes_per_edge": round(temp_mb * 2**20 / data.schema.total_edges)}

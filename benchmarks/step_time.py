@@ -25,15 +25,12 @@ per (graph, our model); `benchmarks/report.py` turns them into tables.
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 
@@ -54,6 +51,7 @@ from bench_graphs import (  # noqa: E402
     graph_info,  # noqa: E402
     load_graph,
 )
+from bench_subprocess import pyg_availability, run_worker  # noqa: E402
 
 from hgnn_ima_jax import data_utils  # noqa: E402
 from hgnn_ima_jax.runtime import find_jemalloc  # noqa: E402  (no JAX import)
@@ -125,32 +123,6 @@ flags.DEFINE_list("profile_graphs", "amazon,synthetic_amazon1", "graphs to profi
 flags.DEFINE_integer("profile_steps", 3, "steps inside the profiler trace")
 flags.DEFINE_integer("profile_top", 20, "ops listed per profile")
 flags.DEFINE_integer("profile_seeds", 1, "vmapped seeds in the profiled step (compare 1 with --seeds)")
-
-
-def run_worker(cmd: list[str], env: dict, timeout: float) -> tuple[int | str, str]:
-  """(exit code or 'timeout', the end of its stderr); its '#' progress lines are passed on as they come."""
-  proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-  killed = threading.Event()
-
-  def kill():
-    killed.set()
-    proc.kill()
-
-  timer = threading.Timer(timeout, kill)
-  timer.start()
-  tail = collections.deque(maxlen=300)
-  try:
-    for ln in proc.stderr:
-      tail.append(ln)
-      if ln.startswith("#"):
-        sys.stderr.write(ln)
-        sys.stderr.flush()
-    rc = proc.wait()
-  finally:
-    timer.cancel()
-  if killed.is_set():
-    return "timeout", "".join(tail) + f"killed after --worker_timeout={timeout:.0f} s\n"
-  return rc, "".join(tail)
 
 
 class Runner:
@@ -286,17 +258,6 @@ def run_graph(runner: Runner, gname: str, ours: list, pyg: list) -> list[dict]:
       emit(r, FLAGS.out)
   os.unlink(path)
   return timed
-
-
-def pyg_availability(python: str) -> str | None:
-  """None when `python` imports torch and torch_geometric, else why not."""
-  if not shutil.which(python):
-    return f"--pyg_python={python}: no such executable; give the Python of a venv with requirements-bench.txt"
-  probe = subprocess.run([python, "-c", "import torch, torch_geometric"], capture_output=True, text=True, timeout=300)
-  if probe.returncode == 0:
-    return None
-  last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-  return f"torch/torch_geometric not importable by {python} ({last}); pip install -r requirements-bench.txt"
 
 
 def print_summary(records):

@@ -15,6 +15,7 @@ Exit codes:
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
 import numpy as np
 from absl import app, flags
@@ -106,13 +107,17 @@ def define_flags() -> None:
   flags.mark_flag_as_required("dataset")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  f = flags.FLAGS
-  return run(f.dataset, f.data_dir, f.features, f.missing_fill, f.feature_seed)
+def run_cli(define: Callable[[], None], command: Callable[[flags.FlagValues], int]) -> None:
+  """Runs a data_utils command line (check, download): its flags, no positional arguments, exit status command(FLAGS)."""
+  define()
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    return command(flags.FLAGS)
+
+  app.run(main)
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  run_cli(define_flags, lambda f: run(f.dataset, f.data_dir, f.features, f.missing_fill, f.feature_seed))

@@ -34,11 +34,12 @@ import urllib.parse
 import urllib.request
 from typing import Callable
 
-from absl import app, flags
+from absl import flags
 
 from hgnn_ima_jax.graph import DatasetError
 
 from . import default_data_dir
+from .check import run_cli
 from .paper_datasets import AUTHORS_PAGE, PAPER_DATASETS
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/jiaxiangen/MHGAT/main"
@@ -216,10 +217,8 @@ def define_flags() -> None:
   flags.mark_flag_as_required("dataset")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  f = flags.FLAGS
+def main(f: flags.FlagValues) -> int:
+  """Downloads the datasets --dataset names; exit status 2 when one failed."""
   names = list(PAPER_DATASETS) if f.dataset == "all" else [f.dataset]
   data_dir = f.data_dir or default_data_dir()
   rc = 0
@@ -244,5 +243,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  run_cli(define_flags, main)

@@ -42,23 +42,14 @@ import numpy as np
 from hgnn_ima_jax.graph import MMHN, DatasetError, Relation, fill_missing_modalities
 
 from . import files
-from .files import check_array, load_npy, load_npz
+from .files import load_npy
+from .paper_files import FeatureFile, counts_from_node_types, read_feature, read_rdf
 
 # FILL_RULES: re-exported, the config tables' test reads it here.
 from .published import FILL_RULES, add_generated, check_options, dedup, read_splits, require_files, reverse  # noqa: F401
 
 MODALITIES = ("text", "image")
 AUTHORS_PAGE = "the authors' download page (they are not in the MHGAT GitHub repository)"
-
-
-@dataclasses.dataclass(frozen=True)
-class FeatureFile:
-  """One published feature array: which (type, modality) and how it is stored."""
-
-  node_type: str
-  modality: str
-  filename: str
-  fmt: str  # 'npy': (N, D) array; 'npz': key 'feature'; 'sparse': scipy.sparse.save_npz
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,10 +231,10 @@ def load_paper_dataset(
       else f"those on GitHub: {download}; any other is published only on {AUTHORS_PAGE}: put it at the path shown",
   )
 
-  counts = spec.num_nodes or _counts_from_node_types(path(spec.node_types_file), spec.node_types)
+  counts = spec.num_nodes or counts_from_node_types(path(spec.node_types_file), spec.node_types)
   num_nodes = dict(zip(spec.node_types, counts))
   offsets = dict(zip(spec.node_types, np.concatenate([[0], np.cumsum(counts)[:-1]]).tolist()))
-  rel = _read_rdf(path(spec.rdf_file), spec.rdf_relations, num_nodes, offsets)
+  rel = read_rdf(path(spec.rdf_file), spec.rdf_relations, num_nodes, offsets)
   labels = files.check_labels(
       load_npy(path(spec.labels_file), "labels", "int"),
       path(spec.labels_file),
@@ -258,7 +249,7 @@ def load_paper_dataset(
     p = path(f.filename)
     if p in absent_features:
       continue
-    x = _read_feature(p, f, num_nodes[f.node_type])
+    x = read_feature(p, f, num_nodes[f.node_type])
     if first is not None and x.shape[1] != first[1]:
       raise DatasetError(
           p,
@@ -320,86 +311,3 @@ def load_paper_dataset(
   for f in spec.feature_files:
     sources[f"features[{f.node_type!r}][{f.modality!r}]"] = path(f.filename)
   return files.validate_with_sources(graph, sources)
-
-
-# --- readers of the published files ---------------------------------------------
-def _counts_from_node_types(path: str, names: tuple[str, ...]) -> tuple[int, ...]:
-  """Nodes per type from a node-type-per-global-id array (IMDB's node_types.npy)."""
-  nt = load_npy(path, "node types", "int", (None,))
-  if len(nt) and (nt.min() < 0 or nt.max() >= len(names)):
-    bad = int(nt.min() if nt.min() < 0 else nt.max())
-    raise DatasetError(
-        path,
-        "node types",
-        f"type id {bad} is unknown; expected 0..{len(names) - 1} ({', '.join(names)})",
-        "store one type id per node",
-    )
-  if np.any(np.diff(nt) < 0):
-    row = int(np.argmax(np.diff(nt) < 0)) + 1
-    raise DatasetError(
-        path,
-        "node types",
-        f"ids are not contiguous per type (type decreases at global id {row})",
-        f"order nodes by type ({', '.join(names)}), each type one id range",
-    )
-  counts = np.bincount(nt, minlength=len(names))
-  for t, c in zip(names, counts):
-    if c == 0:
-      raise DatasetError(path, "node types", f"node type {t!r} has no nodes", "use the published node_types.npy")
-  return tuple(int(c) for c in counts)
-
-
-def _read_rdf(path: str, rdf_relations, num_nodes: dict[str, int], offsets: dict[str, int]) -> dict[int, np.ndarray]:
-  """Reads (src, dst, relation) global-id rows; returns relation id -> local (src, dst) pairs."""
-  rdf = load_npy(path, "rdf", "int", (None, 3)).astype(np.int64)
-  if len(rdf) == 0:
-    raise DatasetError(
-        path, "rdf", "has no rows: an empty relation file", "replace it with the published file " "(re-download it)"
-    )
-  rel_ids = rdf[:, 2]
-  known = (rel_ids >= 0) & (rel_ids < len(rdf_relations))
-  if not known.all():
-    row = int(np.argmin(known))
-    desc = ", ".join(f"{k}: {s}->{d}" for k, (s, d) in enumerate(rdf_relations))
-    raise DatasetError(
-        path,
-        "rdf column 2 (relation id)",
-        f"relation id {rdf[row, 2]} at row {row} is unknown; expected {desc}",
-        "keep only rows of the published relations",
-    )
-  out = {}
-  for k, (s, d) in enumerate(rdf_relations):
-    rows = np.flatnonzero(rel_ids == k)
-    pairs = rdf[rows, :2]
-    for col, t, end in ((0, s, "src"), (1, d, "dst")):
-      lo, hi = offsets[t], offsets[t] + num_nodes[t]
-      bad = (pairs[:, col] < lo) | (pairs[:, col] >= hi)
-      if bad.any():
-        j = int(np.argmax(bad))
-        raise DatasetError(
-            path,
-            f"rdf row {int(rows[j])} (relation {k}: {s}->{d})",
-            f"{end} id {int(pairs[j, col])} is outside the {t!r} id range {lo}..{hi - 1}",
-            "use global ids in each node type's published contiguous range (movies/items first)",
-        )
-    out[k] = pairs - np.array([offsets[s], offsets[d]])
-  return out
-
-
-def _read_feature(path: str, f: FeatureFile, rows: int) -> np.ndarray:
-  """One published feature array as float32 (rows, D), its row count checked against the id range."""
-  field = f"features[{f.node_type!r}][{f.modality!r}]"
-  if f.fmt == "sparse":
-    x = files.load_sparse_dense(path, field)
-  elif f.fmt == "npz":
-    x = check_array(load_npz(path, ["feature"])["feature"], path, field + " (key 'feature')", "float", (None, None))
-  else:
-    x = load_npy(path, field, "float", (None, None))
-  if x.shape[0] != rows:
-    raise DatasetError(
-        path,
-        field,
-        f"{x.shape[0]} rows, but node type {f.node_type!r} has {rows} nodes in the rdf id ranges",
-        "use the feature file from the same release as the rdf, labels and splits",
-    )
-  return x.astype(np.float32, copy=False)

@@ -21,9 +21,11 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 
   reexec_with_fast_allocator()
 
+from hgnn_ima_jax import config_validation as cv  # noqa: E402
 from hgnn_ima_jax.experiments import cell_runs, common, formatting, run_options  # noqa: E402
 
 VARIANTS = ("-cross", "-adapt", "+inf", "-nei", "-align", "-L_att", "-L_ind")
+VARIANTS_HELP = "comma list of Table 4 variants: " + ", ".join(VARIANTS)
 OURS = "hgnn_ima"
 INAPPLICABLE = "\\"
 
@@ -67,15 +69,11 @@ def run_ablation(opts: run_options.Options, workdir: str, variants=VARIANTS, *, 
 
 
 def _entry(cell: cell_runs.Cell, *, same_as_ours: bool) -> dict:
-  r = cell.results
+  scores = cell.scores()
   return {
       "applicable": True,
-      "test_macro_f1": r["test_macro_f1"],
-      "test_micro_f1": r["test_micro_f1"],
-      "per_seed_macro_f1": [s["test_macro_f1"] for s in r["per_seed"]],
-      "seeds": list(r["seeds"]),
-      "comparable_with_paper": bool(r.get("comparable_with_paper", True)),
-      "features_generated": not bool(r.get("comparable_with_paper", True)),
+      **scores,
+      "features_generated": not scores["comparable_with_paper"],
       "same_as_ours": same_as_ours,
       "run_dir": cell.run_dir,
       "reused": cell.reused,
@@ -113,14 +111,7 @@ def build_ablation(rows: dict[str, dict[str, dict]], datasets, variants, *, tiny
 def ablation_markdown(table: dict) -> str:
   """Table 4 as Markdown: rows = variants then Ours, columns = datasets; best bold, second italic."""
   datasets, models = table["datasets"], table["models"]
-  marks = {}
-  for d in datasets:
-    vals = [
-        table["cells"][d][m]["test_macro_f1"]["mean"] if table["cells"][d][m].get("applicable") else None
-        for m in models
-    ]
-    for m, mk in zip(models, formatting.rank_marks(vals)):
-      marks[(d, m)] = mk
+  marks = formatting.column_marks(table["cells"], datasets, models, "test_macro_f1")
   rows = []
   for m in models:
     label = "Ours (HGNN-IMA)" if m == OURS else m[len(OURS) :]
@@ -150,24 +141,10 @@ def write_outputs(table: dict, workdir: str) -> dict[str, str]:
   return common.write_table(workdir, "ablation", table, ablation_markdown(table))
 
 
-def main(argv):
-  from absl import flags
-
-  from hgnn_ima_jax.models import ABLATIONS
-
-  del argv
-  FLAGS = flags.FLAGS
-  opts = common.start(FLAGS)
-  variants = common.choice_list("variants", FLAGS.variants, ABLATIONS)
-  common.run_script(
-      "ablation", FLAGS, lambda workdir: run_ablation(opts, workdir, variants), write_outputs, ablation_markdown
-  )
-
-
 if __name__ == "__main__":
-  from absl import flags
-
-  run_options.define_common_flags("ablation")
+  # cv.ABLATIONS, not models.ABLATIONS: the same names (a test keeps them equal) without importing JAX before
+  # the logs are quieted.
   # A leading '-' would read as a flag: pass --variants=-cross,-align (with '=').
-  flags.DEFINE_string("variants", ",".join(VARIANTS), "comma list of Table 4 variants: " + ", ".join(VARIANTS))
-  common.run_main(main)
+  common.run_choices_script(
+      "ablation", "variants", VARIANTS, VARIANTS_HELP, cv.ABLATIONS, run_ablation, write_outputs, ablation_markdown
+  )

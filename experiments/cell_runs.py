@@ -83,6 +83,17 @@ class Cell:
   results: dict
   reused: bool  # True: not trained by this call (an earlier run with the same signature)
 
+  def scores(self) -> dict:
+    """What the ablation and depth-sweep tables record of a cell: test Macro-/Micro-F1, per-seed Macro-F1, seeds."""
+    r = self.results
+    return {
+        "test_macro_f1": r["test_macro_f1"],
+        "test_micro_f1": r["test_micro_f1"],
+        "per_seed_macro_f1": [s["test_macro_f1"] for s in r["per_seed"]],
+        "seeds": list(r["seeds"]),
+        "comparable_with_paper": bool(r.get("comparable_with_paper", True)),
+    }
+
 
 class CellRunner:
   """Trains cells under `workdir`, each at most once (see the module docstring)."""

@@ -18,7 +18,7 @@ from hgnn_ima_jax.graph import DatasetError
 
 from . import formatting
 from .cell_runs import CellConfigError
-from .run_options import Options, config_help, options_from_flags, parse_list
+from .run_options import Options, config_help, define_common_flags, options_from_flags, parse_list
 
 
 def user_errors() -> tuple[type, ...]:
@@ -93,6 +93,32 @@ def choice_list(flag: str, text: str, allowed) -> tuple[str, ...]:
   if not items or any(i not in allowed for i in items):
     raise app.UsageError(f"--{flag}={text}: give a comma list of {', '.join(allowed)}")
   return items
+
+
+def run_choices_script(
+    script: str,
+    flag: str,
+    default: tuple[str, ...],
+    help_text: str,
+    allowed: tuple[str, ...],
+    run: Callable[[Options, str, tuple[str, ...]], dict],
+    write_outputs: Callable[[dict, str], dict],
+    markdown: Callable[[dict], str],
+):
+  """The `__main__` of table2 (--models) and ablation (--variants): the common flags and --<flag>, a
+  comma list (default `default`) checked against `allowed`, then `run_script` with `run(opts, workdir, choices)`."""
+  from absl import flags
+
+  define_common_flags(script)
+  flags.DEFINE_string(flag, ",".join(default), help_text, module_name=sys.argv[0])  # listed in the script's --help
+
+  def main(argv):
+    del argv
+    opts = start(flags.FLAGS)
+    choices = choice_list(flag, flags.FLAGS[flag].value, allowed)
+    run_script(script, flags.FLAGS, lambda workdir: run(opts, workdir, choices), write_outputs, markdown)
+
+  run_main(main)
 
 
 def run_main(main: Callable):

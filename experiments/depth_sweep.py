@@ -46,19 +46,7 @@ def run_layers(
     points = []
     for k in layers:
       cell = runner.run(configs[dataset, k], f"{model}-K{k}")
-      r = cell.results
-      points.append(
-          {
-              "layers": k,
-              "test_macro_f1": r["test_macro_f1"],
-              "test_micro_f1": r["test_micro_f1"],
-              "per_seed_macro_f1": [s["test_macro_f1"] for s in r["per_seed"]],
-              "seeds": list(r["seeds"]),
-              "comparable_with_paper": bool(r.get("comparable_with_paper", True)),
-              "run_dir": cell.run_dir,
-              "reused": cell.reused,
-          }
-      )
+      points.append({"layers": k, **cell.scores(), "run_dir": cell.run_dir, "reused": cell.reused})
     curves[dataset] = points
   comparable = all(p["comparable_with_paper"] for pts in curves.values() for p in pts)
   return {

@@ -59,6 +59,16 @@ def rank_marks(values: Sequence[float | None]) -> list[str]:
   return marks
 
 
+def column_marks(cells: dict, datasets, models, metric: str) -> dict[tuple[str, str], str]:
+  """(dataset, model) -> `rank_marks` of the models' mean `metric` on that dataset (a results table's
+  column); a cell marked 'applicable': False is unranked."""
+  marks = {}
+  for d in datasets:
+    means = [cells[d][m][metric]["mean"] if cells[d][m].get("applicable", True) else None for m in models]
+    marks.update({(d, m): mk for m, mk in zip(models, rank_marks(means))})
+  return marks
+
+
 def emphasise(text: str, mark: str) -> str:
   """Markdown: best in bold, second in italics (the paper's convention)."""
   return f"**{text}**" if mark == "best" else f"*{text}*" if mark == "second" else text

@@ -22,9 +22,11 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 
   reexec_with_fast_allocator()
 
+from hgnn_ima_jax import config_validation as cv  # noqa: E402
 from hgnn_ima_jax.experiments import cell_runs, common, formatting, run_options  # noqa: E402
 
 DEFAULT_MODELS = ("hgt_early", "hgt_late", "hgnn_ima")
+MODELS_HELP = "comma list of model names (any of MODEL_NAMES: hgnn_ima, hgt, hgt_early, hgt_late, hgnn_ima-cross, ...)"
 OURS = "hgnn_ima"
 HGT_MODELS = ("hgt", "hgt_early", "hgt_late")
 
@@ -149,19 +151,14 @@ def table2_markdown(table: dict) -> str:
   """Table 2 (and Table 3 below it) as Markdown; best per column in bold, second in italics."""
   datasets, models = table["datasets"], table["models"]
   header = ["Model"] + [f"{formatting.dataset_tag(d)} {lab}" for d in datasets for lab in ("Micro-F1", "Macro-F1")]
-  marks = {}
-  for d in datasets:
-    for metric in ("test_micro_f1", "test_macro_f1"):
-      ranked = formatting.rank_marks([table["cells"][d][m][metric]["mean"] for m in models])
-      for m, mk in zip(models, ranked):
-        marks[(d, m, metric)] = mk
+  marks = {k: formatting.column_marks(table["cells"], datasets, models, k) for k in ("test_micro_f1", "test_macro_f1")}
   rows = []
   for m in models:
     row = [formatting.display_name(m)]
     for d in datasets:
       e = table["cells"][d][m]
       for metric in ("test_micro_f1", "test_macro_f1"):
-        text = formatting.emphasise(formatting.format_stats(e[metric]), marks[(d, m, metric)])
+        text = formatting.emphasise(formatting.format_stats(e[metric]), marks[metric][(d, m)])
         row.append(text + ("†" if e["features_generated"] else ""))
     rows.append(row)
   n_seeds = sorted({len(table["cells"][d][m]["seeds"]) for d in datasets for m in models})
@@ -215,25 +212,7 @@ def write_outputs(table: dict, workdir: str) -> dict[str, str]:
   return common.write_table(workdir, "table2", table, table2_markdown(table))
 
 
-def main(argv):
-  from absl import flags
-
-  del argv
-  FLAGS = flags.FLAGS
-  opts = common.start(FLAGS)
-  from hgnn_ima_jax.models import MODEL_NAMES
-
-  models = common.choice_list("models", FLAGS.models, MODEL_NAMES)
-  common.run_script("table2", FLAGS, lambda workdir: run_table2(opts, workdir, models), write_outputs, table2_markdown)
-
-
 if __name__ == "__main__":
-  from absl import flags
-
-  run_options.define_common_flags("table2")
-  flags.DEFINE_string(
-      "models",
-      ",".join(DEFAULT_MODELS),
-      "comma list of model names (any of MODEL_NAMES: hgnn_ima, " "hgt, hgt_early, hgt_late, hgnn_ima-cross, ...)",
+  common.run_choices_script(
+      "table2", "models", DEFAULT_MODELS, MODELS_HELP, cv.MODEL_NAMES, run_table2, write_outputs, table2_markdown
   )
-  common.run_main(main)

@@ -61,19 +61,28 @@ class ModelOutput:
   attention: tuple | None = None
 
 
-class Encoder(nn.Module):
-  """Input projection (Eq. 1) followed by K propagation layers; one (N_t, C, d) state array per node type."""
+# The encoder's shape fields of `_EncoderFields`: the HGT baselines take them from config.model too.
+_HGT_FIELDS = ("hidden", "heads", "num_layers", "projection", "input_batch_norm", "input_activation")
+
+
+class _EncoderFields(nn.Module):
+  """The fields of the encoder's shape (Eq. 1 and the K layers) and the layer options, which every model has too."""
 
   schema: Schema
-  channels: tuple[tuple[int, ...], ...]
-  attention: str = "ima"  # 'ima' or 'hgt' (see HGNNIMALayer)
-  options: LayerOptions = LayerOptions()
-  num_layers: int = 3
   hidden: int = 64
   heads: int = 8
+  num_layers: int = 3
   projection: str = "shared"
   input_batch_norm: bool = False
   input_activation: str = "tanh"
+  options: LayerOptions = LayerOptions()
+
+
+class Encoder(_EncoderFields):
+  """Input projection (Eq. 1) followed by K propagation layers; one (N_t, C, d) state array per node type."""
+
+  channels: tuple[tuple[int, ...], ...] = ()  # always given (`_EncodedModel.encoder`); a default only for field order
+  attention: str = "ima"  # 'ima' or 'hgt' (see HGNNIMALayer)
 
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, *, train: bool):
@@ -102,32 +111,35 @@ def _output(schema, hs, fused, delta, head, att_loss, layers_aux, return_embeddi
   return ModelOutput(logits, modality_logits, att_loss, emb, attn)
 
 
-class _EncodedModel(nn.Module):
-  """The fields every model has: the schema, the encoder's shape (Eq. 1 and the K layers) and the layer options."""
+class _EncodedModel(_EncoderFields):
+  """What every model is: the encoder's fields, its encoders and one forward pass.
 
-  schema: Schema
-  hidden: int = 64
-  heads: int = 8
-  num_layers: int = 3
-  projection: str = "shared"
-  input_batch_norm: bool = False
-  input_activation: str = "tanh"
-  options: LayerOptions = LayerOptions()
+  `__call__` is that forward pass: layout check, the subclass's `propagate`, then the shared
+  head (Eq. 15) and the `ModelOutput`.
+  """
 
   def encoder(self, channels: tuple[tuple[int, ...], ...], attention: str, name: str) -> Encoder:
-    return Encoder(
-        self.schema,
-        channels,
-        attention,
-        self.options,
-        self.num_layers,
-        self.hidden,
-        self.heads,
-        self.projection,
-        self.input_batch_norm,
-        self.input_activation,
-        name=name,
-    )
+    fields = {k: getattr(self, k) for k in ("schema", "options") + _HGT_FIELDS}
+    return Encoder(**fields, channels=channels, attention=attention, name=name)
+
+  @nn.compact
+  def __call__(
+      self,
+      graph: jraph.GraphsTuple,
+      *,
+      train: bool = False,
+      return_embeddings: bool = False,
+      return_attention: bool = False,
+  ) -> ModelOutput:
+    s = self.schema
+    check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
+    hs, fused, delta, att_loss, layers_aux = self.propagate(s, graph, train)
+    head = dense(s.num_classes, self.hidden, "head")
+    return _output(s, hs, fused, delta, head, att_loss, layers_aux, return_embeddings, return_attention)
+
+  def propagate(self, s: Schema, graph: jraph.GraphsTuple, train: bool):
+    """The model's own part: (per-type states, fused target states Z, weights δ, L_att, per-layer attention)."""
+    raise NotImplementedError
 
 
 class _FusedModel(_EncodedModel):
@@ -158,24 +170,13 @@ class HGNNIMA(_FusedModel):
 
   latt_norm: str = "code_mean"
 
-  @nn.compact
-  def __call__(
-      self,
-      graph: jraph.GraphsTuple,
-      *,
-      train: bool = False,
-      return_embeddings: bool = False,
-      return_attention: bool = False,
-  ) -> ModelOutput:
-    s = self.schema
-    check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
+  def propagate(self, s: Schema, graph: jraph.GraphsTuple, train: bool):
     channels = tuple((m,) for m in range(s.num_modalities))
     hs, layers_aux = self.encoder(channels, "ima", "encoder")(graph, train=train)
     fused, delta = self.fusion()(hs[s.target_id], train=train)
-    head = dense(s.num_classes, self.hidden, "head")
     # -cross and -adapt have no learnable λ (none, or fixed at 1/M): no attention loss to apply.
     loss = attention_loss(s, graph, layers_aux, self.latt_norm) if self.options.learns_lambda else jnp.zeros(())
-    return _output(s, hs, fused, delta, head, loss, layers_aux, return_embeddings, return_attention)
+    return hs, fused, delta, loss, layers_aux
 
 
 class HGT(_EncodedModel):
@@ -188,40 +189,19 @@ class HGT(_EncodedModel):
 
   modalities: tuple[str, ...] | None = None
 
-  @nn.compact
-  def __call__(
-      self,
-      graph: jraph.GraphsTuple,
-      *,
-      train: bool = False,
-      return_embeddings: bool = False,
-      return_attention: bool = False,
-  ) -> ModelOutput:
-    s = self.schema
-    check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
+  def propagate(self, s: Schema, graph: jraph.GraphsTuple, train: bool):
     mods = s.modalities if self.modalities is None else self.modalities
     channels = (tuple(s.modality_id(m) for m in mods),)
     hs, layers_aux = self.encoder(channels, "hgt", "encoder")(graph, train=train)
     target = hs[s.target_id]
-    head = dense(s.num_classes, self.hidden, "head")
     delta = jnp.ones(target.shape[:2], target.dtype)
-    return _output(s, hs, target[:, 0], delta, head, jnp.zeros(()), layers_aux, return_embeddings, return_attention)
+    return hs, target[:, 0], delta, jnp.zeros(()), layers_aux
 
 
 class HGTLate(_FusedModel):
   """HGT late fusion (spec §8): one independent HGT per modality, fused by modality attention."""
 
-  @nn.compact
-  def __call__(
-      self,
-      graph: jraph.GraphsTuple,
-      *,
-      train: bool = False,
-      return_embeddings: bool = False,
-      return_attention: bool = False,
-  ) -> ModelOutput:
-    s = self.schema
-    check_graph_layout(s, graph)  # eager apply only: under jit the graph is abstract (checked by make_batch)
+  def propagate(self, s: Schema, graph: jraph.GraphsTuple, train: bool):
     hs, layers_aux = [], []
     for m, mname in enumerate(s.modalities):
       h, aux = self.encoder(((m,),), "hgt", f"encoder_{mname}")(graph, train=train)
@@ -230,7 +210,6 @@ class HGTLate(_FusedModel):
     # Per node type, the modality encoders' states side by side as channels: (N_t, M, d).
     hs = tuple(jnp.concatenate([h[t] for h in hs], axis=1) for t in range(s.num_node_types))
     fused, delta = self.fusion()(hs[s.target_id], train=train)
-    head = dense(s.num_classes, self.hidden, "head")
     # Per layer, stack the modality encoders' attention as channels: alpha/beta (E, M, H).
     merged = [
         {
@@ -241,7 +220,7 @@ class HGTLate(_FusedModel):
         }
         for k in range(self.num_layers)
     ]
-    return _output(s, hs, fused, delta, head, jnp.zeros(()), merged, return_embeddings, return_attention)
+    return hs, fused, delta, jnp.zeros(()), merged
 
 
 # --- names used by configs and scripts ------------------------------------------------------
@@ -259,7 +238,6 @@ ABLATIONS = {
 
 # MODEL_NAMES (config_validation's table) lists `hgnn_ima` + each of these suffixes; a test keeps the two equal.
 
-_HGT_FIELDS = ("hidden", "heads", "num_layers", "projection", "input_batch_norm", "input_activation")
 _FUSION_FIELDS = ("fusion_form", "fusion_input_dropout", "fusion_score_dropout")
 
 

@@ -104,32 +104,25 @@ def init_state(
     seeds,
     sharding=None,
     num_targets: int | None = None,
+    *,
+    abstract: bool = False,
 ) -> TrainState:
   """Initialises every seed at once: a TrainState whose leaves lead with the seed axis.
 
   num_targets: length of `best_pred` (default: the batch's targets; a mini-batch run passes the graph's).
+  abstract: only the shapes and dtypes of that state (nothing is compiled or run), e.g. for a restore.
   """
   # The graph is an argument, not a closed-over constant: XLA would constant-fold its scatters.
   fn = _init_fn(model, tx, batch, sharding, num_targets)
   seeds = jnp.asarray(seeds, jnp.uint32)
+  if abstract:
+    return jax.eval_shape(fn, seeds, batch.graph)
   # Compiled without LLVM optimisation: the program is one Threefry hash per parameter and runs
   # once, so optimising it only costs compile time (benchmarks/README.md, *Start-up*). The
   # random bits are identical; uniform and normal values can differ from an optimised compile in
   # the last bit (a fused multiply-add), the same for every run, so results stay reproducible.
   compiled = fn.lower(seeds, batch.graph).compile(compiler_options={"xla_backend_optimization_level": 0})
   return compiled(seeds, batch.graph)
-
-
-def abstract_state(
-    model: nn.Module,
-    tx: optax.GradientTransformation,
-    batch: Batch,
-    seeds,
-    sharding=None,
-    num_targets: int | None = None,
-):
-  """The shapes and dtypes of `init_state`'s result (nothing is compiled or run)."""
-  return jax.eval_shape(_init_fn(model, tx, batch, sharding, num_targets), jnp.asarray(seeds, jnp.uint32), batch.graph)
 
 
 def where(cond, new, old):

@@ -41,7 +41,7 @@ from hgnn_ima_jax.models import split_model_name
 from hgnn_ima_jax.optim import create_optimizer, learning_rate_at
 from hgnn_ima_jax.run_dir import write_config, write_schema
 from hgnn_ima_jax.run_log import HistoryWriter, TrainingInterrupted, history_rows  # noqa: F401 (re-exported)
-from hgnn_ima_jax.state import Batch, TrainState, abstract_state, create_model, init_state, make_batch, seed_sharding
+from hgnn_ima_jax.state import Batch, TrainState, create_model, init_state, make_batch, seed_sharding
 from hgnn_ima_jax.steps import make_epoch_fn
 
 
@@ -89,7 +89,7 @@ def restore_or_init(run: Run, resume: bool) -> tuple[TrainState, list[dict], dic
     CheckpointMismatchError: the checkpoint was written with another config.
   """
   if resume:
-    like = abstract_state(run.model, run.tx, run.batch, run.run_seeds, run.shard, run.num_targets)
+    like = init_state(run.model, run.tx, run.batch, run.run_seeds, run.shard, run.num_targets, abstract=True)
     restored = run.manager.restore_latest(like, run.shard, config=run.config)
     if restored is not None:
       state, meta = restored

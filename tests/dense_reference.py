@@ -494,20 +494,24 @@ def reference_forward(
   fusion_masks = (dm["fusion_input"], dm["fusion_score"]) if "fusion_input" in dm else None
   fusion_rates = (opts["fusion_input_dropout"], opts["fusion_score_dropout"])
 
-  if model == "hgnn_ima":
-    channels = tuple((m,) for m in range(M))
-    h, layers, used = encode(
+  def run_encoder(name, channels, attention, layer_masks):
+    """One encoder (Eq. 1 and the K layers) with its parameters and BN statistics under `name`."""
+    return encode(
         schema,
         arrays,
         segs,
-        params["encoder"],
-        stats.get("encoder"),
+        params[name],
+        stats.get(name),
         channels,
         opts,
-        attention="ima",
+        attention=attention,
         train=train,
-        layer_masks=dm.get("layers"),
+        layer_masks=layer_masks,
     )
+
+  if model == "hgnn_ima":
+    channels = tuple((m,) for m in range(M))
+    h, layers, used = run_encoder("encoder", channels, "ima", dm.get("layers"))
     x = h[tsl]
     z, delta = fusion(params["fusion"], x, opts["fusion_form"], fusion_masks, fusion_rates)
     # λ-free ablations (-cross: no λ; -adapt: λ fixed at 1/M) have nothing for L_att to train.
@@ -517,36 +521,14 @@ def reference_forward(
     mods = opts.get("modalities")
     mods = schema.modalities if mods is None else mods
     channels = (tuple(schema.modality_id(m) for m in mods),)
-    h, layers, used = encode(
-        schema,
-        arrays,
-        segs,
-        params["encoder"],
-        stats.get("encoder"),
-        channels,
-        opts,
-        attention="hgt",
-        train=train,
-        layer_masks=dm.get("layers"),
-    )
+    h, layers, used = run_encoder("encoder", channels, "hgt", dm.get("layers"))
     x = h[tsl]
     z, delta = x[:, 0], np.ones((x.shape[0], 1))
     out.update(layers=layers, att_loss=0.0, batch_stats=used)
   elif model == "hgt_late":
     hs, all_layers, used = [], [], {}
     for m, mname in enumerate(schema.modalities):
-      hm, layers, u = encode(
-          schema,
-          arrays,
-          segs,
-          params[f"encoder_{mname}"],
-          stats.get(f"encoder_{mname}"),
-          ((m,),),
-          opts,
-          attention="hgt",
-          train=train,
-          layer_masks=dm["layers"][mname] if dropout_masks else None,
-      )
+      hm, layers, u = run_encoder(f"encoder_{mname}", ((m,),), "hgt", dm["layers"][mname] if dropout_masks else None)
       hs.append(hm[:, 0])
       all_layers.append(layers)
       used[mname] = u

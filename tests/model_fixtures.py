@@ -8,6 +8,8 @@ Built with a NumPy RNG so every test gets the same graphs.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 
@@ -137,19 +139,9 @@ def permute_graph(graph: MMHN, seed: int):
   labels = np.empty_like(graph.labels)
   labels[tgt] = graph.labels
   splits = {k: tgt[v] for k, v in graph.splits.items()}
-  g = MMHN(
-      name=graph.name + "-perm",
-      node_types=graph.node_types,
-      num_nodes=dict(graph.num_nodes),
-      modalities=graph.modalities,
-      node_modalities=dict(graph.node_modalities),
-      relations=graph.relations,
-      edges=edges,
-      features=feats,
-      target_type=graph.target_type,
-      labels=labels,
-      num_classes=graph.num_classes,
-      splits=splits,
+  # The same graph with the relabelled arrays; its provenance starts empty, as a new MMHN's does.
+  g = dataclasses.replace(
+      graph, name=graph.name + "-perm", edges=edges, features=feats, labels=labels, splits=splits, provenance={}
   )
   return g.validate(), perms
 

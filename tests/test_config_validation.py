@@ -5,12 +5,10 @@ code reads its allowed values from, and the scripts: exit code 2, one line, noth
 """
 
 import json
-import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
+from script_helpers import run_python
 
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.data_utils import validate_run_config
@@ -18,7 +16,6 @@ from hgnn_ima_jax.experiments import configs, run_options
 from hgnn_ima_jax.experiments.configs import DATASETS, PROTOCOLS, get_config
 from hgnn_ima_jax.experiments.configs import test as test_config
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 LINE = re.compile(r"^config\.[a-z_.]+=.*: .+\. Fix: .+$")
 
 
@@ -111,7 +108,7 @@ def test_validation_imports_no_jax():
       "cv.validate_config(get_config('synthetic')); cv.validate_config(get_config('imdb', 'paper')); "
       "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'jaxlib', 'flax', 'jraph')))"
   )
-  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+  out = run_python("-c", code, timeout=120)
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.strip() == "[]"
 
@@ -160,13 +157,7 @@ def _one_error_line(proc) -> str:
 def test_train_cli_refuses_bad_values_before_writing(case, tmp_path):
   args, start = CLI_CASES[case]
   workdir = tmp_path / "run"
-  proc = subprocess.run(
-      [sys.executable, "experiments/train.py", f"--workdir={workdir}", "--noprogress", *args],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=120,
-  )
+  proc = run_python("experiments/train.py", f"--workdir={workdir}", "--noprogress", *args, timeout=120)
   assert _one_error_line(proc).startswith(f"error: {start}")
   assert not workdir.exists()
 
@@ -182,31 +173,19 @@ def test_train_cli_refuses_bad_values_before_writing(case, tmp_path):
 )
 def test_artefact_scripts_refuse_bad_cells_before_writing(script, args, tmp_path):
   workdir = tmp_path / "out"
-  proc = subprocess.run(
-      [sys.executable, f"experiments/{script}", "--tiny", f"--workdir={workdir}", "--noprogress", *args],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=180,
-  )
+  proc = run_python(f"experiments/{script}", "--tiny", f"--workdir={workdir}", "--noprogress", *args, timeout=180)
   line = _one_error_line(proc)
   assert any(f in line for f in ("num_layers=-1", "seeds=a", "model.hidden=16", "num_epochs=0")), line
   assert not workdir.exists()
 
 
 def test_print_config_shows_the_resolved_values():
-  proc = subprocess.run(
-      [
-          sys.executable,
-          "experiments/train.py",
-          "--dataset=douban",
-          "--seeds=0,3",
-          "--print_config",
-          "--config.model.dropout=0.3",
-      ],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
+  proc = run_python(
+      "experiments/train.py",
+      "--dataset=douban",
+      "--seeds=0,3",
+      "--print_config",
+      "--config.model.dropout=0.3",
       timeout=120,
   )
   assert proc.returncode == 0, proc.stderr[-2000:]

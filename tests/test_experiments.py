@@ -12,11 +12,10 @@ import json
 import math
 import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from script_helpers import run_python
 
 from hgnn_ima_jax.experiments import (
     ablation,
@@ -73,12 +72,8 @@ def _png_ok(path) -> None:
 def paper_workdir(tmp_path_factory):
   """A table2.py run (launcher, flags and --config overrides) whose cells the other tests reuse."""
   workdir = tmp_path_factory.mktemp("paper")
-  proc = subprocess.run(
-      [sys.executable, "experiments/table2.py", *TINY_FLAGS, "--models=hgnn_ima,hgt_early", f"--workdir={workdir}"],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=900,
+  proc = run_python(
+      "experiments/table2.py", *TINY_FLAGS, "--models=hgnn_ima,hgt_early", f"--workdir={workdir}", timeout=900
   )
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
   return workdir, proc.stdout
@@ -266,13 +261,7 @@ def test_visualize_cli_on_a_trained_run(paper_workdir):
   out = workdir / "synthetic" / "hgnn_ima"  # without --workdir the figures go into the run's own directory
   new_dirs = lambda: set(workdir.iterdir()) | set((REPO / "runs").glob("visualize-*"))
   before = new_dirs()
-  proc = subprocess.run(
-      [sys.executable, "experiments/visualize.py", f"--run={out}", "--seed=1"],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=600,
-  )
+  proc = run_python("experiments/visualize.py", f"--run={out}", "--seed=1", timeout=600)
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert new_dirs() == before  # no new folder
   assert "mean same" in proc.stdout and "beta" in proc.stdout

@@ -15,6 +15,7 @@ import pytest
 import scipy.stats
 import sklearn.metrics
 from data_helpers import with_overrides  # noqa: E402
+from script_helpers import run_python
 
 from hgnn_ima_jax import metrics, optim, restore, steps, train
 from hgnn_ima_jax import state as state_lib
@@ -57,13 +58,10 @@ def _cos(a, b, p):
   return b + (a - b) * (1 + math.cos(math.pi * p)) / 2
 
 
-@pytest.mark.parametrize("step", [0, 1, 25, 49, 50, 100, 500, 999])
-def test_one_cycle_matches_torch_formula(step):
-  """Spec §4: warm-up to 1e-3 over steps 0..49, cosine to 4e-9 by 999; b1 cycles 0.95→0.85→0.95."""
-  c = get_config("douban")
-  o = c.optimizer
-  lr, b1 = optim.one_cycle_schedules(
-      o.onecycle_total_steps,
+def _schedules(o, total_steps):
+  """optim.one_cycle_schedules with the OneCycle fields of optimizer config `o` over `total_steps` steps."""
+  return optim.one_cycle_schedules(
+      total_steps,
       o.learning_rate,
       o.onecycle_pct_start,
       o.onecycle_div_factor,
@@ -71,6 +69,14 @@ def test_one_cycle_matches_torch_formula(step):
       o.onecycle_base_momentum,
       o.onecycle_max_momentum,
   )
+
+
+@pytest.mark.parametrize("step", [0, 1, 25, 49, 50, 100, 500, 999])
+def test_one_cycle_matches_torch_formula(step):
+  """Spec §4: warm-up to 1e-3 over steps 0..49, cosine to 4e-9 by 999; b1 cycles 0.95→0.85→0.95."""
+  c = get_config("douban")
+  o = c.optimizer
+  lr, b1 = _schedules(o, o.onecycle_total_steps)
   if step <= 49:
     want_lr, want_b1 = _cos(4e-5, 1e-3, step / 49), _cos(0.95, 0.85, step / 49)
   else:
@@ -101,15 +107,7 @@ def test_steps_per_epoch_stretches_the_schedule_over_the_same_epochs():
       optim.learning_rate_at(c, k, steps_per_epoch=1) for k in (0, 2, 49, 500)
   ]
   spe = 4
-  lr, _ = optim.one_cycle_schedules(
-      o.onecycle_total_steps * spe,
-      o.learning_rate,
-      o.onecycle_pct_start,
-      o.onecycle_div_factor,
-      o.onecycle_final_div_factor,
-      o.onecycle_base_momentum,
-      o.onecycle_max_momentum,
-  )
+  lr, _ = _schedules(o, o.onecycle_total_steps * spe)
   warmup_end = int(o.onecycle_pct_start * o.onecycle_total_steps * spe) - 1
   assert optim.learning_rate_at(c, warmup_end, spe) == pytest.approx(o.learning_rate, rel=1e-6)  # peak at 4x the step
   assert optim.learning_rate_at(c, 123, spe) == pytest.approx(float(lr(123)), rel=1e-6)
@@ -325,7 +323,7 @@ def test_default_epoch_program_loops_over_seeds_on_cpu(tiny_data):
   c = tiny_config(seeds=(0, 1))
   batch = state_lib.make_batch(tiny_data)
   model, tx = state_lib.create_model(c, tiny_data.schema), optim.create_optimizer(c)
-  state = state_lib.abstract_state(model, tx, batch, c.seeds)
+  state = state_lib.init_state(model, tx, batch, c.seeds, abstract=True)
 
   def has_loop(seed_batch):  # a scan over the seed axis at the top of the compiled epoch program
     fn = steps.make_epoch_fn(tiny_config(seed_batch=seed_batch), model, tx, tiny_data.num_classes)
@@ -461,13 +459,11 @@ TINY_FLAGS = [
 
 
 def _train_cli(workdir, *extra):
-  return [sys.executable, str(REPO / "experiments" / "train.py"), f"--workdir={workdir}", *TINY_FLAGS, *extra]
+  return [str(REPO / "experiments" / "train.py"), f"--workdir={workdir}", *TINY_FLAGS, *extra]
 
 
 def test_train_cli_end_to_end(tmp_path):
-  out = subprocess.run(
-      _train_cli(tmp_path / "run", "--seeds=2", "--epochs=3"), capture_output=True, text=True, cwd=REPO, timeout=300
-  )
+  out = run_python(*_train_cli(tmp_path / "run", "--seeds=2", "--epochs=3"), timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "test Macro-F1" in out.stdout and "mean" in out.stdout
   res = json.load(open(tmp_path / "run" / "results.json"))
@@ -499,9 +495,7 @@ def test_train_cli_end_to_end(tmp_path):
 
 
 def test_train_cli_rejects_unknown_model(tmp_path):
-  out = subprocess.run(
-      _train_cli(tmp_path / "run", "--model=gat"), capture_output=True, text=True, cwd=REPO, timeout=120
-  )
+  out = run_python(*_train_cli(tmp_path / "run", "--model=gat"), timeout=120)
   assert out.returncode == 2 and "config.model_name=gat: is not one of the allowed values" in out.stderr
   assert not (tmp_path / "run").exists()
 

@@ -80,25 +80,54 @@ def test_object_array_is_refused(douban):
   expect_error(load(douban), labels, "cannot be read")
 
 
-# --- rdf ------------------------------------------------------------------------------------
-def test_rdf_wrong_shape(douban):
-  rdf = douban / "douban_actor_rdf.npy"
-  edit(rdf, lambda a: a[:, :2])
-  expect_error(load(douban), rdf, "shape (15032, 2), expected (N, 3)")
+# --- one published .npy edited: (file, edit, what the error says besides the file) ------------------
+RDF, LABELS = "douban_actor_rdf.npy", "labels.npy"
+DIRECTORS, ACTORS = "features_douban_928_1_directors.npz.npy", "features_douban_928_1_actor.npz.npy"
+NPY_EDITS = [
+    pytest.param(RDF, lambda a: a[:, :2], ("shape (15032, 2), expected (N, 3)",), id="rdf_wrong_shape"),
+    pytest.param(
+        RDF, lambda a: a.astype(np.float64), ("dtype float64, expected an integer type",), id="rdf_wrong_dtype"
+    ),
+    pytest.param(
+        RDF,
+        lambda a: np.concatenate([a, [[0, 1888, 7]]]).astype(a.dtype),
+        ("relation id 7 at row 15032 is unknown",),
+        id="unknown_relation_id",
+    ),
+    pytest.param(
+        DIRECTORS,
+        lambda a: np.where(np.arange(len(a))[:, None] == 7, np.nan, a),
+        ("features['director']['text']", "NaN or inf (first at row 7)"),
+        id="nan_in_features",
+    ),
+    pytest.param(
+        ACTORS,
+        lambda a: a[:-1],
+        ("3266 rows, but node type 'actor' has 3267 nodes",),
+        id="feature_rows_must_match_the_id_range",
+    ),
+    pytest.param(ACTORS, lambda a: a[:, 0], ("shape (3267,), expected (N, N)",), id="feature_wrong_ndim"),
+    pytest.param(
+        LABELS,
+        lambda a: np.where(np.arange(len(a)) == 3, 2, a).astype(a.dtype),
+        ("labels", "outside 0..1"),
+        id="labels_out_of_range",
+    ),
+    pytest.param(LABELS, lambda a: a[:-5], ("shape (1883,), expected (1888,)",), id="labels_wrong_length"),
+    pytest.param(
+        LABELS, lambda a: a.astype(np.float32), ("dtype float32, expected an integer type",), id="labels_wrong_dtype"
+    ),
+]
 
 
-def test_rdf_wrong_dtype(douban):
-  rdf = douban / "douban_actor_rdf.npy"
-  edit(rdf, lambda a: a.astype(np.float64))
-  expect_error(load(douban), rdf, "dtype float64, expected an integer type")
+@pytest.mark.parametrize("name, fn, fragments", NPY_EDITS)
+def test_edited_npy(douban, name, fn, fragments):
+  path = douban / name
+  edit(path, fn)
+  expect_error(load(douban), path, *fragments)
 
 
-def test_unknown_relation_id(douban):
-  rdf = douban / "douban_actor_rdf.npy"
-  edit(rdf, lambda a: np.concatenate([a, [[0, 1888, 7]]]).astype(a.dtype))
-  expect_error(load(douban), rdf, "relation id 7 at row 15032 is unknown")
-
-
+# --- rdf (its .npy edits: NPY_EDITS) --------------------------------------------------------
 @pytest.mark.parametrize(
     "row, problem",
     [
@@ -114,13 +143,7 @@ def test_node_id_outside_its_types_range(douban, row, problem):
   expect_error(load(douban), rdf, problem, "rdf row 15032")
 
 
-# --- features --------------------------------------------------------------------------------
-def test_nan_in_features(douban):
-  f = douban / "features_douban_928_1_directors.npz.npy"
-  edit(f, lambda a: np.where(np.arange(len(a))[:, None] == 7, np.nan, a))
-  expect_error(load(douban), f, "features['director']['text']", "NaN or inf (first at row 7)")
-
-
+# --- features (their .npy edits: NPY_EDITS) --------------------------------------------------
 def test_inf_in_image_features(douban):
   f = douban / "img_feature_douban_512_199.npz"
   x = np.zeros((1888, 4))
@@ -135,70 +158,38 @@ def test_feature_wrong_dtype(douban):
   expect_error(load(douban), f, "dtype <U1, expected a real number type")
 
 
-def test_feature_rows_must_match_the_id_range(douban):
-  f = douban / "features_douban_928_1_actor.npz.npy"
-  edit(f, lambda a: a[:-1])
-  expect_error(load(douban), f, "3266 rows, but node type 'actor' has 3267 nodes")
-
-
-def test_feature_wrong_ndim(douban):
-  f = douban / "features_douban_928_1_actor.npz.npy"
-  edit(f, lambda a: a[:, 0])
-  expect_error(load(douban), f, "shape (3267,), expected (N, N)")
-
-
 # --- labels and splits -------------------------------------------------------------------------
-def test_labels_out_of_range(douban):
-  labels = douban / "labels.npy"
-  edit(labels, lambda a: np.where(np.arange(len(a)) == 3, 2, a).astype(a.dtype))
-  expect_error(load(douban), labels, "labels", "outside 0..1")
-
-
-def test_labels_wrong_length(douban):
-  labels = douban / "labels.npy"
-  edit(labels, lambda a: a[:-5])
-  expect_error(load(douban), labels, "shape (1883,), expected (1888,)")
-
-
-def test_labels_wrong_dtype(douban):
-  labels = douban / "labels.npy"
-  edit(labels, lambda a: a.astype(np.float32))
-  expect_error(load(douban), labels, "dtype float32, expected an integer type")
-
-
-def _edit_split(d, **changes):
+def _edit_split(d, key, fn):
+  """Replaces split `key` by fn(every split of the published file) and returns the file."""
   split = d / "train_val_test_idx_929.npz"
   z = dict(np.load(split))
-  z.update(changes)
+  z[key] = fn(z)
   np.savez(split, **z)
   return split
 
 
 def test_split_out_of_range(douban):
-  split = _edit_split(douban, test_idx=np.array([1, 2, 1888], np.int32))
+  split = _edit_split(douban, "test_idx", lambda z: np.array([1, 2, 1888], np.int32))
   expect_error(load(douban), split, "splits['test']", "id 1888 outside 0..1887")
 
 
 def test_split_overlap(douban):
-  z = np.load(douban / "train_val_test_idx_929.npz")
-  split = _edit_split(douban, val_idx=np.concatenate([z["val_idx"], z["train_idx"][:1]]))
+  split = _edit_split(douban, "val_idx", lambda z: np.concatenate([z["val_idx"], z["train_idx"][:1]]))
   expect_error(load(douban), split, "splits['val']", "overlaps 'train' in 1 ids")
 
 
 def test_empty_split(douban):
-  split = _edit_split(douban, val_idx=np.zeros((0,), np.int32))
+  split = _edit_split(douban, "val_idx", lambda z: np.zeros((0,), np.int32))
   expect_error(load(douban), split, "splits['val']", "is empty")
 
 
 def test_split_repeated_ids(douban):
-  z = np.load(douban / "train_val_test_idx_929.npz")
-  split = _edit_split(douban, train_idx=np.concatenate([z["train_idx"], z["train_idx"][:2]]))
+  split = _edit_split(douban, "train_idx", lambda z: np.concatenate([z["train_idx"], z["train_idx"][:2]]))
   expect_error(load(douban), split, "splits['train']", "repeated ids")
 
 
 def test_split_wrong_dtype(douban):
-  z = np.load(douban / "train_val_test_idx_929.npz")
-  split = _edit_split(douban, train_idx=z["train_idx"].astype(np.float64))
+  split = _edit_split(douban, "train_idx", lambda z: z["train_idx"].astype(np.float64))
   expect_error(load(douban), split, "splits['train']", "dtype float64")
 
 
