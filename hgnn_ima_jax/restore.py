@@ -111,31 +111,16 @@ class LoadedRun:
     out = model.apply(variables, gt, train=False, return_embeddings=True)
     return {"logits": np.asarray(out.logits), **{k: np.asarray(v) for k, v in out.embeddings.items()}}
 
-  def predict(
-      self,
-      seed: int | None = None,
-      *,
-      graph: MMHN | None = None,
-      nodes=None,
-      chunk_size: int | None = None,
-      devices=None,
-  ) -> np.ndarray:
-    """Predicted class of the target nodes `nodes` (local ids; default all) of `graph` (default: the run's)."""
-    pred = self.outputs(seed, graph=graph, chunk_size=chunk_size, devices=devices)["logits"].argmax(-1)
+  def predict(self, seed: int | None = None, *, nodes=None, **where) -> np.ndarray:
+    """Predicted class of the target nodes `nodes` (local ids; default all); `where`: `outputs`' graph=,
+    chunk_size=, devices= (default: the run's graph, one full-graph forward)."""
+    pred = self.outputs(seed, **where)["logits"].argmax(-1)
     return pred if nodes is None else pred[self._nodes(nodes, len(pred))]
 
-  def embed(
-      self,
-      seed: int | None = None,
-      *,
-      graph: MMHN | None = None,
-      nodes=None,
-      chunk_size: int | None = None,
-      devices=None,
-  ) -> dict[str, np.ndarray]:
+  def embed(self, seed: int | None = None, *, nodes=None, **where) -> dict[str, np.ndarray]:
     """Eval-mode embeddings of the target nodes: 'fused' (N, d) Z, 'fusion_weights' (N, M) δ, and with a
-    full-graph forward also 'modalities' (N, M, d) and 'nodes' (every node, (N_all, M, d))."""
-    out = self.outputs(seed, graph=graph, chunk_size=chunk_size, devices=devices)
+    full-graph forward also 'modalities' (N, M, d) and 'nodes' (every node, (N_all, M, d)); `where` as `predict`'s."""
+    out = self.outputs(seed, **where)
     out.pop("logits")
     if nodes is None:
       return out

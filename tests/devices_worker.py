@@ -11,17 +11,10 @@ import os
 import sys
 
 import jax
+import processes
 
 spec = json.loads(sys.argv[1])
-jax.config.update("jax_num_cpu_devices", int(spec["devices"]))
-if spec["num_processes"] > 1:
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(
-      coordinator_address=f"127.0.0.1:{spec['port']}",
-      num_processes=spec["num_processes"],
-      process_id=spec["process_id"],
-      initialization_timeout=60,
-  )
+processes.join(spec)
 
 from hgnn_ima_jax import train  # noqa: E402
 from hgnn_ima_jax.checkpointing import CheckpointMismatchError  # noqa: E402

@@ -9,17 +9,10 @@ import json
 import sys
 
 import jax
+import processes
 
 spec = json.loads(sys.argv[1])
-jax.config.update("jax_num_cpu_devices", int(spec["devices"]))
-if spec["num_processes"] > 1:
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(
-      coordinator_address=f"127.0.0.1:{spec['port']}",
-      num_processes=spec["num_processes"],
-      process_id=spec["process_id"],
-      initialization_timeout=60,
-  )
+processes.join(spec)
 
 from inference_cases import MODELS, case  # noqa: E402
 

@@ -52,3 +52,18 @@ def wait(procs, timeout: float) -> list[dict]:
   finally:
     stop(procs)
   return [json.load(open(out)) for _, out, _ in procs]
+
+
+def join(spec: dict) -> None:
+  """In a worker, before anything else of JAX: its local CPU device count, and the run's processes on 127.0.0.1."""
+  import jax  # pylint: disable=import-outside-toplevel  (the worker's device count must be set first)
+
+  jax.config.update("jax_num_cpu_devices", int(spec["devices"]))
+  if spec["num_processes"] > 1:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=f"127.0.0.1:{spec['port']}",
+        num_processes=spec["num_processes"],
+        process_id=spec["process_id"],
+        initialization_timeout=60,
+    )

@@ -374,31 +374,27 @@ def test_step_rusage_writes_one_json_line_per_step(tmp_path):
     assert 0 < r["rss_mb"] <= r["peak_rss_mb"]
 
 
-def test_scale_benchmark_smoke(tmp_path):
-  """benchmarks/scale.py on the tiny graph: one JSON row per (graph, mode), each from its own process."""
+# The tiny graph with a small model and two timed batches: what every scale.py row of these tests runs.
+SCALE_TINY = ["--graphs=tiny", "--batch_size=16", "--fanouts=4,4", "--layers=2", "--hidden=16", "--heads=2"]
+SCALE_TINY += ["--feature_dim=8", "--sampler_batches=2", "--max_batches=2"]
+
+
+def scale_rows(tmp_path, *flags) -> list[dict]:
+  """benchmarks/scale.py on the tiny graph with `flags`: its JSON rows (every row free of errors)."""
   out = tmp_path / "scale.jsonl"
-  cmd = [
-      sys.executable,
-      str(REPO / "benchmarks" / "scale.py"),
-      "--graphs=tiny",
-      "--modes=neighbor,hgt,full",
-      "--batch_size=16",
-      "--fanouts=4,4",
-      "--num_samples=16",
-      "--layers=2",
-      "--hidden=16",
-      "--heads=2",
-      "--feature_dim=8",
-      "--sampler_batches=2",
-      "--max_batches=2",
-      f"--out={out}",
-  ]
+  cmd = [sys.executable, str(REPO / "benchmarks" / "scale.py"), *SCALE_TINY, *flags, f"--out={out}"]
   proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
   rows = [json.loads(line) for line in out.read_text().splitlines()]
-  assert [(r["graph"], r["mode"]) for r in rows] == [("tiny", "neighbor"), ("tiny", "hgt"), ("tiny", "full")]
   for r in rows:
     assert "error" not in r, r
+  return rows
+
+
+def test_scale_benchmark_smoke(tmp_path):
+  """benchmarks/scale.py on the tiny graph: one JSON row per (graph, mode), each from its own process."""
+  rows = scale_rows(tmp_path, "--modes=neighbor,hgt,full", "--num_samples=16")
+  assert [(r["graph"], r["mode"]) for r in rows] == [("tiny", "neighbor"), ("tiny", "hgt"), ("tiny", "full")]
   for r in rows[:2]:
     assert r["batches"] == 2 and r["compiles"] >= 1 and r["sampler_ms_per_batch"] > 0 and r["inference_s"] > 0
     assert 0.0 <= r["sampler_wait_share"] <= 1.0 and r["edges_per_s"] > 0 and r["peak_rss_mb"] > 0
@@ -407,30 +403,9 @@ def test_scale_benchmark_smoke(tmp_path):
 
 def test_scale_benchmark_devices_column(tmp_path):
   """--devices: the mini-batch row on 1 and 2 host devices and on 2 processes; the same batches in each."""
-  out = tmp_path / "scale.jsonl"
-  cmd = [
-      sys.executable,
-      str(REPO / "benchmarks" / "scale.py"),
-      "--graphs=tiny",
-      "--modes=neighbor",
-      "--devices=1,2,2x1",
-      "--parts=2",
-      "--batch_size=16",
-      "--fanouts=4,4",
-      "--layers=2",
-      "--hidden=16",
-      "--heads=2",
-      "--feature_dim=8",
-      "--sampler_batches=2",
-      "--max_batches=2",
-      f"--out={out}",
-  ]
-  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  rows = [json.loads(line) for line in out.read_text().splitlines()]
+  rows = scale_rows(tmp_path, "--modes=neighbor", "--devices=1,2,2x1", "--parts=2")
   assert [(r.get("devices"), r.get("processes")) for r in rows] == [(1, 1), (2, 1), (2, 2)], rows
   for r in rows:
-    assert "error" not in r, r
     assert r["parts"] == 2 and r["batches"] == 2 and r["steps_per_s_warm"] > 0 and r["inference_s"] > 0
   # the parts fix the batches, not the devices: every setting trains on the same targets and edges
   assert len({(r["targets"], r["real_edges"]) for r in rows}) == 1 and rows[0]["targets"] > 0

@@ -127,6 +127,12 @@ def _start(tmp_path, name, *, num_processes, devices, workdir, overrides=None, p
   return processes.start(WORKER, tmp_path, name, specs)
 
 
+def _two(tmp_path, name, workdir, overrides, **extra):
+  """A run of 2 processes x 2 devices on a fresh port."""
+  port = processes.free_port()
+  return _start(tmp_path, name, num_processes=2, devices=2, workdir=workdir, port=port, overrides=overrides, **extra)
+
+
 def _wait(procs) -> list[dict]:
   return processes.wait(procs, TIMEOUT)
 
@@ -138,18 +144,8 @@ def _losses(history):
 def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path, monkeypatch):
   """1 device vs 4 host devices vs 2 processes x 2 devices (interrupted and resumed): same losses and metrics."""
   four = _start(tmp_path, "four", num_processes=1, devices=4, workdir=tmp_path / "four", overrides={"mesh_data": 4})
-  port = processes.free_port()
   # Polls: before training, after batches 1 and 2 of epoch 1, after epoch 1 (the 4th): stop with one epoch done.
-  cut = _start(
-      tmp_path,
-      "cut",
-      num_processes=2,
-      devices=2,
-      workdir=tmp_path / "two",
-      port=port,
-      overrides={"mesh_data": 4},
-      stop_at=3,
-  )
+  cut = _two(tmp_path, "cut", tmp_path / "two", {"mesh_data": 4}, stop_at=3)
   try:
     from hgnn_ima_jax import train
     from hgnn_ima_jax.experiments.outputs import history_writer
@@ -167,18 +163,7 @@ def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path, m
   finally:
     processes.stop(four + cut)
   assert [r["interrupted"] for r in cut_results] == [1, 1]
-  resumed = _wait(
-      _start(
-          tmp_path,
-          "resumed",
-          num_processes=2,
-          devices=2,
-          workdir=tmp_path / "two",
-          port=processes.free_port(),
-          overrides={"mesh_data": 4},
-          resume=True,
-      )
-  )
+  resumed = _wait(_two(tmp_path, "resumed", tmp_path / "two", {"mesh_data": 4}, resume=True))
   assert r_four["devices"] == 4 and resumed[0]["devices"] == 4
   assert len(h_one) == 2 and len(step_losses) == 6  # 2 epochs of 3 steps
   np.testing.assert_allclose(r_four["step_losses"], step_losses, rtol=1e-5, atol=1e-6)
@@ -208,15 +193,7 @@ def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path, m
 def test_seeds_split_over_two_processes_train_as_one_device(data, tmp_path):
   """mesh (seeds 2 × data 2) over 2 processes × 2 devices: each process holds one seed; same as 1 device."""
   over = {"seeds": [0, 1], "mesh_data": 2}
-  two = _start(
-      tmp_path,
-      "seeds",
-      num_processes=2,
-      devices=2,
-      workdir=tmp_path / "two",
-      port=processes.free_port(),
-      overrides=over,
-  )
+  two = _two(tmp_path, "seeds", tmp_path / "two", over)
   try:
     from hgnn_ima_jax import train
 
