@@ -62,7 +62,8 @@ def measure(
   item = source.build(0, 0)
   tx = create_optimizer(c, 10)
   model = minibatch.StepPrograms(c, data, tx, sharded=False).model(source.largest)
-  state = init_state(model, tx, minibatch.init_batch(source), [0], shard)
+  batch0, rung0 = minibatch.init_batch(source)
+  state = init_state(minibatch.StepPrograms(c, data, tx, sharded=False).model(rung0), tx, batch0, [0], shard)
   batch = distributed.global_parts_batch(distributed.stack_parts(item.padded), source.part_ids, parts, mesh)
   one = functools.partial(distributed.parts_train_step, model=model, tx=tx, ind_loss=False, att_weight=1.0, parts=parts)
   if program == "shard_map":

@@ -154,8 +154,8 @@ def run_row(graph: str, mode: str) -> dict:
 
   tx = optim.create_optimizer(config, nb)
   programs = minibatch.StepPrograms(config, data, tx, sharded=False, mesh=mesh)
-  batch0 = minibatch.init_batch(source)
-  st = state.init_state(programs.model(source.largest), tx, batch0, [0], shard, num_targets=len(data.labels))
+  batch0, rung0 = minibatch.init_batch(source)
+  st = state.init_state(programs.model(rung0), tx, batch0, [0], shard, num_targets=len(data.labels))
   assert programs.parts_mode == (source.part_ids is not None)
   limit = nb if FLAGS.max_batches <= 0 else min(nb, FLAGS.max_batches)
   step_ms, wait_s, targets, real_edges = [], 0.0, 0, 0
@@ -274,7 +274,13 @@ def run_worker(graph: str, mode: str, setting: str, passthrough: list[str]) -> d
       if p.poll() is None:
         p.kill()
   lines = [line for line in out.splitlines() if line.startswith("{")]
-  return json.loads(lines[-1]) if lines else {**base, "error": (err.strip().splitlines() or ["no output"])[-1]}
+  if lines:
+    return json.loads(lines[-1])
+  rc = ps[0].returncode
+  # A negative code is a signal: -9 with no traceback is what the kernel's OOM killer leaves.
+  how = f"killed by signal {-rc}" if rc < 0 else f"exit {rc}"
+  tb = [line for line in err.strip().splitlines() if "Error" in line or "error:" in line]
+  return {**base, "error": f"worker {how}" + (f": {tb[-1]}" if tb else "")}
 
 
 def main(argv):

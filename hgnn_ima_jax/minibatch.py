@@ -269,10 +269,16 @@ def _track_all(state: TrainState, ev: dict, epoch, *, rule: str, patience: int, 
   return jax.vmap(lambda s, e: track(s, e, rule=rule, patience=patience, selection=selection, epoch=epoch))(state, ev)
 
 
-def init_batch(source: BatchSource) -> Batch:
-  """The first batch (its part 0 with parts) padded to the largest rung: parameters do not depend on counts."""
+def init_batch(source: BatchSource) -> tuple[Batch, Budget]:
+  """The first batch (its part 0 with parts) padded to the smallest rung it fits, and that rung.
+
+  Parameters do not depend on counts, so any rung gives the same initial state; the top rung is an
+  upper bound that on a large graph approaches the whole graph, and initialising on it would cost a
+  full-graph forward pass (tens of GB on a 10M-edge graph).
+  """
   sub = source.stream.sample_batch(0, 0).subgraph if source.settings.parts == 1 else source.sample_parts(0, 0, [0])[0]
-  return device_batch(source.builder.build(sub, source.largest))
+  rung = source.ladder.choose(sub, source.data.schema)
+  return device_batch(source.builder.build(sub, rung)), rung
 
 
 def run_minibatch_epochs(

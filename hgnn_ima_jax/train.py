@@ -250,10 +250,10 @@ def train_and_evaluate(
   mesh_data = int(config.get("mesh_data", 1))
   shard_seeds = bool(config.get("shard_seeds", True))
   shard, replicated, padded = seed_sharding(len(seeds), shard_seeds, mesh_data)
-  if settings.sampled:  # the graph stays on the host; parameters are built on the largest padded batch
+  if settings.sampled:  # the graph stays on the host; parameters are built on the first padded batch
     source = minibatch.BatchSource(data, settings)
-    batch, steps_per_epoch = minibatch.init_batch(source), source.num_batches(0)
-    model = create_model(config, padded_schema(data.schema, source.largest))
+    (batch, rung), steps_per_epoch = minibatch.init_batch(source), source.num_batches(0)
+    model = create_model(config, padded_schema(data.schema, rung))
   else:
     source, batch, steps_per_epoch, model = None, make_batch(data), 1, create_model(config, data.schema)
   if replicated is not None:

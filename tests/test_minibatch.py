@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import jax
 import numpy as np
 import pytest
 from data_helpers import with_overrides
 
 from hgnn_ima_jax import config_validation as cv
-from hgnn_ima_jax import steps, train
+from hgnn_ima_jax import minibatch, optim, state, steps, train
 from hgnn_ima_jax.data_utils import load_for_config
 from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax.experiments.outputs import history_writer
@@ -60,6 +61,25 @@ def test_one_full_fanout_batch_trains_exactly_as_full_batch(data, tmp_path):
       assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), (k, a, b)
   assert mb["per_seed"][0]["test_macro_f1"] == pytest.approx(full["per_seed"][0]["test_macro_f1"], abs=1e-6)
   assert mb["per_seed"][0]["epochs_run"] == 3
+
+
+def test_parameters_are_initialised_on_the_first_batchs_rung_and_equal_the_top_rungs(data):
+  """init_batch pads batch 0 to the smallest rung it fits, not the upper bound (near the whole graph on a
+  large one); the initial parameters cannot depend on the padded counts."""
+  c = train.resolve_config(config(**{"batch.mode": "neighbor", "batch.size": 16, "batch.fanouts": (2, 2)}))
+  source = minibatch.BatchSource(data, minibatch.BatchSettings.from_config(c))
+  batch, rung = minibatch.init_batch(source)
+  assert rung == source.ladder.rungs[0] and rung.total_nodes < source.largest.total_nodes
+  assert batch.graph.nodes["valid"].shape[0] == rung.total_nodes
+  programs = minibatch.StepPrograms(c, data, optim.create_optimizer(c, 1), sharded=False)
+  tx = optim.create_optimizer(c, 1)
+  small = state.init_state(programs.model(rung), tx, batch, [0], num_targets=len(data.labels))
+  top = minibatch.device_batch(source.builder.build(source.stream.sample_batch(0, 0).subgraph, source.largest))
+  big = state.init_state(programs.model(source.largest), tx, top, [0], num_targets=len(data.labels))
+  leaves = jax.tree.leaves_with_path(small.params)
+  assert leaves and all(
+      np.array_equal(a, b) for (_, a), b in zip(leaves, jax.tree.leaves(big.params))
+  ), "initial parameters differ"
 
 
 @pytest.mark.parametrize("mode", ["neighbor", "hgt"])
