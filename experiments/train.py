@@ -32,6 +32,7 @@ from hgnn_ima_jax.data_utils import load_for_config, validate_run_config  # noqa
 from hgnn_ima_jax.experiments import formatting, launch, run_options  # noqa: E402
 from hgnn_ima_jax.experiments.configs import PROTOCOLS, set_path  # noqa: E402
 from hgnn_ima_jax.graph import DatasetError  # noqa: E402
+from hgnn_ima_jax.memory_check import StepMemoryError  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -258,7 +259,7 @@ def main(argv):
         file=sys.stderr,
     )
     sys.exit(stop.exit_code)
-  except (DatasetError, FileExistsError, CheckpointMismatchError) as e:
+  except (DatasetError, FileExistsError, CheckpointMismatchError, StepMemoryError) as e:
     _fail(e)
   if jax.process_index() != 0:
     return

@@ -44,6 +44,7 @@ from hgnn_ima_jax.batch_stream import BatchStream
 from hgnn_ima_jax.budgets import Budget, BudgetLadder, padded_schema
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.hosts import host
+from hgnn_ima_jax.memory_check import MemoryCheckedProgram
 from hgnn_ima_jax.optim import learning_rate_at
 from hgnn_ima_jax.run_log import EpochSums, TrainingInterrupted, history_rows
 from hgnn_ima_jax.samplers import make_sampler
@@ -251,7 +252,7 @@ class StepPrograms:
           att_weight=float(self.config.loss.att_weight),
           parts=self.parts,
       )
-      self._programs[budget] = distributed.make_parts_program(one, self.seed_batch, self.mesh)
+      self._programs[budget] = self._checked(distributed.make_parts_program(one, self.seed_batch, self.mesh), budget)
     if budget not in self._programs:
       one = functools.partial(
           train_step,
@@ -260,8 +261,17 @@ class StepPrograms:
           ind_loss=bool(self.config.loss.ind_loss),
           att_weight=float(self.config.loss.att_weight),
       )
-      self._programs[budget] = jax.jit(map_seeds(one, self.seed_batch), donate_argnums=(0,))
+      self._programs[budget] = self._checked(jax.jit(map_seeds(one, self.seed_batch), donate_argnums=(0,)), budget)
     return self._programs[budget]
+
+  def _checked(self, jitted, budget: Budget) -> MemoryCheckedProgram:
+    b = self.config.get("batch") or {}
+    what = (
+        f"batch.size={b.get('size')}, batch.fanouts={tuple(b.get('fanouts') or ())}: the training step for batches "
+        f"padded to {budget.total_nodes} nodes and {budget.total_edges} edges"
+    )
+    fix = "lower batch.size or batch.fanouts (memory grows with the sampled nodes), or split batches with batch.parts"
+    return MemoryCheckedProgram(jitted, what, fix)
 
 
 @functools.partial(jax.jit, static_argnames=("rule", "patience", "selection"))

@@ -1,0 +1,73 @@
+"""memory_check: a program too large for the free memory is one clear error before it runs; otherwise = jax.jit."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from script_helpers import run_python
+
+from hgnn_ima_jax import memory_check
+from hgnn_ima_jax.memory_check import MemoryCheckedProgram, StepMemoryError
+
+TINY = [
+    "--noprogress",
+    "--config.synthetic.scale=0.1",
+    "--config.model.hidden=8",
+    "--config.model.heads=2",
+    "--config.model.num_layers=2",
+    "--seeds=1",
+    "--epochs=2",
+]
+
+
+def _program():
+  # A temporary as large as the input: the outer product is materialised before the reduction.
+  return jax.jit(lambda x: jnp.sum(jnp.tanh(jnp.outer(x, x)), axis=0) * 2.0)
+
+
+def test_checked_program_equals_jit_and_compiles_once(monkeypatch):
+  x = jnp.arange(256, dtype=jnp.float32) / 256
+  prog = MemoryCheckedProgram(_program(), "the test program", "nothing")
+  np.testing.assert_array_equal(prog(x), _program()(x))
+  first = prog.compiled
+  np.testing.assert_array_equal(prog(x + 1), _program()(x + 1))
+  assert prog.compiled is first and memory_check.needed_bytes(first) > 256 * 256 * 4 // 2
+
+
+def test_too_large_is_one_line_naming_what_and_the_fix(monkeypatch):
+  monkeypatch.setattr(memory_check, "free_bytes", lambda device: 1000)
+  prog = MemoryCheckedProgram(_program(), "batch.size=7: the step", "lower batch.size")
+  with pytest.raises(StepMemoryError) as e:
+    prog(jnp.ones((512,), jnp.float32))
+  msg = str(e.value)
+  assert "\n" not in msg and msg.startswith("batch.size=7: the step: the compiled step needs") and "Fix: lower" in msg
+  assert prog.compiled is None  # nothing ran
+  monkeypatch.setenv(memory_check.ENV_SWITCH, "0")
+  assert prog(jnp.ones((512,), jnp.float32)).shape == (512,)
+
+
+@pytest.mark.parametrize("text,want", [("2G", 2 * 2**30), ("512m", 512 * 2**20), ("1000", 1000), ("1.5KB", 1536)])
+def test_memory_limit_parses(monkeypatch, text, want):
+  monkeypatch.setenv(memory_check.ENV_LIMIT, text)
+  assert memory_check.memory_limit() == want
+
+
+def test_bad_memory_limit_is_one_line(monkeypatch):
+  monkeypatch.setenv(memory_check.ENV_LIMIT, "lots")
+  with pytest.raises(ValueError, match="HGNN_IMA_MEMORY_LIMIT='lots' is not a size. Fix:"):
+    memory_check.memory_limit()
+
+
+@pytest.mark.parametrize("mode", ["full", "neighbor"])
+def test_cli_refuses_a_step_over_the_limit_before_training(tmp_path, monkeypatch, mode):
+  """experiments/train.py under HGNN_IMA_MEMORY_LIMIT smaller than the step: exit 2, one line, no history."""
+  monkeypatch.setenv(memory_check.ENV_LIMIT, "64K")  # the child process inherits it
+  args = ["experiments/train.py", *TINY, f"--workdir={tmp_path / 'run'}", f"--config.batch.mode={mode}"]
+  proc = run_python(*args, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+  assert "the compiled step needs" in line and "Fix:" in line, line
+  assert ("full batch" in line) if mode == "full" else ("batch.size=" in line)
+  assert not (tmp_path / "run" / "history.json").exists()
