@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import processes
 import pytest
+from script_helpers import TINY_CLI
 
 from hgnn_ima_jax import distributed, minibatch, steps
 from hgnn_ima_jax.data_utils import load_for_config
@@ -208,13 +209,7 @@ def test_seeds_split_over_two_processes_train_as_one_device(data, tmp_path):
 
 
 CLI_FLAGS = [
-    "--noprogress",
-    "--config.synthetic.scale=0.1",
-    "--config.model.hidden=8",
-    "--config.model.heads=2",
-    "--config.model.num_layers=2",
-    "--seeds=1",
-    "--epochs=2",
+    *TINY_CLI,
     "--config.batch.mode=neighbor",
     "--config.batch.size=64",
     "--config.batch.parts=2",

@@ -6,20 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from script_helpers import run_python
+from script_helpers import TINY_CLI, run_python
 
 from hgnn_ima_jax import memory_check
 from hgnn_ima_jax.memory_check import MemoryCheckedProgram, StepMemoryError
-
-TINY = [
-    "--noprogress",
-    "--config.synthetic.scale=0.1",
-    "--config.model.hidden=8",
-    "--config.model.heads=2",
-    "--config.model.num_layers=2",
-    "--seeds=1",
-    "--epochs=2",
-]
 
 
 def _program():
@@ -64,7 +54,7 @@ def test_bad_memory_limit_is_one_line(monkeypatch):
 def test_cli_refuses_a_step_over_the_limit_before_training(tmp_path, monkeypatch, mode):
   """experiments/train.py under HGNN_IMA_MEMORY_LIMIT smaller than the step: exit 2, one line, no history."""
   monkeypatch.setenv(memory_check.ENV_LIMIT, "64K")  # the child process inherits it
-  args = ["experiments/train.py", *TINY, f"--workdir={tmp_path / 'run'}", f"--config.batch.mode={mode}"]
+  args = ["experiments/train.py", *TINY_CLI, f"--workdir={tmp_path / 'run'}", f"--config.batch.mode={mode}"]
   proc = run_python(*args, timeout=300)
   assert proc.returncode == 2, proc.stderr[-2000:]
   (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
