@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-import jax
+# No module-level JAX import: experiments/train.py imports StepMemoryError before it sets the native
+# log level, which must happen before JAX loads (experiments/launch.quiet_native_logs).
 
 ENV_SWITCH = "HGNN_IMA_MEMORY_CHECK"
 ENV_LIMIT = "HGNN_IMA_MEMORY_LIMIT"
@@ -64,6 +65,8 @@ def memory_limit() -> int | None:
 
 def needed_bytes(compiled) -> int | None:
   """Temporaries plus outputs that do not reuse a donated input, per call; None without an estimate."""
+  import jax  # pylint: disable=import-outside-toplevel
+
   try:
     ma = compiled.memory_analysis()
   except (NotImplementedError, jax.errors.JaxRuntimeError):
@@ -77,6 +80,8 @@ def check_memory(compiled, what: str, fix: str, device=None) -> None:
   """Raises `StepMemoryError` when `compiled` needs more than `device` (default: the first local one) has free."""
   if os.environ.get(ENV_SWITCH, "1") == "0":
     return
+  import jax  # pylint: disable=import-outside-toplevel
+
   need = needed_bytes(compiled)
   free, limit = free_bytes(device or jax.local_devices()[0]), memory_limit()
   if limit is not None:
