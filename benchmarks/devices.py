@@ -61,9 +61,10 @@ def measure(
   source.part_ids = mesh.local_parts(parts) if mesh else list(range(parts))
   item = source.build(0, 0)
   tx = create_optimizer(c, 10)
-  model = minibatch.StepPrograms(c, data, tx, sharded=False).model(source.largest)
+  programs = minibatch.StepPrograms(c, data, tx, sharded=False)
+  model = programs.model(source.largest)
   batch0, rung0 = minibatch.init_batch(source)
-  state = init_state(minibatch.StepPrograms(c, data, tx, sharded=False).model(rung0), tx, batch0, [0], shard)
+  state = init_state(programs.model(rung0), tx, batch0, [0], shard)
   batch = distributed.global_parts_batch(distributed.stack_parts(item.padded), source.part_ids, parts, mesh)
   one = functools.partial(distributed.parts_train_step, model=model, tx=tx, ind_loss=False, att_weight=1.0, parts=parts)
   if program == "shard_map":

@@ -90,7 +90,7 @@ def check_memory(compiled, what: str, fix: str, device=None) -> None:
     return
   gb = 2**30
   raise StepMemoryError(
-      f"{what}: the compiled step needs {need / gb:.1f} GB of temporaries per call and "
+      f"{what}: the compiled step needs {need / gb:.1f} GB per call (temporaries and outputs) and "
       f"{free / gb:.1f} GB are available. Fix: {fix} (or {ENV_SWITCH}=0 to run anyway)"
   )
 

@@ -71,8 +71,8 @@ def test_parameters_are_initialised_on_the_first_batchs_rung_and_equal_the_top_r
   batch, rung = minibatch.init_batch(source)
   assert rung == source.ladder.rungs[0] and rung.total_nodes < source.largest.total_nodes
   assert batch.graph.nodes["valid"].shape[0] == rung.total_nodes
-  programs = minibatch.StepPrograms(c, data, optim.create_optimizer(c, 1), sharded=False)
   tx = optim.create_optimizer(c, 1)
+  programs = minibatch.StepPrograms(c, data, tx, sharded=False)
   small = state.init_state(programs.model(rung), tx, batch, [0], num_targets=len(data.labels))
   top = minibatch.device_batch(source.builder.build(source.stream.sample_batch(0, 0).subgraph, source.largest))
   big = state.init_state(programs.model(source.largest), tx, top, [0], num_targets=len(data.labels))
