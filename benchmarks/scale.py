@@ -63,6 +63,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("out", "", "append the JSON lines to this file too")
 flags.DEFINE_list("devices", "1", "device settings of the mini-batch rows: N host devices, or PxN (P processes)")
+flags.DEFINE_bool("trim", True, "neighbor rows: trim each layer to the hops later layers read (config.batch.trim)")
 flags.DEFINE_integer("parts", 1, "parts per global batch (data-parallel step when > 1 or on several devices)")
 flags.DEFINE_string("worker", "", "internal: run one row 'graph:mode' in this process")
 flags.DEFINE_string("worker_devices", "1:1:0:0", "internal: processes:devices:process_id:port of this worker")
@@ -80,6 +81,7 @@ def row_config(graph: str, mode: str):
   c.batch.num_samples = FLAGS.num_samples
   c.batch.eval_chunk = FLAGS.eval_chunk
   c.batch.parts = FLAGS.parts
+  c.batch.trim = FLAGS.trim
   return c, profile
 
 
@@ -119,6 +121,7 @@ def run_row(graph: str, mode: str) -> dict:
       "train_targets": len(data.splits["train"]),
       "batch_size": FLAGS.batch_size,
       "fanouts": list(config.batch.fanouts) if mode == "neighbor" else None,
+      "trim": bool(config.batch.trim) if mode == "neighbor" else None,
       "num_samples": FLAGS.num_samples if mode == "hgt" else None,
       "layers": FLAGS.layers,
       "hidden": FLAGS.hidden,

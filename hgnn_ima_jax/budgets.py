@@ -25,14 +25,26 @@ FIX_BUDGET = "use Budget.for_sampler(...) or BudgetLadder.choose(sub), or raise 
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-  """Static sizes of a padded sub-graph: nodes per type (incl. >= 1 padding slot), edges per relation."""
+  """Static sizes of a padded sub-graph: nodes per type (incl. >= 1 padding slot), edges per relation.
+
+  levels (neighbour sampling): per hop j = 0..H-1, (nodes per type, edges per relation) of the
+  sub-graph *within hop j*: its nodes of hop <= j (+ 1 padding slot per type) and the edges into
+  them. The sampler puts each type's nodes in hop order and the layout sorts edges by receiver, so
+  each level is a prefix of every type's and relation's block; a model built on such a budget
+  computes layer k only for the nodes the later layers still read (`models.Encoder`, PyG's
+  `trim_to_layer`). Empty: no levels, every layer runs on the whole sub-graph.
+  """
 
   nodes: tuple[int, ...]
   edges: tuple[int, ...]
+  levels: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = ()
 
   def __post_init__(self):
     object.__setattr__(self, "nodes", tuple(int(n) for n in self.nodes))
     object.__setattr__(self, "edges", tuple(int(e) for e in self.edges))
+    object.__setattr__(
+        self, "levels", tuple((tuple(int(n) for n in ln), tuple(int(e) for e in le)) for ln, le in self.levels)
+    )
     if any(n < 1 for n in self.nodes):
       raise ValueError(
           f"Budget.nodes={self.nodes}: every type needs >= 1 slot (the padding slot). "
@@ -40,6 +52,21 @@ class Budget:
       )
     if any(e < 0 for e in self.edges):
       raise ValueError(f"Budget.edges={self.edges}: negative. Fix: give each relation >= 0 edges")
+    outer = (self.nodes, self.edges)
+    for j in range(len(self.levels) - 1, -1, -1):  # each level within the next one, the last within the budget
+      ln, le = self.levels[j]
+      if (
+          len(ln) != len(self.nodes)
+          or len(le) != len(self.edges)
+          or any(not 1 <= n <= o for n, o in zip(ln, outer[0]))
+          or any(not 0 <= e <= o for e, o in zip(le, outer[1]))
+      ):
+        around = "the budget's" if j == len(self.levels) - 1 else f"levels[{j + 1}]'s"
+        raise ValueError(
+            f"Budget.levels[{j}]={self.levels[j]}: a level needs 1 <= nodes and 0 <= edges, each at most "
+            f"{around} {outer}. Fix: derive the levels with Budget.for_sampler or Budget.exact"
+        )
+      outer = (ln, le)
 
   @property
   def total_nodes(self) -> int:
@@ -49,30 +76,65 @@ class Budget:
   def total_edges(self) -> int:
     return sum(self.edges)
 
-  def fits(self, node_counts: Sequence[int], edge_counts: Sequence[int]) -> bool:
-    """True when real counts fit, keeping one padding slot per type."""
-    return all(n + 1 <= b for n, b in zip(node_counts, self.nodes)) and all(
-        e <= b for e, b in zip(edge_counts, self.edges)
+  def fits(self, node_counts: Sequence[int], edge_counts: Sequence[int], level_counts=None) -> bool:
+    """True when real counts fit, keeping one padding slot per type (level_counts: `level_counts(...)`)."""
+    if self.levels and (level_counts is None or len(level_counts) != len(self.levels)):
+      return False
+    pairs = [((self.nodes, self.edges), (node_counts, edge_counts))] + list(zip(self.levels, level_counts or ()))
+    return all(
+        all(n + 1 <= b for n, b in zip(nc, bn)) and all(e <= b for e, b in zip(ec, be)) for (bn, be), (nc, ec) in pairs
     )
 
   def fits_subgraph(self, schema: Schema, sub: SampledSubgraph) -> bool:
-    return self.fits(sub.node_counts(schema.node_types), sub.edge_counts(schema.relations))
+    lc = level_counts(schema, sub, len(self.levels)) if self.levels else None
+    return self.fits(sub.node_counts(schema.node_types), sub.edge_counts(schema.relations), lc)
+
+  def _combine(self, other: "Budget", fn) -> "Budget":
+    """Entry by entry fn; levels combine when both have them, and are capped by the result otherwise."""
+    nodes, edges = tuple(map(fn, self.nodes, other.nodes)), tuple(map(fn, self.edges, other.edges))
+    if self.levels and other.levels and len(self.levels) == len(other.levels):
+      levels = [(tuple(map(fn, a[0], b[0])), tuple(map(fn, a[1], b[1]))) for a, b in zip(self.levels, other.levels)]
+    else:
+      levels = self.levels or other.levels
+    return Budget(nodes, edges, _capped(levels, nodes, edges))
 
   def maximum(self, other: "Budget") -> "Budget":
-    return Budget(tuple(map(max, self.nodes, other.nodes)), tuple(map(max, self.edges, other.edges)))
+    return self._combine(other, max)
 
   def minimum(self, other: "Budget") -> "Budget":
-    return Budget(tuple(map(min, self.nodes, other.nodes)), tuple(map(min, self.edges, other.edges)))
+    return self._combine(other, min)
+
+  def scaled(self, fn) -> "Budget":
+    """fn applied to every count (node counts kept >= 1), levels too."""
+    nodes = lambda ns: tuple(max(1, fn(n)) for n in ns)
+    edges = lambda es: tuple(fn(e) for e in es)
+    return Budget(nodes(self.nodes), edges(self.edges), tuple((nodes(n), edges(e)) for n, e in self.levels))
+
+  def without_levels(self) -> "Budget":
+    return Budget(self.nodes, self.edges)
 
   def to_dict(self) -> dict:
-    return {"nodes": list(self.nodes), "edges": list(self.edges)}
+    d = {"nodes": list(self.nodes), "edges": list(self.edges)}
+    if self.levels:
+      d["levels"] = [{"nodes": list(n), "edges": list(e)} for n, e in self.levels]
+    return d
 
   @classmethod
-  def exact(cls, schema: Schema, sub: SampledSubgraph, pad: int = 1) -> "Budget":
-    """The smallest budget for `sub`: its counts, plus `pad` (>= 1) padding slots per type."""
+  def exact(cls, schema: Schema, sub: SampledSubgraph, pad: int = 1, *, levels: int = 0) -> "Budget":
+    """The smallest budget for `sub`: its counts, plus `pad` (>= 1) padding slots per type; `levels` hops of levels."""
     if pad < 1:
       raise ValueError(f"pad={pad}: the layout needs >= 1 padding slot per node type. Fix: pad=1")
-    return cls(tuple(n + pad for n in sub.node_counts(schema.node_types)), sub.edge_counts(schema.relations))
+    lv = level_counts(schema, sub, levels) if levels else ()
+    if lv is None:
+      raise ValueError(
+          "Budget.exact(levels=...): the sub-graph has no per-hop counts (HGSampling's are not hops). "
+          "Fix: levels=0, or sample with a NeighborSampler"
+      )
+    return cls(
+        tuple(n + pad for n in sub.node_counts(schema.node_types)),
+        sub.edge_counts(schema.relations),
+        tuple((tuple(n + pad for n in ln), le) for ln, le in lv),
+    )
 
   @classmethod
   def full_graph(cls, schema: Schema) -> "Budget":
@@ -87,6 +149,28 @@ class Budget:
     if sampler.kind == "hgt":
       return _hgt_bound(sampler, batch_size)
     raise ValueError(f"sampler.kind={sampler.kind!r}: no budget rule. Fix: use a NeighborSampler or HGTSampler")
+
+
+def level_counts(schema: Schema, sub: SampledSubgraph, num_levels: int):
+  """Per hop j < num_levels: (nodes of hop <= j per type, edges into them per relation); None without hops."""
+  if sub.hops is None or sub.edge_hops is None:
+    return None
+  out = []
+  for j in range(num_levels):
+    nodes = tuple(int(np.count_nonzero(sub.hops[t] <= j)) for t in schema.node_types)
+    edges = tuple(int(np.count_nonzero(sub.edge_hops[r.name] <= j)) for r in schema.relations)
+    out.append((nodes, edges))
+  return tuple(out)
+
+
+def _capped(levels, nodes, edges):
+  """Levels capped by the next level (the last by the budget), so that each stays within the next."""
+  out, outer = [], (nodes, edges)
+  for ln, le in reversed(tuple(levels)):
+    ln, le = tuple(map(min, ln, outer[0])), tuple(map(min, le, outer[1]))
+    out.append((ln, le))
+    outer = (ln, le)
+  return tuple(reversed(out))
 
 
 def _top_sum(sorted_desc: np.ndarray, k: int, cap: int | None = None) -> int:
@@ -106,24 +190,38 @@ def _neighbor_bound(sampler, batch_size: int) -> Budget:
   frontier[data.target_type] = min(int(batch_size), size[data.target_type])
   total_nodes = dict(frontier)
   total_edges = {r.name: 0 for r in rels}
+  level_nodes, level_edges = [], []  # per hop j: the bounds of nodes of hop <= j and of the edges into them
   for hop in range(sampler.num_hops):
+    level_nodes.append(dict(total_nodes))
     reached = {t: 0 for t in types}
     for ri, r in enumerate(rels):
       f = sampler.fanouts[hop][ri]
       e = 0 if f == 0 else _top_sum(in_deg[r.name], frontier[r.dst], None if f < 0 else f)
       total_edges[r.name] += e
       reached[r.src] += e
+    level_edges.append(dict(total_edges))
     for t in types:
       # Not size - total_nodes: total_nodes is itself a bound, and the true remainder can be larger.
       frontier[t] = min(reached[t], size[t])
       total_nodes[t] = min(total_nodes[t] + frontier[t], size[t])
-  # Each receiver is a frontier node at most once: its in-edges are sampled at most once.
+
+  def once(ri, r, receivers, hops):
+    # Each receiver is a frontier node at most once: its in-edges are sampled at most once.
+    fs = [sampler.fanouts[h][ri] for h in range(hops)]
+    return _top_sum(in_deg[r.name], receivers, None if any(f < 0 for f in fs) else max(fs))
+
+  H = sampler.num_hops
   for ri, r in enumerate(rels):
-    fmax = max(sampler.fanouts[h][ri] for h in range(sampler.num_hops))
-    cap = None if any(sampler.fanouts[h][ri] < 0 for h in range(sampler.num_hops)) else fmax
-    once = _top_sum(in_deg[r.name], total_nodes[r.dst], cap)
-    total_edges[r.name] = min(total_edges[r.name], once, len(sampler.csr[r.name].src))
-  return Budget(tuple(total_nodes[t] + 1 for t in types), tuple(total_edges[r.name] for r in rels))
+    total_edges[r.name] = min(total_edges[r.name], once(ri, r, total_nodes[r.dst], H), len(sampler.csr[r.name].src))
+  levels = [
+      (
+          tuple(level_nodes[j][t] + 1 for t in types),
+          tuple(min(level_edges[j][r.name], once(ri, r, level_nodes[j][r.dst], j + 1)) for ri, r in enumerate(rels)),
+      )
+      for j in range(H)
+  ]
+  nodes, edges = tuple(total_nodes[t] + 1 for t in types), tuple(total_edges[r.name] for r in rels)
+  return Budget(nodes, edges, _capped(levels, nodes, edges))
 
 
 def _hgt_bound(sampler, batch_size: int) -> Budget:
@@ -149,7 +247,7 @@ def padded_schema(schema: Schema, budget: Budget) -> Schema:
         f"budget has {len(budget.nodes)} node types and {len(budget.edges)} relations, the schema "
         f"{schema.num_node_types} and {schema.num_relations}. Fix: derive the budget from this graph"
     )
-  return dataclasses.replace(schema, num_nodes=budget.nodes, num_edges=budget.edges)
+  return dataclasses.replace(schema, num_nodes=budget.nodes, num_edges=budget.edges, levels=budget.levels)
 
 
 class BudgetLadder:
@@ -181,9 +279,7 @@ class BudgetLadder:
     rungs = []
     for i in range(num_buckets):
       scale = ratio ** (num_buckets - 1 - i)
-      b = Budget(
-          tuple(max(1, math.ceil(n / scale)) for n in upper.nodes), tuple(math.ceil(e / scale) for e in upper.edges)
-      )
+      b = upper.scaled(lambda n, scale=scale: math.ceil(n / scale))
       if lower is not None:
         b = b.maximum(lower).minimum(upper)
       rungs.append(b)
@@ -202,16 +298,12 @@ class BudgetLadder:
     plan = stream.plan(0)
     need = None
     for b in range(min(num_batches, plan.num_batches)):
-      e = Budget.exact(schema, stream.sample_batch(0, b, plan).subgraph)
+      e = Budget.exact(schema, stream.sample_batch(0, b, plan).subgraph, levels=len(upper.levels))
       need = e if need is None else need.maximum(e)
     rungs = [upper]
     for i in range(num_buckets - 1):
       s = headroom * ratio**i
-      rungs.append(
-          Budget(tuple(math.ceil(n * s) for n in need.nodes), tuple(math.ceil(e * s) for e in need.edges)).minimum(
-              upper
-          )
-      )
+      rungs.append(need.scaled(lambda n, s=s: math.ceil(n * s)).minimum(upper))
     return cls(rungs)
 
   def choose(self, sub: SampledSubgraph, schema: Schema) -> Budget:
@@ -239,3 +331,24 @@ def check_fits(schema: Schema, sub: SampledSubgraph, budget: Budget):
       raise ValueError(
           f"budget.edges[{schema.relations[r].name!r}]={b}: the sub-graph has {e} such edges. " f"Fix: {FIX_BUDGET}"
       )
+  if not budget.levels:
+    return
+  lc = level_counts(schema, sub, len(budget.levels))
+  if lc is None:
+    raise ValueError(
+        "budget.levels: the sub-graph has no per-hop counts (HGSampling's are not hops). "
+        "Fix: pad it to a budget without levels (Budget.without_levels())"
+    )
+  for j, ((bn, be), (nc, ec)) in enumerate(zip(budget.levels, lc)):
+    for t, (n, b) in enumerate(zip(nc, bn)):
+      if n + 1 > b:
+        raise ValueError(
+            f"budget.levels[{j}].nodes[{schema.node_types[t]!r}]={b}: the sub-graph has {n} such nodes within "
+            f"hop {j} and needs one padding slot ({n + 1}). Fix: {FIX_BUDGET}"
+        )
+    for r, (e, b) in enumerate(zip(ec, be)):
+      if e > b:
+        raise ValueError(
+            f"budget.levels[{j}].edges[{schema.relations[r].name!r}]={b}: the sub-graph has {e} such edges into "
+            f"nodes within hop {j}. Fix: {FIX_BUDGET}"
+        )

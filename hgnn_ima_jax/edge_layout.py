@@ -80,19 +80,45 @@ def sender_table_layout(schema: Schema) -> tuple[tuple[int, int, int], ...]:
   return tuple(layout[r] for r in range(schema.num_relations))
 
 
-def edge_index(schema: Schema, senders: jax.Array, receivers: jax.Array, num_channels: int) -> EdgeIndex:
-  """Sender-table rows and segment ids of a graph laid out by `MMHN.to_graphs_tuple` (see the module docstring)."""
-  offs, slots, rows, M = schema.node_offsets, slot_offsets(schema), sender_table_layout(schema), num_channels
-  src_rows, chan_rows, seg, etype = [], [], [], []
+def edge_index(
+    schema: Schema,
+    senders: jax.Array,
+    receivers: jax.Array,
+    num_channels: int,
+    *,
+    sender_schema: Schema | None = None,
+    receiver_schema: Schema | None = None,
+    live: jax.Array | None = None,
+) -> EdgeIndex:
+  """Sender-table rows and segment ids of a graph laid out by `MMHN.to_graphs_tuple` (see the module docstring).
+
+  A trimmed layer (`models.Encoder` on a padded sub-graph with levels) reads a prefix of each
+  type's nodes and relation's edges: `sender_schema` holds the counts of its input states (the
+  sender tables), `receiver_schema` those of its output states and the edge prefixes it reads,
+  and `live` (E,) which edges of the graph it uses. An edge of a prefix that is not live is sent
+  from local node 0 to the last slot of its receiver type, a padding slot (a budget keeps one per
+  level), so no real receiver sees it. `schema` is the graph's own layout (global ids).
+  """
+  snd_s = schema if sender_schema is None else sender_schema
+  rcv_s = schema if receiver_schema is None else receiver_schema
+  offs, M = schema.node_offsets, num_channels
+  slots, rows, out_offs = slot_offsets(rcv_s), sender_table_layout(snd_s), rcv_s.node_offsets
+  src_rows, chan_rows, seg, etype, recv = [], [], [], [], []
   for r in range(schema.num_relations):
-    sl = schema.edge_slice(r)
+    start, n_e = schema.edge_offsets[r], rcv_s.num_edges[r]
+    sl = slice(start, start + n_e)
     src, dst = schema.relation_src(r), schema.relation_dst(r)
     offset, stride, slot = rows[r]
-    local = senders[sl] - offs[src]
+    local, local_dst = senders[sl] - offs[src], receivers[sl] - offs[dst]
+    if live is not None:
+      local = jnp.where(live[sl], local, 0)
+      local_dst = jnp.where(live[sl], local_dst, rcv_s.num_nodes[dst] - 1)
     src_rows.append(offset + local * stride + slot)
     chan_rows.append(M * offset + (local[:, None] * M + jnp.arange(M)) * stride + slot)
-    seg.append(receivers[sl] - offs[dst] + slots[r])
-    etype.append(jnp.full((schema.num_edges[r],), r, jnp.int32))
+    seg.append(local_dst + slots[r])
+    etype.append(jnp.full((n_e,), r, jnp.int32))
+    recv.append(local_dst + out_offs[dst])
   cat = lambda xs: jnp.concatenate(xs).astype(jnp.int32) if xs else jnp.zeros((0,), jnp.int32)
   chan = jnp.concatenate(chan_rows).astype(jnp.int32) if chan_rows else jnp.zeros((0, M), jnp.int32)
-  return EdgeIndex(cat(src_rows), chan, jnp.asarray(receivers), cat(seg), cat(etype))
+  received = jnp.asarray(receivers) if rcv_s is schema and live is None else cat(recv)
+  return EdgeIndex(cat(src_rows), chan, received, cat(seg), cat(etype))

@@ -58,6 +58,9 @@ class Schema:
   present: tuple[tuple[bool, ...], ...]  # [type][modality]: type really has it
   target_type: str
   num_classes: int
+  # A padded sub-graph's per-hop levels (`budgets.Budget.levels`): per hop j, (nodes per type, edges per
+  # relation) within hop j, prefixes of the blocks above. Empty for a graph; a model trims its layers by them.
+  levels: tuple = ()
 
   # --- counts -------------------------------------------------------------
   @property

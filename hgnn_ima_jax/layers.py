@@ -77,6 +77,11 @@ def channel_block_diag(mats: jax.Array) -> jax.Array:
   return jnp.einsum("mab,mn->manb", mats, jnp.eye(m, dtype=mats.dtype)).reshape(m * a, m * b)
 
 
+def _prefixes(xs: Sequence[jax.Array], counts: Sequence[int]) -> list[jax.Array]:
+  """The first counts[t] rows of each type's array (the array itself when it has no more)."""
+  return [x if x.shape[0] == n else x[:n] for x, n in zip(xs, counts)]
+
+
 # --- Eq. 11 and the mean over relations ---------------------------------------------------
 
 
@@ -245,12 +250,17 @@ class HGNNIMALayer(nn.Module):
     return 1.0 / math.sqrt(self.hidden // self.heads) if c is None else float(c)
 
   def __call__(self, hs: Sequence[jax.Array], index: EdgeIndex, *, train: bool):
-    """hs: one (N_t, M, d) array per node type → (new hs, aux dict with per-edge 'alpha', 'lambda', 'beta', 'beta2')."""
+    """hs: one (N_t, M, d) array per node type → (new hs, aux dict with per-edge 'alpha', 'lambda', 'beta', 'beta2').
+
+    The new states are for the first `schema.num_nodes[t]` nodes of each type: all of hs, or a
+    prefix for a trimmed layer (`models.Encoder`); K and V, the senders' side, are for all of hs.
+    """
     s, H = self.schema, self.heads
     k, q, v = self.keys_queries_values(hs)
+    hs_out, q, k_out = (_prefixes(x, s.num_nodes) for x in (hs, q, k))  # receivers' side
     if s.num_relations == 0:  # nothing to propagate
       aux = {"alpha": None, "beta": None, "lambda": None, "beta2": None}
-      return self.update_nodes(hs, [jnp.zeros_like(h) for h in hs], train), aux
+      return self.update_nodes(hs_out, [jnp.zeros_like(h) for h in hs_out], train), aux
     tables = self.sender_tables(k, v)
     n_slots = num_slots(s)
     q_e = per_head(jnp.concatenate(q, axis=0), H)[index.receivers]  # (E, M, H, d_k)
@@ -259,10 +269,10 @@ class HGNNIMALayer(nn.Module):
       alpha = att.inter_node_attention(g, index.seg, n_slots)  # Eq. 3, each channel with its own
       beta, aux = alpha, {"alpha": alpha, "beta": alpha, "lambda": None, "beta2": None}
     else:
-      beta, aux = self.nested_attention(g, EdgeContext(None, q_e, q, k, tables, index, n_slots))  # Eqs. 3–9
+      beta, aux = self.nested_attention(g, EdgeContext(None, q_e, q, k_out, tables, index, n_slots))  # Eqs. 3–9
     agg = att.aggregate_messages(beta, tables.msg[index.chan_rows], index.seg, n_slots)  # Eq. 10
-    t_all = cross_relation_mean(s, agg.reshape(agg.shape[:2] + (self.hidden,)), hs)
-    return self.update_nodes(hs, t_all, train), aux  # Eq. 11
+    t_all = cross_relation_mean(s, agg.reshape(agg.shape[:2] + (self.hidden,)), hs_out)
+    return self.update_nodes(hs_out, t_all, train), aux  # Eq. 11
 
   def keys_queries_values(self, hs):
     """K, Q, V per node type, from one matrix product per type: its weight gradient then reads the input once."""
@@ -282,7 +292,7 @@ class HGNNIMALayer(nn.Module):
     dk = d // H
     att_t, msg_t, modal_t, inf_t = [], [], [], []
     for src, rels in sender_groups(s):
-      n = s.num_nodes[src]
+      n = k[src].shape[0]  # the input's count: a trimmed layer's senders outnumber its receivers
       att_t.append((k[src] @ self._relations_matrix(self.w_att, rels)).reshape(-1, H, dk))
       msg_t.append((v[src] @ self._relations_matrix(self.w_msg, rels)).reshape(-1, H, dk))
       ks = k[src].reshape(n, M * d)

@@ -40,15 +40,16 @@ def attention_loss(schema: Schema, graph: jraph.GraphsTuple, layers_aux: Sequenc
   relation whose source type lacks a modality, averaged over those relations, then
   over layers. 'paper_sum': Σ over layers, edges and missing modalities (mean over
   heads) divided by K·|M|, as Eq. 7 prints it. With `graph.edges['valid']` (a padded
-  batch), padding edges are left out and a relation without valid edges does not count.
+  batch), padding edges are left out and a relation without valid edges does not count; a
+  trimmed layer's 'valid' (its aux) leaves out the edges it did not compute as well.
   """
   if norm not in CHOICES["model.latt_norm"]:
     raise ValueError(f"latt_norm must be one of {CHOICES['model.latt_norm']}, got {norm!r}")
-  lams = [aux["lambda"] for aux in layers_aux if aux.get("lambda") is not None]
-  if not lams:
+  layers = [aux for aux in layers_aux if aux.get("lambda") is not None]
+  if not layers:
     return jnp.zeros(())
   present = graph.nodes["present"]
-  valid = graph.edges.get("valid") if isinstance(graph.edges, dict) else None
+  graph_valid = graph.edges.get("valid") if isinstance(graph.edges, dict) else None
   missing = jnp.stack([~present[m][graph.senders] for m in schema.modalities], axis=1)  # (E, M)
   rels = [
       r
@@ -56,8 +57,9 @@ def attention_loss(schema: Schema, graph: jraph.GraphsTuple, layers_aux: Sequenc
       if schema.missing_modalities(schema.relation_src(r)) and schema.num_edges[r] > 0
   ]
   per_layer = []
-  for lam in lams:
-    terms = attention_loss_terms(lam, missing)  # (E,)
+  for aux in layers:
+    valid = aux.get("valid", graph_valid)  # a trimmed layer's own edges (`models.Encoder`)
+    terms = attention_loss_terms(aux["lambda"], missing)  # (E,)
     if valid is not None:
       terms = jnp.where(valid, terms, 0.0)
     if norm == "paper_sum":
@@ -73,8 +75,8 @@ def attention_loss(schema: Schema, graph: jraph.GraphsTuple, layers_aux: Sequenc
       per_layer.append(sum(means) / jnp.maximum(used, 1.0))
   total = sum(per_layer)
   if norm == "code_mean":
-    return total / len(lams)
-  return total / (len(lams) * schema.num_modalities)
+    return total / len(layers)
+  return total / (len(layers) * schema.num_modalities)
 
 
 def masked_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:
@@ -97,8 +99,18 @@ def classification_loss(output, labels: jax.Array, mask: jax.Array, ind_loss: bo
   return (fused + jnp.sum(per_mod)) / (1 + per_mod.shape[0])
 
 
+def output_rows(output, labels: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """labels and mask cut to the logits' rows: a trimmed model (`models.Encoder`) returns only the
+  target type's nodes within hop 0, a prefix that holds every target of the batch."""
+  n = output.logits.shape[0]
+  if labels.shape[0] < n:
+    raise ValueError(f"labels: {labels.shape[0]} rows for {n} logits. Fix: pass one label per target-type node")
+  return (labels, mask) if labels.shape[0] == n else (labels[:n], mask[:n])
+
+
 def objective(output, labels: jax.Array, mask: jax.Array, *, ind_loss: bool, att_weight: float):
   """Eq. 17: L = L_cro + w · L_att. Returns (loss, {'ce': ..., 'att': ...})."""
+  labels, mask = output_rows(output, labels, mask)
   ce = classification_loss(output, labels, mask, ind_loss)
   return ce + att_weight * output.att_loss, {"ce": ce, "att": output.att_loss}
 
@@ -120,11 +132,12 @@ def objective_stats(
   """What Eq. 17 over several padded sub-graphs needs from one of them: sums and counts, no means.
 
   'ce_sum' is Σ over the masked targets of the fused CE (plus the per-modality CEs with `ind_loss`, so
-  that ce_sum / count is `classification_loss`), 'count' the masked targets; 'att_sum' (L, R) and
-  'att_count' (R,) the per-layer, per-relation L_att sums and valid-edge counts (relations that
+  that ce_sum / count is `classification_loss`), 'count' the masked targets; 'att_sum' and
+  'att_count' (L, R) the per-layer, per-relation L_att sums and valid-edge counts (relations that
   `attention_loss` skips are 0). `objective_from_stats` of the stats summed over sub-graphs is the loss
   of all of them at once; for one sub-graph it is `objective` (tests/test_devices.py checks it).
   """
+  labels, mask = output_rows(output, labels, mask)
   ce = optax.softmax_cross_entropy_with_integer_labels(output.logits, labels)
   m = mask.astype(ce.dtype)
   ce_sum = jnp.sum(ce * m)
@@ -135,27 +148,26 @@ def objective_stats(
   layers = [aux for aux in (output.attention or ()) if aux.get("lambda") is not None] if learns_lambda else []
   R = schema.num_relations
   if not layers:
-    stats.update(att_sum=jnp.zeros((1, R), ce.dtype), att_count=jnp.zeros((R,), ce.dtype))
+    stats.update(att_sum=jnp.zeros((1, R), ce.dtype), att_count=jnp.zeros((1, R), ce.dtype))
     return stats
   present = graph.nodes["present"]
-  valid = graph.edges.get("valid") if isinstance(graph.edges, dict) else None
-  valid = jnp.ones(graph.senders.shape, bool) if valid is None else valid
+  graph_valid = graph.edges.get("valid") if isinstance(graph.edges, dict) else None
+  graph_valid = jnp.ones(graph.senders.shape, bool) if graph_valid is None else graph_valid
   missing = jnp.stack([~present[mod][graph.senders] for mod in schema.modalities], axis=1)
   rels = [r for r in range(R) if schema.missing_modalities(schema.relation_src(r)) and schema.num_edges[r] > 0]
-  sums = []
+  zero = jnp.zeros((), ce.dtype)
+  sums, counts = [], []
   for aux in layers:
+    valid = aux.get("valid", graph_valid)  # a trimmed layer's own edges (`models.Encoder`)
     terms = jnp.where(valid, attention_loss_terms(aux["lambda"], missing), 0.0)
-    row = [jnp.sum(terms[schema.edge_slice(r)]) if r in rels else jnp.zeros((), ce.dtype) for r in range(R)]
+    row = [jnp.sum(terms[schema.edge_slice(r)]) if r in rels else zero for r in range(R)]
     if norm == "paper_sum":  # a plain sum over edges: the relation split does not matter
-      row = [jnp.sum(terms)] + [jnp.zeros((), ce.dtype)] * (R - 1)
+      row = [jnp.sum(terms)] + [zero] * (R - 1)
     sums.append(jnp.stack(row))
-  counts = jnp.stack(
-      [
-          jnp.sum(valid[schema.edge_slice(r)]).astype(ce.dtype) if r in rels else jnp.zeros((), ce.dtype)
-          for r in range(R)
-      ]
-  )
-  stats.update(att_sum=jnp.stack(sums), att_count=counts)
+    counts.append(
+        jnp.stack([jnp.sum(valid[schema.edge_slice(r)]).astype(ce.dtype) if r in rels else zero for r in range(R)])
+    )
+  stats.update(att_sum=jnp.stack(sums), att_count=jnp.stack(counts))
   return stats
 
 
@@ -165,7 +177,7 @@ def attention_loss_from_stats(att_sum: jax.Array, att_count: jax.Array, num_moda
   if norm == "paper_sum":
     return jnp.sum(att_sum) / (num_layers * num_modalities)
   means = att_sum / jnp.maximum(att_count, 1.0)  # (L, R); unused relations are 0 / 1
-  used = jnp.sum((att_count > 0).astype(att_sum.dtype))
+  used = jnp.sum((att_count > 0).astype(att_sum.dtype), axis=1)  # (L,): a trimmed layer has its own edges
   return jnp.sum(jnp.sum(means, axis=1) / jnp.maximum(used, 1.0)) / num_layers
 
 

@@ -8,6 +8,8 @@ full-graph step per epoch (`train.run_epochs`); 'neighbor' and 'hgt' run `run_mi
 * each sampled sub-graph is padded to the smallest rung of a `budgets.BudgetLadder` that fits
   (`config.batch.buckets` rungs up to the sampler's upper bound), so the step compiles once per
   rung; padding nodes and edges are masked out of BatchNorm, L_att and the loss;
+* with `config.batch.trim` (neighbour sampling; the default) the rungs have per-hop levels and layer k
+  of the model computes only the nodes within the hops that later layers read (`budgets.Budget`);
 * batches are prepared on a background thread, `config.batch.prefetch` ahead, while the device
   computes (0: in the training thread);
 * every `config.batch.eval_every` epochs (and after the last) each seed is evaluated on the whole
@@ -72,6 +74,7 @@ class BatchSettings:
   eval_every: int = 1
   eval_chunk: int = 4096
   parts: int = 1
+  trim: bool = True
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "BatchSettings":
@@ -128,6 +131,8 @@ class BatchSource:
         if settings.parts == 1
         else BatchStream(self.sampler, self.targets, part_size, seed=settings.seed, shuffle=shuffle)
     )
+    if not settings.trim:  # no levels: every layer runs on the whole sub-graph
+      upper = upper.without_levels()
     self.ladder = (
         BudgetLadder.calibrate(calib, upper, num_buckets=settings.buckets)
         if settings.buckets > 1

@@ -20,6 +20,7 @@ Parameter tree of `HGNNIMA` (names are stable; checkpoints and tests rely on the
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -90,15 +91,49 @@ class Encoder(_EncoderFields):
     hs = InputProjection(
         s, self.channels, self.hidden, self.projection, self.input_batch_norm, self.input_activation, name="projection"
     )(graph.nodes["features"], train=train, valid=graph.nodes.get("valid"))
-    index = edge_index(s, graph.senders, graph.receivers, len(self.channels))
+    full_index = None
     layers_aux = []
     for k in range(self.num_layers):
+      level = self.num_layers - 1 - k  # the later layers read this layer's states of nodes within hop `level`
+      if level < len(s.levels):
+        out_s, in_s = level_schema(s, level), level_schema(s, level + 1)
+        live = graph.edges["valid"] & (graph.edges["hop"] <= level)
+        index = edge_index(
+            s, graph.senders, graph.receivers, len(self.channels), sender_schema=in_s, receiver_schema=out_s, live=live
+        )
+      else:
+        if full_index is None:
+          full_index = edge_index(s, graph.senders, graph.receivers, len(self.channels))
+        out_s, index, live = s, full_index, None
       layer = HGNNIMALayer(
-          s, len(self.channels), self.hidden, self.heads, self.attention, self.options, name=f"layer_{k}"
+          out_s, len(self.channels), self.hidden, self.heads, self.attention, self.options, name=f"layer_{k}"
       )
       hs, aux = layer(hs, index, train=train)
-      layers_aux.append(aux)
+      layers_aux.append(aux if live is None else _to_graph_edges(s, out_s, aux, live))
     return hs, layers_aux
+
+
+def level_schema(schema: Schema, level: int) -> Schema:
+  """The counts of a padded sub-graph within hop `level` (`budgets.Budget.levels`); past the last, the whole."""
+  if level >= len(schema.levels):
+    return schema
+  nodes, edges = schema.levels[level]
+  return dataclasses.replace(schema, num_nodes=nodes, num_edges=edges, levels=())
+
+
+def _to_graph_edges(schema: Schema, level_s: Schema, aux: dict, live: jax.Array) -> dict:
+  """A trimmed layer's per-edge attention in the graph's edge layout: zeros where it did not run, 'valid' = live."""
+
+  def expand(x):
+    if x is None:
+      return None
+    blocks = []
+    for r in range(schema.num_relations):
+      blocks.append(x[level_s.edge_slice(r)])
+      blocks.append(jnp.zeros((schema.num_edges[r] - level_s.num_edges[r],) + x.shape[1:], x.dtype))
+    return jnp.concatenate(blocks, axis=0)
+
+  return {**{k: expand(v) for k, v in aux.items()}, "valid": live}
 
 
 def _output(schema, hs, fused, delta, head, att_loss, layers_aux, return_embeddings, return_attention):

@@ -35,6 +35,7 @@ def write_schema(workdir: str, schema) -> None:
   """schema.json: what a graph must have to be predicted on by this run (types, relations, modalities, widths)."""
   d = dataclasses.asdict(schema)
   d["relations"] = [list(r) for r in schema.relations]
+  d.pop("levels", None)  # a padded batch's property, not the run's
   with open(os.path.join(workdir, "schema.json"), "w") as f:
     json.dump(d, f, indent=1)
 

@@ -97,11 +97,13 @@ class NeighborSampler:
         nodes[t].append(new)
         seen[t] = np.union1d(seen[t], new)
         frontier[t] = new
+    # Edges sampled at hop h end at the hop-h frontier: their receivers' hop is h.
     return SampledSubgraph(
         {t: np.concatenate(v) for t, v in nodes.items()},
         {n: (np.concatenate(v) if v else empty) for n, v in edges.items()},
         targets,
         {t: np.repeat(np.arange(len(v)), [len(x) for x in v]) for t, v in nodes.items()},
+        {n: np.repeat(np.arange(len(v)), [len(x) for x in v]) for n, v in edges.items()},
     )
 
 

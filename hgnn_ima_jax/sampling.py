@@ -139,13 +139,17 @@ class SampledSubgraph:
   edges: relation name -> int64 positions into the relation's sorted slice (= its `InCSR`), unique.
   targets: int64 local target ids of the batch.
   hops: type -> int64 per node of `nodes`: the hop (neighbour sampling) or iteration (HGSampling)
-    that reached it; 0 for the targets. For inspection and tests; the padding ignores it.
+    that reached it; 0 for the targets. Nodes of each type come in hop order.
+  edge_hops: relation name -> int64 per edge of `edges`: the hop that sampled it, which is its
+    receiver's hop (neighbour sampling only; None for HGSampling's induced edges). With it a
+    budget can have per-hop levels and a model can trim its layers (`hgnn_ima_jax.budgets`).
   """
 
   nodes: dict[str, np.ndarray]
   edges: dict[str, np.ndarray]
   targets: np.ndarray
   hops: dict[str, np.ndarray] | None = None
+  edge_hops: dict[str, np.ndarray] | None = None
 
   def node_counts(self, node_types: Sequence[str]) -> tuple[int, ...]:
     return tuple(len(self.nodes[t]) for t in node_types)

@@ -17,7 +17,9 @@ largest id of its type, so the padding edges sort after the real ones. Padding n
 features and their type's `present` flags (so the attention loss sees nothing unusual). Masks:
 `nodes['valid']` bool[N] and `edges['valid']` bool[E] mark the real entries (models that know them
 can mask attention, L_att and statistics); the loss uses `PaddedSubgraph.mask`, True only at the
-batch's targets. Other models' outputs on real nodes do not depend on padding at all: padding sends
+batch's targets. A budget with levels (neighbour sampling) adds `edges['hop']` int32[E], each edge's
+receiver's hop (padding edges: past the last level), and lays each type's nodes out in hop order,
+so that each level is a prefix of every block (see `budgets.Budget`). Other models' outputs on real nodes do not depend on padding at all: padding sends
 only to padding, every softmax and sum is per receiver, and nothing else mixes nodes in eval mode.
 
 Budgets (`hgnn_ima_jax.budgets`):
@@ -176,7 +178,7 @@ class SubgraphBuilder:
       present[m] = np.repeat([schema.present[t][mi] for t in range(len(types))], budget.nodes)
 
     sorters = {t: np.argsort(sub.nodes[t], kind="stable") for t in types}
-    snd, rcv, etype, evalid, positions, edge_ids = [], [], [], [], {}, {}
+    snd, rcv, etype, evalid, ehop, positions, edge_ids = [], [], [], [], [], {}, {}
     for ri, r in enumerate(rels):
       csr, pos = self.csr[r.name], np.asarray(sub.edges[r.name], np.int64)
       s_loc = _locate(sub.nodes[r.src], sorters[r.src], csr.src[pos], f"{r.src!r} sender of {r.name!r}")
@@ -189,6 +191,8 @@ class SubgraphBuilder:
       rcv += [offs[td] + d_loc, np.full(n_pad, offs[td] + budget.nodes[td] - 1)]
       etype.append(np.full(budget.edges[ri], ri, np.int32))
       evalid.append(np.arange(budget.edges[ri]) < len(pos))
+      if budget.levels:  # the receiver's hop per edge (padding: past every level), for the trimmed layers
+        ehop.append(np.concatenate([sub.edge_hops[r.name][order], np.full(n_pad, len(budget.levels))]))
       positions[r.name], edge_ids[r.name] = pos, csr.edge_id[pos]
     i32 = lambda xs: np.concatenate(xs).astype(np.int32) if xs else np.zeros((0,), np.int32)
     graph = jraph.GraphsTuple(
@@ -198,7 +202,11 @@ class SubgraphBuilder:
             "present": present,
             "valid": valid,
         },
-        edges={"type": i32(etype), "valid": np.concatenate(evalid) if evalid else np.zeros((0,), bool)},
+        edges={
+            "type": i32(etype),
+            "valid": np.concatenate(evalid) if evalid else np.zeros((0,), bool),
+            **({"hop": i32(ehop)} if budget.levels else {}),
+        },
         senders=i32(snd),
         receivers=i32(rcv),
         n_node=np.array([n_total], np.int32),

@@ -111,6 +111,9 @@ def get_config() -> ml_collections.ConfigDict:
           eval_every=1,
           eval_chunk=4096,  # epochs between evaluations; receivers per layer-wise chunk
           parts=1,  # sub-graphs per batch, each sampled on its own; fixes the result on any number of devices
+          # neighbor: layer k runs only on the nodes within the hops the later layers read (PyG's
+          # trim_to_layer): the targets' outputs are unchanged; L_att then covers the edges those layers compute.
+          trim=True,
       )
   )
 
