@@ -320,17 +320,15 @@ class BudgetLadder:
 
 def check_fits(schema: Schema, sub: SampledSubgraph, budget: Budget):
   """Raises the one-line error for the first entry of `budget` that `sub` exceeds; returns if it fits."""
-  for t, (n, b) in enumerate(zip(sub.node_counts(schema.node_types), budget.nodes)):
-    if n + 1 > b:
-      raise ValueError(
-          f"budget.nodes[{schema.node_types[t]!r}]={b}: the sub-graph has {n} such nodes and needs "
-          f"one padding slot ({n + 1}). Fix: {FIX_BUDGET}"
-      )
-  for r, (e, b) in enumerate(zip(sub.edge_counts(schema.relations), budget.edges)):
-    if e > b:
-      raise ValueError(
-          f"budget.edges[{schema.relations[r].name!r}]={b}: the sub-graph has {e} such edges. " f"Fix: {FIX_BUDGET}"
-      )
+  _check_counts(
+      schema,
+      "budget.",
+      "",
+      "",
+      (budget.nodes, budget.edges),
+      sub.node_counts(schema.node_types),
+      sub.edge_counts(schema.relations),
+  )
   if not budget.levels:
     return
   lc = level_counts(schema, sub, len(budget.levels))
@@ -339,16 +337,21 @@ def check_fits(schema: Schema, sub: SampledSubgraph, budget: Budget):
         "budget.levels: the sub-graph has no per-hop counts (HGSampling's are not hops). "
         "Fix: pad it to a budget without levels (Budget.without_levels())"
     )
-  for j, ((bn, be), (nc, ec)) in enumerate(zip(budget.levels, lc)):
-    for t, (n, b) in enumerate(zip(nc, bn)):
-      if n + 1 > b:
-        raise ValueError(
-            f"budget.levels[{j}].nodes[{schema.node_types[t]!r}]={b}: the sub-graph has {n} such nodes within "
-            f"hop {j} and needs one padding slot ({n + 1}). Fix: {FIX_BUDGET}"
-        )
-    for r, (e, b) in enumerate(zip(ec, be)):
-      if e > b:
-        raise ValueError(
-            f"budget.levels[{j}].edges[{schema.relations[r].name!r}]={b}: the sub-graph has {e} such edges into "
-            f"nodes within hop {j}. Fix: {FIX_BUDGET}"
-        )
+  for j, (level, (nc, ec)) in enumerate(zip(budget.levels, lc)):
+    _check_counts(schema, f"budget.levels[{j}].", f" within hop {j}", f" into nodes within hop {j}", level, nc, ec)
+
+
+def _check_counts(schema: Schema, what: str, nodes_where: str, edges_where: str, sizes, node_counts, edge_counts):
+  """check_fits for one (nodes, edges) pair of sizes: the budget's own, or one level's."""
+  for t, (n, b) in enumerate(zip(node_counts, sizes[0])):
+    if n + 1 > b:
+      raise ValueError(
+          f"{what}nodes[{schema.node_types[t]!r}]={b}: the sub-graph has {n} such nodes{nodes_where} and needs "
+          f"one padding slot ({n + 1}). Fix: {FIX_BUDGET}"
+      )
+  for r, (e, b) in enumerate(zip(edge_counts, sizes[1])):
+    if e > b:
+      raise ValueError(
+          f"{what}edges[{schema.relations[r].name!r}]={b}: the sub-graph has {e} such edges{edges_where}. "
+          f"Fix: {FIX_BUDGET}"
+      )

@@ -68,3 +68,14 @@ def with_overrides(config, **overrides):
       node = node[p]
     node[leaf] = v
   return config
+
+
+# Without dropout, L_att and BatchNorm, a sampled batch holding every training target with every in-edge of
+# K hops gives the full-batch loss and gradient, and trimming changes no gradient: such runs must train identically.
+EXACT = {
+    "model.dropout": 0.0,
+    "model.fusion_input_dropout": 0.0,
+    "model.fusion_score_dropout": 0.0,
+    "loss.att_weight": 0.0,
+    "loss.val_includes_att": False,
+}

@@ -7,7 +7,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from data_helpers import with_overrides
+from data_helpers import EXACT, with_overrides
 
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax import minibatch, optim, state, steps, train
@@ -31,17 +31,6 @@ def history(workdir):
 @pytest.fixture(scope="module")
 def data():
   return load_for_config(config())
-
-
-# Without dropout, L_att and BatchNorm, a sampled batch holding every training target with every in-edge of
-# K hops gives the full-batch loss and gradient: the two paths must then train identically.
-EXACT = {
-    "model.dropout": 0.0,
-    "model.fusion_input_dropout": 0.0,
-    "model.fusion_score_dropout": 0.0,
-    "loss.att_weight": 0.0,
-    "loss.val_includes_att": False,
-}
 
 
 def test_one_full_fanout_batch_trains_exactly_as_full_batch(data, tmp_path):

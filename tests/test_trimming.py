@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from data_helpers import with_overrides
+from data_helpers import EXACT, with_overrides
 from sampling_graphs import dense_graph
 
 from hgnn_ima_jax import minibatch, train
@@ -255,14 +255,6 @@ def test_trimmed_gradients_and_attention_loss_equal_the_untrimmed_on_the_compute
 
 
 # --- training ---------------------------------------------------------------------------------
-
-EXACT = {
-    "model.dropout": 0.0,
-    "model.fusion_input_dropout": 0.0,
-    "model.fusion_score_dropout": 0.0,
-    "loss.att_weight": 0.0,
-    "loss.val_includes_att": False,
-}
 
 
 def test_training_with_and_without_trimming_agrees(tmp_path):
