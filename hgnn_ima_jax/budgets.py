@@ -91,8 +91,14 @@ class Budget:
 
   def _combine(self, other: "Budget", fn) -> "Budget":
     """Entry by entry fn; levels combine when both have them, and are capped by the result otherwise."""
+    if self.levels and other.levels and len(self.levels) != len(other.levels):
+      # Levels are per hop: budgets of samplers with different hop counts describe different models.
+      raise ValueError(
+          f"Budget: cannot combine budgets with {len(self.levels)} and {len(other.levels)} levels (hops). "
+          "Fix: combine budgets of samplers with the same number of hops, or drop levels with without_levels()"
+      )
     nodes, edges = tuple(map(fn, self.nodes, other.nodes)), tuple(map(fn, self.edges, other.edges))
-    if self.levels and other.levels and len(self.levels) == len(other.levels):
+    if self.levels and other.levels:
       levels = [(tuple(map(fn, a[0], b[0])), tuple(map(fn, a[1], b[1]))) for a, b in zip(self.levels, other.levels)]
     else:
       levels = self.levels or other.levels

@@ -158,6 +158,10 @@ def test_level_errors_are_one_line(graph, batch):
   hgt_sub = HGTSampler(graph, 3, 2).sample(TARGETS, batch_rng(0, 0, 0))
   with pytest.raises(ValueError, match=r"^budget\.levels: .*HGSampling.*Fix:"):
     check_fits(graph.schema, hgt_sub, Budget.exact(graph.schema, hgt_sub).maximum(exact))
+  two_hops = Budget.exact(graph.schema, sub, levels=2)
+  with pytest.raises(ValueError, match=r"^Budget: cannot combine budgets with 3 and 2 levels.*Fix:"):
+    exact.maximum(two_hops)
+  assert exact.maximum(exact.without_levels()).levels == exact.levels  # one side without levels keeps the other's
 
 
 # --- the model --------------------------------------------------------------------------------
