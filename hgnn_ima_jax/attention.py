@@ -15,8 +15,9 @@ import itertools
 import jax
 import jax.numpy as jnp
 
+from hgnn_ima_jax import edge_ops
 from hgnn_ima_jax.config_validation import CHOICES
-from hgnn_ima_jax.ops import segment_softmax
+from hgnn_ima_jax.ops import segment_softmax, segment_softmax_parts, softmax
 
 COMBINES = CHOICES["model.combine"]
 
@@ -26,19 +27,34 @@ def head_dot(q: jax.Array, k: jax.Array) -> jax.Array:
   return jnp.sum(q * k, axis=-1)
 
 
-def inter_node_score(q_dst: jax.Array, k_att_src: jax.Array, mu: jax.Array, scale: float) -> jax.Array:
+def _edge_dot(q, k, q_index, k_index):
+  """head_dot of q[q_index] and k[k_index] (gathered in the backward pass again, not kept: `edge_ops`), or of q and k."""
+  if q_index is None:
+    return head_dot(q, k)
+  return edge_ops.gather_dot(q, q_index, k, k_index)
+
+
+def inter_node_score(
+    q: jax.Array,
+    k_att: jax.Array,
+    mu: jax.Array,
+    scale: float,
+    q_index: jax.Array | None = None,
+    k_index: jax.Array | None = None,
+) -> jax.Array:
   """Eq. 2: g^m_{e,h} = c · μ_{r,h} · <Q^m_{i,h}, K^m_{j,h} W^att_{r,h}>.
 
   Args:
-    q_dst: (E, M, H, d_k) the receiver's queries.
-    k_att_src: (E, M, H, d_k) the sender's keys times W^att of the edge's relation (gathered
-      from the layer's sender table).
+    q: (N, M, H, d_k) every receiver's queries, gathered per edge by q_index (E,) (the
+      receivers); or, with q_index None, (E, M, H, d_k) already per edge.
+    k_att: the layer's sender table of keys times W^att of each relation, (rows·M, H, d_k)
+      gathered per edge by k_index (E, M) (`EdgeIndex.chan_rows`); or (E, M, H, d_k).
     mu: (E, H) relation prior μ of each edge.
     scale: c (1/sqrt(d_k) in HGT and FULL; 100 in the MISS code).
   Returns:
     (E, M, H) scores.
   """
-  return scale * mu[:, None, :] * head_dot(q_dst, k_att_src)
+  return scale * mu[:, None, :] * _edge_dot(q, k_att, q_index, k_index)
 
 
 def inter_node_attention(g: jax.Array, seg: jax.Array, num_segments: int) -> jax.Array:
@@ -82,24 +98,27 @@ def alpha_and_alignment(
   """
   if not align:
     return inter_node_attention(g, seg, num_segments), None
-  logits = jnp.concatenate([g, alignment_logits(g, sign)[:, None]], axis=1)
-  sm = segment_softmax(logits, seg, num_segments, indices_are_sorted=True)
-  return sm[:, :-1], sm[:, -1]
+  alpha, beta2 = segment_softmax_parts((g, alignment_logits(g, sign)[:, None]), seg, num_segments, True)
+  return alpha, beta2[:, 0]
 
 
-def inter_modal_score(q_dst: jax.Array, k_modal_src: jax.Array) -> jax.Array:
+def inter_modal_score(
+    q: jax.Array, k_modal: jax.Array, q_index: jax.Array | None = None, k_index: jax.Array | None = None
+) -> jax.Array:
   """Eq. 4: s^m_{e,h} = <Q^m_{i,h}, K^m_{j,h} U^m_{r,h}> (no μ, no scaling, as the code).
 
-  k_modal_src holds the sender's keys times U^m of the edge's relation (the layer's sender
-  table). For the `+inf` ablation pass q_dst (E, 1, M, H, d_k) and k_modal_src
-  (E, M', M, H, d_k): the result s^{m'→m} is (E, M', M, H).
+  k_modal holds the sender's keys times U^m of the edge's relation (the layer's sender table,
+  (rows, M, H, d_k), gathered per edge by k_index (E,) = `EdgeIndex.src_rows`); q the
+  receivers' queries (N, M, H, d_k), gathered by q_index (E,). With no indices both are
+  already per edge (or per node). For the `+inf` ablation pass q (N, 1, M, H, d_k) and
+  k_modal (rows, M', M, H, d_k): the result s^{m'→m} is (E, M', M, H).
   """
-  return head_dot(q_dst, k_modal_src)
+  return _edge_dot(q, k_modal, q_index, k_index)
 
 
 def inter_modal_attention(s: jax.Array) -> jax.Array:
   """Eq. 5: λ^{m'} = softmax over the influencing modality m' (axis 1) of s^{m'}."""
-  return jax.nn.softmax(s, axis=1)
+  return softmax(s, axis=1)
 
 
 def nested_attention(lam: jax.Array, alpha: jax.Array) -> jax.Array:
@@ -169,15 +188,18 @@ def combine_attention(
   return segment_softmax(logits, seg, num_segments, indices_are_sorted=True)
 
 
-def aggregate_messages(beta: jax.Array, msg: jax.Array, seg: jax.Array, num_segments: int) -> jax.Array:
+def aggregate_messages(
+    beta: jax.Array, msg: jax.Array, msg_index: jax.Array, seg: jax.Array, num_segments: int
+) -> jax.Array:
   """Eq. 10: t^m_i = Σ_{e→i} β_e · msg^m_e per (relation, receiver) segment.
 
   Args:
     beta: (E, H) one weight for every modality (the model), or (E, M, H) per modality
       (ablations `-cross`, `+inf` and the HGT baselines).
-    msg: (E, M, H, d_k) messages V^m_j W^msg_r (gathered from the layer's sender table).
+    msg: the layer's sender table of messages V^m_j W^msg_r, (rows·M, H, d_k), gathered per
+      edge by msg_index (E, M) (`EdgeIndex.chan_rows`; the gathered rows are not kept for the
+      backward pass: `edge_ops`).
   Returns:
     (num_segments, M, H, d_k); segments without edges are zero (as DGL zero-fills).
   """
-  w = beta[:, None, :, None] if beta.ndim == 2 else beta[..., None]
-  return jax.ops.segment_sum(w * msg, seg, num_segments, indices_are_sorted=True)
+  return edge_ops.gather_segment_sum(beta, msg, msg_index, seg, num_segments)

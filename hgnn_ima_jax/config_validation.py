@@ -131,10 +131,10 @@ NUMBERS: dict[str, Number] = {
     "mesh_data": COUNT,  # devices sharing each global batch: changes the speed, not the result
 }
 
-BOOLS = ("model.input_batch_norm", "loss.ind_loss", "loss.val_includes_att", "shard_seeds", "batch.trim")
+BOOLS = ("model.input_batch_norm", "model.remat", "loss.ind_loss", "loss.val_includes_att", "shard_seeds", "batch.trim")
 
 # Fields that change neither what is trained nor its result (bookkeeping): a resumed run may change them.
-RESULT_NEUTRAL = ("checkpoint_every", "batch.prefetch", "batch.eval_chunk", "mesh_data")
+RESULT_NEUTRAL = ("checkpoint_every", "batch.prefetch", "batch.eval_chunk", "mesh_data", "model.remat")
 
 
 class ConfigError(ValueError):

@@ -13,7 +13,10 @@ Layout, chosen for speed on XLA:CPU (measurements in benchmarks/README.md):
 * relation-specific per-head matrices (W^att, U^m, W^msg) are applied once per *sender node*
   (a matrix per edge would cost E/N times more), as block-diagonal matrix products whose
   outputs already are the row-major sender tables that the edges gather from: per-head
-  batched products would need transposes, which XLA fuses into the gathers;
+  batched products would need transposes, which XLA fuses into the gathers (per-head sums
+  written out, tried on 2026-12-05, were faster alone but slower in the step);
+* the edges read the tables through `edge_ops`, whose backward passes keep no per-edge
+  copies of them;
 * every softmax over in-edges (α of all modalities and the alignment term of β2) runs as one
   segment pass (`attention.alpha_and_alignment`);
 * the skip term of the update is a matrix product (see `node_update`), which keeps XLA from
@@ -32,6 +35,7 @@ Heads split d head-major: feature h·d_k + c is head h, component c.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, NamedTuple, Sequence
 
@@ -40,6 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from hgnn_ima_jax import attention as att
+from hgnn_ima_jax import edge_ops
 from hgnn_ima_jax.config_validation import CHOICES
 from hgnn_ima_jax.edge_layout import EdgeIndex, num_slots, sender_groups, slot_offsets
 from hgnn_ima_jax.graph import Schema
@@ -132,6 +137,7 @@ def cross_relation_mean(schema: Schema, agg: jax.Array, hs: Sequence[jax.Array])
 class SenderTables(NamedTuple):
   """Relation-specific products, once per sender node, in the row layout of `edge_layout`."""
 
+  # Each is an array, or an `edge_ops.Rebuilt` with `options.remat`.
   att: jax.Array  # (rows·M, H, d_k): K_j W^att_r (per-channel rows)
   msg: jax.Array  # (rows·M, H, d_k): V_j W^msg_r (per-channel rows)
   modal: jax.Array | None  # (rows, M, H, d_k): K^m_j U^m_r (Eq. 4), or None
@@ -142,7 +148,7 @@ class EdgeContext(NamedTuple):
   """What a variant's λ may read: α, the gathered queries, the per-type keys/queries, the tables."""
 
   alpha: jax.Array  # (E, M, H)
-  q_e: jax.Array  # (E, M, H, d_k) receivers' queries
+  q_n: jax.Array  # (N, M, H, d_k) every receiver's queries (per edge: index.receivers)
   q: Sequence[jax.Array]  # per type (N_t, M, d)
   k: Sequence[jax.Array]
   tables: SenderTables
@@ -152,7 +158,7 @@ class EdgeContext(NamedTuple):
 
 def _full(layer: "HGNNIMALayer", e: EdgeContext):
   """Eqs. 4–6: λ from each neighbour's modal keys."""
-  lam = att.inter_modal_attention(att.inter_modal_score(e.q_e, e.tables.modal[e.index.src_rows]))
+  lam = att.inter_modal_attention(att.inter_modal_score(e.q_n, e.tables.modal, e.index.receivers, e.index.src_rows))
   return lam, att.nested_attention(lam, e.alpha)
 
 
@@ -161,7 +167,7 @@ def _no_neighbour(layer: "HGNNIMALayer", e: EdgeContext):
   if layer.options.nei_mode == "target":
     lam = layer.receiver_only_lambda(e.q, e.k, e.index)
   else:
-    s = att.inter_modal_score(e.q_e, e.tables.modal[e.index.src_rows])
+    s = att.inter_modal_score(e.q_n, e.tables.modal, e.index.receivers, e.index.src_rows)
     s = segment_mean(s, e.index.seg, e.num_slots, indices_are_sorted=True)[e.index.seg]
     lam = att.inter_modal_attention(s)
   return lam, att.nested_attention(lam, e.alpha)
@@ -175,7 +181,9 @@ def _uniform(layer: "HGNNIMALayer", e: EdgeContext):
 
 def _per_influenced(layer: "HGNNIMALayer", e: EdgeContext):
   """`+inf`: one λ^{m'→m} per influenced modality m, so β1 is (E, M, H)."""
-  lam = att.inter_modal_attention(att.inter_modal_score(e.q_e[:, None], e.tables.inf[e.index.src_rows]))
+  lam = att.inter_modal_attention(
+      att.inter_modal_score(e.q_n[:, None], e.tables.inf, e.index.receivers, e.index.src_rows)
+  )
   return lam, att.nested_attention(lam, e.alpha)
 
 
@@ -255,24 +263,30 @@ class HGNNIMALayer(nn.Module):
     The new states are for the first `schema.num_nodes[t]` nodes of each type: all of hs, or a
     prefix for a trimmed layer (`models.Encoder`); K and V, the senders' side, are for all of hs.
     """
-    s, H = self.schema, self.heads
+    s = self.schema
     k, q, v = self.keys_queries_values(hs)
     hs_out, q, k_out = (_prefixes(x, s.num_nodes) for x in (hs, q, k))  # receivers' side
     if s.num_relations == 0:  # nothing to propagate
       aux = {"alpha": None, "beta": None, "lambda": None, "beta2": None}
       return self.update_nodes(hs_out, [jnp.zeros_like(h) for h in hs_out], train), aux
+    agg, aux = self.attend(k, v, q, k_out, index)
+    t_all = cross_relation_mean(s, agg.reshape(agg.shape[:2] + (self.hidden,)), hs_out)
+    return self.update_nodes(hs_out, t_all, train), aux  # Eq. 11
+
+  def attend(self, k, v, q, k_out, index: EdgeIndex):
+    """Sender tables → Eq. 2 → Eqs. 3–9 → Eq. 10: (aggregated messages per slot (S, M, H, d_k), per-edge attention)."""
+    s, H = self.schema, self.heads
     tables = self.sender_tables(k, v)
     n_slots = num_slots(s)
-    q_e = per_head(jnp.concatenate(q, axis=0), H)[index.receivers]  # (E, M, H, d_k)
-    g = att.inter_node_score(q_e, tables.att[index.chan_rows], self.mu[index.etype], self.score_scale)  # Eq. 2
+    q_n = per_head(jnp.concatenate(q, axis=0), H)  # (N, M, H, d_k), gathered per edge by index.receivers
+    mu = self.mu[index.etype]
+    g = att.inter_node_score(q_n, tables.att, mu, self.score_scale, index.receivers, index.chan_rows)  # Eq. 2
     if self.attention == "hgt":
       alpha = att.inter_node_attention(g, index.seg, n_slots)  # Eq. 3, each channel with its own
       beta, aux = alpha, {"alpha": alpha, "beta": alpha, "lambda": None, "beta2": None}
     else:
-      beta, aux = self.nested_attention(g, EdgeContext(None, q_e, q, k_out, tables, index, n_slots))  # Eqs. 3–9
-    agg = att.aggregate_messages(beta, tables.msg[index.chan_rows], index.seg, n_slots)  # Eq. 10
-    t_all = cross_relation_mean(s, agg.reshape(agg.shape[:2] + (self.hidden,)), hs_out)
-    return self.update_nodes(hs_out, t_all, train), aux  # Eq. 11
+      beta, aux = self.nested_attention(g, EdgeContext(None, q_n, q, k_out, tables, index, n_slots))  # Eqs. 3–9
+    return att.aggregate_messages(beta, tables.msg, index.chan_rows, index.seg, n_slots), aux  # Eq. 10
 
   def keys_queries_values(self, hs):
     """K, Q, V per node type, from one matrix product per type: its weight gradient then reads the input once."""
@@ -286,22 +300,34 @@ class HGNNIMALayer(nn.Module):
     """The relation-specific per-head matrices applied once per sender node (block-diagonal GEMMs).
 
     W^att and W^msg act on every channel alike: one product over (node, channel) rows; U^m
-    differs per channel: one product over nodes with a channel-block-diagonal matrix.
+    differs per channel: one product over nodes with a channel-block-diagonal matrix. With
+    `options.remat` the tables are `edge_ops.Rebuilt`: built where the edge ops read them and
+    rebuilt in the backward pass instead of kept. They are node-sized, but hold one row per
+    relation leaving a node: at AMAZON-1 scale (one node type, 4 relations) the 9 tables of 3
+    layers were ~1.7 KB of a step's temp memory per edge (benchmarks/README.md).
     """
     s, M, H, d, variant = self.schema, self.num_channels, self.heads, self.hidden, self.options.variant
     dk = d // H
-    att_t, msg_t, modal_t, inf_t = [], [], [], []
+    att_f, msg_f, modal_f, inf_f = [], [], [], []  # (input, matrix) per sender group
     for src, rels in sender_groups(s):
       n = k[src].shape[0]  # the input's count: a trimmed layer's senders outnumber its receivers
-      att_t.append((k[src] @ self._relations_matrix(self.w_att, rels)).reshape(-1, H, dk))
-      msg_t.append((v[src] @ self._relations_matrix(self.w_msg, rels)).reshape(-1, H, dk))
+      att_f.append((k[src], self._relations_matrix(self.w_att, rels)))
+      msg_f.append((v[src], self._relations_matrix(self.w_msg, rels)))
       ks = k[src].reshape(n, M * d)
       if self.learns_lambda and variant != "+inf":
-        modal_t.append((ks @ jnp.concatenate([self._modal_matrix(r) for r in rels], 1)).reshape(-1, M, H, dk))
+        modal_f.append((ks, jnp.concatenate([self._modal_matrix(r) for r in rels], 1)))
       if self.learns_lambda and variant == "+inf":
-        inf_t.append((ks @ jnp.concatenate([self._inf_matrix(r) for r in rels], 1)).reshape(-1, M, M, H, dk))
-    cat = lambda xs: jnp.concatenate(xs, axis=0) if xs else None
-    return SenderTables(cat(att_t), cat(msg_t), cat(modal_t), cat(inf_t))
+        inf_f.append((ks, jnp.concatenate([self._inf_matrix(r) for r in rels], 1)))
+
+    def table(factors, row_shape):
+      if not factors:
+        return None
+      build = functools.partial(edge_ops.product_table, row_shape)
+      return edge_ops.Rebuilt(build, tuple(factors)) if self.options.remat else build(tuple(factors))
+
+    return SenderTables(
+        table(att_f, (H, dk)), table(msg_f, (H, dk)), table(modal_f, (M, H, dk)), table(inf_f, (M, M, H, dk))
+    )
 
   def nested_attention(self, g: jax.Array, e: EdgeContext):
     """Eqs. 3–9: α and β2 in one softmax pass, the variant's λ and β1, Eq. 6's softmax, Eq. 9's β."""

@@ -76,6 +76,13 @@ def needed_bytes(compiled) -> int | None:
   return int(ma.temp_size_in_bytes) + max(0, int(ma.output_size_in_bytes) - int(ma.alias_size_in_bytes))
 
 
+def remat_first(config, fix: str) -> str:
+  """A memory error's fix, led by --config.model.remat=True (the same training in about a third less) when it is off."""
+  if config.model.get("remat", False):
+    return fix
+  return f"set --config.model.remat=True (the same training in less memory), or {fix}"
+
+
 def check_memory(compiled, what: str, fix: str, device=None) -> None:
   """Raises `StepMemoryError` when `compiled` needs more than `device` (default: the first local one) has free."""
   if os.environ.get(ENV_SWITCH, "1") == "0":

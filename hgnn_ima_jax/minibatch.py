@@ -46,7 +46,7 @@ from hgnn_ima_jax.batch_stream import BatchStream
 from hgnn_ima_jax.budgets import Budget, BudgetLadder, padded_schema
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.hosts import host
-from hgnn_ima_jax.memory_check import MemoryCheckedProgram
+from hgnn_ima_jax.memory_check import MemoryCheckedProgram, remat_first
 from hgnn_ima_jax.optim import learning_rate_at
 from hgnn_ima_jax.run_log import EpochSums, TrainingInterrupted, history_rows
 from hgnn_ima_jax.samplers import make_sampler
@@ -276,7 +276,7 @@ class StepPrograms:
         f"padded to {budget.total_nodes} nodes and {budget.total_edges} edges"
     )
     fix = "lower batch.size or batch.fanouts (memory grows with the sampled nodes), or split batches with batch.parts"
-    return MemoryCheckedProgram(jitted, what, fix)
+    return MemoryCheckedProgram(jitted, what, remat_first(self.config, fix))
 
 
 @functools.partial(jax.jit, static_argnames=("rule", "patience", "selection"))

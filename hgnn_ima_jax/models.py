@@ -88,9 +88,13 @@ class Encoder(_EncoderFields):
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, *, train: bool):
     s = self.schema
-    hs = InputProjection(
+    projection = InputProjection(
         s, self.channels, self.hidden, self.projection, self.input_batch_norm, self.input_activation, name="projection"
-    )(graph.nodes["features"], train=train, valid=graph.nodes.get("valid"))
+    )
+    project = lambda module, features, valid: module(features, train=train, valid=valid)
+    if self.options.remat:  # recomputed in the backward pass: only the features (the graph's own arrays) are kept
+      project = nn.remat(project, policy=jax.checkpoint_policies.nothing_saveable)
+    hs = project(projection, graph.nodes["features"], graph.nodes.get("valid"))
     full_index = None
     layers_aux = []
     for k in range(self.num_layers):
@@ -300,7 +304,9 @@ def build_model(name: str, schema: Schema, **fields: Any) -> nn.Module:
   if base == "hgnn_ima":
     return HGNNIMA(schema, options=options, **rest)
   common = {k: rest[k] for k in _HGT_FIELDS if k in rest}
-  common["options"] = LayerOptions(score_scale=baseline_scale, update=options.update, dropout=options.dropout)
+  common["options"] = LayerOptions(
+      score_scale=baseline_scale, update=options.update, dropout=options.dropout, remat=options.remat
+  )
   if base == "hgt":
     return HGT(schema, modalities=(hgt_modality,), **common)
   if base == "hgt_early":

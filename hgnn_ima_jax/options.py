@@ -35,6 +35,10 @@ class LayerOptions:
       receiver alone).
     update: Eq. 11, 'code' (LN(σ(skip)·A(t) + (1−σ(skip))·h)) or 'paper' (A(σ(t)) + h).
     dropout: rate after the update.
+    remat: recompute the node-sized products (the input projection, each layer's sender
+      tables) in the backward pass instead of keeping them: less memory per step (at AMAZON-1
+      scale about a third), a few more matrix products (benchmarks/README.md, *Memory per
+      edge*). Values and gradients are the same.
   """
 
   variant: str = "full"
@@ -46,6 +50,7 @@ class LayerOptions:
   nei_mode: str = "mean"
   update: str = "code"
   dropout: float = 0.2
+  remat: bool = False
 
   def __post_init__(self):
     for name in ("variant", "align_sign", "combine", "beta_norm", "align_off", "nei_mode", "update"):

@@ -37,7 +37,7 @@ from hgnn_ima_jax.config_validation import validate_config
 from hgnn_ima_jax.evaluation import Evaluator
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.hosts import host
-from hgnn_ima_jax.memory_check import MemoryCheckedProgram
+from hgnn_ima_jax.memory_check import MemoryCheckedProgram, remat_first
 from hgnn_ima_jax.models import split_model_name
 from hgnn_ima_jax.optim import create_optimizer, learning_rate_at
 from hgnn_ima_jax.run_dir import write_config, write_schema
@@ -127,7 +127,10 @@ def run_epochs(
   epoch_fn = MemoryCheckedProgram(
       make_epoch_fn(config, run.model, run.tx, run.num_classes, sharded=run.shard is not None),
       f"{config.dataset} full batch ({run.model.schema.total_nodes} nodes, {run.model.schema.total_edges} edges)",
-      "train with mini-batches, e.g. --config.batch.mode=neighbor --config.batch.size=1024 --config.batch.fanouts=2,2",
+      remat_first(
+          config,
+          "train with mini-batches, e.g. --config.batch.mode=neighbor --config.batch.size=1024 --config.batch.fanouts=2,2",
+      ),
   )
   start_epoch = int(np.asarray(host(state.step)).max())
   num_epochs = int(config.num_epochs)

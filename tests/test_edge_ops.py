@@ -1,0 +1,235 @@
+"""The hand-written backward passes (edge_ops, ops.segment_softmax) equal autodiff of the plain formulas.
+
+Each fused op is compared with `jax.vjp` of the same expression written with plain gathers, on
+indices with repeats, unsorted rows, empty segments, broadcast rows (`+inf`) and under `vmap`
+(the seed axis), and the memory they are for is checked: the gathered per-edge rows are not
+among the residuals autodiff keeps.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax._src.ad_checkpoint import saved_residuals
+from model_fixtures import make_graph, random_variables
+
+from hgnn_ima_jax import attention, edge_ops, models
+from hgnn_ima_jax.losses import objective
+from hgnn_ima_jax.ops import segment_softmax
+
+E, N_A, N_B, M, H, DK, S = 37, 9, 14, 2, 3, 4, 11
+
+
+def _arrays(seed=0):
+  rng = np.random.default_rng(seed)
+  a = jnp.asarray(rng.normal(size=(N_A, M, H, DK)), jnp.float32)
+  b = jnp.asarray(rng.normal(size=(N_B * M, H, DK)), jnp.float32)
+  a_index = jnp.asarray(rng.integers(0, N_A, E), jnp.int32)  # repeats, unsorted
+  b_index = jnp.asarray(rng.integers(0, N_B * M, (E, M)), jnp.int32)
+  seg = jnp.asarray(np.sort(rng.integers(0, S - 2, E)), jnp.int32)  # the last segments are empty
+  return rng, a, a_index, b, b_index, seg
+
+
+def _vjp_pair(fused, plain, primals, cotangent):
+  out_f, vjp_f = jax.vjp(fused, *primals)
+  out_p, vjp_p = jax.vjp(plain, *primals)
+  np.testing.assert_allclose(out_f, out_p, rtol=1e-6, atol=1e-6)
+  for g_f, g_p in zip(vjp_f(cotangent), vjp_p(cotangent)):
+    np.testing.assert_allclose(g_f, g_p, rtol=1e-5, atol=1e-5)
+
+
+def test_gather_dot_gradient_equals_autodiff():
+  rng, a, a_index, b, b_index, _ = _arrays()
+  fused = lambda a, b: edge_ops.gather_dot(a, a_index, b, b_index)
+  plain = lambda a, b: jnp.sum(a[a_index] * b[b_index], -1)
+  _vjp_pair(fused, plain, (a, b), jnp.asarray(rng.normal(size=(E, M, H)), jnp.float32))
+
+
+def test_gather_dot_with_broadcast_rows_equals_autodiff():
+  """`+inf`: the receivers' queries (N, 1, M, H, d_k) against per-(m', m) keys (rows, M', M, H, d_k)."""
+  rng, a, a_index, _, _, _ = _arrays(1)
+  b = jnp.asarray(rng.normal(size=(N_B, M, M, H, DK)), jnp.float32)
+  rows = jnp.asarray(rng.integers(0, N_B, E), jnp.int32)
+  fused = lambda a, b: edge_ops.gather_dot(a[:, None], a_index, b, rows)
+  plain = lambda a, b: jnp.sum(a[a_index][:, None] * b[rows], -1)
+  _vjp_pair(fused, plain, (a, b), jnp.asarray(rng.normal(size=(E, M, M, H)), jnp.float32))
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["shared_weights", "per_channel_weights"])
+def test_gather_segment_sum_gradient_equals_autodiff(per_channel):
+  rng, _, _, b, b_index, seg = _arrays(2)
+  w = jnp.asarray(rng.normal(size=(E, M, H) if per_channel else (E, H)), jnp.float32)
+  expand = (lambda w: w[..., None]) if per_channel else (lambda w: w[:, None, :, None])
+  fused = lambda w, b: edge_ops.gather_segment_sum(w, b, b_index, seg, S)
+  plain = lambda w, b: jax.ops.segment_sum(expand(w) * b[b_index], seg, S, indices_are_sorted=True)
+  out = fused(w, b)
+  assert not np.any(np.asarray(out[S - 2 :]))  # empty segments are zero
+  _vjp_pair(fused, plain, (w, b), jnp.asarray(rng.normal(size=(S, M, H, DK)), jnp.float32))
+
+
+def test_segment_softmax_gradient_equals_autodiff():
+  rng, _, _, _, _, seg = _arrays(3)
+  x = jnp.asarray(rng.normal(size=(E, M + 1, H)) * 5, jnp.float32)
+
+  def plain(x):
+    mx = jax.lax.stop_gradient(jax.ops.segment_max(x, seg, S, indices_are_sorted=True))
+    ex = jnp.exp(x - mx[seg])
+    return ex / jax.ops.segment_sum(ex, seg, S, indices_are_sorted=True)[seg]
+
+  _vjp_pair(
+      lambda x: segment_softmax(x, seg, S, indices_are_sorted=True),
+      plain,
+      (x,),
+      jnp.asarray(rng.normal(size=x.shape), jnp.float32),
+  )
+
+
+def test_fused_ops_under_vmap_equal_autodiff():
+  """The seed axis of training (`steps.map_seeds`) vmaps every op; the indices stay shared."""
+  rng, a, a_index, b, b_index, seg = _arrays(4)
+  a2, b2 = jnp.stack([a, 2 * a]), jnp.stack([b, -b])
+  w2 = jnp.asarray(rng.normal(size=(2, E, H)), jnp.float32)
+
+  def loss(fused, a, b, w):
+    gd = edge_ops.gather_dot(a, a_index, b, b_index) if fused else jnp.sum(a[a_index] * b[b_index], -1)
+    sm = segment_softmax(gd, seg, S, True)
+    agg = (
+        edge_ops.gather_segment_sum(w, b, b_index, seg, S)
+        if fused
+        else jax.ops.segment_sum(w[:, None, :, None] * b[b_index], seg, S, indices_are_sorted=True)
+    )
+    return jnp.sum(sm**2) + jnp.sum(jnp.sin(agg))
+
+  for fused_grads, plain_grads in zip(
+      jax.vmap(jax.grad(lambda *x: loss(True, *x), argnums=(0, 1, 2)))(a2, b2, w2),
+      jax.vmap(jax.grad(lambda *x: loss(False, *x), argnums=(0, 1, 2)))(a2, b2, w2),
+  ):
+    np.testing.assert_allclose(fused_grads, plain_grads, rtol=1e-5, atol=1e-5)
+
+
+def test_no_gathered_rows_are_kept_for_the_backward_pass():
+  """The point of the ops: autodiff keeps the tables and the (E, M, H) weights, never an (E, M, H, d_k) gather."""
+  _, a, a_index, b, b_index, seg = _arrays(5)
+
+  def f(a, b):
+    g = edge_ops.gather_dot(a, a_index, b, b_index)
+    return jnp.sum(edge_ops.gather_segment_sum(jax.nn.sigmoid(g), b, b_index, seg, S) ** 2)
+
+  shapes = [tuple(aval.shape) for aval, _ in saved_residuals(f, a, b)]
+  assert (E, M, H, DK) not in shapes, shapes
+  plain = lambda a, b: jnp.sum(
+      jax.ops.segment_sum(jax.nn.sigmoid(jnp.sum(a[a_index] * b[b_index], -1))[..., None] * b[b_index], seg, S) ** 2
+  )
+  assert (E, M, H, DK) in [tuple(aval.shape) for aval, _ in saved_residuals(plain, a, b)]  # the check can fail
+
+
+# --- the whole model: every parameter's gradient equals autodiff through plain gathers -----------
+
+
+def _plain_segment_softmax(logits, segment_ids, num_segments, indices_are_sorted=False):
+  mx = jax.lax.stop_gradient(jax.ops.segment_max(logits, segment_ids, num_segments, indices_are_sorted))
+  ex = jnp.exp(logits - mx[segment_ids])
+  return ex / jax.ops.segment_sum(ex, segment_ids, num_segments, indices_are_sorted)[segment_ids]
+
+
+def _plain_parts(parts, segment_ids, num_segments, indices_are_sorted=False):
+  y = _plain_segment_softmax(jnp.concatenate(parts, 1), segment_ids, num_segments, indices_are_sorted)
+  return tuple(jnp.split(y, np.cumsum([p.shape[1] for p in parts])[:-1], axis=1))
+
+
+def _plain_gather_segment_sum(w, b, b_index, seg, num_segments):
+  rows = b[b_index]
+  w = w[:, None, :, None] if w.ndim == rows.ndim - 2 else w[..., None]
+  return jax.ops.segment_sum(w * rows, seg, num_segments, indices_are_sorted=True)
+
+
+PLAIN = {
+    (edge_ops, "gather_dot"): lambda a, ai, b, bi: jnp.sum(a[ai] * b[bi], -1),
+    (edge_ops, "gather_segment_sum"): _plain_gather_segment_sum,
+    (attention, "segment_softmax"): _plain_segment_softmax,
+    (attention, "segment_softmax_parts"): _plain_parts,
+    (attention, "softmax"): jax.nn.softmax,
+}
+
+
+def _model_grads(name, **fields):
+  """Every parameter's gradient of the objective (train mode, fixed dropout key) on a small DOUBAN-like graph."""
+  g = make_graph(2, widths="mixed" if fields.get("projection") == "per_channel" else "equal")
+  gt = g.to_graphs_tuple()
+  module = models.build_model(name, g.schema, hidden=8, heads=2, num_layers=2, **fields)
+  shapes = jax.eval_shape(lambda: module.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, gt))
+  v = jax.tree_util.tree_map(jnp.asarray, random_variables(shapes, seed=0, dtype=np.float32))
+  labels, mask = jnp.asarray(g.labels), jnp.asarray(g.split_mask("train"), jnp.float32)
+
+  def loss(params):
+    out, _ = module.apply(
+        {**v, "params": params}, gt, train=True, rngs={"dropout": jax.random.PRNGKey(3)}, mutable=["batch_stats"]
+    )
+    return objective(out, labels, mask, ind_loss=True, att_weight=1.0)[0]
+
+  return jax.grad(loss)(v["params"])
+
+
+@pytest.mark.parametrize(
+    "name,fields",
+    [
+        ("hgnn_ima", {}),
+        ("hgnn_ima", {"combine": "add", "beta_norm": "paper", "input_batch_norm": True, "projection": "per_channel"}),
+        ("hgnn_ima+inf", {}),
+        ("hgnn_ima-nei", {}),
+        ("hgnn_ima-cross", {}),
+        ("hgt_late", {}),
+    ],
+    ids=["hgnn_ima", "hgnn_ima-full3-paper-norm", "+inf", "-nei", "-cross", "hgt_late"],
+)
+def test_model_gradients_equal_autodiff_through_plain_gathers(name, fields, monkeypatch):
+  fused = _model_grads(name, **fields)
+  for (module, attr), fn in PLAIN.items():
+    monkeypatch.setattr(module, attr, fn)
+  plain = _model_grads(name, **fields)
+  flat_f, flat_p = jax.tree_util.tree_leaves_with_path(fused), jax.tree_util.tree_leaves(plain)
+  assert len(flat_f) == len(flat_p)
+  for (path, gf), gp in zip(flat_f, flat_p):
+    scale = max(float(np.max(np.abs(gp))), 1e-3)
+    np.testing.assert_allclose(gf / scale, gp / scale, atol=2e-5, err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.parametrize(
+    "name,fields",
+    [
+        ("hgnn_ima", {"input_batch_norm": True, "projection": "per_channel"}),
+        ("hgnn_ima+inf", {}),
+        ("hgnn_ima-nei", {}),
+        ("hgt_late", {}),
+    ],
+    ids=["hgnn_ima-full-profile", "+inf", "-nei", "hgt_late"],
+)
+def test_remat_gives_the_same_gradients(name, fields):
+  """`model.remat` (sender tables rebuilt in the backward pass, the projection recomputed) changes no gradient."""
+  kept, rebuilt = _model_grads(name, **fields), _model_grads(name, remat=True, **fields)
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(kept), jax.tree_util.tree_leaves(rebuilt)):
+    scale = max(float(np.max(np.abs(a))), 1e-3)
+    np.testing.assert_allclose(b / scale, a / scale, atol=2e-5, err_msg=jax.tree_util.keystr(path))
+
+
+def test_a_rebuilt_table_is_not_kept_for_the_backward_pass():
+  """With `Rebuilt`, autodiff keeps the table's factors, not the table; the gradient reaches the factors."""
+  rng, a, a_index, _, b_index, seg = _arrays(6)
+  x = jnp.asarray(rng.normal(size=(N_B, M, H * DK)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(H * DK, H * DK)), jnp.float32)
+  build = functools.partial(edge_ops.product_table, (H, DK))
+
+  def f(rebuilt, a, x, w):
+    table = edge_ops.Rebuilt(build, ((x, w),)) if rebuilt else build(((x, w),))
+    g = edge_ops.gather_dot(a, a_index, table, b_index)
+    return jnp.sum(edge_ops.gather_segment_sum(jax.nn.sigmoid(g), table, b_index, seg, S) ** 2)
+
+  shapes = lambda rebuilt: [tuple(v.shape) for v, _ in saved_residuals(functools.partial(f, rebuilt), a, x, w)]
+  assert (N_B * M, H, DK) in shapes(False) and (N_B * M, H, DK) not in shapes(True)
+  grads = [jax.grad(functools.partial(f, r), argnums=(0, 1, 2))(a, x, w) for r in (False, True)]
+  for kept, rebuilt in zip(*grads):
+    np.testing.assert_allclose(rebuilt, kept, rtol=1e-5, atol=1e-5)
