@@ -81,10 +81,18 @@ def aggregate_trace(trace_dir: str) -> tuple[dict, float]:
 
 
 def profile_ours(
-    data, batch, graph_name: str, opts: StepOptions, profile_dir: str, steps: int = 3, top: int = 20, seeds: int = 1
+    data,
+    batch,
+    graph_name: str,
+    opts: StepOptions,
+    profile_dir: str,
+    steps: int = 3,
+    top: int = 20,
+    seeds: int = 1,
+    model_name: str = "hgnn_ima",
 ) -> dict:
-  """jax.profiler trace of HGNN-IMA's step (`seeds` vmapped); top XLA ops by time, mapped to HLO shapes."""
-  config, profile = graph_config(graph_name, "hgnn_ima", [0], hidden=opts.hidden, heads=opts.heads, layers=opts.layers)
+  """jax.profiler trace of a model's step (`seeds` vmapped); top XLA ops by time, mapped to HLO shapes."""
+  config, profile = graph_config(graph_name, model_name, [0], hidden=opts.hidden, heads=opts.heads, layers=opts.layers)
   step, model, tx, config = make_step(config, data)
   state = state_lib.init_state(model, tx, batch, [0])
   if seeds > 1:
@@ -94,7 +102,7 @@ def profile_ours(
   for _ in range(2):
     state, _ = compiled(state, batch)
   jax.block_until_ready(state)
-  out_dir = os.path.join(profile_dir, graph_name + (f"-{seeds}seeds" if seeds > 1 else ""))
+  out_dir = os.path.join(profile_dir, graph_name + (f"-{seeds}seeds" if seeds > 1 else "") + f"-{model_name}")
   n = steps
   t = time.perf_counter()
   with jax.profiler.trace(out_dir, create_perfetto_trace=True):
@@ -136,7 +144,7 @@ def profile_ours(
   return {
       "record": "profile",
       "graph": graph_name,
-      "model": "hgnn_ima",
+      "model": model_name,
       "seeds": seeds,
       "profile": profile,
       "trace": path,
