@@ -8,6 +8,7 @@ allocator settings (`MALLOC_CONF=...`, `HGNN_IMA_ALLOCATOR=system`) and compare:
 
   python benchmarks/step_rusage.py --graph=synthetic_amazon1 --steps=6
   MALLOC_CONF=dirty_decay_ms:10000,muzzy_decay_ms:10000,thp:always python benchmarks/step_rusage.py
+  python benchmarks/step_rusage.py --graph=amazon --remat   # the step with config.model.remat
   python benchmarks/step_rusage.py --graph=tiny --steps=2 --out=/tmp/r.jsonl
 
 One JSON line per step (stdout, and appended to `--out`).
@@ -36,6 +37,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("graph", "synthetic_amazon1", f"one of {GRAPHS}")
 flags.DEFINE_string("model", "hgnn_ima", f"one of {JAX_MODELS}")
 flags.DEFINE_integer("steps", 6, "timed steps")
+flags.DEFINE_bool(
+    "remat", False, "config.model.remat: rebuild the sender tables and input projection in the backward pass"
+)
 define_graph_flags(flags)
 
 
@@ -59,6 +63,7 @@ def main(argv):
   config, _ = graph_config(
       FLAGS.graph, FLAGS.model, range(1), hidden=FLAGS.hidden, heads=FLAGS.heads, layers=FLAGS.layers
   )
+  config.model.remat = FLAGS.remat
   step, model, tx, config = make_step(config, data, 0)
   state = state_lib.init_state(model, tx, batch, [0])
   compiled = step.lower(state, batch).compile()
@@ -67,6 +72,7 @@ def main(argv):
   base = {
       "graph": FLAGS.graph,
       "model": FLAGS.model,
+      "remat": FLAGS.remat,
       "allocator": runtime.active_allocator(),
       "malloc_conf": os.environ.get("MALLOC_CONF"),
       "cpu_count": cpu_count(),

@@ -369,9 +369,32 @@ def test_step_rusage_writes_one_json_line_per_step(tmp_path):
   assert rows == [json.loads(ln) for ln in out.read_text().splitlines()]
   assert [r["step"] for r in rows] == [0, 1]
   for r in rows:
-    assert r["graph"] == "tiny" and r["model"] == "hgnn_ima" and r["wall_s"] > 0
+    assert r["graph"] == "tiny" and r["model"] == "hgnn_ima" and r["remat"] is False and r["wall_s"] > 0
     assert r["user_s"] >= 0 and r["sys_s"] >= 0 and r["minor_faults"] >= 0
     assert 0 < r["rss_mb"] <= r["peak_rss_mb"]
+
+
+def test_step_memory_reports_temp_per_edge_and_residuals(tmp_path):
+  """benchmarks/step_memory.py (compile only) on the tiny graph: a row per remat setting, with its residuals."""
+  out = tmp_path / "memory.jsonl"
+  flags = ["--graphs=tiny", "--models=hgnn_ima", "--layers=1", "--hidden=16", "--heads=2", "--feature_dim=32"]
+  cmd = [sys.executable, str(REPO / "benchmarks" / "step_memory.py"), *flags, "--residuals=4", f"--out={out}"]
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  rows = [json.loads(ln) for ln in out.read_text().splitlines()]
+  assert [(r["graph"], r["model"], r["remat"]) for r in rows] == [
+      ("tiny", "hgnn_ima", False),
+      ("tiny", "hgnn_ima", True),
+  ]
+  for r in rows:
+    assert r["edges"] > 0 and r["xla_memory"]["temp_mb"] > 0
+    assert r["temp_bytes_per_edge"] == round(r["xla_memory"]["temp_mb"] * 2**20 / r["edges"])
+    sizes = [x["bytes"] for x in r["residuals"]]
+    assert (
+        0 < len(sizes) <= 4
+        and sizes == sorted(sizes, reverse=True)
+        and all(".py:" in x["source"] for x in r["residuals"])
+    )
 
 
 # The tiny graph with a small model and two timed batches: what every scale.py row of these tests runs.
