@@ -393,7 +393,10 @@ def test_step_memory_reports_temp_per_edge_and_residuals(tmp_path):
     assert (
         0 < len(sizes) <= 4
         and sizes == sorted(sizes, reverse=True)
-        and all(".py:" in x["source"] for x in r["residuals"])
+        # A residual comes from a source line, or (JAX's own words) from a constant or an argument:
+        # under remat the closed-over graph arrays are saved as constants.
+        and all(".py:" in x["source"] or x["source"].startswith("from ") for x in r["residuals"])
+        and any(".py:" in x["source"] for x in r["residuals"])
     )
 
 
