@@ -128,6 +128,7 @@ def seed_table(steps) -> str:
           [
               r["graph"],
               f"`{r['variant']}`",
+              r.get("rep", 0),
               v["seeds"],
               fmt_ms(r["step_s_median"]),
               fmt_ms(v.get("step_s_median")),
@@ -136,7 +137,7 @@ def seed_table(steps) -> str:
               multi_seed_cell(m),
           ]
       )
-  header = ["graph", "settings", "seeds", "1 seed ms", "vmapped ms", "/ 1 seed wall (CPU)", "looped ms"]
+  header = ["graph", "settings", "rep", "seeds", "1 seed ms", "vmapped ms", "/ 1 seed wall (CPU)", "looped ms"]
   return md_table(header + ["/ 1 seed wall (CPU)"], rows) if rows else ""
 
 

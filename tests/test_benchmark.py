@@ -162,6 +162,24 @@ def test_multi_seed_ratio_reported_once_for_hgnn_ima(bench):
     assert ms["step_s_median"] > 0 and ms["ratio_vs_one_seed"] > 0
 
 
+def test_seed_reps_time_the_seeds_in_each_repetition(tmp_path):
+  """--seed_reps=2: the multi-seed timing runs in both repetitions of our first variant, each against its own worker's
+  one-seed median, and the report's seed table has a row per repetition."""
+  out = tmp_path / "seeds.jsonl"
+  flags = ["--tiny", "--nopyg", "--models=hgnn_ima", "--allocators=glibc", "--ours_threads=default"]
+  cmd = [sys.executable, str(SCRIPT), *flags, "--reps=2", "--seed_reps=2", "--steps=1", f"--out={out}"]
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  records = [json.loads(ln) for ln in out.read_text().splitlines()]
+  rows = [r for r in _steps(records, "jax") if r.get("phase") == "final"]
+  assert [(r["rep"], "multi_seed" in r) for r in rows] == [(0, True), (1, True)]
+  for r in rows:
+    ms = r["multi_seed_map"]
+    assert ms["ratio_vs_one_seed"] == pytest.approx(ms["step_s_median"] / r["step_s_median"])
+  table = report.seed_table(rows)
+  assert [ln.split(" | ")[2] for ln in table.splitlines()[2:]] == ["0", "1"]
+
+
 def test_profile_line_maps_the_trace_to_hlo_ops(bench):
   records, _, _ = bench
   (prof,) = [r for r in records if r["record"] == "profile"]
