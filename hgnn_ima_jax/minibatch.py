@@ -49,6 +49,7 @@ from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.memory_check import MemoryCheckedProgram, remat_first
 from hgnn_ima_jax.optim import learning_rate_at
 from hgnn_ima_jax.run_log import EpochSums, TrainingInterrupted, history_rows
+from hgnn_ima_jax.runtime import decay_freed_memory
 from hgnn_ima_jax.samplers import make_sampler
 from hgnn_ima_jax.sampling import build_in_csr, part_rng, split_parts
 from hgnn_ima_jax.state import Batch, TrainState, create_model
@@ -315,6 +316,8 @@ def run_minibatch_epochs(
   """
   config, settings = run.config, source.settings
   n, num_epochs = len(run.seeds), int(config.num_epochs)
+  # One program per rung plus layer-wise evaluation: let freed pages go back to the kernel (runtime.py says why).
+  decay_freed_memory()
   every = max(1, int(config.get("checkpoint_every", 10)))
   nb = source.num_batches(0)
   mesh = getattr(run, "mesh", None)

@@ -108,3 +108,47 @@ def test_freed_memory_is_kept_for_reuse_and_released_on_request(tmp_path):
   else:
     assert how in ("malloc_trim", "none")
   assert released <= before + 100, out.stdout  # and go back to the kernel on request
+
+
+DECAY = textwrap.dedent("""
+    import ctypes, sys
+    sys.path.insert(0, {repo!r})
+    from hgnn_ima_jax import runtime
+    runtime.reexec_with_fast_allocator()
+    import numpy as np
+    rss = lambda: [int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startswith("VmRSS")][0]
+    def read(name):
+      m, v = runtime._mallctl(), ctypes.c_ssize_t(0)
+      size = ctypes.c_size_t(ctypes.sizeof(v))
+      return v.value if m(name.encode(), ctypes.addressof(v), ctypes.addressof(size), None, 0) == 0 else None
+    before = rss()
+    applied = runtime.decay_freed_memory(int(sys.argv[1]))
+    a = np.ones(64 * 2**20)  # 512 MiB, written, then freed
+    del a
+    decays = [read("arena.0.dirty_decay_ms"), read("arenas.muzzy_decay_ms")] if runtime._mallctl() else []
+    print(runtime.active_allocator(), "|", applied, before, rss(), *decays)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.parametrize("user_conf", [False, True])
+def test_decay_lets_freed_memory_go_back_unless_the_user_chose_malloc_conf(tmp_path, user_conf):
+  """decay_freed_memory (mini-batch training) sets jemalloc's decay under our JEMALLOC_CONF: with 0 ms a freed
+  512 MiB buffer leaves the RSS at once. A MALLOC_CONF of the user's own is left alone."""
+  script = tmp_path / "decay.py"
+  script.write_text(DECAY.format(repo=str(runtime.__file__).rsplit("/hgnn_ima_jax/", 1)[0]))
+  env = {k: v for k, v in os.environ.items() if not k.startswith("HGNN_IMA_ALLOCATOR") and k != "MALLOC_CONF"}
+  if user_conf:
+    env["MALLOC_CONF"] = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+  out = subprocess.run([sys.executable, str(script), "0"], capture_output=True, text=True, env=env, timeout=120)
+  assert out.returncode == 0, out.stderr
+  allocator, fields = out.stdout.strip().rsplit("|", 1)
+  applied, before, after, *decays = fields.split()
+  if not allocator.startswith("jemalloc"):
+    assert applied == "False" and decays == []  # glibc hands large blocks back by itself
+    return
+  if user_conf:
+    assert applied == "False" and decays == ["-1", "-1"]
+  else:
+    assert applied == "True" and decays == ["0", "0"]
+    assert int(after) <= int(before) + 100, out.stdout  # without the decay the 512 MiB stay (test above)
