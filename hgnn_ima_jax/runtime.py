@@ -142,7 +142,7 @@ def decay_freed_memory(ms: int = MINIBATCH_DECAY_MS) -> bool:
   For processes that run several programs of different sizes over and over: mini-batch training (one
   step program per rung, layer-wise evaluation). Kept forever, the freed buffers of one program are not
   always where the next one's fit, and the heap grows past the working set: on synthetic10m the peak RSS
-  was 11.8-12.2 GiB with `JEMALLOC_CONF` and 7.6 GiB with a 10 s decay, for a ~4% slower step
+  was 11.8-12.2 GiB with `JEMALLOC_CONF` and 7.8 GiB with a 10 s decay, for a ~4% slower epoch
   (benchmarks/README.md, *synthetic10m end to end*). Returns whether the decay was set: not when jemalloc
   is absent (glibc hands large blocks back by itself) or when the user chose MALLOC_CONF (theirs is kept).
   """

@@ -92,13 +92,20 @@ RELEASE = textwrap.dedent("""
 """)
 
 
+def _run_allocator_script(tmp_path, template: str, env_extra: dict, *args):
+  """`template` run as a script that re-executes itself with the default allocator (no MALLOC_CONF of the caller's)."""
+  script = tmp_path / "allocator_script.py"
+  script.write_text(template.format(repo=str(runtime.__file__).rsplit("/hgnn_ima_jax/", 1)[0]))
+  env = {k: v for k, v in os.environ.items() if not k.startswith("HGNN_IMA_ALLOCATOR") and k != "MALLOC_CONF"}
+  env.update(env_extra)
+  out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=120)
+  assert out.returncode == 0, out.stderr
+  return out
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_freed_memory_is_kept_for_reuse_and_released_on_request(tmp_path):
-  script = tmp_path / "release.py"
-  script.write_text(RELEASE.format(repo=str(runtime.__file__).rsplit("/hgnn_ima_jax/", 1)[0]))
-  env = {k: v for k, v in os.environ.items() if not k.startswith("HGNN_IMA_ALLOCATOR") and k != "MALLOC_CONF"}
-  out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
-  assert out.returncode == 0, out.stderr
+  out = _run_allocator_script(tmp_path, RELEASE, {})
   allocator, numbers = out.stdout.strip().rsplit("|", 1)
   before, kept, released, how = numbers.split(maxsplit=3)
   before, kept, released = int(before), int(kept), int(released)
@@ -135,13 +142,8 @@ DECAY = textwrap.dedent("""
 def test_decay_lets_freed_memory_go_back_unless_the_user_chose_malloc_conf(tmp_path, user_conf):
   """decay_freed_memory (mini-batch training) sets jemalloc's decay under our JEMALLOC_CONF: with 0 ms a freed
   512 MiB buffer leaves the RSS at once. A MALLOC_CONF of the user's own is left alone."""
-  script = tmp_path / "decay.py"
-  script.write_text(DECAY.format(repo=str(runtime.__file__).rsplit("/hgnn_ima_jax/", 1)[0]))
-  env = {k: v for k, v in os.environ.items() if not k.startswith("HGNN_IMA_ALLOCATOR") and k != "MALLOC_CONF"}
-  if user_conf:
-    env["MALLOC_CONF"] = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
-  out = subprocess.run([sys.executable, str(script), "0"], capture_output=True, text=True, env=env, timeout=120)
-  assert out.returncode == 0, out.stderr
+  user = {"MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1"} if user_conf else {}
+  out = _run_allocator_script(tmp_path, DECAY, user, "0")
   allocator, fields = out.stdout.strip().rsplit("|", 1)
   applied, before, after, *decays = fields.split()
   if not allocator.startswith("jemalloc"):
