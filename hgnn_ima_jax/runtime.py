@@ -44,6 +44,8 @@ import glob
 import os
 import sys
 
+from absl import logging
+
 ENV_CHOICE = "HGNN_IMA_ALLOCATOR"  # auto (default) | jemalloc | glibc-thp | system
 ENV_LIBRARY = "HGNN_IMA_JEMALLOC"  # explicit path to libjemalloc.so
 ENV_ACTIVE = "HGNN_IMA_ALLOCATOR_ACTIVE"  # set on re-execution: what was applied
@@ -144,7 +146,8 @@ def decay_freed_memory(ms: int = MINIBATCH_DECAY_MS) -> bool:
   always where the next one's fit, and the heap grows past the working set: on synthetic10m the peak RSS
   was 11.8-12.2 GiB with `JEMALLOC_CONF` and 7.8 GiB with a 10 s decay, for a ~4% slower epoch
   (benchmarks/README.md, *synthetic10m end to end*). Returns whether the decay was set: not when jemalloc
-  is absent (glibc hands large blocks back by itself) or when the user chose MALLOC_CONF (theirs is kept).
+  is absent (glibc hands large blocks back by itself) or when the user chose MALLOC_CONF (theirs is kept);
+  when jemalloc refuses the setting it also logs a warning with the MALLOC_CONF that would do it.
   """
   if os.environ.get("MALLOC_CONF") != JEMALLOC_CONF:
     return False
@@ -153,13 +156,28 @@ def decay_freed_memory(ms: int = MINIBATCH_DECAY_MS) -> bool:
     return False
   narenas, size = ctypes.c_uint(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_uint))
   if mallctl(b"arenas.narenas", ctypes.addressof(narenas), ctypes.addressof(size), None, 0) != 0:
-    return False
+    return _decay_refused(ms, "arenas.narenas")
   value = ctypes.c_ssize_t(int(ms))
   names = [f"arenas.{k}_decay_ms" for k in ("dirty", "muzzy")]  # arenas made later
   names += [f"arena.{i}.{k}_decay_ms" for i in range(narenas.value) for k in ("dirty", "muzzy")]
   # An arena index that was never initialised answers EFAULT; the others must take the value.
   done = [mallctl(n.encode(), None, None, ctypes.addressof(value), ctypes.sizeof(value)) == 0 for n in names]
-  return all(done[:2]) and any(done[2:])
+  if all(done[:2]) and any(done[2:]):
+    return True
+  return _decay_refused(ms, ", ".join([n for n, ok in zip(names[:2], done[:2]) if not ok] or ["arena.<i>.*"]))
+
+
+def _decay_refused(ms: int, what: str) -> bool:
+  """Results do not change, memory does: says so rather than keep the never-purged heap silently."""
+  conf = JEMALLOC_CONF.replace("decay_ms:-1", f"decay_ms:{ms}")
+  logging.warning(
+      "jemalloc refused the %d ms decay (mallctl %s): freed memory stays in the heap, which can grow past "
+      "the working set; to hand it back, run with MALLOC_CONF=%s",
+      ms,
+      what,
+      conf,
+  )
+  return False
 
 
 def release_free_memory() -> str:

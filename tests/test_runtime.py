@@ -1,5 +1,7 @@
 """hgnn_ima_jax.runtime: the allocator the command-line scripts re-execute themselves with."""
 
+import ctypes
+import logging
 import os
 import subprocess
 import sys
@@ -154,3 +156,39 @@ def test_decay_lets_freed_memory_go_back_unless_the_user_chose_malloc_conf(tmp_p
   else:
     assert applied == "True" and decays == ["0", "0"]
     assert int(after) <= int(before) + 100, out.stdout  # without the decay the 512 MiB stay (test above)
+
+
+def _mallctl_refusing(prefix: str):
+  """A stand-in for jemalloc's mallctl with one arena that refuses (EFAULT) every name starting with `prefix`."""
+
+  def mallctl(name, oldp, oldlenp, newp, newlen):
+    if name.decode().startswith(prefix):
+      return 14
+    if name == b"arenas.narenas":
+      ctypes.c_uint.from_address(oldp).value = 1
+    return 0
+
+  return mallctl
+
+
+@pytest.mark.parametrize(
+    "prefix, named",
+    [("arenas.narenas", "arenas.narenas"), ("arenas.dirty", "arenas.dirty_decay_ms"), ("arena.0.", "arena.<i>.*")],
+)
+def test_a_refused_decay_is_a_warning_with_the_malloc_conf_that_would_set_it(monkeypatch, caplog, prefix, named):
+  """Under our JEMALLOC_CONF a decay jemalloc refuses is logged, naming the mallctl and the fix, not a silent no-op."""
+  monkeypatch.setenv("MALLOC_CONF", runtime.JEMALLOC_CONF)
+  monkeypatch.setattr(runtime, "_mallctl", lambda: _mallctl_refusing(prefix))
+  with caplog.at_level(logging.WARNING):
+    assert runtime.decay_freed_memory(10_000) is False
+  (msg,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+  assert f"mallctl {named})" in msg
+  assert "MALLOC_CONF=narenas:1," in msg and "dirty_decay_ms:10000,muzzy_decay_ms:10000" in msg
+
+
+def test_a_decay_jemalloc_takes_is_not_logged(monkeypatch, caplog):
+  monkeypatch.setenv("MALLOC_CONF", runtime.JEMALLOC_CONF)
+  monkeypatch.setattr(runtime, "_mallctl", lambda: _mallctl_refusing("nothing"))
+  with caplog.at_level(logging.WARNING):
+    assert runtime.decay_freed_memory(10_000) is True
+  assert not [r for r in caplog.records if "refused" in r.getMessage()]
