@@ -64,6 +64,30 @@ def _after(ct: jax.Array, tree):
   return jax.tree.map(lambda x: x + dep.astype(x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
+def recompute_after_cotangent(fn: Callable) -> Callable:
+  """`fn` whose backward pass recomputes it from its arguments, once the cotangent exists.
+
+  What `jax.checkpoint` would do, but XLA:CPU cannot run the recomputation early (`_after`):
+  with `nn.remat` the input projection's BatchNorm outputs (N, 512) were rebuilt at the start
+  of the backward pass and alive through every layer's backward (350 B per edge at AMAZON-1
+  scale). Only the arguments are kept; all of them must be arrays.
+  """
+
+  @jax.custom_vjp
+  def late(*args):
+    return fn(*args)
+
+  def fwd(*args):
+    return fn(*args), args
+
+  def bwd(args, ct):
+    _, vjp = jax.vjp(fn, *_after(ct, args))
+    return vjp(ct)
+
+  late.defvjp(fwd, bwd)
+  return late
+
+
 def _rebuild_vjp(table, ct):
   """(the table as an array, the vjp of its build) in a backward pass: a `Rebuilt` one rebuilt after `ct`."""
   if isinstance(table, Rebuilt):

@@ -88,11 +88,22 @@ class Encoder(_EncoderFields):
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, *, train: bool):
     s = self.schema
+    remat = self.options.remat
     projection = InputProjection(
-        s, self.channels, self.hidden, self.projection, self.input_batch_norm, self.input_activation, name="projection"
+        s,
+        self.channels,
+        self.hidden,
+        self.projection,
+        self.input_batch_norm,
+        self.input_activation,
+        recompute=remat and self.input_batch_norm,
+        name="projection",
     )
     project = lambda module, features, valid: module(features, train=train, valid=valid)
-    if self.options.remat:  # recomputed in the backward pass: only the features (the graph's own arrays) are kept
+    # Recomputed in the backward pass: only the features (the graph's own arrays) are kept. With
+    # BatchNorm the projection does it itself, late (`nn.remat` rebuilt the (N, D) normalised inputs
+    # at the start of the backward pass, alive through every layer's).
+    if remat and not self.input_batch_norm:
       project = nn.remat(project, policy=jax.checkpoint_policies.nothing_saveable)
     hs = project(projection, graph.nodes["features"], graph.nodes.get("valid"))
     full_index = None

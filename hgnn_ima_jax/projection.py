@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from hgnn_ima_jax import edge_ops
 from hgnn_ima_jax.config_validation import CHOICES
 from hgnn_ima_jax.graph import Schema
 from hgnn_ima_jax.ops import torch_linear_init
@@ -15,6 +18,53 @@ def dense(features: int, fan_in: int, name: str, use_bias: bool = True) -> nn.De
   """A Linear with torch's default initialisation (U(±1/sqrt(fan_in)) for weight and bias)."""
   init = torch_linear_init(fan_in)
   return nn.Dense(features, use_bias=use_bias, kernel_init=init, bias_init=init, name=name)
+
+
+class BatchNormStats(nn.Module):
+  """`nn.BatchNorm`'s variables and statistics without its normalisation: (mean, var, scale, bias).
+
+  The same variable names, initial values and running-average update as `nn.BatchNorm` on the
+  last axis (fast variance, `mask` rows left out), so a checkpoint holds the same tree;
+  `bn_dense` normalises. Used when the input projection is recomputed (`recompute`).
+  """
+
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool, mask: jax.Array | None = None):
+    feat = (x.shape[-1],)
+    ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), feat)
+    ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), feat)
+    scale = self.param("scale", nn.initializers.ones, feat, jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, feat, jnp.float32)
+    if not train:
+      return ra_mean.value, ra_var.value, scale, bias
+    where = None if mask is None else jnp.broadcast_to(mask, x.shape)
+    mean = x.mean(0, where=where)
+    var = jnp.maximum(0.0, jnp.square(x).mean(0, where=where) - jnp.square(mean))
+    if not self.is_initializing():
+      ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+      ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    return mean, var, scale, bias
+
+
+class DenseParams(nn.Module):
+  """`dense`'s parameters (same names, shapes, order and initialisation), for `bn_dense` to apply."""
+
+  features: int
+  fan_in: int
+
+  @nn.compact
+  def __call__(self):
+    init = torch_linear_init(self.fan_in)
+    return self.param("kernel", init, (self.fan_in, self.features)), self.param("bias", init, (self.features,))
+
+
+def bn_dense(x, mean, var, scale, bias, kernel, dense_bias, *, epsilon: float):
+  """Lin(BN(x)) with BatchNorm's given statistics, in `nn.BatchNorm`'s and `nn.Dense`'s order of operations."""
+  mul = jax.lax.rsqrt(var + epsilon) * scale
+  return ((x - mean) * mul + bias) @ kernel + dense_bias
 
 
 class InputProjection(nn.Module):
@@ -31,6 +81,9 @@ class InputProjection(nn.Module):
     activation: 'tanh' (code) or 'linear' (paper Eq. 1).
     scalar_hidden: width-1 inputs (e.g. raw log-price) first pass an MLP(1→scalar_hidden→D)
       whose D is the widest other input of the type (the paper embeds price with an FFNN).
+    recompute: with `batch_norm`, Lin(BN(f)) keeps only f and BN's statistics for the backward
+      pass and recomputes the rest there, after its cotangent (`edge_ops.recompute_after_cotangent`);
+      the same values and variables (`config.model.remat`).
   """
 
   schema: Schema
@@ -40,6 +93,7 @@ class InputProjection(nn.Module):
   batch_norm: bool = False
   activation: str = "tanh"
   scalar_hidden: int = 64
+  recompute: bool = False
 
   def channel_name(self, c: int) -> str:
     return "+".join(self.schema.modalities[m] for m in self.channels[c])
@@ -78,6 +132,12 @@ class InputProjection(nn.Module):
         mask = None if valid is None else valid[sl][:, None]
         for c, x in enumerate(xs):
           cname = self.channel_name(c)
+          if self.batch_norm and self.recompute:
+            stats = BatchNormStats(momentum=0.9, epsilon=1e-5, name=f"bn_{tname}_{cname}")(x, train=train, mask=mask)
+            lin = DenseParams(self.hidden, x.shape[-1], name=f"proj_{tname}_{cname}")()
+            late = edge_ops.recompute_after_cotangent(functools.partial(bn_dense, epsilon=1e-5))
+            ys.append(late(x, *stats, *lin))
+            continue
           if self.batch_norm:
             bn = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=f"bn_{tname}_{cname}")
             x = bn(x) if mask is None else bn(x, mask=mask)

@@ -211,6 +211,7 @@ def test_model_gradients_equal_autodiff_through_plain_gathers(name, fields, monk
 def test_remat_gives_the_same_gradients(name, fields):
   """`model.remat` (sender tables rebuilt in the backward pass, the projection recomputed) changes no gradient."""
   kept, rebuilt = _model_grads(name, **fields), _model_grads(name, remat=True, **fields)
+  assert jax.tree.structure(kept) == jax.tree.structure(rebuilt)  # the same variables, so checkpoints carry over
   for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(kept), jax.tree_util.tree_leaves(rebuilt)):
     scale = max(float(np.max(np.abs(a))), 1e-3)
     np.testing.assert_allclose(b / scale, a / scale, atol=2e-5, err_msg=jax.tree_util.keystr(path))
