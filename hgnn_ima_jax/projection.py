@@ -13,6 +13,9 @@ from hgnn_ima_jax.config_validation import CHOICES
 from hgnn_ima_jax.graph import Schema
 from hgnn_ima_jax.ops import torch_linear_init
 
+# The code's BatchNorm1d settings, shared by flax's `nn.BatchNorm` path and the recomputed one.
+BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5
+
 
 def dense(features: int, fan_in: int, name: str, use_bias: bool = True) -> nn.Dense:
   """A Linear with torch's default initialisation (U(±1/sqrt(fan_in)) for weight and bias)."""
@@ -28,8 +31,7 @@ class BatchNormStats(nn.Module):
   `bn_dense` normalises. Used when the input projection is recomputed (`recompute`).
   """
 
-  momentum: float = 0.9
-  epsilon: float = 1e-5
+  momentum: float = BN_MOMENTUM
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool, mask: jax.Array | None = None):
@@ -65,6 +67,10 @@ def bn_dense(x, mean, var, scale, bias, kernel, dense_bias, *, epsilon: float):
   """Lin(BN(x)) with BatchNorm's given statistics, in `nn.BatchNorm`'s and `nn.Dense`'s order of operations."""
   mul = jax.lax.rsqrt(var + epsilon) * scale
   return ((x - mean) * mul + bias) @ kernel + dense_bias
+
+
+# Lin(BN(f)) that keeps only its arguments and is rebuilt once its cotangent exists (`recompute`).
+_late_bn_dense = edge_ops.recompute_after_cotangent(functools.partial(bn_dense, epsilon=BN_EPSILON))
 
 
 class InputProjection(nn.Module):
@@ -133,13 +139,14 @@ class InputProjection(nn.Module):
         for c, x in enumerate(xs):
           cname = self.channel_name(c)
           if self.batch_norm and self.recompute:
-            stats = BatchNormStats(momentum=0.9, epsilon=1e-5, name=f"bn_{tname}_{cname}")(x, train=train, mask=mask)
+            stats = BatchNormStats(name=f"bn_{tname}_{cname}")(x, train=train, mask=mask)
             lin = DenseParams(self.hidden, x.shape[-1], name=f"proj_{tname}_{cname}")()
-            late = edge_ops.recompute_after_cotangent(functools.partial(bn_dense, epsilon=1e-5))
-            ys.append(late(x, *stats, *lin))
+            ys.append(_late_bn_dense(x, *stats, *lin))
             continue
           if self.batch_norm:
-            bn = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=f"bn_{tname}_{cname}")
+            bn = nn.BatchNorm(
+                use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"bn_{tname}_{cname}"
+            )
             x = bn(x) if mask is None else bn(x, mask=mask)
           ys.append(dense(self.hidden, x.shape[-1], f"proj_{tname}_{cname}")(x))
       y = jnp.stack(ys, axis=1)
