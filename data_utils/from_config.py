@@ -6,6 +6,8 @@ never loads datasets itself.
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 
 from hgnn_ima_jax import config_validation as cv
@@ -20,14 +22,41 @@ def _synthetic_knobs(config) -> dict:
   return {k: v for k, v in (config.get("synthetic") or {}).items() if v is not None}
 
 
+def changed_synthetic_knobs(config) -> dict:
+  """The config.synthetic knobs whose values differ from `SyntheticConfig`'s defaults."""
+  defaults = {f.name: f.default for f in dataclasses.fields(SyntheticConfig)}
+  return {
+      k: v
+      for k, v in _synthetic_knobs(config).items()
+      if k not in defaults or cv.normalise(v) != cv.normalise(defaults[k])
+  }
+
+
 def check_data_config(config) -> None:
   """The data fields' own rules, after `config_validation.validate_config`: the synthetic knobs, checked by
   `SyntheticConfig` itself (its rules involve its structured defaults), as ConfigErrors on config.synthetic.<knob>.
 
+  Only `--dataset=synthetic` is built from the knobs: one set for any other dataset, the fixed
+  `synthetic_amazon1` graphs included, would be ignored, so it is an error instead.
+
   Raises:
     ConfigError: one line naming the knob, its value, the problem and the fix.
   """
-  if config.get("dataset") != "synthetic" or "synthetic" not in config:
+  if "synthetic" not in config:
+    return
+  dataset = config.get("dataset")
+  if dataset != "synthetic":
+    changed = changed_synthetic_knobs(config)
+    if changed:
+      knob, value = sorted(changed.items())[0]
+      raise cv.ConfigError(
+          f"synthetic.{knob}",
+          value,
+          f"is not read by dataset {dataset!r}: only --dataset=synthetic is generated from the synthetic knobs"
+          + (" (the AMAZON-1-like graphs are fixed)" if dataset in cv.SCALED_SYNTHETIC else ""),
+          "drop the --config.synthetic.* flags, or train --dataset=synthetic with them "
+          "(--config.synthetic.single_type=true gives a smaller AMAZON-1-like graph)",
+      )
     return
   knobs = _synthetic_knobs(config)
   try:

@@ -121,6 +121,7 @@ def build_config():
   # --model goes first among the overrides, so that an explicit --config.model_name still wins.
   overrides = {"model_name": FLAGS.model, **config_flags.get_override_values(FLAGS["config"])}
   opts = run_options.Options(
+      datasets=(FLAGS.dataset,),
       seeds=_seeds_flag(),
       epochs=FLAGS.epochs,
       features=FLAGS.features,

@@ -143,6 +143,10 @@ CLI_CASES = {
     "learning rate": (["--config.optimizer.learning_rate=-0.001"], "config.optimizer.learning_rate=-0.001: "),
     "variant": (["--config.model.variant=foo"], "config.model.variant=foo: "),
     "synthetic": (["--config.synthetic.misalignment=2"], "config.synthetic.misalignment="),
+    "knob of another dataset": (
+        ["--dataset=synthetic_amazon1", "--config.synthetic.scale=0.1"],
+        "config.synthetic.scale=0.1: is not read by dataset 'synthetic_amazon1'",
+    ),
 }
 
 

@@ -57,8 +57,30 @@ def test_a_config_names_them_and_validates():
     validate_run_config(config)
     assert config.model.projection == get_config("amazon1").model.projection  # AMAZON-1's profile
   config = get_config("synthetic_amazon1")
-  config.synthetic.scale = 0.001  # the synthetic knobs are not read for the fixed graphs
+  config.synthetic.scale = 0.001  # the synthetic knobs are not read for the fixed graphs...
   assert cv.result_fields(config) == cv.result_fields(get_config("synthetic_amazon1"))
+  # ... so a knob set for one is refused, not ignored; so is one for a file dataset
+  with pytest.raises(
+      cv.ConfigError, match=r"^config\.synthetic\.scale=0\.001: is not read by dataset 'synthetic_amazon1'"
+  ):
+    validate_run_config(config)
+  config = get_config("douban")
+  config.synthetic.modalities = ("text", "image")  # the default, written out: not a change
+  validate_run_config(config)
+  config.synthetic.homophily = 0.5
+  with pytest.raises(cv.ConfigError, match=r"^config\.synthetic\.homophily=0\.5: is not read by dataset 'douban'"):
+    validate_run_config(config)
+
+
+def test_a_run_over_several_datasets_gives_the_knobs_to_its_synthetic_cells():
+  from hgnn_ima_jax.experiments import run_options
+
+  opts = run_options.Options(datasets=("synthetic", "synthetic_amazon1"), overrides={"synthetic.scale": 0.1})
+  assert run_options.base_config("synthetic", opts).synthetic.scale == 0.1
+  validate_run_config(run_options.base_config("synthetic_amazon1", opts))
+  alone = run_options.Options(datasets=("synthetic_amazon1",), overrides={"synthetic.scale": 0.1})
+  with pytest.raises(cv.ConfigError, match=r"^config\.synthetic\.scale=0\.1: is not read"):
+    validate_run_config(run_options.base_config("synthetic_amazon1", alone))
 
 
 def test_unknown_bare_dataset_name_is_a_config_error():
@@ -66,7 +88,7 @@ def test_unknown_bare_dataset_name_is_a_config_error():
   config.dataset = "synthetic_amazon2"
   with pytest.raises(cv.ConfigError, match=r"^config\.dataset=synthetic_amazon2: is neither a known dataset"):
     validate_run_config(config)
-  config.dataset = "some/dir/graph.npz"  # a path: checked when it is read
+  config = get_config("some/dir/graph.npz")  # a path: checked when it is read
   validate_run_config(config)
 
 
