@@ -17,6 +17,9 @@ import sys
 
 import pytest
 
+# one worker builds the module fixture `bench` (pyproject.toml: --dist=loadgroup)
+pytestmark = pytest.mark.xdist_group("test_benchmark")
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -28,7 +31,8 @@ from hgnn_ima_jax.runtime import JEMALLOC_CONF, find_jemalloc  # noqa: E402
 SCRIPT = REPO / "benchmarks" / "step_time.py"
 OURS = ("hgnn_ima",)  # one model keeps the test fast; the others take the same path with another name
 PYG = ("pyg_hgt_late",)
-MATRIX = ["--allocators=glibc,jemalloc", "--ours_threads=default,cpus1", "--pyg_omp=PASSIVE", "--pyg_threads=1,2"]
+# Both allocators at XLA's default threads; the single-CPU variant runs in the seed-repetitions test.
+MATRIX = ["--allocators=glibc,jemalloc", "--ours_threads=default", "--pyg_omp=PASSIVE", "--pyg_threads=1,2"]
 STEP_KEYS = (
     "record",
     "graph",
@@ -134,8 +138,8 @@ def test_our_rows_full_schema_own_process_same_graph(bench):
   assert len({r["pid"] for r in ours}) == len(run["matrix"]["jax"])  # one process per variant
 
 
-def test_our_variants_run_under_their_settings(bench):
-  records, _, _ = bench
+def _assert_our_settings(records):
+  """Each of our rows ran under its variant's settings: its CPUs, its allocator and MALLOC_CONF."""
   run = _run(records)
   for r in _steps(records, "jax"):
     assert r["settings"]["omp_wait_policy"] is None
@@ -147,6 +151,13 @@ def test_our_variants_run_under_their_settings(bench):
       assert r["runtimes"]["jemalloc"] and r["env"]["MALLOC_CONF"] == JEMALLOC_CONF
     else:
       assert r["runtimes"]["jemalloc"] is None and r["env"]["MALLOC_CONF"] is None
+
+
+def test_our_variants_run_under_their_settings(bench):
+  records, _, _ = bench
+  run = _run(records)
+  _assert_our_settings(records)
+  assert {r["settings"]["allocator"] for r in _steps(records, "jax")} >= {"glibc"}
   if find_jemalloc() is None:
     assert "jemalloc" in run["unavailable"]["jax:jemalloc/xla-default"]
     assert "jemalloc/xla-default" not in run["matrix"]["jax"]
@@ -166,12 +177,15 @@ def test_seed_reps_time_the_seeds_in_each_repetition(tmp_path):
   """--seed_reps=2: the multi-seed timing runs in both repetitions of our first variant, each against its own worker's
   one-seed median, and the report's seed table has a row per repetition."""
   out = tmp_path / "seeds.jsonl"
-  flags = ["--tiny", "--nopyg", "--models=hgnn_ima", "--allocators=glibc", "--ours_threads=default"]
+  allocator = "jemalloc" if find_jemalloc() else "glibc"
+  flags = ["--tiny", "--nopyg", "--models=hgnn_ima", f"--allocators={allocator}", "--ours_threads=cpus1"]
   cmd = [sys.executable, str(SCRIPT), *flags, "--reps=2", "--seed_reps=2", "--steps=1", f"--out={out}"]
   proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-2000:]
   records = [json.loads(ln) for ln in out.read_text().splitlines()]
+  _assert_our_settings(records)  # here: the single-CPU variant
   rows = [r for r in _steps(records, "jax") if r.get("phase") == "final"]
+  assert {r["settings"]["threads"] for r in rows} == {"cpus1"}
   assert [(r["rep"], "multi_seed" in r) for r in rows] == [(0, True), (1, True)]
   for r in rows:
     ms = r["multi_seed_map"]
@@ -435,14 +449,19 @@ def scale_rows(tmp_path, *flags) -> list[dict]:
   return rows
 
 
+def _assert_minibatch_row(r):
+  assert r["batches"] == 2 and r["compiles"] >= 1 and r["sampler_ms_per_batch"] > 0 and r["inference_s"] > 0
+  assert 0.0 <= r["sampler_wait_share"] <= 1.0 and r["edges_per_s"] > 0 and r["peak_rss_mb"] > 0
+  assert r["steps_per_s_warm"] > 0
+
+
 def test_scale_benchmark_smoke(tmp_path):
-  """benchmarks/scale.py on the tiny graph: one JSON row per (graph, mode), each from its own process."""
-  rows = scale_rows(tmp_path, "--modes=neighbor,hgt,full", "--num_samples=16")
-  assert [(r["graph"], r["mode"]) for r in rows] == [("tiny", "neighbor"), ("tiny", "hgt"), ("tiny", "full")]
-  for r in rows[:2]:
-    assert r["batches"] == 2 and r["compiles"] >= 1 and r["sampler_ms_per_batch"] > 0 and r["inference_s"] > 0
-    assert 0.0 <= r["sampler_wait_share"] <= 1.0 and r["edges_per_s"] > 0 and r["peak_rss_mb"] > 0
-  assert rows[2]["step_ms_median"] > 0 and rows[2]["xla_temp_bytes_per_edge"] > 0
+  """benchmarks/scale.py on the tiny graph: one JSON row per (graph, mode), each from its own process (the
+  neighbour mode's rows: the devices column below)."""
+  rows = scale_rows(tmp_path, "--modes=hgt,full", "--num_samples=16")
+  assert [(r["graph"], r["mode"]) for r in rows] == [("tiny", "hgt"), ("tiny", "full")]
+  _assert_minibatch_row(rows[0])
+  assert rows[1]["step_ms_median"] > 0 and rows[1]["xla_temp_bytes_per_edge"] > 0
 
 
 def test_scale_benchmark_devices_column(tmp_path):
@@ -450,7 +469,8 @@ def test_scale_benchmark_devices_column(tmp_path):
   rows = scale_rows(tmp_path, "--modes=neighbor", "--devices=1,2,2x1", "--parts=2")
   assert [(r.get("devices"), r.get("processes")) for r in rows] == [(1, 1), (2, 1), (2, 2)], rows
   for r in rows:
-    assert r["parts"] == 2 and r["batches"] == 2 and r["steps_per_s_warm"] > 0 and r["inference_s"] > 0
+    assert r["mode"] == "neighbor" and r["parts"] == 2
+    _assert_minibatch_row(r)
   # the parts fix the batches, not the devices: every setting trains on the same targets and edges
   assert len({(r["targets"], r["real_edges"]) for r in rows}) == 1 and rows[0]["targets"] > 0
 
