@@ -17,9 +17,6 @@ import sys
 
 import pytest
 
-# one worker builds the module fixture `bench` (pyproject.toml: --dist=loadgroup)
-pytestmark = pytest.mark.xdist_group("test_benchmark")
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 

@@ -12,9 +12,6 @@ from data_helpers import copy_dataset
 
 from hgnn_ima_jax.data_utils.check import EXIT_FEATURES_MISSING, EXIT_INVALID, EXIT_OK, run
 
-# one worker builds the module fixture `cli_runs` (pyproject.toml: --dist=loadgroup)
-pytestmark = pytest.mark.xdist_group("test_check_cli")
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # Figures of ../shared/datasets/README.md and spec Sec. 5, as the table prints them.

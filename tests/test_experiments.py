@@ -28,9 +28,6 @@ from hgnn_ima_jax.experiments import (
     table2,
 )
 
-# one worker builds the module fixture `paper_workdir` (pyproject.toml: --dist=loadgroup)
-pytestmark = pytest.mark.xdist_group("test_experiments")
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 TINY_FLAGS = [

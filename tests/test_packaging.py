@@ -16,9 +16,6 @@ import sysconfig
 
 import pytest
 
-# one worker builds the module fixture `installed` (pyproject.toml: --dist=loadgroup)
-pytestmark = pytest.mark.xdist_group("test_packaging")
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TRAIN = [
     "--seeds=1",

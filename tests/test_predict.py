@@ -13,9 +13,6 @@ from hgnn_ima_jax.data_utils import load_for_config
 from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax.experiments.runs import load_run
 
-# one worker builds the module fixture `run` (pyproject.toml: --dist=loadgroup)
-pytestmark = pytest.mark.xdist_group("test_predict")
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

@@ -14,9 +14,6 @@ import time
 
 import pytest
 
-# one worker builds the module fixture `full_run` (pyproject.toml: --dist=loadgroup)
-pytestmark = pytest.mark.xdist_group("test_resume_and_signals")
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EPOCHS = 60
 RUN_FLAGS = [
