@@ -45,7 +45,7 @@ def check_data_config(config) -> None:
   if "synthetic" not in config:
     return
   dataset = config.get("dataset")
-  if dataset != "synthetic":
+  if "synthetic" in cv.unread_data_fields(dataset):
     changed = changed_synthetic_knobs(config)
     if changed:
       knob, value = sorted(changed.items())[0]

@@ -322,6 +322,14 @@ def normalise(tree):
   return json.loads(json.dumps(tree, sort_keys=True, default=lambda x: list(x) if isinstance(x, tuple) else str(x)))
 
 
+def unread_data_fields(dataset: str | None) -> tuple[str, ...]:
+  """The data fields a dataset does not read: data_dir/features for 'synthetic' (generated), the synthetic
+  knobs for every other dataset, and all three for the fixed AMAZON-1-like graphs (no file, no knobs)."""
+  if dataset in SCALED_SYNTHETIC:
+    return ("data_dir", "features", "synthetic")
+  return ("data_dir", "features") if dataset == "synthetic" else ("synthetic",)
+
+
 def result_fields(config) -> dict:
   """The fields that decide what a run trains: the config without `RESULT_NEUTRAL` fields and without the
   data fields its dataset does not read (data_dir/features for 'synthetic', the synthetic knobs otherwise)."""
@@ -331,10 +339,7 @@ def result_fields(config) -> dict:
     node = get_path(d, ".".join(parents), None) if parents else d
     if isinstance(node, dict):
       node.pop(leaf, None)
-  unread = {"synthetic": ("data_dir", "features")}.get(d.get("dataset"), ("synthetic",))
-  if d.get("dataset") in SCALED_SYNTHETIC:  # fixed graphs: no file, no knobs
-    unread = ("data_dir", "features", "synthetic")
-  for k in unread:
+  for k in unread_data_fields(d.get("dataset")):
     d.pop(k, None)
   return d
 
