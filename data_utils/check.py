@@ -24,6 +24,7 @@ from hgnn_ima_jax import data_utils
 from hgnn_ima_jax.graph import MMHN, SPLITS, DatasetError
 
 from .files import MissingFilesError
+from .from_config import unread_file_field
 
 EXIT_OK, EXIT_USAGE, EXIT_INVALID, EXIT_FEATURES_MISSING = 0, 1, 2, 3
 
@@ -59,6 +60,11 @@ def run(
 ) -> int:
   """Loads, validates and reports one dataset; returns the exit code (see module docstring)."""
   kwargs = dict(features=features, missing_fill=missing_fill, feature_seed=feature_seed)
+  for field, value in (("data_dir", data_dir), ("features", features)):
+    unread = unread_file_field(dataset, field, value)
+    if unread:  # it would be ignored
+      print(f"ERROR: --{field}={value}: {unread[0]}. Fix: {unread[1]}", file=err)
+      return EXIT_USAGE
   try:
     try:
       graph = data_utils.load_dataset(dataset, data_dir, **kwargs)

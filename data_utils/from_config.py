@@ -32,19 +32,45 @@ def changed_synthetic_knobs(config) -> dict:
   }
 
 
+# The values of `data_dir` and `features` that mean "not given" (the config's and the CLIs' defaults).
+_FILE_FIELD_DEFAULTS = {"data_dir": ("", None), "features": ("real", None)}
+
+
+def unread_file_field(dataset: str, field: str, value) -> tuple[str, str] | None:
+  """(problem, fix) when `data_dir` or `features` is given for a dataset that does not read it (it would be
+  ignored: `--data_dir` with `--dataset=synthetic`, or with a path to a graph); None when it is read or unset."""
+  if field not in cv.unread_data_fields(dataset) or value in _FILE_FIELD_DEFAULTS[field]:
+    return None
+  if dataset.lower() in ("synthetic", *cv.SCALED_SYNTHETIC):
+    return (
+        f"is not read by dataset {dataset!r}: it is generated, not read from files",
+        f"drop --{field}, or give it with a dataset read from files (e.g. --dataset=douban)",
+    )
+  return (
+      f"is not read for dataset path {dataset!r}: the path itself names the files",
+      "drop --data_dir, or give a dataset name (douban, imdb, ...) to read it from that directory",
+  )
+
+
 def check_data_config(config) -> None:
   """The data fields' own rules, after `config_validation.validate_config`: the synthetic knobs, checked by
   `SyntheticConfig` itself (its rules involve its structured defaults), as ConfigErrors on config.synthetic.<knob>.
 
-  Only `--dataset=synthetic` is built from the knobs: one set for any other dataset, the fixed
-  `synthetic_amazon1` graphs included, would be ignored, so it is an error instead.
+  A data field the dataset does not read (`config_validation.unread_data_fields`) would be ignored, so a
+  value other than its default is an error instead: the synthetic knobs for any dataset but `synthetic` (the
+  fixed `synthetic_amazon1` graphs included), `data_dir`/`features` for the generated graphs, `data_dir` for
+  a dataset path.
 
   Raises:
-    ConfigError: one line naming the knob, its value, the problem and the fix.
+    ConfigError: one line naming the field, its value, the problem and the fix.
   """
+  dataset = config.get("dataset")
+  for field in _FILE_FIELD_DEFAULTS if isinstance(dataset, str) else ():
+    unread = unread_file_field(dataset, field, config.get(field))
+    if unread:
+      raise cv.ConfigError(field, config.get(field), *unread)
   if "synthetic" not in config:
     return
-  dataset = config.get("dataset")
   if "synthetic" in cv.unread_data_fields(dataset):
     changed = changed_synthetic_knobs(config)
     if changed:

@@ -188,19 +188,24 @@ def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
     config = get_config(dataset, opts.protocol)
   default_seeds = tuple(config.seeds) if opts.tiny else tuple(range(DEFAULT_SEEDS))
   config.seeds = tuple(opts.seeds) if opts.seeds else default_seeds
-  if opts.data_dir:
+  if opts.data_dir and not _for_other_cells("data_dir", dataset, opts):
     config.data_dir = opts.data_dir
-  if opts.features:
+  if opts.features and not _for_other_cells("features", dataset, opts):
     config.features = opts.features
   if opts.epochs is not None:
     config.num_epochs = int(opts.epochs)
   for path, value in opts.overrides.items():
-    # A run over several datasets gives the synthetic knobs to its synthetic cells; with no synthetic
-    # cell they stay, so that validation refuses them rather than ignore them.
-    if path.startswith("synthetic.") and dataset != "synthetic" and "synthetic" in opts.datasets:
-      continue
-    set_path(config, path, value)
+    if not _for_other_cells(path.split(".")[0], dataset, opts):
+      set_path(config, path, value)
   return config
+
+
+def _for_other_cells(field: str, dataset: str, opts: Options) -> bool:
+  """Whether a data field is meant for the other datasets of a run: this cell's dataset does not read it
+  and another one does (--data_dir in `--datasets=synthetic,douban` is douban's). When no dataset of the
+  run reads it, it stays, so that validation refuses it rather than ignore it."""
+  unread = lambda d: field in cv.unread_data_fields(d)
+  return unread(dataset) and any(not unread(d) for d in opts.datasets)
 
 
 def cell_config(dataset: str, opts: Options, model: str = "hgnn_ima", **fields) -> ml_collections.ConfigDict:

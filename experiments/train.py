@@ -30,7 +30,7 @@ from hgnn_ima_jax import config_validation as cv  # noqa: E402
 from hgnn_ima_jax import run_dir  # noqa: E402
 from hgnn_ima_jax.data_utils import load_for_config, validate_run_config  # noqa: E402
 from hgnn_ima_jax.experiments import formatting, launch, run_options  # noqa: E402
-from hgnn_ima_jax.experiments.configs import PROTOCOLS, set_path  # noqa: E402
+from hgnn_ima_jax.experiments.configs import PROTOCOLS, get_config, set_path  # noqa: E402
 from hgnn_ima_jax.graph import DatasetError  # noqa: E402
 from hgnn_ima_jax.memory_check import StepMemoryError  # noqa: E402
 
@@ -146,6 +146,13 @@ def resume_config(workdir: str):
         "Fix: start it again without --resume, with the same flags"
     )
   config = run_dir.read_config(workdir)
+  # A data field the dataset does not read never changed the run; an older version saved whatever was
+  # given (--data_dir with --dataset=synthetic), which validation now refuses, so it goes back to its default.
+  unread = cv.unread_data_fields(config.get("dataset"))
+  defaults = get_config(config.dataset, config.get("protocol", "code"))
+  for field in unread:
+    if field in config and field in defaults:
+      config[field] = defaults[field]
   saved = cv.normalise(config.to_dict())
   asked = [
       (f"--{name}={FLAGS[name].value}", path, _seeds_flag() if name == "seeds" else FLAGS[name].value)
@@ -158,7 +165,7 @@ def resume_config(workdir: str):
   ]
   for flag, path, value in asked:
     have = cv.get_path(saved, path, None)
-    if path in cv.RESULT_NEUTRAL:
+    if path in cv.RESULT_NEUTRAL or path.split(".")[0] in unread:  # an unread one: refused by validation
       set_path(config, path, value)
     elif cv.normalise(value) != have:
       raise ResumeError(

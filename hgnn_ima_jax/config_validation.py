@@ -324,10 +324,16 @@ def normalise(tree):
 
 def unread_data_fields(dataset: str | None) -> tuple[str, ...]:
   """The data fields a dataset does not read: data_dir/features for 'synthetic' (generated), the synthetic
-  knobs for every other dataset, and all three for the fixed AMAZON-1-like graphs (no file, no knobs)."""
-  if dataset in SCALED_SYNTHETIC:
+  knobs for every other dataset, all three for the fixed AMAZON-1-like graphs (no file, no knobs), and
+  data_dir for a generic-format path (the path says where the files are)."""
+  if not isinstance(dataset, str):
+    return ("synthetic",)
+  name = dataset.lower()
+  if name in SCALED_SYNTHETIC:
     return ("data_dir", "features", "synthetic")
-  return ("data_dir", "features") if dataset == "synthetic" else ("synthetic",)
+  if name == "synthetic":
+    return ("data_dir", "features")
+  return ("synthetic",) if name in DATASET_NAMES else ("data_dir", "synthetic")
 
 
 def result_fields(config) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from data_helpers import copy_dataset
 
-from hgnn_ima_jax.data_utils.check import EXIT_FEATURES_MISSING, EXIT_INVALID, EXIT_OK, run
+from hgnn_ima_jax.data_utils.check import EXIT_FEATURES_MISSING, EXIT_INVALID, EXIT_OK, EXIT_USAGE, run
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -109,3 +109,22 @@ def test_usage_error_exits_1():
       env=dict(os.environ),
   )
   assert p.returncode == 1 and "dataset" in p.stderr
+
+
+@pytest.mark.parametrize(
+    "dataset,flag",
+    [
+        ("synthetic", {"data_dir": "/some/where"}),
+        ("synthetic_amazon1", {"features": "generated"}),
+        ("g.npz", {"data_dir": "d"}),
+    ],
+)
+def test_a_flag_the_dataset_does_not_read_exits_1_before_loading(dataset, flag, monkeypatch):
+  from hgnn_ima_jax import data_utils
+
+  monkeypatch.setattr(data_utils, "load_dataset", lambda *a, **k: pytest.fail("loaded"))
+  out, err = io.StringIO(), io.StringIO()
+  assert run(dataset, **flag, out=out, err=err) == EXIT_USAGE
+  ((field, value),) = flag.items()
+  assert err.getvalue().startswith(f"ERROR: --{field}={value}: is not read ") and err.getvalue().count("\n") == 1
+  assert "Fix: drop --" in err.getvalue() and out.getvalue() == ""

@@ -131,6 +131,56 @@ def test_seeds_text_errors_are_config_errors():
       run_options.parse_seeds(text)
 
 
+# --- data fields the dataset does not read: refused, not ignored ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "dataset,field,value,problem",
+    [
+        ("synthetic", "data_dir", "/some/where", "is not read by dataset 'synthetic': it is generated"),
+        ("synthetic", "features", "generated", "is not read by dataset 'synthetic': it is generated"),
+        ("synthetic_amazon1", "data_dir", "/some/where", "is not read by dataset 'synthetic_amazon1'"),
+        ("synthetic_amazon1", "features", "generated", "is not read by dataset 'synthetic_amazon1'"),
+        ("graphs/mine.npz", "data_dir", "/some/where", "is not read for dataset path 'graphs/mine.npz'"),
+    ],
+)
+def test_a_file_field_the_dataset_does_not_read_is_refused(dataset, field, value, problem):
+  config = get_config(dataset)
+  validate_run_config(config)  # the defaults: nothing given
+  setattr(config, field, value)
+  with pytest.raises(cv.ConfigError) as info:
+    validate_run_config(config)
+  assert str(info.value).startswith(f"config.{field}={value}: {problem}") and LINE.match(str(info.value))
+  # ... and read where the dataset reads it
+  for name in ("douban", "amazon2"):
+    validate_run_config(with_fields(get_config(name), **{field: value}))
+  validate_run_config(with_fields(get_config("graphs/mine.npz"), features="generated"))  # a published-format dir
+
+
+def test_a_run_over_several_datasets_gives_file_fields_to_the_datasets_that_read_them():
+  opts = run_options.Options(datasets=("synthetic", "douban"), data_dir="/d", features="generated")
+  douban, synthetic = run_options.base_config("douban", opts), run_options.base_config("synthetic", opts)
+  assert (douban.data_dir, douban.features) == ("/d", "generated")
+  assert (synthetic.data_dir, synthetic.features) == ("", "real")
+  validate_run_config(synthetic)
+  # The same through --config: the path's first part is the field.
+  opts = run_options.Options(datasets=("synthetic", "douban"), overrides={"data_dir": "/d"})
+  assert run_options.base_config("douban", opts).data_dir == "/d"
+  assert run_options.base_config("synthetic", opts).data_dir == ""
+  # No dataset of the run reads it: it stays, and is refused.
+  alone = run_options.Options(datasets=("synthetic", "synthetic_amazon1"), data_dir="/d")
+  with pytest.raises(cv.ConfigError, match=r"^config\.data_dir=/d: is not read by dataset 'synthetic'"):
+    validate_run_config(run_options.base_config("synthetic", alone))
+
+
+def test_unread_fields_are_one_rule_for_validation_and_result_fields():
+  for dataset in (*DATASETS, "graphs/mine.npz", "Synthetic"):
+    config = get_config(dataset)
+    kept = cv.result_fields(config)
+    for field in ("data_dir", "features", "synthetic"):
+      assert (field in cv.unread_data_fields(dataset)) == (field not in kept), (dataset, field)
+
+
 # --- the scripts: exit 2, one line, nothing written -------------------------------------------
 
 CLI_CASES = {
@@ -147,6 +197,7 @@ CLI_CASES = {
         ["--dataset=synthetic_amazon1", "--config.synthetic.scale=0.1"],
         "config.synthetic.scale=0.1: is not read by dataset 'synthetic_amazon1'",
     ),
+    "data_dir of a generated graph": (["--data_dir=/tmp"], "config.data_dir=/tmp: is not read by dataset 'synthetic'"),
 }
 
 

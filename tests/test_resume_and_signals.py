@@ -101,6 +101,22 @@ def test_resume_refuses_a_flag_that_contradicts_the_saved_config(full_run, flag,
   assert (full_run / "config.json").read_text() == before
 
 
+def test_resume_resets_a_field_the_dataset_never_read_and_refuses_one_given(full_run, tmp_path):
+  # An older version saved --data_dir given with --dataset=synthetic (ignored then, refused now).
+  config = json.loads((full_run / "config.json").read_text())
+  assert config["dataset"] == "synthetic" and config["data_dir"] == ""
+  old = tmp_path / "old"
+  (old / "checkpoints" / "latest" / "10").mkdir(parents=True)
+  (old / "config.json").write_text(json.dumps({**config, "data_dir": "/old/dir"}))
+  proc = run(old, "--resume", "--print_config")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert json.loads(proc.stdout)["data_dir"] == "" and json.loads(proc.stdout)["num_epochs"] == EPOCHS
+  proc = run(old, "--resume", "--data_dir=/new/dir")
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+  assert lines[0].startswith("error: config.data_dir=/new/dir: is not read by dataset 'synthetic'")
+
+
 def test_resume_without_a_run_or_checkpoint_is_one_line(tmp_path):
   proc = run(tmp_path / "nothing", "--resume")
   assert proc.returncode == 2 and proc.stderr.strip().startswith("error: --resume: ")
