@@ -249,7 +249,7 @@ def _cross_checks(d: dict) -> None:
           "mesh_data",
           data,
           f"does not divide batch.parts={parts}",
-          f"use a divisor of {parts} devices, or batch.parts a multiple of {data}",
+          f"set mesh_data to a divisor of {parts}, or batch.parts to a multiple of {data}",
       )
     if (parts > 1 or data > 1) and get_path(d, "batch.mode", "full") == "full":
       raise ConfigError(
