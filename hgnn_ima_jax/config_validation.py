@@ -126,7 +126,7 @@ NUMBERS: dict[str, Number] = {
     "batch.prefetch": Number(integer=True, lo=0),
     "batch.seed": Number(integer=True, lo=0),
     "batch.eval_every": COUNT,
-    "batch.eval_chunk": COUNT,
+    "batch.eval_chunk": Number(integer=True, lo=0),  # 0: automatic
     "batch.parts": COUNT,  # sub-graphs per global batch (hgnn_ima_jax.distributed): fixes the result
     "mesh_data": COUNT,  # devices sharing each global batch: changes the speed, not the result
 }

@@ -216,6 +216,16 @@ def make_parts_program(one_seed, seed_batch: int, mesh: DeviceMesh | None):
   return jax.jit(sm, donate_argnums=(0,))
 
 
+def agree_smallest(value: int) -> int:
+  """The smallest of every process's value (one tiny all-gather): for a choice every process must make alike,
+  from inputs that could differ between hosts (e.g. XLA's memory estimates)."""
+  if jax.process_count() == 1:
+    return int(value)
+  from jax.experimental import multihost_utils
+
+  return int(np.min(multihost_utils.process_allgather(np.asarray([value], np.int64))))
+
+
 def agree_rung(rung: int) -> int:
   """The rung every process pads its parts to: the largest any process needs (one tiny all-gather per step)."""
   if jax.process_count() == 1:

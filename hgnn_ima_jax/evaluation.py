@@ -14,13 +14,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from hgnn_ima_jax import distributed
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.hosts import host
-from hgnn_ima_jax.inference import LayerwiseInference
+from hgnn_ima_jax.inference import LayerwiseInference, largest_chunk_within
 from hgnn_ima_jax.losses import masked_cross_entropy
 from hgnn_ima_jax.minibatch import BatchSettings, BatchSource
 from hgnn_ima_jax.state import TrainState, create_model, variables_of
+
+# Receivers per layer-wise chunk when config.batch.eval_chunk is 0 and no training batch bounds it, and the
+# smallest size the automatic choice considers (the fixed default before it).
+DEFAULT_EVAL_CHUNK = 4096
 
 
 class Evaluator:
@@ -32,6 +37,20 @@ class Evaluator:
     self.labels = np.asarray(data.labels)
     self._layerwise = None
     self._sampled = None
+    self.chunk_size: int | None = None  # the layer-wise chunk size in use, once chosen
+    self.max_bytes: int | None = None  # the memory bound of the automatic chunk size (`evaluate` sets it)
+
+  def _chunk_size(self, variables) -> int:
+    """`settings.eval_chunk`, or for 0 the largest chunk whose programs need no more memory than the training
+    step (`inference.largest_chunk_within`, a chunk for every device), or `DEFAULT_EVAL_CHUNK` without a bound."""
+    if self.settings.eval_chunk:
+      return self.settings.eval_chunk
+    if self.max_bytes is None:
+      return DEFAULT_EVAL_CHUNK
+    chosen = largest_chunk_within(
+        self.model, variables, self.data, self.max_bytes, start=DEFAULT_EVAL_CHUNK, min_chunks=jax.device_count()
+    )
+    return distributed.agree_smallest(chosen)  # every process must deal the same chunks
 
   def logits(self, params, batch_stats) -> tuple[np.ndarray, float]:
     """(logits of every target node, L_att) for one seed's variables."""
@@ -40,8 +59,9 @@ class Evaluator:
       if self._layerwise is None:
         # Every device of every process takes a share of the chunks (all processes evaluate every seed alike).
         devices = jax.devices() if jax.device_count() > 1 else None
+        self.chunk_size = self._chunk_size(variables)
         self._layerwise = LayerwiseInference(
-            self.model, variables, self.data, chunk_size=self.settings.eval_chunk, devices=devices
+            self.model, variables, self.data, chunk_size=self.chunk_size, devices=devices
         )
       else:
         self._layerwise.set_variables(variables)
@@ -70,8 +90,14 @@ class Evaluator:
       att, n = att + float(a), n + 1
     return logits, att / max(n, 1)
 
-  def evaluate(self, state: TrainState, num_seeds: int) -> dict:
-    """The eval dict `steps.track` reads, stacked over the run's seeds (padding seeds evaluated as well)."""
+  def evaluate(self, state: TrainState, num_seeds: int, max_bytes: int | None = None) -> dict:
+    """The eval dict `steps.track` reads, stacked over the run's seeds (padding seeds evaluated as well).
+
+    max_bytes: the training step's bytes per call (`StepPrograms.smallest_bytes`), the bound of an automatic
+    `batch.eval_chunk` (read once, at the first layer-wise evaluation).
+    """
+    if self.max_bytes is None:
+      self.max_bytes = max_bytes
     on_host = host((state.params, state.batch_stats))
     masks = {s: self.data.split_mask(s) for s in ("train", "val")}
     labels = jnp.asarray(self.labels, jnp.int32)

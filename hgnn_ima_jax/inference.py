@@ -389,6 +389,71 @@ class LayerwiseInference:
     return float(np.mean(per_layer))
 
 
+def chunk_program_bytes(
+    model, variables: Mapping[str, Any], data: MMHN, chunk_size: int, in_edges: InEdges | None = None
+):
+  """XLA's bytes per call (temporaries and outputs) of the larger of the projection and layer programs of
+  `LayerwiseInference` at `chunk_size` on `data`, from compiling them on the default device (nothing runs);
+  None where the backend gives no estimate."""
+  lw = LayerwiseInference(model, variables, chunk_size=chunk_size)
+  s, dt = data.schema, lw.dtype
+  budgets = lw.budgets_for(data, in_edges)
+  spec = lambda shape, dtype=dt: jax.ShapeDtypeStruct(tuple(shape), dtype)
+  features = {m: spec((sum(budgets.receivers), s.max_feature_dim(mi))) for mi, m in enumerate(s.modalities)}
+  layer_args = (
+      [lw.params[e.key].get("layer_0") for e in lw.encoders],
+      tuple(spec((budgets.nodes[t], lw.num_lanes, model.hidden)) for t in range(s.num_node_types)),
+      spec((sum(budgets.edges),), np.int32),
+      spec((sum(budgets.edges),), np.int32),
+      spec((sum(budgets.edges),), bool),
+      tuple(spec((q,), np.int32) for q in budgets.receivers),
+  )
+  programs = [(lw._project_fn(budgets, s), (lw.params, lw.batch_stats, features))]
+  if model.num_layers:
+    programs.append((lw._layer_fn(budgets, s), layer_args))
+  sizes = []
+  for fn, args in programs:
+    memory = jax.jit(fn).lower(*args).compile().memory_analysis()
+    if memory is None:
+      return None
+    sizes.append(int(memory.temp_size_in_bytes) + int(memory.output_size_in_bytes))
+  return max(sizes)
+
+
+def largest_chunk_within(
+    model,
+    variables: Mapping[str, Any],
+    data: MMHN,
+    max_bytes: int,
+    *,
+    start: int = 4096,
+    min_chunks: int = 1,
+    min_gain: float = 0.1,
+) -> int:
+  """The largest of start, 2·start, 4·start, ... whose chunk programs need at most `max_bytes` per call
+  (`chunk_program_bytes`), with at least `min_chunks` receiver chunks per layer, and where each doubling paid:
+  it cut a layer's estimated work (chunks × bytes per chunk) by at least `min_gain`; `start` otherwise.
+
+  Why: each chunk recomputes the keys and sender tables of all senders of its receivers. Where chunks share
+  senders (a dense graph: AMAZON, `synthetic_amazon1`), a chunk twice as large needs much less than twice the
+  memory and time, and fewer, larger chunks are faster (benchmarks/README.md, *Layer-wise inference*); where they
+  do not (`synthetic10m` at 4,096), doubling only doubles the memory, so it stops. Mini-batch evaluation passes
+  the training step's bytes as `max_bytes`, so that evaluating needs no more memory than training already does.
+  Each size probed costs one compilation of the projection and layer programs (start included, unless one
+  chunk of `start` holds every node).
+  """
+  total, in_edges = sum(data.schema.num_nodes), InEdges(data)
+  size, need = start, None
+  while size < total and -(-total // (2 * size)) >= min_chunks:
+    if need is None:
+      need = chunk_program_bytes(model, variables, data, size, in_edges)
+    bigger = chunk_program_bytes(model, variables, data, 2 * size, in_edges)
+    if need is None or bigger is None or bigger > max_bytes or bigger > 2 * (1 - min_gain) * need:
+      break
+    size, need = 2 * size, bigger
+  return size
+
+
 def layerwise_predict(
     model, variables: Mapping[str, Any], data: MMHN, *, chunk_size: int = 4096, **kwargs
 ) -> InferenceResult:

@@ -73,7 +73,7 @@ class BatchSettings:
   seed: int = 0
   eval: str = "layerwise"
   eval_every: int = 1
-  eval_chunk: int = 4096
+  eval_chunk: int = 0  # 0: automatic (evaluation.Evaluator)
   parts: int = 1
   trim: bool = True
 
@@ -270,6 +270,16 @@ class StepPrograms:
       self._programs[budget] = self._checked(jax.jit(map_seeds(one, self.seed_batch), donate_argnums=(0,)), budget)
     return self._programs[budget]
 
+  def smallest_bytes(self) -> int | None:
+    """XLA's bytes per call (temporaries and outputs) of the smallest compiled step, None before one is compiled
+    or where the backend gives no estimate: the memory a run already needs, which evaluation may use too."""
+    sizes = []
+    for program in self._programs.values():
+      memory = program.compiled.memory_analysis() if program.compiled is not None else None
+      if memory is not None:
+        sizes.append(int(memory.temp_size_in_bytes) + int(memory.output_size_in_bytes))
+    return min(sizes) if sizes else None
+
   def _checked(self, jitted, budget: Budget) -> MemoryCheckedProgram:
     b = self.config.get("batch") or {}
     what = (
@@ -381,7 +391,7 @@ def run_minibatch_epochs(
         bar.close()
     row = {k: v for k, v in sums.means().items()}
     if (epoch + 1) % max(1, settings.eval_every) == 0 or epoch + 1 == num_epochs:
-      ev = evaluator.evaluate(state, len(run.run_seeds))
+      ev = evaluator.evaluate(state, len(run.run_seeds), programs.smallest_bytes())
       active = np.asarray(host(state.active))
       state = _track_all(state, jax.tree.map(jnp.asarray, ev), jnp.asarray(epoch, jnp.int32), **es)
       row.update({k: v for k, v in ev.items() if k != "pred"})

@@ -287,6 +287,7 @@ def train_and_evaluate(
     write_config(workdir, config)
     write_schema(workdir, data.schema)
   t_train = time.time()
+  evaluator = Evaluator(config, data, settings) if settings.sampled else None
   if settings.sampled:
     state, history = minibatch.run_minibatch_epochs(
         run,
@@ -294,7 +295,7 @@ def train_and_evaluate(
         history,
         resumed,
         source=source,
-        evaluator=Evaluator(config, data, settings),
+        evaluator=evaluator,
         progress=progress,
         should_stop=should_stop,
     )
@@ -313,6 +314,8 @@ def train_and_evaluate(
           "split": data.provenance.get("split", "file"),
       }
   )
+  if evaluator is not None and evaluator.chunk_size is not None:
+    results["eval_chunk"] = evaluator.chunk_size  # receivers per layer-wise chunk (chosen when batch.eval_chunk=0)
   run.manager.save_best(state, seeds, results)
   run.manager.close()
   if main:

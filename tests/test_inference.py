@@ -295,3 +295,28 @@ def test_float64_agrees_to_rounding():
   assert res.logits.dtype == np.float64
   np.testing.assert_allclose(res.logits, full.logits, rtol=1e-12, atol=1e-12)
   np.testing.assert_allclose(res.att_loss, float(full.att_loss), rtol=1e-12)
+
+
+def test_the_automatic_chunk_size_is_the_largest_within_the_memory_bound():
+  data = graph()
+  model, variables, full = built("hgnn_ima", data)
+  total = sum(data.schema.num_nodes)
+  sizes = [2**i for i in range(1, total.bit_length() + 1)]  # the last one holds every node
+  need = {c: inference.chunk_program_bytes(model, variables, data, c) for c in sizes}
+  assert need[sizes[-1]] > need[2] > 0
+  pick = functools.partial(inference.largest_chunk_within, model, variables, data, start=2)
+
+  def paid(c, gain):  # each doubling up to c cut chunks x bytes by `gain`
+    return all(need[2 * s] <= 2 * (1 - gain) * need[s] for s in sizes if s < c)
+
+  for gain in (0.0, 0.1):
+    for bound in (need[8], need[sizes[-1]]):
+      c = pick(bound, min_gain=gain)
+      assert need[c] <= bound and paid(c, gain)
+      assert c == sizes[-1] or need[2 * c] > bound or not paid(2 * c, gain)  # the largest such size
+  assert pick(need[sizes[-1]], min_gain=0.0) == sizes[-1] and pick(need[8], min_gain=0.0) >= 8
+  assert pick(0) == 2 and pick(need[sizes[-1]], min_gain=1.0) == 2  # `start` is the floor
+  # at least as many chunks per layer as asked for (one per device in mini-batch evaluation)
+  c = pick(need[sizes[-1]], min_gain=0.0, min_chunks=3)
+  assert -(-total // c) >= 3 > -(-total // (2 * c))
+  assert_equal_outputs(inference.layerwise_predict(model, variables, data, chunk_size=c), full)

@@ -41,6 +41,7 @@ def test_chunks_over_four_devices_and_two_processes_equal_one_device(tmp_path):
   finally:
     processes.stop(four + two)
   assert [r["devices"] for r in results] == [4, 4, 4]
+  assert [r["agreed"] for r in results] == [10, 10, 10]  # process 1 offered 11: every process takes the smallest
   for name in MODELS:
     want, stats = ref[name]
     assert min(stats["chunks"]) > 4  # more chunks than devices: several rounds

@@ -108,8 +108,10 @@ def get_config() -> ml_collections.ConfigDict:
           prefetch=2,  # batches prepared ahead on a background thread (0: in the training thread)
           seed=0,  # the batch sequence's seed (every model seed trains on the same batches)
           eval="layerwise",  # 'layerwise' (exact, every node) | 'sampled' (sampled sub-graphs of val/test targets)
-          eval_every=1,
-          eval_chunk=4096,  # epochs between evaluations; receivers per layer-wise chunk
+          eval_every=1,  # epochs between evaluations
+          # Receivers per layer-wise chunk; 0: the largest chunk (4096·2^k) within the smallest training batch's
+          # padded sizes, so that evaluation needs no more memory than a training step (fewer chunks are faster).
+          eval_chunk=0,
           parts=1,  # sub-graphs per batch, each sampled on its own; fixes the result on any number of devices
           # neighbor: layer k runs only on the nodes within the hops the later layers read (PyG's
           # trim_to_layer): the targets' outputs are unchanged; L_att then covers the edges those layers compute.
