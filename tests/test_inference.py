@@ -297,13 +297,15 @@ def test_float64_agrees_to_rounding():
   np.testing.assert_allclose(res.att_loss, float(full.att_loss), rtol=1e-12)
 
 
-def test_the_automatic_chunk_size_is_the_largest_within_the_memory_bound():
+def test_the_automatic_chunk_size_is_the_largest_within_the_memory_bound(monkeypatch):
   data = graph()
   model, variables, full = built("hgnn_ima", data)
   total = sum(data.schema.num_nodes)
   sizes = [2**i for i in range(1, total.bit_length() + 1)]  # the last one holds every node
   need = {c: inference.chunk_program_bytes(model, variables, data, c) for c in sizes}
   assert need[sizes[-1]] > need[2] > 0
+  # the choices below read these compiled sizes instead of compiling each size again
+  monkeypatch.setattr(inference, "chunk_program_bytes", lambda m, v, d, c, in_edges=None: need[c])
   pick = functools.partial(inference.largest_chunk_within, model, variables, data, start=2)
 
   def paid(c, gain):  # each doubling up to c cut chunks x bytes by `gain`
