@@ -140,21 +140,18 @@ def test_bad_batch_settings_are_one_line_errors(field, value, problem):
     cv.validate_config(config(**{field: value}))
 
 
-def test_automatic_eval_chunk_stays_within_the_training_step_and_changes_no_result(data, tmp_path, monkeypatch):
+def test_automatic_eval_chunk_stays_within_the_training_step(data, tmp_path, monkeypatch):
+  """The run's choice is bounded by its own compiled step and recorded; that any chunk size gives the full-batch
+  outputs is tests/test_inference.py's (every model, chunk sizes 1, 3 and >= N)."""
   from hgnn_ima_jax import evaluation, inference
 
   monkeypatch.setattr(evaluation, "DEFAULT_EVAL_CHUNK", 64)  # the 500-node graph fits the default in one chunk
   made, init = [], evaluation.Evaluator.__init__
   monkeypatch.setattr(evaluation.Evaluator, "__init__", lambda self, *a: (init(self, *a), made.append(self))[0])
-  c = {"batch.mode": "neighbor", "batch.size": 16, "batch.fanouts": (4, 4), "batch.buckets": 1, "num_epochs": 2}
+  c = {"batch.mode": "neighbor", "batch.size": 16, "batch.fanouts": (4, 4), "batch.buckets": 1, "num_epochs": 1}
   auto = fit(config(**c), tmp_path / "auto", data)
   ev = made[-1]
   assert ev.settings.eval_chunk == 0 and ev.max_bytes > 0 and ev.chunk_size > 64 and auto["eval_chunk"] == ev.chunk_size
-  variables = jax.tree.map(np.asarray, ev._layerwise.params)
-  variables = {"params": variables, "batch_stats": jax.tree.map(np.asarray, ev._layerwise.batch_stats)}
+  variables = {"params": ev._layerwise.params, "batch_stats": ev._layerwise.batch_stats}
   assert inference.chunk_program_bytes(ev.model, variables, data, ev.chunk_size) <= ev.max_bytes
-  fixed = fit(config(**c, **{"batch.eval_chunk": 64}), tmp_path / "fixed", data)
-  assert made[-1].chunk_size == 64
-  for a, b in zip(history(tmp_path / "auto"), history(tmp_path / "fixed")):
-    assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5) and a["val_macro_f1"] == b["val_macro_f1"]
-  assert auto["per_seed"][0]["test_macro_f1"] == fixed["per_seed"][0]["test_macro_f1"]
+  assert ev._layerwise.last_budgets.chunk_size == ev.chunk_size  # the evaluation ran with it
