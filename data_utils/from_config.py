@@ -41,7 +41,7 @@ def unread_file_field(dataset: str, field: str, value) -> tuple[str, str] | None
   ignored: `--data_dir` with `--dataset=synthetic`, or with a path to a graph); None when it is read or unset."""
   if field not in cv.unread_data_fields(dataset) or value in _FILE_FIELD_DEFAULTS[field]:
     return None
-  if dataset.lower() in ("synthetic", *cv.SCALED_SYNTHETIC):
+  if "features" in cv.unread_data_fields(dataset):  # a generated graph
     return (
         f"is not read by dataset {dataset!r}: it is generated, not read from files",
         f"drop --{field}, or give it with a dataset read from files (e.g. --dataset=douban)",

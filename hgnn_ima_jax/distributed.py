@@ -216,20 +216,21 @@ def make_parts_program(one_seed, seed_batch: int, mesh: DeviceMesh | None):
   return jax.jit(sm, donate_argnums=(0,))
 
 
-def agree_smallest(value: int) -> int:
-  """The smallest of every process's value (one tiny all-gather): for a choice every process must make alike,
-  from inputs that could differ between hosts (e.g. XLA's memory estimates)."""
+def _agree(value: int, reduce) -> int:
+  """`reduce` (np.min, np.max) of every process's value: one tiny all-gather."""
   if jax.process_count() == 1:
     return int(value)
   from jax.experimental import multihost_utils
 
-  return int(np.min(multihost_utils.process_allgather(np.asarray([value], np.int64))))
+  return int(reduce(multihost_utils.process_allgather(np.asarray([value], np.int64))))
+
+
+def agree_smallest(value: int) -> int:
+  """The smallest of every process's value: for a choice every process must make alike, from inputs that could
+  differ between hosts (e.g. XLA's memory estimates)."""
+  return _agree(value, np.min)
 
 
 def agree_rung(rung: int) -> int:
   """The rung every process pads its parts to: the largest any process needs (one tiny all-gather per step)."""
-  if jax.process_count() == 1:
-    return int(rung)
-  from jax.experimental import multihost_utils
-
-  return int(np.max(multihost_utils.process_allgather(np.asarray([rung], np.int32))))
+  return _agree(rung, np.max)

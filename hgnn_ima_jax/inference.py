@@ -80,6 +80,7 @@ from hgnn_ima_jax.fusion import ModalityFusion, class_logits
 from hgnn_ima_jax.graph import MMHN, Schema, check_schema
 from hgnn_ima_jax.layers import HGNNIMALayer
 from hgnn_ima_jax.losses import attention_loss_terms
+from hgnn_ima_jax.memory_check import needed_bytes
 from hgnn_ima_jax.models import HGNNIMA, HGT, HGTLate
 from hgnn_ima_jax.projection import InputProjection, dense
 
@@ -392,7 +393,7 @@ class LayerwiseInference:
 def chunk_program_bytes(
     model, variables: Mapping[str, Any], data: MMHN, chunk_size: int, in_edges: InEdges | None = None
 ):
-  """XLA's bytes per call (temporaries and outputs) of the larger of the projection and layer programs of
+  """XLA's bytes per call (`memory_check.needed_bytes`) of the larger of the projection and layer programs of
   `LayerwiseInference` at `chunk_size` on `data`, from compiling them on the default device (nothing runs);
   None where the backend gives no estimate."""
   lw = LayerwiseInference(model, variables, chunk_size=chunk_size)
@@ -411,13 +412,8 @@ def chunk_program_bytes(
   programs = [(lw._project_fn(budgets, s), (lw.params, lw.batch_stats, features))]
   if model.num_layers:
     programs.append((lw._layer_fn(budgets, s), layer_args))
-  sizes = []
-  for fn, args in programs:
-    memory = jax.jit(fn).lower(*args).compile().memory_analysis()
-    if memory is None:
-      return None
-    sizes.append(int(memory.temp_size_in_bytes) + int(memory.output_size_in_bytes))
-  return max(sizes)
+  sizes = [needed_bytes(jax.jit(fn).lower(*args).compile()) for fn, args in programs]
+  return None if None in sizes else max(sizes)
 
 
 def largest_chunk_within(

@@ -46,7 +46,7 @@ from hgnn_ima_jax.batch_stream import BatchStream
 from hgnn_ima_jax.budgets import Budget, BudgetLadder, padded_schema
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.hosts import host
-from hgnn_ima_jax.memory_check import MemoryCheckedProgram, remat_first
+from hgnn_ima_jax.memory_check import MemoryCheckedProgram, needed_bytes, remat_first
 from hgnn_ima_jax.optim import learning_rate_at
 from hgnn_ima_jax.run_log import EpochSums, TrainingInterrupted, history_rows
 from hgnn_ima_jax.runtime import decay_freed_memory
@@ -271,13 +271,10 @@ class StepPrograms:
     return self._programs[budget]
 
   def smallest_bytes(self) -> int | None:
-    """XLA's bytes per call (temporaries and outputs) of the smallest compiled step, None before one is compiled
+    """XLA's bytes per call (`memory_check.needed_bytes`) of the smallest compiled step, None before one is compiled
     or where the backend gives no estimate: the memory a run already needs, which evaluation may use too."""
-    sizes = []
-    for program in self._programs.values():
-      memory = program.compiled.memory_analysis() if program.compiled is not None else None
-      if memory is not None:
-        sizes.append(int(memory.temp_size_in_bytes) + int(memory.output_size_in_bytes))
+    sizes = [needed_bytes(p.compiled) for p in self._programs.values() if p.compiled is not None]
+    sizes = [n for n in sizes if n is not None]
     return min(sizes) if sizes else None
 
   def _checked(self, jitted, budget: Budget) -> MemoryCheckedProgram:

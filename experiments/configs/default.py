@@ -109,8 +109,8 @@ def get_config() -> ml_collections.ConfigDict:
           seed=0,  # the batch sequence's seed (every model seed trains on the same batches)
           eval="layerwise",  # 'layerwise' (exact, every node) | 'sampled' (sampled sub-graphs of val/test targets)
           eval_every=1,  # epochs between evaluations
-          # Receivers per layer-wise chunk; 0: the largest chunk (4096·2^k) within the smallest training batch's
-          # padded sizes, so that evaluation needs no more memory than a training step (fewer chunks are faster).
+          # Receivers per layer-wise chunk; 0: doubled from 4096 while the chunk programs need no more memory than
+          # the smallest training step and each doubling pays (inference.largest_chunk_within: fewer chunks are faster).
           eval_chunk=0,
           parts=1,  # sub-graphs per batch, each sampled on its own; fixes the result on any number of devices
           # neighbor: layer k runs only on the nodes within the hops the later layers read (PyG's
