@@ -403,3 +403,22 @@ def test_direct_mode_uses_target_to_target_edges_and_finds_class_aligned_attenti
   assert kinds["alpha[text]"]["mass_same"] == pytest.approx(kinds["alpha[text]"]["mass_same_uniform"])
   assert kinds["beta"]["norm_ratio"] > 1.5 and kinds["beta"]["ratio"] > 1.5
   assert kinds["beta"]["mass_same"] > kinds["beta"]["mass_same_uniform"] + 0.05
+
+
+def test_results_note_names_the_generated_features():
+  """The train CLI's note: which features were generated when the rest are the dataset's (IMDB without posters)."""
+  from hgnn_ima_jax.experiments import outputs
+
+  seed = {"seed": 0, "best_epoch": 1, "test_micro_f1": 0.5, "test_macro_f1": 0.4}
+  stats = {"mean": 0.5, "std": 0.0}
+  base = {"per_seed": [seed], "test_micro_f1": stats, "test_macro_f1": stats, "comparable_with_paper": False}
+  imdb = {"movie/text": "real", "movie/image": "generated", "actor/image": "filled:text", "actor/text": "real"}
+  table = outputs.results_table({**base, "features": imdb})
+  assert table.splitlines()[-1] == (
+      "NOTE: movie/image features were generated (the rest come from the dataset); "
+      "these numbers are not comparable with the paper."
+  )
+  synthetic = {"movie/text": "generated", "movie/image": "generated", "actor/image": "filled:text"}
+  every = outputs.results_table({**base, "features": synthetic})
+  assert every.splitlines()[-1].startswith("NOTE: features were generated;")
+  assert "NOTE" not in outputs.results_table({**base, "comparable_with_paper": True, "features": imdb})
