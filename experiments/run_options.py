@@ -13,6 +13,8 @@ importing several scripts in one process (the tests) defines no flag twice.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import re
 import sys
 from typing import Sequence
 
@@ -77,14 +79,49 @@ def parse_ints(text: str | Sequence[int]) -> tuple[int, ...]:
   return tuple(int(s) for s in text)
 
 
-def define_config_flag(help_text: str):
+def define_config_flag(help_text: str, argv: Sequence[str] | None = None):
   """`--config.<field>=<value>` over experiments/configs/default.py. Defined here, not in the script, so
-  that --help shows it as the compact field list of `launch.config_summary` rather than a 90-line dump."""
+  that --help shows it as the compact field list of `launch.config_summary` rather than a 90-line dump.
+
+  ml_collections resolves the overrides in `argv` (default sys.argv) while it defines the flag, and a field
+  that does not exist gave a KeyError traceback there; such an override now exits with one line (exit 2).
+  """
   from ml_collections import config_flags
 
   from .configs import default
 
-  config_flags.DEFINE_config_dict("config", default.get_config(), help_text)
+  config = default.get_config()
+  problem = unknown_config_override(sys.argv if argv is None else argv, config)
+  if problem:
+    print(f"error: {problem}", file=sys.stderr)
+    sys.exit(2)
+  config_flags.DEFINE_config_dict("config", config, help_text)
+
+
+def unknown_config_override(argv: Sequence[str], config: ml_collections.ConfigDict) -> str | None:
+  """The error line for the first `--config.<path>` of `argv` that names no field of `config`; None if all do."""
+  for arg in argv[1:]:
+    if arg == "--":  # what follows is not ours (e.g. a wrapped script's own flags)
+      break
+    m = re.match(r"--?config\.([^=]*)(?:=(.*))?$", arg)
+    if not m:
+      continue
+    path, node, seen = m.group(1), config, []
+    given = path if m.group(2) is None else f"{path}={m.group(2)}"
+    for part in path.split("."):
+      key = re.sub(r"\[[^]]*\]$", "", part)  # ml_collections' list index, e.g. fanouts[0]
+      if not isinstance(node, ml_collections.ConfigDict):
+        return (
+            f"config.{given}: config.{'.'.join(seen)} is a value, not a group of fields. "
+            f"Fix: set it as --config.{'.'.join(seen)}=<value>"
+        )
+      if key not in node:
+        where = f"config.{'.'.join(seen)}" if seen else "config"
+        near = difflib.get_close_matches(key, list(node.keys()), n=1)
+        fix = f"did you mean --config.{'.'.join(seen + near)}?" if near else f"use one of {', '.join(node.keys())}"
+        return f"config.{given}: {where} has no field {key!r}. Fix: {fix} (--help lists them)"
+      node, seen = node[key], seen + [key]
+  return None
 
 
 def define_common_flags(

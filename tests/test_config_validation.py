@@ -198,6 +198,12 @@ CLI_CASES = {
         "config.synthetic.scale=0.1: is not read by dataset 'synthetic_amazon1'",
     ),
     "data_dir of a generated graph": (["--data_dir=/tmp"], "config.data_dir=/tmp: is not read by dataset 'synthetic'"),
+    # ml_collections raised a KeyError / AttributeError traceback for these while defining the flag
+    "misspelt field": (
+        ["--config.model.hiden=32"],
+        "config.model.hiden=32: config.model has no field 'hiden'. Fix: did you mean --config.model.hidden?",
+    ),
+    "unknown section": (["--config.optim.learning_rate=0.1"], "config.optim.learning_rate=0.1: config has no field"),
 }
 
 
@@ -232,6 +238,23 @@ def test_artefact_scripts_refuse_bad_cells_before_writing(script, args, tmp_path
   line = _one_error_line(proc)
   assert any(f in line for f in ("num_layers=-1", "seeds=a", "model.hidden=16", "num_epochs=0")), line
   assert not workdir.exists()
+
+
+def test_unknown_config_overrides_are_named_with_the_nearest_field():
+  from hgnn_ima_jax.experiments import run_options
+  from hgnn_ima_jax.experiments.configs import default
+
+  config = default.get_config()
+  check = lambda *args: run_options.unknown_config_override(["train.py", *args], config)
+  assert check("--config.model.hidden=32", "--config.batch.fanouts=5,5", "--seeds=2", "--config.model.remat") is None
+  assert check("--config.batch.fanouts[0]=5") is None  # ml_collections' index syntax
+  assert check("--config.optimizer.lr", "0.1") == (
+      "config.optimizer.lr: config.optimizer has no field 'lr'. Fix: use one of "
+      + ", ".join(config.optimizer.keys())
+      + " (--help lists them)"
+  )
+  assert check("--config.seeds.first=1").startswith("config.seeds.first=1: config.seeds is a value, not a group")
+  assert check("--", "--config.zzz=1") is None  # after '--' the flags are not ours
 
 
 def test_print_config_shows_the_resolved_values():
