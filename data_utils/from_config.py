@@ -65,6 +65,16 @@ def check_data_config(config) -> None:
     ConfigError: one line naming the field, its value, the problem and the fix.
   """
   dataset = config.get("dataset")
+  if "split_fractions" in config:
+    try:
+      splits.check_fractions(config.split_fractions)
+    except ValueError:  # it was raised only while loading, as a traceback
+      raise cv.ConfigError(
+          "split_fractions",
+          config.split_fractions,
+          "must be three positive train/val/test fractions summing to 1",
+          "give e.g. --config.split_fractions='(0.2, 0.1, 0.7)' (read with --config.split=stratified)",
+      ) from None
   for field in _FILE_FIELD_DEFAULTS if isinstance(dataset, str) else ():
     unread = unread_file_field(dataset, field, config.get(field))
     if unread:

@@ -182,6 +182,16 @@ def initialize_distributed(coordinator: str | None, num_processes: int | None, p
     if num_processes is not None or process_id is not None:
       raise app.UsageError("--num_processes/--process_id need --coordinator=HOST:PORT (or --coordinator=auto)")
     return
+  if coordinator != "auto":
+    # Checked here: jax.distributed.initialize raises a traceback for these, or waits for a coordinator.
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+      raise app.UsageError(f"--coordinator={coordinator}: expected HOST:PORT, e.g. 10.0.0.1:12345 (or auto)")
+    if num_processes is not None and process_id is not None and not 0 <= process_id < num_processes:
+      raise app.UsageError(
+          f"--process_id={process_id} with --num_processes={num_processes}: process ids run from 0 to "
+          f"num_processes - 1 (and num_processes >= 1); give each process its own id in that range"
+      )
   import jax
   # XLA:CPU needs a collectives backend across processes; GPUs and TPUs ignore this setting.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")

@@ -198,6 +198,10 @@ CLI_CASES = {
         "config.synthetic.scale=0.1: is not read by dataset 'synthetic_amazon1'",
     ),
     "data_dir of a generated graph": (["--data_dir=/tmp"], "config.data_dir=/tmp: is not read by dataset 'synthetic'"),
+    "split fractions": (
+        ["--config.split=stratified", "--config.split_fractions=0.5,0.6,0.1"],
+        "config.split_fractions=(0.5, 0.6, 0.1): must be three positive",
+    ),
     # ml_collections raised a KeyError / AttributeError traceback for these while defining the flag
     "misspelt field": (
         ["--config.model.hiden=32"],

@@ -281,7 +281,7 @@ def test_bad_parts_or_mesh_are_one_line_errors(overrides, field, problem):
   assert "\n" not in str(e.value) and "Fix:" in str(e.value)
 
 
-def test_distributed_flags_need_a_coordinator():
+def test_distributed_flags_are_checked_before_jax_distributed_starts():
   from absl import app
 
   from hgnn_ima_jax.experiments import train as train_cli
@@ -291,3 +291,10 @@ def test_distributed_flags_need_a_coordinator():
   with pytest.raises(app.UsageError, match="needs --num_processes and --process_id"):
     train_cli.initialize_distributed("127.0.0.1:1234", None, 0)
   train_cli.initialize_distributed(None, None, None)  # a single process: nothing to do
+  # refused before jax.distributed.initialize, which raised a traceback (or waited) for these
+  for bad_id, count in ((5, 2), (-1, 2), (0, 0)):
+    with pytest.raises(app.UsageError, match=f"--process_id={bad_id} with --num_processes={count}: process ids"):
+      train_cli.initialize_distributed("127.0.0.1:1234", count, bad_id)
+  for address in ("127.0.0.1", "127.0.0.1:port", ":1234", "127.0.0.1:70000"):
+    with pytest.raises(app.UsageError, match="expected HOST:PORT"):
+      train_cli.initialize_distributed(address, 2, 0)
