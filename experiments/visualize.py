@@ -229,6 +229,11 @@ def main(argv):
     raise app.UsageError(f"--model={FLAGS.model} is unknown; choose one of {', '.join(MODEL_NAMES)}")
   if FLAGS.resume and not FLAGS.workdir:
     raise app.UsageError("--resume needs the --workdir of the earlier run")
+  if FLAGS.run and not os.path.isfile(os.path.join(FLAGS.run, "config.json")):  # was a traceback when loading
+    common.fail(
+        f"--run={FLAGS.run}: holds no training run (no config.json). "
+        "Fix: give the --workdir of an experiments/train.py run, or drop --run to train one here"
+    )
   opts = common.options_or_exit(FLAGS)
   # A finished run's figures go next to it; a run trained here gets a new directory.
   workdir = FLAGS.workdir or FLAGS.run or common.default_workdir("visualize")

@@ -290,6 +290,16 @@ def test_visualize_cli_on_a_trained_run(paper_workdir):
   _png_ok(out / "attention.png")
 
 
+def test_visualize_refuses_a_run_directory_without_a_run(tmp_path):
+  proc = run_python("experiments/visualize.py", f"--run={tmp_path}", timeout=120)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  assert proc.stderr.strip() == (
+      f"error: --run={tmp_path}: holds no training run (no config.json). "
+      "Fix: give the --workdir of an experiments/train.py run, or drop --run to train one here"
+  )
+  assert list(tmp_path.iterdir()) == []
+
+
 def test_attention_figure_has_a_row_per_layer_pair_titles_and_a_caption():
   kind = {
       "mean_same": 0.04,
