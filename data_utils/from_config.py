@@ -59,22 +59,13 @@ def check_data_config(config) -> None:
   A data field the dataset does not read (`config_validation.unread_data_fields`) would be ignored, so a
   value other than its default is an error instead: the synthetic knobs for any dataset but `synthetic` (the
   fixed `synthetic_amazon1` graphs included), `data_dir`/`features` for the generated graphs, `data_dir` for
-  a dataset path.
+  a dataset path, `split_fractions`/`split_seed` unless `split` is 'stratified'.
 
   Raises:
     ConfigError: one line naming the field, its value, the problem and the fix.
   """
   dataset = config.get("dataset")
-  if "split_fractions" in config:
-    try:
-      splits.check_fractions(config.split_fractions)
-    except ValueError:  # it was raised only while loading, as a traceback
-      raise cv.ConfigError(
-          "split_fractions",
-          config.split_fractions,
-          "must be three positive train/val/test fractions summing to 1",
-          "give e.g. --config.split_fractions='(0.2, 0.1, 0.7)' (read with --config.split=stratified)",
-      ) from None
+  _check_split_fields(config)
   for field in _FILE_FIELD_DEFAULTS if isinstance(dataset, str) else ():
     unread = unread_file_field(dataset, field, config.get(field))
     if unread:
@@ -103,6 +94,33 @@ def check_data_config(config) -> None:
     raise cv.ConfigError("synthetic", knobs, str(e), "use the knobs of data_utils.synthetic.SyntheticConfig") from None
 
 
+def _check_split_fields(config) -> None:
+  """split_fractions well-formed (it was checked only while loading, a traceback), and the split's fraction
+  and seed given only where they are read: split=stratified draws the split; 'file' uses the dataset's own."""
+  if "split_fractions" in config:
+    try:
+      splits.check_fractions(config["split_fractions"])
+    except ValueError:
+      raise cv.ConfigError(
+          "split_fractions",
+          config["split_fractions"],
+          "must be three positive train/val/test fractions summing to 1",
+          "give e.g. --config.split_fractions='(0.2, 0.1, 0.7)' (read with --config.split=stratified)",
+      ) from None
+  if config.get("split", "file") == "stratified":
+    return
+  defaults = {"split_fractions": splits.DEFAULT_FRACTIONS, "split_seed": splits.DEFAULT_SEED}
+  for field in cv.SPLIT_DRAW_FIELDS:
+    value = config.get(field, defaults[field])
+    if (tuple(float(x) for x in value) if field == "split_fractions" else value) != defaults[field]:
+      raise cv.ConfigError(
+          field,
+          value,
+          "is not read with split=file: the dataset's own train/val/test split is used",
+          "add --config.split=stratified to draw the split with it, or drop it",
+      )
+
+
 def validate_run_config(config) -> None:
   """Every check of a run config before its data is loaded: the library's, then the data layer's."""
   cv.validate_config(config)
@@ -114,7 +132,7 @@ def load_for_config(config: ml_collections.ConfigDict) -> MMHN:
   split = config.get("split", "file")
   if split not in splits.SPLIT_RULES:  # before any file is read
     raise ValueError(f"config.split={split!r}: use one of {splits.SPLIT_RULES}")
-  fractions = splits.check_fractions(config.get("split_fractions", (0.2, 0.1, 0.7)))
+  fractions = splits.check_fractions(config.get("split_fractions", splits.DEFAULT_FRACTIONS))
   kwargs, missing_fill = {}, config.get("missing_fill", "code")
   if config.dataset == "synthetic":
     kwargs = _synthetic_knobs(config)
@@ -130,4 +148,4 @@ def load_for_config(config: ml_collections.ConfigDict) -> MMHN:
       feature_seed=config.get("feature_seed", 0),
       **kwargs,
   )
-  return splits.resplit(data, split, fractions, int(config.get("split_seed", 0)))
+  return splits.resplit(data, split, fractions, int(config.get("split_seed", splits.DEFAULT_SEED)))

@@ -15,6 +15,8 @@ import numpy as np
 from hgnn_ima_jax.graph import MMHN, SPLITS
 
 SPLIT_RULES = ("file", "stratified")
+DEFAULT_FRACTIONS = (0.2, 0.1, 0.7)  # the paper's 20/10/70 (config.split_fractions)
+DEFAULT_SEED = 0  # config.split_seed
 
 
 def check_fractions(fractions) -> tuple[float, float, float]:

@@ -239,9 +239,15 @@ def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
 
 def _for_other_cells(field: str, dataset: str, opts: Options) -> bool:
   """Whether a data field is meant for the other datasets of a run: this cell's dataset does not read it
-  and another one does (--data_dir in `--datasets=synthetic,douban` is douban's). When no dataset of the
-  run reads it, it stays, so that validation refuses it rather than ignore it."""
-  unread = lambda d: field in cv.unread_data_fields(d)
+  and another one does (--data_dir in `--datasets=synthetic,douban` is douban's; --config.split_fractions
+  under the paper protocol is IMDB's, the one split it draws). When no dataset of the run reads it, it
+  stays, so that validation refuses it rather than ignore it."""
+
+  def unread(d: str) -> bool:
+    if field in cv.SPLIT_DRAW_FIELDS:  # read where the cell's split is drawn
+      return opts.overrides.get("split", get_config(d, opts.protocol).split) != "stratified"
+    return field in cv.unread_data_fields(d)
+
   return unread(dataset) and any(not unread(d) for d in opts.datasets)
 
 

@@ -146,9 +146,10 @@ def resume_config(workdir: str):
         "Fix: start it again without --resume, with the same flags"
     )
   config = run_dir.read_config(workdir)
-  # A data field the dataset does not read never changed the run; an older version saved whatever was
-  # given (--data_dir with --dataset=synthetic), which validation now refuses, so it goes back to its default.
-  unread = cv.unread_data_fields(config.get("dataset"))
+  # A data field the run does not read never changed it; an older version saved whatever was given
+  # (--data_dir with --dataset=synthetic, --config.split_seed with split=file), which validation now
+  # refuses, so it goes back to its default.
+  unread = cv.unread_fields(config)
   defaults = get_config(config.dataset, config.get("protocol", "code"))
   for field in unread:
     if field in config and field in defaults:

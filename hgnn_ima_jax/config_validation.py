@@ -336,16 +336,27 @@ def unread_data_fields(dataset: str | None) -> tuple[str, ...]:
   return ("synthetic",) if name in DATASET_NAMES else ("data_dir", "synthetic")
 
 
+# Read only when config.split is 'stratified' (the split is drawn); with 'file' the dataset's own split is used.
+SPLIT_DRAW_FIELDS = ("split_fractions", "split_seed")
+
+
+def unread_fields(config) -> tuple[str, ...]:
+  """`unread_data_fields` of the config's dataset, plus `SPLIT_DRAW_FIELDS` when its split is 'file'."""
+  draw = () if config.get("split", "file") == "stratified" else SPLIT_DRAW_FIELDS
+  return unread_data_fields(config.get("dataset")) + draw
+
+
 def result_fields(config) -> dict:
   """The fields that decide what a run trains: the config without `RESULT_NEUTRAL` fields and without the
-  data fields its dataset does not read (data_dir/features for 'synthetic', the synthetic knobs otherwise)."""
+  data fields it does not read (`unread_fields`: data_dir/features for 'synthetic', the synthetic knobs
+  otherwise, the split's fractions and seed with split='file')."""
   d = normalise(to_dict(config))
   for k in RESULT_NEUTRAL:
     *parents, leaf = k.split(".")
     node = get_path(d, ".".join(parents), None) if parents else d
     if isinstance(node, dict):
       node.pop(leaf, None)
-  for k in unread_data_fields(d.get("dataset")):
+  for k in unread_fields(d):
     d.pop(k, None)
   return d
 

@@ -173,12 +173,35 @@ def test_a_run_over_several_datasets_gives_file_fields_to_the_datasets_that_read
     validate_run_config(run_options.base_config("synthetic", alone))
 
 
+def test_the_split_fields_are_read_only_when_the_split_is_drawn():
+  """split_fractions and split_seed: refused with split=file (the dataset's own split was used silently),
+  read with split=stratified; a paper-protocol run gives them to IMDB, the one dataset whose split it draws."""
+  for field, value in (("split_fractions", (0.3, 0.1, 0.6)), ("split_seed", 3)):
+    with pytest.raises(cv.ConfigError, match=rf"^config\.{field}=.*: is not read with split=file"):
+      validate_run_config(with_fields(get_config("douban"), **{field: value}))
+    validate_run_config(with_fields(get_config("douban"), split="stratified", **{field: value}))
+    validate_run_config(with_fields(get_config("imdb", "paper"), **{field: value}))  # stratified there
+  validate_run_config(with_fields(get_config("douban"), split_fractions=[0.2, 0.1, 0.7], split_seed=0))  # defaults
+  paper = run_options.Options(datasets=("douban", "imdb"), protocol="paper", overrides={"split_seed": 4})
+  assert run_options.base_config("imdb", paper).split_seed == 4
+  assert run_options.base_config("douban", paper).split_seed == 0
+  validate_run_config(run_options.base_config("douban", paper))
+  every = run_options.Options(datasets=("douban", "imdb"), overrides={"split_seed": 4, "split": "stratified"})
+  assert [run_options.base_config(d, every).split_seed for d in ("douban", "imdb")] == [4, 4]
+  alone = run_options.Options(datasets=("douban", "amazon"), overrides={"split_seed": 4})  # nobody draws
+  with pytest.raises(cv.ConfigError, match=r"^config\.split_seed=4: is not read with split=file"):
+    validate_run_config(run_options.base_config("douban", alone))
+
+
 def test_unread_fields_are_one_rule_for_validation_and_result_fields():
   for dataset in (*DATASETS, "graphs/mine.npz", "Synthetic"):
     config = get_config(dataset)
     kept = cv.result_fields(config)
     for field in ("data_dir", "features", "synthetic"):
       assert (field in cv.unread_data_fields(dataset)) == (field not in kept), (dataset, field)
+    for split in ("file", "stratified"):
+      kept = cv.result_fields(with_fields(get_config(dataset), split=split))
+      assert all((f in kept) == (split == "stratified") for f in cv.SPLIT_DRAW_FIELDS), (dataset, split)
 
 
 # --- the scripts: exit 2, one line, nothing written -------------------------------------------
@@ -202,6 +225,7 @@ CLI_CASES = {
         ["--config.split=stratified", "--config.split_fractions=0.5,0.6,0.1"],
         "config.split_fractions=(0.5, 0.6, 0.1): must be three positive",
     ),
+    "split seed of the file split": (["--config.split_seed=3"], "config.split_seed=3: is not read with split=file"),
     # ml_collections raised a KeyError / AttributeError traceback for these while defining the flag
     "misspelt field": (
         ["--config.model.hiden=32"],

@@ -107,14 +107,21 @@ def test_resume_resets_a_field_the_dataset_never_read_and_refuses_one_given(full
   assert config["dataset"] == "synthetic" and config["data_dir"] == ""
   old = tmp_path / "old"
   (old / "checkpoints" / "latest" / "10").mkdir(parents=True)
-  (old / "config.json").write_text(json.dumps({**config, "data_dir": "/old/dir"}))
+  # ... and a split seed with the file split (also ignored then)
+  assert config["split"] == "file" and config["split_seed"] == 0
+  (old / "config.json").write_text(json.dumps({**config, "data_dir": "/old/dir", "split_seed": 5}))
   proc = run(old, "--resume", "--print_config")
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert json.loads(proc.stdout)["data_dir"] == "" and json.loads(proc.stdout)["num_epochs"] == EPOCHS
-  proc = run(old, "--resume", "--data_dir=/new/dir")
-  lines = [l for l in proc.stderr.splitlines() if l.strip()]
-  assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
-  assert lines[0].startswith("error: config.data_dir=/new/dir: is not read by dataset 'synthetic'")
+  resumed = json.loads(proc.stdout)
+  assert (resumed["data_dir"], resumed["split_seed"], resumed["num_epochs"]) == ("", 0, EPOCHS)
+  for flag, error in (
+      ("--data_dir=/new/dir", "config.data_dir=/new/dir: is not read by dataset 'synthetic'"),
+      ("--config.split_seed=2", "config.split_seed=2: is not read with split=file"),
+  ):
+    proc = run(old, "--resume", flag)
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith(f"error: {error}")
 
 
 def test_resume_without_a_run_or_checkpoint_is_one_line(tmp_path):

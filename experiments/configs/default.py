@@ -10,6 +10,7 @@ import typing
 import ml_collections
 from ml_collections import config_dict
 
+from hgnn_ima_jax.data_utils import splits
 from hgnn_ima_jax.data_utils.synthetic import SyntheticConfig
 from hgnn_ima_jax.options import LayerOptions
 
@@ -49,8 +50,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Train/val/test split: 'file' (the dataset's published split, or the generator's) | 'stratified'
   # (redrawn per class with `split_fractions`, seeded by `split_seed`; one split for every seed).
   c.split = "file"
-  c.split_fractions = (0.2, 0.1, 0.7)
-  c.split_seed = 0
+  c.split_fractions = splits.DEFAULT_FRACTIONS
+  c.split_seed = splits.DEFAULT_SEED
   c.synthetic = synthetic_fields()  # data_utils.synthetic.SyntheticConfig knobs
 
   # Model (fields of hgnn_ima_jax.models.HGNNIMA; baselines take the ones they have).
