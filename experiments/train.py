@@ -278,7 +278,7 @@ def main(argv):
         file=sys.stderr,
     )
     sys.exit(stop.exit_code)
-  except (DatasetError, FileExistsError, CheckpointMismatchError, StepMemoryError) as e:
+  except (DatasetError, FileExistsError, CheckpointMismatchError, StepMemoryError, cv.ConfigError) as e:
     _fail(e)
   if jax.process_index() != 0:
     return

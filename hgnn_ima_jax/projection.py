@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from hgnn_ima_jax import edge_ops
-from hgnn_ima_jax.config_validation import CHOICES
+from hgnn_ima_jax.config_validation import CHOICES, ConfigError
 from hgnn_ima_jax.graph import Schema
 from hgnn_ima_jax.ops import torch_linear_init
 
@@ -73,6 +73,35 @@ def bn_dense(x, mean, var, scale, bias, kernel, dense_bias, *, epsilon: float):
 _late_bn_dense = edge_ops.recompute_after_cotangent(functools.partial(bn_dense, epsilon=BN_EPSILON))
 
 
+def shared_width_problem(schema: Schema, channels, hidden: int, scalar_hidden: int = 64) -> str | None:
+  """Why projection='shared' (one Linear per node type for every channel, the MISS code) cannot take a
+  graph's inputs: a node type whose channels reach that Linear with different widths (a width-1 input passes
+  the scalar MLP and takes the widest other width, as `InputProjection` does); None when it can."""
+  for t, tname in enumerate(schema.node_types):
+    raw = [sum(schema.feature_dims[t][m] for m in ch) for ch in channels]
+    wide = [w for w in raw if w > 1]
+    ref = max(wide) if wide else hidden
+    widths = {
+        "+".join(schema.modalities[m] for m in ch): ref if w == 1 and scalar_hidden else w
+        for ch, w in zip(channels, raw)
+    }
+    if len(set(widths.values())) > 1:
+      return f"needs equal input widths per node type (one Linear for all modalities), but {tname!r} has {widths}"
+  return None
+
+
+def check_shared_widths(schema: Schema, channels, hidden: int, scalar_hidden: int = 64) -> None:
+  """`shared_width_problem` as a `ConfigError` on config.model.projection."""
+  problem = shared_width_problem(schema, channels, hidden, scalar_hidden)
+  if problem:
+    raise ConfigError(
+        "model.projection",
+        "shared",
+        problem,
+        "use --config.model.projection=per_channel (one input layer per modality)",
+    )
+
+
 class InputProjection(nn.Module):
   """Eq. 1 as the code computes it: h^{m,(0)} = act(Lin(BN(f))) per node type.
 
@@ -123,12 +152,7 @@ class InputProjection(nn.Module):
       sl = s.node_slice(t)
       xs = self._inputs(features, t, tname, sl)
       if self.mode == "shared":
-        if len({x.shape[-1] for x in xs}) > 1:
-          raise ValueError(
-              f"projection='shared' (the MISS code) needs equal input widths per node type, but "
-              f"{tname!r} has {dict((self.channel_name(c), x.shape[-1]) for c, x in enumerate(xs))}; "
-              "use projection='per_channel'"
-          )
+        check_shared_widths(s, self.channels, self.hidden, self.scalar_hidden)
         if self.batch_norm:
           raise ValueError("batch_norm needs projection='per_channel' (the FULL profile)")
         lin = dense(self.hidden, xs[0].shape[-1], f"proj_{tname}")

@@ -37,9 +37,11 @@ from hgnn_ima_jax.config_validation import validate_config
 from hgnn_ima_jax.evaluation import Evaluator
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.hosts import host
+from hgnn_ima_jax.inference import encoders_of
 from hgnn_ima_jax.memory_check import MemoryCheckedProgram, remat_first
 from hgnn_ima_jax.models import split_model_name
 from hgnn_ima_jax.optim import create_optimizer, learning_rate_at
+from hgnn_ima_jax.projection import check_shared_widths
 from hgnn_ima_jax.run_dir import write_config, write_schema
 from hgnn_ima_jax.run_log import HistoryWriter, TrainingInterrupted, history_rows  # noqa: F401 (re-exported)
 from hgnn_ima_jax.state import Batch, TrainState, create_model, init_state, make_batch, seed_sharding
@@ -214,6 +216,16 @@ def final_evaluation(run: Run, state: TrainState, data: MMHN, steps_per_epoch: i
   }
 
 
+def check_inputs(config: ml_collections.ConfigDict, schema) -> None:
+  """The config against the graph's input widths, before anything is built or written: projection='shared'
+  (one Linear per node type for all modalities) needs them equal per type (it was a traceback from inside
+  the model's initialisation). Raises `ConfigError`."""
+  model = create_model(config, schema)
+  if getattr(model, "projection", None) == "shared":
+    for encoder in encoders_of(model):
+      check_shared_widths(schema, encoder.channels, model.hidden)
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -248,6 +260,7 @@ def train_and_evaluate(
   """
   validate_config(config)  # before anything is built or written
   config = resolve_config(config)
+  check_inputs(config, data.schema)
   t_start = time.time()
   os.makedirs(workdir, exist_ok=True)
   settings = minibatch.BatchSettings.from_config(config)

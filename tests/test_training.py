@@ -524,3 +524,27 @@ def test_seeds_shard_over_devices(tmp_path):
   for a, b in zip(sharded["per_seed"], single["per_seed"]):
     assert a["seed"] == b["seed"] and a["best_epoch"] == b["best_epoch"]
     assert a["test_macro_f1"] == pytest.approx(b["test_macro_f1"], abs=1e-6)
+
+
+def test_shared_projection_of_unequal_widths_is_refused_before_the_run(tmp_path):
+  """projection='shared' (the default) on a graph whose modalities differ in width: one ConfigError line,
+  before the workdir exists (it was a traceback from the model's initialisation, after Orbax made the
+  checkpoint directory); the same graph trains with per_channel, and through the CLI it is one line."""
+  from model_fixtures import make_graph
+
+  from hgnn_ima_jax import config_validation as cv
+  from hgnn_ima_jax.data_utils.generic import write_generic
+
+  graph, shared = make_graph(2, widths="mixed"), {"model.projection": "shared"}
+  with pytest.raises(cv.ConfigError, match=r"^config\.model\.projection=shared: needs equal input widths") as e:
+    train.train_and_evaluate(tiny_config(**shared), str(tmp_path / "run"), graph, progress=False)
+  assert "but 'movie' has {'text': 7, 'image': 5}" in str(e.value), str(e.value)
+  assert "Fix: use --config.model.projection=per_channel" in str(e.value) and not (tmp_path / "run").exists()
+  train.check_inputs(train.resolve_config(tiny_config()), graph.schema)  # per_channel, the synthetic profile's
+  train.check_inputs(train.resolve_config(tiny_config(**shared)), make_graph(2, widths="equal").schema)
+  path = write_generic(tmp_path / "mixed.npz", graph)  # a generic-format graph's profile is shared (MISS)
+  proc = run_python("experiments/train.py", f"--dataset={path}", f"--workdir={tmp_path / 'cli'}", timeout=300)
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert lines[-1].startswith("error: config.model.projection=shared: needs equal input widths per node type")
+  assert not (tmp_path / "cli").exists()
