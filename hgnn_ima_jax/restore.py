@@ -61,6 +61,10 @@ class LoadedRun:
 
   def variables(self, seed: int | None = None) -> dict:
     """Flax variables of one seed (default: the first), for `model.apply(variables, graph)`."""
+    if seed is not None and seed not in self.seeds:
+      raise ValueError(
+          f"seed={seed!r}: this run trained seeds {list(self.seeds)}. Fix: pass one of them (or None: the first)"
+      )
     i = 0 if seed is None else self.seeds.index(seed)
     take = lambda t: jax.tree.map(lambda x: np.asarray(x)[i], t)
     v = {"params": take(self.params)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import jax
 import numpy as np
@@ -95,3 +96,7 @@ def test_a_graph_of_another_schema_is_one_clear_error(run):
   assert "\n" not in str(err.value) and "width" in str(err.value) and "Fix:" in str(err.value)
   with pytest.raises(ValueError, match=r"nodes=.*0\.\."):
     loaded.predict(graph=data, nodes=[data.num_nodes["movie"]])
+  with pytest.raises(
+      ValueError, match=rf"^seed=99: this run trained seeds {re.escape(str(list(loaded.seeds)))}\. Fix:"
+  ):
+    loaded.predict(graph=data, seed=99)  # was list.index's "99 is not in list"
