@@ -79,19 +79,19 @@ def parse_ints(text: str | Sequence[int]) -> tuple[int, ...]:
   return tuple(int(s) for s in text)
 
 
-def define_config_flag(help_text: str, argv: Sequence[str] | None = None):
+def define_config_flag(help_text: str):
   """`--config.<field>=<value>` over experiments/configs/default.py. Defined here, not in the script, so
   that --help shows it as the compact field list of `launch.config_summary` rather than a 90-line dump.
 
-  ml_collections resolves the overrides in `argv` (default sys.argv) while it defines the flag, and a field
-  that does not exist gave a KeyError traceback there; such an override now exits with one line (exit 2).
+  ml_collections resolves the overrides in sys.argv while it defines the flag, and a field that does not
+  exist gave a KeyError traceback there; such an override now exits with one line (exit 2).
   """
   from ml_collections import config_flags
 
   from .configs import default
 
   config = default.get_config()
-  problem = unknown_config_override(sys.argv if argv is None else argv, config)
+  problem = unknown_config_override(sys.argv, config)
   if problem:
     print(f"error: {problem}", file=sys.stderr)
     sys.exit(2)
