@@ -73,15 +73,22 @@ flags.DEFINE_integer("timeout", 7200, "seconds before a row's process is killed"
 def row_config(graph: str, mode: str):
   from bench_graphs import graph_config  # pylint: disable=import-outside-toplevel
 
+  from hgnn_ima_jax.options import BATCH_FIELDS_READ  # pylint: disable=import-outside-toplevel
+
   c, profile = graph_config(graph, "hgnn_ima", (0,), hidden=FLAGS.hidden, heads=FLAGS.heads, layers=FLAGS.layers)
   c.dataset = graph
   c.batch.mode = mode
-  c.batch.size = FLAGS.batch_size
-  c.batch.fanouts = tuple(int(f) for f in FLAGS.fanouts)
-  c.batch.num_samples = FLAGS.num_samples
-  c.batch.eval_chunk = FLAGS.eval_chunk
-  c.batch.parts = FLAGS.parts
-  c.batch.trim = FLAGS.trim
+  fields = {
+      "size": FLAGS.batch_size,
+      "fanouts": tuple(int(f) for f in FLAGS.fanouts),
+      "num_samples": FLAGS.num_samples,
+      "eval_chunk": FLAGS.eval_chunk,
+      "parts": FLAGS.parts,
+      "trim": FLAGS.trim,
+  }
+  for field, value in fields.items():  # only what the mode reads: a valid config (config_validation)
+    if field in BATCH_FIELDS_READ[mode]:
+      c.batch[field] = value
   return c, profile
 
 

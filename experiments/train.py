@@ -154,6 +154,11 @@ def resume_config(workdir: str):
   for field in unread:
     if field in config and field in defaults:
       config[field] = defaults[field]
+  unread_batch = cv.unread_batch_fields(config) if "batch" in config else ()  # e.g. batch.size, full-batch
+  for field in unread_batch:
+    if field in config.batch:
+      config.batch[field] = defaults.batch[field]
+  unread += tuple(f"batch.{field}" for field in unread_batch)
   saved = cv.normalise(config.to_dict())
   asked = [
       (f"--{name}={FLAGS[name].value}", path, _seeds_flag() if name == "seeds" else FLAGS[name].value)
@@ -166,7 +171,7 @@ def resume_config(workdir: str):
   ]
   for flag, path, value in asked:
     have = cv.get_path(saved, path, None)
-    if path in cv.RESULT_NEUTRAL or path.split(".")[0] in unread:  # an unread one: refused by validation
+    if path in cv.RESULT_NEUTRAL or path in unread or path.split(".")[0] in unread:  # unread: validation refuses
       set_path(config, path, value)
     elif cv.normalise(value) != have:
       raise ResumeError(

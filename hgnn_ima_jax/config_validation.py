@@ -268,6 +268,37 @@ def _cross_checks(d: dict) -> None:
           "raise onecycle_pct_start or onecycle_total_steps",
       )
 
+  _check_batch_fields(d)
+
+
+def unread_batch_fields(config) -> tuple[str, ...]:
+  """The `config.batch` fields its mode does not read (`options.BATCH_FIELDS_READ`), `mode` aside."""
+  from hgnn_ima_jax.options import BATCH_FIELDS_READ, BatchSettings  # options imports this module
+
+  batch = config.get("batch") or {}
+  reads = BATCH_FIELDS_READ.get(batch.get("mode", "full"), ())
+  return tuple(f.name for f in dataclasses.fields(BatchSettings) if f.name != "mode" and f.name not in reads)
+
+
+def _check_batch_fields(d: dict) -> None:
+  """A batch field the mode does not read, given a value other than its default, would be ignored:
+  e.g. --config.batch.size=128 without --config.batch.mode=neighbor trained full-batch without a word."""
+  from hgnn_ima_jax.options import BATCH_FIELDS_READ, BatchSettings
+
+  batch = d.get("batch")
+  if not isinstance(batch, Mapping) or batch.get("mode", "full") not in BATCH_FIELDS_READ:
+    return
+  mode, defaults = batch.get("mode", "full"), dataclasses.asdict(BatchSettings())
+  for field in unread_batch_fields(d):
+    if field in batch and normalise(batch[field]) != normalise(defaults[field]):
+      readers = [m for m, fields in BATCH_FIELDS_READ.items() if field in fields]
+      if mode == "full":
+        alt = f" (or {readers[1]})" if len(readers) > 1 else ""
+        fix = f"add --config.batch.mode={readers[0]}{alt} to train on sampled mini-batches"
+      else:
+        fix = f"it is read with batch.mode={' or '.join(readers)}: switch to that"
+      raise ConfigError(f"batch.{field}", batch[field], f"is not read with batch.mode={mode}", f"{fix}, or drop it")
+
 
 def _check_dataset(dataset) -> None:
   """A known name, or something `load_dataset` reads as a path (the same rule, so both agree)."""
@@ -358,6 +389,10 @@ def result_fields(config) -> dict:
       node.pop(leaf, None)
   for k in unread_fields(d):
     d.pop(k, None)
+  batch = d.get("batch")
+  if isinstance(batch, dict):
+    for k in unread_batch_fields(d):
+      batch.pop(k, None)
   return d
 
 

@@ -48,6 +48,7 @@ from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.memory_check import MemoryCheckedProgram, needed_bytes, remat_first
 from hgnn_ima_jax.optim import learning_rate_at
+from hgnn_ima_jax.options import BatchSettings  # noqa: F401 (re-exported: evaluation, train)
 from hgnn_ima_jax.run_log import EpochSums, TrainingInterrupted, history_rows
 from hgnn_ima_jax.runtime import decay_freed_memory
 from hgnn_ima_jax.samplers import make_sampler
@@ -57,51 +58,6 @@ from hgnn_ima_jax.steps import map_seeds, resolve_seed_batch, track, train_step
 from hgnn_ima_jax.subgraph import PaddedSubgraph, SubgraphBuilder
 
 MODES = ("full", "neighbor", "hgt")
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchSettings:
-  """`config.batch`, resolved (fanouts and iterations default to one per layer)."""
-
-  mode: str = "full"
-  size: int = 512
-  fanouts: tuple = ()
-  num_samples: int = 128
-  num_iterations: int = 0
-  buckets: int = 3
-  prefetch: int = 2
-  seed: int = 0
-  eval: str = "layerwise"
-  eval_every: int = 1
-  eval_chunk: int = 0  # 0: automatic (evaluation.Evaluator)
-  parts: int = 1
-  trim: bool = True
-
-  @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict) -> "BatchSettings":
-    b = dict((config.get("batch") or ml_collections.ConfigDict()).to_dict())
-    layers = int(config.model.num_layers)
-    fanouts = b.get("fanouts")
-    b["fanouts"] = tuple(fanouts) if fanouts else (10,) * max(1, layers)
-    b["num_iterations"] = int(b.get("num_iterations") or max(1, layers))
-    known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in b.items() if k in known})
-
-  @property
-  def sampled(self) -> bool:
-    return self.mode != "full"
-
-  def sampler_meta(self) -> dict:
-    """What fixes the batch sequence (kept in checkpoints, checked on resume)."""
-    return {
-        "mode": self.mode,
-        "size": self.size,
-        "fanouts": list(self.fanouts),
-        "num_samples": self.num_samples,
-        "num_iterations": self.num_iterations,
-        "seed": self.seed,
-        **({"parts": self.parts} if self.parts > 1 else {}),
-    }
 
 
 class BatchSource:

@@ -86,3 +86,70 @@ class LayerOptions:
   def learns_lambda(self) -> bool:
     """λ has parameters U^m (Eq. 4); `-cross` has no λ and `-adapt` fixes it at 1/M."""
     return self.variant not in ("-cross", "-adapt")
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSettings:
+  """`config.batch`, resolved (fanouts and iterations default to one per layer); its defaults are
+  experiments/configs/default.py's (a test checks they agree)."""
+
+  mode: str = "full"
+  size: int = 512
+  fanouts: tuple = ()
+  num_samples: int = 128
+  num_iterations: int = 0
+  buckets: int = 3
+  prefetch: int = 2
+  seed: int = 0
+  eval: str = "layerwise"
+  eval_every: int = 1
+  eval_chunk: int = 0  # 0: automatic (evaluation.Evaluator)
+  parts: int = 1
+  trim: bool = True
+
+  @classmethod
+  def from_config(cls, config) -> "BatchSettings":
+    batch = config.get("batch") or {}
+    b = dict(batch.to_dict() if hasattr(batch, "to_dict") else batch)
+    layers = int(config.model.num_layers)
+    fanouts = b.get("fanouts")
+    b["fanouts"] = tuple(fanouts) if fanouts else (10,) * max(1, layers)
+    b["num_iterations"] = int(b.get("num_iterations") or max(1, layers))
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in b.items() if k in known})
+
+  @property
+  def sampled(self) -> bool:
+    return self.mode != "full"
+
+  def sampler_meta(self) -> dict:
+    """What fixes the batch sequence (kept in checkpoints, checked on resume)."""
+    return {
+        "mode": self.mode,
+        "size": self.size,
+        "fanouts": list(self.fanouts),
+        "num_samples": self.num_samples,
+        "num_iterations": self.num_iterations,
+        "seed": self.seed,
+        **({"parts": self.parts} if self.parts > 1 else {}),
+    }
+
+
+# The batch fields each mode reads (`mode` aside). A field only another mode reads would be ignored, so a value
+# other than its default is refused (`config_validation`): e.g. --config.batch.size without batch.mode.
+BATCH_FIELDS_READ = {
+    "full": (),
+    "neighbor": ("size", "fanouts", "buckets", "prefetch", "seed", "eval", "eval_every", "eval_chunk", "parts", "trim"),
+    "hgt": (
+        "size",
+        "num_samples",
+        "num_iterations",
+        "buckets",
+        "prefetch",
+        "seed",
+        "eval",
+        "eval_every",
+        "eval_chunk",
+        "parts",
+    ),
+}

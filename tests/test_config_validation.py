@@ -4,6 +4,7 @@ The library checks (`validate_config`, called first by `train_and_evaluate`), th
 code reads its allowed values from, and the scripts: exit code 2, one line, nothing written.
 """
 
+import dataclasses
 import json
 import re
 
@@ -193,6 +194,37 @@ def test_the_split_fields_are_read_only_when_the_split_is_drawn():
     validate_run_config(run_options.base_config("douban", alone))
 
 
+def test_batch_fields_are_read_only_by_the_modes_that_use_them():
+  """A batch field given with a mode that ignores it is refused (--config.batch.size without a sampling mode
+  trained full-batch without a word); its readers still take it, and the defaults are the config's."""
+  from hgnn_ima_jax.options import BATCH_FIELDS_READ, BatchSettings
+
+  defaults = get_config("synthetic").batch.to_dict()
+  assert cv.normalise(dataclasses.asdict(BatchSettings())) == cv.normalise(defaults)  # one set of defaults
+  assert set().union(*BATCH_FIELDS_READ.values()) == set(defaults) - {"mode"}  # every field has a reader
+  cases = [
+      ("full", "size", 128, "add --config.batch.mode=neighbor (or hgt) to train on sampled mini-batches, or drop it"),
+      ("full", "eval", "sampled", "add --config.batch.mode=neighbor (or hgt)"),
+      ("hgt", "fanouts", (5, 5), "it is read with batch.mode=neighbor: switch to that, or drop it"),
+      ("neighbor", "num_samples", 64, "it is read with batch.mode=hgt: switch to that"),
+  ]
+  for mode, field, value, fix in cases:
+    with pytest.raises(cv.ConfigError) as e:
+      validate_run_config(with_fields(get_config("synthetic"), **{"batch.mode": mode, f"batch.{field}": value}))
+    assert str(e.value).startswith(f"config.batch.{field}={cv.format_value(value)}: is not read with batch.mode={mode}")
+    assert fix in str(e.value) and LINE.match(str(e.value))
+    reader = next(m for m, fields in BATCH_FIELDS_READ.items() if field in fields)
+    validate_run_config(with_fields(get_config("synthetic"), **{"batch.mode": reader, f"batch.{field}": value}))
+  # the default value of a field is no error in any mode
+  validate_run_config(with_fields(get_config("synthetic"), **{"batch.mode": "hgt", "batch.fanouts": ()}))
+  # and what a mode does not read does not decide a run's result either
+  full = cv.result_fields(with_fields(get_config("synthetic"), **{"batch.size": 7}))
+  assert (
+      "size" not in full["batch"]
+      and "size" in cv.result_fields(with_fields(get_config("synthetic"), **{"batch.mode": "neighbor"}))["batch"]
+  )
+
+
 def test_unread_fields_are_one_rule_for_validation_and_result_fields():
   for dataset in (*DATASETS, "graphs/mine.npz", "Synthetic"):
     config = get_config(dataset)
@@ -226,6 +258,7 @@ CLI_CASES = {
         "config.split_fractions=(0.5, 0.6, 0.1): must be three positive",
     ),
     "split seed of the file split": (["--config.split_seed=3"], "config.split_seed=3: is not read with split=file"),
+    "batch size without a sampling mode": (["--config.batch.size=128"], "config.batch.size=128: is not read with"),
     # ml_collections raised a KeyError / AttributeError traceback for these while defining the flag
     "misspelt field": (
         ["--config.model.hiden=32"],

@@ -78,8 +78,7 @@ def test_minibatch_training_learns(data, tmp_path, mode):
       **{
           "batch.mode": mode,
           "batch.size": 32,
-          "batch.fanouts": (8, 4),
-          "batch.num_samples": 24,
+          **({"batch.fanouts": (8, 4)} if mode == "neighbor" else {"batch.num_samples": 24}),
           "optimizer.schedule": "constant",
           "optimizer.learning_rate": 5e-3,
       },
