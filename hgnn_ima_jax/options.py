@@ -5,6 +5,9 @@ Adding an attention or update option means adding one field here (and its allowe
 models forward the whole object, `experiments/configs/default.py` builds `config.model` from
 `dataclasses.asdict(LayerOptions())`, and the dense reference in the tests takes its defaults
 from the same place. JAX-free, so configs import it without starting JAX.
+
+`BatchSettings` (config.batch, resolved) and `BATCH_FIELDS_READ` (which fields each batch mode reads) live
+here for the same reason: config validation reads them before anything starts JAX.
 """
 
 from __future__ import annotations
