@@ -7,7 +7,8 @@ Micro-F1, their means and standard deviations, the difference of the means and t
   python benchmarks/sampled_accuracy.py --dataset=amazon --features=generated --modes=full,neighbor
   python benchmarks/sampled_accuracy.py --dataset=synthetic_amazon1 --modes=full,neighbor --fanouts=10,5,5
 
-Flags after `--` go to every run unchanged (e.g. `-- --config.batch.size=256`).
+Flags after `--` go to every run unchanged (e.g. `-- --config.model.hidden=32`); a batch field goes only to
+the runs whose mode reads it (`--batch_size`, `--fanouts`), since the full-batch run refuses batch fields.
 """
 
 from __future__ import annotations
