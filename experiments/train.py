@@ -146,19 +146,16 @@ def resume_config(workdir: str):
         "Fix: start it again without --resume, with the same flags"
     )
   config = run_dir.read_config(workdir)
-  # A data field the run does not read never changed it; an older version saved whatever was given
-  # (--data_dir with --dataset=synthetic, --config.split_seed with split=file), which validation now
-  # refuses, so it goes back to its default.
+  # A field the run does not read never changed it; an older version saved whatever was given (--data_dir
+  # with --dataset=synthetic, --config.split_seed with split=file, --config.batch.size with full-batch
+  # training), which validation now refuses, so it goes back to its default.
   unread = cv.unread_fields(config)
-  defaults = get_config(config.dataset, config.get("protocol", "code"))
-  for field in unread:
-    if field in config and field in defaults:
-      config[field] = defaults[field]
-  unread_batch = cv.unread_batch_fields(config) if "batch" in config else ()  # e.g. batch.size, full-batch
-  for field in unread_batch:
-    if field in config.batch:
-      config.batch[field] = defaults.batch[field]
-  unread += tuple(f"batch.{field}" for field in unread_batch)
+  saved, defaults = config.to_dict(), get_config(config.dataset, config.get("protocol", "code")).to_dict()
+  absent = object()
+  for path in unread:
+    default = cv.get_path(defaults, path, absent)
+    if cv.get_path(saved, path, absent) is not absent and default is not absent:
+      set_path(config, path, default)
   saved = cv.normalise(config.to_dict())
   asked = [
       (f"--{name}={FLAGS[name].value}", path, _seeds_flag() if name == "seeds" else FLAGS[name].value)

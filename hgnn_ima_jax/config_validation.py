@@ -372,27 +372,23 @@ SPLIT_DRAW_FIELDS = ("split_fractions", "split_seed")
 
 
 def unread_fields(config) -> tuple[str, ...]:
-  """`unread_data_fields` of the config's dataset, plus `SPLIT_DRAW_FIELDS` when its split is 'file'."""
+  """The config paths a run does not read: `unread_data_fields` of its dataset, `SPLIT_DRAW_FIELDS` when its
+  split is 'file', and `batch.<field>` for the batch fields its mode does not read (`unread_batch_fields`)."""
   draw = () if config.get("split", "file") == "stratified" else SPLIT_DRAW_FIELDS
-  return unread_data_fields(config.get("dataset")) + draw
+  batch = tuple(f"batch.{field}" for field in unread_batch_fields(config)) if "batch" in config else ()
+  return unread_data_fields(config.get("dataset")) + draw + batch
 
 
 def result_fields(config) -> dict:
   """The fields that decide what a run trains: the config without `RESULT_NEUTRAL` fields and without the
-  data fields it does not read (`unread_fields`: data_dir/features for 'synthetic', the synthetic knobs
-  otherwise, the split's fractions and seed with split='file')."""
+  fields it does not read (`unread_fields`: data_dir/features for 'synthetic', the synthetic knobs otherwise,
+  the split's fractions and seed with split='file', the batch fields its batch mode ignores)."""
   d = normalise(to_dict(config))
-  for k in RESULT_NEUTRAL:
+  for k in RESULT_NEUTRAL + unread_fields(d):
     *parents, leaf = k.split(".")
     node = get_path(d, ".".join(parents), None) if parents else d
     if isinstance(node, dict):
       node.pop(leaf, None)
-  for k in unread_fields(d):
-    d.pop(k, None)
-  batch = d.get("batch")
-  if isinstance(batch, dict):
-    for k in unread_batch_fields(d):
-      batch.pop(k, None)
   return d
 
 
