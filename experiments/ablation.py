@@ -47,7 +47,7 @@ def run_ablation(opts: run_options.Options, workdir: str, variants=VARIANTS, *, 
     raise ValueError(f"unknown variants {unknown}; choose from {', '.join(ABLATIONS)}")
   models = (OURS, *(OURS + v for v in variants))
   configs = {(d, m): run_options.cell_config(d, opts, m) for d in opts.datasets for m in models}
-  cell_runs.validate_cells(configs.values())  # every cell, before the first one trains
+  cell_runs.validate_cells(configs.values(), opts)  # every cell, before the first one trains
   runner = cell_runs.CellRunner(workdir, opts, log=log)
   out = {}
   for dataset in opts.datasets:

@@ -24,7 +24,7 @@ from hgnn_ima_jax.data_utils import load_for_config, validate_run_config
 
 from .formatting import dataset_tag, format_stats
 from .outputs import history_writer
-from .run_options import Options
+from .run_options import Options, check_overrides_read
 
 # Beyond config_validation.RESULT_NEUTRAL: the device layout changes results only in the last float bits.
 _IGNORED_FIELDS = ("shard_seeds",)
@@ -42,11 +42,13 @@ _DATA_FIELDS = (
 )
 
 
-def validate_cells(configs) -> list:
-  """`data_utils.validate_run_config` on every cell config, before any cell runs; returns them."""
+def validate_cells(configs, opts: Options) -> list:
+  """`data_utils.validate_run_config` on every cell config, and the run's --config overrides against them
+  (`run_options.check_overrides_read`), before any cell runs; returns them."""
   configs = list(configs)
   for config in configs:
     validate_run_config(config)
+  check_overrides_read(configs, opts)
   return configs
 
 

@@ -39,7 +39,7 @@ def run_layers(
   configs = {
       (d, k): run_options.cell_config(d, opts, model, **{"model.num_layers": k}) for d in opts.datasets for k in layers
   }
-  cell_runs.validate_cells(configs.values())  # every cell, before the first one trains
+  cell_runs.validate_cells(configs.values(), opts)  # every cell, before the first one trains
   runner = cell_runs.CellRunner(workdir, opts, log=log)
   curves = {}
   for dataset in opts.datasets:

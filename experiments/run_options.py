@@ -251,6 +251,29 @@ def _for_other_cells(field: str, dataset: str, opts: Options) -> bool:
   return unread(dataset) and any(not unread(d) for d in opts.datasets)
 
 
+def check_overrides_read(configs: Sequence[ml_collections.ConfigDict], opts: Options) -> None:
+  """Refuses a --config override that no cell of the run reads (`config_validation.ignored_override`): a model
+  or loss field its model does not read (--config.model.combine=add with --model=hgt_late), or one its model
+  name sets (--config.model.variant with hgnn_ima-align). A cell that ignores an override another cell reads
+  (table2's hgt_late cells beside hgnn_ima's) keeps it; its result fields leave it out (`cv.result_fields`).
+
+  Raises:
+    ConfigError: one line, for the first override that every cell ignores.
+  """
+  plain_opts, plain = dataclasses.replace(opts, overrides={}), {}
+  for path, value in opts.overrides.items():
+    problems = []
+    for config in configs:
+      if config.dataset not in plain:  # the cell's values without the overrides: its profile's
+        plain[config.dataset] = cv.to_dict(base_config(config.dataset, plain_opts))
+      problem = cv.ignored_override(config, path, value, cv.get_path(plain[config.dataset], path, None))
+      if problem is None:
+        break
+      problems.append(problem)
+    if problems and len(problems) == len(configs):
+      raise cv.ConfigError(path, value, *problems[0])
+
+
 def cell_config(dataset: str, opts: Options, model: str = "hgnn_ima", **fields) -> ml_collections.ConfigDict:
   """`base_config` with the cell's model name and fields ('model.num_layers': 2, ...) on top."""
   config = base_config(dataset, opts)

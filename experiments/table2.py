@@ -42,7 +42,7 @@ def run_table2(opts: run_options.Options, workdir: str, models=DEFAULT_MODELS, *
   if not opts.datasets:
     raise ValueError("no datasets given")
   configs = {(d, m): run_options.cell_config(d, opts, m) for d in opts.datasets for m in models}
-  cell_runs.validate_cells(configs.values())  # every cell, before the first one trains
+  cell_runs.validate_cells(configs.values(), opts)  # every cell, before the first one trains
   runner = cell_runs.CellRunner(workdir, opts, log=log)
   cells = {}
   for dataset in opts.datasets:

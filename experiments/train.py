@@ -117,7 +117,8 @@ def _seeds_flag() -> tuple[int, ...]:
 
 
 def build_config():
-  """Dataset defaults + protocol, then the flags, then --config.* overrides (`run_options.base_config`)."""
+  """Dataset defaults + protocol, then the flags, then --config.* overrides (`run_options.base_config`); an
+  override the model does not read is refused (`run_options.check_overrides_read`)."""
   # --model goes first among the overrides, so that an explicit --config.model_name still wins.
   overrides = {"model_name": FLAGS.model, **config_flags.get_override_values(FLAGS["config"])}
   opts = run_options.Options(
@@ -129,7 +130,9 @@ def build_config():
       protocol=FLAGS.protocol,
       overrides=overrides,
   )
-  return run_options.base_config(FLAGS.dataset, opts)
+  config = run_options.base_config(FLAGS.dataset, opts)
+  run_options.check_overrides_read([config], opts)
+  return config
 
 
 def resume_config(workdir: str):
@@ -168,6 +171,9 @@ def resume_config(workdir: str):
   ]
   for flag, path, value in asked:
     have = cv.get_path(saved, path, None)
+    ignored = cv.ignored_override(config, path, value, have)  # a model or loss field the run's model ignores
+    if ignored:
+      raise cv.ConfigError(path, value, *ignored)
     if path in cv.RESULT_NEUTRAL or path in unread or path.split(".")[0] in unread:  # unread: validation refuses
       set_path(config, path, value)
     elif cv.normalise(value) != have:

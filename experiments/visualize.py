@@ -211,7 +211,7 @@ def load_or_train(opts: run_options.Options, workdir: str, *, run_dir: str | Non
 
   if run_dir:
     return load_run(run_dir), run_dir
-  config = cell_runs.validate_cells([run_options.cell_config(dataset, opts, model)])[0]
+  config = cell_runs.validate_cells([run_options.cell_config(dataset, opts, model)], opts)[0]
   runner = cell_runs.CellRunner(workdir, opts, log=log)
   cell = runner.run(config, model)
   return load_run(cell.run_dir, data=runner.data(config)), cell.run_dir

@@ -29,8 +29,18 @@ import math
 import os
 from typing import Any, Mapping
 
-# Table 4 ablations: suffixes of the model name 'hgnn_ima' (models.ABLATIONS says what each does).
-ABLATIONS = ("-cross", "-adapt", "+inf", "-nei", "-align", "-L_att", "-L_ind")
+# Table 4 ablations: suffixes of the model name 'hgnn_ima' -> (model field overrides, loss overrides). The name's
+# values replace the config's (`models.build_model`, `train.resolve_config`).
+ABLATION_OVERRIDES: dict[str, tuple[dict, dict]] = {
+    "-cross": ({"variant": "-cross"}, {}),
+    "-adapt": ({"variant": "-adapt"}, {}),
+    "+inf": ({"variant": "+inf"}, {}),
+    "-nei": ({"variant": "-nei"}, {}),
+    "-align": ({"variant": "-align"}, {}),
+    "-L_att": ({}, {"att_weight": 0.0}),
+    "-L_ind": ({}, {"ind_loss": False}),
+}
+ABLATIONS = tuple(ABLATION_OVERRIDES)
 MODEL_NAMES = ("hgnn_ima", "hgt", "hgt_early", "hgt_late") + tuple(f"hgnn_ima{a}" for a in ABLATIONS)
 
 # The AMAZON-1-like synthetic graph at 1x, 4x and 16x (data_utils.synthetic.make_scaled_synthetic builds them).
@@ -268,6 +278,11 @@ def _cross_checks(d: dict) -> None:
           "raise onecycle_pct_start or onecycle_total_steps",
       )
 
+  variant = get_path(d, "model.variant", "full")
+  if variant != "full" and "model_name" in d:  # the library's own check; the scripts refuse any ignored override
+    ignored = ignored_override(d, "model.variant", variant, "full")
+    if ignored:
+      raise ConfigError("model.variant", variant, *ignored)
   _check_batch_fields(d)
 
 
@@ -371,12 +386,121 @@ def unread_data_fields(dataset: str | None) -> tuple[str, ...]:
 SPLIT_DRAW_FIELDS = ("split_fractions", "split_seed")
 
 
+# --- which model reads which field ----------------------------------------------------------
+
+# HGNN-IMA's own fields: the nested attention (Eqs. 2, 4–9) and L_att (Eq. 7). The HGT baselines have neither
+# (their score scale is model.baseline_score_scale), and their L_att is 0, so its weight and its place in the
+# validation loss change nothing.
+_IMA_FIELDS = (
+    "model.variant",
+    "model.score_scale",
+    "model.align_sign",
+    "model.combine",
+    "model.beta_norm",
+    "model.align_off",
+    "model.nei_mode",
+    "model.latt_norm",
+    "loss.att_weight",
+    "loss.val_includes_att",
+)
+_FUSION_FIELDS = ("model.fusion_form", "model.fusion_input_dropout", "model.fusion_score_dropout")
+_NO_LATT = ("model.latt_norm", "loss.att_weight", "loss.val_includes_att")
+# HGNN-IMA variants: the fields one variant alone reads, and the fields a variant skips (with why).
+_VARIANT_ONLY = {"model.align_off": "-align", "model.nei_mode": "-nei"}
+_VARIANT_SKIPS = {
+    "-align": ("has no Eq. 8", ("model.align_sign",)),
+    "-cross": ("has no Eq. 6 and learns no λ (its L_att is 0)", ("model.beta_norm",) + _NO_LATT),
+    "-adapt": ("learns no λ (its L_att is 0)", _NO_LATT),
+}
+
+
+def name_set_fields(model_name) -> dict[str, Any]:
+  """{path: value} of the fields a Table 4 model name sets in place of the config's: `hgnn_ima-align` sets
+  model.variant, `hgnn_ima-L_att` loss.att_weight, `hgnn_ima-L_ind` loss.ind_loss."""
+  if not isinstance(model_name, str) or not model_name.startswith("hgnn_ima"):
+    return {}
+  model_over, loss_over = ABLATION_OVERRIDES.get(model_name[len("hgnn_ima") :], ({}, {}))
+  return {**{f"model.{k}": v for k, v in model_over.items()}, **{f"loss.{k}": v for k, v in loss_over.items()}}
+
+
+def model_variant(config) -> str:
+  """The Table 4 variant HGNN-IMA runs: the model name's (`hgnn_ima-align`) or else config.model.variant."""
+  named = name_set_fields(config.get("model_name", "hgnn_ima")).get("model.variant")
+  return named or (config.get("model") or {}).get("variant", "full")
+
+
+def unread_model_fields(config) -> dict[str, tuple[str, str]]:
+  """{path: (why the config's model does not read it, the fix)} for the model and loss fields it ignores.
+
+  By model: the HGT baselines read none of HGNN-IMA's fields (`_IMA_FIELDS`); the single-channel ones (hgt,
+  hgt_early) no fusion field either, nor loss.ind_loss (their one modality head is the fused head, so Eq. 16's
+  average is CE(O)); HGNN-IMA reads no model.baseline_score_scale. By HGNN-IMA variant: only `-align` reads
+  align_off (and not with beta_norm='paper': Eq. 6's softmax has normalised β already), only `-nei` reads
+  nei_mode, `-align` has no Eq. 8 (align_sign), `-cross` no Eq. 6 (beta_norm), and `-cross`/`-adapt` learn no
+  λ, so their L_att is 0 (latt_norm, att_weight, val_includes_att). tests/test_model_properties.py checks that
+  changing any of them leaves every model's outputs equal.
+  """
+  name = config.get("model_name", "hgnn_ima")
+  if name not in MODEL_NAMES:
+    return {}
+  if not name.startswith("hgnn_ima"):
+    why = f"is not read by model_name={name}: the HGT baselines have no inter-modal attention and no L_att"
+    out = {path: (why, "drop it, or train --model=hgnn_ima with it") for path in _IMA_FIELDS}
+    out["model.score_scale"] = (why, "set --config.model.baseline_score_scale for the HGT baselines, or drop it")
+    if name != "hgt_late":
+      one = f"is not read by model_name={name}: a single-channel HGT has no modality fusion and one logit head"
+      for path in _FUSION_FIELDS + ("loss.ind_loss",):
+        out[path] = (one, "drop it, or train --model=hgt_late (or hgnn_ima) with it")
+    return out
+  out = {
+      "model.baseline_score_scale": (
+          f"is not read by model_name={name}: it is the HGT baselines' score scale",
+          "set --config.model.score_scale for HGNN-IMA (c in Eq. 2), or drop it",
+      )
+  }
+  variant = model_variant(config)
+  for path, reader in _VARIANT_ONLY.items():
+    if variant != reader:
+      out[path] = (
+          f"is not read with variant {variant} (only {reader} reads it)",
+          f"train --model=hgnn_ima{reader} with it, or drop it",
+      )
+  if variant == "-align" and (config.get("model") or {}).get("beta_norm", "code") == "paper":
+    out["model.align_off"] = (
+        "is not read with beta_norm=paper: Eq. 6's softmax has normalised -align's β already",
+        "drop it, or set --config.model.beta_norm=code with it",
+    )
+  what, skipped = _VARIANT_SKIPS.get(variant, ("", ()))
+  for path in skipped:
+    out[path] = (f"is not read with variant {variant}, which {what}", "drop it, or train another variant with it")
+  return out
+
+
+def ignored_override(config, path: str, value, plain) -> tuple[str, str] | None:
+  """(problem, fix) when `--config.<path>=<value>` would change nothing in the run of `config`: the model name
+  sets the field to another value (`name_set_fields`), or its model does not read the field
+  (`unread_model_fields`) and `value` differs from `plain`, the field's value without the override (a dataset
+  profile's value, such as DOUBAN's score_scale=100 under an HGT baseline, is nobody's mistake). None otherwise."""
+  name = config.get("model_name", "hgnn_ima")
+  named = name_set_fields(name)
+  if path in named:
+    if normalise(value) == normalise(named[path]):
+      return None
+    return (
+        f"is set by model_name={name} ({path.split('.', 1)[1]}={format_value(named[path])}) in place of the config's",
+        f"train --model=hgnn_ima with --config.{path}={format_value(value)}, or drop it",
+    )
+  unread = unread_model_fields(config).get(path)
+  return None if unread is None or normalise(value) == normalise(plain) else unread
+
+
 def unread_fields(config) -> tuple[str, ...]:
   """The config paths a run does not read: `unread_data_fields` of its dataset, `SPLIT_DRAW_FIELDS` when its
-  split is 'file', and `batch.<field>` for the batch fields its mode does not read (`unread_batch_fields`)."""
+  split is 'file', `batch.<field>` for the batch fields its mode does not read (`unread_batch_fields`), and the
+  model and loss fields its model does not read (`unread_model_fields`)."""
   draw = () if config.get("split", "file") == "stratified" else SPLIT_DRAW_FIELDS
   batch = tuple(f"batch.{field}" for field in unread_batch_fields(config)) if "batch" in config else ()
-  return unread_data_fields(config.get("dataset")) + draw + batch
+  return unread_data_fields(config.get("dataset")) + draw + batch + tuple(unread_model_fields(config))
 
 
 def result_fields(config) -> dict:

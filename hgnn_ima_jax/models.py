@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import jraph
 
-from hgnn_ima_jax.config_validation import MODEL_NAMES
+from hgnn_ima_jax.config_validation import ABLATION_OVERRIDES, MODEL_NAMES
 from hgnn_ima_jax.edge_layout import edge_index
 from hgnn_ima_jax.fusion import ModalityFusion, class_logits
 from hgnn_ima_jax.graph import Schema
@@ -275,18 +275,8 @@ class HGTLate(_FusedModel):
 
 # --- names used by configs and scripts ------------------------------------------------------
 
-ABLATIONS = {
-    # Table 4 name -> (model field overrides, loss overrides)
-    "-cross": ({"variant": "-cross"}, {}),
-    "-adapt": ({"variant": "-adapt"}, {}),
-    "+inf": ({"variant": "+inf"}, {}),
-    "-nei": ({"variant": "-nei"}, {}),
-    "-align": ({"variant": "-align"}, {}),
-    "-L_att": ({}, {"att_weight": 0.0}),
-    "-L_ind": ({}, {"ind_loss": False}),
-}
-
-# MODEL_NAMES (config_validation's table) lists `hgnn_ima` + each of these suffixes; a test keeps the two equal.
+# Table 4 name -> (model field overrides, loss overrides): the table config validation reads too.
+ABLATIONS = ABLATION_OVERRIDES
 
 _FUSION_FIELDS = ("fusion_form", "fusion_input_dropout", "fusion_score_dropout")
 

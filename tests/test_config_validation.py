@@ -236,6 +236,50 @@ def test_unread_fields_are_one_rule_for_validation_and_result_fields():
       assert all((f in kept) == (split == "stratified") for f in cv.SPLIT_DRAW_FIELDS), (dataset, split)
 
 
+def test_model_fields_are_refused_where_no_cell_reads_them():
+  """An override of a model or loss field that no cell's model reads would change nothing: refused, one line.
+  A dataset profile's value (DOUBAN's score_scale=100 under an HGT baseline) is no override, and a cell that
+  ignores an override another cell reads keeps its result fields (table2's hgt_late beside hgnn_ima)."""
+  from hgnn_ima_jax.experiments import run_options
+
+  def check(models, dataset="douban", **overrides):
+    opts = run_options.Options(datasets=(dataset,), overrides=overrides)
+    cells = [run_options.cell_config(dataset, opts, m) for m in models]
+    run_options.check_overrides_read(cells, opts)
+    return cells
+
+  refused = [
+      (("hgt_late",), {"model.combine": "add"}, "is not read by model_name=hgt_late", "train --model=hgnn_ima"),
+      (("hgt_early", "hgt_late"), {"model.score_scale": 50.0}, "is not read by model_name=hgt_early", "baseline_"),
+      (("hgt", "hgt_early"), {"model.fusion_form": "paper"}, "a single-channel HGT has no modality fusion", "hgt_late"),
+      (("hgt",), {"loss.ind_loss": True}, "one logit head", "hgt_late"),
+      (("hgnn_ima",), {"model.baseline_score_scale": 2.0}, "HGT baselines' score scale", "model.score_scale"),
+      (("hgnn_ima", "hgnn_ima-cross"), {"model.nei_mode": "target"}, "only -nei reads it", "--model=hgnn_ima-nei"),
+      (("hgnn_ima-cross",), {"loss.att_weight": 0.5}, "with variant -cross, which has no Eq. 6", "another variant"),
+      (("hgnn_ima-align",), {"model.variant": "-nei"}, "is set by model_name=hgnn_ima-align (variant=-align)", ""),
+      (("hgnn_ima-L_att",), {"loss.att_weight": 0.5}, "is set by model_name=hgnn_ima-L_att (att_weight=0.0)", ""),
+  ]
+  for models, overrides, problem, fix in refused:
+    ((path, value),) = overrides.items()
+    with pytest.raises(cv.ConfigError) as e:
+      check(models, **overrides)
+    assert str(e.value).startswith(f"config.{path}={cv.format_value(value)}: ") and problem in str(e.value), e.value
+    assert fix in str(e.value).split("Fix: ")[1] and LINE.match(str(e.value))
+  # read by one cell of the run: kept, and the cells that ignore it have the same result fields as without it
+  hgt_late, ours = check(("hgt_late", "hgnn_ima"), **{"model.combine": "add"})
+  assert ours.model.combine == "add" and "combine" not in cv.result_fields(hgt_late)["model"]
+  assert cv.result_fields(hgt_late) == cv.result_fields(check(("hgt_late",))[0])
+  check(("hgnn_ima", "hgnn_ima-nei"), **{"model.nei_mode": "target"})
+  check(("hgnn_ima-align",), **{"model.variant": "-align"})  # what the name sets anyway
+  # the profile's value is no override; the same value given again is not an error either
+  assert check(("hgt_late",))[0].model.score_scale == 100.0
+  check(("hgt_late",), **{"model.score_scale": 100.0})
+  # the library refuses the contradiction it can see without the overrides: a variant beside an ablation name
+  with pytest.raises(cv.ConfigError, match=r"^config\.model\.variant=-nei: is set by model_name=hgnn_ima-align"):
+    cv.validate_config(with_fields(get_config("douban"), model_name="hgnn_ima-align", **{"model.variant": "-nei"}))
+  cv.validate_config(with_fields(get_config("douban"), model_name="hgnn_ima", **{"model.variant": "-nei"}))
+
+
 # --- the scripts: exit 2, one line, nothing written -------------------------------------------
 
 CLI_CASES = {
@@ -259,6 +303,10 @@ CLI_CASES = {
     ),
     "split seed of the file split": (["--config.split_seed=3"], "config.split_seed=3: is not read with split=file"),
     "batch size without a sampling mode": (["--config.batch.size=128"], "config.batch.size=128: is not read with"),
+    "attention field of an HGT baseline": (
+        ["--model=hgt_late", "--config.model.combine=add"],
+        "config.model.combine=add: is not read by model_name=hgt_late",
+    ),
     # ml_collections raised a KeyError / AttributeError traceback for these while defining the flag
     "misspelt field": (
         ["--config.model.hiden=32"],

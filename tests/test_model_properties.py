@@ -619,3 +619,55 @@ def test_jit_and_dropout_reproducibility():
   assert max_abs(a.logits, jitted.logits) > 1e-4  # dropout is on in train mode
   # eager train mode with the same key is the same computation
   assert max_abs(fwd(v, gt, k1, True).logits, a.logits) < 1e-5
+
+
+# --------------------------------------------------------------------------- fields a model does not read
+# A value other than the default for each field config_validation may call unread (the scripts refuse it then).
+OTHER_VALUES = {
+    "model.variant": "-nei",
+    "model.score_scale": 100.0,
+    "model.align_sign": "paper",
+    "model.combine": "add",
+    "model.beta_norm": "paper",
+    "model.align_off": "raw",
+    "model.nei_mode": "target",
+    "model.latt_norm": "paper_sum",
+    "model.fusion_form": "paper",
+    "model.fusion_input_dropout": 0.1,
+    "model.fusion_score_dropout": 0.1,
+    "model.baseline_score_scale": 3.0,
+}
+
+
+@pytest.mark.parametrize(
+    "name, fields", [(n, {}) for n in models.MODEL_NAMES] + [("hgnn_ima-align", {"beta_norm": "paper"})]
+)
+def test_fields_a_model_does_not_read_change_nothing(name, fields):
+  """`config_validation.unread_model_fields` is true: each model field it lists, set to another value, leaves
+  the train-mode outputs (fixed dropout key) bit for bit equal, with the same parameters; for its loss fields,
+  L_att is 0 (att_weight, val_includes_att) or the one modality head is the fused one (ind_loss). A field the
+  table wrongly called unread would be refused by the scripts although it changes the run."""
+  from hgnn_ima_jax import config_validation as cv
+
+  unread = cv.unread_model_fields({"model_name": name, "model": fields})
+  assert set(unread) <= set(OTHER_VALUES) | {"loss.att_weight", "loss.val_includes_att", "loss.ind_loss"}
+  module, v, gt = built_kw(name, **fields)
+  schema = graph().schema
+
+  def outputs(m):
+    out, _ = m.apply(v, gt, train=True, rngs={"dropout": jax.random.PRNGKey(3)}, mutable=["batch_stats"])
+    return [np.asarray(x) for x in (out.logits, out.modality_logits, out.att_loss)]
+
+  base = outputs(module)
+  for path in unread:
+    if path.startswith("model."):
+      field = path.split(".", 1)[1]
+      other = models.build_model(name, schema, **SMALL, **{**fields, field: OTHER_VALUES[path]})
+      for a, b in zip(base, outputs(other)):
+        np.testing.assert_array_equal(a, b, err_msg=f"{name}: {path}={OTHER_VALUES[path]!r} changed the output")
+  if "loss.att_weight" in unread or "loss.val_includes_att" in unread:
+    assert base[2] == 0.0, name
+  if "loss.ind_loss" in unread:  # (CE(O) + CE(O^1)) / 2 = CE(O)
+    assert base[1].shape[0] == 1 and np.array_equal(base[1][0], base[0]), name
+  # and the table is not empty where it should not be: HGNN-IMA reads every attention field but one variant's
+  assert ("model.combine" in unread) == (not name.startswith("hgnn_ima"))

@@ -112,16 +112,21 @@ def test_resume_resets_a_field_the_dataset_never_read_and_refuses_one_given(full
   # ... and a batch size with full-batch training (also ignored then)
   assert config["batch"]["mode"] == "full" and config["batch"]["size"] == 512
   batch = {**config["batch"], "size": 128}
-  (old / "config.json").write_text(json.dumps({**config, "data_dir": "/old/dir", "split_seed": 5, "batch": batch}))
+  # ... and the HGT baselines' score scale with HGNN-IMA (also ignored then)
+  assert config["model_name"] == "hgnn_ima" and config["model"]["baseline_score_scale"] is None
+  model = {**config["model"], "baseline_score_scale": 3.0}
+  old_config = {**config, "data_dir": "/old/dir", "split_seed": 5, "batch": batch, "model": model}
+  (old / "config.json").write_text(json.dumps(old_config))
   proc = run(old, "--resume", "--print_config")
   assert proc.returncode == 0, proc.stderr[-2000:]
   resumed = json.loads(proc.stdout)
   assert (resumed["data_dir"], resumed["split_seed"], resumed["num_epochs"]) == ("", 0, EPOCHS)
-  assert resumed["batch"]["size"] == 512
+  assert resumed["batch"]["size"] == 512 and resumed["model"]["baseline_score_scale"] is None
   for flag, error in (
       ("--data_dir=/new/dir", "config.data_dir=/new/dir: is not read by dataset 'synthetic'"),
       ("--config.split_seed=2", "config.split_seed=2: is not read with split=file"),
       ("--config.batch.size=64", "config.batch.size=64: is not read with batch.mode=full"),
+      ("--config.model.nei_mode=target", "config.model.nei_mode=target: is not read with variant full"),
   ):
     proc = run(old, "--resume", flag)
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
