@@ -12,6 +12,10 @@ The rules are tables, so that one place says what a field may be:
 * `NUMBERS`: integer and real fields with their ranges (every real must also be finite).
 * `BOOLS`: fields that must be True or False.
 * `_cross_checks`: the few rules that involve two fields (hidden and heads, ...).
+* What a run does not read (`unread_fields`: per dataset, split rule, batch mode and model), so that a value
+  given for it is refused rather than ignored, and so that it does not count in `result_fields`. Which model
+  reads which field is `unread_model_fields`; the scripts check each --config override against it
+  (`ignored_override`), since only they know which values were given rather than taken from a profile.
 
 * `DATASET_NAMES`: the dataset names `data_utils.load_dataset` knows (any other `dataset` must be
   a path); the data layer reads this same tuple.
