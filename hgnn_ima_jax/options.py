@@ -93,21 +93,27 @@ class LayerOptions:
 
 @dataclasses.dataclass(frozen=True)
 class BatchSettings:
-  """`config.batch`, resolved (fanouts and iterations default to one per layer); its defaults are
-  experiments/configs/default.py's (a test checks they agree)."""
+  """`config.batch`, resolved (fanouts and iterations default to one per layer). experiments/configs/default.py
+  builds `config.batch` from these defaults, as `config.model` from `LayerOptions`'."""
 
+  # 'full' (one full-graph step per epoch, as the authors' code) | 'neighbor' (per-hop fanouts, like PyG's
+  # NeighborLoader) | 'hgt' (HGSampling, like PyG's HGTLoader); hgnn_ima_jax.minibatch.
   mode: str = "full"
-  size: int = 512
-  fanouts: tuple = ()
-  num_samples: int = 128
-  num_iterations: int = 0
-  buckets: int = 3
-  prefetch: int = 2
-  seed: int = 0
-  eval: str = "layerwise"
-  eval_every: int = 1
-  eval_chunk: int = 0  # 0: automatic (evaluation.Evaluator)
-  parts: int = 1
+  size: int = 512  # target nodes per batch; an epoch is one pass over the shuffled training targets
+  fanouts: tuple = ()  # neighbor: in-edges sampled per node, relation and hop (empty: 10 per layer; -1: all)
+  num_samples: int = 128  # hgt: nodes sampled per type per iteration
+  num_iterations: int = 0  # hgt: sampling iterations (0: one per layer)
+  buckets: int = 3  # padded sizes a batch is rounded up to (the step compiles once per size)
+  prefetch: int = 2  # batches prepared ahead on a background thread (0: in the training thread)
+  seed: int = 0  # the batch sequence's seed (every model seed trains on the same batches)
+  eval: str = "layerwise"  # 'layerwise' (exact, every node) | 'sampled' (sampled sub-graphs of val/test targets)
+  eval_every: int = 1  # epochs between evaluations
+  # Receivers per layer-wise chunk; 0: doubled from 4096 while the chunk programs need no more memory than the
+  # smallest training step and each doubling pays (inference.largest_chunk_within: fewer chunks are faster).
+  eval_chunk: int = 0
+  parts: int = 1  # sub-graphs per batch, each sampled on its own; fixes the result on any number of devices
+  # neighbor: layer k runs only on the nodes within the hops the later layers read (PyG's trim_to_layer): the
+  # targets' outputs are unchanged; L_att then covers the edges those layers compute.
   trim: bool = True
 
   @classmethod

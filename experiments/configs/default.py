@@ -12,7 +12,7 @@ from ml_collections import config_dict
 
 from hgnn_ima_jax.data_utils import splits
 from hgnn_ima_jax.data_utils.synthetic import SyntheticConfig
-from hgnn_ima_jax.options import LayerOptions
+from hgnn_ima_jax.options import BatchSettings, LayerOptions
 
 _SKIP_SYNTHETIC = ("hubs", "item_relations")  # structured specs: set them from Python, not flags
 
@@ -98,27 +98,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.selection_metric = "macro_f1"  # 'macro_f1' | 'micro_f1' | 'paper_rule'
 
   # Mini-batches (hgnn_ima_jax.minibatch): 'full' is one full-graph step per epoch, as the authors' code.
-  c.batch = ml_collections.ConfigDict(
-      dict(
-          mode="full",  # 'full' | 'neighbor' (per-hop fanouts, like PyG's NeighborLoader) | 'hgt' (HGSampling)
-          size=512,  # target nodes per batch; an epoch is one pass over the shuffled training targets
-          fanouts=(),  # neighbor: in-edges sampled per node, relation and hop (empty: 10 per layer; -1: all)
-          num_samples=128,
-          num_iterations=0,  # hgt: nodes per type per iteration, iterations (0: one per layer)
-          buckets=3,  # padded sizes a batch is rounded up to (the step compiles once per size)
-          prefetch=2,  # batches prepared ahead on a background thread (0: in the training thread)
-          seed=0,  # the batch sequence's seed (every model seed trains on the same batches)
-          eval="layerwise",  # 'layerwise' (exact, every node) | 'sampled' (sampled sub-graphs of val/test targets)
-          eval_every=1,  # epochs between evaluations
-          # Receivers per layer-wise chunk; 0: doubled from 4096 while the chunk programs need no more memory than
-          # the smallest training step and each doubling pays (inference.largest_chunk_within: fewer chunks are faster).
-          eval_chunk=0,
-          parts=1,  # sub-graphs per batch, each sampled on its own; fixes the result on any number of devices
-          # neighbor: layer k runs only on the nodes within the hops the later layers read (PyG's
-          # trim_to_layer): the targets' outputs are unchanged; L_att then covers the edges those layers compute.
-          trim=True,
-      )
-  )
+  c.batch = ml_collections.ConfigDict(dataclasses.asdict(BatchSettings()))  # the fields' meanings: options.py
 
   # Runs.
   c.seeds = (0,)
