@@ -145,21 +145,40 @@ _SECTIONS = (
 )
 
 
-def config_summary(config, title: str) -> str:
-  """The config's fields, one wrapped line per section: what `--config.<field>=` can change."""
+def config_summary(config, title: str, *, unread_apart: bool = False) -> str:
+  """The config's fields, one wrapped line per section: what `--config.<field>=` can change.
+
+  unread_apart: the fields this one run does not read (`config_validation.unread_fields`: its model's, its
+  batch mode's, its dataset's) go on a last line of their own, since giving one is an error; for a script of
+  several cells (other models may read them) they stay in their sections.
+  """
+  from hgnn_ima_jax import config_validation as cv
+
   d = config.to_dict()
+  unread = set(cv.unread_fields(d)) if unread_apart else set()
   rows = []
   for name, keys in _SECTIONS:
-    rows.append((name, [f"{k}={_short(d[k])}" for k in keys if k in d]))
+    rows.append((name, [f"{k}={_short(d[k])}" for k in keys if k in d and k not in unread]))
   for name, value in d.items():
-    if isinstance(value, dict) and (name != "synthetic" or d.get("dataset") == "synthetic"):
-      rows.append((name, [f"{k}={_short(v)}" for k, v in value.items()]))
+    if isinstance(value, dict) and (name != "synthetic" or d.get("dataset") == "synthetic") and name not in unread:
+      rows.append((name, [f"{k}={_short(v)}" for k, v in value.items() if f"{name}.{k}" not in unread]))
+  if unread:
+    rows.append(("not read", [_grouped(sorted(p for p in unread if p.split(".")[0] in d))]))
   width = max(len(n) for n, _ in rows) + 2
   lines = [title]
   for name, items in rows:
     body = textwrap.fill(" ".join(items), width=118 - width, break_long_words=False, break_on_hyphens=False)
     lines += [f"  {(name if i == 0 else ''):<{width}}{line}" for i, line in enumerate(body.splitlines())]
   return "\n".join(lines)
+
+
+def _grouped(paths) -> str:
+  """'data_dir model.(combine,nei_mode)': the paths, those of one section in one group."""
+  groups: dict[str, list[str]] = {}
+  for path in paths:
+    section, _, field = path.partition(".")
+    groups.setdefault(section, []).append(field)
+  return " ".join(s if fields == [""] else f"{s}.({','.join(fields)})" for s, fields in groups.items())
 
 
 def _short(v) -> str:

@@ -225,9 +225,10 @@ def _config_help() -> str:
     return f"(config fields: {e})"
   title = (
       f"config fields (--config.<section>.<field>=<value>) with the values of --dataset={FLAGS.dataset} "
-      f"--protocol={FLAGS.protocol}\nand the other flags given (as JSON: --print_config):"
+      f"--protocol={FLAGS.protocol}\nand the other flags given (JSON: --print_config); 'not read': the fields this run, as "
+      "given, does not read:"
   )
-  return launch.config_summary(config, title)
+  return launch.config_summary(config, title, unread_apart=True)
 
 
 def main(argv):
