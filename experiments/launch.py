@@ -178,7 +178,7 @@ def _grouped(paths) -> str:
   for path in paths:
     section, _, field = path.partition(".")
     groups.setdefault(section, []).append(field)
-  return " ".join(s if fields == [""] else f"{s}.({','.join(fields)})" for s, fields in groups.items())
+  return " ".join(s if fields == [""] else f"{s}.({', '.join(fields)})" for s, fields in groups.items())
 
 
 def _short(v) -> str:

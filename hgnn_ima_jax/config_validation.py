@@ -14,7 +14,7 @@ The rules are tables, so that one place says what a field may be:
 * `_cross_checks`: the few rules that involve two fields (hidden and heads, ...).
 * What a run does not read (`unread_fields`: per dataset, split rule, batch mode and model), so that a value
   given for it is refused rather than ignored, and so that it does not count in `result_fields`. Which model
-  reads which field is `unread_model_fields`; the scripts check each --config override against it
+  and optimizer read which field is `unread_setting_fields`; the scripts check each --config override against it
   (`ignored_override`), since only they know which values were given rather than taken from a profile.
 
 * `DATASET_NAMES`: the dataset names `data_utils.load_dataset` knows (any other `dataset` must be
@@ -480,10 +480,49 @@ def unread_model_fields(config) -> dict[str, tuple[str, str]]:
   return out
 
 
+_ONECYCLE_FIELDS = tuple(
+    f"optimizer.onecycle_{k}"
+    for k in ("total_steps", "pct_start", "div_factor", "final_div_factor", "base_momentum", "max_momentum")
+)
+
+
+def unread_optimizer_fields(config) -> dict[str, tuple[str, str]]:
+  """{path: (why, fix)} for the optimizer fields its name and schedule do not read (`optim.create_optimizer`):
+  the OneCycle fields with schedule='constant'; b1 with 'onecycle' (b1 cycles between the OneCycle momenta, as
+  torch's OneCycleLR cycles Adam's beta1); weight_decay with plain 'adam'."""
+  opt = config.get("optimizer") or {}
+  schedule, name = opt.get("schedule", "onecycle"), opt.get("name", "adamw")
+  out = {}
+  if schedule == "constant":
+    for path in _ONECYCLE_FIELDS:
+      out[path] = (
+          "is not read with optimizer.schedule=constant",
+          "add --config.optimizer.schedule=onecycle, or drop it",
+      )
+  elif schedule == "onecycle":
+    out["optimizer.b1"] = (
+        "is not read with optimizer.schedule=onecycle: b1 cycles between onecycle_max_momentum and "
+        "onecycle_base_momentum",
+        "set those, or --config.optimizer.schedule=constant with it",
+    )
+  if name == "adam":
+    out["optimizer.weight_decay"] = (
+        "is not read with optimizer.name=adam (no weight decay)",
+        "use --config.optimizer.name=adamw with it, or drop it",
+    )
+  return out
+
+
+def unread_setting_fields(config) -> dict[str, tuple[str, str]]:
+  """`unread_model_fields` and `unread_optimizer_fields` together: the fields whose unread values the scripts
+  refuse only when given (`ignored_override`), since a dataset profile or protocol may set them."""
+  return {**unread_model_fields(config), **unread_optimizer_fields(config)}
+
+
 def ignored_override(config, path: str, value, plain) -> tuple[str, str] | None:
   """(problem, fix) when `--config.<path>=<value>` would change nothing in the run of `config`: the model name
-  sets the field to another value (`name_set_fields`), or its model does not read the field
-  (`unread_model_fields`) and `value` differs from `plain`, the field's value without the override (a dataset
+  sets the field to another value (`name_set_fields`), or its model or optimizer does not read the field
+  (`unread_setting_fields`) and `value` differs from `plain`, the field's value without the override (a dataset
   profile's value, such as DOUBAN's score_scale=100 under an HGT baseline, is nobody's mistake). None otherwise."""
   name = config.get("model_name", "hgnn_ima")
   named = name_set_fields(name)
@@ -494,17 +533,17 @@ def ignored_override(config, path: str, value, plain) -> tuple[str, str] | None:
         f"is set by model_name={name} ({path.split('.', 1)[1]}={format_value(named[path])}) in place of the config's",
         f"train --model=hgnn_ima with --config.{path}={format_value(value)}, or drop it",
     )
-  unread = unread_model_fields(config).get(path)
+  unread = unread_setting_fields(config).get(path)
   return None if unread is None or normalise(value) == normalise(plain) else unread
 
 
 def unread_fields(config) -> tuple[str, ...]:
   """The config paths a run does not read: `unread_data_fields` of its dataset, `SPLIT_DRAW_FIELDS` when its
   split is 'file', `batch.<field>` for the batch fields its mode does not read (`unread_batch_fields`), and the
-  model and loss fields its model does not read (`unread_model_fields`)."""
+  model, loss and optimizer fields its model and optimizer do not read (`unread_setting_fields`)."""
   draw = () if config.get("split", "file") == "stratified" else SPLIT_DRAW_FIELDS
   batch = tuple(f"batch.{field}" for field in unread_batch_fields(config)) if "batch" in config else ()
-  return unread_data_fields(config.get("dataset")) + draw + batch + tuple(unread_model_fields(config))
+  return unread_data_fields(config.get("dataset")) + draw + batch + tuple(unread_setting_fields(config))
 
 
 def result_fields(config) -> dict:

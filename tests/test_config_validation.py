@@ -16,7 +16,7 @@ from hgnn_ima_jax.experiments import configs, run_options
 from hgnn_ima_jax.experiments.configs import DATASETS, PROTOCOLS, get_config
 from hgnn_ima_jax.experiments.configs import test as test_config
 
-LINE = re.compile(r"^config\.[a-z_.]+=.*: .+\. Fix: .+$")
+LINE = re.compile(r"^config\.[a-z0-9_.]+=.*: .+\. Fix: .+$")
 
 
 def with_fields(config, **fields):
@@ -235,13 +235,14 @@ def test_unread_fields_are_one_rule_for_validation_and_result_fields():
 
 
 def test_model_fields_are_refused_where_no_cell_reads_them():
-  """An override of a model or loss field that no cell's model reads would change nothing: refused, one line.
+  """An override of a model, loss or optimizer field that no cell's model or optimizer reads would change
+  nothing: refused, one line.
   A dataset profile's value (DOUBAN's score_scale=100 under an HGT baseline) is no override, and a cell that
   ignores an override another cell reads keeps its result fields (table2's hgt_late beside hgnn_ima)."""
   from hgnn_ima_jax.experiments import run_options
 
-  def check(models, dataset="douban", **overrides):
-    opts = run_options.Options(datasets=(dataset,), overrides=overrides)
+  def check(models, dataset="douban", protocol="code", **overrides):
+    opts = run_options.Options(datasets=(dataset,), overrides=overrides, protocol=protocol)
     cells = [run_options.cell_config(dataset, opts, m) for m in models]
     run_options.check_overrides_read(cells, opts)
     return cells
@@ -257,10 +258,16 @@ def test_model_fields_are_refused_where_no_cell_reads_them():
       (("hgnn_ima-align",), {"model.variant": "-nei"}, "is set by model_name=hgnn_ima-align (variant=-align)", ""),
       (("hgnn_ima-L_att",), {"loss.att_weight": 0.5}, "is set by model_name=hgnn_ima-L_att (att_weight=0.0)", ""),
   ]
+  refused += [  # the optimizer's fields, by name and schedule
+      (("hgnn_ima",), {"optimizer.b1": 0.8}, "is not read with optimizer.schedule=onecycle", "schedule=constant"),
+      (("hgnn_ima",), {"optimizer.onecycle_pct_start": 0.1, "protocol": "paper"}, "schedule=constant", "onecycle"),
+      (("hgt_late",), {"optimizer.weight_decay": 0.01, "protocol": "paper"}, "optimizer.name=adam", "name=adamw"),
+  ]
   for models, overrides, problem, fix in refused:
+    protocol = overrides.pop("protocol", "code")
     ((path, value),) = overrides.items()
     with pytest.raises(cv.ConfigError) as e:
-      check(models, **overrides)
+      check(models, protocol=protocol, **overrides)
     assert str(e.value).startswith(f"config.{path}={cv.format_value(value)}: ") and problem in str(e.value), e.value
     assert fix in str(e.value).split("Fix: ")[1] and LINE.match(str(e.value))
   # read by one cell of the run: kept, and the cells that ignore it have the same result fields as without it
@@ -272,6 +279,8 @@ def test_model_fields_are_refused_where_no_cell_reads_them():
   # the profile's value is no override; the same value given again is not an error either
   assert check(("hgt_late",))[0].model.score_scale == 100.0
   check(("hgt_late",), **{"model.score_scale": 100.0})
+  check(("hgnn_ima",), **{"optimizer.name": "adam"})  # the code profile's weight_decay=5e-3 is no override
+  check(("hgnn_ima",), protocol="paper", **{"optimizer.b1": 0.8})  # read with the paper's constant schedule
   # the library refuses the contradiction it can see without the overrides: a variant beside an ablation name
   with pytest.raises(cv.ConfigError, match=r"^config\.model\.variant=-nei: is set by model_name=hgnn_ima-align"):
     cv.validate_config(with_fields(get_config("douban"), model_name="hgnn_ima-align", **{"model.variant": "-nei"}))

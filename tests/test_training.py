@@ -98,6 +98,52 @@ def test_optimizer_uses_the_injected_schedules():
   assert float(state.hyperparams["weight_decay"]) == pytest.approx(5e-3)
 
 
+OTHER_OPTIMIZER_VALUES = {
+    "optimizer.b1": 0.5,
+    "optimizer.weight_decay": 0.3,
+    "optimizer.onecycle_total_steps": 7,
+    "optimizer.onecycle_pct_start": 0.5,
+    "optimizer.onecycle_div_factor": 3.0,
+    "optimizer.onecycle_final_div_factor": 2.0,
+    "optimizer.onecycle_base_momentum": 0.5,
+    "optimizer.onecycle_max_momentum": 0.6,
+}
+
+
+@pytest.mark.parametrize(
+    "name, schedule", [("adamw", "onecycle"), ("adamw", "constant"), ("adam", "onecycle"), ("adam", "constant")]
+)
+def test_optimizer_fields_the_optimizer_does_not_read_change_nothing(name, schedule):
+  """`config_validation.unread_optimizer_fields` is true (the scripts refuse those fields when given): each field
+  it lists, set to another value, leaves eight updates of `create_optimizer` bit for bit equal; and each other
+  field of OTHER_OPTIMIZER_VALUES changes them (the table misses none)."""
+  from hgnn_ima_jax import config_validation as cv
+  from hgnn_ima_jax.experiments.configs import set_path
+
+  def updates(**fields):
+    c = get_config("douban")
+    c.optimizer.name, c.optimizer.schedule = name, schedule
+    c.optimizer.onecycle_total_steps, c.optimizer.onecycle_pct_start = 20, 0.2  # 8 updates reach the annealing
+    for path, value in fields.items():
+      set_path(c, path, value)
+    tx = optim.create_optimizer(c)
+    params = {"w": jnp.linspace(-1.0, 1.0, 5)}
+    state, out = tx.init(params), []
+    for k in range(8):
+      u, state = tx.update({"w": jnp.cos(params["w"] * (k + 1))}, state, params)
+      params = {"w": params["w"] + u["w"]}
+      out.append(np.asarray(u["w"]))
+    return np.stack(out)
+
+  config = get_config("douban")
+  config.optimizer.name, config.optimizer.schedule = name, schedule
+  unread = cv.unread_optimizer_fields(config)
+  base = updates()
+  for path, value in OTHER_OPTIMIZER_VALUES.items():
+    same = np.array_equal(base, updates(**{path: value}))
+    assert same == (path in unread), (name, schedule, path, same)
+
+
 def test_steps_per_epoch_stretches_the_schedule_over_the_same_epochs():
   """Mini-batch training takes several optimizer steps per epoch: the OneCycle schedule spans
   onecycle_total_steps × steps_per_epoch steps; one step per epoch is the full-batch schedule."""
