@@ -147,14 +147,15 @@ class InputProjection(nn.Module):
       raise ValueError(f"projection must be one of {CHOICES['model.projection']}, got {self.mode!r}")
     if self.activation not in CHOICES["model.input_activation"]:
       raise ValueError(f"input_activation must be one of {CHOICES['model.input_activation']}, got {self.activation!r}")
+    if self.mode == "shared":  # every node type at once, before any parameter is made
+      check_shared_widths(s, self.channels, self.hidden, self.scalar_hidden)
+      if self.batch_norm:
+        raise ValueError("batch_norm needs projection='per_channel' (the FULL profile)")
     rows = []
     for t, tname in enumerate(s.node_types):
       sl = s.node_slice(t)
       xs = self._inputs(features, t, tname, sl)
       if self.mode == "shared":
-        check_shared_widths(s, self.channels, self.hidden, self.scalar_hidden)
-        if self.batch_norm:
-          raise ValueError("batch_norm needs projection='per_channel' (the FULL profile)")
         lin = dense(self.hidden, xs[0].shape[-1], f"proj_{tname}")
         ys = [lin(x) for x in xs]
       else:
