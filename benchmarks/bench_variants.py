@@ -3,7 +3,8 @@
 A variant is one process's settings: allocator (glibc malloc; glibc with transparent huge
 pages; jemalloc with `hgnn_ima_jax.runtime.JEMALLOC_CONF`; jemalloc with its defaults), threads
 (PyG: `torch.set_num_threads`; ours: XLA's default pool, Eigen single-threaded, or the process
-pinned to one CPU) and, for PyG, the OpenMP wait policy (unset, PASSIVE, ACTIVE). Our step runs
+pinned to one CPU) and, for PyG, the OpenMP wait policy (unset, PASSIVE, ACTIVE) and how the
+model runs: eagerly, or compiled by `torch.compile` (TorchInductor's C++/OpenMP kernels). Our step runs
 on XLA's own thread pool: the only OpenMP runtime in our process is scikit-learn's libgomp
 (imported for the metrics, never called by the step; each row records the OpenMP libraries
 mapped into its process), so the wait policy is not a factor on our side.
@@ -23,6 +24,7 @@ from hgnn_ima_jax.runtime import JEMALLOC_CONF
 ALLOCATORS = ("jemalloc", "glibc", "jemalloc_default", "glibc_thp")
 OMP_POLICIES = ("unset", "PASSIVE", "ACTIVE")
 OURS_THREADS = ("default", "eigen1", "cpus1")
+PYG_EXEC = ("eager", "inductor")
 # Variables a variant sets itself: inherited values would leak into every variant.
 SCRUBBED = (
     "LD_PRELOAD",
@@ -41,24 +43,31 @@ EIGEN1_FLAG = "--xla_cpu_multi_thread_eigen=false"
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-  """One process's settings. threads: PyG's torch thread count; ours: 'default', 'eigen1' or 'cpus1'."""
+  """One process's settings. threads: PyG's torch thread count; ours: 'default', 'eigen1' or 'cpus1'.
+
+  pyg_exec: PyG only, 'eager' or 'inductor' (the model under `torch.compile`).
+  """
 
   framework: str  # 'jax' | 'pyg'
   allocator: str
   threads: str
   omp_wait_policy: str = "unset"
+  pyg_exec: str = "eager"
 
   @property
   def name(self) -> str:
     if self.framework == "pyg":
-      return f"{self.allocator}/omp-{self.omp_wait_policy}/threads-{self.threads}"
+      compiled = "" if self.pyg_exec == "eager" else f"/{self.pyg_exec}"  # eager names as before
+      return f"{self.allocator}/omp-{self.omp_wait_policy}/threads-{self.threads}{compiled}"
     return f"{self.allocator}/xla-{self.threads}"
 
   def settings(self) -> dict:
+    pyg = self.framework == "pyg"
     return {
         "allocator": self.allocator,
         "threads": self.threads,
-        "omp_wait_policy": self.omp_wait_policy if self.framework == "pyg" else None,
+        "omp_wait_policy": self.omp_wait_policy if pyg else None,
+        "pyg_exec": self.pyg_exec if pyg else None,
     }
 
 
@@ -71,10 +80,10 @@ def check_choices(kind: str, given, allowed) -> list[str]:
   return given
 
 
-def matrix(allocators, ours_threads, pyg_threads, pyg_omp) -> tuple[list[Variant], list[Variant]]:
+def matrix(allocators, ours_threads, pyg_threads, pyg_omp, pyg_exec=("eager",)) -> tuple[list[Variant], list[Variant]]:
   """(ours, PyG) variants, in flag order: the first of ours is the one multi-seed and profiles use."""
   ours = [Variant("jax", a, t) for a in allocators for t in ours_threads]
-  pyg = [Variant("pyg", a, str(t), w) for a in allocators for w in pyg_omp for t in pyg_threads]
+  pyg = [Variant("pyg", a, str(t), w, x) for x in pyg_exec for a in allocators for w in pyg_omp for t in pyg_threads]
   return ours, pyg
 
 

@@ -137,7 +137,7 @@ def run_pyg(spec: dict, data, checksum: str):
     raise SystemExit(reason)
   import torch
 
-  o, threads = spec["opts"], int(spec["torch_threads"])
+  o, threads, compiled = spec["opts"], int(spec["torch_threads"]), bool(spec.get("torch_compile"))
   size = dict(hidden=o["hidden"], heads=o["heads"], layers=o["layers"])
   for model in spec["models"]:
     la, date = load_avg(), now_utc()
@@ -146,14 +146,17 @@ def run_pyg(spec: dict, data, checksum: str):
       check = pyg_hgt.check_trains(model, data, steps=spec["check_steps"], threads=threads, **size)
     release_free_memory()
     with RssSampler() as mem:
-      r = pyg_hgt.time_steps(model, data, steps=o["steps"], warmup=o["warmup"], threads=threads, **size)
+      r = pyg_hgt.time_steps(
+          model, data, steps=o["steps"], warmup=o["warmup"], threads=threads, compiled=compiled, **size
+      )
     progress(model, r)
     emit(
         {
             "record": "step",
             "model": model,
             **r,
-            "compile_s": 0.0,
+            "compile_s": r["first_step_s"] if compiled else 0.0,  # torch.compile compiles in the first call
+            "torch_compile": compiled,
             "train_check": check,
             "torch_threads": torch.get_num_threads(),
             "rss_start_mb": round(mem.start, 1),

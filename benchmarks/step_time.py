@@ -4,7 +4,8 @@ A benchmark, not a test. Every measurement runs in its own process (`bench_worke
 per (framework, graph, variant), so each framework loads under its own allocator, thread
 count and (PyG) OpenMP wait policy, and nothing of the other framework shares its process.
 Variants (`bench_variants.py`): allocators `--allocators`, our threads `--ours_threads`,
-torch threads `--pyg_threads`, OpenMP wait policies `--pyg_omp`. The graph is built once
+torch threads `--pyg_threads`, OpenMP wait policies `--pyg_omp`, eager or `torch.compile`d PyG
+`--pyg_exec`. The graph is built once
 (seeded), written in the generic format, and read by every worker; each row records the
 checksum of what its worker read, and the run stops if one differs.
 
@@ -80,6 +81,12 @@ flags.DEFINE_list(
 )
 flags.DEFINE_list("pyg_threads", None, "torch.set_num_threads values (default: 1 and the CPUs this process may use)")
 flags.DEFINE_list("pyg_omp", ",".join(bv.OMP_POLICIES), f"PyG's OMP_WAIT_POLICY values, from {bv.OMP_POLICIES}")
+flags.DEFINE_list(
+    "pyg_exec",
+    "eager",
+    f"how PyG's model runs, from {bv.PYG_EXEC}: 'inductor' is torch.compile(model) (its compilation "
+    "is in the first step, reported as compile_s)",
+)
 flags.DEFINE_integer("screen_steps", 0, "first time every variant with this many steps (0: no screening)")
 flags.DEFINE_integer("finalists", 2, "with --screen_steps: fastest variants kept per (framework, model)")
 flags.DEFINE_integer(
@@ -176,6 +183,7 @@ class Runner:
         "profile": profile,
         "out": str(out),
         "torch_threads": int(v.threads) if v.framework == "pyg" else None,
+        "torch_compile": v.framework == "pyg" and v.pyg_exec == "inductor",
         "cpus": sorted(os.sched_getaffinity(0))[:1] if v.threads == "cpus1" else None,
     }
     spec_path.write_text(json.dumps(spec))
@@ -296,6 +304,7 @@ def main(argv):
     allocators = bv.check_choices("allocators", FLAGS.allocators, bv.ALLOCATORS)
     ours_threads = bv.check_choices("ours_threads", FLAGS.ours_threads, bv.OURS_THREADS)
     pyg_omp = bv.check_choices("pyg_omp", FLAGS.pyg_omp, bv.OMP_POLICIES)
+    pyg_exec = bv.check_choices("pyg_exec", FLAGS.pyg_exec, bv.PYG_EXEC)
     pyg_threads = sorted({1, cpu_count()}) if FLAGS.pyg_threads is None else [int(t) for t in FLAGS.pyg_threads]
   except ValueError as e:
     raise app.UsageError(str(e)) from None
@@ -307,7 +316,7 @@ def main(argv):
   pyg_skipped = "disabled with --nopyg" if FLAGS.pyg is False else pyg_availability(FLAGS.pyg_python)
   if FLAGS.pyg and pyg_skipped:
     raise app.UsageError(pyg_skipped)
-  ours, pyg = bv.matrix(allocators, ours_threads, pyg_threads, pyg_omp)
+  ours, pyg = bv.matrix(allocators, ours_threads, pyg_threads, pyg_omp, pyg_exec)
   if pyg_skipped:
     pyg = []
   jemalloc = find_jemalloc()

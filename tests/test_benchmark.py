@@ -356,6 +356,22 @@ def test_variant_env_sets_only_its_own_settings():
   assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1" and env["XLA_FLAGS"] == "--a=1"
 
 
+def test_pyg_exec_adds_compiled_variants_and_keeps_the_eager_names():
+  ours, pyg = bv.matrix(["glibc"], ["default"], [1, 2], ["unset"], ["eager", "inductor"])
+  assert [v.name for v in ours] == ["glibc/xla-default"]
+  assert [v.name for v in pyg] == [
+      "glibc/omp-unset/threads-1",
+      "glibc/omp-unset/threads-2",
+      "glibc/omp-unset/threads-1/inductor",
+      "glibc/omp-unset/threads-2/inductor",
+  ]
+  assert [v.settings()["pyg_exec"] for v in pyg] == ["eager", "eager", "inductor", "inductor"]
+  assert ours[0].settings()["pyg_exec"] is None
+  assert [v.name for v in bv.matrix(["glibc"], ["default"], [2], ["unset"])[1]] == ["glibc/omp-unset/threads-2"]
+  with pytest.raises(ValueError, match="--pyg_exec=eager,jit: jit is not one of eager, inductor"):
+    bv.check_choices("pyg_exec", ["eager", "jit"], bv.PYG_EXEC)
+
+
 def test_graph_checksum_survives_the_file_and_sees_one_changed_value(tmp_path):
   """What the workers compare: equal after write_generic/read_generic, different after one float changes."""
   from bench_graphs import graph_checksum, load_graph
