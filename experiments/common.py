@@ -15,6 +15,7 @@ from typing import Callable
 
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.graph import DatasetError
+from hgnn_ima_jax.run_dir import WorkdirError, check_workdir
 
 from . import formatting
 from .cell_runs import CellConfigError
@@ -25,7 +26,7 @@ def user_errors() -> tuple[type, ...]:
   """Errors a launcher reports in one line (exit 2) instead of a traceback: bad data or config, a workdir clash."""
   from hgnn_ima_jax.checkpointing import CheckpointMismatchError  # imports JAX (Orbax); only when a run failed
 
-  return (DatasetError, cv.ConfigError, CellConfigError, CheckpointMismatchError, FileExistsError)
+  return (DatasetError, cv.ConfigError, CellConfigError, CheckpointMismatchError, FileExistsError, WorkdirError)
 
 
 def default_workdir(script: str) -> str:
@@ -46,6 +47,10 @@ def run_script(
   if flag_values.resume and not flag_values.workdir:
     raise app.UsageError("--resume needs the --workdir of the earlier run")
   workdir = flag_values.workdir or default_workdir(script)
+  try:
+    check_workdir(workdir, "--workdir")  # before any cell is built or trained
+  except WorkdirError as e:
+    fail(e)
   import jax
 
   print(f"devices: {jax.devices()}; workdir: {workdir}")

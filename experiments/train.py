@@ -254,6 +254,10 @@ def main(argv):
       "runs", f"{formatting.dataset_tag(config.dataset)}-{config.model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
   )
 
+  try:
+    run_dir.check_workdir(workdir, "--workdir")  # before the graph loads: a bad path is one line, not a late traceback
+  except run_dir.WorkdirError as e:
+    _fail(e)
   initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
   import jax
 
@@ -287,7 +291,14 @@ def main(argv):
         file=sys.stderr,
     )
     sys.exit(stop.exit_code)
-  except (DatasetError, FileExistsError, CheckpointMismatchError, StepMemoryError, cv.ConfigError) as e:
+  except (
+      DatasetError,
+      FileExistsError,
+      CheckpointMismatchError,
+      StepMemoryError,
+      cv.ConfigError,
+      run_dir.WorkdirError,
+  ) as e:
     _fail(e)
   if jax.process_index() != 0:
     return

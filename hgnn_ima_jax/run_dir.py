@@ -10,10 +10,41 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 
 import ml_collections
 
 from hgnn_ima_jax.graph import Relation, Schema
+
+
+class WorkdirError(ValueError):
+  """A run directory that cannot be made or written: refused before anything is built or written."""
+
+
+def check_workdir(workdir: str, name: str = "workdir") -> None:
+  """Refuses (`WorkdirError`, one line) a `workdir` that a run could not write to, leaving nothing behind.
+
+  It must be a directory, or a path that can be made below its nearest existing parent. Why a probe
+  (a temporary entry made and removed at once) and not `os.access`: as root, `os.access` says yes to
+  every directory, including /proc, where a run would then die with a traceback in `os.makedirs`.
+  """
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise WorkdirError(f"{name}={workdir}: is a file, not a directory. Fix: give a new path or an existing directory")
+  parent = path
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise WorkdirError(
+        f"{name}={workdir}: cannot be made: {parent} is a file. Fix: give a path below a directory you can write to"
+    )
+  try:
+    os.rmdir(tempfile.mkdtemp(prefix=".hgnn-ima-probe-", dir=parent))
+  except OSError as e:
+    where = "is not writable" if parent == path else f"cannot be made in {parent}"
+    raise WorkdirError(
+        f"{name}={workdir}: {where} ({e.strerror}). Fix: give a path below a directory you can write to"
+    ) from None
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict):

@@ -42,7 +42,7 @@ from hgnn_ima_jax.memory_check import MemoryCheckedProgram, remat_first
 from hgnn_ima_jax.models import split_model_name
 from hgnn_ima_jax.optim import create_optimizer, learning_rate_at
 from hgnn_ima_jax.projection import check_shared_widths
-from hgnn_ima_jax.run_dir import write_config, write_schema
+from hgnn_ima_jax.run_dir import check_workdir, write_config, write_schema
 from hgnn_ima_jax.run_log import HistoryWriter, TrainingInterrupted, history_rows  # noqa: F401 (re-exported)
 from hgnn_ima_jax.state import Batch, TrainState, create_model, init_state, make_batch, seed_sharding
 from hgnn_ima_jax.steps import make_epoch_fn
@@ -257,8 +257,13 @@ def train_and_evaluate(
 
   Returns:
     The results dict (also written to results.json).
+
+  Raises:
+    ConfigError, WorkdirError (a `workdir` that cannot be made or written): before anything is built or
+    written; `CheckpointMismatchError` on resuming another config's run.
   """
   validate_config(config)  # before anything is built or written
+  check_workdir(workdir)
   config = resolve_config(config)
   check_inputs(config, data.schema)
   t_start = time.time()

@@ -5,6 +5,7 @@ code reads its allowed values from, and the scripts: exit code 2, one line, noth
 """
 
 import json
+import pathlib
 import re
 
 import pytest
@@ -354,6 +355,45 @@ def test_artefact_scripts_refuse_bad_cells_before_writing(script, args, tmp_path
   line = _one_error_line(proc)
   assert any(f in line for f in ("num_layers=-1", "seeds=a", "model.hidden=16", "num_epochs=0")), line
   assert not workdir.exists()
+
+
+def test_a_workdir_that_cannot_be_written_is_refused_and_nothing_is_left(tmp_path):
+  from hgnn_ima_jax import run_dir
+
+  afile = tmp_path / "afile"
+  afile.write_text("x")
+  cases = {
+      str(afile): "is a file, not a directory",
+      str(afile / "run"): f"cannot be made: {afile} is a file",
+  }
+  if pathlib.Path("/proc/self").is_dir():  # mkdir fails there even for root, whom os.access always lets in
+    cases["/proc/hgnn-ima-run"] = "cannot be made in /proc"
+  for path, why in cases.items():
+    with pytest.raises(run_dir.WorkdirError) as e:
+      run_dir.check_workdir(path)
+    assert str(e.value).startswith(f"workdir={path}: {why}") and ". Fix: " in str(e.value), str(e.value)
+  run_dir.check_workdir(str(tmp_path / "new" / "nested"))  # a path that can be made is fine
+  run_dir.check_workdir(str(tmp_path))  # so is an existing directory
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # the probes left nothing
+  # the library refuses it before building anything: no graph is needed to get there
+  from hgnn_ima_jax import train
+
+  with pytest.raises(run_dir.WorkdirError, match="is a file"):
+    train.train_and_evaluate(test_config.get_config("synthetic"), str(afile), None)
+
+
+@pytest.mark.parametrize("script,arg", [("train.py", "--dataset=synthetic"), ("table2.py", "--tiny")])
+def test_scripts_refuse_a_workdir_that_cannot_be_made_in_one_line(script, arg, tmp_path):
+  afile = tmp_path / "afile"
+  afile.write_text("x")
+  proc = run_python(f"experiments/{script}", arg, f"--workdir={afile / 'run'}", "--noprogress", timeout=120)
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert lines[0] == (
+      f"error: --workdir={afile / 'run'}: cannot be made: {afile} is a file. Fix: give a path below a directory "
+      "you can write to"
+  )
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
 def test_unknown_config_overrides_are_named_with_the_nearest_field():
