@@ -9,6 +9,7 @@ The pure parts (run order, best variant, ratio, variant environments) are checke
 
 import importlib.util
 import json
+import math
 import os
 import pathlib
 import re
@@ -228,6 +229,7 @@ def test_pyg_rows_come_from_their_own_processes_with_their_settings(bench):
     assert r["pid"] != run["pid"] and r["pid"] not in our_pids and r["parent_pid"] == run["pid"]
     assert r["jax_backend_started"] is False, "JAX ran in a PyG worker"
     assert r["torch_threads"] == int(r["settings"]["threads"]) == r["versions"]["torch_threads"]
+    assert r["settings"]["pyg_exec"] == "eager" and r["torch_compile"] is False and r["compile_s"] == 0.0
     assert r["env"]["OMP_WAIT_POLICY"] == r["settings"]["omp_wait_policy"] == "PASSIVE"
     assert r["runtimes"]["openmp"], "torch's OpenMP runtime is not mapped: the wait policy would mean nothing"
     assert bool(r["runtimes"]["jemalloc"]) == (r["settings"]["allocator"] == "jemalloc")
@@ -248,6 +250,23 @@ def test_pyg_rows_come_from_their_own_processes_with_their_settings(bench):
       f"{report.fmt_ms(r['pyg_step_s'])} | {r['ratio']:.2f}"
   )
   assert row in report.report(records)
+
+
+def test_compiled_pyg_rows_say_so_and_count_the_compile(tmp_path):
+  if not _pyg_importable():
+    pytest.skip(NO_PYG)
+  out = tmp_path / "bench.jsonl"
+  cmd = [sys.executable, str(SCRIPT), "--tiny", "--steps=2", "--models=hgnn_ima", "--allocators=glibc"]
+  cmd += ["--ours_threads=default", "--pyg_omp=unset", "--pyg_threads=1", "--pyg_exec=inductor", "--pyg_check_steps=0"]
+  cmd += ["--seeds=0", f"--out={out}"]
+  proc = subprocess.run(
+      cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env={**os.environ, "JAX_PLATFORMS": "cpu"}
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  (row,) = _steps([json.loads(ln) for ln in out.read_text().splitlines()], "pyg")
+  assert row["variant"] == "glibc/omp-unset/threads-1/inductor" and row["settings"]["pyg_exec"] == "inductor"
+  assert row["torch_compile"] is True and row["compile_s"] == row["first_step_s"] > 0
+  assert len(row["step_times_s"]) == 2 and all(map(math.isfinite, row["losses"]))
 
 
 def test_without_pyg_the_run_says_why(bench):
