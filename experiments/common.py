@@ -23,10 +23,20 @@ from .run_options import Options, config_help, define_common_flags, options_from
 
 
 def user_errors() -> tuple[type, ...]:
-  """Errors a launcher reports in one line (exit 2) instead of a traceback: bad data or config, a workdir clash."""
+  """Errors a launcher reports in one line (exit 2) instead of a traceback: bad data or config, a workdir clash,
+  a step that does not fit in memory."""
   from hgnn_ima_jax.checkpointing import CheckpointMismatchError  # imports JAX (Orbax); only when a run failed
+  from hgnn_ima_jax.memory_check import StepMemoryError
 
-  return (DatasetError, cv.ConfigError, CellConfigError, CheckpointMismatchError, FileExistsError, WorkdirError)
+  return (
+      DatasetError,
+      cv.ConfigError,
+      CellConfigError,
+      CheckpointMismatchError,
+      FileExistsError,
+      WorkdirError,
+      StepMemoryError,
+  )
 
 
 def default_workdir(script: str) -> str:

@@ -29,10 +29,9 @@ from ml_collections import config_flags  # noqa: E402
 from hgnn_ima_jax import config_validation as cv  # noqa: E402
 from hgnn_ima_jax import run_dir  # noqa: E402
 from hgnn_ima_jax.data_utils import load_for_config, validate_run_config  # noqa: E402
-from hgnn_ima_jax.experiments import formatting, launch, run_options  # noqa: E402
+from hgnn_ima_jax.experiments import common, formatting, launch, run_options  # noqa: E402
 from hgnn_ima_jax.experiments.configs import PROTOCOLS, get_config, set_path  # noqa: E402
 from hgnn_ima_jax.graph import DatasetError  # noqa: E402
-from hgnn_ima_jax.memory_check import StepMemoryError  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -212,11 +211,6 @@ def initialize_distributed(coordinator: str | None, num_processes: int | None, p
   jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
 
 
-def _fail(err: Exception):
-  print(f"error: {err}", file=sys.stderr)
-  sys.exit(2)
-
-
 def _config_help() -> str:
   """--help's tail: the config fields with the values this invocation would use."""
   try:
@@ -244,7 +238,7 @@ def main(argv):
     config = resume_config(FLAGS.workdir) if FLAGS.resume else build_config()
     validate_run_config(config)
   except (cv.ConfigError, ResumeError, DatasetError) as e:
-    _fail(e)
+    common.fail(e)
   if FLAGS.print_config:
     print(json.dumps(cv.normalise(config.to_dict()), indent=2))
     return
@@ -257,7 +251,7 @@ def main(argv):
   try:
     run_dir.check_workdir(workdir, "--workdir")  # before the graph loads: a bad path is one line, not a late traceback
   except run_dir.WorkdirError as e:
-    _fail(e)
+    common.fail(e)
   initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
   import jax
 
@@ -266,7 +260,6 @@ def main(argv):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   # After flag parsing: importing the stack is the slow part.
   from hgnn_ima_jax import train
-  from hgnn_ima_jax.checkpointing import CheckpointMismatchError
   from hgnn_ima_jax.experiments import outputs
 
   print(
@@ -291,15 +284,8 @@ def main(argv):
         file=sys.stderr,
     )
     sys.exit(stop.exit_code)
-  except (
-      DatasetError,
-      FileExistsError,
-      CheckpointMismatchError,
-      StepMemoryError,
-      cv.ConfigError,
-      run_dir.WorkdirError,
-  ) as e:
-    _fail(e)
+  except common.user_errors() as e:
+    common.fail(e)
   if jax.process_index() != 0:
     return
   print(

@@ -61,3 +61,13 @@ def test_cli_refuses_a_step_over_the_limit_before_training(tmp_path, monkeypatch
   assert "the compiled step needs" in line and "Fix:" in line, line
   assert ("full batch" in line) if mode == "full" else ("batch.size=" in line)
   assert not (tmp_path / "run" / "history.json").exists()
+
+
+def test_artefact_script_refuses_a_step_over_the_limit_in_one_line(tmp_path, monkeypatch):
+  """table2.py (common.run_script) reports the refusal as train.py does: exit 2, one error line, no traceback."""
+  monkeypatch.setenv(memory_check.ENV_LIMIT, "64K")
+  args = ["experiments/table2.py", "--tiny", "--models=hgnn_ima", "--seeds=1", f"--workdir={tmp_path / 'out'}"]
+  proc = run_python(*args, "--noprogress", timeout=300)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+  assert "the compiled step needs" in line and "Fix:" in line, line
