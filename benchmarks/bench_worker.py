@@ -137,7 +137,7 @@ def run_pyg(spec: dict, data, checksum: str):
     raise SystemExit(reason)
   import torch
 
-  o, threads, compiled = spec["opts"], int(spec["torch_threads"]), bool(spec.get("torch_compile"))
+  o, threads, compiled = spec["opts"], int(spec["torch_threads"]), bool(spec["torch_compile"])
   size = dict(hidden=o["hidden"], heads=o["heads"], layers=o["layers"])
   for model in spec["models"]:
     la, date = load_avg(), now_utc()
