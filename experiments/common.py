@@ -57,10 +57,7 @@ def run_script(
   if flag_values.resume and not flag_values.workdir:
     raise app.UsageError("--resume needs the --workdir of the earlier run")
   workdir = flag_values.workdir or default_workdir(script)
-  try:
-    check_workdir(workdir, "--workdir")  # before any cell is built or trained
-  except WorkdirError as e:
-    fail(e)
+  refuse_bad_workdir(workdir)  # before any cell is built or trained
   import jax
 
   print(f"devices: {jax.devices()}; workdir: {workdir}")
@@ -92,6 +89,14 @@ def fail(err: Exception):
   """A user error as one line on stderr, exit code 2."""
   print(f"error: {err}", file=sys.stderr)
   sys.exit(2)
+
+
+def refuse_bad_workdir(workdir: str):
+  """`run_dir.check_workdir` for a script's --workdir: a path a run could not write to is one line, exit code 2."""
+  try:
+    check_workdir(workdir, "--workdir")
+  except WorkdirError as e:
+    fail(e)
 
 
 def start(flag_values) -> Options:

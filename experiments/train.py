@@ -248,10 +248,7 @@ def main(argv):
       "runs", f"{formatting.dataset_tag(config.dataset)}-{config.model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
   )
 
-  try:
-    run_dir.check_workdir(workdir, "--workdir")  # before the graph loads: a bad path is one line, not a late traceback
-  except run_dir.WorkdirError as e:
-    common.fail(e)
+  common.refuse_bad_workdir(workdir)  # before the graph loads: a bad path is one line, not a late traceback
   initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
   import jax
 
