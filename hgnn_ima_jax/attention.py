@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from hgnn_ima_jax import edge_ops
 from hgnn_ima_jax.config_validation import CHOICES
-from hgnn_ima_jax.ops import segment_softmax, segment_softmax_parts, softmax
+from hgnn_ima_jax.ops import channels, segment_softmax, softmax
 
 COMBINES = CHOICES["model.combine"]
 
@@ -60,8 +60,7 @@ def inter_node_score(
 def inter_node_attention(g: jax.Array, seg: jax.Array, num_segments: int) -> jax.Array:
   """Eq. 3: α^m = softmax of g^m over each receiver's in-edges (per relation, per head).
 
-  HGT and HGT-late use it as it is; HGNN-IMA computes α together with β2 in
-  `alpha_and_alignment` (one segment pass instead of two).
+  HGT and HGT-late use it as it is; HGNN-IMA through `alpha_and_alignment`, with β2.
   """
   return segment_softmax(g, seg, num_segments, indices_are_sorted=True)
 
@@ -81,7 +80,8 @@ def alignment_logits(g: jax.Array, sign: str = "code") -> jax.Array:
   pairs = list(itertools.combinations(range(g.shape[1]), 2))
   if not pairs:
     raise ValueError("alignment modulation needs at least two modalities")
-  total = sum(jnp.abs(g[:, a] - g[:, b]) for a, b in pairs)
+  gs = channels(g)
+  total = sum(jnp.abs(gs[a] - gs[b]) for a, b in pairs)
   if sign == "code":
     return -total / len(pairs)
   if sign == "paper":
@@ -92,14 +92,14 @@ def alignment_logits(g: jax.Array, sign: str = "code") -> jax.Array:
 def alpha_and_alignment(
     g: jax.Array, seg: jax.Array, num_segments: int, *, align: bool, sign: str = "code"
 ) -> tuple[jax.Array, jax.Array | None]:
-  """Eqs. 3 and 8: α^m (E, M, H) and β2 (E, H) — softmaxes over each receiver's in-edges, in one pass.
+  """Eqs. 3 and 8: α^m (E, M, H) and β2 (E, H) — softmaxes over each receiver's in-edges.
 
   β2 = softmax of `alignment_logits(g)`; it is None when `align` is False (`-align`).
   """
+  alpha = inter_node_attention(g, seg, num_segments)
   if not align:
-    return inter_node_attention(g, seg, num_segments), None
-  alpha, beta2 = segment_softmax_parts((g, alignment_logits(g, sign)[:, None]), seg, num_segments, True)
-  return alpha, beta2[:, 0]
+    return alpha, None
+  return alpha, segment_softmax(alignment_logits(g, sign), seg, num_segments, indices_are_sorted=True)
 
 
 def inter_modal_score(
@@ -127,9 +127,11 @@ def nested_attention(lam: jax.Array, alpha: jax.Array) -> jax.Array:
   lam (E, M, H) and alpha (E, M, H) give (E, H). For `+inf`, lam is (E, M', M, H)
   and the result is one β1 per influenced modality m: (E, M, H).
   """
+  # A sum of slices, not jnp.sum over axis 1: XLA:CPU's reduction over the middle axis is slower.
+  lams, alphas = channels(lam), channels(alpha)
   if lam.ndim == alpha.ndim + 1:
-    return jnp.sum(lam * alpha[:, :, None, :], axis=1)
-  return jnp.sum(lam * alpha, axis=1)
+    return sum(la * al[:, None, :] for la, al in zip(lams, alphas))
+  return sum(la * al for la, al in zip(lams, alphas))
 
 
 def nested_beta(beta1: jax.Array, seg: jax.Array, num_segments: int, beta_norm: str) -> jax.Array:

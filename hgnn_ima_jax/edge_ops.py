@@ -181,9 +181,11 @@ def _gather_segment_sum_bwd(num_segments, res, ct):
   b, b_vjp = _rebuild_vjp(b, ct)
   ct_e = ct[seg]  # (E, M, H, d_k): each edge's segment's cotangent
   rows = b[b_index]
-  dw = jnp.sum(ct_e * rows, axis=-1)  # (E, M, H)
-  if w.ndim == dw.ndim - 1:
-    dw = jnp.sum(dw, axis=1)
+  if w.ndim == rows.ndim - 2:  # one weight for every channel: Σ over channels of slices (E, H), which
+    # XLA:CPU runs ~2x faster than one reduction over the channel and d_k axes of (E, M, H, d_k)
+    dw = sum(jnp.sum(ct_e[:, m] * rows[:, m], axis=-1) for m in range(rows.shape[1]))
+  else:
+    dw = jnp.sum(ct_e * rows, axis=-1)  # (E, M, H)
   db = _scatter_rows(b, b_index, _edge_weights(w, rows.ndim) * ct_e, ct)
   return dw.astype(w.dtype), b_vjp(db), None, None
 

@@ -17,8 +17,9 @@ Layout, chosen for speed on XLA:CPU (measurements in benchmarks/README.md):
   written out, tried on 2026-12-05, were faster alone but slower in the step);
 * the edges read the tables through `edge_ops`, whose backward passes keep no per-edge
   copies of them;
-* every softmax over in-edges (α of all modalities and the alignment term of β2) runs as one
-  segment pass (`attention.alpha_and_alignment`);
+* per-edge arrays of several channels (E, M, H) are split into (E, H) channels wherever an
+  exp or a reduction over the channels runs (`ops.per_channel`, `ops.channels`, `ops.softmax`):
+  XLA:CPU vectorises those fusions for (E, H) operands and not for (E, 2, H) or (E, 3, H);
 * the skip term of the update is a matrix product (see `node_update`), which keeps XLA from
   recomputing the gradient chain through all later layers in several places.
 

@@ -7,7 +7,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -16,15 +15,32 @@ def segment_softmax(
 ) -> jax.Array:
   """Softmax over the leading (edge) axis within each segment (a receiver's in-edges of one relation).
 
-  Trailing axes (modalities, heads) are independent softmaxes. The per-segment max is only a
-  shift for numerical safety. The gradient is written out (y ⊙ (ȳ − Σ_seg y ⊙ ȳ)): it needs
+  Trailing axes (modalities, heads) are independent softmaxes, computed one channel (axis 1) at
+  a time (`per_channel`). The per-segment max is only a shift for numerical safety. The gradient is written out (y ⊙ (ȳ − Σ_seg y ⊙ ȳ)): it needs
   only the output y, where autodiff of exp/sum/divide would keep three (E, ...) arrays for the
   backward pass.
   """
-  maxes = jax.ops.segment_max(logits, segment_ids, num_segments, indices_are_sorted=indices_are_sorted)
-  ex = jnp.exp(logits - maxes[segment_ids])
-  denom = jax.ops.segment_sum(ex, segment_ids, num_segments, indices_are_sorted=indices_are_sorted)
-  return ex / denom[segment_ids]
+
+  def one(x):
+    maxes = jax.ops.segment_max(x, segment_ids, num_segments, indices_are_sorted=indices_are_sorted)
+    ex = jnp.exp(x - maxes[segment_ids])
+    denom = jax.ops.segment_sum(ex, segment_ids, num_segments, indices_are_sorted=indices_are_sorted)
+    return ex / denom[segment_ids]
+
+  return per_channel(one, logits)
+
+
+def per_channel(fn, *xs: jax.Array) -> jax.Array:
+  """fn of each channel (x[:, c] of every (E, C, ...) argument), stacked on axis 1; fn(*xs) when C is 1 or absent.
+
+  The same numbers as fn of the whole arrays, for elementwise fns and reductions over axis 0.
+  Why per channel: XLA:CPU vectorises a fusion such as a softmax's exp(x − max[seg]) for an
+  (E, H) operand but not for (E, C, H) with C = 2 or 3 (2.1 against 0.35 ns per element on one
+  core, benchmarks/README.md).
+  """
+  if xs[0].ndim < 3 or xs[0].shape[1] == 1:
+    return fn(*xs)
+  return jnp.stack([fn(*(x[:, c] for x in xs)) for c in range(xs[0].shape[1])], axis=1)
 
 
 def _segment_softmax_fwd(logits, segment_ids, num_segments, indices_are_sorted):
@@ -34,46 +50,55 @@ def _segment_softmax_fwd(logits, segment_ids, num_segments, indices_are_sorted):
 
 def _segment_softmax_bwd(num_segments, indices_are_sorted, res, ct):
   y, segment_ids = res
-  dot = jax.ops.segment_sum(y * ct, segment_ids, num_segments, indices_are_sorted=indices_are_sorted)
-  return y * (ct - dot[segment_ids]), None
+
+  def one(y, ct):
+    dot = jax.ops.segment_sum(y * ct, segment_ids, num_segments, indices_are_sorted=indices_are_sorted)
+    return y * (ct - dot[segment_ids])
+
+  return per_channel(one, y, ct), None
 
 
 segment_softmax.defvjp(_segment_softmax_fwd, _segment_softmax_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def segment_softmax_parts(
-    parts: tuple[jax.Array, ...], segment_ids: jax.Array, num_segments: int, indices_are_sorted: bool = False
-) -> tuple[jax.Array, ...]:
-  """`segment_softmax` of the parts side by side on axis 1 (one segment pass), returned as parts.
+@jax.custom_vjp
+def channels(x: jax.Array) -> tuple[jax.Array, ...]:
+  """The channels x[:, c] of an (E, C, ...) array, as a tuple; their gradient is one stack, not a pad per channel.
 
-  Equal to splitting `segment_softmax(concatenate(parts, 1), ...)`, but the backward pass keeps
-  the returned parts themselves, which the callers' products keep anyway, instead of the
-  concatenated output too.
+  Autodiff of slicing pads each slice's cotangent back to x's shape and adds the pads, which
+  XLA:CPU runs as C separate (E, C, ...) passes; here the cotangents are stacked once.
   """
-  y = segment_softmax(jnp.concatenate(parts, axis=1), segment_ids, num_segments, indices_are_sorted)
-  return tuple(jnp.split(y, np.cumsum([p.shape[1] for p in parts])[:-1], axis=1))
+  return tuple(x[:, c] for c in range(x.shape[1]))
 
 
-def _segment_softmax_parts_fwd(parts, segment_ids, num_segments, indices_are_sorted):
-  outs = segment_softmax_parts(parts, segment_ids, num_segments, indices_are_sorted)
-  return outs, (outs, segment_ids)
+def _channels_fwd(x):
+  return channels(x), None
 
 
-def _segment_softmax_parts_bwd(num_segments, indices_are_sorted, res, cts):
-  outs, segment_ids = res
-  y, ct = jnp.concatenate(outs, axis=1), jnp.concatenate(cts, axis=1)
-  dx, _ = _segment_softmax_bwd(num_segments, indices_are_sorted, (y, segment_ids), ct)
-  return tuple(jnp.split(dx, np.cumsum([o.shape[1] for o in outs])[:-1], axis=1)), None
+def _channels_bwd(_, cts):
+  return (jnp.stack(cts, axis=1),)
 
 
-segment_softmax_parts.defvjp(_segment_softmax_parts_fwd, _segment_softmax_parts_bwd)
+channels.defvjp(_channels_fwd, _channels_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def softmax(x: jax.Array, axis: int) -> jax.Array:
-  """`jax.nn.softmax` whose backward pass keeps only its output (autodiff of jax.nn.softmax keeps two arrays)."""
-  return jax.nn.softmax(x, axis=axis)
+  """`jax.nn.softmax` over a short axis (the modalities) whose backward pass keeps only its output.
+
+  Autodiff of jax.nn.softmax keeps two arrays. It is written slice by slice along `axis`
+  (maxima, sums and products of whole slices) because XLA:CPU does not vectorise exp and
+  reductions over a short middle axis of an (E, M, H) array (benchmarks/README.md).
+  """
+  xs = _slices(x, axis)
+  top = functools.reduce(jnp.maximum, xs)
+  ex = [jnp.exp(v - top) for v in xs]
+  total = sum(ex)
+  return jnp.stack([e / total for e in ex], axis)
+
+
+def _slices(x: jax.Array, axis: int) -> list[jax.Array]:
+  return [jax.lax.index_in_dim(x, i, axis, keepdims=False) for i in range(x.shape[axis])]
 
 
 def _softmax_fwd(x, axis):
@@ -82,7 +107,9 @@ def _softmax_fwd(x, axis):
 
 
 def _softmax_bwd(axis, y, ct):
-  return (y * (ct - jnp.sum(y * ct, axis=axis, keepdims=True)),)
+  ys, cts = _slices(y, axis), _slices(ct, axis)
+  dot = sum(a * b for a, b in zip(ys, cts))
+  return (jnp.stack([a * (b - dot) for a, b in zip(ys, cts)], axis),)
 
 
 softmax.defvjp(_softmax_fwd, _softmax_bwd)

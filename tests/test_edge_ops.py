@@ -1,4 +1,4 @@
-"""The hand-written backward passes (edge_ops, ops.segment_softmax) equal autodiff of the plain formulas.
+"""The hand-written backward passes (edge_ops, ops' softmaxes and channel split) equal autodiff of the plain formulas.
 
 Each fused op is compared with `jax.vjp` of the same expression written with plain gathers, on
 indices with repeats, unsorted rows, empty segments, broadcast rows (`+inf`) and under `vmap`
@@ -17,7 +17,7 @@ import pytest
 from jax._src.ad_checkpoint import saved_residuals
 from model_fixtures import make_graph, random_variables
 
-from hgnn_ima_jax import attention, edge_ops, models
+from hgnn_ima_jax import attention, edge_ops, models, ops
 from hgnn_ima_jax.losses import objective
 from hgnn_ima_jax.ops import segment_softmax
 
@@ -71,9 +71,11 @@ def test_gather_segment_sum_gradient_equals_autodiff(per_channel):
   _vjp_pair(fused, plain, (w, b), jnp.asarray(rng.normal(size=(S, M, H, DK)), jnp.float32))
 
 
-def test_segment_softmax_gradient_equals_autodiff():
+@pytest.mark.parametrize("shape", [(E, H), (E, 1, H), (E, M + 1, H)], ids=["no_channels", "one", "three"])
+def test_segment_softmax_gradient_equals_autodiff(shape):
+  """Also with several channels, which it computes one at a time (`ops.per_channel`)."""
   rng, _, _, _, _, seg = _arrays(3)
-  x = jnp.asarray(rng.normal(size=(E, M + 1, H)) * 5, jnp.float32)
+  x = jnp.asarray(rng.normal(size=shape) * 5, jnp.float32)
 
   def plain(x):
     mx = jax.lax.stop_gradient(jax.ops.segment_max(x, seg, S, indices_are_sorted=True))
@@ -86,6 +88,24 @@ def test_segment_softmax_gradient_equals_autodiff():
       (x,),
       jnp.asarray(rng.normal(size=x.shape), jnp.float32),
   )
+
+
+@pytest.mark.parametrize("shape", [(E, 2, H), (E, 3, H), (E, 2, 2, H)], ids=["two", "three", "+inf"])
+def test_modality_softmax_written_by_slices_equals_jax_softmax(shape):
+  rng = np.random.default_rng(7)
+  x = jnp.asarray(rng.normal(size=shape) * 5, jnp.float32)
+  ct = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  _vjp_pair(lambda x: ops.softmax(x, 1), lambda x: jax.nn.softmax(x, axis=1), (x,), ct)
+
+
+def test_channels_split_has_the_gradient_of_slicing():
+  """`ops.channels`: a tuple of x[:, c] whose backward stacks the cotangents (an unused channel's is zero)."""
+  rng = np.random.default_rng(8)
+  x = jnp.asarray(rng.normal(size=(E, 3, H)), jnp.float32)
+  f = lambda split: lambda x: (lambda c: jnp.sin(c[0]) * c[2])(split(x))
+  fused, plain = f(ops.channels), f(lambda x: tuple(x[:, i] for i in range(x.shape[1])))
+  _vjp_pair(fused, plain, (x,), jnp.asarray(rng.normal(size=(E, H)), jnp.float32))
+  assert not np.any(np.asarray(jax.grad(lambda x: jnp.sum(fused(x)))(x))[:, 1])
 
 
 def test_fused_ops_under_vmap_equal_autodiff():
@@ -136,11 +156,6 @@ def _plain_segment_softmax(logits, segment_ids, num_segments, indices_are_sorted
   return ex / jax.ops.segment_sum(ex, segment_ids, num_segments, indices_are_sorted)[segment_ids]
 
 
-def _plain_parts(parts, segment_ids, num_segments, indices_are_sorted=False):
-  y = _plain_segment_softmax(jnp.concatenate(parts, 1), segment_ids, num_segments, indices_are_sorted)
-  return tuple(jnp.split(y, np.cumsum([p.shape[1] for p in parts])[:-1], axis=1))
-
-
 def _plain_gather_segment_sum(w, b, b_index, seg, num_segments):
   rows = b[b_index]
   w = w[:, None, :, None] if w.ndim == rows.ndim - 2 else w[..., None]
@@ -151,7 +166,6 @@ PLAIN = {
     (edge_ops, "gather_dot"): lambda a, ai, b, bi: jnp.sum(a[ai] * b[bi], -1),
     (edge_ops, "gather_segment_sum"): _plain_gather_segment_sum,
     (attention, "segment_softmax"): _plain_segment_softmax,
-    (attention, "segment_softmax_parts"): _plain_parts,
     (attention, "softmax"): jax.nn.softmax,
 }
 
