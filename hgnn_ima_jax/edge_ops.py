@@ -47,6 +47,17 @@ def product_table(row_shape: tuple[int, ...], factors) -> jax.Array:
   return jnp.concatenate([(x @ w).reshape((-1,) + row_shape) for x, w in factors], axis=0)
 
 
+def channel_product_table(row_shape: tuple[int, ...], factors) -> jax.Array:
+  """For each (x, w) of `factors`, x (n, M, d) and w (M, d, R·d): the rows x[:, m] @ w[m] per channel m, as a
+  table of n·R rows of (M, *row_shape[1:]) (channel m of row j·R + r is x[j, m] @ w[m][:, r·d:(r+1)·d]), stacked."""
+  parts = []
+  for x, w in factors:
+    n, m_count = x.shape[0], x.shape[1]
+    ys = [(x[:, m] @ w[m]).reshape(n, -1, x.shape[-1]) for m in range(m_count)]  # (n, R, d) each
+    parts.append(jnp.stack(ys, axis=2).reshape((-1,) + row_shape))
+  return jnp.concatenate(parts, axis=0)
+
+
 def materialise(table) -> jax.Array:
   """A table as an array (a `Rebuilt` one built)."""
   return table.build(table.factors) if isinstance(table, Rebuilt) else table

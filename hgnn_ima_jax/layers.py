@@ -301,7 +301,8 @@ class HGNNIMALayer(nn.Module):
     """The relation-specific per-head matrices applied once per sender node (block-diagonal GEMMs).
 
     W^att and W^msg act on every channel alike: one product over (node, channel) rows; U^m
-    differs per channel: one product over nodes with a channel-block-diagonal matrix. With
+    differs per channel: one product per channel (`edge_ops.channel_product_table`; half the
+    multiplications of one product with a channel-block-diagonal matrix). With
     `options.remat` the tables are `edge_ops.Rebuilt`: built where the edge ops read them and
     rebuilt in the backward pass instead of kept. They are node-sized, but hold one row per
     relation leaving a node: at AMAZON-1 scale (one node type, 4 relations) the 9 tables of 3
@@ -315,19 +316,23 @@ class HGNNIMALayer(nn.Module):
       att_f.append((k[src], self._relations_matrix(self.w_att, rels)))
       msg_f.append((v[src], self._relations_matrix(self.w_msg, rels)))
       ks = k[src].reshape(n, M * d)
-      if self.learns_lambda and variant != "+inf":
-        modal_f.append((ks, jnp.concatenate([self._modal_matrix(r) for r in rels], 1)))
+      if self.learns_lambda and variant != "+inf":  # per channel m: keys^m @ (U^m of each relation, side by side)
+        mats = jnp.stack([self._relations_matrix(self.u_modal[m], rels) for m in range(M)])  # (M, d, |rels|·d)
+        modal_f.append((k[src], mats))
       if self.learns_lambda and variant == "+inf":
         inf_f.append((ks, jnp.concatenate([self._inf_matrix(r) for r in rels], 1)))
 
-    def table(factors, row_shape):
+    def table(factors, row_shape, product=edge_ops.product_table):
       if not factors:
         return None
-      build = functools.partial(edge_ops.product_table, row_shape)
+      build = functools.partial(product, row_shape)
       return edge_ops.Rebuilt(build, tuple(factors)) if self.options.remat else build(tuple(factors))
 
     return SenderTables(
-        table(att_f, (H, dk)), table(msg_f, (H, dk)), table(modal_f, (M, H, dk)), table(inf_f, (M, M, H, dk))
+        table(att_f, (H, dk)),
+        table(msg_f, (H, dk)),
+        table(modal_f, (M, H, dk), edge_ops.channel_product_table),
+        table(inf_f, (M, M, H, dk)),
     )
 
   def nested_attention(self, g: jax.Array, e: EdgeContext):
