@@ -312,14 +312,14 @@ class HGNNIMALayer(nn.Module):
     dk = d // H
     att_f, msg_f, modal_f, inf_f = [], [], [], []  # (input, matrix) per sender group
     for src, rels in sender_groups(s):
-      n = k[src].shape[0]  # the input's count: a trimmed layer's senders outnumber its receivers
+      # k[src] holds all the senders: a trimmed layer's senders outnumber its receivers
       att_f.append((k[src], self._relations_matrix(self.w_att, rels)))
       msg_f.append((v[src], self._relations_matrix(self.w_msg, rels)))
-      ks = k[src].reshape(n, M * d)
       if self.learns_lambda and variant != "+inf":  # per channel m: keys^m @ (U^m of each relation, side by side)
         mats = jnp.stack([self._relations_matrix(self.u_modal[m], rels) for m in range(M)])  # (M, d, |rels|·d)
         modal_f.append((k[src], mats))
       if self.learns_lambda and variant == "+inf":
+        ks = k[src].reshape(k[src].shape[0], M * d)  # the channels side by side
         inf_f.append((ks, jnp.concatenate([self._inf_matrix(r) for r in rels], 1)))
 
     def table(factors, row_shape, product=edge_ops.product_table):

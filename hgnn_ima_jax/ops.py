@@ -16,9 +16,9 @@ def segment_softmax(
   """Softmax over the leading (edge) axis within each segment (a receiver's in-edges of one relation).
 
   Trailing axes (modalities, heads) are independent softmaxes, computed one channel (axis 1) at
-  a time (`per_channel`). The per-segment max is only a shift for numerical safety. The gradient is written out (y ⊙ (ȳ − Σ_seg y ⊙ ȳ)): it needs
-  only the output y, where autodiff of exp/sum/divide would keep three (E, ...) arrays for the
-  backward pass.
+  a time (`per_channel`). The per-segment max is only a shift for numerical safety. The gradient
+  is written out (y ⊙ (ȳ − Σ_seg y ⊙ ȳ)): it needs only the output y, where autodiff of
+  exp/sum/divide would keep three (E, ...) arrays for the backward pass.
   """
 
   def one(x):
