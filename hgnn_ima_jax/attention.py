@@ -5,7 +5,8 @@ H heads, d_k = d / H. Per-edge tensors are edge-major, e.g. (E, M, H), so segmen
 the leading axis. `seg` gives each edge its softmax segment: one per (relation, receiver), as
 the authors' code does a softmax within each relation (spec §1.2, §6 item 18; see
 `edge_layout`). Functions that need a relation-specific product take it already applied once
-per sender node and gathered per edge (the layer's sender tables); the equation itself is here.
+per (relation, receiver) slot (the layer's slot tables) and gather it per edge; the equation
+itself is here.
 """
 
 from __future__ import annotations
@@ -28,33 +29,37 @@ def head_dot(q: jax.Array, k: jax.Array) -> jax.Array:
 
 
 def _edge_dot(q, k, q_index, k_index):
-  """head_dot of q[q_index] and k[k_index] (gathered in the backward pass again, not kept: `edge_ops`), or of q and k."""
+  """head_dot of q[q_index] and k[k_index] (gathered in the backward pass again, not kept: `edge_ops`), or of q and k.
+
+  q is the receivers' side (a slot table, possibly `edge_ops.Rebuilt`), k the senders' keys.
+  """
   if q_index is None:
     return head_dot(q, k)
-  return edge_ops.gather_dot(q, q_index, k, k_index)
+  return edge_ops.gather_dot(k, k_index, q, q_index)
 
 
 def inter_node_score(
-    q: jax.Array,
-    k_att: jax.Array,
+    q_att: jax.Array,
+    k: jax.Array,
     mu: jax.Array,
     scale: float,
     q_index: jax.Array | None = None,
     k_index: jax.Array | None = None,
 ) -> jax.Array:
-  """Eq. 2: g^m_{e,h} = c · μ_{r,h} · <Q^m_{i,h}, K^m_{j,h} W^att_{r,h}>.
+  """Eq. 2: g^m_{e,h} = c · μ_{r,h} · <Q^m_{i,h}, K^m_{j,h} W^att_{r,h}> = c · μ_{r,h} · <Q^m_{i,h} W^att_{r,h}ᵀ, K^m_{j,h}>.
 
   Args:
-    q: (N, M, H, d_k) every receiver's queries, gathered per edge by q_index (E,) (the
-      receivers); or, with q_index None, (E, M, H, d_k) already per edge.
-    k_att: the layer's sender table of keys times W^att of each relation, (rows·M, H, d_k)
-      gathered per edge by k_index (E, M) (`EdgeIndex.chan_rows`); or (E, M, H, d_k).
+    q_att: the receivers' queries times W^att_rᵀ, one row per (relation, receiver) slot
+      (S, M, H, d_k) gathered per edge by q_index (E,) (`EdgeIndex.seg`); or, with q_index
+      None, (E, M, H, d_k) already per edge.
+    k: every sender's keys (N, M, H, d_k) gathered per edge by k_index (E,)
+      (`EdgeIndex.senders`); or (E, M, H, d_k).
     mu: (E, H) relation prior μ of each edge.
     scale: c (1/sqrt(d_k) in HGT and FULL; 100 in the MISS code).
   Returns:
     (E, M, H) scores.
   """
-  return scale * mu[:, None, :] * _edge_dot(q, k_att, q_index, k_index)
+  return scale * mu[:, None, :] * _edge_dot(q_att, k, q_index, k_index)
 
 
 def inter_node_attention(g: jax.Array, seg: jax.Array, num_segments: int) -> jax.Array:
@@ -103,17 +108,17 @@ def alpha_and_alignment(
 
 
 def inter_modal_score(
-    q: jax.Array, k_modal: jax.Array, q_index: jax.Array | None = None, k_index: jax.Array | None = None
+    q_modal: jax.Array, k: jax.Array, q_index: jax.Array | None = None, k_index: jax.Array | None = None
 ) -> jax.Array:
-  """Eq. 4: s^m_{e,h} = <Q^m_{i,h}, K^m_{j,h} U^m_{r,h}> (no μ, no scaling, as the code).
+  """Eq. 4: s^m_{e,h} = <Q^m_{i,h}, K^m_{j,h} U^m_{r,h}> = <Q^m_{i,h} U^m_{r,h}ᵀ, K^m_{j,h}> (no μ, no scaling, as the code).
 
-  k_modal holds the sender's keys times U^m of the edge's relation (the layer's sender table,
-  (rows, M, H, d_k), gathered per edge by k_index (E,) = `EdgeIndex.src_rows`); q the
-  receivers' queries (N, M, H, d_k), gathered by q_index (E,). With no indices both are
-  already per edge (or per node). For the `+inf` ablation pass q (N, 1, M, H, d_k) and
-  k_modal (rows, M', M, H, d_k): the result s^{m'→m} is (E, M', M, H).
+  q_modal holds the receivers' queries times U^m_rᵀ of each relation, one row per slot
+  (S, M, H, d_k), gathered per edge by q_index (E,) = `EdgeIndex.seg`; k every sender's keys
+  (N, M, H, d_k), gathered by k_index (E,) = `EdgeIndex.senders`. With no indices both are
+  already per edge (or per node). For the `+inf` ablation pass q_modal (S, M, M', H, d_k) with
+  row [m, m'] = Q^m U^{m',m}ᵀ and k (N, 1, M', H, d_k): the result s^{m'→m} is (E, M, M', H).
   """
-  return _edge_dot(q, k_modal, q_index, k_index)
+  return _edge_dot(q_modal, k, q_index, k_index)
 
 
 def inter_modal_attention(s: jax.Array) -> jax.Array:
@@ -191,17 +196,18 @@ def combine_attention(
 
 
 def aggregate_messages(
-    beta: jax.Array, msg: jax.Array, msg_index: jax.Array, seg: jax.Array, num_segments: int
+    beta: jax.Array, v: jax.Array, v_index: jax.Array, seg: jax.Array, num_segments: int
 ) -> jax.Array:
-  """Eq. 10: t^m_i = Σ_{e→i} β_e · msg^m_e per (relation, receiver) segment.
+  """Eq. 10's sums: Σ_{e→i} β_e · v[v_index_e] per (relation, receiver) segment.
 
   Args:
     beta: (E, H) one weight for every modality (the model), or (E, M, H) per modality
       (ablations `-cross`, `+inf` and the HGT baselines).
-    msg: the layer's sender table of messages V^m_j W^msg_r, (rows·M, H, d_k), gathered per
-      edge by msg_index (E, M) (`EdgeIndex.chan_rows`; the gathered rows are not kept for the
-      backward pass: `edge_ops`).
+    v: every sender's values (N, M, H, d_k) gathered per edge by v_index (E,)
+      (`EdgeIndex.senders`), the layer then applying W^msg_r to each segment's sum; or the
+      sender-side table V_j W^msg_r, (rows·M, H, d_k) gathered by v_index (E, M)
+      (`EdgeIndex.chan_rows`). The gathered rows are not kept for the backward pass (`edge_ops`).
   Returns:
     (num_segments, M, H, d_k); segments without edges are zero (as DGL zero-fills).
   """
-  return edge_ops.gather_segment_sum(beta, msg, msg_index, seg, num_segments)
+  return edge_ops.gather_segment_sum(beta, v, v_index, seg, num_segments)

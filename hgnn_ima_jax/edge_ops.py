@@ -1,7 +1,8 @@
 """Per-edge products of node tables whose backward pass keeps no per-edge copies of the tables.
 
-The attention layers read node tables per edge: the receiver's queries, the sender's keys
-times W^att (Eq. 2) or U^m (Eq. 4), the sender's messages V W^msg (Eq. 10). Written as plain
+The attention layers read tables per edge: the senders' keys and values, and per (relation,
+receiver) slot the receiver's queries times W^attᵀ (Eq. 2) or U^mᵀ (Eq. 4); with `remat`, the
+senders' messages V W^msg (Eq. 10) from a sender-side table. Written as plain
 `table[index]` gathers, autodiff keeps every gathered (E, M, H, d_k) array alive from the
 forward pass to the backward pass, 512 bytes per edge each at M = 2, d = 64: with 4 such
 gathers in each of 3 layers they were 6 KB of the ~12 KB of XLA temp memory per edge of a
@@ -12,7 +13,7 @@ again instead (a gather costs one read of E rows, cheaper on XLA:CPU than keepin
 re-reading the copy). What is saved for the backward pass is the node tables, the index
 arrays and the per-edge weights (E, M, H): d_k times less than the gathered tables.
 
-A sender table may also be passed as `Rebuilt` (`LayerOptions.remat`): then not even the
+A slot or sender table may also be passed as `Rebuilt` (`LayerOptions.remat`): then not even the
 table is kept; the backward pass builds it again from its factors. XLA:CPU would merge that
 rebuild with the forward's identical product, or run it early, unless it depends on the
 cotangent (`_after`): `jax.checkpoint`'s barriers do not survive its pipeline.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Callable
 
 import jax
@@ -47,15 +49,26 @@ def product_table(row_shape: tuple[int, ...], factors) -> jax.Array:
   return jnp.concatenate([(x @ w).reshape((-1,) + row_shape) for x, w in factors], axis=0)
 
 
-def channel_product_table(row_shape: tuple[int, ...], factors) -> jax.Array:
-  """For each (x, w) of `factors`, x (n, M, d) and w (M, d, R·d): the rows x[:, m] @ w[m] per channel m, as a
-  table of n·R rows of (M, *row_shape[1:]) (channel m of row j·R + r is x[j, m] @ w[m][:, r·d:(r+1)·d]), stacked."""
-  parts = []
+def slot_table(layout: tuple[tuple[int, int], ...], row_shape: tuple[int, ...], factors) -> jax.Array:
+  """The receivers' side of a per-edge product: one row per (relation, receiver) slot, in slot order.
+
+  Args:
+    layout: per relation in slot order, (i, j): its rows are block j of factors[i]'s product
+      (`edge_layout.slot_table_layout`).
+    row_shape: the shape of one slot's row, e.g. (M, H, d_k).
+    factors: per receiver type, (x, w): its receivers' states x (n, M, d) and its relations'
+      matrices side by side, w (d, R·c) for every channel alike, or (M, d, R·c) one per channel
+      (one product per channel: half the multiplications of a channel-block-diagonal matrix).
+  Returns:
+    (Σ_r n_r, *row_shape): block j of factor i holds x[:, m] @ w[..., j·c:(j+1)·c] per channel m.
+  """
+  width = math.prod(row_shape[1:])  # one channel's columns per relation
+  products = []
   for x, w in factors:
-    n, m_count = x.shape[0], x.shape[1]
-    ys = [(x[:, m] @ w[m]).reshape(n, -1, x.shape[-1]) for m in range(m_count)]  # (n, R, d) each
-    parts.append(jnp.stack(ys, axis=2).reshape((-1,) + row_shape))
-  return jnp.concatenate(parts, axis=0)
+    n, m = x.shape[:2]
+    y = x @ w if w.ndim == 2 else jnp.stack([x[:, c] @ w[c] for c in range(m)], axis=1)  # (n, M, R·c)
+    products.append(y.reshape(n, m, -1, width))
+  return jnp.concatenate([products[i][:, :, j].reshape((-1,) + row_shape) for i, j in layout], axis=0)
 
 
 def materialise(table) -> jax.Array:
@@ -128,12 +141,11 @@ def gather_dot(a: jax.Array, a_index: jax.Array, b: jax.Array, b_index: jax.Arra
   """Σ_c a[a_index][..., c] · b[b_index][..., c]: per-edge dot products of gathered rows (Eqs. 2 and 4).
 
   Args:
-    a: (N_a, ..., d_k) table, e.g. every node's queries (N, M, H, d_k).
+    a: (N_a, ..., d_k) table, e.g. every sender's keys (N, M, H, d_k).
     a_index: (E,) rows of `a`.
-    b: (N_b, ..., d_k) table, e.g. a sender table.
+    b: (N_b, ..., d_k) table (or `Rebuilt`), e.g. a slot table (S, M, H, d_k).
     b_index: (E,) or (E, M) rows of `b`, so that b[b_index] has the shape of a[a_index] or
-      broadcasts with it (one row per channel: (rows·M, H, d_k) gathered by (E, M) is
-      (E, M, H, d_k); `+inf`'s (N, 1, M, H, d_k) against (E, M', M, H, d_k)).
+      broadcasts with it (`+inf`'s keys (N, 1, M', H, d_k) against (E, M, M', H, d_k)).
   Returns:
     `jnp.sum(a[a_index] * b[b_index], -1)`, e.g. (E, M, H).
   """

@@ -430,7 +430,7 @@ def largest_chunk_within(
   (`chunk_program_bytes`), with at least `min_chunks` receiver chunks per layer, and where each doubling paid:
   it cut a layer's estimated work (chunks × bytes per chunk) by at least `min_gain`; `start` otherwise.
 
-  Why: each chunk recomputes the keys and sender tables of all senders of its receivers. Where chunks share
+  Why: each chunk recomputes the keys and values of all senders of its receivers. Where chunks share
   senders (a dense graph: AMAZON, `synthetic_amazon1`), a chunk twice as large needs much less than twice the
   memory and time, and fewer, larger chunks are faster (benchmarks/README.md, *Layer-wise inference*); where they
   do not (`synthetic10m` at 4,096), doubling only doubles the memory, so it stops. Mini-batch evaluation passes

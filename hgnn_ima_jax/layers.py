@@ -1,20 +1,23 @@
 """The HGNN-IMA propagation layer (and plain HGT as its one-attention special case), Eqs. 2–11.
 
 `HGNNIMALayer.__call__` reads top to bottom like PyG's `HGTConv`: K/Q/V per node type →
-sender tables → Eq. 2 scores → attention (Eqs. 3–9; the Table 4 variant is one function of
+slot tables → Eq. 2 scores → attention (Eqs. 3–9; the Table 4 variant is one function of
 `NESTED`) → Eq. 10 aggregation → mean over relations → Eq. 11 update. The equations are
-functions of `attention`; the edge layout (segments, sender-table rows) is `edge_layout`.
+functions of `attention`; the edge layout (segments, table rows) is `edge_layout`.
 
 Layout, chosen for speed on XLA:CPU (measurements in benchmarks/README.md):
 
 * node states are a tuple with one (N_t, M, d) array per node type (M modality channels), so a
   type-specific linear is one matrix product per type and no node array is sliced or
   concatenated by type inside a layer; K, Q and V of a type come from one product;
-* relation-specific per-head matrices (W^att, U^m, W^msg) are applied once per *sender node*
-  (a matrix per edge would cost E/N times more), as block-diagonal matrix products whose
-  outputs already are the row-major sender tables that the edges gather from: per-head
-  batched products would need transposes, which XLA fuses into the gathers (per-head sums
-  written out, tried on 2026-12-05, were faster alone but slower in the step);
+* relation-specific per-head matrices are applied once per *slot* or *sender*, never per edge
+  (a matrix per edge would cost E/N times more): W^att and U^m on the receivers' side,
+  <Q, K W> = <Q Wᵀ, K>, as block-diagonal products whose outputs already are the slot tables
+  the edges gather by `seg` (sorted), while the senders' keys and values are gathered as they
+  are; W^msg after each slot's sum over its edges, (Σ β V) W (with `remat`, a sender-side table,
+  see `HGNNIMALayer.messages`). Per-head batched products would need transposes, which XLA
+  fuses into the gathers (per-head sums written out, tried on 2026-12-05, were faster alone but
+  slower in the step);
 * the edges read the tables through `edge_ops`, whose backward passes keep no per-edge
   copies of them;
 * per-edge arrays of several channels (E, M, H) are split into (E, H) channels wherever an
@@ -47,7 +50,14 @@ import jax.numpy as jnp
 from hgnn_ima_jax import attention as att
 from hgnn_ima_jax import edge_ops
 from hgnn_ima_jax.config_validation import CHOICES
-from hgnn_ima_jax.edge_layout import EdgeIndex, num_slots, sender_groups, slot_offsets
+from hgnn_ima_jax.edge_layout import (
+    EdgeIndex,
+    num_slots,
+    receiver_groups,
+    sender_groups,
+    slot_offsets,
+    slot_table_layout,
+)
 from hgnn_ima_jax.graph import Schema
 from hgnn_ima_jax.ops import segment_mean, torch_linear_init, torch_xavier_uniform_4d, uniform_init
 from hgnn_ima_jax.options import LayerOptions
@@ -120,46 +130,64 @@ def node_update(
   return jax.nn.sigmoid(t) @ a_kernel + a_bias + h @ eye
 
 
-def cross_relation_mean(schema: Schema, agg: jax.Array, hs: Sequence[jax.Array]) -> list[jax.Array]:
-  """Per node type, the mean of its relations' aggregated slots; zero rows count (DGL's 'mean' cross reducer)."""
+def relation_mean(schema: Schema, agg: jax.Array, w_msg: jax.Array | None = None) -> list[jax.Array]:
+  """Per node type, the mean over its relations of their slots' messages: (N_t, M, d) from agg (S, M, d).
+
+  With w_msg, agg holds Σ_e β_e V_j per (relation, receiver) slot and W^msg_r is applied here,
+  after the sum: (Σ β V_j) W = Σ β (V_j W), as one product per node type with its relations'
+  slots side by side, (N_t, M, |R_t|·d) @ (|R_t|·d, d). Without, agg already holds Σ β V_j W^msg_r.
+  Zero rows (receivers without in-edges of a relation) count in the mean, as DGL's 'mean' cross reducer.
+  """
   slots, out = slot_offsets(schema), []
   for t in range(schema.num_node_types):
     n, rels = schema.num_nodes[t], schema.relations_into(t)
     if not rels:
-      out.append(jnp.zeros_like(hs[t]))
-      continue
-    out.append(sum(agg[slots[r] : slots[r] + n] for r in rels) / len(rels))
+      out.append(jnp.zeros((n,) + agg.shape[1:], agg.dtype))
+    elif w_msg is None:
+      out.append(sum(agg[slots[r] : slots[r] + n] for r in rels) / len(rels))
+    else:
+      x = jnp.concatenate([agg[slots[r] : slots[r] + n] for r in rels], axis=-1)
+      w = jnp.concatenate([head_block_diag(w_msg[r]) for r in rels], axis=0)
+      out.append(x @ (w / len(rels)))
   return out
 
 
 # --- the Table 4 variants of the nested attention (Eqs. 4–6) ------------------------------
 
 
-class SenderTables(NamedTuple):
-  """Relation-specific products, once per sender node, in the row layout of `edge_layout`."""
+class SlotTables(NamedTuple):
+  """The receivers' side of Eqs. 2 and 4: relation-specific products once per (relation, receiver) slot.
 
-  # Each is an array, or an `edge_ops.Rebuilt` with `options.remat`.
-  att: jax.Array  # (rows·M, H, d_k): K_j W^att_r (per-channel rows)
-  msg: jax.Array  # (rows·M, H, d_k): V_j W^msg_r (per-channel rows)
-  modal: jax.Array | None  # (rows, M, H, d_k): K^m_j U^m_r (Eq. 4), or None
-  inf: jax.Array | None  # (rows, M', M, H, d_k): K^{m'}_j U^{m',m}_r for `+inf`, or None
+  <Q_i, K_j W_r> = <Q_i W_r^T, K_j>: the relation's matrix moves to the receiver, whose
+  relation an edge's slot already names, and the edges read every sender's keys as they are.
+  Each is an array, or an `edge_ops.Rebuilt` with `options.remat`; gathered per edge by `seg`.
+  """
+
+  att: jax.Array  # (S, M, H, d_k): Q_i W^att_r^T per head
+  modal: jax.Array | None  # (S, M, H, d_k): Q^m_i U^m_r^T (Eq. 4), or None
+  inf: jax.Array | None  # (S, M, M', H, d_k): Q^m_i U^{m',m}_r^T for `+inf`, or None
 
 
 class EdgeContext(NamedTuple):
-  """What a variant's λ may read: α, the gathered queries, the per-type keys/queries, the tables."""
+  """What a variant's λ may read: α, every sender's keys, the per-type keys/queries, the slot tables."""
 
   alpha: jax.Array  # (E, M, H)
-  q_n: jax.Array  # (N, M, H, d_k) every receiver's queries (per edge: index.receivers)
+  k_n: jax.Array  # (N, M, H, d_k) every sender's keys (per edge: index.senders)
   q: Sequence[jax.Array]  # per type (N_t, M, d)
   k: Sequence[jax.Array]
-  tables: SenderTables
+  tables: SlotTables
   index: EdgeIndex
   num_slots: int
 
 
+def _modal_score(e: EdgeContext) -> jax.Array:
+  """Eq. 4's s (E, M, H) from the slot table and the senders' keys."""
+  return att.inter_modal_score(e.tables.modal, e.k_n, e.index.seg, e.index.senders)
+
+
 def _full(layer: "HGNNIMALayer", e: EdgeContext):
   """Eqs. 4–6: λ from each neighbour's modal keys."""
-  lam = att.inter_modal_attention(att.inter_modal_score(e.q_n, e.tables.modal, e.index.receivers, e.index.src_rows))
+  lam = att.inter_modal_attention(_modal_score(e))
   return lam, att.nested_attention(lam, e.alpha)
 
 
@@ -168,8 +196,7 @@ def _no_neighbour(layer: "HGNNIMALayer", e: EdgeContext):
   if layer.options.nei_mode == "target":
     lam = layer.receiver_only_lambda(e.q, e.k, e.index)
   else:
-    s = att.inter_modal_score(e.q_n, e.tables.modal, e.index.receivers, e.index.src_rows)
-    s = segment_mean(s, e.index.seg, e.num_slots, indices_are_sorted=True)[e.index.seg]
+    s = segment_mean(_modal_score(e), e.index.seg, e.num_slots, indices_are_sorted=True)[e.index.seg]
     lam = att.inter_modal_attention(s)
   return lam, att.nested_attention(lam, e.alpha)
 
@@ -182,9 +209,8 @@ def _uniform(layer: "HGNNIMALayer", e: EdgeContext):
 
 def _per_influenced(layer: "HGNNIMALayer", e: EdgeContext):
   """`+inf`: one λ^{m'→m} per influenced modality m, so β1 is (E, M, H)."""
-  lam = att.inter_modal_attention(
-      att.inter_modal_score(e.q_n[:, None], e.tables.inf, e.index.receivers, e.index.src_rows)
-  )
+  s = att.inter_modal_score(e.tables.inf, e.k_n[:, None], e.index.seg, e.index.senders)  # (E, M, M', H)
+  lam = att.inter_modal_attention(jnp.swapaxes(s, 1, 2))  # (E, M', M, H)
   return lam, att.nested_attention(lam, e.alpha)
 
 
@@ -270,24 +296,44 @@ class HGNNIMALayer(nn.Module):
     if s.num_relations == 0:  # nothing to propagate
       aux = {"alpha": None, "beta": None, "lambda": None, "beta2": None}
       return self.update_nodes(hs_out, [jnp.zeros_like(h) for h in hs_out], train), aux
-    agg, aux = self.attend(k, v, q, k_out, index)
-    t_all = cross_relation_mean(s, agg.reshape(agg.shape[:2] + (self.hidden,)), hs_out)
-    return self.update_nodes(hs_out, t_all, train), aux  # Eq. 11
+    beta, aux = self.attend(k, q, k_out, index)
+    return self.update_nodes(hs_out, self.messages(beta, v, index), train), aux  # Eq. 11
 
-  def attend(self, k, v, q, k_out, index: EdgeIndex):
-    """Sender tables → Eq. 2 → Eqs. 3–9 → Eq. 10: (aggregated messages per slot (S, M, H, d_k), per-edge attention)."""
+  def attend(self, k, q, k_out, index: EdgeIndex):
+    """Slot tables → Eq. 2 → Eqs. 3–9: (β, per-edge attention)."""
     s, H = self.schema, self.heads
-    tables = self.sender_tables(k, v)
+    tables = self.slot_tables(q)
     n_slots = num_slots(s)
-    q_n = per_head(jnp.concatenate(q, axis=0), H)  # (N, M, H, d_k), gathered per edge by index.receivers
+    k_n = per_head(jnp.concatenate(k, axis=0), H)  # (N, M, H, d_k) every sender's keys, gathered by index.senders
     mu = self.mu[index.etype]
-    g = att.inter_node_score(q_n, tables.att, mu, self.score_scale, index.receivers, index.chan_rows)  # Eq. 2
+    g = att.inter_node_score(tables.att, k_n, mu, self.score_scale, index.seg, index.senders)  # Eq. 2
     if self.attention == "hgt":
       alpha = att.inter_node_attention(g, index.seg, n_slots)  # Eq. 3, each channel with its own
       beta, aux = alpha, {"alpha": alpha, "beta": alpha, "lambda": None, "beta2": None}
     else:
-      beta, aux = self.nested_attention(g, EdgeContext(None, q_n, q, k_out, tables, index, n_slots))  # Eqs. 3–9
-    return att.aggregate_messages(beta, tables.msg, index.chan_rows, index.seg, n_slots), aux  # Eq. 10
+      beta, aux = self.nested_attention(g, EdgeContext(None, k_n, q, k_out, tables, index, n_slots))  # Eqs. 3–9
+    return beta, aux
+
+  def messages(self, beta, v, index: EdgeIndex) -> list[jax.Array]:
+    """Eq. 10 and the mean over relations: per node type (N_t, M, d).
+
+    Without `options.remat`, W^msg_r is applied after the sum over each slot's edges, which read
+    the senders' values V_j as they are (`relation_mean`). With it, the sums (S, M, d) that
+    W^msg's gradient reads would be kept (one row per relation into a node: at AMAZON-1 scale,
+    4 relations, ~560 B of the step's temp memory per edge), so the edges read a sender-side
+    table V_j W^msg_r instead, rebuilt in the backward pass (`edge_ops.Rebuilt`); only the
+    node-sized per-relation means are kept. Same values; benchmarks/README.md has both figures.
+    """
+    s, H, d, n_slots = self.schema, self.heads, self.hidden, num_slots(self.schema)
+    if not self.options.remat:
+      agg = att.aggregate_messages(beta, per_head(jnp.concatenate(v, axis=0), H), index.senders, index.seg, n_slots)
+      return relation_mean(s, agg.reshape(agg.shape[:2] + (d,)), self.w_msg)
+    factors = tuple(
+        (v[src], self._relations_matrix(self.w_msg, rels, transpose=False)) for src, rels in sender_groups(s)
+    )
+    table = edge_ops.Rebuilt(functools.partial(edge_ops.product_table, (H, d // H)), factors)
+    agg = att.aggregate_messages(beta, table, index.chan_rows, index.seg, n_slots)
+    return relation_mean(s, agg.reshape(agg.shape[:2] + (d,)))
 
   def keys_queries_values(self, hs):
     """K, Q, V per node type, from one matrix product per type: its weight gradient then reads the input once."""
@@ -297,46 +343,34 @@ class HGNNIMALayer(nn.Module):
     kqv = [hs[t] @ kernel[t] + bias[t] for t in range(T)]  # (N_t, M, 3d)
     return [x[..., :d] for x in kqv], [x[..., d : 2 * d] for x in kqv], [x[..., 2 * d :] for x in kqv]
 
-  def sender_tables(self, k, v) -> SenderTables:
-    """The relation-specific per-head matrices applied once per sender node (block-diagonal GEMMs).
+  def slot_tables(self, q) -> SlotTables:
+    """The receivers' queries times each relation's transposed per-head matrices, one row per slot.
 
-    W^att and W^msg act on every channel alike: one product over (node, channel) rows; U^m
-    differs per channel: one product per channel (`edge_ops.channel_product_table`; half the
-    multiplications of one product with a channel-block-diagonal matrix). With
-    `options.remat` the tables are `edge_ops.Rebuilt`: built where the edge ops read them and
-    rebuilt in the backward pass instead of kept. They are node-sized, but hold one row per
-    relation leaving a node: at AMAZON-1 scale (one node type, 4 relations) the 9 tables of 3
-    layers were ~1.7 KB of a step's temp memory per edge (benchmarks/README.md).
+    One product per receiver type with its relations' matrices side by side (Eq. 2), or one per
+    channel (Eq. 4's U^m, `+inf`'s U^{m',m}). With `options.remat` the tables are
+    `edge_ops.Rebuilt`: built where the edge ops read them and rebuilt in the backward pass
+    instead of kept (benchmarks/README.md, *Memory per edge*).
     """
     s, M, H, d, variant = self.schema, self.num_channels, self.heads, self.hidden, self.options.variant
     dk = d // H
-    att_f, msg_f, modal_f, inf_f = [], [], [], []  # (input, matrix) per sender group
-    for src, rels in sender_groups(s):
-      # k[src] holds all the senders: a trimmed layer's senders outnumber its receivers
-      att_f.append((k[src], self._relations_matrix(self.w_att, rels)))
-      msg_f.append((v[src], self._relations_matrix(self.w_msg, rels)))
-      if self.learns_lambda and variant != "+inf":  # per channel m: keys^m @ (U^m of each relation, side by side)
-        mats = jnp.stack([self._relations_matrix(self.u_modal[m], rels) for m in range(M)])  # (M, d, |rels|·d)
-        modal_f.append((k[src], mats))
-      if self.learns_lambda and variant == "+inf":
-        ks = k[src].reshape(k[src].shape[0], M * d)  # the channels side by side
-        inf_f.append((ks, jnp.concatenate([self._inf_matrix(r) for r in rels], 1)))
+    att_f, modal_f, inf_f = [], [], []  # (receivers' queries, matrices) per receiver type
+    for dst, rels in receiver_groups(s):
+      att_f.append((q[dst], self._relations_matrix(self.w_att, rels)))
+      if self.learns_lambda and variant != "+inf":  # per channel m: U^m of each relation, side by side
+        modal_f.append((q[dst], jnp.stack([self._relations_matrix(self.u_modal[m], rels) for m in range(M)])))
+      if self.learns_lambda and variant == "+inf":  # per channel m: U^{m',m} of each (relation, m'), side by side
+        inf_f.append((q[dst], jnp.stack([self._inf_matrix(m, rels) for m in range(M)])))
 
-    def table(factors, row_shape, product=edge_ops.product_table):
+    def table(factors, row_shape):
       if not factors:
         return None
-      build = functools.partial(product, row_shape)
+      build = functools.partial(edge_ops.slot_table, slot_table_layout(s), row_shape)
       return edge_ops.Rebuilt(build, tuple(factors)) if self.options.remat else build(tuple(factors))
 
-    return SenderTables(
-        table(att_f, (H, dk)),
-        table(msg_f, (H, dk)),
-        table(modal_f, (M, H, dk), edge_ops.channel_product_table),
-        table(inf_f, (M, M, H, dk)),
-    )
+    return SlotTables(table(att_f, (M, H, dk)), table(modal_f, (M, H, dk)), table(inf_f, (M, M, H, dk)))
 
   def nested_attention(self, g: jax.Array, e: EdgeContext):
-    """Eqs. 3–9: α and β2 in one softmax pass, the variant's λ and β1, Eq. 6's softmax, Eq. 9's β."""
+    """Eqs. 3–9: α and β2 (two segment softmaxes), the variant's λ and β1, Eq. 6's softmax, Eq. 9's β."""
     o, seg, n = self.options, e.index.seg, e.num_slots
     alpha, beta2 = att.alpha_and_alignment(g, seg, n, align=o.uses_alignment, sign=o.align_sign)  # Eqs. 3, 8
     lam, beta1 = NESTED[o.variant](self, e._replace(alpha=alpha))  # Eqs. 4–6
@@ -365,18 +399,19 @@ class HGNNIMALayer(nn.Module):
       parts.append(att.inter_modal_score(per_head(q[t], H), per_head(keys, H)))  # (N_t, M, H) per slot
     return att.inter_modal_attention(jnp.concatenate(parts, axis=0))[index.seg]
 
-  def _relations_matrix(self, per_relation: jax.Array, rels: Sequence[int]) -> jax.Array:
-    """(d, |rels|·d): the relations' per-head matrices side by side, each block-diagonal over heads."""
-    return jnp.concatenate([head_block_diag(per_relation[r]) for r in rels], axis=1)
+  def _relations_matrix(self, per_relation: jax.Array, rels: Sequence[int], transpose: bool = True) -> jax.Array:
+    """(d, |rels|·d): the relations' per-head matrices side by side, each block-diagonal over heads.
+
+    Transposed by default: a row vector q times block r is then q W_r^T, the receiver's side of
+    <q, k W_r> = <q W_r^T, k>; untransposed for the sender-side message table, v W_r.
+    """
+    t = (lambda w: jnp.swapaxes(w, -1, -2)) if transpose else (lambda w: w)
+    return jnp.concatenate([head_block_diag(t(per_relation[r])) for r in rels], axis=1)
 
   def _modal_matrix(self, r: int) -> jax.Array:
-    """(M·d, M·d): channel m's keys times U^m_r (Eq. 4)."""
+    """(M·d, M·d): channel m's keys times U^m_r (Eq. 4), for the receiver-only λ of `-nei`."""
     return channel_block_diag(head_block_diag(self.u_modal[:, r]))
 
-  def _inf_matrix(self, r: int) -> jax.Array:
-    """(M·d, M·M·d) for `+inf`: column block (m', m) is channel m' times U^{m',m}_r."""
-    M, d = self.num_channels, self.hidden
-    blocks = head_block_diag(self.u_modal[:, :, r])  # (M', M, d, d)
-    eye = jnp.eye(M, dtype=blocks.dtype)
-    # out[m'·d + c, (a·M + m)·d + e] = blocks[m', m, c, e] · [a == m']
-    return jnp.einsum("pmce,pa->pcame", blocks, eye).reshape(M * d, M * M * d)
+  def _inf_matrix(self, m: int, rels: Sequence[int]) -> jax.Array:
+    """(d, |rels|·M'·d) for `+inf`: channel m's queries times (U^{m',m}_r)^T for each (relation, m')."""
+    return jnp.concatenate([self._relations_matrix(self.u_modal[:, m, r], range(self.num_channels)) for r in rels], 1)

@@ -38,9 +38,9 @@ class LayerOptions:
       receiver alone).
     update: Eq. 11, 'code' (LN(σ(skip)·A(t) + (1−σ(skip))·h)) or 'paper' (A(σ(t)) + h).
     dropout: rate after the update.
-    remat: recompute the node-sized products (the input projection, each layer's sender
-      tables) in the backward pass instead of keeping them, each where its gradient needs it:
-      less memory per step (at AMAZON-1 scale 36% less), a few more matrix products
+    remat: recompute the node-sized products (the input projection, each layer's slot tables
+      and sender-side message table) in the backward pass instead of keeping them, each where
+      its gradient needs it: less memory per step (at AMAZON-1 scale 33% less), a few more matrix products
       (benchmarks/README.md, *Memory per edge*). Values and gradients are the same.
   """
 

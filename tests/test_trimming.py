@@ -100,7 +100,8 @@ def test_each_level_is_a_prefix_of_every_block(graph, batch):
 
 def test_a_trimmed_layers_edge_index_stays_inside_its_tables_and_slots(batch):
   """Edges of a level's prefix that the layer does not use (receivers past the level, padding) are sent from
-  local node 0 to the level's padding slot: every row read is inside the sender tables, every slot a real one's."""
+  local node 0 to the level's padding slot: every row read is inside the sender tables and its own type's sender states, every slot a real one's.
+  """
   _, padded = batch
   p = padded["slack"]
   s = p.schema
@@ -111,7 +112,13 @@ def test_a_trimmed_layers_edge_index_stays_inside_its_tables_and_slots(batch):
     live = g.edges["valid"] & (g.edges["hop"] <= j)
     index = edge_index(s, g.senders, g.receivers, 2, sender_schema=in_s, receiver_schema=out_s, live=live)
     table_rows = sum(in_s.num_nodes[t] * len(rels) for t, rels in sender_groups(s))
-    assert int(index.src_rows.max()) < table_rows and int(index.chan_rows.max()) < 2 * table_rows
+    assert int(index.chan_rows.max()) < 2 * table_rows and int(index.senders.max()) < in_s.total_nodes
+    senders_type = [s.relation_src(r) for r in range(s.num_relations) for _ in range(out_s.num_edges[r])]
+    lo, hi = (
+        np.asarray(in_s.node_offsets)[senders_type],
+        np.asarray(in_s.node_offsets)[senders_type] + np.asarray(in_s.num_nodes)[senders_type],
+    )
+    assert ((np.asarray(index.senders) >= lo) & (np.asarray(index.senders) < hi)).all()  # inside its own type's rows
     assert int(index.seg.max()) < num_slots(out_s) and int(index.receivers.max()) < out_s.total_nodes
     prefix = np.concatenate(
         [np.arange(s.edge_offsets[r], s.edge_offsets[r] + out_s.num_edges[r]) for r in range(s.num_relations)]
