@@ -38,7 +38,7 @@ flags.DEFINE_string("graph", "synthetic_amazon1", f"one of {GRAPHS}")
 flags.DEFINE_string("model", "hgnn_ima", f"one of {JAX_MODELS}")
 flags.DEFINE_integer("steps", 6, "timed steps")
 flags.DEFINE_bool(
-    "remat", False, "config.model.remat: rebuild the sender tables and input projection in the backward pass"
+    "remat", False, "config.model.remat: rebuild the relation tables and input projection in the backward pass"
 )
 define_graph_flags(flags)
 

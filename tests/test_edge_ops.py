@@ -223,7 +223,8 @@ def test_model_gradients_equal_autodiff_through_plain_gathers(name, fields, monk
     ids=["hgnn_ima-full-profile", "+inf", "-nei", "hgt_late"],
 )
 def test_remat_gives_the_same_gradients(name, fields):
-  """`model.remat` (sender tables rebuilt in the backward pass, the projection recomputed) changes no gradient."""
+  """`model.remat` changes no gradient: slot tables and the sender-side message table rebuilt in the backward pass,
+  Eq. 10 from that table instead of W^msg after the sum (`HGNNIMALayer.messages`), the projection recomputed."""
   kept, rebuilt = _model_grads(name, **fields), _model_grads(name, remat=True, **fields)
   assert jax.tree.structure(kept) == jax.tree.structure(rebuilt)  # the same variables, so checkpoints carry over
   for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(kept), jax.tree_util.tree_leaves(rebuilt)):
