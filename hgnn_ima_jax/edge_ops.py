@@ -203,13 +203,18 @@ def _gather_segment_sum_bwd(num_segments, res, ct):
   ct, b = jax.lax.optimization_barrier((ct, b))
   b, b_vjp = _rebuild_vjp(b, ct)
   ct_e = ct[seg]  # (E, M, H, d_k): each edge's segment's cotangent
-  rows = b[b_index]
-  if w.ndim == rows.ndim - 2:  # one weight for every channel: Σ over channels of slices (E, H), which
-    # XLA:CPU runs ~2x faster than one reduction over the channel and d_k axes of (E, M, H, d_k)
-    dw = sum(jnp.sum(ct_e[:, m] * rows[:, m], axis=-1) for m in range(rows.shape[1]))
-  else:
-    dw = jnp.sum(ct_e * rows, axis=-1)  # (E, M, H)
-  db = _scatter_rows(b, b_index, _edge_weights(w, rows.ndim) * ct_e, ct)
+  shared = w.ndim == ct.ndim - 2  # one weight for every channel
+  if b_index.ndim == 1:  # b (N, M, H, d_k): each channel's dot products gather their own rows and
+    # cotangents, which XLA fuses into the products instead of writing (E, M, H, d_k) copies of both
+    dws = [jnp.sum(ct[:, m][seg] * b[:, m][b_index], axis=-1) for m in range(ct.shape[1])]
+  else:  # b (rows·M, H, d_k) by (E, M) (`model.remat`'s message table): the copies, which need less
+    # memory at the backward pass's peak than the fused form (benchmarks/README.md)
+    rows = b[b_index]
+    dws = [jnp.sum(ct_e[:, m] * rows[:, m], axis=-1) for m in range(ct.shape[1])]
+  # shared: Σ over channels of slices (E, H), which XLA:CPU runs ~2x faster than one reduction
+  # over the channel and d_k axes of (E, M, H, d_k)
+  dw = sum(dws) if shared else jnp.stack(dws, axis=1)
+  db = _scatter_rows(b, b_index, _edge_weights(w, ct.ndim) * ct_e, ct)
   return dw.astype(w.dtype), b_vjp(db), None, None
 
 

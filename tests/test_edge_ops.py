@@ -59,9 +59,13 @@ def test_gather_dot_with_broadcast_rows_equals_autodiff():
   _vjp_pair(fused, plain, (a, b), jnp.asarray(rng.normal(size=(E, M, M, H)), jnp.float32))
 
 
+@pytest.mark.parametrize("node_rows", [False, True], ids=["table_rows_per_channel", "node_rows"])
 @pytest.mark.parametrize("per_channel", [False, True], ids=["shared_weights", "per_channel_weights"])
-def test_gather_segment_sum_gradient_equals_autodiff(per_channel):
-  rng, _, _, b, b_index, seg = _arrays(2)
+def test_gather_segment_sum_gradient_equals_autodiff(per_channel, node_rows):
+  """Rows per channel from a table (rows·M, H, d_k) by (E, M), or each sender's (M, H, d_k) by (E,)."""
+  rng, a, a_index, b, b_index, seg = _arrays(2)
+  if node_rows:  # e.g. every sender's values, gathered by `EdgeIndex.senders`
+    b, b_index = a, a_index
   w = jnp.asarray(rng.normal(size=(E, M, H) if per_channel else (E, H)), jnp.float32)
   expand = (lambda w: w[..., None]) if per_channel else (lambda w: w[:, None, :, None])
   fused = lambda w, b: edge_ops.gather_segment_sum(w, b, b_index, seg, S)
@@ -117,12 +121,11 @@ def test_fused_ops_under_vmap_equal_autodiff():
   def loss(fused, a, b, w):
     gd = edge_ops.gather_dot(a, a_index, b, b_index) if fused else jnp.sum(a[a_index] * b[b_index], -1)
     sm = segment_softmax(gd, seg, S, True)
-    agg = (
-        edge_ops.gather_segment_sum(w, b, b_index, seg, S)
-        if fused
-        else jax.ops.segment_sum(w[:, None, :, None] * b[b_index], seg, S, indices_are_sorted=True)
-    )
-    return jnp.sum(sm**2) + jnp.sum(jnp.sin(agg))
+    plain_sum = lambda t, i: jax.ops.segment_sum(w[:, None, :, None] * t[i], seg, S, indices_are_sorted=True)
+    sum_op = functools.partial(edge_ops.gather_segment_sum, w) if fused else (lambda t, i, *_: plain_sum(t, i))
+    agg = sum_op(b, b_index, seg, S)  # table rows per channel
+    agg_nodes = sum_op(a, a_index, seg, S)  # each node's (M, H, d_k)
+    return jnp.sum(sm**2) + jnp.sum(jnp.sin(agg)) + jnp.sum(jnp.cos(agg_nodes))
 
   for fused_grads, plain_grads in zip(
       jax.vmap(jax.grad(lambda *x: loss(True, *x), argnums=(0, 1, 2)))(a2, b2, w2),
