@@ -88,12 +88,7 @@ def sender_table_layout(schema: Schema) -> tuple[tuple[int, int, int], ...]:
 
 def receiver_groups(schema: Schema) -> tuple[tuple[int, tuple[int, ...]], ...]:
   """(receiver type, the relations into it) for every type that receives on some relation."""
-  groups = []
-  for t in range(schema.num_node_types):
-    rels = schema.relations_into(t)
-    if rels:
-      groups.append((t, tuple(rels)))
-  return tuple(groups)
+  return tuple((t, schema.relations_into(t)) for t in range(schema.num_node_types) if schema.relations_into(t))
 
 
 def slot_table_layout(schema: Schema) -> tuple[tuple[int, int], ...]:
