@@ -100,8 +100,8 @@ def test_each_level_is_a_prefix_of_every_block(graph, batch):
 
 def test_a_trimmed_layers_edge_index_stays_inside_its_tables_and_slots(batch):
   """Edges of a level's prefix that the layer does not use (receivers past the level, padding) are sent from
-  local node 0 to the level's padding slot: every row read is inside the message tables and its own type's sender states, every slot a real one's.
-  """
+  local node 0 to the level's padding slot: every row read is inside the message tables and its own type's sender
+  states, every slot a real one's."""
   _, padded = batch
   p = padded["slack"]
   s = p.schema
