@@ -48,7 +48,6 @@ class EdgeIndex(NamedTuple):
 
   senders: jax.Array  # (E,) row of each edge's sender among the sender-side node states of all types
   chan_rows: jax.Array  # (E, M) rows of each edge's (sender, relation), one per channel, in the message table
-  receivers: jax.Array  # (E,) row of each edge's receiver among the receiver-side node states
   seg: jax.Array  # (E,) softmax segment = (relation, receiver) slot; non-decreasing
   etype: jax.Array  # (E,) relation id
 
@@ -111,7 +110,7 @@ def edge_index(
     receiver_schema: Schema | None = None,
     live: jax.Array | None = None,
 ) -> EdgeIndex:
-  """Sender rows, receiver rows and segment ids of a graph laid out by `MMHN.to_graphs_tuple` (module docstring).
+  """Sender rows, message-table rows and segment ids of a graph laid out by `MMHN.to_graphs_tuple` (module docstring).
 
   A trimmed layer (`models.Encoder` on a padded sub-graph with levels) reads a prefix of each
   type's nodes and relation's edges: `sender_schema` holds the counts of its input states (the
@@ -123,8 +122,8 @@ def edge_index(
   snd_s = schema if sender_schema is None else sender_schema
   rcv_s = schema if receiver_schema is None else receiver_schema
   offs, slots, M = schema.node_offsets, slot_offsets(rcv_s), num_channels
-  snd_offs, out_offs, rows = snd_s.node_offsets, rcv_s.node_offsets, sender_table_layout(snd_s)
-  snd, chan_rows, seg, etype, recv = [], [], [], [], []
+  snd_offs, rows = snd_s.node_offsets, sender_table_layout(snd_s)
+  snd, chan_rows, seg, etype = [], [], [], []
   for r in range(schema.num_relations):
     start, n_e = schema.edge_offsets[r], rcv_s.num_edges[r]
     sl = slice(start, start + n_e)
@@ -138,9 +137,7 @@ def edge_index(
     chan_rows.append(M * offset + (local[:, None] * M + jnp.arange(M)) * stride + slot)
     seg.append(local_dst + slots[r])
     etype.append(jnp.full((n_e,), r, jnp.int32))
-    recv.append(local_dst + out_offs[dst])
   cat = lambda xs: jnp.concatenate(xs).astype(jnp.int32) if xs else jnp.zeros((0,), jnp.int32)
   sent = jnp.asarray(senders) if snd_s is schema and live is None else cat(snd)
-  received = jnp.asarray(receivers) if rcv_s is schema and live is None else cat(recv)
   chan = jnp.concatenate(chan_rows).astype(jnp.int32) if chan_rows else jnp.zeros((0, M), jnp.int32)
-  return EdgeIndex(sent, chan, received, cat(seg), cat(etype))
+  return EdgeIndex(sent, chan, cat(seg), cat(etype))
