@@ -56,17 +56,18 @@ def slot_table(layout: tuple[tuple[int, int], ...], row_shape: tuple[int, ...], 
     layout: per relation in slot order, (i, j): its rows are block j of factors[i]'s product
       (`edge_layout.slot_table_layout`).
     row_shape: the shape of one slot's row, e.g. (M, H, d_k).
-    factors: per receiver type, (x, w): its receivers' states x (n, M, d) and its relations'
+    factors: per receiver type, (x, w, b): its receivers' states x (n, M, d), its relations'
       matrices side by side, w (d, R·c) for every channel alike, or (M, d, R·c) one per channel
-      (one product per channel: half the multiplications of a channel-block-diagonal matrix).
+      (one product per channel: half the multiplications of a channel-block-diagonal matrix),
+      and a bias b (R·c,) or (M, R·c) (the query bias times those matrices).
   Returns:
-    (Σ_r n_r, *row_shape): block j of factor i holds x[:, m] @ w[..., j·c:(j+1)·c] per channel m.
+    (Σ_r n_r, *row_shape): block j of factor i holds x[:, m] @ w[..., j·c:(j+1)·c] + b per channel m.
   """
   width = math.prod(row_shape[1:])  # one channel's columns per relation
   products = []
-  for x, w in factors:
+  for x, w, b in factors:
     n, m = x.shape[:2]
-    y = x @ w if w.ndim == 2 else jnp.stack([x[:, c] @ w[c] for c in range(m)], axis=1)  # (n, M, R·c)
+    y = x @ w + b if w.ndim == 2 else jnp.stack([x[:, c] @ w[c] + b[c] for c in range(m)], axis=1)  # (n, M, R·c)
     products.append(y.reshape(n, m, -1, width))
   return jnp.concatenate([products[i][:, :, j].reshape((-1,) + row_shape) for i, j in layout], axis=0)
 

@@ -1,7 +1,7 @@
 """The HGNN-IMA propagation layer (and plain HGT as its one-attention special case), Eqs. 2–11.
 
-`HGNNIMALayer.__call__` reads top to bottom like PyG's `HGTConv`: K/Q/V per node type →
-slot tables → Eq. 2 scores → attention (Eqs. 3–9; the Table 4 variant is one function of
+`HGNNIMALayer.__call__` reads top to bottom like PyG's `HGTConv`: K/V per node type →
+slot tables (the queries times each relation's matrices) → Eq. 2 scores → attention (Eqs. 3–9; the Table 4 variant is one function of
 `NESTED`) → Eq. 10 aggregation → mean over relations → Eq. 11 update. The equations are
 functions of `attention`; the edge layout (segments, table rows) is `edge_layout`.
 
@@ -9,13 +9,14 @@ Layout, chosen for speed on XLA:CPU (measurements in benchmarks/README.md):
 
 * node states are a tuple with one (N_t, M, d) array per node type (M modality channels), so a
   type-specific linear is one matrix product per type and no node array is sliced or
-  concatenated by type inside a layer; K, Q and V of a type come from one product;
+  concatenated by type inside a layer; K and V of a type come from one product, and Q is never
+  formed: W^q is folded into the slot tables' matrices, h (W^q W_rᵀ) (see `slot_tables`);
 * relation-specific per-head matrices are applied once per *slot* or *sender*, never per edge
   (a matrix per edge would cost E/N times more): W^att and U^m on the receivers' side,
   <Q, K W> = <Q Wᵀ, K>, as block-diagonal products whose outputs already are the slot tables
   the edges gather by `seg` (sorted), while the senders' keys and values are gathered as they
-  are; W^msg after each slot's sum over its edges, (Σ β V) W (with `remat`, a sender-side table,
-  see `HGNNIMALayer.messages`). Per-head batched products would need transposes, which XLA
+  are; W^msg after each slot's sum over its edges, (Σ β V) W, folded into Eq. 11's matrix
+  (`node_update`; with `remat`, a sender-side table, see `HGNNIMALayer.messages`). Per-head batched products would need transposes, which XLA
   fuses into the gathers (per-head sums written out, tried on 2026-12-05, were faster alone but
   slower in the step);
 * the edges read the tables through `edge_ops`, whose backward passes keep no per-edge
@@ -103,7 +104,7 @@ def _prefixes(xs: Sequence[jax.Array], counts: Sequence[int]) -> list[jax.Array]
 
 def node_update(
     h: jax.Array,
-    t: jax.Array,
+    msg: tuple[jax.Array, jax.Array | None] | None,
     *,
     form: str,
     a_kernel: jax.Array,
@@ -112,43 +113,56 @@ def node_update(
     ln_scale: jax.Array | None = None,
     ln_bias: jax.Array | None = None,
 ) -> jax.Array:
-  """Eq. 11 for one node type (before dropout): h (N, M, d) previous states, t (N, M, d) aggregated messages.
+  """Eq. 11 for one node type (before dropout): h (N, M, d) previous states, msg = (x, w) the aggregated messages.
 
-  form 'code': LN(σ(skip)·A(t) + (1 − σ(skip))·h); 'paper': A(σ(t)) + h.
+  The messages are t = x @ w (`relation_mean`; w None: t = x; msg None: a type without in-relations,
+  t = 0). form 'code': LN(σ(skip)·A(t) + (1 − σ(skip))·h), with x @ (w @ σ(skip)·A) as ONE product of
+  x (w is W^msg of each relation, so t itself is never formed); 'paper': A(σ(t)) + h.
 
-  The skip term w·h is written as h @ (w·I). Why: as a plain product, the gradient of every
-  layer's input is an elementwise chain through all later layers' skips, LayerNorms and
-  dropouts, which XLA:CPU fuses into (and recomputes in) each transposed copy that the weight
-  gradients read. A matrix product's gradient is materialised, which cuts the chain at every
-  layer; it costs N·d² flops.
+  The skip term w·h is written as h @ (w·I). Why: as a plain product, the
+  gradient of every layer's input is an elementwise chain through all later layers' skips,
+  LayerNorms and dropouts, which XLA:CPU fuses into (and recomputes in) each transposed copy that
+  the weight gradients read. A matrix product's gradient is materialised, which cuts the chain at
+  every layer; it costs N·d² flops.
   """
   eye = jnp.eye(h.shape[-1], dtype=h.dtype)
   if form == "code":
     a = jax.nn.sigmoid(skip)
-    u = t @ (a * a_kernel) + a * a_bias + h @ ((1.0 - a) * eye)
+    u = a * a_bias + h @ ((1.0 - a) * eye)
+    if msg is not None:
+      x, w = msg
+      u = u + x @ (a * a_kernel if w is None else w @ (a * a_kernel))
     return layer_norm(u, ln_scale, ln_bias)
-  return jax.nn.sigmoid(t) @ a_kernel + a_bias + h @ eye
+  u = a_bias + h @ eye
+  if msg is None:
+    return u + 0.5 * jnp.sum(a_kernel, axis=0)  # t = 0: σ(0) @ A
+  x, w = msg
+  return u + jax.nn.sigmoid(x if w is None else x @ w) @ a_kernel
 
 
-def relation_mean(schema: Schema, agg: jax.Array, w_msg: jax.Array | None = None) -> list[jax.Array]:
-  """Per node type, the mean over its relations of their slots' messages: (N_t, M, d) from agg (S, M, d).
+def relation_mean(
+    schema: Schema, agg: jax.Array, w_msg: jax.Array | None = None
+) -> list[tuple[jax.Array, jax.Array | None] | None]:
+  """Per node type, the mean over its relations of their slots' messages, as (x, w) with the mean = x @ w.
 
-  With w_msg, agg holds Σ_e β_e V_j per (relation, receiver) slot and W^msg_r is applied here,
-  after the sum: (Σ β V_j) W = Σ β (V_j W), as one product per node type with its relations'
-  slots side by side, (N_t, M, |R_t|·d) @ (|R_t|·d, d). Without, agg already holds Σ β V_j W^msg_r.
-  Zero rows (receivers without in-edges of a relation) count in the mean, as DGL's 'mean' cross reducer.
+  With w_msg, agg (S, M, d) holds Σ_e β_e V_j per (relation, receiver) slot and W^msg_r applies
+  after the sum, (Σ β V_j) W = Σ β (V_j W): x (N_t, M, |R_t|·d) holds the type's relations' slots
+  side by side and w (|R_t|·d, d) their block-diagonal W^msg / |R_t| stacked, left for Eq. 11 to
+  multiply into its own matrix (`node_update`: one product of x, not two). Without, agg already
+  holds Σ β V_j W^msg_r: x is the mean (N_t, M, d) and w None. None for a type without
+  in-relations. Zero rows (receivers without in-edges of a relation) count in the mean, as DGL's
+  'mean' cross reducer.
   """
   slots, out = slot_offsets(schema), []
   for t in range(schema.num_node_types):
     n, rels = schema.num_nodes[t], schema.relations_into(t)
     if not rels:
-      out.append(jnp.zeros((n,) + agg.shape[1:], agg.dtype))
+      out.append(None)
     elif w_msg is None:
-      out.append(sum(agg[slots[r] : slots[r] + n] for r in rels) / len(rels))
+      out.append((sum(agg[slots[r] : slots[r] + n] for r in rels) / len(rels), None))
     else:
       x = jnp.concatenate([agg[slots[r] : slots[r] + n] for r in rels], axis=-1)
-      w = jnp.concatenate([head_block_diag(w_msg[r]) for r in rels], axis=0)
-      out.append(x @ (w / len(rels)))
+      out.append((x, jnp.concatenate([head_block_diag(w_msg[r]) for r in rels], axis=0) / len(rels)))
   return out
 
 
@@ -160,7 +174,9 @@ class SlotTables(NamedTuple):
 
   <Q_i, K_j W_r> = <Q_i W_r^T, K_j>: the relation's matrix moves to the receiver, whose
   relation an edge's slot already names, and the edges read every sender's keys as they are.
-  Each is an array, or an `edge_ops.Rebuilt` with `options.remat`; gathered per edge by `seg`.
+  Q_i W_r^T = h_i (W^q W_r^T) + b^q W_r^T, so the tables come from the receivers' states and Q
+  itself is never formed. Each is an array, or an `edge_ops.Rebuilt` with `options.remat`;
+  gathered per edge by `seg`.
   """
 
   att: jax.Array  # (S, M, H, d_k): Q_i W^att_r^T per head
@@ -169,11 +185,11 @@ class SlotTables(NamedTuple):
 
 
 class EdgeContext(NamedTuple):
-  """What a variant's λ may read: α, every sender's keys, the per-type keys/queries, the slot tables."""
+  """What a variant's λ may read: α, every sender's keys, the receivers' states and keys per type, the slot tables."""
 
   alpha: jax.Array  # (E, M, H)
   k_n: jax.Array  # (N, M, H, d_k) every sender's keys (per edge: index.senders)
-  q: Sequence[jax.Array]  # per type (N_t, M, d)
+  h: Sequence[jax.Array]  # per type (N_t, M, d), the receivers' states
   k: Sequence[jax.Array]
   tables: SlotTables
   index: EdgeIndex
@@ -194,7 +210,7 @@ def _full(layer: "HGNNIMALayer", e: EdgeContext):
 def _no_neighbour(layer: "HGNNIMALayer", e: EdgeContext):
   """`-nei`: λ without the neighbour — the mean of s over the in-edges, or the receiver's own keys."""
   if layer.options.nei_mode == "target":
-    lam = layer.receiver_only_lambda(e.q, e.k, e.index)
+    lam = layer.receiver_only_lambda(e.h, e.k, e.index)
   else:
     s = segment_mean(_modal_score(e), e.index.seg, e.num_slots, indices_are_sorted=True)[e.index.seg]
     lam = att.inter_modal_attention(s)
@@ -291,18 +307,18 @@ class HGNNIMALayer(nn.Module):
     prefix for a trimmed layer (`models.Encoder`); K and V, the senders' side, are for all of hs.
     """
     s = self.schema
-    k, q, v = self.keys_queries_values(hs)
-    hs_out, q, k_out = (_prefixes(x, s.num_nodes) for x in (hs, q, k))  # receivers' side
+    k, v = self.keys_values(hs)
+    hs_out, k_out = (_prefixes(x, s.num_nodes) for x in (hs, k))  # receivers' side
     if s.num_relations == 0:  # nothing to propagate
       aux = {"alpha": None, "beta": None, "lambda": None, "beta2": None}
-      return self.update_nodes(hs_out, [jnp.zeros_like(h) for h in hs_out], train), aux
-    beta, aux = self.attend(k, q, k_out, index)
+      return self.update_nodes(hs_out, [None] * len(hs_out), train), aux
+    beta, aux = self.attend(k, hs_out, k_out, index)
     return self.update_nodes(hs_out, self.messages(beta, v, index), train), aux  # Eq. 11
 
-  def attend(self, k, q, k_out, index: EdgeIndex):
+  def attend(self, k, hs_out, k_out, index: EdgeIndex):
     """Slot tables → Eq. 2 → Eqs. 3–9: (β, per-edge attention)."""
     s, H = self.schema, self.heads
-    tables = self.slot_tables(q)
+    tables = self.slot_tables(hs_out)
     n_slots = num_slots(s)
     k_n = per_head(jnp.concatenate(k, axis=0), H)  # (N, M, H, d_k) every sender's keys, gathered by index.senders
     mu = self.mu[index.etype]
@@ -311,11 +327,11 @@ class HGNNIMALayer(nn.Module):
       alpha = att.inter_node_attention(g, index.seg, n_slots)  # Eq. 3, each channel with its own
       beta, aux = alpha, {"alpha": alpha, "beta": alpha, "lambda": None, "beta2": None}
     else:
-      beta, aux = self.nested_attention(g, EdgeContext(None, k_n, q, k_out, tables, index, n_slots))  # Eqs. 3–9
+      beta, aux = self.nested_attention(g, EdgeContext(None, k_n, hs_out, k_out, tables, index, n_slots))  # Eqs. 3–9
     return beta, aux
 
-  def messages(self, beta, v, index: EdgeIndex) -> list[jax.Array]:
-    """Eq. 10 and the mean over relations: per node type (N_t, M, d).
+  def messages(self, beta, v, index: EdgeIndex) -> list[tuple[jax.Array, jax.Array | None] | None]:
+    """Eq. 10 and the mean over relations: per node type (x, w) with the mean x @ w (`relation_mean`).
 
     Without `options.remat`, W^msg_r is applied after the sum over each slot's edges, which read
     the senders' values V_j as they are (`relation_mean`). With it, the sums (S, M, d) that
@@ -335,31 +351,42 @@ class HGNNIMALayer(nn.Module):
     agg = att.aggregate_messages(beta, table, index.chan_rows, index.seg, n_slots)
     return relation_mean(s, agg.reshape(agg.shape[:2] + (d,)))
 
-  def keys_queries_values(self, hs):
-    """K, Q, V per node type, from one matrix product per type: its weight gradient then reads the input once."""
-    d, T = self.hidden, self.schema.num_node_types
-    kernel = jnp.concatenate([self.k_kernel, self.q_kernel, self.v_kernel], axis=-1)  # (T, d, 3d)
-    bias = jnp.concatenate([self.k_bias, self.q_bias, self.v_bias], axis=-1)
-    kqv = [hs[t] @ kernel[t] + bias[t] for t in range(T)]  # (N_t, M, 3d)
-    return [x[..., :d] for x in kqv], [x[..., d : 2 * d] for x in kqv], [x[..., 2 * d :] for x in kqv]
+  def keys_values(self, hs):
+    """K and V per node type, from one matrix product per type: its weight gradient then reads the input once.
 
-  def slot_tables(self, q) -> SlotTables:
+    Q is not formed: the slot tables fold W^q into their matrices (`slot_tables`).
+    """
+    d, T = self.hidden, self.schema.num_node_types
+    kernel = jnp.concatenate([self.k_kernel, self.v_kernel], axis=-1)  # (T, d, 2d)
+    bias = jnp.concatenate([self.k_bias, self.v_bias], axis=-1)
+    kv = [hs[t] @ kernel[t] + bias[t] for t in range(T)]  # (N_t, M, 2d)
+    return [x[..., :d] for x in kv], [x[..., d:] for x in kv]
+
+  def queries(self, hs) -> list[jax.Array]:
+    """Q per node type (only `-nei`'s receiver-only λ reads Q itself)."""
+    return [h @ self.q_kernel[t] + self.q_bias[t] for t, h in enumerate(hs)]
+
+  def slot_tables(self, hs_out) -> SlotTables:
     """The receivers' queries times each relation's transposed per-head matrices, one row per slot.
 
-    One product per receiver type with its relations' matrices side by side (Eq. 2), or one per
-    channel (Eq. 4's U^m, `+inf`'s U^{m',m}). With `options.remat` the tables are
+    Q_i W_rᵀ = h_i (W^q W_rᵀ) + b^q W_rᵀ: one product of the receivers' states per receiver type,
+    with W^q times its relations' matrices side by side (Eq. 2), or one per channel (Eq. 4's U^m,
+    `+inf`'s U^{m',m}). W^q times a (d, |R|·d) matrix costs d²·|R|·d flops; Q itself would cost
+    N·M·d² and as much again twice in the backward pass. With `options.remat` the tables are
     `edge_ops.Rebuilt`: built where the edge ops read them and rebuilt in the backward pass
     instead of kept (benchmarks/README.md, *Memory per edge*).
     """
     s, M, H, d, variant = self.schema, self.num_channels, self.heads, self.hidden, self.options.variant
     dk = d // H
-    att_f, modal_f, inf_f = [], [], []  # (receivers' queries, matrices) per receiver type
+    att_f, modal_f, inf_f = [], [], []  # (receivers' states, W^q·matrices, b^q·matrices) per receiver type
+
     for dst, rels in receiver_groups(s):
-      att_f.append((q[dst], self._relations_matrix(self.w_att, rels)))
+      fold = lambda mats, dst=dst: (hs_out[dst], self.q_kernel[dst] @ mats, self.q_bias[dst] @ mats)
+      att_f.append(fold(self._relations_matrix(self.w_att, rels)))
       if self.learns_lambda and variant != "+inf":  # per channel m: U^m of each relation, side by side
-        modal_f.append((q[dst], jnp.stack([self._relations_matrix(self.u_modal[m], rels) for m in range(M)])))
+        modal_f.append(fold(jnp.stack([self._relations_matrix(self.u_modal[m], rels) for m in range(M)])))
       if self.learns_lambda and variant == "+inf":  # per channel m: U^{m',m} of each (relation, m'), side by side
-        inf_f.append((q[dst], jnp.stack([self._inf_matrix(m, rels) for m in range(M)])))
+        inf_f.append(fold(jnp.stack([self._inf_matrix(m, rels) for m in range(M)])))
 
     def table(factors, row_shape):
       if not factors:
@@ -380,19 +407,19 @@ class HGNNIMALayer(nn.Module):
     beta = att.combine_attention(beta1, beta2, seg, n, o.combine, softmax_alone)  # Eq. 9
     return beta, {"alpha": alpha, "beta": beta, "lambda": lam, "beta2": beta2}
 
-  def update_nodes(self, hs, t_all, train):
-    """Eq. 11 per node type, then dropout."""
+  def update_nodes(self, hs, msgs, train):
+    """Eq. 11 per node type, then dropout; msgs per type (x, w) or None (`relation_mean`)."""
     o, out = self.options, []
-    for t, (h, tt) in enumerate(zip(hs, t_all)):
+    for t, (h, msg) in enumerate(zip(hs, msgs)):
       ln = dict(skip=self.skip[t], ln_scale=self.ln_scale[t], ln_bias=self.ln_bias[t]) if o.update == "code" else {}
-      y = node_update(h, tt, form=o.update, a_kernel=self.a_kernel[t], a_bias=self.a_bias[t], **ln)
+      y = node_update(h, msg, form=o.update, a_kernel=self.a_kernel[t], a_bias=self.a_bias[t], **ln)
       out.append(self.drop(y, deterministic=not train))
     return tuple(out)
 
-  def receiver_only_lambda(self, q, k, index):
+  def receiver_only_lambda(self, hs_out, k, index):
     """`-nei` with nei_mode='target': λ_i from <Q(h_i), K(h_i) U_r> of the receiver alone."""
     s, M, H = self.schema, self.num_channels, self.heads
-    parts = []
+    q, parts = self.queries(hs_out), []
     for r in range(s.num_relations):
       t = s.relation_dst(r)
       keys = (k[t].reshape(-1, M * self.hidden) @ self._modal_matrix(r)).reshape(-1, M, self.hidden)

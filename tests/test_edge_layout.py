@@ -70,22 +70,23 @@ def test_gathered_table_rows_are_each_edges_sender_and_relation():
 
 def test_slot_table_rows_are_each_edges_receiver_times_its_relation():
   """The slot tables as the layer builds them (one product per receiver type, `edge_ops.slot_table`), shared
-  weights and one matrix per channel: every edge's slot row is its receiver's queries times its relation's
-  matrix, and its sender row is its sender's global id, so <row, K_sender> is the edge's score."""
+  weights and one matrix per channel, each with its bias: every edge's slot row is its receiver's states times
+  its relation's matrix plus its bias, and its sender row is its sender's global id, so <row, K_sender> is the
+  edge's score."""
   data = make_graph(2, num_nodes=(7, 4, 9), empty_relation="md")
   s, gt = data.schema, data.to_graphs_tuple()
   M, d = 2, 3
   rng = np.random.default_rng(1)
   q = [rng.normal(size=(n, M, d)).astype(np.float32) for n in s.num_nodes]
   w = rng.normal(size=(M, s.num_relations, d, d)).astype(np.float32)  # one (d, d) per channel and relation
+  b = rng.normal(size=(M, s.num_relations, d)).astype(np.float32)
   groups, layout = el.receiver_groups(s), el.slot_table_layout(s)
-  shared = edge_ops.slot_table(
-      layout, (M, d), [(q[t], np.concatenate([w[0, r] for r in rels], 1)) for t, rels in groups]
-  )
+  side_by_side = lambda m, rels: (np.concatenate([w[m, r] for r in rels], 1), np.concatenate([b[m, r] for r in rels]))
+  shared = edge_ops.slot_table(layout, (M, d), [(q[t],) + side_by_side(0, rels) for t, rels in groups])
   per_channel = edge_ops.slot_table(
       layout,
       (M, d),
-      [(q[t], np.stack([np.concatenate([w[m, r] for r in rels], 1) for m in range(M)])) for t, rels in groups],
+      [(q[t],) + tuple(np.stack(x) for x in zip(*(side_by_side(m, rels) for m in range(M)))) for t, rels in groups],
   )
   assert shared.shape == per_channel.shape == (el.num_slots(s), M, d)
   idx = el.edge_index(s, gt.senders, gt.receivers, num_channels=M)
@@ -95,7 +96,7 @@ def test_slot_table_rows_are_each_edges_receiver_times_its_relation():
     r = int(gt.edges["type"][e])
     dst_t = s.relation_dst(r)
     i = int(gt.receivers[e]) - offs[dst_t]
-    np.testing.assert_allclose(shared[seg[e]], q[dst_t][i] @ w[0, r], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(shared[seg[e]], q[dst_t][i] @ w[0, r] + b[0, r], rtol=1e-5, atol=1e-5)
     for m in range(M):
-      np.testing.assert_allclose(per_channel[seg[e], m], q[dst_t][i, m] @ w[m, r], rtol=1e-5, atol=1e-5)
+      np.testing.assert_allclose(per_channel[seg[e], m], q[dst_t][i, m] @ w[m, r] + b[m, r], rtol=1e-5, atol=1e-5)
     assert senders[e] == int(gt.senders[e])

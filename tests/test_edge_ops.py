@@ -237,19 +237,22 @@ def test_remat_gives_the_same_gradients(name, fields):
 
 def test_per_channel_slot_table_equals_the_channel_block_diagonal_product():
   """Eq. 4's slot table, one product per channel: the rows of (x with its channels side by side) @ the
-  channel-block-diagonal matrix of w, in slot order (relation-major), as a dense product would give them."""
+  channel-block-diagonal matrix of w, plus each channel's bias, in slot order (relation-major), as a dense
+  product would give them."""
   rng = np.random.default_rng(9)
   n, r, d = 5, 3, H * DK
   x = jnp.asarray(rng.normal(size=(n, M, d)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(M, d, r * d)), jnp.float32)
+  b = jnp.asarray(rng.normal(size=(M, r * d)), jnp.float32)
   # block (m, m) of the (M·d, M·r·d) matrix; columns (channel, relation, component)
   big = np.zeros((M * d, M, r, d), np.float32)
   for m in range(M):
     big[m * d : (m + 1) * d, m] = np.asarray(w[m]).reshape(d, r, d)
   dense = (np.asarray(x).reshape(n, M * d) @ big.reshape(M * d, M * r * d)).reshape(n, M, r, d)
+  dense = dense + np.asarray(b).reshape(1, M, r, d)
   layout = tuple((0, j) for j in reversed(range(r)))  # the slot order need not be the product's
   expected = np.concatenate([dense[:, :, j].reshape(n, M, H, DK) for _, j in layout])
-  got = edge_ops.slot_table(layout, (M, H, DK), ((x, w),))
+  got = edge_ops.slot_table(layout, (M, H, DK), ((x, w, b),))
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
