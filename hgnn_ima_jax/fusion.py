@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from hgnn_ima_jax.config_validation import CHOICES
+from hgnn_ima_jax.dropout import Dropout
 from hgnn_ima_jax.projection import dense
 
 
@@ -59,7 +60,7 @@ class ModalityFusion(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool):
     """x (N, M, d) → (Z (N, d), δ (N, M))."""
     if self.form == "code":  # creation order fixes the dropouts' names (Dropout_0, Dropout_1) and so their RNG
-      layers = (nn.Dropout(self.input_dropout), dense(1, self.hidden, "score"), nn.Dropout(self.score_dropout))
+      layers = (Dropout(self.input_dropout), dense(1, self.hidden, "score"), Dropout(self.score_dropout))
     elif self.form == "paper":
       layers = (dense(self.hidden, self.hidden, "score_in", False), dense(1, self.hidden, "score_out"))
     else:

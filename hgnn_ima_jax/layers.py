@@ -51,6 +51,7 @@ import jax.numpy as jnp
 from hgnn_ima_jax import attention as att
 from hgnn_ima_jax import edge_ops
 from hgnn_ima_jax.config_validation import CHOICES
+from hgnn_ima_jax.dropout import Dropout
 from hgnn_ima_jax.edge_layout import (
     EdgeIndex,
     num_slots,
@@ -289,7 +290,7 @@ class HGNNIMALayer(nn.Module):
     if self.learns_lambda:
       shape = (M, M, R, H, dk, dk) if o.variant == "+inf" else (M, R, H, dk, dk)
       self.u_modal = self.param("u_modal", nn.initializers.normal(1.0), shape)
-    self.drop = nn.Dropout(o.dropout)
+    self.drop = Dropout(o.dropout)
 
   @property
   def learns_lambda(self) -> bool:

@@ -21,6 +21,7 @@ import pytest
 from model_fixtures import fast_jit, make_graph, random_variables
 
 from hgnn_ima_jax import models
+from hgnn_ima_jax.dropout import Dropout
 
 TOL = 1e-6
 SMALL = dict(hidden=16, heads=4, num_layers=3)
@@ -285,7 +286,7 @@ def dropout_masks_of(module, variables, gt, key):
 
   def record(next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
-    if isinstance(context.module, nn.Dropout) and context.method_name == "__call__":
+    if isinstance(context.module, Dropout) and context.method_name == "__call__":
       calls.append((context.module.path, np.asarray(out) != 0.0))  # Flax: kept entries are x / keep, the rest 0
     return out
 
