@@ -192,7 +192,8 @@ def combine_attention(
     logits = beta1 * beta2
   else:
     logits = beta1 + beta2
-  return segment_softmax(logits, seg, num_segments, indices_are_sorted=True)
+  # β1 = Σ λ α (λ sums to 1, α ∈ [0, 1]) or a softmax, β2 a softmax: the logits lie in [0, 2], so no max shift
+  return segment_softmax(logits, seg, num_segments, indices_are_sorted=True, bounded=True)
 
 
 def aggregate_messages(

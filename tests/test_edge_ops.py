@@ -75,11 +75,13 @@ def test_gather_segment_sum_gradient_equals_autodiff(per_channel, node_rows):
   _vjp_pair(fused, plain, (w, b), jnp.asarray(rng.normal(size=(S, M, H, DK)), jnp.float32))
 
 
+@pytest.mark.parametrize("bounded", [False, True], ids=["shifted", "bounded"])
 @pytest.mark.parametrize("shape", [(E, H), (E, 1, H), (E, M + 1, H)], ids=["no_channels", "one", "three"])
-def test_segment_softmax_gradient_equals_autodiff(shape):
-  """Also with several channels, which it computes one at a time (`ops.per_channel`)."""
+def test_segment_softmax_gradient_equals_autodiff(shape, bounded):
+  """Also with several channels, which it computes one at a time (`ops.per_channel`), and without the max
+  shift for logits in [0, 2] (`bounded`, Eq. 9's), against the shifted softmax."""
   rng, _, _, _, _, seg = _arrays(3)
-  x = jnp.asarray(rng.normal(size=shape) * 5, jnp.float32)
+  x = jnp.asarray(rng.uniform(0.0, 2.0, size=shape) if bounded else rng.normal(size=shape) * 5, jnp.float32)
 
   def plain(x):
     mx = jax.lax.stop_gradient(jax.ops.segment_max(x, seg, S, indices_are_sorted=True))
@@ -87,7 +89,7 @@ def test_segment_softmax_gradient_equals_autodiff(shape):
     return ex / jax.ops.segment_sum(ex, seg, S, indices_are_sorted=True)[seg]
 
   _vjp_pair(
-      lambda x: segment_softmax(x, seg, S, indices_are_sorted=True),
+      lambda x: segment_softmax(x, seg, S, indices_are_sorted=True, bounded=bounded),
       plain,
       (x,),
       jnp.asarray(rng.normal(size=x.shape), jnp.float32),
@@ -153,7 +155,8 @@ def test_no_gathered_rows_are_kept_for_the_backward_pass():
 # --- the whole model: every parameter's gradient equals autodiff through plain gathers -----------
 
 
-def _plain_segment_softmax(logits, segment_ids, num_segments, indices_are_sorted=False):
+def _plain_segment_softmax(logits, segment_ids, num_segments, indices_are_sorted=False, bounded=False):
+  del bounded  # the reference always shifts
   mx = jax.lax.stop_gradient(jax.ops.segment_max(logits, segment_ids, num_segments, indices_are_sorted))
   ex = jnp.exp(logits - mx[segment_ids])
   return ex / jax.ops.segment_sum(ex, segment_ids, num_segments, indices_are_sorted)[segment_ids]
