@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sys
 
 from hgnn_ima_jax.data_utils.checksum import graph_checksum  # noqa: F401 (the workers import it from here)
 from hgnn_ima_jax.data_utils.synthetic import SCALED_SYNTHETIC, make_synthetic, scaled_synthetic_kwargs
@@ -67,6 +68,26 @@ def load_graph(name: str, data_dir: str, feature_dim: int, seed: int = 0):
   if name in SYNTHETIC_GRAPHS:
     return make_synthetic(seed=seed, **synthetic_kwargs(name, feature_dim)).validate()
   raise ValueError(f"unknown graph {name!r}; choose from {GRAPHS}")
+
+
+def load_graph_or_exit(name: str, data_dir: str, feature_dim: int, seed: int = 0):
+  """`load_graph` for a script: a dataset that cannot be read (missing or malformed files) is one line on
+  stderr naming the files and the fix, exit code 2, not a traceback."""
+  from hgnn_ima_jax.data_utils import DatasetError
+
+  try:
+    return load_graph(name, data_dir, feature_dim, seed)
+  except DatasetError as e:
+    print(f"error: --graph(s) {name}: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_graphs_readable(names, data_dir: str, feature_dim: int) -> None:
+  """Before a script's first worker or compilation: every real graph among `names` loads (0.2-0.6 s each),
+  or the script stops with `load_graph_or_exit`'s one line, instead of failing after the graphs before it ran."""
+  for name in names:
+    if name in REAL_GRAPHS:
+      load_graph_or_exit(name, data_dir, feature_dim)
 
 
 def graph_config(graph_name: str, model_name: str, seeds, *, hidden: int, heads: int, layers: int):

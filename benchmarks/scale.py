@@ -107,13 +107,13 @@ def start_devices(setting: str) -> tuple[int, int]:
 def run_row(graph: str, mode: str) -> dict:
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from bench_graphs import load_graph  # pylint: disable=import-outside-toplevel
+  from bench_graphs import load_graph_or_exit  # pylint: disable=import-outside-toplevel
 
   from hgnn_ima_jax import distributed, evaluation, minibatch, optim, state, steps, train  # pylint: disable=import-outside-toplevel
 
   processes, devices = start_devices(FLAGS.worker_devices)
   t0 = time.perf_counter()
-  data = load_graph(graph, FLAGS.data_dir, FLAGS.feature_dim)
+  data = load_graph_or_exit(graph, FLAGS.data_dir, FLAGS.feature_dim)
   load_s = time.perf_counter() - t0
   config, profile = row_config(graph, mode)
   config = train.resolve_config(config)
@@ -301,6 +301,9 @@ def main(argv):
     if int(FLAGS.worker_devices.split(":")[2]) == 0:  # process 0 reports the row
       print(json.dumps(row), flush=True)
     return
+  from bench_graphs import check_graphs_readable  # pylint: disable=import-outside-toplevel
+
+  check_graphs_readable(FLAGS.graphs, FLAGS.data_dir, FLAGS.feature_dim)
   skip = ("--graphs", "--modes", "--out", "--worker", "--devices")
   passthrough = [a for a in sys.argv[1:] if not a.startswith(skip)]
   for graph in FLAGS.graphs:

@@ -19,7 +19,7 @@ import time
 
 from absl import app, flags
 from bench_env import emit, now_utc
-from bench_graphs import GRAPHS, JAX_MODELS, define_graph_flags, graph_config, load_graph
+from bench_graphs import GRAPHS, JAX_MODELS, check_graphs_readable, define_graph_flags, graph_config, load_graph
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("graphs", ["amazon", "synthetic_amazon1"], f"from {GRAPHS}")
@@ -65,6 +65,7 @@ def main(argv):
 
   from hgnn_ima_jax import state as state_lib
 
+  check_graphs_readable(FLAGS.graphs, FLAGS.data_dir, FLAGS.feature_dim)
   for name in FLAGS.graphs:
     data = load_graph(name, FLAGS.data_dir, FLAGS.feature_dim)
     batch = state_lib.make_batch(data)

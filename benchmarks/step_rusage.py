@@ -31,7 +31,7 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 
 from absl import app, flags  # noqa: E402
 from bench_env import cpu_count  # noqa: E402
-from bench_graphs import GRAPHS, JAX_MODELS, define_graph_flags, graph_config, load_graph  # noqa: E402
+from bench_graphs import GRAPHS, JAX_MODELS, define_graph_flags, graph_config, load_graph_or_exit  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("graph", "synthetic_amazon1", f"one of {GRAPHS}")
@@ -58,7 +58,7 @@ def main(argv):
   from hgnn_ima_jax import runtime
   from hgnn_ima_jax import state as state_lib
 
-  data = load_graph(FLAGS.graph, FLAGS.data_dir, FLAGS.feature_dim)
+  data = load_graph_or_exit(FLAGS.graph, FLAGS.data_dir, FLAGS.feature_dim)
   batch = state_lib.make_batch(data)
   config, _ = graph_config(
       FLAGS.graph, FLAGS.model, range(1), hidden=FLAGS.hidden, heads=FLAGS.heads, layers=FLAGS.layers

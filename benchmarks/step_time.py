@@ -47,6 +47,7 @@ from bench_graphs import (  # noqa: E402
     GRAPHS,
     JAX_MODELS,
     PYG_PAIR,
+    check_graphs_readable,
     define_graph_flags,
     graph_checksum,
     graph_info,  # noqa: E402
@@ -312,6 +313,7 @@ def main(argv):
     raise app.UsageError(f"--pyg_threads={FLAGS.pyg_threads}: thread counts must be >= 1")
   if FLAGS.reps < 1 or FLAGS.steps < 1:
     raise app.UsageError(f"--reps={FLAGS.reps} --steps={FLAGS.steps}: both must be >= 1")
+  check_graphs_readable(graphs, FLAGS.data_dir, FLAGS.feature_dim)
 
   pyg_skipped = "disabled with --nopyg" if FLAGS.pyg is False else pyg_availability(FLAGS.pyg_python)
   if FLAGS.pyg and pyg_skipped:

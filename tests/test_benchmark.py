@@ -299,6 +299,32 @@ def test_unknown_variant_is_refused_before_any_work(tmp_path):
   assert "--allocators=glibc,tcmalloc: tcmalloc is not one of jemalloc, glibc" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "script,flags",
+    [
+        ("step_time.py", ["--graphs=tiny,imdb", "--nopyg", f"--out={os.devnull}"]),
+        ("step_memory.py", ["--graphs=imdb"]),
+        ("step_rusage.py", ["--graph=imdb"]),
+    ],
+)
+def test_missing_dataset_files_are_one_line_before_any_work(tmp_path, script, flags):
+  """A real graph whose files are not in --data_dir: one line naming the files and the fix, exit 2, no traceback,
+  and (step_time) no worker started for the graphs listed before it."""
+  proc = subprocess.run(
+      [sys.executable, str(REPO / "benchmarks" / script), *flags, f"--data_dir={tmp_path}"],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+  lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+  assert len(lines) == 1 and str(tmp_path / "imdb") in lines[0] and "Fix:" in lines[0], proc.stderr[-2000:]
+  assert '"record": "step"' not in proc.stdout
+
+
 # --- the pure parts ------------------------------------------------------------------------
 
 
