@@ -1,8 +1,9 @@
 """The HGNN-IMA propagation layer (and plain HGT as its one-attention special case), Eqs. 2–11.
 
-`HGNNIMALayer.__call__` reads top to bottom like PyG's `HGTConv`: K/V per node type →
-slot tables (the queries times each relation's matrices) → Eq. 2 scores → attention (Eqs. 3–9; the Table 4 variant is one function of
-`NESTED`) → Eq. 10 aggregation → mean over relations → Eq. 11 update. The equations are
+`HGNNIMALayer.__call__` reads top to bottom like PyG's `HGTConv`: K/V per node type → slot
+tables (the queries times each relation's matrices) → Eq. 2 scores → attention (Eqs. 3–9; the
+Table 4 variant is one function of `NESTED`) → Eq. 10 aggregation → mean over relations → Eq. 11
+update. The equations are
 functions of `attention`; the edge layout (segments, table rows) is `edge_layout`.
 
 Layout, chosen for speed on XLA:CPU (measurements in benchmarks/README.md):
@@ -16,8 +17,8 @@ Layout, chosen for speed on XLA:CPU (measurements in benchmarks/README.md):
   <Q, K W> = <Q Wᵀ, K>, as block-diagonal products whose outputs already are the slot tables
   the edges gather by `seg` (sorted), while the senders' keys and values are gathered as they
   are; W^msg after each slot's sum over its edges, (Σ β V) W, folded into Eq. 11's matrix
-  (`node_update`; with `remat`, a sender-side table, see `HGNNIMALayer.messages`). Per-head batched products would need transposes, which XLA
-  fuses into the gathers (per-head sums written out, tried on 2026-12-05, were faster alone but
+  (`node_update`; with `remat`, a sender-side table, see `HGNNIMALayer.messages`). Per-head
+  batched products would need transposes, which XLA fuses into the gathers (per-head sums written out, tried on 2026-12-05, were faster alone but
   slower in the step);
 * the edges read the tables through `edge_ops`, whose backward passes keep no per-edge
   copies of them;
@@ -120,11 +121,11 @@ def node_update(
   t = 0). form 'code': LN(σ(skip)·A(t) + (1 − σ(skip))·h), with x @ (w @ σ(skip)·A) as ONE product of
   x (w is W^msg of each relation, so t itself is never formed); 'paper': A(σ(t)) + h.
 
-  The skip term w·h is written as h @ (w·I). Why: as a plain product, the
-  gradient of every layer's input is an elementwise chain through all later layers' skips,
-  LayerNorms and dropouts, which XLA:CPU fuses into (and recomputes in) each transposed copy that
-  the weight gradients read. A matrix product's gradient is materialised, which cuts the chain at
-  every layer; it costs N·d² flops.
+  The skip term w·h is written as h @ (w·I). Why: as a plain product, the gradient of every
+  layer's input is an elementwise chain through all later layers' skips, LayerNorms and
+  dropouts, which XLA:CPU fuses into (and recomputes in) each transposed copy that the weight
+  gradients read. A matrix product's gradient is materialised, which cuts the chain at every
+  layer; it costs N·d² flops.
   """
   eye = jnp.eye(h.shape[-1], dtype=h.dtype)
   if form == "code":
@@ -373,14 +374,13 @@ class HGNNIMALayer(nn.Module):
     Q_i W_rᵀ = h_i (W^q W_rᵀ) + b^q W_rᵀ: one product of the receivers' states per receiver type,
     with W^q times its relations' matrices side by side (Eq. 2), or one per channel (Eq. 4's U^m,
     `+inf`'s U^{m',m}). W^q times a (d, |R|·d) matrix costs d²·|R|·d flops; Q itself would cost
-    N·M·d² and as much again twice in the backward pass. With `options.remat` the tables are
+    N·M·d² forward and twice that backward. With `options.remat` the tables are
     `edge_ops.Rebuilt`: built where the edge ops read them and rebuilt in the backward pass
     instead of kept (benchmarks/README.md, *Memory per edge*).
     """
     s, M, H, d, variant = self.schema, self.num_channels, self.heads, self.hidden, self.options.variant
     dk = d // H
     att_f, modal_f, inf_f = [], [], []  # (receivers' states, W^q·matrices, b^q·matrices) per receiver type
-
     for dst, rels in receiver_groups(s):
       fold = lambda mats, dst=dst: (hs_out[dst], self.q_kernel[dst] @ mats, self.q_bias[dst] @ mats)
       att_f.append(fold(self._relations_matrix(self.w_att, rels)))
