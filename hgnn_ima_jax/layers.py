@@ -3,8 +3,8 @@
 `HGNNIMALayer.__call__` reads top to bottom like PyG's `HGTConv`: K/V per node type → slot
 tables (the queries times each relation's matrices) → Eq. 2 scores → attention (Eqs. 3–9; the
 Table 4 variant is one function of `NESTED`) → Eq. 10 aggregation → mean over relations → Eq. 11
-update. The equations are
-functions of `attention`; the edge layout (segments, table rows) is `edge_layout`.
+update. The equations are functions of `attention`; the edge layout (segments, table rows) is
+`edge_layout`.
 
 Layout, chosen for speed on XLA:CPU (measurements in benchmarks/README.md):
 
@@ -18,8 +18,8 @@ Layout, chosen for speed on XLA:CPU (measurements in benchmarks/README.md):
   the edges gather by `seg` (sorted), while the senders' keys and values are gathered as they
   are; W^msg after each slot's sum over its edges, (Σ β V) W, folded into Eq. 11's matrix
   (`node_update`; with `remat`, a sender-side table, see `HGNNIMALayer.messages`). Per-head
-  batched products would need transposes, which XLA fuses into the gathers (per-head sums written out, tried on 2026-12-05, were faster alone but
-  slower in the step);
+  batched products would need transposes, which XLA fuses into the gathers (per-head sums
+  written out, tried on 2026-12-05, were faster alone but slower in the step);
 * the edges read the tables through `edge_ops`, whose backward passes keep no per-edge
   copies of them;
 * per-edge arrays of several channels (E, M, H) are split into (E, H) channels wherever an
