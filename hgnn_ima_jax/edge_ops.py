@@ -29,6 +29,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from hgnn_ima_jax.ops import linear
+
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["factors"], meta_fields=["build"])
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +69,7 @@ def slot_table(layout: tuple[tuple[int, int], ...], row_shape: tuple[int, ...], 
   products = []
   for x, w, b in factors:
     n, m = x.shape[:2]
-    y = x @ w + b if w.ndim == 2 else jnp.stack([x[:, c] @ w[c] + b[c] for c in range(m)], axis=1)  # (n, M, R·c)
+    y = linear(x, w) + b if w.ndim == 2 else jnp.stack([linear(x[:, c], w[c]) + b[c] for c in range(m)], axis=1)
     products.append(y.reshape(n, m, -1, width))
   return jnp.concatenate([products[i][:, :, j].reshape((-1,) + row_shape) for i, j in layout], axis=0)
 

@@ -26,7 +26,9 @@ Layout, chosen for speed on XLA:CPU (measurements in benchmarks/README.md):
   exp or a reduction over the channels runs (`ops.per_channel`, `ops.channels`, `ops.softmax`):
   XLA:CPU vectorises those fusions for (E, H) operands and not for (E, 2, H) or (E, 3, H);
 * the skip term of the update is a matrix product (see `node_update`), which keeps XLA from
-  recomputing the gradient chain through all later layers in several places.
+  recomputing the gradient chain through all later layers in several places;
+* the node-side products (K/V, slot tables, Eq. 11) are `ops.linear`, whose weight gradient
+  transposes the layer's input rather than the incoming gradient (the LayerNorm's backward).
 
 Parameters of one layer (T node types, R relations, M channels, H heads, d = H·d_k):
   k_kernel, q_kernel, v_kernel, a_kernel: (T, d, d), used as x @ kernel + bias
@@ -62,7 +64,7 @@ from hgnn_ima_jax.edge_layout import (
     slot_table_layout,
 )
 from hgnn_ima_jax.graph import Schema
-from hgnn_ima_jax.ops import segment_mean, torch_linear_init, torch_xavier_uniform_4d, uniform_init
+from hgnn_ima_jax.ops import linear, segment_mean, torch_linear_init, torch_xavier_uniform_4d, uniform_init
 from hgnn_ima_jax.options import LayerOptions
 
 VARIANTS = CHOICES["model.variant"]
@@ -130,12 +132,12 @@ def node_update(
   eye = jnp.eye(h.shape[-1], dtype=h.dtype)
   if form == "code":
     a = jax.nn.sigmoid(skip)
-    u = a * a_bias + h @ ((1.0 - a) * eye)
+    u = a * a_bias + linear(h, (1.0 - a) * eye)
     if msg is not None:
       x, w = msg
-      u = u + x @ (a * a_kernel if w is None else w @ (a * a_kernel))
+      u = u + linear(x, a * a_kernel if w is None else w @ (a * a_kernel))
     return layer_norm(u, ln_scale, ln_bias)
-  u = a_bias + h @ eye
+  u = a_bias + linear(h, eye)
   if msg is None:
     return u + 0.5 * jnp.sum(a_kernel, axis=0)  # t = 0: σ(0) @ A
   x, w = msg
@@ -361,7 +363,7 @@ class HGNNIMALayer(nn.Module):
     d, T = self.hidden, self.schema.num_node_types
     kernel = jnp.concatenate([self.k_kernel, self.v_kernel], axis=-1)  # (T, d, 2d)
     bias = jnp.concatenate([self.k_bias, self.v_bias], axis=-1)
-    kv = [hs[t] @ kernel[t] + bias[t] for t in range(T)]  # (N_t, M, 2d)
+    kv = [linear(hs[t], kernel[t]) + bias[t] for t in range(T)]  # (N_t, M, 2d)
     return [x[..., :d] for x in kv], [x[..., d:] for x in kv]
 
   def queries(self, hs) -> list[jax.Array]:

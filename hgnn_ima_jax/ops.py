@@ -126,6 +126,34 @@ def _softmax_bwd(axis, y, ct):
 softmax.defvjp(_softmax_fwd, _softmax_bwd)
 
 
+@jax.custom_vjp
+def linear(x: jax.Array, w: jax.Array) -> jax.Array:
+  """x @ w (x (..., a), w (a, b)) whose weight gradient is computed as xᵀ · ȳ, not (ȳᵀ · x)ᵀ.
+
+  The same numbers as autodiff of `x @ w`, ordered differently. Why: autodiff computes dw as
+  dot(ȳ, x) contracting the node axis, so XLA:CPU lays ȳ out transposed, (b, N), and fuses the
+  elementwise chain that produces ȳ (a LayerNorm's backward, the sum of a state's cotangents)
+  into that transposed write, reading each of its inputs with a stride of b floats: ~7 ns per
+  element, as slow as the layer's edge work (benchmarks/README.md). With x first, the transpose
+  falls on x, which is already an array, and ȳ is read as it is laid out.
+  """
+  return x @ w
+
+
+def _linear_fwd(x, w):
+  return x @ w, (x, w)
+
+
+def _linear_bwd(res, ct):
+  x, w = res
+  rows = x.reshape(-1, x.shape[-1])
+  dw = jax.lax.dot_general(rows, ct.reshape(-1, ct.shape[-1]), (((0,), (0,)), ((), ())))
+  return ct @ w.T, dw.astype(w.dtype)
+
+
+linear.defvjp(_linear_fwd, _linear_bwd)
+
+
 def segment_mean(
     data: jax.Array, segment_ids: jax.Array, num_segments: int, indices_are_sorted: bool = False
 ) -> jax.Array:

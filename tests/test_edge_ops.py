@@ -114,6 +114,22 @@ def test_channels_split_has_the_gradient_of_slicing():
   assert not np.any(np.asarray(jax.grad(lambda x: jnp.sum(fused(x)))(x))[:, 1])
 
 
+@pytest.mark.parametrize("x_shape", [(E, 6), (E, M, 6)], ids=["rows", "rows_by_channel"])
+def test_linear_has_the_gradients_of_matmul(x_shape):
+  """`ops.linear` computes the weight gradient with x first; the values and both gradients are x @ w's,
+  also vmapped over a seed axis (as training maps every op)."""
+  rng = np.random.default_rng(9)
+  x = jnp.asarray(rng.normal(size=x_shape), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(6, 5)), jnp.float32)
+  ct = jnp.asarray(rng.normal(size=x_shape[:-1] + (5,)), jnp.float32)
+  _vjp_pair(ops.linear, jnp.matmul, (x, w), ct)
+  two = lambda f: jax.vmap(lambda x, w: jnp.sum(jnp.tanh(f(x, w))), in_axes=(None, 0))
+  ws = jnp.stack([w, -2 * w])
+  got, want = (jax.grad(lambda x, ws: jnp.sum(two(f)(x, ws)), (0, 1))(x, ws) for f in (ops.linear, jnp.matmul))
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_fused_ops_under_vmap_equal_autodiff():
   """The seed axis of training (`steps.map_seeds`) vmaps every op; the indices stay shared."""
   rng, a, a_index, b, b_index, seg = _arrays(4)
