@@ -148,7 +148,7 @@ def _linear_bwd(res, ct):
   x, w = res
   rows = x.reshape(-1, x.shape[-1])
   dw = jax.lax.dot_general(rows, ct.reshape(-1, ct.shape[-1]), (((0,), (0,)), ((), ())))
-  return ct @ w.T, dw.astype(w.dtype)
+  return (ct @ w.T).astype(x.dtype), dw.astype(w.dtype)  # the cotangents in the primals' dtypes, as autodiff's
 
 
 linear.defvjp(_linear_fwd, _linear_bwd)

@@ -128,6 +128,12 @@ def test_linear_has_the_gradients_of_matmul(x_shape):
   got, want = (jax.grad(lambda x, ws: jnp.sum(two(f)(x, ws)), (0, 1))(x, ws) for f in (ops.linear, jnp.matmul))
   for a, b in zip(got, want):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  # mixed dtypes (a bfloat16 input, a float32 weight): each gradient in its primal's dtype, as autodiff's
+  xb = x.astype(jnp.bfloat16)
+  got, want = (jax.grad(lambda x, w: jnp.sum(f(x, w)), (0, 1))(xb, w) for f in (ops.linear, jnp.matmul))
+  for a, b in zip(got, want):
+    assert a.dtype == b.dtype
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=1e-2, atol=1e-2)
 
 
 def test_fused_ops_under_vmap_equal_autodiff():
