@@ -215,20 +215,23 @@ def load_paper_dataset(
   topology = [spec.rdf_file, spec.labels_file, spec.split_file] + (
       [spec.node_types_file] if spec.node_types_file else []
   )
+  absent_topology = files.missing(path(f) for f in topology)
   absent_features = files.missing(path(f.filename) for f in spec.feature_files)
-  download = (
-      f"download them with `python -m hgnn_ima_jax.data_utils.download --dataset={name} " f"--data_dir={root.parent}`"
-  )
+  command = f"`python -m hgnn_ima_jax.data_utils.download --dataset={name} --data_dir={root.parent}`"
   authors_only = {path(f.filename) for f in spec.authors_only}
+  on_github = [p for p in absent_features if p not in authors_only]
+  elsewhere = [pathlib.Path(p).name for p in absent_features if p in authors_only]
+  feature_fixes = []
+  if on_github and not absent_topology:  # else the topology's download fetches them too
+    feature_fixes.append(f"download {'the ones on GitHub' if elsewhere else 'them'} with {command}")
+  if elsewhere:
+    one = len(elsewhere) == 1
+    feature_fixes.append(
+        f"{', '.join(elsewhere)} {'is' if one else 'are'} published only on {AUTHORS_PAGE}: "
+        f"put {'it' if one else 'each'} at the path shown"
+    )
   require_files(
-      root,
-      files.missing(path(f) for f in topology),
-      absent_features,
-      features,
-      download,
-      f"they are published only on {AUTHORS_PAGE}: put each at the path shown"
-      if set(absent_features) <= authors_only
-      else f"those on GitHub: {download}; any other is published only on {AUTHORS_PAGE}: put it at the path shown",
+      root, absent_topology, absent_features, features, f"download them with {command}", "; ".join(feature_fixes)
   )
 
   counts = spec.num_nodes or counts_from_node_types(path(spec.node_types_file), spec.node_types)

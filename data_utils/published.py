@@ -43,17 +43,20 @@ def require_files(
     fix_topology: str,
     fix_features: str,
 ) -> None:
-  """Raises one MissingFilesError naming every absent file that the request needs."""
-  fix_features += (
-      ", or pass features='generated' (--features=generated) to generate stand-ins (not comparable with the paper)"
-  )
+  """Raises one MissingFilesError naming every absent file that the request needs.
+
+  fix_features says how to obtain the absent feature files; '' when fix_topology obtains them too.
+  """
+  generated = "pass features='generated' (--features=generated) to generate stand-ins (not comparable with the paper)"
   if absent_topology:
     need_features = features == "real" and absent_features
     listed = absent_topology + (absent_features if need_features else [])
-    fix = fix_topology + (f"; the feature files: {fix_features}" if need_features else "")
+    fix = fix_topology + (
+        f"; the feature files: {fix_features}, or {generated}" if need_features and fix_features else ""
+    )
     raise MissingFilesError(str(root), listed, "published", fix)
   if features == "real" and absent_features:
-    raise MissingFilesError(str(root), absent_features, "features", fix_features)
+    raise MissingFilesError(str(root), absent_features, "features", f"{fix_features}, or {generated}")
 
 
 def add_generated(graph: MMHN, wanted: dict[tuple[str, str], int], seed: int, absent: list[str]) -> None:

@@ -229,3 +229,17 @@ def test_missing_imdb_text_points_at_the_downloader(tmp_path, shared_datasets):
   with pytest.raises(MissingFilesError) as info:
     load_dataset("imdb", tmp_path)
   assert "python -m hgnn_ima_jax.data_utils.download --dataset=imdb" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_empty_data_dir_names_the_download_once_and_the_authors_only_files(tmp_path):
+  """Nothing downloaded yet: one download command (it fetches the topology and the GitHub-hosted text), then the
+  files it cannot fetch, by name, with where they are published and the --features=generated way out."""
+  from hgnn_ima_jax.data_utils import MissingFilesError, load_dataset
+
+  with pytest.raises(MissingFilesError) as info:
+    load_dataset("imdb", tmp_path)
+  msg = str(info.value)
+  assert "\n" not in msg and msg.count("python -m hgnn_ima_jax.data_utils.download --dataset=imdb") == 1
+  assert "img_feature_20_6_25_199.npz is published only on the authors' download page" in msg
+  assert "features_0.npz is published" not in msg and "--features=generated" in msg
+  assert info.value.kind == "published" and len(info.value.paths) == 8
