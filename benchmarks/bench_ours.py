@@ -94,6 +94,45 @@ def tile_seeds(state, num_seeds: int):
   return tiled.replace(key=keys.astype(tiled.key.dtype))
 
 
+# Peak memory bandwidth by device kind (substring of `device_kind`, first match), bytes/s, from the vendors'
+# datasheets: H200 SXM 4.8 TB/s; H100 SXM (HBM3) 3.35 TB/s; H100 PCIe (HBM2e) 2.0 TB/s; A100 80 GB 2.04 TB/s,
+# 40 GB 1.56 TB/s. None elsewhere (CPUs): the share is then not reported.
+PEAK_BANDWIDTH = (
+    ("H200", 4.8e12),
+    ("H100 80GB HBM3", 3.35e12),
+    ("H100 PCIe", 2.0e12),
+    ("A100-SXM4-80GB", 2.039e12),
+    ("A100 80GB PCIe", 1.935e12),
+    ("A100", 1.555e12),
+)
+
+
+def peak_bandwidth(device_kind: str) -> float | None:
+  """The datasheet peak memory bandwidth (bytes/s) of a device kind, None when not in `PEAK_BANDWIDTH`."""
+  return next((bw for name, bw in PEAK_BANDWIDTH if name in device_kind), None)
+
+
+def xla_cost(compiled) -> dict | None:
+  """XLA's cost analysis of the compiled step: bytes accessed (its estimate of memory traffic) and flops."""
+  try:
+    c = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  c = c[0] if isinstance(c, (list, tuple)) and c else c
+  if not isinstance(c, dict) or "bytes accessed" not in c:
+    return None
+  return {"bytes_accessed": float(c["bytes accessed"]), "flops": float(c.get("flops", 0.0))}
+
+
+def bandwidth(cost: dict | None, step_s: float) -> dict | None:
+  """XLA's bytes accessed per second of the median step, and its share of the device's peak bandwidth."""
+  if not cost or step_s <= 0:
+    return None
+  rate = cost["bytes_accessed"] / step_s
+  peak = peak_bandwidth(getattr(jax.devices()[0], "device_kind", ""))
+  return {"bytes_per_s": rate, "peak_bytes_per_s": peak, "peak_share": None if peak is None else rate / peak}
+
+
 def xla_memory_mb(compiled) -> dict | None:
   try:
     m = compiled.memory_analysis()
@@ -129,7 +168,7 @@ def time_ours(
     t = time.perf_counter()
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t
-    xla_mem = xla_memory_mb(compiled)
+    xla_mem, cost = xla_memory_mb(compiled), xla_cost(compiled)
     release_free_memory()  # what init and the compiler freed, so that the steps' buffers start from a clean heap
     limit_mb = opts.max_temp_gb * 1024 or 0.7 * mem_available_mb()
     if xla_mem and limit_mb and xla_mem.get("temp_mb", 0) > limit_mb:
@@ -184,6 +223,8 @@ def time_ours(
       "rss_peak_mb": round(mem.peak, 1),
       "process_peak_rss_mb": round(peak_rss_mb(), 1),
       "xla_memory": xla_mem,
+      "xla_cost": cost,
+      "bandwidth": bandwidth(cost, statistics.median(times)),
       "device_memory": dev_mem,
       "_init": init_host,
   }

@@ -38,12 +38,19 @@ def run_worker(cmd: list[str], env: dict, timeout: float) -> tuple[int | str, st
   return rc, "".join(tail)
 
 
-def pyg_availability(python: str) -> str | None:
-  """None when `python` imports torch and torch_geometric, else why not."""
+def pyg_availability(python: str, device: str = "cpu") -> str | None:
+  """None when `python` imports torch and torch_geometric (and, for device 'cuda', its torch sees a GPU), else why not."""
   if not shutil.which(python):
     return f"--pyg_python={python}: no such executable; give the Python of a venv with requirements-bench.txt"
-  probe = subprocess.run([python, "-c", "import torch, torch_geometric"], capture_output=True, text=True, timeout=300)
-  if probe.returncode == 0:
-    return None
-  last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-  return f"torch/torch_geometric not importable by {python} ({last}); pip install -r requirements-bench.txt"
+  code = "import torch, torch_geometric; print(torch.__version__, torch.version.cuda, torch.cuda.is_available())"
+  probe = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=300)
+  if probe.returncode != 0:
+    last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+    return f"torch/torch_geometric not importable by {python} ({last}); pip install -r requirements-bench.txt"
+  version, cuda, seen = (probe.stdout.split() + ["?", "?", "?"])[:3]
+  if device == "cuda" and seen != "True":
+    return (
+        f"--pyg_device=cuda: torch {version} of {python} sees no CUDA device (its CUDA: {cuda}); "
+        "use --pyg_device=cpu, or a CUDA build of torch on a machine with a GPU"
+    )
+  return None

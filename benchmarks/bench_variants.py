@@ -25,6 +25,7 @@ ALLOCATORS = ("jemalloc", "glibc", "jemalloc_default", "glibc_thp")
 OMP_POLICIES = ("unset", "PASSIVE", "ACTIVE")
 OURS_THREADS = ("default", "eigen1", "cpus1")
 PYG_EXEC = ("eager", "inductor")
+PYG_DEVICES = ("cpu", "cuda")
 # Variables a variant sets itself: inherited values would leak into every variant.
 SCRUBBED = (
     "LD_PRELOAD",
@@ -46,6 +47,7 @@ class Variant:
   """One process's settings. threads: PyG's torch thread count; ours: 'default', 'eigen1' or 'cpus1'.
 
   pyg_exec: PyG only, 'eager' or 'inductor' (the model under `torch.compile`).
+  device: PyG only, torch's device, 'cpu' or 'cuda' (ours runs where JAX puts it: its rows say where).
   """
 
   framework: str  # 'jax' | 'pyg'
@@ -53,12 +55,14 @@ class Variant:
   threads: str
   omp_wait_policy: str = "unset"
   pyg_exec: str = "eager"
+  device: str = "cpu"
 
   @property
   def name(self) -> str:
     if self.framework == "pyg":
-      compiled = "" if self.pyg_exec == "eager" else f"/{self.pyg_exec}"  # eager names as before
-      return f"{self.allocator}/omp-{self.omp_wait_policy}/threads-{self.threads}{compiled}"
+      compiled = "" if self.pyg_exec == "eager" else f"/{self.pyg_exec}"  # eager on the CPU names as before
+      on = "" if self.device == "cpu" else f"/{self.device}"
+      return f"{self.allocator}/omp-{self.omp_wait_policy}/threads-{self.threads}{compiled}{on}"
     return f"{self.allocator}/xla-{self.threads}"
 
   def settings(self) -> dict:
@@ -68,6 +72,7 @@ class Variant:
         "threads": self.threads,
         "omp_wait_policy": self.omp_wait_policy if pyg else None,
         "pyg_exec": self.pyg_exec if pyg else None,
+        "pyg_device": self.device if pyg else None,
     }
 
 
@@ -80,10 +85,18 @@ def check_choices(kind: str, given, allowed) -> list[str]:
   return given
 
 
-def matrix(allocators, ours_threads, pyg_threads, pyg_omp, pyg_exec=("eager",)) -> tuple[list[Variant], list[Variant]]:
+def matrix(
+    allocators, ours_threads, pyg_threads, pyg_omp, pyg_exec=("eager",), pyg_device: str = "cpu"
+) -> tuple[list[Variant], list[Variant]]:
   """(ours, PyG) variants, in flag order: the first of ours is the one multi-seed and profiles use."""
   ours = [Variant("jax", a, t) for a in allocators for t in ours_threads]
-  pyg = [Variant("pyg", a, str(t), w, x) for x in pyg_exec for a in allocators for w in pyg_omp for t in pyg_threads]
+  pyg = [
+      Variant("pyg", a, str(t), w, x, pyg_device)
+      for x in pyg_exec
+      for a in allocators
+      for w in pyg_omp
+      for t in pyg_threads
+  ]
   return ours, pyg
 
 

@@ -138,16 +138,24 @@ def run_pyg(spec: dict, data, checksum: str):
   import torch
 
   o, threads, compiled = spec["opts"], int(spec["torch_threads"]), bool(spec["torch_compile"])
+  device = spec.get("torch_device") or "cpu"
   size = dict(hidden=o["hidden"], heads=o["heads"], layers=o["layers"])
   for model in spec["models"]:
     la, date = load_avg(), now_utc()
     check = None
     if spec.get("check_steps"):
-      check = pyg_hgt.check_trains(model, data, steps=spec["check_steps"], threads=threads, **size)
+      check = pyg_hgt.check_trains(model, data, steps=spec["check_steps"], threads=threads, device=device, **size)
     release_free_memory()
     with RssSampler() as mem:
       r = pyg_hgt.time_steps(
-          model, data, steps=o["steps"], warmup=o["warmup"], threads=threads, compiled=compiled, **size
+          model,
+          data,
+          steps=o["steps"],
+          warmup=o["warmup"],
+          threads=threads,
+          compiled=compiled,
+          device=device,
+          **size,
       )
     progress(model, r)
     emit(

@@ -183,6 +183,32 @@ def build(name: str, hd, data, hidden: int, heads: int, layers: int):
   raise ValueError(f"unknown PyG model {name!r}; choose from {MODELS}")
 
 
+def _device(name: str) -> "torch.device":
+  """torch's device `name`; 'cuda' must see a GPU (the orchestrator checks this before any work, too)."""
+  if name == "cuda" and not torch.cuda.is_available():
+    raise RuntimeError(f"--pyg_device=cuda: torch {torch.__version__} sees no CUDA device; use --pyg_device=cpu")
+  return torch.device(name)
+
+
+def _model_on(name: str, data, device: str, hidden: int, heads: int, layers: int):
+  """(model in training mode, its graph) on `device`."""
+  dev = _device(device)
+  hd = to_hetero_data(data).to(dev)
+  model = build(name, hd, data, hidden, heads, layers).to(dev)
+  model.train()
+  return model, hd
+
+
+def device_memory_mb(device: str) -> dict | None:
+  """torch's peak and in-use CUDA memory (None on the CPU), named as our rows name JAX's."""
+  if device != "cuda":
+    return None
+  return {
+      "peak_bytes_in_use": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+      "bytes_in_use": round(torch.cuda.memory_allocated() / 2**20, 1),
+  }
+
+
 def time_steps(
     name: str,
     data,
@@ -197,18 +223,19 @@ def time_steps(
     lr: float = 1e-3,
     on_step=None,
     compiled: bool = False,
+    device: str = "cpu",
 ) -> dict:
   """Times `steps` full-batch training steps after `warmup` ones; returns times, losses and sizes.
 
   on_step: optional callable run after every step (the caller's memory sampler).
   compiled: run the model under `torch.compile` (static shapes: the graph never changes), so
     that its first step includes TorchInductor's compilation; the optimizer step stays eager.
+  device: 'cpu' or 'cuda'. Each step ends by reading its loss on the host, which waits for the
+    GPU, so the step times are the GPU's too.
   """
   torch.set_num_threads(threads)
   torch.manual_seed(seed)
-  hd = to_hetero_data(data)
-  model = build(name, hd, data, hidden, heads, layers)
-  model.train()
+  model, hd = _model_on(name, data, device, hidden, heads, layers)
   opt = torch.optim.Adam(model.parameters(), lr=lr)
   inputs = model.inputs(hd)
   eidx = hd.edge_index_dict
@@ -230,6 +257,8 @@ def time_steps(
   first_step_s = time.perf_counter() - t0
   for _ in range(max(warmup - 1, 0)):
     losses.append(step())
+  if device == "cuda":
+    torch.cuda.reset_peak_memory_stats()
   cpu0 = _cpu_seconds()
   for _ in range(steps):
     t = time.perf_counter()
@@ -248,18 +277,27 @@ def time_steps(
       "losses": losses,
       "num_params": int(n_params),
       "loss_falls": bool(losses[-1] < losses[0]) and all(map(math.isfinite, losses)),
+      "torch_device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+      "device_memory": device_memory_mb(device),
   }
 
 
 def check_trains(
-    name: str, data, *, hidden: int, heads: int, layers: int, steps: int = 8, threads: int = 1, lr: float = 1e-2
+    name: str,
+    data,
+    *,
+    hidden: int,
+    heads: int,
+    layers: int,
+    steps: int = 8,
+    threads: int = 1,
+    lr: float = 1e-2,
+    device: str = "cpu",
 ) -> dict:
   """A few steps at a larger learning rate: the training loss must fall (we time a real model)."""
   torch.set_num_threads(threads)
   torch.manual_seed(1)
-  hd = to_hetero_data(data)
-  model = build(name, hd, data, hidden, heads, layers)
-  model.train()
+  model, hd = _model_on(name, data, device, hidden, heads, layers)
   opt = torch.optim.Adam(model.parameters(), lr=lr)
   inputs, eidx = model.inputs(hd), hd.edge_index_dict
   tgt = data.target_type

@@ -111,11 +111,21 @@ def step_table(records, steps, every_step) -> str:
             f"{cold[(b['graph'], b['model'])]:.1f}",
             (r.get("xla_memory") or {}).get("temp_mb", "-"),
             f"{r.get('rss_peak_mb', 0):,.0f}",
+            (r.get("device_memory") or {}).get("peak_bytes_in_use", "-"),
+            bandwidth_cell(r.get("bandwidth")),
             la,
         ]
     )
   header = ["graph", "model", "best settings", "median ms (min of reps)", "CPU ms/step", "compile s (cold)"]
-  return md_table(header + ["XLA temp MB", "peak RSS MB", "load avg"], rows)
+  return md_table(header + ["XLA temp MB", "peak RSS MB", "device peak MB", "XLA GB/s (of peak)", "load avg"], rows)
+
+
+def bandwidth_cell(bw) -> str:
+  """XLA's bytes accessed per second of the median step, in GB/s, with its share of the device's peak when known."""
+  if not bw:
+    return "-"
+  share = f" ({bw['peak_share'] * 100:.0f}%)" if bw.get("peak_share") is not None else ""
+  return f"{bw['bytes_per_s'] / 1e9:,.1f}{share}"
 
 
 def seed_table(steps) -> str:

@@ -88,6 +88,12 @@ flags.DEFINE_list(
     f"how PyG's model runs, from {bv.PYG_EXEC}: 'inductor' is torch.compile(model) (its compilation "
     "is in the first step, reported as compile_s)",
 )
+flags.DEFINE_enum(
+    "pyg_device",
+    "cpu",
+    list(bv.PYG_DEVICES),
+    "torch's device for PyG's model and graph ('cuda': a GPU, checked before any work; ours runs where JAX puts it)",
+)
 flags.DEFINE_integer("screen_steps", 0, "first time every variant with this many steps (0: no screening)")
 flags.DEFINE_integer("finalists", 2, "with --screen_steps: fastest variants kept per (framework, model)")
 flags.DEFINE_integer(
@@ -185,6 +191,7 @@ class Runner:
         "out": str(out),
         "torch_threads": int(v.threads) if v.framework == "pyg" else None,
         "torch_compile": v.framework == "pyg" and v.pyg_exec == "inductor",
+        "torch_device": v.device if v.framework == "pyg" else None,
         "cpus": sorted(os.sched_getaffinity(0))[:1] if v.threads == "cpus1" else None,
     }
     spec_path.write_text(json.dumps(spec))
@@ -315,10 +322,10 @@ def main(argv):
     raise app.UsageError(f"--reps={FLAGS.reps} --steps={FLAGS.steps}: both must be >= 1")
   check_graphs_readable(graphs, FLAGS.data_dir, FLAGS.feature_dim)
 
-  pyg_skipped = "disabled with --nopyg" if FLAGS.pyg is False else pyg_availability(FLAGS.pyg_python)
+  pyg_skipped = "disabled with --nopyg" if FLAGS.pyg is False else pyg_availability(FLAGS.pyg_python, FLAGS.pyg_device)
   if FLAGS.pyg and pyg_skipped:
     raise app.UsageError(pyg_skipped)
-  ours, pyg = bv.matrix(allocators, ours_threads, pyg_threads, pyg_omp, pyg_exec)
+  ours, pyg = bv.matrix(allocators, ours_threads, pyg_threads, pyg_omp, pyg_exec, FLAGS.pyg_device)
   if pyg_skipped:
     pyg = []
   jemalloc = find_jemalloc()

@@ -132,6 +132,11 @@ def test_our_rows_full_schema_own_process_same_graph(bench):
     assert all(x == x for x in r["losses"]), f"{r['model']}: NaN loss"
     assert r["pid"] != run["pid"] and r["parent_pid"] == run["pid"] and r["jax_backend_started"] is True
     assert r["torch_imported"] is False
+    # XLA's estimate of the step's memory traffic, per second of the median step; no peak bandwidth on a CPU
+    assert r["xla_cost"]["bytes_accessed"] > 0 and r["xla_cost"]["flops"] > 0
+    bw = r["bandwidth"]
+    assert bw["bytes_per_s"] == pytest.approx(r["xla_cost"]["bytes_accessed"] / r["step_s_median"])
+    assert bw["peak_bytes_per_s"] is None and bw["peak_share"] is None
   assert len({r["graph_checksum"] for r in records if "graph_checksum" in r}) == 1
   assert len({r["pid"] for r in ours}) == len(run["matrix"]["jax"])  # one process per variant
 
@@ -552,3 +557,43 @@ def test_sampled_accuracy_benchmark_smoke(tmp_path):
   full, neighbor = row["runs"]
   assert row["macro_diff_vs_full"]["neighbor"] == pytest.approx(neighbor["macro_mean"] - full["macro_mean"], abs=2e-4)
   assert json.load(open(tmp_path / "runs" / "neighbor" / "config.json"))["batch"]["fanouts"] == [4, 4]
+
+
+def test_peak_bandwidth_by_device_kind():
+  """The share of peak bandwidth divides by the datasheet figure of the device kind JAX reports; none for CPUs."""
+  import bench_ours
+
+  assert bench_ours.peak_bandwidth("NVIDIA H100 80GB HBM3") == 3.35e12
+  assert bench_ours.peak_bandwidth("NVIDIA H200") == 4.8e12
+  assert bench_ours.peak_bandwidth("NVIDIA H100 PCIe") == 2.0e12
+  assert bench_ours.peak_bandwidth("NVIDIA A100-SXM4-80GB") == 2.039e12
+  assert bench_ours.peak_bandwidth("NVIDIA A100-SXM4-40GB") == 1.555e12
+  assert bench_ours.peak_bandwidth("cpu") is None
+
+
+def test_pyg_device_names_the_variants_and_is_probed_before_any_work(tmp_path):
+  """--pyg_device=cuda: PyG's variants say so, and a torch that sees no GPU is refused with the reason (a stand-in
+  Python prints what the probe of a CPU-only torch prints)."""
+  from bench_subprocess import pyg_availability
+
+  _, pyg = bv.matrix(["glibc"], ["default"], [1], ["unset"], ["eager", "inductor"], "cuda")
+  assert [v.name for v in pyg] == ["glibc/omp-unset/threads-1/cuda", "glibc/omp-unset/threads-1/inductor/cuda"]
+  assert {v.settings()["pyg_device"] for v in pyg} == {"cuda"}
+  assert bv.Variant("pyg", "glibc", "1").name == "glibc/omp-unset/threads-1"  # the CPU's names as before
+  fake = tmp_path / "python"
+  fake.write_text("#!/bin/sh\necho 2.13.0+cpu None False\n")
+  fake.chmod(0o755)
+  assert pyg_availability(str(fake), "cpu") is None
+  why = pyg_availability(str(fake), "cuda")
+  assert why.startswith("--pyg_device=cuda: torch 2.13.0+cpu of ") and "sees no CUDA device" in why
+  fake.write_text("#!/bin/sh\necho ModuleNotFoundError: No module named torch >&2\nexit 1\n")
+  assert "not importable" in pyg_availability(str(fake), "cuda")
+
+
+def test_report_bandwidth_cell():
+  """GB/s of XLA's bytes accessed, with the share of the device's peak when the device kind is known."""
+  assert report.bandwidth_cell({"bytes_per_s": 2.5e12, "peak_bytes_per_s": 3.35e12, "peak_share": 0.746}) == (
+      "2,500.0 (75%)"
+  )
+  assert report.bandwidth_cell({"bytes_per_s": 6.4e9, "peak_bytes_per_s": None, "peak_share": None}) == "6.4"
+  assert report.bandwidth_cell(None) == "-"
