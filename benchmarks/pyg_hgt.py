@@ -235,6 +235,8 @@ def time_steps(
   """
   torch.set_num_threads(threads)
   torch.manual_seed(seed)
+  if device == "cuda":  # the peak of this model's steps, not of an earlier check_trains in this process
+    torch.cuda.reset_peak_memory_stats()
   model, hd = _model_on(name, data, device, hidden, heads, layers)
   opt = torch.optim.Adam(model.parameters(), lr=lr)
   inputs = model.inputs(hd)
@@ -257,8 +259,6 @@ def time_steps(
   first_step_s = time.perf_counter() - t0
   for _ in range(max(warmup - 1, 0)):
     losses.append(step())
-  if device == "cuda":
-    torch.cuda.reset_peak_memory_stats()
   cpu0 = _cpu_seconds()
   for _ in range(steps):
     t = time.perf_counter()
