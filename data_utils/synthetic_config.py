@@ -8,6 +8,7 @@ the benchmarks and `--dataset=` use (`SCALED_SYNTHETIC`).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -142,6 +143,8 @@ class SyntheticConfig:
   split: tuple[float, float, float] = (0.2, 0.1, 0.7)
 
   def __post_init__(self):
+    self._check_scalars()
+
     # Overrides often arrive as lists (CLI, JSON); tuples keep the config hashable.
     def tup(x):
       return tuple(tup(v) for v in x) if isinstance(x, (list, tuple)) else x
@@ -196,6 +199,25 @@ class SyntheticConfig:
     return tuple(Relation(self.target, h.forward, h.type) for h in fwd) + tuple(
         Relation(h.type, h.reverse, self.target) for h in reversed(fwd)
     )
+
+  def _check_scalars(self):
+    """Each number, flag and name of the right kind (an override such as homophily='abc' would fail later, obscurely)."""
+    kinds = {  # annotation -> (accepted types, what to give)
+        "float": (numbers.Real, "a number"),
+        "int": (numbers.Integral, "an integer"),
+        "bool": (bool, "True or False"),
+        "str": (str, "a string"),
+    }
+    for f in dataclasses.fields(self):
+      optional = f.type.endswith(" | None")
+      kind = kinds.get(f.type.removesuffix(" | None"))
+      v = getattr(self, f.name)
+      if kind is None or (optional and v is None):
+        continue
+      if not isinstance(v, kind[0]) or (isinstance(v, bool) and kind[0] is not bool):
+        raise SyntheticConfigError(
+            f.name, v, f"{v!r} is not {kind[1]}", f"give {kind[1]}{' or None' if optional else ''}, e.g. {f.default!r}"
+        )
 
   def _check(self):
     def bad(field, problem, fix):

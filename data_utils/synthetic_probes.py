@@ -108,13 +108,18 @@ def _main(argv=None):
 
   over = dict(AMAZON1_LIKE) if a.amazon1 else {}
   for kv in a.overrides:
-    k, v = kv.split("=", 1)
+    k, eq, v = kv.partition("=")
+    if not eq or not k:
+      raise SystemExit(f"error: override {kv!r}: is not field=value. Fix: give e.g. homophily=0.6 (--help)")
     try:
       over[k] = ast.literal_eval(v)
     except (ValueError, SyntaxError):
       over[k] = v
   t0 = time.perf_counter()
-  g = make_synthetic(seed=a.seed, **over)
+  try:
+    g = make_synthetic(seed=a.seed, **over)
+  except ValueError as e:  # SyntheticConfigError and unknown fields: one line, no traceback
+    raise SystemExit(f"error: {e}") from None
   dt = time.perf_counter() - t0
   print(g.summary())
   print(f"generated in {dt:.2f} s; same-type neighbour homophily {same_type_homophily(g):.3f}")

@@ -224,6 +224,38 @@ def test_unknown_override_and_bad_values_raise():
     syn.make_synthetic(real_modalities=[("actor", ("audio",))])
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"homophily": "abc"}, "SyntheticConfig.homophily: 'abc' is not a number. Fix: give a number, e.g. 0.8"),
+        ({"num_classes": 2.5}, "SyntheticConfig.num_classes: 2.5 is not an integer. Fix: give an integer, e.g. 3"),
+        ({"single_type": 1}, "SyntheticConfig.single_type: 1 is not True or False"),
+        ({"scale": True}, "SyntheticConfig.scale: True is not a number"),
+        ({"num_edges": "many"}, "num_edges: 'many' is not an integer. Fix: give an integer or None, e.g. None"),
+    ],
+)
+def test_wrongly_typed_overrides_are_named_before_any_work(override, message):
+  with pytest.raises(syn.SyntheticConfigError) as info:
+    syn.make_synthetic(**override)
+  assert message in str(info.value)
+  syn.make_synthetic(num_targets=np.int64(60), scale=np.float32(1.0), num_edges=None)  # numpy scalars are numbers
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["homophily=abc"], "error: SyntheticConfig.homophily: 'abc' is not a number"),
+        (["scale=-1"], "error: SyntheticConfig.scale: -1 is negative"),
+        (["bogus=1"], "error: make_synthetic: unknown option(s) ['bogus']"),
+        (["scale"], "error: override 'scale': is not field=value"),
+    ],
+)
+def test_probe_command_refuses_bad_overrides_in_one_line(argv, message):
+  with pytest.raises(SystemExit) as info:
+    probes._main(argv + ["--no-probe"])
+  assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
 def test_config_is_hashable_after_list_overrides():
   cfg = syn.SyntheticConfig(modalities=["text", "image"], split=[0.2, 0.1, 0.7], feature_dims=[["actor", "text", 32]])
   assert hash(cfg) == hash(syn.SyntheticConfig(modalities=("text", "image"), feature_dims=(("actor", "text", 32),)))
