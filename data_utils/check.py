@@ -21,6 +21,7 @@ import numpy as np
 from absl import app, flags
 
 from hgnn_ima_jax import data_utils
+from hgnn_ima_jax.config_validation import parse_flags
 from hgnn_ima_jax.graph import MMHN, SPLITS, DatasetError
 
 from .files import MissingFilesError
@@ -122,7 +123,7 @@ def run_cli(define: Callable[[], None], command: Callable[[flags.FlagValues], in
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     return command(flags.FLAGS)
 
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import textwrap
 import threading
 from typing import Callable
 
+from hgnn_ima_jax.config_validation import parse_flags
+
 HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, what a shell reports
 
@@ -190,11 +192,12 @@ def _short(v) -> str:
 def app_flags_parser(config_help: Callable[[], str]) -> Callable[[list[str]], list[str]]:
   """An `app.run(..., flags_parser=...)` whose --help prints the module docstring, the script's own
   flags, then `config_help()` (called after the other flags are parsed, so it can use them); exit 0."""
-  from absl import app, flags
+  from absl import flags
 
   def parse(argv: list[str]) -> list[str]:
     if not any(a in HELP_ARGS for a in argv[1:]):
-      return app.parse_flags_with_usage(argv)
+      # its errors in one line, not absl's "FATAL Flags parsing error" and another
+      return parse_flags(argv, " (config fields: --config.<field>=value)")
     try:
       flags.FLAGS([a for a in argv if a not in HELP_ARGS])
       tail = config_help()

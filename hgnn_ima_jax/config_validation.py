@@ -19,6 +19,8 @@ The rules are tables, so that one place says what a field may be:
 
 * `DATASET_NAMES`: the dataset names `data_utils.load_dataset` knows (any other `dataset` must be
   a path); the data layer reads this same tuple.
+* `parse_flags`: the commands' absl flag parsing, whose errors (a value of the wrong type, an unknown
+  flag) are one line with a fix too.
 
 The synthetic dataset's knobs are checked by the data layer (`data_utils.check_data_config`, with
 `SyntheticConfig`'s own rules), which the scripts call after this; this module imports no data
@@ -31,7 +33,10 @@ import dataclasses
 import json
 import math
 import os
+import sys
 from typing import Any, Mapping
+
+from absl import flags
 
 # Table 4 ablations: suffixes of the model name 'hgnn_ima' -> (model field overrides, loss overrides). The name's
 # values replace the config's (`models.build_model`, `train.resolve_config`).
@@ -567,3 +572,22 @@ def diff_configs(saved, asked, prefix: str = "") -> list[str]:
       out += diff_configs(saved.get(k, "<absent>"), asked.get(k, "<absent>"), f"{prefix}{k}.")
     return out
   return [] if saved == asked else [f"{prefix[:-1]}: {format_value(saved)} (saved) vs {format_value(asked)} (asked)"]
+
+
+# --- command-line flags ----------------------------------------------------------------------
+# absl's own `app.parse_flags_with_usage` prints "FATAL Flags parsing error: ..." and a second line; the commands
+# (experiments' scripts, data_utils' check and download) give its errors in this module's one-line form.
+
+
+def parse_flags(argv: list[str], flags_hint: str = "") -> list[str]:
+  """`flags.FLAGS(argv)`; a flag absl cannot parse exits 1 with `error: <why>. Fix: <what to give>`.
+
+  flags_hint: appended to the fix for an unknown flag (e.g. how config fields are given).
+  """
+  try:
+    return flags.FLAGS(argv)
+  except flags.UnrecognizedFlagError as e:
+    why = str(e).replace(" ?", "?").rstrip(". ")  # absl's "Did you mean: seeds ?"
+    sys.exit(f"error: {why}{' ' if why.endswith('?') else '. '}Fix: use a flag that --help lists{flags_hint}")
+  except flags.Error as e:  # a value of the wrong type or outside an enum, a missing value or required flag
+    sys.exit(f"error: {str(e).rstrip('. ')}. Fix: give the flag a value of its type (--help lists the flags)")

@@ -50,6 +50,40 @@ def test_artefact_script_help_lists_the_shared_flags(script):
   assert "hidden=16" in text.split("config fields")[1]  # the --tiny sizes
 
 
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        (
+            "experiments/train.py --config.num_epochs=abc",
+            "error: flag --config.num_epochs=abc: invalid literal for int()",
+        ),
+        (
+            "experiments/train.py --config.synthetic.homophily=x",
+            "error: flag --config.synthetic.homophily=x: could not",
+        ),
+        (
+            "experiments/train.py --seed=3",
+            "error: Unknown command line flag 'seed'. Did you mean: seeds? Fix: use a flag",
+        ),
+        (
+            "experiments/table2.py --bogus",
+            "error: Unknown command line flag 'bogus'. Fix: use a flag that --help lists",
+        ),
+        ("-m hgnn_ima_jax.data_utils.check --features=x", "error: flag --features=x: value should be one of <real|"),
+    ],
+)
+def test_a_flag_absl_cannot_parse_is_one_line_with_the_fix(tmp_path, command, message):
+  """absl's own parse errors (a value of the wrong type, an unknown flag) in the scripts' one-line form, not
+  absl's 'FATAL Flags parsing error' and a second line; nothing is written."""
+  workdir = [f"--workdir={tmp_path / 'run'}"] if command.startswith("experiments/") else []
+  proc = subprocess.run(
+      [sys.executable, *command.split(), *workdir], cwd=REPO, capture_output=True, text=True, timeout=120
+  )
+  assert proc.returncode == 1 and proc.stdout == ""
+  assert proc.stderr.startswith(message) and proc.stderr.count("\n") == 1 and "Fix: " in proc.stderr, proc.stderr
+  assert not (tmp_path / "run").exists()
+
+
 def _train(tmp_path, cache, *extra):
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   env.pop("TF_CPP_MIN_LOG_LEVEL", None)
