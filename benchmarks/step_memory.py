@@ -21,6 +21,8 @@ from absl import app, flags
 from bench_env import emit, now_utc
 from bench_graphs import GRAPHS, JAX_MODELS, check_graphs_readable, define_graph_flags, graph_config, load_graph
 
+from hgnn_ima_jax.config_validation import parse_flags
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("graphs", ["amazon", "synthetic_amazon1"], f"from {GRAPHS}")
 flags.DEFINE_list("models", ["hgnn_ima", "hgt_late"], f"from {JAX_MODELS}")
@@ -103,4 +105,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

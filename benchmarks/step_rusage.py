@@ -33,6 +33,8 @@ from absl import app, flags  # noqa: E402
 from bench_env import cpu_count  # noqa: E402
 from bench_graphs import GRAPHS, JAX_MODELS, define_graph_flags, graph_config, load_graph_or_exit  # noqa: E402
 
+from hgnn_ima_jax.config_validation import parse_flags  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("graph", "synthetic_amazon1", f"one of {GRAPHS}")
 flags.DEFINE_string("model", "hgnn_ima", f"one of {JAX_MODELS}")
@@ -99,4 +101,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
