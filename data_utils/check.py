@@ -119,11 +119,10 @@ def run_cli(define: Callable[[], None], command: Callable[[flags.FlagValues], in
   define()
 
   def main(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    del argv  # none: parse_flags refuses positional arguments
     return command(flags.FLAGS)
 
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=lambda argv: parse_flags(argv, positional=False))
 
 
 if __name__ == "__main__":

@@ -197,7 +197,7 @@ def app_flags_parser(config_help: Callable[[], str]) -> Callable[[list[str]], li
   def parse(argv: list[str]) -> list[str]:
     if not any(a in HELP_ARGS for a in argv[1:]):
       # its errors in one line, not absl's "FATAL Flags parsing error" and another
-      return parse_flags(argv, " (config fields: --config.<field>=value)")
+      return parse_flags(argv, "; config fields: --config.<field>=value", positional=False)
     try:
       flags.FLAGS([a for a in argv if a not in HELP_ARGS])
       tail = config_help()

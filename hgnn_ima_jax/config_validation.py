@@ -579,13 +579,21 @@ def diff_configs(saved, asked, prefix: str = "") -> list[str]:
 # (experiments' scripts, data_utils' check and download) give its errors in this module's one-line form.
 
 
-def parse_flags(argv: list[str], flags_hint: str = "") -> list[str]:
+def parse_flags(argv: list[str], flags_hint: str = "", positional: bool = True) -> list[str]:
   """`flags.FLAGS(argv)`; a flag absl cannot parse exits 1 with `error: <why>. Fix: <what to give>`.
 
   flags_hint: appended to the fix for an unknown flag (e.g. how config fields are given).
+  positional: False for a command that takes none, so that `train.py douban` (for --dataset=douban) is refused
+    rather than ignored.
   """
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
+    if not positional and len(rest) > 1:
+      sys.exit(
+          f"error: unexpected argument(s) {' '.join(rest[1:])!r}: this command takes flags only. "
+          f"Fix: give each as --name=value (--help lists them{flags_hint})"
+      )
+    return rest
   except flags.UnrecognizedFlagError as e:
     why = str(e).replace(" ?", "?").rstrip(". ")  # absl's "Did you mean: seeds ?"
     sys.exit(f"error: {why}{' ' if why.endswith('?') else '. '}Fix: use a flag that --help lists{flags_hint}")

@@ -70,11 +70,14 @@ def test_artefact_script_help_lists_the_shared_flags(script):
             "error: Unknown command line flag 'bogus'. Fix: use a flag that --help lists",
         ),
         ("-m hgnn_ima_jax.data_utils.check --features=x", "error: flag --features=x: value should be one of <real|"),
+        # a positional argument (--dataset= forgotten) is refused, not ignored (it trained the synthetic graph)
+        ("experiments/train.py douban", "error: unexpected argument(s) 'douban': this command takes flags only. Fix:"),
+        ("-m hgnn_ima_jax.data_utils.check --dataset=douban x", "error: unexpected argument(s) 'x': this command"),
     ],
 )
 def test_a_flag_absl_cannot_parse_is_one_line_with_the_fix(tmp_path, command, message):
-  """absl's own parse errors (a value of the wrong type, an unknown flag) in the scripts' one-line form, not
-  absl's 'FATAL Flags parsing error' and a second line; nothing is written."""
+  """absl's own parse errors (a value of the wrong type, an unknown flag) and stray positional arguments in the
+  scripts' one-line form, not absl's 'FATAL Flags parsing error' and a second line; nothing is written."""
   workdir = [f"--workdir={tmp_path / 'run'}"] if command.startswith("experiments/") else []
   proc = subprocess.run(
       [sys.executable, *command.split(), *workdir], cwd=REPO, capture_output=True, text=True, timeout=120
