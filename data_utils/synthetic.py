@@ -292,16 +292,23 @@ def make_synthetic(config: SyntheticConfig | None = None, *, seed: int = 0, **ov
   Raises:
     ValueError: an override is not a `SyntheticConfig` field, or a value is invalid.
   """
+  return generate_synthetic(synthetic_config(config, **overrides), seed)[0]
+
+
+def synthetic_config(config: SyntheticConfig | None = None, **overrides) -> SyntheticConfig:
+  """`config` (default `SyntheticConfig()`) with `overrides` (`make_synthetic`'s), validated; nothing generated.
+
+  Raises:
+    ValueError: an override is not a `SyntheticConfig` field, or a value is invalid (`SyntheticConfigError`).
+  """
   cfg = config or SyntheticConfig()
-  if overrides:
-    fields = {f.name for f in dataclasses.fields(SyntheticConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-      raise ValueError(
-          f"make_synthetic: unknown option(s) {unknown}. Fix: use SyntheticConfig fields " f"{sorted(fields)}"
-      )
-    cfg = dataclasses.replace(cfg, **overrides)
-  return generate_synthetic(cfg, seed)[0]
+  if not overrides:
+    return cfg
+  fields = {f.name for f in dataclasses.fields(SyntheticConfig)}
+  unknown = sorted(set(overrides) - fields)
+  if unknown:
+    raise ValueError(f"make_synthetic: unknown option(s) {unknown}. Fix: use SyntheticConfig fields {sorted(fields)}")
+  return dataclasses.replace(cfg, **overrides)
 
 
 def make_scaled_synthetic(name: str, *, seed: int = 0, feature_dim: int = SCALED_FEATURE_DIM, **overrides) -> MMHN:

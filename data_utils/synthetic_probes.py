@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from hgnn_ima_jax.graph import MMHN
 
-from .synthetic import make_synthetic
+from .synthetic import generate_synthetic, synthetic_config
 from .synthetic_config import AMAZON1_LIKE
 
 
@@ -115,11 +115,12 @@ def _main(argv=None):
       over[k] = ast.literal_eval(v)
     except (ValueError, SyntaxError):
       over[k] = v
-  t0 = time.perf_counter()
   try:
-    g = make_synthetic(seed=a.seed, **over)
-  except ValueError as e:  # SyntheticConfigError and unknown fields: one line, no traceback
+    config = synthetic_config(**over)
+  except ValueError as e:  # an unknown or invalid knob (SyntheticConfigError): one line, no traceback
     raise SystemExit(f"error: {e}") from None
+  t0 = time.perf_counter()
+  g = generate_synthetic(config, a.seed)[0]
   dt = time.perf_counter() - t0
   print(g.summary())
   print(f"generated in {dt:.2f} s; same-type neighbour homophily {same_type_homophily(g):.3f}")
