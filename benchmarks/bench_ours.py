@@ -204,10 +204,11 @@ def time_ours(
     dev_mem = device_memory_mb()
   del state, compiled, lowered
   release_free_memory()
+  median = statistics.median(times)
   return {
       "profile": profile,
       "seeds": num_seeds,
-      "step_s_median": statistics.median(times),
+      "step_s_median": median,
       "step_s_min": min(times),
       "step_s_mean": statistics.fmean(times),
       "step_times_s": times,
@@ -224,7 +225,7 @@ def time_ours(
       "process_peak_rss_mb": round(peak_rss_mb(), 1),
       "xla_memory": xla_mem,
       "xla_cost": cost,
-      "bandwidth": bandwidth(cost, statistics.median(times)),
+      "bandwidth": bandwidth(cost, median),
       "device_memory": dev_mem,
       "_init": init_host,
   }
