@@ -48,8 +48,34 @@ _CHUNK = 1 << 16
 
 
 def base_url(override: str | None = None) -> str:
-  """The URL base: the argument, else $HGNN_IMA_DOWNLOAD_BASE, else MHGAT on GitHub."""
-  return (override or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+  """The URL base: the argument, else $HGNN_IMA_DOWNLOAD_BASE, else MHGAT on GitHub; checked before any fetch.
+
+  Raises:
+    DatasetError: not an http(s):// or file:// URL (urllib's own error named neither the flag nor the fix).
+  """
+  url = (override or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+  parts = urllib.parse.urlsplit(url)
+  if not (parts.scheme in ("http", "https") and parts.netloc or parts.scheme == "file"):
+    given = "--base_url" if override else f"${BASE_URL_ENV}"
+    raise DatasetError(
+        url, given, "is not an http://, https:// or file:// URL", f"give a URL base such as {DEFAULT_BASE_URL}"
+    )
+  return url
+
+
+def check_target_dir(path) -> None:
+  """`path` is, or can be made as, a directory this process may write; else one `DatasetError` line.
+
+  Checked before the first fetch, without creating anything: pathlib's own errors came after the first
+  request, and a path below a file or a read-only place left nothing useful behind.
+  """
+  path = pathlib.Path(path).absolute()
+  existing = next(p for p in (path, *path.parents) if p.exists())
+  if not existing.is_dir():
+    where = "is a file" if existing == path else f"is below the file {existing}"
+    raise DatasetError(str(path), "data_dir", where, "give a directory (it is made if it does not exist)")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise DatasetError(str(path), "data_dir", f"{existing} is not writable", "give a directory you can write to")
 
 
 def sha256_of(path) -> str:
@@ -186,6 +212,12 @@ def download_dataset(
   spec = PAPER_DATASETS[name]
   root = pathlib.Path(data_dir).absolute() / name
   url_base = base_url(base)
+  check_target_dir(root)
+  made = next((p for p in (*reversed(root.parents), root) if not p.exists()), None)  # the first folder made here
+  try:
+    root.mkdir(parents=True, exist_ok=True)
+  except OSError as err:
+    raise DatasetError(str(root), "data_dir", f"cannot be made ({err.strerror})", "give a directory you can write to")
   paths, failures = [], []
   for filename, sha in spec.published:
     url = f"{url_base}/{urllib.parse.quote(name)}/{urllib.parse.quote(filename)}"
@@ -194,18 +226,32 @@ def download_dataset(
       log(f"{what:>10}  {root / filename}")
       paths.append(root / filename)
     except DatasetError as err:
-      failures.append(str(err))
+      failures.append(err)
+  if made is not None and not any(root.iterdir()):  # nothing arrived, not even a .part to resume:
+    for p in (root, *root.parents):  # leave no empty folder behind
+      p.rmdir()
+      if p == made:
+        break
   absent = [f.filename for f in spec.authors_only if not (root / f.filename).is_file()]
   if absent:
     log(f"{'skipped':>10}  {root}: {len(absent)} feature file(s) not on GitHub, not attempted: {', '.join(absent)}")
   if failures:
-    raise DatasetError(
-        str(root),
-        "download",
-        f"{len(failures)} of {len(spec.published)} files failed: " + " | ".join(failures),
-        "fix the cause named for each file and run the command again",
-    )
+    raise _failed(root, failures, len(spec.published))
   return paths
+
+
+def _failed(root: pathlib.Path, failures: list[DatasetError], total: int) -> DatasetError:
+  """One line for the failed files: a cause shared by all (the network, a wrong base) is said once."""
+  head, first = f"{len(failures)} of {total} files failed", failures[0]
+  if len({e.problem for e in failures}) == 1:
+    names = ", ".join(e.field for e in failures)
+    problem = f"{head}, each with {first.problem} ({names}; e.g. {first.source})"
+  else:
+    problem = f"{head}: " + " | ".join(f"{e.field}: {e.problem}" for e in failures) + f" (e.g. {first.source})"
+  one_fix = len({e.fix for e in failures}) == 1
+  return DatasetError(
+      str(root), "download", problem, first.fix if one_fix else "fix the cause named for each file and run again"
+  )
 
 
 def define_flags() -> None:
@@ -221,6 +267,12 @@ def main(f: flags.FlagValues) -> int:
   """Downloads the datasets --dataset names; exit status 2 when one failed."""
   names = list(PAPER_DATASETS) if f.dataset == "all" else [f.dataset]
   data_dir = f.data_dir or default_data_dir()
+  try:  # once, before any dataset: a bad base or directory would fail each in turn
+    base_url(f.base_url)
+    check_target_dir(data_dir)
+  except DatasetError as err:
+    print(f"ERROR: {err}", file=sys.stderr)
+    return 1
   rc = 0
   for name in names:
     try:

@@ -14,7 +14,7 @@ import urllib.parse
 import pytest
 
 from hgnn_ima_jax.data_utils import DatasetError
-from hgnn_ima_jax.data_utils.download import BASE_URL_ENV, base_url, download_dataset, fetch
+from hgnn_ima_jax.data_utils.download import BASE_URL_ENV, base_url, check_target_dir, download_dataset, fetch
 from hgnn_ima_jax.data_utils.paper_datasets import PAPER_DATASETS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -168,9 +168,32 @@ def test_partial_file_longer_than_the_file(tmp_path, server):
 
 
 def test_http_error_is_a_clear_error(tmp_path, server):
-  with pytest.raises(DatasetError, match="HTTP 404.*--base_url"):
+  with pytest.raises(DatasetError) as info:
     download_dataset("douban", tmp_path / "data", server.url + "/wrong", log=lambda _: None)
-  assert not any((tmp_path / "data" / "douban").iterdir())
+  # the shared cause and its fix once, with the files it hit (it was repeated per file, then a second Fix)
+  message = str(info.value)
+  assert "3 of 3 files failed, each with HTTP 404" in message and message.count("Fix:") == 1, message
+  assert "douban_actor_rdf.npy, labels.npy, train_val_test_idx_929.npz" in message and "--base_url" in message
+  assert not (tmp_path / "data").exists()  # nothing arrived: no empty folder is left behind
+
+
+@pytest.mark.parametrize(
+    "base, data_dir, fragment",
+    [
+        ("notaurl", "data", "notaurl: --base_url: is not an http://, https:// or file:// URL"),
+        (None, "file/sub", "data_dir: is below the file"),
+        (None, "file", "douban: data_dir: is below the file"),  # <data_dir>/douban
+    ],
+)
+def test_a_bad_base_or_directory_is_refused_before_any_request(tmp_path, server, base, data_dir, fragment):
+  where = tmp_path / "w"
+  where.mkdir()
+  (where / "file").write_text("not a directory")
+  with pytest.raises(DatasetError, match=re.escape(fragment)):
+    download_dataset("douban", where / data_dir, base or server.url, log=lambda _: None)
+  assert not server.requests and [p.name for p in where.iterdir()] == ["file"]
+  with pytest.raises(DatasetError, match="data_dir: is a file"):  # the command checks --data_dir itself first
+    check_target_dir(where / "file")
 
 
 def test_base_url_from_environment(tmp_path, server, monkeypatch):
