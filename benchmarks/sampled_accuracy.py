@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from absl import app, flags  # noqa: E402
 from bench_env import emit, now_utc  # noqa: E402
 
-from hgnn_ima_jax.config_validation import parse_flags  # noqa: E402
+from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "amazon", "experiments/train.py --dataset")
@@ -90,4 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(one_line_usage_errors(main), flags_parser=parse_flags)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from absl import app, flags  # noqa: E402
 from bench_env import emit, peak_rss_mb  # noqa: E402
 
-from hgnn_ima_jax.config_validation import parse_flags  # noqa: E402
+from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
@@ -315,4 +315,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=lambda argv: parse_flags(argv, positional=False))
+  app.run(one_line_usage_errors(main), flags_parser=lambda argv: parse_flags(argv, positional=False))

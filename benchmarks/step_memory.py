@@ -21,7 +21,7 @@ from absl import app, flags
 from bench_env import emit, now_utc
 from bench_graphs import GRAPHS, JAX_MODELS, check_graphs_readable, define_graph_flags, graph_config, load_graph
 
-from hgnn_ima_jax.config_validation import parse_flags
+from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("graphs", ["amazon", "synthetic_amazon1"], f"from {GRAPHS}")
@@ -105,4 +105,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=lambda argv: parse_flags(argv, positional=False))
+  app.run(one_line_usage_errors(main), flags_parser=lambda argv: parse_flags(argv, positional=False))

@@ -33,7 +33,7 @@ from absl import app, flags  # noqa: E402
 from bench_env import cpu_count  # noqa: E402
 from bench_graphs import GRAPHS, JAX_MODELS, define_graph_flags, graph_config, load_graph_or_exit  # noqa: E402
 
-from hgnn_ima_jax.config_validation import parse_flags  # noqa: E402
+from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("graph", "synthetic_amazon1", f"one of {GRAPHS}")
@@ -101,4 +101,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=lambda argv: parse_flags(argv, positional=False))
+  app.run(one_line_usage_errors(main), flags_parser=lambda argv: parse_flags(argv, positional=False))

@@ -56,7 +56,7 @@ from bench_graphs import (  # noqa: E402
 from bench_subprocess import pyg_availability, run_worker  # noqa: E402
 
 from hgnn_ima_jax import data_utils  # noqa: E402
-from hgnn_ima_jax.config_validation import parse_flags  # noqa: E402
+from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags  # noqa: E402
 from hgnn_ima_jax.runtime import find_jemalloc  # noqa: E402  (no JAX import)
 
 WORKER = REPO / "benchmarks" / "bench_worker.py"
@@ -387,4 +387,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=lambda argv: parse_flags(argv, positional=False))
+  app.run(one_line_usage_errors(main), flags_parser=lambda argv: parse_flags(argv, positional=False))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from hgnn_ima_jax.graph import MMHN, DatasetError
 
-from .datasets import DATA_DIR_ENV, DATASETS, default_data_dir, load_dataset
+from .datasets import DATA_DIR_ENV, DATASETS, default_data_dir, load_dataset, reads_generic_format
 from .files import MissingFilesError
 from .from_config import check_data_config, load_for_config, validate_run_config
 from .generic import read_generic, write_generic
@@ -32,6 +32,7 @@ __all__ = [
     "MMHN",
     "default_data_dir",
     "load_dataset",
+    "reads_generic_format",
     "load_for_config",
     "check_data_config",
     "validate_run_config",

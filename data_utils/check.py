@@ -14,6 +14,7 @@ Exit codes:
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -21,8 +22,9 @@ import numpy as np
 from absl import app, flags
 
 from hgnn_ima_jax import data_utils
-from hgnn_ima_jax.config_validation import parse_flags
+from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags
 from hgnn_ima_jax.graph import MMHN, SPLITS, DatasetError
+from hgnn_ima_jax.graph_checks import check_trainable
 
 from .files import MissingFilesError
 from .from_config import unread_file_field
@@ -61,6 +63,13 @@ def run(
 ) -> int:
   """Loads, validates and reports one dataset; returns the exit code (see module docstring)."""
   kwargs = dict(features=features, missing_fill=missing_fill, feature_seed=feature_seed)
+  if feature_seed and data_utils.reads_generic_format(dataset):  # it seeds generated features only
+    print(
+        f"ERROR: --feature_seed={feature_seed}: is not read for dataset path {dataset!r}: a generic-format file "
+        "holds its own features. Fix: drop --feature_seed",
+        file=err,
+    )
+    return EXIT_USAGE
   for field, value in (("data_dir", data_dir), ("features", features)):
     unread = unread_file_field(dataset, field, value)
     if unread:  # it would be ignored
@@ -68,12 +77,12 @@ def run(
       return EXIT_USAGE
   try:
     try:
-      graph = data_utils.load_dataset(dataset, data_dir, **kwargs)
+      graph = check_trainable(data_utils.load_dataset(dataset, data_dir, **kwargs))
     except MissingFilesError as e:
       if e.kind != "features":
         raise
       # Validate everything else with stand-ins, then say exactly what is missing.
-      graph = data_utils.load_dataset(dataset, data_dir, **{**kwargs, "features": "generated"})
+      graph = check_trainable(data_utils.load_dataset(dataset, data_dir, **{**kwargs, "features": "generated"}))
       print(
           "Topology, labels and splits are VALID; feature files are MISSING "
           "(the feature columns below describe generated stand-ins).",
@@ -120,9 +129,13 @@ def run_cli(define: Callable[[], None], command: Callable[[flags.FlagValues], in
 
   def main(argv):
     del argv  # none: parse_flags refuses positional arguments
-    return command(flags.FLAGS)
+    try:
+      return command(flags.FLAGS)
+    except BrokenPipeError:  # `check ... | head` closed the pipe: the reader wanted no more
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exiting flushes nowhere
+      return 0
 
-  app.run(main, flags_parser=lambda argv: parse_flags(argv, positional=False))
+  app.run(one_line_usage_errors(main), flags_parser=lambda argv: parse_flags(argv, positional=False))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,8 @@ def load_dataset(
   """
   check_options(features, missing_fill)
   key = os.fspath(name_or_path)
+  if not key:  # Path("") is the current directory: it would be read as a generic-format dataset
+    raise DatasetError("''", "dataset", "is empty", f"give one of {', '.join(DATASETS)}, or a generic-format path")
   name = key.lower()
   # A name string wins over a same-named directory; a Path object (or './douban') is always a path.
   if name in DATASETS and not isinstance(name_or_path, os.PathLike):
@@ -85,12 +87,29 @@ def load_dataset(
         "is neither a known dataset nor an existing path",
         f"use one of {', '.join(DATASETS)}, or a generic-format .npz file or directory",
     )
-  published = PAPER_DATASETS.keys() | ELECTRONICS_MODALITIES.keys()
-  if path.is_dir() and not (path / "relations.npy").exists() and path.name in published:
+  if _published_copy(path):
     return load_dataset(path.name, path.parent, features=features, missing_fill=missing_fill, feature_seed=feature_seed)
   if features != "real":
-    raise ValueError("features='generated' applies to the paper datasets; a generic-format file holds its own features")
+    raise DatasetError(str(path), "features", GENERATED_ON_GENERIC[0], GENERATED_ON_GENERIC[1])
   return read_generic(path, missing_fill=None if missing_fill == "code" else missing_fill)
+
+
+# (problem, fix) of features='generated' for a generic-format path
+GENERATED_ON_GENERIC = (
+    "'generated' applies to the paper's published format; a generic-format file holds its own features",
+    "drop features='generated' (--features); mark generated arrays in the file's feature_provenance",
+)
+
+
+def _published_copy(path: pathlib.Path) -> bool:
+  """A directory in a paper dataset's published format (named after it), not in the generic format."""
+  published = PAPER_DATASETS.keys() | ELECTRONICS_MODALITIES.keys()
+  return path.is_dir() and not (path / "relations.npy").exists() and path.name in published
+
+
+def reads_generic_format(dataset: str) -> bool:
+  """Whether `load_dataset(dataset)` reads the generic format: a path that is not a published-format copy."""
+  return dataset.lower() not in DATASETS and not _published_copy(pathlib.Path(dataset))
 
 
 def _synthetic(missing_fill: str, seed: int, kwargs: dict) -> MMHN:

@@ -47,14 +47,27 @@ def check_array(x, source: str, field: str, kind: str, shape: Sequence[int | Non
         source, field, f"dtype {x.dtype}, expected {_KIND_WORDS[kind]}", f"store it as {_KIND_WORDS[kind]}"
     )
   if shape is not None:
-    want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+    # free sizes read N (rows), then D (widths): (N, D) for features, (N, 2) for edges
+    names = iter("ND")
+    want = (
+        "(" + ", ".join(next(names, "K") if s is None else str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+    )
     if x.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape)):
       raise DatasetError(source, field, f"shape {x.shape}, expected {want}", f"store a {want} array")
   return x
 
 
-def load_npy(path, field: str, kind: str, shape: Sequence[int | None] | None = None) -> np.ndarray:
-  """np.load of one .npy file (no pickles), checked with `check_array`."""
+REDOWNLOAD = "replace it with an intact copy (re-download it)"
+
+
+def load_npy(
+    path, field: str, kind: str, shape: Sequence[int | None] | None = None, unreadable_fix: str = REDOWNLOAD
+) -> np.ndarray:
+  """np.load of one .npy file (no pickles), checked with `check_array`.
+
+  `unreadable_fix` is the fix named when the file cannot be read: a re-download for published
+  files, a re-write for the user's own (`generic`).
+  """
   path = str(path)
   try:
     x = np.load(path, allow_pickle=False)
@@ -68,12 +81,12 @@ def load_npy(path, field: str, kind: str, shape: Sequence[int | None] | None = N
         path,
         field,
         f"cannot be read as a .npy array ({short_error(err)})",
-        "replace it with an intact copy (re-download it)",
+        unreadable_fix,
     ) from err
   return check_array(x, path, field, kind, shape)
 
 
-def load_npz(path, keys: Sequence[str]) -> dict[str, np.ndarray]:
+def load_npz(path, keys: Sequence[str], unreadable_fix: str = REDOWNLOAD) -> dict[str, np.ndarray]:
   """Reads `keys` from an .npz archive (no pickles); a missing key or a bad member is a DatasetError."""
   path = str(path)
   out = {}
@@ -94,7 +107,7 @@ def load_npz(path, keys: Sequence[str]) -> dict[str, np.ndarray]:
         path,
         ",".join(keys),
         f"cannot be read as an .npz archive ({short_error(err)})",
-        "replace it with an intact copy (re-download it)",
+        unreadable_fix,
     ) from err
   return out
 
@@ -112,7 +125,7 @@ def load_sparse_dense(path, field: str) -> np.ndarray:
         path,
         field,
         f"cannot be read as a scipy.sparse .npz matrix ({short_error(err)})",
-        "replace it with an intact copy (re-download it)",
+        REDOWNLOAD,
     ) from err
   return check_array(x, path, field, "float", (None, None)).astype(np.float32)
 
@@ -131,13 +144,18 @@ def check_labels(labels: np.ndarray, source: str, num_nodes: int, num_classes: i
 
 
 def validate_with_sources(graph: MMHN, sources: dict[str, str]) -> MMHN:
-  """`graph.validate()`, re-pointing an error at the file its field came from.
+  """`graph.validate()`, re-pointing an error at the file its field came from (`with_sources`)."""
+  return with_sources(sources, graph.validate)
+
+
+def with_sources(sources: dict[str, str], check, *args):
+  """`check(*args)`, re-pointing a `DatasetError` at the file its field came from.
 
   `sources` maps a field prefix (e.g. "labels", "splits", "features['movie']['text']")
   to the file that field was read from; the longest matching prefix wins.
   """
   try:
-    return graph.validate()
+    return check(*args)
   except DatasetError as err:
     hits = [p for p in sources if err.field.startswith(p)]
     if not hits:

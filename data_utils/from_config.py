@@ -12,9 +12,10 @@ import ml_collections
 
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.graph import MMHN
+from hgnn_ima_jax.graph_checks import check_trainable
 
 from . import splits
-from .datasets import load_dataset
+from .datasets import GENERATED_ON_GENERIC, load_dataset, reads_generic_format
 from .synthetic_config import SyntheticConfig, SyntheticConfigError
 
 
@@ -38,8 +39,13 @@ _FILE_FIELD_DEFAULTS = {"data_dir": ("", None), "features": ("real", None)}
 
 def unread_file_field(dataset: str, field: str, value) -> tuple[str, str] | None:
   """(problem, fix) when `data_dir` or `features` is given for a dataset that does not read it (it would be
-  ignored: `--data_dir` with `--dataset=synthetic`, or with a path to a graph); None when it is read or unset."""
-  if field not in cv.unread_data_fields(dataset) or value in _FILE_FIELD_DEFAULTS[field]:
+  ignored: `--data_dir` with `--dataset=synthetic`, or with a path to a graph; `--features=generated` with a
+  generic-format file); None when it is read or unset."""
+  if value in _FILE_FIELD_DEFAULTS[field]:
+    return None
+  if field == "features" and isinstance(dataset, str) and reads_generic_format(dataset):
+    return GENERATED_ON_GENERIC[0] + f" ({dataset!r})", GENERATED_ON_GENERIC[1]
+  if field not in cv.unread_data_fields(dataset):
     return None
   if "features" in cv.unread_data_fields(dataset):  # a generated graph
     return (
@@ -128,7 +134,7 @@ def validate_run_config(config) -> None:
 
 
 def load_for_config(config: ml_collections.ConfigDict) -> MMHN:
-  """The dataset named by the config (`load_dataset`), with the config's split."""
+  """The dataset named by the config (`load_dataset`), with the config's split, checked for training."""
   split = config.get("split", "file")
   if split not in splits.SPLIT_RULES:  # before any file is read
     raise ValueError(f"config.split={split!r}: use one of {splits.SPLIT_RULES}")
@@ -148,4 +154,5 @@ def load_for_config(config: ml_collections.ConfigDict) -> MMHN:
       feature_seed=config.get("feature_seed", 0),
       **kwargs,
   )
-  return splits.resplit(data, split, fractions, int(config.get("split_seed", splits.DEFAULT_SEED)))
+  data = splits.resplit(data, split, fractions, int(config.get("split_seed", splits.DEFAULT_SEED)))
+  return check_trainable(data)  # the split it trains on

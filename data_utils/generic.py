@@ -34,11 +34,17 @@ from typing import Iterator
 import numpy as np
 
 from hgnn_ima_jax.graph import MMHN, DatasetError, Relation, fill_missing_modalities
+from hgnn_ima_jax.graph_checks import check_declarations
 
 from . import files
 from .files import check_array
 
 FILL_RULES = ("text", "zeros")
+# A user's own file that numpy cannot read is written again, not downloaded again.
+_REWRITE = (
+    "write it again with np.save / np.savez (or write_generic) from an array of numbers or unicode strings "
+    "(object arrays need pickles, which are not loaded)"
+)
 _OPTIONAL = ("target_type", "num_classes", "missing_fill", "feature_provenance", "name")
 
 
@@ -59,9 +65,10 @@ class _Store:
         )
     else:
       try:
-        with np.load(path, allow_pickle=False) as z:
-          if not hasattr(z, "files"):
-            raise ValueError("it is a single .npy array, not an .npz archive")
+        z = np.load(path, allow_pickle=False)
+        if not hasattr(z, "files"):  # np.load gives a plain array for a .npy, which has no close()
+          raise ValueError("it is a single .npy array, not an .npz archive")
+        with z:
           self.keys = set(z.files)
       except Exception as err:
         raise DatasetError(
@@ -79,10 +86,15 @@ class _Store:
     if key not in self.keys:
       if not required:
         return None
-      raise DatasetError(self.where(key), key, "missing", f"store the {key!r} array (format: data_utils/README.md)")
+      problem = "missing"
+      if self.is_dir:
+        others = sorted(p.name for p in (self.path / key).parent.glob(pathlib.Path(key).name + ".*"))
+        if others:
+          problem += f" (found {', '.join(others)}: a directory dataset holds one .npy file per key)"
+      raise DatasetError(self.where(key), key, problem, f"store the {key!r} array (format: data_utils/README.md)")
     if self.is_dir:
-      return files.load_npy(self.where(key), key, kind, shape)
-    return check_array(files.load_npz(self.path, [key])[key], self.where(key), key, kind, shape)
+      return files.load_npy(self.where(key), key, kind, shape, unreadable_fix=_REWRITE)
+    return check_array(files.load_npz(self.path, [key], _REWRITE)[key], self.where(key), key, kind, shape)
 
 
 def read_generic(path, name: str | None = None, missing_fill: str | None = None) -> MMHN:
@@ -120,9 +132,31 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
           f"name {t!r} is empty or contains '/'",
           "use names without '/' (they become key paths)",
       )
-  num_nodes = store.get("num_nodes", "int", (len(node_types),))
+  num_nodes = store.get("num_nodes", "int", (None,))  # its length is checked after the names
   modalities = tuple(str(m) for m in store.get("modalities", "str", (None,)))
   node_modalities = {t: tuple(str(m) for m in store.get(f"node_modalities/{t}", "str", (None,))) for t in node_types}
+  # the names key the feature arrays: a wrong one is reported as itself, not as an unknown key
+  files.with_sources(
+      {
+          "node_types": store.where("node_types"),
+          "num_nodes": store.where("num_nodes"),
+          "modalities": store.where("modalities"),
+          **{f"node_modalities[{t!r}]": store.where(f"node_modalities/{t}") for t in node_types},
+      },
+      check_declarations,
+      store.where("node_types"),
+      node_types,
+      dict(zip(node_types, (int(n) for n in num_nodes))),
+      modalities,
+      node_modalities,
+  )
+  if len(num_nodes) != len(node_types):
+    raise DatasetError(
+        store.where("num_nodes"),
+        "num_nodes",
+        f"{len(num_nodes)} counts for {len(node_types)} node types {node_types}",
+        "store one count per node type, in the order of node_types",
+    )
   rel_rows = store.get("relations", "str", (None, 3))
   relations = tuple(Relation(*(str(v) for v in row)) for row in rel_rows)
   edges = {r.name: store.get(f"edges/{r.name}", "int", (None, 2)) for r in relations}
@@ -155,8 +189,8 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
     raise DatasetError(
         store.where("missing_fill"), "missing_fill", f"{rule!r} is not one of {FILL_RULES}", "store 'text' or 'zeros'"
     )
-  prov_rows = store.get("feature_provenance", "str", (None, 2), required=False)
-  declared = {str(k): str(v) for k, v in (prov_rows if prov_rows is not None else [])}
+  stored = [f"{t}/{m}" for t in node_types for m in modalities if f"features/{t}/{m}" in store.keys]
+  declared = _declared_provenance(store, stored)
 
   features, prov = {t: {} for t in node_types}, {}
   for t in node_types:
@@ -325,6 +359,35 @@ def _reproduces(graph: MMHN, t: str, m: str, rule: str) -> bool:
   src, x = graph.features[t][real[0]], graph.features[t][m]
   want = src if rule == "text" else np.zeros_like(src)
   return x.shape == want.shape and x.dtype == want.dtype and np.array_equal(x, want)
+
+
+def _declared_provenance(store: _Store, stored: list[str]) -> dict[str, str]:
+  """feature_provenance as {'type/modality': origin}: stored arrays only, each once, known origins.
+
+  It decides whether a run is marked as not comparable with the paper, so a slip in it is an error.
+  """
+  where = store.where("feature_provenance")
+  rows = store.get("feature_provenance", "str", (None, 2), required=False)
+  declared = {}
+  for key, origin in ((str(k), str(v)) for k, v in (rows if rows is not None else [])):
+    if key in declared:
+      raise DatasetError(where, "feature_provenance", f"{key!r} is listed twice", "list each array once")
+    if key not in stored:
+      raise DatasetError(
+          where,
+          "feature_provenance",
+          f"{key!r} is not a stored feature array (stored: {stored})",
+          "name a stored features/<type>/<modality> as 'type/modality', or drop the row",
+      )
+    if origin not in ("real", "generated") and not (origin.startswith("filled:") and origin != "filled:"):
+      raise DatasetError(
+          where,
+          "feature_provenance",
+          f"{key!r} has origin {origin!r}",
+          "use 'real', 'generated' or 'filled:<rule>' (e.g. filled:text)",
+      )
+    declared[key] = origin
+  return declared
 
 
 def _check_declarations(graph: MMHN, store: _Store) -> None:

@@ -1,13 +1,16 @@
 """Diagnostics of a synthetic (or any) MMHN without a model: same-type homophily and linear probes.
 
-`python -m hgnn_ima_jax.data_utils.synthetic_probes` generates the synthetic graph and prints its
-summary and the probe table the generator's defaults were chosen with.
+`python -m hgnn_ima_jax.data_utils.synthetic_probes` generates the synthetic graph at the generator's
+defaults and prints its summary and the probe table those defaults were chosen with. The console
+command `hgnn-ima-synthetic` (experiments/cli.py) starts from the knobs of the graph that
+`train.py --dataset=synthetic` builds instead (half the generator's scale).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import sys
 import time
 
 import numpy as np
@@ -97,16 +100,28 @@ def linear_probe_report(graph: MMHN, *, C: float = 0.05) -> dict[str, dict[str, 
   return out
 
 
-def _main(argv=None):
+_FLAG_PREFIX = "--config.synthetic."  # train.py's spelling of a knob, accepted here too
 
-  p = argparse.ArgumentParser(description="Generate the synthetic MMHN and print its summary and linear probes.")
+
+def main(argv=None, defaults: dict | None = None, defaults_name: str = "the generator's defaults"):
+  """The command: knobs from `defaults`, then `field=value` (or `--config.synthetic.field=value`) arguments."""
+  argv = sys.argv[1:] if argv is None else list(argv)
+  argv = [a[len(_FLAG_PREFIX) :] if a.startswith(_FLAG_PREFIX) else a for a in argv]
+  p = argparse.ArgumentParser(
+      description=f"Generate the synthetic MMHN (from {defaults_name}) and print its summary and linear probes."
+  )
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--amazon1", action="store_true", help="the 58,088-item / 632,238-edge single-type graph")
   p.add_argument("--no-probe", action="store_true")
-  p.add_argument("overrides", nargs="*", help="field=value (Python literal), e.g. homophily=0.6")
+  p.add_argument(
+      "overrides",
+      nargs="*",
+      help="field=value (Python literal), e.g. homophily=0.6 (or --config.synthetic.homophily=0.6)",
+  )
   a = p.parse_args(argv)
 
-  over = dict(AMAZON1_LIKE) if a.amazon1 else {}
+  over = dict(AMAZON1_LIKE) if a.amazon1 else dict(defaults or {})
+  base = "AMAZON1_LIKE" if a.amazon1 else defaults_name
   for kv in a.overrides:
     k, eq, v = kv.partition("=")
     if not eq or not k:
@@ -119,6 +134,7 @@ def _main(argv=None):
     config = synthetic_config(**over)
   except ValueError as e:  # an unknown or invalid knob (SyntheticConfigError): one line, no traceback
     raise SystemExit(f"error: {e}") from None
+  print(f"knobs: {base}" + "".join(f", {k}={v!r}" for k, v in over.items() if not a.amazon1 or k not in AMAZON1_LIKE))
   t0 = time.perf_counter()
   g = generate_synthetic(config, a.seed)[0]
   dt = time.perf_counter() - t0
@@ -133,4 +149,4 @@ def _main(argv=None):
 
 
 if __name__ == "__main__":
-  _main()
+  main()

@@ -49,6 +49,7 @@ def run_ablation(opts: run_options.Options, workdir: str, variants=VARIANTS, *, 
   configs = {(d, m): run_options.cell_config(d, opts, m) for d in opts.datasets for m in models}
   cell_runs.validate_cells(configs.values(), opts)  # every cell, before the first one trains
   runner = cell_runs.CellRunner(workdir, opts, log=log)
+  runner.load_data(configs.values())
   out = {}
   for dataset in opts.datasets:
     ours_cfg = configs[dataset, OURS]

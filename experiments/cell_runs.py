@@ -22,7 +22,7 @@ from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax import run_dir as run_files
 from hgnn_ima_jax.data_utils import load_for_config, validate_run_config
 
-from .formatting import dataset_tag, format_stats
+from .formatting import dataset_tag, format_stats, write_json
 from .outputs import history_writer
 from .run_options import Options, check_overrides_read
 
@@ -114,6 +114,12 @@ class CellRunner:
       self._data[key] = load_for_config(config)
     return self._data[key]
 
+  def load_data(self, configs) -> None:
+    """Loads every cell's dataset before the first cell trains, so that a missing file or a bad array in the
+    last dataset is reported before the others have trained (they are kept for their cells in any case)."""
+    for config in configs:
+      self.data(config)
+
   def _finished_runs(self, dataset_dir: str) -> list[str]:
     return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(dataset_dir, "*", "results.json")))
 
@@ -157,6 +163,9 @@ class CellRunner:
         progress=self.opts.progress,
         on_history=history_writer(run_dir),
     )
+    if self.opts.tiny:  # in the run's own files, so that `visualize.py --run=<this cell>` marks its outputs too
+      results = {**results, "smoke_test": True}
+      write_json(os.path.join(run_dir, "results.json"), results)
     # The allocator keeps freed pages for re-use by the next step (hgnn_ima_jax.runtime); between
     # cells, whose programs differ in size, they go back to the kernel.
     runtime.release_free_memory()

@@ -41,4 +41,12 @@ def download():
 
 
 def synthetic():
-  _run("hgnn_ima_jax.data_utils.synthetic_probes")
+  """The generator's probe command, from the knobs of the graph `train.py --dataset=synthetic` builds."""
+  from hgnn_ima_jax.data_utils import synthetic_probes
+  from hgnn_ima_jax.data_utils.from_config import changed_synthetic_knobs
+
+  from .configs import get_config
+
+  synthetic_probes.main(
+      defaults=changed_synthetic_knobs(get_config("synthetic")), defaults_name="train.py's synthetic graph"
+  )

@@ -147,7 +147,7 @@ def run_main(main: Callable):
 
   from . import launch
 
-  app.run(main, flags_parser=launch.app_flags_parser(lambda: config_help(flags.FLAGS)))
+  app.run(cv.one_line_usage_errors(main), flags_parser=launch.app_flags_parser(lambda: config_help(flags.FLAGS)))
 
 
 def write_table(workdir: str, stem: str, table: dict, markdown: str) -> dict[str, str]:

@@ -41,6 +41,7 @@ def run_layers(
   }
   cell_runs.validate_cells(configs.values(), opts)  # every cell, before the first one trains
   runner = cell_runs.CellRunner(workdir, opts, log=log)
+  runner.load_data(configs.values())
   curves = {}
   for dataset in opts.datasets:
     points = []

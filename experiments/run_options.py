@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 import sys
 from typing import Sequence
@@ -194,6 +195,13 @@ def options_from_flags(flag_values) -> Options:
   from ml_collections import config_flags
 
   datasets = parse_list(flag_values.datasets) if "datasets" in flag_values else ()
+  if "datasets" in flag_values and not datasets:
+    from absl import app
+
+    raise app.UsageError(
+        f"--datasets={flag_values.datasets}: names no dataset; give a comma list such as douban,imdb "
+        "(names or generic-format paths)"
+    )
   return Options(
       datasets=datasets,
       seeds=parse_seeds(flag_values.seeds),
@@ -234,7 +242,17 @@ def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
   for path, value in opts.overrides.items():
     if not _for_other_cells(path.split(".")[0], dataset, opts):
       set_path(config, path, value)
+  for field in ("dataset", "data_dir"):
+    config[field] = absolute_path(field, config.get(field))
   return config
+
+
+def absolute_path(field: str, value):
+  """A dataset path or data_dir made absolute, so that the config saved with a run opens it from any directory
+  (resume, visualize, load_run); dataset names, and empty or unset values, as given."""
+  if not isinstance(value, str) or not value or (field == "dataset" and value.lower() in cv.DATASET_NAMES):
+    return value
+  return os.path.abspath(value)
 
 
 def _for_other_cells(field: str, dataset: str, opts: Options) -> bool:

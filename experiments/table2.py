@@ -44,6 +44,7 @@ def run_table2(opts: run_options.Options, workdir: str, models=DEFAULT_MODELS, *
   configs = {(d, m): run_options.cell_config(d, opts, m) for d in opts.datasets for m in models}
   cell_runs.validate_cells(configs.values(), opts)  # every cell, before the first one trains
   runner = cell_runs.CellRunner(workdir, opts, log=log)
+  runner.load_data(configs.values())
   cells = {}
   for dataset in opts.datasets:
     cells[dataset] = {m: runner.run(configs[dataset, m], m) for m in models}

@@ -159,8 +159,10 @@ def resume_config(workdir: str):
     if cv.get_path(saved, path, absent) is not absent and default is not absent:
       set_path(config, path, default)
   saved = cv.normalise(config.to_dict())
+  flag_value = {"seeds": _seeds_flag, "dataset": lambda: run_options.absolute_path("dataset", FLAGS.dataset)}
+  flag_value["data_dir"] = lambda: run_options.absolute_path("data_dir", FLAGS.data_dir)
   asked = [
-      (f"--{name}={FLAGS[name].value}", path, _seeds_flag() if name == "seeds" else FLAGS[name].value)
+      (f"--{name}={FLAGS[name].value}", path, flag_value[name]() if name in flag_value else FLAGS[name].value)
       for name, path in RUN_FLAGS
       if FLAGS[name].present
   ]
@@ -295,4 +297,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main, flags_parser=launch.app_flags_parser(_config_help))
+  app.run(cv.one_line_usage_errors(main), flags_parser=launch.app_flags_parser(_config_help))

@@ -34,6 +34,7 @@ caption of what the reference lines mean) and visualize.json into --workdir; the
 
 from __future__ import annotations
 
+import json
 import os
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
@@ -217,6 +218,36 @@ def load_or_train(opts: run_options.Options, workdir: str, *, run_dir: str | Non
   return load_run(cell.run_dir, data=runner.data(config)), cell.run_dir
 
 
+# train-only flags: with --run they would be silently ignored
+_TRAINING_FLAGS = ("dataset", "model", "seeds", "epochs", "features", "data_dir", "protocol", "tiny", "resume")
+
+
+def refuse_training_flags(flag_values, opts: run_options.Options) -> None:
+  """With --run the run is analysed as it was trained: a training flag given with it is an error, not ignored."""
+  from absl import app
+
+  given = [f"--{name}" for name in _TRAINING_FLAGS if flag_values[name].present]
+  given += [f"--config.{path}" for path in opts.overrides]
+  if given:
+    raise app.UsageError(
+        f"{', '.join(given)} with --run={flag_values.run}: a finished run is analysed as it was trained, so "
+        "training flags do not apply. Fix: drop them, or drop --run to train a run with them"
+    )
+
+
+def saved_run_facts(run_dir: str) -> tuple[tuple[int, ...], bool]:
+  """(the run's seeds, whether it is a --tiny smoke test) from its files, before it is loaded."""
+  from hgnn_ima_jax import run_dir as run_files
+
+  seeds = tuple(int(s) for s in run_files.read_config(run_dir).seeds)
+  results = os.path.join(run_dir, "results.json")
+  tiny = False
+  if os.path.isfile(results):
+    with open(results) as f:
+      tiny = bool(json.load(f).get("smoke_test", False))
+  return seeds, tiny
+
+
 def main(argv):
   from absl import app, flags
 
@@ -229,12 +260,24 @@ def main(argv):
     raise app.UsageError(f"--model={FLAGS.model} is unknown; choose one of {', '.join(MODEL_NAMES)}")
   if FLAGS.resume and not FLAGS.workdir:
     raise app.UsageError("--resume needs the --workdir of the earlier run")
+  if FLAGS.max_points < 2:  # t-SNE needs two points; sklearn's own error came after the run had loaded
+    raise app.UsageError(f"--max_points={FLAGS.max_points}: give at least 2 (default 2000)")
   if FLAGS.run and not os.path.isfile(os.path.join(FLAGS.run, "config.json")):  # was a traceback when loading
     common.fail(
         f"--run={FLAGS.run}: holds no training run (no config.json). "
         "Fix: give the --workdir of an experiments/train.py run, or drop --run to train one here"
     )
   opts = common.options_or_exit(FLAGS)
+  if FLAGS.run:
+    refuse_training_flags(FLAGS, opts)
+    seeds, tiny = saved_run_facts(FLAGS.run)
+  else:
+    seeds, tiny = opts.seeds or run_options.base_config(FLAGS.dataset, opts).seeds, opts.tiny
+  if FLAGS.seed is not None and FLAGS.seed not in seeds:  # before a run is trained or loaded
+    raise app.UsageError(
+        f"--seed={FLAGS.seed} is not a seed of {'the run' if FLAGS.run else 'the run to train'} {list(seeds)}; "
+        "give one of them (default: the first)"
+    )
   # A finished run's figures go next to it; a run trained here gets a new directory.
   workdir = FLAGS.workdir or FLAGS.run or common.default_workdir("visualize")
   import jax
@@ -250,7 +293,7 @@ def main(argv):
         points=FLAGS.points,
         max_points=FLAGS.max_points,
         random_state=FLAGS.random_state,
-        tiny=opts.tiny,
+        tiny=tiny,
     )
   except common.user_errors() as e:
     common.fail(e)
@@ -287,4 +330,7 @@ if __name__ == "__main__":
   flags.DEFINE_enum("points", "test", ["test", "all"], "target nodes in the t-SNE")
   flags.DEFINE_integer("max_points", 2000, "at most this many nodes in the t-SNE (a random subset)")
   flags.DEFINE_integer("random_state", 0, "t-SNE and subset seed")
-  app.run(main, flags_parser=launch.app_flags_parser(lambda: run_options.config_help(flags.FLAGS)))
+  app.run(
+      common.cv.one_line_usage_errors(main),
+      flags_parser=launch.app_flags_parser(lambda: run_options.config_help(flags.FLAGS)),
+  )

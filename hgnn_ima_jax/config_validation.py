@@ -30,13 +30,15 @@ code. Fields absent from the config are not checked (the code's defaults apply t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
+import re
 import sys
 from typing import Any, Mapping
 
-from absl import flags
+from absl import app, flags
 
 # Table 4 ablations: suffixes of the model name 'hgnn_ima' -> (model field overrides, loss overrides). The name's
 # values replace the config's (`models.build_model`, `train.resolve_config`).
@@ -598,4 +600,26 @@ def parse_flags(argv: list[str], flags_hint: str = "", positional: bool = True) 
     why = str(e).replace(" ?", "?").rstrip(". ")  # absl's "Did you mean: seeds ?"
     sys.exit(f"error: {why}{' ' if why.endswith('?') else '. '}Fix: use a flag that --help lists{flags_hint}")
   except flags.Error as e:  # a value of the wrong type or outside an enum, a missing value or required flag
+    required = re.match(r"flag --(\w+)=None: Flag --\w+ must have a value other than None", str(e))
+    if required:  # absl's words for a required flag left out
+      bare = [a for a in argv[1:] if not a.startswith("-")]
+      hint = f" ({bare[0]!r} alone is not a flag: write --{required[1]}={bare[0]})" if bare else ""
+      sys.exit(f"error: --{required[1]} is required{hint}. Fix: give --{required[1]}=<value> (--help lists the values)")
     sys.exit(f"error: {str(e).rstrip('. ')}. Fix: give the flag a value of its type (--help lists the flags)")
+
+
+def one_line_usage_errors(main):
+  """`main` whose `app.UsageError` is one line on stderr (`error: <message>`), exit code 1.
+
+  absl prints the script's whole --help before such a message, which buries the one line that says
+  what to fix; --help still prints it.
+  """
+
+  @functools.wraps(main)
+  def wrapped(argv):
+    try:
+      return main(argv)
+    except app.UsageError as e:
+      sys.exit(f"error: {e}")
+
+  return wrapped

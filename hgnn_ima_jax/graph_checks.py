@@ -34,6 +34,48 @@ def _first_non_finite_row(x: np.ndarray) -> int | None:
   return None
 
 
+def check_declarations(source: str, node_types, num_nodes, modalities, node_modalities) -> None:
+  """The names and counts a graph declares: node types, their node counts, modalities, each type's real ones.
+
+  `validate_graph` runs it first; a reader runs it before it loads the arrays those names key (the
+  generic format's features/<type>/<modality>), so that a wrong declaration is reported as itself
+  rather than as an unknown key or a feature of the wrong shape.
+  """
+
+  def fail(field, problem, fix):
+    raise DatasetError(source, field, problem, fix)
+
+  if not len(node_types):
+    fail("node_types", "no node types", "declare at least one node type")
+  if len(set(node_types)) != len(node_types):
+    fail("node_types", f"duplicate names in {list(node_types)}", "give each node type a unique name")
+  for t in node_types:
+    n = num_nodes.get(t)
+    if n is None:
+      fail(f"num_nodes[{t!r}]", "missing", f"give the number of {t!r} nodes")
+    if int(n) <= 0:
+      fail(f"num_nodes[{t!r}]", f"node type {t!r} has {n} nodes", "remove the node type or add its nodes")
+  if not len(modalities):
+    fail("modalities", "no modalities", "declare at least one modality")
+  if len(set(modalities)) != len(modalities):
+    fail("modalities", f"duplicate names in {list(modalities)}", "give each modality a unique name")
+  for t in node_types:
+    mods = node_modalities.get(t)
+    if mods is None:
+      fail(f"node_modalities[{t!r}]", "missing", f"list the modalities {t!r} nodes really have")
+    unknown = [m for m in mods if m not in modalities]
+    if unknown:
+      fail(f"node_modalities[{t!r}]", f"unknown modalities {unknown}", f"use names from {list(modalities)}")
+    if not len(mods):
+      fail(
+          f"node_modalities[{t!r}]",
+          f"node type {t!r} has no real modality",
+          "give it at least one real feature modality",
+      )
+    if len(set(mods)) != len(mods):
+      fail(f"node_modalities[{t!r}]", f"duplicate names in {list(mods)}", "list each modality the type has once")
+
+
 def validate_graph(g: MMHN) -> MMHN:
   """Checks every field of `g`; raises `DatasetError` naming source, field and fix. Returns `g`."""
   src = g.source
@@ -41,40 +83,13 @@ def validate_graph(g: MMHN) -> MMHN:
   def fail(field, problem, fix):
     raise DatasetError(src, field, problem, fix)
 
-  if not g.node_types:
-    fail("node_types", "no node types", "declare at least one node type")
-  if len(set(g.node_types)) != len(g.node_types):
-    fail("node_types", f"duplicate names in {list(g.node_types)}", "give each node type a unique name")
-  for t in g.node_types:
-    n = g.num_nodes.get(t)
-    if n is None:
-      fail(f"num_nodes[{t!r}]", "missing", f"give the number of {t!r} nodes")
-    if int(n) <= 0:
-      fail(f"num_nodes[{t!r}]", f"node type {t!r} has {n} nodes", "remove the node type or add its nodes")
-  if not g.modalities:
-    fail("modalities", "no modalities", "declare at least one modality")
-  if len(set(g.modalities)) != len(g.modalities):
-    fail("modalities", f"duplicate names in {list(g.modalities)}", "give each modality a unique name")
+  check_declarations(src, g.node_types, g.num_nodes, g.modalities, g.node_modalities)
   if g.target_type not in g.node_types:
     fail(
         "target_type",
         f"{g.target_type!r} is not a node type {list(g.node_types)}",
         "set target_type to one of the node types",
     )
-
-  for t in g.node_types:
-    mods = g.node_modalities.get(t)
-    if mods is None:
-      fail(f"node_modalities[{t!r}]", "missing", f"list the modalities {t!r} nodes really have")
-    unknown = [m for m in mods if m not in g.modalities]
-    if unknown:
-      fail(f"node_modalities[{t!r}]", f"unknown modalities {unknown}", f"use names from {list(g.modalities)}")
-    if not mods:
-      fail(
-          f"node_modalities[{t!r}]",
-          f"node type {t!r} has no real modality",
-          "give it at least one real feature modality",
-      )
 
   names = [r.name for r in g.relations]
   if len(set(names)) != len(names):
@@ -179,3 +194,55 @@ def validate_graph(g: MMHN) -> MMHN:
         fail(field, f"overlaps {other!r} in {len(both)} ids (e.g. {int(both[0])})", "make train/val/test disjoint")
     seen[s] = idx
   return g
+
+
+def check_trainable(g: MMHN) -> MMHN:
+  """What training needs beyond a valid graph; raises `DatasetError` (one line). Returns `g`.
+
+  Every class 0..C-1 has a node, the train split holds two classes or more, and some edge ends
+  at the target type. A graph to predict on needs none of it (its labels may be stand-ins, its
+  new nodes unlinked), so `validate_graph` does not ask; the loaders of a run
+  (`data_utils.load_for_config`), `hgnn-ima-check` and `train.train_and_evaluate` do.
+  """
+  src = g.source
+
+  def fail(field, problem, fix):
+    raise DatasetError(src, field, problem, fix)
+
+  y = np.asarray(g.labels)
+  _check_classes(fail, y, int(g.num_classes))
+  train_classes = np.unique(y[np.asarray(g.splits["train"])])
+  if len(train_classes) < 2:
+    fail(
+        "splits['train']",
+        f"all {len(g.splits['train'])} training nodes have class {int(train_classes[0])}",
+        "put nodes of at least two classes in the train split",
+    )
+  into_target = [r.name for r in g.relations if r.dst == g.target_type]
+  if not any(len(g.edges[name]) for name in into_target):
+    leaving = [r.name for r in g.relations if r.src == g.target_type]
+    fail(
+        "relations",
+        f"no edge ends at the target type {g.target_type!r} "
+        + (f"(its relations {into_target} are empty)" if into_target else "(no relation has it as destination)")
+        + ", so its nodes would be classified from their own features alone",
+        "add the reverse of a relation that leaves it"
+        + (f" (e.g. of {leaving[0]!r})" if leaving else "")
+        + ", as the paper's datasets list both directions",
+    )
+  return g
+
+
+def _check_classes(fail, y: np.ndarray, num_classes: int) -> None:
+  """Every class 0..C-1 has a node: an empty one is a labelling slip (ids not relabelled 0..C-1, a wrong
+  num_classes), and it would skew Macro-F1 and the classifier's width without saying so."""
+  counts = np.bincount(y, minlength=num_classes)
+  empty = np.flatnonzero(counts == 0)
+  if len(empty):
+    shown = ", ".join(str(int(c)) for c in empty[:5]) + (", ..." if len(empty) > 5 else "")
+    fail(
+        "labels",
+        f"{len(empty)} of the {num_classes} classes {'has' if len(empty) == 1 else 'have'} no node "
+        f"(class {shown}); the labels use {num_classes - len(empty)}",
+        "relabel the classes as 0..C-1 (np.unique(labels, return_inverse=True)) or lower num_classes",
+    )

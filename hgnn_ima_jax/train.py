@@ -36,6 +36,7 @@ from hgnn_ima_jax.checkpointing import RunCheckpoints
 from hgnn_ima_jax.config_validation import validate_config
 from hgnn_ima_jax.evaluation import Evaluator
 from hgnn_ima_jax.graph import MMHN
+from hgnn_ima_jax.graph_checks import check_trainable
 from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.inference import encoders_of
 from hgnn_ima_jax.memory_check import MemoryCheckedProgram, remat_first
@@ -259,13 +260,15 @@ def train_and_evaluate(
     The results dict (also written to results.json).
 
   Raises:
-    ConfigError, WorkdirError (a `workdir` that cannot be made or written): before anything is built or
-    written; `CheckpointMismatchError` on resuming another config's run.
+    ConfigError, WorkdirError (a `workdir` that cannot be made or written), DatasetError (a graph that cannot
+    train: an empty class, one class in the train split, no edge into the target type; `check_trainable`): before
+    anything is built or written; `CheckpointMismatchError` on resuming another config's run.
   """
   validate_config(config)  # before anything is built or written
   check_workdir(workdir)
   config = resolve_config(config)
   check_inputs(config, data.schema)
+  check_trainable(data)
   t_start = time.time()
   os.makedirs(workdir, exist_ok=True)
   settings = minibatch.BatchSettings.from_config(config)

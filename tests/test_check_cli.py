@@ -117,6 +117,7 @@ def test_usage_error_exits_1():
         ("synthetic", {"data_dir": "/some/where"}),
         ("synthetic_amazon1", {"features": "generated"}),
         ("g.npz", {"data_dir": "d"}),
+        ("g.npz", {"feature_seed": 3}),  # it seeds generated features only
     ],
 )
 def test_a_flag_the_dataset_does_not_read_exits_1_before_loading(dataset, flag, monkeypatch):
@@ -128,3 +129,33 @@ def test_a_flag_the_dataset_does_not_read_exits_1_before_loading(dataset, flag, 
   ((field, value),) = flag.items()
   assert err.getvalue().startswith(f"ERROR: --{field}={value}: is not read ") and err.getvalue().count("\n") == 1
   assert "Fix: drop --" in err.getvalue() and out.getvalue() == ""
+
+
+def test_a_dataset_that_cannot_train_is_invalid(tmp_path):
+  """Labels that skip classes passed `check` and trained a 1e6-wide classifier to F1 0 without a word."""
+  from hgnn_ima_jax.data_utils import load_dataset, write_generic
+
+  g = load_dataset("synthetic", scale=0.1)
+  g.num_classes += 2  # two classes no node has
+  path = write_generic(tmp_path / "g.npz", g)
+  out, err = io.StringIO(), io.StringIO()
+  assert run(str(path), out=out, err=err) == EXIT_INVALID and out.getvalue() == ""
+  assert "labels: 2 of the 5 classes have no node (class 3, 4)" in err.getvalue() and "np.unique" in err.getvalue()
+  assert err.getvalue().count("\n") == 1
+
+
+def test_an_empty_dataset_is_refused_not_read_as_the_current_directory(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  out, err = io.StringIO(), io.StringIO()
+  assert run("", out=out, err=err) == EXIT_INVALID
+  assert err.getvalue().startswith("ERROR: '': dataset: is empty. Fix: give one of douban,")
+
+
+def test_output_cut_short_by_a_pipe_is_no_error(shared_datasets):
+  """`check ... | head -2` ended in a BrokenPipeError traceback."""
+  cmd = [sys.executable, "-m", "hgnn_ima_jax.data_utils.check", "--dataset=douban", f"--data_dir={shared_datasets}"]
+  p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  p.stdout.readline()
+  p.stdout.close()  # the reader has read enough
+  _, err = p.communicate(timeout=120)
+  assert "Traceback" not in err and "BrokenPipe" not in err, err

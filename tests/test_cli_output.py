@@ -87,6 +87,33 @@ def test_a_flag_absl_cannot_parse_is_one_line_with_the_fix(tmp_path, command, me
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        ("experiments/table2.py --models=bogus", "error: --models=bogus: give a comma list of hgnn_ima,"),
+        ("experiments/table2.py --datasets=", "error: --datasets=: names no dataset; give a comma list"),
+        ("experiments/train.py --resume", "error: --resume needs the --workdir of the run to continue"),
+        # a required flag left out, its value given bare: absl said "--dataset=None must have a value"
+        (
+            "-m hgnn_ima_jax.data_utils.download douban",
+            "error: --dataset is required ('douban' alone is not a flag: write --dataset=douban). Fix:",
+        ),
+    ],
+)
+def test_a_usage_error_is_one_line_without_the_help(tmp_path, command, message):
+  """absl prints the whole --help before an `app.UsageError` (48 lines for table2.py), burying the line that
+  says what to fix: the scripts print that line alone."""
+  workdir = (
+      [f"--workdir={tmp_path / 'run'}"] if command.startswith("experiments/") and "--resume" not in command else []
+  )
+  proc = subprocess.run(
+      [sys.executable, *command.split(), *workdir], cwd=REPO, capture_output=True, text=True, timeout=120
+  )
+  assert proc.returncode == 1 and proc.stdout == ""
+  assert proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
+  assert not (tmp_path / "run").exists()
+
+
 def _train(tmp_path, cache, *extra):
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   env.pop("TF_CPP_MIN_LOG_LEVEL", None)

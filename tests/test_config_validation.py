@@ -145,7 +145,7 @@ def test_seeds_text_errors_are_config_errors():
         ("graphs/mine.npz", "data_dir", "/some/where", "is not read for dataset path 'graphs/mine.npz'"),
     ],
 )
-def test_a_file_field_the_dataset_does_not_read_is_refused(dataset, field, value, problem):
+def test_a_file_field_the_dataset_does_not_read_is_refused(dataset, field, value, problem, tmp_path):
   config = get_config(dataset)
   validate_run_config(config)  # the defaults: nothing given
   setattr(config, field, value)
@@ -155,7 +155,15 @@ def test_a_file_field_the_dataset_does_not_read_is_refused(dataset, field, value
   # ... and read where the dataset reads it
   for name in ("douban", "amazon2"):
     validate_run_config(with_fields(get_config(name), **{field: value}))
-  validate_run_config(with_fields(get_config("graphs/mine.npz"), features="generated"))  # a published-format dir
+  (tmp_path / "douban").mkdir()  # a copy of a dataset in its published format reads `features`
+  validate_run_config(with_fields(get_config(str(tmp_path / "douban")), features="generated"))
+
+
+def test_generated_features_for_a_generic_format_path_are_refused_before_loading():
+  with pytest.raises(cv.ConfigError) as info:
+    validate_run_config(with_fields(get_config("graphs/mine.npz"), features="generated"))
+  assert str(info.value).startswith("config.features=generated: 'generated' applies to the paper's published format")
+  assert LINE.match(str(info.value))
 
 
 def test_a_run_over_several_datasets_gives_file_fields_to_the_datasets_that_read_them():
@@ -426,3 +434,13 @@ def test_print_config_shows_the_resolved_values():
   cfg = json.loads(proc.stdout)
   assert cfg["num_epochs"] == 50 and cfg["model"]["score_scale"] == 100.0 and cfg["seeds"] == [0, 3]
   assert cfg["model"]["dropout"] == 0.3 and cfg["dataset"] == "douban"
+
+
+def test_a_dataset_path_and_data_dir_are_saved_absolute(tmp_path, monkeypatch):
+  """A relative path in a run's config.json broke --resume, visualize --run and load_run from another directory."""
+  monkeypatch.chdir(tmp_path)
+  options = run_options.Options(datasets=("graphs/mine.npz",))
+  assert run_options.base_config("graphs/mine.npz", options).dataset == str(tmp_path / "graphs" / "mine.npz")
+  douban = run_options.base_config("douban", run_options.Options(datasets=("douban",), data_dir="data"))
+  assert (douban.dataset, douban.data_dir) == ("douban", str(tmp_path / "data"))
+  assert run_options.base_config("synthetic", run_options.Options()).data_dir in ("", None)  # unset stays unset

@@ -92,7 +92,8 @@ def test_table2_writes_tables_2_and_3(paper_workdir):
   assert table["datasets"] == ["synthetic"] and table["models"] == ["hgnn_ima", "hgt_early"]
   for model in ("hgnn_ima", "hgt_early"):
     e = table["cells"]["synthetic"][model]
-    assert (workdir / "synthetic" / model / "results.json").exists()
+    # the cell's own results say --tiny too, for `visualize.py --run=<cell>`
+    assert json.loads((workdir / "synthetic" / model / "results.json").read_text())["smoke_test"] is True
     assert e["seeds"] == [0, 1] and len(e["per_seed_macro_f1"]) == 2
     for metric in ("test_micro_f1", "test_macro_f1"):
       per_seed = e[f"per_seed_{metric[5:]}"]
@@ -267,6 +268,7 @@ def test_visualize_cli_on_a_trained_run(paper_workdir):
   assert "mean same" in proc.stdout and "beta" in proc.stdout
   summary = json.loads((out / "visualize.json").read_text())
   assert summary["seed"] == 1 and summary["model"] == "hgnn_ima" and not summary["comparable_with_paper"]
+  assert summary["smoke_test"]  # a --tiny cell, told by its results.json (no --tiny flag with --run)
   t = summary["tsne"]
   assert t["n"] == 140 and -1 <= t["silhouette_embedding"] <= 1 and -1 <= t["silhouette_tsne"] <= 1
   att = summary["attention"]
@@ -288,6 +290,40 @@ def test_visualize_cli_on_a_trained_run(paper_workdir):
       assert isinstance(s[key], float) and math.isfinite(s[key]) and s[key] > 0, (key, s[key])
   _png_ok(out / "tsne.png")
   _png_ok(out / "attention.png")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--model=hgt_late", "--config.model.hidden=32"], "error: --model, --config.model.hidden with --run="),
+        (["--tiny"], "error: --tiny with --run="),
+        (["--seed=9"], "error: --seed=9 is not a seed of the run [0, 1]"),
+        (["--max_points=1"], "error: --max_points=1: give at least 2"),
+    ],
+)
+def test_visualize_refuses_what_it_cannot_honour_before_any_work(paper_workdir, tmp_path, flags, message):
+  """Training flags with --run used to be ignored; a seed the run lacks and too few t-SNE points were tracebacks
+  after the run had loaded, leaving an empty --workdir."""
+  workdir, _ = paper_workdir
+  out = tmp_path / "out"
+  proc = run_python(
+      "experiments/visualize.py", f"--run={workdir / 'synthetic' / 'hgnn_ima'}", *flags, f"--workdir={out}", timeout=120
+  )
+  assert proc.returncode == 1 and proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
+  assert not out.exists()
+
+
+def test_every_dataset_loads_before_the_first_cell_trains(tmp_path, monkeypatch):
+  from hgnn_ima_jax import train
+  from hgnn_ima_jax.data_utils import DatasetError, load_dataset, write_generic
+
+  bad = write_generic(tmp_path / "bad.npz", load_dataset("synthetic", scale=0.1))
+  arrays = dict(np.load(bad))
+  arrays["features/movie/text"][3, 1] = np.nan  # a bad array in the last dataset of the run
+  np.savez(bad, **arrays)
+  monkeypatch.setattr(train, "train_and_evaluate", lambda *a, **k: pytest.fail("a cell trained before the data check"))
+  with pytest.raises(DatasetError, match="NaN or inf"):
+    table2.run_table2(tiny_options(datasets=("synthetic", str(bad))), str(tmp_path / "t2"), ("hgnn_ima",), log=None)
 
 
 def test_visualize_refuses_a_run_directory_without_a_run(tmp_path):

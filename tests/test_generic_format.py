@@ -10,7 +10,7 @@ from data_helpers import expect_error
 
 from hgnn_ima_jax.data_utils import MissingFilesError, load_dataset, read_generic, write_generic
 from hgnn_ima_jax.data_utils.check import EXIT_OK, run
-from hgnn_ima_jax.graph import MMHN, Relation
+from hgnn_ima_jax.graph import MMHN, DatasetError, Relation
 
 README = pathlib.Path(__file__).resolve().parents[1] / "data_utils" / "README.md"
 
@@ -176,3 +176,75 @@ def test_directory_truncated_member(tmp_path):
 
 def test_absent_path(tmp_path):
   expect_error(lambda: load_dataset(tmp_path / "nope.npz"), tmp_path, "nope.npz", cls=MissingFilesError)
+
+
+@pytest.mark.parametrize(
+    "changes, member, fragment",
+    [
+        # each declaration reported as itself, not as the unknown key or the feature shape it leads to
+        ({"num_nodes": np.array([7, -1])}, "num_nodes", "num_nodes['author']: node type 'author' has -1 nodes"),
+        ({"modalities": np.array(["text", "text", "price"])}, "modalities", "duplicate names in ['text', 'text'"),
+        ({"modalities": np.array([], dtype=str)}, "modalities", "modalities: no modalities"),
+        ({"node_types": np.array([], dtype=str)}, "node_types", "node_types: no node types"),
+        ({"node_modalities/author": np.array(["text", "text"])}, "node_modalities/author", "duplicate names in"),
+        # feature_provenance: stored arrays only, each once, known origins (it decides the paper NOTE)
+        ({"feature_provenance": np.array([["paper/text", "fake"]])}, "feature_provenance", "has origin 'fake'"),
+        ({"feature_provenance": np.array([["paper/audio", "generated"]])}, "feature_provenance", "is not a stored"),
+        (
+            {"feature_provenance": np.array([["paper/image", "generated"], ["paper/image", "real"]])},
+            "feature_provenance",
+            "'paper/image' is listed twice",
+        ),
+        ({"features/paper/text": np.ones(7, np.float32)}, "features/paper/text", "shape (7,), expected (N, D)"),
+    ],
+)
+def test_a_wrong_declaration_names_its_own_member(tmp_path, changes, member, fragment):
+  path = _npz(tmp_path, **changes)
+  expect_error(lambda: read_generic(path), f"{path}[{member}]", fragment)
+
+
+def test_an_unreadable_user_file_is_to_be_written_again_not_downloaded(tmp_path):
+  d = write_generic(tmp_path / "dir", small_graph())
+  np.save(d / "labels.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+  err = expect_error(lambda: read_generic(d), d / "labels.npy", "cannot be read")
+  assert "write it again with np.save" in err.fix and "download" not in err.fix
+  single = tmp_path / "one.npy"
+  np.save(single, np.zeros(3))
+  expect_error(lambda: read_generic(single), single, "it is a single .npy array, not an .npz archive")
+
+
+def test_an_npz_inside_a_directory_dataset_is_named(tmp_path):
+  d = write_generic(tmp_path / "dir", small_graph())
+  np.savez(d / "labels.npz", labels=np.load(d / "labels.npy"))
+  (d / "labels.npy").unlink()
+  expect_error(lambda: read_generic(d), d / "labels.npy", "missing (found labels.npz: a directory dataset holds one")
+
+
+def _trainable(**changes):
+  g = small_graph()
+  g.num_classes = 3
+  for k, v in changes.items():
+    setattr(g, k, v)
+  return g.validate()  # valid as a graph: it could be predicted on
+
+
+@pytest.mark.parametrize(
+    "changes, field, fragment",
+    [
+        ({"num_classes": 5}, "labels", "2 of the 5 classes have no node (class 3, 4); the labels use 3"),
+        ({"labels": np.array([0, 0, 0, 1, 1, 2, 2])}, "splits['train']", "all 3 training nodes have class 0"),
+        (
+            {"edges": {"writes": np.zeros((0, 2), np.int64), "written_by": np.array([[0, 1]])}},
+            "relations",
+            "no edge ends at the target type 'paper' (its relations ['writes'] are empty)",
+        ),
+    ],
+)
+def test_what_training_needs_is_checked_apart_from_validity(changes, field, fragment):
+  from hgnn_ima_jax.graph_checks import check_trainable
+
+  check_trainable(_trainable())
+  g = _trainable(**changes)
+  with pytest.raises(DatasetError) as info:
+    check_trainable(g)
+  assert info.value.field == field and fragment in str(info.value) and "Fix: " in str(info.value), str(info.value)

@@ -252,7 +252,7 @@ def test_wrongly_typed_overrides_are_named_before_any_work(override, message):
 )
 def test_probe_command_refuses_bad_overrides_in_one_line(argv, message):
   with pytest.raises(SystemExit) as info:
-    probes._main(argv + ["--no-probe"])
+    probes.main(argv + ["--no-probe"])
   assert str(info.value).startswith(message) and "\n" not in str(info.value)
 
 

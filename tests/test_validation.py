@@ -106,7 +106,7 @@ NPY_EDITS = [
         ("3266 rows, but node type 'actor' has 3267 nodes",),
         id="feature_rows_must_match_the_id_range",
     ),
-    pytest.param(ACTORS, lambda a: a[:, 0], ("shape (3267,), expected (N, N)",), id="feature_wrong_ndim"),
+    pytest.param(ACTORS, lambda a: a[:, 0], ("shape (3267,), expected (N, D)",), id="feature_wrong_ndim"),
     pytest.param(
         LABELS,
         lambda a: np.where(np.arange(len(a)) == 3, 2, a).astype(a.dtype),
