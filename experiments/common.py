@@ -26,7 +26,7 @@ def user_errors() -> tuple[type, ...]:
   """Errors a launcher reports in one line (exit 2) instead of a traceback: bad data or config, a workdir clash,
   a step that does not fit in memory."""
   from hgnn_ima_jax.checkpointing import CheckpointMismatchError  # imports JAX (Orbax); only when a run failed
-  from hgnn_ima_jax.memory_check import StepMemoryError
+  from hgnn_ima_jax.memory_check import MemoryLimitError, StepMemoryError
 
   return (
       DatasetError,
@@ -36,6 +36,7 @@ def user_errors() -> tuple[type, ...]:
       FileExistsError,
       WorkdirError,
       StepMemoryError,
+      MemoryLimitError,
   )
 
 

@@ -41,6 +41,7 @@ class StopOnSignal:
 
   def __init__(self, log: Callable[[str], None] | None = None):
     self.signum: int | None = None
+    self.unit = "epoch"  # what the run finishes before it stops: 'batch' in mini-batch training
     self._event = threading.Event()
     self._lock = threading.Lock()
     self._log = log or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -88,8 +89,29 @@ class StopOnSignal:
       self.signum = signum
       self._event.set()
     self._log(
-        f"{signal.Signals(signum).name} received: stopping after the current epoch " "(send it again to exit at once)"
+        f"{signal.Signals(signum).name} received: stopping after the current {self.unit} (send it again to exit at once)"
     )
+
+  def across_processes(self) -> Callable[[], bool]:
+    """The stop request as every process of a multi-process run sees it: True on all once any was signalled.
+
+    A signal may reach one process only (Ctrl-C in one terminal, one host's scheduler). That process alone
+    would stop and checkpoint, while the others wait forever in the next collective: both hung, and no
+    checkpoint was saved. Every process polls at the same point of the training loop, so one tiny all-gather
+    per poll makes the request common: all checkpoint and stop together, with the signal's exit code.
+    """
+    from hgnn_ima_jax import distributed  # imports JAX: only for a run of several processes
+
+    def poll() -> bool:
+      signum = distributed.agree_largest((self.signum or 0) if self() else 0)
+      if signum and not self():
+        with self._lock:
+          self.signum = signum
+          self._event.set()
+        self._log(f"{signal.Signals(signum).name} reached another process: stopping after the current {self.unit}")
+      return bool(signum)
+
+    return poll
 
 
 # --- native logs ---------------------------------------------------------------------------

@@ -7,13 +7,14 @@ import functools
 import json
 import os
 
-from .formatting import format_stats
+from .formatting import format_stats, json_safe
 
 
 def write_history(workdir: str, rows: list[dict]):
-  """history.json (every row) and history.csv (one line per epoch and seed) in `workdir`."""
+  """history.json (every row; a metric not computed that epoch is null, strict JSON) and history.csv (one line
+  per epoch and seed) in `workdir`."""
   with open(os.path.join(workdir, "history.json"), "w") as f:
-    json.dump(rows, f)
+    json.dump(json_safe(rows), f, allow_nan=False)
   if rows:
     with open(os.path.join(workdir, "history.csv"), "w", newline="") as f:
       w = csv.DictWriter(f, fieldnames=list(rows[0]))

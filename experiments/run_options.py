@@ -54,7 +54,7 @@ def parse_list(text: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def parse_seeds(text: str | None) -> tuple[int, ...] | None:
-  """'5' → (0, ..., 4); '0,3,7' → (0, 3, 7); None/'' → None (the script's default).
+  """'5' → (0, ..., 4); '0,3,7' → (0, 3, 7); '7,' → (7,) (a list of one seed); None/'' → None (the script's default).
 
   Raises:
     ConfigError: on config.seeds, for text that is neither a positive count nor a list of integers.
@@ -63,9 +63,12 @@ def parse_seeds(text: str | None) -> tuple[int, ...] | None:
     return None
   text = str(text).strip()
   fix = "give --seeds=N for seeds 0..N-1 (N >= 1), or a comma-separated list such as 0,3,7"
+  items = [s.strip() for s in text.removesuffix(",").split(",")]  # one trailing comma: a list of one seed
+  if "," in text and not all(items):  # ',' or '0,,3' used to be read as the default seeds or as (0, 3)
+    raise cv.ConfigError("seeds", text, "has an empty item", fix + " (7, for seed 7 alone)")
   try:
     if "," in text:
-      return tuple(int(s) for s in text.split(",") if s.strip())
+      return tuple(int(s) for s in items)
     n = int(text)
   except ValueError:
     raise cv.ConfigError("seeds", text, "is neither a count nor a comma-separated list of integers", fix) from None

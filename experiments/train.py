@@ -241,6 +241,7 @@ def main(argv):
     validate_run_config(config)
   except (cv.ConfigError, ResumeError, DatasetError) as e:
     common.fail(e)
+  stop.unit = "epoch" if config.batch.mode == "full" else "batch"
   if FLAGS.print_config:
     print(json.dumps(cv.normalise(config.to_dict()), indent=2))
     return
@@ -266,6 +267,7 @@ def main(argv):
       f"{jax.device_count()}; workdir: {workdir}"
   )
   try:
+    train.preflight(config)  # the devices and the memory limit, before the graph loads
     data = load_for_config(config)  # fails before anything is written
     results = train.train_and_evaluate(
         config,
@@ -273,13 +275,18 @@ def main(argv):
         data,
         resume=FLAGS.resume,
         progress=FLAGS.progress and jax.process_index() == 0,
-        should_stop=stop,
+        should_stop=stop if jax.process_count() == 1 else stop.across_processes(),
         on_history=outputs.history_writer(workdir),
     )
   except train.TrainingInterrupted as e:
+    hosts = (
+        f" --coordinator={FLAGS.coordinator} --num_processes={FLAGS.num_processes} --process_id={FLAGS.process_id}"
+        if FLAGS.coordinator and FLAGS.coordinator != "auto"
+        else (" --coordinator=auto" if FLAGS.coordinator else "")
+    )
     print(
         f"interrupted at epoch {e.epoch} of {e.num_epochs}; continue with: {launch.launch_command()} "
-        f"--workdir={shlex.quote(workdir)} --resume",
+        f"--workdir={shlex.quote(workdir)}{hosts} --resume",
         file=sys.stderr,
     )
     sys.exit(stop.exit_code)

@@ -231,6 +231,11 @@ def agree_smallest(value: int) -> int:
   return _agree(value, np.min)
 
 
+def agree_largest(value: int) -> int:
+  """The largest of every process's value (one tiny all-gather): e.g. a stop request only one process received."""
+  return _agree(value, np.max)
+
+
 def agree_rung(rung: int) -> int:
   """The rung every process pads its parts to: the largest any process needs (one tiny all-gather per step)."""
-  return _agree(rung, np.max)
+  return agree_largest(rung)

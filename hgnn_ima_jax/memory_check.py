@@ -31,6 +31,10 @@ class StepMemoryError(MemoryError):
   """A compiled program needs more memory than the device has free."""
 
 
+class MemoryLimitError(ValueError):
+  """$HGNN_IMA_MEMORY_LIMIT does not parse as a size (one line, with the fix)."""
+
+
 def free_bytes(device) -> int | None:
   """Bytes `device` can still allocate, or None when that is not known."""
   if device.platform == "cpu":
@@ -59,7 +63,9 @@ def memory_limit() -> int | None:
   except ValueError:
     value = -1
   if value <= 0:
-    raise ValueError(f"{ENV_LIMIT}={os.environ[ENV_LIMIT]!r} is not a size. Fix: bytes or a K/M/G suffix, e.g. 8G")
+    raise MemoryLimitError(
+        f"{ENV_LIMIT}={os.environ[ENV_LIMIT]!r} is not a size. Fix: bytes or a K/M/G suffix, e.g. 8G"
+    )
   return int(value)
 
 
@@ -95,11 +101,15 @@ def check_memory(compiled, what: str, fix: str, device=None) -> None:
     free = limit if free is None else min(free, limit)
   if need is None or free is None or need <= free:
     return
-  gb = 2**30
   raise StepMemoryError(
-      f"{what}: the compiled step needs {need / gb:.1f} GB per call (temporaries and outputs) and "
-      f"{free / gb:.1f} GB are available. Fix: {fix} (or {ENV_SWITCH}=0 to run anyway)"
+      f"{what}: the compiled step needs {_size(need)} per call (temporaries and outputs) and "
+      f"{_size(free)} are available. Fix: {fix} (or {ENV_SWITCH}=0 to run anyway)"
   )
+
+
+def _size(n: int) -> str:
+  """Bytes in GB, or MB below one GB (a small limit read '0.0 GB needed, 0.0 GB available')."""
+  return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
 
 
 class MemoryCheckedProgram:

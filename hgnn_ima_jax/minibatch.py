@@ -236,7 +236,8 @@ class StepPrograms:
   def _checked(self, jitted, budget: Budget) -> MemoryCheckedProgram:
     b = self.config.get("batch") or {}
     what = (
-        f"batch.size={b.get('size')}, batch.fanouts={tuple(b.get('fanouts') or ())}: the training step for batches "
+        f"batch.size={b.get('size')}, batch.fanouts={tuple(BatchSettings.from_config(self.config).fanouts)}: the "
+        "training step for batches "
         f"padded to {budget.total_nodes} nodes and {budget.total_edges} edges"
     )
     fix = "lower batch.size or batch.fanouts (memory grows with the sampled nodes), or split batches with batch.parts"

@@ -134,6 +134,8 @@ class LoadedRun:
   @staticmethod
   def _nodes(nodes, n: int) -> np.ndarray:
     idx = np.asarray(nodes)
+    if idx.ndim == 1 and idx.size == 0:  # np.asarray([]) is float64: no nodes asked, none returned
+      idx = idx.astype(np.int64)
     if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer) or (len(idx) and (idx.min() < 0 or idx.max() >= n)):
       raise ValueError(
           f"nodes={nodes!r}: expected a 1-D array of target-node ids in 0..{n - 1}. Fix: pass local "

@@ -17,6 +17,7 @@ import jraph
 import ml_collections
 import optax
 
+from hgnn_ima_jax.config_validation import ConfigError
 from hgnn_ima_jax.graph import MMHN, Schema
 from hgnn_ima_jax.layout import check_graph_layout
 from hgnn_ima_jax.models import build_model
@@ -135,6 +136,15 @@ def variables_of(params, batch_stats):
   return {"params": params, "batch_stats": batch_stats} if jax.tree.leaves(batch_stats) else {"params": params}
 
 
+def check_mesh_data(data: int) -> None:
+  """`config.mesh_data` divides the devices of the run (every process's); else a one-line `ConfigError`."""
+  n = jax.device_count()
+  if n % data:
+    raise ConfigError(
+        "mesh_data", data, f"does not divide the {n} devices", f"set --config.mesh_data to a divisor of {n}"
+    )
+
+
 def seed_sharding(num_seeds: int, enabled: bool = True, data: int = 1):
   """(sharding for seed-leading arrays, replicated sharding, padded seed count) over all devices.
 
@@ -142,11 +152,7 @@ def seed_sharding(num_seeds: int, enabled: bool = True, data: int = 1):
   batch, the rest of the devices split the seeds; None when there is only one device to use.
   """
   devices = jax.devices()
-  if len(devices) % data:
-    raise ValueError(
-        f"config.mesh_data={data} does not divide the {len(devices)} devices. "
-        f"Fix: set --config.mesh_data to a divisor of {len(devices)}"
-    )
+  check_mesh_data(data)
   seeds = len(devices) // data if enabled else 1
   if seeds * data == 1:
     return None, None, num_seeds

@@ -39,13 +39,13 @@ from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.graph_checks import check_trainable
 from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.inference import encoders_of
-from hgnn_ima_jax.memory_check import MemoryCheckedProgram, remat_first
+from hgnn_ima_jax.memory_check import MemoryCheckedProgram, memory_limit, remat_first
 from hgnn_ima_jax.models import split_model_name
 from hgnn_ima_jax.optim import create_optimizer, learning_rate_at
 from hgnn_ima_jax.projection import check_shared_widths
 from hgnn_ima_jax.run_dir import check_workdir, write_config, write_schema
 from hgnn_ima_jax.run_log import HistoryWriter, TrainingInterrupted, history_rows  # noqa: F401 (re-exported)
-from hgnn_ima_jax.state import Batch, TrainState, create_model, init_state, make_batch, seed_sharding
+from hgnn_ima_jax.state import Batch, TrainState, check_mesh_data, create_model, init_state, make_batch, seed_sharding
 from hgnn_ima_jax.steps import make_epoch_fn
 
 
@@ -227,6 +227,13 @@ def check_inputs(config: ml_collections.ConfigDict, schema) -> None:
       check_shared_widths(schema, encoder.channels, model.hidden)
 
 
+def preflight(config: ml_collections.ConfigDict) -> None:
+  """What a run checks of the machine before its data loads or anything is written: config.mesh_data against
+  the devices, $HGNN_IMA_MEMORY_LIMIT's syntax (both were tracebacks after the workdir had been made)."""
+  check_mesh_data(int(config.get("mesh_data", 1)))
+  memory_limit()
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -266,6 +273,7 @@ def train_and_evaluate(
   """
   validate_config(config)  # before anything is built or written
   check_workdir(workdir)
+  preflight(config)
   config = resolve_config(config)
   check_inputs(config, data.schema)
   check_trainable(data)

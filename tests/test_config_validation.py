@@ -125,9 +125,30 @@ def test_train_and_evaluate_checks_before_building_or_writing(tmp_path, monkeypa
   assert not (tmp_path / "run").exists()
 
 
+def test_the_machine_is_checked_before_the_workdir_is_made(tmp_path, monkeypatch):
+  """A mesh_data the devices cannot hold and a malformed $HGNN_IMA_MEMORY_LIMIT were tracebacks after the
+  workdir (config.json, checkpoints/) had been written."""
+  import jax
+
+  from hgnn_ima_jax import train
+  from hgnn_ima_jax.data_utils import load_dataset
+  from hgnn_ima_jax.memory_check import MemoryLimitError
+
+  data = load_dataset("synthetic", scale=0.05)
+  k = jax.device_count() + 1  # divides no device count
+  config = with_fields(test_config.get_config(), **{"batch.mode": "neighbor", "batch.parts": k, "mesh_data": k})
+  with pytest.raises(cv.ConfigError, match=rf"^config\.mesh_data={k}: does not divide the {k - 1} devices"):
+    train.train_and_evaluate(config, str(tmp_path / "run"), data, progress=False)
+  monkeypatch.setenv("HGNN_IMA_MEMORY_LIMIT", "abc")
+  with pytest.raises(MemoryLimitError, match="HGNN_IMA_MEMORY_LIMIT='abc' is not a size. Fix:"):
+    train.train_and_evaluate(test_config.get_config(), str(tmp_path / "run"), data, progress=False)
+  assert not (tmp_path / "run").exists()
+
+
 def test_seeds_text_errors_are_config_errors():
   assert run_options.parse_seeds("3") == (0, 1, 2) and run_options.parse_seeds("0, 3,7") == (0, 3, 7)
-  for text in ("0", "-2", "a", "1.5", "0,x"):
+  assert run_options.parse_seeds("7,") == (7,)  # a list of one seed
+  for text in ("0", "-2", "a", "1.5", "0,x", ",", "0,,3"):  # ',' was the default seeds, '0,,3' was (0, 3)
     with pytest.raises(cv.ConfigError, match=r"^config\.seeds=.*Fix: give --seeds=N"):
       run_options.parse_seeds(text)
 

@@ -96,6 +96,7 @@ def test_a_graph_of_another_schema_is_one_clear_error(run):
   assert "\n" not in str(err.value) and "width" in str(err.value) and "Fix:" in str(err.value)
   with pytest.raises(ValueError, match=r"nodes=.*0\.\."):
     loaded.predict(graph=data, nodes=[data.num_nodes["movie"]])
+  assert loaded.predict(graph=data, nodes=[]).shape == (0,)  # no nodes asked (was refused as not integer ids)
   with pytest.raises(
       ValueError, match=rf"^seed=99: this run trained seeds {re.escape(str(list(loaded.seeds)))}\. Fix:"
   ):
