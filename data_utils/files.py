@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from hgnn_ima_jax.graph import MMHN, DatasetError
+from hgnn_ima_jax.graph_checks import UNLABELLED_HINT
 
 # dtype kinds accepted by `check_array`: ids and labels must be integers; features
 # may be any real number (paper files are float64 or float32, IMDB counts are float).
@@ -138,7 +139,7 @@ def check_labels(labels: np.ndarray, source: str, num_nodes: int, num_classes: i
         source,
         "labels",
         f"values span {y.min()}..{y.max()}, outside 0..{num_classes - 1}",
-        f"store one class id 0..{num_classes - 1} per {target!r} node",
+        f"store one class id 0..{num_classes - 1} per {target!r} node" + (UNLABELLED_HINT if y.min() < 0 else ""),
     )
   return y
 

@@ -252,7 +252,7 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
     graph.provenance["missing_fill"] = rule
   sources = {
       "labels": store.where("labels"),
-      "num_classes": store.where("labels"),
+      "num_classes": store.where("num_classes" if "num_classes" in store.keys else "labels"),
       "num_nodes": store.where("num_nodes"),
       "relations": store.where("relations"),
       "target_type": store.where("target_type"),

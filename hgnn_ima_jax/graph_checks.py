@@ -26,6 +26,13 @@ class DatasetError(ValueError):
     super().__init__(f"{source}: {field}: {problem}. Fix: {fix}")
 
 
+# A -1 label usually marks an unlabelled node: say what to do with one.
+UNLABELLED_HINT = (
+    "; an unlabelled node needs no real class: give it any id 0..C-1 and keep it out of every split "
+    "(training and evaluation read the labels of split nodes only)"
+)
+
+
 def _first_non_finite_row(x: np.ndarray) -> int | None:
   for a in range(0, len(x), _FINITE_CHUNK_ROWS):
     bad = ~np.isfinite(x[a : a + _FINITE_CHUNK_ROWS])
@@ -162,12 +169,16 @@ def validate_graph(g: MMHN) -> MMHN:
   if not np.issubdtype(y.dtype, np.integer):
     fail("labels", f"dtype {y.dtype}, expected an integer type", "store class ids as integers")
   if int(g.num_classes) < 2:
-    fail("num_classes", f"{g.num_classes}", "node classification needs at least 2 classes")
+    fail(
+        "num_classes",
+        f"is {g.num_classes}, but node classification needs at least 2 classes",
+        "store the number of classes C (labels 0..C-1), or leave num_classes out to use labels.max() + 1",
+    )
   if len(y) and (y.min() < 0 or y.max() >= g.num_classes):
     fail(
         "labels",
         f"values span {y.min()}..{y.max()}, outside 0..{g.num_classes - 1}",
-        "relabel classes as 0..C-1 or fix num_classes",
+        "relabel classes as 0..C-1 or fix num_classes" + (UNLABELLED_HINT if y.min() < 0 else ""),
     )
 
   seen = {}

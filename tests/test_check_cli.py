@@ -159,3 +159,14 @@ def test_output_cut_short_by_a_pipe_is_no_error(shared_datasets):
   p.stdout.close()  # the reader has read enough
   _, err = p.communicate(timeout=120)
   assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_repeated_edges_are_counted_in_the_report(tmp_path):
+  from hgnn_ima_jax.data_utils import load_dataset
+  from hgnn_ima_jax.data_utils.check import report
+
+  g = load_dataset("synthetic", scale=0.1)
+  assert "repeated edges" not in report(g)
+  name = g.relations[0].name
+  g.edges[name] = np.concatenate([g.edges[name], g.edges[name][:7]])  # 7 rows again
+  assert f"repeated edges (rows kept, each one a message): {name} 7" in report(g)

@@ -248,3 +248,11 @@ def test_what_training_needs_is_checked_apart_from_validity(changes, field, frag
   with pytest.raises(DatasetError) as info:
     check_trainable(g)
   assert info.value.field == field and fragment in str(info.value) and "Fix: " in str(info.value), str(info.value)
+
+
+def test_label_errors_say_what_to_do_with_unlabelled_nodes_and_name_num_classes(tmp_path):
+  path = _npz(tmp_path, labels=np.array([0, 1, 2, 0, 1, 2, -1]))  # -1: an unlabelled node
+  err = expect_error(lambda: read_generic(path), f"{path}[labels]", "values span -1..2")
+  assert "keep it out of every split" in err.fix
+  path = _npz(tmp_path, num_classes=np.array(1))
+  expect_error(lambda: read_generic(path), f"{path}[num_classes]", "is 1, but node classification needs at least 2")
