@@ -11,6 +11,10 @@ sizes), e.g. the training graph with new products and their edges added:
 
 A graph of another schema is one error naming what differs. The library does not load datasets:
 pass the graph (`experiments.runs.load_run(workdir)` also rebuilds the run's own dataset).
+
+A run still training, or stopped before its end, has no checkpoints/best yet: `load_checkpoint(workdir,
+unfinished=True)` opens each seed's best epoch so far from its latest checkpoint instead (results say
+`finished: False`); without it such a run is an error, not a silent substitute.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from hgnn_ima_jax.checkpointing import orbax_manager
+from hgnn_ima_jax.checkpointing import CheckpointMismatchError, orbax_manager
 from hgnn_ima_jax.graph import MMHN, Schema, schema_differences
 from hgnn_ima_jax.inference import LayerwiseInference
 from hgnn_ima_jax.layout import check_graph_layout
@@ -144,13 +148,15 @@ class LoadedRun:
     return idx
 
 
-def load_checkpoint(workdir: str, data: MMHN | None = None) -> LoadedRun:
+def load_checkpoint(workdir: str, data: MMHN | None = None, *, unfinished: bool = False) -> LoadedRun:
   """Loads a run written by `train_and_evaluate`: every seed's best parameters, the config and the schema.
 
   Args:
     workdir: the run's directory.
     data: optional default graph of `predict`/`embed` (the run's dataset, or another graph of its schema).
       Needed only for runs written before schema.json existed.
+    unfinished: for a run without checkpoints/best (interrupted, or still training): each seed's best epoch
+      so far, from checkpoints/latest. Ignored once the run has finished.
   """
   config = read_config(workdir)
   schema = read_schema(workdir)
@@ -163,30 +169,76 @@ def load_checkpoint(workdir: str, data: MMHN | None = None) -> LoadedRun:
     schema = data.schema
   manager = orbax_manager(os.path.join(os.path.abspath(workdir), "checkpoints", "best"))
   step = manager.latest_step()
-  if step is None:
+  if step is None and not unfinished:
     raise FileNotFoundError(
         f"{workdir}/checkpoints/best has no checkpoint: the run did not finish. Fix: resume it "
-        "with experiments/train.py --resume --workdir=" + workdir
+        f"with experiments/train.py --resume --workdir={workdir}, or open each seed's best epoch so far with "
+        "load_checkpoint(workdir, unfinished=True)"
     )
-  meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-  seeds = [int(s) for s in meta["seeds"]]
   model = create_model(config, schema)
   # Abstract init on a graph of the schema's shapes (nothing is computed): the tree Orbax restores into.
   graph = jax.eval_shape(lambda: _shape_graph(schema))
   variables = jax.eval_shape(
       lambda g: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)}, g, train=False), graph
   )
-  stack = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds),) + x.shape, x.dtype), t)
-  target = {"params": stack(variables["params"]), "batch_stats": stack(variables.get("batch_stats", {}))}
-  tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
-  manager.close()
+  if step is None:
+    manager.close()
+    tree, seeds, results = _best_so_far(workdir, config, variables)
+  else:
+    meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    seeds, results = [int(s) for s in meta["seeds"]], meta["results"]
+    stack = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds),) + x.shape, x.dtype), t)
+    target = {"params": stack(variables["params"]), "batch_stats": stack(variables.get("batch_stats", {}))}
+    tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+    manager.close()
   if data is not None and schema_differences(schema, data.schema):
     raise SchemaMismatchError(
         f"data {data.source}: its schema differs from the run's: "
         f"{'; '.join(schema_differences(schema, data.schema))}. Fix: pass a graph of the run's "
         "schema"
     )
-  return LoadedRun(tree["params"], tree.get("batch_stats", {}), config, schema, seeds, meta["results"], data)
+  return LoadedRun(tree["params"], tree.get("batch_stats", {}), config, schema, seeds, results, data)
+
+
+def _best_so_far(workdir: str, config, variables) -> tuple[dict, list[int], dict]:
+  """(parameters, seeds, results) of each seed's best epoch so far, from the newest checkpoints/latest."""
+  manager = orbax_manager(os.path.join(os.path.abspath(workdir), "checkpoints", "latest"))
+  step = manager.latest_step()
+  if step is None:
+    manager.close()
+    raise FileNotFoundError(
+        f"{workdir}/checkpoints has no checkpoint: the run stopped before its first one. Fix: train it again"
+    )
+  # The saved training state as nested dicts (its dataclass fields by name); the seed axis may be padded to
+  # the devices, so only the config's seeds are kept.
+  saved = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+  manager.close()
+  state, seeds = saved["state"], [int(s) for s in config.seeds]
+  epochs = np.asarray(state["best_epoch"])[: len(seeds)]
+  if (epochs < 0).any():
+    raise FileNotFoundError(
+        f"{workdir}: seed(s) {[s for s, e in zip(seeds, epochs) if e < 0]} have no evaluated epoch yet at checkpoint "
+        f"{step}. Fix: let the run pass its first evaluation (batch.eval_every), or resume it"
+    )
+  tree = {
+      "params": jax.tree.map(lambda x: np.asarray(x)[: len(seeds)], state["best_params"]),
+      "batch_stats": jax.tree.map(lambda x: np.asarray(x)[: len(seeds)], state.get("best_batch_stats", {})),
+  }
+  want = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+  if jax.tree.structure(tree) != jax.tree.structure(want) or any(
+      a.shape[1:] != b.shape for a, b in zip(jax.tree.leaves(tree), jax.tree.leaves(want))
+  ):
+    raise CheckpointMismatchError(
+        f"{workdir}/checkpoints/latest/{step}: its parameters do not fit the model its config.json builds. "
+        "Fix: open it with the version of this code that trained it"
+    )
+  results = {
+      "finished": False,
+      "checkpoint": int(step),
+      "epoch": saved["meta"].get("epoch"),
+      "best_epoch": epochs.tolist(),
+  }
+  return tree, seeds, results
 
 
 def _shape_graph(schema: Schema):

@@ -101,3 +101,26 @@ def test_a_graph_of_another_schema_is_one_clear_error(run):
       ValueError, match=rf"^seed=99: this run trained seeds {re.escape(str(list(loaded.seeds)))}\. Fix:"
   ):
     loaded.predict(graph=data, seed=99)  # was list.index's "99 is not in list"
+
+
+def test_an_unfinished_run_opens_each_seeds_best_epoch_so_far(tmp_path):
+  """An interrupted (or still running) run had no checkpoints/best: load_checkpoint refused it. With
+  unfinished=True it opens the best epochs so far from checkpoints/latest. The OneCycle schedule spans
+  optimizer.onecycle_total_steps, not num_epochs, so 8 epochs stopped after 4 train exactly as 4 epochs."""
+  c = test_config.get_config()
+  c.seeds = (0, 1)
+  data = load_for_config(c)
+  c.num_epochs = 4
+  train.train_and_evaluate(c, str(tmp_path / "four"), data, progress=False)
+  c.num_epochs = 8
+  polls = iter(range(100))  # before epoch 1, then after each epoch
+  with pytest.raises(train.TrainingInterrupted):
+    train.train_and_evaluate(c, str(tmp_path / "cut"), data, progress=False, should_stop=lambda: next(polls) == 4)
+  with pytest.raises(FileNotFoundError, match=r"the run did not finish.*unfinished=True"):
+    restore.load_checkpoint(str(tmp_path / "cut"))
+  so_far = restore.load_checkpoint(str(tmp_path / "cut"), unfinished=True)
+  four = restore.load_checkpoint(str(tmp_path / "four"))
+  assert so_far.seeds == four.seeds == [0, 1] and so_far.results["finished"] is False
+  assert so_far.results["best_epoch"] == [s["best_epoch"] for s in four.results["per_seed"]]
+  jax.tree.map(np.testing.assert_array_equal, so_far.params, four.params)
+  np.testing.assert_array_equal(so_far.predict(graph=data), four.predict(graph=data))
