@@ -139,6 +139,15 @@ def loaded_runtimes() -> dict:
   return {"jemalloc": jemalloc[0] if jemalloc else None, "openmp": openmp}
 
 
+def quiet_absl_info() -> None:
+  """absl's INFO lines off unless --verbosity is given: JAX logs "Unable to initialize backend 'tpu'" at INFO,
+  which read as an error at the top of a benchmark's stderr."""
+  from absl import flags, logging  # pylint: disable=import-outside-toplevel
+
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+
+
 def emit(record: dict, out_path: str = ""):
   """One JSON line on stdout and, with `out_path`, appended to that JSONL file."""
   line = json.dumps(record)

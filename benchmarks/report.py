@@ -220,12 +220,30 @@ def report(rows) -> str:
   return "\n".join(parts)
 
 
+USAGE = "usage: python benchmarks/report.py results.jsonl [more.jsonl ...]"
+
+
+def read_rows(path: str) -> list[dict]:
+  """The JSON lines of one step_time.py output; a missing or malformed file is one line and exit 1."""
+  try:
+    with open(path) as f:
+      return [json.loads(ln) for ln in f if ln.strip()]
+  except OSError as e:
+    raise SystemExit(
+        f"error: {path}: cannot be read ({e.strerror}). Fix: give the --out file of step_time.py"
+    ) from None
+  except json.JSONDecodeError as e:
+    raise SystemExit(
+        f"error: {path}: line {e.lineno} is not JSON ({e.msg}). Fix: give the JSON-lines output of step_time.py"
+    ) from None
+
+
 def main(paths):
-  if not paths:
-    raise SystemExit("usage: python benchmarks/report.py results.jsonl [more.jsonl ...]")
+  if not paths or any(p in ("-h", "--help", "-help") for p in paths):
+    print(__doc__.strip() if paths else USAGE, file=sys.stdout if paths else sys.stderr)
+    raise SystemExit(0 if paths else 1)
   for p in paths:
-    with open(p) as f:
-      rows = [json.loads(ln) for ln in f if ln.strip()]
+    rows = read_rows(p)
     print(f"### {p}\n")
     print(report(rows))
     print()

@@ -40,6 +40,7 @@ from bench_env import emit, peak_rss_mb  # noqa: E402
 from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
+MODES = ("neighbor", "hgt", "full")
 flags.DEFINE_list(
     "graphs",
     "synthetic_amazon1,amazon",
@@ -253,9 +254,20 @@ def full_row(config, data) -> dict:
   }
 
 
+def device_setting(setting: str) -> tuple[int, int]:
+  """--devices item 'N' or 'PxN' as (processes, devices per process); ValueError naming it otherwise."""
+  try:
+    procs, devices = (int(x) for x in setting.split("x")) if "x" in setting else (1, int(setting))
+  except ValueError:
+    procs = devices = 0
+  if procs < 1 or devices < 1:
+    raise ValueError(f"--devices={setting}: give N devices or PxN (P processes of N devices), e.g. 2 or 2x1")
+  return procs, devices
+
+
 def run_worker(graph: str, mode: str, setting: str, passthrough: list[str]) -> dict:
   """One row in its own process(es): `setting` is N devices or PxN; process 0's JSON line is the row."""
-  procs, devices = (int(x) for x in setting.split("x")) if "x" in setting else (1, int(setting))
+  procs, devices = device_setting(setting)
   port = 0
   if procs > 1:
     with socket.socket() as sock:
@@ -303,8 +315,16 @@ def main(argv):
     if int(FLAGS.worker_devices.split(":")[2]) == 0:  # process 0 reports the row
       print(json.dumps(row), flush=True)
     return
-  from bench_graphs import check_graphs_readable  # pylint: disable=import-outside-toplevel
+  from bench_graphs import GRAPHS, check_graphs_readable  # pylint: disable=import-outside-toplevel
+  from bench_variants import check_choices  # pylint: disable=import-outside-toplevel
 
+  try:  # an unknown graph or mode became an error row and exit 0; a bad --devices a traceback
+    check_choices("graphs", FLAGS.graphs, GRAPHS)
+    check_choices("modes", FLAGS.modes, MODES)
+    for setting in FLAGS.devices:
+      device_setting(setting)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   check_graphs_readable(FLAGS.graphs, FLAGS.data_dir, FLAGS.feature_dim)
   skip = ("--graphs", "--modes", "--out", "--worker", "--devices")
   passthrough = [a for a in sys.argv[1:] if not a.startswith(skip)]

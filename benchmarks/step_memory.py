@@ -18,8 +18,9 @@ import collections
 import time
 
 from absl import app, flags
-from bench_env import emit, now_utc
+from bench_env import emit, now_utc, quiet_absl_info
 from bench_graphs import GRAPHS, JAX_MODELS, check_graphs_readable, define_graph_flags, graph_config, load_graph
+from bench_variants import check_choices
 
 from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags
 
@@ -62,11 +63,18 @@ def residuals_by_source(model, state, batch, config, top: int) -> list[dict]:
 
 def main(argv):
   del argv
+  quiet_absl_info()
   import jax
   from bench_ours import make_step, xla_memory_mb
 
   from hgnn_ima_jax import state as state_lib
 
+  try:  # an unknown graph or model was a traceback; --remat=maybe compiled remat=False
+    check_choices("graphs", FLAGS.graphs, GRAPHS)
+    check_choices("models", FLAGS.models, JAX_MODELS)
+    check_choices("remat", [r.lower() for r in FLAGS.remat], ("false", "true", "0", "1"))
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   check_graphs_readable(FLAGS.graphs, FLAGS.data_dir, FLAGS.feature_dim)
   for name in FLAGS.graphs:
     data = load_graph(name, FLAGS.data_dir, FLAGS.feature_dim)

@@ -30,7 +30,7 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
   reexec_with_fast_allocator()
 
 from absl import app, flags  # noqa: E402
-from bench_env import cpu_count  # noqa: E402
+from bench_env import cpu_count, quiet_absl_info  # noqa: E402
 from bench_graphs import GRAPHS, JAX_MODELS, define_graph_flags, graph_config, load_graph_or_exit  # noqa: E402
 
 from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags  # noqa: E402
@@ -52,8 +52,11 @@ def vm_mb(field: str) -> int:
 
 def main(argv):
   del argv
+  quiet_absl_info()
   if FLAGS.graph not in GRAPHS or FLAGS.model not in JAX_MODELS:
     raise app.UsageError(f"--graph={FLAGS.graph} --model={FLAGS.model}: choose from {GRAPHS} and {JAX_MODELS}")
+  if FLAGS.steps < 1:  # it printed nothing and exited 0
+    raise app.UsageError(f"--steps={FLAGS.steps}: give at least 1 timed step")
   import jax
   from bench_ours import make_step  # imports JAX: after the allocator is in place
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
 import sys
 from typing import Sequence
@@ -246,16 +245,8 @@ def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
     if not _for_other_cells(path.split(".")[0], dataset, opts):
       set_path(config, path, value)
   for field in ("dataset", "data_dir"):
-    config[field] = absolute_path(field, config.get(field))
+    config[field] = cv.absolute_path(field, config.get(field))
   return config
-
-
-def absolute_path(field: str, value):
-  """A dataset path or data_dir made absolute, so that the config saved with a run opens it from any directory
-  (resume, visualize, load_run); dataset names, and empty or unset values, as given."""
-  if not isinstance(value, str) or not value or (field == "dataset" and value.lower() in cv.DATASET_NAMES):
-    return value
-  return os.path.abspath(value)
 
 
 def _for_other_cells(field: str, dataset: str, opts: Options) -> bool:

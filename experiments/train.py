@@ -159,8 +159,8 @@ def resume_config(workdir: str):
     if cv.get_path(saved, path, absent) is not absent and default is not absent:
       set_path(config, path, default)
   saved = cv.normalise(config.to_dict())
-  flag_value = {"seeds": _seeds_flag, "dataset": lambda: run_options.absolute_path("dataset", FLAGS.dataset)}
-  flag_value["data_dir"] = lambda: run_options.absolute_path("data_dir", FLAGS.data_dir)
+  flag_value = {"seeds": _seeds_flag, "dataset": lambda: cv.absolute_path("dataset", FLAGS.dataset)}
+  flag_value["data_dir"] = lambda: cv.absolute_path("data_dir", FLAGS.data_dir)
   asked = [
       (f"--{name}={FLAGS[name].value}", path, flag_value[name]() if name in flag_value else FLAGS[name].value)
       for name, path in RUN_FLAGS

@@ -32,6 +32,11 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
+def __dir__():
+  """The lazy names too, so that a notebook's tab completion offers load_checkpoint, MMHN, train..."""
+  return sorted(set(globals()) | set(_LAZY))
+
+
 def __getattr__(name):
   if name in _LAZY:
     module = importlib.import_module(_LAZY[name])

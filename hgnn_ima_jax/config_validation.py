@@ -379,6 +379,14 @@ def normalise(tree):
   return json.loads(json.dumps(tree, sort_keys=True, default=lambda x: list(x) if isinstance(x, tuple) else str(x)))
 
 
+def absolute_path(field: str, value):
+  """A dataset path or data_dir made absolute, so that the config saved with a run opens it from any directory
+  (resume, visualize, load_run); dataset names, and empty or unset values, as given."""
+  if not isinstance(value, str) or not value or (field == "dataset" and value.lower() in DATASET_NAMES):
+    return value
+  return os.path.abspath(value)
+
+
 def unread_data_fields(dataset: str | None) -> tuple[str, ...]:
   """The data fields a dataset does not read: data_dir/features for 'synthetic' (generated), the synthetic
   knobs for every other dataset, all three for the fixed AMAZON-1-like graphs (no file, no knobs), and

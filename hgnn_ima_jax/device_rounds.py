@@ -53,6 +53,12 @@ class DeviceRounds:
     devices = list(devices)
     if not devices:
       raise ValueError("devices=[]: no device to run on. Fix: pass None (the default device) or jax.devices()")
+    bad = [d for d in devices if not isinstance(d, jax.Device)]
+    if bad:  # e.g. device ids: jax.sharding.Mesh failed with "'int' object has no attribute 'process_index'"
+      raise TypeError(
+          f"devices: {bad[0]!r} is a {type(bad[0]).__name__}, not a jax.Device. Fix: pass jax.devices() "
+          "(or a list of its items)"
+      )
     self.mesh, self.size = jax.sharding.Mesh(np.asarray(devices, dtype=object), (CHUNKS,)), len(devices)
     self.sharding = jax.sharding.NamedSharding(self.mesh, P(CHUNKS))
     self.replicated = jax.sharding.NamedSharding(self.mesh, P())

@@ -203,10 +203,10 @@ class MMHN:
     return mask
 
   # --- validation ---------------------------------------------------------
-  def validate(self) -> "MMHN":
+  def validate(self, labels: bool = True) -> "MMHN":
     """Checks every field (`graph_checks.validate_graph`); raises `DatasetError` naming source, field and fix.
-    Returns self."""
-    return validate_graph(self)
+    labels=False skips the labels and splits (a graph to predict on). Returns self."""
+    return validate_graph(self, labels)
 
   # --- jraph layout -------------------------------------------------------
   def to_graphs_tuple(self, dtype=np.float32) -> jraph.GraphsTuple:

@@ -83,13 +83,23 @@ def check_declarations(source: str, node_types, num_nodes, modalities, node_moda
       fail(f"node_modalities[{t!r}]", f"duplicate names in {list(mods)}", "list each modality the type has once")
 
 
-def validate_graph(g: MMHN) -> MMHN:
-  """Checks every field of `g`; raises `DatasetError` naming source, field and fix. Returns `g`."""
+def validate_graph(g: MMHN, labels: bool = True) -> MMHN:
+  """Checks every field of `g`; raises `DatasetError` naming source, field and fix. Returns `g`.
+
+  labels=False checks what a forward pass reads (names, edges, features) and not the labels and
+  splits: a graph to predict on may carry stand-ins for them.
+  """
   src = g.source
 
   def fail(field, problem, fix):
     raise DatasetError(src, field, problem, fix)
 
+  for field, want in (("num_nodes", dict), ("node_modalities", dict), ("edges", dict), ("features", dict)):
+    if not isinstance(getattr(g, field), want):
+      fail(field, f"is a {type(getattr(g, field)).__name__}, expected a dict keyed by name", f"give {field} as a dict")
+  bad = [r for r in g.relations if not hasattr(r, "name")]
+  if bad:
+    fail("relations", f"{bad[0]!r} is not a Relation", "give each as graph.Relation(src, name, dst)")
   check_declarations(src, g.node_types, g.num_nodes, g.modalities, g.node_modalities)
   if g.target_type not in g.node_types:
     fail(
@@ -158,6 +168,8 @@ def validate_graph(g: MMHN) -> MMHN:
       if bad is not None:
         fail(field, f"contains NaN or inf (first at row {bad})", "clean or impute the feature values")
 
+  if not labels:
+    return g
   n_target = g.num_nodes[g.target_type]
   y = np.asarray(g.labels)
   if y.ndim != 1 or len(y) != n_target:

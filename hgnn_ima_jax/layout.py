@@ -67,6 +67,14 @@ def is_abstract(graph) -> bool:
   return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(graph))
 
 
+def _has_arrays(graph) -> bool:
+  """Whether the graph carries a node-type array and a senders array to count (else the checks below name it)."""
+  try:
+    return graph.nodes["type"] is not None and graph.senders is not None
+  except (AttributeError, KeyError, TypeError):
+    return False
+
+
 def check_graph_layout(schema: Schema, graph) -> None:
   """Raises `DatasetError` (one line, ending in the fix) unless `graph` has the layout above.
 
@@ -76,8 +84,24 @@ def check_graph_layout(schema: Schema, graph) -> None:
   each relation; node types, feature row counts and widths and the presence masks match the
   schema. Does nothing for an abstract (traced) graph; a graph found valid is not checked again.
   """
+  if hasattr(graph, "to_graphs_tuple"):  # an MMHN: its arrays are per type, the model reads one GraphsTuple
+    raise TypeError(
+        "graph: an MMHN, but the model takes a jraph.GraphsTuple. Fix: pass graph.to_graphs_tuple() (or use "
+        "LoadedRun.predict(graph=...), which takes the MMHN)"
+    )
   if is_abstract(graph):
     return
+  sizes = (len(np.asarray(graph.nodes["type"])), len(np.asarray(graph.senders))) if _has_arrays(graph) else None
+  if sizes is not None and sizes != (schema.total_nodes, schema.total_edges):
+    # A well-formed graph of other sizes: the model was built for another graph of its schema.
+    raise DatasetError(
+        SOURCE,
+        "sizes",
+        f"{sizes[0]:,} nodes and {sizes[1]:,} edges, but the model was built for {schema.total_nodes:,} and "
+        f"{schema.total_edges:,} (its schema's counts)",
+        "build the model for this graph (state.create_model(config, mmhn.schema), or models.build_model(name, "
+        "mmhn.schema, ...)), or predict with LoadedRun.predict(graph=mmhn), which does",
+    )
   leaves = _leaves(graph)
   if _seen(schema, leaves):
     return

@@ -65,6 +65,12 @@ class LoadedRun:
 
   def variables(self, seed: int | None = None) -> dict:
     """Flax variables of one seed (default: the first), for `model.apply(variables, graph)`."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+      hint = " (a graph goes in as graph=)" if isinstance(seed, MMHN) else ""
+      raise TypeError(
+          f"seed: a {type(seed).__name__}, expected one of the run's seeds {list(self.seeds)}{hint}. "
+          "Fix: pass seed=<int> or None (the first), and the graph as graph=<MMHN>"
+      )
     if seed is not None and seed not in self.seeds:
       raise ValueError(
           f"seed={seed!r}: this run trained seeds {list(self.seeds)}. Fix: pass one of them (or None: the first)"
@@ -86,6 +92,8 @@ class LoadedRun:
       )
     if not isinstance(graph, MMHN):
       raise TypeError(f"graph: {type(graph).__name__}, expected an MMHN. Fix: pass a dataset (the loaders return one)")
+    if graph is not self.data:  # the run's own graph was checked when it was loaded
+      graph.validate(labels=False)  # NaN features, short feature rows, edges out of range: one line each
     diffs = schema_differences(self.schema, graph.schema)
     if diffs:
       raise SchemaMismatchError(
@@ -108,8 +116,9 @@ class LoadedRun:
       raise ValueError(
           "devices= needs chunk_size=: only layer-wise inference is split over devices. Fix: add chunk_size"
       )
+    variables = self.variables(seed)  # first: a graph passed where the seed goes is named as such
     graph = self.check_graph(graph)
-    model, variables = create_model(self.config, graph.schema), self.variables(seed)
+    model = create_model(self.config, graph.schema)
     if chunk_size is not None:
       engine = LayerwiseInference(model, variables, graph, chunk_size=chunk_size, devices=devices)
       r = engine.run(graph, compute_att_loss=False)
@@ -140,10 +149,13 @@ class LoadedRun:
     idx = np.asarray(nodes)
     if idx.ndim == 1 and idx.size == 0:  # np.asarray([]) is float64: no nodes asked, none returned
       idx = idx.astype(np.int64)
+    if idx.dtype == bool and idx.shape == (n,):  # a mask over the target nodes
+      return np.flatnonzero(idx)
     if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer) or (len(idx) and (idx.min() < 0 or idx.max() >= n)):
+      shown = repr(nodes) if idx.size <= 8 else f"an array of shape {idx.shape}, dtype {idx.dtype}"
       raise ValueError(
-          f"nodes={nodes!r}: expected a 1-D array of target-node ids in 0..{n - 1}. Fix: pass local "
-          "ids of the graph's target type"
+          f"nodes={shown}: expected a 1-D array of target-node ids in 0..{n - 1} (or a boolean mask of length {n}). "
+          "Fix: pass local ids of the graph's target type"
       )
     return idx
 
@@ -158,6 +170,10 @@ def load_checkpoint(workdir: str, data: MMHN | None = None, *, unfinished: bool 
     unfinished: for a run without checkpoints/best (interrupted, or still training): each seed's best epoch
       so far, from checkpoints/latest. Ignored once the run has finished.
   """
+  if data is not None:  # before anything is restored
+    if not isinstance(data, MMHN):
+      raise TypeError(f"data: a {type(data).__name__}, expected an MMHN. Fix: pass a dataset (the loaders return one)")
+    data.validate(labels=False)
   config = read_config(workdir)
   schema = read_schema(workdir)
   if schema is None:
@@ -167,6 +183,12 @@ def load_checkpoint(workdir: str, data: MMHN | None = None, *, unfinished: bool 
           "run's dataset> (experiments.runs.load_run(workdir) loads it)"
       )
     schema = data.schema
+  if data is not None and schema_differences(schema, data.schema):  # before the parameters are restored
+    raise SchemaMismatchError(
+        f"data {data.source}: its schema differs from the run's: "
+        f"{'; '.join(schema_differences(schema, data.schema))}. Fix: pass a graph of the run's "
+        "schema"
+    )
   manager = orbax_manager(os.path.join(os.path.abspath(workdir), "checkpoints", "best"))
   step = manager.latest_step()
   if step is None and not unfinished:
@@ -191,12 +213,6 @@ def load_checkpoint(workdir: str, data: MMHN | None = None, *, unfinished: bool 
     target = {"params": stack(variables["params"]), "batch_stats": stack(variables.get("batch_stats", {}))}
     tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
     manager.close()
-  if data is not None and schema_differences(schema, data.schema):
-    raise SchemaMismatchError(
-        f"data {data.source}: its schema differs from the run's: "
-        f"{'; '.join(schema_differences(schema, data.schema))}. Fix: pass a graph of the run's "
-        "schema"
-    )
   return LoadedRun(tree["params"], tree.get("batch_stats", {}), config, schema, seeds, results, data)
 
 

@@ -33,7 +33,7 @@ from hgnn_ima_jax import distributed, minibatch, runtime
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax.budgets import padded_schema
 from hgnn_ima_jax.checkpointing import RunCheckpoints
-from hgnn_ima_jax.config_validation import validate_config
+from hgnn_ima_jax.config_validation import absolute_path, validate_config
 from hgnn_ima_jax.evaluation import Evaluator
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.graph_checks import check_trainable
@@ -50,12 +50,15 @@ from hgnn_ima_jax.steps import make_epoch_fn
 
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy with the model name's loss-level ablation applied (`-L_att`, `-L_ind`)."""
+  """A copy with the model name's loss-level ablation applied (`-L_att`, `-L_ind`) and absolute data paths."""
   config = ml_collections.ConfigDict(config.to_dict())
   _, _, loss_over = split_model_name(config.model_name)
   for k, v in loss_over.items():
     config.loss[k] = v
   config.seeds = tuple(int(s) for s in config.seeds)
+  for field in ("dataset", "data_dir"):  # absolute in config.json: the run reopens from any directory
+    if field in config:
+      config[field] = absolute_path(field, config[field])
   if not config.seeds:
     raise ValueError("config.seeds is empty; give at least one seed")
   return config
@@ -271,9 +274,19 @@ def train_and_evaluate(
     train: an empty class, one class in the train split, no edge into the target type; `check_trainable`): before
     anything is built or written; `CheckpointMismatchError` on resuming another config's run.
   """
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise TypeError(
+        f"config: a {type(config).__name__}, expected an ml_collections.ConfigDict. Fix: start from "
+        "experiments.configs.get_config(dataset), or wrap a dict with ml_collections.ConfigDict(d)"
+    )
   validate_config(config)  # before anything is built or written
   check_workdir(workdir)
   preflight(config)
+  if not isinstance(data, MMHN):
+    raise TypeError(
+        f"data: a {type(data).__name__}, expected an MMHN. Fix: pass data_utils.load_dataset(...) or "
+        "load_for_config(config) (the model's GraphsTuple is built from it here)"
+    )
   config = resolve_config(config)
   check_inputs(config, data.schema)
   check_trainable(data)

@@ -330,6 +330,35 @@ def test_missing_dataset_files_are_one_line_before_any_work(tmp_path, script, fl
   assert '"record": "step"' not in proc.stdout
 
 
+@pytest.mark.parametrize(
+    "script,flags,message",
+    [
+        ("step_memory.py", ["--remat=maybe"], "error: --remat=maybe: maybe is not one of false, true"),  # was remat off
+        ("step_memory.py", ["--models=gcn"], "error: --models=gcn: gcn is not one of hgnn_ima"),  # was a traceback
+        ("step_rusage.py", ["--steps=0"], "error: --steps=0: give at least 1 timed step"),  # printed nothing, exit 0
+        (
+            "scale.py",
+            ["--modes=foo"],
+            "error: --modes=foo: foo is not one of neighbor, hgt, full",
+        ),  # an error row, exit 0
+        ("scale.py", ["--devices=x"], "error: --devices=x: give N devices or PxN"),  # was a traceback
+        ("step_time.py", ["--tiny", "--graphs=nope"], "error: --graphs=nope: nope is not one of"),  # was ignored
+        ("report.py", ["/nonexistent.jsonl"], "error: /nonexistent.jsonl: cannot be read"),  # was a traceback
+    ],
+)
+def test_a_flag_a_benchmark_cannot_honour_is_one_line_before_any_work(script, flags, message):
+  proc = subprocess.run(
+      [sys.executable, str(REPO / "benchmarks" / script), *flags],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
+  assert proc.returncode == 1 and proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
+  assert '"record"' not in proc.stdout
+
+
 # --- the pure parts ------------------------------------------------------------------------
 
 

@@ -125,6 +125,31 @@ def test_train_and_evaluate_checks_before_building_or_writing(tmp_path, monkeypa
   assert not (tmp_path / "run").exists()
 
 
+def test_wrong_types_from_a_notebook_are_one_line_each(tmp_path):
+  """Each of these was an AttributeError from deep inside (`'GraphsTuple' object has no attribute 'schema'`)."""
+  import dataclasses
+
+  import jax
+
+  from hgnn_ima_jax import train
+  from hgnn_ima_jax.data_utils import load_dataset
+  from hgnn_ima_jax.device_rounds import DeviceRounds
+  from hgnn_ima_jax.graph import DatasetError
+
+  data, config = load_dataset("synthetic", scale=0.05), test_config.get_config()
+  with pytest.raises(TypeError, match=r"^data: a GraphsTuple, expected an MMHN\. Fix:"):
+    train.train_and_evaluate(config, str(tmp_path / "run"), data.to_graphs_tuple(), progress=False)
+  with pytest.raises(TypeError, match=r"^config: a dict, expected an ml_collections\.ConfigDict\. Fix:"):
+    train.train_and_evaluate(config.to_dict(), str(tmp_path / "run"), data, progress=False)
+  assert not (tmp_path / "run").exists()
+  with pytest.raises(TypeError, match=r"^devices: 0 is a int, not a jax\.Device"):
+    DeviceRounds([0])
+  DeviceRounds(jax.devices())
+  plain = dataclasses.replace(data, relations=tuple(tuple(r) for r in data.relations))  # not Relation tuples
+  with pytest.raises(DatasetError, match=r"relations: \('movie', .* is not a Relation\. Fix: give each as"):
+    plain.validate()
+
+
 def test_the_machine_is_checked_before_the_workdir_is_made(tmp_path, monkeypatch):
   """A mesh_data the devices cannot hold and a malformed $HGNN_IMA_MEMORY_LIMIT were tracebacks after the
   workdir (config.json, checkpoints/) had been written."""

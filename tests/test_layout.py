@@ -66,7 +66,8 @@ def bad_graphs(g, gt):
       ),
       ("edge type inconsistent", _with(gt, etype=wrong_type), "edges['type']"),
       ("sender out of its type's range", _with(gt, senders=out_of_range), "outside 'actor' ids"),
-      ("edge count", _with(gt, senders=snd[1:], receivers=rcv[1:], etype=et[1:]), "the schema needs"),
+      # well formed, but one edge fewer than the model was built for: a graph of other sizes
+      ("edge count", _with(gt, senders=snd[1:], receivers=rcv[1:], etype=et[1:]), "but the model was built for"),
       ("presence", _with(gt, present_image=present), "nodes['present']['image']"),
       ("node types", _with(gt, ntype=ntype), "nodes['type']"),
   ]
@@ -80,8 +81,16 @@ def test_model_refuses_a_graph_with_another_layout(setup):
     with pytest.raises(DatasetError) as err:
       module.apply(v, bad)
     msg = str(err.value)
-    assert words in msg and "Fix: build the graph with MMHN.to_graphs_tuple()" in msg, (what, msg)
+    # a graph of other sizes is not a layout slip: the model is to be built for it (the fix said to_graphs_tuple)
+    fix = (
+        "Fix: build the model for this graph"
+        if what == "edge count"
+        else "Fix: build the graph with MMHN.to_graphs_tuple()"
+    )
+    assert words in msg and fix in msg, (what, msg)
     assert "\n" not in msg, what
+  with pytest.raises(TypeError, match=r"^graph: an MMHN, but the model takes a jraph.GraphsTuple. Fix: pass"):
+    module.apply(v, g)
 
 
 def test_same_edges_reordered_within_a_receiver_are_accepted(setup):

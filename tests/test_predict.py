@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hgnn_ima_jax import restore, train
-from hgnn_ima_jax.data_utils import load_for_config
+from hgnn_ima_jax.data_utils import load_dataset, load_for_config
 from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax.experiments.runs import load_run
 
@@ -101,6 +101,49 @@ def test_a_graph_of_another_schema_is_one_clear_error(run):
       ValueError, match=rf"^seed=99: this run trained seeds {re.escape(str(list(loaded.seeds)))}\. Fix:"
   ):
     loaded.predict(graph=data, seed=99)  # was list.index's "99 is not in list"
+
+
+def test_notebook_mistakes_are_one_line_each(run, tmp_path):
+  """From an audit of notebook use: each of these was a wrong answer, a 500-line message or an AttributeError."""
+  from hgnn_ima_jax.graph import DatasetError
+
+  workdir, data = run
+  loaded = restore.load_checkpoint(workdir)
+  # a NaN feature gave NaN embeddings and class-0 predictions without a word: the graph is validated
+  x = data.features["movie"]["text"].copy()
+  x[3, 1] = np.nan
+  nan = dataclasses.replace(data, features={**data.features, "movie": {**data.features["movie"], "text": x}})
+  with pytest.raises(DatasetError, match=r"features\['movie'\]\['text'\]: contains NaN or inf \(first at row 3\)"):
+    loaded.predict(graph=nan)
+  # the graph given as the first argument, which is the seed
+  with pytest.raises(
+      TypeError, match=r"^seed: a MMHN, expected one of the run's seeds \[0\] \(a graph goes in as graph=\)"
+  ):
+    loaded.predict(data)
+  # a boolean mask selects nodes; a long bad array is described, not printed
+  mask = np.zeros(data.num_nodes["movie"], bool)
+  mask[[2, 5]] = True
+  np.testing.assert_array_equal(loaded.predict(graph=data, nodes=mask), loaded.predict(graph=data)[[2, 5]])
+  with pytest.raises(ValueError) as err:
+    loaded.predict(graph=data, nodes=np.zeros((3, 40), int))
+  assert "\n" not in str(err.value) and "an array of shape (3, 40)" in str(err.value)
+  # data= of the wrong type is refused before anything is restored
+  with pytest.raises(TypeError, match=r"^data: a GraphsTuple, expected an MMHN"):
+    restore.load_checkpoint(workdir, data=data.to_graphs_tuple())
+
+
+def test_load_run_refuses_a_rebuilt_graph_of_other_sizes_than_the_trained_one(tmp_path):
+  """A run trained on a graph that is not its config's dataset (here scale 0.05 under a config saying 0.1) was
+  rebuilt from the config by load_run, and predicted on a graph it never saw as if it were its own."""
+  c = test_config.get_config()
+  c.num_epochs, c.seeds = 1, (0,)
+  data = load_dataset("synthetic", scale=0.05)
+  train.train_and_evaluate(c, str(tmp_path / "run"), data, progress=False)
+  with pytest.raises(
+      restore.SchemaMismatchError, match=r"other sizes than the graph it trained on: movie .* Fix: pass"
+  ):
+    load_run(str(tmp_path / "run"))
+  assert load_run(str(tmp_path / "run"), data=data).predict().shape == (data.num_nodes["movie"],)
 
 
 def test_an_unfinished_run_opens_each_seeds_best_epoch_so_far(tmp_path):
