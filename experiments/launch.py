@@ -126,8 +126,8 @@ def quiet_native_logs(verbose: bool) -> None:
   jax-ml/jax#38445), 'E ... cpu_aot_loader.cc] Target machine feature ... is not supported' for every
   loaded program. The second is XLA comparing those tuning attributes with the host's instruction
   set (jax-ml/jax#38445, openxla/xla#44565); in this XLA it is only a log line and the cached
-  program is used. Newer XLA skips 'prefer-'/'fast-' attributes, but JAX >= 0.10 cannot be used here
-  (pyproject.toml: jax-ml/jax#39264), so the fix available is not to print them. Errors that stop a
+  program is used. Newer XLA skips 'prefer-'/'fast-' attributes, but JAX >= 0.10 is pinned out
+  (pyproject.toml: jax-ml/jax#39264 and its XLA:CPU YNNPACK fusions), so the fix available is not to print them. Errors that stop a
   run still raise Python exceptions with their message. A TF_CPP_MIN_LOG_LEVEL already set wins.
   """
   if not verbose:
