@@ -34,7 +34,7 @@ def changed_synthetic_knobs(config) -> dict:
 
 
 # The values of `data_dir` and `features` that mean "not given" (the config's and the CLIs' defaults).
-_FILE_FIELD_DEFAULTS = {"data_dir": ("", None), "features": ("real", None)}
+_FILE_FIELD_DEFAULTS = {"data_dir": ("", None), "features": ("real", None), "feature_seed": (0, None)}
 
 
 def unread_file_field(dataset: str, field: str, value) -> tuple[str, str] | None:
@@ -45,6 +45,10 @@ def unread_file_field(dataset: str, field: str, value) -> tuple[str, str] | None
     return None
   if field == "features" and isinstance(dataset, str) and reads_generic_format(dataset):
     return GENERATED_ON_GENERIC[0] + f" ({dataset!r})", GENERATED_ON_GENERIC[1]
+  if field == "feature_seed":  # it seeds generated features (and the synthetic graphs): none in a generic file
+    if isinstance(dataset, str) and reads_generic_format(dataset):
+      return f"is not read for dataset path {dataset!r}: a generic-format file holds its own features", "drop it"
+    return None
   if field not in cv.unread_data_fields(dataset):
     return None
   if "features" in cv.unread_data_fields(dataset):  # a generated graph

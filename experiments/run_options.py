@@ -233,6 +233,7 @@ def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
       config.protocol = "paper"
   else:
     config = get_config(dataset, opts.protocol)
+  _refuse_flag_and_field_apart(opts)
   default_seeds = tuple(config.seeds) if opts.tiny else tuple(range(DEFAULT_SEEDS))
   config.seeds = tuple(opts.seeds) if opts.seeds else default_seeds
   if opts.data_dir and not _for_other_cells("data_dir", dataset, opts):
@@ -247,6 +248,23 @@ def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
   for field in ("dataset", "data_dir"):
     config[field] = cv.absolute_path(field, config.get(field))
   return config
+
+
+def _refuse_flag_and_field_apart(opts: Options) -> None:
+  """A flag and the --config field it sets, given with different values: --epochs=5 --config.num_epochs=3 kept 3
+  without a word (the --config override was applied last)."""
+  for flag, field, value in (
+      ("epochs", "num_epochs", opts.epochs),  # (--seeds has a default in some scripts: not compared)
+      ("features", "features", opts.features),
+      ("data_dir", "data_dir", opts.data_dir),
+  ):
+    if value is None or field not in opts.overrides:
+      continue
+    other = opts.overrides[field]
+    if cv.normalise(other) != cv.normalise(value):
+      raise cv.ConfigError(
+          field, other, f"contradicts --{flag}={cv.format_value(value)}", f"give one of --{flag} and --config.{field}"
+      )
 
 
 def _for_other_cells(field: str, dataset: str, opts: Options) -> bool:

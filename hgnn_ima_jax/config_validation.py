@@ -72,7 +72,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.combine": ("mul", "add", "renorm"),
     "model.beta_norm": ("code", "paper"),
     "model.nei_mode": ("mean", "target"),
-    "model.update": ("code", "paper"),
+    "model.update_form": ("code", "paper"),
     "model.fusion_form": ("code", "paper"),
     "model.latt_norm": ("code_mean", "paper_sum"),
     "model.align_off": ("softmax", "raw"),
@@ -237,6 +237,16 @@ def _check_seeds(value) -> None:
 
 
 def _cross_checks(d: dict) -> None:
+  rule = get_path(d, "early_stopping.rule", "val_loss")
+  if get_path(d, "selection_metric", None) == "paper_rule" and rule != "paper":
+    # the rule's running best loss and accuracy are kept only by early_stopping.rule=paper: with val_loss the
+    # best accuracy stayed at -inf and paper_rule selected by the lowest validation loss instead
+    raise ConfigError(
+        "selection_metric",
+        "paper_rule",
+        f"needs early_stopping.rule=paper (it is {rule}), whose running best loss and accuracy it selects by",
+        "add --config.early_stopping.rule=paper (--protocol=paper sets both), or select by macro_f1/micro_f1",
+    )
   hidden, heads = get_path(d, "model.hidden", None), get_path(d, "model.heads", None)
   if hidden is not None and heads is not None and hidden % heads:
     raise ConfigError(

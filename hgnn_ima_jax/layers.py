@@ -282,7 +282,7 @@ class HGNNIMALayer(nn.Module):
     for name in ("k", "q", "v", "a"):
       setattr(self, f"{name}_kernel", self.param(f"{name}_kernel", lin, (T, d, d)))
       setattr(self, f"{name}_bias", self.param(f"{name}_bias", lin, (T, d)))
-    if o.update == "code":
+    if o.update_form == "code":
       self.skip = self.param("skip", nn.initializers.ones, (T,))
       self.ln_scale = self.param("ln_scale", nn.initializers.ones, (T, d))
       self.ln_bias = self.param("ln_bias", nn.initializers.zeros, (T, d))
@@ -414,8 +414,10 @@ class HGNNIMALayer(nn.Module):
     """Eq. 11 per node type, then dropout; msgs per type (x, w) or None (`relation_mean`)."""
     o, out = self.options, []
     for t, (h, msg) in enumerate(zip(hs, msgs)):
-      ln = dict(skip=self.skip[t], ln_scale=self.ln_scale[t], ln_bias=self.ln_bias[t]) if o.update == "code" else {}
-      y = node_update(h, msg, form=o.update, a_kernel=self.a_kernel[t], a_bias=self.a_bias[t], **ln)
+      ln = (
+          dict(skip=self.skip[t], ln_scale=self.ln_scale[t], ln_bias=self.ln_bias[t]) if o.update_form == "code" else {}
+      )
+      y = node_update(h, msg, form=o.update_form, a_kernel=self.a_kernel[t], a_bias=self.a_bias[t], **ln)
       out.append(self.drop(y, deterministic=not train))
     return tuple(out)
 

@@ -234,7 +234,7 @@ class HGT(_EncodedModel):
 
   modalities: the input modalities, concatenated into one channel (early fusion when
   there are several); None means all of the schema's modalities (HGT-early). Of `options`
-  only score_scale, update and dropout apply.
+  only score_scale, update_form and dropout apply.
   """
 
   modalities: tuple[str, ...] | None = None
@@ -294,7 +294,7 @@ def split_model_name(name: str) -> tuple[str, dict, dict]:
 def build_model(name: str, schema: Schema, **fields: Any) -> nn.Module:
   """The module for a model name from flat `config.model` fields (`LayerOptions` fields among them).
 
-  HGT baselines keep the encoder settings (width, heads, layers, projection, update,
+  HGT baselines keep the encoder settings (width, heads, layers, projection, update_form,
   dropout) but use c = 1/sqrt(d_k) (spec §8) unless `baseline_score_scale` is given.
   """
   base, model_over, _ = split_model_name(name)
@@ -306,7 +306,7 @@ def build_model(name: str, schema: Schema, **fields: Any) -> nn.Module:
     return HGNNIMA(schema, options=options, **rest)
   common = {k: rest[k] for k in _HGT_FIELDS if k in rest}
   common["options"] = LayerOptions(
-      score_scale=baseline_scale, update=options.update, dropout=options.dropout, remat=options.remat
+      score_scale=baseline_scale, update_form=options.update_form, dropout=options.dropout, remat=options.remat
   )
   if base == "hgt":
     return HGT(schema, modalities=(hgt_modality,), **common)

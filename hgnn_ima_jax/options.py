@@ -36,7 +36,7 @@ class LayerOptions:
       (Σλα unnormalised, as the authors' model_modal3.py aggregates).
     nei_mode: `-nei`'s λ: 'mean' (segment mean of s over the neighbours) or 'target' (from the
       receiver alone).
-    update: Eq. 11, 'code' (LN(σ(skip)·A(t) + (1−σ(skip))·h)) or 'paper' (A(σ(t)) + h).
+    update_form: Eq. 11, 'code' (LN(σ(skip)·A(t) + (1−σ(skip))·h)) or 'paper' (A(σ(t)) + h).
     dropout: rate after the update.
     remat: recompute the node-sized products (the input projection, each layer's slot tables
       and sender-side message table) in the backward pass instead of keeping them, each where
@@ -51,12 +51,12 @@ class LayerOptions:
   beta_norm: str = "code"
   align_off: str = "softmax"
   nei_mode: str = "mean"
-  update: str = "code"
+  update_form: str = "code"  # not `update`: --config.model.update= resolved to ConfigDict.update, a method
   dropout: float = 0.2
   remat: bool = False
 
   def __post_init__(self):
-    for name in ("variant", "align_sign", "combine", "beta_norm", "align_off", "nei_mode", "update"):
+    for name in ("variant", "align_sign", "combine", "beta_norm", "align_off", "nei_mode", "update_form"):
       allowed, value = CHOICES[f"model.{name}"], getattr(self, name)
       if value not in allowed:
         raise ValueError(f"model.{name}={value!r} is not one of {allowed}. Fix: use one of them")

@@ -59,7 +59,11 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
         f"{path} not found: {workdir} is not a training run directory " "(run experiments/train.py --workdir=... first)"
     )
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    d = json.load(f)
+  model = d.get("model")
+  if isinstance(model, dict) and "update" in model:  # a run saved before model.update became update_form
+    model["update_form"] = model.pop("update")
+  return ml_collections.ConfigDict(d)
 
 
 def write_schema(workdir: str, schema) -> None:

@@ -446,7 +446,7 @@ def encode(schema, arrays, segs, eparams, estats, channels, opts, *, attention, 
         beta_norm=opts["beta_norm"],
         align_off=opts["align_off"],
         nei_mode=opts["nei_mode"],
-        update=opts["update"],
+        update=opts["update_form"],
     )
     if layer_masks is not None:
       h = _drop(h, layer_masks[k], opts["dropout"])

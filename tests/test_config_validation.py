@@ -490,3 +490,29 @@ def test_a_dataset_path_and_data_dir_are_saved_absolute(tmp_path, monkeypatch):
   douban = run_options.base_config("douban", run_options.Options(datasets=("douban",), data_dir="data"))
   assert (douban.dataset, douban.data_dir) == ("douban", str(tmp_path / "data"))
   assert run_options.base_config("synthetic", run_options.Options()).data_dir in ("", None)  # unset stays unset
+
+
+def test_audit_of_the_models_and_flags(tmp_path):
+  """From an audit of the README's model table and flags."""
+  import json
+
+  from hgnn_ima_jax import run_dir
+
+  # Eq. 11's paper form was unreachable from a command line: --config.model.update resolved to ConfigDict.update
+  out = run_python("experiments/train.py", "--config.model.update_form=paper", "--print_config", timeout=120)
+  assert out.returncode == 0 and json.loads(out.stdout)["model"]["update_form"] == "paper", out.stderr[-2000:]
+  old = run_python("experiments/train.py", "--config.model.update=paper", "--print_config", timeout=120)
+  assert "did you mean --config.model.update_form?" in old.stderr and old.returncode == 2, old.stderr[-2000:]
+  # a run saved before the rename reads as update_form
+  (tmp_path / "config.json").write_text(json.dumps({"model": {"update": "paper"}}))
+  assert run_dir.read_config(str(tmp_path)).model.update_form == "paper"
+  # paper_rule selects by early_stopping.rule=paper's running bests; with val_loss it selected by the loss alone
+  assert error_of(selection_metric="paper_rule").field == "selection_metric"
+  validate_run_config(with_fields(get_config("synthetic"), selection_metric="paper_rule", early_stopping__rule="paper"))
+  # --epochs and --config.num_epochs apart: the override won silently
+  with pytest.raises(cv.ConfigError, match=r"^config\.num_epochs=3: contradicts --epochs=5\. Fix:"):
+    run_options.base_config("synthetic", run_options.Options(epochs=5, overrides={"num_epochs": 3}))
+  run_options.base_config("synthetic", run_options.Options(epochs=3, overrides={"num_epochs": 3}))
+  # feature_seed seeds generated features: a generic-format file has none
+  with pytest.raises(cv.ConfigError, match=r"^config\.feature_seed=3: is not read for dataset path"):
+    validate_run_config(with_fields(get_config("graphs/mine.npz"), feature_seed=3))

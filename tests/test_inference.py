@@ -77,7 +77,7 @@ def test_layerwise_equals_full_batch_for_every_model(name):
     [
         ("hgnn_ima", 2, "equal", dict(projection="shared", input_batch_norm=False, latt_norm="paper_sum")),
         ("hgnn_ima+inf", 3, "mixed", dict(heads=4)),
-        ("hgnn_ima-nei", 2, "mixed", dict(nei_mode="target", update="paper")),
+        ("hgnn_ima-nei", 2, "mixed", dict(nei_mode="target", update_form="paper")),
         ("hgt_early", 3, "mixed", {}),
     ],
     ids=lambda c: c[0] + "-" + "-".join(f"{v}" for v in c[3].values()),

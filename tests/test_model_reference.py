@@ -176,7 +176,7 @@ HGNN_CASES = [
     ("-align_beta_norm_paper", "hgnn_ima-align", {"beta_norm": "paper"}, "equal"),
     ("-align_raw", "hgnn_ima-align", {"align_off": "raw"}, "equal"),
     ("-align_raw_s100", "hgnn_ima-align", {"align_off": "raw", "score_scale": 100.0}, "equal"),
-    ("update_paper", "hgnn_ima", {"update": "paper"}, "equal"),
+    ("update_paper", "hgnn_ima", {"update_form": "paper"}, "equal"),
     ("fusion_paper", "hgnn_ima", {"fusion_form": "paper"}, "equal"),
     ("latt_paper_sum", "hgnn_ima", {"latt_norm": "paper_sum"}, "equal"),
     # the spec's profiles
@@ -189,7 +189,7 @@ HGNN_CASES = [
             "input_activation": "linear",
             "score_scale": 1.0,
             "beta_norm": "paper",
-            "update": "paper",
+            "update_form": "paper",
             "fusion_form": "paper",
             "latt_norm": "paper_sum",
         },
@@ -204,7 +204,7 @@ HGNN_CASES = [
     ("-align", "hgnn_ima-align", {}, "equal"),
     ("-cross_add_s100", "hgnn_ima-cross", {"combine": "add", "score_scale": 100.0}, "equal"),
     ("+inf_add_per_channel", "hgnn_ima+inf", {"combine": "add", "projection": "per_channel"}, "mixed"),
-    ("-nei_target_update_paper", "hgnn_ima-nei", {"nei_mode": "target", "update": "paper"}, "equal"),
+    ("-nei_target_update_paper", "hgnn_ima-nei", {"nei_mode": "target", "update_form": "paper"}, "equal"),
     # (-L_att and -L_ind change the loss only: tests/test_losses.py)
 ]
 BASELINE_CASES = [
@@ -215,7 +215,7 @@ BASELINE_CASES = [
     (
         "hgt_late_per_channel+bn_update_paper",
         "hgt_late",
-        {"projection": "per_channel", "input_batch_norm": True, "update": "paper", "fusion_form": "paper"},
+        {"projection": "per_channel", "input_batch_norm": True, "update_form": "paper", "fusion_form": "paper"},
         "mixed",
     ),
     ("hgt_scale_100", "hgt_early", {"baseline_score_scale": 100.0}, "equal"),
@@ -323,7 +323,7 @@ def dropout_masks_of(module, variables, gt, key):
 TRAIN_CASES = [  # (model, fields, M, widths): every dropout site at its profile rate, BN in train mode
     ("hgnn_ima", {"projection": "per_channel", "input_batch_norm": True, "combine": "add"}, 3, "mixed"),  # FULL3
     ("hgnn_ima", {"score_scale": 100.0}, 2, "equal"),  # MISS
-    ("hgnn_ima", {"update": "paper", "fusion_form": "paper", "dropout": 0.6}, 2, "equal"),
+    ("hgnn_ima", {"update_form": "paper", "fusion_form": "paper", "dropout": 0.6}, 2, "equal"),
     ("hgt", {}, 2, "equal"),
     ("hgt_early", {"projection": "per_channel", "input_batch_norm": True}, 3, "mixed"),
     ("hgt_late", {"projection": "per_channel", "input_batch_norm": True}, 3, "mixed"),

@@ -51,7 +51,7 @@ COMMON = {
     "model.input_activation": "tanh",
     "model.align_sign": "code",
     "model.beta_norm": "code",
-    "model.update": "code",
+    "model.update_form": "code",
     "model.fusion_form": "code",
     "model.latt_norm": "code_mean",
     "model.variant": "full",
