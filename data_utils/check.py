@@ -79,14 +79,7 @@ def run(
 ) -> int:
   """Loads, validates and reports one dataset; returns the exit code (see module docstring)."""
   kwargs = dict(features=features, missing_fill=missing_fill, feature_seed=feature_seed)
-  if feature_seed and data_utils.reads_generic_format(dataset):  # it seeds generated features only
-    print(
-        f"ERROR: --feature_seed={feature_seed}: is not read for dataset path {dataset!r}: a generic-format file "
-        "holds its own features. Fix: drop --feature_seed",
-        file=err,
-    )
-    return EXIT_USAGE
-  for field, value in (("data_dir", data_dir), ("features", features)):
+  for field, value in (("data_dir", data_dir), ("features", features), ("feature_seed", feature_seed)):
     unread = unread_file_field(dataset, field, value)
     if unread:  # it would be ignored
       print(f"ERROR: --{field}={value}: {unread[0]}. Fix: {unread[1]}", file=err)

@@ -47,7 +47,10 @@ def unread_file_field(dataset: str, field: str, value) -> tuple[str, str] | None
     return GENERATED_ON_GENERIC[0] + f" ({dataset!r})", GENERATED_ON_GENERIC[1]
   if field == "feature_seed":  # it seeds generated features (and the synthetic graphs): none in a generic file
     if isinstance(dataset, str) and reads_generic_format(dataset):
-      return f"is not read for dataset path {dataset!r}: a generic-format file holds its own features", "drop it"
+      return (
+          f"is not read for dataset path {dataset!r}: a generic-format file holds its own features",
+          "drop --feature_seed",
+      )
     return None
   if field not in cv.unread_data_fields(dataset):
     return None

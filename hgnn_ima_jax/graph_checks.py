@@ -94,8 +94,8 @@ def validate_graph(g: MMHN, labels: bool = True) -> MMHN:
   def fail(field, problem, fix):
     raise DatasetError(src, field, problem, fix)
 
-  for field, want in (("num_nodes", dict), ("node_modalities", dict), ("edges", dict), ("features", dict)):
-    if not isinstance(getattr(g, field), want):
+  for field in ("num_nodes", "node_modalities", "edges", "features"):
+    if not isinstance(getattr(g, field), dict):
       fail(field, f"is a {type(getattr(g, field)).__name__}, expected a dict keyed by name", f"give {field} as a dict")
   bad = [r for r in g.relations if not hasattr(r, "name")]
   if bad:
@@ -232,8 +232,18 @@ def check_trainable(g: MMHN) -> MMHN:
   def fail(field, problem, fix):
     raise DatasetError(src, field, problem, fix)
 
-  y = np.asarray(g.labels)
-  _check_classes(fail, y, int(g.num_classes))
+  # an empty class is a labelling slip (ids not relabelled 0..C-1, a wrong num_classes) that would skew Macro-F1
+  # and the classifier's width without a word
+  y, num_classes = np.asarray(g.labels), int(g.num_classes)
+  empty = np.flatnonzero(np.bincount(y, minlength=num_classes) == 0)
+  if len(empty):
+    shown = ", ".join(str(int(c)) for c in empty[:5]) + (", ..." if len(empty) > 5 else "")
+    fail(
+        "labels",
+        f"{len(empty)} of the {num_classes} classes {'has' if len(empty) == 1 else 'have'} no node "
+        f"(class {shown}); the labels use {num_classes - len(empty)}",
+        "relabel the classes as 0..C-1 (np.unique(labels, return_inverse=True)) or lower num_classes",
+    )
   train_classes = np.unique(y[np.asarray(g.splits["train"])])
   if len(train_classes) < 2:
     fail(
@@ -254,18 +264,3 @@ def check_trainable(g: MMHN) -> MMHN:
         + ", as the paper's datasets list both directions",
     )
   return g
-
-
-def _check_classes(fail, y: np.ndarray, num_classes: int) -> None:
-  """Every class 0..C-1 has a node: an empty one is a labelling slip (ids not relabelled 0..C-1, a wrong
-  num_classes), and it would skew Macro-F1 and the classifier's width without saying so."""
-  counts = np.bincount(y, minlength=num_classes)
-  empty = np.flatnonzero(counts == 0)
-  if len(empty):
-    shown = ", ".join(str(int(c)) for c in empty[:5]) + (", ..." if len(empty) > 5 else "")
-    fail(
-        "labels",
-        f"{len(empty)} of the {num_classes} classes {'has' if len(empty) == 1 else 'have'} no node "
-        f"(class {shown}); the labels use {num_classes - len(empty)}",
-        "relabel the classes as 0..C-1 (np.unique(labels, return_inverse=True)) or lower num_classes",
-    )
