@@ -116,9 +116,11 @@ class CellRunner:
 
   def load_data(self, configs) -> None:
     """Loads every cell's dataset before the first cell trains, so that a missing file or a bad array in the
-    last dataset is reported before the others have trained (they are kept for their cells in any case)."""
-    for config in configs:
-      self.data(config)
+    last dataset is reported before the others have trained (they are kept for their cells in any case); then
+    refuses an override that every cell's graph makes moot (`check_overrides_read` with the schemas)."""
+    configs = list(configs)
+    schemas = {config.dataset: self.data(config).schema for config in configs}
+    check_overrides_read(configs, self.opts, schemas)
 
   def _finished_runs(self, dataset_dir: str) -> list[str]:
     return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(dataset_dir, "*", "results.json")))

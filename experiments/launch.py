@@ -162,10 +162,14 @@ _SECTIONS = (
             "checkpoint_every",
             "seed_batch",
             "shard_seeds",
+            "mesh_data",
             "model_name",
         ),
     ),
-    ("data", ("dataset", "data_dir", "features", "missing_fill", "feature_seed")),
+    (
+        "data",
+        ("dataset", "data_dir", "features", "missing_fill", "feature_seed", "split", "split_fractions", "split_seed"),
+    ),
 )
 
 
@@ -181,7 +185,10 @@ def config_summary(config, title: str, *, unread_apart: bool = False) -> str:
   d = config.to_dict()
   unread = set(cv.unread_fields(d)) if unread_apart else set()
   rows = []
+  listed = {k for _, keys in _SECTIONS for k in keys}
   for name, keys in _SECTIONS:
+    if name == "run":  # a top-level field no section names is still shown
+      keys = keys + tuple(k for k, v in d.items() if k not in listed and not isinstance(v, dict))
     rows.append((name, [f"{k}={_short(d[k])}" for k in keys if k in d and k not in unread]))
   for name, value in d.items():
     if isinstance(value, dict) and (name != "synthetic" or d.get("dataset") == "synthetic") and name not in unread:

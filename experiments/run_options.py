@@ -16,7 +16,7 @@ import dataclasses
 import difflib
 import re
 import sys
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import ml_collections
 
@@ -281,11 +281,15 @@ def _for_other_cells(field: str, dataset: str, opts: Options) -> bool:
   return unread(dataset) and any(not unread(d) for d in opts.datasets)
 
 
-def check_overrides_read(configs: Sequence[ml_collections.ConfigDict], opts: Options) -> None:
+def check_overrides_read(
+    configs: Sequence[ml_collections.ConfigDict], opts: Options, schemas: Mapping[str, Any] | None = None
+) -> None:
   """Refuses a --config override that no cell of the run reads (`config_validation.ignored_override`): a model
   or loss field its model does not read (--config.model.combine=add with --model=hgt_late), or one its model
   name sets (--config.model.variant with hgnn_ima-align). A cell that ignores an override another cell reads
   (table2's hgt_late cells beside hgnn_ima's) keeps it; its result fields leave it out (`cv.result_fields`).
+  With `schemas` ({dataset: the loaded graph's Schema}), also one the graph makes moot
+  (`config_validation.unread_for_graph`: --config.loss.att_weight where no sender lacks a modality).
 
   Raises:
     ConfigError: one line, for the first override that every cell ignores.
@@ -296,7 +300,8 @@ def check_overrides_read(configs: Sequence[ml_collections.ConfigDict], opts: Opt
     for config in configs:
       if config.dataset not in plain:  # the cell's values without the overrides: its profile's
         plain[config.dataset] = cv.to_dict(base_config(config.dataset, plain_opts))
-      problem = cv.ignored_override(config, path, value, cv.get_path(plain[config.dataset], path, None))
+      schema = (schemas or {}).get(config.dataset)
+      problem = cv.ignored_override(config, path, value, cv.get_path(plain[config.dataset], path, None), schema)
       if problem is None:
         break
       problems.append(problem)

@@ -131,7 +131,7 @@ def build_config():
   )
   config = run_options.base_config(FLAGS.dataset, opts)
   run_options.check_overrides_read([config], opts)
-  return config
+  return config, opts
 
 
 def resume_config(workdir: str):
@@ -216,7 +216,7 @@ def initialize_distributed(coordinator: str | None, num_processes: int | None, p
 def _config_help() -> str:
   """--help's tail: the config fields with the values this invocation would use."""
   try:
-    config = build_config()
+    config, _ = build_config()
   except cv.ConfigError as e:
     return f"(config fields: {e})"
   title = (
@@ -237,7 +237,8 @@ def main(argv):
   if FLAGS.resume and not FLAGS.workdir:
     raise app.UsageError("--resume needs the --workdir of the run to continue")
   try:
-    config = resume_config(FLAGS.workdir) if FLAGS.resume else build_config()
+    # opts: the flags of a new run, whose overrides are checked again once the graph has loaded
+    config, opts = (resume_config(FLAGS.workdir), None) if FLAGS.resume else build_config()
     validate_run_config(config)
   except (cv.ConfigError, ResumeError, DatasetError) as e:
     common.fail(e)
@@ -269,6 +270,8 @@ def main(argv):
   try:
     train.preflight(config)  # the devices and the memory limit, before the graph loads
     data = load_for_config(config)  # fails before anything is written
+    if opts is not None:  # an override the graph makes moot (no sender lacks a modality: L_att is 0)
+      run_options.check_overrides_read([config], opts, {config.dataset: data.schema})
     results = train.train_and_evaluate(
         config,
         workdir,

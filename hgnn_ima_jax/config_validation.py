@@ -452,6 +452,16 @@ def name_set_fields(model_name) -> dict[str, Any]:
   return {**{f"model.{k}": v for k, v in model_over.items()}, **{f"loss.{k}": v for k, v in loss_over.items()}}
 
 
+def apply_name_fields(config) -> None:
+  """Writes the fields the config's Table 4 model name sets (`name_set_fields`) into `config` (a dict or
+  ConfigDict with model/loss groups), so that a saved config.json says what the run trained: `hgnn_ima-cross`'s
+  model.variant is -cross, not the base config's full."""
+  for path, value in name_set_fields(config.get("model_name", "hgnn_ima")).items():
+    group, field = path.split(".")
+    if config.get(group) is not None:  # a dict or a ConfigDict (which is no Mapping)
+      config[group][field] = value
+
+
 def model_variant(config) -> str:
   """The Table 4 variant HGNN-IMA runs: the model name's (`hgnn_ima-align`) or else config.model.variant."""
   named = name_set_fields(config.get("model_name", "hgnn_ima")).get("model.variant")
@@ -466,12 +476,26 @@ def unread_model_fields(config) -> dict[str, tuple[str, str]]:
   average is CE(O)); HGNN-IMA reads no model.baseline_score_scale. By HGNN-IMA variant: only `-align` reads
   align_off (and not with beta_norm='paper': Eq. 6's softmax has normalised β already), only `-nei` reads
   nei_mode, `-align` has no Eq. 8 (align_sign), `-cross` no Eq. 6 (beta_norm), and `-cross`/`-adapt` learn no
-  λ, so their L_att is 0 (latt_norm, att_weight, val_includes_att). tests/test_model_properties.py checks that
-  changing any of them leaves every model's outputs equal.
+  λ, so their L_att is 0 (latt_norm, att_weight, val_includes_att). With model.num_layers=0 no model reads its
+  layers' fields (update_form, dropout, the attention's). tests/test_model_properties.py checks that changing any
+  of them leaves every model's outputs equal.
   """
   name = config.get("model_name", "hgnn_ima")
   if name not in MODEL_NAMES:
     return {}
+  out = _unread_by_model(config, name)
+  if (config.get("model") or {}).get("num_layers", 3) == 0:
+    why = "is not read with model.num_layers=0: no layer propagates (the inputs go straight to the fusion and head)"
+    no_layer = ("model.update_form", "model.dropout") + (
+        _IMA_FIELDS if name.startswith("hgnn_ima") else ("model.baseline_score_scale",)
+    )
+    for path in no_layer:
+      out[path] = (why, "drop it, or set --config.model.num_layers to 1 or more with it")
+  return out
+
+
+def _unread_by_model(config, name: str) -> dict[str, tuple[str, str]]:
+  """`unread_model_fields` for a model with layers: by model name and HGNN-IMA variant."""
   if not name.startswith("hgnn_ima"):
     why = f"is not read by model_name={name}: the HGT baselines have no inter-modal attention and no L_att"
     out = {path: (why, "drop it, or train --model=hgnn_ima with it") for path in _IMA_FIELDS}
@@ -544,10 +568,40 @@ def unread_setting_fields(config) -> dict[str, tuple[str, str]]:
   return {**unread_model_fields(config), **unread_optimizer_fields(config)}
 
 
-def ignored_override(config, path: str, value, plain) -> tuple[str, str] | None:
+def unread_for_graph(config, schema) -> dict[str, tuple[str, str]]:
+  """{path: (why, fix)} for the fields the config's run does not read on a graph of `schema` (known once it has
+  loaded): missing_fill where no node type lacks a modality (nothing is filled; for `hgt`, which reads the first
+  modality only, where every type has that one), and L_att's fields where no relation's sender type lacks a
+  modality (Eq. 7 is λ's mass on the modalities a sender lacks, so L_att is 0)."""
+  name = config.get("model_name", "hgnn_ima")
+  where = f"dataset {config.get('dataset')}"
+  out = {}
+  if all(all(p) for p in schema.present):
+    out["missing_fill"] = (
+        f"is not read on {where}: every node type has every modality, so nothing is filled",
+        "drop it",
+    )
+  elif name == "hgt" and all(p[0] for p in schema.present):
+    out["missing_fill"] = (
+        f"is not read by model_name=hgt on {where}: hgt reads the first modality ({schema.modalities[0]}) only, "
+        "and every node type has it",
+        "drop it, or train another model with it",
+    )
+  senders_lack = any(
+      schema.num_edges[r] > 0 and not all(schema.present[schema.relation_src(r)]) for r in range(schema.num_relations)
+  )
+  if name.startswith("hgnn_ima") and not senders_lack:
+    why = f"is not read on {where}: no sender of an edge lacks a modality, so L_att (Eq. 7) is 0"
+    for path in _NO_LATT:
+      out[path] = (why, "drop it")
+  return out
+
+
+def ignored_override(config, path: str, value, plain, schema=None) -> tuple[str, str] | None:
   """(problem, fix) when `--config.<path>=<value>` would change nothing in the run of `config`: the model name
   sets the field to another value (`name_set_fields`), or its model or optimizer does not read the field
-  (`unread_setting_fields`) and `value` differs from `plain`, the field's value without the override (a dataset
+  (`unread_setting_fields`), or, given the loaded graph's `schema`, the graph makes the field moot
+  (`unread_for_graph`), and `value` differs from `plain`, the field's value without the override (a dataset
   profile's value, such as DOUBAN's score_scale=100 under an HGT baseline, is nobody's mistake). None otherwise."""
   name = config.get("model_name", "hgnn_ima")
   named = name_set_fields(name)
@@ -559,6 +613,8 @@ def ignored_override(config, path: str, value, plain) -> tuple[str, str] | None:
         f"train --model=hgnn_ima with --config.{path}={format_value(value)}, or drop it",
     )
   unread = unread_setting_fields(config).get(path)
+  if unread is None and schema is not None:
+    unread = unread_for_graph(config, schema).get(path)
   return None if unread is None or normalise(value) == normalise(plain) else unread
 
 

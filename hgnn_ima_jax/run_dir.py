@@ -14,6 +14,7 @@ import tempfile
 
 import ml_collections
 
+from hgnn_ima_jax import config_validation
 from hgnn_ima_jax.graph import Relation, Schema
 
 
@@ -63,6 +64,8 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   model = d.get("model")
   if isinstance(model, dict) and "update" in model:  # a run saved before model.update became update_form
     model["update_form"] = model.pop("update")
+  if isinstance(d, dict):  # a run saved before a Table 4 name's model fields were written with it
+    config_validation.apply_name_fields(d)
   return ml_collections.ConfigDict(d)
 
 

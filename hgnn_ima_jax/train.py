@@ -33,7 +33,7 @@ from hgnn_ima_jax import distributed, minibatch, runtime
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax.budgets import padded_schema
 from hgnn_ima_jax.checkpointing import RunCheckpoints
-from hgnn_ima_jax.config_validation import absolute_path, validate_config
+from hgnn_ima_jax.config_validation import absolute_path, apply_name_fields, validate_config
 from hgnn_ima_jax.evaluation import Evaluator
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.graph_checks import check_trainable
@@ -50,11 +50,11 @@ from hgnn_ima_jax.steps import make_epoch_fn
 
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy with the model name's loss-level ablation applied (`-L_att`, `-L_ind`) and absolute data paths."""
+  """A copy with the fields of the model name's ablation (`hgnn_ima-cross`'s model.variant, `-L_att`'s
+  loss.att_weight) and absolute data paths."""
   config = ml_collections.ConfigDict(config.to_dict())
-  _, _, loss_over = split_model_name(config.model_name)
-  for k, v in loss_over.items():
-    config.loss[k] = v
+  split_model_name(config.model_name)  # an unknown name: its ValueError
+  apply_name_fields(config)
   config.seeds = tuple(int(s) for s in config.seeds)
   for field in ("dataset", "data_dir"):  # absolute in config.json: the run reopens from any directory
     if field in config:

@@ -31,6 +31,14 @@ def test_train_help_shows_the_flags_then_the_config_this_run_would_use():
   config = "\n".join(lines[config_at:])
   assert "num_epochs=60" in config and "seeds=(0,1,2,3,4)" in config and "projection=per_channel" in config
   assert "checkpoint_every: 10" not in text and "!!python/tuple" not in text  # no flattened dump
+  # every top-level field is shown, in a section or as not read (the split fields and mesh_data were missing);
+  # the groups (model, batch, ...) are shown whole
+  from experiments.configs import default
+
+  shown, unread = " ".join(config.split()).split(" not read ")
+  for field, value in default.get_config().items():
+    assert f" {field}=" in shown or f" {field} " in f" {unread} " or hasattr(value, "keys"), field
+  assert "split=file" in config and "mesh_data=1" in config and "split_seed" in config
   douban = help_of("train.py", "--dataset=douban", "--epochs=7")
   douban_config = douban.split("config fields")[1]
   assert "num_epochs=7" in douban_config and "score_scale=100.0" in douban_config and "synthetic " not in douban_config

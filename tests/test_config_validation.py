@@ -482,6 +482,64 @@ def test_print_config_shows_the_resolved_values():
   assert cfg["model"]["dropout"] == 0.3 and cfg["dataset"] == "douban"
 
 
+def test_fields_the_graph_makes_moot_are_refused_once_it_has_loaded(tmp_path):
+  """From an audit: --config.loss.att_weight on a graph where no sender lacks a modality (L_att is 0), and
+  --config.missing_fill where nothing is filled (or, for hgt, nothing it reads), trained as without them."""
+  from hgnn_ima_jax.graph import Relation, Schema
+
+  def schema(present, relations=(Relation("movie", "md", "director"), Relation("director", "dm", "movie"))):
+    types = ("movie", "director")
+    return Schema(
+        types, (3, 2), relations, (2,) * len(relations), ("text", "image"), ((4, 4), (4, 4)), present, "movie", 2
+    )
+
+  full, no_image = ((True, True), (True, True)), ((True, True), (True, False))
+  config = {"model_name": "hgnn_ima", "dataset": "mine.npz"}
+  assert set(cv.unread_for_graph(config, schema(full))) == {"missing_fill", *cv._NO_LATT}
+  assert cv.unread_for_graph(config, schema(no_image)) == {}
+  # the director lacks an image but sends no edge: L_att is still 0, and its image is filled
+  assert set(cv.unread_for_graph(config, schema(no_image, (Relation("movie", "md", "director"),)))) == set(cv._NO_LATT)
+  assert set(cv.unread_for_graph({**config, "model_name": "hgt"}, schema(no_image))) == {"missing_fill"}
+  assert cv.unread_for_graph({**config, "model_name": "hgt_late"}, schema(no_image)) == {}
+  problem = cv.ignored_override(config, "loss.att_weight", 0.5, 1.0, schema(full))
+  assert problem[0] == "is not read on dataset mine.npz: no sender of an edge lacks a modality, so L_att (Eq. 7) is 0"
+  assert cv.ignored_override(config, "loss.att_weight", 1.0, 1.0, schema(full)) is None  # the profile's value
+  assert cv.ignored_override(config, "loss.att_weight", 0.5, 1.0) is None  # before the graph has loaded
+  # the CLI checks once the graph has loaded, before anything is written
+  proc = run_python(
+      "experiments/train.py",
+      "--dataset=synthetic_amazon1",
+      "--config.missing_fill=text",
+      f"--workdir={tmp_path / 'run'}",
+      "--epochs=1",
+      timeout=300,
+  )
+  assert proc.returncode == 2 and proc.stderr.strip().startswith(
+      "error: config.missing_fill=text: is not read on dataset synthetic_amazon1: every node type has every modality"
+  ), proc.stderr[-2000:]
+  assert not (tmp_path / "run").exists()
+
+
+def test_score_scale_can_be_set_back_to_its_default():
+  """DOUBAN's profile sets c = 100; a float-typed field took no None from the command line, so 1/sqrt(d_k) was
+  out of reach there."""
+  proc = run_python(
+      "experiments/train.py", "--dataset=douban", "--config.model.score_scale=None", "--print_config", timeout=120
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert json.loads(proc.stdout)["model"]["score_scale"] is None
+  proc = run_python(
+      "experiments/train.py",
+      "--model=hgt_late",
+      "--config.model.baseline_score_scale=abc",
+      "--print_config",
+      timeout=120,
+  )
+  assert proc.returncode == 2 and proc.stderr.strip().endswith(
+      "config.model.baseline_score_scale=abc: is not a number. Fix: use a finite number > 0 or None"
+  ), proc.stderr[-2000:]
+
+
 def test_a_dataset_path_and_data_dir_are_saved_absolute(tmp_path, monkeypatch):
   """A relative path in a run's config.json broke --resume, visualize --run and load_run from another directory."""
   monkeypatch.chdir(tmp_path)
@@ -506,6 +564,14 @@ def test_audit_of_the_models_and_flags(tmp_path):
   # a run saved before the rename reads as update_form
   (tmp_path / "config.json").write_text(json.dumps({"model": {"update": "paper"}}))
   assert run_dir.read_config(str(tmp_path)).model.update_form == "paper"
+  # a Table 4 name's config.json recorded the base model.variant; an old one reads as the name's
+  from hgnn_ima_jax import train
+
+  resolved = train.resolve_config(with_fields(get_config("synthetic"), model_name="hgnn_ima-cross"))
+  assert resolved.model.variant == "-cross" and resolved.loss.att_weight == 1.0
+  assert train.resolve_config(with_fields(get_config("synthetic"), model_name="hgnn_ima-L_att")).loss.att_weight == 0
+  (tmp_path / "config.json").write_text(json.dumps({"model_name": "hgnn_ima-align", "model": {"variant": "full"}}))
+  assert run_dir.read_config(str(tmp_path)).model.variant == "-align"
   # paper_rule selects by early_stopping.rule=paper's running bests; with val_loss it selected by the loss alone
   assert error_of(selection_metric="paper_rule").field == "selection_metric"
   validate_run_config(with_fields(get_config("synthetic"), selection_metric="paper_rule", early_stopping__rule="paper"))

@@ -39,7 +39,7 @@ def built(name, num_modalities=2, widths="equal", **fields):
   """
   g = graph(num_modalities, widths)
   gt = g.to_graphs_tuple()
-  module = models.build_model(name, g.schema, **SMALL, **fields)
+  module = models.build_model(name, g.schema, **{**SMALL, **fields})
   shapes = jax.eval_shape(lambda: module.init({"params": KEY, "dropout": jax.random.PRNGKey(1)}, gt))
   return module, jax.tree_util.tree_map(jnp.asarray, random_variables(shapes, seed=0, dtype=np.float32)), gt
 
@@ -636,11 +636,16 @@ OTHER_VALUES = {
     "model.fusion_input_dropout": 0.1,
     "model.fusion_score_dropout": 0.1,
     "model.baseline_score_scale": 3.0,
+    "model.update_form": "paper",
+    "model.dropout": 0.5,
 }
 
 
 @pytest.mark.parametrize(
-    "name, fields", [(n, {}) for n in models.MODEL_NAMES] + [("hgnn_ima-align", {"beta_norm": "paper"})]
+    "name, fields",
+    [(n, {}) for n in models.MODEL_NAMES]
+    + [("hgnn_ima-align", {"beta_norm": "paper"})]
+    + [(n, {"num_layers": 0}) for n in ("hgnn_ima", "hgnn_ima-align", "hgt", "hgt_late")],
 )
 def test_fields_a_model_does_not_read_change_nothing(name, fields):
   """`config_validation.unread_model_fields` is true: each model field it lists, set to another value, leaves
@@ -662,7 +667,7 @@ def test_fields_a_model_does_not_read_change_nothing(name, fields):
   for path in unread:
     if path.startswith("model."):
       field = path.split(".", 1)[1]
-      other = models.build_model(name, schema, **SMALL, **{**fields, field: OTHER_VALUES[path]})
+      other = models.build_model(name, schema, **{**SMALL, **fields, field: OTHER_VALUES[path]})
       for a, b in zip(base, outputs(other)):
         np.testing.assert_array_equal(a, b, err_msg=f"{name}: {path}={OTHER_VALUES[path]!r} changed the output")
   if "loss.att_weight" in unread or "loss.val_includes_att" in unread:
@@ -670,4 +675,5 @@ def test_fields_a_model_does_not_read_change_nothing(name, fields):
   if "loss.ind_loss" in unread:  # (CE(O) + CE(O^1)) / 2 = CE(O)
     assert base[1].shape[0] == 1 and np.array_equal(base[1][0], base[0]), name
   # and the table is not empty where it should not be: HGNN-IMA reads every attention field but one variant's
-  assert ("model.combine" in unread) == (not name.startswith("hgnn_ima"))
+  assert ("model.combine" in unread) == (not name.startswith("hgnn_ima") or fields.get("num_layers") == 0)
+  assert ("model.dropout" in unread) == (fields.get("num_layers") == 0)

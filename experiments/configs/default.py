@@ -17,10 +17,20 @@ from hgnn_ima_jax.options import BatchSettings, LayerOptions
 _SKIP_SYNTHETIC = ("hubs", "item_relations")  # structured specs: set them from Python, not flags
 
 
+def optional_number():
+  """A number field that may be None (the code's default), settable back to None from the command line.
+
+  Typed `object`, ml_collections reads `--config.<field>=None` as None, and 100 or 0.5 as numbers; a
+  `float` placeholder accepted no None there, so the DOUBAN profile's score_scale=100 could not be undone.
+  A value of another kind (a word) is refused by config_validation, which checks these fields.
+  """
+  return config_dict.placeholder(object)
+
+
 def layer_option_fields() -> dict:
   """The layer's options (`LayerOptions`, declared once) with their defaults, as `config.model` fields."""
   fields = dataclasses.asdict(LayerOptions())
-  fields["score_scale"] = config_dict.placeholder(float)  # None = 1/sqrt(d_k); the MISS code uses 100
+  fields["score_scale"] = optional_number()  # None = 1/sqrt(d_k); the MISS code uses 100
   return fields
 
 
@@ -69,7 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
           fusion_input_dropout=0.6,
           fusion_score_dropout=0.5,
           latt_norm="code_mean",
-          baseline_score_scale=config_dict.placeholder(float),  # HGT baselines: None = 1/sqrt(d_k)
+          baseline_score_scale=optional_number(),  # HGT baselines: None = 1/sqrt(d_k)
       )
   )
 
