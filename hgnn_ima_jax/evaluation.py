@@ -19,7 +19,7 @@ from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.inference import LayerwiseInference, largest_chunk_within
-from hgnn_ima_jax.losses import masked_cross_entropy
+from hgnn_ima_jax.losses import masked_cross_entropy, val_att_weight
 from hgnn_ima_jax.minibatch import BatchSettings, BatchSource
 from hgnn_ima_jax.state import TrainState, create_model, variables_of
 
@@ -65,7 +65,7 @@ class Evaluator:
         )
       else:
         self._layerwise.set_variables(variables)
-      out = self._layerwise.run(self.data, compute_att_loss=bool(self.config.loss.val_includes_att))
+      out = self._layerwise.run(self.data, compute_att_loss=bool(val_att_weight(self.config)))
       return out.logits, float(out.att_loss or 0.0)
     return self._sampled_logits(variables)
 
@@ -106,8 +106,7 @@ class Evaluator:
       params, bs = jax.tree.map(lambda x: x[i], on_host[0]), jax.tree.map(lambda x: x[i], on_host[1])
       logits, att = self.logits(params, bs)
       val_loss = float(masked_cross_entropy(jnp.asarray(logits), labels, jnp.asarray(masks["val"])))
-      if self.config.loss.val_includes_att:
-        val_loss += att
+      val_loss += val_att_weight(self.config) * att
       pred = np.argmax(logits, axis=-1).astype(np.int32)
       row = {"val_loss": np.float32(val_loss), "pred": pred}
       for split, mask in masks.items():

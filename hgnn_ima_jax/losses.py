@@ -186,3 +186,11 @@ def objective_from_stats(stats: dict, *, att_weight: float, num_modalities: int,
   ce = stats["ce_sum"] / jnp.maximum(stats["count"], 1.0)
   att = attention_loss_from_stats(stats["att_sum"], stats["att_count"], num_modalities, norm)
   return ce + att_weight * att, {"ce": ce, "att": att}
+
+
+def val_att_weight(config) -> float:
+  """L_att's weight in the validation loss: the training loss's (loss.att_weight, 1 in the code, whose MISS
+  validation loss is CE + L_att) when loss.val_includes_att, else 0. So `-L_att` (att_weight 0) early-stops and
+  selects on CE alone, as it trains: with weight 1 there, a term it no longer learns drove the paper protocol's
+  stopping and checkpoint choice."""
+  return float(config.loss.att_weight) if config.loss.val_includes_att else 0.0

@@ -16,7 +16,7 @@ import optax
 
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax.config_validation import CHOICES
-from hgnn_ima_jax.losses import masked_cross_entropy, objective
+from hgnn_ima_jax.losses import masked_cross_entropy, objective, val_att_weight
 from hgnn_ima_jax.state import Batch, TrainState, variables_of, where
 
 # Incremented each time `train_step` is traced; tests use it to prove one compilation.
@@ -58,13 +58,16 @@ def train_step(
   return new, {"train_loss": loss, "train_ce": parts["ce"], "att_loss": parts["att"]}
 
 
-def eval_step(params, batch_stats, batch: Batch, *, model: nn.Module, num_classes: int, val_includes_att: bool) -> dict:
-  """Eval-mode forward: validation loss (the early-stopping signal), F1 on train/val and 'pred'."""
+def eval_step(params, batch_stats, batch: Batch, *, model: nn.Module, num_classes: int, val_att_weight: float) -> dict:
+  """Eval-mode forward: validation loss (the early-stopping signal), F1 on train/val and 'pred'.
+
+  val_att_weight: L_att's weight in the validation loss (`val_att_weight(config)`).
+  """
   out = model.apply(variables_of(params, batch_stats), batch.graph, train=False)
   pred = jnp.argmax(out.logits, axis=-1)
   val_loss = masked_cross_entropy(out.logits, batch.labels, batch.masks["val"])
-  if val_includes_att:
-    val_loss = val_loss + out.att_loss
+  if val_att_weight:
+    val_loss = val_loss + val_att_weight * out.att_loss
   res = {"val_loss": val_loss, "pred": pred}
   for split in ("train", "val"):
     micro, macro = metrics_lib.f1_scores(pred, batch.labels, batch.masks[split], num_classes)
@@ -171,7 +174,7 @@ def make_epoch_fn(
         batch,
         model=model,
         num_classes=num_classes,
-        val_includes_att=bool(config.loss.val_includes_att),
+        val_att_weight=val_att_weight(config),
     )
     new = track(state, ev, **es)
     ev.pop("pred")

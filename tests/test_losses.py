@@ -8,8 +8,8 @@ every layer), with the formulas the spec states per profile:
   MISS (DOUBAN/IMDB/AMAZON)  train CE(O) + L_att            val CE(O_val) + L_att (eval mode)
   FULL2/FULL3 (AMAZON-1/2)   train (CE(O) + Σ_m CE(O^m))/(1+M)   val CE(O_val)
   paper protocol             train (CE(O) + Σ_m CE(O^m))/(1+M) + L_att
-  -L_att                     drops L_att from the training loss; -L_ind the Σ_m CE(O^m) term
-  loss.att_weight w          multiplies L_att
+  -L_att                     drops L_att from the training and validation losses; -L_ind the Σ_m CE(O^m) term
+  loss.att_weight w          multiplies L_att in both
 
 with CE the mean over labelled nodes of −log softmax(O)_y and L_att the code's mean λ mass on
 a sender's missing modalities (per relation whose source lacks one, averaged over those
@@ -179,7 +179,7 @@ def test_epoch_losses_and_gradient_follow_the_profile_formula(case):
   @fast_jit
   def hand_val_loss(params, batch_stats, graph):
     out = model.apply(variables(params, batch_stats), graph, train=False, return_attention=True)
-    return ce(out.logits, labels, val_mask) + (latt(g.schema, out.attention) if val_att else 0.0)
+    return ce(out.logits, labels, val_mask) + (w_att * latt(g.schema, out.attention) if val_att else 0.0)
 
   want_val = hand_val_loss(s1.params, s1.batch_stats, batch.graph)
   assert float(m["val_loss"]) == pytest.approx(float(want_val), rel=1e-5)
