@@ -128,7 +128,7 @@ def ablation_markdown(table: dict) -> str:
     rows.append(row)
   n_seeds = sorted({len(e["seeds"]) for row in table["cells"].values() for e in row.values() if e.get("applicable")})
   parts = [
-      f"## Table 4: test Macro-F1 of ablative models, mean ± std over {'/'.join(map(str, n_seeds))} seed(s)"
+      f"## Table 4: test Macro-F1 of ablative models, mean ± sample std (n−1) over {'/'.join(map(str, n_seeds))} seed(s)"
       + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""),
       "",
       formatting.markdown_table(["Variants"] + [formatting.dataset_tag(d) for d in datasets], rows),

@@ -66,11 +66,34 @@ def run_script(
     table = run(workdir)
   except user_errors() as e:
     fail(e)
+  table["settings"] = run_settings(options_from_flags(flag_values), table["datasets"])
+  table["notes"] = [settings_note(table["settings"])] + list(table.get("notes", []))
   paths = write_outputs(table, workdir)
   print()
   print(markdown(table))
   *first, last = paths.values()
   print(f"\nwrote {', '.join(first)} and {last}" if first else f"\nwrote {last}")
+
+
+def run_settings(opts: Options, datasets) -> dict:
+  """What produced a table beside its cells: the protocol, each dataset's epochs and the --config overrides
+  ("Ours" is the paper's -L_ind under the code profile and the paper's model under --protocol=paper)."""
+  from .run_options import base_config
+
+  return {
+      "protocol": opts.protocol,
+      "epochs": {d: int(base_config(d, opts).num_epochs) for d in datasets},
+      "overrides": cv.normalise(dict(opts.overrides)),
+      "features": opts.features,
+  }
+
+
+def settings_note(settings: dict) -> str:
+  """The table's settings as one Markdown line."""
+  epochs = ", ".join(f"{formatting.dataset_tag(d)} {n}" for d, n in settings["epochs"].items())
+  overrides = " ".join(f"--config.{k}={cv.format_value(v)}" for k, v in settings["overrides"].items()) or "none"
+  features = f"; --features={settings['features']}" if settings.get("features") else ""
+  return f"Settings: --protocol={settings['protocol']}; epochs: {epochs}{features}; overrides: {overrides}."
 
 
 def quiet_logging():

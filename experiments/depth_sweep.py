@@ -75,7 +75,7 @@ def plot_layers(table: dict, path: str) -> str:
   for dataset, pts in table["curves"].items():
     ks = [p["layers"] for p in pts]
     means = [p["test_macro_f1"]["mean"] for p in pts]
-    stds = [p["test_macro_f1"]["std"] for p in pts]
+    stds = [p["test_macro_f1"]["std"] or 0.0 for p in pts]  # None: one seed, no bar
     ax.errorbar(ks, means, yerr=stds, marker="o", capsize=3, label=formatting.dataset_tag(dataset))
   ax.set_xlabel("number of layers K")
   ax.set_ylabel("test Macro-F1 (mean ± std over seeds)")
@@ -102,7 +102,7 @@ def layers_markdown(table: dict) -> str:
         + [formatting.emphasise(formatting.format_stats(p["test_macro_f1"]), mk) for p, mk in zip(pts, marks)]
     )
   parts = [
-      f"## Figure 3: test Macro-F1 of {formatting.display_name(table['model'])} vs number of layers K"
+      f"## Figure 3: test Macro-F1 of {formatting.display_name(table['model'])} vs number of layers K (mean ± sample std (n−1) over seeds)"
       + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""),
       "",
       formatting.markdown_table(header, rows),

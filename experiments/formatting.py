@@ -36,7 +36,7 @@ def display_name(model: str) -> str:
 def format_stats(stats: dict | None, digits: int = 4) -> str:
   if stats is None:
     return "—"
-  return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+  return f"{stats['mean']:.{digits}f} ± {format_number(stats['std'], digits)}"  # n/a: one seed
 
 
 def format_number(x, digits: int = 4) -> str:

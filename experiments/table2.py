@@ -164,7 +164,7 @@ def table2_markdown(table: dict) -> str:
     rows.append(row)
   n_seeds = sorted({len(table["cells"][d][m]["seeds"]) for d in datasets for m in models})
   parts = [
-      f"## Table 2: test Micro/Macro-F1, mean ± std over {'/'.join(map(str, n_seeds))} seed(s)"
+      f"## Table 2: test Micro/Macro-F1, mean ± sample std (n−1) over {'/'.join(map(str, n_seeds))} seed(s)"
       + (" — SMOKE TEST, not meaningful" if table.get("smoke_test") else ""),
       "",
       formatting.markdown_table(header, rows),

@@ -38,10 +38,11 @@ def sklearn_f1(pred: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> dict[st
   }
 
 
-def mean_std(values) -> dict[str, float]:
-  """Mean and sample standard deviation (ddof=1; 0 for a single run)."""
+def mean_std(values) -> dict[str, float | None]:
+  """Mean and sample standard deviation (ddof=1; None for a single run, which has no spread to estimate: a
+  0 there read as a perfectly stable result)."""
   v = np.asarray(values, np.float64)
-  return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+  return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None}
 
 
 def t_test(a, b, paired: bool = False) -> dict[str, float]:
