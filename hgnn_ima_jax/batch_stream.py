@@ -11,7 +11,12 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from hgnn_ima_jax.sampling import SampledSubgraph, batch_rng, check_seed, plan_rng
+from hgnn_ima_jax.sampling import SampledSubgraph, batch_rng, check_seed, plan_rng, target_ids
+
+
+def check_batch_size(batch_size) -> None:
+  if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1. Fix: e.g. batch_size=256")
 
 # --- epochs and resumable streams -----------------------------------------------------------
 
@@ -24,8 +29,7 @@ class EpochPlan:
 
   def __init__(self, targets, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True, drop_last: bool = False):
     targets = np.asarray(targets, np.int64)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-      raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1. Fix: e.g. batch_size=256")
+    check_batch_size(batch_size)
     if len(targets) == 0:
       raise ValueError("targets: empty. Fix: pass the training split's target ids")
     self.seed, self.epoch, self.batch_size, self.drop_last = check_seed(seed), int(epoch), int(batch_size), drop_last
@@ -81,7 +85,9 @@ class BatchStream:
       shuffle: bool = True,
       drop_last: bool = False,
   ):
-    self.sampler, self.targets = sampler, np.asarray(targets, np.int64)
+    self.sampler = sampler
+    self.targets = target_ids(sampler.data, targets) if hasattr(sampler, "data") else np.asarray(targets, np.int64)
+    check_batch_size(batch_size)
     self.batch_size, self.seed, self.shuffle, self.drop_last = int(batch_size), check_seed(seed), shuffle, drop_last
     self.epoch, self.next_batch = int(epoch), int(next_batch)
     n = len(self.plan())

@@ -11,7 +11,9 @@ nothing is compiled twice and the numbers are those of `jax.jit`.
 Free memory: on CPU `MemAvailable` of /proc/meminfo, on GPU/TPU the device's `bytes_limit -
 bytes_in_use`. Where neither is known, or the backend gives no estimate, nothing is checked.
 Set HGNN_IMA_MEMORY_CHECK=0 to skip the check (e.g. with swap), or HGNN_IMA_MEMORY_LIMIT=8G (bytes, or
-a K/M/G suffix) to allow no more than that, e.g. to leave room for other jobs on a shared machine.
+a K/M/G suffix) to allow no more than that, e.g. to leave room for other jobs on a shared machine. The limit
+bounds one compiled program's temporaries and outputs, not the process: its graph, features, sampler and
+parameters come on top.
 """
 
 from __future__ import annotations

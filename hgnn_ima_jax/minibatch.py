@@ -52,7 +52,7 @@ from hgnn_ima_jax.options import BatchSettings  # noqa: F401 (re-exported: evalu
 from hgnn_ima_jax.run_log import EpochSums, TrainingInterrupted, history_rows
 from hgnn_ima_jax.runtime import decay_freed_memory
 from hgnn_ima_jax.samplers import make_sampler
-from hgnn_ima_jax.sampling import build_in_csr, part_rng, split_parts
+from hgnn_ima_jax.sampling import build_in_csr, part_rng, split_parts, target_ids
 from hgnn_ima_jax.state import Batch, TrainState, create_model
 from hgnn_ima_jax.steps import map_seeds, resolve_seed_batch, track, train_step
 from hgnn_ima_jax.subgraph import PaddedSubgraph, SubgraphBuilder
@@ -77,7 +77,7 @@ class BatchSource:
         num_iterations=settings.num_iterations,
         csr=csr,
     )
-    self.targets = np.asarray(data.splits["train"] if targets is None else targets, np.int64)
+    self.targets = target_ids(data, data.splits["train"] if targets is None else targets)
     self.builder = SubgraphBuilder(data, csr=csr)
     self.stream = BatchStream(self.sampler, self.targets, settings.size, seed=settings.seed, shuffle=shuffle)
     # With parts, a rung holds one part (ceil(size / parts) targets): the ladder is calibrated on batches that size.

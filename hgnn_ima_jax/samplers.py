@@ -25,6 +25,15 @@ from hgnn_ima_jax.sampling import (
 # --- neighbour sampling ---------------------------------------------------------------------
 
 
+
+def check_rng(rng) -> None:
+  """A sampler draws from a numpy Generator; a seed given in its place failed deep inside as an AttributeError."""
+  if not isinstance(rng, np.random.Generator):
+    raise ValueError(
+        f"rng={rng!r}: expected a numpy Generator. Fix: pass batch_rng(seed, epoch, batch) (the batch streams' "
+        "draw) or np.random.default_rng(seed)"
+    )
+
 class NeighborSampler:
   """Per-hop, per-relation neighbour sampling without replacement (PyG `NeighborLoader` on HeteroData).
 
@@ -79,6 +88,7 @@ class NeighborSampler:
   def sample(self, targets, rng: np.random.Generator) -> SampledSubgraph:
     data = self.data
     targets = check_targets(data, targets)
+    check_rng(rng)
     types, rels = list(data.node_types), list(data.relations)
     empty = np.zeros((0,), np.int64)
     nodes = {t: [empty] for t in types}
@@ -150,7 +160,11 @@ class HGTSampler:
         raise ValueError(f"num_samples[{t!r}]={n!r}: expected an int >= 0. Fix: e.g. num_samples=64")
     if isinstance(num_iterations, bool) or not isinstance(num_iterations, (int, np.integer)) or num_iterations < 1:
       raise ValueError(f"num_iterations={num_iterations!r}: expected an int >= 1. Fix: e.g. num_iterations=2")
-    if max_budget_neighbors is not None and int(max_budget_neighbors) < 1:
+    if max_budget_neighbors is not None and (
+        isinstance(max_budget_neighbors, bool)
+        or not isinstance(max_budget_neighbors, (int, np.integer))
+        or max_budget_neighbors < 1
+    ):
       raise ValueError(
           f"max_budget_neighbors={max_budget_neighbors!r}: expected None or an int >= 1. "
           "Fix: use None (no cap) or e.g. 520"
@@ -194,6 +208,7 @@ class HGTSampler:
   def sample(self, targets, rng: np.random.Generator) -> SampledSubgraph:
     data = self.data
     targets = check_targets(data, targets)
+    check_rng(rng)
     types = list(data.node_types)
     empty_i, empty_f = np.zeros((0,), np.int64), np.zeros((0,), np.float64)
     nodes = {t: [empty_i] for t in types}

@@ -245,8 +245,35 @@ def isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
   return sorted_set[i] == values
 
 
+def target_ids(data: MMHN, targets) -> np.ndarray:
+  """The target ids a stream of batches trains on, checked once, before any batch is drawn: distinct, in range,
+  1-D integers; a boolean mask over the target type's nodes (PyG's `input_nodes` form) becomes its ids.
+
+  A mask cast to integers used to train every batch on nodes 0 and 1, and repeated ids in different batches
+  trained a node twice an epoch, without a word.
+  """
+  t = np.asarray(targets)
+  n = int(data.num_nodes[data.target_type])
+  if t.dtype == bool:
+    if t.shape != (n,):
+      raise ValueError(
+          f"targets: a boolean mask of shape {t.shape}, expected ({n},), one per {data.target_type!r} node. "
+          f"Fix: pass a mask over the {n} {data.target_type!r} nodes, or their ids"
+      )
+    t = np.flatnonzero(t)
+  values, counts = np.unique(t, return_counts=True)
+  if t.ndim == 1 and np.issubdtype(t.dtype, np.integer) and np.any(counts > 1):
+    raise ValueError(
+        f"targets: {int(np.sum(counts > 1))} id(s) repeated (e.g. {int(values[counts > 1][0])}): each would train "
+        "more than once an epoch. Fix: list each target once (np.unique)"
+    )
+  return check_targets(data, t)
+
+
 def check_targets(data: MMHN, targets) -> np.ndarray:
   t = np.asarray(targets)
+  if t.size == 0 and t.ndim == 1:  # [] reads as float64
+    t = t.astype(np.int64)
   n = int(data.num_nodes[data.target_type])
   if t.ndim != 1 or not np.issubdtype(t.dtype, np.integer):
     raise ValueError(

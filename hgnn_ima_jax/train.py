@@ -135,7 +135,8 @@ def run_epochs(
       f"{config.dataset} full batch ({run.model.schema.total_nodes} nodes, {run.model.schema.total_edges} edges)",
       remat_first(
           config,
-          "train with mini-batches, e.g. --config.batch.mode=neighbor --config.batch.size=1024 --config.batch.fanouts=2,2",
+          "train with mini-batches, e.g. --config.batch.mode=neighbor --config.batch.size=1024 "
+          f"--config.batch.fanouts={','.join(['2'] * max(1, int(config.model.num_layers)))}",
       ),
   )
   start_epoch = int(np.asarray(host(state.step)).max())

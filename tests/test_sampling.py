@@ -12,6 +12,7 @@ from sampling_graphs import dense_graph
 
 from hgnn_ima_jax import MMHN
 from hgnn_ima_jax.batch_stream import BatchStream, EpochPlan
+from hgnn_ima_jax.budgets import Budget
 from hgnn_ima_jax.samplers import HGTSampler, NeighborSampler
 from hgnn_ima_jax.sampling import batch_rng, build_in_csr, choose_k, floyd_sample, key_sample, sample_in_edges
 
@@ -237,6 +238,28 @@ def test_bad_settings_are_one_line_errors(graph):
     NeighborSampler(graph, [1]).sample(np.array([30]), batch_rng(0, 0, 0))
   with pytest.raises(ValueError, match=r"seed=-1"):
     batch_rng(-1, 0, 0)
+
+
+def test_targets_are_checked_before_any_batch(graph):
+  """From an audit: a boolean mask was cast to ids 0/1 (every batch trained on movies 0 and 1), and ids repeated
+  in different batches trained twice an epoch; both without a word. Also the seed passed as rng, a float cap."""
+  train, sampler = graph.splits["train"], NeighborSampler(graph, FANOUTS)
+  mask = graph.split_mask("train")
+  seen = np.concatenate([b.targets for b in BatchStream(sampler, mask, 1, seed=0).epoch_batches()])
+  np.testing.assert_array_equal(np.sort(seen), np.sort(train))  # a mask is its ids, as PyG's input_nodes
+  with pytest.raises(ValueError, match=r"^targets: a boolean mask of shape \(3,\), expected \(30,\)"):
+    BatchStream(sampler, np.ones(3, bool), 1, seed=0)
+  with pytest.raises(ValueError, match=r"^targets: 2 id\(s\) repeated \(e.g. 5\).*Fix: list each target once"):
+    BatchStream(sampler, [5, 6, 5, 6], 2, seed=3)
+  with pytest.raises(ValueError, match=r"^batch_size=2.0: expected an int >= 1"):
+    BatchStream(sampler, train, 2.0, seed=0)
+  with pytest.raises(ValueError, match=r"^rng=0: expected a numpy Generator. Fix: pass batch_rng"):
+    sampler.sample([1, 2], 0)
+  assert len(sampler.sample([], batch_rng(0, 0, 0)).nodes[graph.target_type]) == 0  # [] reads as no target
+  with pytest.raises(ValueError, match=r"^max_budget_neighbors=2.5: expected None or an int >= 1"):
+    HGTSampler(graph, 4, 2, max_budget_neighbors=2.5)
+  with pytest.raises(ValueError, match=r"^batch_size=0: expected an int >= 1"):
+    Budget.for_sampler(sampler, 0)
 
 
 def test_make_sampler_by_name(graph):
