@@ -288,7 +288,7 @@ def main(argv):
         else (" --coordinator=auto" if FLAGS.coordinator else "")
     )
     print(
-        f"interrupted at epoch {e.epoch} of {e.num_epochs}; continue with: {launch.launch_command()} "
+        f"interrupted {e.where}; continue with: {launch.launch_command()} "
         f"--workdir={shlex.quote(workdir)}{hosts} --resume",
         file=sys.stderr,
     )

@@ -309,7 +309,7 @@ def run_minibatch_epochs(
   def stop(epoch: int, next_batch: int):
     save(epoch, next_batch, force=True)
     run.manager.close()
-    return TrainingInterrupted(run.workdir, epoch, num_epochs)
+    return TrainingInterrupted(run.workdir, epoch, num_epochs, next_batch, nb)
 
   if should_stop is not None and should_stop():
     raise stop(start_epoch, start_batch)

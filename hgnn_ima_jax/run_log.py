@@ -22,11 +22,18 @@ def history_rows(epoch: int, seeds, m: dict, lr: float) -> list[dict]:
 
 
 class TrainingInterrupted(Exception):
-  """`should_stop` asked the run to stop; the checkpoint of `epoch` (finished epochs) is saved in `workdir`."""
+  """`should_stop` asked the run to stop; the checkpoint of `epoch` (finished epochs), and in mini-batch training
+  `batch` finished batches of the next one (of `num_batches`), is saved in `workdir`."""
 
-  def __init__(self, workdir: str, epoch: int, num_epochs: int):
-    self.workdir, self.epoch, self.num_epochs = workdir, epoch, num_epochs
-    super().__init__(f"interrupted at epoch {epoch} of {num_epochs}; the checkpoint in {workdir} continues it")
+  def __init__(self, workdir: str, epoch: int, num_epochs: int, batch: int = 0, num_batches: int | None = None):
+    self.workdir, self.epoch, self.num_epochs, self.batch = workdir, epoch, num_epochs, batch
+    # "at epoch 0 of 3" read as nothing done when a mini-batch run stopped after batches of its first epoch
+    self.where = (
+        f"in epoch {epoch + 1} of {num_epochs} after batch {batch} of {num_batches}"
+        if batch
+        else f"at epoch {epoch} of {num_epochs}"
+    )
+    super().__init__(f"interrupted {self.where}; the checkpoint in {workdir} continues it")
 
 
 @dataclasses.dataclass

@@ -103,6 +103,7 @@ def test_interrupted_and_resumed_minibatch_run_equals_an_uninterrupted_one(data,
   with pytest.raises(train.TrainingInterrupted) as stop:
     fit(c, tmp_path / "cut", data, should_stop=lambda: next(polls) == 4)
   assert stop.value.epoch == 1 and len(history(tmp_path / "cut")) == 2  # one epoch, two seeds
+  assert str(stop.value).startswith("interrupted in epoch 2 of 3 after batch 1 of 3;")
   resumed = fit(c, tmp_path / "cut", data, resume=True)
   assert resumed["per_seed"] == whole["per_seed"]
   assert history(tmp_path / "cut") == history(tmp_path / "whole")
