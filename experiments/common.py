@@ -136,7 +136,17 @@ def choice_list(flag: str, text: str, allowed) -> tuple[str, ...]:
   items = parse_list(text)
   if not items or any(i not in allowed for i in items):
     raise app.UsageError(f"--{flag}={text}: give a comma list of {', '.join(allowed)}")
+  refuse_repeats(flag, text, items)
   return items
+
+
+def refuse_repeats(flag: str, text: str, items) -> None:
+  """A comma list that names an item twice (--models=hgt,hgt) gave a table with the same row twice."""
+  from absl import app
+
+  repeated = sorted({str(i) for i in items if list(items).count(i) > 1})
+  if repeated:
+    raise app.UsageError(f"--{flag}={text}: names {', '.join(repeated)} more than once; give each once")
 
 
 def run_choices_script(

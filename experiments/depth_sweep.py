@@ -133,6 +133,7 @@ def main(argv):
     raise app.UsageError(f"--layers={FLAGS.layers}: give a comma list of integers such as 0,1,2,3,4") from None
   if not layers or min(layers) < 0:
     raise app.UsageError(f"--layers={FLAGS.layers}: give non-negative layer counts")
+  common.refuse_repeats("layers", FLAGS.layers, layers)
   if FLAGS.model not in MODEL_NAMES:
     raise app.UsageError(f"--model={FLAGS.model} is unknown; choose one of {', '.join(MODEL_NAMES)}")
   common.run_script(

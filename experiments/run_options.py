@@ -197,12 +197,13 @@ def options_from_flags(flag_values) -> Options:
   from ml_collections import config_flags
 
   datasets = parse_list(flag_values.datasets) if "datasets" in flag_values else ()
-  if "datasets" in flag_values and not datasets:
+  if "datasets" in flag_values and (not datasets or len(set(datasets)) < len(datasets)):
     from absl import app
 
     raise app.UsageError(
-        f"--datasets={flag_values.datasets}: names no dataset; give a comma list such as douban,imdb "
-        "(names or generic-format paths)"
+        f"--datasets={flag_values.datasets}: "
+        + ("names a dataset more than once; give each once" if datasets else "names no dataset")
+        + " in a comma list such as douban,imdb (names or generic-format paths)"
     )
   return Options(
       datasets=datasets,

@@ -30,6 +30,7 @@ code. Fields absent from the config are not checked (the code's defaults apply t
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import json
 import math
@@ -350,18 +351,25 @@ def _check_batch_fields(d: dict) -> None:
       raise ConfigError(f"batch.{field}", batch[field], f"is not read with batch.mode={mode}", f"{fix}, or drop it")
 
 
+def _read_as_path(dataset: str) -> bool:
+  """Whether `load_dataset` reads a dataset value that is not a known name as a path (the same rule)."""
+  return dataset.endswith(".npz") or "/" in dataset or os.sep in dataset or os.path.exists(dataset)
+
+
 def _check_dataset(dataset) -> None:
   """A known name, or something `load_dataset` reads as a path (the same rule, so both agree)."""
   if not isinstance(dataset, str) or not dataset.strip():
     raise ConfigError("dataset", dataset, "is empty", "give a dataset name (e.g. synthetic, douban) or a path")
-  if dataset.lower() in DATASET_NAMES or dataset.endswith(".npz") or "/" in dataset or os.sep in dataset:
+  if dataset.lower() in DATASET_NAMES or _read_as_path(dataset):
     return
   if not os.path.exists(dataset):
+    near = difflib.get_close_matches(dataset.lower(), DATASET_NAMES, n=1)
     raise ConfigError(
         "dataset",
         dataset,
         "is neither a known dataset nor an existing path",
-        f"use one of {', '.join(DATASET_NAMES)}, or a generic-format .npz file or directory",
+        (f"did you mean {near[0]}? Otherwise use" if near else "use")
+        + f" one of {', '.join(DATASET_NAMES)}, or a generic-format .npz file or directory",
     )
 
 
@@ -407,6 +415,8 @@ def absolute_path(field: str, value):
   """A dataset path or data_dir made absolute, so that the config saved with a run opens it from any directory
   (resume, visualize, load_run); dataset names, and empty or unset values, as given."""
   if not isinstance(value, str) or not value or (field == "dataset" and value.lower() in DATASET_NAMES):
+    return value
+  if field == "dataset" and not _read_as_path(value):  # a mistyped name stays one: validation names it
     return value
   return os.path.abspath(value)
 

@@ -99,7 +99,11 @@ def test_a_flag_absl_cannot_parse_is_one_line_with_the_fix(tmp_path, command, me
     "command, message",
     [
         ("experiments/table2.py --models=bogus", "error: --models=bogus: give a comma list of hgnn_ima,"),
-        ("experiments/table2.py --datasets=", "error: --datasets=: names no dataset; give a comma list"),
+        ("experiments/table2.py --datasets=", "error: --datasets=: names no dataset in a comma list"),
+        # a name given twice: the table had the same row (or column) twice
+        ("experiments/table2.py --models=hgt,hgt", "error: --models=hgt,hgt: names hgt more than once"),
+        ("experiments/ablation.py --datasets=imdb,imdb", "error: --datasets=imdb,imdb: names a dataset more than"),
+        ("experiments/depth_sweep.py --layers=1,2,1", "error: --layers=1,2,1: names 1 more than once"),
         ("experiments/train.py --resume", "error: --resume needs the --workdir of the run to continue"),
         # a required flag left out, its value given bare: absl said "--dataset=None must have a value"
         (

@@ -90,6 +90,13 @@ def test_unknown_bare_dataset_name_is_a_config_error():
     validate_run_config(config)
   config = get_config("some/dir/graph.npz")  # a path: checked when it is read
   validate_run_config(config)
+  # the CLI made every dataset absolute, so a mistyped name read as a missing file under the working directory
+  from hgnn_ima_jax.experiments import run_options
+
+  typo = run_options.base_config("doubna", run_options.Options(datasets=("doubna",)))
+  assert typo.dataset == "doubna"
+  with pytest.raises(cv.ConfigError, match=r"^config\.dataset=doubna: .*Fix: did you mean douban\? Otherwise"):
+    validate_run_config(typo)
 
 
 def test_load_for_config_builds_a_scaled_graph(monkeypatch):
