@@ -157,6 +157,8 @@ class CellRunner:
           self._done[key] = cell
           return cell
     t0 = time.time()
+    if hasattr(self.opts.should_stop, "unit"):  # what its signal message says the cell finishes first
+      self.opts.should_stop.unit = "epoch" if config.batch.mode == "full" else "batch"
     results = train.train_and_evaluate(
         config,
         run_dir,
@@ -164,6 +166,7 @@ class CellRunner:
         resume=self.opts.resume,
         progress=self.opts.progress,
         on_history=history_writer(run_dir),
+        should_stop=self.opts.should_stop,
     )
     if self.opts.tiny:  # in the run's own files, so that `visualize.py --run=<this cell>` marks its outputs too
       results = {**results, "smoke_test": True}

@@ -9,6 +9,8 @@ history files and results table).
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import sys
 import time
 from typing import Callable
@@ -50,22 +52,44 @@ def run_script(
     run: Callable[[str], dict],
     write_outputs: Callable[[dict, str], dict],
     markdown: Callable[[dict], str],
+    stop=None,
 ):
   """The shared tail of table2/ablation/depth_sweep: workdir, devices, run (user errors: one line,
-  exit 2), write the outputs, print the Markdown and the paths written."""
+  exit 2), write the outputs, print the Markdown and the paths written.
+
+  stop: the `launch.StopOnSignal` the cells poll (`start`); a run it stopped prints the command that continues
+  it and exits with the signal's code (130 for Ctrl-C), as train.py does.
+  """
   from absl import app
 
   if flag_values.resume and not flag_values.workdir:
     raise app.UsageError("--resume needs the --workdir of the earlier run")
   workdir = flag_values.workdir or default_workdir(script)
   refuse_bad_workdir(workdir)  # before any cell is built or trained
+  table = os.path.join(workdir, f"{script}.json")
+  if os.path.exists(table) and not flag_values.resume:  # a run of other cells would replace it with theirs alone
+    fail(
+        f"{table}: --workdir holds the table of an earlier run. Fix: add --resume to reuse its finished cells (with "
+        "the same flags, the same table), or give a new --workdir"
+    )
   import jax
 
   print(f"devices: {jax.devices()}; workdir: {workdir}")
+  from hgnn_ima_jax.run_log import TrainingInterrupted
+
+  from . import launch
+
   try:
     table = run(workdir)
   except user_errors() as e:
     fail(e)
+  except TrainingInterrupted as e:  # a signal (`start`): the cell's checkpoint is saved, finished cells kept
+    kept = [a for a in sys.argv[1:] if not re.match(r"--(no)?(workdir|resume)(=|$)", a)]
+    again = " ".join(
+        [launch.launch_command(), *map(shlex.quote, kept), f"--workdir={shlex.quote(workdir)}", "--resume"]
+    )
+    print(f"interrupted {e.where} in {e.workdir}; finished cells are kept. Continue with: {again}", file=sys.stderr)
+    sys.exit(getattr(stop, "exit_code", 130))
   table["settings"] = run_settings(options_from_flags(flag_values), table["datasets"])
   table["notes"] = [settings_note(table["settings"])] + list(table.get("notes", []))
   paths = write_outputs(table, workdir)
@@ -124,9 +148,16 @@ def refuse_bad_workdir(workdir: str):
 
 
 def start(flag_values) -> Options:
-  """The first lines of every artefact script's main: quiet logs, then the common flags as `Options`."""
+  """The first lines of every artefact script's main: quiet logs, Ctrl-C/SIGTERM connected to a stop after the
+  current cell's epoch (`launch.StopOnSignal`; `run_script` then prints how to resume), then the common flags as
+  `Options`."""
+  import dataclasses
+
+  from . import launch
+
   quiet_logging()
-  return options_or_exit(flag_values)
+  stop = launch.StopOnSignal().install()
+  return dataclasses.replace(options_or_exit(flag_values), should_stop=stop)
 
 
 def choice_list(flag: str, text: str, allowed) -> tuple[str, ...]:
@@ -170,7 +201,9 @@ def run_choices_script(
     del argv
     opts = start(flags.FLAGS)
     choices = choice_list(flag, flags.FLAGS[flag].value, allowed)
-    run_script(script, flags.FLAGS, lambda workdir: run(opts, workdir, choices), write_outputs, markdown)
+    run_script(
+        script, flags.FLAGS, lambda workdir: run(opts, workdir, choices), write_outputs, markdown, opts.should_stop
+    )
 
   run_main(main)
 

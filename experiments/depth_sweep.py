@@ -137,7 +137,12 @@ def main(argv):
   if FLAGS.model not in MODEL_NAMES:
     raise app.UsageError(f"--model={FLAGS.model} is unknown; choose one of {', '.join(MODEL_NAMES)}")
   common.run_script(
-      "layers", FLAGS, lambda workdir: run_layers(opts, workdir, layers, FLAGS.model), write_outputs, layers_markdown
+      "layers",
+      FLAGS,
+      lambda workdir: run_layers(opts, workdir, layers, FLAGS.model),
+      write_outputs,
+      layers_markdown,
+      opts.should_stop,
   )
 
 

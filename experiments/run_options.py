@@ -16,7 +16,7 @@ import dataclasses
 import difflib
 import re
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
@@ -41,6 +41,8 @@ class Options:
   overrides: dict = dataclasses.field(default_factory=dict)  # 'a.b' -> value, applied to every cell
   resume: bool = False
   progress: bool = True
+  # polled by every cell's training (`train_and_evaluate(should_stop=...)`): the scripts' `launch.StopOnSignal`
+  should_stop: Callable[[], bool] | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def parse_list(text: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ def check_batch_size(batch_size) -> None:
   if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
     raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1. Fix: e.g. batch_size=256")
 
+
 # --- epochs and resumable streams -----------------------------------------------------------
 
 

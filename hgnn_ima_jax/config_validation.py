@@ -277,14 +277,11 @@ def _cross_checks(d: dict) -> None:
     layers = get_path(d, "model.num_layers", None)
     if get_path(d, "batch.mode", "full") == "neighbor" and fanouts and isinstance(layers, int) and layers >= 1:
       if len(fanouts) != layers:
-        what = (
-            f"samples {len(fanouts)} hop(s) for model.num_layers={layers}: "
-            + (
-                f"the in-edges of the last {layers - len(fanouts)} layer(s) would never be sampled in training "
-                "(evaluation reads them all)"
-                if len(fanouts) < layers
-                else f"no layer reads hops {layers + 1}-{len(fanouts)}, which only grow every batch"
-            )
+        what = f"samples {len(fanouts)} hop(s) for model.num_layers={layers}: " + (
+            f"the in-edges of the last {layers - len(fanouts)} layer(s) would never be sampled in training "
+            "(evaluation reads them all)"
+            if len(fanouts) < layers
+            else f"no layer reads hops {layers + 1}-{len(fanouts)}, which only grow every batch"
         )
         example = ",".join([str(fanouts[0])] * layers)
         raise ConfigError("batch.fanouts", fanouts, what, f"give one per layer, e.g. --config.batch.fanouts={example}")

@@ -25,7 +25,6 @@ from hgnn_ima_jax.sampling import (
 # --- neighbour sampling ---------------------------------------------------------------------
 
 
-
 def check_rng(rng) -> None:
   """A sampler draws from a numpy Generator; a seed given in its place failed deep inside as an AttributeError."""
   if not isinstance(rng, np.random.Generator):
@@ -33,6 +32,7 @@ def check_rng(rng) -> None:
         f"rng={rng!r}: expected a numpy Generator. Fix: pass batch_rng(seed, epoch, batch) (the batch streams' "
         "draw) or np.random.default_rng(seed)"
     )
+
 
 class NeighborSampler:
   """Per-hop, per-relation neighbour sampling without replacement (PyG `NeighborLoader` on HeteroData).

@@ -144,8 +144,11 @@ def test_fanouts_give_one_hop_per_layer():
   """From an audit: --config.batch.fanouts=-1 (meant as 'all') sampled one hop for a 3-layer model, and extra hops,
   which no layer reads, grew every batch ~4x; both were accepted without a word."""
   neighbor = {"batch.mode": "neighbor", "batch.size": 16, "model.num_layers": 3}
-  with pytest.raises(cv.ConfigError, match=r"^config\.batch\.fanouts=\(-1,\): samples 1 hop\(s\) for model.num_layers=3: "
-                     r"the in-edges of the last 2 layer\(s\) would never be sampled.*fanouts=-1,-1,-1$"):
+  with pytest.raises(
+      cv.ConfigError,
+      match=r"^config\.batch\.fanouts=\(-1,\): samples 1 hop\(s\) for model.num_layers=3: "
+      r"the in-edges of the last 2 layer\(s\) would never be sampled.*fanouts=-1,-1,-1$",
+  ):
     cv.validate_config(config(**neighbor, **{"batch.fanouts": (-1,)}))
   with pytest.raises(cv.ConfigError, match=r"no layer reads hops 4-5"):
     cv.validate_config(config(**neighbor, **{"batch.fanouts": (3, 3, 3, 3, 3)}))

@@ -236,3 +236,41 @@ def test_a_signal_one_process_received_stops_every_process(monkeypatch):
   there._record(signal.SIGINT)  # pylint: disable=protected-access
   peers["signum"] = 0
   assert there.across_processes()() and sent[-1] == int(signal.SIGINT)
+
+
+def test_a_signal_stops_a_table_script_with_its_resume_command(tmp_path):
+  """From an audit: Ctrl-C in table2/ablation/depth_sweep was a KeyboardInterrupt traceback (and an Orbax error
+  after it) with no way on printed; they now stop after the cell's epoch as train.py does."""
+  workdir = tmp_path / "t2"
+  flags = ["--tiny", "--models=hgt", "--seeds=1", "--epochs=60", "--config.checkpoint_every=5", "--noprogress"]
+  proc = subprocess.Popen(
+      [sys.executable, "experiments/table2.py", *flags, f"--workdir={workdir}"],
+      cwd=REPO,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+  )
+  wait_for_checkpoint(proc, workdir / "synthetic" / "hgt", 5)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+  last = err.strip().splitlines()[-1]
+  m = re.match(r"^interrupted at epoch (\d+) of 60 in (\S+); finished cells are kept\. Continue with: (.*)$", last)
+  assert m and m.group(2) == str(workdir / "synthetic" / "hgt"), last
+  assert m.group(3) == f"python experiments/table2.py {' '.join(flags)} --workdir={workdir} --resume"
+  resumed = subprocess.run(
+      [sys.executable, *m.group(3).split()[1:]], cwd=REPO, capture_output=True, text=True, timeout=300
+  )
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert json.loads((workdir / "synthetic" / "hgt" / "results.json").read_text())["epochs"] == 60
+  # and the finished table is not replaced by a later run of other cells into the same workdir without --resume
+  table = (workdir / "table2.json").read_text()
+  again = subprocess.run(
+      [sys.executable, "experiments/table2.py", "--tiny", "--models=hgt_early", f"--workdir={workdir}"],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
+  assert again.returncode == 2 and again.stderr.startswith(f"error: {workdir}/table2.json: --workdir holds the table")
+  assert (workdir / "table2.json").read_text() == table and not (workdir / "synthetic" / "hgt_early").exists()
