@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -42,12 +43,29 @@ class StopOnSignal:
   def __init__(self, log: Callable[[str], None] | None = None):
     self.signum: int | None = None
     self.unit = "epoch"  # what the run finishes before it stops: 'batch' in mini-batch training
+    self._exit_now: str | None = None  # what the process is doing while a signal exits at once (`exits_at_once`)
     self._event = threading.Event()
     self._lock = threading.Lock()
     self._log = log or (lambda s: print(s, file=sys.stderr, flush=True))
 
   def __call__(self) -> bool:
     return self._event.is_set()
+
+  @contextlib.contextmanager
+  def exits_at_once(self, doing: str):
+    """Within it, the first signal exits the process at once (with the signal's code): nothing is there to save
+    yet, e.g. while a process waits for the others of its run (a stop request would wait out the timeout)."""
+    self._exit_now = doing
+    try:
+      if self():  # a signal that came just before
+        self._exit(self.signum)
+      yield
+    finally:
+      self._exit_now = None
+
+  def _exit(self, signum: int):
+    self._log(f"{signal.Signals(signum).name} received while {self._exit_now}: nothing to save, exiting now")
+    os._exit(EXIT_CODES.get(signum, 128 + signum))
 
   @property
   def exit_code(self) -> int:
@@ -76,6 +94,8 @@ class StopOnSignal:
     while True:
       for signum in os.read(fd, 64):
         seen += 1
+        if self._exit_now:
+          self._exit(signum)
         if seen == 1:
           self._record(signum)
         else:

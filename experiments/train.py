@@ -10,6 +10,7 @@ continues the run; a second one exits at once. Several hosts: docs/distributed.m
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -91,6 +92,12 @@ def define_flags():
   )
   flags.DEFINE_integer("num_processes", None, "processes of a multi-process run")
   flags.DEFINE_integer("process_id", None, "this process's index, 0..num_processes-1")
+  flags.DEFINE_integer(
+      "coordinator_timeout",
+      300,
+      "seconds a process of a multi-process run waits for the others to join (JAX's initialization_timeout)",
+      lower_bound=1,
+  )
   run_options.define_config_flag("overrides of any config field: --config.<field>=<value> (listed below)")
 
 
@@ -138,6 +145,11 @@ def resume_config(workdir: str):
   """The config saved in `workdir`, with the result-neutral --config overrides applied; refuses a
   workdir without a run or checkpoint, and any flag given that contradicts the saved config."""
   if not os.path.isfile(os.path.join(workdir, "config.json")):
+    if run_dir.saved_steps(workdir):  # "drop --resume" would then be refused for the checkpoints: a loop
+      raise ResumeError(
+          f"--resume: {workdir} holds checkpoints but no config.json, which rebuilds the run. Fix: put back the "
+          "config.json the run wrote, or train into a new --workdir"
+      )
     raise ResumeError(
         f"--resume: {workdir} holds no run (no config.json). Fix: give the --workdir of an earlier "
         "run, or drop --resume to start a new one"
@@ -186,8 +198,24 @@ def resume_config(workdir: str):
   return config
 
 
-def initialize_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None):
-  """`jax.distributed.initialize` for --coordinator (before anything touches the devices); nothing without it."""
+def resume_command(workdir: str) -> str:
+  """The command that continues this process's run (with its --coordinator, --num_processes and --process_id)."""
+  hosts = (
+      f" --coordinator={FLAGS.coordinator} --num_processes={FLAGS.num_processes} --process_id={FLAGS.process_id}"
+      if FLAGS.coordinator and FLAGS.coordinator != "auto"
+      else (" --coordinator=auto" if FLAGS.coordinator else "")
+  )
+  return f"{launch.launch_command()} --workdir={shlex.quote(workdir)}{hosts} --resume"
+
+
+def initialize_distributed(
+    coordinator: str | None, num_processes: int | None, process_id: int | None, timeout: int = 300, stop=None
+):
+  """`jax.distributed.initialize` for --coordinator (before anything touches the devices); nothing without it.
+
+  While it waits for the other processes a signal exits at once (`stop.exits_at_once`: there is nothing to save);
+  a failure to start (the port in use, the coordinator unreachable) is one line, exit 2.
+  """
   if not coordinator:
     if num_processes is not None or process_id is not None:
       raise app.UsageError("--num_processes/--process_id need --coordinator=HOST:PORT (or --coordinator=auto)")
@@ -202,15 +230,32 @@ def initialize_distributed(coordinator: str | None, num_processes: int | None, p
           f"--process_id={process_id} with --num_processes={num_processes}: process ids run from 0 to "
           f"num_processes - 1 (and num_processes >= 1); give each process its own id in that range"
       )
+  if coordinator != "auto" and (num_processes is None or process_id is None):
+    raise app.UsageError(f"--coordinator={coordinator} needs --num_processes and --process_id (or --coordinator=auto)")
   import jax
   # XLA:CPU needs a collectives backend across processes; GPUs and TPUs ignore this setting.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  if coordinator == "auto":
-    jax.distributed.initialize()
-    return
-  if num_processes is None or process_id is None:
-    raise app.UsageError(f"--coordinator={coordinator} needs --num_processes and --process_id (or --coordinator=auto)")
-  jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+  with stop.exits_at_once("waiting for the other processes") if stop else contextlib.nullcontext():
+    if coordinator != "auto":
+      print(f"process {process_id}: waiting up to {timeout} s for {num_processes} process(es) at {coordinator}")
+    try:
+      if coordinator == "auto":
+        jax.distributed.initialize(initialization_timeout=timeout)
+      else:
+        jax.distributed.initialize(
+            coordinator_address=coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
+            initialization_timeout=timeout,
+        )
+    except jax.errors.JaxRuntimeError as e:
+      print(
+          f"error: --coordinator={coordinator}: jax.distributed did not start ({str(e).splitlines()[0][:200]}). "
+          "Fix: on process 0 give a free port of its own host; on the others the same HOST:PORT, reachable from "
+          "them, each with its own --process_id",
+          file=sys.stderr,
+      )
+      sys.exit(2)
 
 
 def _config_help() -> str:
@@ -240,7 +285,7 @@ def main(argv):
     # opts: the flags of a new run, whose overrides are checked again once the graph has loaded
     config, opts = (resume_config(FLAGS.workdir), None) if FLAGS.resume else build_config()
     validate_run_config(config)
-  except (cv.ConfigError, ResumeError, DatasetError) as e:
+  except (cv.ConfigError, ResumeError, DatasetError, run_dir.WorkdirError) as e:
     common.fail(e)
   stop.unit = "epoch" if config.batch.mode == "full" else "batch"
   if FLAGS.print_config:
@@ -253,7 +298,7 @@ def main(argv):
   )
 
   common.refuse_bad_workdir(workdir)  # before the graph loads: a bad path is one line, not a late traceback
-  initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+  initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id, FLAGS.coordinator_timeout, stop)
   import jax
 
   if FLAGS.xla_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
@@ -282,19 +327,24 @@ def main(argv):
         on_history=outputs.history_writer(workdir),
     )
   except train.TrainingInterrupted as e:
-    hosts = (
-        f" --coordinator={FLAGS.coordinator} --num_processes={FLAGS.num_processes} --process_id={FLAGS.process_id}"
-        if FLAGS.coordinator and FLAGS.coordinator != "auto"
-        else (" --coordinator=auto" if FLAGS.coordinator else "")
-    )
-    print(
-        f"interrupted {e.where}; continue with: {launch.launch_command()} "
-        f"--workdir={shlex.quote(workdir)}{hosts} --resume",
-        file=sys.stderr,
-    )
+    print(f"interrupted {e.where}; continue with: {resume_command(workdir)}", file=sys.stderr)
     sys.exit(stop.exit_code)
   except common.user_errors() as e:
     common.fail(e)
+  except (jax.errors.JaxRuntimeError, ValueError) as e:
+    # Gloo's failures surface as ValueError("UNKNOWN: Gloo AllGather failed ...") or a JaxRuntimeError
+    if jax.process_count() == 1 or not (isinstance(e, jax.errors.JaxRuntimeError) or "Gloo" in str(e)):
+      raise
+    # A collective failed: another process of the run died or stopped. Without this, a Gloo traceback, then a
+    # native abort when the heartbeat times out (~1 min later); exiting at once skips JAX's shutdown barrier.
+    print(
+        f"error: process {jax.process_index()}: a collective with the other processes failed "
+        f"({str(e).splitlines()[0][:160]}): another process of the run stopped or failed. Fix: start every process "
+        f"again with --resume (the last checkpoint continues the run): {resume_command(workdir)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(1)
   if jax.process_index() != 0:
     return
   print(

@@ -12,6 +12,7 @@ A run's workdir holds:
 from __future__ import annotations
 
 import os
+import re
 
 import jax
 import numpy as np
@@ -21,20 +22,33 @@ from hgnn_ima_jax import config_validation
 from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.run_dir import read_config
 
+# Orbax's (tensorstore's) words for a step whose files are missing or cut short
+_DAMAGED = re.compile(r"OUT_OF_RANGE|DATA_LOSS|was not found|No such file|Error reading|truncated|unexpected end")
+
+
+def _seed_rows(saved, asked) -> tuple[int, int] | None:
+  """(rows saved, rows asked) when the two state trees differ only in their leading (seed) axis, alike on every
+  leaf; None otherwise."""
+  a, b = jax.tree_util.tree_leaves(saved), jax.tree_util.tree_leaves(asked)
+  if len(a) != len(b) or any(tuple(x.shape)[1:] != tuple(y.shape)[1:] or not x.shape for x, y in zip(a, b)):
+    return None
+  rows = {(x.shape[0], y.shape[0]) for x, y in zip(a, b)}
+  return rows.pop() if len(rows) == 1 and len(set(next(iter(rows)))) == 2 else None
+
 
 class CheckpointMismatchError(ValueError):
   """A run's latest checkpoint cannot continue with the config asked for (one line: what differs, the fix)."""
 
 
-def orbax_manager(path: str) -> ocp.CheckpointManager:
-  """One checkpoint directory, keeping only its newest step.
+def orbax_manager(path: str, keep: int = 1) -> ocp.CheckpointManager:
+  """One checkpoint directory, keeping its `keep` newest steps.
 
   The barrier prefix is the directory's name: in a multi-process run, 'latest' and 'best' may save the
   same step at once, and Orbax's barriers are named by step, so they would otherwise collide.
   """
   mp = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=os.path.basename(os.path.normpath(path)))
   return ocp.CheckpointManager(
-      path, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True, multiprocessing_options=mp)
+      path, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, multiprocessing_options=mp)
   )
 
 
@@ -47,10 +61,14 @@ def _abstract(tree, sharding):
 class RunCheckpoints:
   """The latest (resume) and best (selected parameters) checkpoints of one run."""
 
-  def __init__(self, workdir: str):
-    self.workdir = workdir
+  def __init__(self, workdir: str, fingerprint: str | None = None):
+    """fingerprint: `config_validation.config_fingerprint` of the run's config, kept in each latest checkpoint
+    and compared on resume (a config.json edited after the checkpoint was written, or overwritten by another
+    run, continued silently with the new values)."""
+    self.workdir, self.fingerprint = workdir, fingerprint
     root = os.path.join(os.path.abspath(workdir), "checkpoints")
-    self.latest = orbax_manager(os.path.join(root, "latest"))
+    # Two latest steps: a step damaged on disk (a full disk, a killed copy) leaves the one before it to resume from.
+    self.latest = orbax_manager(os.path.join(root, "latest"), keep=2)
     self.best = orbax_manager(os.path.join(root, "best"))
     # The steps saved, kept here rather than read from disk before each save: in a multi-process run every
     # process must make the same save calls (Orbax's barriers pair them), and the directory listing can
@@ -69,6 +87,8 @@ class RunCheckpoints:
     # Every process calls save (Orbax synchronises them; the primary process writes replicated host arrays
     # and the metadata). The process count is kept: a run resumes only with the same count.
     meta = {**meta, "processes": jax.process_count()}
+    if self.fingerprint is not None:
+      meta["config_fingerprint"] = self.fingerprint
     self.latest.save(
         step, args=ocp.args.Composite(state=ocp.args.StandardSave(on_host), meta=ocp.args.JsonSave(meta)), force=force
     )
@@ -122,10 +142,27 @@ class RunCheckpoints:
       r = self.latest.restore(
           step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
       )
-    except (ValueError, KeyError, TypeError) as e:  # Orbax's tree mismatch errors
-      raise fail(f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    except (ValueError, KeyError, TypeError, OSError) as e:  # Orbax's tree mismatch and read errors
+      why = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+      if not diffs and (_DAMAGED.search(str(e)) or isinstance(e, OSError)):  # same config: the files are at fault
+        raise self._damaged(step, why) from None
+      raise fail(why) from None
+    saved_fp = (r["meta"] or {}).get("config_fingerprint")
+    if self.fingerprint is not None and saved_fp is not None and saved_fp != self.fingerprint:
+      raise CheckpointMismatchError(
+          f"{self.latest.directory}: checkpoint {step} was written with another config than the run's config.json "
+          "now holds (it was edited after the checkpoint, or another run wrote it). Fix: put config.json back as "
+          "the run wrote it, or train into a new --workdir"
+      )
     # Orbax restores a leaf with its saved shape even when the target says otherwise: check.
     got = dict(jax.tree_util.tree_flatten_with_path(r["state"])[0])
+    rows = _seed_rows(r["state"], abstract)
+    if rows is not None:  # the seeds padded to fill another number of devices
+      raise CheckpointMismatchError(
+          f"{self.latest.directory}: checkpoint {step} holds {rows[0]} seed rows (the run's seeds, padded to fill "
+          f"its devices) and this run has {rows[1]} on {jax.device_count()} device(s). Fix: resume on as many "
+          "devices as the run had (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N)"
+      )
     for path, want in jax.tree_util.tree_flatten_with_path(abstract)[0]:
       have = got.get(path)
       if have is None or tuple(have.shape) != tuple(want.shape):
@@ -138,6 +175,17 @@ class RunCheckpoints:
           f"{self.latest.directory}: checkpoint {step} belongs to another run: {what}. " f"Fix: {fix}"
       )
     return r["state"], r["meta"]
+
+  def _damaged(self, step: int, why: str) -> CheckpointMismatchError:
+    """A step Orbax cannot read (a file missing or cut short): the one before it, if kept, can continue the run."""
+    earlier = [s for s in self.latest.all_steps() if s < step]
+    where = os.path.join(str(self.latest.directory), str(step))
+    fix = (
+        f"delete {where} and --resume again to continue from checkpoint {max(earlier)}"
+        if earlier
+        else "train into a new --workdir (no earlier checkpoint is kept)"
+    )
+    return CheckpointMismatchError(f"{where}: checkpoint {step} is damaged and cannot be read ({why}). Fix: {fix}")
 
   def _saved_processes(self, step: int) -> int | None:
     """The process count in the checkpoint's metadata (1 for checkpoints written before it was kept)."""

@@ -155,7 +155,8 @@ NUMBERS: dict[str, Number] = {
 
 BOOLS = ("model.input_batch_norm", "model.remat", "loss.ind_loss", "loss.val_includes_att", "shard_seeds", "batch.trim")
 
-# Fields that change neither what is trained nor its result (bookkeeping): a resumed run may change them.
+# Fields that change not what is trained (bookkeeping, or how it is computed: remat and mesh_data reorder float
+# sums, ~1e-7): a resumed run may change them.
 RESULT_NEUTRAL = ("checkpoint_every", "batch.prefetch", "batch.eval_chunk", "mesh_data", "model.remat")
 
 
@@ -661,14 +662,26 @@ def result_fields(config) -> dict:
   return d
 
 
-def diff_configs(saved, asked, prefix: str = "") -> list[str]:
-  """'field: <saved> (saved) vs <asked> (asked)' for every leaf that differs between two nested dicts."""
-  if isinstance(saved, Mapping) and isinstance(asked, Mapping):
+def leaf_differences(a, b, prefix: str = "") -> list[tuple[str, Any, Any]]:
+  """(path, a's value, b's value) for every leaf that differs between two nested dicts ('<absent>' if missing)."""
+  if isinstance(a, Mapping) and isinstance(b, Mapping):
     out = []
-    for k in sorted(set(saved) | set(asked)):
-      out += diff_configs(saved.get(k, "<absent>"), asked.get(k, "<absent>"), f"{prefix}{k}.")
+    for k in sorted(set(a) | set(b)):
+      out += leaf_differences(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{prefix}{k}.")
     return out
-  return [] if saved == asked else [f"{prefix[:-1]}: {format_value(saved)} (saved) vs {format_value(asked)} (asked)"]
+  return [] if a == b else [(prefix[:-1], a, b)]
+
+
+def config_fingerprint(config) -> str:
+  """A short hash of `result_fields(config)`: equal for two configs that train the same run."""
+  import hashlib
+
+  return hashlib.sha256(json.dumps(result_fields(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def diff_configs(saved, asked) -> list[str]:
+  """'field: <saved> (saved) vs <asked> (asked)' for every leaf that differs between two nested dicts."""
+  return [f"{p}: {format_value(s)} (saved) vs {format_value(a)} (asked)" for p, s, a in leaf_differences(saved, asked)]
 
 
 # --- command-line flags ----------------------------------------------------------------------

@@ -239,3 +239,54 @@ def agree_largest(value: int) -> int:
 def agree_rung(rung: int) -> int:
   """The rung every process pads its parts to: the largest any process needs (one tiny all-gather per step)."""
   return agree_largest(rung)
+
+
+# --- one config for every process -----------------------------------------------------------
+
+
+def gather_texts(text: str) -> list[str]:
+  """Every process's `text`, in process order (two tiny all-gathers: the lengths, then the padded bytes)."""
+  if jax.process_count() == 1:
+    return [text]
+  from jax.experimental import multihost_utils
+
+  raw = np.frombuffer(text.encode(), np.uint8)
+  lengths = np.asarray(multihost_utils.process_allgather(np.asarray([len(raw)], np.int64))).reshape(-1)
+  padded = np.zeros(int(lengths.max()), np.uint8)
+  padded[: len(raw)] = raw
+  rows = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(lengths), -1)
+  return [bytes(row[:n]).decode() for row, n in zip(rows, lengths)]
+
+
+def check_same_config(config, gather=gather_texts) -> None:
+  """Refuses a multi-process run whose processes were given different configs, on every process alike.
+
+  Each process trains its own seeds with its own config: a learning rate given to one process only trained its
+  seeds with it while config.json recorded process 0's, and another --epochs ended in a collective mismatch (a
+  native abort). Host-local fields (data_dir, a dataset path) may differ; the data itself is not compared.
+
+  Raises:
+    ConfigError: the first field that differs, the process, both values and the fix.
+  """
+  import json
+
+  from hgnn_ima_jax import config_validation as cv
+
+  d = cv.normalise(cv.to_dict(config))
+  d.pop("data_dir", None)
+  if isinstance(d.get("dataset"), str) and d["dataset"].lower() not in cv.DATASET_NAMES:
+    d.pop("dataset")
+  texts = gather(json.dumps(d, sort_keys=True))
+  first = json.loads(texts[0])
+  for k, text in enumerate(texts[1:], start=1):
+    diffs = cv.leaf_differences(first, json.loads(text))
+    if diffs:
+      path, ours, theirs = diffs[0]
+      more = f" (and {len(diffs) - 1} more field(s))" if len(diffs) > 1 else ""
+      raise cv.ConfigError(
+          path,
+          theirs,
+          f"is process {k}'s value, process 0 has {cv.format_value(ours)}{more}: every process of a run trains "
+          "with one config",
+          "give every process the same flags (and the same --resume)",
+      )

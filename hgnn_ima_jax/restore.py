@@ -207,12 +207,20 @@ def load_checkpoint(workdir: str, data: MMHN | None = None, *, unfinished: bool 
     manager.close()
     tree, seeds, results = _best_so_far(workdir, config, variables)
   else:
-    meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    seeds, results = [int(s) for s in meta["seeds"]], meta["results"]
-    stack = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds),) + x.shape, x.dtype), t)
-    target = {"params": stack(variables["params"]), "batch_stats": stack(variables.get("batch_stats", {}))}
-    tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
-    manager.close()
+    try:
+      meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+      seeds, results = [int(s) for s in meta["seeds"]], meta["results"]
+      stack = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds),) + x.shape, x.dtype), t)
+      target = {"params": stack(variables["params"]), "batch_stats": stack(variables.get("batch_stats", {}))}
+      tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+    except (ValueError, KeyError, TypeError, OSError) as e:  # a raw Orbax/tensorstore error otherwise
+      raise CheckpointMismatchError(
+          f"{workdir}/checkpoints/best/{step}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}): "
+          "it is damaged, or its config.json is not the one the run wrote. Fix: put back the run's files, or open "
+          "the best epoch of its latest checkpoint with load_checkpoint(workdir, unfinished=True)"
+      ) from None
+    finally:
+      manager.close()
   return LoadedRun(tree["params"], tree.get("batch_stats", {}), config, schema, seeds, results, data)
 
 

@@ -7,9 +7,12 @@ checkpoints/{latest,best}/<step>/ (Orbax; `checkpointing.py` writes and reads th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
+import socket
 import tempfile
 
 import ml_collections
@@ -48,6 +51,43 @@ def check_workdir(workdir: str, name: str = "workdir") -> None:
     ) from None
 
 
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def locked_workdir(workdir: str):
+  """Holds an exclusive lock on `workdir` (`.lock`, fcntl) while a run writes there; another run is refused.
+
+  Two runs started into one workdir both found no checkpoint and both wrote: config.json of one, results.json of
+  the other, checkpoints of both, so that --resume and load_checkpoint each described a different run. The lock
+  goes with the process (a killed run leaves no stale lock); the file stays, naming the last holder.
+
+  Raises:
+    WorkdirError: another process holds the lock (its pid and host).
+  """
+  path = os.path.join(workdir, LOCK_FILE)
+  f = open(path, "a+")
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    f.seek(0)
+    who = f.read().strip() or "another process"
+    f.close()
+    raise WorkdirError(
+        f"workdir={workdir}: a run is writing there now ({who}). Fix: wait for it to end (then --resume continues "
+        "it), or give another --workdir"
+    ) from None
+  try:
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    yield
+  finally:
+    fcntl.flock(f, fcntl.LOCK_UN)
+    f.close()
+
+
 def write_config(workdir: str, config: ml_collections.ConfigDict):
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
@@ -60,12 +100,19 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
         f"{path} not found: {workdir} is not a training run directory " "(run experiments/train.py --workdir=... first)"
     )
   with open(path) as f:
-    d = json.load(f)
+    try:
+      d = json.load(f)
+    except json.JSONDecodeError as e:  # a traceback with no file named
+      raise WorkdirError(
+          f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}). Fix: put back the config.json "
+          "the run wrote (it rebuilds the run's data and model)"
+      ) from None
+  if not isinstance(d, dict):
+    raise WorkdirError(f"{path}: holds a {type(d).__name__}, not a config object. Fix: put back the run's config.json")
   model = d.get("model")
   if isinstance(model, dict) and "update" in model:  # a run saved before model.update became update_form
     model["update_form"] = model.pop("update")
-  if isinstance(d, dict):  # a run saved before a Table 4 name's model fields were written with it
-    config_validation.apply_name_fields(d)
+  config_validation.apply_name_fields(d)  # a run saved before a Table 4 name's model fields were written with it
   return ml_collections.ConfigDict(d)
 
 

@@ -17,6 +17,7 @@ seed sharding), `steps` (train/eval step, selection and early stopping, the epoc
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -33,7 +34,7 @@ from hgnn_ima_jax import distributed, minibatch, runtime
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax.budgets import padded_schema
 from hgnn_ima_jax.checkpointing import RunCheckpoints
-from hgnn_ima_jax.config_validation import absolute_path, apply_name_fields, validate_config
+from hgnn_ima_jax.config_validation import absolute_path, apply_name_fields, config_fingerprint, validate_config
 from hgnn_ima_jax.evaluation import Evaluator
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.graph_checks import check_trainable
@@ -43,7 +44,7 @@ from hgnn_ima_jax.memory_check import MemoryCheckedProgram, memory_limit, remat_
 from hgnn_ima_jax.models import split_model_name
 from hgnn_ima_jax.optim import create_optimizer, learning_rate_at
 from hgnn_ima_jax.projection import check_shared_widths
-from hgnn_ima_jax.run_dir import check_workdir, write_config, write_schema
+from hgnn_ima_jax.run_dir import check_workdir, locked_workdir, write_config, write_schema
 from hgnn_ima_jax.run_log import HistoryWriter, TrainingInterrupted, history_rows  # noqa: F401 (re-exported)
 from hgnn_ima_jax.state import Batch, TrainState, check_mesh_data, create_model, init_state, make_batch, seed_sharding
 from hgnn_ima_jax.steps import make_epoch_fn
@@ -233,9 +234,11 @@ def check_inputs(config: ml_collections.ConfigDict, schema) -> None:
 
 def preflight(config: ml_collections.ConfigDict) -> None:
   """What a run checks of the machine before its data loads or anything is written: config.mesh_data against
-  the devices, $HGNN_IMA_MEMORY_LIMIT's syntax (both were tracebacks after the workdir had been made)."""
+  the devices, $HGNN_IMA_MEMORY_LIMIT's syntax (both were tracebacks after the workdir had been made), and in a
+  run of several processes that all have one config (`distributed.check_same_config`)."""
   check_mesh_data(int(config.get("mesh_data", 1)))
   memory_limit()
+  distributed.check_same_config(config)  # every process, alike: one tiny all-gather of the config
 
 
 def train_and_evaluate(
@@ -259,7 +262,8 @@ def train_and_evaluate(
     workdir: the run's directory (created).
     data: the graph (`data_utils.load_for_config(config)` loads the config's dataset).
     resume: continue from the latest checkpoint in `workdir` when there is one; a checkpoint
-      written with another config is refused (`checkpointing.CheckpointMismatchError`).
+      written with another config is refused (`checkpointing.CheckpointMismatchError`). A finished run
+      (results.json) returns its saved results and rewrites nothing.
     progress: show a tqdm progress bar.
     should_stop: polled before the first epoch and after each one (in mini-batch mode after every
       batch); when it returns True the state reached is checkpointed and `TrainingInterrupted` is raised
@@ -271,7 +275,8 @@ def train_and_evaluate(
     The results dict (also written to results.json).
 
   Raises:
-    ConfigError, WorkdirError (a `workdir` that cannot be made or written), DatasetError (a graph that cannot
+    ConfigError, WorkdirError (a `workdir` that cannot be made or written, or that another run is writing to),
+    DatasetError (a graph that cannot
     train: an empty class, one class in the train split, no edge into the target type; `check_trainable`): before
     anything is built or written; `CheckpointMismatchError` on resuming another config's run.
   """
@@ -293,11 +298,18 @@ def train_and_evaluate(
   check_trainable(data)
   t_start = time.time()
   os.makedirs(workdir, exist_ok=True)
-  settings = minibatch.BatchSettings.from_config(config)
-  seeds = list(config.seeds)
   main = jax.process_index() == 0  # only process 0 writes config, history, results and the progress bar
   if not main:
     progress, on_history = False, None
+  with locked_workdir(workdir) if main else contextlib.nullcontext():  # one run writes a workdir at a time
+    return _train_and_evaluate(config, workdir, data, resume, progress, should_stop, on_history, t_start)
+
+
+def _train_and_evaluate(config, workdir, data, resume, progress, should_stop, on_history, t_start) -> dict:
+  """`train_and_evaluate` once its arguments are checked and its workdir is locked."""
+  settings = minibatch.BatchSettings.from_config(config)
+  seeds = list(config.seeds)
+  main = jax.process_index() == 0
   mesh_data = int(config.get("mesh_data", 1))
   shard_seeds = bool(config.get("shard_seeds", True))
   shard, replicated, padded = seed_sharding(len(seeds), shard_seeds, mesh_data)
@@ -318,7 +330,7 @@ def train_and_evaluate(
       seeds=seeds,
       run_seeds=seeds + [max(seeds) + 1 + i for i in range(padded - len(seeds))],
       shard=shard,
-      manager=RunCheckpoints(workdir),
+      manager=RunCheckpoints(workdir, fingerprint=config_fingerprint(config)),
       on_history=on_history or (lambda rows: None),
       num_classes=data.schema.num_classes,
       num_targets=len(data.labels) if settings.sampled else None,
@@ -326,6 +338,11 @@ def train_and_evaluate(
   )
 
   state, history, resumed = restore_or_init(run, resume)
+  saved = os.path.join(workdir, "results.json")
+  if resume and distributed.agree_smallest(int(os.path.exists(saved))):  # every process sees it: all return
+    run.manager.close()  # a finished run: its results stay as they were (timings, eval_chunk), as checkpoints/best
+    with open(saved) as f:
+      return json.load(f)
   if main:
     write_config(workdir, config)
     write_schema(workdir, data.schema)

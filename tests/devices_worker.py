@@ -1,6 +1,7 @@
 """One training process of tests/test_devices.py: `python devices_worker.py SPEC_JSON` writes SPEC['out'].
 
 SPEC: {'process_id', 'num_processes', 'devices' (local), 'port', 'workdir', 'out', 'overrides' (config path → value),
+'own_overrides' (this process's alone, optional),
 'stop_at' (poll index that asks to stop, or None), 'resume'}. The out JSON holds per_seed, history, the files this
 process opened for writing under the workdir (outside Orbax's checkpoints/), or the error / interruption.
 """
@@ -18,6 +19,7 @@ processes.join(spec)
 
 from hgnn_ima_jax import train  # noqa: E402
 from hgnn_ima_jax.checkpointing import CheckpointMismatchError  # noqa: E402
+from hgnn_ima_jax.config_validation import ConfigError  # noqa: E402
 from hgnn_ima_jax.data_utils import load_for_config  # noqa: E402
 from hgnn_ima_jax.experiments.configs import set_path  # noqa: E402
 from hgnn_ima_jax.experiments.configs import test as test_config  # noqa: E402
@@ -59,7 +61,7 @@ def recording_sample_parts(self, epoch, b, part_ids):  # which parts this proces
 
 minibatch.BatchSource.sample_parts = recording_sample_parts
 c = test_config.get_config()
-for k, v in spec["overrides"].items():
+for k, v in {**spec["overrides"], **spec.get("own_overrides", {})}.items():
   set_path(c, k, tuple(v) if isinstance(v, list) else v)
 polls = iter(range(10**6))
 stop = None if spec.get("stop_at") is None else (lambda: next(polls) == spec["stop_at"])
@@ -77,7 +79,7 @@ try:
   result["per_seed"] = res["per_seed"]
 except train.TrainingInterrupted as e:
   result["interrupted"] = e.epoch
-except CheckpointMismatchError as e:
+except (CheckpointMismatchError, ConfigError) as e:
   result["error"] = str(e)
 if os.path.exists(os.path.join(workdir, "history.json")):
   result["history"] = json.load(_open(os.path.join(workdir, "history.json")))

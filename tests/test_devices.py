@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import jax
 import numpy as np
 import processes
 import pytest
+from conftest import REPO
 from script_helpers import TINY_CLI
 
 from hgnn_ima_jax import checkpointing, distributed, minibatch, steps
@@ -207,6 +209,21 @@ def test_seeds_split_over_two_processes_train_as_one_device(data, tmp_path):
   assert results[0]["per_seed"][0] != results[0]["per_seed"][1]  # two different seeds, not one twice
 
 
+def test_processes_given_different_configs_are_refused_alike(tmp_path):
+  """From an audit: a learning rate given to process 1 alone trained its seed with it while config.json recorded
+  process 0's (exit 0); another --epochs ended in a Gloo collective mismatch and a native abort."""
+  port = processes.free_port()
+  spec = {"num_processes": 2, "devices": 2, "port": port, "workdir": str(tmp_path / "mixed"), "overrides": RUN}
+  specs = [{**spec, "process_id": 0}, {**spec, "process_id": 1, "own_overrides": {"optimizer.learning_rate": 0.05}}]
+  results = _wait(processes.start(WORKER, tmp_path, "mixed", specs))
+  for r in results:  # both refuse, before anything is written
+    assert r["error"] == (
+        "config.optimizer.learning_rate=0.05: is process 1's value, process 0 has 0.001: every process of a run "
+        "trains with one config. Fix: give every process the same flags (and the same --resume)"
+    ), r
+  assert not (tmp_path / "mixed").exists()
+
+
 CLI_FLAGS = [
     *TINY_CLI,
     "--config.batch.mode=neighbor",
@@ -298,3 +315,62 @@ def test_distributed_flags_are_checked_before_jax_distributed_starts():
   for address in ("127.0.0.1", "127.0.0.1:port", ":1234", "127.0.0.1:70000"):
     with pytest.raises(app.UsageError, match="expected HOST:PORT"):
       train_cli.initialize_distributed(address, 2, 0)
+
+
+def test_a_process_waiting_for_its_run_stops_at_once_and_a_busy_port_is_one_line(tmp_path):
+  """From an audit: a SIGTERM while process 0 waited for its peers was only recorded (it waited out JAX's 300 s),
+  and a coordinator port already in use gave a 21-line traceback without the port."""
+  port = processes.free_port()
+  cmd = [sys.executable, "experiments/train.py", *TINY_CLI, f"--workdir={tmp_path / 'run'}", "--num_processes=2"]
+  waiting = subprocess.Popen(
+      [*cmd, f"--coordinator=127.0.0.1:{port}", "--process_id=0"],
+      cwd=REPO,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+  )
+  try:
+    assert waiting.stdout.readline().startswith(f"process 0: waiting up to 300 s for 2 process(es) at 127.0.0.1:{port}")
+    time.sleep(1)
+    waiting.send_signal(signal.SIGTERM)
+    _, err = waiting.communicate(timeout=30)
+  finally:
+    processes.stop([(waiting, None, None)])
+  assert waiting.returncode == 143 and "SIGTERM received while waiting for the other processes" in err, err[-2000:]
+  with socket.socket() as busy:
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    proc = subprocess.run(
+        [*cmd, f"--coordinator=127.0.0.1:{busy.getsockname()[1]}", "--process_id=0", "--coordinator_timeout=20"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+  lines = proc.stderr.strip().splitlines()
+  assert proc.returncode == 2 and lines[-1].startswith("error: --coordinator=127.0.0.1:"), proc.stderr[-2000:]
+  assert "jax.distributed did not start" in lines[-1] and "Traceback" not in proc.stderr
+
+
+def test_a_process_whose_peer_died_exits_with_one_line(tmp_path):
+  """From an audit: when one process of a run was killed, the other printed a Gloo traceback, then aborted natively
+  when JAX's heartbeat timed out (~1 min later), with no way on."""
+  port, workdir = processes.free_port(), tmp_path / "run"
+  cmd = [sys.executable, "experiments/train.py", *TINY_CLI, f"--workdir={workdir}", "--num_processes=2"]
+  cmd += [f"--coordinator=127.0.0.1:{port}", "--epochs=400", "--config.checkpoint_every=5"]
+  procs = [
+      subprocess.Popen([*cmd, f"--process_id={i}"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)
+  ]
+  try:
+    latest, deadline = workdir / "checkpoints" / "latest", time.time() + 180
+    while time.time() < deadline and not (latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir())):
+      assert all(p.poll() is None for p in procs), procs[0].communicate()[1][-2000:]
+      time.sleep(0.1)
+    procs[1].kill()
+    _, err = procs[0].communicate(timeout=60)
+  finally:
+    processes.stop([(p, None, None) for p in procs])
+  last = err.strip().splitlines()[-1]
+  assert procs[0].returncode == 1 and last.startswith("error: process 0: a collective with the other processes failed")
+  assert last.endswith(f"--workdir={workdir} --coordinator=127.0.0.1:{port} --num_processes=2 --process_id=0 --resume")

@@ -413,6 +413,30 @@ def test_existing_run_is_not_overwritten(baseline_run, tiny_data):
     fit(tiny_config(), baseline_run[0], data=tiny_data, progress=False)
 
 
+def test_a_finished_run_resumed_is_left_as_it_was(baseline_run, tiny_data, tmp_path, monkeypatch):
+  """From an audit: --resume on a finished run (as requeue scripts pass it every time) re-evaluated it and
+  rewrote results.json with ~0 s of training, no longer the results checkpoints/best keeps."""
+  workdir = tmp_path / "run"
+  shutil.copytree(baseline_run[0], workdir)
+  saved = (workdir / "results.json").read_text()
+  monkeypatch.setattr(train, "final_evaluation", lambda *a, **k: pytest.fail("evaluated again"))
+  assert fit(tiny_config(), workdir, data=tiny_data, progress=False, resume=True) == json.loads(saved)
+  assert (workdir / "results.json").read_text() == saved
+
+
+def test_a_workdir_being_written_is_refused(tiny_data, tmp_path):
+  """From an audit: two runs started into one workdir both found no checkpoint and both wrote there (config.json
+  of one, results.json of the other, checkpoints of both)."""
+  from hgnn_ima_jax.run_dir import WorkdirError, locked_workdir
+
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  with locked_workdir(str(workdir)):  # as a run in another process holds it
+    with pytest.raises(WorkdirError, match=rf"^workdir={workdir}: a run is writing there now \(pid \d+ on .+\)\. Fix:"):
+      fit(tiny_config(), workdir, data=tiny_data, progress=False)
+  assert sorted(p.name for p in workdir.iterdir()) == [".lock"]  # nothing written by the refused run
+
+
 def test_resume_with_another_config_fails_clearly(baseline_run, tiny_data, tmp_path):
   """A latest checkpoint whose state does not fit the config is refused in one line, naming the fix."""
   workdir = str(tmp_path / "run")

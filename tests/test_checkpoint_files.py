@@ -1,0 +1,81 @@
+"""A run directory whose files were damaged, edited or written for other devices: one line that says what, and
+the fix (from an audit: each was a raw Orbax error, or blamed "another version of this code" and proposed the
+very command that had failed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from hgnn_ima_jax import run_dir
+from hgnn_ima_jax.checkpointing import CheckpointMismatchError, RunCheckpoints
+
+CONFIG = {"dataset": "synthetic", "model": {"hidden": 4}, "seeds": [0, 1]}
+
+
+def saved_run(workdir, steps=(5, 10), rows=2):
+  """A workdir with config.json and latest checkpoints at `steps` of a state with `rows` seed rows."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump(CONFIG, f)
+  state = {"w": np.arange(rows * 3, dtype=np.float32).reshape(rows, 3), "step": np.zeros(rows, np.int32)}
+  ckpt = RunCheckpoints(workdir, fingerprint="abc")
+  for s in steps:
+    ckpt.save_latest(s, state, {"history": []})
+  ckpt.close()
+  return state
+
+
+def restore(workdir, like, fingerprint="abc"):
+  ckpt = RunCheckpoints(workdir, fingerprint=fingerprint)
+  try:
+    return ckpt.restore_latest(like, config=run_dir.read_config(workdir))
+  finally:
+    ckpt.close()
+
+
+def test_a_damaged_step_names_the_earlier_one(tmp_path):
+  workdir = str(tmp_path / "run")
+  state = saved_run(workdir)
+  got, _ = restore(workdir, state)  # intact: the newest step
+  np.testing.assert_array_equal(got["w"], state["w"])
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "latest", "10", "state"))
+  latest = os.path.join(workdir, "checkpoints", "latest")
+  with pytest.raises(
+      CheckpointMismatchError,
+      match=rf"^{latest}/10: checkpoint 10 is damaged and cannot be read \(.*\)\. Fix: delete {latest}/10 and "
+      r"--resume again to continue from checkpoint 5$",
+  ):
+    restore(workdir, state)
+  shutil.rmtree(os.path.join(latest, "10"))
+  got, _ = restore(workdir, state)  # as the fix says
+  np.testing.assert_array_equal(got["w"], state["w"])
+
+
+def test_a_config_json_edited_after_the_checkpoint_is_refused(tmp_path):
+  workdir = str(tmp_path / "run")
+  state = saved_run(workdir)
+  with pytest.raises(CheckpointMismatchError, match=r"checkpoint 10 was written with another config than the run's"):
+    restore(workdir, state, fingerprint="edited")
+
+
+def test_other_seed_rows_say_to_resume_on_as_many_devices(tmp_path):
+  workdir = str(tmp_path / "run")
+  saved_run(workdir, rows=2)
+  four = {"w": np.zeros((4, 3), np.float32), "step": np.zeros(4, np.int32)}
+  with pytest.raises(
+      CheckpointMismatchError,
+      match=rf"checkpoint 10 holds 2 seed rows .* this run has 4 on {jax.device_count()} device\(s\)\. Fix: resume on",
+  ):
+    restore(workdir, four)
+
+
+def test_an_unreadable_config_json_is_one_line(tmp_path):
+  (tmp_path / "config.json").write_text("{")
+  with pytest.raises(run_dir.WorkdirError, match=r"config.json: not valid JSON \(.* line 1, column 2\)\. Fix: put"):
+    run_dir.read_config(str(tmp_path))
