@@ -15,8 +15,10 @@ import os
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 from hgnn_ima_jax import config_validation
 from hgnn_ima_jax.hosts import host
@@ -102,12 +104,17 @@ class RunCheckpoints:
     fields = config_validation.result_fields
     return config_validation.diff_configs(fields(saved), fields(config))
 
-  def restore_latest(self, like, sharding=None, config=None):
+  def restore_latest(self, like, sharding=None, config=None, real_rows: int | None = None):
     """(state, meta) of the newest checkpoint, or None; `like` (arrays or ShapeDtypeStructs) gives the structure.
 
     With `config` (the resolved config of the run that continues), a checkpoint whose run had another
     config is refused: `CheckpointMismatchError` lists the fields that differ (and the first leaf whose
     shape does not fit, when that is what failed).
+
+    real_rows: how many leading (seed) rows are real seeds; the rest pad the seeds to fill the devices. A
+    checkpoint padded for another number of devices is then re-padded (its real rows kept, the padding rows
+    copies of the first: they are dropped from every output), so that a run continues on another device count
+    (one process only; several are refused with the fix).
     """
     step = self.latest.latest_step()
     if step is None:
@@ -139,14 +146,25 @@ class RunCheckpoints:
         f"training state this config builds ({why}); {what}. Fix: {fix}"
     )
     try:
-      r = self.latest.restore(
+      restored = self.latest.restore(
           step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
       )
+      r = {"state": restored["state"], "meta": restored["meta"]}
     except (ValueError, KeyError, TypeError, OSError) as e:  # Orbax's tree mismatch and read errors
       why = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
       if not diffs and (_DAMAGED.search(str(e)) or isinstance(e, OSError)):  # same config: the files are at fault
         raise self._damaged(step, why) from None
-      raise fail(why) from None
+      rows = None if diffs else self._saved_rows(step, abstract)
+      if rows is None:
+        raise fail(why) from None
+      if real_rows is None or real_rows > min(rows) or jax.process_count() > 1:
+        raise self._other_rows(step, rows) from None
+      try:
+        state = self._repadded(step, abstract, sharding, rows, real_rows)
+      except (ValueError, KeyError, TypeError, OSError):
+        raise fail(why) from None
+      r = {"state": state, "meta": self.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))}
+      r["meta"] = r["meta"]["meta"]
     saved_fp = (r["meta"] or {}).get("config_fingerprint")
     if self.fingerprint is not None and saved_fp is not None and saved_fp != self.fingerprint:
       raise CheckpointMismatchError(
@@ -157,12 +175,11 @@ class RunCheckpoints:
     # Orbax restores a leaf with its saved shape even when the target says otherwise: check.
     got = dict(jax.tree_util.tree_flatten_with_path(r["state"])[0])
     rows = _seed_rows(r["state"], abstract)
-    if rows is not None:  # the seeds padded to fill another number of devices
-      raise CheckpointMismatchError(
-          f"{self.latest.directory}: checkpoint {step} holds {rows[0]} seed rows (the run's seeds, padded to fill "
-          f"its devices) and this run has {rows[1]} on {jax.device_count()} device(s). Fix: resume on as many "
-          "devices as the run had (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N)"
-      )
+    if rows is not None and real_rows is not None and real_rows <= min(rows) and jax.process_count() == 1:
+      r["state"] = self._repadded(step, abstract, sharding, rows, real_rows)
+      got = dict(jax.tree_util.tree_flatten_with_path(r["state"])[0])
+    elif rows is not None:  # the seeds padded to fill another number of devices
+      raise self._other_rows(step, rows)
     for path, want in jax.tree_util.tree_flatten_with_path(abstract)[0]:
       have = got.get(path)
       if have is None or tuple(have.shape) != tuple(want.shape):
@@ -175,6 +192,37 @@ class RunCheckpoints:
           f"{self.latest.directory}: checkpoint {step} belongs to another run: {what}. " f"Fix: {fix}"
       )
     return r["state"], r["meta"]
+
+  def _other_rows(self, step: int, rows: tuple[int, int]) -> CheckpointMismatchError:
+    return CheckpointMismatchError(
+        f"{self.latest.directory}: checkpoint {step} holds {rows[0]} seed rows (the run's seeds, padded to fill "
+        f"its devices) and this run has {rows[1]} on {jax.device_count()} device(s). Fix: resume on as many "
+        "devices as the run had (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N)"
+    )
+
+  def _saved_rows(self, step: int, abstract) -> tuple[int, int] | None:
+    """(rows saved, rows asked) when every leaf of the saved state and of `abstract` has one leading size each,
+    and they differ (read from the step's metadata: a sharded restore refuses another shape before returning)."""
+    try:
+      level = absl_logging.get_verbosity()
+      absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns that a step has no _CHECKPOINT_METADATA
+      try:
+        meta = ocp.StandardCheckpointer().metadata(os.path.join(str(self.latest.directory), str(step), "state"))
+      finally:
+        absl_logging.set_verbosity(level)
+      saved = {x.shape[0] for x in jax.tree_util.tree_leaves(getattr(meta, "item_metadata", meta)) if x.shape}
+    except Exception:  # noqa: BLE001 (no readable metadata: the generic message stands)
+      return None
+    asked = {x.shape[0] for x in jax.tree_util.tree_leaves(abstract) if x.shape}
+    return (saved.pop(), asked.pop()) if len(saved) == 1 and len(asked) == 1 and saved != asked else None
+
+  def _repadded(self, step: int, abstract, sharding, rows: tuple[int, int], real_rows: int):
+    """The state of `step` (saved with rows[0] seed rows) with rows[1]: its real rows, then copies of the first."""
+    saved = jax.tree.map(lambda a: np.zeros((rows[0],) + tuple(a.shape[1:]), a.dtype), abstract)
+    r = self.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(saved)))
+    index = np.concatenate([np.arange(real_rows), np.zeros(rows[1] - real_rows, np.int64)])
+    state = jax.tree.map(lambda x: np.asarray(x)[index], r["state"])
+    return jax.device_put(state, sharding) if sharding is not None else jax.tree.map(jnp.asarray, state)
 
   def _damaged(self, step: int, why: str) -> CheckpointMismatchError:
     """A step Orbax cannot read (a file missing or cut short): the one before it, if kept, can continue the run."""

@@ -98,7 +98,7 @@ def restore_or_init(run: Run, resume: bool) -> tuple[TrainState, list[dict], dic
   """
   if resume:
     like = init_state(run.model, run.tx, run.batch, run.run_seeds, run.shard, run.num_targets, abstract=True)
-    restored = run.manager.restore_latest(like, run.shard, config=run.config)
+    restored = run.manager.restore_latest(like, run.shard, config=run.config, real_rows=len(run.seeds))
     if restored is not None:
       state, meta = restored
       logging.info("resumed %s at epoch %d", run.workdir, meta["epoch"])

@@ -79,3 +79,20 @@ def test_an_unreadable_config_json_is_one_line(tmp_path):
   (tmp_path / "config.json").write_text("{")
   with pytest.raises(run_dir.WorkdirError, match=r"config.json: not valid JSON \(.* line 1, column 2\)\. Fix: put"):
     run_dir.read_config(str(tmp_path))
+
+
+def test_a_run_continues_on_another_device_count(tmp_path):
+  """Seeds padded for 1 device (2 rows) continue padded for 4 (4 rows) and back: the real rows are kept."""
+  workdir = str(tmp_path / "run")
+  state = saved_run(workdir, rows=2)
+  four = {"w": np.zeros((4, 3), np.float32), "step": np.zeros(4, np.int32)}
+  ckpt = RunCheckpoints(workdir, fingerprint="abc")
+  got, _ = ckpt.restore_latest(four, config=run_dir.read_config(workdir), real_rows=2)
+  ckpt.close()
+  np.testing.assert_array_equal(np.asarray(got["w"]), state["w"][[0, 1, 0, 0]])
+  saved_run(str(tmp_path / "wide"), rows=4)
+  two = {"w": np.zeros((2, 3), np.float32), "step": np.zeros(2, np.int32)}
+  ckpt = RunCheckpoints(str(tmp_path / "wide"), fingerprint="abc")
+  got, _ = ckpt.restore_latest(two, config=run_dir.read_config(str(tmp_path / "wide")), real_rows=2)
+  ckpt.close()
+  np.testing.assert_array_equal(np.asarray(got["w"]), np.arange(12, dtype=np.float32).reshape(4, 3)[:2])

@@ -209,6 +209,20 @@ def test_seeds_split_over_two_processes_train_as_one_device(data, tmp_path):
   assert results[0]["per_seed"][0] != results[0]["per_seed"][1]  # two different seeds, not one twice
 
 
+def test_a_run_stopped_on_one_device_continues_on_four(data, tmp_path):
+  """From an audit: 2 seeds on 1 device, resumed on 4 (a requeue onto another node), failed on the seeds padded to
+  fill the devices (2 rows saved, 4 asked); the real rows continue, with the results of an uninterrupted run."""
+  over = {"seeds": [0, 1]}
+  workdir = tmp_path / "moved"
+  cut = _wait(_start(tmp_path, "cut", num_processes=1, devices=1, workdir=workdir, overrides=over, stop_at=3))
+  assert cut[0].get("interrupted") == 1, cut[0]
+  moved = _wait(_start(tmp_path, "on4", num_processes=1, devices=4, workdir=workdir, overrides=over, resume=True))
+  from hgnn_ima_jax import train
+
+  one = train.train_and_evaluate(config(seeds=(0, 1)), str(tmp_path / "one"), data, progress=False)
+  assert moved[0]["devices"] == 4 and moved[0]["per_seed"] == one["per_seed"], moved[0]
+
+
 def test_processes_given_different_configs_are_refused_alike(tmp_path):
   """From an audit: a learning rate given to process 1 alone trained its seed with it while config.json recorded
   process 0's (exit 0); another --epochs ended in a Gloo collective mismatch and a native abort."""
