@@ -258,7 +258,7 @@ def test_batch_fields_are_read_only_by_the_modes_that_use_them():
   cases = [
       ("full", "size", 128, "add --config.batch.mode=neighbor (or hgt) to train on sampled mini-batches, or drop it"),
       ("full", "eval", "sampled", "add --config.batch.mode=neighbor (or hgt)"),
-      ("hgt", "fanouts", (5, 5), "it is read with batch.mode=neighbor: switch to that, or drop it"),
+      ("hgt", "fanouts", (5, 5, 5), "it is read with batch.mode=neighbor: switch to that, or drop it"),
       ("neighbor", "num_samples", 64, "it is read with batch.mode=hgt: switch to that"),
   ]
   for mode, field, value, fix in cases:
