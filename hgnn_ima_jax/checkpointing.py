@@ -65,8 +65,8 @@ class RunCheckpoints:
 
   def __init__(self, workdir: str, fingerprint: str | None = None):
     """fingerprint: `config_validation.config_fingerprint` of the run's config, kept in each latest checkpoint
-    and compared on resume (a config.json edited after the checkpoint was written, or overwritten by another
-    run, continued silently with the new values)."""
+    and compared with config.json's on resume (a config.json edited after the checkpoint was written, or
+    overwritten by another run, continued silently with the new values)."""
     self.workdir, self.fingerprint = workdir, fingerprint
     root = os.path.join(os.path.abspath(workdir), "checkpoints")
     # Two latest steps: a step damaged on disk (a full disk, a killed copy) leaves the one before it to resume from.
@@ -166,7 +166,11 @@ class RunCheckpoints:
       r = {"state": state, "meta": self.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))}
       r["meta"] = r["meta"]["meta"]
     saved_fp = (r["meta"] or {}).get("config_fingerprint")
-    if self.fingerprint is not None and saved_fp is not None and saved_fp != self.fingerprint:
+    if (
+        saved_fp is not None
+        and diffs == []
+        and saved_fp != config_validation.config_fingerprint(read_config(self.workdir))
+    ):
       raise CheckpointMismatchError(
           f"{self.latest.directory}: checkpoint {step} was written with another config than the run's config.json "
           "now holds (it was edited after the checkpoint, or another run wrote it). Fix: put config.json back as "

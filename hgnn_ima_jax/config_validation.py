@@ -672,11 +672,23 @@ def leaf_differences(a, b, prefix: str = "") -> list[tuple[str, Any, Any]]:
   return [] if a == b else [(prefix[:-1], a, b)]
 
 
+def without_host_paths(d: dict) -> dict:
+  """`d` (a normalised config dict) without the fields that may differ between the hosts of one run: data_dir and
+  a dataset path (each host may mount the data elsewhere)."""
+  d = dict(d)
+  d.pop("data_dir", None)
+  if isinstance(d.get("dataset"), str) and d["dataset"].lower() not in DATASET_NAMES:
+    d.pop("dataset")
+  return d
+
+
 def config_fingerprint(config) -> str:
-  """A short hash of `result_fields(config)`: equal for two configs that train the same run."""
+  """A short hash of `result_fields(config)` without host paths: equal for two configs that train the same run,
+  on every process of it."""
   import hashlib
 
-  return hashlib.sha256(json.dumps(result_fields(config), sort_keys=True).encode()).hexdigest()[:16]
+  text = json.dumps(without_host_paths(result_fields(config)), sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def diff_configs(saved, asked) -> list[str]:

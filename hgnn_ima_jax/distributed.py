@@ -272,10 +272,7 @@ def check_same_config(config, gather=gather_texts) -> None:
 
   from hgnn_ima_jax import config_validation as cv
 
-  d = cv.normalise(cv.to_dict(config))
-  d.pop("data_dir", None)
-  if isinstance(d.get("dataset"), str) and d["dataset"].lower() not in cv.DATASET_NAMES:
-    d.pop("dataset")
+  d = cv.without_host_paths(cv.normalise(cv.to_dict(config)))
   texts = gather(json.dumps(d, sort_keys=True))
   first = json.loads(texts[0])
   for k, text in enumerate(texts[1:], start=1):

@@ -14,6 +14,7 @@ import pytest
 
 from hgnn_ima_jax import run_dir
 from hgnn_ima_jax.checkpointing import CheckpointMismatchError, RunCheckpoints
+from hgnn_ima_jax.config_validation import config_fingerprint
 
 CONFIG = {"dataset": "synthetic", "model": {"hidden": 4}, "seeds": [0, 1]}
 
@@ -24,15 +25,15 @@ def saved_run(workdir, steps=(5, 10), rows=2):
   with open(os.path.join(workdir, "config.json"), "w") as f:
     json.dump(CONFIG, f)
   state = {"w": np.arange(rows * 3, dtype=np.float32).reshape(rows, 3), "step": np.zeros(rows, np.int32)}
-  ckpt = RunCheckpoints(workdir, fingerprint="abc")
+  ckpt = RunCheckpoints(workdir, fingerprint=config_fingerprint(run_dir.read_config(workdir)))
   for s in steps:
     ckpt.save_latest(s, state, {"history": []})
   ckpt.close()
   return state
 
 
-def restore(workdir, like, fingerprint="abc"):
-  ckpt = RunCheckpoints(workdir, fingerprint=fingerprint)
+def restore(workdir, like):
+  ckpt = RunCheckpoints(workdir)
   try:
     return ckpt.restore_latest(like, config=run_dir.read_config(workdir))
   finally:
@@ -60,8 +61,11 @@ def test_a_damaged_step_names_the_earlier_one(tmp_path):
 def test_a_config_json_edited_after_the_checkpoint_is_refused(tmp_path):
   workdir = str(tmp_path / "run")
   state = saved_run(workdir)
+  config = json.loads((tmp_path / "run" / "config.json").read_text())
+  config["model"]["hidden"] = 8  # by hand, after the checkpoint: resumed, the run continued with it
+  (tmp_path / "run" / "config.json").write_text(json.dumps(config))
   with pytest.raises(CheckpointMismatchError, match=r"checkpoint 10 was written with another config than the run's"):
-    restore(workdir, state, fingerprint="edited")
+    restore(workdir, state)
 
 
 def test_other_seed_rows_say_to_resume_on_as_many_devices(tmp_path):
@@ -86,13 +90,13 @@ def test_a_run_continues_on_another_device_count(tmp_path):
   workdir = str(tmp_path / "run")
   state = saved_run(workdir, rows=2)
   four = {"w": np.zeros((4, 3), np.float32), "step": np.zeros(4, np.int32)}
-  ckpt = RunCheckpoints(workdir, fingerprint="abc")
+  ckpt = RunCheckpoints(workdir)
   got, _ = ckpt.restore_latest(four, config=run_dir.read_config(workdir), real_rows=2)
   ckpt.close()
   np.testing.assert_array_equal(np.asarray(got["w"]), state["w"][[0, 1, 0, 0]])
   saved_run(str(tmp_path / "wide"), rows=4)
   two = {"w": np.zeros((2, 3), np.float32), "step": np.zeros(2, np.int32)}
-  ckpt = RunCheckpoints(str(tmp_path / "wide"), fingerprint="abc")
+  ckpt = RunCheckpoints(str(tmp_path / "wide"))
   got, _ = ckpt.restore_latest(two, config=run_dir.read_config(str(tmp_path / "wide")), real_rows=2)
   ckpt.close()
   np.testing.assert_array_equal(np.asarray(got["w"]), np.arange(12, dtype=np.float32).reshape(4, 3)[:2])
