@@ -48,6 +48,8 @@ def validate_cells(configs, opts: Options) -> list:
   configs = list(configs)
   for config in configs:
     validate_run_config(config)
+    if not opts.resume:  # cells saved before the rule still resume
+      cv.check_fanouts_per_layer(config)
   check_overrides_read(configs, opts)
   return configs
 

@@ -25,6 +25,15 @@ from hgnn_ima_jax.experiments import cell_runs, common, figures, formatting, run
 DEFAULT_LAYERS = (0, 1, 2, 3, 4)
 
 
+def _fanouts_for(dataset: str, k: int, opts: run_options.Options) -> dict:
+  """{'batch.fanouts': one per layer of K} when --config.batch.fanouts gives one value for every layer (as `5` or
+  `5,5`): no single list fits every K of a sweep. Fanouts that differ per hop must match each K (refused else)."""
+  fanouts = tuple(run_options.base_config(dataset, opts).batch.fanouts or ())
+  if k < 1 or not fanouts or len(fanouts) == k or len(set(fanouts)) != 1:
+    return {}
+  return {"batch.fanouts": (fanouts[0],) * k}
+
+
 def run_layers(
     opts: run_options.Options, workdir: str, layers=DEFAULT_LAYERS, model: str = "hgnn_ima", *, log=print
 ) -> dict:
@@ -37,7 +46,9 @@ def run_layers(
   if not layers or min(layers) < 0:
     raise ValueError(f"layers must be non-negative integers, got {layers}")
   configs = {
-      (d, k): run_options.cell_config(d, opts, model, **{"model.num_layers": k}) for d in opts.datasets for k in layers
+      (d, k): run_options.cell_config(d, opts, model, **{"model.num_layers": k, **_fanouts_for(d, k, opts)})
+      for d in opts.datasets
+      for k in layers
   }
   cell_runs.validate_cells(configs.values(), opts)  # every cell, before the first one trains
   runner = cell_runs.CellRunner(workdir, opts, log=log)

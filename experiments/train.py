@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -138,6 +139,7 @@ def build_config():
   )
   config = run_options.base_config(FLAGS.dataset, opts)
   run_options.check_overrides_read([config], opts)
+  cv.check_fanouts_per_layer(config)  # a new run (a resumed one keeps what it was saved with)
   return config, opts
 
 
@@ -196,6 +198,10 @@ def resume_config(workdir: str):
           "saved, or train with it into a new --workdir"
       )
   return config
+
+
+# How a collective says that another process of the run is gone (Gloo over TCP; the coordination service)
+PEER_FAILURE = re.compile(r"Gloo|Connection (reset|closed)|UNAVAILABLE|DEADLINE_EXCEEDED|heartbeat|[Tt]ask .* failed")
 
 
 def resume_command(workdir: str) -> str:
@@ -332,8 +338,9 @@ def main(argv):
   except common.user_errors() as e:
     common.fail(e)
   except (jax.errors.JaxRuntimeError, ValueError) as e:
-    # Gloo's failures surface as ValueError("UNKNOWN: Gloo AllGather failed ...") or a JaxRuntimeError
-    if jax.process_count() == 1 or not (isinstance(e, jax.errors.JaxRuntimeError) or "Gloo" in str(e)):
+    # Gloo's failures surface as ValueError("UNKNOWN: Gloo AllGather failed ...") or a JaxRuntimeError; this
+    # process's own errors (out of memory, ...) keep their traceback
+    if jax.process_count() == 1 or not PEER_FAILURE.search(str(e)):
       raise
     # A collective failed: another process of the run died or stopped. Without this, a Gloo traceback, then a
     # native abort when the heartbeat times out (~1 min later); exiting at once skips JAX's shutdown barrier.

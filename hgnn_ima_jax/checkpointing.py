@@ -25,7 +25,7 @@ from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.run_dir import read_config
 
 # Orbax's (tensorstore's) words for a step whose files are missing or cut short
-_DAMAGED = re.compile(r"OUT_OF_RANGE|DATA_LOSS|was not found|No such file|Error reading|truncated|unexpected end")
+_DAMAGED = re.compile(r"OUT_OF_RANGE|DATA_LOSS|NOT_FOUND|was not found|No such file|truncated|unexpected end")
 
 
 def _seed_rows(saved, asked) -> tuple[int, int] | None:
@@ -153,7 +153,7 @@ class RunCheckpoints:
     except (ValueError, KeyError, TypeError, OSError) as e:  # Orbax's tree mismatch and read errors
       why = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
       if not diffs and (_DAMAGED.search(str(e)) or isinstance(e, OSError)):  # same config: the files are at fault
-        raise self._damaged(step, why) from None
+        raise self._damaged(step, why, missing=bool(_DAMAGED.search(str(e)))) from None
       rows = None if diffs else self._saved_rows(step, abstract)
       if rows is None:
         raise fail(why) from None
@@ -178,7 +178,7 @@ class RunCheckpoints:
       )
     # Orbax restores a leaf with its saved shape even when the target says otherwise: check.
     got = dict(jax.tree_util.tree_flatten_with_path(r["state"])[0])
-    rows = _seed_rows(r["state"], abstract)
+    rows = _seed_rows(r["state"], abstract) if diffs == [] else None  # another config: its own message below
     if rows is not None and real_rows is not None and real_rows <= min(rows) and jax.process_count() == 1:
       r["state"] = self._repadded(step, abstract, sharding, rows, real_rows)
       got = dict(jax.tree_util.tree_flatten_with_path(r["state"])[0])
@@ -228,16 +228,19 @@ class RunCheckpoints:
     state = jax.tree.map(lambda x: np.asarray(x)[index], r["state"])
     return jax.device_put(state, sharding) if sharding is not None else jax.tree.map(jnp.asarray, state)
 
-  def _damaged(self, step: int, why: str) -> CheckpointMismatchError:
-    """A step Orbax cannot read (a file missing or cut short): the one before it, if kept, can continue the run."""
+  def _damaged(self, step: int, why: str, missing: bool) -> CheckpointMismatchError:
+    """A step Orbax cannot read: damaged (a file missing or cut short), or an error of the file system itself
+    (permissions, a stale mount), which may pass; the step before it, if kept, can continue the run."""
     earlier = [s for s in self.latest.all_steps() if s < step]
     where = os.path.join(str(self.latest.directory), str(step))
+    what = "is damaged and cannot be read" if missing else "cannot be read"
+    first = "" if missing else "check that the file system serves it (permissions, the mount); if it is damaged, "
     fix = (
-        f"delete {where} and --resume again to continue from checkpoint {max(earlier)}"
+        f"{first}move {where} out of checkpoints/latest and --resume again to continue from checkpoint {max(earlier)}"
         if earlier
-        else "train into a new --workdir (no earlier checkpoint is kept)"
+        else f"{first}train into a new --workdir (no earlier checkpoint is kept)"
     )
-    return CheckpointMismatchError(f"{where}: checkpoint {step} is damaged and cannot be read ({why}). Fix: {fix}")
+    return CheckpointMismatchError(f"{where}: checkpoint {step} {what} ({why}). Fix: {fix}")
 
   def _saved_processes(self, step: int) -> int | None:
     """The process count in the checkpoint's metadata (1 for checkpoints written before it was kept)."""

@@ -275,17 +275,6 @@ def _cross_checks(d: dict) -> None:
           "must be a list of in-edges per hop, each >= 1 or -1 (all)",
           "give e.g. --config.batch.fanouts='(10, 5)' (empty: 10 per layer)",
       )
-    layers = get_path(d, "model.num_layers", None)
-    if get_path(d, "batch.mode", "full") == "neighbor" and fanouts and isinstance(layers, int) and layers >= 1:
-      if len(fanouts) != layers:
-        what = f"samples {len(fanouts)} hop(s) for model.num_layers={layers}: " + (
-            f"the in-edges of the last {layers - len(fanouts)} layer(s) would never be sampled in training "
-            "(evaluation reads them all)"
-            if len(fanouts) < layers
-            else f"no layer reads hops {layers + 1}-{len(fanouts)}, which only grow every batch"
-        )
-        example = ",".join([str(fanouts[0])] * layers)
-        raise ConfigError("batch.fanouts", fanouts, what, f"give one per layer, e.g. --config.batch.fanouts={example}")
   parts, data = get_path(d, "batch.parts", 1), get_path(d, "mesh_data", 1)
   if isinstance(parts, int) and isinstance(data, int) and parts >= 1 and data >= 1:
     if parts % data:
@@ -327,6 +316,29 @@ def unread_batch_fields(config) -> tuple[str, ...]:
   batch = config.get("batch") or {}
   reads = BATCH_FIELDS_READ.get(batch.get("mode", "full"), ())
   return tuple(f.name for f in dataclasses.fields(BatchSettings) if f.name != "mode" and f.name not in reads)
+
+
+def check_fanouts_per_layer(config) -> None:
+  """A new neighbour-sampled run gives one fanout per layer: a single -1 (meant as "all") sampled one hop of three,
+  and hops beyond the layers grew every batch while no layer read them. Checked for new runs only (train.py,
+  the scripts' cells, `train_and_evaluate` without resume): runs saved before the rule still resume.
+
+  Raises:
+    ConfigError: the count, the layers and an example with one per layer.
+  """
+  d = to_dict(config)
+  fanouts = get_path(d, "batch.fanouts", None)
+  layers = get_path(d, "model.num_layers", None)
+  if get_path(d, "batch.mode", "full") == "neighbor" and fanouts and isinstance(layers, int) and layers >= 1:
+    if len(fanouts) != layers:
+      what = f"samples {len(fanouts)} hop(s) for model.num_layers={layers}: " + (
+          f"the in-edges of the last {layers - len(fanouts)} layer(s) would never be sampled in training "
+          "(evaluation reads them all)"
+          if len(fanouts) < layers
+          else f"no layer reads hops {layers + 1}-{len(fanouts)}, which only grow every batch"
+      )
+      example = ",".join([str(fanouts[0])] * layers)
+      raise ConfigError("batch.fanouts", fanouts, what, f"give one per layer, e.g. --config.batch.fanouts={example}")
 
 
 def _check_batch_fields(d: dict) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -16,6 +17,7 @@ import socket
 import tempfile
 
 import ml_collections
+from absl import logging
 
 from hgnn_ima_jax import config_validation
 from hgnn_ima_jax.graph import Relation, Schema
@@ -62,20 +64,31 @@ def locked_workdir(workdir: str):
   the other, checkpoints of both, so that --resume and load_checkpoint each described a different run. The lock
   goes with the process (a killed run leaves no stale lock); the file stays, naming the last holder.
 
+  A file system without working locks (Lustre without -o flock, NFS without its lock daemon) gives the run no
+  lock, with a warning, rather than refusing every run there.
+
   Raises:
-    WorkdirError: another process holds the lock (its pid and host).
+    WorkdirError: another process holds the lock (its pid and host), or `.lock` cannot be opened.
   """
   path = os.path.join(workdir, LOCK_FILE)
-  f = open(path, "a+")
+  try:
+    f = open(path, "a+")
+  except OSError as e:
+    raise WorkdirError(f"workdir={workdir}: {path} cannot be opened ({e.strerror}). Fix: make it writable") from None
   try:
     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except OSError:
+  except OSError as e:
+    if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+      f.close()
+      logging.warning("workdir %s: no lock (%s): this file system does not lock files", workdir, e.strerror)
+      yield
+      return
     f.seek(0)
     who = f.read().strip() or "another process"
     f.close()
     raise WorkdirError(
         f"workdir={workdir}: a run is writing there now ({who}). Fix: wait for it to end (then --resume continues "
-        "it), or give another --workdir"
+        f"it), or give another --workdir; if that process is gone (a crashed node), delete {path}"
     ) from None
   try:
     f.seek(0)

@@ -33,8 +33,14 @@ from tqdm.auto import tqdm
 from hgnn_ima_jax import distributed, minibatch, runtime
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax.budgets import padded_schema
-from hgnn_ima_jax.checkpointing import RunCheckpoints
-from hgnn_ima_jax.config_validation import absolute_path, apply_name_fields, config_fingerprint, validate_config
+from hgnn_ima_jax.checkpointing import CheckpointMismatchError, RunCheckpoints
+from hgnn_ima_jax.config_validation import (
+    absolute_path,
+    apply_name_fields,
+    check_fanouts_per_layer,
+    config_fingerprint,
+    validate_config,
+)
 from hgnn_ima_jax.evaluation import Evaluator
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.graph_checks import check_trainable
@@ -44,7 +50,7 @@ from hgnn_ima_jax.memory_check import MemoryCheckedProgram, memory_limit, remat_
 from hgnn_ima_jax.models import split_model_name
 from hgnn_ima_jax.optim import create_optimizer, learning_rate_at
 from hgnn_ima_jax.projection import check_shared_widths
-from hgnn_ima_jax.run_dir import check_workdir, locked_workdir, write_config, write_schema
+from hgnn_ima_jax.run_dir import WorkdirError, check_workdir, locked_workdir, write_config, write_schema
 from hgnn_ima_jax.run_log import HistoryWriter, TrainingInterrupted, history_rows  # noqa: F401 (re-exported)
 from hgnn_ima_jax.state import Batch, TrainState, check_mesh_data, create_model, init_state, make_batch, seed_sharding
 from hgnn_ima_jax.steps import make_epoch_fn
@@ -286,6 +292,8 @@ def train_and_evaluate(
         "experiments.configs.get_config(dataset), or wrap a dict with ml_collections.ConfigDict(d)"
     )
   validate_config(config)  # before anything is built or written
+  if not resume:
+    check_fanouts_per_layer(config)
   check_workdir(workdir)
   preflight(config)
   if not isinstance(data, MMHN):
@@ -301,7 +309,15 @@ def train_and_evaluate(
   main = jax.process_index() == 0  # only process 0 writes config, history, results and the progress bar
   if not main:
     progress, on_history = False, None
-  with locked_workdir(workdir) if main else contextlib.nullcontext():  # one run writes a workdir at a time
+  with contextlib.ExitStack() as lock:  # one run writes a workdir at a time (process 0 holds the lock)
+    refused = None
+    if main:
+      try:
+        lock.enter_context(locked_workdir(workdir))
+      except WorkdirError as e:
+        refused = e
+    if not distributed.agree_smallest(int(refused is None)):  # every process stops alike, none waits for 0
+      raise refused or WorkdirError(f"workdir={workdir}: process 0 found another run writing there. Fix: see its error")
     return _train_and_evaluate(config, workdir, data, resume, progress, should_stop, on_history, t_start)
 
 
@@ -341,6 +357,12 @@ def _train_and_evaluate(config, workdir, data, resume, progress, should_stop, on
   saved = os.path.join(workdir, "results.json")
   if resume and distributed.agree_smallest(int(os.path.exists(saved))):  # every process sees it: all return
     run.manager.close()  # a finished run: its results stay as they were (timings, eval_chunk), as checkpoints/best
+    diffs = run.manager.config_differences(config)  # (restore_latest compared nothing without checkpoints/latest)
+    if diffs is None or diffs:
+      raise CheckpointMismatchError(
+          f"{workdir}: holds a finished run of another config ({'; '.join(diffs[:6]) if diffs else 'no readable config.json'}). "
+          "Fix: open it with load_run/load_checkpoint, or train into a new --workdir"
+      )
     with open(saved) as f:
       return json.load(f)
   if main:

@@ -49,8 +49,8 @@ def test_a_damaged_step_names_the_earlier_one(tmp_path):
   latest = os.path.join(workdir, "checkpoints", "latest")
   with pytest.raises(
       CheckpointMismatchError,
-      match=rf"^{latest}/10: checkpoint 10 is damaged and cannot be read \(.*\)\. Fix: delete {latest}/10 and "
-      r"--resume again to continue from checkpoint 5$",
+      match=rf"^{latest}/10: checkpoint 10 is damaged and cannot be read \(.*\)\. Fix: move {latest}/10 out of "
+      r"checkpoints/latest and --resume again to continue from checkpoint 5$",
   ):
     restore(workdir, state)
   shutil.rmtree(os.path.join(latest, "10"))
@@ -100,3 +100,43 @@ def test_a_run_continues_on_another_device_count(tmp_path):
   got, _ = ckpt.restore_latest(two, config=run_dir.read_config(str(tmp_path / "wide")), real_rows=2)
   ckpt.close()
   np.testing.assert_array_equal(np.asarray(got["w"]), np.arange(12, dtype=np.float32).reshape(4, 3)[:2])
+
+
+def test_other_seeds_asked_name_the_seeds_not_the_devices(tmp_path):
+  """A review found the seed-rows message shadowing the config's own: seeds (0, 1) saved, (0,) asked."""
+  workdir = str(tmp_path / "run")
+  saved_run(workdir, rows=2)
+  one = {"w": np.zeros((1, 3), np.float32), "step": np.zeros(1, np.int32)}
+  ckpt = RunCheckpoints(workdir)
+  try:
+    with pytest.raises(CheckpointMismatchError, match=r"config.json differs: seeds: \(0, 1\) \(saved\) vs \(0,\)"):
+      ckpt.restore_latest(one, config={**CONFIG, "seeds": [0]}, real_rows=1)
+  finally:
+    ckpt.close()
+
+
+def test_a_file_system_without_locks_runs_unlocked_and_a_held_lock_says_how_to_clear_it(tmp_path, monkeypatch):
+  import errno
+  import fcntl
+
+  with run_dir.locked_workdir(str(tmp_path)):
+    with pytest.raises(
+        run_dir.WorkdirError, match=rf"if that process is gone \(a crashed node\), delete {tmp_path}/\.lock$"
+    ):
+      with run_dir.locked_workdir(str(tmp_path)):
+        pass
+
+  def no_locks(f, op):
+    raise OSError(errno.ENOLCK, "No locks available")
+
+  monkeypatch.setattr(fcntl, "flock", no_locks)
+  with run_dir.locked_workdir(str(tmp_path)):  # Lustre without -o flock: a warning, not a refusal of every run
+    pass
+
+
+def test_only_a_collective_failure_is_read_as_a_lost_peer():
+  from hgnn_ima_jax.experiments import train as train_cli
+
+  gloo = "UNKNOWN: Gloo AllGather failed: [external/gloo/gloo/transport/tcp/pair.cc:538] Read error: Connection reset"
+  assert train_cli.PEER_FAILURE.search(gloo)
+  assert not train_cli.PEER_FAILURE.search("RESOURCE_EXHAUSTED: Out of memory allocating 8589934592 bytes")

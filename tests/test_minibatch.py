@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -149,11 +150,19 @@ def test_fanouts_give_one_hop_per_layer():
       match=r"^config\.batch\.fanouts=\(-1,\): samples 1 hop\(s\) for model.num_layers=3: "
       r"the in-edges of the last 2 layer\(s\) would never be sampled.*fanouts=-1,-1,-1$",
   ):
-    cv.validate_config(config(**neighbor, **{"batch.fanouts": (-1,)}))
+    cv.check_fanouts_per_layer(config(**neighbor, **{"batch.fanouts": (-1,)}))
   with pytest.raises(cv.ConfigError, match=r"no layer reads hops 4-5"):
-    cv.validate_config(config(**neighbor, **{"batch.fanouts": (3, 3, 3, 3, 3)}))
-  cv.validate_config(config(**neighbor, **{"batch.fanouts": (3, 3, 3)}))
-  cv.validate_config(config(**neighbor, **{"batch.fanouts": ()}))  # empty: 10 per layer
+    cv.check_fanouts_per_layer(config(**neighbor, **{"batch.fanouts": (3, 3, 3, 3, 3)}))
+  cv.check_fanouts_per_layer(config(**neighbor, **{"batch.fanouts": (3, 3, 3)}))
+  cv.check_fanouts_per_layer(config(**neighbor, **{"batch.fanouts": ()}))  # empty: 10 per layer
+  # a run saved before the rule still validates (it resumes), and a depth sweep fits one value to each K
+  cv.validate_config(config(**neighbor, **{"batch.fanouts": (-1,)}))
+  from hgnn_ima_jax.experiments import depth_sweep, run_options
+
+  sweep = run_options.Options(overrides={"batch.mode": "neighbor", "batch.size": 16, "batch.fanouts": (5,)})
+  assert [depth_sweep._fanouts_for("synthetic", k, sweep) for k in (0, 1, 3)] == [{}, {}, {"batch.fanouts": (5, 5, 5)}]
+  mixed = dataclasses.replace(sweep, overrides={**sweep.overrides, "batch.fanouts": (5, 3)})
+  assert depth_sweep._fanouts_for("synthetic", 3, mixed) == {}  # per-hop values: the cell's check refuses them
 
 
 def test_automatic_eval_chunk_stays_within_the_training_step(data, tmp_path, monkeypatch):

@@ -620,3 +620,15 @@ def test_shared_projection_of_unequal_widths_is_refused_before_the_run(tmp_path)
   assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
   assert lines[-1].startswith("error: config.model.projection=shared: needs equal input widths per node type")
   assert not (tmp_path / "cli").exists()
+
+
+def test_a_finished_run_of_another_config_is_refused_on_resume(baseline_run, tiny_data, tmp_path):
+  """A review found a finished run's results returned to another config when checkpoints/latest was gone."""
+  workdir = tmp_path / "run"
+  shutil.copytree(baseline_run[0], workdir)
+  shutil.rmtree(workdir / "checkpoints" / "latest")
+  other = tiny_config(**{"optimizer.learning_rate": 0.002})
+  with pytest.raises(
+      CheckpointMismatchError, match=r"holds a finished run of another config \(optimizer.learning_rate"
+  ):
+    fit(other, workdir, data=tiny_data, progress=False, resume=True)
