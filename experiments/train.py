@@ -93,12 +93,7 @@ def define_flags():
   )
   flags.DEFINE_integer("num_processes", None, "processes of a multi-process run")
   flags.DEFINE_integer("process_id", None, "this process's index, 0..num_processes-1")
-  flags.DEFINE_integer(
-      "coordinator_timeout",
-      300,
-      "seconds a process of a multi-process run waits for the others to join (JAX's initialization_timeout)",
-      lower_bound=1,
-  )
+  flags.DEFINE_integer("coordinator_timeout", 300, "seconds to wait for the other processes", lower_bound=1)
   run_options.define_config_flag("overrides of any config field: --config.<field>=<value> (listed below)")
 
 
