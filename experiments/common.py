@@ -66,10 +66,10 @@ def run_script(
     raise app.UsageError("--resume needs the --workdir of the earlier run")
   workdir = flag_values.workdir or default_workdir(script)
   refuse_bad_workdir(workdir)  # before any cell is built or trained
-  table = os.path.join(workdir, f"{script}.json")
-  if os.path.exists(table) and not flag_values.resume:  # a run of other cells would replace it with theirs alone
+  table_file = os.path.join(workdir, f"{script}.json")
+  if os.path.exists(table_file) and not flag_values.resume:  # a run of other cells would replace it with theirs alone
     fail(
-        f"{table}: --workdir holds the table of an earlier run. Fix: add --resume to reuse its finished cells (with "
+        f"{table_file}: --workdir holds the table of an earlier run. Fix: add --resume to reuse its finished cells (with "
         "the same flags, the same table), or give a new --workdir"
     )
   import jax

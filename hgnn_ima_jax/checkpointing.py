@@ -200,8 +200,9 @@ class RunCheckpoints:
   def _other_rows(self, step: int, rows: tuple[int, int]) -> CheckpointMismatchError:
     return CheckpointMismatchError(
         f"{self.latest.directory}: checkpoint {step} holds {rows[0]} seed rows (the run's seeds, padded to fill "
-        f"its devices) and this run has {rows[1]} on {jax.device_count()} device(s). Fix: resume on as many "
-        "devices as the run had (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N)"
+        f"its devices) and this run pads them to {rows[1]} on {jax.device_count()} device(s) (the device count and "
+        "mesh_data decide the padding). Fix: resume with the run's device count and mesh_data (on CPU, "
+        "XLA_FLAGS=--xla_force_host_platform_device_count=N)"
     )
 
   def _saved_rows(self, step: int, abstract) -> tuple[int, int] | None:

@@ -95,6 +95,20 @@ class Run:
   mesh: Any = None  # distributed.DeviceMesh of the run, or None (one device)
 
 
+def check_validation_rule(run: Run, meta: dict) -> None:
+  """Refuses to continue a checkpoint written before L_att entered the validation loss with the training loss's
+  weight (`losses.val_att_weight`; its checkpoints carry no config fingerprint) when that changes this run's
+  validation loss: its early stopping and checkpoint selection would compare losses of the two rules."""
+  loss = run.config.loss
+  if "config_fingerprint" in meta or not loss.val_includes_att or float(loss.att_weight) == 1.0:
+    return
+  raise CheckpointMismatchError(
+      f"{run.workdir}: checkpoint {meta.get('epoch')} was written when L_att entered the validation loss with weight "
+      f"1, and this version weighs it by loss.att_weight={float(loss.att_weight)} (as the training loss): its best "
+      "validation loss so far is of the old rule. Fix: train into a new --workdir"
+  )
+
+
 def restore_or_init(run: Run, resume: bool) -> tuple[TrainState, list[dict], dict | None]:
   """(state, history so far, the checkpoint's metadata or None): the latest checkpoint when resuming, else fresh seeds.
 
@@ -107,6 +121,7 @@ def restore_or_init(run: Run, resume: bool) -> tuple[TrainState, list[dict], dic
     restored = run.manager.restore_latest(like, run.shard, config=run.config, real_rows=len(run.seeds))
     if restored is not None:
       state, meta = restored
+      check_validation_rule(run, meta)
       logging.info("resumed %s at epoch %d", run.workdir, meta["epoch"])
       return state, meta["history"], meta
   elif run.manager.has_checkpoints():

@@ -632,3 +632,19 @@ def test_a_finished_run_of_another_config_is_refused_on_resume(baseline_run, tin
       CheckpointMismatchError, match=r"holds a finished run of another config \(optimizer.learning_rate"
   ):
     fit(other, workdir, data=tiny_data, progress=False, resume=True)
+
+
+def test_a_checkpoint_of_the_old_validation_rule_is_not_continued_where_it_differs():
+  """A review found a -L_att run checkpointed before L_att's weight entered the validation loss resuming under the
+  new rule, its best validation loss so far being of the old one."""
+  import types
+
+  def run(**loss):
+    return types.SimpleNamespace(workdir="w", config=tiny_config(**{f"loss.{k}": v for k, v in loss.items()}))
+
+  old = {"epoch": 4, "history": []}  # no config fingerprint: written before the change
+  with pytest.raises(CheckpointMismatchError, match=r"^w: checkpoint 4 was written when L_att entered the validation"):
+    train.check_validation_rule(run(att_weight=0.0), old)
+  train.check_validation_rule(run(att_weight=1.0), old)  # the code's weight: the same validation loss
+  train.check_validation_rule(run(att_weight=0.0, val_includes_att=False), old)
+  train.check_validation_rule(run(att_weight=0.0), {**old, "config_fingerprint": "0123"})  # written after it
