@@ -49,7 +49,7 @@ from .paper_files import FeatureFile, counts_from_node_types, read_feature, read
 from .published import FILL_RULES, add_generated, check_options, dedup, read_splits, require_files, reverse  # noqa: F401
 
 MODALITIES = ("text", "image")
-AUTHORS_PAGE = "the authors' download page (they are not in the MHGAT GitHub repository)"
+AUTHORS_PAGE = "the authors' download page (not in the MHGAT GitHub repository)"
 
 
 @dataclasses.dataclass(frozen=True)
