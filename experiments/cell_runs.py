@@ -130,6 +130,7 @@ class CellRunner:
   def run(self, config: ml_collections.ConfigDict, name: str) -> Cell:
     """Trains (or reuses) the cell `<workdir>/<dataset>/<name>` for `config`."""
     from hgnn_ima_jax import runtime, train  # imports JAX: only once a cell is run
+    from hgnn_ima_jax.losses import val_rule_changed
 
     dataset = str(config.dataset)
     sig = signature(config)
@@ -154,6 +155,12 @@ class CellRunner:
         if os.path.exists(os.path.join(d, "results.json")) and signature(run_files.read_config(d)) == sig:
           with open(os.path.join(d, "results.json")) as f:
             results = json.load(f)
+          if "val_att_weight" not in results and val_rule_changed(train.resolve_config(config)):
+            raise CellConfigError(
+                f"{d} was trained when L_att entered the validation loss with weight 1; this version weighs it by "
+                f"loss.att_weight={float(config.loss.att_weight)}, so its selected epoch may differ. Fix: move that "
+                "directory aside to train the cell again, or use a new --workdir"
+            )
           self.log(f"[{dataset_tag(dataset)}/{name}] reusing finished run {d}")
           cell = Cell(dataset, name, d, results, True)
           self._done[key] = cell

@@ -194,3 +194,9 @@ def val_att_weight(config) -> float:
   selects on CE alone, as it trains: with weight 1 there, a term it no longer learns drove the paper protocol's
   stopping and checkpoint choice."""
   return float(config.loss.att_weight) if config.loss.val_includes_att else 0.0
+
+
+def val_rule_changed(config) -> bool:
+  """Whether `val_att_weight` gives this config another validation loss than the rule before it (L_att at weight
+  1 whenever val_includes_att): a run saved under the old rule then selected and stopped on another loss."""
+  return bool(config.loss.val_includes_att) and float(config.loss.att_weight) != 1.0

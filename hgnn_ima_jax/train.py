@@ -46,6 +46,7 @@ from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.graph_checks import check_trainable
 from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.inference import encoders_of
+from hgnn_ima_jax.losses import val_att_weight, val_rule_changed
 from hgnn_ima_jax.memory_check import MemoryCheckedProgram, memory_limit, remat_first
 from hgnn_ima_jax.models import split_model_name
 from hgnn_ima_jax.optim import create_optimizer, learning_rate_at
@@ -100,7 +101,7 @@ def check_validation_rule(run: Run, meta: dict) -> None:
   weight (`losses.val_att_weight`; its checkpoints carry no config fingerprint) when that changes this run's
   validation loss: its early stopping and checkpoint selection would compare losses of the two rules."""
   loss = run.config.loss
-  if "config_fingerprint" in meta or not loss.val_includes_att or float(loss.att_weight) == 1.0:
+  if "config_fingerprint" in meta or not val_rule_changed(run.config):
     return
   raise CheckpointMismatchError(
       f"{run.workdir}: checkpoint {meta.get('epoch')} was written when L_att entered the validation loss with weight "
@@ -409,6 +410,7 @@ def _train_and_evaluate(config, workdir, data, resume, progress, should_stop, on
           "comparable_with_paper": data.comparable_with_paper,
           "features": data.feature_provenance,
           "split": data.provenance.get("split", "file"),
+          "val_att_weight": val_att_weight(config),  # L_att's weight in the validation loss (absent: weight 1)
       }
   )
   if evaluator is not None and evaluator.chunk_size is not None:

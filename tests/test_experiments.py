@@ -12,6 +12,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -130,6 +131,30 @@ def test_table2_resume_reuses_every_cell(paper_workdir, monkeypatch):
       table["cells"]["synthetic"]["hgnn_ima"]["test_macro_f1"]
       == before["cells"]["synthetic"]["hgnn_ima"]["test_macro_f1"]
   )
+
+
+def test_resume_refuses_a_cell_of_the_old_validation_rule(paper_workdir, tmp_path, monkeypatch):
+  """A review found finished cells of the old validation loss (L_att at weight 1 whatever loss.att_weight) reused
+  as equal to new ones; results.json now records L_att's weight there."""
+  from hgnn_ima_jax import train
+
+  workdir = tmp_path / "old"
+  shutil.copytree(paper_workdir[0] / "synthetic" / "hgnn_ima", workdir / "synthetic" / "hgnn_ima")
+  config = json.loads((workdir / "synthetic" / "hgnn_ima" / "config.json").read_text())
+  config["loss"]["att_weight"] = 0.5  # as if trained with --config.loss.att_weight=0.5
+  (workdir / "synthetic" / "hgnn_ima" / "config.json").write_text(json.dumps(config))
+  results_file = workdir / "synthetic" / "hgnn_ima" / "results.json"
+  results = json.loads(results_file.read_text())
+  assert results["val_att_weight"] == 1.0
+  results_file.write_text(json.dumps({**results, "val_att_weight": 0.5}))
+  monkeypatch.setattr(train, "train_and_evaluate", lambda *a, **k: pytest.fail("a finished cell was retrained"))
+  options = tiny_options(resume=True)
+  options.overrides["loss.att_weight"] = 0.5
+  table2.run_table2(options, str(workdir), ("hgnn_ima",), log=None)  # trained under this rule: reused
+  del results["val_att_weight"]  # written before the rule: refused
+  results_file.write_text(json.dumps(results))
+  with pytest.raises(cell_runs.CellConfigError, match=r"was trained when L_att entered the validation loss"):
+    table2.run_table2(options, str(workdir), ("hgnn_ima",), log=None)
 
 
 def test_resume_refuses_a_cell_trained_with_another_config(paper_workdir):
