@@ -11,13 +11,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from hgnn_ima_jax.sampling import SampledSubgraph, batch_rng, check_seed, plan_rng, target_ids
-
-
-def check_batch_size(batch_size) -> None:
-  if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-    raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1. Fix: e.g. batch_size=256")
-
+from hgnn_ima_jax.sampling import SampledSubgraph, batch_rng, check_batch_size, check_seed, plan_rng, target_ids
 
 # --- epochs and resumable streams -----------------------------------------------------------
 

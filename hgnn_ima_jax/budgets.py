@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from hgnn_ima_jax.graph import Schema
-from hgnn_ima_jax.sampling import SampledSubgraph
+from hgnn_ima_jax.sampling import SampledSubgraph, check_batch_size
 
 FIX_BUDGET = "use Budget.for_sampler(...) or BudgetLadder.choose(sub), or raise that entry of the budget"
 
@@ -150,8 +150,7 @@ class Budget:
   @classmethod
   def for_sampler(cls, sampler, batch_size: int) -> "Budget":
     """An upper bound on any batch of `batch_size` targets from `sampler` (see the module docstring)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-      raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1 (the targets per batch). Fix: e.g. 256")
+    check_batch_size(batch_size)
     if sampler.kind == "neighbor":
       return _neighbor_bound(sampler, batch_size)
     if sampler.kind == "hgt":

@@ -29,13 +29,11 @@ _DAMAGED = re.compile(r"OUT_OF_RANGE|DATA_LOSS|NOT_FOUND|was not found|No such f
 
 
 def _seed_rows(saved, asked) -> tuple[int, int] | None:
-  """(rows saved, rows asked) when the two state trees differ only in their leading (seed) axis, alike on every
-  leaf; None otherwise."""
-  a, b = jax.tree_util.tree_leaves(saved), jax.tree_util.tree_leaves(asked)
-  if len(a) != len(b) or any(tuple(x.shape)[1:] != tuple(y.shape)[1:] or not x.shape for x, y in zip(a, b)):
-    return None
-  rows = {(x.shape[0], y.shape[0]) for x, y in zip(a, b)}
-  return rows.pop() if len(rows) == 1 and len(set(next(iter(rows)))) == 2 else None
+  """(rows saved, rows asked) when every leaf of the saved state (arrays or Orbax's metadata) and of `asked` has
+  one leading (seed) size each, and the two differ; None otherwise."""
+  a = {x.shape[0] for x in jax.tree_util.tree_leaves(saved) if x.shape}
+  b = {x.shape[0] for x in jax.tree_util.tree_leaves(asked) if x.shape}
+  return (a.pop(), b.pop()) if len(a) == 1 and len(b) == 1 and a != b else None
 
 
 class CheckpointMismatchError(ValueError):
@@ -154,17 +152,11 @@ class RunCheckpoints:
       why = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
       if not diffs and (_DAMAGED.search(str(e)) or isinstance(e, OSError)):  # same config: the files are at fault
         raise self._damaged(step, why, missing=bool(_DAMAGED.search(str(e)))) from None
-      rows = None if diffs else self._saved_rows(step, abstract)
+      rows = None if diffs else _seed_rows(self._saved_metadata(step), abstract)
       if rows is None:
         raise fail(why) from None
-      if real_rows is None or real_rows > min(rows) or jax.process_count() > 1:
-        raise self._other_rows(step, rows) from None
-      try:
-        state = self._repadded(step, abstract, sharding, rows, real_rows)
-      except (ValueError, KeyError, TypeError, OSError):
-        raise fail(why) from None
-      r = {"state": state, "meta": self.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))}
-      r["meta"] = r["meta"]["meta"]
+      meta = self.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+      r = {"state": self._repadded(step, abstract, sharding, rows, real_rows, fail(why)), "meta": meta}
     saved_fp = (r["meta"] or {}).get("config_fingerprint")
     if (
         saved_fp is not None
@@ -179,11 +171,9 @@ class RunCheckpoints:
     # Orbax restores a leaf with its saved shape even when the target says otherwise: check.
     got = dict(jax.tree_util.tree_flatten_with_path(r["state"])[0])
     rows = _seed_rows(r["state"], abstract) if diffs == [] else None  # another config: its own message below
-    if rows is not None and real_rows is not None and real_rows <= min(rows) and jax.process_count() == 1:
-      r["state"] = self._repadded(step, abstract, sharding, rows, real_rows)
+    if rows is not None:  # the seeds padded to fill another number of devices
+      r["state"] = self._repadded(step, abstract, sharding, rows, real_rows, fail("the seed rows"))
       got = dict(jax.tree_util.tree_flatten_with_path(r["state"])[0])
-    elif rows is not None:  # the seeds padded to fill another number of devices
-      raise self._other_rows(step, rows)
     for path, want in jax.tree_util.tree_flatten_with_path(abstract)[0]:
       have = got.get(path)
       if have is None or tuple(have.shape) != tuple(want.shape):
@@ -197,17 +187,8 @@ class RunCheckpoints:
       )
     return r["state"], r["meta"]
 
-  def _other_rows(self, step: int, rows: tuple[int, int]) -> CheckpointMismatchError:
-    return CheckpointMismatchError(
-        f"{self.latest.directory}: checkpoint {step} holds {rows[0]} seed rows (the run's seeds, padded to fill "
-        f"its devices) and this run pads them to {rows[1]} on {jax.device_count()} device(s) (the device count and "
-        "mesh_data decide the padding). Fix: resume with the run's device count and mesh_data (on CPU, "
-        "XLA_FLAGS=--xla_force_host_platform_device_count=N)"
-    )
-
-  def _saved_rows(self, step: int, abstract) -> tuple[int, int] | None:
-    """(rows saved, rows asked) when every leaf of the saved state and of `abstract` has one leading size each,
-    and they differ (read from the step's metadata: a sharded restore refuses another shape before returning)."""
+  def _saved_metadata(self, step: int):
+    """The saved state's tree of shapes (a sharded restore refuses another shape before returning any), or None."""
     try:
       level = absl_logging.get_verbosity()
       absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns that a step has no _CHECKPOINT_METADATA
@@ -215,16 +196,28 @@ class RunCheckpoints:
         meta = ocp.StandardCheckpointer().metadata(os.path.join(str(self.latest.directory), str(step), "state"))
       finally:
         absl_logging.set_verbosity(level)
-      saved = {x.shape[0] for x in jax.tree_util.tree_leaves(getattr(meta, "item_metadata", meta)) if x.shape}
     except Exception:  # noqa: BLE001 (no readable metadata: the generic message stands)
       return None
-    asked = {x.shape[0] for x in jax.tree_util.tree_leaves(abstract) if x.shape}
-    return (saved.pop(), asked.pop()) if len(saved) == 1 and len(asked) == 1 and saved != asked else None
+    return getattr(meta, "item_metadata", meta)
 
-  def _repadded(self, step: int, abstract, sharding, rows: tuple[int, int], real_rows: int):
-    """The state of `step` (saved with rows[0] seed rows) with rows[1]: its real rows, then copies of the first."""
+  def _repadded(self, step: int, abstract, sharding, rows: tuple[int, int], real_rows, unreadable: Exception):
+    """The state of `step` (saved with rows[0] seed rows) with rows[1]: its real rows, then copies of the first.
+
+    Refused (one line, the fix) with several processes or fewer rows than the real seeds; `unreadable` is raised
+    when the saved rows do not restore into the state's shapes.
+    """
+    if real_rows is None or real_rows > min(rows) or jax.process_count() > 1:
+      raise CheckpointMismatchError(
+          f"{self.latest.directory}: checkpoint {step} holds {rows[0]} seed rows (the run's seeds, padded to fill "
+          f"its devices) and this run pads them to {rows[1]} on {jax.device_count()} device(s) (the device count "
+          "and mesh_data decide the padding). Fix: resume with the run's device count and mesh_data (on CPU, "
+          "XLA_FLAGS=--xla_force_host_platform_device_count=N)"
+      ) from None
     saved = jax.tree.map(lambda a: np.zeros((rows[0],) + tuple(a.shape[1:]), a.dtype), abstract)
-    r = self.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(saved)))
+    try:
+      r = self.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(saved)))
+    except (ValueError, KeyError, TypeError, OSError):
+      raise unreadable from None
     index = np.concatenate([np.arange(real_rows), np.zeros(rows[1] - real_rows, np.int64)])
     state = jax.tree.map(lambda x: np.asarray(x)[index], r["state"])
     return jax.device_put(state, sharding) if sharding is not None else jax.tree.map(jnp.asarray, state)

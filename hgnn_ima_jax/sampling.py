@@ -245,6 +245,12 @@ def isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
   return sorted_set[i] == values
 
 
+def check_batch_size(batch_size) -> None:
+  """Targets per batch: an int >= 1 (a float or a string was cast silently, 0 gave an all-ones budget)."""
+  if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1. Fix: e.g. batch_size=256")
+
+
 def target_ids(data: MMHN, targets) -> np.ndarray:
   """The target ids a stream of batches trains on, checked once, before any batch is drawn: distinct, in range,
   1-D integers; a boolean mask over the target type's nodes (PyG's `input_nodes` form) becomes its ids.
