@@ -11,12 +11,14 @@ continues the run; a second one exits at once. Several hosts: docs/distributed.m
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import platform
 import re
 import shlex
+import socket
 import sys
 import time
 
@@ -199,6 +201,25 @@ def resume_config(workdir: str):
 PEER_FAILURE = re.compile(r"Gloo|Connection (reset|closed)|UNAVAILABLE|DEADLINE_EXCEEDED|heartbeat|[Tt]ask .* failed")
 
 
+def _port_in_use(port: int) -> bool:
+  """Whether another socket listens on `port` (any address) of this host, where the coordinator would listen on
+  all of them; SO_REUSEADDR as the coordinator's server sets it, so a closed connection's port reads as free."""
+  for family, address in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
+    try:
+      probe = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:  # no IPv6 on this host: the IPv4 probe
+      continue
+    with probe:
+      probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+      try:
+        probe.bind((address, port))
+        return False
+      except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+          return True
+  return False
+
+
 def resume_command(workdir: str) -> str:
   """The command that continues this process's run (with its --coordinator, --num_processes and --process_id)."""
   hosts = (
@@ -233,6 +254,14 @@ def initialize_distributed(
       )
   if coordinator != "auto" and (num_processes is None or process_id is None):
     raise app.UsageError(f"--coordinator={coordinator} needs --num_processes and --process_id (or --coordinator=auto)")
+  if coordinator != "auto" and process_id == 0 and _port_in_use(int(coordinator.rpartition(":")[2])):
+    # JAX's coordinator service cannot listen there: it raised, or at times crashed (a segfault), inside initialize
+    print(
+        f"error: --coordinator={coordinator}: port {coordinator.rpartition(':')[2]} is in use on this host, where "
+        "process 0 starts the coordinator. Fix: give every process a free port of process 0's host",
+        file=sys.stderr,
+    )
+    sys.exit(2)
   import jax
   # XLA:CPU needs a collectives backend across processes; GPUs and TPUs ignore this setting.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
