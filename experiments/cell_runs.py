@@ -119,10 +119,14 @@ class CellRunner:
   def load_data(self, configs) -> None:
     """Loads every cell's dataset before the first cell trains, so that a missing file or a bad array in the
     last dataset is reported before the others have trained (they are kept for their cells in any case); then
-    refuses an override that every cell's graph makes moot (`check_overrides_read` with the schemas)."""
+    refuses an override that every cell's graph makes moot (`check_overrides_read` with the schemas), and batch
+    settings that do not fit a cell's graph (`config_validation.check_batch_for_graph`)."""
     configs = list(configs)
     schemas = {config.dataset: self.data(config).schema for config in configs}
     check_overrides_read(configs, self.opts, schemas)
+    for config in configs:  # per-relation fanouts name the cell's graph's relations; drop_last leaves a batch
+      data = self.data(config)
+      cv.check_batch_for_graph(config, [r.name for r in data.relations], len(data.splits["train"]))
 
   def _finished_runs(self, dataset_dir: str) -> list[str]:
     return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(dataset_dir, "*", "results.json")))

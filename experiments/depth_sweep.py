@@ -29,7 +29,7 @@ def _fanouts_for(dataset: str, k: int, opts: run_options.Options) -> dict:
   """{'batch.fanouts': one per layer of K} when --config.batch.fanouts gives one value for every layer (as `5` or
   `5,5`): no single list fits every K of a sweep. Fanouts that differ per hop must match each K (refused else)."""
   fanouts = tuple(run_options.base_config(dataset, opts).batch.fanouts or ())
-  if k < 1 or not fanouts or len(fanouts) == k or len(set(fanouts)) != 1:
+  if k < 1 or not fanouts or len(fanouts) == k or any(f != fanouts[0] for f in fanouts):  # a hop may be a dict
     return {}
   return {"batch.fanouts": (fanouts[0],) * k}
 

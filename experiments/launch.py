@@ -31,6 +31,15 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, w
 # --- stopping on a signal -------------------------------------------------------------------
 
 
+def _below_progress_bars(line: str) -> None:
+  """`line` on stderr on a line of its own: the progress bar (tqdm, on stderr too) is redrawn below it, where a
+  plain print continued the bar's line ("...37.1batch/s, loss=1.69]SIGINT received: ...")."""
+  from tqdm import tqdm
+
+  tqdm.write(line, file=sys.stderr)
+  sys.stderr.flush()
+
+
 class StopOnSignal:
   """Call it to know whether a stop was asked for; `install()` connects SIGINT and SIGTERM.
 
@@ -46,7 +55,7 @@ class StopOnSignal:
     self._exit_now: str | None = None  # what the process is doing while a signal exits at once (`exits_at_once`)
     self._event = threading.Event()
     self._lock = threading.Lock()
-    self._log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    self._log = log or _below_progress_bars
 
   def __call__(self) -> bool:
     return self._event.is_set()

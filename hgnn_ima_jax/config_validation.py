@@ -37,7 +37,7 @@ import math
 import os
 import re
 import sys
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from absl import app, flags
 
@@ -266,14 +266,15 @@ def _cross_checks(d: dict) -> None:
     )
   fanouts = get_path(d, "batch.fanouts", None)
   if fanouts is not None:
-    if isinstance(fanouts, (int, str)) or not all(
-        isinstance(f, int) and not isinstance(f, bool) and (f >= 1 or f == -1) for f in fanouts
-    ):
+    bad = _bad_fanout(fanouts)
+    if bad:
       raise ConfigError(
           "batch.fanouts",
           fanouts,
-          "must be a list of in-edges per hop, each >= 1 or -1 (all)",
-          "give e.g. --config.batch.fanouts='(10, 5)' (empty: 10 per layer)",
+          f"{bad}; expected one entry per hop: in-edges sampled per node and relation (>= 1, or -1 for all), or "
+          "a dict relation name -> in-edges naming every relation (0 skips one)",
+          "give e.g. --config.batch.fanouts=10,5 or, per relation, "
+          "--config.batch.fanouts=\"({'ma': 10, 'md': 5}, {'ma': 5, 'md': 5})\" (empty: 10 per layer)",
       )
   parts, data = get_path(d, "batch.parts", 1), get_path(d, "mesh_data", 1)
   if isinstance(parts, int) and isinstance(data, int) and parts >= 1 and data >= 1:
@@ -309,6 +310,70 @@ def _cross_checks(d: dict) -> None:
   _check_batch_fields(d)
 
 
+def _is_int(x) -> bool:
+  return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _bad_fanout(fanouts) -> str | None:
+  """What is wrong with `batch.fanouts` before the graph is known (relation names are checked against the graph
+  by `check_batch_for_graph`), or None. A dict on the command line without a tuple around it arrives as its keys
+  (ml_collections turns it into a tuple), so a name where a number belongs gets the per-relation example."""
+  if isinstance(fanouts, (int, str, Mapping)):
+    return "is not a list"
+  for h, f in enumerate(fanouts):
+    if isinstance(f, Mapping):
+      for name, k in f.items():
+        if not isinstance(name, str) or not _is_int(k) or k < -1:
+          return f"hop {h + 1} gives {name!r}: {k!r} (a relation name -> an int >= -1)"
+    elif not _is_int(f) or not (f >= 1 or f == -1):
+      return f"hop {h + 1} is {f!r}"
+  return None
+
+
+def fanouts_flag(fanouts) -> str:
+  """`batch.fanouts` as the command line takes it: 10,5 for numbers, a quoted tuple of dicts per relation."""
+  if all(_is_int(f) for f in fanouts):
+    return ",".join(str(f) for f in fanouts)
+  return '"' + repr(tuple(dict(f) if isinstance(f, Mapping) else f for f in fanouts)) + '"'
+
+
+def check_batch_for_graph(config, relations: Sequence[str], num_train: int) -> None:
+  """`config.batch` against the loaded graph, before anything is written: per-relation fanouts name exactly the
+  graph's relations (`relations`, in its order), and `batch.drop_last` leaves a batch of the `num_train`
+  training targets. Both were errors from inside the sampler once the run directory had been made.
+
+  Raises:
+    ConfigError: the field, the value, and the graph's relations or training-target count.
+  """
+  d = to_dict(config)
+  mode = get_path(d, "batch.mode", "full")
+  fanouts = get_path(d, "batch.fanouts", None) or ()
+  if mode == "neighbor":
+    for h, f in enumerate(fanouts):
+      if isinstance(f, Mapping):
+        unknown, missing = [n for n in f if n not in relations], [n for n in relations if n not in f]
+        if unknown or missing:
+          problem = "; ".join(
+              ([f"names no relation of dataset {d.get('dataset')}: {', '.join(unknown)}"] if unknown else [])
+              + ([f"leaves out {', '.join(missing)}"] if missing else [])
+          )
+          raise ConfigError(
+              "batch.fanouts",
+              fanouts,
+              f"hop {h + 1} {problem}",
+              f"give a fanout for exactly its relations {', '.join(relations)} (0 skips one, -1 takes all)",
+          )
+  size = get_path(d, "batch.size", 512)
+  if mode != "full" and get_path(d, "batch.drop_last", False) and _is_int(size) and size > num_train:
+    raise ConfigError(
+        "batch.drop_last",
+        True,
+        f"leaves no batch: batch.size={size} is more than the {num_train} training targets of dataset "
+        f"{d.get('dataset')}",
+        f"lower batch.size to at most {num_train}, or drop batch.drop_last",
+    )
+
+
 def unread_batch_fields(config) -> tuple[str, ...]:
   """The `config.batch` fields its mode does not read (`options.BATCH_FIELDS_READ`), `mode` aside."""
   from hgnn_ima_jax.options import BATCH_FIELDS_READ, BatchSettings  # options imports this module
@@ -337,7 +402,7 @@ def check_fanouts_per_layer(config) -> None:
           if len(fanouts) < layers
           else f"no layer reads hops {layers + 1}-{len(fanouts)}, which only grow every batch"
       )
-      example = ",".join([str(fanouts[0])] * layers)
+      example = fanouts_flag([fanouts[0]] * layers)
       raise ConfigError("batch.fanouts", fanouts, what, f"give one per layer, e.g. --config.batch.fanouts={example}")
 
 

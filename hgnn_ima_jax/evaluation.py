@@ -73,7 +73,8 @@ class Evaluator:
     """Logits of the validation and test targets from their own sampled sub-graphs (other rows stay 0)."""
     if self._sampled is None:
       targets = np.concatenate([self.data.splits["val"], self.data.splits["test"], self.data.splits["train"]])
-      one = dataclasses.replace(self.settings, prefetch=0, parts=1)  # evaluation batches are not split
+      # evaluation batches are not split, and every target is evaluated (drop_last is training's)
+      one = dataclasses.replace(self.settings, prefetch=0, parts=1, drop_last=False)
       self._sampled = BatchSource(self.data, one, targets, shuffle=False)
       self._apply = {}
     src = self._sampled

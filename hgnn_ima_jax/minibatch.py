@@ -79,7 +79,9 @@ class BatchSource:
     )
     self.targets = target_ids(data, data.splits["train"] if targets is None else targets)
     self.builder = SubgraphBuilder(data, csr=csr)
-    self.stream = BatchStream(self.sampler, self.targets, settings.size, seed=settings.seed, shuffle=shuffle)
+    self.stream = BatchStream(
+        self.sampler, self.targets, settings.size, seed=settings.seed, shuffle=shuffle, drop_last=settings.drop_last
+    )
     # With parts, a rung holds one part (ceil(size / parts) targets): the ladder is calibrated on batches that size.
     part_size = -(-min(settings.size, len(self.targets)) // max(1, settings.parts))
     upper = Budget.for_sampler(self.sampler, part_size)

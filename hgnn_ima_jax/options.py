@@ -100,7 +100,10 @@ class BatchSettings:
   # NeighborLoader) | 'hgt' (HGSampling, like PyG's HGTLoader); hgnn_ima_jax.minibatch.
   mode: str = "full"
   size: int = 512  # target nodes per batch; an epoch is one pass over the shuffled training targets
-  fanouts: tuple = ()  # neighbor: in-edges sampled per node, relation and hop (empty: 10 per layer; -1: all)
+  drop_last: bool = False  # leave out each epoch's last, smaller batch (its targets go unseen that epoch)
+  # neighbor: one entry per hop: in-edges sampled per node and relation (-1: all), or a dict relation name ->
+  # in-edges naming every relation (0 skips one), as `samplers.NeighborSampler` (empty: 10 per layer)
+  fanouts: tuple = ()
   num_samples: int = 128  # hgt: nodes sampled per type per iteration
   num_iterations: int = 0  # hgt: sampling iterations (0: one per layer)
   buckets: int = 3  # padded sizes a batch is rounded up to (the step compiles once per size)
@@ -122,7 +125,10 @@ class BatchSettings:
     b = dict(batch.to_dict() if hasattr(batch, "to_dict") else batch)
     layers = int(config.model.num_layers)
     fanouts = b.get("fanouts")
-    b["fanouts"] = tuple(fanouts) if fanouts else (10,) * max(1, layers)
+    # a per-relation hop is a plain dict (it may arrive as a ConfigDict or from JSON)
+    b["fanouts"] = (
+        tuple(dict(f) if isinstance(f, Mapping) else f for f in fanouts) if fanouts else (10,) * max(1, layers)
+    )
     b["num_iterations"] = int(b.get("num_iterations") or max(1, layers))
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in b.items() if k in known})
@@ -141,6 +147,7 @@ class BatchSettings:
         "num_iterations": self.num_iterations,
         "seed": self.seed,
         **({"parts": self.parts} if self.parts > 1 else {}),
+        **({"drop_last": True} if self.drop_last else {}),
     }
 
 
@@ -148,9 +155,22 @@ class BatchSettings:
 # other than its default is refused (`config_validation`): e.g. --config.batch.size without batch.mode.
 BATCH_FIELDS_READ = {
     "full": (),
-    "neighbor": ("size", "fanouts", "buckets", "prefetch", "seed", "eval", "eval_every", "eval_chunk", "parts", "trim"),
+    "neighbor": (
+        "size",
+        "drop_last",
+        "fanouts",
+        "buckets",
+        "prefetch",
+        "seed",
+        "eval",
+        "eval_every",
+        "eval_chunk",
+        "parts",
+        "trim",
+    ),
     "hgt": (
         "size",
+        "drop_last",
         "num_samples",
         "num_iterations",
         "buckets",

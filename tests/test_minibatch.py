@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import jax
 import numpy as np
@@ -98,6 +99,10 @@ def test_minibatch_training_learns(data, tmp_path, mode):
 def test_interrupted_and_resumed_minibatch_run_equals_an_uninterrupted_one(data, tmp_path):
   c = config(**{"batch.mode": "neighbor", "batch.size": 16, "batch.fanouts": (4, 4), "seeds": (0, 1)})
   whole = fit(c, tmp_path / "whole", data)
+  # The same fanouts per relation (as PyG's per-edge-type num_neighbors): the same sampler, so the same batches,
+  # and a resume reads them back from config.json.
+  per_relation = {r.name: 4 for r in data.relations}
+  c = config(**{"batch.mode": "neighbor", "batch.size": 16, "batch.fanouts": (per_relation,) * 2, "seeds": (0, 1)})
   # 39 training targets: 3 batches per epoch. Polls: before training, after batches 1 and 2 of epoch 1, after
   # epoch 1, after batch 1 of epoch 2 (the 5th): the run stops inside epoch 2 with one epoch finished.
   polls = iter(range(100))
@@ -132,7 +137,9 @@ def test_prefetch_and_sampled_eval(data, tmp_path):
     [
         ("batch.mode", "cluster", "not one of"),
         ("batch.size", 0, "out of range"),
-        ("batch.fanouts", (10, 0), "each >= 1 or -1"),
+        ("batch.fanouts", (10, 0), r"hop 2 is 0; expected one entry per hop"),
+        ("batch.fanouts", ("ma", "md"), r"hop 1 is 'ma'.*per relation"),  # a dict flag without its tuple
+        ("batch.fanouts", ({"ma": 2, "md": -2},), r"hop 1 gives 'md': -2"),
         ("batch.eval", "fast", "not one of"),
     ],
 )
@@ -163,6 +170,41 @@ def test_fanouts_give_one_hop_per_layer():
   assert [depth_sweep._fanouts_for("synthetic", k, sweep) for k in (0, 1, 3)] == [{}, {}, {"batch.fanouts": (5, 5, 5)}]
   mixed = dataclasses.replace(sweep, overrides={**sweep.overrides, "batch.fanouts": (5, 3)})
   assert depth_sweep._fanouts_for("synthetic", 3, mixed) == {}  # per-hop values: the cell's check refuses them
+
+
+def test_per_relation_fanouts_and_drop_last_are_checked_against_the_graph(data):
+  """Per-relation fanouts name exactly the graph's relations, and drop_last leaves a batch: both one-line errors
+  before anything is written (they were errors from inside the sampler, after the run directory was made)."""
+  names = [r.name for r in data.relations]
+  n_train = len(data.splits["train"])
+  hop = {n: 3 for n in names}
+  ok = config(**{"batch.mode": "neighbor", "batch.size": 16, "batch.fanouts": (hop, {**hop, names[0]: 0})})
+  cv.validate_config(ok)
+  cv.check_batch_for_graph(ok, names, n_train)
+  settings = minibatch.BatchSettings.from_config(ok)
+  source = minibatch.BatchSource(data, settings)
+  assert source.sampler.fanouts == ((3,) * len(names), (0,) + (3,) * (len(names) - 1))
+  assert json.loads(json.dumps(settings.sampler_meta()))["fanouts"][1][names[0]] == 0
+  typo = config(**{"batch.mode": "neighbor", "batch.size": 16, "batch.fanouts": ({**hop, "mx": 1}, hop)})
+  with pytest.raises(
+      cv.ConfigError, match=rf"^config\.batch\.fanouts=.*hop 1 names no relation .*: mx\. Fix: .*{names[-1]}"
+  ):
+    cv.check_batch_for_graph(typo, names, n_train)
+  short = {n: 3 for n in names[1:]}
+  with pytest.raises(cv.ConfigError, match=rf"hop 2 leaves out {names[0]}\. Fix"):
+    cv.check_batch_for_graph(config(**{"batch.mode": "neighbor", "batch.fanouts": (hop, short)}), names, n_train)
+  example = re.escape('fanouts="(' + ", ".join([repr(hop)] * 3) + ')"')  # the first hop once per layer
+  with pytest.raises(cv.ConfigError, match=rf"Fix: give one per layer, e\.g\. --config\.batch\.{example}$"):
+    cv.check_fanouts_per_layer(config(**{"batch.mode": "neighbor", "model.num_layers": 3, "batch.fanouts": (hop,)}))
+  # drop_last: 39 targets in batches of 16 are 2 full batches, the 7 left over wait for the next epoch's shuffle
+  dropped = config(**{"batch.mode": "hgt", "batch.size": 16, "batch.drop_last": True})
+  source = minibatch.BatchSource(data, minibatch.BatchSettings.from_config(dropped))
+  assert n_train == 39 and source.num_batches(0) == 2
+  assert all(len(source.stream.plan(e).batch(b)) == 16 for e in (0, 1) for b in (0, 1))
+  with pytest.raises(cv.ConfigError, match=r"^config\.batch\.drop_last=True: leaves no batch: batch\.size=64 .* 39 "):
+    cv.check_batch_for_graph(config(**{"batch.mode": "neighbor", "batch.size": 64, "batch.drop_last": True}), names, 39)
+  with pytest.raises(cv.ConfigError, match=r"^config\.batch\.drop_last=True: is not read with batch\.mode=full"):
+    cv.validate_config(config(**{"batch.drop_last": True}))  # full batch reads no batch field
 
 
 def test_automatic_eval_chunk_stays_within_the_training_step(data, tmp_path, monkeypatch):
