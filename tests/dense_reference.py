@@ -117,6 +117,9 @@ def input_projection(schema, arrays, pparams, bstats, channels, *, projection, b
       x = np.concatenate(
           [arrays["features"][schema.modalities[m]][sl, : schema.feature_dims[t][m]] for m in mods], axis=1
       )
+      if x.shape[1] == 1:  # a scalar input (AMAZON's log-price, spec §3) is embedded by an MLP(1→64→D) first
+        mlp0, mlp1 = pparams[f"scalar_{tname}_{cname}_0"], pparams[f"scalar_{tname}_{cname}_1"]
+        x = np.maximum(x @ _np(mlp0["kernel"]) + _np(mlp0["bias"]), 0.0) @ _np(mlp1["kernel"]) + _np(mlp1["bias"])
       if batch_norm:
         bn = f"bn_{tname}_{cname}"
         if train:

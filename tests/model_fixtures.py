@@ -51,7 +51,7 @@ def make_graph(
 
   widths: 'equal' — every (type, modality) has width 6 (the MISS profile, needed by
     projection='shared'); 'mixed' — widths differ per type and modality (for
-    projection='per_channel').
+    projection='per_channel'); 'scalar' — the last modality 1 wide, the others 6.
   empty_relation: a relation given 0 edges (None for none). With 'md' every director
     has zero in-degree; other relations also leave some receivers without in-edges.
   fill: how the non-real modalities of director/actor are filled: 'zeros' (DOUBAN
@@ -65,6 +65,8 @@ def make_graph(
   elif widths == "mixed":
     base = {"movie": (7, 5, 3), "director": (4, 6, 2), "actor": (5, 3, 4)}
     dims = {t: dict(zip(modalities, base[t])) for t in NODE_TYPES}
+  elif widths == "scalar":  # the last modality one wide, as AMAZON-2's log-price (spec §3's scalar MLP)
+    dims = {t: {m: 1 if m == modalities[-1] else 6 for m in modalities} for t in NODE_TYPES}
   else:
     raise ValueError(widths)
   node_modalities = {"movie": modalities, "director": ("text",), "actor": ("text",)}

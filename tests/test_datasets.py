@@ -163,6 +163,22 @@ def test_code_fill_rules(graphs):
   assert not gt.nodes["features"]["image"][douban.schema.node_slice(1)].any()
 
 
+@pytest.mark.parametrize("dataset,fill", [("imdb", "zeros"), ("amazon", "text")])
+def test_missing_fill_override_against_the_code_rule(shared_datasets, dataset, fill):
+  """missing_fill set against the dataset's code rule (test_code_fill_rules; DOUBAN's text override below): the
+  filled contents, not only the provenance record, and the real modalities untouched."""
+  g = load_dataset(dataset, shared_datasets, features="generated", missing_fill=fill)
+  filled = [(t, m) for t in g.node_types for m in g.modalities if m not in g.node_modalities[t]]
+  assert filled
+  for t, m in filled:
+    if fill == "zeros":
+      assert not g.features[t][m].any()
+    else:
+      np.testing.assert_array_equal(g.features[t][m], g.features[t]["text"])
+    assert g.feature_provenance[f"{t}/{m}"] == f"filled:{fill}"
+  assert all(g.features[t][m].any() for t in g.node_types for m in g.node_modalities[t])
+
+
 def test_missing_fill_override(shared_datasets):
   g = load_dataset("douban", shared_datasets, features="generated", missing_fill="text")
   np.testing.assert_array_equal(g.features["director"]["image"], g.features["director"]["text"])
