@@ -2,7 +2,8 @@
 
 * the paper's DOUBAN, IMDB, AMAZON in their published (MHGAT) format, and the
   self-built AMAZON-1/2 in a documented format (`data_utils.paper_datasets`, `data_utils.electronics`);
-* any MMHN in the generic .npz / directory format (`data_utils.generic`);
+* any MMHN in the generic .npz / directory format (`data_utils.generic`), and a PyTorch Geometric
+  `HeteroData` (`data_utils.pyg.from_hetero_data`, torch not needed);
 * 'synthetic' graphs (`data_utils.synthetic`), and the AMAZON-1-like one at 1x, 4x and 16x
   ('synthetic_amazon1', 'synthetic_amazon1x4', 'synthetic10m').
 
@@ -23,6 +24,7 @@ from .datasets import DATA_DIR_ENV, DATASETS, default_data_dir, load_dataset, re
 from .files import MissingFilesError
 from .from_config import check_data_config, load_for_config, validate_run_config
 from .generic import read_generic, write_generic
+from .pyg import from_hetero_data
 
 __all__ = [
     "DATASETS",
@@ -38,4 +40,5 @@ __all__ = [
     "validate_run_config",
     "read_generic",
     "write_generic",
+    "from_hetero_data",
 ]
