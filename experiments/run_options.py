@@ -295,7 +295,8 @@ def check_overrides_read(
   (`config_validation.unread_for_graph`: --config.loss.att_weight where no sender lacks a modality).
 
   Raises:
-    ConfigError: one line, for the first override that every cell ignores.
+    ConfigError: one line, for the first override that every cell ignores: its reason, or where the cells ignore
+      it for different reasons, each reason with its cells.
   """
   plain_opts, plain = dataclasses.replace(opts, overrides={}), {}
   for path, value in opts.overrides.items():
@@ -307,9 +308,17 @@ def check_overrides_read(
       problem = cv.ignored_override(config, path, value, cv.get_path(plain[config.dataset], path, None), schema)
       if problem is None:
         break
-      problems.append(problem)
+      problems.append((problem, f"{config.dataset}/{config.get('model_name', 'hgnn_ima')}"))
     if problems and len(problems) == len(configs):
-      raise cv.ConfigError(path, value, *problems[0])
+      distinct = list(dict.fromkeys(p for p, _ in problems))
+      if len(distinct) == 1:
+        raise cv.ConfigError(path, value, *distinct[0])
+      # the cells ignore it for different reasons: each reason with the cells it applies to
+      reasons = "; ".join(
+          f"{why} ({', '.join(cell for p, cell in problems if p == (why, fix))})" for why, fix in distinct
+      )
+      fixes = "; or ".join(dict.fromkeys(fix for _, fix in distinct))
+      raise cv.ConfigError(path, value, f"is read by no cell of this run: {reasons}", fixes)
 
 
 def cell_config(dataset: str, opts: Options, model: str = "hgnn_ima", **fields) -> ml_collections.ConfigDict:

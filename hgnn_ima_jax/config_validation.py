@@ -142,7 +142,6 @@ NUMBERS: dict[str, Number] = {
     "loss.att_weight": Number(lo=0.0),
     "early_stopping.patience": COUNT,
     "batch.size": COUNT,
-    "batch.num_samples": COUNT,
     "batch.num_iterations": Number(integer=True, lo=0),  # 0 = one per layer
     "batch.buckets": COUNT,
     "batch.prefetch": Number(integer=True, lo=0),
@@ -153,7 +152,15 @@ NUMBERS: dict[str, Number] = {
     "mesh_data": COUNT,  # devices sharing each global batch: changes the speed, not the result
 }
 
-BOOLS = ("model.input_batch_norm", "model.remat", "loss.ind_loss", "loss.val_includes_att", "shard_seeds", "batch.trim")
+BOOLS = (
+    "model.input_batch_norm",
+    "model.remat",
+    "loss.ind_loss",
+    "loss.val_includes_att",
+    "shard_seeds",
+    "batch.trim",
+    "batch.drop_last",
+)
 
 # Fields that change not what is trained (bookkeeping, or how it is computed: remat and mesh_data reorder float
 # sums, ~1e-7): a resumed run may change them.
@@ -276,6 +283,18 @@ def _cross_checks(d: dict) -> None:
           "give e.g. --config.batch.fanouts=10,5 or, per relation, "
           "--config.batch.fanouts=\"({'ma': 10, 'md': 5}, {'ma': 5, 'md': 5})\" (empty: 10 per layer)",
       )
+  num_samples = get_path(d, "batch.num_samples", None)
+  if num_samples is not None:
+    bad = _bad_num_samples(num_samples)
+    if bad:
+      raise ConfigError(
+          "batch.num_samples",
+          num_samples,
+          f"{bad}; expected nodes sampled per type and iteration: an int >= 1 for every type, or a dict node type "
+          "-> int >= 0 (types not named sample none)",
+          "give e.g. --config.batch.num_samples=128 or, per type, "
+          "--config.batch.num_samples=\"{'movie': 128, 'actor': 64, 'director': 32}\"",
+      )
   parts, data = get_path(d, "batch.parts", 1), get_path(d, "mesh_data", 1)
   if isinstance(parts, int) and isinstance(data, int) and parts >= 1 and data >= 1:
     if parts % data:
@@ -330,6 +349,16 @@ def _bad_fanout(fanouts) -> str | None:
   return None
 
 
+def _bad_num_samples(n) -> str | None:
+  """What is wrong with `batch.num_samples` before the graph is known (its type names: `check_batch_for_graph`)."""
+  if isinstance(n, Mapping):
+    for t, k in n.items():
+      if not isinstance(t, str) or not _is_int(k) or k < 0:
+        return f"gives {t!r}: {k!r} (a node type -> an int >= 0)"
+    return None if any(k > 0 for k in n.values()) else "samples no node of any type"
+  return None if _is_int(n) and n >= 1 else "is not an int >= 1 or a dict"
+
+
 def fanouts_flag(fanouts) -> str:
   """`batch.fanouts` as the command line takes it: 10,5 for numbers, a quoted tuple of dicts per relation."""
   if all(_is_int(f) for f in fanouts):
@@ -337,10 +366,11 @@ def fanouts_flag(fanouts) -> str:
   return '"' + repr(tuple(dict(f) if isinstance(f, Mapping) else f for f in fanouts)) + '"'
 
 
-def check_batch_for_graph(config, relations: Sequence[str], num_train: int) -> None:
+def check_batch_for_graph(config, relations: Sequence[str], node_types: Sequence[str], num_train: int) -> None:
   """`config.batch` against the loaded graph, before anything is written: per-relation fanouts name exactly the
-  graph's relations (`relations`, in its order), and `batch.drop_last` leaves a batch of the `num_train`
-  training targets. Both were errors from inside the sampler once the run directory had been made.
+  graph's relations (`relations`, in its order), per-type num_samples only its `node_types`, and
+  `batch.drop_last` leaves a batch of the `num_train` training targets. These were errors from inside the
+  sampler once the run directory had been made.
 
   Raises:
     ConfigError: the field, the value, and the graph's relations or training-target count.
@@ -363,6 +393,16 @@ def check_batch_for_graph(config, relations: Sequence[str], num_train: int) -> N
               f"hop {h + 1} {problem}",
               f"give a fanout for exactly its relations {', '.join(relations)} (0 skips one, -1 takes all)",
           )
+  num_samples = get_path(d, "batch.num_samples", None)
+  if mode == "hgt" and isinstance(num_samples, Mapping):
+    unknown = [t for t in num_samples if t not in node_types]
+    if unknown:
+      raise ConfigError(
+          "batch.num_samples",
+          num_samples,
+          f"names no node type of dataset {d.get('dataset')}: {', '.join(unknown)}",
+          f"use its node types {', '.join(node_types)} (a type not named samples none)",
+      )
   size = get_path(d, "batch.size", 512)
   if mode != "full" and get_path(d, "batch.drop_last", False) and _is_int(size) and size > num_train:
     raise ConfigError(

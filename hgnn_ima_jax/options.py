@@ -104,7 +104,9 @@ class BatchSettings:
   # neighbor: one entry per hop: in-edges sampled per node and relation (-1: all), or a dict relation name ->
   # in-edges naming every relation (0 skips one), as `samplers.NeighborSampler` (empty: 10 per layer)
   fanouts: tuple = ()
-  num_samples: int = 128  # hgt: nodes sampled per type per iteration
+  # hgt: nodes sampled per type per iteration: an int for every type, or a dict node type -> int (types not named
+  # sample none), as `samplers.HGTSampler` and PyG's HGTLoader
+  num_samples: Any = 128
   num_iterations: int = 0  # hgt: sampling iterations (0: one per layer)
   buckets: int = 3  # padded sizes a batch is rounded up to (the step compiles once per size)
   prefetch: int = 2  # batches prepared ahead on a background thread (0: in the training thread)
@@ -130,6 +132,8 @@ class BatchSettings:
         tuple(dict(f) if isinstance(f, Mapping) else f for f in fanouts) if fanouts else (10,) * max(1, layers)
     )
     b["num_iterations"] = int(b.get("num_iterations") or max(1, layers))
+    if isinstance(b.get("num_samples"), Mapping):  # a plain dict (a ConfigDict once read back from config.json)
+      b["num_samples"] = dict(b["num_samples"])
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in b.items() if k in known})
 

@@ -325,6 +325,11 @@ def test_model_fields_are_refused_where_no_cell_reads_them():
       check(models, protocol=protocol, **overrides)
     assert str(e.value).startswith(f"config.{path}={cv.format_value(value)}: ") and problem in str(e.value), e.value
     assert fix in str(e.value).split("Fix: ")[1] and LINE.match(str(e.value))
+  # ignored by every cell for different reasons: each reason with its cells (the first cell's alone misled)
+  with pytest.raises(cv.ConfigError) as e:
+    check(("hgt", "hgnn_ima-cross"), **{"model.nei_mode": "target"})
+  assert "is read by no cell of this run: " in str(e.value) and LINE.match(str(e.value))
+  assert "(douban/hgt); " in str(e.value) and "only -nei reads it) (douban/hgnn_ima-cross). Fix: " in str(e.value)
   # read by one cell of the run: kept, and the cells that ignore it have the same result fields as without it
   hgt_late, ours = check(("hgt_late", "hgnn_ima"), **{"model.combine": "add"})
   assert ours.model.combine == "add" and "combine" not in cv.result_fields(hgt_late)["model"]

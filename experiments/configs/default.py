@@ -109,6 +109,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Mini-batches (hgnn_ima_jax.minibatch): 'full' is one full-graph step per epoch, as the authors' code.
   c.batch = ml_collections.ConfigDict(dataclasses.asdict(BatchSettings()))  # the fields' meanings: options.py
+  # an int or a dict per node type: typed `object`, so that --config.batch.num_samples="{'movie': 64}" is taken
+  c.batch.num_samples = config_dict.FieldReference(BatchSettings().num_samples, field_type=object)
 
   # Runs.
   c.seeds = (0,)
