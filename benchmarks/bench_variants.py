@@ -39,6 +39,16 @@ SCRUBBED = (
     "HGNN_IMA_ALLOCATOR_ACTIVE",
     "HGNN_IMA_JEMALLOC",
 )
+# The persistent XLA cache is the run's own (`worker_env`, --xla_cache): an inherited JAX_COMPILATION_CACHE_DIR
+# made --noxla_cache do nothing and the first worker's "cold" compile warm, and an inherited
+# JAX_ENABLE_COMPILATION_CACHE=false or a minimum entry size would turn the run's own cache off.
+JAX_CACHE = (
+    "JAX_COMPILATION_CACHE_DIR",
+    "JAX_ENABLE_COMPILATION_CACHE",
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
+)
+SCRUBBED += JAX_CACHE
 EIGEN1_FLAG = "--xla_cpu_multi_thread_eigen=false"
 
 
@@ -76,11 +86,12 @@ class Variant:
     }
 
 
-def check_choices(kind: str, given, allowed) -> list[str]:
-  """`given` if every item is in `allowed`, else ValueError naming the bad one and the choices."""
+def check_choices(kind: str, given, allowed, allow_empty: bool = False) -> list[str]:
+  """`given` if every item is in `allowed` (and, unless allow_empty, there is one), else ValueError naming the bad
+  one and the choices."""
   given = [g for g in given if g]
   bad = [g for g in given if g not in allowed]
-  if bad or not given:
+  if bad or not (given or allow_empty):
     raise ValueError(f"--{kind}={','.join(given)}: {bad[0] if bad else 'empty'} is not one of {', '.join(allowed)}")
   return given
 
@@ -121,6 +132,20 @@ def variant_env(v: Variant, base: dict, jemalloc: str | None) -> tuple[dict, str
   if v.framework == "jax" and v.threads == "eigen1":
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {EIGEN1_FLAG}".strip()
   return env, None
+
+
+def worker_env(v: Variant, base: dict, jemalloc: str | None, *, xla_cache: str | None, tmpdir: str) -> dict:
+  """`variant_env` (which must allow `v`) plus what the run sets for every worker: the run's persistent XLA cache
+  for ours (`xla_cache`; None: no cache at all), and TMPDIR in the run's work directory, so that what a worker
+  writes to the temporary directory (PyG's generated `HGTConv` propagate modules, TorchInductor's cache) goes
+  with the work directory instead of staying in /tmp."""
+  env, why = variant_env(v, base, jemalloc)
+  if why is not None:
+    raise ValueError(f"{v.framework}:{v.name} cannot run here: {why}")
+  if xla_cache and v.framework == "jax":
+    env.update(JAX_COMPILATION_CACHE_DIR=xla_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  env["TMPDIR"] = tmpdir
+  return env
 
 
 def interleave(a: list, b: list) -> list:

@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu_check.sh real      # there: a GPU equation check, then DOUBAN, IMDB and AMAZON
 #   bash benchmarks/gpu_check.sh large     # there: AMAZON-1 scale and synthetic10m (~10M edges)
 #
-# Flags after the stage go to step_time.py, after the stage's own (a dry run on a CPU: `real --tiny --reps=1`).
+# Flags after the stage go to step_time.py, after the stage's own (a dry run on a CPU: `real --tiny --reps=1 --nopyg`,
+# since --pyg_python and --pyg_device given make PyG required and a CPU torch is refused).
 #
 # `prepare` writes .whl/ (jraph and ml_collections, which the GPU image does not hold; it has JAX with CUDA,
 # torch with CUDA and torch_geometric) and .gpu_data/ (a copy of the published graphs' files from

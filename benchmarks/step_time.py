@@ -29,9 +29,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 
@@ -40,8 +38,11 @@ for _p in (REPO, REPO / "benchmarks"):
   if str(_p) not in sys.path:
     sys.path.insert(0, str(_p))
 
+import bench_cli  # noqa: E402
+import bench_subprocess  # noqa: E402
 import bench_variants as bv  # noqa: E402
 from absl import app, flags  # noqa: E402
+from bench_cli import at_least, check_out  # noqa: E402
 from bench_env import cpu_count, emit, load_avg, machine_info, now_utc  # noqa: E402
 from bench_graphs import (  # noqa: E402
     GRAPHS,
@@ -53,7 +54,7 @@ from bench_graphs import (  # noqa: E402
     graph_info,  # noqa: E402
     load_graph,
 )
-from bench_subprocess import pyg_availability, run_worker  # noqa: E402
+from bench_subprocess import pyg_availability, resolve_python, run_worker  # noqa: E402
 
 from hgnn_ima_jax import data_utils  # noqa: E402
 from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags  # noqa: E402
@@ -116,8 +117,17 @@ flags.DEFINE_boolean(
     "only the tiny synthetic graph (overrides --graphs, whose names are still checked) with, unless given: "
     + " ".join(f"--{k}={v}" for k, v in TINY_DEFAULTS.items()),
 )
-flags.DEFINE_boolean("pyg", None, "also time PyG's HGTConv (default: when --pyg_python imports torch_geometric)")
-flags.DEFINE_string("pyg_python", sys.executable, "the Python that runs the PyG workers (e.g. another venv's)")
+flags.DEFINE_boolean(
+    "pyg",
+    None,
+    "also time PyG's HGTConv (default: when --pyg_python imports torch_geometric; --pyg, or --pyg_python or "
+    "--pyg_device given, makes PyG required: the run stops before any work if it cannot run it)",
+)
+flags.DEFINE_string(
+    "pyg_python",
+    sys.executable,
+    "the Python that runs the PyG workers (e.g. another venv's; a relative path is from the current directory)",
+)
 flags.DEFINE_integer("pyg_check_steps", 6, "steps of the PyG 'loss falls' check, in its first worker (0: skip)")
 define_graph_flags(flags)
 flags.DEFINE_boolean(
@@ -140,7 +150,11 @@ flags.DEFINE_float(
 )
 flags.DEFINE_integer("worker_timeout", 7200, "seconds before a worker is killed (its row then says so)")
 flags.DEFINE_string("profile_dir", "", "trace HGNN-IMA's step with jax.profiler into this directory")
-flags.DEFINE_list("profile_graphs", "amazon,synthetic_amazon1", "graphs to profile (with --profile_dir)")
+flags.DEFINE_list(
+    "profile_graphs",
+    "amazon,synthetic_amazon1",
+    "graphs to profile (with --profile_dir; at least one of them must be among the run's graphs)",
+)
 flags.DEFINE_integer("profile_steps", 3, "steps inside the profiler trace")
 flags.DEFINE_integer("profile_top", 20, "ops listed per profile")
 flags.DEFINE_integer("profile_seeds", 1, "vmapped seeds in the profiled step (compare 1 with --seeds)")
@@ -155,10 +169,10 @@ class Runner:
     self.base_env = dict(os.environ)
     if not FLAGS.xla_ynn:
       self.base_env["XLA_FLAGS"] = f"{self.base_env.get('XLA_FLAGS', '')} --xla_cpu_experimental_ynn_fusion_type="
-    if FLAGS.xla_cache and "JAX_COMPILATION_CACHE_DIR" not in self.base_env:
-      self.base_env.update(
-          JAX_COMPILATION_CACHE_DIR=str(work / "xla-cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0"
-      )
+    # Only the run's own cache, and only with --xla_cache (bv.worker_env drops an inherited one).
+    self.xla_cache = str(work / "xla-cache") if FLAGS.xla_cache else None
+    self.tmpdir = work / "tmp"
+    self.tmpdir.mkdir()
 
   def start(
       self,
@@ -175,8 +189,8 @@ class Runner:
       profile: dict | None = None,
   ) -> list[dict]:
     """Runs one worker for `v` on `graph`; returns its rows, completed (or one 'error' row)."""
-    env, why = bv.variant_env(v, self.base_env, self.jemalloc)
-    assert why is None, why  # unavailable variants are dropped from the matrix before
+    # unavailable variants are dropped from the matrix before
+    env = bv.worker_env(v, self.base_env, self.jemalloc, xla_cache=self.xla_cache, tmpdir=str(self.tmpdir))
     self._n += 1
     spec_path, out = self.work / f"spec-{self._n}.json", self.work / f"rows-{self._n}.jsonl"
     opts = dict(layers=FLAGS.layers, hidden=FLAGS.hidden, heads=FLAGS.heads, steps=steps, warmup=warmup)
@@ -272,7 +286,7 @@ def run_graph(runner: Runner, gname: str, ours: list, pyg: list) -> list[dict]:
       else:
         extra = {"check_steps": FLAGS.pyg_check_steps} if rep == 0 and v in pyg[:1] else {}
       timed += go(v, "final", rep, FLAGS.steps, FLAGS.warmup, **extra)
-  if FLAGS.profile_dir and gname in FLAGS.profile_graphs and "hgnn_ima" in FLAGS.models and ours:
+  if FLAGS.profile_dir and gname in FLAGS.profile_graphs and ours:  # main checked that a graph and a model match
     prof = {
         "dir": FLAGS.profile_dir,
         "steps": FLAGS.profile_steps,
@@ -300,8 +314,60 @@ def print_summary(records):
       )
 
 
+def pyg_thread_counts(items) -> list[int]:
+  return bench_cli.int_list("pyg_threads", items, low=1, example="1,2")
+
+
+def check_counts() -> None:
+  """The counts a run needs: a 0 that would time nothing, or screen and then time nothing, is refused."""
+  at_least("reps", FLAGS.reps, 1)
+  at_least("steps", FLAGS.steps, 1)
+  at_least("warmup", FLAGS.warmup, 0)
+  at_least("screen_steps", FLAGS.screen_steps, 0)
+  if FLAGS.screen_steps:
+    at_least("finalists", FLAGS.finalists, 1, " (with --screen_steps, the variants kept per model)")
+  at_least("seeds", FLAGS.seeds, 0)
+  at_least("seed_reps", FLAGS.seed_reps, 0)
+  at_least("pyg_check_steps", FLAGS.pyg_check_steps, 0)
+  at_least("worker_timeout", FLAGS.worker_timeout, 1)
+  if FLAGS.profile_dir:
+    at_least("profile_steps", FLAGS.profile_steps, 1)
+    at_least("profile_top", FLAGS.profile_top, 1)
+    at_least("profile_seeds", FLAGS.profile_seeds, 1)
+
+
+def check_graph_lists(graphs: list[str]) -> None:
+  """--profile_graphs and --seed_graphs: known names, and, where the work they ask for is asked, one of the run's
+  graphs (a --profile_dir with none of them did nothing, without a word)."""
+  profile_graphs = bv.check_choices("profile_graphs", FLAGS.profile_graphs, GRAPHS, allow_empty=True)
+  seed_graphs = bv.check_choices("seed_graphs", FLAGS.seed_graphs, GRAPHS, allow_empty=True)
+  run = ",".join(graphs)
+  if FLAGS.profile_dir:
+    if not set(profile_graphs) & set(graphs):
+      raise ValueError(
+          f"--profile_graphs={','.join(profile_graphs)}: names none of this run's graphs ({run}), so "
+          f"--profile_dir={FLAGS.profile_dir} would profile nothing. Fix: give --profile_graphs={graphs[0]}"
+      )
+    if "hgnn_ima" not in FLAGS.models:
+      raise ValueError(
+          f"--profile_dir={FLAGS.profile_dir}: profiles HGNN-IMA's step, and --models={','.join(FLAGS.models)} "
+          "leaves it out. Fix: add hgnn_ima to --models, or drop --profile_dir"
+      )
+  elif FLAGS["profile_graphs"].present:
+    raise ValueError(
+        f"--profile_graphs={','.join(FLAGS.profile_graphs)}: profiles nothing without --profile_dir. Fix: add it"
+    )
+  seeds_asked = FLAGS["seeds"].present or FLAGS["seed_graphs"].present
+  if seeds_asked and FLAGS.seeds > 1 and not FLAGS.tiny and not set(seed_graphs) & set(graphs):
+    raise ValueError(
+        f"--seed_graphs={','.join(seed_graphs)}: names none of this run's graphs ({run}), so --seeds={FLAGS.seeds} "
+        f"would time nothing. Fix: give --seed_graphs={graphs[0]}, or --seeds=0"
+    )
+
+
 def main(argv):
   del argv
+  bench_subprocess.stop_on_signals("step_time.py")
   if FLAGS.tiny:  # seconds of compilation instead of a minute: the test checks the schema, not speed
     for name, value in TINY_DEFAULTS.items():
       if FLAGS[name].using_default_value:
@@ -314,18 +380,25 @@ def main(argv):
     ours_threads = bv.check_choices("ours_threads", FLAGS.ours_threads, bv.OURS_THREADS)
     pyg_omp = bv.check_choices("pyg_omp", FLAGS.pyg_omp, bv.OMP_POLICIES)
     pyg_exec = bv.check_choices("pyg_exec", FLAGS.pyg_exec, bv.PYG_EXEC)
-    pyg_threads = sorted({1, cpu_count()}) if FLAGS.pyg_threads is None else [int(t) for t in FLAGS.pyg_threads]
+    pyg_threads = sorted({1, cpu_count()}) if FLAGS.pyg_threads is None else pyg_thread_counts(FLAGS.pyg_threads)
+    check_counts()
+    check_graph_lists(graphs)
+    out_note = check_out(FLAGS.out)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
-  if any(t < 1 for t in pyg_threads):
-    raise app.UsageError(f"--pyg_threads={FLAGS.pyg_threads}: thread counts must be >= 1")
-  if FLAGS.reps < 1 or FLAGS.steps < 1:
-    raise app.UsageError(f"--reps={FLAGS.reps} --steps={FLAGS.steps}: both must be >= 1")
   check_graphs_readable(graphs, FLAGS.data_dir, FLAGS.feature_dim)
 
-  pyg_skipped = "disabled with --nopyg" if FLAGS.pyg is False else pyg_availability(FLAGS.pyg_python, FLAGS.pyg_device)
-  if FLAGS.pyg and pyg_skipped:
-    raise app.UsageError(pyg_skipped)
+  # Asked for by a flag, PyG must run: its flags were silently dropped ("0 of PyG") when it could not.
+  asked = ["--pyg"] * bool(FLAGS.pyg) + [
+      f"--{n}={FLAGS[n].value}" for n in ("pyg_python", "pyg_device") if FLAGS[n].present
+  ]
+  pyg_python = resolve_python(FLAGS.pyg_python) or FLAGS.pyg_python
+  if FLAGS.pyg is False:  # an explicit --nopyg wins over the other PyG flags (gpu_check.sh's dry run on a CPU)
+    pyg_skipped = "disabled with --nopyg"
+  else:
+    pyg_skipped = pyg_availability(FLAGS.pyg_python, FLAGS.pyg_device)
+    if pyg_skipped and asked:
+      raise app.UsageError(f"{pyg_skipped} (PyG was asked for with {' '.join(asked)}; --nopyg runs without it)")
   ours, pyg = bv.matrix(allocators, ours_threads, pyg_threads, pyg_omp, pyg_exec, FLAGS.pyg_device)
   if pyg_skipped:
     pyg = []
@@ -355,21 +428,23 @@ def main(argv):
       "matrix": {"jax": [v.name for v in ours], "pyg": [v.name for v in pyg]},
       "unavailable": unavailable,
       "pyg_skipped": pyg_skipped,
-      "pyg_python": FLAGS.pyg_python if not pyg_skipped else None,
+      "pyg_python": pyg_python if not pyg_skipped else None,
       "jemalloc": jemalloc,
       "scrubbed_env": [k for k in bv.SCRUBBED if k in os.environ],
   }
+  if out_note:
+    print(out_note, file=sys.stderr)
   emit(run, FLAGS.out)
   print(
       f"# {run['machine']['cpu']} x{run['machine']['cpu_count']}, load {run['load_avg']}; "
-      f"{len(ours)} variants of ours, {len(pyg)} of PyG ({pyg_skipped or 'PyG: ' + FLAGS.pyg_python}); "
+      f"{len(ours)} variants of ours, {len(pyg)} of PyG ({pyg_skipped or 'PyG: ' + pyg_python}); "
       f"unavailable: {unavailable or 'none'}",
       file=sys.stderr,
       flush=True,
   )
 
-  work = pathlib.Path(tempfile.mkdtemp(prefix="hgnn-bench-"))
-  runner = Runner(work, run, FLAGS.pyg_python)
+  work = bench_subprocess.temp_dir("hgnn-bench-")  # removed at the end, and on SIGTERM/SIGINT
+  runner = Runner(work, run, pyg_python)
   records = []
   try:
     for gname in graphs:
@@ -379,7 +454,7 @@ def main(argv):
         emit(rec, FLAGS.out)
         records.append(rec)
   finally:
-    shutil.rmtree(work, ignore_errors=True)
+    bench_subprocess.remove_temp_dir(work)
   print_summary(records)
   if runner.failures:
     print(f"# {len(runner.failures)} worker(s) failed; see the 'error' lines", file=sys.stderr)

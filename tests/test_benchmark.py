@@ -13,14 +13,18 @@ import math
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import bench_cli  # noqa: E402
+import bench_subprocess  # noqa: E402
 import bench_variants as bv  # noqa: E402
 import report  # noqa: E402
 
@@ -344,6 +348,16 @@ def test_missing_dataset_files_are_one_line_before_any_work(tmp_path, script, fl
         ("scale.py", ["--devices=x"], "error: --devices=x: give N devices or PxN"),  # was a traceback
         ("step_time.py", ["--tiny", "--graphs=nope"], "error: --graphs=nope: nope is not one of"),  # was ignored
         ("report.py", ["/nonexistent.jsonl"], "error: /nonexistent.jsonl: cannot be read"),  # was a traceback
+        # PyG asked for by a flag and unable to run: was "0 of PyG" and exit 0
+        ("step_time.py", ["--tiny", "--pyg_python=/nonexistent"], "error: --pyg_python=/nonexistent: no such exec"),
+        ("step_time.py", ["--tiny", "--pyg_threads=abc"], "error: --pyg_threads=abc: give a comma list"),  # int()
+        ("step_time.py", ["--tiny", "--screen_steps=1", "--finalists=0"], "error: --finalists=0: must be at least 1"),
+        # a profile or seed list naming none of the run's graphs did nothing; unknown names were never checked
+        ("step_time.py", ["--tiny", "--profile_dir=/tmp/p"], "error: --profile_graphs=amazon,synthetic_amazon1: nam"),
+        ("step_time.py", ["--tiny", "--profile_graphs=amazn"], "error: --profile_graphs=amazn: amazn is not one of"),
+        ("step_time.py", ["--graphs=douban", "--seed_graphs=imdb", "--seeds=5"], "error: --seed_graphs=imdb: names"),
+        # an --out that cannot be written: a traceback after the work
+        ("step_time.py", ["--tiny", "--out=/nonexistent-dir/x.jsonl"], "error: --out=/nonexistent-dir/x.jsonl: its"),
     ],
 )
 def test_a_flag_a_benchmark_cannot_honour_is_one_line_before_any_work(script, flags, message):
@@ -357,6 +371,176 @@ def test_a_flag_a_benchmark_cannot_honour_is_one_line_before_any_work(script, fl
   )
   assert proc.returncode == 1 and proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
   assert '"record"' not in proc.stdout
+
+
+def _fake_python(path: pathlib.Path, script: str) -> pathlib.Path:
+  """A stand-in interpreter: a shell script that answers the PyG probe as `script` says."""
+  path.write_text("#!/bin/sh\n" + script)
+  path.chmod(0o755)
+  return path
+
+
+def test_pyg_flags_given_make_pyg_required(tmp_path):
+  """--pyg_python or --pyg_device given, and PyG unable to run there: one line naming the flag, exit 1, before any
+  work (it was "0 of PyG" and exit 0); a relative --pyg_python is found from the current directory."""
+  _fake_python(tmp_path / "notorch", "echo \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
+  _fake_python(tmp_path / "cputorch", "echo 2.13.0+cpu None False\n")
+  cases = [
+      (["--pyg_python=./notorch"], "error: --pyg_python=./notorch: torch/torch_geometric not importable"),
+      (["--pyg_python=cputorch", "--pyg_device=cuda"], None),  # a bare name is looked up on PATH, not here
+      (["--pyg_python=./cputorch", "--pyg_device=cuda"], "error: --pyg_device=cuda: torch 2.13.0+cpu of ./cputorch"),
+  ]
+  for flags, message in cases:
+    cmd = [sys.executable, str(SCRIPT), "--tiny", *flags, f"--out={tmp_path / 'never.jsonl'}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(message or "error: --pyg_python=cputorch: no such executable"), proc.stderr
+    assert not (tmp_path / "never.jsonl").exists() and not proc.stdout
+  assert bench_subprocess.resolve_python(str(tmp_path / "cputorch")) == str(tmp_path / "cputorch")
+  assert bench_subprocess.resolve_python("sh") == os.path.abspath(__import__("shutil").which("sh"))
+  assert bench_subprocess.resolve_python(str(tmp_path)) is None  # a directory
+
+
+def test_out_is_checked_and_an_existing_one_is_appended_to(tmp_path):
+  """bench_cli.check_out, which every benchmark script calls before its work: one line for what cannot be
+  written, and the line to print when the rows go onto an existing file."""
+  with pytest.raises(ValueError, match=r"^--out=.*: is a directory\. Fix: "):
+    bench_cli.check_out(str(tmp_path))
+  with pytest.raises(ValueError, match=r"^--out=.*/missing/x.jsonl: its directory .*missing does not exist"):
+    bench_cli.check_out(str(tmp_path / "missing" / "x.jsonl"))
+  new = tmp_path / "new.jsonl"
+  assert bench_cli.check_out(str(new)) is None and not new.exists() and os.listdir(tmp_path) == []
+  new.write_text('{"record": "run"}\n')
+  assert bench_cli.check_out(str(new)) == f"# --out={new} exists: the new rows are appended to it"
+  assert new.read_text() == '{"record": "run"}\n'  # the probe changed nothing
+  assert bench_cli.check_out("") is None
+
+
+def test_workers_get_the_runs_own_xla_cache_and_tmpdir():
+  """An inherited JAX_COMPILATION_CACHE_DIR made --noxla_cache do nothing and the cold compile warm: the workers'
+  environment drops it, and has the run's cache only with --xla_cache; TMPDIR is the run's work directory."""
+  base = {"PATH": "/bin", "JAX_COMPILATION_CACHE_DIR": "/home/x/cache", "JAX_ENABLE_COMPILATION_CACHE": "false"}
+  ours, pyg = bv.Variant("jax", "glibc", "default"), bv.Variant("pyg", "glibc", "1")
+  env = bv.worker_env(ours, base, None, xla_cache=None, tmpdir="/w/tmp")
+  assert not {"JAX_COMPILATION_CACHE_DIR", "JAX_ENABLE_COMPILATION_CACHE"} & set(env) and env["TMPDIR"] == "/w/tmp"
+  env = bv.worker_env(ours, base, None, xla_cache="/w/xla-cache", tmpdir="/w/tmp")
+  assert env["JAX_COMPILATION_CACHE_DIR"] == "/w/xla-cache" and "JAX_ENABLE_COMPILATION_CACHE" not in env
+  env = bv.worker_env(pyg, base, None, xla_cache="/w/xla-cache", tmpdir="/w/tmp")
+  assert "JAX_COMPILATION_CACHE_DIR" not in env and env["TMPDIR"] == "/w/tmp"  # PyG's templates go with the run
+  with pytest.raises(ValueError, match="libjemalloc"):
+    bv.worker_env(bv.Variant("jax", "jemalloc", "default"), base, None, xla_cache=None, tmpdir="/w/tmp")
+
+
+# --- stopping: SIGTERM/SIGINT stop the workers and remove the work directory ----------------------------
+
+
+def _children(pid: int, running: str) -> list[int]:
+  """The pids whose parent is `pid` and whose command line holds `running` (from /proc)."""
+  kids = []
+  for d in os.listdir("/proc"):
+    if d.isdigit():
+      try:
+        with open(f"/proc/{d}/stat") as f:
+          stat = f.read()
+        with open(f"/proc/{d}/cmdline", "rb") as f:
+          cmdline = f.read().decode(errors="replace")
+      except OSError:
+        continue
+      if int(stat.rsplit(")", 1)[1].split()[1]) == pid and running in cmdline:
+        kids.append(int(d))
+  return kids
+
+
+def _running(pid: int) -> bool:
+  """Whether `pid` exists and is not a zombie."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except OSError:
+    return False
+
+
+def _gone(pids, timeout: float) -> bool:
+  deadline = time.monotonic() + timeout
+  while any(_running(p) for p in pids) and time.monotonic() < deadline:
+    time.sleep(0.05)
+  return not any(_running(p) for p in pids)
+
+
+def _kill(pids) -> None:
+  for pid in pids:  # only the processes this test started (or its orchestrator started)
+    if _running(pid):
+      os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_stops_the_worker_and_removes_the_work_dir(tmp_path):
+  """SIGTERM to step_time.py while its worker times a million steps: the worker is stopped (it went on, re-parented
+  to pid 1, for up to --worker_timeout), the work directory is removed, one line, exit 143."""
+  flags = ["--tiny", "--nopyg", "--models=hgnn_ima", "--allocators=glibc", "--ours_threads=default", "--seeds=0"]
+  cmd = [sys.executable, str(SCRIPT), *flags, "--steps=1000000", f"--out={tmp_path / 'out.jsonl'}"]
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "TMPDIR": str(tmp_path)}  # the work directory is made in TMPDIR
+  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  workers = []
+  try:
+    deadline = time.monotonic() + 120
+    while not workers and proc.poll() is None and time.monotonic() < deadline:
+      time.sleep(0.1)
+      workers = _children(proc.pid, "bench_worker.py")
+    assert workers, f"no worker started: {proc.poll()}"
+    time.sleep(1)  # the worker is importing JAX or compiling by now
+    assert proc.poll() is None and all(_running(p) for p in workers)
+    (work,) = tmp_path.glob("hgnn-bench-*")
+    assert (work / "tiny.npz").exists()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err and err.splitlines()[-1].startswith("step_time.py: stopped by SIGTERM: 1 child")
+    assert _gone(workers, 5) and not work.exists()
+  finally:
+    _kill([proc.pid, *workers])
+    proc.wait()
+
+
+# A stand-in orchestrator: a child that starts a grandchild, and a temporary directory, through bench_subprocess.
+ORCHESTRATOR = """
+import subprocess, sys
+sys.path.insert(0, sys.argv[1])
+import bench_subprocess
+bench_subprocess.stop_on_signals("stand-in")
+work = bench_subprocess.temp_dir("stand-in-")
+child = bench_subprocess.start(
+    ["sh", "-c", "sleep 60 & echo $!; wait"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+)
+print(child.pid, child.stdout.readline().strip(), work, flush=True)
+child.wait()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_an_orchestrators_children_stop_with_it(tmp_path, sig):
+  """bench_subprocess, which every orchestrator starts its children with: on SIGINT the child and what it started
+  are killed, the temporary directory is removed, one line, exit 130 (no KeyboardInterrupt traceback); on a SIGKILL,
+  which no handler sees, the child dies with its parent (PR_SET_PDEATHSIG)."""
+  cmd = [sys.executable, "-c", ORCHESTRATOR, str(REPO / "benchmarks")]
+  env = {**os.environ, "TMPDIR": str(tmp_path)}
+  proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  pids = []
+  try:
+    child, grandchild, work = proc.stdout.readline().split()
+    pids = [int(child), int(grandchild)]
+    assert all(_running(p) for p in pids) and os.path.isdir(work)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    if sig == signal.SIGINT:
+      assert (
+          proc.returncode == 130 and err == f"stand-in: stopped by SIGINT: 1 child process(es) killed, removed {work}\n"
+      )
+      assert _gone(pids, 5) and not os.path.exists(work)
+    else:
+      assert proc.returncode == -signal.SIGKILL and _gone(pids[:1], 5)
+  finally:
+    _kill([proc.pid, *pids])
+    proc.wait()
 
 
 # --- the pure parts ------------------------------------------------------------------------
