@@ -7,6 +7,8 @@ with `NamedSharding` in/out shardings (XLA's partitioner inserts the all-reduce)
 On a CPU host the "devices" share the cores: the numbers measure the mesh's overhead, not a speed-up
 (docs/distributed.md). Each measurement: compile time of the first step, then steps/s over --steps
 steps on one fixed global batch of `--parts` parts (the test config's synthetic graph, or --scale).
+A measurement that fails or runs past --timeout prints "... failed" with the end of its stderr, and the
+script exits 1 at the end; SIGTERM/SIGINT stop the measurement running (bench_subprocess).
 """
 
 from __future__ import annotations
@@ -15,10 +17,15 @@ import argparse
 import functools
 import json
 import os
+import pathlib
 import socket
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import bench_subprocess  # noqa: E402  (no JAX: a measurement sets its device count before JAX starts)
 
 
 def measure(
@@ -98,8 +105,38 @@ def measure(
   }
 
 
+class OneLineParser(argparse.ArgumentParser):
+  """argparse's errors in the project's form: one line, exit 1 (argparse prints its usage first, exit 2)."""
+
+  def error(self, message):
+    sys.exit(f"error: {message}. Fix: see --help")
+
+
+def check_args(a) -> None:
+  """Values a measurement cannot run (--steps=0 divided by zero in the child; --devices=-1 set no count)."""
+  for name, low in (("steps", 1), ("devices", 0), ("parts", 1), ("size", 1), ("processes", 1), ("timeout", 1)):
+    if getattr(a, name) < low:
+      sys.exit(f"error: --{name}={getattr(a, name)}: must be at least {low}. Fix: give --{name}>={low}")
+  if not a.scale > 0:
+    sys.exit(f"error: --scale={a.scale}: must be above 0. Fix: give e.g. --scale=0.1")
+  if not 0 <= a.process_id < a.processes:
+    sys.exit(f"error: --process_id={a.process_id}: must be in 0..{a.processes - 1} (--processes={a.processes})")
+
+
+def run_measurement(cmd: list[str], timeout: float) -> tuple[bool, str]:
+  """(whether it succeeded, its last stdout line or the end of its stderr) of one measurement in a child."""
+  proc = bench_subprocess.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+  out = bench_subprocess.communicate(proc, timeout)
+  if out is None:
+    return False, f"killed after --timeout={timeout:.0f} s"
+  lines = out[0].strip().splitlines()
+  if proc.returncode != 0 or not lines:
+    return False, out[1][-1500:]
+  return True, lines[-1]
+
+
 def main():
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--devices", type=int, default=0, help="one device count (0: 1, 2 and 4, each in a subprocess)")
   p.add_argument("--program", choices=["shard_map", "jit", "both"], default="both")
   p.add_argument("--parts", type=int, default=4)
@@ -109,7 +146,9 @@ def main():
   p.add_argument("--processes", type=int, default=1, help="with --devices: processes of one measurement")
   p.add_argument("--process_id", type=int, default=0)
   p.add_argument("--port", type=int, default=0)
+  p.add_argument("--timeout", type=int, default=600, help="seconds before a measurement's process is killed")
   a = p.parse_args()
+  check_args(a)
   programs = ["shard_map", "jit"] if a.program == "both" else [a.program]
   if a.devices:
     for prog in programs:
@@ -117,40 +156,27 @@ def main():
       if a.process_id == 0:
         print(json.dumps(r), flush=True)
     return
+  bench_subprocess.stop_on_signals("devices.py")
+  common = [f"--parts={a.parts}", f"--steps={a.steps}", f"--size={a.size}", f"--scale={a.scale}"]
+  failed = 0
   for d in (1, 2, 4):
     for prog in programs:
-      cmd = [
-          sys.executable,
-          __file__,
-          f"--devices={d}",
-          f"--program={prog}",
-          f"--parts={a.parts}",
-          f"--steps={a.steps}",
-          f"--size={a.size}",
-          f"--scale={a.scale}",
-      ]
-      out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ))
-      print(
-          out.stdout.strip().splitlines()[-1]
-          if out.returncode == 0
-          else f"devices={d} {prog}: failed\n" f"{out.stderr[-1500:]}",
-          flush=True,
-      )
+      cmd = [sys.executable, __file__, f"--devices={d}", f"--program={prog}", *common]
+      ok, text = run_measurement(cmd, a.timeout)
+      failed += not ok
+      print(text if ok else f"devices={d} {prog}: failed\n{text}", flush=True)
   # 2 processes x 2 devices on 127.0.0.1 (CPU collectives over gloo): the overhead of the multi-process runtime
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
   procs = [
-      subprocess.Popen(
+      bench_subprocess.start(
           [
               sys.executable,
               __file__,
               "--devices=2",
               "--program=shard_map",
-              f"--parts={a.parts}",
-              f"--steps={a.steps}",
-              f"--size={a.size}",
-              f"--scale={a.scale}",
+              *common,
               "--processes=2",
               f"--process_id={i}",
               f"--port={port}",
@@ -162,13 +188,18 @@ def main():
       for i in range(2)
   ]
   try:
-    outs = [p.communicate(timeout=600) for p in procs]
+    outs = [p.communicate(timeout=a.timeout) for p in procs]
+    ok = procs[0].returncode == 0 and outs[0][0].strip()
+    text = outs[0][0].strip().splitlines()[-1] if ok else outs[0][1][-1500:]
+  except subprocess.TimeoutExpired:
+    ok, text = False, f"killed after --timeout={a.timeout} s"
   finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  ok = procs[0].returncode == 0
-  print(outs[0][0].strip().splitlines()[-1] if ok else f"2 processes: failed\n{outs[0][1][-1500:]}")
+    for proc in procs:
+      bench_subprocess.stop(proc)
+  failed += not ok
+  print(text if ok else f"2 processes: failed\n{text}", flush=True)
+  if failed:  # "failed" lines and exit 0 read as a finished run
+    sys.exit(f"# {failed} measurement(s) failed")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import bench_subprocess  # noqa: E402
 from absl import app, flags  # noqa: E402
+from bench_cli import at_least, check_out, int_list  # noqa: E402
 from bench_env import emit, peak_rss_mb  # noqa: E402
 
 from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags  # noqa: E402
@@ -49,7 +51,7 @@ flags.DEFINE_list(
 )
 flags.DEFINE_list("modes", "neighbor,full", "rows per graph: neighbor, hgt, full")
 flags.DEFINE_integer("batch_size", 1024, "target nodes per batch")
-flags.DEFINE_list("fanouts", "10,5,5", "neighbour fanouts per hop")
+flags.DEFINE_list("fanouts", "10,5,5", "neighbour fanouts per hop (-1: every neighbour)")
 flags.DEFINE_integer("num_samples", 512, "HGSampling nodes per type per iteration")
 flags.DEFINE_integer("max_batches", 0, "stop the timed epoch after this many batches (0: the whole epoch)")
 flags.DEFINE_integer("sampler_batches", 10, "batches timed for the sampler alone")
@@ -283,8 +285,9 @@ def run_worker(graph: str, mode: str, setting: str, passthrough: list[str]) -> d
       **os.environ,
       "XLA_FLAGS": " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f),
   }
+  # bench_subprocess.start: each in its own process group, dying with this process; stopped on SIGTERM/SIGINT.
   ps = [
-      subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO), env=env)
+      bench_subprocess.start(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO), env=env)
       for c in cmds
   ]
   try:
@@ -292,11 +295,10 @@ def run_worker(graph: str, mode: str, setting: str, passthrough: list[str]) -> d
     for p in ps[1:]:
       p.communicate(timeout=FLAGS.timeout)
   except subprocess.TimeoutExpired:
-    return {**base, "error": f"killed after {FLAGS.timeout} s"}
+    return {**base, "error": f"killed after --timeout={FLAGS.timeout} s"}
   finally:
     for p in ps:
-      if p.poll() is None:
-        p.kill()
+      bench_subprocess.stop(p)
   lines = [line for line in out.splitlines() if line.startswith("{")]
   if lines:
     return json.loads(lines[-1])
@@ -305,6 +307,25 @@ def run_worker(graph: str, mode: str, setting: str, passthrough: list[str]) -> d
   how = f"killed by signal {-rc}" if rc < 0 else f"exit {rc}"
   tb = [line for line in err.strip().splitlines() if "Error" in line or "error:" in line]
   return {**base, "error": f"worker {how}" + (f": {tb[-1]}" if tb else "")}
+
+
+def check_counts() -> None:
+  """Counts and lists a worker would have failed on after its start (an error row, exit 0) or written as NaN."""
+  modes = set(FLAGS.modes)
+  if "neighbor" in modes:
+    int_list("fanouts", FLAGS.fanouts, low=1, also=(-1,))
+  if modes & {"neighbor", "hgt"}:  # the mini-batch rows
+    at_least("batch_size", FLAGS.batch_size, 1)
+    at_least("sampler_batches", FLAGS.sampler_batches, 1, " (the sampler's ms per batch divides by it)")
+    at_least("max_batches", FLAGS.max_batches, 0)
+    at_least("parts", FLAGS.parts, 1)
+    at_least("eval_chunk", FLAGS.eval_chunk, 1)
+  if "hgt" in modes:
+    at_least("num_samples", FLAGS.num_samples, 1)
+  if "full" in modes:
+    at_least("full_steps", FLAGS.full_steps, 1, " (the row's median step of 0 steps was NaN, invalid JSON)")
+  for name in ("feature_dim", "layers", "hidden", "heads", "timeout"):
+    at_least(name, FLAGS[name].value, 1)
 
 
 def main(argv):
@@ -318,20 +339,31 @@ def main(argv):
   from bench_graphs import GRAPHS, check_graphs_readable  # pylint: disable=import-outside-toplevel
   from bench_variants import check_choices  # pylint: disable=import-outside-toplevel
 
+  bench_subprocess.stop_on_signals("scale.py")
   try:  # an unknown graph or mode became an error row and exit 0; a bad --devices a traceback
     check_choices("graphs", FLAGS.graphs, GRAPHS)
     check_choices("modes", FLAGS.modes, MODES)
     for setting in FLAGS.devices:
       device_setting(setting)
+    check_counts()
+    out_note = check_out(FLAGS.out)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   check_graphs_readable(FLAGS.graphs, FLAGS.data_dir, FLAGS.feature_dim)
+  if out_note:
+    print(out_note, file=sys.stderr)
   skip = ("--graphs", "--modes", "--out", "--worker", "--devices")
   passthrough = [a for a in sys.argv[1:] if not a.startswith(skip)]
+  failed = 0
   for graph in FLAGS.graphs:
     for mode in FLAGS.modes:
       for setting in FLAGS.devices if mode != "full" else ["1"]:
-        emit(run_worker(graph, mode, setting, passthrough), FLAGS.out)
+        row = run_worker(graph, mode, setting, passthrough)
+        failed += "error" in row
+        emit(row, FLAGS.out)
+  if failed:  # as step_time.py: a run with a failed row is a failed run
+    print(f"# {failed} row(s) failed; see their 'error'", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,11 @@ One JSON line per (graph, model, remat) on stdout, appended to `--out` too.
 from __future__ import annotations
 
 import collections
+import sys
 import time
 
 from absl import app, flags
+from bench_cli import at_least, check_out
 from bench_env import emit, now_utc, quiet_absl_info
 from bench_graphs import GRAPHS, JAX_MODELS, check_graphs_readable, define_graph_flags, graph_config, load_graph
 from bench_variants import check_choices
@@ -64,18 +66,22 @@ def residuals_by_source(model, state, batch, config, top: int) -> list[dict]:
 def main(argv):
   del argv
   quiet_absl_info()
+  try:  # an unknown graph or model was a traceback; --remat=maybe compiled remat=False
+    check_choices("graphs", FLAGS.graphs, GRAPHS)
+    check_choices("models", FLAGS.models, JAX_MODELS)
+    check_choices("remat", [r.lower() for r in FLAGS.remat], ("false", "true", "0", "1"))
+    at_least("residuals", FLAGS.residuals, 0)  # a negative N listed none ("residuals": [])
+    out_note = check_out(FLAGS.out)  # was a traceback at the first row, after its compilation
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  check_graphs_readable(FLAGS.graphs, FLAGS.data_dir, FLAGS.feature_dim)
+  if out_note:
+    print(out_note, file=sys.stderr)
   import jax
   from bench_ours import make_step, xla_memory_mb
 
   from hgnn_ima_jax import state as state_lib
 
-  try:  # an unknown graph or model was a traceback; --remat=maybe compiled remat=False
-    check_choices("graphs", FLAGS.graphs, GRAPHS)
-    check_choices("models", FLAGS.models, JAX_MODELS)
-    check_choices("remat", [r.lower() for r in FLAGS.remat], ("false", "true", "0", "1"))
-  except ValueError as e:
-    raise app.UsageError(str(e)) from None
-  check_graphs_readable(FLAGS.graphs, FLAGS.data_dir, FLAGS.feature_dim)
   for name in FLAGS.graphs:
     data = load_graph(name, FLAGS.data_dir, FLAGS.feature_dim)
     batch = state_lib.make_batch(data)

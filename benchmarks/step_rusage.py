@@ -16,10 +16,10 @@ One JSON line per step (stdout, and appended to `--out`).
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import resource
+import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -30,7 +30,8 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
   reexec_with_fast_allocator()
 
 from absl import app, flags  # noqa: E402
-from bench_env import cpu_count, quiet_absl_info  # noqa: E402
+from bench_cli import check_out  # noqa: E402
+from bench_env import cpu_count, emit, quiet_absl_info  # noqa: E402
 from bench_graphs import GRAPHS, JAX_MODELS, define_graph_flags, graph_config, load_graph_or_exit  # noqa: E402
 
 from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags  # noqa: E402
@@ -57,6 +58,12 @@ def main(argv):
     raise app.UsageError(f"--graph={FLAGS.graph} --model={FLAGS.model}: choose from {GRAPHS} and {JAX_MODELS}")
   if FLAGS.steps < 1:  # it printed nothing and exited 0
     raise app.UsageError(f"--steps={FLAGS.steps}: give at least 1 timed step")
+  try:
+    out_note = check_out(FLAGS.out)  # was a traceback at the first row, after compiling and a step
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  if out_note:
+    print(out_note, file=sys.stderr)
   import jax
   from bench_ours import make_step  # imports JAX: after the allocator is in place
 
@@ -97,10 +104,7 @@ def main(argv):
         "rss_mb": vm_mb("VmRSS"),
         "peak_rss_mb": vm_mb("VmHWM"),
     }
-    print(json.dumps(row), flush=True)
-    if FLAGS.out:
-      with open(FLAGS.out, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    emit(row, FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import pathlib
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -356,8 +357,23 @@ def test_missing_dataset_files_are_one_line_before_any_work(tmp_path, script, fl
         ("step_time.py", ["--tiny", "--profile_dir=/tmp/p"], "error: --profile_graphs=amazon,synthetic_amazon1: nam"),
         ("step_time.py", ["--tiny", "--profile_graphs=amazn"], "error: --profile_graphs=amazn: amazn is not one of"),
         ("step_time.py", ["--graphs=douban", "--seed_graphs=imdb", "--seeds=5"], "error: --seed_graphs=imdb: names"),
-        # an --out that cannot be written: a traceback after the work
+        # an --out that cannot be written: a traceback after the work (sampled_accuracy: after a whole training)
         ("step_time.py", ["--tiny", "--out=/nonexistent-dir/x.jsonl"], "error: --out=/nonexistent-dir/x.jsonl: its"),
+        ("scale.py", ["--out=/nonexistent-dir/x.jsonl"], "error: --out=/nonexistent-dir/x.jsonl: its directory"),
+        ("step_memory.py", ["--out=/"], "error: --out=/: is a directory"),
+        ("step_rusage.py", ["--out=/nonexistent-dir/x"], "error: --out=/nonexistent-dir/x: its directory"),
+        ("sampled_accuracy.py", ["--out=/nonexistent-dir/x"], "error: --out=/nonexistent-dir/x: its directory"),
+        # values a worker failed on (an error row, exit 0) or wrote as NaN or as an empty list
+        ("scale.py", ["--sampler_batches=0"], "error: --sampler_batches=0: must be at least 1"),  # ZeroDivisionError
+        ("scale.py", ["--fanouts=10,x"], "error: --fanouts=10,x: give a comma list of integers"),
+        ("scale.py", ["--modes=full", "--full_steps=0"], "error: --full_steps=0: must be at least 1"),  # NaN
+        ("step_memory.py", ["--residuals=-2"], "error: --residuals=-2: must be at least 0"),  # "residuals": []
+        # a run refused by experiments/train.py after the modes before it had trained (an error in the JSON)
+        ("sampled_accuracy.py", ["--modes=full,ful"], "error: --modes=full,ful: ful is not one of full, neighbor"),
+        ("sampled_accuracy.py", ["--seeds=0"], "error: --seeds=0: is not a positive count"),
+        ("sampled_accuracy.py", ["--dataset=synthetc"], "error: --dataset=synthetc: is neither a known dataset"),
+        ("devices.py", ["--steps=0"], "error: --steps=0: must be at least 1"),  # a ZeroDivisionError, "failed"
+        ("devices.py", ["--devices=-1"], "error: --devices=-1: must be at least 0"),
     ],
 )
 def test_a_flag_a_benchmark_cannot_honour_is_one_line_before_any_work(script, flags, message):
@@ -414,6 +430,13 @@ def test_out_is_checked_and_an_existing_one_is_appended_to(tmp_path):
   assert bench_cli.check_out(str(new)) == f"# --out={new} exists: the new rows are appended to it"
   assert new.read_text() == '{"record": "run"}\n'  # the probe changed nothing
   assert bench_cli.check_out("") is None
+
+
+def test_sample_std():
+  """The seeds' spread is the sample std (n - 1), as everywhere in the project (sampled_accuracy.py used pstdev)."""
+  mean, std = bench_cli.mean_std([0.6445, 0.6392, 0.6375, 0.6194, 0.6453])
+  assert mean == pytest.approx(0.63718) and std == pytest.approx(0.010486, abs=1e-6)  # pstdev: 0.009379
+  assert bench_cli.mean_std([0.5]) == (0.5, 0.0)
 
 
 def test_workers_get_the_runs_own_xla_cache_and_tmpdir():
@@ -751,6 +774,28 @@ def test_scale_benchmark_devices_column(tmp_path):
   assert len({(r["targets"], r["real_edges"]) for r in rows}) == 1 and rows[0]["targets"] > 0
 
 
+def test_failed_rows_make_the_scripts_exit_1(tmp_path):
+  """A row that failed (here: its process killed after a 1 s --timeout) is a failed run, exit 1 (scale.py,
+  sampled_accuracy.py and devices.py exited 0); sampled_accuracy.py removes its temporary directory."""
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "TMPDIR": str(tmp_path)}
+  bench = REPO / "benchmarks"
+  runs = {
+      "scale": [bench / "scale.py", "--graphs=tiny", "--modes=full", "--feature_dim=8", "--timeout=1"],
+      "sampled_accuracy": [bench / "sampled_accuracy.py", "--dataset=synthetic", "--modes=full", "--timeout=1"],
+      "devices": [bench / "devices.py", "--program=jit", "--timeout=1"],
+  }
+  for name, cmd in runs.items():
+    proc = subprocess.run(
+        [sys.executable, *map(str, cmd)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1, (name, proc.stderr[-2000:])
+    assert "killed after --timeout=1 s" in proc.stdout and "Traceback" not in proc.stderr, (name, proc.stderr)
+    if name == "sampled_accuracy":
+      (row,) = [json.loads(ln) for ln in proc.stdout.splitlines()]
+      assert row["workdir"] is None and row["runs"][0]["error"] == "killed after --timeout=1 s"
+  assert not list(tmp_path.glob("sampled-accuracy-*"))
+
+
 def test_sampled_accuracy_benchmark_smoke(tmp_path):
   """benchmarks/sampled_accuracy.py: one run per mode, per-seed test metrics and the difference of the means."""
   out = tmp_path / "acc.jsonl"
@@ -767,6 +812,9 @@ def test_sampled_accuracy_benchmark_smoke(tmp_path):
     assert len(r["test_macro_f1"]) == 2 and r["epochs_run"] == [2, 2]
     results = json.load(open(tmp_path / "runs" / r["mode"] / "results.json"))
     assert [s["test_macro_f1"] for s in results["per_seed"]] == r["test_macro_f1"]  # read, not made up
+  for r in row["runs"]:  # the sample std (n - 1), as everywhere in the project
+    assert r["macro_std"] == round(statistics.stdev(r["test_macro_f1"]), 4)
+  assert row["workdir"] == str(tmp_path / "runs")
   full, neighbor = row["runs"]
   assert row["macro_diff_vs_full"]["neighbor"] == pytest.approx(neighbor["macro_mean"] - full["macro_mean"], abs=2e-4)
   assert json.load(open(tmp_path / "runs" / "neighbor" / "config.json"))["batch"]["fanouts"] == [4, 4]
