@@ -4,7 +4,7 @@ r"""Markdown tables from the JSON lines of `benchmarks/step_time.py` (for benchm
 
 Per file: the run (date, machine, load, variant matrix), the ratio table (each framework at
 its best variant: the minimum over repetitions of the median step), the step table at those
-variants (CPU time, cold compile, memory, multi-seed ratios), every variant's figure,
+variants (CPU time, the largest compile time of any worker, memory, multi-seed ratios), every variant's figure,
 the multi-seed ratios, each profile's top ops, and the workers that failed.
 """
 
@@ -84,7 +84,11 @@ def ratio_table(records, edges) -> str:
 def step_table(records, steps, every_step) -> str:
   """Each (graph, framework, model) at its best variant: the repetition that gave the figure.
 
-  The compile time shown is the longest of `every_step` (screening included): the cold one.
+  The compile time shown is not that repetition's: it is the largest over every worker of the graph and model
+  (`every_step`, screening included, all variants), hence the heading. With step_time.py's shared XLA cache
+  (--xla_cache) only the first worker per graph and XLA_FLAGS compiles cold (an `eigen1` variant's flags are
+  another cache key) and the others load the program, so the largest is a cold compile; under --noxla_cache every
+  worker compiles cold and the largest is the slowest of them.
   """
   cold = collections.defaultdict(float)
   for r in every_step:
@@ -116,7 +120,14 @@ def step_table(records, steps, every_step) -> str:
             la,
         ]
     )
-  header = ["graph", "model", "best settings", "median ms (min of reps)", "CPU ms/step", "compile s (cold)"]
+  header = [
+      "graph",
+      "model",
+      "best settings",
+      "median ms (min of reps)",
+      "CPU ms/step",
+      "compile s (cold, max of workers)",
+  ]
   return md_table(header + ["XLA temp MB", "peak RSS MB", "device peak MB", "XLA GB/s (of peak)", "load avg"], rows)
 
 
@@ -223,27 +234,42 @@ def report(rows) -> str:
 USAGE = "usage: python benchmarks/report.py results.jsonl [more.jsonl ...]"
 
 
+# The records step_time.py writes; a file with neither a run nor a step line is another script's (or none).
+STEP_TIME_RECORDS = ("run", "step")
+
+
 def read_rows(path: str) -> list[dict]:
-  """The JSON lines of one step_time.py output; a missing or malformed file is one line and exit 1."""
+  """The JSON lines of one step_time.py output; a missing or malformed file, a line that is not a JSON object,
+  or a file without step_time.py rows is one line (with the file's line number) and exit 1."""
+  fix = "Fix: give the JSON-lines --out file of step_time.py"
+  rows = []
   try:
     with open(path) as f:
-      return [json.loads(ln) for ln in f if ln.strip()]
+      for n, ln in enumerate(f, 1):  # the file's line: the decoder's lineno counts within one line
+        if not ln.strip():
+          continue
+        try:
+          row = json.loads(ln)
+        except json.JSONDecodeError as e:
+          raise SystemExit(f"error: {path}: line {n} is not JSON ({e.msg}). {fix}") from None
+        if not isinstance(row, dict):
+          raise SystemExit(f"error: {path}: line {n} is not a JSON object ({type(row).__name__}). {fix}")
+        rows.append(row)
   except OSError as e:
-    raise SystemExit(
-        f"error: {path}: cannot be read ({e.strerror}). Fix: give the --out file of step_time.py"
-    ) from None
-  except json.JSONDecodeError as e:
-    raise SystemExit(
-        f"error: {path}: line {e.lineno} is not JSON ({e.msg}). Fix: give the JSON-lines output of step_time.py"
-    ) from None
+    raise SystemExit(f"error: {path}: cannot be read ({e.strerror}). {fix}") from None
+  except UnicodeDecodeError as e:
+    raise SystemExit(f"error: {path}: is not text ({e.reason}). {fix}") from None
+  if not any(r.get("record") in STEP_TIME_RECORDS for r in rows):
+    raise SystemExit(f"error: no step_time.py rows in {path} (no 'run' or 'step' line). {fix}")
+  return rows
 
 
 def main(paths):
   if not paths or any(p in ("-h", "--help", "-help") for p in paths):
     print(__doc__.strip() if paths else USAGE, file=sys.stdout if paths else sys.stderr)
     raise SystemExit(0 if paths else 1)
-  for p in paths:
-    rows = read_rows(p)
+  files = [(p, read_rows(p)) for p in paths]  # every file checked before the first table is printed
+  for p, rows in files:
     print(f"### {p}\n")
     print(report(rows))
     print()

@@ -432,6 +432,32 @@ def test_out_is_checked_and_an_existing_one_is_appended_to(tmp_path):
   assert bench_cli.check_out("") is None
 
 
+def test_report_names_the_bad_line_and_refuses_other_files(tmp_path):
+  """report.py's input: the file's line number (it was always 'line 1'), a line that is not an object (an
+  AttributeError traceback), and a file without step_time.py rows (it printed 'None, None xNone' and exit 0)."""
+  cases = {
+      "bad.jsonl": ('{"record": "run"}\n\n{bad\n', "bad.jsonl: line 3 is not JSON"),
+      "list.jsonl": ('{"record": "run"}\n[1, 2]\n', "list.jsonl: line 2 is not a JSON object (list)"),
+      "empty.jsonl": ("", "no step_time.py rows in "),
+      "blank.jsonl": ("\n  \n", "no step_time.py rows in "),
+      "other.jsonl": ('{"a": 1}\n{"record": "scale", "graph": "tiny"}\n', "no step_time.py rows in "),
+  }
+  for name, (text, message) in cases.items():
+    (tmp_path / name).write_text(text)
+    with pytest.raises(SystemExit) as e:
+      report.read_rows(str(tmp_path / name))
+    assert str(e.value).startswith("error: ") and message in str(e.value) and "\n" not in str(e.value), e.value
+  (tmp_path / "ok.jsonl").write_text('{"record": "run", "run_id": "x"}\n')
+  assert report.read_rows(str(tmp_path / "ok.jsonl")) == [{"record": "run", "run_id": "x"}]
+  proc = subprocess.run(
+      [sys.executable, str(REPO / "benchmarks" / "report.py"), str(tmp_path / "ok.jsonl"), str(tmp_path / "a.jsonl")],
+      capture_output=True,
+      text=True,
+      timeout=60,
+  )
+  assert proc.returncode == 1 and not proc.stdout, proc.stdout  # every file is read before the first table
+
+
 def test_sample_std():
   """The seeds' spread is the sample std (n - 1), as everywhere in the project (sampled_accuracy.py used pstdev)."""
   mean, std = bench_cli.mean_std([0.6445, 0.6392, 0.6375, 0.6194, 0.6453])
