@@ -62,7 +62,8 @@ def int_list(flag: str, items, low: int = 1, also=(), example: str = "10,5,5") -
   return values
 
 
-def mean_std(values) -> tuple[float, float]:
-  """(mean, sample standard deviation, n - 1 in the denominator, as the project reports everywhere); 0.0 for one."""
+def mean_std(values) -> tuple[float, float | None]:
+  """(mean, sample standard deviation, n - 1 in the denominator, as the project reports everywhere); None for one
+  value, which has no spread to estimate (as `hgnn_ima_jax.metrics.mean_std`, shown as n/a)."""
   values = list(values)
-  return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+  return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None

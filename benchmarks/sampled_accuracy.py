@@ -89,7 +89,7 @@ def run_mode(mode: str, workdir: pathlib.Path, extra: list[str]) -> dict:
       "test_macro_f1": macro,
       "test_micro_f1": micro,
       "macro_mean": round(macro_mean, 4),
-      "macro_std": round(macro_std, 4),
+      "macro_std": None if macro_std is None else round(macro_std, 4),
       "micro_mean": round(mean_std(micro)[0], 4),
       "epochs_run": [s["epochs_run"] for s in res["per_seed"]],
       "wall_s": round(wall, 1),

@@ -462,7 +462,7 @@ def test_sample_std():
   """The seeds' spread is the sample std (n - 1), as everywhere in the project (sampled_accuracy.py used pstdev)."""
   mean, std = bench_cli.mean_std([0.6445, 0.6392, 0.6375, 0.6194, 0.6453])
   assert mean == pytest.approx(0.63718) and std == pytest.approx(0.010486, abs=1e-6)  # pstdev: 0.009379
-  assert bench_cli.mean_std([0.5]) == (0.5, 0.0)
+  assert bench_cli.mean_std([0.5]) == (0.5, None)  # one seed has no spread: n/a, as metrics.mean_std
 
 
 def test_workers_get_the_runs_own_xla_cache_and_tmpdir():
