@@ -51,7 +51,8 @@ def from_hetero_data(
       that name) or {modality name: attribute}. The first is the one `missing_fill='text'` copies.
     target_type: the classified node type.
     label_attr: the target type's label attribute.
-    splits: {'train'|'val'|'test': boolean mask or local ids}; default: the target type's `<split>_mask`.
+    splits: {'train'|'val'|'test': a mask (bool or uint8) or local ids}; default: the target type's
+      `<split>_mask` (bool, or 0/1 numbers).
     num_classes: default: the largest label + 1.
     relation_names: {(src, rel, dst): name} for some or all edge types; default: `rel`, or `src__rel__dst`
       where several edge types share a `rel`.
@@ -100,6 +101,13 @@ def from_hetero_data(
           "the scalar MLP embeds), or name its attribute in modalities=",
       )
     num_nodes[t] = int(next(iter(features[t].values())).shape[0])
+    if "num_nodes" in store and int(store.num_nodes) != num_nodes[t]:  # set explicitly, and not the rows' count
+      raise DatasetError(
+          SOURCE,
+          f"HeteroData[{t!r}].num_nodes",
+          f"is {int(store.num_nodes)} but {attrs[node_modalities[t][0]]} has {num_nodes[t]} rows",
+          "store one feature row per node (or fix num_nodes)",
+      )
     for modality, x in features[t].items():
       if x.shape[0] != num_nodes[t]:
         raise DatasetError(
@@ -109,6 +117,14 @@ def from_hetero_data(
             "store one row per node in every feature attribute of a type",
         )
 
+  unused = [a for m, a in attrs.items() if not any(m in features[t] for t in node_types)]
+  if unused:  # a misspelt attribute made a modality that every type was then filled with
+    raise DatasetError(
+        SOURCE,
+        "modalities",
+        f"no node type has the attribute(s) {unused}",
+        "name attributes the stores have (data[type].keys()), or leave the modality out",
+    )
   relations = _relations(data, relation_names or {})
   edges = {r.name: _edges(data[et], et) for et, r in relations}
   store = data[target_type]
@@ -155,7 +171,14 @@ def _numpy(x, where: str) -> np.ndarray:
     x = x.detach().cpu()
   if getattr(x, "is_sparse", False):
     raise DatasetError(SOURCE, where, "is a sparse tensor", "store it dense (x.to_dense())")
-  return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
+  if not hasattr(x, "numpy"):
+    return np.asarray(x)
+  try:
+    return np.asarray(x.numpy())
+  except TypeError:  # a dtype NumPy lacks (bfloat16): its float32 values
+    if hasattr(x, "float") and getattr(x, "is_floating_point", lambda: False)():
+      return np.asarray(x.float().numpy())
+    raise DatasetError(SOURCE, where, f"has dtype {getattr(x, 'dtype', '?')}, which NumPy cannot hold", "convert it")
 
 
 def _relations(data, names: Mapping) -> list[tuple[tuple[str, str, str], Relation]]:
@@ -213,7 +236,9 @@ def _split(store, split: str, given: Mapping | None, target_type: str, n: int) -
         "missing",
         "store train_mask, val_mask and test_mask on the target type, or pass splits={'train': ..., ...}",
     )
-  if x.dtype == bool:
+  # a mask: bool, or (a `<split>_mask`, or uint8 anywhere) n numbers that are all 0 or 1; else node ids
+  binary = x.shape == (n,) and np.isin(x, (0, 1)).all()
+  if x.dtype == bool or (x.dtype == np.uint8 and binary) or (given is None and binary):
     if x.shape != (n,):
       raise DatasetError(SOURCE, where, f"is a mask of shape {x.shape} for {n} nodes", f"give a ({n},) mask")
     return np.flatnonzero(x).astype(np.int64)

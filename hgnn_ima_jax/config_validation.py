@@ -166,6 +166,11 @@ BOOLS = (
 # sums, ~1e-7): a resumed run may change them.
 RESULT_NEUTRAL = ("checkpoint_every", "batch.prefetch", "batch.eval_chunk", "mesh_data", "model.remat")
 
+# Fields added after runs had been saved, with the value that trains as those runs did: a config.json without one
+# reads as that value (`run_dir.read_config`), and `result_fields` leaves one out at it, so that a run saved
+# before the field compares equal (resume, the scripts' cell reuse, checkpoint fingerprints).
+ADDED_FIELDS = {"batch.drop_last": False}
+
 
 class ConfigError(ValueError):
   """A config field has a value the code cannot run. `str(err)` is one line: field, value, problem, fix."""
@@ -271,20 +276,9 @@ def _cross_checks(d: dict) -> None:
         "needs model.projection=per_channel (the FULL profile)",
         "set --config.model.projection=per_channel or drop input_batch_norm",
     )
-  fanouts = get_path(d, "batch.fanouts", None)
-  if fanouts is not None:
-    bad = _bad_fanout(fanouts)
-    if bad:
-      raise ConfigError(
-          "batch.fanouts",
-          fanouts,
-          f"{bad}; expected one entry per hop: in-edges sampled per node and relation (>= 1, or -1 for all), or "
-          "a dict relation name -> in-edges naming every relation (0 skips one)",
-          "give e.g. --config.batch.fanouts=10,5 or, per relation, "
-          "--config.batch.fanouts=\"({'ma': 10, 'md': 5}, {'ma': 5, 'md': 5})\" (empty: 10 per layer)",
-      )
-  num_samples = get_path(d, "batch.num_samples", None)
-  if num_samples is not None:
+  _check_fanout_values(get_path(d, "batch.fanouts", None))
+  num_samples = get_path(d, "batch.num_samples", _MISSING)
+  if num_samples is not _MISSING:
     bad = _bad_num_samples(num_samples)
     if bad:
       raise ConfigError(
@@ -333,6 +327,21 @@ def _is_int(x) -> bool:
   return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _check_fanout_values(fanouts) -> None:
+  """`batch.fanouts`' values (validation, and `check_fanouts_per_layer` before it counts the hops: a dict given
+  without its tuple arrives as its keys, and was then told to give one key per layer)."""
+  bad = None if fanouts is None else _bad_fanout(fanouts)
+  if bad:
+    raise ConfigError(
+        "batch.fanouts",
+        fanouts,
+        f"{bad}; expected one entry per hop: in-edges sampled per node and relation (>= 1, or -1 for all), or "
+        "a dict relation name -> in-edges naming every relation (0 skips one)",
+        "give e.g. --config.batch.fanouts=10,5 or, per relation, the tuple of one dict per hop in double quotes: "
+        "--config.batch.fanouts=\"({'ma': 10, 'md': 5}, {'ma': 5, 'md': 5})\" (empty: 10 per layer)",
+    )
+
+
 def _bad_fanout(fanouts) -> str | None:
   """What is wrong with `batch.fanouts` before the graph is known (relation names are checked against the graph
   by `check_batch_for_graph`), or None. A dict on the command line without a tuple around it arrives as its keys
@@ -343,9 +352,9 @@ def _bad_fanout(fanouts) -> str | None:
     if isinstance(f, Mapping):
       for name, k in f.items():
         if not isinstance(name, str) or not _is_int(k) or k < -1:
-          return f"hop {h + 1} gives {name!r}: {k!r} (a relation name -> an int >= -1)"
+          return f"hop {h + 1} gives {name!r}: {k!r} (a relation name -> a Python int >= -1)"
     elif not _is_int(f) or not (f >= 1 or f == -1):
-      return f"hop {h + 1} is {f!r}"
+      return f"hop {h + 1} is {f!r}" + (" (a NumPy number: give int(...))" if hasattr(f, "dtype") else "")
   return None
 
 
@@ -435,6 +444,7 @@ def check_fanouts_per_layer(config) -> None:
   fanouts = get_path(d, "batch.fanouts", None)
   layers = get_path(d, "model.num_layers", None)
   if get_path(d, "batch.mode", "full") == "neighbor" and fanouts and isinstance(layers, int) and layers >= 1:
+    _check_fanout_values(fanouts)
     if len(fanouts) != layers:
       what = f"samples {len(fanouts)} hop(s) for model.num_layers={layers}: " + (
           f"the in-edges of the last {layers - len(fanouts)} layer(s) would never be sampled in training "
@@ -767,11 +777,13 @@ def unread_fields(config) -> tuple[str, ...]:
 
 
 def result_fields(config) -> dict:
-  """The fields that decide what a run trains: the config without `RESULT_NEUTRAL` fields and without the
+  """The fields that decide what a run trains: the config without `RESULT_NEUTRAL` fields, without the
   fields it does not read (`unread_fields`: data_dir/features for 'synthetic', the synthetic knobs otherwise,
-  the split's fractions and seed with split='file', the batch fields its batch mode ignores)."""
+  the split's fractions and seed with split='file', the batch fields its batch mode ignores), and without an
+  `ADDED_FIELDS` field at the value runs saved before it had."""
   d = normalise(to_dict(config))
-  for k in RESULT_NEUTRAL + unread_fields(d):
+  at_default = tuple(k for k, v in ADDED_FIELDS.items() if get_path(d, k, _MISSING) == v)
+  for k in RESULT_NEUTRAL + unread_fields(d) + at_default:
     *parents, leaf = k.split(".")
     node = get_path(d, ".".join(parents), None) if parents else d
     if isinstance(node, dict):

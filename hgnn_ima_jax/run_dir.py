@@ -18,6 +18,7 @@ import tempfile
 
 import ml_collections
 from absl import logging
+from ml_collections import config_dict
 
 from hgnn_ima_jax import config_validation
 from hgnn_ima_jax.graph import Relation, Schema
@@ -126,6 +127,14 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   if isinstance(model, dict) and "update" in model:  # a run saved before model.update became update_form
     model["update_form"] = model.pop("update")
   config_validation.apply_name_fields(d)  # a run saved before a Table 4 name's model fields were written with it
+  for path, value in config_validation.ADDED_FIELDS.items():  # a run saved before the field trained as its value
+    *parents, leaf = path.split(".")
+    node = config_validation.get_path(d, ".".join(parents), None)
+    if isinstance(node, dict):
+      node.setdefault(leaf, value)
+  batch = d.get("batch")
+  if isinstance(batch, dict) and "num_samples" in batch:  # an int or a dict per type, as the fresh config's field
+    batch["num_samples"] = config_dict.FieldReference(batch["num_samples"], field_type=object)
   return ml_collections.ConfigDict(d)
 
 

@@ -109,6 +109,7 @@ def test_shared_relation_names_are_made_unique_or_given():
             r"edge_index.*\(2, E\)",
         ),
         (lambda d: d["actor", "rev_has", "movie"].pop("edge_index"), r"edge_index: missing"),
+        (lambda d: d["actor"].__setitem__("num_nodes", 20), r"HeteroData\['actor'\]\.num_nodes: is 20 but x has 12"),
     ],
 )
 def test_what_cannot_be_converted_is_one_line(edit, message):
@@ -117,6 +118,26 @@ def test_what_cannot_be_converted_is_one_line(edit, message):
   with pytest.raises(DatasetError, match=message) as err:
     from_hetero_data(d, modalities={"text": "x", "image": "poster"}, target_type="movie")
   assert "\n" not in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_a_misspelt_modality_attribute_is_refused():
+  """From a review: {'image': 'postr'} made an image modality that every type was filled with, without a word."""
+  with pytest.raises(DatasetError, match=r"modalities: no node type has the attribute\(s\) \['postr'\]"):
+    from_hetero_data(movies(), modalities={"text": "x", "image": "postr"}, target_type="movie")
+
+
+def test_masks_as_numbers():
+  """uint8 or 0/1 masks (older PyG datasets) are masks, not node ids (they read as repeated ids 0 and 1)."""
+  d = movies()
+  want = from_hetero_data(d, modalities=("x",), target_type="movie").splits
+  for split in ("train", "val", "test"):
+    d["movie"][f"{split}_mask"] = d["movie"][f"{split}_mask"].astype(np.int64)
+  assert all(
+      np.array_equal(from_hetero_data(d, modalities=("x",), target_type="movie").splits[s], want[s]) for s in want
+  )
+  as_uint8 = {s: np.isin(np.arange(30), want[s]).astype(np.uint8) for s in want}
+  got = from_hetero_data(d, modalities=("x",), target_type="movie", splits=as_uint8).splits
+  assert all(np.array_equal(got[s], want[s]) for s in want)
 
 
 def test_splits_given_as_ids_and_a_scalar_attribute_as_one_column():
@@ -148,3 +169,6 @@ def test_the_real_heterodata_class():
       np.testing.assert_array_equal(got.features[t][m], want.features[t][m])
   for r in want.relations:
     np.testing.assert_array_equal(got.edges[r.name], want.edges[r.name])
+  d["movie"].poster = d["movie"].poster.to(torch.bfloat16)  # a dtype NumPy lacks: its float32 values
+  half = from_hetero_data(d, modalities={"text": "x", "image": "poster"}, target_type="movie")
+  np.testing.assert_array_equal(half.features["movie"]["image"], d["movie"].poster.float().numpy())

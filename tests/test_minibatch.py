@@ -140,6 +140,7 @@ def test_prefetch_and_sampled_eval(data, tmp_path):
         ("batch.fanouts", (10, 0), r"hop 2 is 0; expected one entry per hop"),
         ("batch.fanouts", ("ma", "md"), r"hop 1 is 'ma'.*per relation"),  # a dict flag without its tuple
         ("batch.fanouts", ({"ma": 2, "md": -2},), r"hop 1 gives 'md': -2"),
+        ("batch.num_samples", None, r"is not an int >= 1 or a dict"),  # typed object: None got through
         ("batch.eval", "fast", "not one of"),
     ],
 )
@@ -160,6 +161,9 @@ def test_fanouts_give_one_hop_per_layer():
     cv.check_fanouts_per_layer(config(**neighbor, **{"batch.fanouts": (-1,)}))
   with pytest.raises(cv.ConfigError, match=r"no layer reads hops 4-5"):
     cv.check_fanouts_per_layer(config(**neighbor, **{"batch.fanouts": (3, 3, 3, 3, 3)}))
+  with pytest.raises(cv.ConfigError, match=r"hop 1 is 'ma'; .*Fix: .*per relation, the tuple of one dict per hop"):
+    # a dict flag without its tuple arrives as its keys: its own message, not "give one of its keys per layer"
+    cv.check_fanouts_per_layer(config(**neighbor, **{"batch.fanouts": ("ma", "md", "dm", "am")}))
   cv.check_fanouts_per_layer(config(**neighbor, **{"batch.fanouts": (3, 3, 3)}))
   cv.check_fanouts_per_layer(config(**neighbor, **{"batch.fanouts": ()}))  # empty: 10 per layer
   # a run saved before the rule still validates (it resumes), and a depth sweep fits one value to each K
