@@ -40,8 +40,12 @@ _SCRIPT = [os.path.basename(sys.argv[0]) if sys.argv else "benchmark"]
 
 
 def _die_with_parent():
-  """A preexec_fn that asks the kernel for SIGKILL when the starting thread dies (Linux), else None."""
-  if not sys.platform.startswith("linux"):
+  """A preexec_fn that asks the kernel for SIGKILL when the starting thread dies (Linux), else None.
+
+  None too in a process that has loaded JAX (the tests call these helpers in-process): a preexec_fn makes
+  subprocess fork, and a fork of a process whose native threads may hold locks can deadlock the child (Python
+  warns so). The orchestrators never load JAX."""
+  if not sys.platform.startswith("linux") or "jax" in sys.modules:
     return None
   try:
     prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the forked child

@@ -156,33 +156,11 @@ class BatchSettings:
 
 
 # The batch fields each mode reads (`mode` aside). A field only another mode reads would be ignored, so a value
-# other than its default is refused (`config_validation`): e.g. --config.batch.size without batch.mode.
+# other than its default is refused (`config_validation`): e.g. --config.batch.size without batch.mode. Both
+# sampled modes read the batching fields; each reads its own sampler's.
+_SAMPLED_FIELDS = ("size", "drop_last", "buckets", "prefetch", "seed", "eval", "eval_every", "eval_chunk", "parts")
 BATCH_FIELDS_READ = {
     "full": (),
-    "neighbor": (
-        "size",
-        "drop_last",
-        "fanouts",
-        "buckets",
-        "prefetch",
-        "seed",
-        "eval",
-        "eval_every",
-        "eval_chunk",
-        "parts",
-        "trim",
-    ),
-    "hgt": (
-        "size",
-        "drop_last",
-        "num_samples",
-        "num_iterations",
-        "buckets",
-        "prefetch",
-        "seed",
-        "eval",
-        "eval_every",
-        "eval_chunk",
-        "parts",
-    ),
+    "neighbor": _SAMPLED_FIELDS + ("fanouts", "trim"),
+    "hgt": _SAMPLED_FIELDS + ("num_samples", "num_iterations"),
 }
