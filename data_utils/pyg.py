@@ -40,6 +40,7 @@ def from_hetero_data(
     num_classes: int | None = None,
     relation_names: Mapping[tuple[str, str, str], str] | None = None,
     missing_fill: str = "text",
+    featureless: str | None = None,
     name: str = "heterodata",
 ) -> MMHN:
   """The validated MMHN of a PyG `HeteroData` (see the module docstring).
@@ -57,6 +58,8 @@ def from_hetero_data(
     relation_names: {(src, rel, dst): name} for some or all edge types; default: `rel`, or `src__rel__dst`
       where several edge types share a `rel`.
     missing_fill: 'text' (the paper's rule: the type's first modality) or 'zeros'.
+    featureless: None refuses a node type without any modality attribute; 'ones' gives such a type (it needs
+      `num_nodes`, as PyG's featureless types have) one constant column as its first modality, marked generated.
     name: the dataset's name in messages and results.
 
   Raises:
@@ -71,7 +74,9 @@ def from_hetero_data(
   if target_type not in node_types:
     raise DatasetError(SOURCE, "target_type", f"{target_type!r} is not a node type of it", f"use one of {node_types}")
 
-  num_nodes, features, node_modalities = {}, {}, {}
+  if featureless not in (None, "ones"):
+    raise ValueError(f"featureless={featureless!r}: use None (refuse a type without features) or 'ones'")
+  num_nodes, features, node_modalities, generated = {}, {}, {}, {}
   for t in node_types:
     store = data[t]
     features[t] = {}
@@ -91,14 +96,20 @@ def from_hetero_data(
         )
       features[t][modality] = x.astype(np.float32)
     node_modalities[t] = tuple(m for m in attrs if m in features[t])
+    if not node_modalities[t] and featureless == "ones" and "num_nodes" in store:
+      # PyG's featureless types (DBLP's conference, MAG's authors) carry num_nodes alone: one constant column as
+      # their first modality (the scalar MLP embeds it), marked generated; the others are filled from it
+      first = next(iter(attrs))
+      features[t][first] = np.ones((int(store.num_nodes), 1), np.float32)
+      node_modalities[t], generated[t] = (first,), first
     if not node_modalities[t]:
       present = sorted(k for k in store.keys() if k not in (label_attr,) and not k.endswith("_mask"))
       raise DatasetError(
           SOURCE,
           f"HeteroData[{t!r}]",
           f"has none of the modality attributes {list(attrs.values())} (it has {present})",
-          "give every node type a feature attribute (a featureless type: e.g. torch.ones(num_nodes, 1), which "
-          "the scalar MLP embeds), or name its attribute in modalities=",
+          "pass featureless='ones' (one constant feature per node; the type needs num_nodes), give the type a "
+          "feature attribute, or name its attribute in modalities=",
       )
     num_nodes[t] = int(next(iter(features[t].values())).shape[0])
     if "num_nodes" in store and int(store.num_nodes) != num_nodes[t]:  # set explicitly, and not the rows' count
@@ -156,7 +167,13 @@ def from_hetero_data(
       labels=labels.astype(np.int64),
       num_classes=int(num_classes if num_classes is not None else (labels.max() + 1 if len(labels) else 0)),
       splits=split_ids,
-      provenance={"features": {f"{t}/{m}": "real" for t in node_types for m in node_modalities[t]}},
+      provenance={
+          "features": {
+              f"{t}/{m}": "generated" if generated.get(t) == m else "real"
+              for t in node_types
+              for m in node_modalities[t]
+          }
+      },
       source=SOURCE,
   )
   if any(len(node_modalities[t]) < len(attrs) for t in node_types):

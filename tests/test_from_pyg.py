@@ -126,6 +126,21 @@ def test_a_misspelt_modality_attribute_is_refused():
     from_hetero_data(movies(), modalities={"text": "x", "image": "postr"}, target_type="movie")
 
 
+def test_a_featureless_type_gets_a_constant_column_when_asked():
+  """PyG's featureless types (only num_nodes) are refused with the fix, or with featureless='ones' get one constant
+  column as their first modality (the scalar MLP embeds it), marked generated, the other modalities filled."""
+  d = movies()
+  d["studio"].num_nodes = 4
+  d["studio", "makes", "movie"].edge_index = np.stack([np.arange(30) % 4, np.arange(30)])
+  with pytest.raises(DatasetError, match=r"HeteroData\['studio'\]: has none .*Fix: pass featureless='ones'"):
+    from_hetero_data(d, modalities={"text": "x", "image": "poster"}, target_type="movie")
+  g = from_hetero_data(d, modalities={"text": "x", "image": "poster"}, target_type="movie", featureless="ones")
+  assert g.num_nodes["studio"] == 4 and g.node_modalities["studio"] == ("text",)
+  np.testing.assert_array_equal(g.features["studio"]["text"], np.ones((4, 1)))
+  assert g.feature_provenance["studio/text"] == "generated" and g.feature_provenance["studio/image"] == "filled:text"
+  assert g.feature_provenance["actor/text"] == "real"
+
+
 def test_masks_as_numbers():
   """uint8 or 0/1 masks (older PyG datasets) are masks, not node ids (they read as repeated ids 0 and 1)."""
   d = movies()
