@@ -67,6 +67,8 @@ def from_hetero_data(
   """
   if missing_fill not in ("text", "zeros"):
     raise ValueError(f"missing_fill={missing_fill!r}: use 'text' or 'zeros'")
+  if featureless not in (None, "ones"):
+    raise ValueError(f"featureless={featureless!r}: use None (refuse a type without features) or 'ones'")
   attrs = dict(modalities) if isinstance(modalities, Mapping) else {str(m): str(m) for m in modalities}
   if not attrs or isinstance(modalities, str):
     raise ValueError(f"modalities={modalities!r}: name the feature attributes, e.g. modalities=('x',)")
@@ -74,8 +76,6 @@ def from_hetero_data(
   if target_type not in node_types:
     raise DatasetError(SOURCE, "target_type", f"{target_type!r} is not a node type of it", f"use one of {node_types}")
 
-  if featureless not in (None, "ones"):
-    raise ValueError(f"featureless={featureless!r}: use None (refuse a type without features) or 'ones'")
   num_nodes, features, node_modalities, generated = {}, {}, {}, {}
   for t in node_types:
     store = data[t]

@@ -125,8 +125,7 @@ class CellRunner:
     schemas = {config.dataset: self.data(config).schema for config in configs}
     check_overrides_read(configs, self.opts, schemas)
     for config in configs:  # per-relation fanouts name the cell's graph's relations; drop_last leaves a batch
-      data = self.data(config)
-      cv.check_batch_for_graph(config, [r.name for r in data.relations], data.node_types, len(data.splits["train"]))
+      cv.check_batch_for_graph(config, self.data(config))
 
   def _finished_runs(self, dataset_dir: str) -> list[str]:
     return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(dataset_dir, "*", "results.json")))

@@ -37,7 +37,7 @@ import math
 import os
 import re
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from absl import app, flags
 
@@ -375,15 +375,16 @@ def fanouts_flag(fanouts) -> str:
   return '"' + repr(tuple(dict(f) if isinstance(f, Mapping) else f for f in fanouts)) + '"'
 
 
-def check_batch_for_graph(config, relations: Sequence[str], node_types: Sequence[str], num_train: int) -> None:
-  """`config.batch` against the loaded graph, before anything is written: per-relation fanouts name exactly the
-  graph's relations (`relations`, in its order), per-type num_samples only its `node_types`, and
-  `batch.drop_last` leaves a batch of the `num_train` training targets. These were errors from inside the
-  sampler once the run directory had been made.
+def check_batch_for_graph(config, data) -> None:
+  """`config.batch` against the loaded graph `data` (an MMHN), before anything is written: per-relation fanouts
+  name exactly its relations, per-type num_samples only its node types, and `batch.drop_last` leaves a batch of
+  its training targets. These were errors from inside the sampler once the run directory had been made.
 
   Raises:
     ConfigError: the field, the value, and the graph's relations or training-target count.
   """
+  relations, node_types = [r.name for r in data.relations], list(data.node_types)
+  num_train = len(data.splits["train"])
   d = to_dict(config)
   mode = get_path(d, "batch.mode", "full")
   fanouts = get_path(d, "batch.fanouts", None) or ()

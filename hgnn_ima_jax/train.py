@@ -321,7 +321,7 @@ def train_and_evaluate(
   config = resolve_config(config)
   check_inputs(config, data.schema)
   check_trainable(data)
-  check_batch_for_graph(config, [r.name for r in data.relations], data.node_types, len(data.splits["train"]))
+  check_batch_for_graph(config, data)
   t_start = time.time()
   os.makedirs(workdir, exist_ok=True)
   main = jax.process_index() == 0  # only process 0 writes config, history, results and the progress bar

@@ -184,7 +184,7 @@ def test_per_relation_fanouts_and_drop_last_are_checked_against_the_graph(data):
   hop = {n: 3 for n in names}
   ok = config(**{"batch.mode": "neighbor", "batch.size": 16, "batch.fanouts": (hop, {**hop, names[0]: 0})})
   cv.validate_config(ok)
-  cv.check_batch_for_graph(ok, names, data.node_types, n_train)
+  cv.check_batch_for_graph(ok, data)
   settings = minibatch.BatchSettings.from_config(ok)
   source = minibatch.BatchSource(data, settings)
   assert source.sampler.fanouts == ((3,) * len(names), (0,) + (3,) * (len(names) - 1))
@@ -193,12 +193,10 @@ def test_per_relation_fanouts_and_drop_last_are_checked_against_the_graph(data):
   with pytest.raises(
       cv.ConfigError, match=rf"^config\.batch\.fanouts=.*hop 1 names no relation .*: mx\. Fix: .*{names[-1]}"
   ):
-    cv.check_batch_for_graph(typo, names, data.node_types, n_train)
+    cv.check_batch_for_graph(typo, data)
   short = {n: 3 for n in names[1:]}
   with pytest.raises(cv.ConfigError, match=rf"hop 2 leaves out {names[0]}\. Fix"):
-    cv.check_batch_for_graph(
-        config(**{"batch.mode": "neighbor", "batch.fanouts": (hop, short)}), names, data.node_types, n_train
-    )
+    cv.check_batch_for_graph(config(**{"batch.mode": "neighbor", "batch.fanouts": (hop, short)}), data)
   example = re.escape('fanouts="(' + ", ".join([repr(hop)] * 3) + ')"')  # the first hop once per layer
   with pytest.raises(cv.ConfigError, match=rf"Fix: give one per layer, e\.g\. --config\.batch\.{example}$"):
     cv.check_fanouts_per_layer(config(**{"batch.mode": "neighbor", "model.num_layers": 3, "batch.fanouts": (hop,)}))
@@ -208,9 +206,7 @@ def test_per_relation_fanouts_and_drop_last_are_checked_against_the_graph(data):
   assert n_train == 39 and source.num_batches(0) == 2
   assert all(len(source.stream.plan(e).batch(b)) == 16 for e in (0, 1) for b in (0, 1))
   with pytest.raises(cv.ConfigError, match=r"^config\.batch\.drop_last=True: leaves no batch: batch\.size=64 .* 39 "):
-    cv.check_batch_for_graph(
-        config(**{"batch.mode": "neighbor", "batch.size": 64, "batch.drop_last": True}), names, data.node_types, 39
-    )
+    cv.check_batch_for_graph(config(**{"batch.mode": "neighbor", "batch.size": 64, "batch.drop_last": True}), data)
   with pytest.raises(cv.ConfigError, match=r"^config\.batch\.drop_last=True: is not read with batch\.mode=full"):
     cv.validate_config(config(**{"batch.drop_last": True}))  # full batch reads no batch field
 
@@ -221,7 +217,7 @@ def test_num_samples_per_node_type(data):
   per_type = {"movie": 6, "actor": 4}
   c = config(**{"batch.mode": "hgt", "batch.size": 16, "batch.num_samples": per_type})
   cv.validate_config(c)
-  cv.check_batch_for_graph(c, [r.name for r in data.relations], data.node_types, 39)
+  cv.check_batch_for_graph(c, data)
   source = minibatch.BatchSource(data, minibatch.BatchSettings.from_config(c))
   assert source.sampler.num_samples == {**{t: 0 for t in data.node_types}, **per_type}
   sub = source.stream.sample_batch(0, 0).subgraph
@@ -229,7 +225,7 @@ def test_num_samples_per_node_type(data):
   assert len(sub.nodes["director"]) == 0 and 0 < len(sub.nodes["actor"]) <= 4 * source.sampler.num_iterations
   assert set(sub.nodes["movie"].tolist()) >= targets
   with pytest.raises(cv.ConfigError, match=r"^config\.batch\.num_samples=.*names no node type .*: actr\. Fix"):
-    cv.check_batch_for_graph(config(**{"batch.mode": "hgt", "batch.num_samples": {"actr": 3}}), [], data.node_types, 39)
+    cv.check_batch_for_graph(config(**{"batch.mode": "hgt", "batch.num_samples": {"actr": 3}}), data)
   for bad, problem in [({"movie": -1}, "gives 'movie': -1"), ({"movie": 0}, "samples no node"), (0, "not an int >= 1")]:
     with pytest.raises(cv.ConfigError, match=rf"^config\.batch\.num_samples=.*{problem}"):
       cv.validate_config(config(**{"batch.mode": "hgt", "batch.num_samples": bad}))
