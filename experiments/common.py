@@ -115,7 +115,7 @@ def run_settings(opts: Options, datasets) -> dict:
 def settings_note(settings: dict) -> str:
   """The table's settings as one Markdown line."""
   epochs = ", ".join(f"{formatting.dataset_tag(d)} {n}" for d, n in settings["epochs"].items())
-  overrides = " ".join(f"--config.{k}={cv.format_value(v)}" for k, v in settings["overrides"].items()) or "none"
+  overrides = " ".join(cv.config_flag(k, v) for k, v in settings["overrides"].items()) or "none"
   features = f"; --features={settings['features']}" if settings.get("features") else ""
   return f"Settings: --protocol={settings['protocol']}; epochs: {epochs}{features}; overrides: {overrides}."
 

@@ -310,15 +310,29 @@ def check_overrides_read(
         break
       problems.append((problem, f"{config.dataset}/{config.get('model_name', 'hgnn_ima')}"))
     if problems and len(problems) == len(configs):
-      distinct = list(dict.fromkeys(p for p, _ in problems))
-      if len(distinct) == 1:
-        raise cv.ConfigError(path, value, *distinct[0])
-      # the cells ignore it for different reasons: each reason with the cells it applies to
-      reasons = "; ".join(
-          f"{why} ({', '.join(cell for p, cell in problems if p == (why, fix))})" for why, fix in distinct
-      )
-      fixes = "; or ".join(dict.fromkeys(fix for _, fix in distinct))
-      raise cv.ConfigError(path, value, f"is read by no cell of this run: {reasons}", fixes)
+      raise _ignored_by_every_cell(path, value, problems)
+
+
+def _ignored_by_every_cell(path: str, value, problems) -> cv.ConfigError:
+  """The one-line error for an override that every cell ignores: [((why, fix), 'dataset/model')] → one reason
+  when there is one, else each reason with its cells. Reasons that differ only in the cell's model name
+  ("is not read by model_name=hgt_early: ..." and "...=hgt_late: ...") are one reason naming both models."""
+  groups: dict[tuple[str, str], list[str]] = {}  # (why with the name as a placeholder, fix) → cells
+  for (why, fix), cell in problems:
+    model = cell.split("/", 1)[1]
+    key = (why.replace(f"model_name={model}", "model_name={}"), fix)
+    groups.setdefault(key, []).append(cell)
+
+  def reason(key) -> str:
+    *others, last = dict.fromkeys(cell.split("/", 1)[1] for cell in groups[key])
+    return key[0].replace("model_name={}", "model_name=" + (f"{', '.join(others)} or {last}" if others else last))
+
+  if len(groups) == 1:
+    ((key, _),) = groups.items()
+    return cv.ConfigError(path, value, reason(key), key[1])
+  reasons = "; ".join(f"{reason(key)} ({', '.join(cells)})" for key, cells in groups.items())
+  fixes = "; or ".join(dict.fromkeys(fix for _, fix in groups))
+  return cv.ConfigError(path, value, f"is read by no cell of this run: {reasons}", fixes)
 
 
 def cell_config(dataset: str, opts: Options, model: str = "hgnn_ima", **fields) -> ml_collections.ConfigDict:

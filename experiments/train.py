@@ -178,7 +178,7 @@ def resume_config(workdir: str):
       if FLAGS[name].present
   ]
   asked += [
-      (f"--config.{path}={cv.format_value(value)}", path, value)
+      (cv.config_flag(path, value), path, value)
       for path, value in config_flags.get_override_values(FLAGS["config"]).items()
   ]
   for flag, path, value in asked:

@@ -36,6 +36,7 @@ import json
 import math
 import os
 import re
+import shlex
 import sys
 from typing import Any, Mapping
 
@@ -185,6 +186,19 @@ def format_value(value: Any) -> str:
   if isinstance(value, str):
     return value if value and value.strip() == value else repr(value)
   return repr(tuple(value)) if isinstance(value, list) else repr(value)
+
+
+def config_flag(path: str, value: Any) -> str:
+  """`--config.<path>=<value>` as it can be pasted into a shell: bare when nothing in it needs quoting, else the
+  value in double quotes (the README's spelling of a tuple or dict: --config.batch.fanouts="({'ma': 10}, ...)"),
+  or `shlex.quote`'d when double quotes would not protect it."""
+  flag = f"--config.{path}={format_value(value)}"
+  if shlex.quote(flag) == flag:
+    return flag
+  text = format_value(value)
+  if not any(c in text for c in '"\\$`!'):
+    return f'--config.{path}="{text}"'
+  return shlex.quote(flag)
 
 
 def _num(x: float) -> str:
@@ -760,7 +774,7 @@ def ignored_override(config, path: str, value, plain, schema=None) -> tuple[str,
       return None
     return (
         f"is set by model_name={name} ({path.split('.', 1)[1]}={format_value(named[path])}) in place of the config's",
-        f"train --model=hgnn_ima with --config.{path}={format_value(value)}, or drop it",
+        f"train --model=hgnn_ima with {config_flag(path, value)}, or drop it",
     )
   unread = unread_setting_fields(config).get(path)
   if unread is None and schema is not None:

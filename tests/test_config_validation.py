@@ -304,7 +304,12 @@ def test_model_fields_are_refused_where_no_cell_reads_them():
 
   refused = [
       (("hgt_late",), {"model.combine": "add"}, "is not read by model_name=hgt_late", "train --model=hgnn_ima"),
-      (("hgt_early", "hgt_late"), {"model.score_scale": 50.0}, "is not read by model_name=hgt_early", "baseline_"),
+      (
+          ("hgt_early", "hgt_late"),
+          {"model.score_scale": 50.0},
+          "read by model_name=hgt_early or hgt_late: ",
+          "baseline_",
+      ),
       (("hgt", "hgt_early"), {"model.fusion_form": "paper"}, "a single-channel HGT has no modality fusion", "hgt_late"),
       (("hgt",), {"loss.ind_loss": True}, "one logit head", "hgt_late"),
       (("hgnn_ima",), {"model.baseline_score_scale": 2.0}, "HGT baselines' score scale", "model.score_scale"),
@@ -330,6 +335,11 @@ def test_model_fields_are_refused_where_no_cell_reads_them():
     check(("hgt", "hgnn_ima-cross"), **{"model.nei_mode": "target"})
   assert "is read by no cell of this run: " in str(e.value) and LINE.match(str(e.value))
   assert "(douban/hgt); " in str(e.value) and "only -nei reads it) (douban/hgnn_ima-cross). Fix: " in str(e.value)
+  # reasons that differ only in the cell's model name are one reason naming the models (each was repeated)
+  with pytest.raises(cv.ConfigError) as e:
+    check(("hgt", "hgt_early", "hgt_late"), **{"model.combine": "add"})
+  assert str(e.value).startswith("config.model.combine=add: is not read by model_name=hgt, hgt_early or hgt_late: ")
+  assert str(e.value).count("no inter-modal attention") == 1 and LINE.match(str(e.value))
   # read by one cell of the run: kept, and the cells that ignore it have the same result fields as without it
   hgt_late, ours = check(("hgt_late", "hgnn_ima"), **{"model.combine": "add"})
   assert ours.model.combine == "add" and "combine" not in cv.result_fields(hgt_late)["model"]
@@ -613,3 +623,33 @@ def test_a_run_saved_before_an_added_field_reads_as_the_value_it_trained_with(tm
     assert cv.config_fingerprint(changed) != cv.config_fingerprint(old)  # a value other than the old one counts
     saved.batch.num_samples = {"movie": 4}  # the read config's field takes either form, as a fresh one
     saved.batch.num_samples = 8
+
+
+@pytest.mark.parametrize(
+    "value",
+    [16, (4, 4), ({"ma": 10, "md": 5}, {"ma": 2, "md": 0}), "text", "a b", "a$b", "", 0.5, True],
+)
+def test_config_flag_pastes_into_a_shell_as_one_argument(value):
+  """Flags printed for a user to copy (the tables' Settings line, resume and model-name errors) are one shell word
+  with the value the command line parses back; a dict override used to come out unquoted, several words."""
+  import ast
+  import shlex
+
+  flag = cv.config_flag("batch.fanouts", value)
+  (word,) = shlex.split(flag)
+  assert word == f"--config.batch.fanouts={cv.format_value(value)}"
+  text = word.split("=", 1)[1]
+  bare = isinstance(value, str) and value and value.strip() == value  # format_value: such strings go bare
+  assert (text if bare else ast.literal_eval(text)) == value
+
+
+def test_settings_line_quotes_dict_overrides():
+  from hgnn_ima_jax.experiments import common
+
+  fanouts = ({"ma": 10, "md": 5}, {"ma": 2, "md": 0})
+  line = common.settings_note(
+      {"protocol": "code", "epochs": {"douban": 2}, "overrides": {"batch.fanouts": fanouts, "batch.size": 16}}
+  )
+  assert (
+      "overrides: --config.batch.fanouts=\"({'ma': 10, 'md': 5}, {'ma': 2, 'md': 0})\" --config.batch.size=16." in line
+  )
