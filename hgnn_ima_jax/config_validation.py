@@ -42,6 +42,8 @@ from typing import Any, Mapping
 
 from absl import app, flags
 
+from hgnn_ima_jax.graph_checks import names_problem
+
 # Table 4 ablations: suffixes of the model name 'hgnn_ima' -> (model field overrides, loss overrides). The name's
 # values replace the config's (`models.build_model`, `train.resolve_config`).
 ABLATION_OVERRIDES: dict[str, tuple[dict, dict]] = {
@@ -400,33 +402,29 @@ def check_batch_for_graph(config, data) -> None:
   relations, node_types = [r.name for r in data.relations], list(data.node_types)
   num_train = len(data.splits["train"])
   d = to_dict(config)
-  mode = get_path(d, "batch.mode", "full")
+  mode, graph = get_path(d, "batch.mode", "full"), f"dataset {d.get('dataset')}"
   fanouts = get_path(d, "batch.fanouts", None) or ()
   if mode == "neighbor":
     for h, f in enumerate(fanouts):
-      if isinstance(f, Mapping):
-        unknown, missing = [n for n in f if n not in relations], [n for n in relations if n not in f]
-        if unknown or missing:
-          problem = "; ".join(
-              ([f"names no relation of dataset {d.get('dataset')}: {', '.join(unknown)}"] if unknown else [])
-              + ([f"leaves out {', '.join(missing)}"] if missing else [])
-          )
-          raise ConfigError(
-              "batch.fanouts",
-              fanouts,
-              f"hop {h + 1} {problem}",
-              f"give a fanout for exactly its relations {', '.join(relations)} (0 skips one, -1 takes all)",
-          )
+      problem = isinstance(f, Mapping) and names_problem(f, relations, "relation", every=True, graph=graph)
+      if problem:
+        raise ConfigError(
+            "batch.fanouts",
+            fanouts,
+            f"hop {h + 1} {problem}",
+            f"give a fanout for exactly its relations {', '.join(relations)} (0 skips one, -1 takes all)",
+        )
   num_samples = get_path(d, "batch.num_samples", None)
-  if mode == "hgt" and isinstance(num_samples, Mapping):
-    unknown = [t for t in num_samples if t not in node_types]
-    if unknown:
-      raise ConfigError(
-          "batch.num_samples",
-          num_samples,
-          f"names no node type of dataset {d.get('dataset')}: {', '.join(unknown)}",
-          f"use its node types {', '.join(node_types)} (a type not named samples none)",
-      )
+  problem = isinstance(num_samples, Mapping) and names_problem(
+      num_samples, node_types, "node type", every=False, graph=graph
+  )
+  if mode == "hgt" and problem:
+    raise ConfigError(
+        "batch.num_samples",
+        num_samples,
+        problem,
+        f"use its node types {', '.join(node_types)} (a type not named samples none)",
+    )
   size = get_path(d, "batch.size", 512)
   if mode != "full" and get_path(d, "batch.drop_last", False) and _is_int(size) and size > num_train:
     raise ConfigError(

@@ -33,6 +33,18 @@ UNLABELLED_HINT = (
 )
 
 
+def names_problem(given, names, what: str, *, every: bool, graph: str = "the graph") -> str | None:
+  """How the keys `given` (a per-relation or per-type option) differ from the graph's `names`, or None: "names no
+  {what} of {graph}: x, y" and, with `every` (each name needs an entry), "leaves out z". The config's check
+  (`config_validation.check_batch_for_graph`) and the samplers' own share it, so both say the same."""
+  unknown = [n for n in given if n not in names]
+  missing = [n for n in names if n not in given] if every else []
+  parts = ([f"names no {what} of {graph}: {', '.join(map(str, unknown))}"] if unknown else []) + (
+      [f"leaves out {', '.join(missing)}"] if missing else []
+  )
+  return "; ".join(parts) or None
+
+
 def _first_non_finite_row(x: np.ndarray) -> int | None:
   for a in range(0, len(x), _FINITE_CHUNK_ROWS):
     bad = ~np.isfinite(x[a : a + _FINITE_CHUNK_ROWS])

@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from hgnn_ima_jax.graph import MMHN
+from hgnn_ima_jax.graph_checks import names_problem
 from hgnn_ima_jax.sampling import (
     InCSR,
     SampledSubgraph,
@@ -58,15 +59,10 @@ class NeighborSampler:
     table = []
     for h, f in enumerate(fanouts):
       if isinstance(f, Mapping):
-        unknown = sorted(set(f) - set(names))
-        missing = [n for n in names if n not in f]
-        if unknown or missing:
-          problem = " ".join(
-              ([f"unknown relations {unknown}"] if unknown else [])
-              + ([f"missing relations {missing}"] if missing else [])
-          )
+        problem = names_problem(f, names, "relation", every=True)
+        if problem:
           raise ValueError(
-              f"fanouts[{h}]: {problem}. Fix: give a fanout for exactly the relations {names} " "(0 skips one)"
+              f"fanouts[{h}] {problem}. Fix: give a fanout for exactly its relations {', '.join(names)} (0 skips one)"
           )
         row = tuple(f[n] for n in names)
       else:
@@ -149,9 +145,11 @@ class HGTSampler:
     self.csr = dict(csr) if csr is not None else build_in_csr(data)
     types = list(data.node_types)
     if isinstance(num_samples, Mapping):
-      unknown = sorted(set(num_samples) - set(types))
-      if unknown:
-        raise ValueError(f"num_samples: unknown node types {unknown}. Fix: use names from {types}")
+      problem = names_problem(num_samples, types, "node type", every=False)
+      if problem:
+        raise ValueError(
+            f"num_samples {problem}. Fix: use its node types {', '.join(types)} (a type not named samples none)"
+        )
       per_type = {t: num_samples.get(t, 0) for t in types}
     else:
       per_type = {t: num_samples for t in types}
