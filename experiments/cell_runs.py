@@ -120,11 +120,15 @@ class CellRunner:
     """Loads every cell's dataset before the first cell trains, so that a missing file or a bad array in the
     last dataset is reported before the others have trained (they are kept for their cells in any case); then
     refuses an override that every cell's graph makes moot (`check_overrides_read` with the schemas), and batch
-    settings that do not fit a cell's graph (`config_validation.check_batch_for_graph`)."""
+    settings and models that do not fit a cell's graph (`config_validation.check_batch_for_graph`,
+    `check_model_for_graph`)."""
     configs = list(configs)
     schemas = {config.dataset: self.data(config).schema for config in configs}
     check_overrides_read(configs, self.opts, schemas)
-    for config in configs:  # per-relation fanouts name the cell's graph's relations; drop_last leaves a batch
+    for (
+        config
+    ) in configs:  # the model fits the graph; per-relation fanouts name its relations; drop_last leaves a batch
+      cv.check_model_for_graph(config, self.data(config))
       cv.check_batch_for_graph(config, self.data(config))
 
   def _finished_runs(self, dataset_dir: str) -> list[str]:

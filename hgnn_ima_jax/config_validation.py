@@ -391,6 +391,25 @@ def fanouts_flag(fanouts) -> str:
   return '"' + repr(tuple(dict(f) if isinstance(f, Mapping) else f for f in fanouts)) + '"'
 
 
+def check_model_for_graph(config, data) -> None:
+  """The model against the loaded graph `data` (an MMHN), before anything is written: HGNN-IMA and its Table 4
+  variants attend across modalities, so they need two or more. A one-modality graph (PyG's DBLP or OGB-MAG
+  through `from_hetero_data`) was a traceback from inside the model's set-up, after the run directory was made.
+
+  Raises:
+    ConfigError: on model_name, naming the graph's modality and the models that train on one.
+  """
+  name = str(config.get("model_name", "hgnn_ima"))
+  modalities = list(data.schema.modalities)
+  if name.startswith("hgnn_ima") and len(modalities) < 2:
+    raise ConfigError(
+        "model_name",
+        name,
+        f"attends across modalities, and dataset {config.get('dataset')} has one ({', '.join(modalities)})",
+        "train an HGT baseline on it (--model=hgt_late or hgt), or give the graph a second modality",
+    )
+
+
 def check_batch_for_graph(config, data) -> None:
   """`config.batch` against the loaded graph `data` (an MMHN), before anything is written: per-relation fanouts
   name exactly its relations, per-type num_samples only its node types, and `batch.drop_last` leaves a batch of

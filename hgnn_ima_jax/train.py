@@ -39,6 +39,7 @@ from hgnn_ima_jax.config_validation import (
     apply_name_fields,
     check_batch_for_graph,
     check_fanouts_per_layer,
+    check_model_for_graph,
     config_fingerprint,
     validate_config,
 )
@@ -319,6 +320,7 @@ def train_and_evaluate(
         "load_for_config(config) (the model's GraphsTuple is built from it here)"
     )
   config = resolve_config(config)
+  check_model_for_graph(config, data)
   check_inputs(config, data.schema)
   check_trainable(data)
   check_batch_for_graph(config, data)

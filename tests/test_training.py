@@ -622,6 +622,34 @@ def test_shared_projection_of_unequal_widths_is_refused_before_the_run(tmp_path)
   assert not (tmp_path / "cli").exists()
 
 
+def test_hgnn_ima_on_a_one_modality_graph_is_refused_before_the_run(tmp_path):
+  """From an audit: a one-modality graph (PyG's DBLP through from_hetero_data) with --model=hgnn_ima was a
+  47-line traceback from the layer's set-up, with .lock and empty checkpoint directories left in the workdir.
+  Now one ConfigError line before anything is written; an HGT baseline trains on the same graph."""
+  from model_fixtures import make_graph
+
+  from hgnn_ima_jax import config_validation as cv
+  from hgnn_ima_jax.data_utils.generic import write_generic
+  from hgnn_ima_jax.data_utils.synthetic import make_synthetic
+
+  graph = make_synthetic(modalities=("text",), scale=0.03)
+  assert graph.schema.modalities == ("text",)
+  for name in ("hgnn_ima", "hgnn_ima-cross"):
+    with pytest.raises(cv.ConfigError, match=rf"^config\.model_name={name}: attends across modalities, .* has one"):
+      train.train_and_evaluate(tiny_config(model_name=name), str(tmp_path / "run"), graph, progress=False)
+  assert not (tmp_path / "run").exists()
+  cv.check_model_for_graph(tiny_config(model_name="hgt_late"), graph)
+  cv.check_model_for_graph(tiny_config(), make_graph(2))
+  path = write_generic(tmp_path / "one.npz", graph)
+  proc = run_python("experiments/train.py", f"--dataset={path}", f"--workdir={tmp_path / 'cli'}", timeout=300)
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert (
+      lines[-1].startswith("error: config.model_name=hgnn_ima: attends across modalities") and "hgt_late" in lines[-1]
+  )
+  assert not (tmp_path / "cli").exists()
+
+
 def test_a_finished_run_of_another_config_is_refused_on_resume(baseline_run, tiny_data, tmp_path):
   """A review found a finished run's results returned to another config when checkpoints/latest was gone."""
   workdir = tmp_path / "run"
