@@ -81,7 +81,9 @@ def allocator_env(choice: str | None = None) -> tuple[str, dict[str, str]]:
   """
   choice = (choice or os.environ.get(ENV_CHOICE) or "auto").strip().lower()
   if choice not in CHOICES:
-    raise ValueError(f"{ENV_CHOICE}={choice!r}: choose one of {', '.join(CHOICES)}")
+    raise ValueError(
+        f"{ENV_CHOICE}={choice!r}: not an allocator choice. Fix: set it to one of {', '.join(CHOICES)}, or unset it"
+    )
   if choice == "system" or not sys.platform.startswith("linux"):
     return "system", {}
   if choice in ("auto", "jemalloc"):
@@ -91,8 +93,8 @@ def allocator_env(choice: str | None = None) -> tuple[str, dict[str, str]]:
       return f"jemalloc ({lib})", {"LD_PRELOAD": preload, "MALLOC_CONF": os.environ.get("MALLOC_CONF") or JEMALLOC_CONF}
     if choice == "jemalloc":
       raise ValueError(
-          f"{ENV_CHOICE}=jemalloc but no libjemalloc.so.2 was found; install it "
-          f"(Debian/Ubuntu: apt-get install libjemalloc2) or set {ENV_LIBRARY}=/path/to/libjemalloc.so"
+          f"{ENV_CHOICE}=jemalloc but no libjemalloc.so.2 was found. Fix: install it "
+          f"(Debian/Ubuntu: apt-get install libjemalloc2), set {ENV_LIBRARY}=/path/to/libjemalloc.so, or unset {ENV_CHOICE}"
       )
   tunables = ":".join(t for t in (os.environ.get("GLIBC_TUNABLES", ""), "glibc.malloc.hugetlb=1") if t)
   return "glibc malloc with transparent huge pages", {"GLIBC_TUNABLES": tunables}
@@ -109,11 +111,17 @@ def reexec_with_fast_allocator(argv: list[str] | None = None) -> None:
   Call it first thing in a script's main module, before JAX is imported. The new process
   has the same PID (os.execve), interpreter, interpreter options and arguments
   (`sys.orig_argv`, so `python -m pkg.mod` works too), so it is invisible to callers that
-  wait for or signal it. `argv` replaces the arguments after the interpreter's.
+  wait for or signal it. `argv` replaces the arguments after the interpreter's. A bad $HGNN_IMA_ALLOCATOR (or
+  a required jemalloc that is absent) is one `error:` line on stderr and exit status 2, as the scripts' other
+  input errors.
   """
   if ENV_ACTIVE in os.environ:
     return  # already re-executed (or the user applied the settings and set the marker)
-  description, extra = allocator_env()
+  try:
+    description, extra = allocator_env()
+  except ValueError as e:  # a bad $HGNN_IMA_ALLOCATOR: the scripts' one error line, before anything runs
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   env = dict(os.environ, **extra, **{ENV_ACTIVE: description})
   if not extra:
     os.environ[ENV_ACTIVE] = description

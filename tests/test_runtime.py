@@ -56,6 +56,25 @@ def test_system_choice_changes_nothing(tmp_path):
   assert lines[1].split(" ")[2:5] == ["", "", ""]
 
 
+def test_a_bad_allocator_choice_is_one_error_line_from_a_script(tmp_path):
+  """From an audit: HGNN_IMA_ALLOCATOR=bogus was a traceback from every script's first line."""
+  script = tmp_path / "script.py"
+  script.write_text(REEXEC.format(repo=str(runtime.__file__).rsplit("/hgnn_ima_jax/", 1)[0]))
+  env = {k: v for k, v in os.environ.items() if not k.startswith("HGNN_IMA_ALLOCATOR")}
+  out = subprocess.run(
+      [sys.executable, str(script)],
+      capture_output=True,
+      text=True,
+      env={**env, "HGNN_IMA_ALLOCATOR": "bogus"},
+      timeout=120,
+  )
+  assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+  assert out.stderr.strip() == (
+      "error: HGNN_IMA_ALLOCATOR='bogus': not an allocator choice. Fix: set it to one of auto, jemalloc, glibc-thp, "
+      "system, or unset it"
+  )
+
+
 def test_allocator_env_choices(monkeypatch, tmp_path):
   monkeypatch.setattr(sys, "platform", "linux")
   monkeypatch.setenv("HGNN_IMA_JEMALLOC", str(tmp_path / "missing.so"))
