@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 
-from hgnn_ima_jax.config_validation import DATASET_NAMES, SCALED_SYNTHETIC
+from hgnn_ima_jax.config_validation import DATA_DIR_ENV, DATASET_NAMES, SCALED_SYNTHETIC  # noqa: F401 (re-exported)
 from hgnn_ima_jax.graph import MMHN, DatasetError
 
 from .electronics import ELECTRONICS_MODALITIES, load_electronics
@@ -15,7 +15,6 @@ from .published import check_options
 from .synthetic import make_scaled_synthetic, make_synthetic
 
 DATASETS = DATASET_NAMES  # the table config_validation checks `config.dataset` against
-DATA_DIR_ENV = "HGNN_IMA_DATA_DIR"
 
 
 def default_data_dir() -> pathlib.Path:

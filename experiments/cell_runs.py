@@ -27,7 +27,9 @@ from .outputs import history_writer
 from .run_options import Options, check_overrides_read
 
 # Beyond config_validation.RESULT_NEUTRAL: the device layout changes results only in the last float bits.
-_IGNORED_FIELDS = ("shard_seeds",)
+# data_dir: where the paper's files are, not what they hold (a cell saved before $HGNN_IMA_DATA_DIR was recorded
+# has ''; checkpoint fingerprints leave it out too, `cv.without_host_paths`)
+_IGNORED_FIELDS = ("shard_seeds", "data_dir")
 # Data fields: cells with equal values share one loaded MMHN.
 _DATA_FIELDS = (
     "dataset",

@@ -7,8 +7,11 @@ code reads its allowed values from, and the scripts: exit code 2, one line, noth
 import json
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
+from conftest import REPO
 from script_helpers import run_python
 
 from hgnn_ima_jax import config_validation as cv
@@ -495,6 +498,37 @@ def test_print_config_shows_the_resolved_values():
   cfg = json.loads(proc.stdout)
   assert cfg["num_epochs"] == 50 and cfg["model"]["score_scale"] == 100.0 and cfg["seeds"] == [0, 3]
   assert cfg["model"]["dropout"] == 0.3 and cfg["dataset"] == "douban"
+
+
+def test_the_data_directory_from_the_environment_is_recorded(tmp_path, monkeypatch):
+  """From an audit: with the data found through $HGNN_IMA_DATA_DIR, config.json said data_dir='', so load_run,
+  visualize and --resume in a shell without the variable looked in ./data. The variable now counts as --data_dir
+  for a dataset that reads one; a cell saved with '' is still the same cell."""
+  import os
+
+  from hgnn_ima_jax.experiments import cell_runs
+
+  data = tmp_path / "my data"
+  env = {**os.environ, "HGNN_IMA_DATA_DIR": str(data)}
+  for dataset, want in (("douban", str(data)), ("synthetic", "")):  # synthetic reads no directory
+    proc = subprocess.run(
+        [sys.executable, "experiments/train.py", f"--dataset={dataset}", "--print_config"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["data_dir"] == want
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setenv("HGNN_IMA_DATA_DIR", "rel")  # made absolute, as --data_dir is
+  opts = run_options.Options(datasets=("imdb",))
+  config = run_options.base_config("imdb", opts)
+  assert config.data_dir == str(tmp_path / "rel")
+  monkeypatch.delenv("HGNN_IMA_DATA_DIR")
+  assert run_options.base_config("imdb", opts).data_dir == ""
+  assert cell_runs.signature(config) == cell_runs.signature(run_options.base_config("imdb", opts))
 
 
 def test_fields_the_graph_makes_moot_are_refused_once_it_has_loaded(tmp_path):
