@@ -34,7 +34,7 @@ from typing import Iterator
 import numpy as np
 
 from hgnn_ima_jax.graph import MMHN, DatasetError, Relation, fill_missing_modalities
-from hgnn_ima_jax.graph_checks import check_declarations
+from hgnn_ima_jax.graph_checks import check_declarations, mask_hint
 
 from . import files
 from .files import check_array
@@ -95,6 +95,17 @@ class _Store:
     if self.is_dir:
       return files.load_npy(self.where(key), key, kind, shape, unreadable_fix=_REWRITE)
     return check_array(files.load_npz(self.path, [key], _REWRITE)[key], self.where(key), key, kind, shape)
+
+
+def _split(store: _Store, split: str, target_type: str, num_nodes, node_types) -> np.ndarray:
+  """splits/<split> as ids; a bool mask (PyG's train_mask) is refused with the fix for a mask."""
+  try:
+    return store.get(f"splits/{split}", "int", (None,))
+  except DatasetError as e:
+    if not e.problem.startswith("dtype bool") or target_type not in node_types:
+      raise
+    n = int(num_nodes[node_types.index(target_type)])
+    raise DatasetError(e.source, e.field, e.problem, mask_hint(target_type, n)) from None
 
 
 def read_generic(path, name: str | None = None, missing_fill: str | None = None) -> MMHN:
@@ -179,7 +190,7 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
     )
   labels = store.get("labels", "int", (None,))
   num_classes = scalar("num_classes", "int", int(labels.max()) + 1 if len(labels) else 0)
-  splits = {s: store.get(f"splits/{s}", "int", (None,)) for s in ("train", "val", "test")}
+  splits = {s: _split(store, s, target_type, num_nodes, node_types) for s in ("train", "val", "test")}
   rule = scalar("missing_fill", "str", "text")
   if missing_fill is not None:
     if missing_fill not in FILL_RULES:

@@ -382,7 +382,7 @@ def main(argv):
       f"\n{config.dataset} / {config.model_name} / protocol={config.protocol} / {len(config.seeds)} seed(s) "
       f"/ {results['epochs']} epochs / {results['train_time_s']:.1f} s training on {results['device']}"
   )
-  print(outputs.results_table(results))
+  print(outputs.results_table(results, paper_dataset=str(config.dataset).lower() in cv.PAPER_DATASET_NAMES))
   print(f"workdir: {workdir}")
 
 

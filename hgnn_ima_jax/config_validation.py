@@ -42,7 +42,7 @@ from typing import Any, Mapping
 
 from absl import app, flags
 
-from hgnn_ima_jax.graph_checks import names_problem
+from hgnn_ima_jax.graph_checks import PAPER_DATASET_NAMES, names_problem
 
 # Table 4 ablations: suffixes of the model name 'hgnn_ima' -> (model field overrides, loss overrides). The name's
 # values replace the config's (`models.build_model`, `train.resolve_config`).
@@ -60,7 +60,7 @@ MODEL_NAMES = ("hgnn_ima", "hgt", "hgt_early", "hgt_late") + tuple(f"hgnn_ima{a}
 
 # The AMAZON-1-like synthetic graph at 1x, 4x and 16x (data_utils.synthetic.make_scaled_synthetic builds them).
 SCALED_SYNTHETIC = ("synthetic_amazon1", "synthetic_amazon1x4", "synthetic10m")
-DATASET_NAMES = ("douban", "imdb", "amazon", "amazon1", "amazon2", "synthetic") + SCALED_SYNTHETIC
+DATASET_NAMES = PAPER_DATASET_NAMES + ("synthetic",) + SCALED_SYNTHETIC
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "model_name": MODEL_NAMES,

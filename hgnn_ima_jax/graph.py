@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from hgnn_ima_jax.graph_checks import SPLITS, DatasetError, validate_graph
+from hgnn_ima_jax.graph_checks import PAPER_DATASET_NAMES, SPLITS, DatasetError, validate_graph
 
 if TYPE_CHECKING:
   import jraph
@@ -267,19 +267,22 @@ class MMHN:
           f"{'+'.join(real) or '-'} | {'+'.join(filled) or '-'}  [{dims}]"
       )
     lines.append(f"{'total':<16}{s.total_nodes:>10,}")
-    lines.append(f"{'relation':<28}{'edges':>10}")
-    for ri, r in enumerate(s.relations):
+    labels = [f"{r.src} -{r.name}-> {r.dst}" for r in s.relations]
+    width = max([28] + [len(t) + 2 for t in labels])  # PyG's src__to__dst names are long
+    lines.append(f"{'relation':<{width}}{'edges':>10}")
+    for ri, label in enumerate(labels):
       note = "  (empty: no messages along this relation)" if s.num_edges[ri] == 0 else ""
-      lines.append(f"{r.src + ' -' + r.name + '-> ' + r.dst:<28}{s.num_edges[ri]:>10,}{note}")
-    lines.append(f"{'total':<28}{s.total_edges:>10,}")
+      lines.append(f"{label:<{width}}{s.num_edges[ri]:>10,}{note}")
+    lines.append(f"{'total':<{width}}{s.total_edges:>10,}")
     counts = np.bincount(np.asarray(self.labels), minlength=self.num_classes)
     lines.append(f"classes ({self.num_classes}): " + ", ".join(f"{c}: {n:,}" for c, n in enumerate(counts)))
     lines.append("splits: " + " / ".join(f"{k} {len(self.splits[k]):,}" for k in SPLITS))
     prov = self.feature_provenance
     if prov:
       lines.append("features: " + ", ".join(f"{k}={v}" for k, v in sorted(prov.items())))
-    if not self.comparable_with_paper:
-      lines.append("NOTE: some features are GENERATED; results are not comparable with the paper.")
+    if not self.comparable_with_paper:  # the paper's clause only for its graphs, not for a user's own
+      paper = "; results are not comparable with the paper" if self.name in PAPER_DATASET_NAMES else ""
+      lines.append(f"NOTE: some features are GENERATED{paper}.")
     return "\n".join(lines)
 
 

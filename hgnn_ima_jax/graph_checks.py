@@ -14,6 +14,7 @@ if TYPE_CHECKING:
   from hgnn_ima_jax.graph import MMHN
 
 SPLITS = ("train", "val", "test")
+PAPER_DATASET_NAMES = ("douban", "imdb", "amazon", "amazon1", "amazon2")  # the paper's graphs (its Table 2)
 # Feature rows checked for NaN/inf at once: the check's boolean temporary stays a few MB.
 _FINITE_CHUNK_ROWS = 65536
 
@@ -214,21 +215,36 @@ def validate_graph(g: MMHN, labels: bool = True) -> MMHN:
     idx = np.asarray(idx)
     if idx.ndim != 1:
       fail(field, f"shape {idx.shape}, expected a 1-D array of ids", "store split ids as a flat array")
+    # PyG keeps splits as masks (train_mask): a mask here is the likely slip, so say so
+    mask_fix = mask_hint(g.target_type, n_target)
     if not np.issubdtype(idx.dtype, np.integer):
-      fail(field, f"dtype {idx.dtype}, expected integers", "store split ids as integers")
+      fail(
+          field,
+          f"dtype {idx.dtype}, expected integers",
+          mask_fix if idx.dtype == bool else "store split ids as integers",
+      )
     if len(idx) == 0:
       fail(field, "is empty", f"put at least one {g.target_type!r} node in the {s} split")
     if idx.min() < 0 or idx.max() >= n_target:
       bad = int(idx.min() if idx.min() < 0 else idx.max())
       fail(field, f"id {bad} outside 0..{n_target - 1}", f"use local {g.target_type!r} ids")
     if len(np.unique(idx)) != len(idx):
-      fail(field, "contains repeated ids", "list each node once")
+      looks_like_mask = len(idx) == n_target and np.isin(idx, (0, 1)).all()
+      fail(field, "contains repeated ids", mask_fix if looks_like_mask else "list each node once")
     for other, oidx in seen.items():
       both = np.intersect1d(idx, oidx)
       if len(both):
         fail(field, f"overlaps {other!r} in {len(both)} ids (e.g. {int(both[0])})", "make train/val/test disjoint")
     seen[s] = idx
   return g
+
+
+def mask_hint(target_type: str, n_target: int) -> str:
+  """The fix for a split given as a mask (bool, or 0/1 over every target node) where ids are expected."""
+  return (
+      f"it looks like a mask over the {n_target} {target_type!r} nodes: store np.flatnonzero(mask), the ids of its "
+      "True entries"
+  )
 
 
 def check_trainable(g: MMHN) -> MMHN:

@@ -493,3 +493,30 @@ def test_results_note_names_the_generated_features():
   every = outputs.results_table({**base, "features": synthetic})
   assert every.splitlines()[-1].startswith("NOTE: features were generated;")
   assert "NOTE" not in outputs.results_table({**base, "comparable_with_paper": True, "features": imdb})
+  # a user's own graph (a PyG graph with a featureless type given ones) was never the paper's: no paper clause
+  own = {"paper/x": "real", "venue/x": "generated"}
+  assert outputs.results_table({**base, "features": own}, paper_dataset=False).splitlines()[-1] == (
+      "NOTE: venue/x features were generated (the rest come from the dataset)."
+  )
+
+
+def test_summary_aligns_long_relation_names_and_says_paper_only_for_its_graphs():
+  """From an audit: PyG's src__to__dst relation names pushed the edge counts out of their column, and a user's own
+  graph with a generated (featureless) type was told its numbers are not comparable with the paper."""
+  import dataclasses
+
+  from model_fixtures import make_graph
+
+  from hgnn_ima_jax.graph import Relation
+
+  g = make_graph(2)
+  long_names = [Relation(r.src, f"{r.src}__{r.name}_with_a_long_name__{r.dst}", r.dst) for r in g.relations]
+  edges = {new.name: g.edges[old.name] for old, new in zip(g.relations, long_names)}
+  g = dataclasses.replace(g, relations=long_names, edges=edges, name="mine")
+  g.provenance["features"] = {**g.provenance.get("features", {}), "movie/text": "generated"}
+  lines = g.summary().splitlines()
+  head = next(i for i, l in enumerate(lines) if l.startswith("relation"))
+  rows = lines[head : head + len(long_names) + 2]
+  assert len({len(l.split("  (empty")[0]) for l in rows}) == 1, rows  # every count ends in the same column
+  assert lines[-1] == "NOTE: some features are GENERATED."
+  assert dataclasses.replace(g, name="imdb").summary().splitlines()[-1].endswith("not comparable with the paper.")

@@ -162,6 +162,21 @@ def test_nan_feature_names_the_member(tmp_path):
   expect_error(lambda: read_generic(path), f"{path}[features/paper/text]", "NaN or inf")
 
 
+@pytest.mark.parametrize("dtype", [bool, np.int64])
+def test_a_split_stored_as_a_mask_is_told_to_store_ids(tmp_path, dtype):
+  """From an audit: PyG users keep splits as masks; a bool mask was 'expected an integer type' and a 0/1 one
+  'contains repeated ids', both true and neither saying what to store."""
+  mask = np.zeros(7, dtype)
+  mask[[0, 3]] = 1
+  path = _npz(tmp_path, **{"splits/train": mask})
+  with pytest.raises(DatasetError) as e:
+    read_generic(path)
+  assert str(e.value).startswith(f"{path}[splits/train]: ") and "\n" not in str(e.value), e.value
+  assert str(e.value).endswith(
+      "Fix: it looks like a mask over the 7 'paper' nodes: store np.flatnonzero(mask), the ids " "of its True entries"
+  )
+
+
 def test_relations_wrong_shape(tmp_path):
   path = _npz(tmp_path, relations=np.array(["author", "writes", "paper"]))
   expect_error(lambda: read_generic(path), f"{path}[relations]", "shape (3,), expected (N, 3)")
