@@ -76,6 +76,8 @@ def ratio_table(records, edges) -> str:
               f"{r['ratio']:.2f}{cpu}",
           ]
       )
+  if not rows:  # a run without PyG (--nopyg, no torch): a header with no rows read as a broken table
+    return "No ours/PyG ratio: this run has no PyG row (the header says why)."
   return md_table(
       ["graph", "E", "ours", "best settings", "ms", "PyG", "best settings", "ms", "ours/PyG wall (CPU)"], rows
   )

@@ -300,6 +300,9 @@ def run_graph(runner: Runner, gname: str, ours: list, pyg: list) -> list[dict]:
 
 
 def print_summary(records):
+  if not any(r["record"] == "ratio" for r in records):  # no PyG row: the run's header said why; no empty table
+    print("# no ours/PyG ratio: this run has no PyG row", file=sys.stderr)
+    return
   print(
       "# graph                 ours model  variant                      ms  | PyG model       variant"
       "                            ms   ours/PyG",

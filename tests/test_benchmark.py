@@ -643,6 +643,9 @@ def test_report_ratio_table_shows_both_sides_best_settings():
   ]
   table = report.ratio_table(bv.best_records(rows, {"hgnn_ima": "pyg_hgt_late"}), {"g": 1234})
   assert "| g | 1,234 | hgnn_ima | `a` | 200 | pyg_hgt_late | `x` | 500 | 0.40 (1.00) |" in table
+  # a run without PyG: one line, not a header with no rows (from an audit)
+  ours = bv.best_records(rows[:2], {"hgnn_ima": "pyg_hgt_late"})
+  assert report.ratio_table(ours, {"g": 1234}) == "No ours/PyG ratio: this run has no PyG row (the header says why)."
 
 
 def test_variant_env_sets_only_its_own_settings():
