@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import time
 from typing import Any, Callable
 
@@ -49,11 +50,18 @@ from hgnn_ima_jax.graph_checks import check_trainable
 from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.inference import encoders_of
 from hgnn_ima_jax.losses import val_att_weight, val_rule_changed
-from hgnn_ima_jax.memory_check import MemoryCheckedProgram, memory_limit, remat_first
+from hgnn_ima_jax.memory_check import MemoryCheckedProgram, StepMemoryError, memory_limit, remat_first
 from hgnn_ima_jax.models import split_model_name
 from hgnn_ima_jax.optim import create_optimizer, learning_rate_at
 from hgnn_ima_jax.projection import check_shared_widths
-from hgnn_ima_jax.run_dir import WorkdirError, check_workdir, locked_workdir, write_config, write_schema
+from hgnn_ima_jax.run_dir import (
+    WorkdirError,
+    check_workdir,
+    locked_workdir,
+    saved_steps,
+    write_config,
+    write_schema,
+)
 from hgnn_ima_jax.run_log import HistoryWriter, TrainingInterrupted, history_rows  # noqa: F401 (re-exported)
 from hgnn_ima_jax.state import Batch, TrainState, check_mesh_data, create_model, init_state, make_batch, seed_sharding
 from hgnn_ima_jax.steps import make_epoch_fn
@@ -302,7 +310,9 @@ def train_and_evaluate(
     ConfigError, WorkdirError (a `workdir` that cannot be made or written, or that another run is writing to),
     DatasetError (a graph that cannot
     train: an empty class, one class in the train split, no edge into the target type; `check_trainable`): before
-    anything is built or written; `CheckpointMismatchError` on resuming another config's run.
+    anything is built or written; `CheckpointMismatchError` on resuming another config's run; `StepMemoryError` when
+    the compiled step needs more memory than there is (`memory_check`), before the first epoch: a workdir this
+    call made (or found empty) is then removed again.
   """
   if not isinstance(config, ml_collections.ConfigDict):
     raise TypeError(
@@ -325,20 +335,30 @@ def train_and_evaluate(
   check_trainable(data)
   check_batch_for_graph(config, data)
   t_start = time.time()
+  new_workdir = not os.path.isdir(workdir) or not os.listdir(workdir)
   os.makedirs(workdir, exist_ok=True)
   main = jax.process_index() == 0  # only process 0 writes config, history, results and the progress bar
   if not main:
     progress, on_history = False, None
-  with contextlib.ExitStack() as lock:  # one run writes a workdir at a time (process 0 holds the lock)
-    refused = None
-    if main:
-      try:
-        lock.enter_context(locked_workdir(workdir))
-      except WorkdirError as e:
-        refused = e
-    if not distributed.agree_smallest(int(refused is None)):  # every process stops alike, none waits for 0
-      raise refused or WorkdirError(f"workdir={workdir}: process 0 found another run writing there. Fix: see its error")
-    return _train_and_evaluate(config, workdir, data, resume, progress, should_stop, on_history, t_start)
+  try:
+    with contextlib.ExitStack() as lock:  # one run writes a workdir at a time (process 0 holds the lock)
+      refused = None
+      if main:
+        try:
+          lock.enter_context(locked_workdir(workdir))
+        except WorkdirError as e:
+          refused = e
+      if not distributed.agree_smallest(int(refused is None)):  # every process stops alike, none waits for 0
+        raise refused or WorkdirError(
+            f"workdir={workdir}: process 0 found another run writing there. Fix: see its error"
+        )
+      return _train_and_evaluate(config, workdir, data, resume, progress, should_stop, on_history, t_start)
+  except StepMemoryError:
+    # Refused by the memory check before anything was trained: like a config error, it leaves nothing behind (it
+    # left config.json, schema.json, .lock and empty checkpoint directories), so the suggested fix starts clean.
+    if new_workdir and jax.process_count() == 1 and not saved_steps(workdir):
+      shutil.rmtree(workdir, ignore_errors=True)
+    raise
 
 
 def _train_and_evaluate(config, workdir, data, resume, progress, should_stop, on_history, t_start) -> dict:

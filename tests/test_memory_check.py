@@ -52,7 +52,8 @@ def test_bad_memory_limit_is_one_line(monkeypatch):
 
 @pytest.mark.parametrize("mode", ["full", "neighbor"])
 def test_cli_refuses_a_step_over_the_limit_before_training(tmp_path, monkeypatch, mode):
-  """experiments/train.py under HGNN_IMA_MEMORY_LIMIT smaller than the step: exit 2, one line, no history."""
+  """experiments/train.py under HGNN_IMA_MEMORY_LIMIT smaller than the step: exit 2, one line, and nothing left
+  in the workdir (an audit found config.json, schema.json, .lock and empty checkpoint directories there)."""
   monkeypatch.setenv(memory_check.ENV_LIMIT, "64K")  # the child process inherits it
   args = ["experiments/train.py", *TINY_CLI, f"--workdir={tmp_path / 'run'}", f"--config.batch.mode={mode}"]
   proc = run_python(*args, timeout=300)
@@ -60,7 +61,7 @@ def test_cli_refuses_a_step_over_the_limit_before_training(tmp_path, monkeypatch
   (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
   assert "the compiled step needs" in line and "Fix:" in line, line
   assert ("full batch" in line) if mode == "full" else ("batch.size=" in line)
-  assert not (tmp_path / "run" / "history.json").exists()
+  assert not (tmp_path / "run").exists()
 
 
 def test_artefact_script_refuses_a_step_over_the_limit_in_one_line(tmp_path, monkeypatch):
@@ -71,3 +72,23 @@ def test_artefact_script_refuses_a_step_over_the_limit_in_one_line(tmp_path, mon
   assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
   (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
   assert "the compiled step needs" in line and "Fix:" in line, line
+
+
+def test_a_refused_run_removes_only_a_workdir_it_made(tmp_path, monkeypatch):
+  """The refusal leaves nothing in a workdir the run made or found empty, and touches no workdir that held files."""
+  from hgnn_ima_jax import train
+  from hgnn_ima_jax.data_utils import load_for_config
+  from hgnn_ima_jax.experiments.configs import test as test_config
+
+  config = test_config.get_config()
+  config.num_epochs = 1
+  data = load_for_config(config)
+  monkeypatch.setenv(memory_check.ENV_LIMIT, "64K")
+  kept = tmp_path / "kept"
+  kept.mkdir()
+  (kept / "notes.txt").write_text("the user's")
+  for workdir in (tmp_path / "new", kept):
+    with pytest.raises(StepMemoryError):
+      train.train_and_evaluate(config, str(workdir), data, progress=False)
+  assert not (tmp_path / "new").exists()
+  assert (kept / "notes.txt").read_text() == "the user's" and (kept / "config.json").exists()
