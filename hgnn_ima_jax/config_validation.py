@@ -165,10 +165,10 @@ BOOLS = (
     "batch.drop_last",
 )
 
-# Fields that change not what is trained (bookkeeping, or how it is computed: remat and mesh_data reorder float
-# sums, ~1e-7): a resumed run may change them.
 DATA_DIR_ENV = "HGNN_IMA_DATA_DIR"  # where the paper datasets are when config.data_dir is '' (else ./data)
 
+# Fields that change not what is trained (bookkeeping, or how it is computed: remat and mesh_data reorder float
+# sums, ~1e-7): a resumed run may change them.
 RESULT_NEUTRAL = ("checkpoint_every", "batch.prefetch", "batch.eval_chunk", "mesh_data", "model.remat")
 
 # Fields added after runs had been saved, with the value that trains as those runs did: a config.json without one
