@@ -8,6 +8,8 @@ subprocess so a crash fails this test instead of the whole session.
 import subprocess
 import sys
 
+from conftest import default_emitters_env
+
 SNIPPET = r"""
 import jax, jax.numpy as jnp
 n, d = 8000, 32
@@ -24,7 +26,9 @@ print(float(g['w'].sum()))
 
 
 def test_layernorm_slice_matmul_grad_compiles_and_runs():
-  out = subprocess.run([sys.executable, "-c", SNIPPET], capture_output=True, text=True, timeout=300)
+  # XLA:CPU's own emitters, as users compile: the suite's faster-compiling legacy ones might miss such a crash
+  env = default_emitters_env()
+  out = subprocess.run([sys.executable, "-c", SNIPPET], capture_output=True, text=True, timeout=300, env=env)
   assert out.returncode == 0, (
       f"exit {out.returncode}: this JAX build crashes on the model's head pattern "
       f"(jax-ml/jax#39264); keep jax<0.10. stderr: {out.stderr[-500:]}"
