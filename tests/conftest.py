@@ -9,7 +9,10 @@ import pytest
 
 # Many tests train the same tiny model; XLA compilation dominates their time, so share compiled
 # programs through JAX's persistent cache (set before JAX is imported; subprocesses inherit it).
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="hgnn-ima-xla-cache-"))
+# pytest-xdist's workers inherit the controller's directory, which imported this file first: only it makes one
+# (setdefault's argument made an empty directory in every worker too).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="hgnn-ima-xla-cache-")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # The tests' graphs are tiny: XLA's backend optimisations cost more compile time than they save
