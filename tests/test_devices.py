@@ -58,6 +58,21 @@ def data():
   return load_for_config(config())
 
 
+@pytest.fixture(scope="module")
+def two_seeds_on_one_device(data, tmp_path_factory):
+  """The results of seeds 0 and 1 trained in this process (1 device), which two tests compare with: trained on the
+  first call, so that a test starts its processes before it (they run meanwhile)."""
+
+  @functools.cache
+  def results():
+    from hgnn_ima_jax import train
+
+    workdir = tmp_path_factory.mktemp("one")
+    return train.train_and_evaluate(config(seeds=(0, 1)), str(workdir), data, progress=False)
+
+  return results
+
+
 def test_parts_of_a_batch_are_disjoint_cover_it_and_share_one_rung(data):
   c = config(**{"batch.buckets": 3})
   settings = minibatch.BatchSettings.from_config(c)
@@ -192,14 +207,12 @@ def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path, m
     checkpointing.RunCheckpoints(str(tmp_path / "two")).restore_latest(None)
 
 
-def test_seeds_split_over_two_processes_train_as_one_device(data, tmp_path):
+def test_seeds_split_over_two_processes_train_as_one_device(two_seeds_on_one_device, tmp_path):
   """mesh (seeds 2 × data 2) over 2 processes × 2 devices: each process holds one seed; same as 1 device."""
   over = {"seeds": [0, 1], "mesh_data": 2}
   two = _two(tmp_path, "seeds", tmp_path / "two", over)
   try:
-    from hgnn_ima_jax import train
-
-    one = train.train_and_evaluate(config(seeds=(0, 1)), str(tmp_path / "one"), data, progress=False)
+    one = two_seeds_on_one_device()
     results = _wait(two)
   finally:
     processes.stop(two)
@@ -209,7 +222,7 @@ def test_seeds_split_over_two_processes_train_as_one_device(data, tmp_path):
   assert results[0]["per_seed"][0] != results[0]["per_seed"][1]  # two different seeds, not one twice
 
 
-def test_a_run_stopped_on_one_device_continues_on_four(data, tmp_path):
+def test_a_run_stopped_on_one_device_continues_on_four(two_seeds_on_one_device, tmp_path):
   """From an audit: 2 seeds on 1 device, resumed on 4 (a requeue onto another node), failed on the seeds padded to
   fill the devices (2 rows saved, 4 asked); the real rows continue, with the results of an uninterrupted run."""
   over = {"seeds": [0, 1]}
@@ -217,9 +230,7 @@ def test_a_run_stopped_on_one_device_continues_on_four(data, tmp_path):
   cut = _wait(_start(tmp_path, "cut", num_processes=1, devices=1, workdir=workdir, overrides=over, stop_at=3))
   assert cut[0].get("interrupted") == 1, cut[0]
   moved = _wait(_start(tmp_path, "on4", num_processes=1, devices=4, workdir=workdir, overrides=over, resume=True))
-  from hgnn_ima_jax import train
-
-  one = train.train_and_evaluate(config(seeds=(0, 1)), str(tmp_path / "one"), data, progress=False)
+  one = two_seeds_on_one_device()
   assert moved[0]["devices"] == 4 and moved[0]["per_seed"] == one["per_seed"], moved[0]
 
 

@@ -322,15 +322,27 @@ def test_train_step_compiles_once(tiny_data, tmp_path):
   assert steps.TRACE_COUNT["train_step"] - before == 1
 
 
+@pytest.fixture(scope="module")
+def separate_seed_runs(tmp_path_factory, tiny_data):
+  """{seed: (results, workdir)} of each seed of tiny_config() trained alone: both cases of
+  test_vmapped_seeds_equal_separate_runs compare with these runs (they trained the same ones each)."""
+  runs = {}
+  for seed in tiny_config().seeds:
+    workdir = tmp_path_factory.mktemp(f"alone{seed}")
+    runs[seed] = fit(tiny_config(seeds=(seed,)), str(workdir), data=tiny_data, progress=False), workdir
+  return runs
+
+
 @pytest.mark.parametrize("seed_batch", [-1, 0])
-def test_vmapped_seeds_equal_separate_runs(baseline_run, tiny_data, tmp_path, seed_batch):
+def test_vmapped_seeds_equal_separate_runs(baseline_run, separate_seed_runs, tiny_data, tmp_path, seed_batch):
   """Seeds trained together equal separate runs: looped (-1: auto, one at a time on CPU) or vmapped (0)."""
   if seed_batch == -1:
     _, together = baseline_run
   else:
     together = fit(tiny_config(seed_batch=seed_batch), str(tmp_path / "vmapped"), data=tiny_data, progress=False)
+  assert list(together["seeds"]) == list(separate_seed_runs)
   for i, seed in enumerate(together["seeds"]):
-    alone = fit(tiny_config(seeds=(seed,)), str(tmp_path / f"s{seed}"), data=tiny_data, progress=False)
+    alone, _ = separate_seed_runs[seed]
     a, b = together["per_seed"][i], alone["per_seed"][0]
     assert a["best_epoch"] == b["best_epoch"]
     for k in ("test_micro_f1", "test_macro_f1", "val_macro_f1"):
@@ -338,7 +350,7 @@ def test_vmapped_seeds_equal_separate_runs(baseline_run, tiny_data, tmp_path, se
   hist_t = json.load(
       open((pathlib.Path(baseline_run[0]) if seed_batch == -1 else tmp_path / "vmapped") / "history.json")
   )
-  hist_s = json.load(open(tmp_path / "s1" / "history.json"))
+  hist_s = json.load(open(separate_seed_runs[1][1] / "history.json"))
   losses_t = [r["val_loss"] for r in hist_t if r["seed"] == 1]
   losses_s = [r["val_loss"] for r in hist_s]
   np.testing.assert_allclose(losses_t, losses_s, rtol=1e-4)
