@@ -3,6 +3,7 @@
 import importlib.metadata
 import os
 import pathlib
+import shutil
 import tempfile
 
 import pytest
@@ -11,8 +12,9 @@ import pytest
 # programs through JAX's persistent cache (set before JAX is imported; subprocesses inherit it).
 # pytest-xdist's workers inherit the controller's directory, which imported this file first: only it makes one
 # (setdefault's argument made an empty directory in every worker too).
+_OWN_CACHE = None  # the directory this process made (the controller's), removed when the session ends
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="hgnn-ima-xla-cache-")
+  _OWN_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="hgnn-ima-xla-cache-")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # The tests' graphs are tiny: XLA's backend optimisations cost more compile time than they save
@@ -36,8 +38,9 @@ def _jaxlib_at_least(major: int, minor: int) -> bool:
 
 
 TEST_XLA_FLAGS = [FAST_COMPILE_FLAG] + ([LEGACY_EMITTERS_FLAG] if _jaxlib_at_least(0, 9) else [])
-for _flag in TEST_XLA_FLAGS:  # a value given in XLA_FLAGS already is kept
-  if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+# HGNN_IMA_TEST_XLA_FLAGS=0: compile as users do (tests/test_users_compiler.py runs reference tests so)
+for _flag in TEST_XLA_FLAGS if os.environ.get("HGNN_IMA_TEST_XLA_FLAGS", "1") != "0" else []:
+  if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):  # a value given in XLA_FLAGS already is kept
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_flag}".strip()
 
 
@@ -59,3 +62,10 @@ def shared_datasets() -> pathlib.Path:
   if not DATA_DIR.is_dir():
     pytest.skip(f"real datasets not found at {DATA_DIR}; set HGNN_IMA_DATA_DIR to run these tests")
   return DATA_DIR
+
+
+def pytest_unconfigure(config):
+  """The shared compilation cache goes with the session (each run left up to ~90 MB in /tmp); only the process
+  that made it removes it, after its xdist workers have ended."""
+  if _OWN_CACHE and not hasattr(config, "workerinput"):
+    shutil.rmtree(_OWN_CACHE, ignore_errors=True)
