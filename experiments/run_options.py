@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
 import sys
 from typing import Any, Callable, Mapping, Sequence
@@ -249,10 +248,7 @@ def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
   for path, value in opts.overrides.items():
     if not _for_other_cells(path.split(".")[0], dataset, opts):
       set_path(config, path, value)
-  if not config.get("data_dir") and "data_dir" not in cv.unread_data_fields(config.get("dataset")):
-    # $HGNN_IMA_DATA_DIR as if given with --data_dir: config.json then says where the data came from, and the run
-    # reopens (--resume, visualize, load_run) in a shell without the variable
-    config.data_dir = os.environ.get(cv.DATA_DIR_ENV, "")
+  config.data_dir = cv.data_dir_or_env(config)  # $HGNN_IMA_DATA_DIR as if given with --data_dir
   for field in ("dataset", "data_dir"):
     config[field] = cv.absolute_path(field, config.get(field))
   return config

@@ -580,6 +580,16 @@ def absolute_path(field: str, value):
   return os.path.abspath(value)
 
 
+def data_dir_or_env(config) -> str:
+  """config.data_dir, or $HGNN_IMA_DATA_DIR where that is empty and the dataset reads a data_dir: the variable counts
+  as if given, so that config.json says where the data came from and the run reopens (--resume, visualize,
+  load_run) in a shell without it."""
+  given = config.get("data_dir") or ""
+  if given or "data_dir" in unread_data_fields(config.get("dataset")):
+    return given
+  return os.environ.get(DATA_DIR_ENV, "")
+
+
 def unread_data_fields(dataset: str | None) -> tuple[str, ...]:
   """The data fields a dataset does not read: data_dir/features for 'synthetic' (generated), the synthetic
   knobs for every other dataset, all three for the fixed AMAZON-1-like graphs (no file, no knobs), and

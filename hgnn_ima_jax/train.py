@@ -42,6 +42,7 @@ from hgnn_ima_jax.config_validation import (
     check_fanouts_per_layer,
     check_model_for_graph,
     config_fingerprint,
+    data_dir_or_env,
     validate_config,
 )
 from hgnn_ima_jax.evaluation import Evaluator
@@ -74,6 +75,8 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   split_model_name(config.model_name)  # an unknown name: its ValueError
   apply_name_fields(config)
   config.seeds = tuple(int(s) for s in config.seeds)
+  if "dataset" in config:  # a Python caller's data_dir='' too: $HGNN_IMA_DATA_DIR, as the scripts record it
+    config.data_dir = data_dir_or_env(config)
   for field in ("dataset", "data_dir"):  # absolute in config.json: the run reopens from any directory
     if field in config:
       config[field] = absolute_path(field, config[field])

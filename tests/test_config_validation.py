@@ -529,6 +529,15 @@ def test_the_data_directory_from_the_environment_is_recorded(tmp_path, monkeypat
   monkeypatch.delenv("HGNN_IMA_DATA_DIR")
   assert run_options.base_config("imdb", opts).data_dir == ""
   assert cell_runs.signature(config) == cell_runs.signature(run_options.base_config("imdb", opts))
+  # a Python caller of train_and_evaluate with data_dir='' too (resolve_config makes the config it saves)
+  from hgnn_ima_jax import train
+
+  monkeypatch.setenv("HGNN_IMA_DATA_DIR", "rel")
+  assert train.resolve_config(get_config("imdb")).data_dir == str(tmp_path / "rel")
+  assert train.resolve_config(get_config("synthetic")).data_dir == ""  # reads no directory
+  given = get_config("imdb")
+  given.data_dir = str(data)
+  assert train.resolve_config(given).data_dir == str(data)  # a given one wins
 
 
 def test_fields_the_graph_makes_moot_are_refused_once_it_has_loaded(tmp_path):
