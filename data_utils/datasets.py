@@ -56,6 +56,17 @@ def load_dataset(
     MissingFilesError: files are absent (a `DatasetError` listing every path).
     DatasetError: a file is unreadable or inconsistent; one line, file, field and fix.
   """
+  g = _load(name_or_path, data_dir, features, missing_fill, feature_seed, synthetic_kwargs)
+  # What it was loaded as, as config.dataset spells it: train_and_evaluate records a graph that is not its config's
+  # dataset (one built or loaded otherwise) under its own name, and load_run then asks for it
+  key = os.fspath(name_or_path)
+  as_name = key.lower() in DATASETS and not isinstance(name_or_path, os.PathLike)
+  g.provenance.setdefault("dataset", key.lower() if as_name else os.path.abspath(key))
+  return g
+
+
+def _load(name_or_path, data_dir, features, missing_fill, feature_seed, synthetic_kwargs) -> MMHN:
+  """`load_dataset` without the provenance stamp."""
   check_options(features, missing_fill)
   key = os.fspath(name_or_path)
   if not key:  # Path("") is the current directory: it would be read as a generic-format dataset

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 from hgnn_ima_jax.data_utils import load_for_config
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.restore import LoadedRun, SchemaMismatchError, load_checkpoint
@@ -17,9 +20,26 @@ def load_run(workdir: str, data: MMHN | None = None, *, unfinished: bool = False
       passed to `train_and_evaluate` that is not the config's dataset, e.g. another synthetic scale).
   """
   if data is None:
+    _check_trained_on_its_dataset(workdir)
     data = load_for_config(read_config(workdir))
     _check_rebuilt_sizes(workdir, data)
   return load_checkpoint(workdir, data, unfinished=unfinished)
+
+
+def _check_trained_on_its_dataset(workdir: str) -> None:
+  """A run given a graph that is not its config's dataset (results.json's `graph_source`) cannot rebuild it: one line
+  that asks for the graph, where the rebuilt one failed on its schema or sizes."""
+  path = os.path.join(workdir, "results.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    results = json.load(f)
+  if "graph_source" in results:
+    raise SchemaMismatchError(
+        f"{workdir}: trained on graph {results.get('dataset')!r} ({results['graph_source']}) given to "
+        f"train_and_evaluate, not on its config's dataset {read_config(workdir).get('dataset')!r}, which it would "
+        "rebuild. Fix: pass that graph, load_run(workdir, data=graph)"
+    )
 
 
 def _check_rebuilt_sizes(workdir: str, data: MMHN) -> None:

@@ -70,6 +70,7 @@ class RunCheckpoints:
     # Two latest steps: a step damaged on disk (a full disk, a killed copy) leaves the one before it to resume from.
     self.latest = orbax_manager(os.path.join(root, "latest"), keep=2)
     self.best = orbax_manager(os.path.join(root, "best"))
+    self._closed = False
     # The steps saved, kept here rather than read from disk before each save: in a multi-process run every
     # process must make the same save calls (Orbax's barriers pair them), and the directory listing can
     # differ between processes while the primary one is still finalising a step.
@@ -260,6 +261,10 @@ class RunCheckpoints:
     )
 
   def close(self):
+    """Waits for the saves in flight and closes both managers; once (a failed run closes it, then raises)."""
+    if self._closed:
+      return
+    self._closed = True
     self.latest.wait_until_finished()
     self.best.wait_until_finished()
     self.latest.close()

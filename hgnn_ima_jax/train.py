@@ -288,8 +288,11 @@ def train_and_evaluate(
 ) -> dict:
   """Trains every seed in `config.seeds` on `data`, selects each seed's best epoch, tests it; returns results.
 
-  Writes to `workdir`: config.json (resolved), results.json and Orbax checkpoints
-  (checkpoints/latest for resuming, checkpoints/best).
+  Writes to `workdir`: config.json (resolved), schema.json (what a graph must have to be predicted on),
+  results.json, Orbax checkpoints (checkpoints/latest for resuming, checkpoints/best) and .lock (held while
+  it writes); history.json/.csv only through `on_history` (`experiments.outputs.history_writer`, as the
+  scripts do). A graph that is not the config's dataset (built in Python, `from_hetero_data`) is recorded
+  under its own name with its `graph_source`; `load_run` then needs it passed as `data=`.
 
   Args:
     config: the run's config (`experiments/configs`); checked by `validate_config` before
@@ -311,9 +314,9 @@ def train_and_evaluate(
 
   Raises:
     ConfigError, WorkdirError (a `workdir` that cannot be made or written, or that another run is writing to),
-    DatasetError (a graph that cannot
-    train: an empty class, one class in the train split, no edge into the target type; `check_trainable`): before
-    anything is built or written; `CheckpointMismatchError` on resuming another config's run; `StepMemoryError` when
+    DatasetError (an invalid graph, `MMHN.validate`: NaN features, labels out of range, overlapping splits ...; or
+    one that cannot train: an empty class, one class in the train split, no edge into the target type;
+    `check_trainable`): before anything is built or written; `CheckpointMismatchError` on resuming another config's run; `StepMemoryError` when
     the compiled step needs more memory than there is (`memory_check`), before the first epoch: a workdir this
     call made (or found empty) is then removed again.
   """
@@ -332,6 +335,7 @@ def train_and_evaluate(
         f"data: a {type(data).__name__}, expected an MMHN. Fix: pass data_utils.load_dataset(...) or "
         "load_for_config(config) (the model's GraphsTuple is built from it here)"
     )
+  data.validate()  # a graph built or edited in Python: NaN features, labels out of range, overlapping splits ...
   config = resolve_config(config)
   check_model_for_graph(config, data)
   check_inputs(config, data.schema)
@@ -368,7 +372,6 @@ def _train_and_evaluate(config, workdir, data, resume, progress, should_stop, on
   """`train_and_evaluate` once its arguments are checked and its workdir is locked."""
   settings = minibatch.BatchSettings.from_config(config)
   seeds = list(config.seeds)
-  main = jax.process_index() == 0
   mesh_data = int(config.get("mesh_data", 1))
   shard_seeds = bool(config.get("shard_seeds", True))
   shard, replicated, padded = seed_sharding(len(seeds), shard_seeds, mesh_data)
@@ -396,6 +399,21 @@ def _train_and_evaluate(config, workdir, data, resume, progress, should_stop, on
       mesh=distributed.DeviceMesh.of(shard),
   )
 
+  try:
+    return _train_run(run, data, resume, settings, source, steps_per_epoch, progress, should_stop, t_start)
+  except BaseException:
+    # Wait for the checkpoint saves in flight and stop Orbax's threads: a failed run left a step half-written
+    # (only its .orbax-checkpoint-tmp directory), which a new run in the workdir did not count as a checkpoint. One
+    # process only: with several, the others may never reach the save this would wait for.
+    if jax.process_count() == 1:
+      run.manager.close()
+    raise
+
+
+def _train_run(run: Run, data, resume, settings, source, steps_per_epoch, progress, should_stop, t_start) -> dict:
+  """Restores or initialises the state, trains, evaluates and writes the results (`_train_and_evaluate`'s run)."""
+  config, workdir, seeds = run.config, run.workdir, run.seeds
+  main = jax.process_index() == 0
   state, history, resumed = restore_or_init(run, resume)
   saved = os.path.join(workdir, "results.json")
   if resume and distributed.agree_smallest(int(os.path.exists(saved))):  # every process sees it: all return
@@ -440,6 +458,10 @@ def _train_and_evaluate(config, workdir, data, resume, progress, should_stop, on
           "val_att_weight": val_att_weight(config),  # L_att's weight in the validation loss (absent: weight 1)
       }
   )
+  if data.provenance.get("dataset") != config.get("dataset"):
+    # A graph built or loaded otherwise than config.dataset says (in memory, from_hetero_data, ...): its own name,
+    # and where it came from, not the config's dataset, which load_run would rebuild
+    results.update(dataset=data.name, graph_source=data.source)
   if evaluator is not None and evaluator.chunk_size is not None:
     results["eval_chunk"] = evaluator.chunk_size  # receivers per layer-wise chunk (chosen when batch.eval_chunk=0)
   run.manager.save_best(state, seeds, results)

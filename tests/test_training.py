@@ -25,6 +25,7 @@ from hgnn_ima_jax.experiments.configs import get_config
 from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax.experiments.outputs import history_writer
 from hgnn_ima_jax.experiments.runs import load_run
+from hgnn_ima_jax.graph import Relation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -660,6 +661,106 @@ def test_hgnn_ima_on_a_one_modality_graph_is_refused_before_the_run(tmp_path):
       lines[-1].startswith("error: config.model_name=hgnn_ima: attends across modalities") and "hgt_late" in lines[-1]
   )
   assert not (tmp_path / "cli").exists()
+
+
+def _nan(g):
+  g.features["movie"]["text"][2, 1] = np.nan
+
+
+def _overlap(g):
+  g.splits["val"] = np.concatenate([g.splits["val"], g.splits["train"][:1]])
+
+
+def _as_mask(g):
+  g.splits["train"] = np.isin(np.arange(9), g.splits["train"])
+
+
+def _relation_type(g):
+  g.relations = (*g.relations[:3], Relation("actr", "am", "movie"))
+
+
+def _rows(g):
+  g.features["actor"]["text"] = g.features["actor"]["text"][:-1]
+
+
+# A graph built or edited in Python, with the mistakes an audit made through the API (each trained without a word, or
+# failed with a traceback, some after the workdir was made): (mutation, the refusal's field and problem).
+GRAPH_MISTAKES = {
+    "NaN feature": (_nan, r"features\['movie'\]\['text'\]: contains NaN or inf \(first at row 2\)"),
+    "label out of range": (lambda g: g.labels.__setitem__(0, 3), r"labels: values span 0\.\.3, outside 0\.\.2"),
+    "float labels": (lambda g: setattr(g, "labels", g.labels.astype(float)), r"labels: dtype float64"),
+    "overlapping splits": (_overlap, r"splits\['val'\]: overlaps 'train' in 1 ids"),
+    "split as a mask": (_as_mask, r"splits\['train'\]: dtype bool.*np\.flatnonzero\(mask\)"),
+    "empty test split": (lambda g: g.splits.__setitem__("test", g.splits["test"][:0]), r"splits\['test'\]: is empty"),
+    "edge out of range": (lambda g: g.edges["dm"].__setitem__((0, 0), 6), r"edges\['dm'\]: src node id 6 is outside"),
+    "unknown node type": (_relation_type, r"relations\['am'\]: source type 'actr' is not a node type"),
+    "feature rows": (_rows, r"features\['actor'\]\['text'\]: shape \(11, 6\), expected \(12, D\)"),
+}
+
+
+@pytest.mark.parametrize("mistake", GRAPH_MISTAKES)
+def test_an_invalid_graph_given_to_train_and_evaluate_is_refused_before_the_run(mistake, tmp_path):
+  """From an audit: train_and_evaluate did not validate the graph it was given (the loaders do, an MMHN built in
+  Python was never checked): NaN features, labels out of range and overlapping splits trained without a word; the
+  rest were tracebacks, some after the workdir was made. Now one DatasetError line before anything is written."""
+  import copy
+
+  from model_fixtures import make_graph
+
+  from hgnn_ima_jax.graph import DatasetError
+
+  mutate, message = GRAPH_MISTAKES[mistake]
+  graph = copy.deepcopy(make_graph(2))
+  mutate(graph)
+  with pytest.raises(DatasetError, match=message) as e:
+    train.train_and_evaluate(tiny_config(), str(tmp_path / "run"), graph, progress=False)
+  assert len(str(e.value).splitlines()) == 1 and "Fix: " in str(e.value), str(e.value)
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_graph_that_is_not_the_configs_dataset_is_recorded_by_its_own_name(baseline_run, tmp_path):
+  """From an audit: a graph built in Python and trained with the default config was recorded as dataset 'synthetic'
+  (the config's), and load_run(workdir) then rebuilt the synthetic graph and failed on its schema with a fix that
+  did not say to pass the graph. Now results.json names the graph and where it came from, load_run asks for it in
+  one line, and given it, predicts as the run did."""
+  from model_fixtures import make_graph
+
+  from hgnn_ima_jax.restore import SchemaMismatchError
+
+  graph, workdir = make_graph(2, widths="mixed"), str(tmp_path / "mine")
+  results = train.train_and_evaluate(tiny_config(seeds=(0,), num_epochs=1), workdir, graph, progress=False)
+  assert results["dataset"] == "toy2" and results["graph_source"] == "<memory>"
+  assert json.load(open(os.path.join(workdir, "results.json")))["dataset"] == "toy2"
+  with pytest.raises(SchemaMismatchError, match=r"trained on graph 'toy2' \(<memory>\) given to train_and_evaluate"):
+    load_run(workdir)
+  assert load_run(workdir, data=graph).results["per_seed"] == results["per_seed"]
+  # the config's own dataset keeps the config's name (load_dataset says what it loaded)
+  baseline = json.load(open(os.path.join(baseline_run[0], "results.json")))
+  assert baseline["dataset"] == "synthetic" and "graph_source" not in baseline
+
+
+def test_a_run_that_fails_after_training_finishes_its_checkpoint_saves(tiny_data, tmp_path, monkeypatch):
+  """From an audit: a run that failed after an epoch (sklearn on an empty split, before validation caught that) left
+  Orbax's save threads running and checkpoints/latest holding only a half-written step, which a new run in the
+  workdir did not count: it trained over the failed one. Now the saves in flight finish before the error goes on:
+  the step is complete, the workdir is refused to a fresh run and resumes."""
+  workdir = str(tmp_path / "failed")
+
+  def fails(*args, **kwargs):
+    raise RuntimeError("evaluation failed")
+
+  monkeypatch.setattr(train, "final_evaluation", fails)
+  with pytest.raises(RuntimeError, match="evaluation failed"):
+    train.train_and_evaluate(tiny_config(seeds=(0,), num_epochs=2), workdir, tiny_data, progress=False)
+  latest = os.listdir(os.path.join(workdir, "checkpoints", "latest"))
+  assert latest == ["2"], latest  # no *.orbax-checkpoint-tmp left
+  with pytest.raises(FileExistsError, match="already holds checkpoints"):
+    train.train_and_evaluate(tiny_config(seeds=(0,), num_epochs=2), workdir, tiny_data, progress=False)
+  monkeypatch.undo()
+  resumed = train.train_and_evaluate(
+      tiny_config(seeds=(0,), num_epochs=2), workdir, tiny_data, progress=False, resume=True
+  )
+  assert resumed["epochs"] == 2
 
 
 def test_a_finished_run_of_another_config_is_refused_on_resume(baseline_run, tiny_data, tmp_path):
