@@ -160,6 +160,8 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
       dict(zip(node_types, (int(n) for n in num_nodes))),
       modalities,
       node_modalities,
+      "drop it from modalities, or store a type's features/<type>/<modality> and list the modality in "
+      "node_modalities/<type>",
   )
   if len(num_nodes) != len(node_types):
     raise DatasetError(

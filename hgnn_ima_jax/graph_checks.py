@@ -54,12 +54,13 @@ def _first_non_finite_row(x: np.ndarray) -> int | None:
   return None
 
 
-def check_declarations(source: str, node_types, num_nodes, modalities, node_modalities) -> None:
+def check_declarations(source: str, node_types, num_nodes, modalities, node_modalities, unused_fix=None) -> None:
   """The names and counts a graph declares: node types, their node counts, modalities, each type's real ones.
 
   `validate_graph` runs it first; a reader runs it before it loads the arrays those names key (the
   generic format's features/<type>/<modality>), so that a wrong declaration is reported as itself
-  rather than as an unknown key or a feature of the wrong shape.
+  rather than as an unknown key or a feature of the wrong shape. `unused_fix` words the fix for a modality no type
+  has in the reader's own keys.
   """
 
   def fail(field, problem, fix):
@@ -94,6 +95,16 @@ def check_declarations(source: str, node_types, num_nodes, modalities, node_moda
       )
     if len(set(mods)) != len(mods):
       fail(f"node_modalities[{t!r}]", f"duplicate names in {list(mods)}", "list each modality the type has once")
+  # a modality no type really has would be filled (copied from text, or zeros) for every type: the model would attend
+  # to a channel that carries no data of its own, which is nearly always a misspelt or stale name
+  unused = [m for m in modalities if not any(m in node_modalities[t] for t in node_types)]
+  if unused:
+    fail(
+        "modalities",
+        f"no node type has {unused} (no node_modalities lists {'it' if len(unused) == 1 else 'them'})",
+        unused_fix
+        or "drop it from modalities, or give a node type its features and list it in that type's node_modalities",
+    )
 
 
 def validate_graph(g: MMHN, labels: bool = True) -> MMHN:

@@ -271,3 +271,24 @@ def test_label_errors_say_what_to_do_with_unlabelled_nodes_and_name_num_classes(
   assert "keep it out of every split" in err.fix
   path = _npz(tmp_path, num_classes=np.array(1))
   expect_error(lambda: read_generic(path), f"{path}[num_classes]", "is 1, but node classification needs at least 2")
+
+
+# --- messages from a user audit -----------------------------------------------------------------
+def test_a_modality_no_type_has_is_refused(tmp_path):
+  """From an audit: modalities ['text', 'image', 'price', 'audio'] with no type having audio loaded, every type's
+  audio filled from its text."""
+  path = _npz(tmp_path, modalities=np.array(["text", "image", "price", "audio"]))
+  with pytest.raises(DatasetError, match=re.escape(f"{path}[modalities]: modalities: no node type has ['audio']")) as e:
+    read_generic(path)
+  assert e.value.fix.startswith("drop it from modalities, or store a type's features/<type>/<modality>"), e.value
+  # an in-memory graph too, before or after a fill (node_modalities still lists no type with it)
+  g = small_graph()
+  g.modalities = (*g.modalities, "audio")
+  with pytest.raises(DatasetError, match=r"modalities: no node type has \['audio'\].*Fix: drop it from modalities"):
+    g.validate()
+  from hgnn_ima_jax.graph import fill_missing_modalities
+
+  fill_missing_modalities(g, "text")
+  assert all("audio" in g.features[t] for t in g.node_types)
+  with pytest.raises(DatasetError, match=r"modalities: no node type has \['audio'\]"):
+    g.validate()
