@@ -108,6 +108,20 @@ def _split(store: _Store, split: str, target_type: str, num_nodes, node_types) -
     raise DatasetError(e.source, e.field, e.problem, mask_hint(target_type, n)) from None
 
 
+def _edges(store: _Store, relation: str) -> np.ndarray:
+  """edges/<relation> as (E, 2); PyG's (2, E) edge_index, the likely slip, gets the transpose as its fix."""
+  key = f"edges/{relation}"
+  try:
+    return store.get(key, "int", (None, 2))
+  except DatasetError as e:
+    x = store.get(key, "int") if e.problem.startswith("shape") else None
+    if x is None or x.ndim != 2 or x.shape[0] != 2 or x.shape[1] == 2:
+      raise
+    raise DatasetError(
+        e.source, e.field, e.problem, e.fix + " (PyG's edge_index is (2, E): store edge_index.T)"
+    ) from None
+
+
 def read_generic(path, name: str | None = None, missing_fill: str | None = None) -> MMHN:
   """Reads a dataset in the generic format (an .npz file or a directory of .npy files).
 
@@ -172,7 +186,7 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
     )
   rel_rows = store.get("relations", "str", (None, 3))
   relations = tuple(Relation(*(str(v) for v in row)) for row in rel_rows)
-  edges = {r.name: store.get(f"edges/{r.name}", "int", (None, 2)) for r in relations}
+  edges = {r.name: _edges(store, r.name) for r in relations}
   if not any(len(e) for e in edges.values()):  # one empty relation is legal; a graph without edges is not
     problem = f"all {len(relations)} relations are empty" if relations else "no relation is declared"
     raise DatasetError(

@@ -292,3 +292,26 @@ def test_a_modality_no_type_has_is_refused(tmp_path):
   assert all("audio" in g.features[t] for t in g.node_types)
   with pytest.raises(DatasetError, match=r"modalities: no node type has \['audio'\]"):
     g.validate()
+
+
+@pytest.mark.parametrize("suffix", [".npz", ""])
+def test_edges_stored_as_pyg_edge_index_are_told_to_transpose(tmp_path, suffix):
+  """From an audit: a (2, E) edge array (PyG's edge_index) got 'store a (N, 2) array' alone."""
+  g = small_graph()
+  path = write_generic(tmp_path / f"g{suffix}", g)
+  writes = np.ascontiguousarray(g.edges["writes"].T)  # (2, 20)
+  if suffix:
+    path = _npz(tmp_path, **{"edges/writes": writes})
+  else:
+    np.save(path / "edges" / "writes.npy", writes)
+  with pytest.raises(
+      DatasetError,
+      match=re.escape(
+          "edges/writes: shape (2, 20), expected (N, 2). Fix: store a (N, 2) array (PyG's edge_index is (2, E): "
+          "store edge_index.T)"
+      ),
+  ):
+    read_generic(path)
+  other = _npz(tmp_path, **{"edges/writes": np.zeros((3, 5), np.int64)})  # not (2, E): no PyG hint
+  with pytest.raises(DatasetError, match=r"shape \(3, 5\), expected \(N, 2\)\. Fix: store a \(N, 2\) array$"):
+    read_generic(other)
