@@ -34,7 +34,7 @@ from typing import Iterator
 import numpy as np
 
 from hgnn_ima_jax.graph import MMHN, DatasetError, Relation, fill_missing_modalities
-from hgnn_ima_jax.graph_checks import check_declarations, mask_hint
+from hgnn_ima_jax.graph_checks import check_declarations, check_node_counts, mask_hint
 
 from . import files
 from .files import check_array
@@ -418,7 +418,8 @@ def _declared_provenance(store: _Store, stored: list[str]) -> dict[str, str]:
 
 
 def _check_declarations(graph: MMHN, store: _Store) -> None:
-  """Runs validate()'s checks on names before filling (fill assumes declared modalities exist)."""
+  """Runs validate()'s checks on names and row counts before filling (fill assumes declared modalities exist)."""
+  check_node_counts(store.where("num_nodes"), graph.node_types, graph.num_nodes, graph.features)
   for t in graph.node_types:
     unknown = [m for m in graph.node_modalities[t] if m not in graph.modalities]
     if unknown:

@@ -107,6 +107,27 @@ def check_declarations(source: str, node_types, num_nodes, modalities, node_moda
     )
 
 
+def check_node_counts(source: str, node_types, num_nodes, features) -> None:
+  """A node count that every feature array of its type disagrees with is reported as the count, not the features.
+
+  Runs before the edge and feature checks, which would otherwise blame the edges (an id past a too-small count) or
+  each feature array in turn (a row count that differs from a wrong num_nodes).
+  """
+  for t in node_types:
+    arrays = features.get(t) if isinstance(features.get(t), dict) else {}
+    rows = {x.shape[0] for x in arrays.values() if isinstance(x, np.ndarray) and x.ndim == 2}
+    if len(arrays) and len(rows) == 1 and all(isinstance(x, np.ndarray) and x.ndim == 2 for x in arrays.values()):
+      (n,) = rows
+      if n != int(num_nodes[t]):
+        every = "its feature array" if len(arrays) == 1 else "every feature array"
+        raise DatasetError(
+            source,
+            f"num_nodes[{t!r}]",
+            f"is {num_nodes[t]}, but {every} of {t!r} ({', '.join(map(str, arrays))}) has {n} rows",
+            f"store {n} as the count of {t!r} in num_nodes, or give each feature array of {t!r} {num_nodes[t]} rows",
+        )
+
+
 def validate_graph(g: MMHN, labels: bool = True) -> MMHN:
   """Checks every field of `g`; raises `DatasetError` naming source, field and fix. Returns `g`.
 
@@ -125,6 +146,7 @@ def validate_graph(g: MMHN, labels: bool = True) -> MMHN:
   if bad:
     fail("relations", f"{bad[0]!r} is not a Relation", "give each as graph.Relation(src, name, dst)")
   check_declarations(src, g.node_types, g.num_nodes, g.modalities, g.node_modalities)
+  check_node_counts(src, g.node_types, g.num_nodes, g.features)
   if g.target_type not in g.node_types:
     fail(
         "target_type",

@@ -315,3 +315,25 @@ def test_edges_stored_as_pyg_edge_index_are_told_to_transpose(tmp_path, suffix):
   other = _npz(tmp_path, **{"edges/writes": np.zeros((3, 5), np.int64)})  # not (2, E): no PyG hint
   with pytest.raises(DatasetError, match=r"shape \(3, 5\), expected \(N, 2\)\. Fix: store a \(N, 2\) array$"):
     read_generic(other)
+
+
+def test_a_wrong_num_nodes_is_reported_as_the_count(tmp_path):
+  """From an audit: num_nodes 61 for 60 feature rows blamed features['paper']['text'], the one thing that was right."""
+  for count in (8, 6):  # 6 would also put edge ids out of range: the count is still what is named
+    path = _npz(tmp_path, num_nodes=np.array([count, 5]))
+    with pytest.raises(
+        DatasetError,
+        match=re.escape(
+            f"{path}[num_nodes]: num_nodes['paper']: is {count}, but every feature array of 'paper' (text, image, price) "
+            f"has 7 rows. Fix: store 7 as the count of 'paper' in num_nodes"
+        ),
+    ):
+      read_generic(path)
+  # one array that disagrees with the others is still reported as that array
+  path = _npz(tmp_path, **{"features/paper/image": np.ones((6, 2), np.float32)})
+  with pytest.raises(DatasetError, match=re.escape("features['paper']['image']: shape (6, 2), expected (7, D)")):
+    read_generic(path)
+  g = small_graph()
+  g.num_nodes["author"] = 4
+  with pytest.raises(DatasetError, match=r"num_nodes\['author'\]: is 4, but every feature array of 'author'"):
+    g.validate()
