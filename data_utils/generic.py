@@ -5,10 +5,11 @@ strings are unicode arrays, so everything loads with allow_pickle=False):
 
   node_types                  str (T,)        node type names ('/' not allowed)
   num_nodes                   int (T,)        nodes per type
-  modalities                  str (M,)        modality names
+  modalities                  str (M,)        modality names, each listed in some node_modalities/<type>
   node_modalities/<type>      str (k,)        modalities the type really has (k >= 1)
   relations                   str (R, 3)      rows (src type, name, dst type); reverses listed explicitly
-  edges/<relation>            int (E_r, 2)    (src, dst) local ids (0..num_nodes-1 of each end's type)
+  edges/<relation>            int (E_r, 2)    (src, dst) local ids (0..num_nodes-1 of each end's type);
+                                              PyG's edge_index is (2, E): store edge_index.T
   features/<type>/<modality>  float (N_t, D)  required for the modalities the type really has
   labels                      int (N_target,) class ids 0..C-1 of the target type
   splits/train, splits/val, splits/test   int (n,)  local target ids, disjoint, non-empty
