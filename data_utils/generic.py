@@ -5,10 +5,11 @@ strings are unicode arrays, so everything loads with allow_pickle=False):
 
   node_types                  str (T,)        node type names ('/' not allowed)
   num_nodes                   int (T,)        nodes per type
-  modalities                  str (M,)        modality names
+  modalities                  str (M,)        modality names, each listed in some node_modalities/<type>
   node_modalities/<type>      str (k,)        modalities the type really has (k >= 1)
   relations                   str (R, 3)      rows (src type, name, dst type); reverses listed explicitly
-  edges/<relation>            int (E_r, 2)    (src, dst) local ids (0..num_nodes-1 of each end's type)
+  edges/<relation>            int (E_r, 2)    (src, dst) local ids (0..num_nodes-1 of each end's type);
+                                              PyG's edge_index is (2, E): store edge_index.T
   features/<type>/<modality>  float (N_t, D)  required for the modalities the type really has
   labels                      int (N_target,) class ids 0..C-1 of the target type
   splits/train, splits/val, splits/test   int (n,)  local target ids, disjoint, non-empty
@@ -34,7 +35,7 @@ from typing import Iterator
 import numpy as np
 
 from hgnn_ima_jax.graph import MMHN, DatasetError, Relation, fill_missing_modalities
-from hgnn_ima_jax.graph_checks import check_declarations, mask_hint
+from hgnn_ima_jax.graph_checks import check_declarations, check_node_counts, mask_hint
 
 from . import files
 from .files import check_array
@@ -108,6 +109,20 @@ def _split(store: _Store, split: str, target_type: str, num_nodes, node_types) -
     raise DatasetError(e.source, e.field, e.problem, mask_hint(target_type, n)) from None
 
 
+def _edges(store: _Store, relation: str) -> np.ndarray:
+  """edges/<relation> as (E, 2); PyG's (2, E) edge_index, the likely slip, gets the transpose as its fix."""
+  key = f"edges/{relation}"
+  try:
+    return store.get(key, "int", (None, 2))
+  except DatasetError as e:
+    x = store.get(key, "int") if e.problem.startswith("shape") else None
+    if x is None or x.ndim != 2 or x.shape[0] != 2 or x.shape[1] == 2:
+      raise
+    raise DatasetError(
+        e.source, e.field, e.problem, e.fix + " (PyG's edge_index is (2, E): store edge_index.T)"
+    ) from None
+
+
 def read_generic(path, name: str | None = None, missing_fill: str | None = None) -> MMHN:
   """Reads a dataset in the generic format (an .npz file or a directory of .npy files).
 
@@ -160,6 +175,8 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
       dict(zip(node_types, (int(n) for n in num_nodes))),
       modalities,
       node_modalities,
+      "drop it from modalities, or store a type's features/<type>/<modality> and list the modality in "
+      "node_modalities/<type>",
   )
   if len(num_nodes) != len(node_types):
     raise DatasetError(
@@ -170,7 +187,7 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
     )
   rel_rows = store.get("relations", "str", (None, 3))
   relations = tuple(Relation(*(str(v) for v in row)) for row in rel_rows)
-  edges = {r.name: store.get(f"edges/{r.name}", "int", (None, 2)) for r in relations}
+  edges = {r.name: _edges(store, r.name) for r in relations}
   if not any(len(e) for e in edges.values()):  # one empty relation is legal; a graph without edges is not
     problem = f"all {len(relations)} relations are empty" if relations else "no relation is declared"
     raise DatasetError(
@@ -402,7 +419,8 @@ def _declared_provenance(store: _Store, stored: list[str]) -> dict[str, str]:
 
 
 def _check_declarations(graph: MMHN, store: _Store) -> None:
-  """Runs validate()'s checks on names before filling (fill assumes declared modalities exist)."""
+  """Runs validate()'s checks on names and row counts before filling (fill assumes declared modalities exist)."""
+  check_node_counts(store.where("num_nodes"), graph.node_types, graph.num_nodes, graph.features)
   for t in graph.node_types:
     unknown = [m for m in graph.node_modalities[t] if m not in graph.modalities]
     if unknown:

@@ -179,7 +179,24 @@ def from_hetero_data(
   if any(len(node_modalities[t]) < len(attrs) for t in node_types):
     fill_missing_modalities(graph, missing_fill)
     graph.provenance["missing_fill"] = missing_fill
-  return graph.validate()
+  # validate() names the MMHN's fields; the user wrote HeteroData attributes (a filled modality came from the type's
+  # first one)
+  fields = {
+      **{
+          f"features[{t!r}][{m!r}]": f"HeteroData[{t!r}].{attrs[m if m in node_modalities[t] else node_modalities[t][0]]}"
+          for t in node_types
+          for m in attrs
+      },
+      **{f"edges[{r.name!r}]": _edge_where(et) for et, r in relations},
+      "labels": f"HeteroData[{target_type!r}].{label_attr}",
+      **({f"splits[{s!r}]": f"HeteroData[{target_type!r}].{s}_mask" for s in SPLITS} if splits is None else {}),
+  }
+  try:
+    return graph.validate()
+  except DatasetError as err:
+    if err.field not in fields:
+      raise
+    raise DatasetError(SOURCE, fields[err.field], err.problem, err.fix) from err
 
 
 def _numpy(x, where: str) -> np.ndarray:
@@ -226,9 +243,14 @@ def _relations(data, names: Mapping) -> list[tuple[tuple[str, str, str], Relatio
   return out
 
 
+def _edge_where(et) -> str:
+  """An edge store's edge_index as the user indexes it: HeteroData['movie', 'has', 'actor'].edge_index."""
+  return f"HeteroData[{', '.join(map(repr, et))}].edge_index"
+
+
 def _edges(store, et) -> np.ndarray:
   """(E, 2) int64 (src, dst) local ids from PyG's (2, E) edge_index."""
-  where = f"HeteroData[{et}].edge_index"
+  where = _edge_where(et)
   if "edge_index" not in store:
     raise DatasetError(SOURCE, where, "missing (an adj_t-only edge type?)", "store the edges as edge_index (2, E)")
   e = _numpy(store.edge_index, where)

@@ -262,6 +262,13 @@ class SyntheticConfig:
       unknown = [m for m in mods if m not in self.modalities]
       if unknown or not mods:
         bad("real_modalities", f"{t!r}: {tuple(mods)}", f"list one or more of {self.modalities}")
+    unused = [m for m in self.modalities if not any(m in self.real(t) for t in types)]
+    if unused:  # every type would get it filled: validate() refuses such a graph, so say it of the config
+      bad(
+          "real_modalities",
+          f"no node type has {unused}",
+          "list it for some type in real_modalities, or drop it from modalities",
+      )
     for t, m, d in self.feature_dims:
       if t not in types or m not in self.modalities or int(d) < 1:
         bad(

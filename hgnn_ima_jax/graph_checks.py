@@ -54,12 +54,13 @@ def _first_non_finite_row(x: np.ndarray) -> int | None:
   return None
 
 
-def check_declarations(source: str, node_types, num_nodes, modalities, node_modalities) -> None:
+def check_declarations(source: str, node_types, num_nodes, modalities, node_modalities, unused_fix=None) -> None:
   """The names and counts a graph declares: node types, their node counts, modalities, each type's real ones.
 
   `validate_graph` runs it first; a reader runs it before it loads the arrays those names key (the
   generic format's features/<type>/<modality>), so that a wrong declaration is reported as itself
-  rather than as an unknown key or a feature of the wrong shape.
+  rather than as an unknown key or a feature of the wrong shape. `unused_fix` words the fix for a modality no type
+  has in the reader's own keys.
   """
 
   def fail(field, problem, fix):
@@ -94,6 +95,37 @@ def check_declarations(source: str, node_types, num_nodes, modalities, node_moda
       )
     if len(set(mods)) != len(mods):
       fail(f"node_modalities[{t!r}]", f"duplicate names in {list(mods)}", "list each modality the type has once")
+  # a modality no type really has would be filled (copied from text, or zeros) for every type: the model would attend
+  # to a channel that carries no data of its own, which is nearly always a misspelt or stale name
+  unused = [m for m in modalities if not any(m in node_modalities[t] for t in node_types)]
+  if unused:
+    fail(
+        "modalities",
+        f"no node type has {unused} (no node_modalities lists {'it' if len(unused) == 1 else 'them'})",
+        unused_fix
+        or "drop it from modalities, or give a node type its features and list it in that type's node_modalities",
+    )
+
+
+def check_node_counts(source: str, node_types, num_nodes, features) -> None:
+  """A node count that every feature array of its type disagrees with is reported as the count, not the features.
+
+  Runs before the edge and feature checks, which would otherwise blame the edges (an id past a too-small count) or
+  each feature array in turn (a row count that differs from a wrong num_nodes).
+  """
+  for t in node_types:
+    arrays = features.get(t) if isinstance(features.get(t), dict) else {}
+    rows = {x.shape[0] for x in arrays.values() if isinstance(x, np.ndarray) and x.ndim == 2}
+    if len(arrays) and len(rows) == 1 and all(isinstance(x, np.ndarray) and x.ndim == 2 for x in arrays.values()):
+      (n,) = rows
+      if n != int(num_nodes[t]):
+        every = "its feature array" if len(arrays) == 1 else "every feature array"
+        raise DatasetError(
+            source,
+            f"num_nodes[{t!r}]",
+            f"is {num_nodes[t]}, but {every} of {t!r} ({', '.join(map(str, arrays))}) has {n} rows",
+            f"store {n} as the count of {t!r} in num_nodes, or give each feature array of {t!r} {num_nodes[t]} rows",
+        )
 
 
 def validate_graph(g: MMHN, labels: bool = True) -> MMHN:
@@ -114,6 +146,7 @@ def validate_graph(g: MMHN, labels: bool = True) -> MMHN:
   if bad:
     fail("relations", f"{bad[0]!r} is not a Relation", "give each as graph.Relation(src, name, dst)")
   check_declarations(src, g.node_types, g.num_nodes, g.modalities, g.node_modalities)
+  check_node_counts(src, g.node_types, g.num_nodes, g.features)
   if g.target_type not in g.node_types:
     fail(
         "target_type",

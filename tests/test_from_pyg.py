@@ -187,3 +187,57 @@ def test_the_real_heterodata_class():
   d["movie"].poster = d["movie"].poster.to(torch.bfloat16)  # a dtype NumPy lacks: its float32 values
   half = from_hetero_data(d, modalities={"text": "x", "image": "poster"}, target_type="movie")
   np.testing.assert_array_equal(half.features["movie"]["image"], d["movie"].poster.float().numpy())
+
+
+def _nan_at(attr, t="movie"):
+  def edit(d):
+    d[t][attr] = np.array(d[t][attr], float)
+    d[t][attr][3, 1] = np.nan
+
+  return edit
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (_nan_at("x"), r"^<HeteroData>: HeteroData\['movie'\]\.x: contains NaN or inf \(first at row 3\)\. Fix: clean"),
+        (_nan_at("poster"), r"^<HeteroData>: HeteroData\['movie'\]\.poster: contains NaN or inf"),
+        # actor's image is filled from its x: the NaN is in the attribute the user wrote
+        (_nan_at("x", "actor"), r"^<HeteroData>: HeteroData\['actor'\]\.x: contains NaN or inf"),
+        (
+            lambda d: d["movie", "has", "actor"].edge_index.__setitem__((0, 5), 99),
+            r"^<HeteroData>: HeteroData\['movie', 'has', 'actor'\]\.edge_index: src node id 99 is outside 'movie' ids "
+            r"0\.\.29\. Fix: use local ids",
+        ),
+        (
+            lambda d: d["actor", "rev_has", "movie"].edge_index.__setitem__((1, 0), -1),
+            r"^<HeteroData>: HeteroData\['actor', 'rev_has', 'movie'\]\.edge_index: dst node id -1 is outside 'movie'",
+        ),
+        (
+            lambda d: d["movie"].__setitem__("y", np.where(np.arange(30) == 4, -1, np.arange(30) % 3)),
+            r"^<HeteroData>: HeteroData\['movie'\]\.y: values span -1\.\.2",
+        ),
+        (
+            lambda d: d["movie"].__setitem__("val_mask", d["movie"].train_mask | d["movie"].val_mask),
+            r"^<HeteroData>: HeteroData\['movie'\]\.val_mask: overlaps 'train'",
+        ),
+    ],
+)
+def test_validation_errors_name_the_attribute_the_user_wrote(edit, message):
+  """From an audit: errors found after conversion named the MMHN's fields (features['movie']['text'],
+  edges['has']), not the HeteroData attribute the docstring promises."""
+  d = movies()
+  edit(d)
+  with pytest.raises(DatasetError, match=message) as err:
+    from_hetero_data(d, modalities={"text": "x", "image": "poster"}, target_type="movie")
+  assert "\n" not in str(err.value) and "features[" not in str(err.value) and "edges[" not in str(err.value)
+
+
+def test_an_edge_index_stored_as_pairs_is_told_to_store_2_by_e():
+  """A HeteroData user's edge_index is (2, E): the generic format's (E, 2) advice would be wrong for them."""
+  d = movies()
+  d["movie", "has", "actor"].edge_index = d["movie", "has", "actor"].edge_index.T.copy()
+  where = r"HeteroData\['movie', 'has', 'actor'\]\.edge_index"
+  with pytest.raises(DatasetError, match=where + r": has shape \(60, 2\).*Fix: store \(2, E\)") as err:
+    from_hetero_data(d, modalities=("x",), target_type="movie")
+  assert "(N, 2)" not in str(err.value) and "(E, 2)" not in str(err.value)

@@ -271,3 +271,69 @@ def test_label_errors_say_what_to_do_with_unlabelled_nodes_and_name_num_classes(
   assert "keep it out of every split" in err.fix
   path = _npz(tmp_path, num_classes=np.array(1))
   expect_error(lambda: read_generic(path), f"{path}[num_classes]", "is 1, but node classification needs at least 2")
+
+
+# --- messages from a user audit -----------------------------------------------------------------
+def test_a_modality_no_type_has_is_refused(tmp_path):
+  """From an audit: modalities ['text', 'image', 'price', 'audio'] with no type having audio loaded, every type's
+  audio filled from its text."""
+  path = _npz(tmp_path, modalities=np.array(["text", "image", "price", "audio"]))
+  with pytest.raises(DatasetError, match=re.escape(f"{path}[modalities]: modalities: no node type has ['audio']")) as e:
+    read_generic(path)
+  assert e.value.fix.startswith("drop it from modalities, or store a type's features/<type>/<modality>"), e.value
+  # an in-memory graph too, before or after a fill (node_modalities still lists no type with it)
+  g = small_graph()
+  g.modalities = (*g.modalities, "audio")
+  with pytest.raises(DatasetError, match=r"modalities: no node type has \['audio'\].*Fix: drop it from modalities"):
+    g.validate()
+  from hgnn_ima_jax.graph import fill_missing_modalities
+
+  fill_missing_modalities(g, "text")
+  assert all("audio" in g.features[t] for t in g.node_types)
+  with pytest.raises(DatasetError, match=r"modalities: no node type has \['audio'\]"):
+    g.validate()
+
+
+@pytest.mark.parametrize("suffix", [".npz", ""])
+def test_edges_stored_as_pyg_edge_index_are_told_to_transpose(tmp_path, suffix):
+  """From an audit: a (2, E) edge array (PyG's edge_index) got 'store a (N, 2) array' alone."""
+  g = small_graph()
+  path = write_generic(tmp_path / f"g{suffix}", g)
+  writes = np.ascontiguousarray(g.edges["writes"].T)  # (2, 20)
+  if suffix:
+    path = _npz(tmp_path, **{"edges/writes": writes})
+  else:
+    np.save(path / "edges" / "writes.npy", writes)
+  with pytest.raises(
+      DatasetError,
+      match=re.escape(
+          "edges/writes: shape (2, 20), expected (N, 2). Fix: store a (N, 2) array (PyG's edge_index is (2, E): "
+          "store edge_index.T)"
+      ),
+  ):
+    read_generic(path)
+  other = _npz(tmp_path, **{"edges/writes": np.zeros((3, 5), np.int64)})  # not (2, E): no PyG hint
+  with pytest.raises(DatasetError, match=r"shape \(3, 5\), expected \(N, 2\)\. Fix: store a \(N, 2\) array$"):
+    read_generic(other)
+
+
+def test_a_wrong_num_nodes_is_reported_as_the_count(tmp_path):
+  """From an audit: num_nodes 61 for 60 feature rows blamed features['paper']['text'], the one thing that was right."""
+  for count in (8, 6):  # 6 would also put edge ids out of range: the count is still what is named
+    path = _npz(tmp_path, num_nodes=np.array([count, 5]))
+    with pytest.raises(
+        DatasetError,
+        match=re.escape(
+            f"{path}[num_nodes]: num_nodes['paper']: is {count}, but every feature array of 'paper' (text, image, price) "
+            f"has 7 rows. Fix: store 7 as the count of 'paper' in num_nodes"
+        ),
+    ):
+      read_generic(path)
+  # one array that disagrees with the others is still reported as that array
+  path = _npz(tmp_path, **{"features/paper/image": np.ones((6, 2), np.float32)})
+  with pytest.raises(DatasetError, match=re.escape("features['paper']['image']: shape (6, 2), expected (7, D)")):
+    read_generic(path)
+  g = small_graph()
+  g.num_nodes["author"] = 4
+  with pytest.raises(DatasetError, match=r"num_nodes\['author'\]: is 4, but every feature array of 'author'"):
+    g.validate()

@@ -277,3 +277,9 @@ def test_designed_signal_needs_propagation_and_both_modalities(default):
   # Without structure (homophily at chance) propagation is no help: the gain above is the graph's.
   flat = probes.linear_probe_report(syn.make_synthetic(homophily=1 / 3))
   assert flat["mean2hop"]["all"] < own["all"] + 0.05, flat
+
+
+def test_a_modality_no_type_has_is_refused_by_the_config():
+  """real_modalities that leave a modality to no type would fill it everywhere: the config says so itself."""
+  with pytest.raises(ValueError, match=r"SyntheticConfig\.real_modalities: .*no node type has \['image'\]"):
+    syn.make_synthetic(real_modalities=[("movie", ("text",))])
