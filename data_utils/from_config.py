@@ -67,7 +67,8 @@ def unread_file_field(dataset: str, field: str, value) -> tuple[str, str] | None
 
 def check_data_config(config) -> None:
   """The data fields' own rules, after `config_validation.validate_config`: the synthetic knobs, checked by
-  `SyntheticConfig` itself (its rules involve its structured defaults), as ConfigErrors on config.synthetic.<knob>.
+  `SyntheticConfig` itself (its rules involve its structured defaults), as ConfigErrors on config.synthetic.<knob>;
+  a knob it does not have is named with the nearest (`validate_config` leaves these names to the data layer).
 
   A data field the dataset does not read (`config_validation.unread_data_fields`) would be ignored, so a
   value other than its default is an error instead: the synthetic knobs for any dataset but `synthetic` (the
