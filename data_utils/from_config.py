@@ -67,7 +67,8 @@ def unread_file_field(dataset: str, field: str, value) -> tuple[str, str] | None
 
 def check_data_config(config) -> None:
   """The data fields' own rules, after `config_validation.validate_config`: the synthetic knobs, checked by
-  `SyntheticConfig` itself (its rules involve its structured defaults), as ConfigErrors on config.synthetic.<knob>.
+  `SyntheticConfig` itself (its rules involve its structured defaults), as ConfigErrors on config.synthetic.<knob>;
+  a knob it does not have is named with the nearest (`validate_config` leaves these names to the data layer).
 
   A data field the dataset does not read (`config_validation.unread_data_fields`) would be ignored, so a
   value other than its default is an error instead: the synthetic knobs for any dataset but `synthetic` (the
@@ -85,6 +86,10 @@ def check_data_config(config) -> None:
       raise cv.ConfigError(field, config.get(field), *unread)
   if "synthetic" not in config:
     return
+  known = {f"synthetic.{f.name}" for f in dataclasses.fields(SyntheticConfig)}
+  for knob, value in (config.get("synthetic") or {}).items():  # config_validation leaves these names to us
+    if f"synthetic.{knob}" not in known:
+      raise cv.unknown_field_error(f"synthetic.{knob}", value, known)
   if "synthetic" in cv.unread_data_fields(dataset):
     changed = changed_synthetic_knobs(config)
     if changed:
@@ -103,8 +108,6 @@ def check_data_config(config) -> None:
     SyntheticConfig(**knobs)
   except SyntheticConfigError as e:
     raise cv.ConfigError(f"synthetic.{e.field}", knobs.get(e.field, e.value), e.problem, e.fix) from None
-  except TypeError as e:  # an unknown knob
-    raise cv.ConfigError("synthetic", knobs, str(e), "use the knobs of data_utils.synthetic.SyntheticConfig") from None
 
 
 def _check_split_fields(config) -> None:

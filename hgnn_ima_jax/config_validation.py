@@ -7,6 +7,8 @@ builds anything or creates the workdir; the experiment scripts call it on every 
 
 The rules are tables, so that one place says what a field may be:
 
+* `known_fields`: every field path the project reads (the tables below, `OTHER_FIELDS`, and the model's and
+  batch's dataclasses); a path outside it (`config.epochs`, `config.model.hiden`) is refused with the nearest.
 * `CHOICES`: the allowed values of every string option. The model, layer, attention and
   training modules check their fields against these same tuples.
 * `NUMBERS`: integer and real fields with their ranges (every real must also be finite).
@@ -165,6 +167,15 @@ BOOLS = (
     "batch.drop_last",
 )
 
+# The fields no table above holds, each checked where it is read: dataset (`_check_dataset`), seeds
+# (`_check_seeds`), data_dir and split_fractions (the data layer's `check_data_config`), model.hgt_modality (the
+# `hgt` baseline's one modality, `models.build_model`; default: the graph's first). `known_fields` adds these to the
+# tables' fields and to `options.LayerOptions`' (model.*) and `options.BatchSettings`' (batch.*).
+OTHER_FIELDS = ("dataset", "data_dir", "seeds", "split_fractions", "model.hgt_modality")
+# Groups whose keys the data layer knows: config.synthetic holds `data_utils.synthetic.SyntheticConfig`'s knobs,
+# which `data_utils.check_data_config` checks (this module imports no data code).
+DATA_LAYER_GROUPS = ("synthetic",)
+
 DATA_DIR_ENV = "HGNN_IMA_DATA_DIR"  # where the paper datasets are when config.data_dir is '' (else ./data)
 
 # Fields that change not what is trained (bookkeeping, or how it is computed: remat and mesh_data reorder float
@@ -231,6 +242,66 @@ def get_path(tree: Mapping, path: str, default=_MISSING):
 
 
 # --- checks -----------------------------------------------------------------------------
+
+FIELDS_LISTED = "experiments/configs/default.py lists every field"
+
+
+@functools.cache
+def known_fields() -> frozenset[str]:
+  """Every config path some part of the project reads (the synthetic knobs aside: `DATA_LAYER_GROUPS`): the
+  fields of `CHOICES`, `NUMBERS`, `BOOLS` and `OTHER_FIELDS`, `options.LayerOptions`' as model.<name> and
+  `options.BatchSettings`' as batch.<name>. A path is a leaf: a dict under it (batch.fanouts' per-relation hops,
+  batch.num_samples' per-type counts) holds user data, not fields."""
+  from hgnn_ima_jax.options import BatchSettings, LayerOptions  # options imports this module
+
+  return frozenset(
+      (*CHOICES, *NUMBERS, *BOOLS, *OTHER_FIELDS)
+      + tuple(f"model.{name}" for name in LayerOptions.names())
+      + tuple(f"batch.{f.name}" for f in dataclasses.fields(BatchSettings))
+  )
+
+
+def unknown_field_error(path: str, value, known) -> ConfigError:
+  """The ConfigError for a config `path` that is none of the `known` paths: the nearest field of its group (the
+  last name compared), else the field of that name in any group (`hidden` finds model.hidden), else
+  its group's fields, else where the fields are listed."""
+  group, _, leaf = path.rpartition(".")
+  siblings = {p.rpartition(".")[2]: p for p in known if p.rpartition(".")[0] == group}
+  near = [siblings[k] for k in difflib.get_close_matches(leaf, sorted(siblings), n=1)]
+  if not near:
+    anywhere = {}
+    for p in sorted(known, key=lambda p: (p.count("."), p)):
+      anywhere.setdefault(p.rpartition(".")[2], p)
+    near = [anywhere[k] for k in difflib.get_close_matches(leaf, list(anywhere), n=1)]
+  if near:
+    fix = f"did you mean {near[0]}? ({FIELDS_LISTED})"
+  elif group and siblings:
+    fix = f"use one of {', '.join(sorted(siblings.values()))}"
+  else:
+    fix = "use a field of experiments/configs/default.py (--print_config prints a run's config)"
+  return ConfigError(path, value, "is not a config field", fix)
+
+
+def _check_known_fields(d: Mapping) -> None:
+  """Every path of the config is a field some part of the project reads: a misspelt one (config.epochs,
+  config.model.hiden) was ignored (the default trained) or a TypeError from inside the model's constructor."""
+  known = known_fields()
+  groups = {p.split(".")[0] for p in known if "." in p}
+
+  def walk(node: Mapping, prefix: str) -> None:
+    for key, value in node.items():
+      path = f"{prefix}{key}"
+      if path in known or path in DATA_LAYER_GROUPS:
+        continue
+      if path in groups:
+        if isinstance(value, Mapping):
+          walk(value, f"{path}.")
+        continue
+      # a group is a candidate only for a dict (config.optim = {...}), a field only for a value
+      candidates = known | groups | set(DATA_LAYER_GROUPS) if isinstance(value, Mapping) else known
+      raise unknown_field_error(path, value, candidates)
+
+  walk(d, "")
 
 
 def _check_choice(field: str, value) -> None:
@@ -543,6 +614,7 @@ def validate_config(config) -> None:
     ConfigError: one line naming the field, its value, the problem and the fix.
   """
   d = to_dict(config)
+  _check_known_fields(d)
   if "dataset" in d:
     _check_dataset(d["dataset"])
   for field in CHOICES:

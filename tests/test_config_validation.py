@@ -173,6 +173,141 @@ def test_the_machine_is_checked_before_the_workdir_is_made(tmp_path, monkeypatch
   assert not (tmp_path / "run").exists()
 
 
+# --- field names: a path no part of the project reads is refused, with the nearest field ----------------
+
+
+def _leaf_paths(tree, prefix=""):
+  for key, value in tree.items():
+    if isinstance(value, dict) and value and f"{prefix}{key}" not in cv.known_fields():
+      yield from _leaf_paths(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}"
+
+
+def test_every_field_of_every_shipped_config_is_known():
+  """The known-field table lives in the library (which imports no experiments/): every config that
+  `experiments.configs` builds holds known fields only, so the two cannot drift apart."""
+  import dataclasses
+
+  from hgnn_ima_jax.data_utils.synthetic_config import SyntheticConfig
+
+  built = [get_config(d, p) for d in DATASETS + ("graphs/mine.npz",) for p in PROTOCOLS]
+  built += [test_config.get_config(d) for d in DATASETS]
+  knobs = {f"synthetic.{f.name}" for f in dataclasses.fields(SyntheticConfig)}
+  paths = {path for config in built for path in _leaf_paths(config.to_dict())}
+  assert len(paths) > 60
+  unknown = sorted(p for p in paths if p not in cv.known_fields() and p not in knobs)
+  assert not unknown, unknown
+  assert {p for p in paths if p.startswith("synthetic.")} <= knobs  # cv.DATA_LAYER_GROUPS: the data layer's names
+  assert cv.DATA_LAYER_GROUPS == ("synthetic",)
+
+
+def test_every_field_the_code_reads_with_get_is_known():
+  """`config.get("x")`, `config.model.get("x")` and `(config.get("batch") or {}).get("x")` in the library, the data
+  layer and the scripts name known fields (those a config may lack included: mesh_data, seed_batch, model.remat)."""
+  groups = {p.split(".")[0] for p in cv.known_fields() if "." in p} | set(cv.DATA_LAYER_GROUPS)
+  top = re.compile(r"\bconfig\.get\([\"'](\w+)[\"']")
+  nested = (  # config.model.get("remat"), (config.get("batch") or {}).get("parts")
+      re.compile(r"\bconfig\.(\w+)\.get\([\"'](\w+)[\"']"),
+      re.compile(r"\(config\.get\([\"'](\w+)[\"']\) or \{\}\)\.get\([\"'](\w+)[\"']"),
+  )
+  read = set()
+  for folder in ("hgnn_ima_jax", "data_utils", "experiments"):
+    for f in sorted((REPO / folder).glob("*.py")):
+      text = f.read_text()
+      read |= {m[1] for m in top.finditer(text)}
+      read |= {f"{m[1]}.{m[2]}" for pattern in nested for m in pattern.finditer(text) if m[1] in groups}
+  assert {"seed_batch", "mesh_data", "shard_seeds", "checkpoint_every", "batch.parts", "model.remat"} <= read, read
+  unknown = sorted(p for p in read if p not in cv.known_fields() and p not in groups)
+  assert not unknown, unknown
+
+
+@pytest.mark.parametrize(
+    "set_field,line",
+    [
+        # the audit's repros: 60 epochs trained silently; a TypeError from HGNNIMA.__init__
+        (lambda c: setattr(c, "epochs", 3), "config.epochs=3: is not a config field. Fix: did you mean num_epochs? "),
+        (
+            lambda c: setattr(c.model, "hiden", 32),
+            "config.model.hiden=32: is not a config field. Fix: did you mean model.hidden? ",
+        ),
+        (
+            lambda c: setattr(c, "hidden", 32),
+            "config.hidden=32: is not a config field. Fix: did you mean model.hidden? ",
+        ),
+        (
+            lambda c: setattr(c, "optim", {"lr": 0.1}),
+            "config.optim={'lr': 0.1}: is not a config field. Fix: did you mean optimizer? ",
+        ),
+        (
+            lambda c: setattr(c.optimizer, "lr", 0.1),
+            "config.optimizer.lr=0.1: is not a config field. Fix: use one of optimizer.b1, optimizer.b2, ",
+        ),
+        (
+            lambda c: setattr(c, "zzz", 1),
+            "config.zzz=1: is not a config field. Fix: use a field of experiments/configs/",
+        ),
+    ],
+)
+def test_a_misspelt_field_from_python_is_one_line_with_the_nearest(set_field, line):
+  config = get_config("synthetic")
+  set_field(config)
+  with pytest.raises(cv.ConfigError) as info:
+    cv.validate_config(config)
+  assert str(info.value).startswith(line) and LINE.match(str(info.value)), str(info.value)
+
+
+def test_a_misspelt_field_of_a_plain_dict_or_a_new_config_dict_is_refused():
+  import ml_collections
+
+  with pytest.raises(
+      cv.ConfigError, match=r"^config\.num_epoch=2: is not a config field\. Fix: did you mean num_epochs\?"
+  ):
+    cv.validate_config(ml_collections.ConfigDict({"dataset": "synthetic", "num_epoch": 2}))
+  d = get_config("synthetic").to_dict()
+  d["early_stopping"]["patiense"] = 5
+  with pytest.raises(
+      cv.ConfigError, match=r"^config\.early_stopping\.patiense=5: .* did you mean early_stopping\.patience\?"
+  ):
+    cv.validate_config(d)
+  # the synthetic knobs are the data layer's names (SyntheticConfig): its check names the nearest the same way
+  with pytest.raises(
+      cv.ConfigError, match=r"^config\.synthetic\.homophilly=0\.7: .* did you mean synthetic\.homophily\?"
+  ):
+    validate_run_config(with_fields(get_config("synthetic"), synthetic__homophilly=0.7))
+
+
+def test_user_keyed_dicts_and_fields_absent_from_the_profiles_are_fields():
+  """Per-relation fanouts and per-type num_samples are keyed by the graph's names, not by field names; fields
+  the profiles do not hold but the code reads (model.hgt_modality) or a run adds are fields too."""
+  neighbor = {"batch.mode": "neighbor", "batch.fanouts": ({"ma": 10, "md": 5, "dm": 5, "am": 10},) * 3}
+  cv.validate_config(with_fields(get_config("synthetic"), **neighbor))
+  hgt = {"batch.mode": "hgt", "batch.num_samples": {"movie": 64, "actor": 32}}
+  cv.validate_config(with_fields(get_config("synthetic"), **hgt))
+  config = get_config("synthetic")
+  config.model.hgt_modality = "text"
+  cv.validate_config(config)
+  d = test_config.get_config().to_dict()  # a sparse dict: absent fields take the code's defaults
+  cv.validate_config({k: d[k] for k in ("dataset", "seeds", "num_epochs", "model")})
+
+
+def test_train_and_evaluate_refuses_a_misspelt_field_before_writing(tmp_path, monkeypatch):
+  from hgnn_ima_jax import train
+  from hgnn_ima_jax.data_utils import load_dataset
+
+  monkeypatch.setattr(train, "make_batch", lambda d: pytest.fail("the graph was built before the config was checked"))
+  data = load_dataset("synthetic", scale=0.05)
+  for field, line in (
+      ("model.hiden", r"config\.model\.hiden=32: .*model\.hidden\?"),
+      ("epochs", r"config\.epochs=32: .*num_epochs\?"),
+  ):
+    config = test_config.get_config()
+    configs.set_path(config, field, 32)
+    with pytest.raises(cv.ConfigError, match=f"^{line}"):
+      train.train_and_evaluate(config, str(tmp_path / "run"), data, progress=False)
+  assert not (tmp_path / "run").exists()
+
+
 def test_seeds_text_errors_are_config_errors():
   assert run_options.parse_seeds("3") == (0, 1, 2) and run_options.parse_seeds("0, 3,7") == (0, 3, 7)
   assert run_options.parse_seeds("7,") == (7,)  # a list of one seed
