@@ -20,6 +20,7 @@ What differs from PyG, and is therefore asked for or refused rather than guessed
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -196,7 +197,13 @@ def from_hetero_data(
   except DatasetError as err:
     if err.field not in fields:
       raise
-    raise DatasetError(SOURCE, fields[err.field], err.problem, err.fix) from err
+    # an edge's end as the user indexes it: edge_index[0] holds the sources, edge_index[1] the destinations
+    problem = re.sub(
+        r"^(src|dst) node id (\S+) is outside",
+        lambda m: f"edge_index[{int(m[1] == 'dst')}] holds node id {m[2]}, outside",
+        err.problem,
+    )
+    raise DatasetError(SOURCE, fields[err.field], problem, err.fix) from err
 
 
 def _numpy(x, where: str) -> np.ndarray:

@@ -206,12 +206,12 @@ def _nan_at(attr, t="movie"):
         (_nan_at("x", "actor"), r"^<HeteroData>: HeteroData\['actor'\]\.x: contains NaN or inf"),
         (
             lambda d: d["movie", "has", "actor"].edge_index.__setitem__((0, 5), 99),
-            r"^<HeteroData>: HeteroData\['movie', 'has', 'actor'\]\.edge_index: src node id 99 is outside 'movie' ids "
+            r"^<HeteroData>: HeteroData\['movie', 'has', 'actor'\]\.edge_index: edge_index\[0\] holds node id 99, outside 'movie' ids "
             r"0\.\.29\. Fix: use local ids",
         ),
         (
             lambda d: d["actor", "rev_has", "movie"].edge_index.__setitem__((1, 0), -1),
-            r"^<HeteroData>: HeteroData\['actor', 'rev_has', 'movie'\]\.edge_index: dst node id -1 is outside 'movie'",
+            r"^<HeteroData>: HeteroData\['actor', 'rev_has', 'movie'\]\.edge_index: edge_index\[1\] holds node id -1, outside 'movie'",
         ),
         (
             lambda d: d["movie"].__setitem__("y", np.where(np.arange(30) == 4, -1, np.arange(30) % 3)),
