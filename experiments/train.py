@@ -20,6 +20,7 @@ import re
 import shlex
 import socket
 import sys
+import threading
 import time
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
@@ -268,17 +269,33 @@ def initialize_distributed(
   with stop.exits_at_once("waiting for the other processes") if stop else contextlib.nullcontext():
     if coordinator != "auto":
       print(f"process {process_id}: waiting up to {timeout} s for {num_processes} process(es) at {coordinator}")
+    # When JAX's own timeout runs out it aborts the process natively (a 36-line dump, exit 134, "another task
+    # died"): a watchdog says what happened in one line first, and JAX is given a little longer
+    watchdog = threading.Timer(timeout, _not_every_process_connected, (coordinator, num_processes, process_id, timeout))
+    watchdog.daemon = True
+    watchdog.start()
     try:
       if coordinator == "auto":
-        jax.distributed.initialize(initialization_timeout=timeout)
+        jax.distributed.initialize(initialization_timeout=timeout + WATCHDOG_MARGIN_S)
       else:
         jax.distributed.initialize(
             coordinator_address=coordinator,
             num_processes=num_processes,
             process_id=process_id,
-            initialization_timeout=timeout,
+            initialization_timeout=timeout + WATCHDOG_MARGIN_S,
         )
+      watchdog.cancel()
+      if num_processes is not None and jax.process_count() != num_processes:
+        # the coordinator keeps process 0's count: a process given another trained as one of process 0's number
+        print(
+            f"error: --num_processes={num_processes}: the run's coordinator has {jax.process_count()} processes "
+            "(process 0's --num_processes). Fix: give every process the same --num_processes",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(2)
     except jax.errors.JaxRuntimeError as e:
+      watchdog.cancel()
       print(
           f"error: --coordinator={coordinator}: jax.distributed did not start ({str(e).splitlines()[0][:200]}). "
           "Fix: on process 0 give a free port of its own host; on the others the same HOST:PORT, reachable from "
@@ -286,6 +303,24 @@ def initialize_distributed(
           file=sys.stderr,
       )
       sys.exit(2)
+
+
+WATCHDOG_MARGIN_S = 30  # JAX's initialization_timeout beyond --coordinator_timeout: the watchdog's line comes first
+
+
+def _not_every_process_connected(coordinator: str, num_processes, process_id, timeout: int) -> None:
+  """--coordinator_timeout ran out inside jax.distributed.initialize (which waits in C, the GIL released): one line,
+  exit 2, before JAX's own timeout aborts the process."""
+  who = f"process {process_id} of {num_processes}" if process_id is not None else "this process"
+  print(
+      f"error: --coordinator={coordinator}: {who}: not every process of the run connected within "
+      f"--coordinator_timeout={timeout} s. Fix: start every process with the same --coordinator (process 0's "
+      "host and a free port of it, reachable from the others) and --num_processes, each with its own --process_id, "
+      "or raise --coordinator_timeout",
+      file=sys.stderr,
+      flush=True,
+  )
+  os._exit(2)
 
 
 def _config_help() -> str:
@@ -368,10 +403,14 @@ def main(argv):
       raise
     # A collective failed: another process of the run died or stopped. Without this, a Gloo traceback, then a
     # native abort when the heartbeat times out (~1 min later); exiting at once skips JAX's shutdown barrier.
+    if run_dir.saved_steps(workdir):
+      again = f"again with --resume (the last checkpoint continues the run): {resume_command(workdir)}"
+    else:  # --resume would be refused: nothing to continue from
+      again = "again with the flags they were started with (no checkpoint was written yet, so not --resume)"
     print(
         f"error: process {jax.process_index()}: a collective with the other processes failed "
         f"({str(e).splitlines()[0][:160]}): another process of the run stopped or failed. Fix: start every process "
-        f"again with --resume (the last checkpoint continues the run): {resume_command(workdir)}",
+        f"{again}",
         file=sys.stderr,
         flush=True,
     )

@@ -258,6 +258,27 @@ def gather_texts(text: str) -> list[str]:
   return [bytes(row[:n]).decode() for row, n in zip(rows, lengths)]
 
 
+def check_same_workdir(workdir: str, gather=gather_texts) -> None:
+  """Refuses a multi-process run whose processes were given different workdirs (as absolute paths), on every
+  process alike: each trained its part, process 0's directory got the run, and the others' --resume pointed at
+  directories without one.
+
+  Raises:
+    run_dir.WorkdirError: the first process that differs, both paths and the fix.
+  """
+  import os
+
+  from hgnn_ima_jax.run_dir import WorkdirError
+
+  paths = gather(os.path.abspath(workdir))
+  for k, path in enumerate(paths[1:], start=1):
+    if path != paths[0]:
+      raise WorkdirError(
+          f"workdir={path}: is process {k}'s, process 0 has {paths[0]}: every process of a run writes one directory. "
+          "Fix: give every process the same --workdir (on a file system they all see)"
+      )
+
+
 def check_same_config(config, gather=gather_texts) -> None:
   """Refuses a multi-process run whose processes were given different configs, on every process alike.
 

@@ -330,6 +330,7 @@ def train_and_evaluate(
     check_fanouts_per_layer(config)
   check_workdir(workdir)
   preflight(config)
+  distributed.check_same_workdir(workdir)  # one tiny all-gather, with several processes only
   if not isinstance(data, MMHN):
     raise TypeError(
         f"data: a {type(data).__name__}, expected an MMHN. Fix: pass data_utils.load_dataset(...) or "

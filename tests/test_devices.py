@@ -384,6 +384,62 @@ def test_a_process_waiting_for_its_run_stops_at_once_and_a_busy_port_is_one_line
   assert not train_cli._port_in_use(processes.free_port())
 
 
+def _train_processes(tmp_path, runs: list[list[str]]) -> list[subprocess.Popen]:
+  cmd = [sys.executable, "experiments/train.py", *TINY_CLI]
+  return [
+      subprocess.Popen([*cmd, *flags], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for flags in runs
+  ]
+
+
+def test_a_missing_peer_or_coordinator_is_one_line_when_the_wait_runs_out(tmp_path):
+  """From an audit: a process alone (its peer never started, or nothing listening at --coordinator) waited out
+  --coordinator_timeout, then JAX aborted it natively: a 36-line dump, exit 134, "another task died". Now one line
+  and exit 2 when the wait runs out, for process 0 (the coordinator) and for another process, nothing written."""
+  runs = [
+      [f"--workdir={tmp_path / f'alone{i}'}", f"--coordinator=127.0.0.1:{processes.free_port()}", "--num_processes=2"]
+      + [f"--process_id={i}", "--coordinator_timeout=3"]
+      for i in (0, 1)
+  ]
+  procs = _train_processes(tmp_path, runs)
+  try:
+    outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+  finally:
+    processes.stop([(p, None, None) for p in procs])
+  for i, (p, (_, err)) in enumerate(zip(procs, outs)):
+    last = err.strip().splitlines()[-1]
+    assert p.returncode == 2 and "Check failure" not in err and "Fatal Python error" not in err, err[-3000:]
+    assert last.startswith("error: --coordinator=127.0.0.1:") and f"process {i} of 2: not every process" in last
+    assert "within --coordinator_timeout=3 s. Fix: start every process with the same --coordinator" in last
+    assert not (tmp_path / f"alone{i}").exists()
+
+
+def test_processes_given_other_workdirs_or_process_counts_are_refused(tmp_path):
+  """From an audit: processes given different --workdir trained as one run (process 0's directory got it, the
+  other's stayed empty, its --resume pointed there), and a process given another --num_processes trained as one of
+  process 0's number. Each is now refused in one line before anything is written."""
+  apart = [f"--coordinator=127.0.0.1:{processes.free_port()}", "--num_processes=2"]
+  counts = [f"--coordinator=127.0.0.1:{processes.free_port()}", f"--workdir={tmp_path / 'counts'}"]
+  runs = [[*apart, f"--workdir={tmp_path / w}", f"--process_id={i}"] for i, w in enumerate(("a", "b"))]
+  runs += [[*counts, f"--num_processes={n}", f"--process_id={i}"] for i, n in enumerate((2, 3))]
+  procs = _train_processes(tmp_path, runs)
+  try:
+    outs = [p.communicate(timeout=TIMEOUT) for p in procs[:2]] + [procs[3].communicate(timeout=TIMEOUT)]
+  finally:
+    processes.stop([(p, None, None) for p in procs])  # process 0 of the counts waits for a peer that left
+  for p, (_, err) in zip(procs[:2], outs[:2]):
+    assert p.returncode == 2, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        f"error: workdir={tmp_path / 'b'}: is process 1's, process 0 has {tmp_path / 'a'}: every process of a run "
+        "writes one directory. Fix: give every process the same --workdir (on a file system they all see)"
+    )
+  assert procs[3].returncode == 2 and outs[2][1].strip().splitlines()[-1] == (
+      "error: --num_processes=3: the run's coordinator has 2 processes (process 0's --num_processes). Fix: give "
+      "every process the same --num_processes"
+  )
+  assert not any((tmp_path / w).exists() for w in ("a", "b"))
+
+
 def test_a_process_whose_peer_died_exits_with_one_line(tmp_path):
   """From an audit: when one process of a run was killed, the other printed a Gloo traceback, then aborted natively
   when JAX's heartbeat timed out (~1 min later), with no way on."""
