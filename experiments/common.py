@@ -85,7 +85,7 @@ def run_script(
   try:
     table = run(workdir)
   except user_errors() as e:
-    fail(e)
+    fail(with_datasets_flag(e))
   except TrainingInterrupted as e:  # a signal (`start`): the cell's checkpoint is saved, finished cells kept
     kept = [a for a in sys.argv[1:] if not re.match(r"--(no)?(workdir|resume)(=|$)", a)]
     again = " ".join(
@@ -100,6 +100,14 @@ def run_script(
   print(markdown(table))
   *first, last = paths.values()
   print(f"\nwrote {', '.join(first)} and {last}" if first else f"\nwrote {last}")
+
+
+def with_datasets_flag(err: Exception) -> Exception:
+  """`err` with the fix's `--dataset=` spelled `--datasets=`: the library's fixes name train.py's flag, and these
+  scripts take a comma list under that name instead."""
+  if isinstance(err, cv.ConfigError) and re.search(r"--dataset=", err.fix):
+    return cv.ConfigError(err.field, err.value, err.problem, re.sub(r"--dataset=", "--datasets=", err.fix))
+  return err
 
 
 def run_settings(opts: Options, datasets) -> dict:

@@ -126,6 +126,22 @@ def test_a_usage_error_is_one_line_without_the_help(tmp_path, command, message):
   assert not (tmp_path / "run").exists()
 
 
+def test_a_table_script_fix_names_its_datasets_flag(tmp_path):
+  """From an audit: table2.py --features=generated on the synthetic graph said `(e.g. --dataset=douban)`, a flag
+  table2/ablation/depth_sweep do not take; their fixes name --datasets."""
+  proc = subprocess.run(
+      [sys.executable, "experiments/table2.py", "--tiny", "--features=generated", f"--workdir={tmp_path / 'run'}"],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
+  lines = proc.stderr.strip().splitlines()
+  assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+  assert lines[0].startswith("error: config.features=generated: ") and "(e.g. --datasets=douban)" in lines[0]
+  assert "--dataset=" not in lines[0]
+
+
 def _train(tmp_path, cache, *extra):
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   env.pop("TF_CPP_MIN_LOG_LEVEL", None)
