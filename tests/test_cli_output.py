@@ -142,6 +142,17 @@ def test_a_table_script_fix_names_its_datasets_flag(tmp_path):
   assert "--dataset=" not in lines[0]
 
 
+def test_the_attention_study_module_run_directly_names_the_script():
+  """From an audit: experiments/attention_study.py (visualize.py's library) run with --help printed nothing and
+  exited 0; it now says what it is and which script to run."""
+  proc = subprocess.run(
+      [sys.executable, "experiments/attention_study.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+  )
+  assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1, proc.stderr
+  assert proc.stderr.startswith("error: experiments/attention_study.py is the attention case study that visualize.py")
+  assert "Fix: run python experiments/visualize.py" in proc.stderr
+
+
 def _train(tmp_path, cache, *extra):
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   env.pop("TF_CPP_MIN_LOG_LEVEL", None)
