@@ -275,3 +275,14 @@ def attention_markdown(study: dict) -> str:
           formatting.markdown_table(header, rows),
       ]
   )
+
+
+if __name__ == "__main__":  # it sits among the scripts: run directly, it printed nothing and exited 0
+  import sys
+
+  print(
+      "error: experiments/attention_study.py is the attention case study that visualize.py runs, not a script. "
+      "Fix: run python experiments/visualize.py (--help lists its flags)",
+      file=sys.stderr,
+  )
+  sys.exit(2)

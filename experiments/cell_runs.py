@@ -155,8 +155,8 @@ class CellRunner:
       if there != sig:
         diffs = "; ".join(cv.diff_configs(there, sig)[:6])
         raise CellConfigError(
-            f"{run_dir} holds a run with a different config ({diffs}); "
-            "use a new --workdir (or delete that directory)"
+            f"{run_dir} holds a run with a different config ({diffs}). Fix: use a new --workdir, or move that "
+            "directory aside (or delete it) to train the cell again"
         )
     if self.opts.resume:
       candidates = [run_dir] + [d for d in self._finished_runs(dataset_dir) if d != run_dir]

@@ -8,6 +8,7 @@ history files and results table).
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shlex
@@ -66,6 +67,8 @@ def run_script(
     raise app.UsageError("--resume needs the --workdir of the earlier run")
   workdir = flag_values.workdir or default_workdir(script)
   refuse_bad_workdir(workdir)  # before any cell is built or trained
+  if flag_values.resume:
+    refuse_resume_without_cells(workdir)
   table_file = os.path.join(workdir, f"{script}.json")
   if os.path.exists(table_file) and not flag_values.resume:  # a run of other cells would replace it with theirs alone
     fail(
@@ -82,7 +85,7 @@ def run_script(
   try:
     table = run(workdir)
   except user_errors() as e:
-    fail(e)
+    fail(with_datasets_flag(e))
   except TrainingInterrupted as e:  # a signal (`start`): the cell's checkpoint is saved, finished cells kept
     kept = [a for a in sys.argv[1:] if not re.match(r"--(no)?(workdir|resume)(=|$)", a)]
     again = " ".join(
@@ -97,6 +100,14 @@ def run_script(
   print(markdown(table))
   *first, last = paths.values()
   print(f"\nwrote {', '.join(first)} and {last}" if first else f"\nwrote {last}")
+
+
+def with_datasets_flag(err: Exception) -> Exception:
+  """`err` with the fix's `--dataset=` spelled `--datasets=`: the library's fixes name train.py's flag, and these
+  scripts take a comma list under that name instead."""
+  if isinstance(err, cv.ConfigError) and re.search(r"--dataset=", err.fix):
+    return cv.ConfigError(err.field, err.value, err.problem, re.sub(r"--dataset=", "--datasets=", err.fix))
+  return err
 
 
 def run_settings(opts: Options, datasets) -> dict:
@@ -145,6 +156,35 @@ def refuse_bad_workdir(workdir: str):
     check_workdir(workdir, "--workdir")
   except WorkdirError as e:
     fail(e)
+
+
+# The tables the artefact scripts write beside their cells (table2.py, ablation.py, depth_sweep.py).
+TABLE_FILES = ("table2.json", "ablation.json", "layers.json")
+
+
+def holds_cells(workdir: str) -> bool:
+  """Whether `workdir` holds a cell (`<dataset>/<cell>/config.json`, written when a cell starts training) or a
+  table of an artefact script."""
+  return any(os.path.isfile(os.path.join(workdir, t)) for t in TABLE_FILES) or bool(
+      glob.glob(os.path.join(glob.escape(workdir), "*", "*", "config.json"))
+  )
+
+
+def refuse_resume_without_cells(workdir: str):
+  """--resume on a workdir that does not exist or holds no cell of these scripts is one line, exit code 2, before
+  anything is trained or written: a mistyped path retrained every cell of a table from scratch (train.py refuses
+  its --resume the same way)."""
+  if not os.path.isdir(workdir):
+    fail(
+        f"--resume: --workdir={workdir} does not exist. Fix: check the path of the earlier run, or drop --resume "
+        "to start a new one there"
+    )
+  if not holds_cells(workdir):
+    fail(
+        f"--resume: {workdir} holds no cell of an earlier table2/ablation/depth_sweep/visualize run (no "
+        "<dataset>/<cell>/config.json). Fix: check the path of the earlier run, or drop --resume to start a new "
+        "one there"
+    )
 
 
 def start(flag_values) -> Options:

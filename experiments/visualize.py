@@ -280,6 +280,8 @@ def main(argv):
     )
   # A finished run's figures go next to it; a run trained here gets a new directory.
   workdir = FLAGS.workdir or FLAGS.run or common.default_workdir("visualize")
+  if FLAGS.resume:  # (with --run, refused above as a training flag)
+    common.refuse_resume_without_cells(workdir)
   import jax
 
   print(f"devices: {jax.devices()}; workdir: {workdir}")

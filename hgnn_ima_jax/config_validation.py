@@ -365,7 +365,7 @@ def _cross_checks(d: dict) -> None:
         "needs model.projection=per_channel (the FULL profile)",
         "set --config.model.projection=per_channel or drop input_batch_norm",
     )
-  _check_fanout_values(get_path(d, "batch.fanouts", None))
+  _check_fanout_values(get_path(d, "batch.fanouts", None), get_path(d, "model.num_layers", None))
   num_samples = get_path(d, "batch.num_samples", _MISSING)
   if num_samples is not _MISSING:
     bad = _bad_num_samples(num_samples)
@@ -416,18 +416,23 @@ def _is_int(x) -> bool:
   return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _check_fanout_values(fanouts) -> None:
+def _check_fanout_values(fanouts, num_layers=None) -> None:
   """`batch.fanouts`' values (validation, and `check_fanouts_per_layer` before it counts the hops: a dict given
-  without its tuple arrives as its keys, and was then told to give one key per layer)."""
+  without its tuple arrives as its keys, and was then told to give one key per layer). The fix's examples have one
+  hop per layer of `num_layers` (the config's model.num_layers; 3, the default, when unknown): 2-hop examples were
+  refused in turn for a 3-layer model."""
   bad = None if fanouts is None else _bad_fanout(fanouts)
   if bad:
+    layers = max(1, num_layers) if _is_int(num_layers) else 3
+    per_relation = fanouts_flag([{"ma": 10, "md": 5}] * layers)  # the graph's relation names are not known here
     raise ConfigError(
         "batch.fanouts",
         fanouts,
         f"{bad}; expected one entry per hop: in-edges sampled per node and relation (>= 1, or -1 for all), or "
         "a dict relation name -> in-edges naming every relation (0 skips one)",
-        "give e.g. --config.batch.fanouts=10,5 or, per relation, the tuple of one dict per hop in double quotes: "
-        "--config.batch.fanouts=\"({'ma': 10, 'md': 5}, {'ma': 5, 'md': 5})\" (empty: 10 per layer)",
+        f"give one per layer of model.num_layers={layers}, e.g. --config.batch.fanouts={fanouts_flag([10] * layers)} "
+        "or, per relation, the tuple of one dict per layer naming every relation of the graph (these names are "
+        f"examples), in double quotes: --config.batch.fanouts={per_relation} (empty: 10 per layer)",
     )
 
 
@@ -549,7 +554,7 @@ def check_fanouts_per_layer(config) -> None:
   fanouts = get_path(d, "batch.fanouts", None)
   layers = get_path(d, "model.num_layers", None)
   if get_path(d, "batch.mode", "full") == "neighbor" and fanouts and isinstance(layers, int) and layers >= 1:
-    _check_fanout_values(fanouts)
+    _check_fanout_values(fanouts, layers)
     if len(fanouts) != layers:
       what = f"samples {len(fanouts)} hop(s) for model.num_layers={layers}: " + (
           f"the in-edges of the last {layers - len(fanouts)} layer(s) would never be sampled in training "

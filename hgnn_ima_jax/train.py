@@ -140,7 +140,7 @@ def restore_or_init(run: Run, resume: bool) -> tuple[TrainState, list[dict], dic
       return state, meta["history"], meta
   elif run.manager.has_checkpoints():
     raise FileExistsError(
-        f"{run.workdir} already holds checkpoints; pass --resume to continue that run or use a " "new --workdir"
+        f"{run.workdir}: already holds checkpoints. Fix: pass --resume to continue that run, or use a new --workdir"
     )
   return init_state(run.model, run.tx, run.batch, run.run_seeds, run.shard, run.num_targets), [], None
 

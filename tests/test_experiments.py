@@ -159,7 +159,10 @@ def test_resume_refuses_a_cell_of_the_old_validation_rule(paper_workdir, tmp_pat
 
 def test_resume_refuses_a_cell_trained_with_another_config(paper_workdir):
   workdir, _ = paper_workdir
-  with pytest.raises(cell_runs.CellConfigError, match="num_epochs"):
+  with pytest.raises(
+      cell_runs.CellConfigError,
+      match=r"holds a run with a different config \(.*num_epochs.*\)\. Fix: use a new --workdir",
+  ):
     table2.run_table2(tiny_options(resume=True, epochs=3), str(workdir), ("hgnn_ima",), log=None)
 
 

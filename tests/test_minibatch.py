@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import re
@@ -149,6 +150,23 @@ def test_bad_batch_settings_are_one_line_errors(field, value, problem):
     cv.validate_config(config(**{field: value}))
 
 
+@pytest.mark.parametrize("layers", [3, 2, 4])
+def test_bad_fanouts_fix_has_one_hop_per_layer(layers):
+  """From an audit: the fix for a bad fanouts value gave 2-hop examples (and a dict naming 2 relations), which a
+  3-layer model refused in turn; its examples have one hop per layer of the config being checked."""
+  neighbor = {"batch.mode": "neighbor", "batch.size": 16, "model.num_layers": layers}
+  for check in (cv.validate_config, cv.check_fanouts_per_layer):
+    with pytest.raises(cv.ConfigError) as e:
+      check(config(**neighbor, **{"batch.fanouts": ("ma", "md", "dm", "am")}))
+    message = str(e.value)
+    assert "\n" not in message
+    numbers = re.search(r"e\.g\. --config\.batch\.fanouts=(\S+) ", message).group(1)
+    assert numbers == ",".join(["10"] * layers)
+    per_relation = re.search(r'--config\.batch\.fanouts="(\(.*\))"', message).group(1)
+    assert len(ast.literal_eval(per_relation)) == layers and "naming every relation" in message
+    cv.check_fanouts_per_layer(config(**neighbor, **{"batch.fanouts": tuple(int(n) for n in numbers.split(","))}))
+
+
 def test_fanouts_give_one_hop_per_layer():
   """From an audit: --config.batch.fanouts=-1 (meant as 'all') sampled one hop for a 3-layer model, and extra hops,
   which no layer reads, grew every batch ~4x; both were accepted without a word."""
@@ -161,7 +179,7 @@ def test_fanouts_give_one_hop_per_layer():
     cv.check_fanouts_per_layer(config(**neighbor, **{"batch.fanouts": (-1,)}))
   with pytest.raises(cv.ConfigError, match=r"no layer reads hops 4-5"):
     cv.check_fanouts_per_layer(config(**neighbor, **{"batch.fanouts": (3, 3, 3, 3, 3)}))
-  with pytest.raises(cv.ConfigError, match=r"hop 1 is 'ma'; .*Fix: .*per relation, the tuple of one dict per hop"):
+  with pytest.raises(cv.ConfigError, match=r"hop 1 is 'ma'; .*Fix: .*per relation, the tuple of one dict per layer"):
     # a dict flag without its tuple arrives as its keys: its own message, not "give one of its keys per layer"
     cv.check_fanouts_per_layer(config(**neighbor, **{"batch.fanouts": ("ma", "md", "dm", "am")}))
   cv.check_fanouts_per_layer(config(**neighbor, **{"batch.fanouts": (3, 3, 3)}))

@@ -215,6 +215,51 @@ def test_a_second_signal_exits_at_once_even_inside_a_long_c_call():
   assert proc.returncode == 130 and "second SIGINT: exiting now" in err, err
 
 
+@pytest.mark.parametrize("script", ["table2.py", "ablation.py", "depth_sweep.py", "visualize.py"])
+@pytest.mark.parametrize("where", ["missing", "empty", "train_run"])
+def test_a_table_script_refuses_resume_without_cells(tmp_path, script, where):
+  """From an audit: table2.py --resume on a mistyped --workdir trained every cell from scratch and exited 0, where
+  train.py refuses; the artefact scripts now refuse in one line, before anything is trained or written."""
+  workdir = tmp_path / "w"
+  if where != "missing":
+    workdir.mkdir()
+  if where == "train_run":  # a train.py run is not a cell (<dataset>/<cell>/config.json)
+    (workdir / "config.json").write_text("{}")
+  before = sorted(p.name for p in tmp_path.rglob("*"))
+  proc = subprocess.run(
+      [sys.executable, f"experiments/{script}", "--tiny", "--noprogress", f"--workdir={workdir}", "--resume"],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
+  lines = proc.stderr.strip().splitlines()
+  assert proc.returncode == 2 and proc.stdout == "" and len(lines) == 1, proc.stderr[-2000:]
+  what = "does not exist" if where == "missing" else "holds no cell of an earlier"
+  assert lines[0].startswith("error: --resume: ") and what in lines[0], lines[0]
+  assert "Fix: check the path of the earlier run, or drop --resume to start a new one there" in lines[0]
+  assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_resume_accepts_a_workdir_with_a_cell_or_a_table(tmp_path):
+  """The refusal above leaves resuming alone: a workdir with a cell (an unfinished one has its config.json from
+  its start) or a table of any of the scripts (table2's cells serve ablation and depth_sweep) is continued."""
+  from hgnn_ima_jax.experiments import common
+
+  (tmp_path / "cell" / "synthetic" / "hgt").mkdir(parents=True)
+  (tmp_path / "cell" / "synthetic" / "hgt" / "config.json").write_text("{}")
+  (tmp_path / "table").mkdir()
+  (tmp_path / "table" / "layers.json").write_text("{}")
+  (tmp_path / "none" / "synthetic" / "hgt").mkdir(parents=True)  # a cell directory without its config.json
+  for accepted in ("cell", "table"):
+    assert common.holds_cells(str(tmp_path / accepted))
+    common.refuse_resume_without_cells(str(tmp_path / accepted))  # returns, no exit
+  assert not common.holds_cells(str(tmp_path / "none"))
+  with pytest.raises(SystemExit) as e:
+    common.refuse_resume_without_cells(str(tmp_path / "none"))
+  assert e.value.code == 2
+
+
 def test_a_signal_one_process_received_stops_every_process(monkeypatch):
   """Ctrl-C in one process of a multi-process run stopped that process alone; the others waited in the next
   collective forever and no checkpoint was written. Every process now polls the request through one all-gather

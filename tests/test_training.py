@@ -422,7 +422,9 @@ def test_load_checkpoint_rebuilds_dataset_from_config(baseline_run):
 
 
 def test_existing_run_is_not_overwritten(baseline_run, tiny_data):
-  with pytest.raises(FileExistsError, match="--resume"):
+  with pytest.raises(
+      FileExistsError, match=r": already holds checkpoints\. Fix: pass --resume to continue that run, or use a new"
+  ):
     fit(tiny_config(), baseline_run[0], data=tiny_data, progress=False)
 
 
