@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from script_helpers import run_python
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NATIVE_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")  # absl/XLA C++ log lines: 'E1202 05:53:24.157 ... .cc:220]'
@@ -129,12 +130,8 @@ def test_a_usage_error_is_one_line_without_the_help(tmp_path, command, message):
 def test_a_table_script_fix_names_its_datasets_flag(tmp_path):
   """From an audit: table2.py --features=generated on the synthetic graph said `(e.g. --dataset=douban)`, a flag
   table2/ablation/depth_sweep do not take; their fixes name --datasets."""
-  proc = subprocess.run(
-      [sys.executable, "experiments/table2.py", "--tiny", "--features=generated", f"--workdir={tmp_path / 'run'}"],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=120,
+  proc = run_python(
+      "experiments/table2.py", "--tiny", "--features=generated", f"--workdir={tmp_path / 'run'}", timeout=120
   )
   lines = proc.stderr.strip().splitlines()
   assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
