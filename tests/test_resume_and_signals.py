@@ -184,6 +184,8 @@ def test_signal_saves_a_checkpoint_and_prints_the_resume_command(full_run, tmp_p
       timeout=300,
   )
   assert resumed.returncode == 0, resumed.stderr[-3000:]
+  # said before it trains (--noprogress hides the bar, which showed where it starts)
+  assert f"resuming {workdir} from its last checkpoint ({epoch} of {EPOCHS} epoch(s) done)\n" in resumed.stdout
   same_results(workdir, full_run)
 
 
