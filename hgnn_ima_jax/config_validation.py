@@ -133,6 +133,7 @@ NUMBERS: dict[str, Number] = {
     "model.fusion_score_dropout": RATE,
     "model.score_scale": dataclasses.replace(POSITIVE, optional=True),
     "model.baseline_score_scale": dataclasses.replace(POSITIVE, optional=True),
+    "model.baseline_hidden": dataclasses.replace(COUNT, optional=True),
     "optimizer.learning_rate": POSITIVE,
     "optimizer.weight_decay": Number(lo=0.0),
     "optimizer.b1": RATE,
@@ -350,14 +351,16 @@ def _cross_checks(d: dict) -> None:
         f"needs early_stopping.rule=paper (it is {rule}), whose running best loss and accuracy it selects by",
         "add --config.early_stopping.rule=paper (--protocol=paper sets both), or select by macro_f1/micro_f1",
     )
-  hidden, heads = get_path(d, "model.hidden", None), get_path(d, "model.heads", None)
-  if hidden is not None and heads is not None and hidden % heads:
-    raise ConfigError(
-        "model.hidden",
-        hidden,
-        f"is not divisible by model.heads={heads}",
-        f"use a multiple of heads (e.g. {heads * max(1, round(hidden / heads))}) or change model.heads",
-    )
+  heads = get_path(d, "model.heads", None)
+  for field in ("model.hidden", "model.baseline_hidden"):
+    hidden = get_path(d, field, None)
+    if hidden is not None and heads is not None and hidden % heads:
+      raise ConfigError(
+          field,
+          hidden,
+          f"is not divisible by model.heads={heads}",
+          f"use a multiple of heads (e.g. {heads * max(1, round(hidden / heads))}) or change model.heads",
+      )
   if get_path(d, "model.input_batch_norm", False) and get_path(d, "model.projection", None) == "shared":
     raise ConfigError(
         "model.input_batch_norm",
@@ -779,7 +782,11 @@ def _unread_by_model(config, name: str) -> dict[str, tuple[str, str]]:
       "model.baseline_score_scale": (
           f"is not read by model_name={name}: it is the HGT baselines' score scale",
           "set --config.model.score_scale for HGNN-IMA (c in Eq. 2), or drop it",
-      )
+      ),
+      "model.baseline_hidden": (
+          f"is not read by model_name={name}: it is the HGT baselines' width",
+          "set --config.model.hidden for HGNN-IMA, or drop it",
+      ),
   }
   variant = model_variant(config)
   for path, reader in _VARIANT_ONLY.items():

@@ -295,16 +295,20 @@ def build_model(name: str, schema: Schema, **fields: Any) -> nn.Module:
   """The module for a model name from flat `config.model` fields (`LayerOptions` fields among them).
 
   HGT baselines keep the encoder settings (width, heads, layers, projection, update_form,
-  dropout) but use c = 1/sqrt(d_k) (spec §8) unless `baseline_score_scale` is given.
+  dropout) but use c = 1/sqrt(d_k) (spec §8) unless `baseline_score_scale` is given, and the width
+  `baseline_hidden` when it is given (spec §8's d = 64 where HGNN-IMA's profile is wider: AMAZON-1/2).
   """
   base, model_over, _ = split_model_name(name)
   fields = {**fields, **model_over}
   baseline_scale = fields.pop("baseline_score_scale", None)
+  baseline_hidden = fields.pop("baseline_hidden", None)
   hgt_modality = fields.pop("hgt_modality", schema.modalities[0])
   options, rest = LayerOptions.split(fields)
   if base == "hgnn_ima":
     return HGNNIMA(schema, options=options, **rest)
   common = {k: rest[k] for k in _HGT_FIELDS if k in rest}
+  if baseline_hidden is not None:
+    common["hidden"] = int(baseline_hidden)
   common["options"] = LayerOptions(
       score_scale=baseline_scale, update_form=options.update_form, dropout=options.dropout, remat=options.remat
   )

@@ -636,6 +636,7 @@ OTHER_VALUES = {
     "model.fusion_input_dropout": 0.1,
     "model.fusion_score_dropout": 0.1,
     "model.baseline_score_scale": 3.0,
+    "model.baseline_hidden": 8,
     "model.update_form": "paper",
     "model.dropout": 0.5,
 }

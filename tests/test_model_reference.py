@@ -260,6 +260,22 @@ def test_baseline_score_scale_is_used():
   assert models.build_model("hgt_early", g.schema, **SMALL).options.score_scale is None
 
 
+def test_baseline_hidden_is_the_baselines_width():
+  """Spec §8: the HGT baselines at d = 64, where the AMAZON-1/2 profiles give HGNN-IMA d = 128: `baseline_hidden`
+  reaches every baseline's width (the dense-reference cases above build it from the module's own), not HGNN-IMA's."""
+  from hgnn_ima_jax.experiments.configs import get_config
+
+  g = graph(2)
+  for name in ("hgt", "hgt_early", "hgt_late"):
+    assert models.build_model(name, g.schema, **{**SMALL, "hidden": 16, "baseline_hidden": 8}).hidden == 8
+    assert models.build_model(name, g.schema, **{**SMALL, "hidden": 16}).hidden == 16
+  assert models.build_model("hgnn_ima", g.schema, **{**SMALL, "hidden": 16, "baseline_hidden": 8}).hidden == 16
+  for dataset in ("amazon1", "amazon2"):
+    model = get_config(dataset).model
+    assert (model.hidden, model.baseline_hidden) == (128, 64)
+  assert get_config("douban").model.baseline_hidden is None
+
+
 # Spec §7: the variant each Table 4 name builds (its loss changes: the profile test below); written from the spec
 # here, since the reference takes the options off the built module (`reference_options`).
 SPEC_VARIANTS = {

@@ -80,6 +80,7 @@ def get_config() -> ml_collections.ConfigDict:
           fusion_score_dropout=0.5,
           latt_norm="code_mean",
           baseline_score_scale=optional_number(),  # HGT baselines: None = 1/sqrt(d_k)
+          baseline_hidden=optional_number(),  # HGT baselines' width d: None = model.hidden (spec §8: 64)
       )
   )
 
