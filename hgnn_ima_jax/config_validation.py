@@ -186,7 +186,7 @@ RESULT_NEUTRAL = ("checkpoint_every", "batch.prefetch", "batch.eval_chunk", "mes
 # Fields added after runs had been saved, with the value that trains as those runs did: a config.json without one
 # reads as that value (`run_dir.read_config`), and `result_fields` leaves one out at it, so that a run saved
 # before the field compares equal (resume, the scripts' cell reuse, checkpoint fingerprints).
-ADDED_FIELDS = {"batch.drop_last": False}
+ADDED_FIELDS = {"batch.drop_last": False, "model.baseline_hidden": None}
 
 
 class ConfigError(ValueError):
