@@ -34,6 +34,7 @@ caption of what the reference lines mean) and visualize.json into --workdir; the
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 
@@ -263,9 +264,13 @@ def main(argv):
   if FLAGS.max_points < 2:  # t-SNE needs two points; sklearn's own error came after the run had loaded
     raise app.UsageError(f"--max_points={FLAGS.max_points}: give at least 2 (default 2000)")
   if FLAGS.run and not os.path.isfile(os.path.join(FLAGS.run, "config.json")):  # was a traceback when loading
+    # a table script's workdir holds its runs one level down, <dataset>/<cell>: name them
+    cells = sorted(os.path.dirname(p) for p in glob.glob(os.path.join(glob.escape(FLAGS.run), "*", "*", "config.json")))
+    hint = f"; its cells are runs: {', '.join(cells[:4])}{' ...' if len(cells) > 4 else ''}" if cells else ""
     common.fail(
-        f"--run={FLAGS.run}: holds no training run (no config.json). "
-        "Fix: give the --workdir of an experiments/train.py run, or drop --run to train one here"
+        f"--run={FLAGS.run}: holds no training run (no config.json){hint}. "
+        "Fix: give the --workdir of an experiments/train.py run or a table script's cell, or drop --run to train "
+        "one here"
     )
   opts = common.options_or_exit(FLAGS)
   if FLAGS.run:

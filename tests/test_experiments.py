@@ -355,13 +355,24 @@ def test_every_dataset_loads_before_the_first_cell_trains(tmp_path, monkeypatch)
 
 
 def test_visualize_refuses_a_run_directory_without_a_run(tmp_path):
+  """A directory without config.json is one line; a table script's workdir (from an audit: the same line, though
+  --help says a cell is a run) also names its cells, <dataset>/<cell>."""
+  fix = (
+      "Fix: give the --workdir of an experiments/train.py run or a table script's cell, or drop --run to train one "
+      "here"
+  )
   proc = run_python("experiments/visualize.py", f"--run={tmp_path}", timeout=120)
   assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-  assert proc.stderr.strip() == (
-      f"error: --run={tmp_path}: holds no training run (no config.json). "
-      "Fix: give the --workdir of an experiments/train.py run, or drop --run to train one here"
-  )
+  assert proc.stderr.strip() == f"error: --run={tmp_path}: holds no training run (no config.json). {fix}"
   assert list(tmp_path.iterdir()) == []
+  for cell in ("douban/hgnn_ima", "douban/hgt_late"):
+    (tmp_path / "table" / cell).mkdir(parents=True)
+    (tmp_path / "table" / cell / "config.json").write_text("{}")
+  proc = run_python("experiments/visualize.py", f"--run={tmp_path / 'table'}", timeout=120)
+  cells = f"{tmp_path / 'table' / 'douban' / 'hgnn_ima'}, {tmp_path / 'table' / 'douban' / 'hgt_late'}"
+  assert proc.returncode == 2 and proc.stderr.strip() == (
+      f"error: --run={tmp_path / 'table'}: holds no training run (no config.json); its cells are runs: {cells}. {fix}"
+  )
 
 
 def test_attention_figure_has_a_row_per_layer_pair_titles_and_a_caption():
