@@ -162,12 +162,15 @@ def refuse_bad_workdir(workdir: str):
 TABLE_FILES = ("table2.json", "ablation.json", "layers.json")
 
 
+def cell_dirs(workdir: str) -> list[str]:
+  """The cells of an artefact script's `workdir`, each a run: `<dataset>/<cell>` with a config.json (written when
+  the cell starts training)."""
+  return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(glob.escape(workdir), "*", "*", "config.json")))
+
+
 def holds_cells(workdir: str) -> bool:
-  """Whether `workdir` holds a cell (`<dataset>/<cell>/config.json`, written when a cell starts training) or a
-  table of an artefact script."""
-  return any(os.path.isfile(os.path.join(workdir, t)) for t in TABLE_FILES) or bool(
-      glob.glob(os.path.join(glob.escape(workdir), "*", "*", "config.json"))
-  )
+  """Whether `workdir` holds a cell (`cell_dirs`) or a table of an artefact script."""
+  return any(os.path.isfile(os.path.join(workdir, t)) for t in TABLE_FILES) or bool(cell_dirs(workdir))
 
 
 def refuse_resume_without_cells(workdir: str):

@@ -298,18 +298,7 @@ def initialize_distributed(
             process_id=process_id,
             initialization_timeout=timeout + WATCHDOG_MARGIN_S,
         )
-      watchdog.cancel()
-      if num_processes is not None and jax.process_count() != num_processes:
-        # the coordinator keeps process 0's count: a process given another trained as one of process 0's number
-        print(
-            f"error: --num_processes={num_processes}: the run's coordinator has {jax.process_count()} processes "
-            "(process 0's --num_processes). Fix: give every process the same --num_processes",
-            file=sys.stderr,
-            flush=True,
-        )
-        os._exit(2)
     except jax.errors.JaxRuntimeError as e:
-      watchdog.cancel()
       print(
           f"error: --coordinator={coordinator}: jax.distributed did not start ({str(e).splitlines()[0][:200]}). "
           "Fix: on process 0 give a free port of its own host; on the others the same HOST:PORT, reachable from "
@@ -317,6 +306,17 @@ def initialize_distributed(
           file=sys.stderr,
       )
       sys.exit(2)
+    finally:
+      watchdog.cancel()
+  if num_processes is not None and jax.process_count() != num_processes:
+    # the coordinator keeps process 0's count: a process given another trained as one of process 0's number
+    print(
+        f"error: --num_processes={num_processes}: the run's coordinator has {jax.process_count()} processes "
+        "(process 0's --num_processes). Fix: give every process the same --num_processes",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(2)
 
 
 WATCHDOG_MARGIN_S = 30  # JAX's initialization_timeout beyond --coordinator_timeout: the watchdog's line comes first

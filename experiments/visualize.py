@@ -34,7 +34,6 @@ caption of what the reference lines mean) and visualize.json into --workdir; the
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 
@@ -265,7 +264,7 @@ def main(argv):
     raise app.UsageError(f"--max_points={FLAGS.max_points}: give at least 2 (default 2000)")
   if FLAGS.run and not os.path.isfile(os.path.join(FLAGS.run, "config.json")):  # was a traceback when loading
     # a table script's workdir holds its runs one level down, <dataset>/<cell>: name them
-    cells = sorted(os.path.dirname(p) for p in glob.glob(os.path.join(glob.escape(FLAGS.run), "*", "*", "config.json")))
+    cells = common.cell_dirs(FLAGS.run)
     hint = f"; its cells are runs: {', '.join(cells[:4])}{' ...' if len(cells) > 4 else ''}" if cells else ""
     common.fail(
         f"--run={FLAGS.run}: holds no training run (no config.json){hint}. "
