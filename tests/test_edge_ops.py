@@ -213,7 +213,7 @@ def _model_grads(name, **fields):
     )
     return objective(out, labels, mask, ind_loss=True, att_weight=1.0)[0]
 
-  return jax.grad(loss)(v["params"])
+  return jax.jit(jax.grad(loss))(v["params"])
 
 
 @pytest.mark.parametrize(
