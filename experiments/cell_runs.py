@@ -23,7 +23,7 @@ from hgnn_ima_jax import run_dir as run_files
 from hgnn_ima_jax.data_utils import load_for_config, validate_run_config
 
 from .formatting import dataset_tag, format_stats, write_json
-from .outputs import history_writer
+from .outputs import history_writer, resume_note
 from .run_options import Options, check_overrides_read
 
 # Beyond config_validation.RESULT_NEUTRAL: the device layout changes results only in the last float bits.
@@ -174,6 +174,15 @@ class CellRunner:
           cell = Cell(dataset, name, d, results, True)
           self._done[key] = cell
           return cell
+      if os.path.exists(os.path.join(run_dir, "config.json")):  # a cell an earlier run started: say where it goes on
+        self.log(
+            f"[{dataset_tag(dataset)}/{name}] "
+            + (
+                resume_note(run_dir, int(config.num_epochs))
+                if run_files.saved_steps(run_dir)
+                else f"{run_dir} has no checkpoint yet: training it from the start"
+            )
+        )
     t0 = time.time()
     if hasattr(self.opts.should_stop, "unit"):  # what its signal message says the cell finishes first
       self.opts.should_stop.unit = "epoch" if config.batch.mode == "full" else "batch"

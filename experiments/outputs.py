@@ -27,6 +27,21 @@ def history_writer(workdir: str):
   return functools.partial(write_history, workdir)
 
 
+def resume_note(workdir: str, num_epochs: int) -> str:
+  """What --resume continues, said before it does (the progress bar shows it; --noprogress said nothing): the
+  epochs its history.json holds, or that the run finished (its saved results are printed again). The table
+  scripts say it of each unfinished cell they continue."""
+  if os.path.exists(os.path.join(workdir, "results.json")):
+    return f"resuming {workdir}: the run finished; its saved results"
+  try:
+    with open(os.path.join(workdir, "history.json")) as f:
+      done = len({row["epoch"] for row in json.load(f)})
+  except (OSError, ValueError, KeyError, TypeError):
+    done = None
+  epochs = f"{done} of {num_epochs} epoch(s) done" if done is not None else "no history.json"
+  return f"resuming {workdir} from its last checkpoint ({epochs})"
+
+
 def results_table(results: dict, paper_dataset: bool = True) -> str:
   """A small plain-text table of per-seed and mean ± std test scores; generated features get a note, which says
   that the numbers are not the paper's only for a `paper_dataset` (a user's own graph was never the paper's)."""

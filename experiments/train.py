@@ -231,20 +231,6 @@ def resume_command(workdir: str) -> str:
   return f"{launch.launch_command()} --workdir={shlex.quote(workdir)}{hosts} --resume"
 
 
-def resume_note(workdir: str, num_epochs: int) -> str:
-  """What --resume continues, said before it does (the progress bar shows it; --noprogress said nothing): the
-  epochs its history.json holds, or that the run finished (its saved results are printed again)."""
-  if os.path.exists(os.path.join(workdir, "results.json")):
-    return f"resuming {workdir}: the run finished; its saved results"
-  try:
-    with open(os.path.join(workdir, "history.json")) as f:
-      done = len({row["epoch"] for row in json.load(f)})
-  except (OSError, ValueError, KeyError, TypeError):
-    done = None
-  epochs = f"{done} of {num_epochs} epoch(s) done" if done is not None else "no history.json"
-  return f"resuming {workdir} from its last checkpoint ({epochs})"
-
-
 def initialize_distributed(
     coordinator: str | None, num_processes: int | None, process_id: int | None, timeout: int = 300, stop=None
 ):
@@ -397,7 +383,7 @@ def main(argv):
     if opts is not None:  # an override the graph makes moot (no sender lacks a modality: L_att is 0)
       run_options.check_overrides_read([config], opts, {config.dataset: data.schema})
     if FLAGS.resume and jax.process_index() == 0:
-      print(resume_note(workdir, int(config.num_epochs)))
+      print(outputs.resume_note(workdir, int(config.num_epochs)))
     results = train.train_and_evaluate(
         config,
         workdir,

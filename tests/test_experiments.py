@@ -157,6 +157,30 @@ def test_resume_refuses_a_cell_of_the_old_validation_rule(paper_workdir, tmp_pat
     table2.run_table2(options, str(workdir), ("hgnn_ima",), log=None)
 
 
+def test_resume_says_where_an_unfinished_cell_goes_on(paper_workdir, tmp_path, monkeypatch):
+  """From an audit: a continued cell did not say where it resumed (train.py --resume does)."""
+  from hgnn_ima_jax import train
+
+  class Stop(Exception):
+    pass
+
+  monkeypatch.setattr(train, "train_and_evaluate", lambda *a, **k: (_ for _ in ()).throw(Stop()))
+  cell = tmp_path / "w" / "synthetic" / "hgnn_ima"
+  shutil.copytree(paper_workdir[0] / "synthetic" / "hgnn_ima", cell)
+  (cell / "results.json").unlink()  # stopped after its last checkpoint
+  epochs = len({r["epoch"] for r in json.loads((cell / "history.json").read_text())})
+
+  def last_line():
+    lines = []
+    with pytest.raises(Stop):
+      table2.run_table2(tiny_options(resume=True), str(tmp_path / "w"), ("hgnn_ima",), log=lines.append)
+    return lines[-1]
+
+  assert last_line() == f"[synthetic/hgnn_ima] resuming {cell} from its last checkpoint ({epochs} of 2 epoch(s) done)"
+  shutil.rmtree(cell / "checkpoints")  # stopped before its first checkpoint
+  assert last_line() == f"[synthetic/hgnn_ima] {cell} has no checkpoint yet: training it from the start"
+
+
 def test_resume_refuses_a_cell_trained_with_another_config(paper_workdir):
   workdir, _ = paper_workdir
   with pytest.raises(

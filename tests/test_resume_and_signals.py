@@ -312,6 +312,11 @@ def test_a_signal_stops_a_table_script_with_its_resume_command(tmp_path):
   )
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert json.loads((workdir / "synthetic" / "hgt" / "results.json").read_text())["epochs"] == 60
+  # the continued cell says where it goes on, as train.py --resume does
+  cell = workdir / "synthetic" / "hgt"
+  assert f"[synthetic/hgt] resuming {cell} from its last checkpoint ({m.group(1)} of 60 epoch(s) done)\n" in (
+      resumed.stdout
+  ), resumed.stdout[-2000:]
   # and the finished table is not replaced by a later run of other cells into the same workdir without --resume
   table = (workdir / "table2.json").read_text()
   again = subprocess.run(
