@@ -35,12 +35,13 @@ from bench_env import emit, now_utc  # noqa: E402
 from bench_variants import check_choices  # noqa: E402
 
 from experiments.run_options import parse_seeds  # noqa: E402
+from hgnn_ima_jax import choices  # noqa: E402
 from hgnn_ima_jax import config_validation as cv  # noqa: E402
 from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags  # noqa: E402
 from hgnn_ima_jax.run_dir import check_workdir  # noqa: E402
 
 FLAGS = flags.FLAGS
-MODES = cv.CHOICES["batch.mode"]
+MODES = choices.CHOICES["batch.mode"]
 flags.DEFINE_string("dataset", "amazon", "experiments/train.py --dataset")
 flags.DEFINE_string("features", "", "experiments/train.py --features ('' for the dataset's default)")
 flags.DEFINE_list(
@@ -60,7 +61,7 @@ flags.DEFINE_integer("timeout", 4 * 3600, "seconds before a run is killed")
 
 def run_mode(mode: str, workdir: pathlib.Path, extra: list[str]) -> dict:
   # The runs start in the repository root: a dataset path, like the workdir, is made absolute first.
-  dataset = FLAGS.dataset if FLAGS.dataset.lower() in cv.DATASET_NAMES else os.path.abspath(FLAGS.dataset)
+  dataset = FLAGS.dataset if FLAGS.dataset.lower() in choices.DATASET_NAMES else os.path.abspath(FLAGS.dataset)
   cmd = [sys.executable, "experiments/train.py", f"--dataset={dataset}", f"--seeds={FLAGS.seeds}"]
   cmd += [f"--workdir={workdir}", "--noprogress", f"--config.batch.mode={mode}"]
   if FLAGS.features:
@@ -106,9 +107,9 @@ def check_flags() -> None:
         f"--modes={','.join(modes)}: a mode given twice would train into the same directory. Fix: give each once"
     )
   dataset = FLAGS.dataset
-  if not (dataset.lower() in cv.DATASET_NAMES or os.path.exists(dataset)):
+  if not (dataset.lower() in choices.DATASET_NAMES or os.path.exists(dataset)):
     raise ValueError(
-        f"--dataset={dataset}: is neither a known dataset ({', '.join(cv.DATASET_NAMES)}) nor an existing path. "
+        f"--dataset={dataset}: is neither a known dataset ({', '.join(choices.DATASET_NAMES)}) nor an existing path. "
         "Fix: give one of them"
     )
   try:

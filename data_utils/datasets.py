@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 
-from hgnn_ima_jax.config_validation import DATA_DIR_ENV, DATASET_NAMES, SCALED_SYNTHETIC  # noqa: F401 (re-exported)
+from hgnn_ima_jax.choices import DATA_DIR_ENV, DATASET_NAMES, SCALED_SYNTHETIC  # noqa: F401 (re-exported)
 from hgnn_ima_jax.graph import MMHN, DatasetError
 
 from .electronics import ELECTRONICS_MODALITIES, load_electronics

@@ -10,6 +10,7 @@ import dataclasses
 
 import ml_collections
 
+from hgnn_ima_jax import choices
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.graph_checks import check_trainable
@@ -98,7 +99,7 @@ def check_data_config(config) -> None:
           f"synthetic.{knob}",
           value,
           f"is not read by dataset {dataset!r}: only --dataset=synthetic is generated from the synthetic knobs"
-          + (" (the AMAZON-1-like graphs are fixed)" if dataset in cv.SCALED_SYNTHETIC else ""),
+          + (" (the AMAZON-1-like graphs are fixed)" if dataset in choices.SCALED_SYNTHETIC else ""),
           "drop the --config.synthetic.* flags, or train --dataset=synthetic with them "
           "(--config.synthetic.single_type=true gives a smaller AMAZON-1-like graph)",
       )
@@ -126,7 +127,7 @@ def _check_split_fields(config) -> None:
   if config.get("split", "file") == "stratified":
     return
   defaults = {"split_fractions": splits.DEFAULT_FRACTIONS, "split_seed": splits.DEFAULT_SEED}
-  for field in cv.SPLIT_DRAW_FIELDS:
+  for field in choices.SPLIT_DRAW_FIELDS:
     value = config.get(field, defaults[field])
     if (tuple(float(x) for x in value) if field == "split_fractions" else value) != defaults[field]:
       raise cv.ConfigError(

@@ -7,7 +7,7 @@ import pathlib
 
 import numpy as np
 
-from hgnn_ima_jax.config_validation import CHOICES
+from hgnn_ima_jax.choices import CHOICES
 from hgnn_ima_jax.graph import MMHN
 
 from .files import MissingFilesError, check_array, load_npz

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hgnn_ima_jax.config_validation import SCALED_SYNTHETIC as SCALED_NAMES
+from hgnn_ima_jax.choices import SCALED_SYNTHETIC as SCALED_NAMES
 from hgnn_ima_jax.graph import Relation
 
 ROLE_ABSENT, ROLE_BLANK, ROLE_CARRIER, ROLE_WRONG = -1, 0, 1, 2

@@ -21,7 +21,7 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 
   reexec_with_fast_allocator()
 
-from hgnn_ima_jax import config_validation as cv  # noqa: E402
+from hgnn_ima_jax import choices  # noqa: E402
 from hgnn_ima_jax.experiments import cell_runs, common, formatting, run_options  # noqa: E402
 
 VARIANTS = ("-cross", "-adapt", "+inf", "-nei", "-align", "-L_att", "-L_ind")
@@ -143,9 +143,9 @@ def write_outputs(table: dict, workdir: str) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-  # cv.ABLATIONS, not models.ABLATIONS: the same names (a test keeps them equal) without importing JAX before
+  # choices.ABLATIONS, not models.ABLATIONS: the same names (a test keeps them equal) without importing JAX before
   # the logs are quieted.
   # A leading '-' would read as a flag: pass --variants=-cross,-align (with '=').
   common.run_choices_script(
-      "ablation", "variants", VARIANTS, VARIANTS_HELP, cv.ABLATIONS, run_ablation, write_outputs, ablation_markdown
+      "ablation", "variants", VARIANTS, VARIANTS_HELP, choices.ABLATIONS, run_ablation, write_outputs, ablation_markdown
   )

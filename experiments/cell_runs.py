@@ -26,7 +26,7 @@ from .formatting import dataset_tag, format_stats, write_json
 from .outputs import history_writer, resume_note
 from .run_options import Options, check_overrides_read
 
-# Beyond config_validation.RESULT_NEUTRAL: the device layout changes results only in the last float bits.
+# Beyond choices.RESULT_NEUTRAL: the device layout changes results only in the last float bits.
 # data_dir: where the paper's files are, not what they hold (a cell saved before $HGNN_IMA_DATA_DIR was recorded
 # has ''; checkpoint fingerprints leave it out too, `cv.without_host_paths`)
 _IGNORED_FIELDS = ("shard_seeds", "data_dir")

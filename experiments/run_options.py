@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
+from hgnn_ima_jax import choices
 from hgnn_ima_jax import config_validation as cv
 
 from .configs import PROTOCOLS, SIZE_FIELDS, get_config, paper_overrides, set_path
@@ -278,7 +279,7 @@ def _for_other_cells(field: str, dataset: str, opts: Options) -> bool:
   stays, so that validation refuses it rather than ignore it."""
 
   def unread(d: str) -> bool:
-    if field in cv.SPLIT_DRAW_FIELDS:  # read where the cell's split is drawn
+    if field in choices.SPLIT_DRAW_FIELDS:  # read where the cell's split is drawn
       return opts.overrides.get("split", get_config(d, opts.protocol).split) != "stratified"
     return field in cv.unread_data_fields(d)
 

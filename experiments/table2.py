@@ -22,7 +22,7 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 
   reexec_with_fast_allocator()
 
-from hgnn_ima_jax import config_validation as cv  # noqa: E402
+from hgnn_ima_jax import choices  # noqa: E402
 from hgnn_ima_jax.experiments import cell_runs, common, formatting, run_options  # noqa: E402
 
 DEFAULT_MODELS = ("hgt_early", "hgt_late", "hgnn_ima")
@@ -215,5 +215,5 @@ def write_outputs(table: dict, workdir: str) -> dict[str, str]:
 
 if __name__ == "__main__":
   common.run_choices_script(
-      "table2", "models", DEFAULT_MODELS, MODELS_HELP, cv.MODEL_NAMES, run_table2, write_outputs, table2_markdown
+      "table2", "models", DEFAULT_MODELS, MODELS_HELP, choices.MODEL_NAMES, run_table2, write_outputs, table2_markdown
   )

@@ -31,8 +31,11 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from hgnn_ima_jax import (
+    choices,  # noqa: E402
+    run_dir,  # noqa: E402
+)
 from hgnn_ima_jax import config_validation as cv  # noqa: E402
-from hgnn_ima_jax import run_dir  # noqa: E402
 from hgnn_ima_jax.data_utils import load_for_config, validate_run_config  # noqa: E402
 from hgnn_ima_jax.experiments import common, formatting, launch, run_options  # noqa: E402
 from hgnn_ima_jax.experiments.configs import PROTOCOLS, get_config, set_path  # noqa: E402
@@ -187,7 +190,7 @@ def resume_config(workdir: str):
     ignored = cv.ignored_override(config, path, value, have)  # a model or loss field the run's model ignores
     if ignored:
       raise cv.ConfigError(path, value, *ignored)
-    if path in cv.RESULT_NEUTRAL or path in unread or path.split(".")[0] in unread:  # unread: validation refuses
+    if path in choices.RESULT_NEUTRAL or path in unread or path.split(".")[0] in unread:  # unread: validation refuses
       set_path(config, path, value)
     elif cv.normalise(value) != have:
       raise ResumeError(
@@ -423,7 +426,7 @@ def main(argv):
       f"\n{config.dataset} / {config.model_name} / protocol={config.protocol} / {len(config.seeds)} seed(s) "
       f"/ {results['epochs']} epochs / {results['train_time_s']:.1f} s training on {results['device']}"
   )
-  print(outputs.results_table(results, paper_dataset=str(config.dataset).lower() in cv.PAPER_DATASET_NAMES))
+  print(outputs.results_table(results, paper_dataset=str(config.dataset).lower() in choices.PAPER_DATASET_NAMES))
   print(f"workdir: {workdir}")
 
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from hgnn_ima_jax import edge_ops
-from hgnn_ima_jax.config_validation import CHOICES
+from hgnn_ima_jax.choices import CHOICES
 from hgnn_ima_jax.ops import channels, segment_softmax, softmax
 
 COMBINES = CHOICES["model.combine"]

@@ -1,13 +1,14 @@
-"""Checks a run config before any work starts, and the tables of what each field allows (JAX-free).
+"""Checks a run config before any work starts (JAX-free); the tables of what each field allows are `choices`.
 
 `validate_config(config)` checks every field of a resolved config (a `ConfigDict` or a nested
 dict, as `experiments/configs` builds it) and raises `ConfigError`, one line:
 `config.<field>=<value>: <problem>. Fix: <fix>`. `train.train_and_evaluate` calls it before it
 builds anything or creates the workdir; the experiment scripts call it on every cell up front.
 
-The rules are tables, so that one place says what a field may be:
+The rules are tables (`hgnn_ima_jax.choices`, which imports nothing from the project), so that one place says
+what a field may be:
 
-* `known_fields`: every field path the project reads (the tables below, `OTHER_FIELDS`, and the model's and
+* `known_fields`: every field path the project reads (the tables, `OTHER_FIELDS`, and the model's and
   batch's dataclasses); a path outside it (`config.epochs`, `config.model.hiden`) is refused with the nearest.
 * `CHOICES`: the allowed values of every string option. The model, layer, attention and
   training modules check their fields against these same tuples.
@@ -44,149 +45,24 @@ from typing import Any, Mapping
 
 from absl import app, flags
 
-from hgnn_ima_jax.graph_checks import PAPER_DATASET_NAMES, names_problem
-
-# Table 4 ablations: suffixes of the model name 'hgnn_ima' -> (model field overrides, loss overrides). The name's
-# values replace the config's (`models.build_model`, `train.resolve_config`).
-ABLATION_OVERRIDES: dict[str, tuple[dict, dict]] = {
-    "-cross": ({"variant": "-cross"}, {}),
-    "-adapt": ({"variant": "-adapt"}, {}),
-    "+inf": ({"variant": "+inf"}, {}),
-    "-nei": ({"variant": "-nei"}, {}),
-    "-align": ({"variant": "-align"}, {}),
-    "-L_att": ({}, {"att_weight": 0.0}),
-    "-L_ind": ({}, {"ind_loss": False}),
-}
-ABLATIONS = tuple(ABLATION_OVERRIDES)
-MODEL_NAMES = ("hgnn_ima", "hgt", "hgt_early", "hgt_late") + tuple(f"hgnn_ima{a}" for a in ABLATIONS)
-
-# The AMAZON-1-like synthetic graph at 1x, 4x and 16x (data_utils.synthetic.make_scaled_synthetic builds them).
-SCALED_SYNTHETIC = ("synthetic_amazon1", "synthetic_amazon1x4", "synthetic10m")
-DATASET_NAMES = PAPER_DATASET_NAMES + ("synthetic",) + SCALED_SYNTHETIC
-
-CHOICES: dict[str, tuple[str, ...]] = {
-    "model_name": MODEL_NAMES,
-    "protocol": ("code", "paper"),
-    "features": ("real", "generated"),
-    "missing_fill": ("code", "text", "zeros"),
-    "split": ("file", "stratified"),
-    "selection_metric": ("macro_f1", "micro_f1", "paper_rule"),
-    "model.projection": ("shared", "per_channel"),
-    "model.input_activation": ("tanh", "linear"),
-    "model.variant": ("full", "-cross", "-adapt", "+inf", "-nei", "-align"),
-    "model.align_sign": ("code", "paper"),
-    "model.combine": ("mul", "add", "renorm"),
-    "model.beta_norm": ("code", "paper"),
-    "model.nei_mode": ("mean", "target"),
-    "model.update_form": ("code", "paper"),
-    "model.fusion_form": ("code", "paper"),
-    "model.latt_norm": ("code_mean", "paper_sum"),
-    "model.align_off": ("softmax", "raw"),
-    "optimizer.name": ("adamw", "adam"),
-    "optimizer.schedule": ("onecycle", "constant"),
-    "early_stopping.rule": ("val_loss", "paper"),
-    "batch.mode": ("full", "neighbor", "hgt"),  # full batch, or sampled mini-batches (hgnn_ima_jax.minibatch)
-    "batch.eval": ("layerwise", "sampled"),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Number:
-  """A numeric field: integer or real, lower/upper bound (None: unbounded), open or closed ends."""
-
-  integer: bool = False
-  lo: float | None = None
-  hi: float | None = None
-  lo_open: bool = False
-  hi_open: bool = False
-  optional: bool = False  # None is allowed (the code then uses its default)
-
-  def describe(self) -> str:
-    what = "an integer" if self.integer else "a finite number"
-    if self.lo is not None and self.hi is not None:
-      return f"{what} in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}{')' if self.hi_open else ']'}"
-    if self.lo is not None:
-      return f"{what} {'>' if self.lo_open else '>='} {_num(self.lo)}"
-    return what
-
-  def admits(self, x: float) -> bool:
-    if self.lo is not None and (x < self.lo or (self.lo_open and x == self.lo)):
-      return False
-    return not (self.hi is not None and (x > self.hi or (self.hi_open and x == self.hi)))
-
-
-COUNT = Number(integer=True, lo=1)
-RATE = Number(lo=0.0, hi=1.0, hi_open=True)  # dropout, Adam's betas, momenta
-POSITIVE = Number(lo=0.0, lo_open=True)
-
-NUMBERS: dict[str, Number] = {
-    "num_epochs": COUNT,
-    "checkpoint_every": COUNT,
-    "seed_batch": Number(integer=True, lo=-1),  # -1 = auto
-    "feature_seed": Number(integer=True, lo=0),
-    "split_seed": Number(integer=True, lo=0),
-    "model.hidden": COUNT,
-    "model.heads": COUNT,
-    "model.num_layers": Number(integer=True, lo=0),  # K = 0: no propagation (Figure 3's first point)
-    "model.dropout": RATE,
-    "model.fusion_input_dropout": RATE,
-    "model.fusion_score_dropout": RATE,
-    "model.score_scale": dataclasses.replace(POSITIVE, optional=True),
-    "model.baseline_score_scale": dataclasses.replace(POSITIVE, optional=True),
-    "model.baseline_hidden": dataclasses.replace(COUNT, optional=True),
-    "optimizer.learning_rate": POSITIVE,
-    "optimizer.weight_decay": Number(lo=0.0),
-    "optimizer.b1": RATE,
-    "optimizer.b2": RATE,
-    "optimizer.eps": POSITIVE,
-    "optimizer.onecycle_total_steps": COUNT,
-    "optimizer.onecycle_pct_start": Number(lo=0.0, hi=1.0, lo_open=True, hi_open=True),
-    "optimizer.onecycle_div_factor": POSITIVE,
-    "optimizer.onecycle_final_div_factor": POSITIVE,
-    "optimizer.onecycle_base_momentum": RATE,
-    "optimizer.onecycle_max_momentum": RATE,
-    "loss.att_weight": Number(lo=0.0),
-    "early_stopping.patience": COUNT,
-    "batch.size": COUNT,
-    "batch.num_iterations": Number(integer=True, lo=0),  # 0 = one per layer
-    "batch.buckets": COUNT,
-    "batch.prefetch": Number(integer=True, lo=0),
-    "batch.seed": Number(integer=True, lo=0),
-    "batch.eval_every": COUNT,
-    "batch.eval_chunk": Number(integer=True, lo=0),  # 0: automatic
-    "batch.parts": COUNT,  # sub-graphs per global batch (hgnn_ima_jax.distributed): fixes the result
-    "mesh_data": COUNT,  # devices sharing each global batch: changes the speed, not the result
-}
-
-BOOLS = (
-    "model.input_batch_norm",
-    "model.remat",
-    "loss.ind_loss",
-    "loss.val_includes_att",
-    "shard_seeds",
-    "batch.trim",
-    "batch.drop_last",
+from hgnn_ima_jax.choices import (
+    ABLATION_OVERRIDES,
+    ADDED_FIELDS,
+    BOOLS,
+    CHOICES,
+    DATA_DIR_ENV,
+    DATA_LAYER_GROUPS,
+    DATASET_NAMES,
+    MODEL_NAMES,
+    NUMBERS,
+    OTHER_FIELDS,
+    RESULT_NEUTRAL,
+    SCALED_SYNTHETIC,
+    SPLIT_DRAW_FIELDS,
+    Number,
 )
-
-# The fields no table above holds, each checked where it is read: dataset (`_check_dataset`), seeds
-# (`_check_seeds`), data_dir and split_fractions (the data layer's `check_data_config`), model.hgt_modality (the
-# `hgt` baseline's one modality, `models.build_model`; default: the graph's first). `known_fields` adds these to the
-# tables' fields and to `options.LayerOptions`' (model.*) and `options.BatchSettings`' (batch.*).
-OTHER_FIELDS = ("dataset", "data_dir", "seeds", "split_fractions", "model.hgt_modality")
-# Groups whose keys the data layer knows: config.synthetic holds `data_utils.synthetic.SyntheticConfig`'s knobs,
-# which `data_utils.check_data_config` checks (this module imports no data code).
-DATA_LAYER_GROUPS = ("synthetic",)
-
-DATA_DIR_ENV = "HGNN_IMA_DATA_DIR"  # where the paper datasets are when config.data_dir is '' (else ./data)
-
-# Fields that change not what is trained (bookkeeping, or how it is computed: remat and mesh_data reorder float
-# sums, ~1e-7): a resumed run may change them.
-RESULT_NEUTRAL = ("checkpoint_every", "batch.prefetch", "batch.eval_chunk", "mesh_data", "model.remat")
-
-# Fields added after runs had been saved, with the value that trains as those runs did: a config.json without one
-# reads as that value (`run_dir.read_config`), and `result_fields` leaves one out at it, so that a run saved
-# before the field compares equal (resume, the scripts' cell reuse, checkpoint fingerprints).
-ADDED_FIELDS = {"batch.drop_last": False, "model.baseline_hidden": None}
+from hgnn_ima_jax.graph_checks import names_problem
+from hgnn_ima_jax.options import BATCH_FIELDS_READ, BatchSettings, LayerOptions
 
 
 class ConfigError(ValueError):
@@ -215,10 +91,6 @@ def config_flag(path: str, value: Any) -> str:
   if not any(c in text for c in '"\\$`!'):
     return f'--config.{path}="{text}"'
   return shlex.quote(flag)
-
-
-def _num(x: float) -> str:
-  return str(int(x)) if float(x).is_integer() else str(x)
 
 
 def to_dict(config) -> dict:
@@ -253,8 +125,6 @@ def known_fields() -> frozenset[str]:
   fields of `CHOICES`, `NUMBERS`, `BOOLS` and `OTHER_FIELDS`, `options.LayerOptions`' as model.<name> and
   `options.BatchSettings`' as batch.<name>. A path is a leaf: a dict under it (batch.fanouts' per-relation hops,
   batch.num_samples' per-type counts) holds user data, not fields."""
-  from hgnn_ima_jax.options import BatchSettings, LayerOptions  # options imports this module
-
   return frozenset(
       (*CHOICES, *NUMBERS, *BOOLS, *OTHER_FIELDS)
       + tuple(f"model.{name}" for name in LayerOptions.names())
@@ -538,8 +408,6 @@ def check_batch_for_graph(config, data) -> None:
 
 def unread_batch_fields(config) -> tuple[str, ...]:
   """The `config.batch` fields its mode does not read (`options.BATCH_FIELDS_READ`), `mode` aside."""
-  from hgnn_ima_jax.options import BATCH_FIELDS_READ, BatchSettings  # options imports this module
-
   batch = config.get("batch") or {}
   reads = BATCH_FIELDS_READ.get(batch.get("mode", "full"), ())
   return tuple(f.name for f in dataclasses.fields(BatchSettings) if f.name != "mode" and f.name not in reads)
@@ -572,8 +440,6 @@ def check_fanouts_per_layer(config) -> None:
 def _check_batch_fields(d: dict) -> None:
   """A batch field the mode does not read, given a value other than its default, would be ignored:
   e.g. --config.batch.size=128 without --config.batch.mode=neighbor trained full-batch without a word."""
-  from hgnn_ima_jax.options import BATCH_FIELDS_READ, BatchSettings
-
   batch = d.get("batch")
   if not isinstance(batch, Mapping) or batch.get("mode", "full") not in BATCH_FIELDS_READ:
     return
@@ -682,10 +548,6 @@ def unread_data_fields(dataset: str | None) -> tuple[str, ...]:
   if name == "synthetic":
     return ("data_dir", "features")
   return ("synthetic",) if name in DATASET_NAMES else ("data_dir", "synthetic")
-
-
-# Read only when config.split is 'stratified' (the split is drawn); with 'file' the dataset's own split is used.
-SPLIT_DRAW_FIELDS = ("split_fractions", "split_seed")
 
 
 # --- which model reads which field ----------------------------------------------------------

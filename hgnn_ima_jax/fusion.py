@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hgnn_ima_jax.config_validation import CHOICES
+from hgnn_ima_jax.choices import CHOICES
 from hgnn_ima_jax.dropout import Dropout
 from hgnn_ima_jax.projection import dense
 

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from hgnn_ima_jax.graph_checks import PAPER_DATASET_NAMES, SPLITS, DatasetError, validate_graph
+from hgnn_ima_jax.choices import PAPER_DATASET_NAMES
+from hgnn_ima_jax.graph_checks import SPLITS, DatasetError, validate_graph
 
 if TYPE_CHECKING:
   import jraph

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
   from hgnn_ima_jax.graph import MMHN
 
 SPLITS = ("train", "val", "test")
-PAPER_DATASET_NAMES = ("douban", "imdb", "amazon", "amazon1", "amazon2")  # the paper's graphs (its Table 2)
 # Feature rows checked for NaN/inf at once: the check's boolean temporary stays a few MB.
 _FINITE_CHUNK_ROWS = 65536
 

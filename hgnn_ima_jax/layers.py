@@ -53,7 +53,7 @@ import jax.numpy as jnp
 
 from hgnn_ima_jax import attention as att
 from hgnn_ima_jax import edge_ops
-from hgnn_ima_jax.config_validation import CHOICES
+from hgnn_ima_jax.choices import CHOICES
 from hgnn_ima_jax.dropout import Dropout
 from hgnn_ima_jax.edge_layout import (
     EdgeIndex,

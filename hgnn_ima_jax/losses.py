@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import jraph
 import optax
 
-from hgnn_ima_jax.config_validation import CHOICES
+from hgnn_ima_jax.choices import CHOICES
 from hgnn_ima_jax.graph import Schema
 
 

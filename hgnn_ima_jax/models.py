@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import jraph
 
-from hgnn_ima_jax.config_validation import ABLATION_OVERRIDES, MODEL_NAMES
+from hgnn_ima_jax.choices import ABLATION_OVERRIDES, MODEL_NAMES
 from hgnn_ima_jax.edge_layout import edge_index
 from hgnn_ima_jax.fusion import ModalityFusion, class_logits
 from hgnn_ima_jax.graph import Schema

@@ -1,7 +1,7 @@
 """The propagation layer's options: one frozen dataclass for the layer, the models, the configs and the reference.
 
 Adding an attention or update option means adding one field here (and its allowed values to
-`config_validation.CHOICES` when it is a string): `HGNNIMALayer` reads it from `options`, the
+`choices.CHOICES` when it is a string): `HGNNIMALayer` reads it from `options`, the
 models forward the whole object, `experiments/configs/default.py` builds `config.model` from
 `dataclasses.asdict(LayerOptions())`, and the dense reference in the tests takes its defaults
 from the same place. JAX-free, so configs import it without starting JAX.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from hgnn_ima_jax.config_validation import CHOICES
+from hgnn_ima_jax.choices import CHOICES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from hgnn_ima_jax import edge_ops
-from hgnn_ima_jax.config_validation import CHOICES, ConfigError
+from hgnn_ima_jax.choices import CHOICES
+from hgnn_ima_jax.config_validation import ConfigError
 from hgnn_ima_jax.graph import Schema
 from hgnn_ima_jax.ops import torch_linear_init
 

@@ -20,7 +20,7 @@ import ml_collections
 from absl import logging
 from ml_collections import config_dict
 
-from hgnn_ima_jax import config_validation
+from hgnn_ima_jax import choices, config_validation
 from hgnn_ima_jax.graph import Relation, Schema
 
 
@@ -127,7 +127,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   if isinstance(model, dict) and "update" in model:  # a run saved before model.update became update_form
     model["update_form"] = model.pop("update")
   config_validation.apply_name_fields(d)  # a run saved before a Table 4 name's model fields were written with it
-  for path, value in config_validation.ADDED_FIELDS.items():  # a run saved before the field trained as its value
+  for path, value in choices.ADDED_FIELDS.items():  # a run saved before the field trained as its value
     *parents, leaf = path.split(".")
     node = config_validation.get_path(d, ".".join(parents), None)
     if isinstance(node, dict):

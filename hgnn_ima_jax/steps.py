@@ -15,7 +15,7 @@ import ml_collections
 import optax
 
 from hgnn_ima_jax import metrics as metrics_lib
-from hgnn_ima_jax.config_validation import CHOICES
+from hgnn_ima_jax.choices import CHOICES
 from hgnn_ima_jax.losses import masked_cross_entropy, objective, val_att_weight
 from hgnn_ima_jax.state import Batch, TrainState, variables_of, where
 

@@ -14,6 +14,7 @@ import pytest
 from conftest import REPO
 from script_helpers import run_python
 
+from hgnn_ima_jax import choices
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.data_utils import validate_run_config
 from hgnn_ima_jax.experiments import configs, run_options
@@ -90,7 +91,7 @@ def test_every_shipped_config_is_valid():
     for protocol in PROTOCOLS:
       cv.validate_config(get_config(dataset, protocol))
   cv.validate_config(test_config.get_config())
-  for name in cv.MODEL_NAMES:
+  for name in choices.MODEL_NAMES:
     cv.validate_config(with_fields(get_config("douban"), model_name=name))
 
 
@@ -99,11 +100,13 @@ def test_the_model_code_reads_its_allowed_values_from_the_table():
   from hgnn_ima_jax.data_utils import paper_datasets
   from hgnn_ima_jax.experiments import configs
 
-  assert layers.VARIANTS is cv.CHOICES["model.variant"] and attention.COMBINES is cv.CHOICES["model.combine"]
-  assert configs.PROTOCOLS is cv.CHOICES["protocol"] and paper_datasets.FILL_RULES is cv.CHOICES["missing_fill"]
-  assert models.MODEL_NAMES == tuple(cv.MODEL_NAMES) and tuple(models.ABLATIONS) == cv.ABLATIONS
+  assert layers.VARIANTS is choices.CHOICES["model.variant"] and attention.COMBINES is choices.CHOICES["model.combine"]
+  assert (
+      configs.PROTOCOLS is choices.CHOICES["protocol"] and paper_datasets.FILL_RULES is choices.CHOICES["missing_fill"]
+  )
+  assert models.MODEL_NAMES == tuple(choices.MODEL_NAMES) and tuple(models.ABLATIONS) == choices.ABLATIONS
   for model_over, _ in models.ABLATIONS.values():
-    assert model_over.get("variant", "full") in cv.CHOICES["model.variant"]
+    assert model_over.get("variant", "full") in choices.CHOICES["model.variant"]
 
 
 def test_validation_imports_no_jax():
@@ -198,14 +201,14 @@ def test_every_field_of_every_shipped_config_is_known():
   assert len(paths) > 60
   unknown = sorted(p for p in paths if p not in cv.known_fields() and p not in knobs)
   assert not unknown, unknown
-  assert {p for p in paths if p.startswith("synthetic.")} <= knobs  # cv.DATA_LAYER_GROUPS: the data layer's names
-  assert cv.DATA_LAYER_GROUPS == ("synthetic",)
+  assert {p for p in paths if p.startswith("synthetic.")} <= knobs  # choices.DATA_LAYER_GROUPS: the data layer's names
+  assert choices.DATA_LAYER_GROUPS == ("synthetic",)
 
 
 def test_every_field_the_code_reads_with_get_is_known():
   """`config.get("x")`, `config.model.get("x")` and `(config.get("batch") or {}).get("x")` in the library, the data
   layer and the scripts name known fields (those a config may lack included: mesh_data, seed_batch, model.remat)."""
-  groups = {p.split(".")[0] for p in cv.known_fields() if "." in p} | set(cv.DATA_LAYER_GROUPS)
+  groups = {p.split(".")[0] for p in cv.known_fields() if "." in p} | set(choices.DATA_LAYER_GROUPS)
   top = re.compile(r"\bconfig\.get\([\"'](\w+)[\"']")
   nested = (  # config.model.get("remat"), (config.get("batch") or {}).get("parts")
       re.compile(r"\bconfig\.(\w+)\.get\([\"'](\w+)[\"']"),
@@ -424,7 +427,7 @@ def test_unread_fields_are_one_rule_for_validation_and_result_fields():
       assert (field in cv.unread_data_fields(dataset)) == (field not in kept), (dataset, field)
     for split in ("file", "stratified"):
       kept = cv.result_fields(with_fields(get_config(dataset), split=split))
-      assert all((f in kept) == (split == "stratified") for f in cv.SPLIT_DRAW_FIELDS), (dataset, split)
+      assert all((f in kept) == (split == "stratified") for f in choices.SPLIT_DRAW_FIELDS), (dataset, split)
 
 
 def test_model_fields_are_refused_where_no_cell_reads_them():
@@ -787,14 +790,14 @@ def test_a_run_saved_before_an_added_field_reads_as_the_value_it_trained_with(tm
   for mode in ("neighbor", "hgt"):
     config = with_fields(get_config("synthetic"), **{"batch.mode": mode, "batch.size": 16})
     old = cv.normalise(config.to_dict())
-    for path in cv.ADDED_FIELDS:
+    for path in choices.ADDED_FIELDS:
       *parents, leaf = path.split(".")
       del cv.get_path(old, ".".join(parents))[leaf]
     workdir = tmp_path / mode
     workdir.mkdir()
     (workdir / "config.json").write_text(json.dumps(old))
     saved = run_dir.read_config(str(workdir))
-    assert all(cv.get_path(saved.to_dict(), p) == v for p, v in cv.ADDED_FIELDS.items())
+    assert all(cv.get_path(saved.to_dict(), p) == v for p, v in choices.ADDED_FIELDS.items())
     assert cell_runs.signature(saved) == cell_runs.signature(config)
     assert cv.config_fingerprint(old) == cv.config_fingerprint(config) == cv.config_fingerprint(saved)
     changed = with_fields(get_config("synthetic"), **{"batch.mode": mode, "batch.size": 16, "batch.drop_last": True})

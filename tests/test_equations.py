@@ -9,7 +9,7 @@ import re
 import pytest
 
 from hgnn_ima_jax import layers
-from hgnn_ima_jax.config_validation import CHOICES
+from hgnn_ima_jax.choices import CHOICES
 
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "equations.md"
 

@@ -21,7 +21,7 @@ import pytest
 from model_fixtures import fast_jit, make_graph, random_variables
 
 from hgnn_ima_jax import DatasetError, chunks, inference, models
-from hgnn_ima_jax.config_validation import MODEL_NAMES
+from hgnn_ima_jax.choices import MODEL_NAMES
 
 BN = dict(hidden=8, heads=2, num_layers=2, projection="per_channel", input_batch_norm=True)
 TOL = dict(rtol=1e-4, atol=1e-4)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
+from hgnn_ima_jax import choices
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.data_utils import DATASETS, load_dataset, load_for_config, validate_run_config
 from hgnn_ima_jax.data_utils.checksum import graph_checksum
@@ -18,12 +19,12 @@ from hgnn_ima_jax.experiments.configs import get_config
 
 
 def test_names_are_one_table():
-  assert tuple(SCALED_SYNTHETIC) == cv.SCALED_SYNTHETIC and DATASETS is cv.DATASET_NAMES
-  assert set(cv.SCALED_SYNTHETIC) <= set(DATASETS)
+  assert tuple(SCALED_SYNTHETIC) == choices.SCALED_SYNTHETIC and DATASETS is choices.DATASET_NAMES
+  assert set(choices.SCALED_SYNTHETIC) <= set(DATASETS)
   assert SCALED_SYNTHETIC == {"synthetic_amazon1": 1.0, "synthetic_amazon1x4": 4.0, "synthetic10m": 16.0}
 
 
-@pytest.mark.parametrize("name", cv.SCALED_SYNTHETIC)
+@pytest.mark.parametrize("name", choices.SCALED_SYNTHETIC)
 def test_small_scale_through_load_dataset_is_the_generator_graph(name):
   g = load_dataset(name, scale=0.01, feature_dim=16)
   want = make_synthetic(**{**AMAZON1_LIKE, "feature_dim": 16, "modality_dims": (), "scale": 0.01})
@@ -46,13 +47,13 @@ def test_scaled_sizes_are_the_benchmark_sizes():
     import bench_graphs
   finally:
     sys.path.remove(str(REPO / "benchmarks"))
-  for name in cv.SCALED_SYNTHETIC:
+  for name in choices.SCALED_SYNTHETIC:
     assert name in bench_graphs.SYNTHETIC_GRAPHS
     assert bench_graphs.synthetic_kwargs(name, 64) == scaled_synthetic_kwargs(name, 64)
 
 
 def test_a_config_names_them_and_validates():
-  for name in cv.SCALED_SYNTHETIC:
+  for name in choices.SCALED_SYNTHETIC:
     config = get_config(name)
     validate_run_config(config)
     assert config.model.projection == get_config("amazon1").model.projection  # AMAZON-1's profile

@@ -16,7 +16,7 @@ from sampling_graphs import dense_graph
 
 from hgnn_ima_jax import minibatch, train
 from hgnn_ima_jax.budgets import Budget, BudgetLadder, check_fits, level_counts
-from hgnn_ima_jax.config_validation import MODEL_NAMES
+from hgnn_ima_jax.choices import MODEL_NAMES
 from hgnn_ima_jax.data_utils import load_for_config
 from hgnn_ima_jax.edge_layout import edge_index, num_slots, sender_groups, slot_offsets
 from hgnn_ima_jax.experiments.configs import test as test_config

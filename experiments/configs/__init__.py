@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from hgnn_ima_jax.config_validation import CHOICES, SCALED_SYNTHETIC
+from hgnn_ima_jax.choices import CHOICES, SCALED_SYNTHETIC
 
 from . import default
 
