@@ -37,7 +37,7 @@ from bench_variants import check_choices  # noqa: E402
 from experiments.run_options import parse_seeds  # noqa: E402
 from hgnn_ima_jax import choices  # noqa: E402
 from hgnn_ima_jax import config_validation as cv  # noqa: E402
-from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags  # noqa: E402
+from hgnn_ima_jax.cli_flags import one_line_usage_errors, parse_flags  # noqa: E402
 from hgnn_ima_jax.run_dir import check_workdir  # noqa: E402
 
 FLAGS = flags.FLAGS

@@ -39,7 +39,7 @@ from absl import app, flags  # noqa: E402
 from bench_cli import at_least, check_out, int_list  # noqa: E402
 from bench_env import emit, peak_rss_mb  # noqa: E402
 
-from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags  # noqa: E402
+from hgnn_ima_jax.cli_flags import one_line_usage_errors, parse_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 MODES = ("neighbor", "hgt", "full")

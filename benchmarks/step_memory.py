@@ -24,7 +24,7 @@ from bench_env import emit, now_utc, quiet_absl_info
 from bench_graphs import GRAPHS, JAX_MODELS, check_graphs_readable, define_graph_flags, graph_config, load_graph
 from bench_variants import check_choices
 
-from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags
+from hgnn_ima_jax.cli_flags import one_line_usage_errors, parse_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("graphs", ["amazon", "synthetic_amazon1"], f"from {GRAPHS}")

@@ -34,7 +34,7 @@ from bench_cli import check_out  # noqa: E402
 from bench_env import cpu_count, emit, quiet_absl_info  # noqa: E402
 from bench_graphs import GRAPHS, JAX_MODELS, define_graph_flags, graph_config, load_graph_or_exit  # noqa: E402
 
-from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags  # noqa: E402
+from hgnn_ima_jax.cli_flags import one_line_usage_errors, parse_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("graph", "synthetic_amazon1", f"one of {GRAPHS}")

@@ -57,7 +57,7 @@ from bench_graphs import (  # noqa: E402
 from bench_subprocess import pyg_availability, resolve_python, run_worker  # noqa: E402
 
 from hgnn_ima_jax import data_utils  # noqa: E402
-from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags  # noqa: E402
+from hgnn_ima_jax.cli_flags import one_line_usage_errors, parse_flags  # noqa: E402
 from hgnn_ima_jax.runtime import find_jemalloc  # noqa: E402  (no JAX import)
 
 WORKER = REPO / "benchmarks" / "bench_worker.py"

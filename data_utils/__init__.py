@@ -12,8 +12,9 @@ pass the graph to `train.train_and_evaluate`); `validate_run_config` checks a co
 
 Command-line tools: `python -m hgnn_ima_jax.data_utils.check` (validate and summarise) and
 `python -m hgnn_ima_jax.data_utils.download` (fetch the published files, sha256-checked).
-This package imports only `hgnn_ima_jax.graph` (with `graph_checks`) and the JAX-free
-`hgnn_ima_jax.config_validation` tables from the model package; the library never imports it.
+This package imports only `hgnn_ima_jax.graph` (with `graph_checks`) and the JAX-free config
+modules (`choices`, `config_values`, `field_usage`, `config_validation`) and `cli_flags` from the model package;
+the library never imports it.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from hgnn_ima_jax import data_utils
-from hgnn_ima_jax.config_validation import one_line_usage_errors, parse_flags
+from hgnn_ima_jax.cli_flags import one_line_usage_errors, parse_flags
 from hgnn_ima_jax.graph import MMHN, SPLITS, DatasetError
 from hgnn_ima_jax.graph_checks import check_trainable
 

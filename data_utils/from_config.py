@@ -10,7 +10,7 @@ import dataclasses
 
 import ml_collections
 
-from hgnn_ima_jax import choices
+from hgnn_ima_jax import choices, config_values, field_usage
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.graph_checks import check_trainable
@@ -30,7 +30,7 @@ def changed_synthetic_knobs(config) -> dict:
   return {
       k: v
       for k, v in _synthetic_knobs(config).items()
-      if k not in defaults or cv.normalise(v) != cv.normalise(defaults[k])
+      if k not in defaults or config_values.normalise(v) != config_values.normalise(defaults[k])
   }
 
 
@@ -53,9 +53,9 @@ def unread_file_field(dataset: str, field: str, value) -> tuple[str, str] | None
           "drop --feature_seed",
       )
     return None
-  if field not in cv.unread_data_fields(dataset):
+  if field not in field_usage.unread_data_fields(dataset):
     return None
-  if "features" in cv.unread_data_fields(dataset):  # a generated graph
+  if "features" in field_usage.unread_data_fields(dataset):  # a generated graph
     return (
         f"is not read by dataset {dataset!r}: it is generated, not read from files",
         f"drop --{field}, or give it with a dataset read from files (e.g. --dataset=douban)",
@@ -71,7 +71,7 @@ def check_data_config(config) -> None:
   `SyntheticConfig` itself (its rules involve its structured defaults), as ConfigErrors on config.synthetic.<knob>;
   a knob it does not have is named with the nearest (`validate_config` leaves these names to the data layer).
 
-  A data field the dataset does not read (`config_validation.unread_data_fields`) would be ignored, so a
+  A data field the dataset does not read (`field_usage.unread_data_fields`) would be ignored, so a
   value other than its default is an error instead: the synthetic knobs for any dataset but `synthetic` (the
   fixed `synthetic_amazon1` graphs included), `data_dir`/`features` for the generated graphs, `data_dir` for
   a dataset path, `split_fractions`/`split_seed` unless `split` is 'stratified'.
@@ -91,7 +91,7 @@ def check_data_config(config) -> None:
   for knob, value in (config.get("synthetic") or {}).items():  # config_validation leaves these names to us
     if f"synthetic.{knob}" not in known:
       raise cv.unknown_field_error(f"synthetic.{knob}", value, known)
-  if "synthetic" in cv.unread_data_fields(dataset):
+  if "synthetic" in field_usage.unread_data_fields(dataset):
     changed = changed_synthetic_knobs(config)
     if changed:
       knob, value = sorted(changed.items())[0]

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import ml_collections
 
+from hgnn_ima_jax import config_compare, config_values
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax import run_dir as run_files
 from hgnn_ima_jax.data_utils import load_for_config, validate_run_config
@@ -28,7 +29,7 @@ from .run_options import Options, check_overrides_read
 
 # Beyond choices.RESULT_NEUTRAL: the device layout changes results only in the last float bits.
 # data_dir: where the paper's files are, not what they hold (a cell saved before $HGNN_IMA_DATA_DIR was recorded
-# has ''; checkpoint fingerprints leave it out too, `cv.without_host_paths`)
+# has ''; checkpoint fingerprints leave it out too, `config_compare.without_host_paths`)
 _IGNORED_FIELDS = ("shard_seeds", "data_dir")
 # Data fields: cells with equal values share one loaded MMHN.
 _DATA_FIELDS = (
@@ -66,13 +67,13 @@ def signature(config: ml_collections.ConfigDict) -> dict:
   from hgnn_ima_jax import train
   from hgnn_ima_jax.models import split_model_name
 
-  d = cv.result_fields(train.resolve_config(config))  # without bookkeeping and unread data fields
+  d = config_compare.result_fields(train.resolve_config(config))  # without bookkeeping and unread data fields
   for k in _IGNORED_FIELDS:
     d.pop(k, None)
   base, model_over, _ = split_model_name(d["model_name"])
   d["model_name"] = base
   d["model"] = {**d["model"], **model_over}
-  return cv.normalise(d)
+  return config_values.normalise(d)
 
 
 class CellConfigError(ValueError):
@@ -113,7 +114,7 @@ class CellRunner:
 
   def data(self, config: ml_collections.ConfigDict):
     """The MMHN for a config, loaded once per distinct data fields."""
-    key = json.dumps(cv.normalise({k: config.to_dict().get(k) for k in _DATA_FIELDS}), sort_keys=True)
+    key = json.dumps(config_values.normalise({k: config.to_dict().get(k) for k in _DATA_FIELDS}), sort_keys=True)
     if key not in self._data:
       self._data[key] = load_for_config(config)
     return self._data[key]
@@ -153,7 +154,7 @@ class CellRunner:
     if os.path.exists(os.path.join(run_dir, "config.json")):
       there = signature(run_files.read_config(run_dir))
       if there != sig:
-        diffs = "; ".join(cv.diff_configs(there, sig)[:6])
+        diffs = "; ".join(config_compare.diff_configs(there, sig)[:6])
         raise CellConfigError(
             f"{run_dir} holds a run with a different config ({diffs}). Fix: use a new --workdir, or move that "
             "directory aside (or delete it) to train the cell again"

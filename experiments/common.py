@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Callable
 
+from hgnn_ima_jax import cli_flags, config_values
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.graph import DatasetError
 from hgnn_ima_jax.run_dir import WorkdirError, check_workdir
@@ -118,7 +119,7 @@ def run_settings(opts: Options, datasets) -> dict:
   return {
       "protocol": opts.protocol,
       "epochs": {d: int(base_config(d, opts).num_epochs) for d in datasets},
-      "overrides": cv.normalise(dict(opts.overrides)),
+      "overrides": config_values.normalise(dict(opts.overrides)),
       "features": opts.features,
   }
 
@@ -126,7 +127,7 @@ def run_settings(opts: Options, datasets) -> dict:
 def settings_note(settings: dict) -> str:
   """The table's settings as one Markdown line."""
   epochs = ", ".join(f"{formatting.dataset_tag(d)} {n}" for d, n in settings["epochs"].items())
-  overrides = " ".join(cv.config_flag(k, v) for k, v in settings["overrides"].items()) or "none"
+  overrides = " ".join(config_values.config_flag(k, v) for k, v in settings["overrides"].items()) or "none"
   features = f"; --features={settings['features']}" if settings.get("features") else ""
   return f"Settings: --protocol={settings['protocol']}; epochs: {epochs}{features}; overrides: {overrides}."
 
@@ -257,7 +258,7 @@ def run_main(main: Callable):
 
   from . import launch
 
-  app.run(cv.one_line_usage_errors(main), flags_parser=launch.app_flags_parser(lambda: config_help(flags.FLAGS)))
+  app.run(cli_flags.one_line_usage_errors(main), flags_parser=launch.app_flags_parser(lambda: config_help(flags.FLAGS)))
 
 
 def write_table(workdir: str, stem: str, table: dict, markdown: str) -> dict[str, str]:

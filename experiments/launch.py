@@ -22,7 +22,7 @@ import textwrap
 import threading
 from typing import Callable
 
-from hgnn_ima_jax.config_validation import parse_flags
+from hgnn_ima_jax.cli_flags import parse_flags
 
 HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, what a shell reports
@@ -205,14 +205,14 @@ _SECTIONS = (
 def config_summary(config, title: str, *, unread_apart: bool = False) -> str:
   """The config's fields, one wrapped line per section: what `--config.<field>=` can change.
 
-  unread_apart: the fields this one run does not read (`config_validation.unread_fields`: its model's, its
+  unread_apart: the fields this one run does not read (`field_usage.unread_fields`: its model's, its
   batch mode's, its dataset's) go on a last line of their own, since giving one is an error; for a script of
   several cells (other models may read them) they stay in their sections.
   """
-  from hgnn_ima_jax import config_validation as cv
+  from hgnn_ima_jax import field_usage
 
   d = config.to_dict()
-  unread = set(cv.unread_fields(d)) if unread_apart else set()
+  unread = set(field_usage.unread_fields(d)) if unread_apart else set()
   rows = []
   listed = {k for _, keys in _SECTIONS for k in keys}
   for name, keys in _SECTIONS:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
-from hgnn_ima_jax import choices
+from hgnn_ima_jax import choices, config_paths, config_values, field_usage
 from hgnn_ima_jax import config_validation as cv
 
 from .configs import PROTOCOLS, SIZE_FIELDS, get_config, paper_overrides, set_path
@@ -249,9 +249,9 @@ def base_config(dataset: str, opts: Options) -> ml_collections.ConfigDict:
   for path, value in opts.overrides.items():
     if not _for_other_cells(path.split(".")[0], dataset, opts):
       set_path(config, path, value)
-  config.data_dir = cv.data_dir_or_env(config)  # $HGNN_IMA_DATA_DIR as if given with --data_dir
+  config.data_dir = config_paths.data_dir_or_env(config)  # $HGNN_IMA_DATA_DIR as if given with --data_dir
   for field in ("dataset", "data_dir"):
-    config[field] = cv.absolute_path(field, config.get(field))
+    config[field] = config_paths.absolute_path(field, config.get(field))
   return config
 
 
@@ -266,9 +266,12 @@ def _refuse_flag_and_field_apart(opts: Options) -> None:
     if value is None or field not in opts.overrides:
       continue
     other = opts.overrides[field]
-    if cv.normalise(other) != cv.normalise(value):
+    if config_values.normalise(other) != config_values.normalise(value):
       raise cv.ConfigError(
-          field, other, f"contradicts --{flag}={cv.format_value(value)}", f"give one of --{flag} and --config.{field}"
+          field,
+          other,
+          f"contradicts --{flag}={config_values.format_value(value)}",
+          f"give one of --{flag} and --config.{field}",
       )
 
 
@@ -281,7 +284,7 @@ def _for_other_cells(field: str, dataset: str, opts: Options) -> bool:
   def unread(d: str) -> bool:
     if field in choices.SPLIT_DRAW_FIELDS:  # read where the cell's split is drawn
       return opts.overrides.get("split", get_config(d, opts.protocol).split) != "stratified"
-    return field in cv.unread_data_fields(d)
+    return field in field_usage.unread_data_fields(d)
 
   return unread(dataset) and any(not unread(d) for d in opts.datasets)
 
@@ -289,12 +292,12 @@ def _for_other_cells(field: str, dataset: str, opts: Options) -> bool:
 def check_overrides_read(
     configs: Sequence[ml_collections.ConfigDict], opts: Options, schemas: Mapping[str, Any] | None = None
 ) -> None:
-  """Refuses a --config override that no cell of the run reads (`config_validation.ignored_override`): a model
+  """Refuses a --config override that no cell of the run reads (`field_usage.ignored_override`): a model
   or loss field its model does not read (--config.model.combine=add with --model=hgt_late), or one its model
   name sets (--config.model.variant with hgnn_ima-align). A cell that ignores an override another cell reads
-  (table2's hgt_late cells beside hgnn_ima's) keeps it; its result fields leave it out (`cv.result_fields`).
+  (table2's hgt_late cells beside hgnn_ima's) keeps it; its result fields leave it out (`config_compare.result_fields`).
   With `schemas` ({dataset: the loaded graph's Schema}), also one the graph makes moot
-  (`config_validation.unread_for_graph`: --config.loss.att_weight where no sender lacks a modality).
+  (`field_usage.unread_for_graph`: --config.loss.att_weight where no sender lacks a modality).
 
   Raises:
     ConfigError: one line, for the first override that every cell ignores: its reason, or where the cells ignore
@@ -305,9 +308,11 @@ def check_overrides_read(
     problems = []
     for config in configs:
       if config.dataset not in plain:  # the cell's values without the overrides: its profile's
-        plain[config.dataset] = cv.to_dict(base_config(config.dataset, plain_opts))
+        plain[config.dataset] = config_values.to_dict(base_config(config.dataset, plain_opts))
       schema = (schemas or {}).get(config.dataset)
-      problem = cv.ignored_override(config, path, value, cv.get_path(plain[config.dataset], path, None), schema)
+      problem = field_usage.ignored_override(
+          config, path, value, config_values.get_path(plain[config.dataset], path, None), schema
+      )
       if problem is None:
         break
       problems.append((problem, f"{config.dataset}/{config.get('model_name', 'hgnn_ima')}"))

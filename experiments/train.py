@@ -31,8 +31,12 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from hgnn_ima_jax import (
-    choices,  # noqa: E402
+from hgnn_ima_jax import (  # noqa: E402
+    choices,
+    cli_flags,
+    config_paths,
+    config_values,
+    field_usage,
     run_dir,  # noqa: E402
 )
 from hgnn_ima_jax import config_validation as cv  # noqa: E402
@@ -166,36 +170,36 @@ def resume_config(workdir: str):
   # A field the run does not read never changed it; an older version saved whatever was given (--data_dir
   # with --dataset=synthetic, --config.split_seed with split=file, --config.batch.size with full-batch
   # training), which validation now refuses, so it goes back to its default.
-  unread = cv.unread_fields(config)
+  unread = field_usage.unread_fields(config)
   saved, defaults = config.to_dict(), get_config(config.dataset, config.get("protocol", "code")).to_dict()
   absent = object()
   for path in unread:
-    default = cv.get_path(defaults, path, absent)
-    if cv.get_path(saved, path, absent) is not absent and default is not absent:
+    default = config_values.get_path(defaults, path, absent)
+    if config_values.get_path(saved, path, absent) is not absent and default is not absent:
       set_path(config, path, default)
-  saved = cv.normalise(config.to_dict())
-  flag_value = {"seeds": _seeds_flag, "dataset": lambda: cv.absolute_path("dataset", FLAGS.dataset)}
-  flag_value["data_dir"] = lambda: cv.absolute_path("data_dir", FLAGS.data_dir)
+  saved = config_values.normalise(config.to_dict())
+  flag_value = {"seeds": _seeds_flag, "dataset": lambda: config_paths.absolute_path("dataset", FLAGS.dataset)}
+  flag_value["data_dir"] = lambda: config_paths.absolute_path("data_dir", FLAGS.data_dir)
   asked = [
       (f"--{name}={FLAGS[name].value}", path, flag_value[name]() if name in flag_value else FLAGS[name].value)
       for name, path in RUN_FLAGS
       if FLAGS[name].present
   ]
   asked += [
-      (cv.config_flag(path, value), path, value)
+      (config_values.config_flag(path, value), path, value)
       for path, value in config_flags.get_override_values(FLAGS["config"]).items()
   ]
   for flag, path, value in asked:
-    have = cv.get_path(saved, path, None)
-    ignored = cv.ignored_override(config, path, value, have)  # a model or loss field the run's model ignores
+    have = config_values.get_path(saved, path, None)
+    ignored = field_usage.ignored_override(config, path, value, have)  # a model or loss field the run's model ignores
     if ignored:
       raise cv.ConfigError(path, value, *ignored)
     if path in choices.RESULT_NEUTRAL or path in unread or path.split(".")[0] in unread:  # unread: validation refuses
       set_path(config, path, value)
-    elif cv.normalise(value) != have:
+    elif config_values.normalise(value) != have:
       raise ResumeError(
           f"{flag} contradicts the run in {workdir}, saved with "
-          f"{path}={cv.format_value(have)}. Fix: drop {flag.split('=')[0]} to continue that run as "
+          f"{path}={config_values.format_value(have)}. Fix: drop {flag.split('=')[0]} to continue that run as "
           "saved, or train with it into a new --workdir"
       )
   return config
@@ -357,7 +361,7 @@ def main(argv):
     common.fail(e)
   stop.unit = "epoch" if config.batch.mode == "full" else "batch"
   if FLAGS.print_config:
-    print(json.dumps(cv.normalise(config.to_dict()), indent=2))
+    print(json.dumps(config_values.normalise(config.to_dict()), indent=2))
     return
   if FLAGS.coordinator and not FLAGS.workdir:
     raise app.UsageError("a multi-process run (--coordinator) needs --workdir: every process must name the same one")
@@ -432,4 +436,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(cv.one_line_usage_errors(main), flags_parser=launch.app_flags_parser(_config_help))
+  app.run(cli_flags.one_line_usage_errors(main), flags_parser=launch.app_flags_parser(_config_help))

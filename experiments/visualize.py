@@ -44,6 +44,7 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
 
 import numpy as np  # noqa: E402
 
+from hgnn_ima_jax import cli_flags  # noqa: E402
 from hgnn_ima_jax.experiments import cell_runs, common, figures, formatting, launch, run_options  # noqa: E402
 from hgnn_ima_jax.experiments.attention_study import (
     attention_case_study,
@@ -337,6 +338,6 @@ if __name__ == "__main__":
   flags.DEFINE_integer("max_points", 2000, "at most this many nodes in the t-SNE (a random subset)")
   flags.DEFINE_integer("random_state", 0, "t-SNE and subset seed")
   app.run(
-      common.cv.one_line_usage_errors(main),
+      cli_flags.one_line_usage_errors(main),
       flags_parser=launch.app_flags_parser(lambda: run_options.config_help(flags.FLAGS)),
   )

@@ -20,7 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
-from hgnn_ima_jax import config_validation
+from hgnn_ima_jax import config_compare
 from hgnn_ima_jax.hosts import host
 from hgnn_ima_jax.run_dir import read_config
 
@@ -62,7 +62,7 @@ class RunCheckpoints:
   """The latest (resume) and best (selected parameters) checkpoints of one run."""
 
   def __init__(self, workdir: str, fingerprint: str | None = None):
-    """fingerprint: `config_validation.config_fingerprint` of the run's config, kept in each latest checkpoint
+    """fingerprint: `config_compare.config_fingerprint` of the run's config, kept in each latest checkpoint
     and compared with config.json's on resume (a config.json edited after the checkpoint was written, or
     overwritten by another run, continued silently with the new values)."""
     self.workdir, self.fingerprint = workdir, fingerprint
@@ -100,8 +100,8 @@ class RunCheckpoints:
       saved = read_config(self.workdir)
     except (OSError, ValueError):
       return None
-    fields = config_validation.result_fields
-    return config_validation.diff_configs(fields(saved), fields(config))
+    fields = config_compare.result_fields
+    return config_compare.diff_configs(fields(saved), fields(config))
 
   def restore_latest(self, like, sharding=None, config=None, real_rows: int | None = None):
     """(state, meta) of the newest checkpoint, or None; `like` (arrays or ShapeDtypeStructs) gives the structure.
@@ -162,7 +162,7 @@ class RunCheckpoints:
     if (
         saved_fp is not None
         and diffs == []
-        and saved_fp != config_validation.config_fingerprint(read_config(self.workdir))
+        and saved_fp != config_compare.config_fingerprint(read_config(self.workdir))
     ):
       raise CheckpointMismatchError(
           f"{self.latest.directory}: checkpoint {step} was written with another config than the run's config.json "

@@ -162,7 +162,7 @@ DATA_DIR_ENV = "HGNN_IMA_DATA_DIR"  # where the paper datasets are when config.d
 RESULT_NEUTRAL = ("checkpoint_every", "batch.prefetch", "batch.eval_chunk", "mesh_data", "model.remat")
 
 # Fields added after runs had been saved, with the value that trains as those runs did: a config.json without one
-# reads as that value (`run_dir.read_config`), and `config_validation.result_fields` leaves one out at it, so that a
+# reads as that value (`run_dir.read_config`), and `config_compare.result_fields` leaves one out at it, so that a
 # run saved before the field compares equal (resume, the scripts' cell reuse, checkpoint fingerprints).
 ADDED_FIELDS = {"batch.drop_last": False, "model.baseline_hidden": None}
 

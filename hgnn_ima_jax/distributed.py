@@ -291,20 +291,21 @@ def check_same_config(config, gather=gather_texts) -> None:
   """
   import json
 
+  from hgnn_ima_jax import config_compare, config_values
   from hgnn_ima_jax import config_validation as cv
 
-  d = cv.without_host_paths(cv.normalise(cv.to_dict(config)))
+  d = config_compare.without_host_paths(config_values.normalise(config_values.to_dict(config)))
   texts = gather(json.dumps(d, sort_keys=True))
   first = json.loads(texts[0])
   for k, text in enumerate(texts[1:], start=1):
-    diffs = cv.leaf_differences(first, json.loads(text))
+    diffs = config_compare.leaf_differences(first, json.loads(text))
     if diffs:
       path, ours, theirs = diffs[0]
       more = f" (and {len(diffs) - 1} more field(s))" if len(diffs) > 1 else ""
       raise cv.ConfigError(
           path,
           theirs,
-          f"is process {k}'s value, process 0 has {cv.format_value(ours)}{more}: every process of a run trains "
-          "with one config",
+          f"is process {k}'s value, process 0 has {config_values.format_value(ours)}{more}: every process of a run "
+          "trains with one config",
           "give every process the same flags (and the same --resume)",
       )

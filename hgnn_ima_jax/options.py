@@ -156,8 +156,8 @@ class BatchSettings:
 
 
 # The batch fields each mode reads (`mode` aside). A field only another mode reads would be ignored, so a value
-# other than its default is refused (`config_validation`): e.g. --config.batch.size without batch.mode. Both
-# sampled modes read the batching fields; each reads its own sampler's.
+# other than its default is refused (`field_usage.unread_batch_fields`, `config_validation`): e.g.
+# --config.batch.size without batch.mode. Both sampled modes read the batching fields; each reads its own sampler's.
 _SAMPLED_FIELDS = ("size", "drop_last", "buckets", "prefetch", "seed", "eval", "eval_every", "eval_chunk", "parts")
 BATCH_FIELDS_READ = {
     "full": (),

@@ -20,7 +20,7 @@ import ml_collections
 from absl import logging
 from ml_collections import config_dict
 
-from hgnn_ima_jax import choices, config_validation
+from hgnn_ima_jax import choices, config_values, field_usage
 from hgnn_ima_jax.graph import Relation, Schema
 
 
@@ -126,10 +126,10 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   model = d.get("model")
   if isinstance(model, dict) and "update" in model:  # a run saved before model.update became update_form
     model["update_form"] = model.pop("update")
-  config_validation.apply_name_fields(d)  # a run saved before a Table 4 name's model fields were written with it
+  field_usage.apply_name_fields(d)  # a run saved before a Table 4 name's model fields were written with it
   for path, value in choices.ADDED_FIELDS.items():  # a run saved before the field trained as its value
     *parents, leaf = path.split(".")
-    node = config_validation.get_path(d, ".".join(parents), None)
+    node = config_values.get_path(d, ".".join(parents), None)
     if isinstance(node, dict):
       node.setdefault(leaf, value)
   batch = d.get("batch")

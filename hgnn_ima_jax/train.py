@@ -35,17 +35,16 @@ from hgnn_ima_jax import distributed, minibatch, runtime
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax.budgets import padded_schema
 from hgnn_ima_jax.checkpointing import CheckpointMismatchError, RunCheckpoints
+from hgnn_ima_jax.config_compare import config_fingerprint
+from hgnn_ima_jax.config_paths import absolute_path, data_dir_or_env
 from hgnn_ima_jax.config_validation import (
-    absolute_path,
-    apply_name_fields,
     check_batch_for_graph,
     check_fanouts_per_layer,
     check_model_for_graph,
-    config_fingerprint,
-    data_dir_or_env,
     validate_config,
 )
 from hgnn_ima_jax.evaluation import Evaluator
+from hgnn_ima_jax.field_usage import apply_name_fields
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.graph_checks import check_trainable
 from hgnn_ima_jax.hosts import host

@@ -14,7 +14,7 @@ import pytest
 
 from hgnn_ima_jax import run_dir
 from hgnn_ima_jax.checkpointing import CheckpointMismatchError, RunCheckpoints
-from hgnn_ima_jax.config_validation import config_fingerprint
+from hgnn_ima_jax.config_compare import config_fingerprint
 
 CONFIG = {"dataset": "synthetic", "model": {"hidden": 4}, "seeds": [0, 1]}
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO
 from script_helpers import run_python
 
-from hgnn_ima_jax import choices
+from hgnn_ima_jax import choices, config_compare, config_values, field_usage
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.data_utils import validate_run_config
 from hgnn_ima_jax.experiments import configs, run_options
@@ -112,7 +112,9 @@ def test_the_model_code_reads_its_allowed_values_from_the_table():
 def test_validation_imports_no_jax():
   code = (
       "import sys; from experiments.configs import get_config; from hgnn_ima_jax import config_validation as cv; "
+      "from hgnn_ima_jax import cli_flags, config_compare, config_paths; "
       "cv.validate_config(get_config('synthetic')); cv.validate_config(get_config('imdb', 'paper')); "
+      "config_compare.config_fingerprint(get_config('imdb')); config_paths.data_dir_or_env(get_config('imdb')); "
       "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'jaxlib', 'flax', 'jraph')))"
   )
   out = run_python("-c", code, timeout=120)
@@ -405,28 +407,31 @@ def test_batch_fields_are_read_only_by_the_modes_that_use_them():
   for mode, field, value, fix in cases:
     with pytest.raises(cv.ConfigError) as e:
       validate_run_config(with_fields(get_config("synthetic"), **{"batch.mode": mode, f"batch.{field}": value}))
-    assert str(e.value).startswith(f"config.batch.{field}={cv.format_value(value)}: is not read with batch.mode={mode}")
+    assert str(e.value).startswith(
+        f"config.batch.{field}={config_values.format_value(value)}: is not read with batch.mode={mode}"
+    )
     assert fix in str(e.value) and LINE.match(str(e.value))
     reader = next(m for m, fields in BATCH_FIELDS_READ.items() if field in fields)
     validate_run_config(with_fields(get_config("synthetic"), **{"batch.mode": reader, f"batch.{field}": value}))
   # the default value of a field is no error in any mode
   validate_run_config(with_fields(get_config("synthetic"), **{"batch.mode": "hgt", "batch.fanouts": ()}))
   # and what a mode does not read does not decide a run's result either
-  full = cv.result_fields(with_fields(get_config("synthetic"), **{"batch.size": 7}))
+  full = config_compare.result_fields(with_fields(get_config("synthetic"), **{"batch.size": 7}))
   assert (
       "size" not in full["batch"]
-      and "size" in cv.result_fields(with_fields(get_config("synthetic"), **{"batch.mode": "neighbor"}))["batch"]
+      and "size"
+      in config_compare.result_fields(with_fields(get_config("synthetic"), **{"batch.mode": "neighbor"}))["batch"]
   )
 
 
 def test_unread_fields_are_one_rule_for_validation_and_result_fields():
   for dataset in (*DATASETS, "graphs/mine.npz", "Synthetic"):
     config = get_config(dataset)
-    kept = cv.result_fields(config)
+    kept = config_compare.result_fields(config)
     for field in ("data_dir", "features", "synthetic"):
-      assert (field in cv.unread_data_fields(dataset)) == (field not in kept), (dataset, field)
+      assert (field in field_usage.unread_data_fields(dataset)) == (field not in kept), (dataset, field)
     for split in ("file", "stratified"):
-      kept = cv.result_fields(with_fields(get_config(dataset), split=split))
+      kept = config_compare.result_fields(with_fields(get_config(dataset), split=split))
       assert all((f in kept) == (split == "stratified") for f in choices.SPLIT_DRAW_FIELDS), (dataset, split)
 
 
@@ -469,7 +474,9 @@ def test_model_fields_are_refused_where_no_cell_reads_them():
     ((path, value),) = overrides.items()
     with pytest.raises(cv.ConfigError) as e:
       check(models, protocol=protocol, **overrides)
-    assert str(e.value).startswith(f"config.{path}={cv.format_value(value)}: ") and problem in str(e.value), e.value
+    assert str(e.value).startswith(f"config.{path}={config_values.format_value(value)}: ") and problem in str(
+        e.value
+    ), e.value
     assert fix in str(e.value).split("Fix: ")[1] and LINE.match(str(e.value))
   # ignored by every cell for different reasons: each reason with its cells (the first cell's alone misled)
   with pytest.raises(cv.ConfigError) as e:
@@ -483,8 +490,8 @@ def test_model_fields_are_refused_where_no_cell_reads_them():
   assert str(e.value).count("no inter-modal attention") == 1 and LINE.match(str(e.value))
   # read by one cell of the run: kept, and the cells that ignore it have the same result fields as without it
   hgt_late, ours = check(("hgt_late", "hgnn_ima"), **{"model.combine": "add"})
-  assert ours.model.combine == "add" and "combine" not in cv.result_fields(hgt_late)["model"]
-  assert cv.result_fields(hgt_late) == cv.result_fields(check(("hgt_late",))[0])
+  assert ours.model.combine == "add" and "combine" not in config_compare.result_fields(hgt_late)["model"]
+  assert config_compare.result_fields(hgt_late) == config_compare.result_fields(check(("hgt_late",))[0])
   check(("hgnn_ima", "hgnn_ima-nei"), **{"model.nei_mode": "target"})
   check(("hgnn_ima-align",), **{"model.variant": "-align"})  # what the name sets anyway
   # the profile's value is no override; the same value given again is not an error either
@@ -691,16 +698,18 @@ def test_fields_the_graph_makes_moot_are_refused_once_it_has_loaded(tmp_path):
 
   full, no_image = ((True, True), (True, True)), ((True, True), (True, False))
   config = {"model_name": "hgnn_ima", "dataset": "mine.npz"}
-  assert set(cv.unread_for_graph(config, schema(full))) == {"missing_fill", *cv._NO_LATT}
-  assert cv.unread_for_graph(config, schema(no_image)) == {}
+  assert set(field_usage.unread_for_graph(config, schema(full))) == {"missing_fill", *field_usage._NO_LATT}
+  assert field_usage.unread_for_graph(config, schema(no_image)) == {}
   # the director lacks an image but sends no edge: L_att is still 0, and its image is filled
-  assert set(cv.unread_for_graph(config, schema(no_image, (Relation("movie", "md", "director"),)))) == set(cv._NO_LATT)
-  assert set(cv.unread_for_graph({**config, "model_name": "hgt"}, schema(no_image))) == {"missing_fill"}
-  assert cv.unread_for_graph({**config, "model_name": "hgt_late"}, schema(no_image)) == {}
-  problem = cv.ignored_override(config, "loss.att_weight", 0.5, 1.0, schema(full))
+  assert set(field_usage.unread_for_graph(config, schema(no_image, (Relation("movie", "md", "director"),)))) == set(
+      field_usage._NO_LATT
+  )
+  assert set(field_usage.unread_for_graph({**config, "model_name": "hgt"}, schema(no_image))) == {"missing_fill"}
+  assert field_usage.unread_for_graph({**config, "model_name": "hgt_late"}, schema(no_image)) == {}
+  problem = field_usage.ignored_override(config, "loss.att_weight", 0.5, 1.0, schema(full))
   assert problem[0] == "is not read on dataset mine.npz: no sender of an edge lacks a modality, so L_att (Eq. 7) is 0"
-  assert cv.ignored_override(config, "loss.att_weight", 1.0, 1.0, schema(full)) is None  # the profile's value
-  assert cv.ignored_override(config, "loss.att_weight", 0.5, 1.0) is None  # before the graph has loaded
+  assert field_usage.ignored_override(config, "loss.att_weight", 1.0, 1.0, schema(full)) is None  # the profile's value
+  assert field_usage.ignored_override(config, "loss.att_weight", 0.5, 1.0) is None  # before the graph has loaded
   # the CLI checks once the graph has loaded, before anything is written
   proc = run_python(
       "experiments/train.py",
@@ -789,19 +798,25 @@ def test_a_run_saved_before_an_added_field_reads_as_the_value_it_trained_with(tm
 
   for mode in ("neighbor", "hgt"):
     config = with_fields(get_config("synthetic"), **{"batch.mode": mode, "batch.size": 16})
-    old = cv.normalise(config.to_dict())
+    old = config_values.normalise(config.to_dict())
     for path in choices.ADDED_FIELDS:
       *parents, leaf = path.split(".")
-      del cv.get_path(old, ".".join(parents))[leaf]
+      del config_values.get_path(old, ".".join(parents))[leaf]
     workdir = tmp_path / mode
     workdir.mkdir()
     (workdir / "config.json").write_text(json.dumps(old))
     saved = run_dir.read_config(str(workdir))
-    assert all(cv.get_path(saved.to_dict(), p) == v for p, v in choices.ADDED_FIELDS.items())
+    assert all(config_values.get_path(saved.to_dict(), p) == v for p, v in choices.ADDED_FIELDS.items())
     assert cell_runs.signature(saved) == cell_runs.signature(config)
-    assert cv.config_fingerprint(old) == cv.config_fingerprint(config) == cv.config_fingerprint(saved)
+    assert (
+        config_compare.config_fingerprint(old)
+        == config_compare.config_fingerprint(config)
+        == config_compare.config_fingerprint(saved)
+    )
     changed = with_fields(get_config("synthetic"), **{"batch.mode": mode, "batch.size": 16, "batch.drop_last": True})
-    assert cv.config_fingerprint(changed) != cv.config_fingerprint(old)  # a value other than the old one counts
+    assert config_compare.config_fingerprint(changed) != config_compare.config_fingerprint(
+        old
+    )  # a value other than the old one counts
     saved.batch.num_samples = {"movie": 4}  # the read config's field takes either form, as a fresh one
     saved.batch.num_samples = 8
 
@@ -816,9 +831,9 @@ def test_config_flag_pastes_into_a_shell_as_one_argument(value):
   import ast
   import shlex
 
-  flag = cv.config_flag("batch.fanouts", value)
+  flag = config_values.config_flag("batch.fanouts", value)
   (word,) = shlex.split(flag)
-  assert word == f"--config.batch.fanouts={cv.format_value(value)}"
+  assert word == f"--config.batch.fanouts={config_values.format_value(value)}"
   text = word.split("=", 1)[1]
   bare = isinstance(value, str) and value and value.strip() == value  # format_value: such strings go bare
   assert (text if bare else ast.literal_eval(text)) == value

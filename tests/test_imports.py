@@ -46,7 +46,10 @@ def test_the_data_layer_imports_only_the_graph_and_config_tables_from_the_librar
       "hgnn_ima_jax.graph",
       "hgnn_ima_jax.graph_checks",
       "hgnn_ima_jax.choices",
+      "hgnn_ima_jax.config_values",
+      "hgnn_ima_jax.field_usage",
       "hgnn_ima_jax.config_validation",
+      "hgnn_ima_jax.cli_flags",
   )
   for f in sorted((REPO / "data_utils").glob("*.py")):
     library = {

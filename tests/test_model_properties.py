@@ -622,7 +622,7 @@ def test_jit_and_dropout_reproducibility():
 
 
 # --------------------------------------------------------------------------- fields a model does not read
-# A value other than the default for each field config_validation may call unread (the scripts refuse it then).
+# A value other than the default for each field field_usage may call unread (the scripts refuse it then).
 OTHER_VALUES = {
     "model.variant": "-nei",
     "model.score_scale": 100.0,
@@ -649,13 +649,13 @@ OTHER_VALUES = {
     + [(n, {"num_layers": 0}) for n in ("hgnn_ima", "hgnn_ima-align", "hgt", "hgt_late")],
 )
 def test_fields_a_model_does_not_read_change_nothing(name, fields):
-  """`config_validation.unread_model_fields` is true: each model field it lists, set to another value, leaves
+  """`field_usage.unread_model_fields` is true: each model field it lists, set to another value, leaves
   the train-mode outputs (fixed dropout key) bit for bit equal, with the same parameters; for its loss fields,
   L_att is 0 (att_weight, val_includes_att) or the one modality head is the fused one (ind_loss). A field the
   table wrongly called unread would be refused by the scripts although it changes the run."""
-  from hgnn_ima_jax import config_validation as cv
+  from hgnn_ima_jax import field_usage
 
-  unread = cv.unread_model_fields({"model_name": name, "model": fields})
+  unread = field_usage.unread_model_fields({"model_name": name, "model": fields})
   assert set(unread) <= set(OTHER_VALUES) | {"loss.att_weight", "loss.val_includes_att", "loss.ind_loss"}
   module, v, gt = built_kw(name, **fields)
   schema = graph().schema

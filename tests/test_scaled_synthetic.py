@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from hgnn_ima_jax import choices
+from hgnn_ima_jax import choices, config_compare
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.data_utils import DATASETS, load_dataset, load_for_config, validate_run_config
 from hgnn_ima_jax.data_utils.checksum import graph_checksum
@@ -59,7 +59,7 @@ def test_a_config_names_them_and_validates():
     assert config.model.projection == get_config("amazon1").model.projection  # AMAZON-1's profile
   config = get_config("synthetic_amazon1")
   config.synthetic.scale = 0.001  # the synthetic knobs are not read for the fixed graphs...
-  assert cv.result_fields(config) == cv.result_fields(get_config("synthetic_amazon1"))
+  assert config_compare.result_fields(config) == config_compare.result_fields(get_config("synthetic_amazon1"))
   # ... so a knob set for one is refused, not ignored; so is one for a file dataset
   with pytest.raises(
       cv.ConfigError, match=r"^config\.synthetic\.scale=0\.001: is not read by dataset 'synthetic_amazon1'"

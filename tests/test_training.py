@@ -115,10 +115,10 @@ OTHER_OPTIMIZER_VALUES = {
     "name, schedule", [("adamw", "onecycle"), ("adamw", "constant"), ("adam", "onecycle"), ("adam", "constant")]
 )
 def test_optimizer_fields_the_optimizer_does_not_read_change_nothing(name, schedule):
-  """`config_validation.unread_optimizer_fields` is true (the scripts refuse those fields when given): each field
+  """`field_usage.unread_optimizer_fields` is true (the scripts refuse those fields when given): each field
   it lists, set to another value, leaves eight updates of `create_optimizer` bit for bit equal; and each other
   field of OTHER_OPTIMIZER_VALUES changes them (the table misses none)."""
-  from hgnn_ima_jax import config_validation as cv
+  from hgnn_ima_jax import field_usage
   from hgnn_ima_jax.experiments.configs import set_path
 
   def updates(**fields):
@@ -138,7 +138,7 @@ def test_optimizer_fields_the_optimizer_does_not_read_change_nothing(name, sched
 
   config = get_config("douban")
   config.optimizer.name, config.optimizer.schedule = name, schedule
-  unread = cv.unread_optimizer_fields(config)
+  unread = field_usage.unread_optimizer_fields(config)
   base = updates()
   for path, value in OTHER_OPTIMIZER_VALUES.items():
     same = np.array_equal(base, updates(**{path: value}))
