@@ -52,6 +52,12 @@ def device_info() -> dict:
   }
 
 
+def failed(e: Exception) -> dict:
+  """What a row records for a statistic the backend failed to give, so that a report tells a crash (this) from
+  a statistic the backend does not have (null)."""
+  return {"error": f"{type(e).__name__}: {e}"[:300]}
+
+
 def device_memory_mb() -> dict | None:
   """Peak/in-use device memory on an accelerator (None on CPU, whose stats are empty)."""
   d = jax.devices()[0]
@@ -59,8 +65,8 @@ def device_memory_mb() -> dict | None:
     return None
   try:
     s = d.memory_stats() or {}
-  except Exception:  # pylint: disable=broad-except
-    return None
+  except Exception as e:  # pylint: disable=broad-except
+    return failed(e)
   return {k: round(v / 2**20, 1) for k, v in s.items() if k in ("peak_bytes_in_use", "bytes_in_use", "bytes_limit")}
 
 
@@ -116,8 +122,8 @@ def xla_cost(compiled) -> dict | None:
   """XLA's cost analysis of the compiled step: bytes accessed (its estimate of memory traffic) and flops."""
   try:
     c = compiled.cost_analysis()
-  except Exception:  # pylint: disable=broad-except
-    return None
+  except Exception as e:  # pylint: disable=broad-except
+    return failed(e)
   c = c[0] if isinstance(c, (list, tuple)) and c else c
   if not isinstance(c, dict) or "bytes accessed" not in c:
     return None
@@ -126,7 +132,7 @@ def xla_cost(compiled) -> dict | None:
 
 def bandwidth(cost: dict | None, step_s: float) -> dict | None:
   """XLA's bytes accessed per second of the median step, and its share of the device's peak bandwidth."""
-  if not cost or step_s <= 0:
+  if not cost or "bytes_accessed" not in cost or step_s <= 0:
     return None
   rate = cost["bytes_accessed"] / step_s
   peak = peak_bandwidth(getattr(jax.devices()[0], "device_kind", ""))
@@ -136,8 +142,8 @@ def bandwidth(cost: dict | None, step_s: float) -> dict | None:
 def xla_memory_mb(compiled) -> dict | None:
   try:
     m = compiled.memory_analysis()
-  except Exception:  # pylint: disable=broad-except
-    return None
+  except Exception as e:  # pylint: disable=broad-except
+    return failed(e)
   if m is None:
     return None
   keys = ("temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes")

@@ -106,7 +106,7 @@ def main(argv):
             "nodes": nodes,
             "edges": edges,
             "xla_memory": mem,
-            "temp_bytes_per_edge": round(mem.get("temp_mb", 0) * 2**20 / max(edges, 1)),
+            "temp_bytes_per_edge": round(mem["temp_mb"] * 2**20 / max(edges, 1)) if "temp_mb" in mem else None,
             "compile_s": round(time.perf_counter() - t, 1),
             "jax": jax.__version__,
             "date": now_utc(),

@@ -75,7 +75,10 @@ def _load(name_or_path, data_dir, features, missing_fill, feature_seed, syntheti
   # A name string wins over a same-named directory; a Path object (or './douban') is always a path.
   if name in DATASETS and not isinstance(name_or_path, os.PathLike):
     if name not in ("synthetic", *SCALED_SYNTHETIC) and synthetic_kwargs:
-      raise TypeError(f"unexpected arguments for dataset {name!r}: {sorted(synthetic_kwargs)}")
+      raise TypeError(
+          f"load_dataset({name!r}): unexpected arguments {sorted(synthetic_kwargs)}. Fix: drop them; only the "
+          "synthetic datasets take generator arguments"
+      )
     if name == "synthetic":
       return _synthetic(missing_fill, feature_seed, synthetic_kwargs)  # generated in full; `features` is moot
     if name in SCALED_SYNTHETIC:
@@ -89,7 +92,10 @@ def _load(name_or_path, data_dir, features, missing_fill, feature_seed, syntheti
 
   path = pathlib.Path(key)
   if synthetic_kwargs:
-    raise TypeError(f"unexpected arguments for a dataset path: {sorted(synthetic_kwargs)}")
+    raise TypeError(
+        f"load_dataset({key!r}): unexpected arguments {sorted(synthetic_kwargs)}. Fix: drop them; only the synthetic "
+        "datasets take generator arguments"
+    )
   if not path.exists() and path.suffix != ".npz" and os.sep not in key and "/" not in key:
     raise DatasetError(
         key,

@@ -77,6 +77,8 @@ def load_npy(
       raise ValueError("it is an .npz archive, not a single .npy array")
   except DatasetError:
     raise
+  except MemoryError:  # a file too large for this machine is not a damaged one
+    raise
   except Exception as err:  # truncated, not an array, object dtype, permissions...
     raise DatasetError(
         path,
@@ -101,7 +103,7 @@ def load_npz(path, keys: Sequence[str], unreadable_fix: str = REDOWNLOAD) -> dic
               path, k, f"key {k!r} is missing (keys: {sorted(z.files)})", f"store the array under the key {k!r}"
           )
         out[k] = z[k]  # reading here, inside the try, catches a truncated member
-  except DatasetError:
+  except (DatasetError, MemoryError):
     raise
   except Exception as err:
     raise DatasetError(
@@ -121,6 +123,8 @@ def load_sparse_dense(path, field: str) -> np.ndarray:
   try:
     m = scipy.sparse.load_npz(path)
     x = np.asarray(m.toarray())
+  except MemoryError:
+    raise
   except Exception as err:
     raise DatasetError(
         path,

@@ -148,7 +148,7 @@ def load_for_config(config: ml_collections.ConfigDict) -> MMHN:
   """The dataset named by the config (`load_dataset`), with the config's split, checked for training."""
   split = config.get("split", "file")
   if split not in splits.SPLIT_RULES:  # before any file is read
-    raise ValueError(f"config.split={split!r}: use one of {splits.SPLIT_RULES}")
+    raise ValueError(f"config.split={split!r}: is not a split rule. Fix: use one of {', '.join(splits.SPLIT_RULES)}")
   fractions = splits.check_fractions(config.get("split_fractions", splits.DEFAULT_FRACTIONS))
   kwargs, missing_fill = {}, config.get("missing_fill", "code")
   if config.dataset == "synthetic":

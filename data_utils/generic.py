@@ -71,6 +71,8 @@ class _Store:
           raise ValueError("it is a single .npy array, not an .npz archive")
         with z:
           self.keys = set(z.files)
+      except MemoryError:
+        raise
       except Exception as err:
         raise DatasetError(
             str(path),
@@ -211,7 +213,10 @@ def read_generic(path, name: str | None = None, missing_fill: str | None = None)
   rule = scalar("missing_fill", "str", "text")
   if missing_fill is not None:
     if missing_fill not in FILL_RULES:
-      raise ValueError(f"missing_fill must be one of {FILL_RULES} for the generic format, got {missing_fill!r}")
+      raise ValueError(
+          f"missing_fill={missing_fill!r}: is not a fill rule of the generic format. Fix: use one of "
+          f"{', '.join(FILL_RULES)}, or None for the file's own"
+      )
     rule = missing_fill
   if rule not in FILL_RULES:
     raise DatasetError(
@@ -321,7 +326,9 @@ def write_generic(path, graph: MMHN) -> pathlib.Path:
       raise
     return path
   if path.exists() and any(path.iterdir()):
-    raise FileExistsError(f"{path} exists and is not empty; write the generic format into a new directory")
+    raise FileExistsError(
+        f"{path}: exists and is not empty. Fix: write the generic format into a new directory (or empty this one)"
+    )
   for key, x in arrays.items():
     out = path / (key + ".npy")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,9 @@ SPLIT_KEYS = {"train": "train_idx", "val": "val_idx", "test": "test_idx"}
 def check_options(features: str, missing_fill: str) -> None:
   """Rejects unknown `features` / `missing_fill` values."""
   if features not in FEATURE_MODES:
-    raise ValueError(f"features must be one of {FEATURE_MODES}, got {features!r}")
+    raise ValueError(f"features={features!r}: is not a feature mode. Fix: use one of {', '.join(FEATURE_MODES)}")
   if missing_fill not in FILL_RULES:
-    raise ValueError(f"missing_fill must be one of {FILL_RULES}, got {missing_fill!r}")
+    raise ValueError(f"missing_fill={missing_fill!r}: is not a fill rule. Fix: use one of {', '.join(FILL_RULES)}")
 
 
 def dedup(pairs: np.ndarray) -> np.ndarray:

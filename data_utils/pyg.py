@@ -67,12 +67,14 @@ def from_hetero_data(
     DatasetError: one line naming the store and attribute (e.g. HeteroData['movie'].y), the problem and the fix.
   """
   if missing_fill not in ("text", "zeros"):
-    raise ValueError(f"missing_fill={missing_fill!r}: use 'text' or 'zeros'")
+    raise ValueError(f"missing_fill={missing_fill!r}: is not a fill rule. Fix: use 'text' or 'zeros'")
   if featureless not in (None, "ones"):
-    raise ValueError(f"featureless={featureless!r}: use None (refuse a type without features) or 'ones'")
+    raise ValueError(
+        f"featureless={featureless!r}: is not a rule. Fix: use None (refuse a type without features) or 'ones'"
+    )
   attrs = dict(modalities) if isinstance(modalities, Mapping) else {str(m): str(m) for m in modalities}
   if not attrs or isinstance(modalities, str):
-    raise ValueError(f"modalities={modalities!r}: name the feature attributes, e.g. modalities=('x',)")
+    raise ValueError(f"modalities={modalities!r}: names no feature attribute. Fix: name them, e.g. modalities=('x',)")
   node_types = [str(t) for t in data.node_types]
   if target_type not in node_types:
     raise DatasetError(SOURCE, "target_type", f"{target_type!r} is not a node type of it", f"use one of {node_types}")
@@ -227,7 +229,10 @@ def _relations(data, names: Mapping) -> list[tuple[tuple[str, str, str], Relatio
   edge_types = [tuple(str(p) for p in et) for et in data.edge_types]
   unknown = [et for et in names if tuple(et) not in edge_types]
   if unknown:
-    raise ValueError(f"relation_names: {unknown} are not edge types of the graph ({edge_types})")
+    raise ValueError(
+        f"relation_names: {unknown} are not edge types of the graph. Fix: name edge types of data.edge_types "
+        f"({edge_types})"
+    )
   rels = [et[1] for et in edge_types]
   out, seen = [], {}
   for et in edge_types:
@@ -271,7 +276,7 @@ def _split(store, split: str, given: Mapping | None, target_type: str, n: int) -
   where = f"splits[{split!r}]" if given is not None else f"HeteroData[{target_type!r}].{split}_mask"
   if given is not None:
     if split not in given:
-      raise ValueError(f"splits: no {split!r} entry; give 'train', 'val' and 'test'")
+      raise ValueError(f"splits: no {split!r} entry. Fix: give 'train', 'val' and 'test' (node ids or masks)")
     x = _numpy(given[split], where)
   elif f"{split}_mask" in store:
     x = _numpy(getattr(store, f"{split}_mask"), where)

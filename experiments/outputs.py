@@ -33,12 +33,14 @@ def resume_note(workdir: str, num_epochs: int) -> str:
   scripts say it of each unfinished cell they continue."""
   if os.path.exists(os.path.join(workdir, "results.json")):
     return f"resuming {workdir}: the run finished; its saved results"
+  path = os.path.join(workdir, "history.json")
   try:
-    with open(os.path.join(workdir, "history.json")) as f:
-      done = len({row["epoch"] for row in json.load(f)})
-  except (OSError, ValueError, KeyError, TypeError):
-    done = None
-  epochs = f"{done} of {num_epochs} epoch(s) done" if done is not None else "no history.json"
+    with open(path) as f:
+      epochs = f"{len({row['epoch'] for row in json.load(f)})} of {num_epochs} epoch(s) done"
+  except FileNotFoundError:
+    epochs = "no history.json"
+  except (OSError, ValueError, KeyError, TypeError):  # the checkpoint, not this file, is what training continues
+    epochs = "history.json unreadable"
   return f"resuming {workdir} from its last checkpoint ({epochs})"
 
 

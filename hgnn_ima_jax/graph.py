@@ -296,7 +296,10 @@ def fill_missing_modalities(graph: MMHN, rule: str) -> MMHN:
   for modalities the type really has.
   """
   if rule not in ("text", "zeros"):
-    raise ValueError(f"missing_fill must be 'text' or 'zeros', got {rule!r}")
+    raise ValueError(
+        f"fill_missing_modalities: rule={rule!r} is not a fill rule. Fix: pass rule='text' (copy the type's first "
+        "real modality) or rule='zeros'"
+    )
   prov = graph.provenance.setdefault("features", {})
   for t in graph.node_types:
     real = [m for m in graph.modalities if m in graph.node_modalities[t]]

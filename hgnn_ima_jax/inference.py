@@ -78,6 +78,7 @@ from hgnn_ima_jax.device_rounds import DeviceRounds
 from hgnn_ima_jax.edge_layout import edge_index
 from hgnn_ima_jax.fusion import ModalityFusion, class_logits
 from hgnn_ima_jax.graph import MMHN, Schema, check_schema
+from hgnn_ima_jax.graph_checks import names_problem
 from hgnn_ima_jax.layers import HGNNIMALayer
 from hgnn_ima_jax.losses import attention_loss_terms
 from hgnn_ima_jax.memory_check import needed_bytes
@@ -121,6 +122,25 @@ def encoders_of(model) -> tuple[Encoder, ...]:
   )
 
 
+def _check_edge_budget(edge_budget, relations: list[str]) -> None:
+  """None, an int, or ints (or None) keyed by relation names of the graph: a misspelt name was dropped without a
+  word (an audit), a string reached `int()` as a raw ValueError."""
+  if edge_budget is None:
+    return
+  if isinstance(edge_budget, Mapping):
+    problem = names_problem(edge_budget, relations, "relation", every=False)
+    if problem:
+      raise ValueError(f"edge_budget {problem}. Fix: key it by relation names ({', '.join(relations)})")
+    items = [(f"edge_budget[{k!r}]", v) for k, v in edge_budget.items() if v is not None]
+  else:
+    items = [("edge_budget", edge_budget)]
+  for where, value in items:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(
+          f"{where}={value!r}: must be an integer >= 1. Fix: give edges per chunk, or None for the default"
+      )
+
+
 class LayerwiseInference:
   """Exact eval-mode inference of a model, layer by layer over chunks of receivers (see the module docstring).
 
@@ -132,7 +152,7 @@ class LayerwiseInference:
       and the target rows per head chunk; ≥ 1. Device memory per chunk grows with it (times the mean in-degree).
     edge_slack: default edge budget per relation as a multiple of its share × the mean in-degree.
     edge_budget: an int for every relation, or {relation name: int}; overrides the default (≥ max in-degree).
-    dtype: the host states' and the programs' float type.
+    dtype: the host states' and the programs' float type (float64 needs `jax_enable_x64`).
     jit: how the three programs are compiled (`jax.jit`; tests pass a faster-compiling one).
     devices: None runs on the default device; a list (e.g. `jax.devices()`, all devices of all processes) deals
       the chunks of every stage to those devices, one per device per round (`device_rounds.DeviceRounds`): same
@@ -162,6 +182,12 @@ class LayerwiseInference:
       )
     if not edge_slack > 0:
       raise ValueError(f"edge_slack={edge_slack!r}: must be > 0. Fix: use e.g. 1.5")
+    _check_edge_budget(edge_budget, [r.name for r in model.schema.relations])
+    if jax.dtypes.canonicalize_dtype(dtype) != np.dtype(dtype):  # float64 without x64: JAX computed float32, warned
+      raise ValueError(
+          f"dtype={np.dtype(dtype).name}: needs JAX's 64-bit mode. Fix: jax.config.update('jax_enable_x64', True) "
+          "at start-up, or use float32"
+      )
     self.model, self.encoders = model, encoders_of(model)
     if schema is not None:
       check_schema(

@@ -55,7 +55,10 @@ def t_test(a, b, paired: bool = False) -> dict[str, float]:
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   if paired:
     if len(a) != len(b):
-      raise ValueError(f"a paired t-test needs matched seeds, got {len(a)} and {len(b)} scores")
+      raise ValueError(
+          f"a paired t-test needs matched seeds, got {len(a)} and {len(b)} scores. Fix: pass both models' scores "
+          "for the same seeds, in the same order (or paired=False)"
+      )
     res, df = scipy.stats.ttest_rel(a, b), len(a) - 1
   else:
     res, df = scipy.stats.ttest_ind(a, b), len(a) + len(b) - 2

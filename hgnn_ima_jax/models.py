@@ -21,6 +21,7 @@ Parameter tree of `HGNNIMA` (names are stable; checkpoints and tests rely on the
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any
 
 import flax.linen as nn
@@ -291,13 +292,55 @@ def split_model_name(name: str) -> tuple[str, dict, dict]:
   return name, {}, {}
 
 
+def model_fields(name: str) -> frozenset[str]:
+  """The `config.model` fields the model `name` reads: `build_model` refuses any other (`state.create_model` passes
+  it these of a config, which holds every model's fields). The HGT baselines read the encoder's shape, three layer
+  options and their own `baseline_*` fields; `hgt` also the Python-only `hgt_modality`, `hgt_late` the fusion's."""
+  base, _, _ = split_model_name(name)
+  if base == "hgnn_ima":
+    own = {f.name for f in dataclasses.fields(HGNNIMA)} - {"schema", "options", "parent", "name"}
+    return frozenset(own | set(LayerOptions.names()))
+  reads = set(_HGT_FIELDS) | {"update_form", "dropout", "remat", "baseline_score_scale", "baseline_hidden"}
+  if base == "hgt":
+    reads.add("hgt_modality")
+  if base == "hgt_late":
+    reads |= set(_FUSION_FIELDS)
+  return frozenset(reads)
+
+
+def _unread_fields_error(name: str, unread: list[str]) -> ValueError:
+  """One line naming the fields `name` does not read: a misspelt one gets the nearest field, HGNN-IMA's score scale
+  the baselines' own."""
+  reads = model_fields(name)
+  every = set().union(*(model_fields(n) for n in ("hgnn_ima", "hgt", "hgt_late")))
+  other = [f for f in unread if f in every]
+  what = []
+  if other:
+    hint = " (the HGT baselines' c is baseline_score_scale)" if "score_scale" in other else ""
+    what.append(f"{', '.join(other)} {'is' if len(other) == 1 else 'are'} not read by {name}{hint}")
+  for field in (f for f in unread if f not in every):
+    near = difflib.get_close_matches(field, sorted(every), n=1)
+    what.append(f"{field} is not a model field" + (f" (did you mean {near[0]}?)" if near else ""))
+  return ValueError(
+      f"build_model({name!r}): {'; '.join(what)}. Fix: drop {', '.join(unread)}; {name} reads "
+      f"{', '.join(sorted(reads))}"
+  )
+
+
 def build_model(name: str, schema: Schema, **fields: Any) -> nn.Module:
   """The module for a model name from flat `config.model` fields (`LayerOptions` fields among them).
 
   HGT baselines keep the encoder settings (width, heads, layers, projection, update_form,
   dropout) but use c = 1/sqrt(d_k) (spec §8) unless `baseline_score_scale` is given, and the width
   `baseline_hidden` when it is given (spec §8's d = 64 where HGNN-IMA's profile is wider: AMAZON-1/2).
+
+  Raises:
+    ValueError: a field the model does not read (`model_fields`), e.g. HGNN-IMA's `combine` given to an HGT
+      baseline, or a misspelt one: it would have been dropped without a word.
   """
+  unread = sorted(set(fields) - model_fields(name))
+  if unread:
+    raise _unread_fields_error(name, unread)
   base, model_over, _ = split_model_name(name)
   fields = {**fields, **model_over}
   baseline_scale = fields.pop("baseline_score_scale", None)

@@ -13,6 +13,7 @@ here for the same reason: config validation reads them before anything starts JA
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any, Mapping
 
 from hgnn_ima_jax.choices import CHOICES
@@ -135,7 +136,15 @@ class BatchSettings:
     if isinstance(b.get("num_samples"), Mapping):  # a plain dict (a ConfigDict once read back from config.json)
       b["num_samples"] = dict(b["num_samples"])
     known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in b.items() if k in known})
+    unknown = sorted(set(b) - known)
+    if unknown:  # dropped without a word before (validate_config catches it in a config; a plain dict reached here)
+      near = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+      raise ValueError(
+          f"config.batch.{unknown[0]}={b[unknown[0]]!r}: is not a batch field"
+          + (f" (did you mean batch.{near[0]}?)" if near else "")
+          + f". Fix: drop it; the batch fields are {', '.join(sorted(known))}"
+      )
+    return cls(**b)
 
   @property
   def sampled(self) -> bool:

@@ -61,11 +61,15 @@ class NeighborSampler:
       if isinstance(f, Mapping):
         problem = names_problem(f, names, "relation", every=True)
         if problem:
+          pyg = " by name, not PyG's (src, relation, dst) tuple," if any(isinstance(k, tuple) for k in f) else ""
           raise ValueError(
-              f"fanouts[{h}] {problem}. Fix: give a fanout for exactly its relations {', '.join(names)} (0 skips one)"
+              f"fanouts[{h}] {problem}. Fix: give a fanout for exactly its relations{pyg} {', '.join(names)} "
+              "(0 skips one)"
           )
         row = tuple(f[n] for n in names)
-      else:
+      else:  # one int for every relation: checked as given, not as the relation it reaches first
+        if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or int(f) < -1:
+          raise ValueError(f"fanouts[{h}]={f!r}: expected an int >= -1. Fix: use -1 (all), 0 (skip) or k > 0")
         row = (f,) * len(names)
       for n, k in zip(names, row):
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) < -1:
@@ -155,7 +159,13 @@ class HGTSampler:
       per_type = {t: num_samples for t in types}
     for t, n in per_type.items():
       if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) < 0:
-        raise ValueError(f"num_samples[{t!r}]={n!r}: expected an int >= 0. Fix: e.g. num_samples=64")
+        iterations = (
+            " (one count for every iteration: their number is num_iterations, not a list per type as in PyG's "
+            "HGTLoader)"
+            if isinstance(n, (list, tuple))
+            else ""
+        )
+        raise ValueError(f"num_samples[{t!r}]={n!r}: expected an int >= 0. Fix: e.g. num_samples=64{iterations}")
     if isinstance(num_iterations, bool) or not isinstance(num_iterations, (int, np.integer)) or num_iterations < 1:
       raise ValueError(f"num_iterations={num_iterations!r}: expected an int >= 1. Fix: e.g. num_iterations=2")
     if max_budget_neighbors is not None and (

@@ -258,15 +258,7 @@ def target_ids(data: MMHN, targets) -> np.ndarray:
   A mask cast to integers used to train every batch on nodes 0 and 1, and repeated ids in different batches
   trained a node twice an epoch, without a word.
   """
-  t = np.asarray(targets)
-  n = int(data.num_nodes[data.target_type])
-  if t.dtype == bool:
-    if t.shape != (n,):
-      raise ValueError(
-          f"targets: a boolean mask of shape {t.shape}, expected ({n},), one per {data.target_type!r} node. "
-          f"Fix: pass a mask over the {n} {data.target_type!r} nodes, or their ids"
-      )
-    t = np.flatnonzero(t)
+  t = _mask_ids(data, targets)
   values, counts = np.unique(t, return_counts=True)
   if t.ndim == 1 and np.issubdtype(t.dtype, np.integer) and np.any(counts > 1):
     raise ValueError(
@@ -276,8 +268,24 @@ def target_ids(data: MMHN, targets) -> np.ndarray:
   return check_targets(data, t)
 
 
-def check_targets(data: MMHN, targets) -> np.ndarray:
+def _mask_ids(data: MMHN, targets) -> np.ndarray:
+  """`targets` as an array; a boolean mask over the target type's nodes as its ids."""
   t = np.asarray(targets)
+  if t.dtype != bool:
+    return t
+  n = int(data.num_nodes[data.target_type])
+  if t.shape != (n,):
+    raise ValueError(
+        f"targets: a boolean mask of shape {t.shape}, expected ({n},), one per {data.target_type!r} node. "
+        f"Fix: pass a mask over the {n} {data.target_type!r} nodes, or their ids"
+    )
+  return np.flatnonzero(t)
+
+
+def check_targets(data: MMHN, targets) -> np.ndarray:
+  """One batch's targets: distinct local ids of the target type (1-D integers, or a boolean mask over its nodes, as
+  `target_ids` takes; a sampler's `sample` refused the mask a stream took)."""
+  t = _mask_ids(data, targets)
   if t.size == 0 and t.ndim == 1:  # [] reads as float64
     t = t.astype(np.int64)
   n = int(data.num_nodes[data.target_type])

@@ -20,7 +20,7 @@ import optax
 from hgnn_ima_jax.config_validation import ConfigError
 from hgnn_ima_jax.graph import MMHN, Schema
 from hgnn_ima_jax.layout import check_graph_layout
-from hgnn_ima_jax.models import build_model
+from hgnn_ima_jax.models import build_model, model_fields
 
 
 @flax.struct.dataclass
@@ -41,8 +41,10 @@ def make_batch(data: MMHN) -> Batch:
 
 
 def create_model(config: ml_collections.ConfigDict, schema: Schema) -> nn.Module:
-  """The module named by `config.model_name`, built from the fields in `config.model`."""
-  fields = {k: v for k, v in config.model.to_dict().items() if v is not None}
+  """The module named by `config.model_name`, built from the fields of `config.model` it reads (a config holds every
+  model's fields; `validate_config` has refused one given to a model that does not read it)."""
+  reads = model_fields(config.model_name)
+  fields = {k: v for k, v in config.model.to_dict().items() if v is not None and k in reads}
   return build_model(config.model_name, schema, **fields)
 
 

@@ -80,7 +80,7 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     if field in config:
       config[field] = absolute_path(field, config[field])
   if not config.seeds:
-    raise ValueError("config.seeds is empty; give at least one seed")
+    raise ValueError("config.seeds is empty. Fix: give at least one seed, e.g. config.seeds = (0,)")
   return config
 
 
@@ -462,8 +462,12 @@ def _train_run(run: Run, data, resume, settings, source, steps_per_epoch, progre
     # A graph built or loaded otherwise than config.dataset says (in memory, from_hetero_data, ...): its own name,
     # and where it came from, not the config's dataset, which load_run would rebuild
     results.update(dataset=data.name, graph_source=data.source)
-  if evaluator is not None and evaluator.chunk_size is not None:
-    results["eval_chunk"] = evaluator.chunk_size  # receivers per layer-wise chunk (chosen when batch.eval_chunk=0)
+  if evaluator is not None:
+    # How a mini-batch run's metrics were computed: `sampled` ones are estimates that load_run(...).predict(),
+    # exact, does not reproduce (an audit compared them)
+    results["eval"] = evaluator.settings.eval
+    if evaluator.chunk_size is not None:
+      results["eval_chunk"] = evaluator.chunk_size  # receivers per layer-wise chunk (chosen when batch.eval_chunk=0)
   run.manager.save_best(state, seeds, results)
   run.manager.close()
   if main:

@@ -264,7 +264,7 @@ def test_synthetic_dispatch_is_lazy_and_passes_the_seed():
 def test_entry_point_rejects_what_does_not_apply(shared_datasets, tmp_path):
   with pytest.raises(TypeError, match="homophily"):
     load_dataset("douban", shared_datasets, homophily=0.5)
-  with pytest.raises(ValueError, match="features must be"):
+  with pytest.raises(ValueError, match=r"^features='fake': is not a feature mode\. Fix: use one of"):
     load_dataset("douban", shared_datasets, features="fake")
   with pytest.raises(DatasetError, match="neither a known dataset nor an existing path"):
     load_dataset("doubam")

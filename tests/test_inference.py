@@ -169,6 +169,16 @@ def test_a_node_with_a_huge_in_degree_fits():
   assert engine.last_budgets.edges[r] == in_edges.max_in_degree[r]
   with pytest.raises(ValueError, match=r"edge_budget\['am'\]=2 is below .* in-degree 12"):
     inference.LayerwiseInference(model, variables, data, chunk_size=1, edge_budget={"am": 2}).run(data)
+  # refused before any work: a relation the graph does not have (it was ignored), a value that is no count
+  for budget, problem in (
+      ({"AM": 64}, r"edge_budget names no relation of the graph: AM\. Fix: key it by"),
+      ({"am": "64"}, r"edge_budget\['am'\]='64': must be an integer >= 1"),
+      (0, r"edge_budget=0: must be an integer >= 1"),
+  ):
+    with pytest.raises(ValueError, match=rf"^{problem}"):
+      inference.LayerwiseInference(model, variables, data, chunk_size=1, edge_budget=budget)
+  with pytest.raises(ValueError, match=r"^dtype=float64: needs JAX's 64-bit mode"):  # it computed in float32
+    inference.LayerwiseInference(model, variables, data, chunk_size=1, dtype=np.float64)
 
 
 def test_bad_inputs_are_refused_with_one_line():

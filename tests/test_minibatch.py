@@ -131,6 +131,8 @@ def test_prefetch_and_sampled_eval(data, tmp_path):
       data,
   )
   assert 0.0 <= s["per_seed"][0]["test_macro_f1"] <= 1.0 and history(tmp_path / "sampled")[0]["val_loss"] > 0
+  # results.json says how each run evaluated: sampled metrics are estimates that exact prediction does not give
+  assert (a["eval"], s["eval"]) == ("layerwise", "sampled") and "eval_chunk" in a and "eval_chunk" not in s
 
 
 @pytest.mark.parametrize(

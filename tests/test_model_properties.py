@@ -10,6 +10,7 @@ DOUBAN-like graphs from model_fixtures, with random (not init) parameter values.
 from __future__ import annotations
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -668,6 +669,10 @@ def test_fields_a_model_does_not_read_change_nothing(name, fields):
   for path in unread:
     if path.startswith("model."):
       field = path.split(".", 1)[1]
+      if field not in models.model_fields(name):  # the model never receives it: build_model refuses it
+        with pytest.raises(ValueError, match=rf"^build_model\('{re.escape(name)}'\): {field} is not read by "):
+          models.build_model(name, schema, **{**SMALL, **fields, field: OTHER_VALUES[path]})
+        continue
       other = models.build_model(name, schema, **{**SMALL, **fields, field: OTHER_VALUES[path]})
       for a, b in zip(base, outputs(other)):
         np.testing.assert_array_equal(a, b, err_msg=f"{name}: {path}={OTHER_VALUES[path]!r} changed the output")
@@ -678,3 +683,32 @@ def test_fields_a_model_does_not_read_change_nothing(name, fields):
   # and the table is not empty where it should not be: HGNN-IMA reads every attention field but one variant's
   assert ("model.combine" in unread) == (not name.startswith("hgnn_ima") or fields.get("num_layers") == 0)
   assert ("model.dropout" in unread) == (fields.get("num_layers") == 0)
+
+
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_a_model_reads_every_field_its_config_table_does_not_call_unread(name):
+  """`models.model_fields` (what build_model accepts) and `config_validation.unread_model_fields` (what the scripts
+  refuse) agree: every `config.model` field is read by the model or listed unread for its name, never both; a
+  field given to a model that does not read it was dropped without a word before (an audit)."""
+  from hgnn_ima_jax import config_validation as cv
+  from hgnn_ima_jax.experiments.configs import get_config
+
+  config = get_config()
+  config.model_name = name
+  unread = {p.split(".", 1)[1] for p in cv.unread_model_fields(config) if p.startswith("model.")}
+  not_received = set(config.model) - models.model_fields(name)
+  assert not_received <= unread
+  # the rest by variant: they still reach HGNN-IMA, whose layers skip them (the test above)
+  variant_skipped = {"align_off", "nei_mode", "align_sign", "beta_norm", "latt_norm"}
+  assert unread - not_received <= (variant_skipped if name.startswith("hgnn_ima") else set())
+
+
+def test_build_model_refuses_misspelt_and_unread_fields_in_one_line():
+  schema = graph().schema
+  with pytest.raises(ValueError, match=r"^build_model\('hgt'\): hiden is not a model field \(did you mean hidden\?\)"):
+    models.build_model("hgt", schema, **SMALL, hiden=32)
+  with pytest.raises(ValueError, match=r"score_scale is not read by hgt_late \(the HGT baselines' c is baseline_score"):
+    models.build_model("hgt_late", schema, **SMALL, score_scale=100.0)
+  with pytest.raises(ValueError, match=r"^build_model\('hgnn_ima-align'\): hgt_modality is not read") as e:
+    models.build_model("hgnn_ima-align", schema, **SMALL, hgt_modality="text")
+  assert "\n" not in str(e.value) and "Fix: drop hgt_modality" in str(e.value)

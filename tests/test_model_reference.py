@@ -269,7 +269,8 @@ def test_baseline_hidden_is_the_baselines_width():
   for name in ("hgt", "hgt_early", "hgt_late"):
     assert models.build_model(name, g.schema, **{**SMALL, "hidden": 16, "baseline_hidden": 8}).hidden == 8
     assert models.build_model(name, g.schema, **{**SMALL, "hidden": 16}).hidden == 16
-  assert models.build_model("hgnn_ima", g.schema, **{**SMALL, "hidden": 16, "baseline_hidden": 8}).hidden == 16
+  with pytest.raises(ValueError, match=r"^build_model\('hgnn_ima'\): baseline_hidden is not read by hgnn_ima\. Fix"):
+    models.build_model("hgnn_ima", g.schema, **{**SMALL, "hidden": 16, "baseline_hidden": 8})
   for dataset in ("amazon1", "amazon2"):
     model = get_config(dataset).model
     assert (model.hidden, model.baseline_hidden) == (128, 64)
@@ -307,11 +308,17 @@ def test_model_names_build_the_options_the_spec_gives(name):
       dropout=0.3,
       remat=True,
   )
-  module = models.build_model(name, g.schema, **SMALL, **given)
-  opts = dataclasses.asdict(module.options)
   if name.startswith("hgnn_ima"):
+    opts = dataclasses.asdict(models.build_model(name, g.schema, **SMALL, **given).options)
     assert opts == {**given, "variant": SPEC_VARIANTS[name]}
     return
+  with pytest.raises(
+      ValueError, match=rf"^build_model\('{name}'\): align_off, align_sign, beta_norm, .* are not read by {name}"
+  ):
+    models.build_model(name, g.schema, **SMALL, **given)  # HGNN-IMA's options: refused, not dropped
+  shared = {k: given[k] for k in ("update_form", "dropout", "remat")}
+  module = models.build_model(name, g.schema, **SMALL, **shared)
+  opts = dataclasses.asdict(module.options)
   assert opts["score_scale"] is None
   assert {k: opts[k] for k in ("update_form", "dropout", "remat")} == {
       "update_form": "paper",

@@ -174,7 +174,9 @@ def test_imdb_paper_split_is_20_10_70(shared_datasets):
 def test_bad_split_settings_fail_before_loading():
   c = get_config("douban")
   c.split = "random"
-  with pytest.raises(ValueError, match=r"config.split='random': use one of \('file', 'stratified'\)"):
+  with pytest.raises(
+      ValueError, match=r"config.split='random': is not a split rule\. Fix: use one of file, stratified"
+  ):
     load_for_config(c)
   g = make_graph(2)
   assert resplit(g, "file") is g

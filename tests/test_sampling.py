@@ -232,8 +232,16 @@ def test_bad_settings_are_one_line_errors(graph):
       ValueError, match=r"fanouts\[0\] leaves out am\. Fix: give a fanout for exactly its relations ma, md, dm, am "
   ):
     NeighborSampler(graph, [{"ma": 1, "md": 1, "dm": 1}])
-  with pytest.raises(ValueError, match=r"fanouts\[1\]\['ma'\]=-2.*Fix:"):
+  # a scalar hop is named as given (it was reported as its first relation's: fanouts[1]['ma']=-2)
+  with pytest.raises(ValueError, match=r"^fanouts\[1\]=-2: expected an int >= -1\. Fix:"):
     NeighborSampler(graph, [1, -2])
+  with pytest.raises(ValueError, match=r"^fanouts\[0\]\['md'\]=-2: expected an int >= -1\. Fix:"):
+    NeighborSampler(graph, [{"ma": 1, "md": -2, "dm": 1, "am": 1}])
+  # PyG's habits get a hint: (src, relation, dst) keys, a list of counts per type for the iterations
+  with pytest.raises(ValueError, match=r"relations by name, not PyG's \(src, relation, dst\) tuple, ma, md, dm, am"):
+    NeighborSampler(graph, [{("movie", "ma", "actor"): 1, "md": 1, "dm": 1, "am": 1}])
+  with pytest.raises(ValueError, match=r"^num_samples\['movie'\]=\[4, 4\]: .*their number is num_iterations"):
+    HGTSampler(graph, {"movie": [4, 4]}, 2)
   with pytest.raises(
       ValueError,
       match=r"num_samples names no node type of the graph: user\. Fix: use its node types movie, director, actor ",
@@ -241,6 +249,11 @@ def test_bad_settings_are_one_line_errors(graph):
     HGTSampler(graph, {"user": 3}, 1)
   with pytest.raises(ValueError, match=r"targets: id 30 outside 'movie' ids 0..29"):
     NeighborSampler(graph, [1]).sample(np.array([30]), batch_rng(0, 0, 0))
+  # a sampler takes the boolean mask a stream takes (it refused it as "not a 1-D integer array")
+  mask = np.zeros(30, bool)
+  mask[[3, 7]] = True
+  by_mask = NeighborSampler(graph, [1]).sample(mask, batch_rng(0, 0, 0))
+  np.testing.assert_array_equal(by_mask.nodes["movie"][:2], [3, 7])
   with pytest.raises(ValueError, match=r"seed=-1"):
     batch_rng(-1, 0, 0)
 
