@@ -687,15 +687,15 @@ def test_fields_a_model_does_not_read_change_nothing(name, fields):
 
 @pytest.mark.parametrize("name", models.MODEL_NAMES)
 def test_a_model_reads_every_field_its_config_table_does_not_call_unread(name):
-  """`models.model_fields` (what build_model accepts) and `config_validation.unread_model_fields` (what the scripts
+  """`models.model_fields` (what build_model accepts) and `field_usage.unread_model_fields` (what the scripts
   refuse) agree: every `config.model` field is read by the model or listed unread for its name, never both; a
   field given to a model that does not read it was dropped without a word before (an audit)."""
-  from hgnn_ima_jax import config_validation as cv
+  from hgnn_ima_jax import field_usage
   from hgnn_ima_jax.experiments.configs import get_config
 
   config = get_config()
   config.model_name = name
-  unread = {p.split(".", 1)[1] for p in cv.unread_model_fields(config) if p.startswith("model.")}
+  unread = {p.split(".", 1)[1] for p in field_usage.unread_model_fields(config) if p.startswith("model.")}
   not_received = set(config.model) - models.model_fields(name)
   assert not_received <= unread
   # the rest by variant: they still reach HGNN-IMA, whose layers skip them (the test above)
