@@ -370,6 +370,13 @@ def _check_batch_fields(d: dict) -> None:
   for field in unread_batch_fields(d):
     if field in batch and normalise(batch[field]) != normalise(defaults[field]):
       readers = [m for m, fields in BATCH_FIELDS_READ.items() if field in fields]
+      if field == "eval_chunk" and mode in readers:  # read by the mode, not by its sampled evaluation
+        raise ConfigError(
+            "batch.eval_chunk",
+            batch[field],
+            "is not read with batch.eval=sampled: it sizes the chunks of layer-wise evaluation",
+            "drop it, or use --config.batch.eval=layerwise with it",
+        )
       if mode == "full":
         alt = f" (or {readers[1]})" if len(readers) > 1 else ""
         fix = f"add --config.batch.mode={readers[0]}{alt} to train on sampled mini-batches"

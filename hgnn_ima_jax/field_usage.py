@@ -37,9 +37,12 @@ def unread_data_fields(dataset: str | None) -> tuple[str, ...]:
 
 
 def unread_batch_fields(config) -> tuple[str, ...]:
-  """The `config.batch` fields its mode does not read (`options.BATCH_FIELDS_READ`), `mode` aside."""
+  """The `config.batch` fields its mode does not read (`options.BATCH_FIELDS_READ`), `mode` aside; nor
+  `eval_chunk` with `eval=sampled` (the layer-wise chunks' size: sampled evaluation has none)."""
   batch = config.get("batch") or {}
   reads = BATCH_FIELDS_READ.get(batch.get("mode", "full"), ())
+  if batch.get("eval") == "sampled":
+    reads = tuple(f for f in reads if f != "eval_chunk")
   return tuple(f.name for f in dataclasses.fields(BatchSettings) if f.name != "mode" and f.name not in reads)
 
 

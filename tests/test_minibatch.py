@@ -152,6 +152,16 @@ def test_bad_batch_settings_are_one_line_errors(field, value, problem):
     cv.validate_config(config(**{field: value}))
 
 
+def test_eval_chunk_is_refused_with_sampled_evaluation():
+  """From an audit: --config.batch.eval_chunk with batch.eval=sampled trained (it sizes layer-wise chunks only),
+  though a batch field that is not read is refused; with layer-wise evaluation it is read."""
+  neighbor = {"batch.mode": "neighbor", "batch.size": 16}
+  sampled = config(**neighbor, **{"batch.eval": "sampled", "batch.eval_chunk": 1024})
+  with pytest.raises(cv.ConfigError, match=r"^config\.batch\.eval_chunk=1024: is not read with batch\.eval=sampled"):
+    cv.validate_config(sampled)
+  cv.validate_config(config(**neighbor, **{"batch.eval_chunk": 1024}))
+
+
 @pytest.mark.parametrize("layers", [3, 2, 4])
 def test_bad_fanouts_fix_has_one_hop_per_layer(layers):
   """From an audit: the fix for a bad fanouts value gave 2-hop examples (and a dict naming 2 relations), which a
