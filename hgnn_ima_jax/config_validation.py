@@ -250,6 +250,8 @@ def _bad_fanout(fanouts) -> str | None:
       for name, k in f.items():
         if not isinstance(name, str) or not _is_int(k) or k < -1:
           return f"hop {h + 1} gives {name!r}: {k!r} (a relation name -> a Python int >= -1)"
+    elif _is_int(f) and f == 0:  # the samplers take it (no edge at that hop); a training run would learn nothing there
+      return f"hop {h + 1} is 0 (no in-edge of any relation: that layer would see no neighbour; a dict skips one)"
     elif not _is_int(f) or not (f >= 1 or f == -1):
       return f"hop {h + 1} is {f!r}" + (" (a NumPy number: give int(...))" if hasattr(f, "dtype") else "")
   return None
