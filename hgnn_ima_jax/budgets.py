@@ -298,8 +298,8 @@ class BudgetLadder:
   ) -> "BudgetLadder":
     """Rungs from what the first `num_batches` batches of epoch 0 need (their maximum × headroom) up to `upper`.
 
-    Rung i is that base × ratio^i (capped by `upper`); the last rung is `upper` itself. The stream
-    is not advanced (batches are sampled from their (seed, epoch, batch) generators).
+    Rung i is that base × ratio^i (capped by `upper`); the last rung is `upper` itself. Training samples
+    the same batches again later: each comes from its (seed, epoch, batch) generator.
     """
     schema = stream.sampler.data.schema
     plan = stream.plan(0)

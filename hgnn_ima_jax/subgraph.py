@@ -40,10 +40,11 @@ Example::
 
   sampler = samplers.NeighborSampler(data, fanouts=[10, 5])
   builder = SubgraphBuilder(data, csr=sampler.csr)
+  stream = batch_stream.BatchStream(sampler, data.splits['train'], 64, seed=0)
   ladder = BudgetLadder.geometric(Budget.for_sampler(sampler, batch_size=64), num_buckets=3)
   model = train.create_model(config, padded_schema(data.schema, ladder.rungs[-1]))  # same params for every rung
-  for batch in batch_stream.BatchStream(sampler, data.splits['train'], 64, seed=0).epoch_batches():
-    padded = builder.build(batch.subgraph, ladder)              # the smallest rung that fits
+  for b in range(len(stream.plan(0))):                           # epoch 0
+    padded = builder.build(stream.sample_batch(0, b).subgraph, ladder)  # the smallest rung that fits
     out = model.clone(schema=padded.schema).apply(variables, padded.graph, train=False)
     logits = out.logits[padded.target_positions]                 # the batch's targets, in batch order
     # or masked_cross_entropy(out.logits, padded.labels, padded.mask)
