@@ -143,11 +143,6 @@ class Budget:
     )
 
   @classmethod
-  def full_graph(cls, schema: Schema) -> "Budget":
-    """Room for the whole graph (e.g. to run the full graph through the sub-graph path)."""
-    return cls(tuple(n + 1 for n in schema.num_nodes), schema.num_edges)
-
-  @classmethod
   def for_sampler(cls, sampler, batch_size: int) -> "Budget":
     """An upper bound on any batch of `batch_size` targets from `sampler` (see the module docstring)."""
     check_batch_size(batch_size)
