@@ -22,6 +22,9 @@ from hgnn_ima_jax.graph import MMHN, Schema
 from hgnn_ima_jax.layout import check_graph_layout
 from hgnn_ima_jax.models import build_model
 
+# The axes of the device mesh (`seed_sharding`; `hgnn_ima_jax.distributed` imports them from here).
+SEEDS, DATA = "seeds", "data"
+
 
 @flax.struct.dataclass
 class Batch:
@@ -157,11 +160,11 @@ def seed_sharding(num_seeds: int, enabled: bool = True, data: int = 1):
   if seeds * data == 1:
     return None, None, num_seeds
   mesh = jax.make_mesh(
-      (seeds, data), ("seeds", "data"), axis_types=(jax.sharding.AxisType.Auto,) * 2, devices=devices[: seeds * data]
+      (seeds, data), (SEEDS, DATA), axis_types=(jax.sharding.AxisType.Auto,) * 2, devices=devices[: seeds * data]
   )
   padded = int(math.ceil(num_seeds / seeds) * seeds)
   return (
-      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")),
+      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(SEEDS)),
       jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
       padded,
   )
