@@ -34,8 +34,6 @@ Host memory: the graph itself (features, per-relation in-edge CSR), two layers o
 Its cost over full-batch eval (benchmarks/README.md, *Layer-wise inference*, has the measurements):
 every chunk recomputes the layer for the senders of its receivers' in-edges, and a node is a sender
 in every chunk one of its out-neighbours is in.
-`chunk_graphs_tuple` gives a chunk as a `GraphsTuple` of `chunk_schema` with `nodes['valid']`
-and `edges['valid']`, the form `model.apply` takes.
 
 Example (any MMHN of the model's schema works the same way):
 
