@@ -255,8 +255,8 @@ def padded_schema(schema: Schema, budget: Budget) -> Schema:
 class BudgetLadder:
   """A few budgets ("buckets"), smallest first; `choose` picks the smallest one a sub-graph fits.
 
-  The last rung should be an upper bound (`Budget.for_sampler`) so that every batch fits; the
-  constructors guarantee that. A training step then compiles once per rung used.
+  The last rung should be an upper bound (`Budget.for_sampler`) so that every batch fits; `calibrate`
+  guarantees that. A training step then compiles once per rung used.
   """
 
   def __init__(self, rungs: Sequence[Budget]):
@@ -267,25 +267,6 @@ class BudgetLadder:
       if b not in unique:
         unique.append(b)
     self.rungs = tuple(unique)
-
-  @classmethod
-  def geometric(
-      cls, upper: Budget, num_buckets: int = 4, ratio: float = 2.0, lower: Budget | None = None
-  ) -> "BudgetLadder":
-    """Rung i (0-based of K) is upper / ratio^(K-1-i), entry by entry, never below `lower`; rung K-1 is upper."""
-    if num_buckets < 1 or ratio <= 1.0:
-      raise ValueError(
-          f"num_buckets={num_buckets}, ratio={ratio}: need num_buckets >= 1 and ratio > 1. "
-          "Fix: e.g. num_buckets=4, ratio=2.0"
-      )
-    rungs = []
-    for i in range(num_buckets):
-      scale = ratio ** (num_buckets - 1 - i)
-      b = upper.scaled(lambda n, scale=scale: math.ceil(n / scale))
-      if lower is not None:
-        b = b.maximum(lower).minimum(upper)
-      rungs.append(b)
-    return cls(rungs)
 
   @classmethod
   def calibrate(

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 from model_fixtures import random_variables
-from sampling_graphs import dense_graph
+from sampling_graphs import dense_graph, geometric_ladder
 
 from hgnn_ima_jax import train
 from hgnn_ima_jax.batch_stream import BatchStream
@@ -67,7 +67,7 @@ def test_padded_subgraph_has_the_full_graph_layout(graph, kind):
   sampler = _samplers(graph)[kind]
   builder = SubgraphBuilder(graph, csr=sampler.csr)
   upper = Budget.for_sampler(sampler, 5)
-  ladder = BudgetLadder.geometric(upper, num_buckets=3)
+  ladder = geometric_ladder(upper, num_buckets=3)
   for b in range(3):
     sub = sampler.sample(np.arange(b, 30, 6), batch_rng(0, 0, b))
     for budget in (Budget.exact(graph.schema, sub), upper, ladder):
@@ -105,7 +105,7 @@ def test_full_fanout_bound_is_the_whole_graph_at_most(graph):
 def test_ladder_picks_the_smallest_rung_that_fits(graph):
   sampler = _samplers(graph)["neighbor"]
   upper = Budget.for_sampler(sampler, 4)
-  ladder = BudgetLadder.geometric(upper, num_buckets=4, ratio=2.0)
+  ladder = geometric_ladder(upper, num_buckets=4, ratio=2.0)
   assert ladder.rungs[-1] == upper and len(ladder.rungs) >= 2
   for a, b in zip(ladder.rungs, ladder.rungs[1:]):
     assert all(x <= y for x, y in zip(a.nodes + a.edges, b.nodes + b.edges))
@@ -261,7 +261,7 @@ def test_one_rung_one_shape_so_one_compile(graph):
   # A jitted step retraces when any leaf's shape, dtype or the tree changes; within a rung none may.
   sampler = _samplers(graph)["neighbor"]
   builder = SubgraphBuilder(graph, csr=sampler.csr)
-  ladder = BudgetLadder.geometric(Budget.for_sampler(sampler, 4), num_buckets=3)
+  ladder = geometric_ladder(Budget.for_sampler(sampler, 4), num_buckets=3)
   traces = {"n": 0}
 
   @jax.jit
