@@ -191,8 +191,13 @@ class LayerwiseInference:
     key = (kind, budgets)
     if key not in self._programs:
       num_args, replicated = {"project": (3, 2), "layer": (6, 1), "head": (2, 1)}[kind]
-      self._programs[key] = self.rounds.compile(getattr(self, f"_{kind}_fn")(budgets, schema), num_args, replicated)
+      self._programs[key] = self.rounds.compile(self.program_fn(kind, budgets, schema), num_args, replicated)
     return self._programs[key]
+
+  def program_fn(self, kind: str, budgets: Budgets, schema: Schema):
+    """The uncompiled 'project', 'layer' or 'head' function for `budgets` (`chunk_program_bytes` compiles them)."""
+    fns = {"project": self._project_fn, "layer": self._layer_fn, "head": self._head_fn}
+    return fns[kind](budgets, schema)
 
   def _project_fn(self, budgets: Budgets, schema: Schema):
     """Eq. 1 of every encoder over `budgets.receivers[t]` rows of each node type t."""
@@ -407,9 +412,9 @@ def chunk_program_bytes(
       spec((sum(budgets.edges),), bool),
       tuple(spec((q,), np.int32) for q in budgets.receivers),
   )
-  programs = [(lw._project_fn(budgets, s), (lw.params, lw.batch_stats, features))]
+  programs = [(lw.program_fn("project", budgets, s), (lw.params, lw.batch_stats, features))]
   if model.num_layers:
-    programs.append((lw._layer_fn(budgets, s), layer_args))
+    programs.append((lw.program_fn("layer", budgets, s), layer_args))
   sizes = [needed_bytes(jax.jit(fn).lower(*args).compile()) for fn, args in programs]
   return None if None in sizes else max(sizes)
 
