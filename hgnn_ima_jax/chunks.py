@@ -68,7 +68,8 @@ def compute_budgets(
   """The chunk budgets of a graph (see the module docstring); `edge_budget` overrides the default per relation.
 
   measure_nodes: the node budgets are the largest node counts of the planned chunks (one host pass over the plan);
-  False: the bound min(N_t, q_t + Σ_{r leaving t} edge budget_r), often twice as many padded rows.
+  False: the bound min(N_t, q_t + Σ_{r leaving t} edge budget_r), more padded rows (benchmarks/README.md,
+  *Layer-wise inference*).
   """
   shares, edges = receiver_shares(schema.num_nodes, chunk_size), []
   for r, rel in enumerate(schema.relations):

@@ -17,9 +17,9 @@ The eval-mode forward of HGNN-IMA, HGT (hgt, hgt_early) and HGT-late computed la
 
 Chunks and budgets. Every chunk takes the next q_t = max(1, ⌊chunk_size · N_t / N⌋) nodes (in id
 order) of every node type t at once, so that each relation's edge budget is in use in every chunk
-(chunks of one type at a time would carry the other types' relations as pure padding: 10x more
-work on a DOUBAN-like graph). The edge budget of relation r is
-max(max in-degree_r, ⌈edge_slack · q_dst(r) · E_r / N_dst(r)⌉), at most E_r; a type's range in a
+(chunks of one type at a time would carry the other types' relations as pure padding, many times
+the work on a DOUBAN-like graph: benchmarks/README.md, *Layer-wise inference*). The edge budget of
+relation r is max(max in-degree_r, ⌈edge_slack · q_dst(r) · E_r / N_dst(r)⌉), at most E_r; a type's range in a
 chunk stops early where the next receiver's in-edges would overflow a budget, so a node of any
 in-degree fits. The node budget of type t is the most type-t nodes (receivers plus senders) of any
 planned chunk (one host pass over the plan; at most min(N_t, q_t + Σ_{r leaving t} edge budget_r)),
