@@ -1,7 +1,7 @@
 """The training state of every seed and the full-batch inputs.
 
 `init_state` stacks parameters, optimizer states, dropout keys and early-stopping bookkeeping of
-all seeds on a leading seed axis; `seed_sharding` spreads that axis over the local devices.
+all seeds on a leading seed axis; `seed_sharding` spreads that axis over all devices (every process's).
 """
 
 from __future__ import annotations
@@ -152,7 +152,8 @@ def seed_sharding(num_seeds: int, enabled: bool = True, data: int = 1):
   """(sharding for seed-leading arrays, replicated sharding, padded seed count) over all devices.
 
   The mesh is ('seeds', 'data') (`hgnn_ima_jax.distributed`): `data` devices share each global
-  batch, the rest of the devices split the seeds; None when there is only one device to use.
+  batch, the rest of the devices split the seeds; (None, None, num_seeds) when there is only one device
+  to use.
   """
   devices = jax.devices()
   check_mesh_data(data)
