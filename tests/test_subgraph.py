@@ -297,7 +297,8 @@ def test_upper_bounds_hold_over_random_graphs_fanouts_and_batch_sizes():
         for b in range(8):
           targets = np.random.default_rng(b).choice(12, size, replace=False)
           sub = sampler.sample(targets, batch_rng(seed, trial, b))
-          assert upper.fits_subgraph(g.schema, sub), (sampler.config(), size, upper, Budget.exact(g.schema, sub))
+          drawn = fanouts if sampler.kind == "neighbor" else (sampler.num_samples, sampler.num_iterations)
+          assert upper.fits_subgraph(g.schema, sub), (drawn, size, upper, Budget.exact(g.schema, sub))
 
 
 def test_hgt_sampled_batch_padding_changes_no_logit(graph):
