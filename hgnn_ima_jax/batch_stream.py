@@ -1,19 +1,22 @@
-"""Epochs of sampled batches: `EpochPlan` (shuffled targets cut into batches) and `BatchStream` (resumable).
+"""Epochs of sampled batches: `EpochPlan` (shuffled targets cut into batches) and `BatchStream` (any batch on demand).
 
-Batch b of epoch e is `sampler.sample(plan(e).batch(b), batch_rng(seed, e, b))`, whatever ran before, so
-`BatchStream.state()` (seed, epoch, next batch) is all a checkpoint needs.
+Batch b of epoch e is `sampler.sample(plan(e).batch(b), batch_rng(seed, e, b))`, whatever ran before, so a
+stream built again from the same settings samples the same batch. That is how mini-batch training resumes
+(`minibatch.run_minibatch_epochs`): its checkpoint keeps the epoch and the next batch, beside the settings that
+fix the sequence (`BatchSettings.sampler_meta()`); the resumed run builds its stream from the run's config and
+goes on with `sample_batch(epoch, next_batch)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Mapping
+from typing import Iterator
 
 import numpy as np
 
 from hgnn_ima_jax.sampling import SampledSubgraph, batch_rng, check_batch_size, check_seed, plan_rng, target_ids
 
-# --- epochs and resumable streams -----------------------------------------------------------
+# --- epochs and streams ---------------------------------------------------------------------
 
 
 class EpochPlan:
@@ -51,50 +54,27 @@ class EpochPlan:
 
 @dataclasses.dataclass
 class SampledBatch:
-  """One batch of a stream: where it is, its targets, its sub-graph, and the stream state after it."""
+  """Batch `index` of epoch `epoch`: its targets and its sampled sub-graph."""
 
   epoch: int
   index: int
   targets: np.ndarray
   subgraph: SampledSubgraph
-  state_after: dict
 
 
 class BatchStream:
-  """Epochs of sampled batches, resumable from a small state dict.
+  """Epochs of sampled batches, any batch on demand: `sample_batch(e, b)` is
+  `sampler.sample(plan(e).batch(b), batch_rng(seed, e, b))`, whatever was sampled before."""
 
-  `state()` is {'seed', 'epoch', 'next_batch', 'batch_size', 'num_targets', 'sampler'} — plain ints,
-  strings and lists, for a checkpoint's JSON/metadata. Batch b of epoch e is always
-  `sampler.sample(plan(e).batch(b), batch_rng(seed, e, b))`, whatever ran before.
-  """
-
-  def __init__(
-      self,
-      sampler,
-      targets,
-      batch_size: int,
-      *,
-      seed: int,
-      epoch: int = 0,
-      next_batch: int = 0,
-      shuffle: bool = True,
-      drop_last: bool = False,
-  ):
+  def __init__(self, sampler, targets, batch_size: int, *, seed: int, shuffle: bool = True, drop_last: bool = False):
     self.sampler = sampler
     self.targets = target_ids(sampler.data, targets) if hasattr(sampler, "data") else np.asarray(targets, np.int64)
     check_batch_size(batch_size)
     self.batch_size, self.seed, self.shuffle, self.drop_last = int(batch_size), check_seed(seed), shuffle, drop_last
-    self.epoch, self.next_batch = int(epoch), int(next_batch)
-    n = len(self.plan())
-    if not 0 <= self.next_batch <= n:
-      raise ValueError(
-          f"next_batch={next_batch} outside 0..{n} for epoch {epoch}. "
-          "Fix: resume from a state this stream's settings produced"
-      )
 
-  def plan(self, epoch: int | None = None) -> EpochPlan:
-    """Epoch `epoch`'s plan (default: the current epoch); the last one is kept, as a shuffle is O(targets)."""
-    epoch = self.epoch if epoch is None else int(epoch)
+  def plan(self, epoch: int) -> EpochPlan:
+    """Epoch `epoch`'s plan; the last one is kept, as a shuffle is O(targets)."""
+    epoch = int(epoch)
     cached = getattr(self, "_plan", None)  # one tuple, replaced whole: safe to read from a prefetch thread
     if cached is not None and cached[0] == epoch:
       return cached[1]
@@ -107,65 +87,4 @@ class BatchStream:
   def sample_batch(self, epoch: int, b: int, plan: EpochPlan | None = None) -> SampledBatch:
     plan = plan or self.plan(epoch)
     targets = plan.batch(b)
-    sub = self.sampler.sample(targets, batch_rng(self.seed, epoch, b))
-    after = (epoch, b + 1) if b + 1 < plan.num_batches else (epoch + 1, 0)
-    return SampledBatch(epoch, b, targets, sub, self._state(*after))
-
-  def epoch_batches(self) -> Iterator[SampledBatch]:
-    """The current epoch's remaining batches; the stream advances as each is yielded (next epoch at the end)."""
-    epoch, plan = self.epoch, self.plan()
-    for b in range(self.next_batch, plan.num_batches):
-      batch = self.sample_batch(epoch, b, plan)
-      self.epoch, self.next_batch = batch.state_after["epoch"], batch.state_after["next_batch"]
-      yield batch
-    if self.epoch == epoch:  # an epoch resumed at its very end: move on
-      self.epoch, self.next_batch = epoch + 1, 0
-
-  def _state(self, epoch: int, next_batch: int) -> dict:
-    return {
-        "seed": self.seed,
-        "epoch": int(epoch),
-        "next_batch": int(next_batch),
-        "batch_size": self.batch_size,
-        "num_targets": int(len(self.targets)),
-        "shuffle": bool(self.shuffle),
-        "drop_last": bool(self.drop_last),
-        "sampler": self.sampler.config(),
-    }
-
-  def state(self) -> dict:
-    return self._state(self.epoch, self.next_batch)
-
-  @classmethod
-  def from_state(cls, sampler, targets, batch_size: int, state: Mapping) -> "BatchStream":
-    """The stream `state` was saved from; refuses a state from other settings (it would give other batches)."""
-    want = {"batch_size": int(batch_size), "num_targets": int(len(targets)), "sampler": sampler.config()}
-    for key, value in want.items():
-      got = state.get(key)
-      if key == "sampler" and got is not None:
-        got = _jsonish(got)
-        value = _jsonish(value)
-      if got != value:
-        raise ValueError(
-            f"sampler state: {key}={got!r} but this run has {value!r}. Fix: resume with the settings "
-            "the checkpoint was written with, or start the run afresh"
-        )
-    return cls(
-        sampler,
-        targets,
-        batch_size,
-        seed=state["seed"],
-        epoch=state["epoch"],
-        next_batch=state["next_batch"],
-        shuffle=state.get("shuffle", True),
-        drop_last=state.get("drop_last", False),
-    )
-
-
-def _jsonish(x):
-  """Lists for tuples, str keys: how a config looks after a JSON round trip."""
-  if isinstance(x, Mapping):
-    return {str(k): _jsonish(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonish(v) for v in x]
-  return x
+    return SampledBatch(epoch, b, targets, self.sampler.sample(targets, batch_rng(self.seed, epoch, b)))

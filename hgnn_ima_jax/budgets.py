@@ -143,11 +143,6 @@ class Budget:
     )
 
   @classmethod
-  def full_graph(cls, schema: Schema) -> "Budget":
-    """Room for the whole graph (e.g. to run the full graph through the sub-graph path)."""
-    return cls(tuple(n + 1 for n in schema.num_nodes), schema.num_edges)
-
-  @classmethod
   def for_sampler(cls, sampler, batch_size: int) -> "Budget":
     """An upper bound on any batch of `batch_size` targets from `sampler` (see the module docstring)."""
     check_batch_size(batch_size)
@@ -260,8 +255,8 @@ def padded_schema(schema: Schema, budget: Budget) -> Schema:
 class BudgetLadder:
   """A few budgets ("buckets"), smallest first; `choose` picks the smallest one a sub-graph fits.
 
-  The last rung should be an upper bound (`Budget.for_sampler`) so that every batch fits; the
-  constructors guarantee that. A training step then compiles once per rung used.
+  The last rung should be an upper bound (`Budget.for_sampler`) so that every batch fits; `calibrate`
+  guarantees that. A training step then compiles once per rung used.
   """
 
   def __init__(self, rungs: Sequence[Budget]):
@@ -274,32 +269,13 @@ class BudgetLadder:
     self.rungs = tuple(unique)
 
   @classmethod
-  def geometric(
-      cls, upper: Budget, num_buckets: int = 4, ratio: float = 2.0, lower: Budget | None = None
-  ) -> "BudgetLadder":
-    """Rung i (0-based of K) is upper / ratio^(K-1-i), entry by entry, never below `lower`; rung K-1 is upper."""
-    if num_buckets < 1 or ratio <= 1.0:
-      raise ValueError(
-          f"num_buckets={num_buckets}, ratio={ratio}: need num_buckets >= 1 and ratio > 1. "
-          "Fix: e.g. num_buckets=4, ratio=2.0"
-      )
-    rungs = []
-    for i in range(num_buckets):
-      scale = ratio ** (num_buckets - 1 - i)
-      b = upper.scaled(lambda n, scale=scale: math.ceil(n / scale))
-      if lower is not None:
-        b = b.maximum(lower).minimum(upper)
-      rungs.append(b)
-    return cls(rungs)
-
-  @classmethod
   def calibrate(
       cls, stream, upper: Budget, num_batches: int = 8, num_buckets: int = 3, ratio: float = 2.0, headroom: float = 1.2
   ) -> "BudgetLadder":
     """Rungs from what the first `num_batches` batches of epoch 0 need (their maximum × headroom) up to `upper`.
 
-    Rung i is that base × ratio^i (capped by `upper`); the last rung is `upper` itself. The stream
-    is not advanced (batches are sampled from their (seed, epoch, batch) generators).
+    Rung i is that base × ratio^i (capped by `upper`); the last rung is `upper` itself. Training samples
+    the same batches again later: each comes from its (seed, epoch, batch) generator.
     """
     schema = stream.sampler.data.schema
     plan = stream.plan(0)

@@ -68,7 +68,8 @@ def compute_budgets(
   """The chunk budgets of a graph (see the module docstring); `edge_budget` overrides the default per relation.
 
   measure_nodes: the node budgets are the largest node counts of the planned chunks (one host pass over the plan);
-  False: the bound min(N_t, q_t + Σ_{r leaving t} edge budget_r), often twice as many padded rows.
+  False: the bound min(N_t, q_t + Σ_{r leaving t} edge budget_r), more padded rows (benchmarks/README.md,
+  *Layer-wise inference*).
   """
   shares, edges = receiver_shares(schema.num_nodes, chunk_size), []
   for r, rel in enumerate(schema.relations):
@@ -192,38 +193,3 @@ def build_chunk(schema: Schema, in_edges: InEdges, budgets: Budgets, ranges: tup
 def chunk_schema(schema: Schema, budgets: Budgets) -> Schema:
   """The static schema of every padded chunk sub-graph: the budgets as node and edge counts."""
   return dataclasses.replace(schema, num_nodes=budgets.nodes, num_edges=budgets.edges)
-
-
-def chunk_graphs_tuple(data: MMHN, budgets: Budgets, chunk: Chunk, dtype=np.float32):
-  """A chunk's sub-graph as a `GraphsTuple` of `chunk_schema` with its features, `nodes['valid']` and `edges['valid']`.
-
-  The layer-wise programs do not need it (they read node states, not features); it shows, and lets a test check
-  with `layout.check_graph_layout`, that a chunk has the `to_graphs_tuple` layout, and mini-batch code can feed
-  it to `model.apply`.
-  """
-  import jraph  # pylint: disable=import-outside-toplevel
-
-  s = data.schema
-  n_total = sum(budgets.nodes)
-  offs = np.concatenate([[0], np.cumsum(budgets.nodes)[:-1]])
-  valid = np.zeros(n_total, bool)
-  features, present = {}, {}
-  for mi, m in enumerate(s.modalities):
-    x, p = np.zeros((n_total, s.max_feature_dim(mi)), dtype), np.zeros(n_total, bool)
-    for t, tname in enumerate(s.node_types):
-      rows = chunk.hs_rows[t]
-      x[offs[t] : offs[t] + len(rows), : s.feature_dims[t][mi]] = data.features[tname][m][rows]
-      p[offs[t] : offs[t] + budgets.nodes[t]] = s.present[t][mi]
-      valid[offs[t] : offs[t] + len(rows)] = True
-    features[m], present[m] = x, p
-  node_type = np.repeat(np.arange(s.num_node_types, dtype=np.int32), budgets.nodes)
-  edge_type = np.repeat(np.arange(s.num_relations, dtype=np.int32), budgets.edges)
-  return jraph.GraphsTuple(
-      nodes={"type": node_type, "features": features, "present": present, "valid": valid},
-      edges={"type": edge_type, "valid": chunk.edge_valid},
-      senders=chunk.senders,
-      receivers=chunk.receivers,
-      n_node=np.array([n_total], np.int32),
-      n_edge=np.array([len(chunk.senders)], np.int32),
-      globals=None,
-  )

@@ -30,7 +30,6 @@ measurements behind these choices: docs/distributed.md.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import flax.struct
@@ -40,11 +39,9 @@ import numpy as np
 import optax
 
 from hgnn_ima_jax.losses import objective_from_stats, objective_stats
-from hgnn_ima_jax.state import variables_of, where
+from hgnn_ima_jax.state import DATA, SEEDS, variables_of, where
 
 P = jax.sharding.PartitionSpec
-AUTO = (jax.sharding.AxisType.Auto,) * 2
-SEEDS, DATA = "seeds", "data"
 TRACE_COUNT = {"parts_train_step": 0}  # times the parts step was traced (benchmarks count compiles with it)
 
 
@@ -76,9 +73,6 @@ class DeviceMesh:
   @property
   def data(self) -> int:
     return self.mesh.shape[DATA]
-
-  def padded_seeds(self, num_seeds: int) -> int:
-    return int(math.ceil(num_seeds / self.seeds) * self.seeds)
 
   @property
   def seed_sharding(self):

@@ -3,9 +3,9 @@
 With JAX's default `jax_threefry_partitionable`, every 32-bit word that `jax.random.bernoulli`
 draws is one threefry-2x32 hash of its own counter, the hash's two output words XORed into one.
 A training step draws one word per node state and layer (plus the fusion's), and XLA:CPU
-recomputes the hashes wherever it fuses the mask into a consumer, forward and backward: hashing
-was ~6% of an AMAZON step's op time (benchmarks/README.md). Here each hash gives two words, each
-one mask element, so a mask costs half the hashes.
+recomputes the hashes wherever it fuses the mask into a consumer, forward and backward, a visible
+share of a step's op time (benchmarks/README.md, *Q and W^msg folded, half the dropout hashes*). Here
+each hash gives two words, each one mask element, so a mask costs half the hashes.
 
 The distribution is the same Bernoulli(1 − rate) (to 2⁻³², finer than `jax.random.bernoulli`'s
 2⁻²³ float32 uniforms), scaled by 1 / (1 − rate) as `flax.linen.Dropout` does; the random stream

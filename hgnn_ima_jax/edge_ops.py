@@ -4,9 +4,9 @@ The attention layers read tables per edge: the senders' keys and values, and per
 receiver) slot the receiver's queries times W^attᵀ (Eq. 2) or U^mᵀ (Eq. 4); with `remat`, the
 senders' messages V W^msg (Eq. 10) from a sender-side table. Written as plain
 `table[index]` gathers, autodiff keeps every gathered (E, M, H, d_k) array alive from the
-forward pass to the backward pass, 512 bytes per edge each at M = 2, d = 64: with 4 such
-gathers in each of 3 layers they were 6 KB of the ~12 KB of XLA temp memory per edge of a
-training step (issue #17; benchmarks/README.md, *Memory per edge*).
+forward pass to the backward pass, 512 bytes per edge each at M = 2, d = 64, 4 such gathers in
+every layer: the largest part of a training step's XLA temp memory (issue #17; benchmarks/README.md,
+*Memory per edge*).
 
 The functions here compute the same values, but their backward passes gather the tables
 again instead (a gather costs one read of E rows, cheaper on XLA:CPU than keeping and later
@@ -96,8 +96,8 @@ def recompute_after_cotangent(fn: Callable) -> Callable:
 
   What `jax.checkpoint` would do, but XLA:CPU cannot run the recomputation early (`_after`):
   with `nn.remat` the input projection's BatchNorm outputs (N, 512) were rebuilt at the start
-  of the backward pass and alive through every layer's backward (350 B per edge at AMAZON-1
-  scale). Only the arguments are kept; all of them must be arrays.
+  of the backward pass and alive through every layer's backward (benchmarks/README.md,
+  *Memory per edge*). Only the arguments are kept; all of them must be arrays.
   """
 
   @jax.custom_vjp
@@ -130,7 +130,7 @@ def _scatter_rows(table: jax.Array, index: jax.Array, rows: jax.Array, after: ja
   first. The zeros depend on `after`, the cotangent (`_after`): a constant zero table would be
   one buffer shared by every scatter of its shape, copied for each, and XLA:CPU's scheduler
   runs those copies early, so that all layers' zeroed gradient tables were alive at the peak
-  of the backward pass (1.5 KB per edge at AMAZON-1 scale).
+  of the backward pass (benchmarks/README.md, *Memory per edge*).
   """
   gathered = index.shape + table.shape[1:]
   axes = tuple(i for i, (g, r) in enumerate(zip(gathered, rows.shape)) if g == 1 and r != 1)
@@ -214,8 +214,8 @@ def _gather_segment_sum_bwd(num_segments, res, ct):
     # memory at the backward pass's peak than the fused form (benchmarks/README.md)
     rows = b[b_index]
     dws = [jnp.sum(ct_e[:, m] * rows[:, m], axis=-1) for m in range(ct.shape[1])]
-  # shared: Σ over channels of slices (E, H), which XLA:CPU runs ~2x faster than one reduction
-  # over the channel and d_k axes of (E, M, H, d_k)
+  # shared: Σ over channels of slices (E, H), which XLA:CPU runs faster than one reduction over the
+  # channel and d_k axes of (E, M, H, d_k) (benchmarks/README.md, *Channels one at a time*)
   dw = sum(dws) if shared else jnp.stack(dws, axis=1)
   db = _scatter_rows(b, b_index, _edge_weights(w, ct.ndim) * ct_e, ct)
   return dw.astype(w.dtype), b_vjp(db), None, None

@@ -120,10 +120,6 @@ class Schema:
     off = self.edge_offsets[r]
     return slice(off, off + self.num_edges[r])
 
-  @property
-  def target_slice(self) -> slice:
-    return self.node_slice(self.target_id)
-
   def relations_into(self, t: int) -> tuple[int, ...]:
     """Relation ids whose destination is node type `t` (the code's R_t)."""
     return tuple(r for r in range(self.num_relations) if self.relation_dst(r) == t)

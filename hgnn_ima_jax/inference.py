@@ -17,9 +17,9 @@ The eval-mode forward of HGNN-IMA, HGT (hgt, hgt_early) and HGT-late computed la
 
 Chunks and budgets. Every chunk takes the next q_t = max(1, ⌊chunk_size · N_t / N⌋) nodes (in id
 order) of every node type t at once, so that each relation's edge budget is in use in every chunk
-(chunks of one type at a time would carry the other types' relations as pure padding: 10x more
-work on a DOUBAN-like graph). The edge budget of relation r is
-max(max in-degree_r, ⌈edge_slack · q_dst(r) · E_r / N_dst(r)⌉), at most E_r; a type's range in a
+(chunks of one type at a time would carry the other types' relations as pure padding, many times
+the work on a DOUBAN-like graph: benchmarks/README.md, *Layer-wise inference*). The edge budget of
+relation r is max(max in-degree_r, ⌈edge_slack · q_dst(r) · E_r / N_dst(r)⌉), at most E_r; a type's range in a
 chunk stops early where the next receiver's in-edges would overflow a budget, so a node of any
 in-degree fits. The node budget of type t is the most type-t nodes (receivers plus senders) of any
 planned chunk (one host pass over the plan; at most min(N_t, q_t + Σ_{r leaving t} edge budget_r)),
@@ -34,8 +34,6 @@ Host memory: the graph itself (features, per-relation in-edge CSR), two layers o
 Its cost over full-batch eval (benchmarks/README.md, *Layer-wise inference*, has the measurements):
 every chunk recomputes the layer for the senders of its receivers' in-edges, and a node is a sender
 in every chunk one of its out-neighbours is in.
-`chunk_graphs_tuple` gives a chunk as a `GraphsTuple` of `chunk_schema` with `nodes['valid']`
-and `edges['valid']`, the form `model.apply` takes.
 
 Example (any MMHN of the model's schema works the same way):
 
@@ -219,8 +217,13 @@ class LayerwiseInference:
     key = (kind, budgets)
     if key not in self._programs:
       num_args, replicated = {"project": (3, 2), "layer": (6, 1), "head": (2, 1)}[kind]
-      self._programs[key] = self.rounds.compile(getattr(self, f"_{kind}_fn")(budgets, schema), num_args, replicated)
+      self._programs[key] = self.rounds.compile(self.program_fn(kind, budgets, schema), num_args, replicated)
     return self._programs[key]
+
+  def program_fn(self, kind: str, budgets: Budgets, schema: Schema):
+    """The uncompiled 'project', 'layer' or 'head' function for `budgets` (`chunk_program_bytes` compiles them)."""
+    fns = {"project": self._project_fn, "layer": self._layer_fn, "head": self._head_fn}
+    return fns[kind](budgets, schema)
 
   def _project_fn(self, budgets: Budgets, schema: Schema):
     """Eq. 1 of every encoder over `budgets.receivers[t]` rows of each node type t."""
@@ -435,9 +438,9 @@ def chunk_program_bytes(
       spec((sum(budgets.edges),), bool),
       tuple(spec((q,), np.int32) for q in budgets.receivers),
   )
-  programs = [(lw._project_fn(budgets, s), (lw.params, lw.batch_stats, features))]
+  programs = [(lw.program_fn("project", budgets, s), (lw.params, lw.batch_stats, features))]
   if model.num_layers:
-    programs.append((lw._layer_fn(budgets, s), layer_args))
+    programs.append((lw.program_fn("layer", budgets, s), layer_args))
   sizes = [needed_bytes(jax.jit(fn).lower(*args).compile()) for fn, args in programs]
   return None if None in sizes else max(sizes)
 

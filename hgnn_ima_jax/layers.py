@@ -19,7 +19,7 @@ Layout, chosen for speed on XLA:CPU (measurements in benchmarks/README.md):
   are; W^msg after each slot's sum over its edges, (Σ β V) W, folded into Eq. 11's matrix
   (`node_update`; with `remat`, a sender-side table, see `HGNNIMALayer.messages`). Per-head
   batched products would need transposes, which XLA fuses into the gathers (per-head sums
-  written out, tried on 2026-12-05, were faster alone but slower in the step);
+  written out were faster alone but slower in the step: benchmarks/README.md, *Memory per edge*);
 * the edges read the tables through `edge_ops`, whose backward passes keep no per-edge
   copies of them;
 * per-edge arrays of several channels (E, M, H) are split into (E, H) channels wherever an
@@ -339,10 +339,10 @@ class HGNNIMALayer(nn.Module):
 
     Without `options.remat`, W^msg_r is applied after the sum over each slot's edges, which read
     the senders' values V_j as they are (`relation_mean`). With it, the sums (S, M, d) that
-    W^msg's gradient reads would be kept (one row per relation into a node: at AMAZON-1 scale,
-    4 relations, ~560 B of the step's temp memory per edge), so the edges read a sender-side
-    table V_j W^msg_r instead, rebuilt in the backward pass (`edge_ops.Rebuilt`); only the
-    node-sized per-relation means are kept. Same values; benchmarks/README.md has both figures.
+    W^msg's gradient reads would be kept (one row per relation into a node, which took the remat
+    step over its memory target), so the edges read a sender-side table V_j W^msg_r instead,
+    rebuilt in the backward pass (`edge_ops.Rebuilt`); only the node-sized per-relation means are
+    kept. Same values; benchmarks/README.md, *The receivers' side*, has both figures.
     """
     s, H, d, n_slots = self.schema, self.heads, self.hidden, num_slots(self.schema)
     if not self.options.remat:

@@ -85,7 +85,7 @@ def needed_bytes(compiled) -> int | None:
 
 
 def remat_first(config, fix: str) -> str:
-  """A memory error's fix, led by --config.model.remat=True (the same training in about a third less) when it is off."""
+  """A memory error's fix, led by --config.model.remat=True (the same training in less memory) when it is off."""
   if config.model.get("remat", False):
     return fix
   return f"set --config.model.remat=True (the same training in less memory), or {fix}"

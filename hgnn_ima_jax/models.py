@@ -34,7 +34,7 @@ from hgnn_ima_jax.choices import ABLATION_OVERRIDES, MODEL_NAMES
 from hgnn_ima_jax.edge_layout import edge_index
 from hgnn_ima_jax.fusion import ModalityFusion, class_logits
 from hgnn_ima_jax.graph import Schema
-from hgnn_ima_jax.layers import VARIANTS, HGNNIMALayer  # noqa: F401  (VARIANTS: the table the configs check)
+from hgnn_ima_jax.layers import HGNNIMALayer
 from hgnn_ima_jax.layout import check_graph_layout
 from hgnn_ima_jax.losses import attention_loss
 from hgnn_ima_jax.options import LayerOptions

@@ -41,7 +41,7 @@ class LayerOptions:
     dropout: rate after the update.
     remat: recompute the node-sized products (the input projection, each layer's slot tables
       and sender-side message table) in the backward pass instead of keeping them, each where
-      its gradient needs it: less memory per step (at AMAZON-1 scale 33% less), a few more matrix products
+      its gradient needs it: less memory per step, a few more matrix products
       (benchmarks/README.md, *Memory per edge*). Values and gradients are the same.
   """
 

@@ -106,7 +106,9 @@ class LoadedRun:
   def outputs(
       self, seed: int | None = None, *, graph: MMHN | None = None, chunk_size: int | None = None, devices=None
   ) -> dict:
-    """Eval-mode outputs for every target node of `graph`: logits, fused (Z), modalities, fusion_weights.
+    """Eval-mode outputs of `graph`: 'logits' (N, C), 'fused' (N, d) Z and 'fusion_weights' (N, M) δ of every
+    target node; with a full-graph forward (no chunk_size) also 'modalities' (N, M, d) and 'nodes' (every
+    node, (N_all, M, d)).
 
     chunk_size: None runs one full-graph forward; an int runs exact layer-wise inference over chunks of
     that many receivers (`inference.LayerwiseInference`: bounded memory, for graphs too big for one forward).

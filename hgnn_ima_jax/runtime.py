@@ -1,18 +1,17 @@
 """Process settings that make JAX fast on CPU: a memory allocator that keeps freed memory.
 
-Why: XLA:CPU allocates an executable's temporary buffers (hundreds of MB for a training step
-on AMAZON, GBs at AMAZON-1 scale) afresh on every call. glibc's malloc hands every large block
-back to the kernel when it is freed, so each step page-faults its whole working set in again
-and the kernel zeroes every page. jemalloc can keep freed pages and hand them to the next step,
-but only with the right settings (`JEMALLOC_CONF`; the measurements behind each one are in
-benchmarks/README.md, *Allocator*):
+Why: XLA:CPU allocates an executable's temporary buffers (most of a training step's memory)
+afresh on every call. glibc's malloc hands every large block back to the kernel when it is
+freed, so each step page-faults its whole working set in again and the kernel zeroes every page.
+jemalloc can keep freed pages and hand them to the next step, but only with the right settings
+(`JEMALLOC_CONF`; the measurements behind each one are in benchmarks/README.md, *Allocator*):
 
 * `oversize_threshold:0` — jemalloc serves blocks above its oversize threshold (every big XLA
   buffer) from a dedicated arena that returns freed pages to the kernel at once, whatever
   `dirty_decay_ms` says. Off, big blocks live in the normal arenas.
 * `narenas:1` — with jemalloc's several arenas (threads spread over them), a buffer freed by
   one XLA thread is not re-used by an allocation from another thread's arena, and the heap grew
-  to about twice the working set.
+  far past the working set.
 * `dirty_decay_ms:-1` — freed pages are never handed back by time: with any finite decay (even
   an hour) this jemalloc (5.3) still purged the step's whole working set every step. The
   working set of a training loop is the same every step, so the heap stays at its peak with no
@@ -151,11 +150,11 @@ def decay_freed_memory(ms: int = MINIBATCH_DECAY_MS) -> bool:
 
   For processes that run several programs of different sizes over and over: mini-batch training (one
   step program per rung, layer-wise evaluation). Kept forever, the freed buffers of one program are not
-  always where the next one's fit, and the heap grows past the working set: on synthetic10m the peak RSS
-  was 11.8-12.2 GiB with `JEMALLOC_CONF` and 7.8 GiB with a 10 s decay, for a ~4% slower epoch
-  (benchmarks/README.md, *synthetic10m end to end*). Returns whether the decay was set: not when jemalloc
-  is absent (glibc hands large blocks back by itself) or when the user chose MALLOC_CONF (theirs is kept);
-  when jemalloc refuses the setting it also logs a warning with the MALLOC_CONF that would do it.
+  always where the next one's fit, and the heap grows past the working set; a 10 s decay keeps the peak
+  far lower for a slightly slower epoch (benchmarks/README.md, *`synthetic10m` end to end*). Returns
+  whether the decay was set: not when jemalloc is absent (glibc hands large blocks back by itself) or
+  when the user chose MALLOC_CONF (theirs is kept); when jemalloc refuses the setting it also logs a
+  warning with the MALLOC_CONF that would do it.
   """
   if os.environ.get("MALLOC_CONF") != JEMALLOC_CONF:
     return False

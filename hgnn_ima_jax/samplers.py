@@ -81,10 +81,6 @@ class NeighborSampler:
   def num_hops(self) -> int:
     return len(self.fanouts)
 
-  def config(self) -> dict:
-    """Settings that determine the batches (stored with the stream state to refuse a mismatched resume)."""
-    return {"kind": self.kind, "fanouts": [list(f) for f in self.fanouts]}
-
   def sample(self, targets, rng: np.random.Generator) -> SampledSubgraph:
     data = self.data
     targets = check_targets(data, targets)
@@ -180,14 +176,6 @@ class HGTSampler:
     self.num_samples = {t: int(n) for t, n in per_type.items()}
     self.num_iterations = int(num_iterations)
     self.max_budget_neighbors = None if max_budget_neighbors is None else int(max_budget_neighbors)
-
-  def config(self) -> dict:
-    return {
-        "kind": self.kind,
-        "num_samples": dict(self.num_samples),
-        "num_iterations": self.num_iterations,
-        "max_budget_neighbors": self.max_budget_neighbors,
-    }
 
   def _budget_terms(self, t: str, added: np.ndarray, rng) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per source type: (neighbour ids, 1/deg weights) that nodes `added` of type t put into the budget."""

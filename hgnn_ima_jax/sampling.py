@@ -21,7 +21,7 @@ into that relation's slice of `MMHN.to_graphs_tuple()` (edges sorted by receiver
   by all sampled nodes.
 * `EpochPlan` and `BatchStream`: one epoch is one pass over the shuffled training targets; batch b
   of epoch e is sampled with `batch_rng(seed, e, b)`, so any batch is reproducible from (seed, e, b)
-  alone and `BatchStream.state()` (seed, epoch, next batch) is all a checkpoint needs.
+  alone: a resumed run needs only the epoch and the next batch (`hgnn_ima_jax.batch_stream`).
 
 Cost: a batch costs O(sampled) work for the neighbour sampler (`choose_k`: Floyd's algorithm picks
 k of a hub's deg in-edges in O(k²) without touching the others; random keys do rows with deg below
@@ -34,11 +34,12 @@ Example::
   data = data_utils.load_dataset('synthetic')
   sampler = NeighborSampler(data, fanouts=[10, 5])          # 2 hops, every relation
   stream = BatchStream(sampler, data.splits['train'], batch_size=64, seed=0)
-  for batch in stream.epoch_batches():                      # SampledBatch, in order
-    sub = batch.subgraph                                    # nodes per type, edge positions per relation
-    ...                                                     # pad with hgnn_ima_jax.subgraph, train
-    checkpoint_extra = batch.state_after                    # {'seed':0,'epoch':0,'next_batch':b+1,...}
-  stream = BatchStream.from_state(sampler, data.splits['train'], 64, checkpoint_extra)  # resumes there
+  for epoch in range(num_epochs):
+    for b in range(len(stream.plan(epoch))):
+      sub = stream.sample_batch(epoch, b).subgraph          # nodes per type, edge positions per relation
+      ...                                                   # pad with hgnn_ima_jax.subgraph, train
+  # After batch b a checkpoint keeps (epoch, b + 1); the resumed run builds its stream from the same
+  # settings and goes on with stream.sample_batch(epoch, b + 1), the batch an uninterrupted run samples next.
 """
 
 from __future__ import annotations

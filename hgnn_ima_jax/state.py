@@ -1,7 +1,7 @@
 """The training state of every seed and the full-batch inputs.
 
 `init_state` stacks parameters, optimizer states, dropout keys and early-stopping bookkeeping of
-all seeds on a leading seed axis; `seed_sharding` spreads that axis over the local devices.
+all seeds on a leading seed axis; `seed_sharding` spreads that axis over all devices (every process's).
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from hgnn_ima_jax.config_validation import ConfigError
 from hgnn_ima_jax.graph import MMHN, Schema
 from hgnn_ima_jax.layout import check_graph_layout
 from hgnn_ima_jax.models import build_model, model_fields
+
+# The axes of the device mesh (`seed_sharding`; `hgnn_ima_jax.distributed` imports them from here).
+SEEDS, DATA = "seeds", "data"
 
 
 @flax.struct.dataclass
@@ -151,7 +154,8 @@ def seed_sharding(num_seeds: int, enabled: bool = True, data: int = 1):
   """(sharding for seed-leading arrays, replicated sharding, padded seed count) over all devices.
 
   The mesh is ('seeds', 'data') (`hgnn_ima_jax.distributed`): `data` devices share each global
-  batch, the rest of the devices split the seeds; None when there is only one device to use.
+  batch, the rest of the devices split the seeds; (None, None, num_seeds) when there is only one device
+  to use.
   """
   devices = jax.devices()
   check_mesh_data(data)
@@ -159,11 +163,11 @@ def seed_sharding(num_seeds: int, enabled: bool = True, data: int = 1):
   if seeds * data == 1:
     return None, None, num_seeds
   mesh = jax.make_mesh(
-      (seeds, data), ("seeds", "data"), axis_types=(jax.sharding.AxisType.Auto,) * 2, devices=devices[: seeds * data]
+      (seeds, data), (SEEDS, DATA), axis_types=(jax.sharding.AxisType.Auto,) * 2, devices=devices[: seeds * data]
   )
   padded = int(math.ceil(num_seeds / seeds) * seeds)
   return (
-      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")),
+      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(SEEDS)),
       jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
       padded,
   )

@@ -145,8 +145,8 @@ def map_seeds(fn: Callable, seed_batch: int) -> Callable:
   `lax.map` over groups of `seed_batch` vmapped seeds (1: one seed at a time).
 
   One seed at a time is a `vmap` of one seed in the loop body (`batch_size=1`), not `fn` itself:
-  on XLA:CPU the vmapped one-seed step runs ~12-15% faster than the unbatched one (DOUBAN 135 vs
-  152 ms; benchmarks/README.md, *Multi-seed*), and that, not the loop, was the looped seeds' overhead.
+  on XLA:CPU the vmapped one-seed step runs faster than the unbatched one, and that, not the loop,
+  was the looped seeds' overhead (benchmarks/README.md, *Multi-seed, three repetitions*).
   """
   if seed_batch == 0:
     return jax.vmap(fn, in_axes=(0, None))

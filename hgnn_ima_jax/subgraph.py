@@ -31,19 +31,20 @@ Budgets (`hgnn_ima_jax.budgets`):
   and relation sizes. HGSampling: nodes of type t at most batch·[t is target] + L·n_t (capped by
   N_t); a relation's induced edges at most the sum of the largest in-degrees over that many
   receivers, and of the largest out-degrees over that many senders.
-* `BudgetLadder`: a few geometric buckets up to that bound (`geometric`), or starting from what a
-  few sampled batches need (`calibrate`); `choose(sub)` gives the smallest that fits, so a training
-  step compiles once per bucket, not per batch.
+* `BudgetLadder.calibrate`: a few buckets, from what a few sampled batches need growing geometrically
+  up to that bound; `choose(sub)` gives the smallest that fits, so a training step compiles once per
+  bucket, not per batch.
 * `Budget.exact(schema, sub)`: just enough for one sub-graph (real counts, one padding slot per type).
 
 Example::
 
   sampler = samplers.NeighborSampler(data, fanouts=[10, 5])
   builder = SubgraphBuilder(data, csr=sampler.csr)
-  ladder = BudgetLadder.geometric(Budget.for_sampler(sampler, batch_size=64), num_buckets=3)
+  stream = batch_stream.BatchStream(sampler, data.splits['train'], 64, seed=0)
+  ladder = BudgetLadder.calibrate(stream, Budget.for_sampler(sampler, batch_size=64), num_buckets=3)
   model = train.create_model(config, padded_schema(data.schema, ladder.rungs[-1]))  # same params for every rung
-  for batch in batch_stream.BatchStream(sampler, data.splits['train'], 64, seed=0).epoch_batches():
-    padded = builder.build(batch.subgraph, ladder)              # the smallest rung that fits
+  for b in range(len(stream.plan(0))):                           # epoch 0
+    padded = builder.build(stream.sample_batch(0, b).subgraph, ladder)  # the smallest rung that fits
     out = model.clone(schema=padded.schema).apply(variables, padded.graph, train=False)
     logits = out.logits[padded.target_positions]                 # the batch's targets, in batch order
     # or masked_cross_entropy(out.logits, padded.labels, padded.mask)

@@ -490,7 +490,7 @@ def reference_forward(
   segs = segments(schema, arrays)
   params = variables["params"]
   stats = variables.get("batch_stats", {})
-  tsl = schema.target_slice
+  tsl = schema.node_slice(schema.target_id)
   M = schema.num_modalities
   out: dict[str, Any] = {}
   dm = dropout_masks or {}

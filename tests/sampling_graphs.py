@@ -1,11 +1,15 @@
-"""Graphs for the sampler and sub-graph tests: the DOUBAN-like toy of model_fixtures with denser, hubbed edges."""
+"""Graphs for the sampler and sub-graph tests: the DOUBAN-like toy of model_fixtures with denser, hubbed edges;
+and a fixed budget ladder for them."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 from model_fixtures import make_graph
+
+from hgnn_ima_jax.budgets import Budget, BudgetLadder
 
 
 def unique_edges(rng, n_src: int, n_dst: int, n_edges: int, hub_dst: int | None = None, hub_degree: int = 0):
@@ -35,3 +39,14 @@ def dense_graph(seed: int = 0, num_nodes=(30, 8, 40), empty_md: bool = False, wi
       "am": unique_edges(rng, na, nm, 110, hub_dst=1, hub_degree=25),
   }
   return dataclasses.replace(base, edges=edges).validate()
+
+
+def geometric_ladder(upper: Budget, num_buckets: int = 4, ratio: float = 2.0) -> BudgetLadder:
+  """Rung i (0-based of K) is upper / ratio^(K-1-i), entry by entry; rung K-1 is upper.
+
+  Training calibrates its ladder on sampled batches (`BudgetLadder.calibrate`); this one depends on the bound
+  alone, so a test gets the same few rungs whatever the sampler draws.
+  """
+  return BudgetLadder(
+      [upper.scaled(lambda n, s=ratio ** (num_buckets - 1 - i): math.ceil(n / s)) for i in range(num_buckets)]
+  )

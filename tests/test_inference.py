@@ -16,6 +16,7 @@ import dataclasses
 import functools
 
 import jax
+import jraph
 import numpy as np
 import pytest
 from model_fixtures import fast_jit, make_graph, random_variables
@@ -39,6 +40,38 @@ def built(name, data, seed=0, **fields):
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), gt))
   variables = random_variables(shapes, seed, np.float32)
   return model, variables, model.apply(variables, gt, train=False, return_embeddings=True)
+
+
+def chunk_graphs_tuple(data, budgets, chunk, dtype=np.float32):
+  """A chunk's sub-graph as a `GraphsTuple` of `chunk_schema` with its features, `nodes['valid']` and `edges['valid']`.
+
+  The layer-wise programs do not build it (they read node states, not features); the tests do, to check that a
+  chunk has the `to_graphs_tuple` layout and is all `model.apply` needs for its receivers.
+  """
+  s = data.schema
+  n_total = sum(budgets.nodes)
+  offs = np.concatenate([[0], np.cumsum(budgets.nodes)[:-1]])
+  valid = np.zeros(n_total, bool)
+  features, present = {}, {}
+  for mi, m in enumerate(s.modalities):
+    x, p = np.zeros((n_total, s.max_feature_dim(mi)), dtype), np.zeros(n_total, bool)
+    for t, tname in enumerate(s.node_types):
+      rows = chunk.hs_rows[t]
+      x[offs[t] : offs[t] + len(rows), : s.feature_dims[t][mi]] = data.features[tname][m][rows]
+      p[offs[t] : offs[t] + budgets.nodes[t]] = s.present[t][mi]
+      valid[offs[t] : offs[t] + len(rows)] = True
+    features[m], present[m] = x, p
+  node_type = np.repeat(np.arange(s.num_node_types, dtype=np.int32), budgets.nodes)
+  edge_type = np.repeat(np.arange(s.num_relations, dtype=np.int32), budgets.edges)
+  return jraph.GraphsTuple(
+      nodes={"type": node_type, "features": features, "present": present, "valid": valid},
+      edges={"type": edge_type, "valid": chunk.edge_valid},
+      senders=chunk.senders,
+      receivers=chunk.receivers,
+      n_node=np.array([n_total], np.int32),
+      n_edge=np.array([len(chunk.senders)], np.int32),
+      globals=None,
+  )
 
 
 def assert_equal_outputs(res, full):
@@ -234,7 +267,7 @@ def test_chunk_sub_graphs_have_the_graphs_tuple_layout():
   cs = chunks.chunk_schema(s, budgets)
   for ranges in chunks.plan_chunks(s, in_edges, budgets, range(s.num_node_types)):
     c = chunks.build_chunk(s, in_edges, budgets, ranges)
-    gt = chunks.chunk_graphs_tuple(data, budgets, c)
+    gt = chunk_graphs_tuple(data, budgets, c)
     check_graph_layout(cs, gt)
     valid = gt.nodes["valid"]
     assert np.all(valid[gt.senders[gt.edges["valid"]]]) and np.all(valid[gt.receivers[gt.edges["valid"]]])
@@ -243,7 +276,7 @@ def test_chunk_sub_graphs_have_the_graphs_tuple_layout():
 
 def test_a_chunk_graphs_tuple_through_model_apply_gives_its_receivers_outputs():
   """With one layer, a chunk's sub-graph is all its target receivers need: `model.apply` on it (a model of the chunk
-  schema, the same variables) gives their full-batch logits — the form mini-batch code can feed to a model."""
+  schema, the same variables) gives their full-batch logits."""
   data = graph()
   s, in_edges = data.schema, chunks.InEdges(data)
   model, variables, full = built("hgnn_ima", data, num_layers=1)
@@ -252,7 +285,7 @@ def test_a_chunk_graphs_tuple_through_model_apply_gives_its_receivers_outputs():
   apply = fast_jit(lambda v, g: chunk_model.apply(v, g, train=False))
   for ranges in list(chunks.plan_chunks(s, in_edges, budgets, range(s.num_node_types)))[:2]:
     c = chunks.build_chunk(s, in_edges, budgets, ranges)
-    out = apply(variables, chunks.chunk_graphs_tuple(data, budgets, c))
+    out = apply(variables, chunk_graphs_tuple(data, budgets, c))
     ((t, a, b),) = [rg for rg in ranges if rg[0] == s.target_id]
     rows = np.searchsorted(c.hs_rows[t], np.arange(a, b))
     np.testing.assert_allclose(np.asarray(out.logits)[rows], np.asarray(full.logits)[a:b], **TOL)

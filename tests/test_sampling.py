@@ -1,5 +1,5 @@
 """Samplers (hgnn_ima_jax.sampling): CSR order, fanouts, edges exist, no duplicates, HGSampling budgets and
-importance, determinism, resumable streams, epoch plans."""
+importance, determinism, batches sampled again after a restart, epoch plans."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from sampling_graphs import dense_graph
 from hgnn_ima_jax import MMHN
 from hgnn_ima_jax.batch_stream import BatchStream, EpochPlan
 from hgnn_ima_jax.budgets import Budget
+from hgnn_ima_jax.minibatch import BatchSource
+from hgnn_ima_jax.options import BatchSettings
 from hgnn_ima_jax.samplers import HGTSampler, NeighborSampler
 from hgnn_ima_jax.sampling import batch_rng, build_in_csr, choose_k, floyd_sample, key_sample, sample_in_edges
 
@@ -203,28 +205,45 @@ def test_epoch_plan_covers_every_target_once():
 
 
 @pytest.mark.parametrize("kind", ["neighbor", "hgt"])
-def test_resume_from_state_gives_the_same_batches(graph, kind):
-  make = lambda: NeighborSampler(graph, FANOUTS) if kind == "neighbor" else HGTSampler(graph, 3, 2)
-  train = graph.splits["train"]
-  stream = BatchStream(make(), train, 3, seed=11)
-  full = [b for _ in range(2) for b in stream.epoch_batches()]
-  assert stream.state()["epoch"] == 2 and stream.state()["next_batch"] == 0
-  k = len(full) // 2 + 1
-  saved = json.loads(json.dumps(full[k - 1].state_after))  # as a checkpoint stores it
-  resumed = BatchStream.from_state(make(), train, 3, saved)
-  rest = [b for _ in range(2) for b in resumed.epoch_batches()][: len(full) - k]
-  assert [(b.epoch, b.index) for b in rest] == [(b.epoch, b.index) for b in full[k:]]
+def test_batch_b_of_epoch_e_is_the_same_after_a_restart(graph, kind):
+  """How a mini-batch run resumes: a stream built again from the same settings (a new sampler too) samples every
+  batch (e, b) of the first one, from any batch on and in any order; another batch seed samples others."""
+  make = lambda seed=11: BatchStream(
+      NeighborSampler(graph, FANOUTS) if kind == "neighbor" else HGTSampler(graph, 3, 2),
+      graph.splits["train"],
+      3,
+      seed=seed,
+  )
+  first = make()
+  keys = [(e, b) for e in range(2) for b in range(len(first.plan(e)))]
+  full = [first.sample_batch(e, b) for e, b in keys]
+  assert [(x.epoch, x.index) for x in full] == keys
+  k = len(keys) // 2 + 1  # the restart point: inside an epoch, as after an interrupt
+  restarted = make()
+  rest = [restarted.sample_batch(e, b) for e, b in reversed(keys[k:])][::-1]
   for a, b in zip(rest, full[k:]):
     assert np.array_equal(a.targets, b.targets) and _same(a.subgraph, b.subgraph)
+  other = make(seed=12)
+  assert not all(np.array_equal(other.sample_batch(e, b).targets, x.targets) for (e, b), x in zip(keys, full))
 
 
-def test_resume_refuses_other_settings(graph):
-  train = graph.splits["train"]
-  state = BatchStream(NeighborSampler(graph, FANOUTS), train, 3, seed=0).state()
-  with pytest.raises(ValueError, match=r"sampler state: sampler=.*Fix:"):
-    BatchStream.from_state(NeighborSampler(graph, [2, 2]), train, 3, state)
-  with pytest.raises(ValueError, match=r"batch_size=3 but this run has 4"):
-    BatchStream.from_state(NeighborSampler(graph, FANOUTS), train, 4, state)
+@pytest.mark.parametrize("mode", ["neighbor", "hgt"])
+def test_a_checkpoints_sampler_meta_fixes_the_batches(graph, mode):
+  """A mini-batch checkpoint keeps `BatchSettings.sampler_meta()` and (epoch, next batch), nothing of the stream:
+  settings read back from that metadata sample the same batches, and every setting it leaves out changes none."""
+  settings = BatchSettings(
+      mode=mode, size=3, fanouts=tuple(FANOUTS), num_samples=3, num_iterations=2, seed=7, drop_last=True
+  )
+  meta = json.loads(json.dumps(settings.sampler_meta()))  # as the checkpoint stores it
+  left_out = dict(buckets=1, prefetch=0, eval="sampled", eval_every=3, eval_chunk=64, trim=False)
+  # parts is kept when it is not 1; a new field must be sorted into one of these
+  assert {f.name for f in dataclasses.fields(BatchSettings)} == set(meta) | set(left_out) | {"parts"}
+  keys = [(0, 0), (1, 1), (2, 0)]
+  batches = lambda s: [BatchSource(graph, s).stream.sample_batch(e, b) for e, b in keys]
+  want = batches(settings)
+  for s in (BatchSettings(**meta), dataclasses.replace(settings, **left_out)):
+    for a, b in zip(batches(s), want):
+      assert np.array_equal(a.targets, b.targets) and _same(a.subgraph, b.subgraph)
 
 
 def test_bad_settings_are_one_line_errors(graph):
@@ -263,7 +282,8 @@ def test_targets_are_checked_before_any_batch(graph):
   in different batches trained twice an epoch; both without a word. Also the seed passed as rng, a float cap."""
   train, sampler = graph.splits["train"], NeighborSampler(graph, FANOUTS)
   mask = graph.split_mask("train")
-  seen = np.concatenate([b.targets for b in BatchStream(sampler, mask, 1, seed=0).epoch_batches()])
+  stream = BatchStream(sampler, mask, 1, seed=0)
+  seen = np.concatenate([stream.sample_batch(0, b).targets for b in range(len(stream.plan(0)))])
   np.testing.assert_array_equal(np.sort(seen), np.sort(train))  # a mask is its ids, as PyG's input_nodes
   with pytest.raises(ValueError, match=r"^targets: a boolean mask of shape \(3,\), expected \(30,\)"):
     BatchStream(sampler, np.ones(3, bool), 1, seed=0)

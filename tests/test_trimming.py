@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from data_helpers import EXACT, with_overrides
-from sampling_graphs import dense_graph
+from sampling_graphs import dense_graph, geometric_ladder
 
 from hgnn_ima_jax import minibatch, train
-from hgnn_ima_jax.budgets import Budget, BudgetLadder, check_fits, level_counts
+from hgnn_ima_jax.budgets import Budget, check_fits, level_counts
 from hgnn_ima_jax.choices import MODEL_NAMES
 from hgnn_ima_jax.data_utils import load_for_config
 from hgnn_ima_jax.edge_layout import edge_index, num_slots, sender_groups, slot_offsets
@@ -148,7 +148,7 @@ def test_exact_levels_are_the_per_hop_counts_and_bounds_hold(graph):
     assert exact.levels == tuple((tuple(n + 1 for n in ln), le) for ln, le in lc)
     assert lc[-1][1] == sub.edge_counts(graph.schema.relations)  # the last level holds every sampled edge
     assert upper.fits_subgraph(graph.schema, sub) and exact.fits_subgraph(graph.schema, sub)
-  ladder = BudgetLadder.geometric(upper, num_buckets=3)
+  ladder = geometric_ladder(upper, num_buckets=3)
   assert all(len(r.levels) == 3 for r in ladder.rungs)
 
 
