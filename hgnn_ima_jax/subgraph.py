@@ -133,7 +133,8 @@ def _locate(ids: np.ndarray, sorter: np.ndarray, query: np.ndarray, what: str) -
     bad = query[(len(s) == 0) | (s[i] != query)][0] if len(s) else query[0]
     raise ValueError(
         f"sub-graph: {what} {int(bad)} is not among its sampled nodes. "
-        "Fix: sample edges only between sampled nodes (a sampler bug)"
+        "Fix: build it with the SubgraphBuilder of the graph it was sampled from (another graph's sub-graph gives "
+        "such ids); from that graph's own sampler it is a sampler bug"
     )
   return sorter[i]
 

@@ -136,6 +136,11 @@ def test_budget_overflow_is_a_one_line_error(graph):
     SubgraphBuilder(graph).build(sub, fewer)
   with pytest.raises(ValueError, match=r"Budget.nodes=.*Fix:"):
     Budget((0, 1, 1), (0, 0, 0, 0))
+  # a sub-graph of another graph with the same relation names (an audit): the fix names that mix-up first
+  other = dense_graph(seed=5)
+  foreign = _samplers(other)["neighbor"].sample(np.arange(6), batch_rng(0, 0, 0))
+  with pytest.raises(ValueError, match=r"is not among its sampled nodes\. Fix: build it with the SubgraphBuilder of"):
+    SubgraphBuilder(graph).build(foreign, Budget.exact(other.schema, foreign))
 
 
 def _absent_type_batch():
