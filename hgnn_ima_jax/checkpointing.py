@@ -58,14 +58,39 @@ def _abstract(tree, sharding):
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
 
+def edited_config_error(where: str, step: int, meta: dict, config) -> CheckpointMismatchError:
+  """Checkpoint `step` in `where` was written with another config than the run's config.json (`config`) now holds:
+  the fields that differ when the checkpoint kept its config (since 2026-12-07), else the fact alone."""
+  saved = meta.get("config")
+  diffs = config_compare.diff_configs(saved, config_compare.fingerprinted_fields(config)) if saved is not None else []
+  what = (
+      f" ({'; '.join(diffs[:4])})".replace("(saved)", "(checkpoint)").replace("(asked)", "(config.json)")
+      if diffs
+      else ""
+  )
+  return CheckpointMismatchError(
+      f"{where}: checkpoint {step} was written with another config than the run's config.json now holds{what}: it "
+      "was edited after the checkpoint, or another run wrote it. Fix: put config.json back as the run wrote it, or train into a new "
+      "--workdir"
+  )
+
+
+def check_config_unchanged(where: str, step: int, meta: dict, config) -> None:
+  """Refuses a checkpoint whose kept fingerprint is not `config`'s (checkpoints written before fingerprints pass)."""
+  saved_fp = (meta or {}).get("config_fingerprint")
+  if saved_fp is not None and saved_fp != config_compare.config_fingerprint(config):
+    raise edited_config_error(where, step, meta, config)
+
+
 class RunCheckpoints:
   """The latest (resume) and best (selected parameters) checkpoints of one run."""
 
-  def __init__(self, workdir: str, fingerprint: str | None = None):
-    """fingerprint: `config_compare.config_fingerprint` of the run's config, kept in each latest checkpoint
-    and compared with config.json's on resume (a config.json edited after the checkpoint was written, or
-    overwritten by another run, continued silently with the new values)."""
-    self.workdir, self.fingerprint = workdir, fingerprint
+  def __init__(self, workdir: str, fingerprint: str | None = None, config_fields: dict | None = None):
+    """fingerprint: `config_compare.config_fingerprint` of the run's config, kept in each checkpoint and compared
+    with config.json's on resume and on restore (a config.json edited after the checkpoint was written, or
+    overwritten by another run, continued, or was restored, silently with the new values). config_fields: the
+    config's `result_fields`, kept beside it so that a mismatch names the fields that differ."""
+    self.workdir, self.fingerprint, self.config_fields = workdir, fingerprint, config_fields
     root = os.path.join(os.path.abspath(workdir), "checkpoints")
     # Two latest steps: a step damaged on disk (a full disk, a killed copy) leaves the one before it to resume from.
     self.latest = orbax_manager(os.path.join(root, "latest"), keep=2)
@@ -88,11 +113,14 @@ class RunCheckpoints:
     # Every process calls save (Orbax synchronises them; the primary process writes replicated host arrays
     # and the metadata). The process count is kept: a run resumes only with the same count.
     meta = {**meta, "processes": jax.process_count()}
-    if self.fingerprint is not None:
-      meta["config_fingerprint"] = self.fingerprint
+    meta.update(self._config_meta())
     self.latest.save(
         step, args=ocp.args.Composite(state=ocp.args.StandardSave(on_host), meta=ocp.args.JsonSave(meta)), force=force
     )
+
+  def _config_meta(self) -> dict:
+    out = {} if self.fingerprint is None else {"config_fingerprint": self.fingerprint}
+    return out if self.config_fields is None else {**out, "config": self.config_fields}
 
   def config_differences(self, config) -> list[str] | None:
     """What differs between the run's saved config.json and `config` (result fields only); None if unreadable."""
@@ -164,11 +192,7 @@ class RunCheckpoints:
         and diffs == []
         and saved_fp != config_compare.config_fingerprint(read_config(self.workdir))
     ):
-      raise CheckpointMismatchError(
-          f"{self.latest.directory}: checkpoint {step} was written with another config than the run's config.json "
-          "now holds (it was edited after the checkpoint, or another run wrote it). Fix: put config.json back as "
-          "the run wrote it, or train into a new --workdir"
-      )
+      raise edited_config_error(str(self.latest.directory), step, r["meta"], read_config(self.workdir))
     # Orbax restores a leaf with its saved shape even when the target says otherwise: check.
     got = dict(jax.tree_util.tree_flatten_with_path(r["state"])[0])
     rows = _seed_rows(r["state"], abstract) if diffs == [] else None  # another config: its own message below
@@ -256,7 +280,8 @@ class RunCheckpoints:
     self.best.save(
         step,
         args=ocp.args.Composite(
-            state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave({"seeds": list(seeds), "results": results})
+            state=ocp.args.StandardSave(tree),
+            meta=ocp.args.JsonSave({"seeds": list(seeds), "results": results, **self._config_meta()}),
         ),
     )
 

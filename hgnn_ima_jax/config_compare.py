@@ -52,12 +52,18 @@ def without_host_paths(d: dict) -> dict:
   return d
 
 
+def fingerprinted_fields(config) -> dict:
+  """What `config_fingerprint` hashes: `result_fields(config)` without host paths (a checkpoint keeps it too, so
+  that a mismatch can name the fields)."""
+  return without_host_paths(result_fields(config))
+
+
 def config_fingerprint(config) -> str:
-  """A short hash of `result_fields(config)` without host paths: equal for two configs that train the same run,
-  on every process of it."""
+  """A short hash of `fingerprinted_fields(config)`: equal for two configs that train the same run, on every process
+  of it."""
   import hashlib
 
-  text = json.dumps(without_host_paths(result_fields(config)), sort_keys=True)
+  text = json.dumps(fingerprinted_fields(config), sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

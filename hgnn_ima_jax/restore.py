@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from hgnn_ima_jax.checkpointing import CheckpointMismatchError, orbax_manager
+from hgnn_ima_jax.checkpointing import CheckpointMismatchError, check_config_unchanged, orbax_manager
 from hgnn_ima_jax.graph import MMHN, Schema, schema_differences
 from hgnn_ima_jax.inference import LayerwiseInference
 from hgnn_ima_jax.layout import check_graph_layout
@@ -211,10 +211,14 @@ def load_checkpoint(workdir: str, data: MMHN | None = None, *, unfinished: bool 
   else:
     try:
       meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+      # an edited config.json builds another model, which Orbax restored into without a word (an audit)
+      check_config_unchanged(f"{workdir}/checkpoints/best", step, meta, config)
       seeds, results = [int(s) for s in meta["seeds"]], meta["results"]
       stack = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds),) + x.shape, x.dtype), t)
       target = {"params": stack(variables["params"]), "batch_stats": stack(variables.get("batch_stats", {}))}
       tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+    except CheckpointMismatchError:
+      raise
     except (ValueError, KeyError, TypeError, OSError) as e:  # a raw Orbax/tensorstore error otherwise
       raise CheckpointMismatchError(
           f"{workdir}/checkpoints/best/{step}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}): "
@@ -237,8 +241,20 @@ def _best_so_far(workdir: str, config, variables) -> tuple[dict, list[int], dict
     )
   # The saved training state as nested dicts (its dataclass fields by name); the seed axis may be padded to
   # the devices, so only the config's seeds are kept.
-  saved = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
-  manager.close()
+  try:
+    saved = manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+    )
+    check_config_unchanged(f"{workdir}/checkpoints/latest", step, saved["meta"], config)
+  except CheckpointMismatchError:
+    raise
+  except (ValueError, KeyError, TypeError, OSError) as e:  # a raw Orbax/tensorstore error otherwise (an audit)
+    raise CheckpointMismatchError(
+        f"{workdir}/checkpoints/latest/{step}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}): "
+        "it is damaged. Fix: move that step out of checkpoints/latest to open the one before it, if any"
+    ) from None
+  finally:
+    manager.close()
   state, seeds = saved["state"], [int(s) for s in config.seeds]
   epochs = np.asarray(state["best_epoch"])[: len(seeds)]
   if (epochs < 0).any():

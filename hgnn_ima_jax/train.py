@@ -35,7 +35,7 @@ from hgnn_ima_jax import distributed, minibatch, runtime
 from hgnn_ima_jax import metrics as metrics_lib
 from hgnn_ima_jax.budgets import padded_schema
 from hgnn_ima_jax.checkpointing import CheckpointMismatchError, RunCheckpoints
-from hgnn_ima_jax.config_compare import config_fingerprint
+from hgnn_ima_jax.config_compare import config_fingerprint, fingerprinted_fields
 from hgnn_ima_jax.config_paths import absolute_path, data_dir_or_env
 from hgnn_ima_jax.config_validation import (
     check_batch_for_graph,
@@ -392,7 +392,9 @@ def _train_and_evaluate(config, workdir, data, resume, progress, should_stop, on
       seeds=seeds,
       run_seeds=seeds + [max(seeds) + 1 + i for i in range(padded - len(seeds))],
       shard=shard,
-      manager=RunCheckpoints(workdir, fingerprint=config_fingerprint(config)),
+      manager=RunCheckpoints(
+          workdir, fingerprint=config_fingerprint(config), config_fields=fingerprinted_fields(config)
+      ),
       on_history=on_history or (lambda rows: None),
       num_classes=data.schema.num_classes,
       num_targets=len(data.labels) if settings.sampled else None,

@@ -14,7 +14,7 @@ import pytest
 
 from hgnn_ima_jax import run_dir
 from hgnn_ima_jax.checkpointing import CheckpointMismatchError, RunCheckpoints
-from hgnn_ima_jax.config_compare import config_fingerprint
+from hgnn_ima_jax.config_compare import config_fingerprint, fingerprinted_fields
 
 CONFIG = {"dataset": "synthetic", "model": {"hidden": 4}, "seeds": [0, 1]}
 
@@ -25,7 +25,8 @@ def saved_run(workdir, steps=(5, 10), rows=2):
   with open(os.path.join(workdir, "config.json"), "w") as f:
     json.dump(CONFIG, f)
   state = {"w": np.arange(rows * 3, dtype=np.float32).reshape(rows, 3), "step": np.zeros(rows, np.int32)}
-  ckpt = RunCheckpoints(workdir, fingerprint=config_fingerprint(run_dir.read_config(workdir)))
+  config = run_dir.read_config(workdir)
+  ckpt = RunCheckpoints(workdir, fingerprint=config_fingerprint(config), config_fields=fingerprinted_fields(config))
   for s in steps:
     ckpt.save_latest(s, state, {"history": []})
   ckpt.close()
@@ -64,7 +65,11 @@ def test_a_config_json_edited_after_the_checkpoint_is_refused(tmp_path):
   config = json.loads((tmp_path / "run" / "config.json").read_text())
   config["model"]["hidden"] = 8  # by hand, after the checkpoint: resumed, the run continued with it
   (tmp_path / "run" / "config.json").write_text(json.dumps(config))
-  with pytest.raises(CheckpointMismatchError, match=r"checkpoint 10 was written with another config than the run's"):
+  with pytest.raises(
+      CheckpointMismatchError,
+      match=r"checkpoint 10 was written with another config than the run's config\.json now holds \(model\.hidden: "
+      r"4 \(checkpoint\) vs 8 \(config\.json\)\)",  # the field named, since checkpoints keep their config
+  ):
     restore(workdir, state)
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
 from hgnn_ima_jax import restore, train
+from hgnn_ima_jax.checkpointing import CheckpointMismatchError
 from hgnn_ima_jax.data_utils import load_dataset, load_for_config
 from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax.experiments.runs import load_run
@@ -130,6 +133,26 @@ def test_notebook_mistakes_are_one_line_each(run, tmp_path):
   # data= of the wrong type is refused before anything is restored
   with pytest.raises(TypeError, match=r"^data: a GraphsTuple, expected an MMHN"):
     restore.load_checkpoint(workdir, data=data.to_graphs_tuple())
+
+
+def test_a_config_json_edited_after_training_is_refused_on_restore(run, tmp_path):
+  """From an audit: load_run/load_checkpoint restored a run whose config.json was edited afterwards and predicted with
+  the edited model (model.score_scale: 0.9% of the predictions changed; model.hidden: a Flax shape error at predict),
+  where --resume refused the same edit. The best checkpoint keeps the config's fingerprint and fields too."""
+  workdir, _ = run
+  edited = tmp_path / "edited"
+  shutil.copytree(workdir, edited)
+  config = json.loads((edited / "config.json").read_text())
+  config["model"]["score_scale"] = 100.0
+  (edited / "config.json").write_text(json.dumps(config))
+  pattern = (
+      r"checkpoints/best: checkpoint \d+ was written with another config .*model\.score_scale: None \(checkpoint\)"
+  )
+  with pytest.raises(CheckpointMismatchError, match=pattern):
+    restore.load_checkpoint(str(edited))
+  shutil.rmtree(edited / "checkpoints" / "best")  # an unfinished run's latest checkpoint says the same
+  with pytest.raises(CheckpointMismatchError, match=r"checkpoints/latest: checkpoint \d+ was written with another"):
+    restore.load_checkpoint(str(edited), unfinished=True)
 
 
 def test_load_run_refuses_a_rebuilt_graph_of_other_sizes_than_the_trained_one(tmp_path):
