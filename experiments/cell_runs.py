@@ -163,8 +163,7 @@ class CellRunner:
       candidates = [run_dir] + [d for d in self._finished_runs(dataset_dir) if d != run_dir]
       for d in candidates:
         if os.path.exists(os.path.join(d, "results.json")) and signature(run_files.read_config(d)) == sig:
-          with open(os.path.join(d, "results.json")) as f:
-            results = json.load(f)
+          results = run_files.read_results(d)
           if "val_att_weight" not in results and val_rule_changed(train.resolve_config(config)):
             raise CellConfigError(
                 f"{d} was trained when L_att entered the validation loss with weight 1; this version weighs it by "

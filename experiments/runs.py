@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from hgnn_ima_jax.data_utils import load_for_config
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.restore import LoadedRun, SchemaMismatchError, load_checkpoint
-from hgnn_ima_jax.run_dir import read_config, read_schema
+from hgnn_ima_jax.run_dir import read_config, read_results, read_schema
 
 
 def load_run(workdir: str, data: MMHN | None = None, *, unfinished: bool = False) -> LoadedRun:
@@ -32,8 +31,7 @@ def _check_trained_on_its_dataset(workdir: str) -> None:
   path = os.path.join(workdir, "results.json")
   if not os.path.exists(path):
     return
-  with open(path) as f:
-    results = json.load(f)
+  results = read_results(workdir)
   if "graph_source" in results:
     raise SchemaMismatchError(
         f"{workdir}: trained on graph {results.get('dataset')!r} ({results['graph_source']}) given to "

@@ -147,13 +147,30 @@ def write_schema(workdir: str, schema) -> None:
     json.dump(d, f, indent=1)
 
 
+def _read_json(path: str, fix: str):
+  """`path` as JSON; a damaged file (a truncated write) is one line naming it, with `fix`, not a bare traceback."""
+  with open(path) as f:
+    try:
+      return json.load(f)
+    except json.JSONDecodeError as e:
+      raise WorkdirError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}). Fix: {fix}") from None
+
+
+def read_results(workdir: str) -> dict:
+  """A finished run's results.json (`--resume` rebuilds a missing one from the latest checkpoint)."""
+  return _read_json(
+      os.path.join(workdir, "results.json"),
+      f"delete it and continue the run (experiments/train.py --workdir={workdir} --resume): it is written again "
+      "from the latest checkpoint",
+  )
+
+
 def read_schema(workdir: str):
   """The training graph's `Schema` from schema.json, or None for a run written before it existed."""
   path = os.path.join(workdir, "schema.json")
   if not os.path.exists(path):
     return None
-  with open(path) as f:
-    d = json.load(f)
+  d = _read_json(path, "put back the schema.json the run wrote, or delete it and pass the run's graph (data=...)")
   tup = lambda x: tuple(tup(v) for v in x) if isinstance(x, list) else x
   d = {k: tup(v) for k, v in d.items()}
   d["relations"] = tuple(Relation(*r) for r in d["relations"])

@@ -58,6 +58,7 @@ from hgnn_ima_jax.run_dir import (
     WorkdirError,
     check_workdir,
     locked_workdir,
+    read_results,
     saved_steps,
     write_config,
     write_schema,
@@ -426,8 +427,7 @@ def _train_run(run: Run, data, resume, settings, source, steps_per_epoch, progre
           f"{workdir}: holds a finished run of another config ({'; '.join(diffs[:6]) if diffs else 'no readable config.json'}). "
           "Fix: open it with load_run/load_checkpoint, or train into a new --workdir"
       )
-    with open(saved) as f:
-      return json.load(f)
+    return read_results(workdir)
   if main:
     write_config(workdir, config)
     write_schema(workdir, data.schema)

@@ -145,3 +145,12 @@ def test_only_a_collective_failure_is_read_as_a_lost_peer():
   gloo = "UNKNOWN: Gloo AllGather failed: [external/gloo/gloo/transport/tcp/pair.cc:538] Read error: Connection reset"
   assert train_cli.PEER_FAILURE.search(gloo)
   assert not train_cli.PEER_FAILURE.search("RESOURCE_EXHAUSTED: Out of memory allocating 8589934592 bytes")
+
+
+@pytest.mark.parametrize("name,read", [("results.json", run_dir.read_results), ("schema.json", run_dir.read_schema)])
+def test_a_truncated_results_or_schema_file_is_one_line(tmp_path, name, read):
+  """From an audit: a truncated results.json or schema.json was a bare JSONDecodeError traceback naming no file."""
+  (tmp_path / name).write_text("{")
+  with pytest.raises(run_dir.WorkdirError, match=rf"^{tmp_path}/{name}: not valid JSON \(.*\)\. Fix: ") as e:
+    read(str(tmp_path))
+  assert "\n" not in str(e.value)
