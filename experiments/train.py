@@ -405,6 +405,17 @@ def main(argv):
     sys.exit(stop.exit_code)
   except common.user_errors() as e:
     common.fail(e)
+  except OSError as e:
+    # writing the workdir failed mid-run (a read-only remount, a quota, a full disk): a traceback before (an audit);
+    # the checkpoints hold every finished epoch. An error on another path keeps its traceback.
+    if not e.filename or not os.path.abspath(str(e.filename)).startswith(os.path.abspath(workdir) + os.sep):
+      raise
+    print(
+        f"error: {e.filename}: {e.strerror or e}. Fix: clear what stops writing in {workdir} (permissions, a full "
+        f"disk, something in the way), then continue with: {resume_command(workdir)}",
+        file=sys.stderr,
+    )
+    sys.exit(2)
   except (jax.errors.JaxRuntimeError, ValueError) as e:
     # Gloo's failures surface as ValueError("UNKNOWN: Gloo AllGather failed ...") or a JaxRuntimeError; this
     # process's own errors (out of memory, ...) keep their traceback

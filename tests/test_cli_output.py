@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from script_helpers import run_python
+from script_helpers import TINY_CLI, run_python
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NATIVE_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")  # absl/XLA C++ log lines: 'E1202 05:53:24.157 ... .cc:220]'
@@ -200,3 +200,15 @@ def test_the_printed_command_is_the_one_that_started_the_run(monkeypatch, orig_a
 
   monkeypatch.setattr(sys, "orig_argv", orig_argv)
   assert launch.launch_command() == command
+
+
+def test_a_workdir_that_cannot_be_written_mid_run_is_one_line_with_the_resume_command(tmp_path):
+  """From an audit: a workdir that became unwritable during training (a read-only remount, a full disk) ended in a
+  PermissionError traceback; here a directory stands where history.json is written after the first epoch."""
+  workdir = tmp_path / "run"
+  (workdir / "history.json").mkdir(parents=True)
+  proc = run_python("experiments/train.py", f"--workdir={workdir}", *TINY_CLI, timeout=300)
+  lines = [l for l in proc.stderr.splitlines() if l.strip() and not NATIVE_LOG.match(l)]
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  assert lines[-1].startswith(f"error: {workdir}/history.json: Is a directory. Fix: clear what stops writing in ")
+  assert lines[-1].endswith(f"continue with: python experiments/train.py --workdir={workdir} --resume")
