@@ -161,7 +161,8 @@ def resume_config(workdir: str):
         f"--resume: {workdir} holds no run (no config.json). Fix: give the --workdir of an earlier "
         "run, or drop --resume to start a new one"
     )
-  if not run_dir.saved_steps(workdir):
+  if not run_dir.saved_steps(workdir) and not os.path.isfile(os.path.join(workdir, "results.json")):
+    # (a finished run whose latest checkpoints are gone still prints its results)
     raise ResumeError(
         f"--resume: {workdir} has no checkpoint to continue from (the run stopped before its first one). "
         "Fix: start it again without --resume, with the same flags"
@@ -194,8 +195,11 @@ def resume_config(workdir: str):
     ignored = field_usage.ignored_override(config, path, value, have)  # a model or loss field the run's model ignores
     if ignored:
       raise cv.ConfigError(path, value, *ignored)
-    if path in choices.RESULT_NEUTRAL or path in unread or path.split(".")[0] in unread:  # unread: validation refuses
-      set_path(config, path, value)
+    # data_dir is a host path (as for the processes of one run, each may mount the data elsewhere): a dataset
+    # moved since the run started is found with --data_dir; its graph is checked against the run's schema
+    host_path = path == "data_dir" and path not in unread
+    if path in choices.RESULT_NEUTRAL or host_path or path in unread or path.split(".")[0] in unread:
+      set_path(config, path, value)  # unread: validation refuses it
     elif config_values.normalise(value) != have:
       raise ResumeError(
           f"{flag} contradicts the run in {workdir}, saved with "

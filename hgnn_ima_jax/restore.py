@@ -194,6 +194,12 @@ def load_checkpoint(workdir: str, data: MMHN | None = None, *, unfinished: bool 
   manager = orbax_manager(os.path.join(os.path.abspath(workdir), "checkpoints", "best"))
   step = manager.latest_step()
   if step is None and not unfinished:
+    if os.path.isfile(os.path.join(workdir, "results.json")):  # --resume would only print its results (an audit)
+      raise FileNotFoundError(
+          f"{workdir}/checkpoints/best has no checkpoint, though the run finished (results.json). Fix: put back "
+          "checkpoints/best, or open each seed's best epoch from its latest checkpoint with "
+          "load_checkpoint(workdir, unfinished=True)"
+      )
     raise FileNotFoundError(
         f"{workdir}/checkpoints/best has no checkpoint: the run did not finish. Fix: resume it "
         f"with experiments/train.py --resume --workdir={workdir}, or open each seed's best epoch so far with "

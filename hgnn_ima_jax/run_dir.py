@@ -110,6 +110,11 @@ def write_config(workdir: str, config: ml_collections.ConfigDict):
 def read_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
+    if os.path.isdir(os.path.join(workdir, "checkpoints")):  # a run whose config.json is gone, not no run at all
+      raise FileNotFoundError(
+          f"{path} not found: {workdir} holds checkpoints but no config.json, which rebuilds the run. Fix: put back "
+          "the config.json the run wrote"
+      )
     raise FileNotFoundError(
         f"{path} not found: {workdir} is not a training run directory " "(run experiments/train.py --workdir=... first)"
     )

@@ -155,6 +155,20 @@ def test_a_config_json_edited_after_training_is_refused_on_restore(run, tmp_path
     restore.load_checkpoint(str(edited), unfinished=True)
 
 
+def test_a_finished_run_missing_a_file_says_what_to_do_without_a_loop(run, tmp_path):
+  """From an audit: a finished run without checkpoints/best was told to --resume (which only prints its results),
+  one without config.json that it was no training run (and a new run there was refused for its checkpoints)."""
+  workdir, _ = run
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy)
+  shutil.rmtree(copy / "checkpoints" / "best")
+  with pytest.raises(FileNotFoundError, match=r"has no checkpoint, though the run finished .*unfinished=True\)$"):
+    restore.load_checkpoint(str(copy))
+  (copy / "config.json").unlink()
+  with pytest.raises(FileNotFoundError, match=r"holds checkpoints but no config\.json.*Fix: put back the config\.json"):
+    restore.load_checkpoint(str(copy))
+
+
 def test_load_run_refuses_a_rebuilt_graph_of_other_sizes_than_the_trained_one(tmp_path):
   """A run trained on a graph that is not its config's dataset (here scale 0.05 under a config saying 0.1) was
   rebuilt from the config by load_run, and predicted on a graph it never saw as if it were its own."""

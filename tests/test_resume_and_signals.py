@@ -328,3 +328,33 @@ def test_a_signal_stops_a_table_script_with_its_resume_command(tmp_path):
   )
   assert again.returncode == 2 and again.stderr.startswith(f"error: {workdir}/table2.json: --workdir holds the table")
   assert (workdir / "table2.json").read_text() == table and not (workdir / "synthetic" / "hgt_early").exists()
+
+
+def test_resume_takes_a_moved_data_dir(tmp_path):
+  """From an audit: a dataset directory moved since the run started could not be given (--data_dir "contradicts"
+  the run, and the missing-files error said to download into the old place). It is a host path, as for the
+  processes of one run: --resume takes it and config.json records it."""
+  from hgnn_ima_jax.experiments.configs import get_config
+
+  workdir = tmp_path / "douban_run"
+  (workdir / "checkpoints" / "latest" / "10").mkdir(parents=True)
+  config = get_config("douban")
+  config.data_dir = "/old/dir"
+  (workdir / "config.json").write_text(config.to_json())
+  proc = run(workdir, "--resume", "--print_config", f"--data_dir={tmp_path}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert json.loads(proc.stdout)["data_dir"] == str(tmp_path)
+
+
+def test_resume_of_a_finished_run_whose_latest_checkpoints_are_gone_prints_its_results(full_run, tmp_path):
+  """From an audit: --resume said the run had no checkpoint (start again without --resume), and without it the run
+  was refused for its checkpoints/best (pass --resume): a loop. A finished run prints its results either way."""
+  import shutil
+
+  finished = tmp_path / "finished"
+  shutil.copytree(full_run, finished)
+  shutil.rmtree(finished / "checkpoints" / "latest")
+  before = (finished / "results.json").read_text()
+  proc = run(finished, "--resume")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "mean" in proc.stdout and (finished / "results.json").read_text() == before
