@@ -111,6 +111,10 @@ class StopOnSignal:
           self._log(f"second {signal.Signals(signum).name}: exiting now")
           os._exit(EXIT_CODES.get(signum, 128 + signum))
 
+  def request(self, signum: int):
+    """A stop asked for by `signum` before `install` could see it (the launcher kept it)."""
+    self._record(signum)
+
   def _record(self, signum: int):
     with self._lock:
       if self._event.is_set():

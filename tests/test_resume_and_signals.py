@@ -358,3 +358,28 @@ def test_resume_of_a_finished_run_whose_latest_checkpoints_are_gone_prints_its_r
   proc = run(finished, "--resume")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "mean" in proc.stdout and (finished / "results.json").read_text() == before
+
+
+def _catches_sigterm(pid: int) -> bool:
+  """Whether process `pid` has a handler for SIGTERM (its /proc status SigCgt mask)."""
+  try:
+    with open(f"/proc/{pid}/status") as f:
+      mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+  except (OSError, StopIteration):
+    return False
+  return bool(mask & (1 << (signal.SIGTERM - 1)))
+
+
+def test_a_signal_as_soon_as_the_process_catches_it_stops_the_run_cleanly(tmp_path):
+  """From an audit: SIGTERM during the imports, before `main` installed StopOnSignal, killed the process silently
+  (exit 143, no checkpoint, nothing printed). train.py now catches it from its first lines and hands it on: sent as
+  soon as the process catches SIGTERM (after the allocator re-exec), during the imports, the run stops as documented."""
+  workdir = tmp_path / "early"
+  proc = start(workdir)
+  deadline = time.time() + 60
+  while not _catches_sigterm(proc.pid) and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.005)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 143 and "SIGTERM received" in err and "Traceback" not in err, err[-2000:]
+  assert LINE.match(err.strip().splitlines()[-1]) and (workdir / "checkpoints" / "latest" / "0").is_dir(), err[-2000:]
