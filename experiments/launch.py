@@ -40,6 +40,18 @@ def _below_progress_bars(line: str) -> None:
   sys.stderr.flush()
 
 
+_EARLY_SIGNALS: list[int] = []  # signals `catch_signals_early` kept for `StopOnSignal.install`
+
+
+def catch_signals_early() -> None:
+  """From a script's first lines (after the allocator's re-exec) until `StopOnSignal.install`: SIGINT and SIGTERM
+  are kept, and `install` acts on the first. With the default actions a signal during the imports and flag parsing
+  (seconds on a loaded machine) killed the process silently (SIGTERM: exit 143, nothing saved or printed) or in a
+  KeyboardInterrupt traceback (SIGINT), where the run should stop as documented (an audit saw it once)."""
+  for s in EXIT_CODES:
+    signal.signal(s, lambda signum, frame: _EARLY_SIGNALS.append(signum))
+
+
 class StopOnSignal:
   """Call it to know whether a stop was asked for; `install()` connects SIGINT and SIGTERM.
 
@@ -88,6 +100,8 @@ class StopOnSignal:
     for s in EXIT_CODES:
       signal.signal(s, self._python_handler)
     threading.Thread(target=self._watch, args=(read_fd,), name="stop-on-signal", daemon=True).start()
+    if _EARLY_SIGNALS:  # one that came before (`catch_signals_early`): the run stops as asked
+      self._record(_EARLY_SIGNALS[0])
     return self
 
   def _python_handler(self, signum, frame):
@@ -110,10 +124,6 @@ class StopOnSignal:
         else:
           self._log(f"second {signal.Signals(signum).name}: exiting now")
           os._exit(EXIT_CODES.get(signum, 128 + signum))
-
-  def request(self, signum: int):
-    """A stop asked for by `signum` before `install` could see it (the launcher kept it)."""
-    self._record(signum)
 
   def _record(self, signum: int):
     with self._lock:

@@ -21,6 +21,9 @@ if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
 
   reexec_with_fast_allocator()
+  from hgnn_ima_jax.experiments.launch import catch_signals_early
+
+  catch_signals_early()  # until main installs StopOnSignal
 
 from hgnn_ima_jax import choices  # noqa: E402
 from hgnn_ima_jax.experiments import cell_runs, common, formatting, run_options  # noqa: E402

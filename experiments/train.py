@@ -24,17 +24,12 @@ import threading
 import time
 
 if __name__ == "__main__":  # before JAX is imported: the allocator is chosen at process start
-  import signal
-
   from hgnn_ima_jax.runtime import reexec_with_fast_allocator
 
   reexec_with_fast_allocator()
-  # A signal before `main` installs StopOnSignal (imports, flag parsing; seconds on a loaded machine) is kept for
-  # it: with the default action the process died silently (SIGTERM) or in a KeyboardInterrupt traceback (SIGINT),
-  # where the run should stop as documented (an audit saw it once).
-  _EARLY_SIGNALS: list[int] = []
-  for _s in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(_s, lambda signum, frame: _EARLY_SIGNALS.append(signum))
+  from hgnn_ima_jax.experiments.launch import catch_signals_early
+
+  catch_signals_early()  # until main installs StopOnSignal
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
@@ -363,8 +358,6 @@ def main(argv):
   if not verbose:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
   stop = launch.StopOnSignal().install()
-  for signum in globals().get("_EARLY_SIGNALS", [])[:1]:  # one that came before it: the run stops as asked
-    stop.request(signum)
   if FLAGS.resume and not FLAGS.workdir:
     raise app.UsageError("--resume needs the --workdir of the run to continue")
   try:
