@@ -11,6 +11,7 @@ A run's workdir holds:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -179,8 +180,11 @@ class RunCheckpoints:
       r = {"state": restored["state"], "meta": restored["meta"]}
     except (ValueError, KeyError, TypeError, OSError) as e:  # Orbax's tree mismatch and read errors
       why = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-      if not diffs and (_DAMAGED.search(str(e)) or isinstance(e, OSError)):  # same config: the files are at fault
-        raise self._damaged(step, why, missing=bool(_DAMAGED.search(str(e)))) from None
+      # same config: the files are at fault (a metadata file cut short is a JSONDecodeError, which was blamed on
+      # "another version of this code", an audit found)
+      cut = bool(_DAMAGED.search(str(e))) or isinstance(e, json.JSONDecodeError)
+      if not diffs and (cut or isinstance(e, OSError)):
+        raise self._damaged(step, why, missing=cut) from None
       rows = None if diffs else _seed_rows(self._saved_metadata(step), abstract)
       if rows is None:
         raise fail(why) from None

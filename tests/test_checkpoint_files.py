@@ -59,6 +59,20 @@ def test_a_damaged_step_names_the_earlier_one(tmp_path):
   np.testing.assert_array_equal(got["w"], state["w"])
 
 
+def test_a_metadata_file_cut_short_is_a_damaged_step(tmp_path):
+  """From an audit: an emptied meta/metadata (a JSONDecodeError) was blamed on "another version of this code", whose
+  fix was the command that had just failed; it is a damaged step, with the one before it to continue from."""
+  workdir = str(tmp_path / "run")
+  state = saved_run(workdir)
+  latest = os.path.join(workdir, "checkpoints", "latest")
+  open(os.path.join(latest, "10", "meta", "metadata"), "w").close()
+  with pytest.raises(
+      CheckpointMismatchError,
+      match=rf"^{latest}/10: checkpoint 10 is damaged and cannot be read \(JSONDecodeError: .*continue from checkpoint 5$",
+  ):
+    restore(workdir, state)
+
+
 def test_a_config_json_edited_after_the_checkpoint_is_refused(tmp_path):
   workdir = str(tmp_path / "run")
   state = saved_run(workdir)
