@@ -49,6 +49,14 @@ def require_files(
   """
   generated = "pass features='generated' (--features=generated) to generate stand-ins (not comparable with the paper)"
   if absent_topology:
+    if all((root.parent / pathlib.Path(f).name).is_file() for f in absent_topology):  # --data_dir=<the dataset's dir>
+      raise MissingFilesError(
+          str(root),
+          absent_topology,
+          "published",
+          f"{root.parent} holds these files: give its parent, --data_dir={root.parent.parent} (data_dir holds one "
+          "directory per dataset)",
+      )
     need_features = features == "real" and absent_features
     listed = absent_topology + (absent_features if need_features else [])
     fix = fix_topology + (

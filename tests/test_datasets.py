@@ -270,6 +270,12 @@ def test_entry_point_rejects_what_does_not_apply(shared_datasets, tmp_path):
     load_dataset("doubam")
 
 
+def test_data_dir_given_as_the_datasets_own_directory_says_give_its_parent(shared_datasets):
+  """From an audit: --data_dir=<.../douban> listed the files as missing and said to download them."""
+  with pytest.raises(MissingFilesError, match=rf"Fix: {shared_datasets / 'douban'} holds these files: give its parent"):
+    load_dataset("douban", shared_datasets / "douban", features="generated")
+
+
 def test_default_data_dir_from_environment(shared_datasets, monkeypatch, tmp_path):
   monkeypatch.setenv("HGNN_IMA_DATA_DIR", str(shared_datasets))
   assert load_dataset("douban", features="generated").source == str(shared_datasets.absolute() / "douban")
