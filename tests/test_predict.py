@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import re
 import shutil
+import time
 
 import jax
 import numpy as np
@@ -167,6 +169,25 @@ def test_a_finished_run_missing_a_file_says_what_to_do_without_a_loop(run, tmp_p
   (copy / "config.json").unlink()
   with pytest.raises(FileNotFoundError, match=r"holds checkpoints but no config\.json.*Fix: put back the config\.json"):
     restore.load_checkpoint(str(copy))
+
+
+# Orbax's reader threads report "Event loop is closed" after the failed read (a known leftover, in the note)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_unreadable_latest_step_opened_as_unfinished_is_one_line(run, tmp_path):
+  """From an audit: load_checkpoint(unfinished=True) on a damaged latest step was a raw tensorstore ValueError."""
+  workdir, _ = run
+  copy = tmp_path / "damaged"
+  shutil.copytree(workdir, copy)
+  shutil.rmtree(copy / "checkpoints" / "best")
+  (copy / "results.json").unlink()
+  for f in (copy / "checkpoints" / "latest").glob("*/state/**/d/*"):
+    f.write_bytes(b"")  # every data file cut short
+  with pytest.raises(
+      CheckpointMismatchError, match=r"checkpoints/latest/\d+: cannot be read \(.*\): it is damaged\. Fix:"
+  ):
+    restore.load_checkpoint(str(copy), unfinished=True)
+  time.sleep(1.0)  # the reader threads' late reports land in this test (filtered above), not in the next one
+  gc.collect()
 
 
 def test_load_run_refuses_a_rebuilt_graph_of_other_sizes_than_the_trained_one(tmp_path):
