@@ -178,7 +178,7 @@ class CellRunner:
         self.log(
             f"[{dataset_tag(dataset)}/{name}] "
             + (
-                resume_note(run_dir, int(config.num_epochs))
+                resume_note(run_dir, int(config.num_epochs), config.batch.mode)
                 if run_files.saved_steps(run_dir)
                 else f"{run_dir} has no checkpoint yet: training it from the start"
             )

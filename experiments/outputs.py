@@ -7,6 +7,8 @@ import functools
 import json
 import os
 
+from hgnn_ima_jax import run_dir
+
 from .formatting import format_stats, json_safe
 
 
@@ -27,21 +29,34 @@ def history_writer(workdir: str):
   return functools.partial(write_history, workdir)
 
 
-def resume_note(workdir: str, num_epochs: int) -> str:
-  """What --resume continues, said before it does (the progress bar shows it; --noprogress said nothing): the
-  epochs its history.json holds, or that the run finished (its saved results are printed again). The table
-  scripts say it of each unfinished cell they continue."""
+def resume_note(workdir: str, num_epochs: int, batch_mode: str) -> str:
+  """What --resume continues, said before it does (the progress bar shows it; --noprogress said nothing): the epochs
+  the latest finished checkpoint holds, or that the run finished (its saved results are printed again). The table
+  scripts say it of each unfinished cell they continue.
+
+  The checkpoint, not history.json, is what training continues: history.json is written once a checkpoint's save has
+  started, so a run killed mid-save has it ahead of every finished checkpoint. batch_mode: config.batch.mode; a
+  full-batch checkpoint's step is its epoch, a mini-batch one's counts optimizer steps, so its metadata says.
+  """
   if os.path.exists(os.path.join(workdir, "results.json")):
     return f"resuming {workdir}: the run finished; its saved results"
-  path = os.path.join(workdir, "history.json")
-  try:
-    with open(path) as f:
-      epochs = f"{len({row['epoch'] for row in json.load(f)})} of {num_epochs} epoch(s) done"
-  except FileNotFoundError:
-    epochs = "no history.json"
-  except (OSError, ValueError, KeyError, TypeError):  # the checkpoint, not this file, is what training continues
-    epochs = "history.json unreadable"
-  return f"resuming {workdir} from its last checkpoint ({epochs})"
+  steps = run_dir.saved_steps(workdir)
+  if not steps:
+    return f"resuming {workdir}: it has no checkpoint yet, so it trains from the start"
+  step = steps[-1]
+  if batch_mode == "full":
+    done = f"{step} of {num_epochs} epoch(s) done"
+  else:
+    try:
+      meta = run_dir.latest_meta(workdir, step)
+      epoch, batch = int(meta["epoch"]), int(meta.get("next_batch", 0))
+    except (OSError, ValueError, KeyError, TypeError):  # training reads it again, and says what is wrong
+      done = f"checkpoint {step}, its metadata unreadable"
+    else:
+      done = f"{epoch} of {num_epochs} epoch(s) done" + (
+          f", and {batch} batch(es) of epoch {epoch + 1}" if batch else ""
+      )
+  return f"resuming {workdir} from its last checkpoint ({done})"
 
 
 def results_table(results: dict, paper_dataset: bool = True) -> str:

@@ -397,7 +397,7 @@ def main(argv):
     if opts is not None:  # an override the graph makes moot (no sender lacks a modality: L_att is 0)
       run_options.check_overrides_read([config], opts, {config.dataset: data.schema})
     if FLAGS.resume and jax.process_index() == 0:
-      print(outputs.resume_note(workdir, int(config.num_epochs)))
+      print(outputs.resume_note(workdir, int(config.num_epochs), config.batch.mode))
     results = train.train_and_evaluate(
         config,
         workdir,

@@ -186,3 +186,20 @@ def saved_steps(workdir: str) -> list[int]:
   """Steps of the finished latest checkpoints (Orbax names each `<step>/` once it is complete)."""
   root = os.path.join(workdir, "checkpoints", "latest")
   return sorted(int(d) for d in os.listdir(root) if d.isdigit()) if os.path.isdir(root) else []
+
+
+def latest_meta(workdir: str, step: int) -> dict:
+  """The JSON metadata that latest checkpoint `step` keeps beside its state (epoch, next_batch, history, ...).
+
+  Read as a file, without Orbax (which loads JAX): `checkpointing.RunCheckpoints.save_latest` writes it with
+  Orbax's `JsonSave`, which names the file `metadata` in the item's directory.
+
+  Raises:
+    OSError: the file is missing or cannot be read.
+    ValueError: it is not a JSON object (a write cut short).
+  """
+  with open(os.path.join(workdir, "checkpoints", "latest", str(step), "meta", "metadata")) as f:
+    meta = json.load(f)
+  if not isinstance(meta, dict):
+    raise ValueError(f"checkpoint {step}: its metadata holds a {type(meta).__name__}, not an object")
+  return meta

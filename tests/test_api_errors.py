@@ -71,9 +71,28 @@ def test_a_bad_argument_is_one_line_with_its_fix(case, tmp_path):
   assert "\n" not in str(e.value) and "Fix:" in str(e.value)
 
 
-def test_resume_note_tells_a_missing_history_from_an_unreadable_one(tmp_path):
-  assert resume_note(str(tmp_path), 10).endswith("(no history.json)")
-  (tmp_path / "history.json").write_text("{not json")
-  assert resume_note(str(tmp_path), 10).endswith("(history.json unreadable)")
-  (tmp_path / "history.json").write_text(json.dumps([{"epoch": e, "seed": s} for e in range(3) for s in (0, 1)]))
-  assert resume_note(str(tmp_path), 10).endswith("(3 of 10 epoch(s) done)")
+def _latest_step(workdir, step: int, meta: str):
+  """A finished latest checkpoint `step` with its JSON metadata as the text `meta` (no state: the note reads none)."""
+  (workdir / "checkpoints" / "latest" / str(step) / "meta").mkdir(parents=True)
+  (workdir / "checkpoints" / "latest" / str(step) / "meta" / "metadata").write_text(meta)
+
+
+def test_resume_note_says_what_the_latest_finished_checkpoint_holds(tmp_path):
+  """history.json is written once a save has started, so a run killed mid-save had it ahead of every finished
+  checkpoint, and the note counted its epochs: it now says what --resume continues, the latest finished step."""
+  note = lambda mode: resume_note(str(tmp_path), 10, mode)
+  assert note("full").endswith(": it has no checkpoint yet, so it trains from the start")
+  (tmp_path / "history.json").write_text(json.dumps([{"epoch": e, "seed": s} for e in range(5) for s in (0, 1)]))
+  _latest_step(tmp_path, 2, "{}")
+  _latest_step(tmp_path, 3, "{}")
+  (tmp_path / "checkpoints" / "latest" / "4.orbax-checkpoint-tmp-1").mkdir()  # the save a kill cut short
+  assert note("full").endswith("from its last checkpoint (3 of 10 epoch(s) done)")
+  # a mini-batch step counts optimizer steps: the epoch is the metadata's
+  _latest_step(tmp_path, 37, json.dumps({"epoch": 3, "next_batch": 0}))
+  assert note("neighbor").endswith("from its last checkpoint (3 of 10 epoch(s) done)")
+  _latest_step(tmp_path, 42, json.dumps({"epoch": 3, "next_batch": 5}))
+  assert note("hgt").endswith("from its last checkpoint (3 of 10 epoch(s) done, and 5 batch(es) of epoch 4)")
+  _latest_step(tmp_path, 50, '{"epoch": 4, "next_')  # cut short
+  assert note("neighbor").endswith("from its last checkpoint (checkpoint 50, its metadata unreadable)")
+  (tmp_path / "results.json").write_text("{}")
+  assert note("neighbor").endswith(": the run finished; its saved results")
