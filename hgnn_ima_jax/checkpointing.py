@@ -42,14 +42,17 @@ class CheckpointMismatchError(ValueError):
 
 
 def orbax_manager(path: str, keep: int = 1) -> ocp.CheckpointManager:
-  """One checkpoint directory, keeping its `keep` newest steps.
+  """One checkpoint directory, keeping its `keep` newest steps; made by its first save, not when opened.
 
   The barrier prefix is the directory's name: in a multi-process run, 'latest' and 'best' may save the
   same step at once, and Orbax's barriers are named by step, so they would otherwise collide.
+
+  Why not create=True: it makes the directory on opening, so a resume or restore refused before any save (an
+  edited config.json) left an empty checkpoints/best behind. Orbax makes a step's directory with its parents.
   """
   mp = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=os.path.basename(os.path.normpath(path)))
   return ocp.CheckpointManager(
-      path, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, multiprocessing_options=mp)
+      path, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=False, multiprocessing_options=mp)
   )
 
 

@@ -18,6 +18,7 @@ from hgnn_ima_jax.checkpointing import CheckpointMismatchError
 from hgnn_ima_jax.data_utils import load_dataset, load_for_config
 from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax.experiments.runs import load_run
+from hgnn_ima_jax.run_dir import read_config
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +156,38 @@ def test_a_config_json_edited_after_training_is_refused_on_restore(run, tmp_path
   shutil.rmtree(edited / "checkpoints" / "best")  # an unfinished run's latest checkpoint says the same
   with pytest.raises(CheckpointMismatchError, match=r"checkpoints/latest: checkpoint \d+ was written with another"):
     restore.load_checkpoint(str(edited), unfinished=True)
+
+
+def tree(path) -> list[str]:
+  """Every file and directory below `path` (relative), sorted: what a refusal must leave as it was."""
+  return sorted(str(p.relative_to(path)) + ("/" if p.is_dir() else "") for p in path.rglob("*"))
+
+
+def test_a_refused_resume_or_restore_leaves_the_workdir_as_it_was(run, tmp_path):
+  """A resume refused for an edited config.json, or for a config that contradicts the saved one, left an empty
+  checkpoints/best in an unfinished run (Orbax made each checkpoint directory when it opened it); so did a refused
+  load_checkpoint(unfinished=True)."""
+  workdir, data = run
+  edited = tmp_path / "edited"
+  shutil.copytree(workdir, edited)
+  shutil.rmtree(edited / "checkpoints" / "best")  # stopped before its end
+  (edited / "results.json").unlink()
+  config = json.loads((edited / "config.json").read_text())
+  config["optimizer"]["weight_decay"] *= 2
+  (edited / "config.json").write_text(json.dumps(config))
+  before = tree(edited)
+  assert "checkpoints/latest/" in before and ".lock" in before
+  with pytest.raises(CheckpointMismatchError, match=r"was written with another config .*optimizer\.weight_decay"):
+    train.train_and_evaluate(read_config(str(edited)), str(edited), data, resume=True, progress=False)
+  assert tree(edited) == before
+  other = read_config(str(edited))
+  other.optimizer.weight_decay, other.num_epochs = config["optimizer"]["weight_decay"] / 2, 3
+  with pytest.raises(CheckpointMismatchError, match=r"belongs to another run: .*num_epochs"):
+    train.train_and_evaluate(other, str(edited), data, resume=True, progress=False)
+  assert tree(edited) == before
+  with pytest.raises(CheckpointMismatchError, match=r"checkpoints/latest: checkpoint \d+ was written with another"):
+    restore.load_checkpoint(str(edited), unfinished=True)
+  assert tree(edited) == before
 
 
 def test_a_finished_run_missing_a_file_says_what_to_do_without_a_loop(run, tmp_path):
