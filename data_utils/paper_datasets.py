@@ -237,7 +237,8 @@ def load_paper_dataset(
   counts = spec.num_nodes or counts_from_node_types(path(spec.node_types_file), spec.node_types)
   num_nodes = dict(zip(spec.node_types, counts))
   offsets = dict(zip(spec.node_types, np.concatenate([[0], np.cumsum(counts)[:-1]]).tolist()))
-  rel = read_rdf(path(spec.rdf_file), spec.rdf_relations, num_nodes, offsets)
+  counted_from = path(spec.node_types_file) if spec.num_nodes is None else None
+  rel = read_rdf(path(spec.rdf_file), spec.rdf_relations, num_nodes, offsets, counted_from)
   labels = files.check_labels(
       load_npy(path(spec.labels_file), "labels", "int"),
       path(spec.labels_file),

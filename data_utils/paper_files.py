@@ -7,6 +7,7 @@ naming the file, the field and the fix; `paper_datasets` assembles the graph fro
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
@@ -52,12 +53,28 @@ def counts_from_node_types(path: str, names: tuple[str, ...]) -> tuple[int, ...]
   return tuple(int(c) for c in counts)
 
 
-def read_rdf(path: str, rdf_relations, num_nodes: dict[str, int], offsets: dict[str, int]) -> dict[int, np.ndarray]:
-  """Reads (src, dst, relation) global-id rows; returns relation id -> local (src, dst) pairs."""
+def read_rdf(
+    path: str, rdf_relations, num_nodes: dict[str, int], offsets: dict[str, int], node_types_path: str | None = None
+) -> dict[int, np.ndarray]:
+  """Reads (src, dst, relation) global-id rows; returns relation id -> local (src, dst) pairs.
+
+  node_types_path: the node-type array the id ranges were counted from (IMDB's), if any. Global ids past its end
+  are its fault (a file cut short shrinks every range after the cut) when the rdf's ids are every id from 0 to the
+  largest, as in each published rdf; ids with gaps below them are the rdf's own (a stray row).
+  """
   rdf = load_npy(path, "rdf", "int", (None, 3)).astype(np.int64)
   if len(rdf) == 0:
     raise DatasetError(
         path, "rdf", "has no rows: an empty relation file", "replace it with the published file " "(re-download it)"
+    )
+  ids = np.unique(rdf[:, :2])
+  total, top = sum(num_nodes.values()), int(ids[-1])
+  if node_types_path is not None and top >= total and ids[0] == 0 and len(ids) == top + 1:
+    raise DatasetError(
+        node_types_path,
+        "node types",
+        f"{total} entries, but {os.path.basename(path)} has global ids up to {top} ({top + 1} nodes)",
+        "use the node_types.npy published with the rdf (one type id per node; re-download it)",
     )
   rel_ids = rdf[:, 2]
   known = (rel_ids >= 0) & (rel_ids < len(rdf_relations))

@@ -211,6 +211,26 @@ def test_node_types_not_contiguous(imdb):
   expect_error(lambda: load_dataset("imdb", imdb.parent, features="generated"), nt, "not contiguous")
 
 
+@pytest.mark.parametrize("cut", [slice(None, -10), slice(10, None)], ids=["end", "start"])
+def test_node_types_shorter_than_the_graph_is_blamed_on_node_types(imdb, cut):
+  """From an audit: a node_types.npy cut short gave every type a shorter id range, and the error blamed rdf.npy."""
+  nt = imdb / "node_types.npy"
+  edit(nt, lambda a: a[cut].copy())
+  expect_error(
+      lambda: load_dataset("imdb", imdb.parent, features="generated"),
+      nt,
+      "node types: 11606 entries, but rdf.npy has global ids up to 11615 (11616 nodes)",
+  )
+
+
+def test_a_stray_rdf_id_past_every_node_is_still_blamed_on_the_rdf(imdb):
+  rdf = imdb / "rdf.npy"
+  edit(rdf, lambda a: np.concatenate([a, [[0, 20000, 2]]]).astype(a.dtype))
+  expect_error(
+      lambda: load_dataset("imdb", imdb.parent, features="generated"), rdf, "dst id 20000 is outside the 'actor' id"
+  )
+
+
 def test_truncated_sparse_features(imdb):
   f = imdb / "features_1.npz"
   f.write_bytes(f.read_bytes()[:5000])
