@@ -19,6 +19,7 @@ unfinished=True)` opens each seed's best epoch so far from its latest checkpoint
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from typing import Any
@@ -215,7 +216,12 @@ def load_checkpoint(workdir: str, data: MMHN | None = None, *, unfinished: bool 
     manager.close()
     tree, seeds, results = _best_so_far(workdir, config, variables)
   else:
-    try:
+    with _reading(
+        manager,
+        f"{workdir}/checkpoints/best/{step}",
+        "it is damaged, or its config.json is not the one the run wrote. Fix: put back the run's files, or open "
+        "the best epoch of its latest checkpoint with load_checkpoint(workdir, unfinished=True)",
+    ):
       meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
       # an edited config.json builds another model, which Orbax restored into without a word (an audit)
       check_config_unchanged(f"{workdir}/checkpoints/best", step, meta, config)
@@ -223,16 +229,6 @@ def load_checkpoint(workdir: str, data: MMHN | None = None, *, unfinished: bool 
       stack = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct((len(seeds),) + x.shape, x.dtype), t)
       target = {"params": stack(variables["params"]), "batch_stats": stack(variables.get("batch_stats", {}))}
       tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
-    except CheckpointMismatchError:
-      raise
-    except (ValueError, KeyError, TypeError, OSError) as e:  # a raw Orbax/tensorstore error otherwise
-      raise CheckpointMismatchError(
-          f"{workdir}/checkpoints/best/{step}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}): "
-          "it is damaged, or its config.json is not the one the run wrote. Fix: put back the run's files, or open "
-          "the best epoch of its latest checkpoint with load_checkpoint(workdir, unfinished=True)"
-      ) from None
-    finally:
-      manager.close()
   return LoadedRun(tree["params"], tree.get("batch_stats", {}), config, schema, seeds, results, data)
 
 
@@ -247,20 +243,15 @@ def _best_so_far(workdir: str, config, variables) -> tuple[dict, list[int], dict
     )
   # The saved training state as nested dicts (its dataclass fields by name); the seed axis may be padded to
   # the devices, so only the config's seeds are kept.
-  try:
+  with _reading(
+      manager,
+      f"{workdir}/checkpoints/latest/{step}",
+      "it is damaged. Fix: move that step out of checkpoints/latest to open the one before it, if any",
+  ):
     saved = manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
     )
     check_config_unchanged(f"{workdir}/checkpoints/latest", step, saved["meta"], config)
-  except CheckpointMismatchError:
-    raise
-  except (ValueError, KeyError, TypeError, OSError) as e:  # a raw Orbax/tensorstore error otherwise (an audit)
-    raise CheckpointMismatchError(
-        f"{workdir}/checkpoints/latest/{step}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}): "
-        "it is damaged. Fix: move that step out of checkpoints/latest to open the one before it, if any"
-    ) from None
-  finally:
-    manager.close()
   state, seeds = saved["state"], [int(s) for s in config.seeds]
   epochs = np.asarray(state["best_epoch"])[: len(seeds)]
   if (epochs < 0).any():
@@ -287,6 +278,22 @@ def _best_so_far(workdir: str, config, variables) -> tuple[dict, list[int], dict
       "best_epoch": epochs.tolist(),
   }
   return tree, seeds, results
+
+
+@contextlib.contextmanager
+def _reading(manager: ocp.CheckpointManager, where: str, what_then: str):
+  """Closes `manager` at the end; an error Orbax or tensorstore raises while reading (a raw traceback before, an
+  audit found) becomes one `CheckpointMismatchError`: "<where>: cannot be read (<error>): <what_then>". A
+  `CheckpointMismatchError` raised inside (a ValueError too) passes as it is."""
+  try:
+    yield
+  except CheckpointMismatchError:
+    raise
+  except (ValueError, KeyError, TypeError, OSError) as e:
+    first = (str(e).splitlines() or [""])[0][:200]
+    raise CheckpointMismatchError(f"{where}: cannot be read ({type(e).__name__}: {first}): {what_then}") from None
+  finally:
+    manager.close()
 
 
 def _shape_graph(schema: Schema):

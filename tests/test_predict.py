@@ -223,6 +223,25 @@ def test_an_unreadable_latest_step_opened_as_unfinished_is_one_line(run, tmp_pat
   gc.collect()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as in the test above
+def test_an_unreadable_best_step_is_one_line(run, tmp_path):
+  """The best checkpoint's read errors are worded as the latest one's (one helper wraps both)."""
+  workdir, _ = run
+  copy = tmp_path / "damaged"
+  shutil.copytree(workdir, copy)
+  for f in (copy / "checkpoints" / "best").glob("*/state/**/d/*"):
+    f.write_bytes(b"")
+  with pytest.raises(
+      CheckpointMismatchError,
+      match=r"checkpoints/best/\d+: cannot be read \(.*\): it is damaged, or its config\.json is not the one the run "
+      r"wrote\. Fix: put back the run's files, or open the best epoch of its latest checkpoint with "
+      r"load_checkpoint\(workdir, unfinished=True\)$",
+  ):
+    restore.load_checkpoint(str(copy))
+  time.sleep(1.0)
+  gc.collect()
+
+
 def test_load_run_refuses_a_rebuilt_graph_of_other_sizes_than_the_trained_one(tmp_path):
   """A run trained on a graph that is not its config's dataset (here scale 0.05 under a config saying 0.1) was
   rebuilt from the config by load_run, and predicted on a graph it never saw as if it were its own."""
