@@ -343,12 +343,13 @@ def build_model(name: str, schema: Schema, **fields: Any) -> nn.Module:
     raise _unread_fields_error(name, unread)
   base, model_over, _ = split_model_name(name)
   fields = {**fields, **model_over}
+  if base == "hgnn_ima":  # the baselines' own fields were refused above
+    options, rest = LayerOptions.split(fields)
+    return HGNNIMA(schema, options=options, **rest)
   baseline_scale = fields.pop("baseline_score_scale", None)
   baseline_hidden = fields.pop("baseline_hidden", None)
   hgt_modality = fields.pop("hgt_modality", schema.modalities[0])
   options, rest = LayerOptions.split(fields)
-  if base == "hgnn_ima":
-    return HGNNIMA(schema, options=options, **rest)
   common = {k: rest[k] for k in _HGT_FIELDS if k in rest}
   if baseline_hidden is not None:
     common["hidden"] = int(baseline_hidden)
