@@ -13,7 +13,6 @@ importing several scripts in one process (the tests) defines no flag twice.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import sys
 from typing import Any, Callable, Mapping, Sequence
@@ -123,8 +122,8 @@ def unknown_config_override(argv: Sequence[str], config: ml_collections.ConfigDi
         )
       if key not in node:
         where = f"config.{'.'.join(seen)}" if seen else "config"
-        near = difflib.get_close_matches(key, list(node.keys()), n=1)
-        fix = f"did you mean --config.{'.'.join(seen + near)}?" if near else f"use one of {', '.join(node.keys())}"
+        near = choices.nearest(key, node.keys())
+        fix = f"did you mean --config.{'.'.join(seen + [near])}?" if near else f"use one of {', '.join(node.keys())}"
         return f"config.{given}: {where} has no field {key!r}. Fix: {fix} (--help lists them)"
       node, seen = node[key], seen + [key]
   return None

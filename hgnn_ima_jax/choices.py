@@ -17,6 +17,8 @@ pulls another in by reading a table.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from typing import Iterable
 
 PAPER_DATASET_NAMES = ("douban", "imdb", "amazon", "amazon1", "amazon2")  # the paper's graphs (its Table 2)
 
@@ -168,3 +170,10 @@ ADDED_FIELDS = {"batch.drop_last": False, "model.baseline_hidden": None}
 
 # Read only when config.split is 'stratified' (the split is drawn); with 'file' the dataset's own split is used.
 SPLIT_DRAW_FIELDS = ("split_fractions", "split_seed")
+
+
+def nearest(word: str, candidates: Iterable[str]) -> str | None:
+  """The candidate most like `word` (difflib's ratio, at least 0.6; a tie goes to the greater string, whatever the
+  candidates' order), or None: the one "did you mean" of every misspelt-name error, so that they all agree."""
+  near = difflib.get_close_matches(word, list(candidates), n=1)
+  return near[0] if near else None

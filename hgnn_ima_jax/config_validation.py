@@ -24,13 +24,21 @@ code. Fields absent from the config are not checked (the code's defaults apply t
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import math
 import os
 from typing import Any, Mapping
 
-from hgnn_ima_jax.choices import BOOLS, CHOICES, DATA_LAYER_GROUPS, DATASET_NAMES, NUMBERS, OTHER_FIELDS, Number
+from hgnn_ima_jax.choices import (
+    BOOLS,
+    CHOICES,
+    DATA_LAYER_GROUPS,
+    DATASET_NAMES,
+    NUMBERS,
+    OTHER_FIELDS,
+    Number,
+    nearest,
+)
 from hgnn_ima_jax.config_paths import read_as_path
 from hgnn_ima_jax.config_values import MISSING, format_value, get_path, normalise, to_dict
 from hgnn_ima_jax.field_usage import ignored_override, unread_batch_fields
@@ -68,14 +76,16 @@ def unknown_field_error(path: str, value, known) -> ConfigError:
   its group's fields, else where the fields are listed."""
   group, _, leaf = path.rpartition(".")
   siblings = {p.rpartition(".")[2]: p for p in known if p.rpartition(".")[0] == group}
-  near = [siblings[k] for k in difflib.get_close_matches(leaf, sorted(siblings), n=1)]
-  if not near:
+  key = nearest(leaf, siblings)
+  near = siblings[key] if key else None
+  if near is None:
     anywhere = {}
     for p in sorted(known, key=lambda p: (p.count("."), p)):
       anywhere.setdefault(p.rpartition(".")[2], p)
-    near = [anywhere[k] for k in difflib.get_close_matches(leaf, list(anywhere), n=1)]
+    key = nearest(leaf, anywhere)
+    near = anywhere[key] if key else None
   if near:
-    fix = f"did you mean {near[0]}? ({FIELDS_LISTED})"
+    fix = f"did you mean {near}? ({FIELDS_LISTED})"
   elif group and siblings:
     fix = f"use one of {', '.join(sorted(siblings.values()))}"
   else:
@@ -394,12 +404,12 @@ def _check_dataset(dataset) -> None:
   if dataset.lower() in DATASET_NAMES or read_as_path(dataset):
     return
   if not os.path.exists(dataset):
-    near = difflib.get_close_matches(dataset.lower(), DATASET_NAMES, n=1)
+    near = nearest(dataset.lower(), DATASET_NAMES)
     raise ConfigError(
         "dataset",
         dataset,
         "is neither a known dataset nor an existing path",
-        (f"did you mean {near[0]}? Otherwise use" if near else "use")
+        (f"did you mean {near}? Otherwise use" if near else "use")
         + f" one of {', '.join(DATASET_NAMES)}, or a generic-format .npz file or directory",
     )
 

@@ -21,7 +21,6 @@ Parameter tree of `HGNNIMA` (names are stable; checkpoints and tests rely on the
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any
 
 import flax.linen as nn
@@ -30,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import jraph
 
-from hgnn_ima_jax.choices import ABLATION_OVERRIDES, MODEL_NAMES
+from hgnn_ima_jax.choices import ABLATION_OVERRIDES, MODEL_NAMES, nearest
 from hgnn_ima_jax.edge_layout import edge_index
 from hgnn_ima_jax.fusion import ModalityFusion, class_logits
 from hgnn_ima_jax.graph import Schema
@@ -319,8 +318,8 @@ def _unread_fields_error(name: str, unread: list[str]) -> ValueError:
     hint = " (the HGT baselines' c is baseline_score_scale)" if "score_scale" in other else ""
     what.append(f"{', '.join(other)} {'is' if len(other) == 1 else 'are'} not read by {name}{hint}")
   for field in (f for f in unread if f not in every):
-    near = difflib.get_close_matches(field, sorted(every), n=1)
-    what.append(f"{field} is not a model field" + (f" (did you mean {near[0]}?)" if near else ""))
+    near = nearest(field, every)
+    what.append(f"{field} is not a model field" + (f" (did you mean {near}?)" if near else ""))
   return ValueError(
       f"build_model({name!r}): {'; '.join(what)}. Fix: drop {', '.join(unread)}; {name} reads "
       f"{', '.join(sorted(reads))}"

@@ -13,10 +13,9 @@ here for the same reason: config validation reads them before anything starts JA
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any, Mapping
 
-from hgnn_ima_jax.choices import CHOICES
+from hgnn_ima_jax.choices import CHOICES, nearest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,10 +137,10 @@ class BatchSettings:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(b) - known)
     if unknown:  # dropped without a word before (validate_config catches it in a config; a plain dict reached here)
-      near = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+      near = nearest(unknown[0], known)
       raise ValueError(
           f"config.batch.{unknown[0]}={b[unknown[0]]!r}: is not a batch field"
-          + (f" (did you mean batch.{near[0]}?)" if near else "")
+          + (f" (did you mean batch.{near}?)" if near else "")
           + f". Fix: drop it; the batch fields are {', '.join(sorted(known))}"
       )
     return cls(**b)

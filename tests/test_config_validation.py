@@ -630,6 +630,24 @@ def test_unknown_config_overrides_are_named_with_the_nearest_field():
   assert check("--", "--config.zzz=1") is None  # after '--' the flags are not ours
 
 
+def test_every_did_you_mean_asks_choices_nearest():
+  """The "did you mean" of a misspelt model field, batch field, config field, --config override and dataset name each
+  called difflib its own way; one helper answers them all (their messages are pinned where each is tested)."""
+  assert choices.nearest("hiden", ["heads", "hidden", "num_layers"]) == "hidden"
+  assert choices.nearest("zzz", ["heads", "hidden"]) is None and choices.nearest("hidden", []) is None
+  assert (
+      choices.nearest("abc", ["abx", "aby"]) == choices.nearest("abc", ("aby", "abx")) == "aby"
+  )  # not the first given
+  assert choices.nearest("hiden", {"hidden": 1}.keys()) == "hidden"  # any iterable of names
+  asking = sorted(
+      str(f.relative_to(REPO))
+      for d in ("hgnn_ima_jax", "data_utils", "experiments")
+      for f in (REPO / d).rglob("*.py")
+      if "difflib" in f.read_text()
+  )
+  assert asking == ["hgnn_ima_jax/choices.py"]
+
+
 def test_print_config_shows_the_resolved_values():
   proc = run_python(
       "experiments/train.py",
