@@ -5,8 +5,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
-import sklearn.metrics
 
 
 def f1_scores(pred: jax.Array, labels: jax.Array, mask: jax.Array, num_classes: int) -> tuple[jax.Array, jax.Array]:
@@ -31,6 +29,10 @@ def f1_scores(pred: jax.Array, labels: jax.Array, mask: jax.Array, num_classes: 
 
 def sklearn_f1(pred: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> dict[str, float]:
   """The reported test metrics: sklearn f1_score micro and macro on the given node ids."""
+  # Imported here, not with the module: scikit-learn pulls in scipy.stats, ~1 s of every process's start (a
+  # refused run, a benchmark worker, each process of a run), and only the final evaluation and the tables need it.
+  import sklearn.metrics  # pylint: disable=import-outside-toplevel
+
   y, p = np.asarray(labels)[idx], np.asarray(pred)[idx]
   return {
       "micro_f1": float(sklearn.metrics.f1_score(y, p, average="micro")),
@@ -52,6 +54,8 @@ def t_test(a, b, paired: bool = False) -> dict[str, float]:
   paired=True: over matched seeds, df = n − 1 (what the paper's p-values imply: each of its
   (t, p) pairs fits df = 4 for 5 seeds).
   """
+  import scipy.stats  # pylint: disable=import-outside-toplevel  (see sklearn_f1)
+
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   if paired:
     if len(a) != len(b):
