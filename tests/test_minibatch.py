@@ -74,36 +74,46 @@ def test_parameters_are_initialised_on_the_first_batchs_rung_and_equal_the_top_r
   ), "initial parameters differ"
 
 
-@pytest.mark.parametrize("mode", ["neighbor", "hgt"])
-def test_minibatch_training_learns(data, tmp_path, mode):
-  c = config(
-      num_epochs=10,
-      **{
-          "batch.mode": mode,
-          "batch.size": 32,
-          **({"batch.fanouts": (8, 4)} if mode == "neighbor" else {"batch.num_samples": 24}),
-          "optimizer.schedule": "constant",
-          "optimizer.learning_rate": 5e-3,
-      },
-  )
+def learning_config(mode, **overrides):
+  """10 epochs of mini-batch training at a constant learning rate: enough to learn the tiny graph."""
+  sampler = {"batch.fanouts": (8, 4)} if mode == "neighbor" else {"batch.num_samples": 24}
+  fields = {"batch.mode": mode, "batch.size": 32, "optimizer.schedule": "constant", "optimizer.learning_rate": 5e-3}
+  return config(**{"num_epochs": 10, **fields, **sampler, **overrides})
+
+
+def learning_run(mode, workdir, data):
+  """(results, history, train_step traces) of learning_config(mode)."""
   before = steps.TRACE_COUNT["train_step"]
-  res = fit(c, tmp_path, data)
-  h = history(tmp_path)
+  res = fit(learning_config(mode), workdir, data)
+  return res, history(workdir), steps.TRACE_COUNT["train_step"] - before
+
+
+@pytest.fixture(scope="module")
+def hgt_learning_run(data, tmp_path_factory):
+  """learning_config('hgt') trained once: test_minibatch_training_learns[hgt] and test_prefetch_and_sampled_eval."""
+  return learning_run("hgt", tmp_path_factory.mktemp("hgt_learns"), data)
+
+
+@pytest.mark.parametrize("mode", ["neighbor", "hgt"])
+def test_minibatch_training_learns(data, tmp_path, mode, request):
+  res, h, traces = request.getfixturevalue("hgt_learning_run") if mode == "hgt" else learning_run(mode, tmp_path, data)
   assert np.mean([r["train_ce"] for r in h[-2:]]) < 0.6 * h[0]["train_ce"]
   # the tiny graph's 21 validation nodes are too few for a stable threshold; the exact layer-wise
   # evaluation of the training nodes shows what was learnt (full batch reaches 1.0 here too)
   assert h[-1]["train_micro_f1"] >= 0.8 and res["per_seed"][0]["test_macro_f1"] > 1.0 / data.num_classes
   # several batches per epoch, one compilation per padded size at most (three rungs)
-  assert 1 <= steps.TRACE_COUNT["train_step"] - before <= 3
+  assert 1 <= traces <= 3
 
 
 def test_interrupted_and_resumed_minibatch_run_equals_an_uninterrupted_one(data, tmp_path):
-  c = config(**{"batch.mode": "neighbor", "batch.size": 16, "batch.fanouts": (4, 4), "seeds": (0, 1)})
-  whole = fit(c, tmp_path / "whole", data)
+  # one padded size (batch.buckets=1): one train step to compile per run; which sizes a batch is padded to is
+  # test_minibatch_training_learns's (three rungs)
+  neighbor = {"batch.mode": "neighbor", "batch.size": 16, "batch.buckets": 1, "seeds": (0, 1)}
+  whole = fit(config(**neighbor, **{"batch.fanouts": (4, 4)}), tmp_path / "whole", data)
   # The same fanouts per relation (as PyG's per-edge-type num_neighbors): the same sampler, so the same batches,
   # and a resume reads them back from config.json.
   per_relation = {r.name: 4 for r in data.relations}
-  c = config(**{"batch.mode": "neighbor", "batch.size": 16, "batch.fanouts": (per_relation,) * 2, "seeds": (0, 1)})
+  c = config(**neighbor, **{"batch.fanouts": (per_relation,) * 2})
   # 39 training targets: 3 batches per epoch. Polls: before training, after batches 1 and 2 of epoch 1, after
   # epoch 1, after batch 1 of epoch 2 (the 5th): the run stops inside epoch 2 with one epoch finished.
   polls = iter(range(100))
@@ -116,20 +126,12 @@ def test_interrupted_and_resumed_minibatch_run_equals_an_uninterrupted_one(data,
   assert history(tmp_path / "cut") == history(tmp_path / "whole")
 
 
-def test_prefetch_and_sampled_eval(data, tmp_path):
-  c = config(**{"batch.mode": "hgt", "batch.size": 16, "batch.num_samples": 16})
-  a = fit(c, tmp_path / "prefetch", data)
-  b = fit(
-      config(**{"batch.mode": "hgt", "batch.size": 16, "batch.num_samples": 16, "batch.prefetch": 0}),
-      tmp_path / "inline",
-      data,
-  )
+def test_prefetch_and_sampled_eval(data, hgt_learning_run, tmp_path):
+  a = hgt_learning_run[0]  # batches prepared by the background thread (batch.prefetch's default)
+  assert test_config.get_config().batch.prefetch > 0
+  b = fit(learning_config("hgt", **{"batch.prefetch": 0}), tmp_path / "inline", data)
   assert a["per_seed"] == b["per_seed"]  # the background thread changes nothing
-  s = fit(
-      config(**{"batch.mode": "hgt", "batch.size": 16, "batch.num_samples": 16, "batch.eval": "sampled"}),
-      tmp_path / "sampled",
-      data,
-  )
+  s = fit(learning_config("hgt", num_epochs=3, **{"batch.eval": "sampled"}), tmp_path / "sampled", data)
   assert 0.0 <= s["per_seed"][0]["test_macro_f1"] <= 1.0 and history(tmp_path / "sampled")[0]["val_loss"] > 0
   # results.json says how each run evaluated: sampled metrics are estimates that exact prediction does not give
   assert (a["eval"], s["eval"]) == ("layerwise", "sampled") and "eval_chunk" in a and "eval_chunk" not in s

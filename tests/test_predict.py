@@ -15,7 +15,7 @@ import pytest
 
 from hgnn_ima_jax import restore, train
 from hgnn_ima_jax.checkpointing import CheckpointMismatchError
-from hgnn_ima_jax.data_utils import load_dataset, load_for_config
+from hgnn_ima_jax.data_utils import load_for_config
 from hgnn_ima_jax.experiments.configs import test as test_config
 from hgnn_ima_jax.experiments.runs import load_run
 from hgnn_ima_jax.run_dir import read_config
@@ -23,8 +23,10 @@ from hgnn_ima_jax.run_dir import read_config
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
+  """A finished tiny run of two seeds over 4 epochs (test_an_unfinished_run_opens_each_seeds_best_epoch_so_far's
+  uninterrupted run too): (workdir, graph)."""
   c = test_config.get_config()
-  c.num_epochs, c.seeds = 2, (0,)
+  c.num_epochs, c.seeds = 4, (0, 1)
   data = load_for_config(c)
   workdir = str(tmp_path_factory.mktemp("predict"))
   train.train_and_evaluate(c, workdir, data, progress=False)
@@ -123,7 +125,7 @@ def test_notebook_mistakes_are_one_line_each(run, tmp_path):
     loaded.predict(graph=nan)
   # the graph given as the first argument, which is the seed
   with pytest.raises(
-      TypeError, match=r"^seed: a MMHN, expected one of the run's seeds \[0\] \(a graph goes in as graph=\)"
+      TypeError, match=r"^seed: a MMHN, expected one of the run's seeds \[0, 1\] \(a graph goes in as graph=\)"
   ):
     loaded.predict(data)
   # a boolean mask selects nodes; a long bad array is described, not printed
@@ -242,12 +244,12 @@ def test_an_unreadable_best_step_is_one_line(run, tmp_path):
   gc.collect()
 
 
-def test_load_run_refuses_a_rebuilt_graph_of_other_sizes_than_the_trained_one(tmp_path):
-  """A run trained on a graph that is not its config's dataset (here scale 0.05 under a config saying 0.1) was
+def test_load_run_refuses_a_rebuilt_graph_of_other_sizes_than_the_trained_one(run, tmp_path):
+  """A run trained on a graph that is not its config's dataset (here scale 0.1 under a config saying 0.05) was
   rebuilt from the config by load_run, and predicted on a graph it never saw as if it were its own."""
+  _, data = run  # the run fixture's graph (scale 0.1), trained as its run was: the compiled program serves both
   c = test_config.get_config()
-  c.num_epochs, c.seeds = 1, (0,)
-  data = load_dataset("synthetic", scale=0.05)
+  c.num_epochs, c.synthetic.scale = 1, 0.05
   train.train_and_evaluate(c, str(tmp_path / "run"), data, progress=False)
   with pytest.raises(
       restore.SchemaMismatchError, match=r"other sizes than the graph it trained on: movie .* Fix: pass"
@@ -256,23 +258,23 @@ def test_load_run_refuses_a_rebuilt_graph_of_other_sizes_than_the_trained_one(tm
   assert load_run(str(tmp_path / "run"), data=data).predict().shape == (data.num_nodes["movie"],)
 
 
-def test_an_unfinished_run_opens_each_seeds_best_epoch_so_far(tmp_path):
+def test_an_unfinished_run_opens_each_seeds_best_epoch_so_far(run, tmp_path):
   """An interrupted (or still running) run had no checkpoints/best: load_checkpoint refused it. With
   unfinished=True it opens the best epochs so far from checkpoints/latest. The OneCycle schedule spans
-  optimizer.onecycle_total_steps, not num_epochs, so 8 epochs stopped after 4 train exactly as 4 epochs."""
+  optimizer.onecycle_total_steps, not num_epochs, so 8 epochs stopped after 4 train exactly as 4 epochs (the run
+  fixture's)."""
+  four_epochs, data = run
+  saved = read_config(four_epochs)
+  assert saved.num_epochs == 4 and list(saved.seeds) == [0, 1]
   c = test_config.get_config()
-  c.seeds = (0, 1)
-  data = load_for_config(c)
-  c.num_epochs = 4
-  train.train_and_evaluate(c, str(tmp_path / "four"), data, progress=False)
-  c.num_epochs = 8
+  c.num_epochs, c.seeds = 8, (0, 1)
   polls = iter(range(100))  # before epoch 1, then after each epoch
   with pytest.raises(train.TrainingInterrupted):
     train.train_and_evaluate(c, str(tmp_path / "cut"), data, progress=False, should_stop=lambda: next(polls) == 4)
   with pytest.raises(FileNotFoundError, match=r"the run did not finish.*unfinished=True"):
     restore.load_checkpoint(str(tmp_path / "cut"))
   so_far = restore.load_checkpoint(str(tmp_path / "cut"), unfinished=True)
-  four = restore.load_checkpoint(str(tmp_path / "four"))
+  four = restore.load_checkpoint(four_epochs)
   assert so_far.seeds == four.seeds == [0, 1] and so_far.results["finished"] is False
   assert so_far.results["best_epoch"] == [s["best_epoch"] for s in four.results["per_seed"]]
   jax.tree.map(np.testing.assert_array_equal, so_far.params, four.params)

@@ -150,8 +150,10 @@ LINE = re.compile(
 )
 
 
-@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_saves_a_checkpoint_and_prints_the_resume_command(full_run, tmp_path, signum, code):
+def test_signal_saves_a_checkpoint_and_prints_the_resume_command(full_run, tmp_path):
+  """SIGINT in training; SIGTERM takes the same path (StopOnSignal.install connects both: the test below), and
+  train.py's exit with 143 is test_a_signal_as_soon_as_the_process_catches_it_stops_the_run_cleanly's."""
+  signum, code = signal.SIGINT, 130
   workdir = tmp_path / "stopped"
   proc = start(workdir)
   wait_for_checkpoint(proc, workdir, 10)
@@ -166,8 +168,6 @@ def test_signal_saves_a_checkpoint_and_prints_the_resume_command(full_run, tmp_p
   history = json.loads((workdir / "history.json").read_text())
   assert max(r["epoch"] for r in history) == epoch - 1  # the checkpoint holds every finished epoch
   assert str(epoch) in [p.name for p in (workdir / "checkpoints" / "latest").iterdir()]
-  if signum != signal.SIGINT:
-    return  # the checkpoint is the same whichever signal asked for it: SIGINT's case runs the command it printed
   # The printed command, as printed (with this interpreter for `python`) plus a result-neutral flag.
   resumed = subprocess.run(
       [
@@ -187,6 +187,29 @@ def test_signal_saves_a_checkpoint_and_prints_the_resume_command(full_run, tmp_p
   # said before it trains (--noprogress hides the bar, which showed where it starts)
   assert f"resuming {workdir} from its last checkpoint ({epoch} of {EPOCHS} epoch(s) done)\n" in resumed.stdout
   same_results(workdir, full_run)
+
+
+STOP_ON_SIGNAL = """
+import os, signal, time
+from hgnn_ima_jax.experiments.launch import StopOnSignal
+stop = StopOnSignal().install()
+os.kill(os.getpid(), signal.SIG{name})
+deadline = time.time() + 20
+while not stop() and time.time() < deadline:
+  time.sleep(0.01)
+print(stop(), stop.exit_code, flush=True)
+"""
+
+
+@pytest.mark.parametrize("name,code", [("INT", 130), ("TERM", 143)])
+def test_stop_on_signal_connects_sigint_and_sigterm(name, code):
+  """What a signal in training reaches (train.py and the table scripts install it): a stop request with the signal's
+  exit code, for SIGTERM as for SIGINT (whose run train.py's test above follows to its resume)."""
+  proc = subprocess.run(
+      [sys.executable, "-c", STOP_ON_SIGNAL.format(name=name)], cwd=REPO, capture_output=True, text=True, timeout=60
+  )
+  assert proc.returncode == 0 and proc.stdout.split() == ["True", str(code)], (proc.returncode, proc.stderr[-2000:])
+  assert f"SIG{name} received: stopping after the current epoch" in proc.stderr, proc.stderr[-2000:]
 
 
 BLOCKED_IN_C = """
@@ -217,8 +240,13 @@ def test_a_second_signal_exits_at_once_even_inside_a_long_c_call():
   assert proc.returncode == 130 and "second SIGINT: exiting now" in err, err
 
 
-@pytest.mark.parametrize("script", ["table2.py", "ablation.py", "depth_sweep.py", "visualize.py"])
-@pytest.mark.parametrize("where", ["missing", "empty", "train_run"])
+@pytest.mark.parametrize(
+    "script,where",
+    # every script on a missing workdir; the other two cases through both callers of refuse_resume_without_cells
+    # (common.run_script, for table2, ablation and depth_sweep alike, and visualize.py's own)
+    [(script, "missing") for script in ("table2.py", "ablation.py", "depth_sweep.py", "visualize.py")]
+    + [(script, where) for script in ("table2.py", "visualize.py") for where in ("empty", "train_run")],
+)
 def test_a_table_script_refuses_resume_without_cells(tmp_path, script, where):
   """From an audit: table2.py --resume on a mistyped --workdir trained every cell from scratch and exited 0, where
   train.py refuses; the artefact scripts now refuse in one line, before anything is trained or written."""
