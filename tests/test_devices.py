@@ -44,6 +44,12 @@ RUN = {
     "batch.prefetch": 0,
 }
 TIMEOUT = 240
+# One layer (one fanout) for the runs whose property does not depend on the depth (which seed a process holds,
+# a resume onto more devices, the one-part step): tracing a second layer cost each run's process about a third more.
+# test_one_device_four_devices_and_two_processes_train_alike keeps RUN's two layers: the trimmed per-hop levels of a
+# parts step across devices and processes.
+ONE_LAYER = {"model.num_layers": 1, "batch.fanouts": (4,)}
+ONE_LAYER_CLI = ["--config.model.num_layers=1"]
 
 
 def config(**overrides):
@@ -68,7 +74,7 @@ def two_seeds_on_one_device(data, tmp_path_factory):
     from hgnn_ima_jax import train
 
     workdir = tmp_path_factory.mktemp("one")
-    return train.train_and_evaluate(config(seeds=(0, 1)), str(workdir), data, progress=False)
+    return train.train_and_evaluate(config(seeds=(0, 1), **ONE_LAYER), str(workdir), data, progress=False)
 
   return results
 
@@ -94,7 +100,7 @@ def test_parts_of_a_batch_are_disjoint_cover_it_and_share_one_rung(data):
 
 
 def test_one_part_step_is_todays_step_and_stats_give_the_loss(data):
-  c = config(**{"batch.parts": 1})
+  c = config(**{"batch.parts": 1, **ONE_LAYER})
   settings = minibatch.BatchSettings.from_config(c)
   source = minibatch.BatchSource(data, settings)
   programs = minibatch.StepPrograms(c, data, create_optimizer(c, 3), sharded=False)
@@ -209,7 +215,7 @@ def test_one_device_four_devices_and_two_processes_train_alike(data, tmp_path, m
 
 def test_seeds_split_over_two_processes_train_as_one_device(two_seeds_on_one_device, tmp_path):
   """mesh (seeds 2 × data 2) over 2 processes × 2 devices: each process holds one seed; same as 1 device."""
-  over = {"seeds": [0, 1], "mesh_data": 2}
+  over = {"seeds": [0, 1], "mesh_data": 2, **ONE_LAYER}
   two = _two(tmp_path, "seeds", tmp_path / "two", over)
   try:
     one = two_seeds_on_one_device()
@@ -222,13 +228,26 @@ def test_seeds_split_over_two_processes_train_as_one_device(two_seeds_on_one_dev
   assert results[0]["per_seed"][0] != results[0]["per_seed"][1]  # two different seeds, not one twice
 
 
-def test_a_run_stopped_on_one_device_continues_on_four(two_seeds_on_one_device, tmp_path):
+def test_a_run_stopped_on_one_device_continues_on_four(two_seeds_on_one_device, data, tmp_path):
   """From an audit: 2 seeds on 1 device, resumed on 4 (a requeue onto another node), failed on the seeds padded to
   fill the devices (2 rows saved, 4 asked); the real rows continue, with the results of an uninterrupted run."""
-  over = {"seeds": [0, 1]}
+  from hgnn_ima_jax import train
+  from hgnn_ima_jax.experiments.outputs import history_writer
+
+  over = {"seeds": [0, 1], **ONE_LAYER}
   workdir = tmp_path / "moved"
-  cut = _wait(_start(tmp_path, "cut", num_processes=1, devices=1, workdir=workdir, overrides=over, stop_at=3))
-  assert cut[0].get("interrupted") == 1, cut[0]
+  # the run on 1 device is this process's (it has one device); polls as the workers': stop with one epoch done
+  polls = iter(range(10**6))
+  with pytest.raises(train.TrainingInterrupted) as cut:
+    train.train_and_evaluate(
+        config(**over),
+        str(workdir),
+        data,
+        progress=False,
+        should_stop=lambda: next(polls) == 3,
+        on_history=history_writer(str(workdir)),
+    )
+  assert cut.value.epoch == 1, cut.value
   moved = _wait(_start(tmp_path, "on4", num_processes=1, devices=4, workdir=workdir, overrides=over, resume=True))
   one = two_seeds_on_one_device()
   assert moved[0]["devices"] == 4 and moved[0]["per_seed"] == one["per_seed"], moved[0]
@@ -251,7 +270,9 @@ def test_processes_given_different_configs_are_refused_alike(tmp_path):
 
 CLI_FLAGS = [
     *TINY_CLI,
+    *ONE_LAYER_CLI,
     "--config.batch.mode=neighbor",
+    "--config.batch.fanouts=10",
     "--config.batch.size=64",
     "--config.batch.parts=2",
     "--config.batch.prefetch=2",
@@ -444,7 +465,7 @@ def test_a_process_whose_peer_died_exits_with_one_line(tmp_path):
   """From an audit: when one process of a run was killed, the other printed a Gloo traceback, then aborted natively
   when JAX's heartbeat timed out (~1 min later), with no way on."""
   port, workdir = processes.free_port(), tmp_path / "run"
-  cmd = [sys.executable, "experiments/train.py", *TINY_CLI, f"--workdir={workdir}", "--num_processes=2"]
+  cmd = [sys.executable, "experiments/train.py", *TINY_CLI, *ONE_LAYER_CLI, f"--workdir={workdir}", "--num_processes=2"]
   cmd += [f"--coordinator=127.0.0.1:{port}", "--epochs=400", "--config.checkpoint_every=5"]
   procs = [
       subprocess.Popen([*cmd, f"--process_id={i}"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

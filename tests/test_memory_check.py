@@ -11,6 +11,10 @@ from script_helpers import TINY_CLI, run_python
 from hgnn_ima_jax import memory_check
 from hgnn_ima_jax.memory_check import MemoryCheckedProgram, StepMemoryError
 
+# The refusal comes from the compiled step's memory analysis, so each refused run still traces and compiles its step:
+# one layer (the refusal does not depend on the depth) keeps that short.
+ONE_LAYER = ["--config.model.num_layers=1"]
+
 
 def _program():
   # A temporary as large as the input: the outer product is materialised before the reduction.
@@ -55,7 +59,8 @@ def test_cli_refuses_a_step_over_the_limit_before_training(tmp_path, monkeypatch
   """experiments/train.py under HGNN_IMA_MEMORY_LIMIT smaller than the step: exit 2, one line, and nothing left
   in the workdir (an audit found config.json, schema.json, .lock and empty checkpoint directories there)."""
   monkeypatch.setenv(memory_check.ENV_LIMIT, "64K")  # the child process inherits it
-  args = ["experiments/train.py", *TINY_CLI, f"--workdir={tmp_path / 'run'}", f"--config.batch.mode={mode}"]
+  args = ["experiments/train.py", *TINY_CLI, *ONE_LAYER, f"--workdir={tmp_path / 'run'}", f"--config.batch.mode={mode}"]
+  args += ["--config.batch.fanouts=10"] if mode == "neighbor" else []
   proc = run_python(*args, timeout=300)
   assert proc.returncode == 2, proc.stderr[-2000:]
   (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
@@ -67,7 +72,14 @@ def test_cli_refuses_a_step_over_the_limit_before_training(tmp_path, monkeypatch
 def test_artefact_script_refuses_a_step_over_the_limit_in_one_line(tmp_path, monkeypatch):
   """table2.py (common.run_script) reports the refusal as train.py does: exit 2, one error line, no traceback."""
   monkeypatch.setenv(memory_check.ENV_LIMIT, "64K")
-  args = ["experiments/table2.py", "--tiny", "--models=hgnn_ima", "--seeds=1", f"--workdir={tmp_path / 'out'}"]
+  args = [
+      "experiments/table2.py",
+      "--tiny",
+      "--models=hgnn_ima",
+      "--seeds=1",
+      *ONE_LAYER,
+      f"--workdir={tmp_path / 'out'}",
+  ]
   proc = run_python(*args, "--noprogress", timeout=300)
   assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
   (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
@@ -82,6 +94,7 @@ def test_a_refused_run_removes_only_a_workdir_it_made(tmp_path, monkeypatch):
 
   config = test_config.get_config()
   config.num_epochs = 1
+  config.model.num_layers = 1  # what is refused does not matter here, only what the refusal leaves
   data = load_for_config(config)
   monkeypatch.setenv(memory_check.ENV_LIMIT, "64K")
   kept = tmp_path / "kept"
