@@ -66,15 +66,18 @@ def data():
 
 @pytest.fixture(scope="module")
 def two_seeds_on_one_device(data, tmp_path_factory):
-  """The results of seeds 0 and 1 trained in this process (1 device), which two tests compare with: trained on the
-  first call, so that a test starts its processes before it (they run meanwhile)."""
+  """(results, history rows) of seeds 0 and 1 trained in this process (1 device), which two tests compare with:
+  trained on the first call, so that a test starts its processes before it (they run meanwhile)."""
 
   @functools.cache
   def results():
     from hgnn_ima_jax import train
+    from hgnn_ima_jax.experiments.outputs import history_writer
 
     workdir = tmp_path_factory.mktemp("one")
-    return train.train_and_evaluate(config(seeds=(0, 1), **ONE_LAYER), str(workdir), data, progress=False)
+    c = config(seeds=(0, 1), **ONE_LAYER)
+    r = train.train_and_evaluate(c, str(workdir), data, progress=False, on_history=history_writer(str(workdir)))
+    return r, json.load(open(workdir / "history.json"))
 
   return results
 
@@ -218,13 +221,19 @@ def test_seeds_split_over_two_processes_train_as_one_device(two_seeds_on_one_dev
   over = {"seeds": [0, 1], "mesh_data": 2, **ONE_LAYER}
   two = _two(tmp_path, "seeds", tmp_path / "two", over)
   try:
-    one = two_seeds_on_one_device()
+    one, h_one = two_seeds_on_one_device()
     results = _wait(two)
   finally:
     processes.stop(two)
   assert [r["devices"] for r in results] == [4, 4]
   for r in results:
     assert r["per_seed"] == one["per_seed"] and len(r["per_seed"]) == 2
+  # the losses of every epoch and seed too: the test metrics alone did not notice gradients left un-summed over
+  # the data axis (a mutation check)
+  key = lambda r: (r["epoch"], r["seed"])
+  for a, b in zip(sorted(h_one, key=key), sorted(results[0]["history"], key=key), strict=True):
+    assert key(a) == key(b)
+    np.testing.assert_allclose(_losses([a])[0], _losses([b])[0], rtol=1e-5, atol=1e-6)
   assert results[0]["per_seed"][0] != results[0]["per_seed"][1]  # two different seeds, not one twice
 
 
@@ -249,7 +258,7 @@ def test_a_run_stopped_on_one_device_continues_on_four(two_seeds_on_one_device, 
     )
   assert cut.value.epoch == 1, cut.value
   moved = _wait(_start(tmp_path, "on4", num_processes=1, devices=4, workdir=workdir, overrides=over, resume=True))
-  one = two_seeds_on_one_device()
+  one, _ = two_seeds_on_one_device()
   assert moved[0]["devices"] == 4 and moved[0]["per_seed"] == one["per_seed"], moved[0]
 
 
