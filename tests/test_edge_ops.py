@@ -198,8 +198,15 @@ PLAIN = {
 }
 
 
-def _model_grads(name, **fields):
-  """Every parameter's gradient of the objective (train mode, fixed dropout key) on a small DOUBAN-like graph."""
+@functools.lru_cache(maxsize=None)
+def _model_grads(name, fields=(), how="fused"):
+  """Every parameter's gradient of the objective (train mode, fixed dropout key) on a small DOUBAN-like graph.
+
+  fields: sorted (key, value) pairs; how: 'fused' (the library's ops), 'plain' (autodiff through plain gathers,
+  `PLAIN` patched in while it traces) or 'remat' (`model.remat`). Cached: the fused gradients serve both tests below.
+  Returns (gradients, the parameters' tree).
+  """
+  fields = dict(fields, **({"remat": True} if how == "remat" else {}))
   g = make_graph(2, widths="mixed" if fields.get("projection") == "per_channel" else "equal")
   gt = g.to_graphs_tuple()
   module = models.build_model(name, g.schema, hidden=8, heads=2, num_layers=2, **fields)
@@ -213,7 +220,27 @@ def _model_grads(name, **fields):
     )
     return objective(out, labels, mask, ind_loss=True, att_weight=1.0)[0]
 
-  return jax.jit(jax.grad(loss))(v["params"])
+  with pytest.MonkeyPatch.context() as patch:
+    for (owner, attr), fn in PLAIN.items() if how == "plain" else ():
+      patch.setattr(owner, attr, fn)
+    return jax.tree_util.tree_map(np.asarray, jax.jit(jax.grad(loss))(v["params"])), v["params"]
+
+
+def _assert_usable_gradients(grads, params):
+  """Finite, one per parameter, not all zero; U^m of the first layer and BatchNorm's parameters reached.
+
+  (Finite gradients for these models are checked here, on the gradients this module compares value by value;
+  tests/test_model_properties.py checks the other model names.)"""
+  flat = jax.tree_util.tree_leaves_with_path(grads)
+  assert len(flat) == len(jax.tree_util.tree_leaves(params))
+  for path, x in flat:
+    assert np.all(np.isfinite(x)), jax.tree_util.keystr(path)
+  assert sum(float(np.sum(x**2)) for _, x in flat) > 0
+  if "u_modal" in params.get("encoder", {}).get("layer_0", {}):
+    assert float(np.max(np.abs(grads["encoder"]["layer_0"]["u_modal"]))) > 0
+  bn = [x for p, x in flat if "bn_" in jax.tree_util.keystr(p)]  # FULL: the zero-filled columns have zero variance
+  assert not bn or any(np.any(x != 0) for x in bn)
+  return bn
 
 
 @pytest.mark.parametrize(
@@ -228,11 +255,11 @@ def _model_grads(name, **fields):
     ],
     ids=["hgnn_ima", "hgnn_ima-full3-paper-norm", "+inf", "-nei", "-cross", "hgt_late"],
 )
-def test_model_gradients_equal_autodiff_through_plain_gathers(name, fields, monkeypatch):
-  fused = _model_grads(name, **fields)
-  for (module, attr), fn in PLAIN.items():
-    monkeypatch.setattr(module, attr, fn)
-  plain = _model_grads(name, **fields)
+def test_model_gradients_equal_autodiff_through_plain_gathers(name, fields):
+  fused, params = _model_grads(name, tuple(sorted(fields.items())))
+  bn = _assert_usable_gradients(fused, params)
+  assert bool(bn) == bool(fields.get("input_batch_norm"))
+  plain, _ = _model_grads(name, tuple(sorted(fields.items())), "plain")
   flat_f, flat_p = jax.tree_util.tree_leaves_with_path(fused), jax.tree_util.tree_leaves(plain)
   assert len(flat_f) == len(flat_p)
   for (path, gf), gp in zip(flat_f, flat_p):
@@ -253,7 +280,8 @@ def test_model_gradients_equal_autodiff_through_plain_gathers(name, fields, monk
 def test_remat_gives_the_same_gradients(name, fields):
   """`model.remat` changes no gradient: slot tables and the sender-side message table rebuilt in the backward pass,
   Eq. 10 from that table instead of W^msg after the sum (`HGNNIMALayer.messages`), the projection recomputed."""
-  kept, rebuilt = _model_grads(name, **fields), _model_grads(name, remat=True, **fields)
+  (kept, params), (rebuilt, _) = (_model_grads(name, tuple(sorted(fields.items())), how) for how in ("fused", "remat"))
+  _assert_usable_gradients(kept, params)
   assert jax.tree.structure(kept) == jax.tree.structure(rebuilt)  # the same variables, so checkpoints carry over
   for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(kept), jax.tree_util.tree_leaves(rebuilt)):
     scale = max(float(np.max(np.abs(a))), 1e-3)

@@ -13,9 +13,10 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
-from model_fixtures import make_graph, random_variables
+from model_fixtures import fast_jit, make_graph, random_variables
 
 from hgnn_ima_jax import models
+from hgnn_ima_jax.layout import check_graph_layout
 
 FIELDS = dict(
     hidden=16,
@@ -54,6 +55,13 @@ def padded(data, pad_edges: int = 2):
   return big, gt
 
 
+def _train_apply(model, variables, graph):
+  """The train-mode forward (BatchNorm on batch statistics) and its updated statistics, compiled: an eager float64
+  forward dispatches (and compiles) op by op, which costs more. The graph is checked eagerly first, as `apply` does."""
+  check_graph_layout(model.schema, graph)
+  return fast_jit(lambda v, g: model.apply(v, g, train=True, mutable=["batch_stats"]))(variables, graph)
+
+
 @pytest.mark.parametrize("name", ["hgnn_ima", "hgnn_ima+inf", "hgt_late"])
 def test_padding_changes_nothing_on_real_nodes_in_training_mode(name):
   data = make_graph(2, widths="mixed")
@@ -66,8 +74,8 @@ def test_padding_changes_nothing_on_real_nodes_in_training_mode(name):
     v_big = jax.eval_shape(lambda: big_model.init({"params": jax.random.PRNGKey(0)}, gt_pad))
     assert jax.tree.structure(v_big) == jax.tree.structure(v)  # parameters do not depend on counts
     assert jax.tree.map(lambda a: a.shape, v_big) == jax.tree.map(lambda a: a.shape, v)
-    out, upd = small_model.apply(v, gt, train=True, mutable=["batch_stats"])
-    out_pad, upd_pad = big_model.apply(v, gt_pad, train=True, mutable=["batch_stats"])
+    out, upd = _train_apply(small_model, v, gt)
+    out_pad, upd_pad = _train_apply(big_model, v, gt_pad)
   n = data.num_nodes["movie"]
   np.testing.assert_allclose(out_pad.logits[:n], out.logits, rtol=1e-9, atol=1e-9)
   np.testing.assert_allclose(out_pad.att_loss, out.att_loss, rtol=1e-9, atol=1e-12)
@@ -90,7 +98,7 @@ def test_without_masks_padding_would_show():
   big_model = models.build_model("hgnn_ima", big.schema, **FIELDS)
   with jax.enable_x64(True):
     v = random_variables(jax.eval_shape(lambda: small_model.init({"params": jax.random.PRNGKey(0)}, gt)), 0)
-    out, _ = small_model.apply(v, gt, train=True, mutable=["batch_stats"])
-    out_pad, _ = big_model.apply(v, unmasked, train=True, mutable=["batch_stats"])
+    out, _ = _train_apply(small_model, v, gt)
+    out_pad, _ = _train_apply(big_model, v, unmasked)
   assert not np.allclose(out_pad.att_loss, out.att_loss)
   assert not np.allclose(out_pad.logits[: data.num_nodes["movie"]], out.logits)

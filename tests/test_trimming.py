@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from data_helpers import EXACT, with_overrides
+from model_fixtures import random_variables
 from sampling_graphs import dense_graph, geometric_ladder
 
 from hgnn_ima_jax import minibatch, train
@@ -174,7 +175,25 @@ def test_level_errors_are_one_line(graph, batch):
 
 # --- the model --------------------------------------------------------------------------------
 
-MODELS = [(n, {}) for n in MODEL_NAMES] + [("hgnn_ima-nei", {"nei_mode": "target"})]
+# -L_att and -L_ind change the loss only: their model is hgnn_ima's (the same module, the same programs).
+SAME_FORWARD_AS_HGNN_IMA = ("hgnn_ima-L_att", "hgnn_ima-L_ind")
+MODELS = [(n, {}) for n in MODEL_NAMES if n not in SAME_FORWARD_AS_HGNN_IMA] + [
+    ("hgnn_ima-nei", {"nei_mode": "target"})
+]
+
+
+def _variables(model, q, seed):
+  """Random variables with the init's tree, every leaf off its init (model_fixtures.random_variables): no eager init,
+  which dispatches (and compiles) the whole forward op by op."""
+  shapes = jax.eval_shape(lambda k, g: model.init(k, g, train=False), jax.random.PRNGKey(0), q.graph)
+  return jax.tree.map(jnp.asarray, random_variables(shapes, seed=seed, dtype=np.float32))
+
+
+def test_loss_only_ablations_build_hgnn_imas_model(batch):
+  """What lets the model tests below skip -L_att and -L_ind."""
+  plain = batch[1]["plain"]
+  for name in SAME_FORWARD_AS_HGNN_IMA:
+    assert train.create_model(_config(name), plain.schema) == train.create_model(_config("hgnn_ima"), plain.schema)
 
 
 @pytest.mark.parametrize("name,fields", MODELS, ids=[n + ("-target" if f else "") for n, f in MODELS])
@@ -182,7 +201,7 @@ def test_trimmed_model_gives_the_untrimmed_logits_and_attention(graph, batch, na
   _, padded = batch
   c = _config(name, **fields)
   plain = padded["plain"]
-  variables = train.create_model(c, plain.schema).init(jax.random.PRNGKey(3), plain.graph, train=False)
+  variables = _variables(train.create_model(c, plain.schema), plain, seed=3)
   ref = _apply(c, plain, variables)
   want = np.asarray(ref.logits)[plain.target_positions]
   assert np.ptp(want, axis=0).max() > 1e-3  # the targets' logits differ: the comparison means something
@@ -228,7 +247,7 @@ def test_trimmed_gradients_and_attention_loss_equal_the_untrimmed_on_the_compute
   c = _config("hgnn_ima", dropout=0.0, fusion_input_dropout=0.0, fusion_score_dropout=0.0, input_batch_norm=True)
   plain, p = padded["plain"], padded["slack"]
   model_plain, model_trim = train.create_model(c, plain.schema), train.create_model(c, p.schema)
-  variables = model_plain.init(jax.random.PRNGKey(5), plain.graph, train=False)
+  variables = _variables(model_plain, plain, seed=5)
 
   def loss(model, q, att_weight):
     def fn(params):
