@@ -334,6 +334,10 @@ def test_cli_coordinator_auto_reads_slurm_and_trains_as_one_process(tmp_path):
   want = json.load(open(tmp_path / "one" / "results.json"))
   got = json.load(open(tmp_path / "two" / "results.json"))
   assert got["per_seed"] == want["per_seed"]
+  # every epoch's losses too (the test metrics alone passed with the data-axis gradient psum removed)
+  h_one, h_two = (json.load(open(tmp_path / w / "history.json")) for w in ("one", "two"))
+  assert [r["epoch"] for r in h_two] == [r["epoch"] for r in h_one] and h_one
+  np.testing.assert_allclose(_losses(h_two), _losses(h_one), rtol=1e-5, atol=1e-6)
   assert json.load(open(tmp_path / "two" / "config.json"))["mesh_data"] == 2
 
 
