@@ -175,14 +175,7 @@ class CellRunner:
           self._done[key] = cell
           return cell
       if os.path.exists(os.path.join(run_dir, "config.json")):  # a cell an earlier run started: say where it goes on
-        self.log(
-            f"[{dataset_tag(dataset)}/{name}] "
-            + (
-                resume_note(run_dir, int(config.num_epochs), config.batch.mode)
-                if run_files.saved_steps(run_dir)
-                else f"{run_dir} has no checkpoint yet: training it from the start"
-            )
-        )
+        self.log(f"[{dataset_tag(dataset)}/{name}] {resume_note(run_dir, int(config.num_epochs), config.batch.mode)}")
     t0 = time.time()
     if hasattr(self.opts.should_stop, "unit"):  # what its signal message says the cell finishes first
       self.opts.should_stop.unit = "epoch" if config.batch.mode == "full" else "batch"

@@ -31,8 +31,9 @@ def history_writer(workdir: str):
 
 def resume_note(workdir: str, num_epochs: int, batch_mode: str) -> str:
   """What --resume continues, said before it does (the progress bar shows it; --noprogress said nothing): the epochs
-  the latest finished checkpoint holds, or that the run finished (its saved results are printed again). The table
-  scripts say it of each unfinished cell they continue.
+  the latest finished checkpoint holds, that there is none yet (train.py refuses such a --resume; a table script trains
+  the cell from the start), or that the run finished (its saved results are printed again). The table scripts say it
+  of each cell an earlier run started.
 
   The checkpoint, not history.json, is what training continues: history.json is written once a checkpoint's save has
   started, so a run killed mid-save has it ahead of every finished checkpoint. batch_mode: config.batch.mode; a
@@ -42,7 +43,7 @@ def resume_note(workdir: str, num_epochs: int, batch_mode: str) -> str:
     return f"resuming {workdir}: the run finished; its saved results"
   steps = run_dir.saved_steps(workdir)
   if not steps:
-    return f"resuming {workdir}: it has no checkpoint yet, so it trains from the start"
+    return f"{workdir} has no checkpoint yet: training it from the start"
   step = steps[-1]
   if batch_mode == "full":
     done = f"{step} of {num_epochs} epoch(s) done"

@@ -81,7 +81,7 @@ def test_resume_note_says_what_the_latest_finished_checkpoint_holds(tmp_path):
   """history.json is written once a save has started, so a run killed mid-save had it ahead of every finished
   checkpoint, and the note counted its epochs: it now says what --resume continues, the latest finished step."""
   note = lambda mode: resume_note(str(tmp_path), 10, mode)
-  assert note("full").endswith(": it has no checkpoint yet, so it trains from the start")
+  assert note("full") == f"{tmp_path} has no checkpoint yet: training it from the start"
   (tmp_path / "history.json").write_text(json.dumps([{"epoch": e, "seed": s} for e in range(5) for s in (0, 1)]))
   _latest_step(tmp_path, 2, "{}")
   _latest_step(tmp_path, 3, "{}")
