@@ -19,7 +19,7 @@ import jax
 import jraph
 import numpy as np
 import pytest
-from model_fixtures import fast_jit, make_graph, random_variables
+from model_fixtures import LOSS_ONLY_ABLATIONS, fast_jit, make_graph, random_variables
 
 from hgnn_ima_jax import DatasetError, chunks, inference, models
 from hgnn_ima_jax.choices import MODEL_NAMES
@@ -90,8 +90,6 @@ def test_fixture_graph_has_an_empty_relation_and_receivers_without_in_edges():
   assert any(np.any(np.diff(ip) == 0) for ip, n in zip(in_edges.indptr, s.num_edges) if n)
 
 
-# -L_att and -L_ind change the loss only: their modules are hgnn_ima's, so are their layer-wise programs.
-SAME_FORWARD_AS_HGNN_IMA = ("hgnn_ima-L_att", "hgnn_ima-L_ind")
 # The chunk sizes 1 and >= N (one receiver per chunk; one chunk per layer) test the chunking, which reads of a model
 # only its encoders (`inference.encoders_of`): run for each kind of encoder (HGNN-IMA's, HGT's, HGT-late's one per
 # modality); every model runs with several chunks of 3 receivers.
@@ -100,11 +98,11 @@ EVERY_CHUNK_SIZE = ("hgnn_ima", "hgt", "hgt_late")
 
 def test_loss_only_ablations_build_hgnn_imas_module():
   """What lets the layer-wise test below skip -L_att and -L_ind: they build the very module hgnn_ima does."""
-  for name in SAME_FORWARD_AS_HGNN_IMA:
+  for name in LOSS_ONLY_ABLATIONS:
     assert models.build_model(name, graph().schema, **BN) == models.build_model("hgnn_ima", graph().schema, **BN)
 
 
-@pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n not in SAME_FORWARD_AS_HGNN_IMA])
+@pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n not in LOSS_ONLY_ABLATIONS])
 def test_layerwise_equals_full_batch_for_every_model(name):
   data = graph()
   n = data.schema.total_nodes

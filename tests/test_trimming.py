@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from data_helpers import EXACT, with_overrides
-from model_fixtures import random_variables
+from model_fixtures import LOSS_ONLY_ABLATIONS, random_variables
 from sampling_graphs import dense_graph, geometric_ladder
 
 from hgnn_ima_jax import minibatch, train
@@ -175,11 +175,7 @@ def test_level_errors_are_one_line(graph, batch):
 
 # --- the model --------------------------------------------------------------------------------
 
-# -L_att and -L_ind change the loss only: their model is hgnn_ima's (the same module, the same programs).
-SAME_FORWARD_AS_HGNN_IMA = ("hgnn_ima-L_att", "hgnn_ima-L_ind")
-MODELS = [(n, {}) for n in MODEL_NAMES if n not in SAME_FORWARD_AS_HGNN_IMA] + [
-    ("hgnn_ima-nei", {"nei_mode": "target"})
-]
+MODELS = [(n, {}) for n in MODEL_NAMES if n not in LOSS_ONLY_ABLATIONS] + [("hgnn_ima-nei", {"nei_mode": "target"})]
 
 
 def _variables(model, q, seed):
@@ -192,7 +188,7 @@ def _variables(model, q, seed):
 def test_loss_only_ablations_build_hgnn_imas_model(batch):
   """What lets the model tests below skip -L_att and -L_ind."""
   plain = batch[1]["plain"]
-  for name in SAME_FORWARD_AS_HGNN_IMA:
+  for name in LOSS_ONLY_ABLATIONS:
     assert train.create_model(_config(name), plain.schema) == train.create_model(_config("hgnn_ima"), plain.schema)
 
 
