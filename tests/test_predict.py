@@ -206,17 +206,22 @@ def test_a_finished_run_missing_a_file_says_what_to_do_without_a_loop(run, tmp_p
     restore.load_checkpoint(str(copy))
 
 
+def _damaged_copy(workdir, tmp_path, which: str):
+  """A copy of the run whose `checkpoints/<which>` steps have every data file cut short."""
+  copy = tmp_path / "damaged"
+  shutil.copytree(workdir, copy)
+  for f in (copy / "checkpoints" / which).glob("*/state/**/d/*"):
+    f.write_bytes(b"")
+  return copy
+
+
 # Orbax's reader threads report "Event loop is closed" after the failed read (a known leftover, in the note)
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_an_unreadable_latest_step_opened_as_unfinished_is_one_line(run, tmp_path):
   """From an audit: load_checkpoint(unfinished=True) on a damaged latest step was a raw tensorstore ValueError."""
-  workdir, _ = run
-  copy = tmp_path / "damaged"
-  shutil.copytree(workdir, copy)
+  copy = _damaged_copy(run[0], tmp_path, "latest")
   shutil.rmtree(copy / "checkpoints" / "best")
   (copy / "results.json").unlink()
-  for f in (copy / "checkpoints" / "latest").glob("*/state/**/d/*"):
-    f.write_bytes(b"")  # every data file cut short
   with pytest.raises(
       CheckpointMismatchError, match=r"checkpoints/latest/\d+: cannot be read \(.*\): it is damaged\. Fix:"
   ):
@@ -228,11 +233,7 @@ def test_an_unreadable_latest_step_opened_as_unfinished_is_one_line(run, tmp_pat
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as in the test above
 def test_an_unreadable_best_step_is_one_line(run, tmp_path):
   """The best checkpoint's read errors are worded as the latest one's (one helper wraps both)."""
-  workdir, _ = run
-  copy = tmp_path / "damaged"
-  shutil.copytree(workdir, copy)
-  for f in (copy / "checkpoints" / "best").glob("*/state/**/d/*"):
-    f.write_bytes(b"")
+  copy = _damaged_copy(run[0], tmp_path, "best")
   with pytest.raises(
       CheckpointMismatchError,
       match=r"checkpoints/best/\d+: cannot be read \(.*\): it is damaged, or its config\.json is not the one the run "
