@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +43,43 @@ class CheckpointMismatchError(ValueError):
   """A run's latest checkpoint cannot continue with the config asked for (one line: what differs, the fix)."""
 
 
+def _is_late_read_report(unraisable) -> bool:
+  """An "Event loop is closed" that asyncio's `call_soon_threadsafe` raised: a tensorstore read finishing after the
+  Orbax restore that started it failed (one bad file) and closed its event loop. Nobody waits for that read."""
+  e, tb = unraisable.exc_value, unraisable.exc_traceback
+  if not (isinstance(e, RuntimeError) and str(e) == "Event loop is closed"):
+    return False
+  while tb is not None:
+    if tb.tb_frame.f_code.co_name == "call_soon_threadsafe" and "asyncio" in tb.tb_frame.f_code.co_filename:
+      return True
+    tb = tb.tb_next
+  return False
+
+
+_HOOK_LOCK = threading.Lock()
+
+
+def drop_late_read_reports() -> None:
+  """Makes `sys.unraisablehook` drop the late reads' reports (`_is_late_read_report`), passing on every other report.
+
+  Why: when one file of a checkpoint is damaged, Orbax's restore fails at the first read that fails, and each of the
+  other reads, finishing later, reports "Event loop is closed" as a traceback (up to one per array: after the
+  one-line error that names the damaged step, a screen of them in a notebook, a few in a script before it exits).
+  Installed once, chained to the hook in place then.
+  """
+  with _HOOK_LOCK:
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_late_read_reports", False):
+      return
+
+    def hook(unraisable):
+      if not _is_late_read_report(unraisable):
+        previous(unraisable)
+
+    hook.drops_late_read_reports = True
+    sys.unraisablehook = hook
+
+
 def orbax_manager(path: str, keep: int = 1) -> ocp.CheckpointManager:
   """One checkpoint directory, keeping its `keep` newest steps; made by its first save, not when opened.
 
@@ -50,6 +89,7 @@ def orbax_manager(path: str, keep: int = 1) -> ocp.CheckpointManager:
   Why not create=True: it makes the directory on opening, so a resume or restore refused before any save (an
   edited config.json) left an empty checkpoints/best behind. Orbax makes a step's directory with its parents.
   """
+  drop_late_read_reports()  # before any read: the reports start as soon as a read fails
   mp = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=os.path.basename(os.path.normpath(path)))
   return ocp.CheckpointManager(
       path, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=False, multiprocessing_options=mp)

@@ -4,15 +4,18 @@ very command that had failed)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
+import sys
+import types
 
 import jax
 import numpy as np
 import pytest
 
-from hgnn_ima_jax import run_dir
+from hgnn_ima_jax import checkpointing, run_dir
 from hgnn_ima_jax.checkpointing import CheckpointMismatchError, RunCheckpoints
 from hgnn_ima_jax.config_compare import config_fingerprint, fingerprinted_fields
 
@@ -168,3 +171,28 @@ def test_a_truncated_results_or_schema_file_is_one_line(tmp_path, name, read):
   with pytest.raises(run_dir.WorkdirError, match=rf"^{tmp_path}/{name}: not valid JSON \(.*\)\. Fix: ") as e:
     read(str(tmp_path))
   assert "\n" not in str(e.value)
+
+
+def test_late_read_reports_are_dropped_and_every_other_report_passes(monkeypatch):
+  """`drop_late_read_reports`: only asyncio's "Event loop is closed" from `call_soon_threadsafe` (a read that outlived
+  its failed restore) is dropped; other reports reach the hook that was in place; installed once however called."""
+  seen = []
+  monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.exc_value))
+  checkpointing.drop_late_read_reports()
+  installed = sys.unraisablehook
+  checkpointing.drop_late_read_reports()
+  assert sys.unraisablehook is installed
+  loop = asyncio.new_event_loop()
+  loop.close()
+  try:
+    loop.call_soon_threadsafe(print)
+  except RuntimeError as e:
+    late = e
+  try:
+    raise RuntimeError("Event loop is closed")  # the same words from elsewhere
+  except RuntimeError as e:
+    elsewhere = e
+  report = lambda e: types.SimpleNamespace(exc_type=type(e), exc_value=e, exc_traceback=e.__traceback__, object=None)
+  for e in (late, elsewhere, ValueError("other")):
+    sys.unraisablehook(report(e))
+  assert [str(e) for e in seen] == ["Event loop is closed", "other"] and seen[0] is elsewhere
