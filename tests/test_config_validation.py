@@ -207,24 +207,61 @@ def test_every_field_of_every_shipped_config_is_known():
   assert choices.DATA_LAYER_GROUPS == ("synthetic",)
 
 
+# `config.get("x", D)`, `config.model.get("x", D)` and `(config.get("batch") or {}).get("x", D)`: the field, and the
+# default's source text when one is given
+_GETS = (
+    re.compile(r"\bconfig\.()get\([\"'](\w+)[\"'](?:,\s*([^()]+?))?\)"),
+    re.compile(r"\bconfig\.(\w+)\.get\([\"'](\w+)[\"'](?:,\s*([^()]+?))?\)"),
+    re.compile(r"\(config\.get\([\"'](\w+)[\"']\) or \{\}\)\.get\([\"'](\w+)[\"'](?:,\s*([^()]+?))?\)"),
+)
+
+
+def _fields_read_with_get() -> list[tuple[str, str, str | None]]:
+  """(file, field path, default's source or None) of every `.get` of a config field in the library, the data layer
+  and the scripts."""
+  groups = {p.split(".")[0] for p in cv.known_fields() if "." in p} | set(choices.DATA_LAYER_GROUPS)
+  read = []
+  for folder in ("hgnn_ima_jax", "data_utils", "experiments"):
+    for f in sorted((REPO / folder).glob("*.py")):
+      for pattern in _GETS:
+        for m in pattern.finditer(f.read_text()):
+          if not m[1] or m[1] in groups:
+            read.append((f.name, f"{m[1]}.{m[2]}" if m[1] else m[2], m[3]))
+  return read
+
+
 def test_every_field_the_code_reads_with_get_is_known():
   """`config.get("x")`, `config.model.get("x")` and `(config.get("batch") or {}).get("x")` in the library, the data
   layer and the scripts name known fields (those a config may lack included: mesh_data, seed_batch, model.remat)."""
   groups = {p.split(".")[0] for p in cv.known_fields() if "." in p} | set(choices.DATA_LAYER_GROUPS)
-  top = re.compile(r"\bconfig\.get\([\"'](\w+)[\"']")
-  nested = (  # config.model.get("remat"), (config.get("batch") or {}).get("parts")
-      re.compile(r"\bconfig\.(\w+)\.get\([\"'](\w+)[\"']"),
-      re.compile(r"\(config\.get\([\"'](\w+)[\"']\) or \{\}\)\.get\([\"'](\w+)[\"']"),
-  )
-  read = set()
-  for folder in ("hgnn_ima_jax", "data_utils", "experiments"):
-    for f in sorted((REPO / folder).glob("*.py")):
-      text = f.read_text()
-      read |= {m[1] for m in top.finditer(text)}
-      read |= {f"{m[1]}.{m[2]}" for pattern in nested for m in pattern.finditer(text) if m[1] in groups}
+  read = {path for _, path, _ in _fields_read_with_get()}
   assert {"seed_batch", "mesh_data", "shard_seeds", "checkpoint_every", "batch.parts", "model.remat"} <= read, read
   unknown = sorted(p for p in read if p not in cv.known_fields() and p not in groups)
   assert not unknown, unknown
+
+
+def test_the_code_falls_back_to_the_default_configs_values():
+  """A config may lack a field (one built in Python, an older run's config.json); the code then reads it with
+  `.get(field, default)`, and that default is the one experiments/configs/default.py gives the field: two
+  copies of one value, which this keeps equal."""
+  from hgnn_ima_jax.data_utils import splits  # a default may name a constant of it
+
+  base = configs.default.get_config()
+  checked = []
+  for name, path, text in _fields_read_with_get():
+    if text is None:
+      continue
+    value = eval(text, {"splits": splits})  # noqa: S307 (our own source: a literal or a constant of splits)
+    node = base
+    for part in path.split("."):
+      node = node[part]
+    want = list(node) if isinstance(node, (tuple, list)) else node
+    got = list(value) if isinstance(value, (tuple, list)) else value
+    assert got == want and type(got) is type(want), f"{name}: config.get({path!r}, {text}) but default.py has {node!r}"
+    checked.append(path)
+  assert {"seed_batch", "checkpoint_every", "mesh_data", "missing_fill", "split_fractions", "model.remat"} <= set(
+      checked
+  ), checked
 
 
 @pytest.mark.parametrize(
