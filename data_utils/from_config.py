@@ -17,7 +17,7 @@ from hgnn_ima_jax.graph_checks import check_trainable
 
 from . import splits
 from .datasets import GENERATED_ON_GENERIC, load_dataset, reads_generic_format
-from .synthetic_config import SyntheticConfig, SyntheticConfigError
+from .synthetic_config import SyntheticConfig, SyntheticConfigError, check_fits_in_memory
 
 
 def _synthetic_knobs(config) -> dict:
@@ -106,7 +106,7 @@ def check_data_config(config) -> None:
     return
   knobs = _synthetic_knobs(config)
   try:
-    SyntheticConfig(**knobs)
+    check_fits_in_memory(SyntheticConfig(**knobs))
   except SyntheticConfigError as e:
     raise cv.ConfigError(f"synthetic.{e.field}", knobs.get(e.field, e.value), e.problem, e.fix) from None
 

@@ -99,6 +99,7 @@ from .synthetic_config import (  # noqa: F401  (re-exported: the generator's pub
     SyntheticConfig,
     SyntheticConfigError,
     SyntheticTruth,
+    check_fits_in_memory,
     scaled_synthetic_kwargs,
 )
 from .synthetic_edges import hub_edges, item_edges, stratified_quota, streams
@@ -232,6 +233,7 @@ def generate_synthetic(config: SyntheticConfig | None = None, seed: int = 0) -> 
     (graph, truth): a validated `MMHN` and the `SyntheticTruth` (not for models).
   """
   cfg = config or SyntheticConfig()
+  check_fits_in_memory(cfg)  # before the first array
   rng = streams(seed, ("labels", "roles", "protos", "features", "edges", "hubs", "splits"))
   tgt = cfg.target
   n = cfg.count(cfg.num_targets)

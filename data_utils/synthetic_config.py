@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from hgnn_ima_jax import memory_check
 from hgnn_ima_jax.choices import SCALED_SYNTHETIC as SCALED_NAMES
 from hgnn_ima_jax.graph import Relation
 
@@ -177,6 +178,15 @@ class SyntheticConfig:
   def count(self, n: int) -> int:
     return max(1, int(round(n * self.scale)))
 
+  def node_counts(self) -> dict[str, int]:
+    """Nodes per type at this scale."""
+    hubs = () if self.single_type else self.hubs
+    return {self.target: self.count(self.num_targets), **{h.type: self.count(h.count) for h in hubs}}
+
+  def feature_bytes(self) -> int:
+    """Bytes of the real modalities' float32 feature matrices: a lower bound of what generating the graph holds."""
+    return sum(4 * n * sum(self.dim(t, m) for m in self.real(t)) for t, n in self.node_counts().items())
+
   def real(self, t: str) -> tuple[str, ...]:
     over = dict(self.real_modalities)
     if t in over:
@@ -311,6 +321,25 @@ class SyntheticConfig:
               f"{h.type!r} has {self.count(h.count)} nodes at this scale",
               f"give at least num_classes={self.num_classes} so every class has a hub",
           )
+
+
+def check_fits_in_memory(cfg: SyntheticConfig) -> None:
+  """Refuses (`SyntheticConfigError` on `scale`) a graph whose feature matrices alone exceed the memory this machine
+  has available: generating it ended in the OOM killer (exit -9, no message), after minutes of work. Nothing is
+  checked with $HGNN_IMA_MEMORY_CHECK=0 (swap) or where the available memory is not known."""
+  if not memory_check.checking():
+    return
+  need, free = cfg.feature_bytes(), memory_check.host_available_bytes()
+  if free is None or need <= free:
+    return
+  raise SyntheticConfigError(
+      "scale",
+      cfg.scale,
+      f"the features of its {sum(cfg.node_counts().values()):,} nodes alone take {memory_check.format_bytes(need)}, "
+      f"more than the {memory_check.format_bytes(free)} this machine has available",
+      "lower scale or the feature widths (feature_dim, modality_dims), or generate it where that much memory is "
+      f"free ({memory_check.ENV_SWITCH}=0 generates it anyway, e.g. with swap)",
+  )
 
 
 @dataclasses.dataclass

@@ -9,7 +9,9 @@ what, how much, the fix) before the call runs; later calls run the same compiled
 nothing is compiled twice and the numbers are those of `jax.jit`.
 
 Free memory: on CPU `MemAvailable` of /proc/meminfo, on GPU/TPU the device's `bytes_limit -
-bytes_in_use`. Where neither is known, or the backend gives no estimate, nothing is checked.
+bytes_in_use`. Where neither is known, or the backend gives no estimate, nothing is checked. The synthetic
+generator checks its feature matrices against the host's available memory with the same switch
+(`data_utils.synthetic_config.check_fits_in_memory`).
 Set HGNN_IMA_MEMORY_CHECK=0 to skip the check (e.g. with swap), or HGNN_IMA_MEMORY_LIMIT=8G (bytes, or
 a K/M/G suffix) to allow no more than that, e.g. to leave room for other jobs on a shared machine. The limit
 bounds one compiled program's temporaries and outputs, not the process: its graph, features, sampler and
@@ -37,17 +39,27 @@ class MemoryLimitError(ValueError):
   """$HGNN_IMA_MEMORY_LIMIT does not parse as a size (one line, with the fix)."""
 
 
+def checking() -> bool:
+  """Whether the memory checks run: all but $HGNN_IMA_MEMORY_CHECK=0."""
+  return os.environ.get(ENV_SWITCH, "1") != "0"
+
+
+def host_available_bytes() -> int | None:
+  """This machine's MemAvailable (/proc/meminfo) in bytes, or None where it is not known."""
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    return None
+  return None
+
+
 def free_bytes(device) -> int | None:
   """Bytes `device` can still allocate, or None when that is not known."""
   if device.platform == "cpu":
-    try:
-      with open("/proc/meminfo") as f:
-        for line in f:
-          if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    except OSError:
-      return None
-    return None
+    return host_available_bytes()
   stats = device.memory_stats() if hasattr(device, "memory_stats") else None
   if not stats or "bytes_limit" not in stats:
     return None
@@ -93,7 +105,7 @@ def remat_first(config, fix: str) -> str:
 
 def check_memory(compiled, what: str, fix: str, device=None) -> None:
   """Raises `StepMemoryError` when `compiled` needs more than `device` (default: the first local one) has free."""
-  if os.environ.get(ENV_SWITCH, "1") == "0":
+  if not checking():
     return
   import jax  # pylint: disable=import-outside-toplevel
 
@@ -104,12 +116,12 @@ def check_memory(compiled, what: str, fix: str, device=None) -> None:
   if need is None or free is None or need <= free:
     return
   raise StepMemoryError(
-      f"{what}: the compiled step needs {_size(need)} per call (temporaries and outputs) and "
-      f"{_size(free)} are available. Fix: {fix} (or {ENV_SWITCH}=0 to run anyway)"
+      f"{what}: the compiled step needs {format_bytes(need)} per call (temporaries and outputs) and "
+      f"{format_bytes(free)} are available. Fix: {fix} (or {ENV_SWITCH}=0 to run anyway)"
   )
 
 
-def _size(n: int) -> str:
+def format_bytes(n: int) -> str:
   """Bytes in GB, or MB below one GB (a small limit read '0.0 GB needed, 0.0 GB available')."""
   return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
 

@@ -74,6 +74,7 @@ BAD = {
     "synthetic fraction": ({"synthetic__homophily": 1.5}, "synthetic.homophily", "outside [0, 1]"),
     "synthetic scale": ({"synthetic__scale": 0.001}, "synthetic.num_targets", "targets at scale 0.001"),
     "synthetic noise": ({"synthetic__noise": -1.0}, "synthetic.noise", "negative"),
+    "synthetic memory": ({"synthetic__scale": 1e9}, "synthetic.scale", "nodes alone take"),
     "synthetic fill": ({"synthetic__missing_fill": "mean"}, "synthetic.missing_fill", "not a fill rule"),
 }
 

@@ -23,7 +23,7 @@ PACKAGE_DIRS = {
 # spell a config's values, and the commands' flag parsing.
 LEAVES = ("choices.py", "config_values.py", "cli_flags.py")
 # What the data layer may load from the library, with everything those import: the typed graph and its checks, and
-# the JAX-free config modules (the checks read the layer's and batch's options).
+# the JAX-free config modules (the checks read the layer's and batch's options), and memory_check's host memory.
 DATA_LAYER_LOADS = {
     f"hgnn_ima_jax.{m}"
     for m in (
@@ -36,6 +36,7 @@ DATA_LAYER_LOADS = {
         "config_validation",
         "options",
         "cli_flags",
+        "memory_check",
     )
 } | {"hgnn_ima_jax"}
 
@@ -136,6 +137,7 @@ def test_the_import_check_sees_a_lazy_import(tmp_path):
 
 
 def test_the_data_layer_imports_only_the_graph_and_config_tables_from_the_library():
+  # and memory_check, JAX-free at load: the synthetic generator refuses a graph larger than the available memory
   allowed = (
       "hgnn_ima_jax.graph",
       "hgnn_ima_jax.graph_checks",
@@ -144,6 +146,7 @@ def test_the_data_layer_imports_only_the_graph_and_config_tables_from_the_librar
       "hgnn_ima_jax.field_usage",
       "hgnn_ima_jax.config_validation",
       "hgnn_ima_jax.cli_flags",
+      "hgnn_ima_jax.memory_check",
   )
   for f in sorted((REPO / "data_utils").glob("*.py")):
     library = {

@@ -224,6 +224,27 @@ def test_unknown_override_and_bad_values_raise():
     syn.make_synthetic(real_modalities=[("actor", ("audio",))])
 
 
+def test_a_graph_whose_features_exceed_the_memory_is_refused_before_any_array(default, monkeypatch):
+  """From an audit: --config.synthetic.scale=1e9 (or 1e4 on a 24 GB machine) was killed by the OOM killer, exit -9 and
+  no message, after the generator had filled the memory. `feature_bytes` is what the real modalities' matrices take
+  (exactly, at scale 1), so the check refuses only graphs that could not have been generated."""
+  cfg = syn.SyntheticConfig()
+  g = default[0]
+  real = sum(x.nbytes for t, d in g.features.items() for m, x in d.items() if m in g.node_modalities[t])
+  assert cfg.feature_bytes() == real > 0
+  amazon = syn.SyntheticConfig(**syn.AMAZON1_LIKE)
+  assert amazon.node_counts() == {"item": 58_088} and amazon.feature_bytes() == 4 * 58_088 * (128 + 64)
+  monkeypatch.setattr(syn, "streams", lambda *a: pytest.fail("the generator started"))
+  with pytest.raises(
+      syn.SyntheticConfigError,
+      match=r"^SyntheticConfig\.scale: the features of its [\d,]+ nodes alone "
+      r"take [\d.]+ GB, more than the [\d.]+ [GM]B this machine has available\. Fix: lower scale",
+  ):
+    syn.make_synthetic(scale=1e9)
+  monkeypatch.setenv("HGNN_IMA_MEMORY_CHECK", "0")  # swap: the user's call
+  syn.check_fits_in_memory(syn.SyntheticConfig(scale=1e9))
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
