@@ -159,6 +159,20 @@ def refuse_bad_workdir(workdir: str):
     fail(e)
 
 
+def usable_cache(cache: str, given: bool) -> str:
+  """`cache` when it can be a directory. One that cannot (JAX took it, warned at every compilation that it could not
+  read or write there, and compiled everything again): given as --xla_cache, one line and exit 2; the default (a
+  read-only home), '' (no cache) and a note that says so."""
+  try:
+    check_workdir(os.path.expanduser(cache), "--xla_cache")
+  except WorkdirError as e:
+    if given:
+      fail(f"{e}; or --xla_cache= to compile without a cache")
+    print(f"note: compiling without a cache: {str(e).split('. Fix:')[0]}", file=sys.stderr)
+    return ""
+  return cache
+
+
 # The tables the artefact scripts write beside their cells (table2.py, ablation.py, depth_sweep.py).
 TABLE_FILES = ("table2.json", "ablation.json", "layers.json")
 

@@ -377,11 +377,13 @@ def main(argv):
   )
 
   common.refuse_bad_workdir(workdir)  # before the graph loads: a bad path is one line, not a late traceback
+  cache = FLAGS.xla_cache if "JAX_COMPILATION_CACHE_DIR" not in os.environ else ""  # JAX's variable wins
+  cache = cache and common.usable_cache(cache, given=FLAGS["xla_cache"].present)
   initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id, FLAGS.coordinator_timeout, stop)
   import jax
 
-  if FLAGS.xla_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    jax.config.update("jax_compilation_cache_dir", host_cache_dir(FLAGS.xla_cache, jax.__version__))
+  if cache:
+    jax.config.update("jax_compilation_cache_dir", host_cache_dir(cache, jax.__version__))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   # After flag parsing: importing the stack is the slow part.
   from hgnn_ima_jax import train

@@ -5,6 +5,7 @@ code reads its allowed values from, and the scripts: exit code 2, one line, noth
 """
 
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -648,6 +649,26 @@ def test_scripts_refuse_a_workdir_that_cannot_be_made_in_one_line(script, arg, t
       f"error: --workdir={afile / 'run'}: cannot be made: {afile} is a file. Fix: give a path below a directory "
       "you can write to"
   )
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_an_xla_cache_that_cannot_be_a_directory_is_one_line_before_any_work(tmp_path):
+  """From an audit: --xla_cache=<a file> trained, with JAX's warning at every compilation and no cache."""
+  afile = tmp_path / "afile"
+  afile.write_text("x")
+  env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}  # it would make the flag moot
+  cmd = [sys.executable, "experiments/train.py", f"--xla_cache={afile}", f"--workdir={tmp_path / 'run'}"]
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2 and proc.stderr.splitlines() == [
+      f"error: --xla_cache={afile}: is a file, not a directory. Fix: give a new path or an existing directory; or "
+      "--xla_cache= to compile without a cache"
+  ], proc.stderr[-3000:]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+  # the default cache in a home where it cannot be made (read-only): a note, and the run compiles without one
+  from hgnn_ima_jax.experiments import common
+
+  assert common.usable_cache(str(afile / "xla"), given=False) == ""
+  assert common.usable_cache(str(tmp_path / "cache"), given=False) == str(tmp_path / "cache")
   assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
