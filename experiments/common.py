@@ -68,6 +68,7 @@ def run_script(
     raise app.UsageError("--resume needs the --workdir of the earlier run")
   workdir = flag_values.workdir or default_workdir(script)
   refuse_bad_workdir(workdir)  # before any cell is built or trained
+  refuse_a_training_run(workdir)
   if flag_values.resume:
     refuse_resume_without_cells(workdir)
   table_file = os.path.join(workdir, f"{script}.json")
@@ -186,6 +187,14 @@ def cell_dirs(workdir: str) -> list[str]:
 def holds_cells(workdir: str) -> bool:
   """Whether `workdir` holds a cell (`cell_dirs`) or a table of an artefact script."""
   return any(os.path.isfile(os.path.join(workdir, t)) for t in TABLE_FILES) or bool(cell_dirs(workdir))
+
+
+def refuse_a_training_run(workdir: str, fix: str = "give a new --workdir"):
+  """A table script's (or visualize.py's) --workdir that holds an experiments/train.py run: one line, exit code 2.
+  Its cells went into that run's directory (`visualize.py --workdir=runs/first`, meant as --run, trained a model
+  for minutes and drew that one's figures)."""
+  if os.path.isfile(os.path.join(workdir, "config.json")):
+    fail(f"--workdir={workdir}: holds an experiments/train.py run (its config.json), not a script's cells. Fix: {fix}")
 
 
 def refuse_resume_without_cells(workdir: str):

@@ -377,6 +377,11 @@ def main(argv):
   )
 
   common.refuse_bad_workdir(workdir)  # before the graph loads: a bad path is one line, not a late traceback
+  if not FLAGS.resume and common.holds_cells(workdir):  # its config.json, checkpoints, results among the cells
+    common.fail(
+        f"--workdir={workdir}: holds the cells of a table2/ablation/depth_sweep/visualize run. Fix: give a new "
+        "--workdir (each cell, <dataset>/<cell>, is a run of its own)"
+    )
   cache = FLAGS.xla_cache if "JAX_COMPILATION_CACHE_DIR" not in os.environ else ""  # JAX's variable wins
   cache = cache and common.usable_cache(cache, given=FLAGS["xla_cache"].present)
   initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id, FLAGS.coordinator_timeout, stop)

@@ -285,6 +285,8 @@ def main(argv):
     )
   # A finished run's figures go next to it; a run trained here gets a new directory.
   workdir = FLAGS.workdir or FLAGS.run or common.default_workdir("visualize")
+  if not FLAGS.run:
+    common.refuse_a_training_run(workdir, f"--run={workdir} draws that run's figures; a new --workdir trains one")
   if FLAGS.resume:  # (with --run, refused above as a training flag)
     common.refuse_resume_without_cells(workdir)
   import jax

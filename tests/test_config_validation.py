@@ -652,6 +652,27 @@ def test_scripts_refuse_a_workdir_that_cannot_be_made_in_one_line(script, arg, t
   assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
+def test_a_workdir_of_the_other_kind_is_refused_before_any_work(tmp_path):
+  """From an audit: `visualize.py --workdir=runs/first` (meant as --run) trained a model into that run's directory
+  and drew its figures; a table script wrote its cells into a train.py run, train.py its run among a table's cells."""
+  run, table = tmp_path / "run", tmp_path / "table"
+  run.mkdir()
+  (run / "config.json").write_text("{}")  # what the refusals look at: a run's config.json, a cell's
+  (table / "synthetic" / "hgnn_ima").mkdir(parents=True)
+  (table / "synthetic" / "hgnn_ima" / "config.json").write_text("{}")
+  before = sorted(str(p) for p in tmp_path.rglob("*"))
+  cases = [
+      (("visualize.py", f"--workdir={run}"), f"Fix: --run={run} draws that run's figures; a new --workdir trains one"),
+      (("table2.py", "--tiny", f"--workdir={run}"), "Fix: give a new --workdir"),
+      (("train.py", f"--workdir={table}"), "holds the cells of a table2/ablation/depth_sweep/visualize run. Fix:"),
+  ]
+  for args, words in cases:
+    proc = run_python(f"experiments/{args[0]}", *args[1:], "--noprogress", timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and words in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"error: --workdir={args[-1].split('=')[1]}: holds "), proc.stderr
+  assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
 def test_an_xla_cache_that_cannot_be_a_directory_is_one_line_before_any_work(tmp_path):
   """From an audit: --xla_cache=<a file> trained, with JAX's warning at every compilation and no cache."""
   afile = tmp_path / "afile"
