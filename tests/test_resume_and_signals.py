@@ -265,9 +265,12 @@ def test_a_table_script_refuses_resume_without_cells(tmp_path, script, where):
   )
   lines = proc.stderr.strip().splitlines()
   assert proc.returncode == 2 and proc.stdout == "" and len(lines) == 1, proc.stderr[-2000:]
-  what = "does not exist" if where == "missing" else "holds no cell of an earlier"
-  assert lines[0].startswith("error: --resume: ") and what in lines[0], lines[0]
-  assert "Fix: check the path of the earlier run, or drop --resume to start a new one there" in lines[0]
+  if where == "train_run":  # named for what it is (common.refuse_a_training_run), --resume or not
+    assert lines[0].startswith(f"error: --workdir={workdir}: holds an experiments/train.py run"), lines[0]
+  else:
+    what = "does not exist" if where == "missing" else "holds no cell of an earlier"
+    assert lines[0].startswith("error: --resume: ") and what in lines[0], lines[0]
+    assert "Fix: check the path of the earlier run, or drop --resume to start a new one there" in lines[0]
   assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
 
 
