@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import glob
 import json
 import os
 import socket
@@ -107,6 +108,13 @@ def write_config(workdir: str, config: ml_collections.ConfigDict):
     f.write(config.to_json_best_effort(indent=2))
 
 
+def runs_below(workdir: str) -> list[str]:
+  """The run directories (with a config.json) one or two levels below `workdir`, sorted."""
+  found = glob.glob(os.path.join(glob.escape(workdir), "*", "config.json"))
+  found += glob.glob(os.path.join(glob.escape(workdir), "*", "*", "config.json"))
+  return sorted(os.path.dirname(p) for p in found)
+
+
 def read_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
@@ -115,8 +123,15 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
           f"{path} not found: {workdir} holds checkpoints but no config.json, which rebuilds the run. Fix: put back "
           "the config.json the run wrote"
       )
+    below = runs_below(workdir)
+    if below:  # a table script's workdir, or one of its <dataset> directories: its cells are the runs
+      raise FileNotFoundError(
+          f"{path} not found: {workdir} is not a training run directory, the runs below it are: "
+          f"{', '.join(below[:4])}{' ...' if len(below) > 4 else ''}. Fix: give one of them"
+      )
     raise FileNotFoundError(
-        f"{path} not found: {workdir} is not a training run directory " "(run experiments/train.py --workdir=... first)"
+        f"{path} not found: {workdir} is not a training run directory. Fix: give the --workdir of an "
+        "experiments/train.py run (or of a table script's cell)"
     )
   with open(path) as f:
     try:

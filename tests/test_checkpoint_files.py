@@ -196,3 +196,22 @@ def test_late_read_reports_are_dropped_and_every_other_report_passes(monkeypatch
   for e in (late, elsewhere, ValueError("other")):
     sys.unraisablehook(report(e))
   assert [str(e) for e in seen] == ["Event loop is closed", "other"] and seen[0] is elsewhere
+
+
+def test_a_directory_that_is_no_run_names_the_runs_below_it(tmp_path):
+  """load_run / load_checkpoint on a table script's workdir (or its <dataset> directory) named no run: its cells are
+  the runs, and the error lists them; a directory with none says what to give."""
+  for cell in ("synthetic/hgnn_ima", "synthetic/hgt_late", "imdb/hgnn_ima"):
+    (tmp_path / "table" / cell).mkdir(parents=True)
+    (tmp_path / "table" / cell / "config.json").write_text(json.dumps(CONFIG))
+  table = tmp_path / "table"
+  with pytest.raises(FileNotFoundError) as e:
+    run_dir.read_config(str(table))
+  assert str(e.value) == (
+      f"{table}/config.json not found: {table} is not a training run directory, the runs below it are: "
+      f"{table}/imdb/hgnn_ima, {table}/synthetic/hgnn_ima, {table}/synthetic/hgt_late. Fix: give one of them"
+  )
+  with pytest.raises(FileNotFoundError, match=rf"runs below it are: {table}/synthetic/hgnn_ima, .*hgt_late\. Fix"):
+    run_dir.read_config(str(table / "synthetic"))
+  with pytest.raises(FileNotFoundError, match=r"is not a training run directory\. Fix: give the --workdir of an "):
+    run_dir.read_config(str(tmp_path / "table" / "imdb" / "hgnn_ima" / "nothing"))
