@@ -10,14 +10,14 @@ import dataclasses
 
 import ml_collections
 
-from hgnn_ima_jax import choices, config_values, field_usage
+from hgnn_ima_jax import choices, config_values, field_usage, memory_check
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.graph import MMHN
 from hgnn_ima_jax.graph_checks import check_trainable
 
 from . import splits
 from .datasets import GENERATED_ON_GENERIC, load_dataset, reads_generic_format
-from .synthetic_config import SyntheticConfig, SyntheticConfigError, check_fits_in_memory
+from .synthetic_config import SyntheticConfig, SyntheticConfigError, check_fits_in_memory, scaled_synthetic_kwargs
 
 
 def _synthetic_knobs(config) -> dict:
@@ -85,6 +85,18 @@ def check_data_config(config) -> None:
     unread = unread_file_field(dataset, field, config.get(field))
     if unread:
       raise cv.ConfigError(field, config.get(field), *unread)
+  if dataset in choices.SCALED_SYNTHETIC:  # a fixed graph: its size is the dataset's, no knob changes it
+    try:
+      check_fits_in_memory(SyntheticConfig(**scaled_synthetic_kwargs(dataset)))
+    except SyntheticConfigError as e:
+      smaller = [n for n in choices.SCALED_SYNTHETIC if n != dataset]
+      raise cv.ConfigError(
+          "dataset",
+          dataset,
+          e.problem,
+          f"train a smaller one ({', '.join(smaller)}), or where that much memory is free "
+          f"({memory_check.ENV_SWITCH}=0 generates it anyway, e.g. with swap)",
+      ) from None
   if "synthetic" not in config:
     return
   known = {f"synthetic.{f.name}" for f in dataclasses.fields(SyntheticConfig)}
