@@ -44,6 +44,41 @@ for _flag in TEST_XLA_FLAGS if os.environ.get("HGNN_IMA_TEST_XLA_FLAGS", "1") !=
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_flag}".strip()
 
 
+# The modules that take longest (worker-seconds on 2 cores, 2026-12-07: test_devices 207, test_benchmark 178, ...),
+# longest first. `--dist=loadscope` hands each worker the next module as it frees up, in collection order, so the
+# long ones go first and the short ones even out the end; xdist's own reorder (modules by their *number* of tests)
+# is turned off below, since it put the one 38 s test of test_users_compiler last: one worker ran it alone for the
+# last ~75 s. A module missing here runs after them, in the usual order.
+LONGEST_MODULES = (
+    "test_devices.py",
+    "test_benchmark.py",
+    "test_training.py",
+    "test_model_reference.py",
+    "test_trimming.py",
+    "test_minibatch.py",
+    "test_resume_and_signals.py",
+    "test_edge_ops.py",
+    "test_model_properties.py",
+    "test_predict.py",
+    "test_memory_check.py",
+    "test_cli_output.py",
+    "test_inference.py",
+    "test_experiments.py",
+    "test_losses.py",
+    "test_users_compiler.py",
+)
+
+
+def pytest_configure(config):
+  if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's --loadscope-reorder (on by default)
+    config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each module's own order is kept
+
+
 def default_emitters_env() -> dict:
   """os.environ without LEGACY_EMITTERS_FLAG, for a subprocess that compiles as users do."""
   flags = os.environ.get("XLA_FLAGS", "").split()
