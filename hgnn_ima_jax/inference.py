@@ -408,7 +408,7 @@ class LayerwiseInference:
   def _att_loss(self, s: Schema, sums: np.ndarray) -> float:
     """`losses.attention_loss`'s normalisation of the per-(layer, relation) sums of the per-edge terms."""
     K = sums.shape[0]
-    if s.num_relations == 0:
+    if K == 0 or s.num_relations == 0:  # no layer, no λ: 0, as `losses.attention_loss` (a mean of nothing was NaN)
       return 0.0
     if self.model.latt_norm == "paper_sum":
       return float(sums.sum() / (K * s.num_modalities))

@@ -124,11 +124,16 @@ def test_layerwise_equals_full_batch_for_every_model(name):
         ("hgnn_ima+inf", 3, "mixed", dict(heads=4)),
         ("hgnn_ima-nei", 2, "mixed", dict(nei_mode="target", update_form="paper")),
         ("hgt_early", 3, "mixed", {}),
+        # no layer (depth_sweep's K=0): L_att is 0 as in the full-batch forward, with either norm (it was NaN, and
+        # the val loss of a mini-batch run with it, which early stopping and selection then compared)
+        ("hgnn_ima", 2, "mixed", dict(num_layers=0)),
+        ("hgnn_ima", 2, "mixed", dict(num_layers=0, latt_norm="paper_sum")),
     ],
     ids=lambda c: c[0] + "-" + "-".join(f"{v}" for v in c[3].values()),
 )
 def test_layerwise_equals_full_batch_other_settings(case):
-  """paper_sum L_att and the shared projection; three modalities; -nei from the receiver alone; early fusion."""
+  """paper_sum L_att and the shared projection; three modalities; -nei from the receiver alone; early fusion; no
+  layer."""
   name, num_modalities, widths, fields = case
   data = graph(num_modalities, widths)
   model, variables, full = built(name, data, seed=1, **fields)
