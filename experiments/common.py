@@ -8,7 +8,6 @@ history files and results table).
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import shlex
@@ -19,7 +18,7 @@ from typing import Callable
 from hgnn_ima_jax import cli_flags, config_values
 from hgnn_ima_jax import config_validation as cv
 from hgnn_ima_jax.graph import DatasetError
-from hgnn_ima_jax.run_dir import WorkdirError, check_workdir
+from hgnn_ima_jax.run_dir import WorkdirError, check_workdir, runs_below
 
 from . import formatting
 from .cell_runs import CellConfigError
@@ -181,7 +180,7 @@ TABLE_FILES = ("table2.json", "ablation.json", "layers.json")
 def cell_dirs(workdir: str) -> list[str]:
   """The cells of an artefact script's `workdir`, each a run: `<dataset>/<cell>` with a config.json (written when
   the cell starts training)."""
-  return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(glob.escape(workdir), "*", "*", "config.json")))
+  return runs_below(workdir, levels=(2,))
 
 
 def holds_cells(workdir: str) -> bool:

@@ -108,10 +108,10 @@ def write_config(workdir: str, config: ml_collections.ConfigDict):
     f.write(config.to_json_best_effort(indent=2))
 
 
-def runs_below(workdir: str) -> list[str]:
-  """The run directories (with a config.json) one or two levels below `workdir`, sorted."""
-  found = glob.glob(os.path.join(glob.escape(workdir), "*", "config.json"))
-  found += glob.glob(os.path.join(glob.escape(workdir), "*", "*", "config.json"))
+def runs_below(workdir: str, levels: tuple[int, ...] = (1, 2)) -> list[str]:
+  """The run directories (with a config.json) `levels` directories below `workdir`, sorted (a table script's cells:
+  level 2, `<dataset>/<cell>`)."""
+  found = [p for n in levels for p in glob.glob(os.path.join(glob.escape(workdir), *["*"] * n, "config.json"))]
   return sorted(os.path.dirname(p) for p in found)
 
 
