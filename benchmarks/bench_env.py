@@ -58,14 +58,11 @@ def cpu_seconds() -> float:
 
 
 def mem_available_mb() -> float:
-  try:
-    with open("/proc/meminfo") as f:
-      for ln in f:
-        if ln.startswith("MemAvailable:"):
-          return int(ln.split()[1]) / 1024
-  except OSError:  # pragma: no cover
-    pass
-  return 0.0
+  """MemAvailable in MB (0 where unknown), as the library's memory checks read it. Imported here, not at the top:
+  the PyG worker also imports this module, from a venv that need not hold our package (it never calls this)."""
+  from hgnn_ima_jax.memory_check import host_available_bytes  # pylint: disable=import-outside-toplevel
+
+  return (host_available_bytes() or 0) / 2**20
 
 
 class RssSampler:
